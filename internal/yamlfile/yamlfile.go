@@ -1,0 +1,217 @@
+// Package yamlfile decodes YAML configuration files strictly and reports every
+// problem as file:line:column, the field's path, and what was expected.
+//
+// It wraps github.com/goccy/go-yaml, which keeps positions on its AST. Three
+// kinds of error reach a user, and all three come out as *Error:
+//
+//   - syntax and type errors found by the decoder (positions from its tokens);
+//   - value errors raised by types that implement NodeUnmarshaler (units such as
+//     durations), which build an *Error from the node they were given;
+//   - semantic errors found after decoding (a dangling reference), which name a
+//     YAML path that Doc.Errorf resolves to a position.
+package yamlfile
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+// Error is a problem in a configuration file, located as precisely as the
+// decoder allows. Line and Column are 1-based; zero means unknown.
+type Error struct {
+	File   string
+	Line   int
+	Column int
+	Path   string // field path such as "gateway.routes[0].timeouts.total"; may be empty
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors collects several problems so a user can fix a file in one pass.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Err returns nil for an empty list, so `return errs.Err()` reads naturally.
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// NodeError builds an *Error located at node. Types implementing
+// NodeUnmarshaler use it so that a bad value keeps its position.
+func NodeError(node ast.Node, format string, args ...any) *Error {
+	e := &Error{Msg: fmt.Sprintf(format, args...)}
+	if node != nil {
+		if tk := node.GetToken(); tk != nil && tk.Position != nil {
+			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+		}
+		e.Path = displayPath(node.GetPath())
+	}
+	return e
+}
+
+// Doc is a parsed file, kept so that errors found after decoding can still be
+// located by their YAML path.
+type Doc struct {
+	Name string // file name as given by the user, used in messages
+	file *ast.File
+}
+
+// Decode parses data strictly into v: unknown fields, duplicate keys and type
+// mismatches are errors. The returned Doc locates later, semantic errors.
+func Decode(name string, data []byte, v any) (*Doc, error) {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, convert(name, err)
+	}
+	doc := &Doc{Name: name, file: f}
+	if len(f.Docs) == 0 || f.Docs[0].Body == nil {
+		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "the file is empty"}
+	}
+	if len(f.Docs) > 1 {
+		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "expected one YAML document, found several (---)"}
+	}
+	if err := yaml.NodeToValue(f.Docs[0].Body, v, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+		return doc, convert(name, err)
+	}
+	return doc, nil
+}
+
+// DecodeNode decodes one node of an already parsed document strictly into v;
+// used for parameters whose type is only known after a sibling field was read
+// (a fault's params depend on its kind).
+func (d *Doc) DecodeNode(node ast.Node, v any) error {
+	if node == nil {
+		return nil
+	}
+	if err := yaml.NodeToValue(node, v, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+		return convert(d.Name, err)
+	}
+	return nil
+}
+
+// Errorf returns an error located at the YAML node at path (for example
+// "$.gateway.routes[0].upstream"). When the path does not exist (the field
+// was omitted) it walks up to the nearest existing parent.
+func (d *Doc) Errorf(path string, format string, args ...any) *Error {
+	e := &Error{Msg: fmt.Sprintf(format, args...), Path: displayPath(path)}
+	if d == nil {
+		return e
+	}
+	e.File = d.Name
+	for p := path; p != "" && p != "$"; p = parentPath(p) {
+		if n := d.lookup(p); n != nil {
+			if tk := n.GetToken(); tk != nil && tk.Position != nil {
+				e.Line, e.Column = tk.Position.Line, tk.Position.Column
+			}
+			return e
+		}
+	}
+	e.Line, e.Column = 1, 1
+	return e
+}
+
+// Node returns the AST node at path, or nil.
+func (d *Doc) Node(path string) ast.Node {
+	if d == nil {
+		return nil
+	}
+	return d.lookup(path)
+}
+
+func (d *Doc) lookup(path string) ast.Node {
+	p, err := yaml.PathString(path)
+	if err != nil {
+		return nil
+	}
+	n, err := p.FilterFile(d.file)
+	if err != nil {
+		return nil
+	}
+	// FilterFile returns the value node; for a mapping value we prefer the
+	// position of the value itself, which is what a user wants to fix.
+	return n
+}
+
+func parentPath(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i > 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+// displayPath turns "$.a.b[0].c" into "a.b[0].c".
+func displayPath(p string) string {
+	p = strings.TrimPrefix(p, "$")
+	return strings.TrimPrefix(p, ".")
+}
+
+// convert turns any decoder error into *Error (or Errors), keeping positions.
+func convert(name string, err error) error {
+	var own *Error
+	if errors.As(err, &own) {
+		c := *own
+		if c.File == "" {
+			c.File = name
+		}
+		return &c
+	}
+	var own2 Errors
+	if errors.As(err, &own2) {
+		out := make(Errors, len(own2))
+		for i, e := range own2 {
+			c := *e
+			if c.File == "" {
+				c.File = name
+			}
+			out[i] = &c
+		}
+		return out
+	}
+	type tokenError interface {
+		GetToken() *token.Token
+		GetMessage() string
+	}
+	var te tokenError
+	if errors.As(err, &te) {
+		e := &Error{File: name, Msg: te.GetMessage()}
+		if tk := te.GetToken(); tk != nil && tk.Position != nil {
+			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+		}
+		return e
+	}
+	return &Error{File: name, Msg: err.Error()}
+}
