@@ -31,8 +31,10 @@ const (
 	Reset          // the client's connection was reset or closed mid-request
 	TransportError // any other client-side transport error
 	Dropped        // never sent: the in-flight cap was reached at its send time
+	Aborted        // cut short because the run was interrupted (not the target's fault)
 
 	// Decided by the gateway.
+	NoRoute                // 404: no route matches the path
 	GatewayTimeout         // 504: response-header or total timeout
 	PerTryTimeout          // 504: the per-try timeout on the last attempt
 	UpstreamConnectFailure // 502: connect refused or timed out
@@ -88,6 +90,8 @@ var infos = [numCauses]info{
 	Reset:                  {"reset", LayerClient, 0},
 	TransportError:         {"transport_error", LayerClient, 0},
 	Dropped:                {"dropped", LayerClient, 0},
+	Aborted:                {"aborted", LayerClient, 0},
+	NoRoute:                {"no_route", LayerGateway, http.StatusNotFound},
 	GatewayTimeout:         {"gateway_timeout", LayerGateway, http.StatusGatewayTimeout},
 	PerTryTimeout:          {"per_try_timeout", LayerGateway, http.StatusGatewayTimeout},
 	UpstreamConnectFailure: {"upstream_connect_failure", LayerGateway, http.StatusBadGateway},
@@ -141,8 +145,10 @@ func (c Cause) Status() int {
 }
 
 // IsError reports whether the outcome counts against an error rate. A
-// fallback is a degraded success: counted on its own, not as an error.
-func (c Cause) IsError() bool { return c != OK && c != Fallback }
+// fallback is a degraded success: counted on its own, not as an error. An
+// aborted request (the run was interrupted) says nothing about the system and
+// is not an error either.
+func (c Cause) IsError() bool { return c != OK && c != Fallback && c != Aborted }
 
 // MarshalText writes the name, so JSON maps keyed by Cause read well.
 func (c Cause) MarshalText() ([]byte, error) { return []byte(c.String()), nil }

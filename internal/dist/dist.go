@@ -10,7 +10,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/invopop/jsonschema"
 
@@ -70,7 +69,7 @@ func (l *Latency) UnmarshalYAML(node ast.Node) error {
 		return nil
 	}
 	var f latencyFields
-	if err := yaml.NodeToValue(node, &f, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+	if err := yamlfile.DecodeNode(node, &f); err != nil {
 		return err
 	}
 	*l = Latency(f)

@@ -8,30 +8,44 @@ import (
 	"encoding/json"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Clock is the run's single time base. Offsets come from Go's monotonic
 // clock, so wall-clock jumps during a run do not move events.
-type Clock struct{ start time.Time }
+//
+// The run creates the clock before it starts upstreams and the gateway (they
+// stamp their setup events with it) and moves its zero to the instant the
+// load starts with Reset, once, before any load or fault timeline runs; so
+// setup events have small negative offsets and "fault at 5s" means 5 s into
+// the load, however long setup took.
+type Clock struct{ start atomic.Pointer[time.Time] }
 
 // NewClock starts a clock now.
-func NewClock() *Clock { return &Clock{start: time.Now()} }
+func NewClock() *Clock { return ClockAt(time.Now()) }
 
 // ClockAt returns a clock whose zero is start.
-func ClockAt(start time.Time) *Clock { return &Clock{start: start} }
+func ClockAt(start time.Time) *Clock {
+	c := &Clock{}
+	c.start.Store(&start)
+	return c
+}
+
+// Reset moves the clock's zero to t.
+func (c *Clock) Reset(t time.Time) { c.start.Store(&t) }
 
 // Start is the wall-clock instant of offset zero.
-func (c *Clock) Start() time.Time { return c.start }
+func (c *Clock) Start() time.Time { return *c.start.Load() }
 
 // Now is the offset since the start.
-func (c *Clock) Now() time.Duration { return time.Since(c.start) }
+func (c *Clock) Now() time.Duration { return time.Since(*c.start.Load()) }
 
 // Offset converts an instant to an offset on this clock.
-func (c *Clock) Offset(t time.Time) time.Duration { return t.Sub(c.start) }
+func (c *Clock) Offset(t time.Time) time.Duration { return t.Sub(*c.start.Load()) }
 
 // At converts an offset to an instant.
-func (c *Clock) At(d time.Duration) time.Time { return c.start.Add(d) }
+func (c *Clock) At(d time.Duration) time.Time { return c.start.Load().Add(d) }
 
 // Event is one thing that happened: a fault starting or firing, a breaker
 // opening, a retry, a phase starting.

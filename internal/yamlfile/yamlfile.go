@@ -215,3 +215,47 @@ func convert(name string, err error) error {
 	}
 	return &Error{File: name, Msg: err.Error()}
 }
+
+// FieldError is a problem found by a package that validates its own config
+// without knowing which file it came from. Path is relative to that config
+// ("routes[0].upstream"); the file layer positions it with Doc.Position.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e FieldError) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// Fieldf builds a FieldError.
+func Fieldf(path, format string, args ...any) FieldError {
+	return FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Position locates field errors found under prefix (a YAML path such as
+// "$.gateway") in this document.
+func (d *Doc) Position(prefix string, errs []FieldError) Errors {
+	var out Errors
+	for _, fe := range errs {
+		p := prefix
+		if fe.Path != "" {
+			if strings.HasPrefix(fe.Path, "[") {
+				p += fe.Path
+			} else {
+				p += "." + fe.Path
+			}
+		}
+		out = append(out, d.Errorf(p, "%s", fe.Msg))
+	}
+	return out
+}
+
+// DecodeNode decodes one node strictly into v; NodeUnmarshaler
+// implementations use it for their mapping forms.
+func DecodeNode(node ast.Node, v any) error {
+	return yaml.NodeToValue(node, v, yaml.Strict(), yaml.DisallowUnknownField())
+}

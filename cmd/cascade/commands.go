@@ -1,0 +1,243 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/run"
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/report"
+	"github.com/cascadehq/cascade/results/verdict"
+	"github.com/cascadehq/cascade/scenarios"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+type planFlags struct {
+	seed        uint64
+	strict      bool
+	allowRemote bool
+}
+
+func (f *planFlags) register(cmd *cobra.Command) {
+	cmd.Flags().Uint64Var(&f.seed, "seed", 0, "override the scenario's seed")
+	cmd.Flags().BoolVar(&f.strict, "strict", false, "treat lint warnings (e.g. a misordered timeout cascade) as errors")
+	cmd.Flags().BoolVar(&f.allowRemote, "allow-remote", false, "permit a non-loopback target (cascade refuses by default)")
+}
+
+func (f *planFlags) options(cmd *cobra.Command) plan.Options {
+	o := plan.Options{Strict: f.strict, AllowRemote: f.allowRemote}
+	if cmd.Flags().Changed("seed") {
+		o.Seed = &f.seed
+	}
+	return o
+}
+
+func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+	var pf planFlags
+	var out, progress string
+	cmd := &cobra.Command{
+		Use:   "run SCENARIO.yaml",
+		Short: "Run a scenario and judge its SLOs (exit 0 pass, 1 fail)",
+		Long: `Run starts the scenario's fake upstreams and gateway, drives the load while the fault
+timeline runs, and prints a summary per phase with one line per SLO. Results go to a run
+directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
+'cascade report' can re-read. Ctrl-C stops the run, writes partial results and exits 130.`,
+		Example: `  cascade run scenarios/examples/quickstart.yaml
+  cascade run --out /tmp/run1 --seed 7 scenarios/examples/slow-upstream-504.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := plan.CompileFile(args[0], pf.options(cmd))
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			for _, w := range p.Warnings {
+				fmt.Fprintln(stderr, "warning:", w)
+			}
+			mode := run.ProgressMode(progress)
+			switch mode {
+			case run.ProgressAuto, run.ProgressBars, run.ProgressPlain, run.ProgressOff:
+			default:
+				return exitWith(ExitUsage, fmt.Errorf("--progress must be auto, bars, plain or off"))
+			}
+			o, err := run.Run(cmd.Context(), p, run.Options{OutDir: out, Progress: mode, Stdout: stdout, Stderr: stderr, AllowRemote: pf.allowRemote})
+			if err != nil {
+				return exitWith(ExitRunFailed, err)
+			}
+			switch {
+			case o.Interrupted:
+				fmt.Fprintln(stderr, "cascade: interrupted; partial results in", o.Dir)
+				return exitWith(ExitInterrupted, nil)
+			case !o.Pass:
+				return exitWith(ExitFail, nil)
+			}
+			return nil
+		},
+	}
+	pf.register(cmd)
+	cmd.Flags().StringVar(&out, "out", "", "run directory (default ./cascade-results/<name>-<timestamp>)")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "live display: auto, bars, plain or off")
+	return cmd
+}
+
+func newValidateCmd(stdout, stderr io.Writer) *cobra.Command {
+	var pf planFlags
+	cmd := &cobra.Command{
+		Use:   "validate SCENARIO.yaml",
+		Short: "Check a scenario without running it (exit 0 valid, 2 invalid)",
+		Long: `Validate decodes the scenario strictly, resolves every reference, parses every
+objective and runs the static timeout-cascade lint. Errors name file:line:column.`,
+		Example: `  cascade validate scenarios/examples/quickstart.yaml
+  cascade validate --strict my-scenario.yaml   # lint warnings fail too`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := plan.CompileFile(args[0], pf.options(cmd))
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			for _, w := range p.Warnings {
+				fmt.Fprintln(stderr, "warning:", w)
+			}
+			fmt.Fprintf(stdout, "%s: valid (%d upstreams, %d faults, %d phases, %d objectives, %.0f requests over %s)\n",
+				args[0], len(p.Upstreams), len(p.Timeline), len(p.Phases), len(p.Objectives), loadgen.NewPacer(p.Load.Stages).Total(), p.Duration)
+			return nil
+		},
+	}
+	pf.register(cmd)
+	return cmd
+}
+
+func newSchemaCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:     "schema",
+		Short:   "Print the JSON Schema of scenario files (for editors)",
+		Example: "  cascade schema > scenario.schema.json\n  # then in VS Code: \"yaml.schemas\": {\"./scenario.schema.json\": \"scenarios/*.yaml\"}",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := scenarios.Schema()
+			if err != nil {
+				return exitWith(ExitRunFailed, err)
+			}
+			_, err = fmt.Fprintln(stdout, string(b))
+			return err
+		},
+	}
+}
+
+func newReportCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "report RUN_DIR",
+		Short: "Re-print a run's summary and re-judge its SLOs from the recorded data",
+		Long: `Report reads a run directory and recomputes every objective from the recorded
+histograms and counts, against the scenario saved with the run. Exit code as for run.`,
+		Example: "  cascade report cascade-results/quickstart-20261122-101500",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := results.Load(args[0])
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			sum := r.Summary
+			src, err := os.ReadFile(r.Dir + "/" + results.ScenarioFile)
+			if err != nil {
+				return exitWith(ExitUsage, fmt.Errorf("the run's scenario copy: %w", err))
+			}
+			seed := sum.Seed
+			p, err := plan.CompileBytes(sum.File, src, plan.Options{Seed: &seed, AllowRemote: true})
+			if err != nil {
+				return exitWith(ExitUsage, fmt.Errorf("the run's scenario no longer compiles: %w", err))
+			}
+			in, err := verdict.NewInput(&sum, r.Events, r.Intervals)
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			objs, pass := verdict.Evaluate(p.Objectives, in)
+			sum.Objectives = objs
+			switch {
+			case sum.Interrupted:
+				sum.Verdict = results.VerdictInterrupted
+			case pass:
+				sum.Verdict = results.VerdictPass
+			default:
+				sum.Verdict = results.VerdictFail
+			}
+			if err := report.Text(stdout, &sum, r.Dir); err != nil {
+				return err
+			}
+			switch {
+			case sum.Interrupted:
+				return exitWith(ExitInterrupted, nil)
+			case !pass:
+				return exitWith(ExitFail, nil)
+			}
+			return nil
+		},
+	}
+}
+
+func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
+	var config, listen string
+	cmd := &cobra.Command{
+		Use:   "gateway --config FILE",
+		Short: "Run cascade's gateway on its own, in front of your services",
+		Long: `Gateway runs the same reverse proxy that 'cascade run' uses, from a config file with
+upstreams (target URLs) and routes (path prefix, upstream, timeouts). It serves until
+interrupted.`,
+		Example: `  cascade gateway --config gateway.yaml
+  # gateway.yaml:
+  #   listen: 127.0.0.1:8080
+  #   upstreams: [{name: api, targets: [http://127.0.0.1:9001]}]
+  #   routes: [{path: /, upstream: api, timeouts: {connect: 1s, response_header: 5s, total: 10s}}]`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if config == "" {
+				return exitWith(ExitUsage, errors.New("--config is required"))
+			}
+			cfg, err := gateway.LoadConfig(config)
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			g, err := gateway.New(cfg, gateway.Options{Sink: event.Discard})
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			if err := g.Start(); err != nil {
+				return exitWith(ExitRunFailed, err)
+			}
+			defer g.Close()
+			fmt.Fprintf(stderr, "cascade gateway listening on %s\n", g.URL())
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "gateway config file (YAML)")
+	cmd.Flags().StringVar(&listen, "listen", "", "override the config's listen address")
+	return cmd
+}
+
+func newVersionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print cascade's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintf(stdout, "cascade %s (%s)\n", version(), runtime.Version())
+		},
+	}
+}
+
+func version() string { return "dev" }

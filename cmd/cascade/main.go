@@ -1,0 +1,96 @@
+// Command cascade rehearses upstream timeouts before production: one
+// scenario file declares fake upstreams, a gateway, a load profile, a fault
+// timeline and SLOs; `cascade run` runs it and exits with the verdict.
+//
+// Exit codes: 0 every objective passed; 1 an objective failed; 2 invalid
+// scenario or usage; 3 the run itself failed (e.g. cannot bind); 130
+// interrupted (Ctrl-C), with partial results written.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	ExitPass        = 0
+	ExitFail        = 1
+	ExitUsage       = 2
+	ExitRunFailed   = 3
+	ExitInterrupted = 130
+)
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error // nil when the message was already printed
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default so a second Ctrl-C
+		// kills at once if cleanup ever hangs.
+		<-ctx.Done()
+		stop()
+	}()
+	os.Exit(cli(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli is the whole CLI, testable without a process.
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitPass
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "cascade:", ee.err)
+		}
+		return ee.code
+	}
+	// Cobra's own errors: unknown command or flag, wrong argument count.
+	fmt.Fprintln(stderr, "cascade:", err)
+	return ExitUsage
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cascade",
+		Short: "Rehearse upstream timeouts, retries and breakers under load before production",
+		Long: `cascade runs a scenario: fake upstreams that inject faults on a schedule, a gateway
+(cascade's own or yours), an open-model load generator, and a verdict on your SLOs.`,
+		Example: `  cascade run scenarios/examples/quickstart.yaml
+  cascade validate --strict my-scenario.yaml
+  cascade report cascade-results/quickstart-20261122-101500`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newRunCmd(stdout, stderr), newValidateCmd(stdout, stderr), newSchemaCmd(stdout),
+		newReportCmd(stdout), newGatewayCmd(stdout, stderr), newVersionCmd(stdout))
+	return root
+}

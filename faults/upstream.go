@@ -1,0 +1,380 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/dist"
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/units"
+)
+
+// Headers a fake upstream sets on every answer, so a client or a gateway log
+// can tell which replica answered.
+const (
+	HeaderUpstream = "X-Cascade-Upstream"
+	HeaderReplica  = "X-Cascade-Replica"
+)
+
+// Behaviour is how a healthy replica answers. The zero value answers 200 with
+// a 64-byte body at once.
+type Behaviour struct {
+	// Latency before answering: a duration or a distribution.
+	Latency dist.Latency `yaml:"latency,omitempty" json:"latency,omitempty"`
+	// Status of a normal answer (default 200).
+	Status int `yaml:"status,omitempty" json:"status,omitempty"`
+	// BodySize of a normal answer (default 64 bytes).
+	BodySize units.Size `yaml:"body_size,omitempty" json:"body_size,omitempty"`
+}
+
+// Validate checks the behaviour.
+func (b Behaviour) Validate() error {
+	if b.Status != 0 && (b.Status < 100 || b.Status > 599) {
+		return fmt.Errorf("status %d is not an HTTP status (100-599)", b.Status)
+	}
+	if !b.Latency.IsZero() {
+		return b.Latency.Validate()
+	}
+	return nil
+}
+
+// UpstreamConfig declares one fake upstream.
+type UpstreamConfig struct {
+	Name      string
+	Replicas  int      // default 1
+	Listen    []string // fixed host:port per replica; empty means 127.0.0.1 on a kernel-chosen port
+	Behaviour Behaviour
+}
+
+// Options are what every upstream shares within a run.
+type Options struct {
+	Seed  uint64
+	Sink  event.Sink
+	Clock *event.Clock
+}
+
+func (o *Options) defaults() {
+	if o.Sink == nil {
+		o.Sink = event.Discard
+	}
+	if o.Clock == nil {
+		o.Clock = event.NewClock()
+	}
+}
+
+// Upstream is a named group of replicas with one behaviour.
+type Upstream struct {
+	cfg  UpstreamConfig
+	opts Options
+
+	mu       sync.Mutex
+	replicas []*Replica
+}
+
+// NewUpstream prepares an upstream; Start binds its replicas.
+func NewUpstream(cfg UpstreamConfig, opts Options) *Upstream {
+	opts.defaults()
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = max(1, len(cfg.Listen))
+	}
+	return &Upstream{cfg: cfg, opts: opts}
+}
+
+// Name of the upstream.
+func (u *Upstream) Name() string { return u.cfg.Name }
+
+// Start binds every replica. On error, replicas already started are closed.
+func (u *Upstream) Start() error {
+	for i := 0; i < u.cfg.Replicas; i++ {
+		if _, err := u.AddReplica(); err != nil {
+			u.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// AddReplica starts one more replica (autoscaling, or a restarted instance).
+func (u *Upstream) AddReplica() (*Replica, error) {
+	u.mu.Lock()
+	i := len(u.replicas)
+	u.mu.Unlock()
+	addr := "127.0.0.1:0"
+	if i < len(u.cfg.Listen) {
+		addr = u.cfg.Listen[i]
+	}
+	r := newReplica(u, i, addr)
+	if err := r.startListening(); err != nil {
+		return nil, fmt.Errorf("upstream %s replica %d: %w", u.cfg.Name, i, err)
+	}
+	u.mu.Lock()
+	u.replicas = append(u.replicas, r)
+	u.mu.Unlock()
+	return r, nil
+}
+
+// Replicas returns the replicas in index order.
+func (u *Upstream) Replicas() []*Replica {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]*Replica(nil), u.replicas...)
+}
+
+// Close stops every replica and resets their connections.
+func (u *Upstream) Close() error {
+	var errs []error
+	for _, r := range u.Replicas() {
+		errs = append(errs, r.close())
+	}
+	return errors.Join(errs...)
+}
+
+// seedFor derives a stable random stream for a named thing from the run seed,
+// so adding a fault does not change the delays drawn by another one.
+func seedFor(seed uint64, parts ...string) *rand.Rand {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return rand.New(rand.NewPCG(seed, h.Sum64()))
+}
+
+// Replica is one listening instance of an upstream.
+type Replica struct {
+	up    *Upstream
+	index int
+	name  string // "api[0]"
+
+	srv     *http.Server
+	base    http.Handler                 // the healthy behaviour, built once so its random stream continues
+	handler atomic.Pointer[http.Handler] // base wrapped in the active HTTP faults
+
+	mu     sync.Mutex
+	addr   string // host:port; fixed after the first bind so a restart comes back on it
+	ln     net.Listener
+	conns  map[net.Conn]struct{}
+	active []activeFault
+	closed bool
+
+	Received atomic.Int64 // requests that reached this replica
+	InFlight atomic.Int64 // requests being handled now
+}
+
+type activeFault struct {
+	id    string
+	fault Fault
+	fx    *Effect
+}
+
+func newReplica(u *Upstream, index int, addr string) *Replica {
+	r := &Replica{up: u, index: index, name: fmt.Sprintf("%s[%d]", u.cfg.Name, index), addr: addr, conns: map[net.Conn]struct{}{}}
+	r.srv = &http.Server{
+		Handler:           http.HandlerFunc(r.serve),
+		ReadHeaderTimeout: time.Minute,
+		ConnState:         r.trackConn,
+		ErrorLog:          discardLog,
+	}
+	r.base = r.baseHandler()
+	h := r.base
+	r.handler.Store(&h)
+	return r
+}
+
+// Name is "upstream[index]".
+func (r *Replica) Name() string { return r.name }
+
+// Index is the replica's position in its upstream.
+func (r *Replica) Index() int { return r.index }
+
+// Addr is the replica's host:port.
+func (r *Replica) Addr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addr
+}
+
+// URL is the replica's base URL.
+func (r *Replica) URL() string { return "http://" + r.Addr() }
+
+func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
+	r.Received.Add(1)
+	r.InFlight.Add(1)
+	defer r.InFlight.Add(-1)
+	h := w.Header()
+	h.Set(HeaderUpstream, r.up.cfg.Name)
+	h.Set(HeaderReplica, r.name)
+	(*r.handler.Load()).ServeHTTP(w, req)
+}
+
+func (r *Replica) baseHandler() http.Handler {
+	b := r.up.cfg.Behaviour
+	status := b.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	size := b.BodySize.Bytes()
+	if size == 0 {
+		size = 64
+	}
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	body[len(body)-1] = '\n'
+	length := strconv.Itoa(len(body))
+	var sample func() time.Duration
+	if !b.Latency.IsZero() {
+		var mu sync.Mutex
+		s := dist.NewSampler(b.Latency, seedFor(r.up.opts.Seed, "behaviour", r.name))
+		sample = func() time.Duration { mu.Lock(); defer mu.Unlock(); return s.Sample() }
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if sample != nil && !sleep(req, sample()) {
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/plain")
+		h.Set("Content-Length", length)
+		if status >= 400 {
+			h.Set(cause.Header, cause.UpstreamError.String())
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	})
+}
+
+// Activate starts a fault on this replica under id (unique per timeline entry).
+func (r *Replica) Activate(id string, f Fault, fx *Effect) error {
+	r.mu.Lock()
+	for _, a := range r.active {
+		if a.id == id {
+			r.mu.Unlock()
+			return fmt.Errorf("fault %s already active on %s", id, r.name)
+		}
+	}
+	r.active = append(r.active, activeFault{id: id, fault: f, fx: fx})
+	r.rebuildLocked()
+	r.mu.Unlock()
+	if rf, ok := f.(ReplicaFault); ok {
+		return rf.Apply(r, fx)
+	}
+	return nil
+}
+
+// Deactivate ends the fault started under id; unknown ids are ignored.
+func (r *Replica) Deactivate(id string) error {
+	r.mu.Lock()
+	var removed Fault
+	for i, a := range r.active {
+		if a.id == id {
+			removed = a.fault
+			r.active = append(r.active[:i:i], r.active[i+1:]...)
+			break
+		}
+	}
+	r.rebuildLocked()
+	r.mu.Unlock()
+	if rf, ok := removed.(ReplicaFault); ok {
+		return rf.Revert(r)
+	}
+	return nil
+}
+
+// rebuildLocked wraps the base handler in the active HTTP faults; the first
+// activated fault is the outermost, so "latency then error" reads in order.
+func (r *Replica) rebuildLocked() {
+	h := r.base
+	for i := len(r.active) - 1; i >= 0; i-- {
+		if hf, ok := r.active[i].fault.(HTTPFault); ok {
+			h = hf.Wrap(h, r.active[i].fx)
+		}
+	}
+	r.handler.Store(&h)
+}
+
+func (r *Replica) trackConn(c net.Conn, s http.ConnState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch s {
+	case http.StateNew:
+		r.conns[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(r.conns, c)
+	}
+}
+
+// startListening binds the replica's address (again) and serves on it.
+func (r *Replica) startListening() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("replica is closed")
+	}
+	if r.ln != nil {
+		return nil
+	}
+	var ln net.Listener
+	var err error
+	// A restart may race a socket still closing on the same port; retry briefly.
+	for attempt := 0; attempt < 50; attempt++ {
+		ln, err = net.Listen("tcp", r.addr)
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", r.addr, err)
+	}
+	r.ln = ln
+	r.addr = ln.Addr().String()
+	go func() { _ = r.srv.Serve(ln) }()
+	return nil
+}
+
+// stopListening closes the listener and resets every open connection, like a
+// process that died: new connections are refused, in-flight ones see RST.
+func (r *Replica) stopListening() error {
+	r.mu.Lock()
+	ln := r.ln
+	r.ln = nil
+	conns := make([]net.Conn, 0, len(r.conns))
+	for c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	var err error
+	if ln != nil {
+		err = ln.Close()
+	}
+	for _, c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
+	}
+	return err
+}
+
+func (r *Replica) close() error {
+	err := r.stopListening()
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = r.srv.Shutdown(ctx)
+	_ = r.srv.Close()
+	return err
+}

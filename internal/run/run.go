@@ -1,0 +1,261 @@
+// Package run executes a plan: it starts the fake upstreams and the gateway,
+// drives the load while the fault timeline runs, records everything on one
+// clock, and judges the result.
+//
+//	plan ─▶ upstreams ─▶ gateway (or yours) ─▶ clock zero ─┬─ timeline (faults)
+//	                                                      ├─ load generator ─▶ collector
+//	                                                      └─ progress, interval flusher
+//	        ─▶ summary ─▶ verdict ─▶ run directory + report
+//
+// Whatever happens (error, Ctrl-C), everything the run started is stopped
+// and what was recorded is written.
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/report"
+	"github.com/cascadehq/cascade/results/verdict"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// Options are the run's settings that are not part of the scenario.
+type Options struct {
+	OutDir      string // run directory; default ./cascade-results/<name>-<timestamp>
+	Progress    ProgressMode
+	Stdout      io.Writer // the report
+	Stderr      io.Writer // progress and notices
+	AllowRemote bool
+}
+
+// Outcome is what the caller needs to pick an exit code.
+type Outcome struct {
+	Dir         string
+	Summary     *results.Summary
+	Pass        bool
+	Interrupted bool
+}
+
+// ErrSetup wraps failures to start the run (a port that cannot be bound...),
+// which are distinct from a run whose objectives failed.
+var ErrSetup = errors.New("run setup failed")
+
+// IntervalWidth is the resolution of the time series.
+const IntervalWidth = time.Second
+
+// Run executes p. ctx cancellation (Ctrl-C) ends the load early; partial
+// results are still written and the outcome is marked interrupted.
+func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err error) {
+	if opts.Stdout == nil {
+		opts.Stdout = io.Discard
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = io.Discard
+	}
+	if opts.OutDir == "" {
+		opts.OutDir = filepath.Join("cascade-results", p.Name+"-"+time.Now().Format("20060102-150405"))
+	}
+	w, err := results.Create(opts.OutDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: run directory: %v", ErrSetup, err)
+	}
+	defer func() {
+		if cerr := w.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("write results: %w", cerr)
+		}
+	}()
+	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+
+	clock := event.NewClock()
+	sink := event.Sink(w)
+	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
+
+	// Upstreams.
+	var ups []*faults.Upstream
+	defer func() {
+		for _, u := range ups {
+			_ = u.Close()
+		}
+	}()
+	for _, uc := range p.Upstreams {
+		u := faults.NewUpstream(uc, uopts)
+		if err := u.Start(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		}
+		ups = append(ups, u)
+		for _, r := range u.Replicas() {
+			sink.Emit(event.Event{T: clock.Now(), Source: "run", Type: "upstream.listen", Target: r.Name(), Attrs: map[string]any{"addr": r.Addr()}})
+		}
+	}
+
+	// Gateway: ours, with targets now that replicas listen, or the user's.
+	target, gwName := p.External, p.External
+	if p.Gateway != nil {
+		cfg := *p.Gateway
+		cfg.Upstreams = nil
+		for _, u := range ups {
+			var ts []string
+			for _, r := range u.Replicas() {
+				ts = append(ts, r.URL())
+			}
+			cfg.Upstreams = append(cfg.Upstreams, gateway.UpstreamTargets{Name: u.Name(), Targets: ts})
+		}
+		gw, err := gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		}
+		if err := gw.Start(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		}
+		defer gw.Close()
+		target, gwName = gw.URL(), "builtin"
+	}
+	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+
+	timeline, err := faults.NewTimeline(p.Timeline, ups, uopts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0))
+	lcfg := p.Load
+	lcfg.Target = target
+	gen, err := loadgen.New(lcfg, collector, clock, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+
+	// Go: zero the clock, then start the timeline and the load together.
+	started := time.Now()
+	clock.Reset(started)
+	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
+		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
+	bg, stopBG := context.WithCancel(context.Background())
+	tlDone := make(chan struct{})
+	go func() { timeline.Run(bg); close(tlDone) }()
+	live := &liveStats{}
+	progDone := make(chan struct{})
+	go func() { showProgress(bg, opts.Stderr, opts.Progress, p.Name, gen, live); close(progDone) }()
+	flushDone := make(chan struct{})
+	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live); close(flushDone) }()
+
+	runErr := gen.Run(ctx)
+	elapsed := clock.Now()
+	interrupted := ctx.Err() != nil
+	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted}})
+	stopBG()
+	<-tlDone
+	<-progDone
+	<-flushDone
+	if runErr != nil && !interrupted {
+		return nil, runErr
+	}
+	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
+
+	sum := summarize(p, collector, gen.Pacer(), timeline.Reports(), started, elapsed, interrupted, target, gwName)
+	in, err := verdict.NewInput(sum, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var pass bool
+	sum.Objectives, pass = verdict.Evaluate(p.Objectives, in)
+	switch {
+	case interrupted:
+		sum.Verdict = results.VerdictInterrupted
+	case pass:
+		sum.Verdict = results.VerdictPass
+	default:
+		sum.Verdict = results.VerdictFail
+	}
+	if err := w.WriteSummary(sum); err != nil {
+		return nil, fmt.Errorf("write summary: %w", err)
+	}
+	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
+		return nil, err
+	}
+	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
+}
+
+// flushIntervals writes every interval no request can still land in, each
+// second, so memory stays flat and an interrupted run keeps its time series.
+func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats) {
+	t := time.NewTicker(IntervalWidth)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A request intended at t finishes by t + lag + client timeout; keep a
+		// margin of one interval for the lag.
+		ivs := c.TakeIntervals(clock.Now() - clientTimeout - IntervalWidth)
+		w.WriteIntervals(ivs, results.Sec(IntervalWidth))
+		_ = w.Flush()
+		if len(ivs) > 0 {
+			last := ivs[len(ivs)-1].Stats.Latency
+			if last.TotalCount() > 0 {
+				live.lastP99.Store(last.ValueAtQuantile(99))
+			}
+		}
+	}
+}
+
+func summarize(p *plan.Plan, c *results.Collector, pacer *loadgen.Pacer, faultReports []faults.Report,
+	started time.Time, elapsed time.Duration, interrupted bool, target, gw string) *results.Summary {
+	s := &results.Summary{
+		Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: started,
+		Elapsed: results.Sec(elapsed), Planned: results.Sec(p.Duration), Interrupted: interrupted,
+		Target: target, Gateway: gw, Versions: versions(),
+	}
+	for _, w := range p.Warnings {
+		s.Warnings = append(s.Warnings, w.String())
+	}
+	for i, st := range c.PhaseStats() {
+		ph := p.Phases[i]
+		end := ph.End
+		if interrupted && end > elapsed {
+			end = elapsed // rates over the time the phase actually ran
+		}
+		window := end - ph.Start
+		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End),
+			Stats: results.Summarize(st, max(window, 0), pacer.Expected(ph.Start, max(end, ph.Start)))}
+		if i == 0 {
+			s.Run = ps
+		} else {
+			s.Phases = append(s.Phases, ps)
+		}
+	}
+	for _, f := range faultReports {
+		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
+			Start: results.Sec(f.Start), End: results.Sec(f.End)}
+		if f.Started && f.End == 0 {
+			fs.End = results.Sec(elapsed)
+		}
+		s.Faults = append(s.Faults, fs)
+	}
+	return s
+}
+
+func versions() map[string]string {
+	v := map[string]string{"go": runtime.Version(), "cascade": "dev"}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v["cascade"] = bi.Main.Version
+	}
+	return v
+}

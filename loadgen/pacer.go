@@ -1,0 +1,119 @@
+package loadgen
+
+import (
+	"math"
+	"time"
+)
+
+// Stage is one step of an open-model arrival profile: the arrival rate moves
+// linearly from From to To (requests per second) over Duration. From == To is
+// a constant rate.
+type Stage struct {
+	Duration time.Duration
+	From, To float64
+}
+
+// Pacer turns an arrival profile into intended send times. It is a pure
+// function of the request's sequence number, so it is table-tested without a
+// clock and the schedule never drifts with how late the sender runs: a late
+// sender sends the backlog at once and the lateness is measured, not hidden.
+//
+// Request n (0-based) is due at the instant t where the expected number of
+// arrivals since the start, N(t) = ∫ rate, first reaches n.
+type Pacer struct {
+	stages []Stage
+	starts []time.Duration // start offset of each stage
+	counts []float64       // expected arrivals before each stage
+	total  float64
+	end    time.Duration
+}
+
+// NewPacer prepares a pacer for the stages, in order.
+func NewPacer(stages []Stage) *Pacer {
+	p := &Pacer{stages: stages}
+	var t time.Duration
+	var n float64
+	for _, s := range stages {
+		p.starts = append(p.starts, t)
+		p.counts = append(p.counts, n)
+		n += (s.From + s.To) / 2 * s.Duration.Seconds()
+		t += s.Duration
+	}
+	p.total, p.end = n, t
+	return p
+}
+
+// Duration is the length of the whole profile.
+func (p *Pacer) Duration() time.Duration { return p.end }
+
+// Total is the expected number of requests in the whole profile.
+func (p *Pacer) Total() float64 { return p.total }
+
+// At returns when request n is due, and false when the profile ends first.
+func (p *Pacer) At(n int64) (time.Duration, bool) {
+	x := float64(n)
+	if x >= p.total-1e-9 {
+		return 0, false
+	}
+	// Find the stage in which the n-th arrival falls (stages are few).
+	k := len(p.stages) - 1
+	for i := 1; i < len(p.stages); i++ {
+		if p.counts[i] > x {
+			k = i - 1
+			break
+		}
+	}
+	s := p.stages[k]
+	m := x - p.counts[k] // arrivals into this stage
+	d := s.Duration.Seconds()
+	var t float64
+	if s.From == s.To {
+		if s.From == 0 {
+			return 0, false // unreachable: a zero-rate stage holds no arrivals
+		}
+		t = m / s.From
+	} else {
+		// N(t) = From·t + a·t²/2 with a = (To-From)/d; solve N(t) = m.
+		a := (s.To - s.From) / d
+		disc := s.From*s.From + 2*a*m
+		if disc < 0 {
+			disc = 0
+		}
+		t = (math.Sqrt(disc) - s.From) / a
+	}
+	if t > d {
+		t = d
+	}
+	return p.starts[k] + time.Duration(t*float64(time.Second)), true
+}
+
+// RateAt is the target arrival rate at offset t (requests per second).
+func (p *Pacer) RateAt(t time.Duration) float64 {
+	for i, s := range p.stages {
+		if t < p.starts[i]+s.Duration {
+			f := float64(t-p.starts[i]) / float64(s.Duration)
+			return s.From + (s.To-s.From)*f
+		}
+	}
+	return 0
+}
+
+// Expected is the number of arrivals the profile schedules in [a, b).
+func (p *Pacer) Expected(a, b time.Duration) float64 { return p.cum(b) - p.cum(a) }
+
+func (p *Pacer) cum(t time.Duration) float64 {
+	if t <= 0 {
+		return 0
+	}
+	if t >= p.end {
+		return p.total
+	}
+	for i, s := range p.stages {
+		if t < p.starts[i]+s.Duration {
+			x := (t - p.starts[i]).Seconds()
+			a := (s.To - s.From) / s.Duration.Seconds()
+			return p.counts[i] + s.From*x + a*x*x/2
+		}
+	}
+	return p.total
+}

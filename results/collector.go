@@ -1,0 +1,216 @@
+// Package results turns samples and events into the record of a run: per
+// phase and per 1 s interval HDR histograms and cause counts, written to a run
+// directory (summary.json, intervals.jsonl, events.jsonl) from which reports
+// and verdicts can be recomputed offline.
+//
+//	loadgen ─Sample─▶ Collector (sharded, no shared lock on the hot path)
+//	                     ├─ phases ───▶ Summary ─▶ summary.json ─▶ verdict, report
+//	                     └─ intervals ─▶ intervals.jsonl (flushed every second: memory stays flat)
+package results
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/loadgen"
+)
+
+// Histogram range: 1 µs to 10 minutes at 3 significant digits (0.1%).
+const (
+	histMin     = 1
+	histMax     = int64(10 * time.Minute / time.Microsecond)
+	histSigFigs = 3
+)
+
+// NewHistogram returns an empty latency histogram in microseconds.
+func NewHistogram() *hdr.Histogram { return hdr.New(histMin, histMax, histSigFigs) }
+
+func recordDuration(h *hdr.Histogram, d time.Duration) {
+	us := d.Microseconds()
+	if us < histMin {
+		us = histMin
+	}
+	if us > histMax {
+		us = histMax
+	}
+	_ = h.RecordValue(us) // cannot fail: clamped to the range
+}
+
+// Phase is a named window of the run, by intended send time.
+type Phase struct {
+	Name       string
+	Start, End time.Duration
+}
+
+// Stats aggregates samples.
+type Stats struct {
+	Latency *hdr.Histogram // from intended send (corrected), µs
+	Service *hdr.Histogram // from actual send (uncorrected), µs
+	Lag     *hdr.Histogram // scheduling lag, µs; nil for intervals
+	Causes  [cause.Count]int64
+}
+
+func newStats(withLag bool) *Stats {
+	s := &Stats{Latency: NewHistogram(), Service: NewHistogram()}
+	if withLag {
+		s.Lag = NewHistogram()
+	}
+	return s
+}
+
+func (s *Stats) add(x *loadgen.Sample) {
+	s.Causes[x.Cause]++
+	if x.Cause == cause.Dropped {
+		return
+	}
+	recordDuration(s.Latency, x.Latency)
+	recordDuration(s.Service, x.Service)
+	if s.Lag != nil {
+		recordDuration(s.Lag, x.Lag)
+	}
+}
+
+func (s *Stats) merge(o *Stats) {
+	s.Latency.Merge(o.Latency)
+	s.Service.Merge(o.Service)
+	if s.Lag != nil && o.Lag != nil {
+		s.Lag.Merge(o.Lag)
+	}
+	for i, n := range o.Causes {
+		s.Causes[i] += n
+	}
+}
+
+// Scheduled counts every request the profile asked for in the window.
+func (s *Stats) Scheduled() int64 {
+	var n int64
+	for _, c := range s.Causes {
+		n += c
+	}
+	return n
+}
+
+// Judged counts the requests whose outcome says something about the system:
+// everything scheduled except those aborted by an interrupted run. Rates
+// (error rate, cause rates) are over this.
+func (s *Stats) Judged() int64 { return s.Scheduled() - s.Causes[cause.Aborted] }
+
+// Sent counts the requests that were actually sent (not dropped).
+func (s *Stats) Sent() int64 { return s.Scheduled() - s.Causes[cause.Dropped] }
+
+// Errors counts outcomes that are errors (dropped included: a request the
+// generator could not send on time is a failure of the run to measure).
+func (s *Stats) Errors() int64 {
+	var n int64
+	for c, k := range s.Causes {
+		if cause.Cause(c).IsError() {
+			n += k
+		}
+	}
+	return n
+}
+
+// Interval is the stats of requests intended in [Start, Start+width).
+type Interval struct {
+	Index int64
+	Start time.Duration
+	Stats *Stats
+}
+
+// Collector implements loadgen.Recorder.
+type Collector struct {
+	phases []Phase
+	width  time.Duration
+	shards []*shard
+}
+
+type shard struct {
+	mu        sync.Mutex
+	phases    []*Stats
+	intervals map[int64]*Stats
+	_         [64]byte // keep shards on separate cache lines
+}
+
+// NewCollector records into the given phases (a sample may fall in several)
+// and into intervals of the given width. shards spreads workers over locks.
+func NewCollector(phases []Phase, width time.Duration, shards int) *Collector {
+	if shards <= 0 {
+		shards = 1
+	}
+	c := &Collector{phases: phases, width: width}
+	for i := 0; i < shards; i++ {
+		sh := &shard{intervals: map[int64]*Stats{}}
+		for range phases {
+			sh.phases = append(sh.phases, newStats(true))
+		}
+		c.shards = append(c.shards, sh)
+	}
+	return c
+}
+
+// Record implements loadgen.Recorder.
+func (c *Collector) Record(worker int, s *loadgen.Sample) {
+	sh := c.shards[worker%len(c.shards)]
+	idx := int64(s.Intended / c.width)
+	sh.mu.Lock()
+	for i, p := range c.phases {
+		if s.Intended >= p.Start && s.Intended < p.End {
+			sh.phases[i].add(s)
+		}
+	}
+	iv := sh.intervals[idx]
+	if iv == nil {
+		iv = newStats(false)
+		sh.intervals[idx] = iv
+	}
+	iv.add(s)
+	sh.mu.Unlock()
+}
+
+// TakeIntervals removes and returns, merged across shards and in order, every
+// interval that ends at or before `before`. The run calls it every second
+// with `before` one client timeout in the past, when no request intended in
+// those intervals can still be in flight; at the end it takes them all.
+func (c *Collector) TakeIntervals(before time.Duration) []Interval {
+	limit := int64(before / c.width) // intervals with index < limit end by `before`
+	merged := map[int64]*Stats{}
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		for idx, st := range sh.intervals {
+			if idx < limit {
+				if m := merged[idx]; m != nil {
+					m.merge(st)
+				} else {
+					merged[idx] = st
+				}
+				delete(sh.intervals, idx)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	out := make([]Interval, 0, len(merged))
+	for idx, st := range merged {
+		out = append(out, Interval{Index: idx, Start: time.Duration(idx) * c.width, Stats: st})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+// PhaseStats merges the shards' stats for each phase, in the order given.
+func (c *Collector) PhaseStats() []*Stats {
+	out := make([]*Stats, len(c.phases))
+	for i := range c.phases {
+		m := newStats(true)
+		for _, sh := range c.shards {
+			sh.mu.Lock()
+			m.merge(sh.phases[i])
+			sh.mu.Unlock()
+		}
+		out[i] = m
+	}
+	return out
+}

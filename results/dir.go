@@ -1,0 +1,176 @@
+package results
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cascadehq/cascade/internal/event"
+)
+
+// Files in a run directory.
+const (
+	SummaryFile   = "summary.json"
+	EventsFile    = "events.jsonl"
+	IntervalsFile = "intervals.jsonl"
+	ScenarioFile  = "scenario.yaml"
+)
+
+// Writer writes a run directory as the run goes: events and intervals are
+// streamed (so an interrupted run keeps what it saw), the summary at the end.
+type Writer struct {
+	dir string
+
+	mu        sync.Mutex // guards the streams below; held only for a buffered write
+	events    *os.File
+	eventsBuf *bufio.Writer
+	eventsEnc *json.Encoder
+	ivals     *os.File
+	ivalsBuf  *bufio.Writer
+	ivalsEnc  *json.Encoder
+	err       error
+}
+
+// Create makes dir (and parents) and opens its streams.
+func Create(dir string) (*Writer, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	w := &Writer{dir: dir}
+	var err error
+	if w.events, err = os.Create(filepath.Join(dir, EventsFile)); err != nil {
+		return nil, err
+	}
+	if w.ivals, err = os.Create(filepath.Join(dir, IntervalsFile)); err != nil {
+		w.events.Close()
+		return nil, err
+	}
+	w.eventsBuf = bufio.NewWriterSize(w.events, 64<<10)
+	w.eventsEnc = json.NewEncoder(w.eventsBuf)
+	w.ivalsBuf = bufio.NewWriterSize(w.ivals, 64<<10)
+	w.ivalsEnc = json.NewEncoder(w.ivalsBuf)
+	return w, nil
+}
+
+// Dir is the run directory.
+func (w *Writer) Dir() string { return w.dir }
+
+// Emit implements event.Sink: it appends to events.jsonl.
+func (w *Writer) Emit(e event.Event) {
+	w.mu.Lock()
+	if err := w.eventsEnc.Encode(e); err != nil && w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// IntervalRecord is one line of intervals.jsonl.
+type IntervalRecord struct {
+	Start Seconds      `json:"t"` // start of the interval
+	Width Seconds      `json:"width_s"`
+	Stats StatsSummary `json:"stats"`
+}
+
+// WriteIntervals appends intervals of the given width.
+func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, iv := range ivs {
+		rec := IntervalRecord{Start: Sec(iv.Start), Width: width, Stats: Summarize(iv.Stats, width.D(), 0)}
+		if err := w.ivalsEnc.Encode(rec); err != nil && w.err == nil {
+			w.err = err
+		}
+	}
+}
+
+// Flush pushes buffered events and intervals to disk.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return errors.Join(w.err, w.eventsBuf.Flush(), w.ivalsBuf.Flush())
+}
+
+// WriteFile writes a whole file into the run directory.
+func (w *Writer) WriteFile(name string, data []byte) error {
+	return os.WriteFile(filepath.Join(w.dir, name), data, 0o644)
+}
+
+// WriteSummary writes summary.json.
+func (w *Writer) WriteSummary(s *Summary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return w.WriteFile(SummaryFile, append(b, '\n'))
+}
+
+// Close flushes and closes the streams.
+func (w *Writer) Close() error {
+	err := w.Flush()
+	return errors.Join(err, w.events.Close(), w.ivals.Close())
+}
+
+// Run is a run directory read back.
+type Run struct {
+	Dir       string
+	Summary   Summary
+	Events    []event.Event
+	Intervals []IntervalRecord
+}
+
+// Load reads a run directory written by Writer.
+func Load(dir string) (*Run, error) {
+	r := &Run{Dir: dir}
+	b, err := os.ReadFile(filepath.Join(dir, SummaryFile))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a cascade run directory: %w", dir, err)
+	}
+	if err := json.Unmarshal(b, &r.Summary); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, SummaryFile), err)
+	}
+	if err := readLines(filepath.Join(dir, EventsFile), func(d *json.Decoder) error {
+		var e event.Event
+		if err := d.Decode(&e); err != nil {
+			return err
+		}
+		r.Events = append(r.Events, e)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := readLines(filepath.Join(dir, IntervalsFile), func(d *json.Decoder) error {
+		var iv IntervalRecord
+		if err := d.Decode(&iv); err != nil {
+			return err
+		}
+		r.Intervals = append(r.Intervals, iv)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func readLines(path string, each func(*json.Decoder) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	d := json.NewDecoder(bufio.NewReader(f))
+	for {
+		if err := each(d); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+}

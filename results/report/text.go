@@ -1,0 +1,144 @@
+// Package report renders a run's summary for people: plain text for the
+// terminal (here), and the pictures in other files. It reads only recorded
+// data, so the same report comes out of a live run and of `cascade report DIR`.
+package report
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/verdict"
+)
+
+// Text writes the summary as a terminal report.
+func Text(w io.Writer, s *results.Summary, dir string) error {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "\ncascade: %s", s.Scenario)
+	if s.Interrupted {
+		fmt.Fprintf(b, "  (INTERRUPTED after %.1fs of %.1fs: partial results)", float64(s.Elapsed), float64(s.Planned))
+	}
+	fmt.Fprintf(b, "\n  seed %d · plan %s · target %s", s.Seed, s.PlanHash, s.Target)
+	if s.Gateway != "builtin" && s.Gateway != "" {
+		fmt.Fprintf(b, " (external gateway)")
+	}
+	if dir != "" {
+		fmt.Fprintf(b, "\n  results in %s", dir)
+	}
+	b.WriteString("\n")
+	for _, warn := range s.Warnings {
+		fmt.Fprintf(b, "  warning: %s\n", warn)
+	}
+
+	r := s.Run.Stats
+	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %.1fs · target %.1f/s · achieved %.1f/s · %d dropped\n",
+		r.Sent, r.Scheduled, float64(s.Elapsed), r.TargetRate, r.AchievedRate, r.Causes[cause.Dropped.String()])
+	fmt.Fprintf(b, "Latency   %s   (from intended send time)\n", pctLine(r.Latency))
+	fmt.Fprintf(b, "Service   %s   (from actual send: what a closed loop would report)\n", pctLine(r.Service))
+	fmt.Fprintf(b, "Outcomes  %s\n", causeLine(r.Causes, r.Scheduled))
+
+	if len(s.Phases) > 0 {
+		b.WriteString("\nPhases\n")
+		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  phase\twindow\tsent\tachieved/s\tp50\tp90\tp99\tmax\terrors\t\toutcomes")
+		for _, p := range s.Phases {
+			st := p.Stats
+			fmt.Fprintf(tw, "  %s\t%.1fs–%.1fs\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t\t%s\n",
+				p.Name, float64(p.Start), float64(p.End), st.Sent, st.AchievedRate,
+				ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max),
+				verdict.FormatPercent(st.ErrorRate), causeLine(st.Causes, st.Scheduled))
+		}
+		tw.Flush()
+	}
+
+	if len(s.Faults) > 0 {
+		b.WriteString("\nFaults\n")
+		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		for _, f := range s.Faults {
+			when := "never started"
+			if f.Started {
+				when = fmt.Sprintf("%.1fs–%.1fs", float64(f.Start), float64(f.End))
+			}
+			eff := fmt.Sprintf("took effect %d times", f.Fired)
+			if f.Started && f.Fired == 0 {
+				eff = "NEVER TOOK EFFECT (no request reached the target while it was active)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s on %s\t%s\t%s\n", f.Name, f.Kind, f.Target, when, eff)
+		}
+		tw.Flush()
+	}
+
+	if len(s.Objectives) > 0 {
+		b.WriteString("\nObjectives\n")
+		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		for _, o := range s.Objectives {
+			mark := "PASS"
+			if !o.Pass {
+				mark = "FAIL"
+			}
+			measured := o.Measured
+			if measured == "" {
+				measured = "n/a"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\tmeasured %s\t(bound %s)\t%s\n", mark, o.Name, measured, o.Bound, o.Evidence)
+		}
+		tw.Flush()
+	}
+
+	passed := 0
+	for _, o := range s.Objectives {
+		if o.Pass {
+			passed++
+		}
+	}
+	fmt.Fprintf(b, "\nVerdict: %s (%d/%d objectives passed)\n", strings.ToUpper(s.Verdict), passed, len(s.Objectives))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func pctLine(p results.Percentiles) string {
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s", ms(p.P50), ms(p.P90), ms(p.P99), ms(p.P999), ms(p.Max))
+}
+
+func ms(v float64) string {
+	return verdict.FormatDuration(time.Duration(v * float64(time.Millisecond)))
+}
+
+// causeLine lists outcomes by count, largest first: "ok 1480 (98.7%), gateway_timeout 20 (1.3%)".
+func causeLine(causes map[string]int64, total int64) string {
+	type kv struct {
+		name string
+		n    int64
+	}
+	var xs []kv
+	for k, n := range causes {
+		xs = append(xs, kv{k, n})
+	}
+	sort.Slice(xs, func(i, j int) bool {
+		if xs[i].n != xs[j].n {
+			return xs[i].n > xs[j].n
+		}
+		return xs[i].name < xs[j].name
+	})
+	parts := make([]string, 0, len(xs))
+	for _, x := range xs {
+		label := x.name
+		if c, ok := cause.Parse(x.name); ok && c != cause.OK {
+			label += "[" + string(c.Layer()) + "]"
+		}
+		pct := ""
+		if total > 0 {
+			pct = " (" + verdict.FormatPercent(float64(x.n)/float64(total)) + ")"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d%s", label, x.n, pct))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}

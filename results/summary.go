@@ -1,0 +1,205 @@
+package results
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/cascadehq/cascade/internal/cause"
+)
+
+// Summary is everything summary.json holds: enough to reprint the report and
+// recompute every verdict without rerunning.
+type Summary struct {
+	Scenario    string          `json:"scenario"`
+	File        string          `json:"file"`
+	Seed        uint64          `json:"seed"`
+	PlanHash    string          `json:"plan_hash"`
+	Started     time.Time       `json:"started"`
+	Elapsed     Seconds         `json:"elapsed_s"` // how long the load ran
+	Planned     Seconds         `json:"planned_s"` // how long it was meant to run
+	Interrupted bool            `json:"interrupted"`
+	Target      string          `json:"target"`  // what the load generator hit
+	Gateway     string          `json:"gateway"` // "builtin" or the external gateway's URL
+	Run         PhaseSummary    `json:"run"`     // the whole run
+	Phases      []PhaseSummary  `json:"phases"`
+	Faults      []FaultSummary  `json:"faults"`
+	Objectives  []ObjectiveResult `json:"objectives"`
+	Verdict     string          `json:"verdict"` // pass, fail, or interrupted
+	Warnings    []string        `json:"warnings,omitempty"`
+	Versions    map[string]string `json:"versions,omitempty"`
+}
+
+// Verdicts.
+const (
+	VerdictPass        = "pass"
+	VerdictFail        = "fail"
+	VerdictInterrupted = "interrupted"
+)
+
+// Seconds is a duration written as fractional seconds in JSON.
+type Seconds float64
+
+// Sec converts a duration.
+func Sec(d time.Duration) Seconds { return Seconds(math.Round(d.Seconds()*1e6) / 1e6) }
+
+// D converts back.
+func (s Seconds) D() time.Duration { return time.Duration(float64(s) * float64(time.Second)) }
+
+// PhaseSummary is one phase's numbers.
+type PhaseSummary struct {
+	Name  string       `json:"name"`
+	Start Seconds      `json:"start_s"`
+	End   Seconds      `json:"end_s"`
+	Stats StatsSummary `json:"stats"`
+}
+
+// StatsSummary is a printable, re-loadable view of Stats.
+type StatsSummary struct {
+	Scheduled    int64            `json:"scheduled"`
+	Sent         int64            `json:"sent"`
+	Errors       int64            `json:"errors"`
+	ErrorRate    float64          `json:"error_rate"`
+	TargetRate   float64          `json:"target_rate"`   // per second, from the profile
+	AchievedRate float64          `json:"achieved_rate"` // per second, sent
+	Latency      Percentiles      `json:"latency_ms"`    // from intended send
+	Service      Percentiles      `json:"service_ms"`    // from actual send
+	Lag          Percentiles      `json:"lag_ms"`
+	Causes       map[string]int64 `json:"causes"`
+	Histograms   EncodedHists     `json:"histograms"`
+}
+
+// EncodedHists are HdrHistogram V2 compressed, base64: the standard form
+// HdrHistogram's own tools read.
+type EncodedHists struct {
+	Latency string `json:"latency"`
+	Service string `json:"service"`
+	Lag     string `json:"lag,omitempty"`
+}
+
+// Percentiles in milliseconds.
+type Percentiles struct {
+	Min  float64 `json:"min"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p99.9"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// FaultSummary says when a fault ran and how often it took effect.
+type FaultSummary struct {
+	Name    string  `json:"name"`
+	Kind    string  `json:"kind"`
+	Target  string  `json:"target"`
+	Start   Seconds `json:"start_s"`
+	End     Seconds `json:"end_s"`
+	Started bool    `json:"started"`
+	Fired   int64   `json:"fired"`
+}
+
+// ObjectiveResult is one SLO's verdict with its evidence.
+type ObjectiveResult struct {
+	Name     string  `json:"name"`
+	Phase    string  `json:"phase"`
+	Expr     string  `json:"objective"`
+	Value    float64 `json:"value"`
+	Measured string  `json:"measured"` // value with its unit, for people
+	Bound    string  `json:"bound"`
+	Pass     bool    `json:"pass"`
+	Evidence string  `json:"evidence,omitempty"`
+}
+
+// Summarize turns Stats into their summary; window is the phase length for
+// rates and target the number of requests the profile scheduled in it.
+func Summarize(s *Stats, window time.Duration, target float64) StatsSummary {
+	out := StatsSummary{
+		Scheduled: s.Scheduled(), Sent: s.Sent(), Errors: s.Errors(),
+		Latency: percentiles(s.Latency), Service: percentiles(s.Service),
+		Causes: map[string]int64{},
+	}
+	if j := s.Judged(); j > 0 {
+		out.ErrorRate = float64(out.Errors) / float64(j)
+	}
+	if window > 0 {
+		out.TargetRate = round(target/window.Seconds(), 3)
+		out.AchievedRate = round(float64(out.Sent)/window.Seconds(), 3)
+	}
+	for c, n := range s.Causes {
+		if n > 0 {
+			out.Causes[cause.Cause(c).String()] = n
+		}
+	}
+	out.Histograms.Latency = encode(s.Latency)
+	out.Histograms.Service = encode(s.Service)
+	if s.Lag != nil {
+		out.Lag = percentiles(s.Lag)
+		out.Histograms.Lag = encode(s.Lag)
+	}
+	return out
+}
+
+// Stats decodes the histograms and counts back, for offline verdicts.
+func (ss StatsSummary) Stats() (*Stats, error) {
+	s := &Stats{}
+	var err error
+	if s.Latency, err = decode(ss.Histograms.Latency); err != nil {
+		return nil, fmt.Errorf("latency histogram: %w", err)
+	}
+	if s.Service, err = decode(ss.Histograms.Service); err != nil {
+		return nil, fmt.Errorf("service histogram: %w", err)
+	}
+	if ss.Histograms.Lag != "" {
+		if s.Lag, err = decode(ss.Histograms.Lag); err != nil {
+			return nil, fmt.Errorf("lag histogram: %w", err)
+		}
+	}
+	for name, n := range ss.Causes {
+		c, ok := cause.Parse(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown cause %q in summary", name)
+		}
+		s.Causes[c] = n
+	}
+	return s, nil
+}
+
+func percentiles(h *hdr.Histogram) Percentiles {
+	if h.TotalCount() == 0 {
+		return Percentiles{}
+	}
+	ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
+	return Percentiles{
+		Min: ms(h.Min()), P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)),
+		P99: ms(h.ValueAtQuantile(99)), P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()),
+		Mean: round(h.Mean()/1000, 3),
+	}
+}
+
+// Quantile returns the latency at quantile q (0..100) of h.
+func Quantile(h *hdr.Histogram, q float64) time.Duration {
+	return time.Duration(h.ValueAtQuantile(q)) * time.Microsecond
+}
+
+func encode(h *hdr.Histogram) string {
+	b, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func decode(s string) (*hdr.Histogram, error) {
+	if s == "" {
+		return NewHistogram(), nil
+	}
+	return hdr.Decode([]byte(s))
+}
+
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}

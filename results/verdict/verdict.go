@@ -1,0 +1,433 @@
+// Package verdict evaluates a scenario's objectives against what a run
+// recorded. It is cascade's own code because it is the product: every
+// objective reports its measured value, its bound and the evidence, and works
+// the same on a live run and on a run directory read back from disk.
+package verdict
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/units"
+	"github.com/cascadehq/cascade/results"
+)
+
+// Input is what objectives are evaluated on.
+type Input struct {
+	Summary   *results.Summary
+	Phases    map[string]*Phase // by name, "run" included
+	Events    []event.Event
+	Intervals []results.IntervalRecord
+}
+
+// Phase is a phase's recorded data.
+type Phase struct {
+	Summary results.PhaseSummary
+	Stats   *results.Stats
+}
+
+// NewInput decodes a summary's histograms for evaluation.
+func NewInput(s *results.Summary, events []event.Event, intervals []results.IntervalRecord) (*Input, error) {
+	in := &Input{Summary: s, Phases: map[string]*Phase{}, Events: events, Intervals: intervals}
+	for _, p := range append([]results.PhaseSummary{s.Run}, s.Phases...) {
+		st, err := p.Stats.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("phase %s: %w", p.Name, err)
+		}
+		in.Phases[p.Name] = &Phase{Summary: p, Stats: st}
+	}
+	return in, nil
+}
+
+// Objective is one thing a scenario asserts about a run.
+type Objective interface {
+	// Evaluate judges the run. It never fails: missing data is a failed
+	// objective whose evidence says what was missing.
+	Evaluate(in *Input) results.ObjectiveResult
+}
+
+// Evaluate runs every objective and reports whether all passed.
+func Evaluate(objs []Objective, in *Input) ([]results.ObjectiveResult, bool) {
+	out := make([]results.ObjectiveResult, 0, len(objs))
+	pass := true
+	for _, o := range objs {
+		r := o.Evaluate(in)
+		pass = pass && r.Pass
+		out = append(out, r)
+	}
+	return out, pass
+}
+
+// Op is a comparison.
+type Op string
+
+// Comparisons an objective can use.
+const (
+	LT Op = "<"
+	LE Op = "<="
+	GT Op = ">"
+	GE Op = ">="
+	EQ Op = "=="
+	NE Op = "!="
+)
+
+func (o Op) holds(a, b float64) bool {
+	const eps = 1e-12
+	switch o {
+	case LT:
+		return a < b
+	case LE:
+		return a <= b+eps
+	case GT:
+		return a > b
+	case GE:
+		return a >= b-eps
+	case EQ:
+		return math.Abs(a-b) <= eps
+	case NE:
+		return math.Abs(a-b) > eps
+	}
+	return false
+}
+
+// unit says how a metric's value is written and compared.
+type unit int
+
+const (
+	unitDuration unit = iota // compared in seconds
+	unitFraction             // 0..1, written as a percentage
+	unitCount
+	unitRate // per second
+)
+
+// Threshold compares one metric of one phase with a bound: "p99 < 300ms",
+// "gateway_timeout_rate < 1%", "achieved_rate >= 99%".
+type Threshold struct {
+	Name   string
+	Phase  string
+	Expr   string
+	metric metric
+	op     Op
+	bound  float64
+	unit   unit
+	// relative: the bound is a fraction of the target rate (achieved_rate >= 99%).
+	relative bool
+}
+
+type metric struct {
+	name     string
+	unit     unit
+	quantile float64     // for latency quantiles, 0..100
+	series   string      // "latency", "service", "lag"
+	cause    cause.Cause // for cause rates and counts
+	stat     string      // "quantile", "max", "min", "mean", "error_rate", "cause_rate", "cause_count", ...
+}
+
+// ParseThreshold parses "<metric> <op> <value>". phase is "" for the whole run.
+func ParseThreshold(expr, phase string) (*Threshold, error) {
+	fields := strings.Fields(expr)
+	if len(fields) != 3 {
+		// Allow "p99<300ms" without spaces.
+		fields = splitCompact(expr)
+	}
+	if len(fields) != 3 {
+		return nil, fmt.Errorf("objective %q: expected \"<metric> <op> <value>\" such as \"p99 < 300ms\"", expr)
+	}
+	m, err := parseMetric(fields[0])
+	if err != nil {
+		return nil, fmt.Errorf("objective %q: %w", expr, err)
+	}
+	op := Op(fields[1])
+	switch op {
+	case LT, LE, GT, GE, EQ, NE:
+	default:
+		return nil, fmt.Errorf("objective %q: unknown comparison %q (use <, <=, >, >=, ==, !=)", expr, fields[1])
+	}
+	t := &Threshold{Phase: phase, Expr: expr, metric: m, op: op, unit: m.unit}
+	v := fields[2]
+	switch m.unit {
+	case unitDuration:
+		d, err := units.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("objective %q: %s is a latency: %w", expr, m.name, err)
+		}
+		t.bound = d.D().Seconds()
+	case unitFraction:
+		p, err := units.ParsePercent(v)
+		if err != nil {
+			return nil, fmt.Errorf("objective %q: %s is a rate of requests: %w", expr, m.name, err)
+		}
+		t.bound = p.F()
+	case unitCount:
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("objective %q: %s is a count: expected a number, got %q", expr, m.name, v)
+		}
+		t.bound = n
+	case unitRate:
+		if strings.HasSuffix(v, "%") {
+			p, err := units.ParsePercent(v)
+			if err != nil {
+				return nil, fmt.Errorf("objective %q: %w", expr, err)
+			}
+			t.bound, t.relative = p.F(), true
+		} else {
+			r, err := units.ParseRate(v)
+			if err != nil {
+				return nil, fmt.Errorf("objective %q: %s is a rate: %w (or a percentage of the target rate)", expr, m.name, err)
+			}
+			t.bound = r.PerSecond()
+		}
+	}
+	t.Name = expr
+	if phase != "" {
+		t.Name = phase + ": " + expr
+	}
+	return t, nil
+}
+
+func splitCompact(expr string) []string {
+	for _, op := range []string{"<=", ">=", "==", "!=", "<", ">"} {
+		if i := strings.Index(expr, op); i > 0 {
+			return []string{strings.TrimSpace(expr[:i]), op, strings.TrimSpace(expr[i+len(op):])}
+		}
+	}
+	return nil
+}
+
+// MetricNames lists what a threshold can name, for help and errors.
+func MetricNames() []string {
+	out := []string{"p50", "p90", "p95", "p99", "p99.9", "p(N)", "max", "min", "mean",
+		"service_p99 (uncorrected latency)", "lag_p99 (scheduling lag)",
+		"error_rate", "errors", "requests", "achieved_rate", "<cause>_rate", "<cause>_count"}
+	return out
+}
+
+func parseMetric(s string) (metric, error) {
+	series := "latency"
+	name := s
+	for _, p := range []string{"service_", "lag_"} {
+		if strings.HasPrefix(name, p) {
+			series = strings.TrimSuffix(p, "_")
+			name = strings.TrimPrefix(name, p)
+		}
+	}
+	if q, ok := parseQuantile(name); ok {
+		return metric{name: s, unit: unitDuration, quantile: q, series: series, stat: "quantile"}, nil
+	}
+	switch name {
+	case "max", "min", "mean":
+		return metric{name: s, unit: unitDuration, series: series, stat: name}, nil
+	}
+	if series != "latency" {
+		return metric{}, fmt.Errorf("unknown metric %q", s)
+	}
+	switch s {
+	case "error_rate":
+		return metric{name: s, unit: unitFraction, stat: "error_rate"}, nil
+	case "errors":
+		return metric{name: s, unit: unitCount, stat: "errors"}, nil
+	case "requests":
+		return metric{name: s, unit: unitCount, stat: "requests"}, nil
+	case "achieved_rate":
+		return metric{name: s, unit: unitRate, stat: "achieved_rate"}, nil
+	}
+	if base, ok := strings.CutSuffix(s, "_rate"); ok {
+		if c, ok := cause.Parse(base); ok {
+			return metric{name: s, unit: unitFraction, cause: c, stat: "cause_rate"}, nil
+		}
+	}
+	if base, ok := strings.CutSuffix(s, "_count"); ok {
+		if c, ok := cause.Parse(base); ok {
+			return metric{name: s, unit: unitCount, cause: c, stat: "cause_count"}, nil
+		}
+	}
+	return metric{}, fmt.Errorf("unknown metric %q (valid: %s; causes: %s)", s,
+		strings.Join(MetricNames(), ", "), strings.Join(cause.Names(), ", "))
+}
+
+// parseQuantile reads "p99", "p99.9", "p999" (=99.9), "p(99.9)".
+func parseQuantile(s string) (float64, bool) {
+	if !strings.HasPrefix(s, "p") || len(s) < 2 {
+		return 0, false
+	}
+	v := strings.TrimSuffix(strings.TrimPrefix(s[1:], "("), ")")
+	if v == "999" {
+		return 99.9, true
+	}
+	q, err := strconv.ParseFloat(v, 64)
+	if err != nil || q <= 0 || q > 100 {
+		return 0, false
+	}
+	return q, true
+}
+
+// Evaluate implements Objective.
+func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
+	phase := t.Phase
+	if phase == "" {
+		phase = "run"
+	}
+	r := results.ObjectiveResult{Name: t.Name, Phase: phase, Expr: t.Expr, Bound: t.op.String() + " " + t.format(t.bound)}
+	p, ok := in.Phases[phase]
+	if !ok {
+		r.Evidence = fmt.Sprintf("phase %q was not recorded (phases: %s)", phase, strings.Join(phaseNames(in), ", "))
+		return r
+	}
+	st, sum := p.Stats, p.Summary
+	window := fmt.Sprintf("phase %s [%.1fs, %.1fs)", phase, float64(sum.Start), float64(sum.End))
+	n := st.Sent()
+	var v float64
+	switch t.metric.stat {
+	case "quantile", "max", "min", "mean":
+		h := st.Latency
+		switch t.metric.series {
+		case "service":
+			h = st.Service
+		case "lag":
+			h = st.Lag
+		}
+		if h == nil || h.TotalCount() == 0 {
+			r.Evidence = "no requests were sent in " + window
+			return r
+		}
+		switch t.metric.stat {
+		case "quantile":
+			v = results.Quantile(h, t.metric.quantile).Seconds()
+		case "max":
+			v = float64(h.Max()) / 1e6
+		case "min":
+			v = float64(h.Min()) / 1e6
+		case "mean":
+			v = h.Mean() / 1e6
+		}
+		r.Evidence = fmt.Sprintf("%s over %d requests in %s", t.metric.name, h.TotalCount(), window)
+	case "error_rate":
+		total := st.Judged()
+		if total == 0 {
+			r.Evidence = "no requests in " + window
+			return r
+		}
+		v = float64(st.Errors()) / float64(total)
+		r.Evidence = fmt.Sprintf("%d of %d requests failed in %s%s", st.Errors(), total, window, topCauses(st))
+	case "cause_rate":
+		total := st.Judged()
+		if total == 0 {
+			r.Evidence = "no requests in " + window
+			return r
+		}
+		k := st.Causes[t.metric.cause]
+		v = float64(k) / float64(total)
+		r.Evidence = fmt.Sprintf("%d of %d requests ended in %s in %s", k, total, t.metric.cause, window)
+	case "cause_count":
+		v = float64(st.Causes[t.metric.cause])
+		r.Evidence = fmt.Sprintf("%d requests ended in %s in %s", int64(v), t.metric.cause, window)
+	case "errors":
+		v = float64(st.Errors())
+		r.Evidence = fmt.Sprintf("%d errors in %s%s", st.Errors(), window, topCauses(st))
+	case "requests":
+		v = float64(n)
+		r.Evidence = fmt.Sprintf("%d requests sent in %s", n, window)
+	case "achieved_rate":
+		v = sum.Stats.AchievedRate
+		target := sum.Stats.TargetRate
+		r.Evidence = fmt.Sprintf("achieved %.1f/s against a target of %.1f/s in %s", v, target, window)
+		if t.relative {
+			if target == 0 {
+				r.Evidence = "the profile scheduled nothing in " + window
+				return r
+			}
+			v /= target
+		}
+	}
+	r.Value = v
+	r.Measured = t.format(v)
+	r.Pass = t.op.holds(v, t.bound)
+	return r
+}
+
+func (o Op) String() string { return string(o) }
+
+func (t *Threshold) format(v float64) string {
+	switch t.unit {
+	case unitDuration:
+		return FormatDuration(time.Duration(v * float64(time.Second)))
+	case unitFraction:
+		return FormatPercent(v)
+	case unitRate:
+		if t.relative {
+			return FormatPercent(v) + " of target"
+		}
+		return strconv.FormatFloat(v, 'f', 1, 64) + "/s"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// FormatDuration prints a latency the way people read them: milliseconds
+// below a second, seconds above, about 3 significant digits.
+func FormatDuration(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case ms < 10:
+		return strconv.FormatFloat(ms, 'f', 2, 64) + "ms"
+	case ms < 1000:
+		return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
+	case ms < 10000:
+		return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + "s"
+}
+
+// FormatPercent prints a fraction as a percentage.
+func FormatPercent(f float64) string {
+	p := f * 100
+	switch {
+	case p == 0:
+		return "0%"
+	case p < 0.1:
+		return strconv.FormatFloat(p, 'f', 3, 64) + "%"
+	case p < 10:
+		return strconv.FormatFloat(p, 'f', 2, 64) + "%"
+	}
+	return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+}
+
+func topCauses(st *results.Stats) string {
+	type kv struct {
+		c cause.Cause
+		n int64
+	}
+	var xs []kv
+	for c, n := range st.Causes {
+		if n > 0 && cause.Cause(c).IsError() {
+			xs = append(xs, kv{cause.Cause(c), n})
+		}
+	}
+	if len(xs) == 0 {
+		return ""
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i].n > xs[j].n })
+	parts := make([]string, 0, 3)
+	for i, x := range xs {
+		if i == 3 {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", x.c, x.n))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func phaseNames(in *Input) []string {
+	var out []string
+	for n := range in.Phases {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,572 @@
+// Package plan compiles a decoded scenario file into an immutable Plan: every
+// reference resolved, every default filled, every fault's parameters decoded
+// by its kind, phases derived from the fault timeline, objectives parsed, and
+// the static timeout-cascade lint run. Every problem is reported at its
+// file:line:column, all at once.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/yamlfile"
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/verdict"
+	"github.com/cascadehq/cascade/scenarios"
+)
+
+// Limits that keep every run bounded, whatever a file says.
+const (
+	MaxLoadDuration = 24 * time.Hour
+	MaxRequests     = 100_000_000
+	DefaultSeed     = 1
+	DefaultTimeout  = 30 * time.Second
+	RunPhase        = "run"
+)
+
+// Plan is a scenario ready to run. Nothing in it changes during a run.
+type Plan struct {
+	Name        string
+	Description string
+	File        string
+	Source      []byte
+	Hash        string
+	Seed        uint64
+
+	Upstreams []faults.UpstreamConfig
+	// Gateway is the built-in gateway's config (upstream targets are filled
+	// in by the run once replicas listen); nil when External is set.
+	Gateway  *gateway.Config
+	External string
+
+	Load     loadgen.Config // Target is filled in by the run
+	Duration time.Duration  // of the load profile
+	Timeline []faults.Entry
+	// Phases always starts with the whole run.
+	Phases     []results.Phase
+	Objectives []verdict.Objective
+	Warnings   []Warning
+}
+
+// Warning is a lint finding: the scenario runs, but probably not as meant.
+type Warning struct {
+	Pos string // file:line:column
+	Msg string
+}
+
+func (w Warning) String() string { return w.Pos + ": " + w.Msg }
+
+// Options change how a scenario compiles.
+type Options struct {
+	Seed        *uint64 // overrides the file's seed
+	AllowRemote bool    // permit non-loopback targets
+	Strict      bool    // lint warnings become errors
+}
+
+// CompileFile reads, decodes and compiles a scenario file.
+func CompileFile(path string, opts Options) (*Plan, error) {
+	f, doc, data, err := scenarios.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(f, doc, data, opts)
+}
+
+// CompileBytes decodes and compiles scenario source.
+func CompileBytes(name string, data []byte, opts Options) (*Plan, error) {
+	f, doc, err := scenarios.Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(f, doc, data, opts)
+}
+
+type compiler struct {
+	f    *scenarios.File
+	doc  *yamlfile.Doc
+	opts Options
+	errs yamlfile.Errors
+	p    *Plan
+	ups  map[string]*faults.UpstreamConfig
+}
+
+func (c *compiler) errorf(path, format string, args ...any) {
+	c.errs = append(c.errs, c.doc.Errorf(path, format, args...))
+}
+
+func (c *compiler) warnf(path, format string, args ...any) {
+	e := c.doc.Errorf(path, format, args...)
+	pos := fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Column)
+	if e.Path != "" {
+		pos += ": " + e.Path
+	}
+	c.p.Warnings = append(c.p.Warnings, Warning{Pos: pos, Msg: e.Msg})
+}
+
+// Compile checks a decoded file and builds its plan.
+func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) (*Plan, error) {
+	sum := sha256.Sum256(source)
+	c := &compiler{f: f, doc: doc, opts: opts, ups: map[string]*faults.UpstreamConfig{}, p: &Plan{
+		Name: f.Name, Description: f.Description, File: doc.Name, Source: source,
+		Hash: "sha256:" + hex.EncodeToString(sum[:8]), Seed: f.Seed,
+	}}
+	if c.p.Seed == 0 {
+		c.p.Seed = DefaultSeed
+	}
+	if opts.Seed != nil {
+		c.p.Seed = *opts.Seed
+	}
+	if f.Name == "" {
+		c.errorf("$.name", "a scenario needs a name")
+	} else if !nameRE.MatchString(f.Name) {
+		c.errorf("$.name", "name %q may use only letters, digits, '-', '_' and '.' (it names the run directory)", f.Name)
+	}
+	c.upstreams()
+	c.gateway()
+	c.load()
+	c.faults()
+	c.phases()
+	c.objectives()
+	c.lint()
+	if len(c.errs) > 0 {
+		return nil, c.errs
+	}
+	if opts.Strict && len(c.p.Warnings) > 0 {
+		for _, w := range c.p.Warnings {
+			c.errs = append(c.errs, &yamlfile.Error{Msg: w.String() + " (an error with --strict)"})
+		}
+		return nil, c.errs
+	}
+	return c.p, nil
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func (c *compiler) upstreams() {
+	if len(c.f.Upstreams) == 0 {
+		c.errorf("$.upstreams", "at least one upstream is needed")
+	}
+	for i, u := range c.f.Upstreams {
+		p := fmt.Sprintf("$.upstreams[%d]", i)
+		switch {
+		case u.Name == "":
+			c.errorf(p, "an upstream needs a name")
+			continue
+		case !nameRE.MatchString(u.Name):
+			c.errorf(p+".name", "name %q may use only letters, digits, '-', '_' and '.'", u.Name)
+		case c.ups[u.Name] != nil:
+			c.errorf(p+".name", "upstream %q is declared twice", u.Name)
+			continue
+		}
+		if u.Replicas < 0 {
+			c.errorf(p+".replicas", "replicas must be at least 1")
+		}
+		replicas := max(u.Replicas, 1)
+		if len(u.Listen) > 0 {
+			if u.Replicas != 0 && len(u.Listen) != u.Replicas {
+				c.errorf(p+".listen", "%d listen addresses for %d replicas: give one per replica", len(u.Listen), u.Replicas)
+			}
+			replicas = len(u.Listen)
+			for j, a := range u.Listen {
+				if err := checkListen(a); err != nil {
+					c.errorf(fmt.Sprintf("%s.listen[%d]", p, j), "%v", err)
+				}
+			}
+		}
+		if err := u.Behaviour.Validate(); err != nil {
+			c.errorf(p, "%v", err)
+		}
+		cfg := faults.UpstreamConfig{Name: u.Name, Replicas: replicas, Listen: u.Listen, Behaviour: u.Behaviour}
+		c.p.Upstreams = append(c.p.Upstreams, cfg)
+		c.ups[u.Name] = &c.p.Upstreams[len(c.p.Upstreams)-1]
+	}
+}
+
+// checkListen allows only loopback listen addresses: fake upstreams never
+// face a network.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: expected host:port such as 127.0.0.1:19001", addr)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("listen address %q: upstreams listen on loopback only (127.0.0.0/8)", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("listen address %q: port must be 1-65535", addr)
+	}
+	if n >= 32768 && n <= 60999 {
+		return fmt.Errorf("listen address %q: port %d is in the ephemeral range (32768-60999) where the load generator's own sockets can collide with it; use a port below 32768", addr, n)
+	}
+	return nil
+}
+
+// CheckTarget refuses non-loopback targets unless allowed.
+func CheckTarget(raw string, allowRemote bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL", raw)
+	}
+	if allowRemote {
+		return nil
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%s is not a loopback address: cascade sends load only to 127.0.0.0/8 unless you pass --allow-remote", host)
+}
+
+func (c *compiler) gateway() {
+	g := c.f.Gateway
+	names := map[string]bool{}
+	for n := range c.ups {
+		names[n] = true
+	}
+	if g.External != "" {
+		if len(g.Routes) > 0 || g.Listen != "" {
+			c.errorf("$.gateway.external", "external and routes/listen exclude each other: either cascade runs its gateway or yours")
+		}
+		if err := CheckTarget(g.External, c.opts.AllowRemote); err != nil {
+			c.errorf("$.gateway.external", "%v", err)
+		}
+		c.p.External = strings.TrimSuffix(g.External, "/")
+		for i, u := range c.f.Upstreams {
+			if len(u.Listen) == 0 {
+				c.errorf(fmt.Sprintf("$.upstreams[%d]", i),
+					"upstream %q needs fixed listen addresses when the gateway is external, so your gateway's config can point at them", u.Name)
+			}
+		}
+		return
+	}
+	cfg := &gateway.Config{Listen: g.Listen, Routes: g.Routes}
+	if g.Listen != "" {
+		if err := checkListen(g.Listen); err != nil {
+			c.errorf("$.gateway.listen", "%v", err)
+		}
+	}
+	c.errs = append(c.errs, c.doc.Position("$.gateway", cfg.Validate(names))...)
+	c.p.Gateway = cfg
+}
+
+func (c *compiler) load() {
+	l := c.f.Load
+	cfg := loadgen.Config{
+		ClientTimeout: l.ClientTimeout.D(), MaxInFlight: l.MaxInFlight, KeepAlive: true, Seed: c.p.Seed,
+	}
+	if cfg.ClientTimeout == 0 {
+		cfg.ClientTimeout = DefaultTimeout
+	}
+	if l.KeepAlive != nil {
+		cfg.KeepAlive = *l.KeepAlive
+	}
+	if l.MaxInFlight < 0 {
+		c.errorf("$.load.max_in_flight", "max_in_flight must be positive")
+	}
+	if len(l.Stages) == 0 {
+		c.errorf("$.load.stages", "at least one stage is needed, e.g. {duration: 10s, rate: 100/s}")
+	}
+	prev := 0.0
+	for i, s := range l.Stages {
+		p := fmt.Sprintf("$.load.stages[%d]", i)
+		if s.Duration == 0 {
+			c.errorf(p+".duration", "a stage needs a duration greater than 0")
+		}
+		switch {
+		case (s.Rate == nil) == (s.RampTo == nil):
+			c.errorf(p, "give either rate (hold a rate) or ramp_to (ramp from the previous stage's rate), exactly one")
+		case s.RampTo != nil:
+			to := s.RampTo.PerSecond()
+			cfg.Stages = append(cfg.Stages, loadgen.Stage{Duration: s.Duration.D(), From: prev, To: to})
+			prev = to
+		default:
+			r := s.Rate.PerSecond()
+			cfg.Stages = append(cfg.Stages, loadgen.Stage{Duration: s.Duration.D(), From: r, To: r})
+			prev = r
+		}
+	}
+	pacer := loadgen.NewPacer(cfg.Stages)
+	c.p.Duration = pacer.Duration()
+	if c.p.Duration > MaxLoadDuration {
+		c.errorf("$.load.stages", "the load lasts %s; the limit is %s", c.p.Duration, MaxLoadDuration)
+	}
+	if pacer.Total() > MaxRequests {
+		c.errorf("$.load.stages", "the load schedules %.0f requests; the limit is %d", pacer.Total(), MaxRequests)
+	}
+	if len(l.Stages) > 0 && pacer.Total() < 1 {
+		c.errorf("$.load.stages", "the stages schedule no requests: give a rate, e.g. rate: 100/s")
+	}
+	if len(l.Requests) == 0 {
+		c.errorf("$.load.requests", "at least one request is needed, e.g. {path: /}")
+	}
+	for i, r := range l.Requests {
+		p := fmt.Sprintf("$.load.requests[%d]", i)
+		if !strings.HasPrefix(r.Path, "/") {
+			c.errorf(p+".path", "path %q must start with /", r.Path)
+		}
+		method := strings.ToUpper(r.Method)
+		if method == "" {
+			method = http.MethodGet
+		}
+		if !validMethod(method) {
+			c.errorf(p+".method", "unknown HTTP method %q", r.Method)
+		}
+		if r.Weight < 0 {
+			c.errorf(p+".weight", "weight must not be negative")
+		}
+		name := r.Name
+		if name == "" {
+			name = method + " " + r.Path
+		}
+		h := http.Header{}
+		for k, v := range r.Headers {
+			h.Set(k, v)
+		}
+		var body []byte
+		if r.Body != "" {
+			body = []byte(r.Body)
+		}
+		cfg.Requests = append(cfg.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body, Weight: max(r.Weight, 1)})
+	}
+	c.p.Load = cfg
+}
+
+func validMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodTrace, http.MethodConnect:
+		return true
+	}
+	return false
+}
+
+var targetRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[(\d+)\])?$`)
+
+func (c *compiler) faults() {
+	seen := map[string]bool{}
+	counts := map[string]int{}
+	for i, f := range c.f.Faults {
+		p := fmt.Sprintf("$.faults[%d]", i)
+		name := f.Name
+		counts[f.Kind]++
+		if name == "" {
+			name = fmt.Sprintf("%s-%d", f.Kind, counts[f.Kind])
+		} else if !nameRE.MatchString(name) {
+			c.errorf(p+".name", "name %q may use only letters, digits, '-', '_' and '.'", name)
+		}
+		if seen[name] || name == RunPhase || name == "before" || name == "after" {
+			c.errorf(p+".name", "fault name %q is already taken (names must be unique and not run/before/after)", name)
+		}
+		seen[name] = true
+		if f.Kind == "" {
+			c.errorf(p, "a fault needs a kind (valid: %s)", strings.Join(faults.Kinds(), ", "))
+			continue
+		}
+		spec, err := faults.NewSpec(f.Kind)
+		if err != nil {
+			c.errorf(p+".kind", "%v", err)
+			continue
+		}
+		if f.Params.Node != nil {
+			if err := c.doc.DecodeNode(f.Params.Node, spec); err != nil {
+				c.errs = append(c.errs, asPositioned(err))
+				continue
+			}
+		}
+		if err := spec.Validate(); err != nil {
+			c.errorf(p+".params", "%s: %v", f.Kind, err)
+		}
+		m := targetRE.FindStringSubmatch(f.Target)
+		if m == nil {
+			c.errorf(p+".target", "target %q must name an upstream (api) or one replica (api[0])", f.Target)
+			continue
+		}
+		up := c.ups[m[1]]
+		if up == nil {
+			c.errorf(p+".target", "unknown upstream %q (declared: %s)", m[1], strings.Join(c.upstreamNames(), ", "))
+			continue
+		}
+		replica := -1
+		if m[2] != "" {
+			replica, _ = strconv.Atoi(m[2])
+			if replica >= up.Replicas {
+				c.errorf(p+".target", "upstream %q has %d replica(s): index %d does not exist", m[1], up.Replicas, replica)
+				continue
+			}
+		}
+		if f.Start.D() >= c.p.Duration && c.p.Duration > 0 {
+			c.errorf(p+".start", "the fault starts at %s, after the load ends at %s", f.Start, c.p.Duration)
+		}
+		dur := f.Duration.D()
+		if dur == 0 || f.Start.D()+dur > c.p.Duration {
+			if dur != 0 {
+				c.warnf(p+".duration", "the fault would end at %s, after the load ends at %s; it is cut at the end", f.Start.D()+dur, c.p.Duration)
+			}
+			dur = c.p.Duration - f.Start.D()
+		}
+		c.p.Timeline = append(c.p.Timeline, faults.Entry{
+			Name: name, Spec: spec, Kind: f.Kind, Upstream: m[1], Replica: replica, Start: f.Start.D(), Duration: dur,
+		})
+	}
+}
+
+func asPositioned(err error) *yamlfile.Error {
+	if e, ok := err.(*yamlfile.Error); ok {
+		return e
+	}
+	return &yamlfile.Error{Msg: err.Error()}
+}
+
+func (c *compiler) upstreamNames() []string {
+	var out []string
+	for n := range c.ups {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// phases derives "before", one phase per fault, the gaps after each fault,
+// and "after", then adds the file's own phases.
+func (c *compiler) phases() {
+	end := c.p.Duration
+	ps := []results.Phase{{Name: RunPhase, Start: 0, End: end}}
+	if len(c.p.Timeline) > 0 {
+		tl := append([]faults.Entry(nil), c.p.Timeline...)
+		sort.SliceStable(tl, func(i, j int) bool { return tl[i].Start < tl[j].Start })
+		if first := tl[0].Start; first > 0 {
+			ps = append(ps, results.Phase{Name: "before", Start: 0, End: first})
+		}
+		for _, e := range tl {
+			ps = append(ps, results.Phase{Name: e.Name, Start: e.Start, End: e.Start + e.Duration})
+		}
+		// Gaps with no fault active, named after the fault that ended last.
+		var lastEnd time.Duration
+		lastName := ""
+		for i, e := range tl {
+			if e.Start+e.Duration > lastEnd {
+				lastEnd, lastName = e.Start+e.Duration, e.Name
+			}
+			next := end
+			if i+1 < len(tl) {
+				next = tl[i+1].Start
+			}
+			if lastEnd < next {
+				name := "after-" + lastName
+				if next == end {
+					name = "after"
+				}
+				ps = append(ps, results.Phase{Name: name, Start: lastEnd, End: next})
+			}
+		}
+	}
+	names := map[string]bool{}
+	for _, p := range ps {
+		names[p.Name] = true
+	}
+	for i, ph := range c.f.Phases {
+		p := fmt.Sprintf("$.phases[%d]", i)
+		if ph.Name == "" {
+			c.errorf(p, "a phase needs a name")
+			continue
+		}
+		if names[ph.Name] {
+			c.errorf(p+".name", "phase %q already exists (derived phases: %s)", ph.Name, phaseList(ps))
+			continue
+		}
+		e := ph.End.D()
+		if e == 0 {
+			e = end
+		}
+		if ph.Start.D() >= e {
+			c.errorf(p+".end", "the phase ends (%s) before it starts (%s)", e, ph.Start)
+			continue
+		}
+		if ph.Start.D() >= end {
+			c.errorf(p+".start", "the phase starts at %s, after the load ends at %s", ph.Start, end)
+			continue
+		}
+		names[ph.Name] = true
+		ps = append(ps, results.Phase{Name: ph.Name, Start: ph.Start.D(), End: min(e, end)})
+	}
+	c.p.Phases = ps
+}
+
+func phaseList(ps []results.Phase) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+func (c *compiler) objectives() {
+	names := map[string]bool{}
+	for _, p := range c.p.Phases {
+		names[p.Name] = true
+	}
+	for i, o := range c.f.SLO {
+		p := fmt.Sprintf("$.slo[%d]", i)
+		if o.Phase != "" && !names[o.Phase] {
+			c.errorf(p+".phase", "unknown phase %q (phases: %s)", o.Phase, phaseList(c.p.Phases))
+			continue
+		}
+		phase := o.Phase
+		if phase == RunPhase {
+			phase = ""
+		}
+		t, err := verdict.ParseThreshold(o.Objective, phase)
+		if err != nil {
+			path := p
+			if c.doc.Node(p+".objective") != nil {
+				path = p + ".objective"
+			}
+			c.errorf(path, "%v", err)
+			continue
+		}
+		if o.Name != "" {
+			t.Name = o.Name
+		}
+		c.p.Objectives = append(c.p.Objectives, t)
+	}
+}
+
+// lint is the static half of the timeout cascade: the misorderings the seed
+// articles blame for mystery timeouts.
+func (c *compiler) lint() {
+	if c.p.Gateway == nil {
+		return
+	}
+	client := c.p.Load.ClientTimeout
+	for i, r := range c.p.Gateway.Routes {
+		t := r.Timeouts.Effective()
+		p := fmt.Sprintf("$.gateway.routes[%d].timeouts", i)
+		if t.Total.D() >= client {
+			c.warnf(p+".total", "route %s: gateway total timeout %s is not shorter than the client timeout %s: the client gives up first and never sees the gateway's 504",
+				r.Path, t.Total, client)
+		}
+		up := c.ups[r.Upstream]
+		if up != nil && !up.Behaviour.Latency.IsZero() {
+			if hi := up.Behaviour.Latency.Upper(); t.ResponseHeader.D() < hi {
+				c.warnf(p+".response_header", "route %s: response_header timeout %s is below upstream %s's normal p99 latency %s: healthy requests will time out",
+					r.Path, t.ResponseHeader, up.Name, hi)
+			}
+		}
+	}
+}

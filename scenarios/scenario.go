@@ -1,0 +1,200 @@
+// Package scenarios defines the scenario file — topology, gateway, load,
+// fault timeline and SLOs in one YAML document — and decodes it strictly:
+// an unknown field, a bad duration or percentage is an error naming
+// file:line:column and the field. Turning a decoded file into something that
+// can run (references resolved, defaults filled, lint) is scenarios/plan's job.
+package scenarios
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/goccy/go-yaml/ast"
+	"github.com/invopop/jsonschema"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/units"
+	"github.com/cascadehq/cascade/internal/yamlfile"
+)
+
+// File is a scenario file.
+type File struct {
+	// Name identifies the scenario in reports and run directories.
+	Name string `yaml:"name" json:"name"`
+	// Description says what the scenario rehearses.
+	Description string `yaml:"description,omitempty" json:"description,omitempty"`
+	// Seed fixes every random choice (latency draws, fault probabilities,
+	// request mix), so the same file repeats. Default 1.
+	Seed uint64 `yaml:"seed,omitempty" json:"seed,omitempty"`
+	// Upstreams are the fake services behind the gateway.
+	Upstreams []Upstream `yaml:"upstreams" json:"upstreams"`
+	// Gateway is cascade's built-in gateway (routes) or the URL of your own.
+	Gateway Gateway `yaml:"gateway" json:"gateway"`
+	// Load is the traffic the load generator sends.
+	Load Load `yaml:"load" json:"load"`
+	// Faults is the fault timeline.
+	Faults []Fault `yaml:"faults,omitempty" json:"faults,omitempty"`
+	// Phases are extra named time windows for SLOs. Phases named after each
+	// fault, "before" and "after" are derived from the timeline.
+	Phases []Phase `yaml:"phases,omitempty" json:"phases,omitempty"`
+	// SLO lists the objectives that decide the exit code.
+	SLO []Objective `yaml:"slo,omitempty" json:"slo,omitempty"`
+}
+
+// Upstream is a fake upstream: one or more replicas with one behaviour.
+type Upstream struct {
+	Name string `yaml:"name" json:"name"`
+	// Replicas is the number of instances (default 1), each on its own
+	// loopback listener.
+	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty"`
+	// Listen gives fixed host:port addresses, one per replica. Needed when
+	// the gateway is your own, so its config can point at them.
+	Listen []string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// Latency, status and body size of a healthy answer.
+	faults.Behaviour `yaml:",inline"`
+}
+
+// Gateway is either cascade's gateway (Routes) or yours (External).
+type Gateway struct {
+	// External is the base URL of a gateway you run (nginx, Envoy,
+	// HAProxy...) on loopback. cascade then does not start its own.
+	External string `yaml:"external,omitempty" json:"external,omitempty"`
+	// Listen is the built-in gateway's address (default 127.0.0.1:0).
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// Routes of the built-in gateway.
+	Routes []gateway.Route `yaml:"routes,omitempty" json:"routes,omitempty"`
+}
+
+// Load is an open-model load: requests arrive at the rate of the stages,
+// whatever the system does.
+type Load struct {
+	// ClientTimeout is when the client gives up on a request (default 30s):
+	// the outermost layer of the timeout cascade.
+	ClientTimeout units.Duration `yaml:"client_timeout,omitempty" json:"client_timeout,omitempty"`
+	// MaxInFlight caps concurrent requests (default 10000); requests due when
+	// the cap is reached are counted as dropped.
+	MaxInFlight int `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty"`
+	// KeepAlive reuses connections (default true).
+	KeepAlive *bool `yaml:"keep_alive,omitempty" json:"keep_alive,omitempty"`
+	// Stages in order; each holds a rate or ramps to one.
+	Stages []Stage `yaml:"stages" json:"stages"`
+	// Requests is the weighted request mix.
+	Requests []Request `yaml:"requests" json:"requests"`
+}
+
+// Stage is one step of the arrival profile. Give exactly one of Rate (hold
+// it for Duration) or RampTo (move linearly from the previous stage's rate).
+type Stage struct {
+	Duration units.Duration `yaml:"duration" json:"duration"`
+	Rate     *units.Rate    `yaml:"rate,omitempty" json:"rate,omitempty"`
+	RampTo   *units.Rate    `yaml:"ramp_to,omitempty" json:"ramp_to,omitempty"`
+}
+
+// Request is one request template.
+type Request struct {
+	Name    string            `yaml:"name,omitempty" json:"name,omitempty"`
+	Method  string            `yaml:"method,omitempty" json:"method,omitempty"` // default GET
+	Path    string            `yaml:"path" json:"path"`
+	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+	Body    string            `yaml:"body,omitempty" json:"body,omitempty"`
+	Weight  int               `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
+}
+
+// Fault is one entry of the fault timeline.
+type Fault struct {
+	// Name identifies the fault in events, phases and reports (default: kind-N).
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Kind is a registered fault kind (latency, error, reset, hang, down, ...).
+	Kind string `yaml:"kind" json:"kind"`
+	// Target is an upstream ("api") or one replica ("api[1]").
+	Target string `yaml:"target" json:"target"`
+	// Start is the offset from the start of the load.
+	Start units.Duration `yaml:"start" json:"start"`
+	// Duration of the fault (default: until the load ends).
+	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
+	// Params are the kind's parameters, decoded strictly by the kind.
+	Params Params `yaml:"params,omitempty" json:"params,omitempty"`
+}
+
+// Params keeps a fault's parameters as YAML until the kind is known.
+type Params struct{ Node ast.Node }
+
+// UnmarshalYAML implements yaml.NodeUnmarshaler.
+func (p *Params) UnmarshalYAML(node ast.Node) error {
+	if _, ok := node.(*ast.MappingNode); !ok {
+		if _, null := node.(*ast.NullNode); !null {
+			return yamlfile.NodeError(node, "params must be a mapping such as {delay: 200ms}")
+		}
+	}
+	p.Node = node
+	return nil
+}
+
+// JSONSchema describes params as an object; each kind documents its own.
+func (Params) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "object", Description: "parameters of the fault kind"}
+}
+
+// Phase is a named window of the load, for SLOs.
+type Phase struct {
+	Name  string         `yaml:"name" json:"name"`
+	Start units.Duration `yaml:"start,omitempty" json:"start,omitempty"`
+	// End of the window (default: the end of the load).
+	End units.Duration `yaml:"end,omitempty" json:"end,omitempty"`
+}
+
+// Objective is an SLO: "p99 < 300ms" over the whole run, or a mapping with a
+// phase: {phase: slow-api, objective: "gateway_timeout_rate < 1%"}.
+type Objective struct {
+	Name      string `yaml:"name,omitempty" json:"name,omitempty"`
+	Phase     string `yaml:"phase,omitempty" json:"phase,omitempty"`
+	Objective string `yaml:"objective" json:"objective"`
+}
+
+type objectiveFields Objective
+
+// UnmarshalYAML accepts the string shorthand.
+func (o *Objective) UnmarshalYAML(node ast.Node) error {
+	if s, ok := node.(*ast.StringNode); ok {
+		*o = Objective{Objective: s.Value}
+		return nil
+	}
+	if _, ok := node.(*ast.MappingNode); !ok {
+		return yamlfile.NodeError(node, "an objective is a string such as \"p99 < 300ms\" or a mapping {phase: ..., objective: ...}")
+	}
+	var f objectiveFields
+	if err := yamlfile.DecodeNode(node, &f); err != nil {
+		return err
+	}
+	*o = Objective(f)
+	return nil
+}
+
+// JSONSchema allows the string shorthand.
+func (Objective) JSONSchema() *jsonschema.Schema {
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	m := r.Reflect(&objectiveFields{})
+	m.Version = ""
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string", Examples: []any{"p99 < 300ms"}}, m}}
+}
+
+// Parse decodes a scenario strictly. name labels errors (usually the path).
+func Parse(name string, data []byte) (*File, *yamlfile.Doc, error) {
+	var f File
+	doc, err := yamlfile.Decode(name, data, &f)
+	if err != nil {
+		return nil, doc, err
+	}
+	return &f, doc, nil
+}
+
+// ReadFile reads and decodes a scenario file.
+func ReadFile(path string) (*File, *yamlfile.Doc, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read scenario: %w", err)
+	}
+	f, doc, err := Parse(path, data)
+	return f, doc, data, err
+}

@@ -1,0 +1,46 @@
+package scenarios
+
+import (
+	"encoding/json"
+	"reflect"
+
+	"github.com/invopop/jsonschema"
+
+	"github.com/cascadehq/cascade/faults"
+)
+
+// Schema returns a JSON Schema of the scenario file, generated from the Go
+// types, with each fault kind's params attached by kind, so editors complete
+// and check scenario files.
+func Schema() ([]byte, error) {
+	r := &jsonschema.Reflector{FieldNameTag: "yaml", RequiredFromJSONSchemaTags: true, AllowAdditionalProperties: false}
+	s := r.Reflect(&File{})
+	s.ID = "https://github.com/cascadehq/cascade/scenario.schema.json"
+	s.Title = "cascade scenario"
+	if def, ok := s.Definitions["Fault"]; ok {
+		kinds := faults.Kinds()
+		enum := make([]any, len(kinds))
+		for i, k := range kinds {
+			enum[i] = k
+			spec, _ := faults.NewSpec(k)
+			ps := r.ReflectFromType(reflect.TypeOf(spec).Elem())
+			for name, d := range ps.Definitions {
+				s.Definitions[name] = d
+			}
+			ps.Definitions = nil
+			ps.Version = ""
+			props := jsonschema.NewProperties()
+			props.Set("kind", &jsonschema.Schema{Const: k})
+			then := jsonschema.NewProperties()
+			then.Set("params", ps)
+			def.AllOf = append(def.AllOf, &jsonschema.Schema{
+				If:   &jsonschema.Schema{Properties: props},
+				Then: &jsonschema.Schema{Properties: then},
+			})
+		}
+		if kp, ok := def.Properties.Get("kind"); ok {
+			kp.Enum = enum
+		}
+	}
+	return json.MarshalIndent(s, "", "  ")
+}
