@@ -243,4 +243,3 @@ func (g *Generator) picker() func() int {
 		return len(cum) - 1
 	}
 }
-

@@ -13,22 +13,22 @@ import (
 // Summary is everything summary.json holds: enough to reprint the report and
 // recompute every verdict without rerunning.
 type Summary struct {
-	Scenario    string          `json:"scenario"`
-	File        string          `json:"file"`
-	Seed        uint64          `json:"seed"`
-	PlanHash    string          `json:"plan_hash"`
-	Started     time.Time       `json:"started"`
-	Elapsed     Seconds         `json:"elapsed_s"` // how long the load ran
-	Planned     Seconds         `json:"planned_s"` // how long it was meant to run
-	Interrupted bool            `json:"interrupted"`
-	Target      string          `json:"target"`  // what the load generator hit
-	Gateway     string          `json:"gateway"` // "builtin" or the external gateway's URL
-	Run         PhaseSummary    `json:"run"`     // the whole run
-	Phases      []PhaseSummary  `json:"phases"`
-	Faults      []FaultSummary  `json:"faults"`
+	Scenario    string            `json:"scenario"`
+	File        string            `json:"file"`
+	Seed        uint64            `json:"seed"`
+	PlanHash    string            `json:"plan_hash"`
+	Started     time.Time         `json:"started"`
+	Elapsed     Seconds           `json:"elapsed_s"` // how long the load ran
+	Planned     Seconds           `json:"planned_s"` // how long it was meant to run
+	Interrupted bool              `json:"interrupted"`
+	Target      string            `json:"target"`  // what the load generator hit
+	Gateway     string            `json:"gateway"` // "builtin" or the external gateway's URL
+	Run         PhaseSummary      `json:"run"`     // the whole run
+	Phases      []PhaseSummary    `json:"phases"`
+	Faults      []FaultSummary    `json:"faults"`
 	Objectives  []ObjectiveResult `json:"objectives"`
-	Verdict     string          `json:"verdict"` // pass, fail, or interrupted
-	Warnings    []string        `json:"warnings,omitempty"`
+	Verdict     string            `json:"verdict"` // pass, fail, or interrupted
+	Warnings    []string          `json:"warnings,omitempty"`
 	Versions    map[string]string `json:"versions,omitempty"`
 }
 
