@@ -92,12 +92,13 @@ type Doc struct {
 
 // Decode parses data strictly into v: unknown fields, duplicate keys and type
 // mismatches are errors. The returned Doc locates later, semantic errors.
-func Decode(name string, data []byte, v any) (*Doc, error) {
+func Decode(name string, data []byte, v any) (doc *Doc, err error) {
+	defer containPanic(name, &err)
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return nil, convert(name, err)
 	}
-	doc := &Doc{Name: name, file: f}
+	doc = &Doc{Name: name, file: f}
 	if len(f.Docs) == 0 || f.Docs[0].Body == nil {
 		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "the file is empty"}
 	}
@@ -113,7 +114,8 @@ func Decode(name string, data []byte, v any) (*Doc, error) {
 // DecodeNode decodes one node of an already parsed document strictly into v;
 // used for parameters whose type is only known after a sibling field was read
 // (a fault's params depend on its kind).
-func (d *Doc) DecodeNode(node ast.Node, v any) error {
+func (d *Doc) DecodeNode(node ast.Node, v any) (err error) {
+	defer containPanic(d.Name, &err)
 	if node == nil {
 		return nil
 	}
@@ -121,6 +123,16 @@ func (d *Doc) DecodeNode(node ast.Node, v any) error {
 		return convert(d.Name, err)
 	}
 	return nil
+}
+
+// containPanic turns a panic inside the YAML library into an error. The
+// fuzzer found inputs that crash goccy/go-yaml (a tag on an empty flow
+// sequence); a user's typo must get a message, not a stack trace.
+func containPanic(name string, err *error) {
+	if r := recover(); r != nil {
+		*err = &Error{File: name, Line: 1, Column: 1,
+			Msg: fmt.Sprintf("the YAML decoder failed on this file (%v): check the syntax, especially tags (!) and flow collections ([ ], { })", r)}
+	}
 }
 
 // Errorf returns an error located at the YAML node at path (for example

@@ -94,12 +94,15 @@ func CompileBytes(name string, data []byte, opts Options) (*Plan, error) {
 }
 
 type compiler struct {
-	f    *scenarios.File
-	doc  *yamlfile.Doc
-	opts Options
-	errs yamlfile.Errors
-	p    *Plan
-	ups  map[string]*faults.UpstreamConfig
+	// badFaults names faults that failed to compile; objectives on their
+	// phases are not reported again as unknown phases.
+	badFaults map[string]bool
+	f         *scenarios.File
+	doc       *yamlfile.Doc
+	opts      Options
+	errs      yamlfile.Errors
+	p         *Plan
+	ups       map[string]*faults.UpstreamConfig
 }
 
 func (c *compiler) errorf(path, format string, args ...any) {
@@ -118,7 +121,7 @@ func (c *compiler) warnf(path, format string, args ...any) {
 // Compile checks a decoded file and builds its plan.
 func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) (*Plan, error) {
 	sum := sha256.Sum256(source)
-	c := &compiler{f: f, doc: doc, opts: opts, ups: map[string]*faults.UpstreamConfig{}, p: &Plan{
+	c := &compiler{f: f, doc: doc, opts: opts, ups: map[string]*faults.UpstreamConfig{}, badFaults: map[string]bool{}, p: &Plan{
 		Name: f.Name, Description: f.Description, File: doc.Name, Source: source,
 		Hash: "sha256:" + hex.EncodeToString(sum[:8]), Seed: f.Seed,
 	}}
@@ -362,68 +365,76 @@ func (c *compiler) faults() {
 	seen := map[string]bool{}
 	counts := map[string]int{}
 	for i, f := range c.f.Faults {
-		p := fmt.Sprintf("$.faults[%d]", i)
-		name := f.Name
-		counts[f.Kind]++
-		if name == "" {
-			name = fmt.Sprintf("%s-%d", f.Kind, counts[f.Kind])
-		} else if !nameRE.MatchString(name) {
-			c.errorf(p+".name", "name %q may use only letters, digits, '-', '_' and '.'", name)
+		before := len(c.errs)
+		c.fault(i, f, seen, counts)
+		if len(c.errs) > before {
+			c.badFaults[f.Name] = true
 		}
-		if seen[name] || name == RunPhase || name == "before" || name == "after" {
-			c.errorf(p+".name", "fault name %q is already taken (names must be unique and not run/before/after)", name)
-		}
-		seen[name] = true
-		if f.Kind == "" {
-			c.errorf(p, "a fault needs a kind (valid: %s)", strings.Join(faults.Kinds(), ", "))
-			continue
-		}
-		spec, err := faults.NewSpec(f.Kind)
-		if err != nil {
-			c.errorf(p+".kind", "%v", err)
-			continue
-		}
-		if f.Params.Node != nil {
-			if err := c.doc.DecodeNode(f.Params.Node, spec); err != nil {
-				c.errs = append(c.errs, asPositioned(err))
-				continue
-			}
-		}
-		if err := spec.Validate(); err != nil {
-			c.errorf(p+".params", "%s: %v", f.Kind, err)
-		}
-		m := targetRE.FindStringSubmatch(f.Target)
-		if m == nil {
-			c.errorf(p+".target", "target %q must name an upstream (api) or one replica (api[0])", f.Target)
-			continue
-		}
-		up := c.ups[m[1]]
-		if up == nil {
-			c.errorf(p+".target", "unknown upstream %q (declared: %s)", m[1], strings.Join(c.upstreamNames(), ", "))
-			continue
-		}
-		replica := -1
-		if m[2] != "" {
-			replica, _ = strconv.Atoi(m[2])
-			if replica >= up.Replicas {
-				c.errorf(p+".target", "upstream %q has %d replica(s): index %d does not exist", m[1], up.Replicas, replica)
-				continue
-			}
-		}
-		if f.Start.D() >= c.p.Duration && c.p.Duration > 0 {
-			c.errorf(p+".start", "the fault starts at %s, after the load ends at %s", f.Start, c.p.Duration)
-		}
-		dur := f.Duration.D()
-		if dur == 0 || f.Start.D()+dur > c.p.Duration {
-			if dur != 0 {
-				c.warnf(p+".duration", "the fault would end at %s, after the load ends at %s; it is cut at the end", f.Start.D()+dur, c.p.Duration)
-			}
-			dur = c.p.Duration - f.Start.D()
-		}
-		c.p.Timeline = append(c.p.Timeline, faults.Entry{
-			Name: name, Spec: spec, Kind: f.Kind, Upstream: m[1], Replica: replica, Start: f.Start.D(), Duration: dur,
-		})
 	}
+}
+
+func (c *compiler) fault(i int, f scenarios.Fault, seen map[string]bool, counts map[string]int) {
+	p := fmt.Sprintf("$.faults[%d]", i)
+	name := f.Name
+	counts[f.Kind]++
+	if name == "" {
+		name = fmt.Sprintf("%s-%d", f.Kind, counts[f.Kind])
+	} else if !nameRE.MatchString(name) {
+		c.errorf(p+".name", "name %q may use only letters, digits, '-', '_' and '.'", name)
+	}
+	if seen[name] || name == RunPhase || name == "before" || name == "after" {
+		c.errorf(p+".name", "fault name %q is already taken (names must be unique and not run/before/after)", name)
+	}
+	seen[name] = true
+	if f.Kind == "" {
+		c.errorf(p, "a fault needs a kind (valid: %s)", strings.Join(faults.Kinds(), ", "))
+		return
+	}
+	spec, err := faults.NewSpec(f.Kind)
+	if err != nil {
+		c.errorf(p+".kind", "%v", err)
+		return
+	}
+	if f.Params.Node != nil {
+		if err := c.doc.DecodeNode(f.Params.Node, spec); err != nil {
+			c.errs = append(c.errs, asPositioned(err))
+			return
+		}
+	}
+	if err := spec.Validate(); err != nil {
+		c.errorf(p+".params", "%s: %v", f.Kind, err)
+	}
+	m := targetRE.FindStringSubmatch(f.Target)
+	if m == nil {
+		c.errorf(p+".target", "target %q must name an upstream (api) or one replica (api[0])", f.Target)
+		return
+	}
+	up := c.ups[m[1]]
+	if up == nil {
+		c.errorf(p+".target", "unknown upstream %q (declared: %s)", m[1], strings.Join(c.upstreamNames(), ", "))
+		return
+	}
+	replica := -1
+	if m[2] != "" {
+		replica, _ = strconv.Atoi(m[2])
+		if replica >= up.Replicas {
+			c.errorf(p+".target", "upstream %q has %d replica(s): index %d does not exist", m[1], up.Replicas, replica)
+			return
+		}
+	}
+	if f.Start.D() >= c.p.Duration && c.p.Duration > 0 {
+		c.errorf(p+".start", "the fault starts at %s, after the load ends at %s", f.Start, c.p.Duration)
+	}
+	dur := f.Duration.D()
+	if dur == 0 || f.Start.D()+dur > c.p.Duration {
+		if dur != 0 {
+			c.warnf(p+".duration", "the fault would end at %s, after the load ends at %s; it is cut at the end", f.Start.D()+dur, c.p.Duration)
+		}
+		dur = c.p.Duration - f.Start.D()
+	}
+	c.p.Timeline = append(c.p.Timeline, faults.Entry{
+		Name: name, Spec: spec, Kind: f.Kind, Upstream: m[1], Replica: replica, Start: f.Start.D(), Duration: dur,
+	})
 }
 
 func asPositioned(err error) *yamlfile.Error {
@@ -524,7 +535,9 @@ func (c *compiler) objectives() {
 	for i, o := range c.f.SLO {
 		p := fmt.Sprintf("$.slo[%d]", i)
 		if o.Phase != "" && !names[o.Phase] {
-			c.errorf(p+".phase", "unknown phase %q (phases: %s)", o.Phase, phaseList(c.p.Phases))
+			if !c.badFaults[o.Phase] { // already reported at the fault
+				c.errorf(p+".phase", "unknown phase %q (phases: %s)", o.Phase, phaseList(c.p.Phases))
+			}
 			continue
 		}
 		phase := o.Phase

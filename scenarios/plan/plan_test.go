@@ -1,0 +1,248 @@
+package plan
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/yamlfile"
+)
+
+const good = `name: t
+upstreams:
+  - name: api
+    replicas: 2
+    latency: 5ms
+gateway:
+  routes:
+    - path: /
+      upstream: api
+      timeouts: {connect: 100ms, response_header: 1s, total: 2s}
+load:
+  client_timeout: 3s
+  stages:
+    - {duration: 2s, rate: 10/s}
+  requests:
+    - {path: /}
+faults:
+  - {name: slow, kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 20ms}}
+slo:
+  - p99 < 1s
+  - {phase: slow, objective: "error_rate < 1%"}
+`
+
+func TestGoodScenarioCompiles(t *testing.T) {
+	p, err := CompileBytes("good.yaml", []byte(good), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Duration != 2*time.Second || len(p.Timeline) != 1 || len(p.Objectives) != 2 {
+		t.Fatalf("plan: duration %s, %d faults, %d objectives", p.Duration, len(p.Timeline), len(p.Objectives))
+	}
+	var names []string
+	for _, ph := range p.Phases {
+		names = append(names, ph.Name)
+	}
+	if got := strings.Join(names, ","); got != "run,before,slow,after" {
+		t.Fatalf("derived phases = %s", got)
+	}
+	if len(p.Warnings) != 0 {
+		t.Fatalf("unexpected warnings: %v", p.Warnings)
+	}
+}
+
+// replace swaps one line of the good file for a bad one.
+func replace(old, new string) string {
+	if !strings.Contains(good, old) {
+		panic("test bug: " + old)
+	}
+	return strings.Replace(good, old, new, 1)
+}
+
+func TestBadScenarios(t *testing.T) {
+	cases := []struct {
+		name     string
+		src      string
+		line     int
+		col      int
+		path     string // expected field path in the message
+		contains string
+	}{
+		{"unknown field", replace("    replicas: 2", "    replicaz: 2"), 4, 5, "", `unknown field "replicaz"`},
+		{"bad duration", replace("client_timeout: 3s", "client_timeout: 3x"), 12, 19, "load.client_timeout", `invalid duration "3x"`},
+		{"duration without unit", replace("client_timeout: 3s", "client_timeout: 3"), 12, 19, "load.client_timeout", "has no unit"},
+		{"bad percentage", replace("params: {delay: 20ms}", "params: {delay: 20ms, probability: 150%}"), 18, 109, "", "outside 0%..100%"},
+		{"dangling route upstream", replace("      upstream: api", "      upstream: apx"), 9, 17, "gateway.routes[0].upstream", `unknown upstream "apx"`},
+		{"fault targets nothing", replace("target: api, start", "target: nope, start"), 18, 41, "faults[0].target", `unknown upstream "nope"`},
+		{"fault replica out of range", replace("target: api, start", `target: "api[5]", start`), 18, 41, "faults[0].target", "index 5 does not exist"},
+		{"unknown fault kind", replace("kind: latency", "kind: latensy"), 18, 24, "faults[0].kind", `unknown fault kind "latensy"`},
+		{"unknown fault param", replace("params: {delay: 20ms}", "params: {dealy: 20ms}"), 18, 83, "", `unknown field "dealy"`},
+		{"unknown phase", replace("{phase: slow,", "{phase: slw,"), 21, 13, "slo[1].phase", `unknown phase "slw"`},
+		{"bad objective", replace("  - p99 < 1s", "  - p99 < 1"), 20, 5, "slo[0]", "p99 is a latency"},
+		{"unknown metric", replace("  - p99 < 1s", "  - q99 < 1s"), 20, 5, "slo[0]", `unknown metric "q99"`},
+		{"bad rate", replace("rate: 10/s", "rate: 10/y"), 14, 28, "load.stages[0].rate", "unit must be /s"},
+		{"header longer than total", replace("response_header: 1s", "response_header: 5s"), 10, 51, "gateway.routes[0].timeouts.response_header", "longer than total"},
+		{"non-loopback external", replace("  routes:", "  external: http://203.0.113.9:80\n  routes:"), 7, 13, "gateway.external", "not a loopback address"},
+		{"syntax error", replace("  - {path: /}", "  - {path: /"), 17, 1, "", "must be specified"},
+		{"wrong type", replace("    replicas: 2", "    replicas: [2]"), 4, 15, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := CompileBytes("bad.yaml", []byte(tc.src), Options{})
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tc.src)
+			}
+			e := first(t, err)
+			if e.File != "bad.yaml" || e.Line != tc.line || e.Column != tc.col {
+				t.Errorf("position = %s:%d:%d, want bad.yaml:%d:%d (%v)", e.File, e.Line, e.Column, tc.line, tc.col, err)
+			}
+			if tc.path != "" && e.Path != tc.path {
+				t.Errorf("path = %q, want %q (%v)", e.Path, tc.path, err)
+			}
+			if !strings.Contains(err.Error(), tc.contains) {
+				t.Errorf("error %q does not mention %q", err, tc.contains)
+			}
+		})
+	}
+}
+
+func first(t *testing.T, err error) *yamlfile.Error {
+	t.Helper()
+	var es yamlfile.Errors
+	if errors.As(err, &es) {
+		return es[0]
+	}
+	var e *yamlfile.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	t.Fatalf("error is not positioned: %T %v", err, err)
+	return nil
+}
+
+func TestAllErrorsReportedAtOnce(t *testing.T) {
+	src := replace("      upstream: api", "      upstream: apx")
+	src = strings.Replace(src, "target: api, start", "target: nope, start", 1)
+	_, err := CompileBytes("bad.yaml", []byte(src), Options{})
+	var es yamlfile.Errors
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("want 2 errors, got %v", err)
+	}
+}
+
+func TestTimeoutLint(t *testing.T) {
+	// Gateway total >= client timeout: the client gives up first.
+	src := replace("client_timeout: 3s", "client_timeout: 2s")
+	p, err := CompileBytes("lint.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].Msg, "not shorter than the client timeout") {
+		t.Fatalf("warnings = %v", p.Warnings)
+	}
+	if !strings.HasPrefix(p.Warnings[0].Pos, "lint.yaml:10:62") {
+		t.Errorf("warning position = %s", p.Warnings[0].Pos)
+	}
+	if _, err := CompileBytes("lint.yaml", []byte(src), Options{Strict: true}); err == nil {
+		t.Fatal("--strict must turn the warning into an error")
+	}
+	// Response-header timeout below the upstream's normal p99.
+	src = replace("latency: 5ms", "latency: {dist: uniform, min: 500ms, max: 1500ms}")
+	p, err = CompileBytes("lint.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].Msg, "healthy requests will time out") {
+		t.Fatalf("warnings = %v", p.Warnings)
+	}
+}
+
+func TestSeedOverrideAndDefaults(t *testing.T) {
+	seed := uint64(99)
+	p, err := CompileBytes("s.yaml", []byte(good), Options{Seed: &seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Seed != 99 || p.Load.Seed != 99 {
+		t.Fatalf("seed = %d / %d", p.Seed, p.Load.Seed)
+	}
+	p, _ = CompileBytes("s.yaml", []byte(good), Options{})
+	if p.Seed != DefaultSeed {
+		t.Fatalf("default seed = %d", p.Seed)
+	}
+}
+
+func TestRampStages(t *testing.T) {
+	src := replace("    - {duration: 2s, rate: 10/s}", "    - {duration: 2s, ramp_to: 10/s}\n    - {duration: 2s, rate: 10/s}\n    - {duration: 1s, ramp_to: 0/s}")
+	src = strings.Replace(src, "start: 1s, duration: 500ms", "start: 1s, duration: 5s", 1)
+	p, err := CompileBytes("r.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.Load.Stages
+	if len(st) != 3 || st[0].From != 0 || st[0].To != 10 || st[1].From != 10 || st[2].To != 0 {
+		t.Fatalf("stages = %+v", st)
+	}
+	if len(p.Warnings) != 1 {
+		t.Fatalf("a fault running past the end is cut with a warning: %v", p.Warnings)
+	}
+	bad := replace("    - {duration: 2s, rate: 10/s}", "    - {duration: 2s, rate: 10/s, ramp_to: 5/s}")
+	if _, err := CompileBytes("r.yaml", []byte(bad), Options{}); err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Fatalf("rate and ramp_to together: %v", err)
+	}
+}
+
+func TestExternalGatewayNeedsFixedListen(t *testing.T) {
+	src := replace("  routes:\n    - path: /\n      upstream: api\n      timeouts: {connect: 100ms, response_header: 1s, total: 2s}\n",
+		"  external: http://127.0.0.1:18080\n")
+	_, err := CompileBytes("x.yaml", []byte(src), Options{})
+	if err == nil || !strings.Contains(err.Error(), "needs fixed listen addresses") {
+		t.Fatalf("err = %v", err)
+	}
+	src = strings.Replace(src, "    replicas: 2\n", "    listen: [127.0.0.1:19001, 127.0.0.1:19002]\n", 1)
+	p, err := CompileBytes("x.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.External != "http://127.0.0.1:18080" || p.Gateway != nil || p.Upstreams[0].Replicas != 2 {
+		t.Fatalf("external plan: %+v", p)
+	}
+	bad := strings.Replace(src, "127.0.0.1:19002", "127.0.0.1:40000", 1)
+	if _, err := CompileBytes("x.yaml", []byte(bad), Options{}); err == nil || !strings.Contains(err.Error(), "ephemeral range") {
+		t.Fatalf("ephemeral listen port: %v", err)
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:8080", "http://localhost:1", "https://127.1.2.3", "http://[::1]:80"} {
+		if err := CheckTarget(ok, false); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"http://203.0.113.9", "http://example.com", "ftp://127.0.0.1", "127.0.0.1:80"} {
+		if err := CheckTarget(bad, false); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	if err := CheckTarget("http://203.0.113.9", true); err != nil {
+		t.Errorf("--allow-remote: %v", err)
+	}
+}
+
+// Every shipped example must compile.
+func TestExamplesCompile(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	if len(files) < 3 {
+		t.Fatalf("examples missing: %v", files)
+	}
+	for _, f := range files {
+		if _, err := CompileFile(f, Options{}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(m.Run()) }
