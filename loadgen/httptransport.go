@@ -69,8 +69,8 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // RoundTrip implements Transport.
-func (t *HTTPTransport) RoundTrip(ctx context.Context, i int, s *Sample) {
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
+	ctx, cancel := context.WithTimeout(run, t.timeout)
 	defer cancel()
 	req := t.reqs[i].WithContext(ctx)
 	if req.GetBody != nil {
@@ -78,14 +78,14 @@ func (t *HTTPTransport) RoundTrip(ctx context.Context, i int, s *Sample) {
 	}
 	res, err := t.client.Do(req)
 	if err != nil {
-		s.Cause = classify(ctx, err)
+		s.Cause = classify(run, ctx, err)
 		return
 	}
 	_, err = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	s.Status = res.StatusCode
 	if err != nil {
-		s.Cause = classify(ctx, err)
+		s.Cause = classify(run, ctx, err)
 		return
 	}
 	s.Cause = cause.FromResponse(res.StatusCode, res.Header.Get(cause.Header))
@@ -94,9 +94,11 @@ func (t *HTTPTransport) RoundTrip(ctx context.Context, i int, s *Sample) {
 // CloseIdle releases pooled connections.
 func (t *HTTPTransport) CloseIdle() { t.client.CloseIdleConnections() }
 
-// classify maps a client-side error to a cause.
-func classify(ctx context.Context, err error) cause.Cause {
-	if errors.Is(ctx.Err(), context.Canceled) {
+// classify maps a client-side error to a cause. run is the run's context (its
+// end aborts requests, whatever its reason); ctx is the request's own, whose
+// deadline is the client timeout.
+func classify(run, ctx context.Context, err error) cause.Cause {
+	if run.Err() != nil {
 		return cause.Aborted
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {

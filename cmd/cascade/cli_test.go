@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/results"
+)
+
+const scenario = `name: cli-test
+seed: 4
+upstreams:
+  - name: api
+    replicas: 2
+    latency: 2ms
+gateway:
+  LISTEN
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 200ms, response_header: 500ms, total: 1s}}
+load:
+  client_timeout: 2s
+  stages:
+    - {duration: DURATION, rate: 50/s}
+  requests:
+    - {path: /}
+faults:
+  - {name: broken, kind: error, target: "api[0]", start: 500ms, duration: 500ms, params: {status: 503}}
+slo:
+  - SLO
+`
+
+func write(t *testing.T, dur, slo, listen string) string {
+	t.Helper()
+	src := strings.NewReplacer("DURATION", dur, "SLO", slo, "LISTEN", listen).Replace(scenario)
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runCLI(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := cli(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExitPassAndOfflineReport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	f := write(t, "1500ms", `"error_rate < 30%"`, "")
+	code, out, stderr := runCLI(context.Background(), "run", "--progress", "off", "--out", dir, f)
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"Phases", "broken", "upstream_error", "PASS  error_rate < 30%", "Verdict: PASS"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	r, err := results.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Summary.Verdict != "pass" || r.Summary.Run.Stats.Sent != 75 || len(r.Intervals) < 2 || len(r.Events) == 0 {
+		t.Fatalf("summary %+v, %d intervals, %d events", r.Summary.Run.Stats, len(r.Intervals), len(r.Events))
+	}
+	// The faulty replica answered 503 for half a second: about 12 requests.
+	if n := r.Summary.Run.Stats.Causes["upstream_error"]; n < 8 || n > 16 {
+		t.Errorf("upstream_error count %d, want ≈12", n)
+	}
+	code, out2, _ := runCLI(context.Background(), "report", dir)
+	if code != ExitPass || !strings.Contains(out2, "PASS  error_rate < 30%") {
+		t.Fatalf("report exit %d:\n%s", code, out2)
+	}
+}
+
+func TestExitFail(t *testing.T) {
+	f := write(t, "1s", `"error_rate == 0%"`, "")
+	code, out, _ := runCLI(context.Background(), "run", "--progress", "off", "--out", t.TempDir(), f)
+	if code != ExitFail || !strings.Contains(out, "FAIL  error_rate == 0%") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+func TestExitUsage(t *testing.T) {
+	bad := write(t, "1s", `"q99 < 1s"`, "")
+	code, _, stderr := runCLI(context.Background(), "run", bad)
+	if code != ExitUsage || !strings.Contains(stderr, "s.yaml:20:5: slo[0]") || !strings.Contains(stderr, `unknown metric "q99"`) {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if code, _, _ := runCLI(context.Background(), "validate", bad); code != ExitUsage {
+		t.Fatalf("validate bad: exit %d", code)
+	}
+	good := write(t, "1s", `"p99 < 1s"`, "")
+	if code, out, _ := runCLI(context.Background(), "validate", good); code != ExitPass || !strings.Contains(out, "valid") {
+		t.Fatalf("validate good: exit %d %s", code, out)
+	}
+	if code, _, _ := runCLI(context.Background(), "run"); code != ExitUsage {
+		t.Fatalf("missing argument: exit %d", code)
+	}
+	if code, _, _ := runCLI(context.Background(), "run", "--nope", good); code != ExitUsage {
+		t.Fatalf("unknown flag: exit %d", code)
+	}
+	if code, _, _ := runCLI(context.Background(), "run", filepath.Join(t.TempDir(), "missing.yaml")); code != ExitUsage {
+		t.Fatalf("missing file: exit %d", code)
+	}
+	if code, _, _ := runCLI(context.Background(), "report", t.TempDir()); code != ExitUsage {
+		t.Fatalf("report on a non-run dir: exit %d", code)
+	}
+}
+
+func TestExitRunFailed(t *testing.T) {
+	// Occupy a port below the ephemeral range (the plan refuses ports in it).
+	var ln net.Listener
+	for port := 21000; ln == nil && port < 21100; port++ {
+		ln, _ = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	}
+	if ln == nil {
+		t.Fatal("no free port in 21000-21099")
+	}
+	defer ln.Close()
+	f := write(t, "1s", `"p99 < 1s"`, "listen: "+ln.Addr().String())
+	code, _, stderr := runCLI(context.Background(), "run", "--progress", "off", "--out", t.TempDir(), f)
+	if code != ExitRunFailed || !strings.Contains(stderr, "address already in use") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+func TestInterruptWritesPartialResults(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	f := write(t, "20s", `"p99 < 1s"`, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	start := time.Now()
+	code, out, _ := runCLI(ctx, "run", "--progress", "off", "--out", dir, f)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("interrupt took %s to stop a 20s run", el)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, results.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s results.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Interrupted || s.Verdict != "interrupted" || s.Run.Stats.Sent < 50 || s.Run.Stats.Sent > 100 {
+		t.Fatalf("interrupted=%v verdict=%s sent=%d", s.Interrupted, s.Verdict, s.Run.Stats.Sent)
+	}
+	if !strings.Contains(out, "INTERRUPTED") {
+		t.Fatalf("report does not say it was interrupted:\n%s", out)
+	}
+	r, err := results.Load(dir)
+	if err != nil || len(r.Intervals) == 0 {
+		t.Fatalf("intervals of the partial run: %v %d", err, len(r.Intervals))
+	}
+}
+
+func TestSchema(t *testing.T) {
+	code, out, _ := runCLI(context.Background(), "schema")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"client_timeout"`, `"response_header"`, `"latency"`, `"probability"`, `"ramp_to"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("schema lacks %s", want)
+		}
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	for _, cmd := range []string{"run", "validate", "schema", "report", "gateway"} {
+		code, out, _ := runCLI(context.Background(), cmd, "--help")
+		if code != 0 || !strings.Contains(out, "Examples:") {
+			t.Errorf("%s --help: exit %d, no example:\n%s", cmd, code, out)
+		}
+	}
+}

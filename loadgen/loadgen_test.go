@@ -1,0 +1,241 @@
+package loadgen
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
+)
+
+func TestPacer(t *testing.T) {
+	s := time.Second
+	cases := []struct {
+		name   string
+		stages []Stage
+		n      int64
+		at     time.Duration
+		ok     bool
+	}{
+		{"constant first", []Stage{{10 * s, 100, 100}}, 0, 0, true},
+		{"constant 50th", []Stage{{10 * s, 100, 100}}, 50, 500 * time.Millisecond, true},
+		{"constant last", []Stage{{10 * s, 100, 100}}, 999, 9990 * time.Millisecond, true},
+		{"constant past end", []Stage{{10 * s, 100, 100}}, 1000, 0, false},
+		// Ramp 0→100/s over 10 s: N(t) = 5t², so request n is due at sqrt(n/5).
+		{"ramp 20th", []Stage{{10 * s, 0, 100}}, 20, 2 * s, true},
+		{"ramp 125th", []Stage{{10 * s, 0, 100}}, 125, 5 * s, true},
+		// Ramp down 100→0: N(t) = 100t − 5t²; N(2) = 180.
+		{"ramp down", []Stage{{10 * s, 100, 0}}, 180, 2 * s, true},
+		// Second stage starts after 1 s × 10/s = 10 requests.
+		{"second stage", []Stage{{s, 10, 10}, {s, 100, 100}}, 10, s, true},
+		{"second stage 60th", []Stage{{s, 10, 10}, {s, 100, 100}}, 60, 1500 * time.Millisecond, true},
+		{"pause stage skipped", []Stage{{s, 10, 10}, {s, 0, 0}, {s, 10, 10}}, 10, 2 * s, true},
+		{"zero rate", []Stage{{s, 0, 0}}, 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			at, ok := NewPacer(tc.stages).At(tc.n)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if ok && (at-tc.at).Abs() > time.Microsecond {
+				t.Fatalf("At(%d) = %s, want %s", tc.n, at, tc.at)
+			}
+		})
+	}
+}
+
+func TestPacerExpectedMatchesAt(t *testing.T) {
+	p := NewPacer([]Stage{{2 * time.Second, 0, 300}, {3 * time.Second, 300, 300}, {time.Second, 300, 50}})
+	if math.Abs(p.Total()-(300+900+175)) > 1e-9 {
+		t.Fatalf("total = %f", p.Total())
+	}
+	// Counting At() in [a, b) equals Expected(a, b), to within one request.
+	for _, w := range [][2]time.Duration{{0, time.Second}, {time.Second, 2500 * time.Millisecond}, {4 * time.Second, 6 * time.Second}} {
+		n := 0
+		for i := int64(0); ; i++ {
+			at, ok := p.At(i)
+			if !ok {
+				break
+			}
+			if at >= w[0] && at < w[1] {
+				n++
+			}
+		}
+		if e := p.Expected(w[0], w[1]); math.Abs(float64(n)-e) > 1 {
+			t.Fatalf("window %v: At counts %d, Expected %f", w, n, e)
+		}
+	}
+	if r := p.RateAt(time.Second); r != 150 {
+		t.Fatalf("RateAt(1s) = %f", r)
+	}
+}
+
+type memRecorder struct {
+	mu      sync.Mutex
+	samples []Sample
+}
+
+func (m *memRecorder) Record(_ int, s *Sample) {
+	m.mu.Lock()
+	m.samples = append(m.samples, *s)
+	m.mu.Unlock()
+}
+
+// stallServer answers at once, except that every request arriving during
+// [stallAt, stallAt+stallFor) on clock is held until the stall ends.
+func stallServer(t *testing.T, clock *event.Clock, stallAt, stallFor time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if now := clock.Now(); now >= stallAt && now < stallAt+stallFor {
+			time.Sleep(stallAt + stallFor - now)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// A server that stalls for 1 s: requests scheduled during the stall must show
+// latencies up to 1 s, measured from when they were due.
+func TestIntendedTimeMeasurement(t *testing.T) {
+	clock := event.NewClock()
+	url := stallServer(t, clock, time.Second, time.Second)
+	rec := &memRecorder{}
+	g, err := New(Config{Target: url, Requests: []Request{{Path: "/"}}, Stages: []Stage{{3 * time.Second, 100, 100}},
+		ClientTimeout: 5 * time.Second, KeepAlive: true}, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	if err := g.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.samples) != 300 {
+		t.Fatalf("%d samples, want 300", len(rec.samples))
+	}
+	slow := 0
+	for _, s := range rec.samples {
+		if s.Cause != cause.OK {
+			t.Fatalf("sample %+v", s)
+		}
+		due := s.Intended
+		switch {
+		case due >= time.Second && due < 1100*time.Millisecond:
+			// Due at the start of the stall: waits the whole second.
+			if s.Latency < 850*time.Millisecond || s.Latency > 1300*time.Millisecond {
+				t.Errorf("request due at %s waited %s, want ≈1s", due, s.Latency)
+			}
+		case due < 900*time.Millisecond || due >= 2200*time.Millisecond:
+			if s.Latency > 300*time.Millisecond {
+				t.Errorf("request due at %s outside the stall took %s", due, s.Latency)
+			}
+		}
+		if s.Latency > 500*time.Millisecond {
+			slow++
+		}
+	}
+	// Half the stall's requests wait more than 500 ms: 50 of 300.
+	if slow < 40 || slow > 62 {
+		t.Fatalf("%d requests slower than 500ms, want ≈50", slow)
+	}
+}
+
+// With a cap on in-flight requests and a server that never answers, requests
+// due while the cap is full are counted as dropped, not silently skipped.
+func TestDroppedAccounting(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	clock := event.NewClock()
+	rec := &memRecorder{}
+	g, err := New(Config{Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/"}},
+		Stages: []Stage{{500 * time.Millisecond, 100, 100}}, ClientTimeout: 800 * time.Millisecond, MaxInFlight: 3, KeepAlive: true}, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	g.Run(context.Background())
+	counts := map[cause.Cause]int{}
+	for _, s := range rec.samples {
+		counts[s.Cause]++
+	}
+	if len(rec.samples) != 50 || counts[cause.ClientTimeout] != 3 || counts[cause.Dropped] != 47 {
+		t.Fatalf("samples %d, causes %v; want 3 client timeouts and 47 dropped", len(rec.samples), counts)
+	}
+	if p := g.Progress(); p.Dropped != 47 || p.Scheduled != 50 {
+		t.Fatalf("progress %+v", p)
+	}
+}
+
+func TestClassification(t *testing.T) {
+	// Connection refused at the client.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	clock := event.NewClock()
+	rec := &memRecorder{}
+	g, _ := New(Config{Target: "http://" + addr, Requests: []Request{{Path: "/"}}, Stages: []Stage{{100 * time.Millisecond, 50, 50}},
+		ClientTimeout: time.Second, KeepAlive: true}, rec, clock, nil)
+	clock.Reset(time.Now())
+	g.Run(context.Background())
+	for _, s := range rec.samples {
+		if s.Cause != cause.ConnectFailure {
+			t.Fatalf("refused: %s", s.Cause)
+		}
+	}
+	// An interrupted run marks in-flight requests aborted, not errors.
+	srv := stallServer(t, clock, 0, time.Hour)
+	rec = &memRecorder{}
+	g, _ = New(Config{Target: srv, Requests: []Request{{Path: "/"}}, Stages: []Stage{{time.Second, 20, 20}},
+		ClientTimeout: 5 * time.Second, KeepAlive: true}, rec, clock, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	clock.Reset(time.Now())
+	g.Run(ctx)
+	if len(rec.samples) == 0 {
+		t.Fatal("no samples recorded for the interrupted requests")
+	}
+	for _, s := range rec.samples {
+		if s.Cause != cause.Aborted {
+			t.Fatalf("interrupted request recorded as %s", s.Cause)
+		}
+	}
+}
+
+func TestWeightedMixIsSeeded(t *testing.T) {
+	mk := func() []int {
+		g, err := New(Config{Target: "http://127.0.0.1:1", Stages: []Stage{{time.Second, 1, 1}}, Seed: 5,
+			Requests: []Request{{Path: "/a", Weight: 3}, {Path: "/b", Weight: 1}}}, &memRecorder{}, event.NewClock(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pick := g.picker()
+		out := make([]int, 4000)
+		for i := range out {
+			out[i] = pick()
+		}
+		return out
+	}
+	a, b := mk(), mk()
+	n := 0
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatal("same seed, different mix")
+		}
+		n += a[i]
+	}
+	if n < 850 || n > 1150 {
+		t.Fatalf("weight 1 of 4 picked %d of 4000 times", n)
+	}
+}

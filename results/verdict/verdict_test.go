@@ -1,0 +1,117 @@
+package verdict
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
+)
+
+// input builds a recorded run: 1000 requests over 10 s, latencies 1..1000 ms,
+// the slowest 20 ending in gateway_timeout; phase "late" is the last 5 s.
+func input(t *testing.T) *Input {
+	t.Helper()
+	phases := []results.Phase{{Name: "run", End: 10 * time.Second}, {Name: "late", Start: 5 * time.Second, End: 10 * time.Second}}
+	c := results.NewCollector(phases, time.Second, 2)
+	for i := 0; i < 1000; i++ {
+		s := loadgen.Sample{Intended: time.Duration(i) * 10 * time.Millisecond, Latency: time.Duration(i+1) * time.Millisecond, Cause: cause.OK}
+		s.Service = s.Latency
+		if i >= 980 {
+			s.Cause = cause.GatewayTimeout
+		}
+		c.Record(i, &s)
+	}
+	sum := &results.Summary{}
+	for i, st := range c.PhaseStats() {
+		ps := results.PhaseSummary{Name: phases[i].Name, Start: results.Sec(phases[i].Start), End: results.Sec(phases[i].End),
+			Stats: results.Summarize(st, phases[i].End-phases[i].Start, 100*(phases[i].End-phases[i].Start).Seconds())}
+		if i == 0 {
+			sum.Run = ps
+		} else {
+			sum.Phases = append(sum.Phases, ps)
+		}
+	}
+	in, err := NewInput(sum, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestThresholds(t *testing.T) {
+	in := input(t)
+	cases := []struct {
+		expr, phase string
+		pass        bool
+		value       float64
+		evidence    string
+	}{
+		{"p99 < 1s", "", true, 0.990, "p99 over 1000 requests in phase run"},
+		{"p99 < 900ms", "", false, 0.990, ""},
+		{"p50<=501ms", "", true, 0.500, ""},
+		{"p(99.9) < 999ms", "", false, 0.999, ""},
+		{"max >= 1s", "", true, 1.0, ""},
+		{"p50 < 800ms", "late", true, 0.750, "phase late [5.0s, 10.0s)"},
+		{"gateway_timeout_rate < 1%", "", false, 0.02, "20 of 1000 requests ended in gateway_timeout"},
+		{"gateway_timeout_rate < 5%", "late", true, 0.04, "20 of 500"},
+		{"error_rate == 2%", "", true, 0.02, "(gateway_timeout 20)"},
+		{"client_timeout_count == 0", "", true, 0, ""},
+		{"errors <= 19", "", false, 20, ""},
+		{"requests == 1000", "", true, 1000, ""},
+		{"achieved_rate >= 99%", "", true, 1, "achieved 100.0/s against a target of 100.0/s"},
+		{"achieved_rate >= 120/s", "", false, 100, ""},
+		{"p99 < 1s", "nope", false, 0, `phase "nope" was not recorded`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.phase+" "+tc.expr, func(t *testing.T) {
+			th, err := ParseThreshold(tc.expr, tc.phase)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := th.Evaluate(in)
+			if r.Pass != tc.pass {
+				t.Errorf("pass = %v (%+v)", r.Pass, r)
+			}
+			if diff := r.Value - tc.value; diff > 0.002*max(1, tc.value) || diff < -0.002*max(1, tc.value) {
+				t.Errorf("value = %v, want %v", r.Value, tc.value)
+			}
+			if !strings.Contains(r.Evidence, tc.evidence) {
+				t.Errorf("evidence %q lacks %q", r.Evidence, tc.evidence)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for expr, want := range map[string]string{
+		"p99 300ms":            "expected",
+		"p99 ~ 300ms":          "unknown comparison",
+		"p99 < 300":            "is a latency",
+		"error_rate < 1.5":     "above 1",
+		"bogus_rate < 1%":      "unknown metric",
+		"errors < -1":          "is a count",
+		"achieved_rate >= 1/y": "unit must be",
+		"lag_error_rate < 1%":  "unknown metric",
+		"p0 < 1s":              "unknown metric",
+	} {
+		if _, err := ParseThreshold(expr, ""); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want it to mention %q", expr, err, want)
+		}
+	}
+}
+
+func TestEvaluateAll(t *testing.T) {
+	in := input(t)
+	a, _ := ParseThreshold("p99 < 1s", "")
+	b, _ := ParseThreshold("error_rate < 1%", "")
+	res, pass := Evaluate([]Objective{a, b}, in)
+	if pass || len(res) != 2 || !res[0].Pass || res[1].Pass {
+		t.Fatalf("pass=%v %+v", pass, res)
+	}
+	if res[1].Measured != "2.00%" || res[1].Bound != "< 1.00%" {
+		t.Fatalf("formatting: %q %q", res[1].Measured, res[1].Bound)
+	}
+}
