@@ -137,6 +137,8 @@ func New(cfg Config, opts ...Option) (*Limiter, error) {
 
 // TryAcquire takes a slot if one is free and nobody is waiting for one
 // (waiters are served first, FIFO). It never blocks and does not allocate.
+// Its refusals are not counted as overflows: the proxy should call Acquire,
+// which costs the same when a slot is free and counts and reports refusals.
 func (l *Limiter) TryAcquire() bool {
 	if !l.sem.TryAcquire(1) {
 		return false

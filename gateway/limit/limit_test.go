@@ -318,6 +318,18 @@ func BenchmarkTryAcquireReleaseParallel(b *testing.B) {
 	})
 }
 
+func BenchmarkAcquireRelease(b *testing.B) {
+	l, _ := newLimiter(b, Config{MaxRequests: 1 << 20})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Acquire(ctx); err != nil {
+			b.Fatal(err)
+		}
+		l.Release()
+	}
+}
+
 func BenchmarkRateAllow(b *testing.B) {
 	r, _ := NewRate(RateConfig{Rate: 1e12, Burst: 1 << 30})
 	b.ReportAllocs()
