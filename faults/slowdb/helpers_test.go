@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // pgDSN returns a DSN for a fresh database for this test, or skips (fails
 // with CASCADE_REQUIRE_POSTGRES=1) without PostgreSQL.
-func pgDSN(t *testing.T) string {
+func pgDSN(t testing.TB) string {
 	t.Helper()
 	sharedPG.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -177,6 +177,7 @@ func (a answer) ok(t *testing.T, customer int64, orders int) {
 // within asserts lo <= d <= hi: coarse bounds, the machine is shared.
 func within(t *testing.T, what string, d, lo, hi time.Duration) {
 	t.Helper()
+	t.Logf("%s: %v", what, d.Round(100*time.Microsecond))
 	if d < lo || d > hi {
 		t.Fatalf("%s took %v, want within [%v, %v]", what, d.Round(time.Millisecond), lo, hi)
 	}

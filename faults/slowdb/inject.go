@@ -99,6 +99,10 @@ func (u *Upstream) Inject(ctx context.Context, f Fault) (*Injection, error) {
 		u.mu.Lock()
 		delete(u.active, kind)
 		u.mu.Unlock()
+		// Close may already be waiting on this injection: let its Stop
+		// return without undoing anything.
+		inj.stopOnce.Do(func() { close(inj.done) })
+		close(inj.ready)
 		return nil, fmt.Errorf("slowdb: %s on %s: %w", kind, u.name, err)
 	}
 	inj.stop = stop
