@@ -123,6 +123,7 @@ type FieldError struct {
 	Msg   string
 }
 
+// Error says which field and what is wrong with it.
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // Validate checks c as written (zero fields are fine: they take defaults).

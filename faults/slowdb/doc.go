@@ -22,6 +22,7 @@
 //	                  │
 //	                  ▼
 //	             200 JSON; refused / closed pool ──────────────► 503 db_error
+//	             client left, propagate_cancel set ────────────► 499 client_gone
 //
 // Faults (see Kinds): slow_query, lock_contention, pool_exhaustion,
 // statement_timeout, connection_refused. Each is a parameter struct that a

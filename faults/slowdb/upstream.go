@@ -68,11 +68,11 @@ type Upstream struct {
 }
 
 type counters struct {
-	requests, ok, badRequests          atomic.Uint64
-	dbTimeouts, dbErrors, upTimeouts   atomic.Uint64
-	poolTimeouts, poolWaits, orphaned  atomic.Uint64
-	lockTimeouts, stmtTimeouts, refuse atomic.Uint64
-	effects                            [numKinds]atomic.Uint64
+	requests, ok, badRequests, clientGone atomic.Uint64
+	dbTimeouts, dbErrors, upTimeouts      atomic.Uint64
+	poolTimeouts, poolWaits, orphaned     atomic.Uint64
+	lockTimeouts, stmtTimeouts, refuse    atomic.Uint64
+	effects                               [numKinds]atomic.Uint64
 }
 
 // Kinds indexed for the effect counters.
@@ -299,6 +299,11 @@ func (u *Upstream) fail(w http.ResponseWriter, ctx context.Context, err error) {
 	}
 	var c cause.Cause
 	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		// propagate_cancel and the client left: nobody reads this answer,
+		// but the count says why the work stopped.
+		c = cause.ClientGone
+		u.c.clientGone.Add(1)
 	case de.kind == errPoolTimeout || ctx.Err() != nil:
 		// The service's own deadline (or the caller's budget) fired first:
 		// whatever the database said afterwards is a consequence.
@@ -379,6 +384,7 @@ type Stats struct {
 	DBTimeouts       uint64 // 503 db_timeout
 	DBErrors         uint64 // 503 db_error
 	UpstreamTimeouts uint64 // 504 upstream_timeout
+	ClientGone       uint64 // work cancelled because the client left (propagate_cancel)
 	PoolTimeouts     uint64 // of those, still waiting for a connection at the deadline
 	PoolWaits        uint64 // requests that had to wait for a connection
 	LockTimeouts     uint64 // 55P03 / SQLITE_BUSY
@@ -415,6 +421,7 @@ func (u *Upstream) Stats() Stats {
 		DBTimeouts:       u.c.dbTimeouts.Load(),
 		DBErrors:         u.c.dbErrors.Load(),
 		UpstreamTimeouts: u.c.upTimeouts.Load(),
+		ClientGone:       u.c.clientGone.Load(),
 		PoolTimeouts:     u.c.poolTimeouts.Load(),
 		PoolWaits:        u.c.poolWaits.Load(),
 		LockTimeouts:     u.c.lockTimeouts.Load(),

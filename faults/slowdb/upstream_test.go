@@ -318,3 +318,27 @@ func TestInjectErrors(t *testing.T) {
 		t.Fatal("inject after Close was accepted")
 	}
 }
+
+// With propagate_cancel the work stops when the client leaves: no orphan,
+// and the connection is back in the pool long before the slow query would
+// have ended.
+func TestPropagateCancel(t *testing.T) {
+	const slow = 1500 * time.Millisecond
+	cfg := Config{PropagateCancel: true, StatementTimeout: units.Duration(3 * time.Second), UpstreamTimeout: units.Duration(3 * time.Second)}
+	eachDriver(t, cfg, func(t *testing.T, cfg Config) {
+		f := start(t, cfg)
+		inject(t, f.u, &SlowQuery{Latency: dist.FixedLatency(slow)})
+		begin := time.Now()
+		if a := f.get(t, "?customer=3", nil, 200*time.Millisecond); a.err == nil {
+			t.Fatalf("client should have timed out: %v", a)
+		}
+		eventually(t, 5*time.Second, "the request to end", func() bool {
+			s := f.u.Stats()
+			return s.ClientGone+s.UpstreamTimeouts+s.DBErrors+s.OK == 1 && s.Pool.InUse == 0
+		})
+		within(t, "cancelled work", time.Since(begin), 150*time.Millisecond, slow-300*time.Millisecond)
+		if s := f.u.Stats(); s.Orphaned != 0 || s.OK != 0 || s.ClientGone != 1 {
+			t.Fatalf("want the work cancelled as client_gone: %+v", s)
+		}
+	})
+}
