@@ -1,0 +1,100 @@
+package slowdb
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// backend is one database's half of the upstream: the pool, the request's
+// queries and the database side of the faults.
+type backend interface {
+	// history runs one request's work: acquire a connection (bounded by
+	// ctx), read the customer's orders and update the customer row in a
+	// transaction. Failures are *dbError.
+	history(ctx context.Context, w *work) ([]Order, error)
+	// hold takes one connection from the pool and keeps it until release
+	// (pool_exhaustion). It waits for a free connection until ctx ends.
+	hold(ctx context.Context) (release func(), err error)
+	// lock starts a transaction outside the pool that locks the rows of
+	// customers 1..rows (sqlite: the whole file) and returns once the locks
+	// are held; release rolls it back and waits for that.
+	lock(ctx context.Context, rows int64) (release func(), err error)
+	// setRefused makes new connections fail and closes idle ones.
+	setRefused(bool)
+	pool() PoolStats
+	close() error
+}
+
+// errKind classifies a database failure for the error map.
+type errKind uint8
+
+const (
+	errOther            errKind = iota
+	errPoolTimeout              // the work's deadline ended the wait for a connection
+	errLockTimeout              // 55P03, SQLITE_BUSY
+	errStatementTimeout         // 57014 from statement_timeout, sqlite statement deadline
+	errRefused                  // the database refused the connection
+	errClosed                   // the pool is closed
+)
+
+// stage says where the request was when it failed.
+type stage string
+
+const (
+	stagePool  stage = "pool"
+	stageQuery stage = "query"
+)
+
+// dbError is a database failure classified by the backend that saw it.
+type dbError struct {
+	kind  errKind
+	stage stage
+	code  string // SQLSTATE, SQLite code name or errno name; may be empty
+	err   error
+}
+
+func (e *dbError) Error() string {
+	if e.code != "" {
+		return e.code + ": " + e.err.Error()
+	}
+	return e.err.Error()
+}
+
+func (e *dbError) Unwrap() error { return e.err }
+
+// refusedCode names a connection error by its errno, if it has one.
+func refusedCode(err error) (string, bool) {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "ECONNREFUSED", true
+	case errors.Is(err, syscall.ECONNRESET):
+		return "ECONNRESET", false
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "EHOSTUNREACH", false
+	}
+	return "", false
+}
+
+// gauge is the pool state the backends keep themselves, because neither
+// pool reports how many callers wait right now.
+type gauge struct {
+	waiting atomic.Int64
+	held    atomic.Int64
+	onWait  func() // called once per acquisition that waited
+}
+
+// acquire wraps a pool acquisition with the waiting gauge and the wait
+// counter.
+func acquire[C any](ctx context.Context, g *gauge, get func(context.Context) (C, error)) (C, error) {
+	start := time.Now()
+	g.waiting.Add(1)
+	c, err := get(ctx)
+	g.waiting.Add(-1)
+	if time.Since(start) >= waitThreshold {
+		g.onWait()
+	}
+	return c, err
+}

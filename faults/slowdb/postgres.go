@@ -1,0 +1,299 @@
+package slowdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
+)
+
+// pgBackend runs the service on PostgreSQL through pgx's pool.
+type pgBackend struct {
+	cfg     Config
+	pgpool  *pgxpool.Pool
+	lockCfg *pgx.ConnConfig // for the lock_contention client, outside the pool
+	g       gauge
+	refused atomic.Bool
+	closed  *refusingPort
+
+	qHistory, qUpdate, qLock string
+}
+
+var _ backend = (*pgBackend)(nil)
+
+// The SQLSTATEs the error map knows.
+const (
+	sqlstateLockNotAvailable = "55P03" // lock_timeout
+	sqlstateQueryCanceled    = "57014" // statement_timeout (or a cancel request)
+)
+
+func openPostgres(ctx context.Context, name string, cfg Config, onWait func()) (*pgBackend, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, &FieldError{Field: "dsn", Msg: err.Error()}
+	}
+	b := &pgBackend{cfg: cfg}
+	b.g.onWait = onWait
+	pcfg.MaxConns = int32(cfg.PoolSize)
+	pcfg.MinConns = 0
+	if pcfg.ConnConfig.RuntimeParams == nil {
+		pcfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "cascade-" + name
+	b.lockCfg = pcfg.ConnConfig.Copy()
+	b.lockCfg.RuntimeParams["application_name"] = "cascade-" + name + "-lock-contention"
+
+	b.closed, err = newRefusingPort()
+	if err != nil {
+		return nil, fmt.Errorf("reserve a refusing port: %w", err)
+	}
+	pcfg.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+		if b.refused.Load() {
+			// connection_refused: dial a loopback port that is bound but
+			// not listening, so the kernel itself refuses.
+			cc.Host, cc.Port, cc.Fallbacks = "127.0.0.1", uint16(b.closed.port), nil
+		}
+		return nil
+	}
+	b.pgpool, err = pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		_ = b.closed.close()
+		return nil, fmt.Errorf("postgres pool: %w", err)
+	}
+	schema := pgx.Identifier{schemaName(name)}.Sanitize()
+	b.qHistory = `SELECT id, created_at, total_cents, status FROM ` + schema + `.orders
+WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2`
+	b.qUpdate = `UPDATE ` + schema + `.customers SET visits = visits + 1, last_seen = now() WHERE id = $1`
+	b.qLock = `SELECT id FROM ` + schema + `.customers WHERE id <= $1 ORDER BY id FOR UPDATE`
+	if err := b.seed(ctx, schema); err != nil {
+		b.pgpool.Close()
+		_ = b.closed.close()
+		return nil, fmt.Errorf("seed postgres schema %s: %w", schema, err)
+	}
+	return b, nil
+}
+
+// schemaName makes "cascade_<name>" a plain lower-case identifier, so two
+// upstreams on one database keep to their own tables.
+func schemaName(name string) string {
+	var sb strings.Builder
+	sb.WriteString("cascade_")
+	for _, r := range strings.ToLower(name) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String()
+}
+
+func (b *pgBackend) seed(ctx context.Context, schema string) error {
+	return pgx.BeginFunc(ctx, b.pgpool, func(tx pgx.Tx) error {
+		stmts := []struct {
+			q    string
+			args []any
+		}{
+			{q: `CREATE SCHEMA IF NOT EXISTS ` + schema},
+			{q: `DROP TABLE IF EXISTS ` + schema + `.orders, ` + schema + `.customers`},
+			{q: `CREATE TABLE ` + schema + `.customers (id bigint PRIMARY KEY, name text NOT NULL,
+				visits bigint NOT NULL DEFAULT 0, last_seen timestamptz)`},
+			{q: `CREATE TABLE ` + schema + `.orders (id bigserial PRIMARY KEY,
+				customer_id bigint NOT NULL REFERENCES ` + schema + `.customers (id),
+				created_at timestamptz NOT NULL, total_cents bigint NOT NULL, status text NOT NULL)`},
+			{q: `INSERT INTO ` + schema + `.customers (id, name)
+				SELECT i, 'customer-' || i FROM generate_series(1, $1::bigint) i`,
+				args: []any{b.cfg.Customers}},
+			{q: `INSERT INTO ` + schema + `.orders (customer_id, created_at, total_cents, status)
+				SELECT i, $3::timestamptz - j * interval '1 day', (i * 7919 + j * 104729) % 50000 + 100,
+				(ARRAY['placed', 'shipped', 'delivered', 'returned'])[1 + (i + j) % 4]
+				FROM generate_series(1, $1::bigint) i, generate_series(1, $2::bigint) j`,
+				args: []any{b.cfg.Customers, b.cfg.OrdersPerCustomer, seedEpoch}},
+			{q: `CREATE INDEX ON ` + schema + `.orders (customer_id, created_at DESC)`},
+			{q: `ANALYZE ` + schema + `.customers`},
+			{q: `ANALYZE ` + schema + `.orders`},
+		}
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s.q, s.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (b *pgBackend) history(ctx context.Context, w *work) ([]Order, error) {
+	conn, err := acquire(ctx, &b.g, b.pgpool.Acquire)
+	if err != nil {
+		return nil, b.classify(ctx, stagePool, err)
+	}
+	defer conn.Release()
+
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, b.classify(ctx, stageQuery, err)
+	}
+	defer func() {
+		// A rollback after a failure must not wait on the expired ctx, nor
+		// for long: pgx closes the connection if it cannot roll back.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = tx.Rollback(rctx)
+		cancel()
+	}()
+
+	// One round trip: the timeouts for this transaction, the row update
+	// that takes the customer's row lock, the added latency, the read.
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`,
+		strconv.FormatInt(w.stmtTimeout.Milliseconds(), 10), strconv.FormatInt(w.lockTimeout.Milliseconds(), 10))
+	batch.Queue(b.qUpdate, w.customer)
+	if w.slow > 0 {
+		batch.Queue(`SELECT pg_sleep($1)`, w.slow.Seconds())
+	}
+	batch.Queue(b.qHistory, w.customer, w.limit)
+	br := tx.SendBatch(ctx, batch)
+	orders, err := b.runBatch(br, w)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, b.classify(ctx, stageQuery, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, b.classify(ctx, stageQuery, err)
+	}
+	return orders, nil
+}
+
+func (b *pgBackend) runBatch(br pgx.BatchResults, w *work) ([]Order, error) {
+	if _, err := br.Exec(); err != nil { // set_config
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil { // update
+		return nil, err
+	}
+	if w.slow > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	orders := make([]Order, 0, w.limit)
+	for rows.Next() {
+		var o Order
+		if err := rows.Scan(&o.ID, &o.CreatedAt, &o.TotalCents, &o.Status); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		o.CreatedAt = o.CreatedAt.UTC()
+		orders = append(orders, o)
+	}
+	rows.Close()
+	return orders, rows.Err()
+}
+
+func (b *pgBackend) classify(ctx context.Context, st stage, err error) error {
+	de := &dbError{kind: errOther, stage: st, err: err}
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &pe):
+		de.code = pe.Code
+		switch pe.Code {
+		case sqlstateLockNotAvailable:
+			de.kind = errLockTimeout
+		case sqlstateQueryCanceled:
+			de.kind = errStatementTimeout
+		}
+	case errors.Is(err, puddle.ErrClosedPool):
+		de.kind, de.code = errClosed, "pool_closed"
+	default:
+		if code, refused := refusedCode(err); code != "" {
+			de.code = code
+			if refused {
+				de.kind = errRefused
+			}
+		}
+	}
+	if st == stagePool && ctx.Err() != nil {
+		de.kind = errPoolTimeout
+	}
+	return de
+}
+
+func (b *pgBackend) hold(ctx context.Context) (func(), error) {
+	c, err := b.pgpool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.g.held.Add(1)
+	return func() {
+		c.Release()
+		b.g.held.Add(-1)
+	}, nil
+}
+
+// lock connects as another client would (a batch job, a migration) and
+// locks the rows of customers 1..rows FOR UPDATE.
+func (b *pgBackend) lock(ctx context.Context, rows int64) (func(), error) {
+	conn, err := pgx.ConnectConfig(ctx, b.lockCfg)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (func(), error) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return nil, errors.Join(err, conn.Close(cctx))
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := tx.Exec(ctx, b.qLock, rows); err != nil {
+		return fail(err)
+	}
+	return func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(cctx)
+		_ = conn.Close(cctx)
+	}, nil
+}
+
+func (b *pgBackend) setRefused(on bool) {
+	b.refused.Store(on)
+	if on {
+		// Close idle connections now and busy ones when released, so every
+		// later request has to connect, and is refused.
+		b.pgpool.Reset()
+	}
+}
+
+func (b *pgBackend) pool() PoolStats {
+	s := b.pgpool.Stat()
+	return PoolStats{
+		Size:      int(s.MaxConns()),
+		Open:      int(s.TotalConns()),
+		InUse:     int(s.AcquiredConns()),
+		Idle:      int(s.IdleConns()),
+		Waiting:   int(b.g.waiting.Load()),
+		Held:      int(b.g.held.Load()),
+		WaitCount: s.EmptyAcquireCount(),
+		WaitTime:  s.EmptyAcquireWaitTime(),
+	}
+}
+
+func (b *pgBackend) close() error {
+	b.pgpool.Close()
+	return b.closed.close()
+}
