@@ -28,7 +28,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
 
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
@@ -75,7 +74,6 @@ type Docker struct {
 	host     string // daemon URL, e.g. unix:///var/run/docker.sock
 	logger   tclog.Logger
 	envSet   []string
-	seq      atomic.Uint64
 }
 
 // Option configures [Connect].

@@ -92,15 +92,20 @@ func newRand(t *testing.T) *rand.Rand {
 
 func TestScratchUpstreamImage(t *testing.T) {
 	d := containerstest.Connect(t)
-	run := containerstest.RunID(t, d)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// Images are removed after the run's containers (cleanups run last-in,
+	// first-out), or the daemon refuses to remove an image in use.
+	var refs []string
+	t.Cleanup(func() { removeImages(t, refs...) })
+	run := containerstest.RunID(t, d)
 
 	bin := buildHTTPD(t, "v1-"+run) // unique content: the first build is a real build
 	img, err := d.BuildBinaryImage(ctx, "test-httpd", bin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	refs = append(refs, img.Ref)
 	t.Logf("first build: %s built=%v in %v (%d bytes)", img.Ref, img.Built, img.Took, img.Size)
 	if !img.Built {
 		t.Errorf("first build of a new binary was skipped")
@@ -117,10 +122,10 @@ func TestScratchUpstreamImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	refs = append(refs, other.Ref)
 	if other.Ref == img.Ref || !other.Built {
 		t.Errorf("changed binary: got %+v, want a new build with a new tag", other)
 	}
-	t.Cleanup(func() { removeImages(t, d, img.Ref, other.Ref) })
 
 	port, err := containers.FreePort(newRand(t))
 	if err != nil {
@@ -176,15 +181,15 @@ func TestMissingImageFailsWithoutPull(t *testing.T) {
 // container cascade does not manage, then cleans up one run.
 func TestCleanupRemovesOnlyTheRun(t *testing.T) {
 	d := containerstest.Connect(t)
-	runA := containerstest.RunID(t, d)
-	runB := containerstest.RunID(t, d)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	img, err := d.BuildBinaryImage(ctx, "test-httpd", buildHTTPD(t, "cleanup"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeImages(t, d, img.Ref) })
+	t.Cleanup(func() { removeImages(t, img.Ref) }) // after the containers: last in, first out
+	runA := containerstest.RunID(t, d)
+	runB := containerstest.RunID(t, d)
 	r := newRand(t)
 	start := func(run, name string) *containers.Container {
 		port, err := containers.FreePort(r)
@@ -264,13 +269,23 @@ func TestPostgres(t *testing.T) {
 	}
 	pg, err := d.RunPostgres(ctx, run, containers.PostgresSpec{Port: port, Settings: map[string]string{"max_connections": "20"}})
 	if errors.Is(err, containers.ErrPostgresNotInstalled) {
-		t.Skipf("skipping: %v", err)
+		containerstest.SkipUnlessRequired(t, err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("image %s built=%v in %v (%d MB); container ready in %v; DSN %s",
 		pg.Image.Ref, pg.Image.Built, pg.Image.Took, pg.Image.Size>>20, pg.Ready, pg.DSN)
+
+	// A tool missing from the assembled root filesystem shows up in the log
+	// as "sh: 1: X: not found" during initdb.
+	logs, err := pg.Logs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logs), "not found") || strings.Contains(string(logs), "ERROR") {
+		t.Errorf("postgres log reports problems:\n%s", logs)
+	}
 
 	connect := func() *pgx.Conn {
 		c, err := pgx.Connect(ctx, pg.DSN)
@@ -358,7 +373,7 @@ func TestGateways(t *testing.T) {
 			start := time.Now()
 			c, err := gw.run(ctx, run, containers.GatewaySpec{Port: port, Upstreams: upstreams, UpstreamTimeout: 2 * time.Second})
 			if errors.Is(err, containers.ErrGatewayNotInstalled) {
-				t.Skipf("skipping: %v", err)
+				containerstest.SkipUnlessRequired(t, err)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -380,6 +395,60 @@ func TestGateways(t *testing.T) {
 	}
 }
 
+// TestFailedStartLeavesNothing checks that a container which exits, or never
+// gets ready, is removed and its log explains why.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	d := containerstest.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	img, err := d.BuildBinaryImage(ctx, "test-httpd", buildHTTPD(t, "cleanup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeImages(t, img.Ref) })
+	run := containerstest.RunID(t, d)
+	r := newRand(t)
+
+	port, err := containers.FreePort(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = d.Run(ctx, run, containers.Spec{
+		Name: "bad-flag", Image: img.Ref, Port: port, WaitHTTP: "/healthz",
+		Cmd: []string{"--no-such-flag"}, StartupTimeout: 20 * time.Second,
+	})
+	t.Logf("exiting container: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "flag provided but not defined") {
+		t.Errorf("exiting container: err = %v, want its log in the error", err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("an exited container took %v to report: the wait should notice the exit", took)
+	}
+
+	// Another process holds PostgreSQL's port: the server cannot bind.
+	held, err := containers.FreePort(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", held))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = d.RunPostgres(ctx, run, containers.PostgresSpec{Port: held, StartupTimeout: 30 * time.Second})
+	if errors.Is(err, containers.ErrPostgresNotInstalled) {
+		containerstest.SkipUnlessRequired(t, err)
+	}
+	t.Logf("postgres on a taken port: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "Address already in use") {
+		t.Errorf("postgres on a taken port: err = %v, want the bind failure from its log", err)
+	}
+	if names, err := d.List(ctx, run); err != nil || len(names) != 0 {
+		t.Errorf("failed starts left %v (err %v)", names, err)
+	}
+}
+
 func dockerInspect(t *testing.T, id, format string) string {
 	t.Helper()
 	out, err := exec.Command("docker", "inspect", "-f", format, id).CombinedOutput()
@@ -391,7 +460,7 @@ func dockerInspect(t *testing.T, id, format string) string {
 
 // removeImages removes test-only images (the httpd builds), which unlike
 // cascade's own images are not worth keeping as a cache.
-func removeImages(t *testing.T, _ *containers.Docker, refs ...string) {
+func removeImages(t *testing.T, refs ...string) {
 	for _, ref := range refs {
 		if out, err := exec.Command("docker", "rmi", ref).CombinedOutput(); err != nil {
 			t.Logf("docker rmi %s: %v %s", ref, err, out)

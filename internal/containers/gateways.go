@@ -229,7 +229,7 @@ func (g gatewayKind) buildImage(ctx context.Context, d *Docker) (Image, error) {
 		// Unprivileged: the gateways listen above 1024 and need nothing else.
 		"USER 65534:65534",
 		"ENTRYPOINT [" + strings.Join(quoted, ", ") + "]",
-		"LABEL " + LabelManaged + "=true " + LabelImage + "=" + g.kind,
+		"LABEL " + LabelImage + "=" + g.kind,
 	}
 	return d.buildRootfsImage(ctx, start, "cascade/"+g.kind, g.kind, r, changes)
 }

@@ -24,7 +24,10 @@ import (
 const imageRecipeVersion = "1"
 
 // LabelImage marks images this package built, with the kind as value
-// ("binary", "postgres", "nginx", "haproxy").
+// ("binary", "postgres", "nginx", "haproxy"). Images never carry
+// cascade.managed: a container inherits its image's labels, so a container
+// someone else creates from a cascade image would otherwise look like ours
+// to CleanupAll.
 const LabelImage = "cascade.image"
 
 // Image is a local image this package built or found already built.
@@ -101,7 +104,7 @@ func (d *Docker) BuildBinaryImage(ctx context.Context, name, binPath string) (Im
 		Tag:            tag,
 		KeepImage:      true,
 		BuildOptionsModifier: func(o *client.ImageBuildOptions) {
-			o.Labels = map[string]string{LabelManaged: "true", LabelImage: "binary"}
+			o.Labels = map[string]string{LabelImage: "binary"}
 			// Never try to pull (there is no registry); scratch needs none.
 			o.PullParent = false
 		},

@@ -77,9 +77,15 @@ func postgresRootfs(ctx context.Context) (*rootfs, error) {
 	if err := r.addHost("/usr/share/zoneinfo", func(p string) bool { return path.Base(p) == "right" }); err != nil {
 		return nil, err
 	}
-	// initdb starts "postgres --boot" through popen, which needs /bin/sh.
-	if err := r.addHost("/bin/sh", nil); err != nil {
-		return nil, err
+	// initdb starts "postgres --boot" through popen, which needs /bin/sh,
+	// and lists locales with `locale -a` to import them as collations.
+	for _, p := range []string{"/bin/sh", "/usr/bin/locale", "/usr/lib/locale/C.utf8"} {
+		if _, err := os.Lstat(p); err != nil && p == "/usr/lib/locale/C.utf8" {
+			continue // optional: without it PostgreSQL has C and ICU collations only
+		}
+		if err := r.addHost(p, nil); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.addELFLibraries(ctx); err != nil {
 		return nil, err
@@ -131,7 +137,7 @@ func (d *Docker) BuildPostgresImage(ctx context.Context) (Image, error) {
 		"ENV TZ=UTC",
 		fmt.Sprintf("ENV PATH=/usr/lib/postgresql/%d/bin:/usr/bin:/bin", PostgresMajor),
 		fmt.Sprintf(`ENTRYPOINT [%q]`, pgEntry),
-		"LABEL " + LabelManaged + "=true " + LabelImage + "=postgres",
+		"LABEL " + LabelImage + "=postgres",
 	}
 	return d.buildRootfsImage(ctx, start, "cascade/postgres", "postgres-"+strconv.Itoa(PostgresMajor), r, changes)
 }

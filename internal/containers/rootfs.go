@@ -175,14 +175,47 @@ func (r *rootfs) put(p string, e *fsEntry) error {
 	return nil
 }
 
-// addLibraries adds the shared libraries (and the loader) that the given ELF
-// files load, as ldd reports them on this machine.
-func (r *rootfs) addLibraries(ctx context.Context, files []string) error {
-	libs, err := lddLibraries(ctx, files)
+// addELFLibraries adds the shared libraries (and the loader) that the ELF
+// files already in the rootfs load, as ldd reports them on this machine, so
+// nothing the image runs can miss a library.
+//
+// ldd runs the loader once per file (~10 ms each), so it runs only on the
+// programs and on shared objects that need a library the programs' closure
+// does not already hold; PostgreSQL's ~80 modules mostly need nothing more.
+func (r *rootfs) addELFLibraries(ctx context.Context) error {
+	var programs, objects []string
+	for _, p := range r.paths() {
+		e := r.entries[p]
+		if e.typ != tar.TypeReg || e.src == "" {
+			continue
+		}
+		f, err := elf.Open(e.src)
+		if err != nil {
+			continue // not ELF: scripts, data
+		}
+		interp := slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
+		f.Close()
+		if interp {
+			programs = append(programs, e.src)
+		} else {
+			objects = append(objects, e.src)
+		}
+	}
+	libs, known, err := lddLibraries(ctx, programs)
 	if err != nil {
 		return err
 	}
-	for _, l := range libs {
+	var rest []string
+	for _, o := range objects {
+		if !neededKnown(o, known) {
+			rest = append(rest, o)
+		}
+	}
+	more, _, err := lddLibraries(ctx, rest)
+	if err != nil {
+		return err
+	}
+	for _, l := range append(libs, more...) {
 		if err := r.addHost(l, nil); err != nil {
 			return err
 		}
@@ -190,38 +223,38 @@ func (r *rootfs) addLibraries(ctx context.Context, files []string) error {
 	return nil
 }
 
-// addELFLibraries runs ldd over every ELF file already in the rootfs and adds
-// what they load, so nothing the image runs can miss a library.
-func (r *rootfs) addELFLibraries(ctx context.Context) error {
-	var elfs []string
-	for _, p := range r.paths() {
-		e := r.entries[p]
-		if e.typ == tar.TypeReg && e.src != "" && isELF(e.src) {
-			elfs = append(elfs, e.src)
-		}
-	}
-	return r.addLibraries(ctx, elfs)
-}
-
-func isELF(p string) bool {
+// neededKnown reports whether every DT_NEEDED entry of the shared object at
+// p is a library name already resolved; any doubt answers false, so ldd runs.
+func neededKnown(p string, known map[string]bool) bool {
 	f, err := elf.Open(p)
 	if err != nil {
 		return false
 	}
-	f.Close()
+	defer f.Close()
+	needed, err := f.ImportedLibraries()
+	if err != nil {
+		return false
+	}
+	for _, n := range needed {
+		if !known[n] {
+			return false
+		}
+	}
 	return true
 }
 
 // lddLibraries runs ldd once over all files and returns the sorted set of
-// library paths. Files ldd calls "not a dynamic executable" (static, or
-// not ELF) need nothing; a "not found" library is an error that names it.
-func lddLibraries(ctx context.Context, files []string) ([]string, error) {
+// library paths, and the set of library names (as DT_NEEDED spells them)
+// they resolve. Files ldd calls "not a dynamic executable" (static, or not
+// ELF) need nothing; a "not found" library is an error that names it.
+func lddLibraries(ctx context.Context, files []string) ([]string, map[string]bool, error) {
+	known := map[string]bool{}
 	if len(files) == 0 {
-		return nil, nil
+		return nil, known, nil
 	}
 	ldd, err := exec.LookPath("ldd")
 	if err != nil {
-		return nil, fmt.Errorf("rootfs: ldd not found (Debian package libc-bin): %w", err)
+		return nil, nil, fmt.Errorf("rootfs: ldd not found (Debian package libc-bin): %w", err)
 	}
 	cmd := exec.CommandContext(ctx, ldd, files...)
 	var stdout, stderr bytes.Buffer
@@ -230,7 +263,7 @@ func lddLibraries(ctx context.Context, files []string) ([]string, error) {
 	// output says which, so the exit status alone means nothing here.
 	runErr := cmd.Run()
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	set := map[string]bool{}
 	var missing []string
@@ -247,24 +280,28 @@ func lddLibraries(ctx context.Context, files []string) ([]string, error) {
 		case strings.Contains(line, "=> not found"):
 			missing = append(missing, fmt.Sprintf("%s (needed by %s)", strings.Fields(line)[0], current))
 		case strings.Contains(line, "=> /"):
-			_, rest, _ := strings.Cut(line, "=> ")
-			set[strings.Fields(rest)[0]] = true
+			name, rest, _ := strings.Cut(line, " => ")
+			lib := strings.Fields(rest)[0]
+			set[lib] = true
+			known[strings.TrimSpace(name)] = true
 		case strings.HasPrefix(line, "/"):
-			set[strings.Fields(line)[0]] = true // the loader
+			loader := strings.Fields(line)[0]
+			set[loader] = true
+			known[path.Base(loader)] = true
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("rootfs: libraries not installed on this machine: %s", strings.Join(missing, ", "))
+		return nil, nil, fmt.Errorf("rootfs: libraries not installed on this machine: %s", strings.Join(missing, ", "))
 	}
 	if len(set) == 0 && runErr != nil {
-		return nil, fmt.Errorf("rootfs: ldd %v: %v: %s", files, runErr, strings.TrimSpace(stderr.String()))
+		return nil, nil, fmt.Errorf("rootfs: ldd %v: %v: %s", files, runErr, strings.TrimSpace(stderr.String()))
 	}
 	libs := make([]string, 0, len(set))
 	for l := range set {
 		libs = append(libs, l)
 	}
 	slices.Sort(libs)
-	return libs, nil
+	return libs, known, nil
 }
 
 func (r *rootfs) paths() []string {

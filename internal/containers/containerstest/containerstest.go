@@ -44,6 +44,17 @@ func Connect(tb testing.TB, opts ...containers.Option) *containers.Docker {
 	return d
 }
 
+// SkipUnlessRequired skips the test because of err (a missing PostgreSQL,
+// nginx or HAProxy package, say), or fails it under CASCADE_REQUIRE_DOCKER=1,
+// where CI has promised everything containers need (.ci/docker.sh).
+func SkipUnlessRequired(tb testing.TB, err error) {
+	tb.Helper()
+	if os.Getenv(EnvRequireDocker) == "1" {
+		tb.Fatalf("%s=1 but: %v", EnvRequireDocker, err)
+	}
+	tb.Skipf("skipping: %v", err)
+}
+
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 
 // RunID returns a run id unique to this test and process, and removes that
