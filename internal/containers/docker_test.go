@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,6 +148,37 @@ func TestScratchUpstreamImage(t *testing.T) {
 	if got, want := get(t, "http://"+c.Addr+"/"), "v1-"+run+" hello a,b\n"; got != want {
 		t.Errorf("GET / = %q, want %q", got, want)
 	}
+
+	// Pause: the kernel still completes the connect, but nothing answers.
+	if err := c.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hung := &http.Client{Timeout: 300 * time.Millisecond}
+	if resp, err := hung.Get("http://" + c.Addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Errorf("paused container answered %s", resp.Status)
+	}
+	if err := c.Unpause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, "http://"+c.Addr+"/healthz"); got != "ok\n" {
+		t.Errorf("after Unpause: %q", got)
+	}
+	// Stop and Start: refused while stopped, ready again after Start.
+	if err := c.Stop(ctx, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := net.DialTimeout("tcp", c.Addr, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("stopped container still accepts connections")
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, "http://"+c.Addr+"/healthz"); got != "ok\n" {
+		t.Errorf("after Start: %q", got)
+	}
+
 	inspect := dockerInspect(t, c.ID, "{{.HostConfig.NetworkMode}} {{index .Config.Labels \"cascade.run\"}} {{index .Config.Labels \"cascade.managed\"}}")
 	if want := "host " + run + " true"; inspect != want {
 		t.Errorf("network mode and labels = %q, want %q", inspect, want)
@@ -190,23 +223,33 @@ func TestCleanupRemovesOnlyTheRun(t *testing.T) {
 	t.Cleanup(func() { removeImages(t, img.Ref) }) // after the containers: last in, first out
 	runA := containerstest.RunID(t, d)
 	runB := containerstest.RunID(t, d)
+	// Start the three at once, as a run starts its replicas: one Docker
+	// handle is shared by concurrent Runs.
 	r := newRand(t)
-	start := func(run, name string) *containers.Container {
+	specs := []struct{ run, name string }{{runA, "up-0"}, {runA, "up-1"}, {runB, "up-0"}}
+	started := make([]*containers.Container, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
 		port, err := containers.FreePort(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := d.Run(ctx, run, containers.Spec{
-			Name: name, Image: img.Ref, Port: port, WaitHTTP: "/healthz",
-			Cmd: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port)},
+		wg.Go(func() {
+			started[i], errs[i] = d.Run(ctx, s.run, containers.Spec{
+				Name: s.name, Image: img.Ref, Port: port, WaitHTTP: "/healthz",
+				Cmd: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port)},
+			})
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
 	}
-	a0, a1 := start(runA, "up-0"), start(runA, "up-1")
-	b0 := start(runB, "up-0")
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range started {
+		t.Logf("%s ready in %v", c.Name, c.Ready)
+	}
+	a0, a1, b0 := started[0], started[1], started[2]
 	// A container with no cascade labels, created (not started) with the
 	// plain CLI, as another user of this daemon would.
 	stranger := "cascade-test-stranger-" + runA
@@ -446,6 +489,41 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 	}
 	if names, err := d.List(ctx, run); err != nil || len(names) != 0 {
 		t.Errorf("failed starts left %v (err %v)", names, err)
+	}
+}
+
+// TestCleanupImages removes cascade's image cache and nothing else.
+func TestCleanupImages(t *testing.T) {
+	d := containerstest.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	img, err := d.BuildBinaryImage(ctx, "test-httpd", buildHTTPD(t, "images-"+strconv.FormatInt(time.Now().UnixNano(), 36)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", img.Ref).Run() })
+	// An image that is not cascade's: an empty root filesystem.
+	other := "cascade-test-unlabelled:" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	imp := exec.CommandContext(ctx, "docker", "import", "-", other)
+	imp.Stdin = strings.NewReader(string(make([]byte, 1024))) // an empty tar: two zero blocks
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("docker import: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", other).Run() })
+
+	removed, err := d.CleanupImages(ctx)
+	if err != nil {
+		// Another run on this shared daemon may be using a cascade image.
+		t.Logf("CleanupImages: %v", err)
+	}
+	if !slices.Contains(removed, img.Ref) {
+		t.Errorf("CleanupImages removed %v, not %s", removed, img.Ref)
+	}
+	if ok, err := d.HasImage(ctx, img.Ref); err != nil || ok {
+		t.Errorf("%s still present (err %v)", img.Ref, err)
+	}
+	if ok, err := d.HasImage(ctx, other); err != nil || !ok {
+		t.Errorf("unlabelled image %s removed (err %v)", other, err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -189,4 +190,38 @@ func splitRef(ref string) (repo, tag string) {
 
 func isNotFound(err error) bool {
 	return cerrdefs.IsNotFound(err) || errors.Is(err, cerrdefs.ErrNotFound)
+}
+
+// CleanupImages removes every image this package built (label cascade.image)
+// that no container uses, and returns their references: the cache, for
+// `cascade cleanup --images`. Images in use are left and reported in the
+// error.
+func (d *Docker) CleanupImages(ctx context.Context) ([]string, error) {
+	res, err := d.provider.Client().ImageList(ctx, client.ImageListOptions{
+		Filters: make(client.Filters).Add("label", LabelImage),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cascade images: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, img := range res.Items {
+		if _, ok := img.Labels[LabelImage]; !ok {
+			continue
+		}
+		refs := img.RepoTags
+		if len(refs) == 0 {
+			refs = []string{img.ID}
+		}
+		for _, ref := range refs {
+			_, err := d.provider.Client().ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true})
+			if err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove image %s: %w", ref, err))
+				continue
+			}
+			removed = append(removed, ref)
+		}
+	}
+	slices.Sort(removed)
+	return removed, errors.Join(errs...)
 }

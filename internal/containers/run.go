@@ -134,6 +134,44 @@ type Container struct {
 	Ready time.Duration
 
 	c testcontainers.Container
+	d *Docker
+}
+
+// Stop stops the container's process (SIGTERM, or the spec's StopSignal,
+// then SIGKILL after grace) but keeps the container, so [Container.Start] can
+// bring the same replica back: a crash-and-restart fault.
+func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
+	if err := c.c.Stop(ctx, &grace); err != nil {
+		return fmt.Errorf("stop %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Start starts a stopped container again and waits until it is ready, as
+// [Docker.Run] did.
+func (c *Container) Start(ctx context.Context) error {
+	if err := c.c.Start(ctx); err != nil {
+		return fmt.Errorf("restart %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Pause freezes every process of the container (cgroup freezer): sockets
+// stay open and connects still complete in the kernel, but nothing answers, the
+// way a replica stuck in a GC pause or a deadlock looks from outside.
+func (c *Container) Pause(ctx context.Context) error {
+	if _, err := c.d.provider.Client().ContainerPause(ctx, c.ID, client.ContainerPauseOptions{}); err != nil {
+		return fmt.Errorf("pause %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Unpause thaws a paused container.
+func (c *Container) Unpause(ctx context.Context) error {
+	if _, err := c.d.provider.Client().ContainerUnpause(ctx, c.ID, client.ContainerUnpauseOptions{}); err != nil {
+		return fmt.Errorf("unpause %s: %w", c.Name, err)
+	}
+	return nil
 }
 
 // Terminate stops and removes the container. Safe to call twice.
@@ -274,7 +312,7 @@ func (d *Docker) Run(ctx context.Context, runID string, s Spec) (*Container, err
 		}
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &Container{Name: name, ID: ctr.GetContainerID(), Image: s.Image, Ready: time.Since(start), c: ctr}
+	c := &Container{Name: name, ID: ctr.GetContainerID(), Image: s.Image, Ready: time.Since(start), c: ctr, d: d}
 	if s.Port != 0 {
 		c.Addr = "127.0.0.1:" + strconv.Itoa(s.Port)
 	}
