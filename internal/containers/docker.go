@@ -32,6 +32,8 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
+
+	"github.com/cascadehq/cascade/internal/event"
 )
 
 // Labels put on every container this package starts. Cleanup selects by them
@@ -74,6 +76,17 @@ type Docker struct {
 	host     string // daemon URL, e.g. unix:///var/run/docker.sock
 	logger   tclog.Logger
 	envSet   []string
+	events   event.Sink
+	clock    *event.Clock
+}
+
+// EventSource is the Source of every event this package emits.
+const EventSource = "containers"
+
+// emit reports one lifecycle step (image built, container ready, paused,
+// stopped, removed) on the run's clock.
+func (d *Docker) emit(typ, target string, attrs map[string]any) {
+	d.events.Emit(event.Event{T: d.clock.Now(), Source: EventSource, Type: typ, Target: target, Attrs: attrs})
 }
 
 // Option configures [Connect].
@@ -81,6 +94,20 @@ type Option func(*connectConfig)
 
 type connectConfig struct {
 	logger tclog.Logger
+	events event.Sink
+	clock  *event.Clock
+}
+
+// WithEvents emits lifecycle events (image.build, container.ready,
+// container.start_failed, container.pause, container.unpause,
+// container.stop, container.start, container.terminate, containers.cleanup)
+// into sink, stamped on clock. By default they are discarded.
+func WithEvents(sink event.Sink, clock *event.Clock) Option {
+	return func(c *connectConfig) {
+		if sink != nil && clock != nil {
+			c.events, c.clock = sink, clock
+		}
+	}
 }
 
 // WithLogf routes testcontainers' progress lines (container created, waiting,
@@ -107,7 +134,7 @@ func (f printfLogger) Printf(format string, args ...any) { f(format, args...) }
 // DOCKER_HOST or host override that is not loopback before any traffic is sent
 // there, and checks again what the provider resolved.
 func Connect(ctx context.Context, opts ...Option) (*Docker, error) {
-	cfg := connectConfig{logger: tclog.NewNoopLogger()}
+	cfg := connectConfig{logger: tclog.NewNoopLogger(), events: event.Discard, clock: event.NewClock()}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -140,7 +167,7 @@ func Connect(ctx context.Context, opts ...Option) (*Docker, error) {
 	if err != nil {
 		return nil, noDocker(host, err)
 	}
-	d := &Docker{provider: provider, host: provider.Client().DaemonHost(), logger: cfg.logger, envSet: envSet}
+	d := &Docker{provider: provider, host: provider.Client().DaemonHost(), logger: cfg.logger, envSet: envSet, events: cfg.events, clock: cfg.clock}
 	if err := checkDaemonURL(d.host); err != nil {
 		_ = provider.Close()
 		return nil, err

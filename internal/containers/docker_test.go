@@ -25,6 +25,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/containers"
 	"github.com/cascadehq/cascade/internal/containers/containerstest"
+	"github.com/cascadehq/cascade/internal/event"
 )
 
 // These tests need no daemon: they prove refusals happen before any traffic.
@@ -93,7 +94,8 @@ func newRand(t *testing.T) *rand.Rand {
 }
 
 func TestScratchUpstreamImage(t *testing.T) {
-	d := containerstest.Connect(t)
+	events := &event.Memory{}
+	d := containerstest.Connect(t, containers.WithEvents(events, event.NewClock()))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// Images are removed after the run's containers (cleanups run last-in,
@@ -192,6 +194,16 @@ func TestScratchUpstreamImage(t *testing.T) {
 	}
 	if names, err := d.List(ctx, run); err != nil || len(names) != 0 {
 		t.Errorf("after Terminate, run lists %v (err %v)", names, err)
+	}
+	var got []string
+	for _, e := range events.Events() {
+		if e.Target == c.Name || e.Type == "image.build" {
+			got = append(got, e.Type)
+		}
+	}
+	want := []string{"image.build", "image.build", "container.ready", "container.pause", "container.unpause", "container.stop", "container.start", "container.terminate"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
 	}
 }
 

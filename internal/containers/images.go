@@ -176,7 +176,9 @@ func (d *Docker) built(ctx context.Context, ref string, start time.Time) (Image,
 	if err != nil {
 		return Image{}, fmt.Errorf("inspect built image %s: %w", ref, err)
 	}
-	return Image{Ref: ref, Built: true, Took: time.Since(start), Size: res.Size}, nil
+	img := Image{Ref: ref, Built: true, Took: time.Since(start), Size: res.Size}
+	d.emit("image.build", ref, map[string]any{"took_ms": ms(img.Took), "bytes": img.Size})
+	return img, nil
 }
 
 func splitRef(ref string) (repo, tag string) {

@@ -144,15 +144,18 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
 	if err := c.c.Stop(ctx, &grace); err != nil {
 		return fmt.Errorf("stop %s: %w", c.Name, err)
 	}
+	c.d.emit("container.stop", c.Name, nil)
 	return nil
 }
 
 // Start starts a stopped container again and waits until it is ready, as
 // [Docker.Run] did.
 func (c *Container) Start(ctx context.Context) error {
+	start := time.Now()
 	if err := c.c.Start(ctx); err != nil {
 		return fmt.Errorf("restart %s: %w", c.Name, err)
 	}
+	c.d.emit("container.start", c.Name, map[string]any{"ready_ms": ms(time.Since(start))})
 	return nil
 }
 
@@ -163,6 +166,7 @@ func (c *Container) Pause(ctx context.Context) error {
 	if _, err := c.d.provider.Client().ContainerPause(ctx, c.ID, client.ContainerPauseOptions{}); err != nil {
 		return fmt.Errorf("pause %s: %w", c.Name, err)
 	}
+	c.d.emit("container.pause", c.Name, nil)
 	return nil
 }
 
@@ -171,6 +175,7 @@ func (c *Container) Unpause(ctx context.Context) error {
 	if _, err := c.d.provider.Client().ContainerUnpause(ctx, c.ID, client.ContainerUnpauseOptions{}); err != nil {
 		return fmt.Errorf("unpause %s: %w", c.Name, err)
 	}
+	c.d.emit("container.unpause", c.Name, nil)
 	return nil
 }
 
@@ -186,6 +191,7 @@ func (c *Container) Terminate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("terminate %s: %w", c.Name, err)
 	}
+	c.d.emit("container.terminate", c.Name, nil)
 	return nil
 }
 
@@ -301,6 +307,7 @@ func (d *Docker) Run(ctx context.Context, runID string, s Spec) (*Container, err
 	start := time.Now()
 	ctr, err := d.provider.RunContainer(ctx, req)
 	if err != nil {
+		d.emit("container.start_failed", name, map[string]any{"image": s.Image, "error": err.Error()})
 		if ctr != nil {
 			tail := logTail(ctx, ctr, 20)
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -316,6 +323,7 @@ func (d *Docker) Run(ctx context.Context, runID string, s Spec) (*Container, err
 	if s.Port != 0 {
 		c.Addr = "127.0.0.1:" + strconv.Itoa(s.Port)
 	}
+	d.emit("container.ready", name, map[string]any{"image": s.Image, "role": role, "addr": c.Addr, "ready_ms": ms(c.Ready)})
 	return c, nil
 }
 
@@ -447,5 +455,10 @@ func (d *Docker) removeLabelled(ctx context.Context, labels ...string) ([]string
 		removed = append(removed, it.name)
 	}
 	slices.Sort(removed)
+	if len(removed) > 0 {
+		d.emit("containers.cleanup", strings.Join(labels, ","), map[string]any{"removed": removed})
+	}
 	return removed, errors.Join(errs...)
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
