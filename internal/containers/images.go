@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -194,14 +195,20 @@ func isNotFound(err error) bool {
 	return cerrdefs.IsNotFound(err) || errors.Is(err, cerrdefs.ErrNotFound)
 }
 
-// CleanupImages removes every image this package built (label cascade.image)
+// CleanupImages removes the images this package built (label cascade.image)
 // that no container uses, and returns their references: the cache, for
-// `cascade cleanup --images`. Images in use are left and reported in the
-// error.
-func (d *Docker) CleanupImages(ctx context.Context) ([]string, error) {
-	res, err := d.provider.Client().ImageList(ctx, client.ImageListOptions{
-		Filters: make(client.Filters).Add("label", LabelImage),
-	})
+// `cascade cleanup --images`. With names (e.g. "postgres", "nginx", or a
+// BuildBinaryImage name) only cascade/<name> images are removed. Images in
+// use are left and reported in the error.
+func (d *Docker) CleanupImages(ctx context.Context, names ...string) ([]string, error) {
+	filters := make(client.Filters).Add("label", LabelImage)
+	for _, n := range names {
+		if !repoPattern.MatchString(n) {
+			return nil, fmt.Errorf("%w: image name %q", ErrInvalidSpec, n)
+		}
+		filters.Add("reference", "cascade/"+n)
+	}
+	res, err := d.provider.Client().ImageList(ctx, client.ImageListOptions{Filters: filters})
 	if err != nil {
 		return nil, fmt.Errorf("list cascade images: %w", err)
 	}
@@ -211,11 +218,11 @@ func (d *Docker) CleanupImages(ctx context.Context) ([]string, error) {
 		if _, ok := img.Labels[LabelImage]; !ok {
 			continue
 		}
-		refs := img.RepoTags
-		if len(refs) == 0 {
-			refs = []string{img.ID}
-		}
-		for _, ref := range refs {
+		for _, ref := range img.RepoTags {
+			repo, _ := splitRef(ref)
+			if !strings.HasPrefix(repo, "cascade/") || (len(names) > 0 && !slices.Contains(names, strings.TrimPrefix(repo, "cascade/"))) {
+				continue
+			}
 			_, err := d.provider.Client().ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true})
 			if err != nil && !isNotFound(err) {
 				errs = append(errs, fmt.Errorf("remove image %s: %w", ref, err))
