@@ -1,0 +1,219 @@
+package containers
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckDaemonURL(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"unix:///var/run/docker.sock", true},
+		{"tcp://127.0.0.1:2375", true},
+		{"tcp://127.8.9.10:2375", true},
+		{"tcp://localhost:2375", true},
+		{"tcp://[::1]:2375", true},
+		{"http://127.0.0.1:2375", true},
+		{"tcp://10.0.0.5:2375", false},
+		{"tcp://192.0.2.1:2376", false},
+		{"tcp://docker.example:2375", false}, // names are not resolved
+		{"ssh://user@127.0.0.1", false},
+		{"npipe:////./pipe/docker_engine", false},
+		{"::not a url", false},
+	} {
+		err := checkDaemonURL(tc.url)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkDaemonURL(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrNotLoopback) {
+			t.Errorf("checkDaemonURL(%q) = %v, want ErrNotLoopback", tc.url, err)
+		}
+	}
+	for _, h := range []string{"", "127.0.0.1", "localhost", "::1"} {
+		if err := checkPublishedHost(h); err != nil {
+			t.Errorf("checkPublishedHost(%q) = %v", h, err)
+		}
+	}
+	for _, h := range []string{"172.17.0.1", "10.1.2.3", "example.org"} {
+		if err := checkPublishedHost(h); !errors.Is(err, ErrNotLoopback) {
+			t.Errorf("checkPublishedHost(%q) = %v, want ErrNotLoopback", h, err)
+		}
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	good := Spec{Name: "up-0", Image: "cascade/x:1", Port: 20000, WaitHTTP: "/healthz"}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good spec: %v", err)
+	}
+	for name, mutate := range map[string]func(*Spec){
+		"empty name":      func(s *Spec) { s.Name = "" },
+		"slash in name":   func(s *Spec) { s.Name = "a/b" },
+		"no image":        func(s *Spec) { s.Image = "" },
+		"ephemeral port":  func(s *Spec) { s.Port = 40000 },
+		"negative port":   func(s *Spec) { s.Port = -1 },
+		"wait no port":    func(s *Spec) { s.Port = 0 },
+		"relative wait":   func(s *Spec) { s.WaitHTTP = "healthz" },
+		"reserved label":  func(s *Spec) { s.Labels = map[string]string{"cascade.run": "x"} },
+		"relative file":   func(s *Spec) { s.Files = []File{{Path: "etc/x"}} },
+		"negative budget": func(s *Spec) { s.StartupTimeout = -time.Second },
+	} {
+		s := good
+		mutate(&s)
+		if err := s.Validate(); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalidSpec", name, err)
+		}
+	}
+	if err := ValidateRunID(strings.Repeat("a", 64)); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf("64-char run id accepted: %v", err)
+	}
+}
+
+// TestRootfsFollowsSymlinks checks that files land under their real paths,
+// with every symlink on the way recorded, as on a merged-/usr Debian.
+func TestRootfsFollowsSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "usr/lib"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "usr/lib/libx.so.1.2"), []byte("real"), 0o644))
+	must(os.Symlink("libx.so.1.2", filepath.Join(dir, "usr/lib/libx.so.1")))
+	must(os.Symlink("usr/lib", filepath.Join(dir, "lib")))                    // relative dir link
+	must(os.Symlink(filepath.Join(dir, "lib"), filepath.Join(dir, "abslib"))) // absolute link to a link
+	must(os.Symlink("loop2", filepath.Join(dir, "loop1")))                    // a loop
+	must(os.Symlink("loop1", filepath.Join(dir, "loop2")))
+
+	r := newRootfs()
+	must(r.addHost(filepath.Join(dir, "abslib/libx.so.1"), nil))
+	want := map[string]byte{
+		dir + "/abslib":              tar.TypeSymlink,
+		dir + "/lib":                 tar.TypeSymlink,
+		dir + "/usr/lib":             tar.TypeDir,
+		dir + "/usr/lib/libx.so.1":   tar.TypeSymlink,
+		dir + "/usr/lib/libx.so.1.2": tar.TypeReg,
+	}
+	for p, typ := range want {
+		e, ok := r.entries[p]
+		if !ok {
+			t.Errorf("missing %s", p)
+			continue
+		}
+		if e.typ != typ {
+			t.Errorf("%s: type %c, want %c", p, e.typ, typ)
+		}
+	}
+	if _, ok := r.entries[dir+"/lib/libx.so.1"]; ok {
+		t.Errorf("file stored under a symlinked directory")
+	}
+	if err := r.addHost(filepath.Join(dir, "loop1"), nil); err == nil || !strings.Contains(err.Error(), "too many symlinks") {
+		t.Errorf("symlink loop: err = %v", err)
+	}
+
+	// The tar holds parents before children and the file's bytes.
+	must(r.addFile("/etc/passwd", []byte("root:x:0:0::/:/bin/sh\n"), 0o644, 0, 0))
+	must(r.addDir("/var/lib/pg", 0o700, 999, 999))
+	var buf bytes.Buffer
+	must(r.writeTar(&buf))
+	tr := tar.NewReader(&buf)
+	seen := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(err)
+		name := strings.TrimSuffix(h.Name, "/")
+		if parent := filepath.Dir(name); parent != "." && !seen[parent] {
+			t.Errorf("%s before its parent %s", name, parent)
+		}
+		seen[name] = true
+		switch name {
+		case strings.TrimPrefix(dir, "/") + "/usr/lib/libx.so.1.2":
+			b, _ := io.ReadAll(tr)
+			if string(b) != "real" {
+				t.Errorf("file content %q", b)
+			}
+		case "var/lib/pg":
+			if h.Uid != 999 || h.Mode != 0o700 {
+				t.Errorf("var/lib/pg uid %d mode %o", h.Uid, h.Mode)
+			}
+		}
+	}
+	// Same inputs, same hash; a changed synthetic file, another hash.
+	h1 := r.hash("x")
+	if h2 := r.hash("x"); h1 != h2 {
+		t.Errorf("hash not stable: %s %s", h1, h2)
+	}
+	r.entries["/etc/passwd"].data = []byte("changed")
+	if h3 := r.hash("x"); h3 == h1 {
+		t.Errorf("hash ignores content of synthetic files")
+	}
+}
+
+func TestLddFindsLibcAndLoader(t *testing.T) {
+	libs, known, err := lddLibraries(context.Background(), []string{"/bin/sh"})
+	if err != nil {
+		t.Skipf("ldd unusable here: %v", err)
+	}
+	var libc, loader bool
+	for _, l := range libs {
+		libc = libc || strings.Contains(l, "libc.so")
+		loader = loader || strings.Contains(l, "ld-linux")
+	}
+	if !known["libc.so.6"] {
+		t.Errorf("ldd /bin/sh: libc.so.6 not among the resolved names %v", known)
+	}
+	if !libc || !loader {
+		t.Errorf("ldd /bin/sh = %v: want libc and the loader", libs)
+	}
+}
+
+func TestGatewayConfigs(t *testing.T) {
+	s := GatewaySpec{Port: 21000, Upstreams: []string{"127.0.0.1:21001", "127.0.0.2:21002"}, UpstreamTimeout: 1500 * time.Millisecond}
+	n, err := NginxConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"listen 127.0.0.1:21000;", "server 127.0.0.1:21001;", "server 127.0.0.2:21002;", "proxy_read_timeout 1500ms;", "location = /cascade-health"} {
+		if !strings.Contains(n, want) {
+			t.Errorf("nginx config lacks %q:\n%s", want, n)
+		}
+	}
+	h, err := HAProxyConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"bind 127.0.0.1:21000", "server u0 127.0.0.1:21001", "server u1 127.0.0.2:21002", "timeout server 1500ms", "monitor-uri /cascade-health"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("haproxy config lacks %q:\n%s", want, h)
+		}
+	}
+	for name, bad := range map[string]GatewaySpec{
+		"remote upstream": {Port: 21000, Upstreams: []string{"10.0.0.1:80"}},
+		"name upstream":   {Port: 21000, Upstreams: []string{"localhost:80"}},
+		"no upstreams":    {Port: 21000},
+		"no port":         {Upstreams: []string{"127.0.0.1:1"}},
+		"ephemeral port":  {Port: 40000, Upstreams: []string{"127.0.0.1:1"}},
+	} {
+		if _, err := NginxConfig(bad); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: NginxConfig err = %v", name, err)
+		}
+		if _, err := HAProxyConfig(bad); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: HAProxyConfig err = %v", name, err)
+		}
+	}
+}
