@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,11 +19,17 @@ import (
 )
 
 // HTTPTransport sends requests with net/http. It handles every protocol
-// net/http does; loadgen/h1 is the faster path for plain HTTP/1.1.
+// net/http does: HTTP/1.1, HTTP/2 over TLS (ALPN) and h2c with prior
+// knowledge (net/http bundles golang.org/x/net/http2 and exposes both
+// through http.Protocols, so no second HTTP/2 stack is needed).
+// loadgen/h1 is the faster path for plain HTTP/1.1.
 type HTTPTransport struct {
 	client  *http.Client
-	reqs    []*http.Request
+	base    *url.URL
+	reqs    []*http.Request // prepared once; nil for templated requests
+	set     *requestSet
 	timeout time.Duration
+	bufs    sync.Pool // *rendering
 }
 
 // NewHTTPTransport prepares the request templates against cfg.Target.
@@ -30,40 +38,84 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("loadgen: target %q must be an http:// or https:// URL with a host", cfg.Target)
 	}
+	timeout := cfg.ClientTimeout
+	if timeout <= 0 {
+		timeout = DefaultClientTimeout
+	}
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: cfg.ClientTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: max(cfg.MaxInFlight, 64),
+		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: max(cfg.MaxInFlight, cfg.MaxConns, 64),
+		MaxConnsPerHost:     cfg.MaxConns,
 		IdleConnTimeout:     90 * time.Second,
 		DisableKeepAlives:   !cfg.KeepAlive,
 		DisableCompression:  true,
+		TLSHandshakeTimeout: timeout,
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify}, //nolint:gosec // opt-in, for self-signed test servers
 	}
-	t := &HTTPTransport{client: &http.Client{Transport: tr, CheckRedirect: noRedirects}, timeout: cfg.ClientTimeout}
-	for _, r := range cfg.Requests {
-		u, err := base.Parse(r.Path)
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: request %q: bad path %q: %v", r.Name, r.Path, err)
+	secure := base.Scheme == "https"
+	var protos http.Protocols
+	switch cfg.Protocol {
+	case ProtoAuto:
+		protos.SetHTTP1(true)
+		protos.SetHTTP2(secure)
+	case ProtoHTTP1:
+		protos.SetHTTP1(true)
+	case ProtoH2:
+		if !secure {
+			return nil, fmt.Errorf("loadgen: protocol h2 needs an https:// target (use h2c for HTTP/2 over cleartext)")
 		}
-		method := r.Method
-		if method == "" {
-			method = http.MethodGet
+		protos.SetHTTP2(true)
+	case ProtoH2C:
+		if secure {
+			return nil, fmt.Errorf("loadgen: protocol h2c needs an http:// target (use h2 for HTTP/2 over TLS)")
 		}
-		req, err := http.NewRequest(method, u.String(), nil)
+		protos.SetUnencryptedHTTP2(true)
+	default:
+		return nil, fmt.Errorf("loadgen: unknown protocol %q (valid: http1, h2, h2c, or empty for automatic)", cfg.Protocol)
+	}
+	tr.Protocols = &protos
+	set, err := compileRequests(cfg.Requests, cfg.Data, cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	t := &HTTPTransport{client: &http.Client{Transport: tr, CheckRedirect: noRedirects}, base: base, set: set, timeout: timeout}
+	t.bufs.New = func() any { return &rendering{} }
+	for i, r := range cfg.Requests {
+		if !set.reqs[i].static {
+			t.reqs = append(t.reqs, nil)
+			continue
+		}
+		req, err := t.build(set.reqs[i].method, r.Path, nil, r.Body)
 		if err != nil {
-			return nil, fmt.Errorf("loadgen: request %q: %v", r.Name, err)
+			return nil, fmt.Errorf("loadgen: request %q: %w", r.Name, err)
 		}
 		for k, vs := range r.Header {
 			for _, v := range vs {
 				req.Header.Add(k, v)
 			}
 		}
-		if r.Body != nil {
-			body := r.Body
-			req.ContentLength = int64(len(body))
-			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		}
 		t.reqs = append(t.reqs, req)
 	}
 	return t, nil
+}
+
+func (t *HTTPTransport) build(method, path string, header [][2]string, body []byte) (*http.Request, error) {
+	u, err := t.base.Parse(path)
+	if err != nil {
+		return nil, fmt.Errorf("bad path %q: %v", path, err)
+	}
+	req, err := http.NewRequest(method, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range header {
+		req.Header.Add(h[0], h[1])
+	}
+	if body != nil {
+		req.ContentLength = int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return req, nil
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -72,7 +124,25 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 	ctx, cancel := context.WithTimeout(run, t.timeout)
 	defer cancel()
-	req := t.reqs[i].WithContext(ctx)
+	var req *http.Request
+	if t.reqs[i] != nil {
+		req = t.reqs[i].WithContext(ctx)
+	} else {
+		r := t.bufs.Get().(*rendering)
+		t.set.render(i, s.Seq, r)
+		var body []byte
+		if t.set.reqs[i].body != nil {
+			body = bytes.Clone(r.body)
+		}
+		var err error
+		req, err = t.build(t.set.reqs[i].method, string(r.path), r.header, body)
+		t.bufs.Put(r)
+		if err != nil {
+			s.Cause = cause.TransportError
+			return
+		}
+		req = req.WithContext(ctx)
+	}
 	if req.GetBody != nil {
 		req.Body, _ = req.GetBody()
 	}

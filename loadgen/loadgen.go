@@ -1,16 +1,25 @@
 // Package loadgen drives traffic at a target and measures it honestly.
 //
-// The model is open: requests are due at times fixed by the arrival profile
-// (Pacer), whatever the target does. Each request's latency is counted from
-// its intended send time, so a target that stalls is charged for the whole
-// stall by every request scheduled during it (no coordinated omission), and
-// the scheduling lag itself is recorded. Requests that cannot start because
-// the in-flight cap is reached are counted as dropped, never skipped.
+// A load is one or more executors running side by side (a background load
+// plus a burst, say), each with its own profile, request mix and transport:
 //
-//	pacer ─intended t─▶ scheduler ─job─▶ idle worker (or a new one, up to the cap; else dropped)
-//	                                          │ Transport.RoundTrip
-//	                                          ▼
-//	                                    Recorder.Record(worker, sample)
+//   - arrival-rate executors are open-model: requests are due at times fixed
+//     by the arrival profile (Pacer, evenly spaced or Poisson), whatever the
+//     target does. Each request's latency is counted from its intended send
+//     time, so a target that stalls is charged for the whole stall by every
+//     request scheduled during it (no coordinated omission), and the
+//     scheduling lag itself is recorded. Requests that cannot start because
+//     the in-flight cap is reached are counted as dropped, never skipped.
+//   - vus executors are closed-model: a number of virtual users (constant or
+//     ramping) each send a request, wait for the answer, think, and repeat.
+//     That is what many real clients do; its latencies are from the actual
+//     send, which is exactly what hides a stall (see the Service histogram).
+//
+//	arrival-rate:  pacer ─intended t─▶ scheduler ─job─▶ idle worker (or a new one, up to the cap; else dropped)
+//	vus:           controller ─starts/stops─▶ VU loop: send, wait, think
+//	                                              │ Transport.RoundTrip
+//	                                              ▼
+//	                                        Recorder.Record(worker, sample)
 //
 // The package knows nothing of phases, files or verdicts: it hands every
 // sample to a Recorder that the run provides.
@@ -19,40 +28,85 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/event"
 )
 
-// Request is one template of the request mix.
-type Request struct {
-	Name   string
-	Method string
-	Path   string // path and query, appended to the target
-	Header http.Header
-	Body   []byte
-	Weight int // relative share; 0 counts as 1
-}
+// Kind is an executor's load model.
+type Kind string
 
-// Config describes one open-model load.
+// Executor kinds.
+const (
+	// ArrivalRate is the open model: Stages hold or ramp arrival rates
+	// (requests per second). Constant and ramping arrival rate are both this.
+	ArrivalRate Kind = "arrival-rate"
+	// VUs is the closed model: Stages hold or ramp numbers of virtual users,
+	// each sending one request at a time with Think between them.
+	VUs Kind = "vus"
+)
+
+// Protocol selects the HTTP version.
+type Protocol string
+
+// Protocols.
+const (
+	ProtoAuto  Protocol = ""      // http:// → HTTP/1.1; https:// → HTTP/2 if the server offers it (ALPN), else 1.1
+	ProtoHTTP1 Protocol = "http1" // HTTP/1.1 only, also over TLS
+	ProtoH2    Protocol = "h2"    // HTTP/2 over TLS only (https://)
+	ProtoH2C   Protocol = "h2c"   // HTTP/2 over cleartext with prior knowledge (http://)
+)
+
+// Config describes a load: one executor (the fields below), or several side
+// by side (Executors, each a Config of its own).
 type Config struct {
-	Target        string // base URL, e.g. http://127.0.0.1:8080
-	Requests      []Request
-	Stages        []Stage
-	ClientTimeout time.Duration // per request; the top of the timeout cascade
-	MaxInFlight   int           // cap on concurrent requests (default 10000)
+	// Name labels the executor in stats and the live view (default "load",
+	// or "exec-N" among several).
+	Name string
+	// Kind is the load model (default ArrivalRate).
+	Kind     Kind
+	Target   string // base URL, e.g. http://127.0.0.1:8080
+	Requests []Request
+	// Data are the data sets the request templates read.
+	Data []*Dataset
+	// Stages in order: arrival rates in requests/s, or VU counts.
+	Stages []Stage
+	// Start delays the executor from the run's zero.
+	Start time.Duration
+	// Poisson makes arrivals a seeded Poisson process (exponential gaps)
+	// whose rate follows the stages, instead of evenly spaced.
+	Poisson bool
+	// Think is a VU's pause after each answer (zero: none).
+	Think dist.Latency
+
+	ClientTimeout time.Duration // per request; the top of the timeout cascade (default 30s)
+	MaxInFlight   int           // cap on concurrent requests of an arrival-rate executor (default 10000)
 	KeepAlive     bool          // reuse connections (the zero value closes them: set it)
-	Seed          uint64
+	// MaxConns caps the open connections (0: no cap beyond MaxInFlight or
+	// the VU count). A request that finds every connection busy waits for
+	// one, and the wait is part of its latency.
+	MaxConns           int
+	Protocol           Protocol
+	InsecureSkipVerify bool // accept any TLS certificate (self-signed test servers)
+	Seed               uint64
+
+	// Executors run side by side; each inherits Target and (mixed with its
+	// index) Seed when it has none. When set, the other fields above are
+	// not used.
+	Executors []Config
 }
 
 // Sample is one request's outcome.
 type Sample struct {
-	Request  int           // index into Config.Requests
+	Executor int           // index of the executor
+	Request  int           // index into the executor's Requests
+	Seq      uint64        // sequence number in the executor (template {{seq}})
 	Intended time.Duration // intended send time, on the run's clock
 	Lag      time.Duration // actual send − intended send
 	Latency  time.Duration // end − intended send (what a user waited)
@@ -68,17 +122,22 @@ type Recorder interface {
 	Record(worker int, s *Sample)
 }
 
-// Transport sends one request and classifies its outcome.
+// Transport sends one request and classifies its outcome: it reads
+// s.Request and s.Seq (to render templates) and fills s.Status and s.Cause.
 type Transport interface {
 	RoundTrip(ctx context.Context, req int, s *Sample)
 }
 
 // Progress is a snapshot for live displays.
 type Progress struct {
-	Elapsed    time.Duration
+	Name       string
+	Kind       Kind
+	Elapsed    time.Duration // since the executor started, up to Total
 	Total      time.Duration
-	TargetRate float64
-	Scheduled  int64
+	TargetRate float64 // arrival-rate: the profile's rate now (requests/s)
+	VUs        int64   // vus: running virtual users
+	TargetVUs  int     // vus: the profile's VU count now
+	Scheduled  int64   // requests due (arrival-rate) or started (vus)
 	Completed  int64
 	Errors     int64
 	Dropped    int64
@@ -87,159 +146,469 @@ type Progress struct {
 
 // Generator runs one load.
 type Generator struct {
+	execs   []*executor
+	rec     Recorder
+	clock   *event.Clock
+	ids     atomic.Int64 // worker ids, unique across executors
+	started atomic.Bool
+}
+
+type executor struct {
+	g     *Generator
+	idx   int
 	cfg   Config
 	pacer *Pacer
-	rec   Recorder
 	tr    Transport
-	clock *event.Clock
+	owned bool // tr was made here and is closed after the run
 
-	scheduled, completed, errs, dropped, inFlight atomic.Int64
-	started                                       atomic.Bool
+	scheduled, dropped atomic.Int64
+	vus                atomic.Int64 // running VUs
+	limit              atomic.Int64 // VUs with an index below it may run
+	seq                atomic.Uint64
+
+	mu      sync.Mutex
+	workers []*workerStats
+	running []bool // vus: which VU indexes have a goroutine
 }
+
+// workerStats are one worker's counters: written by that worker only and
+// summed by Progress, so the hot path shares no cache line.
+type workerStats struct {
+	started, completed, errors atomic.Int64
+	_                          [40]byte
+}
+
+// Defaults.
+const (
+	DefaultMaxInFlight   = 10000
+	DefaultClientTimeout = 30 * time.Second
+)
 
 // New prepares a generator; clock is the run's clock (its zero is when the
-// profile starts). A nil transport uses net/http.
+// profile starts). A nil transport makes one per executor from its config
+// (NewTransport); a non-nil one is shared by every executor.
 func New(cfg Config, rec Recorder, clock *event.Clock, tr Transport) (*Generator, error) {
-	if len(cfg.Requests) == 0 {
-		return nil, errors.New("loadgen: no requests")
+	execs := cfg.Executors
+	if len(execs) == 0 {
+		one := cfg
+		one.Executors = nil
+		if one.Name == "" {
+			one.Name = "load"
+		}
+		execs = []Config{one}
 	}
-	if len(cfg.Stages) == 0 {
-		return nil, errors.New("loadgen: no stages")
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 10000
-	}
-	if cfg.ClientTimeout <= 0 {
-		cfg.ClientTimeout = 30 * time.Second
-	}
-	if tr == nil {
-		var err error
-		if tr, err = NewHTTPTransport(cfg); err != nil {
+	g := &Generator{rec: rec, clock: clock}
+	names := map[string]bool{}
+	for i, ec := range execs {
+		if len(ec.Executors) > 0 {
+			return nil, errors.New("loadgen: executors cannot nest")
+		}
+		if ec.Target == "" {
+			ec.Target = cfg.Target
+		}
+		if ec.Seed == 0 {
+			ec.Seed = cfg.Seed
+			if i > 0 {
+				ec.Seed = mix64(cfg.Seed + uint64(i))
+			}
+		}
+		if ec.Name == "" {
+			ec.Name = fmt.Sprintf("exec-%d", i)
+		}
+		if names[ec.Name] {
+			return nil, fmt.Errorf("loadgen: executor name %q is used twice", ec.Name)
+		}
+		names[ec.Name] = true
+		if ec.Kind == "" {
+			ec.Kind = ArrivalRate
+		}
+		if ec.Kind != ArrivalRate && ec.Kind != VUs {
+			return nil, fmt.Errorf("loadgen: executor %q: unknown kind %q", ec.Name, ec.Kind)
+		}
+		if len(ec.Requests) == 0 {
+			return nil, fmt.Errorf("loadgen: executor %q: no requests", ec.Name)
+		}
+		if len(ec.Stages) == 0 {
+			return nil, fmt.Errorf("loadgen: executor %q: no stages", ec.Name)
+		}
+		if ec.Start < 0 {
+			return nil, fmt.Errorf("loadgen: executor %q: negative start", ec.Name)
+		}
+		if ec.MaxInFlight <= 0 {
+			ec.MaxInFlight = DefaultMaxInFlight
+		}
+		if ec.ClientTimeout <= 0 {
+			ec.ClientTimeout = DefaultClientTimeout
+		}
+		e := &executor{g: g, idx: i, cfg: ec, pacer: NewPacer(ec.Stages), tr: tr}
+		if e.tr == nil {
+			t, err := NewTransport(ec)
+			if err != nil {
+				g.closeTransports()
+				return nil, err
+			}
+			e.tr, e.owned = t, true
+		} else if _, err := compileRequests(ec.Requests, ec.Data, ec.Seed); err != nil {
 			return nil, err
 		}
+		g.execs = append(g.execs, e)
 	}
-	return &Generator{cfg: cfg, pacer: NewPacer(cfg.Stages), rec: rec, tr: tr, clock: clock}, nil
+	return g, nil
 }
 
-// Pacer exposes the schedule (for target rates per phase).
-func (g *Generator) Pacer() *Pacer { return g.pacer }
+// Pacer is the first executor's schedule. Use Expected and Duration for
+// the whole load.
+func (g *Generator) Pacer() *Pacer { return g.execs[0].pacer }
 
-// Progress returns live counters.
+// Names lists the executors, in order.
+func (g *Generator) Names() []string {
+	out := make([]string, len(g.execs))
+	for i, e := range g.execs {
+		out[i] = e.cfg.Name
+	}
+	return out
+}
+
+// Duration is when the last executor's profile ends, from the run's zero.
+func (g *Generator) Duration() time.Duration {
+	var d time.Duration
+	for _, e := range g.execs {
+		d = max(d, e.cfg.Start+e.pacer.Duration())
+	}
+	return d
+}
+
+// Expected is the number of requests the arrival-rate executors schedule
+// in [a, b) of the run's clock (closed-model executors have no target).
+func (g *Generator) Expected(a, b time.Duration) float64 {
+	var n float64
+	for i := range g.execs {
+		n += g.ExpectedOf(i, a, b)
+	}
+	return n
+}
+
+// ExpectedOf is Expected for executor i alone.
+func (g *Generator) ExpectedOf(i int, a, b time.Duration) float64 {
+	e := g.execs[i]
+	if e.cfg.Kind != ArrivalRate {
+		return 0
+	}
+	return e.pacer.Expected(a-e.cfg.Start, b-e.cfg.Start)
+}
+
+// Window is executor i's time on the run's clock: [start, end).
+func (g *Generator) Window(i int) (start, end time.Duration) {
+	e := g.execs[i]
+	return e.cfg.Start, e.cfg.Start + e.pacer.Duration()
+}
+
+// Progress returns live counters summed over the executors.
 func (g *Generator) Progress() Progress {
 	el := time.Duration(0)
 	if g.started.Load() {
-		el = min(g.clock.Now(), g.pacer.Duration())
+		el = min(g.clock.Now(), g.Duration())
 	}
-	return Progress{
-		Elapsed: el, Total: g.pacer.Duration(), TargetRate: g.pacer.RateAt(el),
-		Scheduled: g.scheduled.Load(), Completed: g.completed.Load(), Errors: g.errs.Load(),
-		Dropped: g.dropped.Load(), InFlight: g.inFlight.Load(),
+	p := Progress{Name: "all", Elapsed: el, Total: g.Duration()}
+	for _, e := range g.execs {
+		x := e.progress()
+		p.TargetRate += x.TargetRate
+		p.VUs += x.VUs
+		p.TargetVUs += x.TargetVUs
+		p.Scheduled += x.Scheduled
+		p.Completed += x.Completed
+		p.Errors += x.Errors
+		p.Dropped += x.Dropped
+		p.InFlight += x.InFlight
+	}
+	if len(g.execs) == 1 {
+		p.Name, p.Kind = g.execs[0].cfg.Name, g.execs[0].cfg.Kind
+	}
+	return p
+}
+
+// Executors returns live counters per executor, in order.
+func (g *Generator) Executors() []Progress {
+	out := make([]Progress, len(g.execs))
+	for i, e := range g.execs {
+		out[i] = e.progress()
+	}
+	return out
+}
+
+func (e *executor) progress() Progress {
+	p := Progress{Name: e.cfg.Name, Kind: e.cfg.Kind, Total: e.pacer.Duration()}
+	if e.g.started.Load() {
+		p.Elapsed = min(max(e.g.clock.Now()-e.cfg.Start, 0), p.Total)
+	}
+	running := e.g.started.Load() && e.g.clock.Now() >= e.cfg.Start && p.Elapsed < p.Total
+	var started int64
+	e.mu.Lock()
+	for _, w := range e.workers {
+		started += w.started.Load()
+		p.Completed += w.completed.Load()
+		p.Errors += w.errors.Load()
+	}
+	e.mu.Unlock()
+	p.InFlight = started - p.Completed
+	switch e.cfg.Kind {
+	case ArrivalRate:
+		p.Scheduled, p.Dropped = e.scheduled.Load(), e.dropped.Load()
+		if running {
+			p.TargetRate = e.pacer.RateAt(p.Elapsed)
+		}
+	case VUs:
+		p.Scheduled = started
+		p.VUs = e.vus.Load()
+		if running {
+			p.TargetVUs = e.pacer.VUsAt(p.Elapsed)
+		}
+	}
+	return p
+}
+
+func (e *executor) newWorker() (int, *workerStats) {
+	ws := &workerStats{}
+	e.mu.Lock()
+	e.workers = append(e.workers, ws)
+	e.mu.Unlock()
+	return int(e.g.ids.Add(1) - 1), ws
+}
+
+// Run sends the load and returns when every sent request has finished.
+// Cancelling ctx stops scheduling and cuts in-flight requests short (they are
+// recorded as aborted, never lost).
+func (g *Generator) Run(ctx context.Context) error {
+	g.started.Store(true)
+	var wg sync.WaitGroup
+	for _, e := range g.execs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !sleepUntil(ctx, g.clock, e.cfg.Start) {
+				return
+			}
+			if e.cfg.Kind == VUs {
+				e.runVUs(ctx)
+			} else {
+				e.runArrivals(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	g.closeTransports()
+	return ctx.Err()
+}
+
+func (g *Generator) closeTransports() {
+	for _, e := range g.execs {
+		if c, ok := e.tr.(interface{ CloseIdle() }); ok && e.owned {
+			c.CloseIdle()
+		}
+	}
+}
+
+// sleepUntil waits for the run clock to reach t; false if ctx ended first.
+func sleepUntil(ctx context.Context, clock *event.Clock, t time.Duration) bool {
+	d := t - clock.Now()
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
 	}
 }
 
 type job struct {
 	req      int
+	seq      uint64
 	intended time.Duration
 }
 
-// Run sends the profile and returns when every sent request has finished.
-// Cancelling ctx stops scheduling and cuts in-flight requests short (they are
-// recorded as client timeouts or transport errors, never lost).
-func (g *Generator) Run(ctx context.Context) error {
-	g.started.Store(true)
-	pick := g.picker()
+// runArrivals is the open model: one scheduler hands each due request to an
+// idle worker, starts a worker when none is idle (up to the cap) or counts
+// the request as dropped.
+func (e *executor) runArrivals(ctx context.Context) {
+	var rng *rand.Rand
+	if e.cfg.Poisson {
+		rng = rand.New(rand.NewPCG(e.cfg.Seed, 0x706f6973))
+	}
+	arr := NewArrivals(e.pacer, rng)
+	pick := newPicker(e.cfg.Requests, e.cfg.Seed)
 	jobs := make(chan job)
 	var wg sync.WaitGroup
 	workers := 0
-
-	worker := func(id int, first job) {
-		defer wg.Done()
-		var s Sample
-		g.do(ctx, id, first, &s)
-		for j := range jobs {
-			g.do(ctx, id, j, &s)
-		}
-	}
-
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-loop:
-	for n := int64(0); ; n++ {
-		at, ok := g.pacer.At(n)
+	schedID, _ := e.newWorker() // the scheduler records the dropped requests
+	w := newWaiter()
+	defer w.close()
+	for {
+		at, ok := arr.Next()
 		if !ok {
 			break
 		}
-		if wait := at - g.clock.Now(); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				break loop
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
+		at += e.cfg.Start
+		if !w.until(ctx, e.g.clock, at) {
 			break
 		}
-		j := job{req: pick(), intended: at}
-		g.scheduled.Add(1)
+		j := job{req: pick.pick(), seq: uint64(arr.Count() - 1), intended: at}
+		e.scheduled.Add(1)
 		select {
 		case jobs <- j: // an idle worker took it
 		default:
-			if workers < g.cfg.MaxInFlight {
+			if workers < e.cfg.MaxInFlight {
 				workers++
 				wg.Add(1)
-				go worker(workers-1, j)
+				id, ws := e.newWorker()
+				go func() {
+					defer wg.Done()
+					var s Sample
+					e.do(ctx, id, ws, j, &s)
+					for j := range jobs {
+						e.do(ctx, id, ws, j, &s)
+					}
+				}()
 				continue
 			}
 			// Every worker is busy and the cap is reached: this request
 			// cannot start on time, so it is dropped and counted (k6's
 			// dropped_iterations), never queued to start late unseen.
-			g.dropped.Add(1)
-			s := Sample{Request: j.req, Intended: at, Cause: cause.Dropped}
-			g.rec.Record(0, &s)
+			e.dropped.Add(1)
+			s := Sample{Executor: e.idx, Request: j.req, Seq: j.seq, Intended: at, Cause: cause.Dropped}
+			e.g.rec.Record(schedID, &s)
 		}
 	}
 	close(jobs)
 	wg.Wait()
-	return ctx.Err()
 }
 
-func (g *Generator) do(ctx context.Context, worker int, j job, s *Sample) {
-	*s = Sample{Request: j.req, Intended: j.intended}
-	g.inFlight.Add(1)
-	sent := g.clock.Now()
+func (e *executor) do(ctx context.Context, worker int, ws *workerStats, j job, s *Sample) {
+	*s = Sample{Executor: e.idx, Request: j.req, Seq: j.seq, Intended: j.intended}
+	ws.started.Add(1)
+	sent := e.g.clock.Now()
 	s.Lag = sent - j.intended
-	g.tr.RoundTrip(ctx, j.req, s)
-	end := g.clock.Now()
-	g.inFlight.Add(-1)
+	e.tr.RoundTrip(ctx, j.req, s)
+	end := e.g.clock.Now()
 	s.Latency = end - j.intended
 	s.Service = end - sent
-	g.completed.Add(1)
 	if s.Cause.IsError() {
-		g.errs.Add(1)
+		ws.errors.Add(1)
 	}
-	g.rec.Record(worker, s)
+	ws.completed.Add(1)
+	e.g.rec.Record(worker, s)
 }
 
-// picker returns a weighted random choice of request template, seeded. Only
-// the scheduler goroutine calls it.
-func (g *Generator) picker() func() int {
-	if len(g.cfg.Requests) == 1 {
-		return func() int { return 0 }
-	}
-	rng := rand.New(rand.NewPCG(g.cfg.Seed, 0x6c6f6164))
-	cum := make([]int, len(g.cfg.Requests))
-	total := 0
-	for i, r := range g.cfg.Requests {
-		total += max(r.Weight, 1)
-		cum[i] = total
-	}
-	return func() int {
-		x := rng.IntN(total)
-		for i, c := range cum {
-			if x < c {
-				return i
+// vuTick is how often a ramping-VU controller adjusts the number of VUs.
+const vuTick = 10 * time.Millisecond
+
+// runVUs is the closed model: a controller keeps the profile's number of VU
+// goroutines running; a VU above the current count stops after its request.
+func (e *executor) runVUs(ctx context.Context) {
+	var wg sync.WaitGroup
+	end := e.cfg.Start + e.pacer.Duration()
+	t := time.NewTicker(vuTick)
+	defer t.Stop()
+	for {
+		now := e.g.clock.Now()
+		if now >= end || ctx.Err() != nil {
+			break
+		}
+		n := e.pacer.VUsAt(now - e.cfg.Start)
+		e.mu.Lock()
+		e.limit.Store(int64(n))
+		for len(e.running) < n {
+			e.running = append(e.running, false)
+		}
+		for i := 0; i < n; i++ {
+			if !e.running[i] {
+				e.running[i] = true
+				wg.Add(1)
+				go func() { defer wg.Done(); e.vu(ctx, i, end) }()
 			}
 		}
-		return len(cum) - 1
+		e.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
 	}
+	e.limit.Store(0)
+	wg.Wait()
+}
+
+// vuStop reports whether VU i must stop, and if so marks it stopped, under
+// the lock the controller starts VUs with: a VU never stops just after the
+// controller counted on it.
+func (e *executor) vuStop(ctx context.Context, i int, end time.Duration) bool {
+	if int64(i) < e.limit.Load() && e.g.clock.Now() < end && ctx.Err() == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if int64(i) < e.limit.Load() && e.g.clock.Now() < end && ctx.Err() == nil {
+		return false
+	}
+	e.running[i] = false
+	return true
+}
+
+// seqBlock is how many sequence numbers a VU takes at once: VUs do not
+// contend on one counter per request.
+const seqBlock = 64
+
+func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
+	e.vus.Add(1)
+	defer e.vus.Add(-1)
+	id, ws := e.newWorker()
+	vseed := mix64(e.cfg.Seed ^ uint64(i+1)<<32)
+	pick := newPicker(e.cfg.Requests, vseed)
+	var think *dist.Sampler
+	var timer *time.Timer
+	if !e.cfg.Think.IsZero() {
+		think = dist.NewSampler(e.cfg.Think, rand.New(rand.NewPCG(vseed, 0x7468696e)))
+		timer = time.NewTimer(time.Hour)
+		timer.Stop()
+	}
+	var s Sample
+	var seq, seqEnd uint64
+	for !e.vuStop(ctx, i, end) {
+		if seq == seqEnd {
+			seqEnd = e.seq.Add(seqBlock)
+			seq = seqEnd - seqBlock
+		}
+		req := pick.pick()
+		start := e.g.clock.Now()
+		s = Sample{Executor: e.idx, Request: req, Seq: seq, Intended: start}
+		seq++
+		ws.started.Add(1)
+		e.tr.RoundTrip(ctx, req, &s)
+		done := e.g.clock.Now()
+		s.Latency = done - start
+		s.Service = s.Latency
+		if s.Cause.IsError() {
+			ws.errors.Add(1)
+		}
+		ws.completed.Add(1)
+		e.g.rec.Record(id, &s)
+		if think != nil {
+			d := min(think.Sample(), end-done)
+			if d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+				case <-timer.C:
+				}
+			}
+		}
+	}
+}
+
+// NewTransport returns the transport for cfg's protocol and target.
+func NewTransport(cfg Config) (Transport, error) {
+	return NewHTTPTransport(cfg)
 }

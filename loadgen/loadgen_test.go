@@ -214,16 +214,12 @@ func TestClassification(t *testing.T) {
 }
 
 func TestWeightedMixIsSeeded(t *testing.T) {
+	reqs := []Request{{Path: "/a", Weight: 3}, {Path: "/b", Weight: 1}}
 	mk := func() []int {
-		g, err := New(Config{Target: "http://127.0.0.1:1", Stages: []Stage{{time.Second, 1, 1}}, Seed: 5,
-			Requests: []Request{{Path: "/a", Weight: 3}, {Path: "/b", Weight: 1}}}, &memRecorder{}, event.NewClock(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pick := g.picker()
+		p := newPicker(reqs, 5)
 		out := make([]int, 4000)
 		for i := range out {
-			out[i] = pick()
+			out[i] = p.pick()
 		}
 		return out
 	}

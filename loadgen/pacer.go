@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"math"
+	"math/rand/v2"
 	"time"
 )
 
@@ -50,12 +51,18 @@ func (p *Pacer) Duration() time.Duration { return p.end }
 func (p *Pacer) Total() float64 { return p.total }
 
 // At returns when request n is due, and false when the profile ends first.
-func (p *Pacer) At(n int64) (time.Duration, bool) {
-	x := float64(n)
-	if x >= p.total-1e-9 {
+func (p *Pacer) At(n int64) (time.Duration, bool) { return p.TimeOf(float64(n)) }
+
+// TimeOf inverts the cumulative arrival count: it returns the instant t at
+// which N(t) = ∫ rate first reaches x, and false when the profile holds fewer
+// than x arrivals (x counts from 0: the first arrival is x = 0). Evenly spaced
+// arrivals are TimeOf(n); Poisson arrivals are TimeOf of a sum of
+// exponential variates (see Arrivals).
+func (p *Pacer) TimeOf(x float64) (time.Duration, bool) {
+	if x < 0 || x >= p.total-1e-9 {
 		return 0, false
 	}
-	// Find the stage in which the n-th arrival falls (stages are few).
+	// Find the stage in which the x-th arrival falls (stages are few).
 	k := len(p.stages) - 1
 	for i := 1; i < len(p.stages); i++ {
 		if p.counts[i] > x {
@@ -85,6 +92,30 @@ func (p *Pacer) At(n int64) (time.Duration, bool) {
 		t = d
 	}
 	return p.starts[k] + time.Duration(t*float64(time.Second)), true
+}
+
+// Due is the number of evenly spaced arrivals due by elapsed (those with
+// At(n) <= elapsed): how many requests a sender that is on time has sent.
+func (p *Pacer) Due(elapsed time.Duration) int64 {
+	if elapsed < 0 {
+		return 0
+	}
+	// At(n) <= elapsed ⇔ n <= N(elapsed) (N is increasing), up to rounding
+	// of the inverse; nudge by the one request that rounding can move.
+	n := int64(math.Floor(p.cum(elapsed)+1e-9)) + 1
+	for n > 0 {
+		if at, ok := p.At(n - 1); ok && at <= elapsed {
+			break
+		}
+		n--
+	}
+	for {
+		at, ok := p.At(n)
+		if !ok || at > elapsed {
+			return n
+		}
+		n++
+	}
 }
 
 // RateAt is the target arrival rate at offset t (requests per second).
@@ -117,3 +148,56 @@ func (p *Pacer) cum(t time.Duration) float64 {
 	}
 	return p.total
 }
+
+// VUsAt reads the profile as a number of virtual users (closed model: the
+// stages hold or ramp VU counts instead of rates). A ramp moves one VU at a
+// time and reaches its target at the end of its stage.
+func (p *Pacer) VUsAt(t time.Duration) int {
+	if t < 0 {
+		return 0
+	}
+	return int(math.Floor(p.RateAt(t) + 1e-9))
+}
+
+// Arrivals yields an open-model executor's intended send times, in order.
+// Evenly spaced arrivals are Pacer.At(0), At(1), ...; Poisson arrivals
+// (exponential gaps, seeded) come from the time-change theorem: if S_n is a
+// sum of n+1 unit-mean exponential variates, TimeOf(S_n) are the arrivals of
+// a Poisson process whose rate follows the profile, ramps included. Both are
+// a pure function of the profile and the seed.
+type Arrivals struct {
+	p   *Pacer
+	rng *rand.Rand // nil: evenly spaced
+	n   int64
+	x   float64 // Poisson: the cumulative count of the next arrival
+}
+
+// NewArrivals starts the schedule of p; rng, when not nil, makes the
+// arrivals Poisson.
+func NewArrivals(p *Pacer, rng *rand.Rand) *Arrivals {
+	a := &Arrivals{p: p, rng: rng}
+	if rng != nil {
+		a.x = rng.ExpFloat64()
+	}
+	return a
+}
+
+// Next returns the next arrival's intended time, and false when the
+// profile has ended.
+func (a *Arrivals) Next() (time.Duration, bool) {
+	var at time.Duration
+	var ok bool
+	if a.rng == nil {
+		at, ok = a.p.At(a.n)
+	} else {
+		at, ok = a.p.TimeOf(a.x)
+		a.x += a.rng.ExpFloat64()
+	}
+	if ok {
+		a.n++
+	}
+	return at, ok
+}
+
+// Count is the number of arrivals returned so far.
+func (a *Arrivals) Count() int64 { return a.n }

@@ -1,0 +1,372 @@
+package loadgen
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Template is a request path, header value or body with variables in
+// double braces, parsed once and rendered per request:
+//
+//	{{seq}}               the request's sequence number in its executor (0, 1, 2, ...)
+//	{{rand_int 1 1000}}   a seeded random integer in [1, 1000]
+//	{{rand_id}}           16 seeded random hex digits
+//	{{uuid}}              a seeded random UUID (version 4 layout)
+//	{{users.id}}          column id of this request's row of data set users
+//
+// Every random value is a pure function of the scenario's seed, the
+// executor, the request's sequence number and the variable's position, so a
+// run repeats exactly whatever the order in which workers send. Within one
+// request every variable of a data set reads the same row (rows in order by
+// sequence number, or a seeded random row).
+//
+// A hand-written mini-language rather than text/template: it renders into a
+// reused buffer without reflection or allocation, and its whole grammar is
+// the list above, so a typo is an error at load time, not at request 10 000.
+type Template struct {
+	src   string
+	parts []tpart
+}
+
+type tkind uint8
+
+const (
+	tLit tkind = iota
+	tSeq
+	tRandInt
+	tRandID
+	tUUID
+	tData
+)
+
+type tpart struct {
+	kind     tkind
+	lit      string
+	lo, span uint64 // rand_int: lo and hi-lo+1 (0 means the full 2^64 range)
+	set, col int    // data: data set index and column
+	draw     uint64 // random variables: which independent draw of the request
+}
+
+// Dataset is a table of values that templates read by column: a CSV file
+// with a header row, or a JSON array of flat objects.
+type Dataset struct {
+	Name    string
+	Columns []string
+	Rows    [][]string
+	// Random picks a seeded random row per request instead of the rows in
+	// order (row = sequence number modulo the row count).
+	Random bool
+}
+
+// ReadDataset reads a data set from a .csv or .json file.
+func ReadDataset(name, path string, random bool) (*Dataset, error) {
+	parse := ParseCSV
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".csv":
+	case ".json":
+		parse = ParseJSON
+	default:
+		return nil, fmt.Errorf("data set %q: %s: the file must end in .csv (with a header row) or .json (an array of objects)", name, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("data set %q: %w", name, err)
+	}
+	ds, err := parse(name, b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ds.Random = random
+	return ds, nil
+}
+
+// ParseCSV reads CSV with a header row naming the columns.
+func ParseCSV(name string, b []byte) (*Dataset, error) {
+	r := csv.NewReader(strings.NewReader(string(b)))
+	head, err := r.Read()
+	if err == io.EOF {
+		return nil, fmt.Errorf("data set %q: empty CSV: the first row must name the columns", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data set %q: %w", name, err)
+	}
+	ds := &Dataset{Name: name, Columns: head}
+	for {
+		row, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("data set %q: %w", name, err)
+		}
+		ds.Rows = append(ds.Rows, row)
+	}
+	return ds, ds.check()
+}
+
+// ParseJSON reads a JSON array of objects whose values are strings, numbers,
+// booleans or null; the columns are the union of the keys.
+func ParseJSON(name string, b []byte) (*Dataset, error) {
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.UseNumber()
+	var objs []map[string]any
+	if err := d.Decode(&objs); err != nil {
+		return nil, fmt.Errorf("data set %q: expected a JSON array of objects: %w", name, err)
+	}
+	keys := map[string]bool{}
+	for _, o := range objs {
+		for k := range o {
+			keys[k] = true
+		}
+	}
+	ds := &Dataset{Name: name}
+	for k := range keys {
+		ds.Columns = append(ds.Columns, k)
+	}
+	sort.Strings(ds.Columns)
+	for i, o := range objs {
+		row := make([]string, len(ds.Columns))
+		for j, k := range ds.Columns {
+			switch v := o[k].(type) {
+			case nil:
+			case string:
+				row[j] = v
+			case json.Number:
+				row[j] = v.String()
+			case bool:
+				row[j] = strconv.FormatBool(v)
+			default:
+				return nil, fmt.Errorf("data set %q: row %d, key %q: only strings, numbers, booleans and null can be used as values", name, i, k)
+			}
+		}
+		ds.Rows = append(ds.Rows, row)
+	}
+	return ds, ds.check()
+}
+
+func (ds *Dataset) check() error {
+	if len(ds.Rows) == 0 {
+		return fmt.Errorf("data set %q has no rows", ds.Name)
+	}
+	seen := map[string]bool{}
+	for _, c := range ds.Columns {
+		if c == "" || seen[c] {
+			return fmt.Errorf("data set %q: column names must be unique and not empty (got %q)", ds.Name, ds.Columns)
+		}
+		seen[c] = true
+	}
+	for i, r := range ds.Rows {
+		if len(r) != len(ds.Columns) {
+			return fmt.Errorf("data set %q: row %d has %d fields, the header %d", ds.Name, i+1, len(r), len(ds.Columns))
+		}
+	}
+	return nil
+}
+
+// ErrTemplate is wrapped by every template syntax error.
+var ErrTemplate = errors.New("bad template")
+
+// tparser numbers the random draws of one request across its templates.
+type tparser struct {
+	data  []*Dataset
+	draws uint64
+}
+
+// ParseTemplate parses s against the data sets a request can read.
+func ParseTemplate(s string, data []*Dataset) (*Template, error) {
+	return (&tparser{data: data}).parse(s)
+}
+
+func (tp *tparser) parse(s string) (*Template, error) {
+	t := &Template{src: s}
+	rest := s
+	for rest != "" {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			t.parts = append(t.parts, tpart{kind: tLit, lit: rest})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, tpart{kind: tLit, lit: rest[:i]})
+		}
+		j := strings.Index(rest[i:], "}}")
+		if j < 0 {
+			return nil, fmt.Errorf("%w: %q: {{ without a closing }}", ErrTemplate, s)
+		}
+		p, err := tp.variable(strings.Fields(rest[i+2 : i+j]))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrTemplate, s, err)
+		}
+		t.parts = append(t.parts, p)
+		rest = rest[i+j+2:]
+	}
+	return t, nil
+}
+
+func (tp *tparser) variable(f []string) (tpart, error) {
+	if len(f) == 0 {
+		return tpart{}, errors.New("empty {{ }}")
+	}
+	args := func(n int) error {
+		if len(f)-1 != n {
+			return fmt.Errorf("{{%s}} takes %d argument(s), got %d", f[0], n, len(f)-1)
+		}
+		return nil
+	}
+	draw := func(p tpart) tpart { p.draw = tp.draws; tp.draws++; return p }
+	switch f[0] {
+	case "seq":
+		return tpart{kind: tSeq}, args(0)
+	case "rand_id":
+		return draw(tpart{kind: tRandID}), args(0)
+	case "uuid":
+		return draw(tpart{kind: tUUID}), args(0)
+	case "rand_int":
+		if err := args(2); err != nil {
+			return tpart{}, fmt.Errorf("%v: write {{rand_int MIN MAX}}", err)
+		}
+		lo, err1 := strconv.ParseInt(f[1], 10, 64)
+		hi, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil || hi < lo {
+			return tpart{}, fmt.Errorf("{{rand_int %s %s}}: MIN and MAX must be integers with MIN <= MAX", f[1], f[2])
+		}
+		return draw(tpart{kind: tRandInt, lo: uint64(lo), span: uint64(hi-lo) + 1}), nil
+	}
+	if set, col, ok := strings.Cut(f[0], "."); ok && len(f) == 1 {
+		for i, ds := range tp.data {
+			if ds.Name != set {
+				continue
+			}
+			for j, c := range ds.Columns {
+				if c == col {
+					return tpart{kind: tData, set: i, col: j}, nil
+				}
+			}
+			return tpart{}, fmt.Errorf("data set %q has no column %q (columns: %s)", set, col, strings.Join(ds.Columns, ", "))
+		}
+		return tpart{}, fmt.Errorf("unknown data set %q in {{%s}}%s", set, f[0], dataNames(tp.data))
+	}
+	return tpart{}, fmt.Errorf("unknown variable {{%s}} (valid: seq, rand_int MIN MAX, rand_id, uuid, <data set>.<column>)", strings.Join(f, " "))
+}
+
+func dataNames(ds []*Dataset) string {
+	if len(ds) == 0 {
+		return " (no data sets declared)"
+	}
+	var n []string
+	for _, d := range ds {
+		n = append(n, d.Name)
+	}
+	return " (declared: " + strings.Join(n, ", ") + ")"
+}
+
+// Static reports whether t has no variables: it renders to its source.
+func (t *Template) Static() bool {
+	for _, p := range t.parts {
+		if p.kind != tLit {
+			return false
+		}
+	}
+	return true
+}
+
+// String returns the template's source.
+func (t *Template) String() string { return t.src }
+
+// vars are the values of one request's variables.
+type vars struct {
+	seq  uint64
+	key  uint64 // mixes seed, executor and seq; random draws derive from it
+	data []*Dataset
+	rows []int // the row each data set gives this request
+}
+
+// set prepares v for request seq; rows is reused.
+func (v *vars) set(seed, seq uint64) {
+	v.seq = seq
+	v.key = mix64(seed ^ mix64(seq+0x9e3779b97f4a7c15))
+	if cap(v.rows) < len(v.data) {
+		v.rows = make([]int, len(v.data))
+	}
+	v.rows = v.rows[:len(v.data)]
+	for i, ds := range v.data {
+		n := uint64(len(ds.Rows))
+		if ds.Random {
+			v.rows[i] = int(mix64(v.key^uint64(i+1)<<40) % n)
+		} else {
+			v.rows[i] = int(seq % n)
+		}
+	}
+}
+
+// Append renders t for v onto dst.
+func (t *Template) appendTo(dst []byte, v *vars) []byte {
+	for i := range t.parts {
+		p := &t.parts[i]
+		switch p.kind {
+		case tLit:
+			dst = append(dst, p.lit...)
+		case tSeq:
+			dst = strconv.AppendUint(dst, v.seq, 10)
+		case tRandInt:
+			r := mix64(v.key + (p.draw+1)*0xbf58476d1ce4e5b9)
+			if p.span != 0 {
+				r %= p.span
+			}
+			dst = strconv.AppendInt(dst, int64(p.lo+r), 10)
+		case tRandID:
+			dst = appendHex(dst, mix64(v.key+(p.draw+1)*0xbf58476d1ce4e5b9), 16)
+		case tUUID:
+			a := mix64(v.key + (p.draw+1)*0xbf58476d1ce4e5b9)
+			b := mix64(a ^ 0x94d049bb133111eb)
+			a = a&^(0xf<<12) | 0x4<<12      // version 4
+			b = b&^(0x3<<62) | uint64(2)<<62 // RFC 4122 variant
+			dst = appendHex(dst, a>>32, 8)
+			dst = append(dst, '-')
+			dst = appendHex(dst, a>>16&0xffff, 4)
+			dst = append(dst, '-')
+			dst = appendHex(dst, a&0xffff, 4)
+			dst = append(dst, '-')
+			dst = appendHex(dst, b>>48, 4)
+			dst = append(dst, '-')
+			dst = appendHex(dst, b&0xffffffffffff, 12)
+		case tData:
+			dst = append(dst, v.data[p.set].Rows[v.rows[p.set]][p.col]...)
+		}
+	}
+	return dst
+}
+
+// Render returns t rendered for request seq of an executor seeded with
+// seed. It allocates; the generator renders into reused buffers instead.
+func (t *Template) Render(seed, seq uint64, data []*Dataset) string {
+	v := vars{data: data}
+	v.set(seed, seq)
+	return string(t.appendTo(nil, &v))
+}
+
+func appendHex(dst []byte, x uint64, digits int) []byte {
+	const hex = "0123456789abcdef"
+	for i := digits - 1; i >= 0; i-- {
+		dst = append(dst, hex[x>>(uint(i)*4)&0xf])
+	}
+	return dst
+}
+
+// mix64 is SplitMix64's finalizer: a cheap bijection whose outputs for
+// consecutive inputs look independent, so a variable's value can be computed
+// from (seed, seq, position) directly, with no generator state to share
+// between workers.
+func mix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}

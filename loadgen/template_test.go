@@ -1,0 +1,193 @@
+package loadgen
+
+import (
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func testData(t *testing.T) []*Dataset {
+	t.Helper()
+	users, err := ParseCSV("users", []byte("id,name\n1,ann\n2,bob\n3,cy\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := ParseJSON("items", []byte(`[{"sku":"a-1","price":9.5},{"sku":"b-2","price":12,"sale":true}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []*Dataset{users, items}
+}
+
+func TestTemplateRender(t *testing.T) {
+	data := testData(t)
+	cases := []struct {
+		src  string
+		seq  uint64
+		want string
+	}{
+		{"/plain", 5, "/plain"},
+		{"/items/{{seq}}", 41, "/items/41"},
+		{"/u/{{ users.id }}/{{users.name}}", 0, "/u/1/ann"},
+		{"/u/{{users.name}}", 4, "/u/bob"}, // rows in order, wrapping around
+		{`{"sku":"{{items.sku}}","p":{{items.price}},"s":"{{items.sale}}"}`, 1, `{"sku":"b-2","p":12,"s":"true"}`},
+		{`{{items.sale}}`, 0, ``}, // a key missing from a JSON row is empty
+		{"/r/{{rand_int 7 7}}", 3, "/r/7"},
+	}
+	for _, tc := range cases {
+		tpl, err := ParseTemplate(tc.src, data)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		if got := tpl.Render(42, tc.seq, data); got != tc.want {
+			t.Errorf("%q seq %d = %q, want %q", tc.src, tc.seq, got, tc.want)
+		}
+		if tpl.Static() != !strings.Contains(tc.src, "{{") {
+			t.Errorf("%q: Static() = %v", tc.src, tpl.Static())
+		}
+	}
+}
+
+func TestTemplateRandomIsSeeded(t *testing.T) {
+	tpl, err := ParseTemplate("{{rand_int 1 6}} {{rand_int 1 6}} {{rand_id}} {{uuid}}", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	counts := map[string]int{}
+	same := 0
+	for seq := uint64(0); seq < 6000; seq++ {
+		a, b := tpl.Render(1, seq, nil), tpl.Render(1, seq, nil)
+		if a != b {
+			t.Fatalf("seq %d rendered %q then %q", seq, a, b)
+		}
+		if tpl.Render(2, seq, nil) == a {
+			t.Fatalf("seeds 1 and 2 render the same %q", a)
+		}
+		f := strings.Fields(a)
+		if len(f[2]) != 16 || !uuid.MatchString(f[3]) {
+			t.Fatalf("rand_id %q or uuid %q malformed", f[2], f[3])
+		}
+		n, _ := strconv.Atoi(f[0])
+		if n < 1 || n > 6 {
+			t.Fatalf("rand_int 1 6 gave %d", n)
+		}
+		counts[f[0]]++
+		if f[0] == f[1] {
+			same++
+		}
+	}
+	for face, n := range counts {
+		if n < 850 || n > 1150 {
+			t.Errorf("face %s came up %d times of 6000", face, n)
+		}
+	}
+	// Two rand_ints in one request are independent draws: equal 1/6 of the time.
+	if same < 800 || same > 1200 {
+		t.Errorf("two draws equal %d times of 6000, want ≈1000", same)
+	}
+}
+
+func TestTemplateRandomRows(t *testing.T) {
+	data := testData(t)
+	data[0].Random = true
+	tpl, _ := ParseTemplate("{{users.id}}-{{users.name}}", data)
+	seen := map[string]int{}
+	for seq := uint64(0); seq < 3000; seq++ {
+		seen[tpl.Render(9, seq, data)]++
+	}
+	// The same row for both columns, every row used, roughly evenly.
+	for row, n := range seen {
+		if row != "1-ann" && row != "2-bob" && row != "3-cy" {
+			t.Fatalf("columns from different rows: %q", row)
+		}
+		if n < 850 || n > 1150 {
+			t.Errorf("row %s picked %d times of 3000", row, n)
+		}
+	}
+}
+
+func TestTemplateErrors(t *testing.T) {
+	data := testData(t)
+	for _, tc := range []struct{ src, msg string }{
+		{"/a/{{seq", "without a closing"},
+		{"/a/{{}}", "empty"},
+		{"/a/{{nope}}", "unknown variable"},
+		{"/a/{{rand_int 5}}", "takes 2 argument"},
+		{"/a/{{rand_int 9 1}}", "MIN <= MAX"},
+		{"/a/{{rand_int x 1}}", "must be integers"},
+		{"/a/{{seq 1}}", "takes 0 argument"},
+		{"/a/{{users.email}}", `no column "email"`},
+		{"/a/{{orders.id}}", `unknown data set "orders"`},
+	} {
+		_, err := ParseTemplate(tc.src, data)
+		if err == nil || !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%q: error %v, want one mentioning %q", tc.src, err, tc.msg)
+		}
+	}
+}
+
+func TestDatasetErrors(t *testing.T) {
+	for _, tc := range []struct {
+		csv, json string
+		msg       string
+	}{
+		{csv: "", msg: "empty CSV"},
+		{csv: "id\n", msg: "no rows"},
+		{csv: "id,id\n1,2\n", msg: "unique"},
+		{csv: "id,name\n1\n", msg: "wrong number of fields"},
+		{json: `{"a":1}`, msg: "array of objects"},
+		{json: `[{"a":{"b":1}}]`, msg: "only strings, numbers"},
+		{json: `[]`, msg: "no rows"},
+	} {
+		var err error
+		if tc.json != "" {
+			_, err = ParseJSON("d", []byte(tc.json))
+		} else {
+			_, err = ParseCSV("d", []byte(tc.csv))
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%q%q: error %v, want %q", tc.csv, tc.json, err, tc.msg)
+		}
+	}
+	if _, err := ReadDataset("d", "x.txt", false); err == nil || !strings.Contains(err.Error(), ".csv") {
+		t.Errorf("unknown extension: %v", err)
+	}
+}
+
+func TestRenderRequest(t *testing.T) {
+	data := testData(t)
+	rs, err := compileRequests([]Request{
+		{Path: "/static"},
+		{Method: "POST", Path: "/u/{{users.id}}", Header: map[string][]string{"X-Id": {"{{rand_id}}"}, "X-Seq": {"{{seq}}"}},
+			Body: []byte(`{"name":"{{users.name}}"}`)},
+	}, data, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rs.reqs[0].static || rs.reqs[1].static {
+		t.Fatal("static flags wrong")
+	}
+	var r rendering
+	rs.render(1, 1, &r)
+	if string(r.path) != "/u/2" || string(r.body) != `{"name":"bob"}` || len(r.header) != 2 ||
+		r.header[0][0] != "X-Id" || len(r.header[0][1]) != 16 || r.header[1] != [2]string{"X-Seq", "1"} {
+		t.Fatalf("rendered %q %q %q", r.path, r.body, r.header)
+	}
+}
+
+func BenchmarkRenderTemplated(b *testing.B) {
+	users, _ := ParseCSV("users", []byte("id,name\n1,ann\n2,bob\n"))
+	rs, err := compileRequests([]Request{{Method: "POST", Path: "/u/{{users.id}}?r={{rand_int 1 1000}}",
+		Header: map[string][]string{"X-Seq": {"{{seq}}"}}, Body: []byte(`{"id":"{{uuid}}"}`)}}, []*Dataset{users}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var r rendering
+	b.ReportAllocs()
+	for i := range b.N {
+		rs.render(0, uint64(i), &r)
+	}
+}

@@ -1,0 +1,200 @@
+package loadgen
+
+import (
+	"context"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
+)
+
+// protoServer records the protocol of every request and counts connections.
+type protoServer struct {
+	url    string
+	protos atomic.Value // last r.Proto
+	h2     atomic.Int64
+	h1     atomic.Int64
+	conns  atomic.Int64
+}
+
+func (p *protoServer) handler(delay time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.protos.Store(r.Proto)
+		if r.ProtoMajor == 2 {
+			p.h2.Add(1)
+		} else {
+			p.h1.Add(1)
+		}
+		time.Sleep(delay)
+	})
+}
+
+func (p *protoServer) connState(_ net.Conn, s http.ConnState) {
+	if s == http.StateNew {
+		p.conns.Add(1)
+	}
+}
+
+func newTLSServer(t *testing.T, delay time.Duration) *protoServer {
+	t.Helper()
+	ps := &protoServer{}
+	srv := httptest.NewUnstartedServer(ps.handler(delay))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = ps.connState
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused-certificate case logs handshake errors
+	srv.StartTLS() // a self-signed certificate
+	t.Cleanup(srv.Close)
+	ps.url = srv.URL
+	return ps
+}
+
+// newH2CServer serves HTTP/1.1 and HTTP/2 with prior knowledge on cleartext.
+func newH2CServer(t *testing.T, delay time.Duration) *protoServer {
+	t.Helper()
+	ps := &protoServer{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ps.handler(delay), ConnState: ps.connState, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	ps.url = "http://" + ln.Addr().String()
+	return ps
+}
+
+func load(t *testing.T, cfg Config, rate float64, d time.Duration) []Sample {
+	t.Helper()
+	cfg.Requests = []Request{{Path: "/"}}
+	cfg.Stages = []Stage{{d, rate, rate}}
+	cfg.ClientTimeout = 5 * time.Second
+	rec := &memRecorder{}
+	clock := event.NewClock()
+	g, err := New(cfg, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := g.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return rec.samples
+}
+
+func causes(samples []Sample) map[cause.Cause]int {
+	m := map[cause.Cause]int{}
+	for _, s := range samples {
+		m[s.Cause]++
+	}
+	return m
+}
+
+func TestHTTP2OverTLS(t *testing.T) {
+	for _, tc := range []struct {
+		proto  Protocol
+		wantH2 bool
+	}{{ProtoAuto, true}, {ProtoH2, true}, {ProtoHTTP1, false}} {
+		t.Run("protocol="+string(tc.proto), func(t *testing.T) {
+			srv := newTLSServer(t, 0)
+			s := load(t, Config{Target: srv.url, Protocol: tc.proto, InsecureSkipVerify: true, KeepAlive: true}, 100, 200*time.Millisecond)
+			if c := causes(s); c[cause.OK] != 20 {
+				t.Fatalf("causes %v", c)
+			}
+			if h2 := srv.h2.Load(); (h2 == 20) != tc.wantH2 || h2+srv.h1.Load() != 20 {
+				t.Fatalf("server saw %d HTTP/2 and %d HTTP/1 requests", h2, srv.h1.Load())
+			}
+			// Multiplexed: one connection (two when auto mode dials again before
+			// the first handshake has told it the server speaks HTTP/2).
+			if tc.wantH2 && srv.conns.Load() > 2 {
+				t.Fatalf("HTTP/2 used %d connections, want 1 (multiplexed)", srv.conns.Load())
+			}
+		})
+	}
+	t.Run("self-signed refused without insecure_skip_verify", func(t *testing.T) {
+		srv := newTLSServer(t, 0)
+		s := load(t, Config{Target: srv.url, KeepAlive: true}, 50, 100*time.Millisecond)
+		if c := causes(s); c[cause.TransportError] != len(s) || srv.h1.Load()+srv.h2.Load() != 0 {
+			t.Fatalf("causes %v; the server answered %d", c, srv.h1.Load()+srv.h2.Load())
+		}
+	})
+	t.Run("h2 needs https", func(t *testing.T) {
+		if _, err := NewHTTPTransport(Config{Target: "http://127.0.0.1:1", Protocol: ProtoH2}); err == nil {
+			t.Fatal("h2 over http:// accepted")
+		}
+		if _, err := NewHTTPTransport(Config{Target: "https://127.0.0.1:1", Protocol: ProtoH2C}); err == nil {
+			t.Fatal("h2c over https:// accepted")
+		}
+		if _, err := NewHTTPTransport(Config{Target: "http://127.0.0.1:1", Protocol: "spdy"}); err == nil || !strings.Contains(err.Error(), "unknown protocol") {
+			t.Fatalf("unknown protocol: %v", err)
+		}
+	})
+}
+
+func TestH2C(t *testing.T) {
+	srv := newH2CServer(t, 0)
+	s := load(t, Config{Target: srv.url, Protocol: ProtoH2C, KeepAlive: true}, 100, 200*time.Millisecond)
+	if c := causes(s); c[cause.OK] != 20 || srv.h2.Load() != 20 || srv.conns.Load() != 1 {
+		t.Fatalf("causes %v; server saw %d HTTP/2 requests on %d connections", c, srv.h2.Load(), srv.conns.Load())
+	}
+	// Without h2c the same server is spoken to in HTTP/1.1.
+	srv = newH2CServer(t, 0)
+	load(t, Config{Target: srv.url, KeepAlive: true}, 100, 100*time.Millisecond)
+	if srv.h1.Load() != 10 || srv.h2.Load() != 0 {
+		t.Fatalf("auto over http://: %d HTTP/1 and %d HTTP/2", srv.h1.Load(), srv.h2.Load())
+	}
+}
+
+func TestKeepAlive(t *testing.T) {
+	// Off: one connection per request.
+	srv := newH2CServer(t, 0)
+	s := load(t, Config{Target: srv.url, KeepAlive: false}, 100, 300*time.Millisecond)
+	if c := causes(s); c[cause.OK] != 30 || srv.conns.Load() != 30 {
+		t.Fatalf("keep-alive off: causes %v, %d connections for 30 requests", c, srv.conns.Load())
+	}
+	// On, sequential requests: connections are reused.
+	srv = newH2CServer(t, 0)
+	load(t, Config{Target: srv.url, KeepAlive: true}, 100, 300*time.Millisecond)
+	if n := srv.conns.Load(); n > 3 {
+		t.Fatalf("keep-alive on: %d connections for 30 spaced requests", n)
+	}
+}
+
+// A connection cap: the server never sees more connections than the cap,
+// and requests beyond it wait (their wait is part of their latency).
+func TestConnectionCap(t *testing.T) {
+	for _, proto := range []Protocol{ProtoHTTP1, ProtoH2C} {
+		t.Run(string(proto), func(t *testing.T) {
+			srv := newH2CServer(t, 50*time.Millisecond)
+			s := load(t, Config{Target: srv.url, Protocol: proto, KeepAlive: true, MaxConns: 2}, 200, 200*time.Millisecond)
+			if c := causes(s); c[cause.OK] != 40 {
+				t.Fatalf("causes %v", c)
+			}
+			if n := srv.conns.Load(); n > 2 {
+				t.Fatalf("%d connections with a cap of 2", n)
+			}
+			if proto == ProtoHTTP1 {
+				// 40 requests of 50 ms through 2 connections take ≥ 1 s in all:
+				// the last ones waited ≈ 800 ms for a connection.
+				var worst time.Duration
+				for _, x := range s {
+					worst = max(worst, x.Latency)
+				}
+				if worst < 700*time.Millisecond {
+					t.Fatalf("worst latency %s: requests did not wait for the 2 connections", worst)
+				}
+			}
+		})
+	}
+}
