@@ -10,16 +10,17 @@
 //     request scheduled during it (no coordinated omission), and the
 //     scheduling lag itself is recorded. Requests that cannot start because
 //     the in-flight cap is reached are counted as dropped, never skipped.
+//
 //   - vus executors are closed-model: a number of virtual users (constant or
 //     ramping) each send a request, wait for the answer, think, and repeat.
 //     That is what many real clients do; its latencies are from the actual
 //     send, which is exactly what hides a stall (see the Service histogram).
 //
-//	arrival-rate:  pacer ─intended t─▶ scheduler ─job─▶ idle worker (or a new one, up to the cap; else dropped)
-//	vus:           controller ─starts/stops─▶ VU loop: send, wait, think
-//	                                              │ Transport.RoundTrip
-//	                                              ▼
-//	                                        Recorder.Record(worker, sample)
+//     arrival-rate:  pacer ─intended t─▶ scheduler ─job─▶ idle worker (or a new one, up to the cap; else dropped)
+//     vus:           controller ─starts/stops─▶ VU loop: send, wait, think
+//     │ Transport.RoundTrip
+//     ▼
+//     Recorder.Record(worker, sample)
 //
 // The package knows nothing of phases, files or verdicts: it hands every
 // sample to a Recorder that the run provides.

@@ -327,7 +327,7 @@ func (t *Template) appendTo(dst []byte, v *vars) []byte {
 		case tUUID:
 			a := mix64(v.key + (p.draw+1)*0xbf58476d1ce4e5b9)
 			b := mix64(a ^ 0x94d049bb133111eb)
-			a = a&^(0xf<<12) | 0x4<<12      // version 4
+			a = a&^(0xf<<12) | 0x4<<12       // version 4
 			b = b&^(0x3<<62) | uint64(2)<<62 // RFC 4122 variant
 			dst = appendHex(dst, a>>32, 8)
 			dst = append(dst, '-')

@@ -50,7 +50,7 @@ func newTLSServer(t *testing.T, delay time.Duration) *protoServer {
 	srv.EnableHTTP2 = true
 	srv.Config.ConnState = ps.connState
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused-certificate case logs handshake errors
-	srv.StartTLS() // a self-signed certificate
+	srv.StartTLS()                                   // a self-signed certificate
 	t.Cleanup(srv.Close)
 	ps.url = srv.URL
 	return ps
