@@ -16,11 +16,13 @@
 //     That is what many real clients do; its latencies are from the actual
 //     send, which is exactly what hides a stall (see the Service histogram).
 //
-//     arrival-rate:  pacer ─intended t─▶ scheduler ─job─▶ idle worker (or a new one, up to the cap; else dropped)
-//     vus:           controller ─starts/stops─▶ VU loop: send, wait, think
-//     │ Transport.RoundTrip
-//     ▼
-//     Recorder.Record(worker, sample)
+// The two kinds share the transport and the recorder:
+//
+//	arrival-rate:  pacer ─intended t─▶ scheduler ─job─▶ idle worker (or a new one, up to the cap; else dropped)
+//	vus:           controller ─starts/stops─▶ VU loop: send, wait, think
+//	                                              │ Transport.RoundTrip
+//	                                              ▼
+//	                                        Recorder.Record(worker, sample)
 //
 // The package knows nothing of phases, files or verdicts: it hands every
 // sample to a Recorder that the run provides.
