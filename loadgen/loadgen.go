@@ -98,6 +98,9 @@ type Config struct {
 	Protocol           Protocol
 	InsecureSkipVerify bool // accept any TLS certificate (self-signed test servers)
 	Seed               uint64
+	// MaxRequests bounds a VU executor's requests (0: only its duration
+	// does); an arrival-rate executor is bounded by its profile.
+	MaxRequests uint64
 
 	// Executors run side by side; each inherits Target and (mixed with its
 	// index) Seed when it has none. When set, the other fields above are
@@ -191,6 +194,31 @@ const (
 // profile starts). A nil transport makes one per executor from its config
 // (NewTransport); a non-nil one is shared by every executor.
 func New(cfg Config, rec Recorder, clock *event.Clock, tr Transport) (*Generator, error) {
+	execs, err := Executors(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Generator{rec: rec, clock: clock}
+	for i, ec := range execs {
+		e := &executor{g: g, idx: i, cfg: ec, pacer: NewPacer(ec.Stages), tr: tr}
+		if e.tr == nil {
+			t, err := NewTransport(ec)
+			if err != nil {
+				g.closeTransports()
+				return nil, err
+			}
+			e.tr, e.owned = t, true
+		} else if _, err := compileRequests(ec.Requests, ec.Data, ec.Seed); err != nil {
+			return nil, err
+		}
+		g.execs = append(g.execs, e)
+	}
+	return g, nil
+}
+
+// Executors returns cfg's executors as the generator runs them: the single
+// form as one, names, kinds, seeds and defaults filled in, checked.
+func Executors(cfg Config) ([]Config, error) {
 	execs := cfg.Executors
 	if len(execs) == 0 {
 		one := cfg
@@ -200,7 +228,7 @@ func New(cfg Config, rec Recorder, clock *event.Clock, tr Transport) (*Generator
 		}
 		execs = []Config{one}
 	}
-	g := &Generator{rec: rec, clock: clock}
+	out := make([]Config, 0, len(execs))
 	names := map[string]bool{}
 	for i, ec := range execs {
 		if len(ec.Executors) > 0 {
@@ -243,20 +271,9 @@ func New(cfg Config, rec Recorder, clock *event.Clock, tr Transport) (*Generator
 		if ec.ClientTimeout <= 0 {
 			ec.ClientTimeout = DefaultClientTimeout
 		}
-		e := &executor{g: g, idx: i, cfg: ec, pacer: NewPacer(ec.Stages), tr: tr}
-		if e.tr == nil {
-			t, err := NewTransport(ec)
-			if err != nil {
-				g.closeTransports()
-				return nil, err
-			}
-			e.tr, e.owned = t, true
-		} else if _, err := compileRequests(ec.Requests, ec.Data, ec.Seed); err != nil {
-			return nil, err
-		}
-		g.execs = append(g.execs, e)
+		out = append(out, ec)
 	}
-	return g, nil
+	return out, nil
 }
 
 // Pacer is the first executor's schedule. Use Expected and Duration for
@@ -582,6 +599,10 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 		if seq == seqEnd {
 			seqEnd = e.seq.Add(seqBlock)
 			seq = seqEnd - seqBlock
+		}
+		if e.cfg.MaxRequests > 0 && seq >= e.cfg.MaxRequests {
+			e.vuStop(ctx, i, 0) // mark stopped; end 0 is in the past
+			return
 		}
 		req := pick.pick()
 		start := e.g.clock.Now()

@@ -126,27 +126,54 @@ type Collector struct {
 	phases []Phase
 	width  time.Duration
 	shards []*shard
+	bd     Breakdown
+	byExec bool // more than one executor: keep stats per executor
+	byTag  bool // more than one tag: keep stats per tag
 }
 
 type shard struct {
 	mu        sync.Mutex
 	phases    []*Stats
 	intervals map[int64]*Stats
-	_         [64]byte // keep shards on separate cache lines
+	lastIdx   int64  // the interval most samples land in, to skip the map
+	last      *Stats // ... and its stats (nil: none yet)
+	execs     []*Stats
+	tags      []*Stats
+	live      [][liveSlots]liveSlot // per executor
+	_         [64]byte              // keep shards on separate cache lines
 }
 
 // NewCollector records into the given phases (a sample may fall in several)
 // and into intervals of the given width. shards spreads workers over locks.
-func NewCollector(phases []Phase, width time.Duration, shards int) *Collector {
+func NewCollector(phases []Phase, width time.Duration, shards int, opts ...Option) *Collector {
 	if shards <= 0 {
 		shards = 1
 	}
 	c := &Collector{phases: phases, width: width}
+	for _, o := range opts {
+		o(c)
+	}
+	if len(c.bd.Executors) == 0 {
+		c.bd.Executors = []string{""}
+	}
+	c.byExec = len(c.bd.Executors) > 1
+	c.byTag = len(c.bd.Tags) > 1
 	for i := 0; i < shards; i++ {
-		sh := &shard{intervals: map[int64]*Stats{}}
+		sh := &shard{intervals: map[int64]*Stats{}, lastIdx: -1}
 		for range phases {
 			sh.phases = append(sh.phases, newStats(true))
 		}
+		if c.byExec {
+			for range c.bd.Executors {
+				sh.execs = append(sh.execs, newStats(true))
+			}
+		}
+		if c.byTag {
+			for range c.bd.Tags {
+				sh.tags = append(sh.tags, newStats(false))
+			}
+		}
+		sh.live = make([][liveSlots]liveSlot, len(c.bd.Executors))
 		c.shards = append(c.shards, sh)
 	}
 	return c
@@ -162,12 +189,27 @@ func (c *Collector) Record(worker int, s *loadgen.Sample) {
 			sh.phases[i].add(s)
 		}
 	}
-	iv := sh.intervals[idx]
-	if iv == nil {
-		iv = newStats(false)
-		sh.intervals[idx] = iv
+	iv := sh.last
+	if idx != sh.lastIdx || iv == nil {
+		iv = sh.intervals[idx]
+		if iv == nil {
+			iv = newStats(false)
+			sh.intervals[idx] = iv
+		}
+		sh.lastIdx, sh.last = idx, iv
 	}
 	iv.add(s)
+	if c.byExec && s.Executor < len(sh.execs) {
+		sh.execs[s.Executor].add(s)
+	}
+	if c.byTag {
+		if t := c.tagOf(s); t >= 0 {
+			sh.tags[t].add(s)
+		}
+	}
+	if s.Executor < len(sh.live) && s.Cause != cause.Dropped {
+		sh.recordLive(s)
+	}
 	sh.mu.Unlock()
 }
 
@@ -180,6 +222,9 @@ func (c *Collector) TakeIntervals(before time.Duration) []Interval {
 	merged := map[int64]*Stats{}
 	for _, sh := range c.shards {
 		sh.mu.Lock()
+		if sh.lastIdx < limit {
+			sh.lastIdx, sh.last = -1, nil
+		}
 		for idx, st := range sh.intervals {
 			if idx < limit {
 				if m := merged[idx]; m != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/cascadehq/cascade/internal/event"
 )
@@ -33,6 +34,9 @@ type Writer struct {
 	ivals     *os.File
 	ivalsBuf  *bufio.Writer
 	ivalsEnc  *json.Encoder
+	hlogFile  *os.File
+	hlog      *HlogWriter // created at the first interval, from start
+	start     time.Time   // the run clock's zero (SetStart)
 	err       error
 }
 
@@ -50,11 +54,23 @@ func Create(dir string) (*Writer, error) {
 		w.events.Close()
 		return nil, err
 	}
+	if w.hlogFile, err = os.Create(filepath.Join(dir, HlogFile)); err != nil {
+		w.events.Close()
+		w.ivals.Close()
+		return nil, err
+	}
 	w.eventsBuf = bufio.NewWriterSize(w.events, 64<<10)
 	w.eventsEnc = json.NewEncoder(w.eventsBuf)
 	w.ivalsBuf = bufio.NewWriterSize(w.ivals, 64<<10)
 	w.ivalsEnc = json.NewEncoder(w.ivalsBuf)
 	return w, nil
+}
+
+// SetStart gives the run clock's zero, the base time of latency.hlog.
+func (w *Writer) SetStart(t time.Time) {
+	w.mu.Lock()
+	w.start = t
+	w.mu.Unlock()
 }
 
 // Dir is the run directory.
@@ -85,6 +101,13 @@ func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) {
 		if err := w.ivalsEnc.Encode(rec); err != nil && w.err == nil {
 			w.err = err
 		}
+		if w.hlog == nil {
+			if w.start.IsZero() {
+				w.start = time.Now().Add(-iv.Start)
+			}
+			w.hlog = NewHlogWriter(w.hlogFile, w.start)
+		}
+		w.hlog.Write(iv, width.D())
 	}
 }
 
@@ -92,7 +115,11 @@ func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) {
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return errors.Join(w.err, w.eventsBuf.Flush(), w.ivalsBuf.Flush())
+	var herr error
+	if w.hlog != nil {
+		herr = w.hlog.Flush()
+	}
+	return errors.Join(w.err, w.eventsBuf.Flush(), w.ivalsBuf.Flush(), herr)
 }
 
 // WriteFile writes a whole file into the run directory.
@@ -112,7 +139,7 @@ func (w *Writer) WriteSummary(s *Summary) error {
 // Close flushes and closes the streams.
 func (w *Writer) Close() error {
 	err := w.Flush()
-	return errors.Join(err, w.events.Close(), w.ivals.Close())
+	return errors.Join(err, w.events.Close(), w.ivals.Close(), w.hlogFile.Close())
 }
 
 // Run is a run directory read back.

@@ -25,6 +25,8 @@ type Summary struct {
 	Gateway     string            `json:"gateway"` // "builtin" or the external gateway's URL
 	Run         PhaseSummary      `json:"run"`     // the whole run
 	Phases      []PhaseSummary    `json:"phases"`
+	Executors   []GroupSummary    `json:"executors,omitempty"` // per executor, when the load has several
+	Tags        []GroupSummary    `json:"tags,omitempty"`      // per request tag, when the mix has several
 	Faults      []FaultSummary    `json:"faults"`
 	Objectives  []ObjectiveResult `json:"objectives"`
 	Verdict     string            `json:"verdict"` // pass, fail, or interrupted
@@ -53,6 +55,17 @@ type PhaseSummary struct {
 	Name  string       `json:"name"`
 	Start Seconds      `json:"start_s"`
 	End   Seconds      `json:"end_s"`
+	Stats StatsSummary `json:"stats"`
+}
+
+// GroupSummary is the whole-run stats of one executor or one request tag.
+type GroupSummary struct {
+	Name string `json:"name"`
+	// Kind is an executor's load model: arrival-rate (open) or vus (closed).
+	Kind string `json:"kind,omitempty"`
+	// Start and End bound an executor's window on the run's clock.
+	Start Seconds      `json:"start_s,omitempty"`
+	End   Seconds      `json:"end_s,omitempty"`
 	Stats StatsSummary `json:"stats"`
 }
 

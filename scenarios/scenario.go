@@ -14,6 +14,7 @@ import (
 
 	"github.com/cascadehq/cascade/faults"
 	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/internal/yamlfile"
 )
@@ -66,39 +67,176 @@ type Gateway struct {
 	Routes []gateway.Route `yaml:"routes,omitempty" json:"routes,omitempty"`
 }
 
-// Load is an open-model load: requests arrive at the rate of the stages,
-// whatever the system does.
+// Load is the traffic: one executor written as a mapping (the fields of
+// Executor), or several side by side written as a list of named executors,
+// e.g. a background load plus a burst.
 type Load struct {
+	// Executor is the single form (and, in the list form, the first item).
+	Executor
+	// List holds every executor of the list form; nil for the single form.
+	List []Executor `yaml:"-" json:"-"`
+}
+
+// Executor is one load model with its requests and transport. Give one of:
+//
+//	rate + duration            constant-arrival-rate (open model)
+//	stages with rate/ramp_to   ramping-arrival-rate (open model)
+//	vus + duration             constant-vus (closed model)
+//	stages with vus/ramp_to_vus ramping-vus (closed model)
+//
+// `executor:` may name the model explicitly; it must match the fields.
+type Executor struct {
+	// Name labels the executor in stats and the live view (required in the
+	// list form, unique).
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Executor is the load model (inferred from the fields when omitted).
+	Executor string `yaml:"executor,omitempty" json:"executor,omitempty" jsonschema:"enum=constant-arrival-rate,enum=ramping-arrival-rate,enum=constant-vus,enum=ramping-vus"`
+	// Start delays this executor from the start of the load (default 0).
+	Start units.Duration `yaml:"start,omitempty" json:"start,omitempty"`
+	// Rate and Duration: a constant arrival rate.
+	Rate *units.Rate `yaml:"rate,omitempty" json:"rate,omitempty"`
+	// VUs and Duration: a constant number of virtual users (closed model).
+	VUs int `yaml:"vus,omitempty" json:"vus,omitempty"`
+	// Duration of a constant executor.
+	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
+	// Stages in order; each holds a rate or ramps to one (or, for VUs,
+	// holds or ramps a number of VUs).
+	Stages []Stage `yaml:"stages,omitempty" json:"stages,omitempty"`
+	// Arrivals spaces an open model's requests evenly (default) or as a
+	// seeded Poisson process (exponential gaps) at the same rate.
+	Arrivals string `yaml:"arrivals,omitempty" json:"arrivals,omitempty" jsonschema:"enum=uniform,enum=poisson"`
+	// Think is a VU's pause after each answer: a duration or a
+	// distribution such as {dist: uniform, min: 50ms, max: 150ms}.
+	Think *dist.Latency `yaml:"think,omitempty" json:"think,omitempty"`
 	// ClientTimeout is when the client gives up on a request (default 30s):
 	// the outermost layer of the timeout cascade.
 	ClientTimeout units.Duration `yaml:"client_timeout,omitempty" json:"client_timeout,omitempty"`
-	// MaxInFlight caps concurrent requests (default 10000); requests due when
-	// the cap is reached are counted as dropped.
+	// MaxInFlight caps concurrent requests of an open model (default
+	// 10000); requests due when the cap is reached are counted as dropped.
 	MaxInFlight int `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty"`
+	// MaxConnections caps the open connections (default: no cap beyond
+	// max_in_flight or the VUs); a request waits for a free one, and the
+	// wait counts in its latency.
+	MaxConnections int `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`
 	// KeepAlive reuses connections (default true).
 	KeepAlive *bool `yaml:"keep_alive,omitempty" json:"keep_alive,omitempty"`
-	// Stages in order; each holds a rate or ramps to one.
-	Stages []Stage `yaml:"stages" json:"stages"`
+	// Protocol: http1, h2 (HTTP/2 over TLS) or h2c (HTTP/2 cleartext, prior
+	// knowledge). Default: HTTP/1.1 for http://, ALPN for https://.
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty" jsonschema:"enum=http1,enum=h2,enum=h2c"`
+	// InsecureSkipVerify accepts any TLS certificate (self-signed test servers).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty" json:"insecure_skip_verify,omitempty"`
+	// Data names data sets (CSV with a header row, or a JSON array of
+	// objects) that request templates read as {{name.column}}.
+	Data map[string]DataFile `yaml:"data,omitempty" json:"data,omitempty"`
 	// Requests is the weighted request mix.
 	Requests []Request `yaml:"requests" json:"requests"`
 }
 
-// Stage is one step of the arrival profile. Give exactly one of Rate (hold
-// it for Duration) or RampTo (move linearly from the previous stage's rate).
-type Stage struct {
-	Duration units.Duration `yaml:"duration" json:"duration"`
-	Rate     *units.Rate    `yaml:"rate,omitempty" json:"rate,omitempty"`
-	RampTo   *units.Rate    `yaml:"ramp_to,omitempty" json:"ramp_to,omitempty"`
+type executorFields Executor
+
+// UnmarshalYAML accepts a mapping (one executor) or a list of executors.
+func (l *Load) UnmarshalYAML(node ast.Node) error {
+	if seq, ok := node.(*ast.SequenceNode); ok {
+		var list []Executor
+		if err := yamlfile.DecodeNode(seq, &list); err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return yamlfile.NodeError(node, "the load list is empty: give at least one executor")
+		}
+		*l = Load{Executor: list[0], List: list}
+		return nil
+	}
+	if _, ok := node.(*ast.MappingNode); !ok {
+		return yamlfile.NodeError(node, "load is a mapping (one executor) or a list of named executors")
+	}
+	var f executorFields
+	if err := yamlfile.DecodeNode(node, &f); err != nil {
+		return err
+	}
+	*l = Load{Executor: Executor(f)}
+	return nil
 }
 
-// Request is one request template.
+// Executors returns the executors in order (one for the single form).
+func (l Load) Executors() []Executor {
+	if l.List != nil {
+		return l.List
+	}
+	return []Executor{l.Executor}
+}
+
+// JSONSchema allows both forms.
+func (Load) JSONSchema() *jsonschema.Schema {
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	one := r.Reflect(&executorFields{})
+	one.Version = ""
+	item := r.Reflect(&executorFields{})
+	item.Version = ""
+	item.Required = append(item.Required, "name")
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{one, {Type: "array", Items: item, MinItems: ptr(uint64(1))}}}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// DataFile is a data set: a file path, or {file: ..., order: random}.
+type DataFile struct {
+	// File is a .csv (header row names the columns) or .json (array of
+	// objects) file, relative to the scenario file.
+	File string `yaml:"file" json:"file"`
+	// Order is how requests take rows: sequential (row = sequence number,
+	// wrapping; default) or random (seeded).
+	Order string `yaml:"order,omitempty" json:"order,omitempty" jsonschema:"enum=sequential,enum=random"`
+}
+
+type dataFileFields DataFile
+
+// UnmarshalYAML accepts the path shorthand.
+func (d *DataFile) UnmarshalYAML(node ast.Node) error {
+	if s, ok := node.(*ast.StringNode); ok {
+		*d = DataFile{File: s.Value}
+		return nil
+	}
+	var f dataFileFields
+	if err := yamlfile.DecodeNode(node, &f); err != nil {
+		return err
+	}
+	*d = DataFile(f)
+	return nil
+}
+
+// JSONSchema allows the path shorthand.
+func (DataFile) JSONSchema() *jsonschema.Schema {
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	m := r.Reflect(&dataFileFields{})
+	m.Version = ""
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string", Examples: []any{"users.csv"}}, m}}
+}
+
+// Stage is one step of a profile. Give exactly one of Rate (hold it for
+// Duration) or RampTo (move linearly from the previous stage's rate); for
+// virtual users, VUs or RampToVUs.
+type Stage struct {
+	Duration  units.Duration `yaml:"duration" json:"duration"`
+	Rate      *units.Rate    `yaml:"rate,omitempty" json:"rate,omitempty"`
+	RampTo    *units.Rate    `yaml:"ramp_to,omitempty" json:"ramp_to,omitempty"`
+	VUs       *int           `yaml:"vus,omitempty" json:"vus,omitempty"`
+	RampToVUs *int           `yaml:"ramp_to_vus,omitempty" json:"ramp_to_vus,omitempty"`
+}
+
+// Request is one request template. Path, header values and the body may
+// hold variables: {{seq}}, {{rand_int MIN MAX}}, {{rand_id}}, {{uuid}} and
+// {{<data set>.<column>}}.
 type Request struct {
+	// Name tags the request's stats (default "METHOD path").
 	Name    string            `yaml:"name,omitempty" json:"name,omitempty"`
 	Method  string            `yaml:"method,omitempty" json:"method,omitempty"` // default GET
 	Path    string            `yaml:"path" json:"path"`
 	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
 	Body    string            `yaml:"body,omitempty" json:"body,omitempty"`
-	Weight  int               `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
+	// BodyFile reads the body from a file, relative to the scenario file.
+	BodyFile string `yaml:"body_file,omitempty" json:"body_file,omitempty"`
+	Weight   int    `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
 }
 
 // Fault is one entry of the fault timeline.

@@ -14,7 +14,6 @@ import (
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/run"
-	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
 	"github.com/cascadehq/cascade/results/verdict"
@@ -108,7 +107,7 @@ objective and runs the static timeout-cascade lint. Errors name file:line:column
 				fmt.Fprintln(stderr, "warning:", w)
 			}
 			fmt.Fprintf(stdout, "%s: valid (%d upstreams, %d faults, %d phases, %d objectives, %.0f requests over %s)\n",
-				args[0], len(p.Upstreams), len(p.Timeline), len(p.Phases), len(p.Objectives), loadgen.NewPacer(p.Load.Stages).Total(), p.Duration)
+				args[0], len(p.Upstreams), len(p.Timeline), len(p.Phases), len(p.Objectives), p.ScheduledRequests(), p.Duration)
 			return nil
 		},
 	}
@@ -152,7 +151,7 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 				return exitWith(ExitUsage, fmt.Errorf("the run's scenario copy: %w", err))
 			}
 			seed := sum.Seed
-			p, err := plan.CompileBytes(sum.File, src, plan.Options{Seed: &seed, AllowRemote: true})
+			p, err := plan.CompileBytes(sum.File, src, plan.Options{Seed: &seed, AllowRemote: true, Offline: true})
 			if err != nil {
 				return exitWith(ExitUsage, fmt.Errorf("the run's scenario no longer compiles: %w", err))
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 
+	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/verdict"
 )
 
@@ -39,71 +42,163 @@ type liveStats struct {
 	lastP99 atomic.Int64 // p99 of the last complete interval, µs
 }
 
-// showProgress renders until ctx ends, then returns after a last update.
-func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name string, gen *loadgen.Generator, live *liveStats) {
+// showProgress renders until ctx ends, then returns after a last update:
+// one bar (or plain line) per executor with elapsed/total, target vs
+// achieved rate, in-flight, errors and a rolling p99.
+func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name string, gen *loadgen.Generator, _ *liveStats,
+	c *results.Collector, clock *event.Clock) {
 	if mode == ProgressAuto {
 		mode = ProgressPlain
 		if isTerminal(w) {
 			mode = ProgressBars
 		}
 	}
+	v := &liveView{gen: gen, c: c, clock: clock, meters: make([]rateMeter, len(gen.Names()))}
 	switch mode {
 	case ProgressBars:
-		bars(ctx, w, name, gen, live)
+		v.bars(ctx, w, name)
 	case ProgressPlain:
-		plain(ctx, w, gen, live)
+		v.plain(ctx, w)
 	}
 }
 
-func line(pr loadgen.Progress, live *liveStats) string {
-	achieved := 0.0
-	if pr.Elapsed > 0 {
-		achieved = float64(pr.Completed+pr.InFlight+pr.Dropped) / pr.Elapsed.Seconds()
+// liveView reads the generator's counters and the collector's rolling p99.
+type liveView struct {
+	gen    *loadgen.Generator
+	c      *results.Collector
+	clock  *event.Clock
+	mu     sync.Mutex // decorators run on mpb's goroutine
+	meters []rateMeter
+	snap   []loadgen.Progress
+}
+
+// refresh takes a snapshot of every executor and updates the rate meters.
+func (v *liveView) refresh() []loadgen.Progress {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.snap = v.gen.Executors()
+	now := v.clock.Now()
+	for i, p := range v.snap {
+		v.meters[i].add(now, p.Scheduled)
 	}
+	return v.snap
+}
+
+func (v *liveView) line(i int) string {
+	v.mu.Lock()
+	pr := v.snap[i]
+	achieved := v.meters[i].rate()
+	v.mu.Unlock()
 	p99 := "-"
-	if v := live.lastP99.Load(); v > 0 {
-		p99 = verdict.FormatDuration(time.Duration(v) * time.Microsecond)
+	if d, ok := v.c.LiveP99(i, v.clock.Now()); ok {
+		p99 = verdict.FormatDuration(d)
 	}
-	return fmt.Sprintf("target %.0f/s · sent %.0f/s · in flight %d · errors %d · dropped %d · last-second p99 %s",
-		pr.TargetRate, achieved, pr.InFlight, pr.Errors, pr.Dropped, p99)
+	target := fmt.Sprintf("target %.0f/s · sent %.0f/s", pr.TargetRate, achieved)
+	if pr.Kind == loadgen.VUs {
+		target = fmt.Sprintf("VUs %d/%d · sent %.0f/s", pr.VUs, pr.TargetVUs, achieved)
+	}
+	return fmt.Sprintf("%s · in flight %d · errors %d · dropped %d · p99 %s", target, pr.InFlight, pr.Errors, pr.Dropped, p99)
 }
 
-func plain(ctx context.Context, w io.Writer, gen *loadgen.Generator, live *liveStats) {
+func (v *liveView) plain(ctx context.Context, w io.Writer) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	m := time.NewTicker(250 * time.Millisecond) // feeds the rate meters between lines
+	defer m.Stop()
+	names := v.gen.Names()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.C:
+			v.refresh()
 		case <-t.C:
-			pr := gen.Progress()
-			fmt.Fprintf(w, "[%5.1fs/%.0fs] %s\n", pr.Elapsed.Seconds(), pr.Total.Seconds(), line(pr, live))
+			snap := v.refresh()
+			for i, pr := range snap {
+				label := ""
+				if len(snap) > 1 {
+					label = names[i] + " "
+				}
+				if pr.Elapsed == 0 && pr.Completed == 0 {
+					fmt.Fprintf(w, "%s[waiting to start]\n", label)
+					continue
+				}
+				fmt.Fprintf(w, "%s[%5.1fs/%.0fs] %s\n", label, pr.Elapsed.Seconds(), pr.Total.Seconds(), v.line(i))
+			}
 		}
 	}
 }
 
-func bars(ctx context.Context, w io.Writer, name string, gen *loadgen.Generator, live *liveStats) {
+func (v *liveView) bars(ctx context.Context, w io.Writer, name string) {
 	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(250*time.Millisecond))
-	total := gen.Progress().Total
-	bar := p.AddBar(int64(total/time.Millisecond),
-		mpb.PrependDecorators(decor.Name(name+" ", decor.WCSyncSpaceR),
-			decor.Any(func(decor.Statistics) string {
-				pr := gen.Progress()
-				return fmt.Sprintf("%5.1fs/%.0fs", pr.Elapsed.Seconds(), pr.Total.Seconds())
-			})),
-		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return line(gen.Progress(), live) })),
-	)
+	snap := v.refresh()
+	names := v.gen.Names()
+	var bars []*mpb.Bar
+	for i := range snap {
+		label := name
+		if len(snap) > 1 {
+			label = names[i]
+		}
+		bars = append(bars, p.AddBar(int64(snap[i].Total/time.Millisecond),
+			mpb.PrependDecorators(decor.Name(label+" ", decor.WCSyncSpaceR),
+				decor.Any(func(decor.Statistics) string {
+					v.mu.Lock()
+					pr := v.snap[i]
+					v.mu.Unlock()
+					return fmt.Sprintf("%5.1fs/%.0fs", pr.Elapsed.Seconds(), pr.Total.Seconds())
+				})),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return v.line(i) })),
+		))
+	}
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			bar.SetCurrent(int64(gen.Progress().Elapsed / time.Millisecond))
-			bar.Abort(false)
+			snap := v.refresh()
+			for i, b := range bars {
+				b.SetCurrent(int64(snap[i].Elapsed / time.Millisecond))
+				b.Abort(false)
+			}
 			p.Wait()
 			return
 		case <-t.C:
-			bar.SetCurrent(int64(gen.Progress().Elapsed / time.Millisecond))
+			snap := v.refresh()
+			for i, b := range bars {
+				b.SetCurrent(int64(snap[i].Elapsed / time.Millisecond))
+			}
 		}
 	}
+}
+
+// rateMeter turns a growing counter into a rate over about the last second.
+type rateMeter struct {
+	t [8]time.Duration
+	n [8]int64
+	k int // samples taken
+}
+
+func (m *rateMeter) add(t time.Duration, n int64) {
+	m.t[m.k%len(m.t)], m.n[m.k%len(m.n)] = t, n
+	m.k++
+}
+
+func (m *rateMeter) rate() float64 {
+	if m.k < 2 {
+		return 0
+	}
+	last := (m.k - 1) % len(m.t)
+	first := last
+	for j := 1; j < min(m.k, len(m.t)); j++ {
+		i := (m.k - 1 - j) % len(m.t)
+		first = i
+		if m.t[last]-m.t[i] >= time.Second {
+			break
+		}
+	}
+	dt := m.t[last] - m.t[first]
+	if dt <= 0 {
+		return 0
+	}
+	return float64(m.n[last]-m.n[first]) / dt.Seconds()
 }

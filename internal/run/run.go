@@ -132,9 +132,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 	}
-	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0))
 	lcfg := p.Load
 	lcfg.Target = target
+	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0), results.WithBreakdown(breakdown(lcfg)))
 	gen, err := loadgen.New(lcfg, collector, clock, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
@@ -143,6 +143,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	// Go: zero the clock, then start the timeline and the load together.
 	started := time.Now()
 	clock.Reset(started)
+	w.SetStart(started)
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
 		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
 	bg, stopBG := context.WithCancel(context.Background())
@@ -150,7 +151,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	go func() { timeline.Run(bg); close(tlDone) }()
 	live := &liveStats{}
 	progDone := make(chan struct{})
-	go func() { showProgress(bg, opts.Stderr, opts.Progress, p.Name, gen, live); close(progDone) }()
+	go func() { showProgress(bg, opts.Stderr, opts.Progress, p.Name, gen, live, collector, clock); close(progDone) }()
 	flushDone := make(chan struct{})
 	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live); close(flushDone) }()
 
@@ -167,7 +168,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
 
-	sum := summarize(p, collector, gen.Pacer(), timeline.Reports(), started, elapsed, interrupted, target, gwName)
+	sum := summarize(p, collector, gen, timeline.Reports(), started, elapsed, interrupted, target, gwName)
 	in, err := verdict.NewInput(sum, nil, nil)
 	if err != nil {
 		return nil, err
@@ -216,7 +217,7 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 	}
 }
 
-func summarize(p *plan.Plan, c *results.Collector, pacer *loadgen.Pacer, faultReports []faults.Report,
+func summarize(p *plan.Plan, c *results.Collector, gen *loadgen.Generator, faultReports []faults.Report,
 	started time.Time, elapsed time.Duration, interrupted bool, target, gw string) *results.Summary {
 	s := &results.Summary{
 		Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: started,
@@ -234,13 +235,14 @@ func summarize(p *plan.Plan, c *results.Collector, pacer *loadgen.Pacer, faultRe
 		}
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End),
-			Stats: results.Summarize(st, max(window, 0), pacer.Expected(ph.Start, max(end, ph.Start)))}
+			Stats: results.Summarize(st, max(window, 0), gen.Expected(ph.Start, max(end, ph.Start)))}
 		if i == 0 {
 			s.Run = ps
 		} else {
 			s.Phases = append(s.Phases, ps)
 		}
 	}
+	s.Executors, s.Tags = groupSummaries(c, gen, elapsed, interrupted)
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
 			Start: results.Sec(f.Start), End: results.Sec(f.End)}

@@ -56,6 +56,9 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		tw.Flush()
 	}
 
+	groups(b, "Executors", s.Executors)
+	groups(b, "Requests by tag", s.Tags)
+
 	if len(s.Faults) > 0 {
 		b.WriteString("\nFaults\n")
 		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
@@ -141,4 +144,36 @@ func causeLine(causes map[string]int64, total int64) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// groups prints per-executor or per-tag stats (only present when the load
+// has several).
+func groups(b *strings.Builder, title string, gs []results.GroupSummary) {
+	if len(gs) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n%s\n", title)
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	execs := gs[0].Kind != "" // executors carry a model; tags do not
+	if execs {
+		fmt.Fprintln(tw, "  executor\tmodel\twindow\tsent\ttarget/s\tachieved/s\tp50\tp90\tp99\tmax\tlag p99\terrors\t\toutcomes")
+	} else {
+		fmt.Fprintln(tw, "  tag\tsent\tachieved/s\tp50\tp90\tp99\tmax\terrors\t\toutcomes")
+	}
+	for _, g := range gs {
+		st := g.Stats
+		tail := fmt.Sprintf("%s\t%s\t%s\t%s", ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max))
+		outcome := fmt.Sprintf("%s\t\t%s", verdict.FormatPercent(st.ErrorRate), causeLine(st.Causes, st.Scheduled))
+		if !execs {
+			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%s\t%s\n", g.Name, st.Sent, st.AchievedRate, tail, outcome)
+			continue
+		}
+		model, target, lag := "closed", "-", "-"
+		if g.Kind == "arrival-rate" {
+			model, target, lag = "open", fmt.Sprintf("%.1f", st.TargetRate), ms(st.Lag.P99)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%.1fs–%.1fs\t%d\t%s\t%.1f\t%s\t%s\t%s\n",
+			g.Name, model, float64(g.Start), float64(g.End), st.Sent, target, st.AchievedRate, tail, lag, outcome)
+	}
+	tw.Flush()
 }

@@ -73,6 +73,9 @@ type Options struct {
 	Seed        *uint64 // overrides the file's seed
 	AllowRemote bool    // permit non-loopback targets
 	Strict      bool    // lint warnings become errors
+	// Offline compiles without reading data and body files, to re-judge a
+	// recorded run; such a plan must not be run.
+	Offline bool
 }
 
 // CompileFile reads, decodes and compiles a scenario file.
@@ -266,88 +269,6 @@ func (c *compiler) gateway() {
 	}
 	c.errs = append(c.errs, c.doc.Position("$.gateway", cfg.Validate(names))...)
 	c.p.Gateway = cfg
-}
-
-func (c *compiler) load() {
-	l := c.f.Load
-	cfg := loadgen.Config{
-		ClientTimeout: l.ClientTimeout.D(), MaxInFlight: l.MaxInFlight, KeepAlive: true, Seed: c.p.Seed,
-	}
-	if cfg.ClientTimeout == 0 {
-		cfg.ClientTimeout = DefaultTimeout
-	}
-	if l.KeepAlive != nil {
-		cfg.KeepAlive = *l.KeepAlive
-	}
-	if l.MaxInFlight < 0 {
-		c.errorf("$.load.max_in_flight", "max_in_flight must be positive")
-	}
-	if len(l.Stages) == 0 {
-		c.errorf("$.load.stages", "at least one stage is needed, e.g. {duration: 10s, rate: 100/s}")
-	}
-	prev := 0.0
-	for i, s := range l.Stages {
-		p := fmt.Sprintf("$.load.stages[%d]", i)
-		if s.Duration == 0 {
-			c.errorf(p+".duration", "a stage needs a duration greater than 0")
-		}
-		switch {
-		case (s.Rate == nil) == (s.RampTo == nil):
-			c.errorf(p, "give either rate (hold a rate) or ramp_to (ramp from the previous stage's rate), exactly one")
-		case s.RampTo != nil:
-			to := s.RampTo.PerSecond()
-			cfg.Stages = append(cfg.Stages, loadgen.Stage{Duration: s.Duration.D(), From: prev, To: to})
-			prev = to
-		default:
-			r := s.Rate.PerSecond()
-			cfg.Stages = append(cfg.Stages, loadgen.Stage{Duration: s.Duration.D(), From: r, To: r})
-			prev = r
-		}
-	}
-	pacer := loadgen.NewPacer(cfg.Stages)
-	c.p.Duration = pacer.Duration()
-	if c.p.Duration > MaxLoadDuration {
-		c.errorf("$.load.stages", "the load lasts %s; the limit is %s", c.p.Duration, MaxLoadDuration)
-	}
-	if pacer.Total() > MaxRequests {
-		c.errorf("$.load.stages", "the load schedules %.0f requests; the limit is %d", pacer.Total(), MaxRequests)
-	}
-	if len(l.Stages) > 0 && pacer.Total() < 1 {
-		c.errorf("$.load.stages", "the stages schedule no requests: give a rate, e.g. rate: 100/s")
-	}
-	if len(l.Requests) == 0 {
-		c.errorf("$.load.requests", "at least one request is needed, e.g. {path: /}")
-	}
-	for i, r := range l.Requests {
-		p := fmt.Sprintf("$.load.requests[%d]", i)
-		if !strings.HasPrefix(r.Path, "/") {
-			c.errorf(p+".path", "path %q must start with /", r.Path)
-		}
-		method := strings.ToUpper(r.Method)
-		if method == "" {
-			method = http.MethodGet
-		}
-		if !validMethod(method) {
-			c.errorf(p+".method", "unknown HTTP method %q", r.Method)
-		}
-		if r.Weight < 0 {
-			c.errorf(p+".weight", "weight must not be negative")
-		}
-		name := r.Name
-		if name == "" {
-			name = method + " " + r.Path
-		}
-		h := http.Header{}
-		for k, v := range r.Headers {
-			h.Set(k, v)
-		}
-		var body []byte
-		if r.Body != "" {
-			body = []byte(r.Body)
-		}
-		cfg.Requests = append(cfg.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body, Weight: max(r.Weight, 1)})
-	}
-	c.p.Load = cfg
 }
 
 func validMethod(m string) bool {
@@ -567,6 +488,9 @@ func (c *compiler) lint() {
 		return
 	}
 	client := c.p.Load.ClientTimeout
+	for _, e := range c.p.Load.Executors {
+		client = min(client, e.ClientTimeout) // the shortest is the first to give up
+	}
 	for i, r := range c.p.Gateway.Routes {
 		t := r.Timeouts.Effective()
 		p := fmt.Sprintf("$.gateway.routes[%d].timeouts", i)

@@ -1,0 +1,57 @@
+package run
+
+import (
+	"time"
+
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
+)
+
+// breakdown names the load's executors and request tags for the collector;
+// requests of different executors with the same name share a tag.
+func breakdown(cfg loadgen.Config) results.Breakdown {
+	execs, err := loadgen.Executors(cfg)
+	if err != nil {
+		return results.Breakdown{} // loadgen.New reports it
+	}
+	var b results.Breakdown
+	index := map[string]int{}
+	for _, e := range execs {
+		b.Executors = append(b.Executors, e.Name)
+		tags := make([]int, len(e.Requests))
+		for j, r := range e.Requests {
+			t, ok := index[r.Name]
+			if !ok {
+				t = len(b.Tags)
+				index[r.Name] = t
+				b.Tags = append(b.Tags, r.Name)
+			}
+			tags[j] = t
+		}
+		b.TagOf = append(b.TagOf, tags)
+	}
+	return b
+}
+
+// groupSummaries are the per-executor and per-tag stats (nil where the load
+// has only one of either). Rates are over each executor's own window, cut
+// at elapsed when the run was interrupted.
+func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed time.Duration, interrupted bool) (execs, tags []results.GroupSummary) {
+	names := gen.Names()
+	progress := gen.Executors()
+	for i, st := range c.ExecutorStats() {
+		start, end := gen.Window(i)
+		if interrupted {
+			end = min(end, elapsed)
+		}
+		window := max(end-start, 0)
+		execs = append(execs, results.GroupSummary{
+			Name: names[i], Kind: string(progress[i].Kind), Start: results.Sec(start), End: results.Sec(end),
+			Stats: results.Summarize(st, window, gen.ExpectedOf(i, start, max(end, start))),
+		})
+	}
+	for i, st := range c.TagStats() {
+		tags = append(tags, results.GroupSummary{Name: c.TagName(i), Stats: results.Summarize(st, elapsed, 0)})
+	}
+	return execs, tags
+}

@@ -1,0 +1,429 @@
+package plan
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/scenarios"
+)
+
+// Executor model names, as a scenario writes them (k6's names).
+const (
+	ConstantArrivalRate = "constant-arrival-rate"
+	RampingArrivalRate  = "ramping-arrival-rate"
+	ConstantVUs         = "constant-vus"
+	RampingVUs          = "ramping-vus"
+)
+
+// MaxVUs bounds a closed-model executor's virtual users (one goroutine and
+// one connection each).
+const MaxVUs = 50_000
+
+// load compiles the load: the single form into one executor, the list form
+// into several side by side.
+func (c *compiler) load() {
+	l := c.f.Load
+	execs := l.Executors()
+	list := l.List != nil
+	cfg := loadgen.Config{Seed: c.p.Seed}
+	names := map[string]bool{}
+	var end time.Duration
+	var total float64
+	for i, x := range execs {
+		path := "$.load"
+		if list {
+			path = fmt.Sprintf("$.load[%d]", i)
+		}
+		ec := c.executor(path, x, list, i)
+		if names[ec.Name] {
+			c.errorf(path+".name", "executor name %q is used twice", ec.Name)
+		}
+		names[ec.Name] = true
+		p := loadgen.NewPacer(ec.Stages)
+		end = max(end, ec.Start+p.Duration())
+		if ec.Kind == loadgen.ArrivalRate {
+			total += p.Total()
+		}
+		cfg.ClientTimeout = max(cfg.ClientTimeout, ec.ClientTimeout)
+		cfg.Executors = append(cfg.Executors, ec)
+	}
+	c.p.Duration = end
+	if end > MaxLoadDuration {
+		c.errorf("$.load", "the load lasts %s; the limit is %s", end, MaxLoadDuration)
+	}
+	if total > MaxRequests {
+		c.errorf("$.load", "the load schedules %.0f requests; the limit is %d", total, MaxRequests)
+	}
+	if !list && len(cfg.Executors) == 1 {
+		// The single form stays a plain Config: code that reads p.Load's
+		// stages and requests keeps working.
+		one := cfg.Executors[0]
+		c.p.Load = one
+		return
+	}
+	c.p.Load = cfg
+}
+
+// ScheduledRequests is how many requests the open-model executors schedule
+// (closed-model executors send as fast as their VUs go).
+func (p *Plan) ScheduledRequests() float64 {
+	var n float64
+	execs := p.Load.Executors
+	if len(execs) == 0 {
+		execs = []loadgen.Config{p.Load}
+	}
+	for _, e := range execs {
+		if e.Kind != loadgen.VUs {
+			n += loadgen.NewPacer(e.Stages).Total()
+		}
+	}
+	return n
+}
+
+func (c *compiler) executor(path string, x scenarios.Executor, list bool, i int) loadgen.Config {
+	ec := loadgen.Config{
+		Name: x.Name, Start: x.Start.D(), ClientTimeout: x.ClientTimeout.D(), MaxInFlight: x.MaxInFlight,
+		MaxConns: x.MaxConnections, KeepAlive: true, InsecureSkipVerify: x.InsecureSkipVerify, Seed: c.p.Seed,
+		MaxRequests: MaxRequests,
+	}
+	if i > 0 {
+		ec.Seed = 0 // the generator derives a distinct seed per executor
+	}
+	switch {
+	case x.Name == "" && list:
+		c.errorf(path, "an executor in a list needs a name")
+		ec.Name = fmt.Sprintf("exec-%d", i)
+	case x.Name == "":
+		ec.Name = "load"
+	case !nameRE.MatchString(x.Name):
+		c.errorf(path+".name", "name %q may use only letters, digits, '-', '_' and '.'", x.Name)
+	}
+	if ec.ClientTimeout == 0 {
+		ec.ClientTimeout = DefaultTimeout
+	}
+	if x.KeepAlive != nil {
+		ec.KeepAlive = *x.KeepAlive
+	}
+	if x.MaxInFlight < 0 {
+		c.errorf(path+".max_in_flight", "max_in_flight must be positive")
+	}
+	if x.MaxConnections < 0 {
+		c.errorf(path+".max_connections", "max_connections must be positive")
+	}
+	c.model(path, x, &ec)
+	c.transport(path, x, &ec)
+	c.data(path, x, &ec)
+	c.requests(path, x, &ec)
+	return ec
+}
+
+// model infers or checks the executor model and builds its stages.
+func (c *compiler) model(path string, x scenarios.Executor, ec *loadgen.Config) {
+	rateStages, vuStages := 0, 0
+	for _, s := range x.Stages {
+		if s.Rate != nil || s.RampTo != nil {
+			rateStages++
+		}
+		if s.VUs != nil || s.RampToVUs != nil {
+			vuStages++
+		}
+	}
+	var model string
+	switch {
+	case x.Rate != nil:
+		model = ConstantArrivalRate
+	case x.VUs != 0:
+		model = ConstantVUs
+	case vuStages > 0:
+		model = RampingVUs
+	default:
+		model = RampingArrivalRate
+	}
+	if x.Executor != "" && x.Executor != model {
+		switch x.Executor {
+		case ConstantArrivalRate, RampingArrivalRate, ConstantVUs, RampingVUs:
+			c.errorf(path+".executor", "executor %s does not match the fields given, which make a %s (%s)", x.Executor, model, modelHelp)
+		default:
+			c.errorf(path+".executor", "unknown executor %q (valid: %s, %s, %s, %s)", x.Executor, ConstantArrivalRate, RampingArrivalRate, ConstantVUs, RampingVUs)
+		}
+		return
+	}
+	constant := model == ConstantArrivalRate || model == ConstantVUs
+	switch {
+	case x.Rate != nil && x.VUs != 0:
+		c.errorf(path, "rate and vus exclude each other: an executor is open (rate) or closed (vus)")
+		return
+	case constant && len(x.Stages) > 0:
+		c.errorf(path+".stages", "%s takes %s and duration, not stages (%s)", model, map[bool]string{true: "rate", false: "vus"}[model == ConstantArrivalRate], modelHelp)
+		return
+	case !constant && x.Duration != 0:
+		c.errorf(path+".duration", "duration goes with rate or vus; a %s's stages give its length", model)
+		return
+	case rateStages > 0 && vuStages > 0:
+		c.errorf(path+".stages", "stages mix rates and VUs: an executor is open (rate, ramp_to) or closed (vus, ramp_to_vus)")
+		return
+	}
+	if x.Start.D() > MaxLoadDuration {
+		c.errorf(path+".start", "start %s is beyond the %s limit", x.Start, MaxLoadDuration)
+	}
+	closed := model == ConstantVUs || model == RampingVUs
+	ec.Kind = loadgen.ArrivalRate
+	if closed {
+		ec.Kind = loadgen.VUs
+	}
+	switch x.Arrivals {
+	case "", "uniform":
+	case "poisson":
+		if closed {
+			c.errorf(path+".arrivals", "arrivals: poisson applies to arrival-rate executors; VUs send when their previous answer is in")
+		}
+		ec.Poisson = true
+	default:
+		c.errorf(path+".arrivals", "arrivals must be uniform or poisson, not %q", x.Arrivals)
+	}
+	if x.Think != nil {
+		if !closed {
+			c.errorf(path+".think", "think time applies to VU executors; an arrival-rate executor sends at its rate whatever the answers")
+		}
+		ec.Think = *x.Think
+	}
+	if closed && x.MaxInFlight != 0 {
+		c.errorf(path+".max_in_flight", "max_in_flight applies to arrival-rate executors; the VU count bounds a closed model's concurrency")
+	}
+	if constant {
+		if x.Duration == 0 {
+			c.errorf(path+".duration", "%s needs a duration greater than 0", model)
+			return
+		}
+		if closed {
+			if x.VUs < 0 || x.VUs > MaxVUs {
+				c.errorf(path+".vus", "vus must be 1..%d", MaxVUs)
+			}
+			n := float64(x.VUs)
+			ec.Stages = []loadgen.Stage{{Duration: x.Duration.D(), From: n, To: n}}
+		} else {
+			r := x.Rate.PerSecond()
+			ec.Stages = []loadgen.Stage{{Duration: x.Duration.D(), From: r, To: r}}
+		}
+	} else {
+		ec.Stages = c.stages(path, x.Stages, closed)
+	}
+	p := loadgen.NewPacer(ec.Stages)
+	if len(ec.Stages) > 0 && p.Total() < 1 {
+		if closed {
+			c.errorf(path+".stages", "the stages run no VUs: give a count, e.g. vus: 10")
+		} else {
+			c.errorf(path+".stages", "the stages schedule no requests: give a rate, e.g. rate: 100/s")
+		}
+	}
+}
+
+const modelHelp = "rate+duration: constant-arrival-rate; stages with rate/ramp_to: ramping-arrival-rate; vus+duration: constant-vus; stages with vus/ramp_to_vus: ramping-vus"
+
+func (c *compiler) stages(path string, ss []scenarios.Stage, closed bool) []loadgen.Stage {
+	if len(ss) == 0 {
+		c.errorf(path+".stages", "at least one stage is needed, e.g. {duration: 10s, rate: 100/s}, or give rate and duration")
+		return nil
+	}
+	var out []loadgen.Stage
+	prev := 0.0
+	for i, s := range ss {
+		p := fmt.Sprintf("%s.stages[%d]", path, i)
+		if s.Duration == 0 {
+			c.errorf(p+".duration", "a stage needs a duration greater than 0")
+		}
+		hold, ramp := s.Rate, s.RampTo
+		var vhold, vramp *int = s.VUs, s.RampToVUs
+		if closed {
+			if (vhold == nil) == (vramp == nil) {
+				c.errorf(p, "give either vus (hold a number of VUs) or ramp_to_vus (ramp from the previous stage's), exactly one")
+				continue
+			}
+			n := vhold
+			if n == nil {
+				n = vramp
+			}
+			if *n < 0 || *n > MaxVUs {
+				c.errorf(p, "a VU count must be 0..%d", MaxVUs)
+				continue
+			}
+			to := float64(*n)
+			from := to
+			if vramp != nil {
+				from = prev
+			}
+			out = append(out, loadgen.Stage{Duration: s.Duration.D(), From: from, To: to})
+			prev = to
+			continue
+		}
+		switch {
+		case (hold == nil) == (ramp == nil):
+			c.errorf(p, "give either rate (hold a rate) or ramp_to (ramp from the previous stage's rate), exactly one")
+		case ramp != nil:
+			to := ramp.PerSecond()
+			out = append(out, loadgen.Stage{Duration: s.Duration.D(), From: prev, To: to})
+			prev = to
+		default:
+			r := hold.PerSecond()
+			out = append(out, loadgen.Stage{Duration: s.Duration.D(), From: r, To: r})
+			prev = r
+		}
+	}
+	return out
+}
+
+func (c *compiler) transport(path string, x scenarios.Executor, ec *loadgen.Config) {
+	switch x.Protocol {
+	case "":
+	case "http1", "h2", "h2c":
+		ec.Protocol = loadgen.Protocol(x.Protocol)
+	default:
+		c.errorf(path+".protocol", "unknown protocol %q (valid: http1, h2, h2c; omit for HTTP/1.1 on http:// and ALPN on https://)", x.Protocol)
+		return
+	}
+	secure := false
+	if c.p.External != "" {
+		if u, err := url.Parse(c.p.External); err == nil {
+			secure = u.Scheme == "https"
+		}
+	}
+	switch {
+	case x.Protocol == "h2" && !secure:
+		c.errorf(path+".protocol", "h2 is HTTP/2 over TLS and needs an https:// target (the built-in gateway serves http://); use h2c for HTTP/2 over cleartext")
+	case x.Protocol == "h2c" && secure:
+		c.errorf(path+".protocol", "h2c is HTTP/2 over cleartext and needs an http:// target; use h2 for https://")
+	}
+	if x.InsecureSkipVerify && c.p.External != "" && !secure {
+		c.warnf(path+".insecure_skip_verify", "insecure_skip_verify has no effect on an http:// target")
+	}
+}
+
+// data reads the executor's data sets, relative to the scenario file.
+func (c *compiler) data(path string, x scenarios.Executor, ec *loadgen.Config) {
+	names := make([]string, 0, len(x.Data))
+	for n := range x.Data {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		d := x.Data[n]
+		p := path + ".data." + n
+		if !nameRE.MatchString(n) || strings.Contains(n, ".") {
+			c.errorf(p, "data set name %q may use only letters, digits, '-' and '_'", n)
+			continue
+		}
+		if d.File == "" {
+			c.errorf(p, "data set %q needs a file (.csv or .json)", n)
+			continue
+		}
+		random := false
+		switch d.Order {
+		case "", "sequential":
+		case "random":
+			random = true
+		default:
+			c.errorf(p+".order", "order must be sequential or random, not %q", d.Order)
+			continue
+		}
+		if c.opts.Offline {
+			// Re-judging a recorded run reads no files: a placeholder with the
+			// columns unknown would reject templates, so keep any column.
+			ec.Data = append(ec.Data, &loadgen.Dataset{Name: n, Random: random})
+			continue
+		}
+		ds, err := loadgen.ReadDataset(n, c.relative(d.File), random)
+		if err != nil {
+			c.errorf(p, "%v", err)
+			continue
+		}
+		ec.Data = append(ec.Data, ds)
+	}
+}
+
+func (c *compiler) relative(file string) string {
+	if filepath.IsAbs(file) || c.doc == nil {
+		return file
+	}
+	return filepath.Join(filepath.Dir(c.doc.Name), file)
+}
+
+func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Config) {
+	if len(x.Requests) == 0 {
+		c.errorf(path+".requests", "at least one request is needed, e.g. {path: /}")
+	}
+	for i, r := range x.Requests {
+		p := fmt.Sprintf("%s.requests[%d]", path, i)
+		if !strings.HasPrefix(r.Path, "/") {
+			c.errorf(p+".path", "path %q must start with /", r.Path)
+		}
+		method := strings.ToUpper(r.Method)
+		if method == "" {
+			method = http.MethodGet
+		}
+		if !validMethod(method) {
+			c.errorf(p+".method", "unknown HTTP method %q", r.Method)
+		}
+		if r.Weight < 0 {
+			c.errorf(p+".weight", "weight must not be negative")
+		}
+		name := r.Name
+		if name == "" {
+			name = method + " " + r.Path
+		}
+		h := http.Header{}
+		for k, v := range r.Headers {
+			h.Set(k, v)
+		}
+		var body []byte
+		switch {
+		case r.Body != "" && r.BodyFile != "":
+			c.errorf(p+".body_file", "body and body_file exclude each other")
+		case r.Body != "":
+			body = []byte(r.Body)
+		case r.BodyFile != "" && !c.opts.Offline:
+			b, err := os.ReadFile(c.relative(r.BodyFile))
+			if err != nil {
+				c.errorf(p+".body_file", "%v", err)
+			}
+			body = b
+		}
+		if !c.opts.Offline {
+			c.checkTemplates(p, ec.Data, r, body)
+		}
+		ec.Requests = append(ec.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body, Weight: max(r.Weight, 1)})
+	}
+}
+
+// checkTemplates parses each template field so a typo is an error at its
+// line, not at request 10 000.
+func (c *compiler) checkTemplates(p string, data []*loadgen.Dataset, r scenarios.Request, body []byte) {
+	if _, err := loadgen.ParseTemplate(r.Path, data); err != nil {
+		c.errorf(p+".path", "%v", err)
+	}
+	keys := make([]string, 0, len(r.Headers))
+	for k := range r.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, err := loadgen.ParseTemplate(r.Headers[k], data); err != nil {
+			c.errorf(p+".headers."+k, "%v", err)
+		}
+	}
+	if body != nil {
+		field := ".body"
+		if r.BodyFile != "" {
+			field = ".body_file"
+		}
+		if _, err := loadgen.ParseTemplate(string(body), data); err != nil {
+			c.errorf(p+field, "%v", err)
+		}
+	}
+}

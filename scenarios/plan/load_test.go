@@ -1,0 +1,177 @@
+package plan
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/loadgen"
+)
+
+const head = `name: t
+upstreams:
+  - {name: api, latency: 5ms}
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 100ms, response_header: 1s, total: 2s}}
+`
+
+func TestLoadListForm(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "users.csv"), []byte("id,name\n1,ann\n2,bob\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "body.json"), []byte(`{"user": {{users.id}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := head + `load:
+  - name: bg
+    rate: 100/s
+    duration: 10s
+    arrivals: poisson
+    client_timeout: 3s
+    max_connections: 20
+    data: {users: users.csv}
+    requests:
+      - {name: get, path: "/u/{{users.id}}"}
+      - {name: post, method: post, path: /u, body_file: body.json}
+  - name: burst
+    start: 4s
+    think: 50ms
+    keep_alive: false
+    stages:
+      - {duration: 1s, ramp_to_vus: 20}
+      - {duration: 2s, vus: 20}
+    requests: [{path: /burst}]
+`
+	p, err := CompileFile(writeScenario(t, dir, src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := p.Load
+	if len(l.Executors) != 2 || p.Duration != 10*time.Second || l.ClientTimeout != DefaultTimeout {
+		t.Fatalf("executors %d, duration %s, client timeout %s", len(l.Executors), p.Duration, l.ClientTimeout)
+	}
+	bg, burst := l.Executors[0], l.Executors[1]
+	if bg.Name != "bg" || bg.Kind != loadgen.ArrivalRate || !bg.Poisson || bg.MaxConns != 20 || bg.ClientTimeout != 3*time.Second ||
+		len(bg.Stages) != 1 || bg.Stages[0] != (loadgen.Stage{Duration: 10 * time.Second, From: 100, To: 100}) {
+		t.Fatalf("bg %+v", bg)
+	}
+	if len(bg.Data) != 1 || len(bg.Data[0].Rows) != 2 || string(bg.Requests[1].Body) != `{"user": {{users.id}}}` || bg.Requests[1].Method != "POST" {
+		t.Fatalf("bg data %v, body %q", bg.Data, bg.Requests[1].Body)
+	}
+	if burst.Kind != loadgen.VUs || burst.Start != 4*time.Second || burst.KeepAlive || burst.Think.IsZero() ||
+		burst.Stages[0] != (loadgen.Stage{Duration: time.Second, From: 0, To: 20}) || burst.Stages[1] != (loadgen.Stage{Duration: 2 * time.Second, From: 20, To: 20}) {
+		t.Fatalf("burst %+v", burst)
+	}
+	if p.ScheduledRequests() != 1000 {
+		t.Fatalf("scheduled %f", p.ScheduledRequests())
+	}
+	// The plan runs: the generator accepts it.
+	l.Target = "http://127.0.0.1:1"
+	if _, err := loadgen.Executors(l); err != nil {
+		t.Fatal(err)
+	}
+	// Re-judging offline does not read the files.
+	if _, err := CompileBytes("/nonexistent/s.yaml", []byte(src), Options{Offline: true}); err != nil {
+		t.Fatalf("offline: %v", err)
+	}
+}
+
+func writeScenario(t *testing.T, dir, src string) string {
+	t.Helper()
+	f := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestLoadSingleFormShorthands(t *testing.T) {
+	for _, tc := range []struct {
+		load   string
+		kind   loadgen.Kind
+		stages []loadgen.Stage
+	}{
+		{"  rate: 50/s\n  duration: 2s\n", loadgen.ArrivalRate, []loadgen.Stage{{Duration: 2 * time.Second, From: 50, To: 50}}},
+		{"  vus: 5\n  duration: 2s\n  think: {dist: uniform, min: 10ms, max: 20ms}\n", loadgen.VUs, []loadgen.Stage{{Duration: 2 * time.Second, From: 5, To: 5}}},
+		{"  executor: ramping-arrival-rate\n  stages: [{duration: 1s, ramp_to: 10/s}]\n", loadgen.ArrivalRate, []loadgen.Stage{{Duration: time.Second, From: 0, To: 10}}},
+	} {
+		p, err := CompileBytes("s.yaml", []byte(head+"load:\n"+tc.load+"  requests: [{path: /}]\n"), Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.load, err)
+		}
+		if p.Load.Kind != tc.kind || len(p.Load.Executors) != 0 || p.Load.Name != "load" || len(p.Load.Stages) != len(tc.stages) || p.Load.Stages[0] != tc.stages[0] {
+			t.Fatalf("%s: %+v", tc.load, p.Load)
+		}
+	}
+}
+
+func TestBadLoads(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, load string
+		path       string
+		contains   string
+	}{
+		{"unnamed list item", "  - {rate: 1/s, duration: 1s, requests: [{path: /}]}\n", "load[0]", "needs a name"},
+		{"duplicate names", "  - {name: a, rate: 1/s, duration: 1s, requests: [{path: /}]}\n  - {name: a, rate: 1/s, duration: 1s, requests: [{path: /}]}\n",
+			"load[1].name", "used twice"},
+		{"empty list", "  []\n", "", "empty"},
+		{"executor mismatch", "  executor: constant-vus\n  rate: 5/s\n  duration: 1s\n  requests: [{path: /}]\n", "load.executor", "does not match"},
+		{"unknown executor", "  executor: shared-iterations\n  rate: 5/s\n  duration: 1s\n  requests: [{path: /}]\n", "load.executor", "unknown executor"},
+		{"rate and vus", "  rate: 5/s\n  vus: 3\n  duration: 1s\n  requests: [{path: /}]\n", "load", "exclude each other"},
+		{"constant without duration", "  rate: 5/s\n  requests: [{path: /}]\n", "load.duration", "needs a duration"},
+		{"rate with stages", "  rate: 5/s\n  duration: 1s\n  stages: [{duration: 1s, rate: 1/s}]\n  requests: [{path: /}]\n", "load.stages", "not stages"},
+		{"mixed stages", "  stages: [{duration: 1s, rate: 1/s}, {duration: 1s, vus: 2}]\n  requests: [{path: /}]\n", "load.stages", "mix rates and VUs"},
+		{"think on open model", "  rate: 5/s\n  duration: 1s\n  think: 1s\n  requests: [{path: /}]\n", "load.think", "applies to VU executors"},
+		{"poisson on closed model", "  vus: 2\n  duration: 1s\n  arrivals: poisson\n  requests: [{path: /}]\n", "load.arrivals", "arrival-rate"},
+		{"bad arrivals", "  rate: 5/s\n  duration: 1s\n  arrivals: burst\n  requests: [{path: /}]\n", "load.arrivals", "uniform or poisson"},
+		{"too many vus", "  vus: 999999\n  duration: 1s\n  requests: [{path: /}]\n", "load.vus", "vus must be"},
+		{"h2 to the built-in gateway", "  rate: 5/s\n  duration: 1s\n  protocol: h2\n  requests: [{path: /}]\n", "load.protocol", "https://"},
+		{"unknown protocol", "  rate: 5/s\n  duration: 1s\n  protocol: spdy\n  requests: [{path: /}]\n", "load.protocol", "unknown protocol"},
+		{"unknown template variable", "  rate: 5/s\n  duration: 1s\n  requests: [{path: \"/u/{{user_id}}\"}]\n", "load.requests[0].path", "unknown variable"},
+		{"template in a header", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, headers: {X-A: \"{{rand_int 3}}\"}}]\n", "load.requests[0].headers.X-A", "takes 2 argument"},
+		{"missing data file", "  rate: 5/s\n  duration: 1s\n  data: {users: nope.csv}\n  requests: [{path: /}]\n", "load.data.users", "no such file"},
+		{"bad data order", "  rate: 5/s\n  duration: 1s\n  data: {users: {file: u.csv, order: shuffled}}\n  requests: [{path: /}]\n", "load.data.users.order", "sequential or random"},
+		{"body and body_file", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, body: x, body_file: b.json}]\n", "load.requests[0].body_file", "exclude each other"},
+		{"unknown field in a list item", "  - {name: a, rate: 1/s, duration: 1s, rpm: 3, requests: [{path: /}]}\n", "", `unknown field "rpm"`},
+		{"scalar load", "  fast\n", "", "mapping (one executor) or a list"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := CompileFile(writeScenario(t, dir, head+"load:\n"+tc.load), Options{})
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tc.load)
+			}
+			e := first(t, err)
+			if e.Line < 7 {
+				t.Errorf("error at line %d, before the load section: %v", e.Line, err)
+			}
+			if tc.path != "" && e.Path != tc.path {
+				t.Errorf("path = %q, want %q (%v)", e.Path, tc.path, err)
+			}
+			if !strings.Contains(err.Error(), tc.contains) {
+				t.Errorf("error %q does not mention %q", err, tc.contains)
+			}
+		})
+	}
+}
+
+// Several executors: the lint checks the shortest client timeout, which is
+// the first to give up.
+func TestLintUsesShortestClientTimeout(t *testing.T) {
+	src := head + `load:
+  - {name: a, rate: 5/s, duration: 1s, client_timeout: 10s, requests: [{path: /}]}
+  - {name: b, rate: 5/s, duration: 1s, client_timeout: 1s, requests: [{path: /}]}
+`
+	p, err := CompileBytes("s.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].Msg, "client timeout 1s") {
+		t.Fatalf("warnings %v", p.Warnings)
+	}
+}
