@@ -151,7 +151,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	go func() { timeline.Run(bg); close(tlDone) }()
 	live := &liveStats{}
 	progDone := make(chan struct{})
-	go func() { showProgress(bg, opts.Stderr, opts.Progress, p.Name, gen, live, collector, clock); close(progDone) }()
+	go func() {
+		showProgress(bg, opts.Stderr, opts.Progress, p.Name, gen, live, collector, clock)
+		close(progDone)
+	}()
 	flushDone := make(chan struct{})
 	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live); close(flushDone) }()
 
