@@ -161,8 +161,10 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func (c *compiler) upstreams() {
-	if len(c.f.Upstreams) == 0 {
-		c.errorf("$.upstreams", "at least one upstream is needed")
+	if len(c.f.Upstreams) == 0 && c.f.Gateway.External == "" {
+		// With your own gateway (or any target: cascade load), fake
+		// upstreams are optional.
+		c.errorf("$.upstreams", "at least one upstream is needed (or an external gateway)")
 	}
 	for i, u := range c.f.Upstreams {
 		p := fmt.Sprintf("$.upstreams[%d]", i)

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cascadehq/cascade/internal/run"
+	"github.com/cascadehq/cascade/internal/units"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// loadFlags are cascade load's options. The command turns them into a
+// scenario (an external target, one executor, objectives from --threshold)
+// and runs it with the same engine as cascade run, so the run directory,
+// the summary, `cascade report` and the exit codes are the same.
+type loadFlags struct {
+	rate, ramp                   string
+	duration, think, timeout     time.Duration
+	vus, conns, maxInFlight      int
+	thresholds, headers          []string
+	method, body, out, progress  string
+	protocol, name               string
+	keepAlive, insecure, poisson bool
+	allowRemote, benchResult     bool
+	seed                         uint64
+}
+
+func newLoadCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f loadFlags
+	cmd := &cobra.Command{
+		Use:   "load URL",
+		Short: "Load-test one URL: open model (--rate, --ramp) or closed (--vus, --conns), with thresholds",
+		Long: `Load sends requests to URL with cascade's load generator and prints the same summary as
+'cascade run': latency from the intended send time (no coordinated omission) beside the
+service time a closed loop would report, the scheduling lag, outcomes by termination cause,
+and each --threshold as an objective (exit 0 all pass, 1 one fails, 2 usage, 3 the run
+failed, 130 interrupted). Results go to a run directory (summary.json, intervals.jsonl,
+latency.hlog, scenario.yaml) that 'cascade report' re-judges.
+
+Models:
+  --rate R --duration D          open model, constant arrival rate (add --poisson for Poisson arrivals)
+  --ramp FROM:TO:DUR,TO:DUR,...  open model, linear ramps (rates); with --vus, ramps of VUs
+  --vus N --duration D           closed model: N virtual users, each waits for its answer (+ --think)
+  --conns N --duration D         closed loop at maximum rate over N connections (wrk -c N);
+                                 with --rate, a cap of N connections instead
+
+The URL's path may hold variables: {{seq}}, {{rand_int 1 100}}, {{rand_id}}, {{uuid}}.
+Only loopback targets unless --allow-remote.`,
+		Example: `  cascade load http://127.0.0.1:8080/ --rate 2000/s --duration 30s --threshold 'p99<300ms'
+  cascade load http://127.0.0.1:8080/api --ramp 0:2000/s:10s,2000/s:20s --threshold 'error_rate<1%'
+  cascade load http://127.0.0.1:8080/items/{{rand_int 1 1000}} --vus 50 --think 100ms --duration 1m
+  cascade load http://127.0.0.1:8080/ --conns 50 --duration 10s --bench-result`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := f.scenario(cmd, args[0])
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			opts := plan.Options{AllowRemote: f.allowRemote}
+			if cmd.Flags().Changed("seed") {
+				opts.Seed = &f.seed
+			}
+			p, err := plan.CompileBytes("cascade-load.yaml", src, opts)
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			mode := run.ProgressMode(f.progress)
+			switch mode {
+			case run.ProgressAuto, run.ProgressBars, run.ProgressPlain, run.ProgressOff:
+			default:
+				return exitWith(ExitUsage, fmt.Errorf("--progress must be auto, bars, plain or off"))
+			}
+			o, err := run.Run(cmd.Context(), p, run.Options{OutDir: f.out, Progress: mode, Stdout: stdout, Stderr: stderr, AllowRemote: f.allowRemote})
+			if err != nil {
+				return exitWith(ExitRunFailed, err)
+			}
+			if f.benchResult {
+				fmt.Fprintln(stdout, BenchResult(o.Summary))
+			}
+			switch {
+			case o.Interrupted:
+				fmt.Fprintln(stderr, "cascade: interrupted; partial results in", o.Dir)
+				return exitWith(ExitInterrupted, nil)
+			case !o.Pass:
+				return exitWith(ExitFail, nil)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.rate, "rate", "", "constant arrival rate, e.g. 2000/s (open model)")
+	fl.StringVar(&f.ramp, "ramp", "", "stages FROM:TO:DURATION or TO:DURATION, comma-separated (rates, or VU counts with --vus)")
+	fl.DurationVar(&f.duration, "duration", 0, "how long to send (with --rate, --vus or --conns)")
+	fl.IntVar(&f.vus, "vus", 0, "closed model: this many virtual users, each waiting for its answer")
+	fl.IntVar(&f.conns, "conns", 0, "closed loop at maximum rate over this many connections; with --rate, a connection cap")
+	fl.DurationVar(&f.think, "think", 0, "closed model: pause after each answer")
+	fl.DurationVar(&f.timeout, "timeout", plan.DefaultTimeout, "client timeout per request")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "open model: cap on concurrent requests; requests due beyond it are dropped (default 10000)")
+	fl.BoolVar(&f.poisson, "poisson", false, "open model: Poisson arrivals (seeded) instead of evenly spaced")
+	fl.StringArrayVar(&f.thresholds, "threshold", nil, "objective such as 'p99<300ms' or 'error_rate<1%' (repeatable)")
+	fl.StringVar(&f.method, "method", "GET", "HTTP method")
+	fl.StringArrayVarP(&f.headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
+	fl.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file")
+	fl.StringVar(&f.protocol, "protocol", "", "http1, h2 (HTTP/2 over TLS) or h2c (HTTP/2 cleartext); default HTTP/1.1, ALPN for https")
+	fl.BoolVar(&f.keepAlive, "keep-alive", true, "reuse connections")
+	fl.BoolVar(&f.insecure, "insecure", false, "accept any TLS certificate (self-signed test servers)")
+	fl.StringVar(&f.out, "out", "", "run directory (default ./cascade-results/load-<timestamp>)")
+	fl.StringVar(&f.progress, "progress", "auto", "live display: auto, bars, plain or off")
+	fl.StringVar(&f.name, "name", "load", "names the run and its directory")
+	fl.Uint64Var(&f.seed, "seed", plan.DefaultSeed, "seed for Poisson arrivals and template variables")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false, "permit a non-loopback target (cascade refuses by default)")
+	fl.BoolVar(&f.benchResult, "bench-result", false, "also print one line 'BENCH_RESULT rps=... p50_ms=... ...' for benchmark scripts")
+	return cmd
+}
+
+// scenario writes the flags as a scenario file. YAML's flow style is JSON,
+// so every value is JSON-encoded: no quoting mistakes.
+func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) {
+	base, path, err := splitURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if f.duration < 0 || f.think < 0 || f.timeout <= 0 || f.vus < 0 || f.conns < 0 || f.maxInFlight < 0 {
+		return nil, errors.New("durations, counts and --timeout must be positive")
+	}
+	closed := f.vus > 0 || (f.conns > 0 && f.rate == "" && f.ramp == "")
+	ex := map[string]any{
+		"client_timeout": units.Duration(f.timeout).String(),
+		"keep_alive":     f.keepAlive,
+	}
+	switch {
+	case f.rate != "" && f.ramp != "":
+		return nil, errors.New("--rate and --ramp exclude each other: a ramp gives the rates")
+	case f.rate != "" && f.vus > 0:
+		return nil, errors.New("--rate and --vus exclude each other: an open model (rate) or a closed one (vus)")
+	case f.ramp == "" && f.duration == 0:
+		return nil, errors.New("give --duration (or --ramp)")
+	case f.ramp != "" && f.duration != 0:
+		return nil, errors.New("--duration and --ramp exclude each other: the ramp's stages give the length")
+	case f.rate == "" && f.ramp == "" && f.vus == 0 && f.conns == 0:
+		return nil, errors.New("give a load: --rate R, --ramp ..., --vus N or --conns N")
+	}
+	if f.think > 0 && !closed {
+		return nil, errors.New("--think applies to the closed model (--vus or --conns)")
+	}
+	if f.poisson && closed {
+		return nil, errors.New("--poisson applies to the open model (--rate or --ramp)")
+	}
+	if f.ramp != "" {
+		stages, err := parseRamp(f.ramp, closed)
+		if err != nil {
+			return nil, err
+		}
+		ex["stages"] = stages
+	}
+	switch {
+	case closed:
+		n := max(f.vus, f.conns)
+		if f.ramp == "" {
+			ex["vus"] = n
+			ex["duration"] = units.Duration(f.duration).String()
+		}
+		// One connection per VU: --conns 50 is wrk -c 50.
+		if f.conns > 0 {
+			ex["max_connections"] = f.conns
+		}
+		if f.think > 0 {
+			ex["think"] = units.Duration(f.think).String()
+		}
+	default:
+		if f.rate != "" {
+			r, err := units.ParseRate(f.rate)
+			if err != nil {
+				return nil, fmt.Errorf("--rate: %w", err)
+			}
+			if r == 0 {
+				return nil, errors.New("--rate 0 sends nothing; for the maximum rate use --conns N")
+			}
+			ex["rate"] = r.String()
+			ex["duration"] = units.Duration(f.duration).String()
+		}
+		if f.conns > 0 {
+			ex["max_connections"] = f.conns
+		}
+		if f.maxInFlight > 0 {
+			ex["max_in_flight"] = f.maxInFlight
+		}
+		if f.poisson {
+			ex["arrivals"] = "poisson"
+		}
+	}
+	if f.protocol != "" {
+		ex["protocol"] = f.protocol
+	}
+	if f.insecure {
+		ex["insecure_skip_verify"] = true
+	}
+	req := map[string]any{"name": strings.ToUpper(f.method) + " " + path, "method": f.method, "path": path}
+	if len(f.headers) > 0 {
+		h := map[string]string{}
+		for _, kv := range f.headers {
+			k, v, ok := strings.Cut(kv, ":")
+			if !ok || strings.TrimSpace(k) == "" {
+				return nil, fmt.Errorf("--header %q: expected 'Name: value'", kv)
+			}
+			h[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+		req["headers"] = h
+	}
+	if file, ok := strings.CutPrefix(f.body, "@"); ok {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return nil, fmt.Errorf("--body: %w", err)
+		}
+		req["body_file"] = abs
+	} else if f.body != "" {
+		req["body"] = f.body
+	}
+	ex["requests"] = []any{req}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "# written by: cascade load %s\n", strconv.Quote(rawURL))
+	line := func(key string, v any) {
+		fmt.Fprintf(&b, "%s: ", key)
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false) // keep "p99<300ms" readable in scenario.yaml
+		_ = enc.Encode(v)        // maps, strings and numbers: cannot fail
+	}
+	line("name", f.name)
+	line("seed", f.seed)
+	line("gateway", map[string]string{"external": base})
+	line("load", ex)
+	if len(f.thresholds) > 0 {
+		line("slo", f.thresholds)
+	}
+	return []byte(b.String()), nil
+}
+
+// splitURL cuts a URL into its base (scheme://host:port) and the path with
+// query, kept as typed so template variables survive.
+func splitURL(raw string) (base, path string, err error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || (scheme != "http" && scheme != "https") {
+		return "", "", fmt.Errorf("%q: expected an http:// or https:// URL", raw)
+	}
+	host, path := rest, "/"
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		host, path = rest[:i], rest[i:]
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+	}
+	if host == "" {
+		return "", "", fmt.Errorf("%q: the URL has no host", raw)
+	}
+	return scheme + "://" + host, path, nil
+}
+
+// parseRamp reads FROM:TO:DURATION or TO:DURATION items into scenario
+// stages: a hold when FROM equals TO, otherwise a ramp from the previous
+// item's end (which FROM, when given, must equal).
+func parseRamp(s string, vus bool) ([]map[string]any, error) {
+	var out []map[string]any
+	prev := 0.0
+	for i, item := range strings.Split(s, ",") {
+		parts := strings.Split(strings.TrimSpace(item), ":")
+		if len(parts) != 2 && len(parts) != 3 {
+			return nil, fmt.Errorf("--ramp item %d %q: expected FROM:TO:DURATION or TO:DURATION", i+1, item)
+		}
+		d, err := units.ParseDuration(parts[len(parts)-1])
+		if err != nil || d == 0 {
+			return nil, fmt.Errorf("--ramp item %d %q: bad duration: %v", i+1, item, err)
+		}
+		parse := func(x string) (float64, error) {
+			if vus {
+				n, err := strconv.Atoi(strings.TrimSpace(x))
+				if err != nil || n < 0 {
+					return 0, fmt.Errorf("--ramp item %d %q: %q is not a VU count", i+1, item, x)
+				}
+				return float64(n), nil
+			}
+			r, err := units.ParseRate(x)
+			if err != nil {
+				return 0, fmt.Errorf("--ramp item %d %q: %v", i+1, item, err)
+			}
+			return r.PerSecond(), nil
+		}
+		to, err := parse(parts[len(parts)-2])
+		if err != nil {
+			return nil, err
+		}
+		from := prev
+		if len(parts) == 3 {
+			if from, err = parse(parts[0]); err != nil {
+				return nil, err
+			}
+		}
+		st := map[string]any{"duration": d.String()}
+		key := map[bool][2]string{false: {"rate", "ramp_to"}, true: {"vus", "ramp_to_vus"}}[vus]
+		value := func(x float64) any {
+			if vus {
+				return int(x)
+			}
+			return units.Rate(x).String()
+		}
+		switch {
+		case from == to:
+			st[key[0]] = value(to)
+		case from == prev:
+			st[key[1]] = value(to)
+		default:
+			return nil, fmt.Errorf("--ramp item %d %q starts at %g but the previous stage ends at %g", i+1, item, from, prev)
+		}
+		out = append(out, st)
+		prev = to
+	}
+	return out, nil
+}
+
+// BenchResult is the one line bench/peers.sh reads: the achieved rate and
+// the latency percentiles (from the intended send time) in milliseconds.
+func BenchResult(s *results.Summary) string {
+	st := s.Run.Stats
+	l := st.Latency
+	return fmt.Sprintf("BENCH_RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f min_ms=%.3f max_ms=%.3f errors=%d",
+		st.AchievedRate, l.P50, l.P90, l.P99, l.P999, l.Min, l.Max, st.Errors)
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// target is a loopback server that records the requests it answers.
+type target struct {
+	url   string
+	mu    sync.Mutex
+	paths []string
+	conc  int
+	peak  int
+}
+
+func newTarget(t *testing.T, delay time.Duration) *target {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{url: "http://" + ln.Addr().String()}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tg.mu.Lock()
+		tg.paths = append(tg.paths, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("X-Test"))
+		tg.conc++
+		tg.peak = max(tg.peak, tg.conc)
+		tg.mu.Unlock()
+		time.Sleep(delay)
+		tg.mu.Lock()
+		tg.conc--
+		tg.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return tg
+}
+
+var benchRE = regexp.MustCompile(`(?m)^BENCH_RESULT rps=([0-9.]+) p50_ms=([0-9.]+) p90_ms=([0-9.]+) p99_ms=([0-9.]+) p999_ms=([0-9.]+) min_ms=([0-9.]+) max_ms=([0-9.]+) errors=(\d+)$`)
+
+func TestLoadOpenModel(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := filepath.Join(t.TempDir(), "run")
+	code, out, errs := runCLI(context.Background(), "load", tg.url+"/items/{{seq}}?x=1", "--rate", "100/s", "--duration", "1s",
+		"--method", "post", "-H", "X-Test: yes", "--body", `{"n": {{seq}}}`,
+		"--threshold", "p99<1s", "--threshold", "error_rate<1%", "--bench-result", "--out", dir, "--progress", "off")
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	m := benchRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no BENCH_RESULT line in:\n%s", out)
+	}
+	if rps, _ := strconv.ParseFloat(m[1], 64); rps != 100 || m[8] != "0" {
+		t.Fatalf("BENCH_RESULT %s", m[0])
+	}
+	if !strings.Contains(out, "PASS  p99<1s") || !strings.Contains(out, "Verdict: PASS (2/2") {
+		t.Fatalf("summary:\n%s", out)
+	}
+	tg.mu.Lock()
+	if len(tg.paths) != 100 || tg.paths[7] != "POST /items/7?x=1 yes" {
+		t.Fatalf("target saw %d requests, e.g. %q", len(tg.paths), tg.paths[min(7, len(tg.paths)-1)])
+	}
+	tg.mu.Unlock()
+	for _, f := range []string{"summary.json", "intervals.jsonl", "latency.hlog", "scenario.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("run directory lacks %s", f)
+		}
+	}
+	// The run re-judges offline like any scenario run.
+	if code, out, _ := runCLI(context.Background(), "report", dir); code != ExitPass || !strings.Contains(out, "Verdict: PASS") {
+		t.Fatalf("report: exit %d\n%s", code, out)
+	}
+}
+
+func TestLoadThresholdFails(t *testing.T) {
+	tg := newTarget(t, 20*time.Millisecond)
+	code, out, _ := runCLI(context.Background(), "load", tg.url, "--rate", "50/s", "--duration", "500ms",
+		"--threshold", "p50<5ms", "--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	if code != ExitFail || !strings.Contains(out, "FAIL  p50<5ms") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+// --vus and --conns are closed models: the target never holds more
+// requests than there are VUs.
+func TestLoadClosedModels(t *testing.T) {
+	tg := newTarget(t, 5*time.Millisecond)
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "3", "--think", "5ms", "--duration", "500ms",
+		"--bench-result", "--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	if code != ExitPass || benchRE.FindString(out) == "" {
+		t.Fatalf("--vus: exit %d\n%s\n%s", code, out, errs)
+	}
+	tg.mu.Lock()
+	n, peak := len(tg.paths), tg.peak
+	tg.paths, tg.peak = nil, 0
+	tg.mu.Unlock()
+	// 3 VUs × 500 ms / (5 ms + 5 ms) ≈ 150 at most.
+	if peak > 3 || n < 30 || n > 160 {
+		t.Fatalf("--vus 3: %d requests, peak concurrency %d", n, peak)
+	}
+	code, out, _ = runCLI(context.Background(), "load", tg.url, "--conns", "4", "--duration", "500ms",
+		"--bench-result", "--out", filepath.Join(t.TempDir(), "r2"), "--progress", "off")
+	m := benchRE.FindStringSubmatch(out)
+	if code != ExitPass || m == nil {
+		t.Fatalf("--conns: exit %d\n%s", code, out)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if rps, _ := strconv.ParseFloat(m[1], 64); tg.peak > 4 || rps < 100 {
+		t.Fatalf("--conns 4: %s req/s, peak concurrency %d", m[1], tg.peak)
+	}
+}
+
+func TestLoadRamp(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := filepath.Join(t.TempDir(), "r")
+	code, out, _ := runCLI(context.Background(), "load", tg.url, "--ramp", "0:200/s:500ms,200/s:200/s:500ms", "--out", dir, "--progress", "off")
+	// 0→200/s over 0.5 s schedules 50, then 100 at 200/s.
+	if code != ExitPass || !strings.Contains(out, "150 requests sent of 150 scheduled") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+func TestLoadUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s"}, "--duration"},
+		{[]string{"http://127.0.0.1:1/", "--duration", "1s"}, "give a load"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--vus", "2", "--duration", "1s"}, "exclude each other"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--ramp", "10/s:1s"}, "exclude each other"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--think", "1s"}, "closed model"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "ten", "--duration", "1s"}, "--rate"},
+		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s"}, "FROM:TO:DURATION"},
+		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s:1s,50/s:60/s:1s"}, "starts at 50"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "p99<fast"}, "p99"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "nocolon"}, "Name: value"},
+		{[]string{"ftp://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "http://"},
+		{[]string{"http://198.51.100.7/", "--rate", "10/s", "--duration", "1s"}, "--allow-remote"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--protocol", "h2"}, "https://"},
+	} {
+		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
+		if code != ExitUsage || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errs, tc.msg)
+		}
+	}
+}
+
+func TestParseRamp(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		vus  bool
+		want string
+	}{
+		{"0:100/s:10s", false, "[map[duration:10s ramp_to:100/s]]"},
+		{"100/s:10s,100/s:5s", false, "[map[duration:10s ramp_to:100/s] map[duration:5s rate:100/s]]"},
+		{"50/s:50/s:5s,0:2s", false, "[map[duration:5s rate:50/s] map[duration:2s ramp_to:0/s]]"},
+		{"0:20:5s,20:10s", true, "[map[duration:5s ramp_to_vus:20] map[duration:10s vus:20]]"},
+	} {
+		got, err := parseRamp(tc.in, tc.vus)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if s := fmtStages(got); s != tc.want {
+			t.Errorf("%s: %s, want %s", tc.in, s, tc.want)
+		}
+	}
+}
+
+func fmtStages(st []map[string]any) string {
+	var b strings.Builder
+	b.WriteString("[")
+	for i, m := range st {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString("map[duration:" + toS(m["duration"]))
+		for _, k := range []string{"ramp_to", "ramp_to_vus", "rate", "vus"} {
+			if v, ok := m[k]; ok {
+				b.WriteString(" " + k + ":" + toS(v))
+			}
+		}
+		b.WriteString("]")
+	}
+	return b.String() + "]"
+}
+
+func toS(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int:
+		return strconv.Itoa(x)
+	}
+	return "?"
+}
