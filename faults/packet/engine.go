@@ -1,0 +1,262 @@
+package packet
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
+)
+
+// waker is a CLOCK_MONOTONIC timerfd read through Go's netpoller.
+//
+// Go timers sleep in epoll_pwait with millisecond resolution, which is where
+// the 0.5–0.8 ms overshoot per hop comes from. A timerfd is an hrtimer: the
+// kernel makes the fd readable at the armed instant and the netpoller wakes
+// at once, so the schedule needs no spinning (which would burn a shared CPU)
+// to be precise to tens of microseconds.
+type waker struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+func newWaker() (*waker, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "timerfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &waker{f: f, rc: rc}, nil
+}
+
+// arm makes wait return at the CLOCK_MONOTONIC instant at (at once if it has
+// passed). Through RawConn.Control so it cannot race with Close.
+func (w *waker) arm(at int64) {
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(at, 1))} // 0 would disarm
+	_ = w.rc.Control(func(fd uintptr) {
+		_ = unix.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME, &spec, nil)
+	})
+}
+
+// wait blocks until the timer fires or the waker is closed.
+func (w *waker) wait() error {
+	var b [8]byte
+	_, err := w.f.Read(b[:])
+	return err
+}
+
+func (w *waker) close() error { return w.f.Close() }
+
+// counters are one direction's statistics, updated on the hot path.
+type counters struct {
+	packets, bytes, sent, lost, blackholed, overflow            atomic.Uint64
+	duplicated, reordered, corrupted, delayed, retrans, writeErr atomic.Uint64
+}
+
+func (c *counters) snapshot() DirStats {
+	s := DirStats{
+		Packets: c.packets.Load(), Bytes: c.bytes.Load(), Sent: c.sent.Load(),
+		Lost: c.lost.Load(), Blackholed: c.blackholed.Load(), Overflow: c.overflow.Load(),
+		Duplicated: c.duplicated.Load(), Reordered: c.reordered.Load(), Corrupted: c.corrupted.Load(),
+		Delayed: c.delayed.Load(), Retransmits: c.retrans.Load(), WriteErrors: c.writeErr.Load(),
+	}
+	s.Dropped = s.Lost + s.Blackholed + s.Overflow
+	return s
+}
+
+// pipe moves one direction's packets from src to dst:
+//
+//	src TUN ──read──▶ parse ─▶ retransmit count ─▶ policy.decide
+//	                                                 │ drop
+//	                                                 │ straight out ────────────▶ dst TUN
+//	                                                 └ schedule (heap by due) ─▶ timerfd ─▶ dst TUN
+//
+// One goroutine reads and decides (it owns the impairer, parser and
+// retransmit tracker), one sends what the schedule releases.
+type pipe struct {
+	l        *Link
+	dir      Direction
+	src, dst *os.File
+	pol      atomic.Pointer[policy]
+	st       counters
+
+	mu    sync.Mutex // guards sched and the arming of wake
+	sched schedule
+	wake  *waker
+
+	// Owned by the reading goroutine.
+	imp     impairer
+	parser  *parser
+	retrans *retransTracker
+	info    pktInfo
+	seq     uint64
+}
+
+func (p *pipe) readLoop() {
+	for {
+		it := p.l.getItem()
+		n, err := p.src.Read(it.buf)
+		if err != nil {
+			p.l.putItem(it)
+			if !errors.Is(err, os.ErrClosed) {
+				p.l.fail(err)
+			}
+			return
+		}
+		it.n = n
+		p.handle(p.l.mono(), it)
+	}
+}
+
+// handle decides the fate of one packet that arrived at now.
+func (p *pipe) handle(now int64, it *item) {
+	info := &p.info
+	p.parser.parse(it.data(), info)
+	p.st.packets.Add(1)
+	p.st.bytes.Add(uint64(it.n))
+	if info.proto == uint8(layers.IPProtocolTCP) && p.retrans.observe(info) {
+		p.st.retrans.Add(1)
+	}
+	pol := p.pol.Load()
+	if pol != p.imp.pol {
+		p.imp.reset(pol, p.l.cfg.Seed, p.dir, now)
+	}
+	it.seq = p.seq
+	p.seq++
+	if pol.zero || !pol.applies(info) {
+		p.sendNow(it)
+		return
+	}
+	v := p.imp.decide(now, info, it.n)
+	switch v.drop {
+	case lost:
+		p.st.lost.Add(1)
+		p.l.putItem(it)
+		return
+	case blackholed:
+		p.st.blackholed.Add(1)
+		p.l.putItem(it)
+		return
+	case overflow:
+		p.st.overflow.Add(1)
+		p.l.putItem(it)
+		return
+	}
+	copies := [2]*item{it}
+	if v.copies == 2 {
+		d := p.l.getItem()
+		d.n = copy(d.buf, it.data())
+		d.seq = it.seq
+		copies[1] = d
+		p.st.duplicated.Add(1)
+	}
+	// The duplicate is copied first, so only one copy is corrupted, as in
+	// netem (which corrupts after cloning).
+	if v.corrupt && corruptPacket(it.data(), info, p.imp.rng) {
+		p.st.corrupted.Add(1)
+	}
+	if !pol.scheduled {
+		p.sendNow(copies[0])
+		if copies[1] != nil {
+			p.sendNow(copies[1])
+		}
+		return
+	}
+	p.mu.Lock()
+	before, had := p.sched.next()
+	for i, c := range copies {
+		if c == nil {
+			continue
+		}
+		if p.sched.bytes+c.n > p.l.queueLimit {
+			p.st.overflow.Add(1)
+			p.l.putItem(c)
+			continue
+		}
+		c.due = v.due[i]
+		if c.due > now {
+			p.st.delayed.Add(1)
+		}
+		if v.held[i] {
+			c.due += pol.reorderTimeout
+			p.sched.pushHeld(c, pol.gap)
+		} else {
+			p.sched.push(c)
+			p.sched.passed(c.due, c.seq)
+		}
+	}
+	if after, ok := p.sched.next(); ok && (!had || after < before) {
+		p.wake.arm(after)
+	}
+	p.mu.Unlock()
+}
+
+// sendNow writes a packet that needs no scheduling.
+func (p *pipe) sendNow(it *item) {
+	p.mu.Lock()
+	re := p.sched.sent(it.seq)
+	p.mu.Unlock()
+	if re {
+		p.st.reordered.Add(1)
+	}
+	p.write(it)
+}
+
+func (p *pipe) write(it *item) {
+	if _, err := p.dst.Write(it.data()); err != nil {
+		if !errors.Is(err, os.ErrClosed) {
+			p.st.writeErr.Add(1)
+		}
+	} else {
+		p.st.sent.Add(1)
+	}
+	p.l.putItem(it)
+}
+
+// sendLoop sends scheduled packets when they fall due.
+func (p *pipe) sendLoop() {
+	batch := make([]*item, 0, 64)
+	for {
+		if err := p.wake.wait(); err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				p.l.fail(err)
+			}
+			p.mu.Lock()
+			left := p.sched.drain()
+			p.mu.Unlock()
+			for _, it := range left {
+				p.l.putItem(it)
+			}
+			return
+		}
+		now := p.l.mono()
+		p.mu.Lock()
+		for {
+			it, re := p.sched.pop(now)
+			if it == nil {
+				break
+			}
+			if re {
+				p.st.reordered.Add(1)
+			}
+			batch = append(batch, it)
+		}
+		if due, ok := p.sched.next(); ok {
+			p.wake.arm(due)
+		}
+		p.mu.Unlock()
+		for i, it := range batch {
+			p.write(it)
+			batch[i] = nil
+		}
+		batch = batch[:0]
+	}
+}
