@@ -57,7 +57,7 @@ func (w *waker) close() error { return w.f.Close() }
 
 // counters are one direction's statistics, updated on the hot path.
 type counters struct {
-	packets, bytes, sent, lost, blackholed, overflow            atomic.Uint64
+	packets, bytes, sent, lost, blackholed, overflow             atomic.Uint64
 	duplicated, reordered, corrupted, delayed, retrans, writeErr atomic.Uint64
 }
 

@@ -275,7 +275,7 @@ func (l *Link) initClock() {
 // mono is now on CLOCK_MONOTONIC, in ns.
 func (l *Link) mono() int64 { return l.monoBase + int64(time.Since(l.timeBase)) }
 
-func (l *Link) getItem() *item  { return l.items.Get().(*item) }
+func (l *Link) getItem() *item   { return l.items.Get().(*item) }
 func (l *Link) putItem(it *item) { it.n = 0; l.items.Put(it) }
 
 // fail records an unexpected engine error; Close returns it.
