@@ -3,9 +3,11 @@ package packet
 import (
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
@@ -16,12 +18,22 @@ import (
 // Go timers sleep in epoll_pwait with millisecond resolution, which is where
 // the 0.5–0.8 ms overshoot per hop comes from. A timerfd is an hrtimer: the
 // kernel makes the fd readable at the armed instant and the netpoller wakes
-// at once, so the schedule needs no spinning (which would burn a shared CPU)
-// to be precise to tens of microseconds.
+// at once. What remains is the wake-up latency of an idle CPU (tens of
+// microseconds, more in a VM); the waker learns it and fires that much
+// early, and the sender spins out the rest. So the spinning is bounded by
+// how far the latency varies, not by a fixed margin, and a busy engine,
+// whose CPU does not go idle, hardly spins at all.
 type waker struct {
 	f  *os.File
 	rc syscall.RawConn
+
+	armedAt atomic.Int64 // the instant last asked for, for measuring lateness
+	lead    atomic.Int64 // how early to fire: EWMA of the lateness, ns
 }
+
+// maxLead caps the learnt lateness so a stall (the machine busy elsewhere)
+// does not turn into long spins.
+const maxLead = int64(300 * time.Microsecond)
 
 func newWaker() (*waker, error) {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
@@ -37,10 +49,13 @@ func newWaker() (*waker, error) {
 	return &waker{f: f, rc: rc}, nil
 }
 
-// arm makes wait return at the CLOCK_MONOTONIC instant at (at once if it has
-// passed). Through RawConn.Control so it cannot race with Close.
-func (w *waker) arm(at int64) {
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(at, 1))} // 0 would disarm
+// arm makes wait return shortly before the CLOCK_MONOTONIC instant due (at
+// once if that has passed). Through RawConn.Control so it cannot race with
+// Close.
+func (w *waker) arm(due int64) {
+	at := max(due-w.lead.Load(), 1) // 0 would disarm
+	w.armedAt.Store(at)
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(at)}
 	_ = w.rc.Control(func(fd uintptr) {
 		_ = unix.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME, &spec, nil)
 	})
@@ -53,12 +68,49 @@ func (w *waker) wait() error {
 	return err
 }
 
+// woke records how late a wake-up came (now is when wait returned).
+func (w *waker) woke(now int64) {
+	late := now - w.armedAt.Load()
+	if late < 0 || late > 10*maxLead {
+		return // a stale arm, or a stall that says nothing about wake-ups
+	}
+	l := w.lead.Load()
+	w.lead.Store(min(l+(late-l)/8, maxLead))
+}
+
+// spinUntil busy-waits for the last stretch before due.
+func spinUntil(mono func() int64, due int64) {
+	for {
+		left := due - mono()
+		if left <= 0 {
+			return
+		}
+		if left > int64(20*time.Microsecond) {
+			runtime.Gosched() // let other goroutines on this P run
+		}
+	}
+}
+
 func (w *waker) close() error { return w.f.Close() }
 
 // counters are one direction's statistics, updated on the hot path.
 type counters struct {
 	packets, bytes, sent, lost, blackholed, overflow             atomic.Uint64
 	duplicated, reordered, corrupted, delayed, retrans, writeErr atomic.Uint64
+	// How late scheduled packets left against their due time: the engine's
+	// own error, measured like a load generator measures its lag.
+	lateSum, lateN, lateMax atomic.Int64
+}
+
+func (c *counters) late(d int64) {
+	c.lateSum.Add(d)
+	c.lateN.Add(1)
+	for {
+		m := c.lateMax.Load()
+		if d <= m || c.lateMax.CompareAndSwap(m, d) {
+			return
+		}
+	}
 }
 
 func (c *counters) snapshot() DirStats {
@@ -69,6 +121,10 @@ func (c *counters) snapshot() DirStats {
 		Delayed: c.delayed.Load(), Retransmits: c.retrans.Load(), WriteErrors: c.writeErr.Load(),
 	}
 	s.Dropped = s.Lost + s.Blackholed + s.Overflow
+	if n := c.lateN.Load(); n > 0 {
+		s.MeanLateness = time.Duration(c.lateSum.Load() / n)
+	}
+	s.MaxLateness = time.Duration(c.lateMax.Load())
 	return s
 }
 
@@ -237,26 +293,36 @@ func (p *pipe) sendLoop() {
 			}
 			return
 		}
-		now := p.l.mono()
-		p.mu.Lock()
+		p.wake.woke(p.l.mono())
 		for {
-			it, re := p.sched.pop(now)
-			if it == nil {
+			now := p.l.mono()
+			p.mu.Lock()
+			for {
+				it, re := p.sched.pop(now)
+				if it == nil {
+					break
+				}
+				if re {
+					p.st.reordered.Add(1)
+				}
+				p.st.late(now - it.due)
+				batch = append(batch, it)
+			}
+			due, ok := p.sched.next()
+			spin := ok && due-now <= p.wake.lead.Load()
+			if ok && !spin {
+				p.wake.arm(due)
+			}
+			p.mu.Unlock()
+			for i, it := range batch {
+				p.write(it)
+				batch[i] = nil
+			}
+			batch = batch[:0]
+			if !spin {
 				break
 			}
-			if re {
-				p.st.reordered.Add(1)
-			}
-			batch = append(batch, it)
+			spinUntil(p.l.mono, due)
 		}
-		if due, ok := p.sched.next(); ok {
-			p.wake.arm(due)
-		}
-		p.mu.Unlock()
-		for i, it := range batch {
-			p.write(it)
-			batch[i] = nil
-		}
-		batch = batch[:0]
 	}
 }

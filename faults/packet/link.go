@@ -430,6 +430,10 @@ type DirStats struct {
 	// sending side's TUN device (only with Config.Capture).
 	CapturedRetransmits uint64
 	WriteErrors         uint64
+	// MeanLateness and MaxLateness say how much later than due the engine
+	// sent scheduled packets: its own timing error, on top of the delay.
+	MeanLateness time.Duration
+	MaxLateness  time.Duration
 }
 
 // Stats is a Link's counters per direction.

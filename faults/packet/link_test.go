@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/units"
 )
 
 // requireRoot skips a test that needs namespaces and TUN devices, or fails
@@ -110,4 +113,87 @@ func TestLinkBaseline(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 	t.Logf("stats %+v", s)
+}
+
+// echo runs a TCP echo server in the upstream namespace and returns its address.
+func echo(t *testing.T, l *Link) string {
+	t.Helper()
+	ln, err := l.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// pingRTT measures n one-byte round trips over one connection and returns
+// them sorted.
+func pingRTT(t *testing.T, l *Link, addr string, n int) []time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := l.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	var b [1]byte
+	var rtts []time.Duration
+	for i := 0; i <= n; i++ {
+		start := time.Now()
+		if _, err := c.Write(b[:]); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if i > 0 { // the first exchange also pays for connection setup
+			rtts = append(rtts, time.Since(start))
+		}
+	}
+	slices.Sort(rtts)
+	return rtts
+}
+
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+func TestLinkDelayRTT(t *testing.T) {
+	l := newTestLink(t, Config{})
+	addr := echo(t, l)
+	for _, oneWay := range []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond} {
+		if err := l.Set(Both, Impairment{Delay: units.Duration(oneWay)}); err != nil {
+			t.Fatal(err)
+		}
+		n := 200
+		if oneWay > 0 {
+			n = int(2 * time.Second / (2 * oneWay))
+		}
+		before := l.Stats()
+		rtts := pingRTT(t, l, addr, n)
+		after := l.Stats()
+		_ = before
+		lo, med := rtts[0], quantile(rtts, 0.5)
+		t.Logf("one-way delay %v: RTT min %v p50 %v p90 %v max %v over %d round trips; engine lateness mean %v/%v max %v/%v (learnt wake-up lead %v/%v)",
+			oneWay, lo, med, quantile(rtts, 0.9), rtts[len(rtts)-1], n,
+			after.ToUpstream.MeanLateness, after.FromUpstream.MeanLateness, after.ToUpstream.MaxLateness, after.FromUpstream.MaxLateness,
+			time.Duration(l.pipes[0].wake.lead.Load()), time.Duration(l.pipes[1].wake.lead.Load()))
+		if lo < 2*oneWay {
+			t.Errorf("one-way delay %v: RTT %v is below twice the delay", oneWay, lo)
+		}
+		if med > 2*oneWay+10*time.Millisecond {
+			t.Errorf("one-way delay %v: median RTT %v is far above twice the delay", oneWay, med)
+		}
+	}
 }
