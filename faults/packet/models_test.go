@@ -14,9 +14,9 @@ func TestGilbertElliottMatchesItsStationaryLoss(t *testing.T) {
 		name string
 		g    GilbertElliott
 	}{
-		{"simple gilbert", GilbertElliott{P: 0.01, R: 0.25}},                        // bursts of ~4
+		{"simple gilbert", GilbertElliott{P: 0.01, R: 0.25}},                                // bursts of ~4
 		{"gilbert-elliott", GilbertElliott{P: 0.02, R: 0.1, BadLoss: 0.6, GoodLoss: 0.005}}, // lossy bad state, some good-state loss
-		{"netem defaults", GilbertElliott{P: 0.05}},                                  // r = 1-p: Bernoulli 5%
+		{"netem defaults", GilbertElliott{P: 0.05}},                                         // r = 1-p: Bernoulli 5%
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
