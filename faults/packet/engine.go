@@ -238,7 +238,7 @@ func (p *pipe) handle(now int64, it *item) {
 			continue
 		}
 		c.due = v.due[i]
-		if c.due > now {
+		if c.due > now || v.held[i] {
 			p.st.delayed.Add(1)
 		}
 		if v.held[i] {
