@@ -84,7 +84,8 @@ type Link struct {
 	queueLimit int
 	bufSize    int
 
-	names      [2]string // gateway side, upstream side
+	names      [2]string    // gateway side, upstream side
+	nsMu       sync.RWMutex // guards closing gwNS and upNS
 	gwNS, upNS netns.NsHandle
 	tuns       [2]*os.File
 	pipes      [2]*pipe // ToUpstream, FromUpstream
@@ -301,7 +302,7 @@ func (l *Link) Listen(network, addr string) (net.Listener, error) {
 		return nil, err
 	}
 	var ln net.Listener
-	err = l.in(l.upNS, func() error {
+	err = l.in(&l.upNS, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", a)
 		return err
@@ -319,7 +320,7 @@ func (l *Link) ListenPacket(network, addr string) (net.PacketConn, error) {
 		return nil, err
 	}
 	var pc net.PacketConn
-	err = l.in(l.upNS, func() error {
+	err = l.in(&l.upNS, func() error {
 		var err error
 		pc, err = net.ListenPacket("udp4", a)
 		return err
@@ -357,7 +358,7 @@ func (l *Link) DialContext(ctx context.Context, network, addr string) (net.Conn,
 		return nil, fmt.Errorf("packet: dial %q: only addresses in %s are reachable through a link", addr, benchRange)
 	}
 	var c net.Conn
-	err = l.in(l.gwNS, func() error {
+	err = l.in(&l.gwNS, func() error {
 		var d net.Dialer
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
@@ -366,11 +367,24 @@ func (l *Link) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	return c, err
 }
 
-func (l *Link) in(ns netns.NsHandle, fn func() error) error {
+// in runs fn inside one of the link's namespaces. It works on a duplicate of
+// the namespace handle, taken under nsMu, so a concurrent Close can neither
+// pull the descriptor away mid-call nor have its number reused under us;
+// and Close does not wait for a slow dial to finish.
+func (l *Link) in(ns *netns.NsHandle, fn func() error) error {
+	l.nsMu.RLock()
 	if l.closed.Load() {
+		l.nsMu.RUnlock()
 		return ErrClosed
 	}
-	return inNetns(ns, fn)
+	fd, err := unix.FcntlInt(uintptr(*ns), unix.F_DUPFD_CLOEXEC, 0)
+	l.nsMu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("packet: duplicate namespace handle: %w", err)
+	}
+	h := netns.NsHandle(fd)
+	defer h.Close()
+	return inNetns(h, fn)
 }
 
 // Set replaces the impairment of one direction (or both) at once; packets
@@ -471,10 +485,10 @@ type KernelTCP struct {
 // view against which the engine's and the capture's counts can be checked.
 // ToUpstream.Retransmits corresponds to gateway.RetransSegs.
 func (l *Link) KernelCounters() (gateway, upstream KernelTCP, err error) {
-	if err := l.in(l.gwNS, func() (err error) { gateway, err = readSNMP(); return }); err != nil {
+	if err := l.in(&l.gwNS, func() (err error) { gateway, err = readSNMP(); return }); err != nil {
 		return gateway, upstream, err
 	}
-	err = l.in(l.upNS, func() (err error) { upstream, err = readSNMP(); return })
+	err = l.in(&l.upNS, func() (err error) { upstream, err = readSNMP(); return })
 	return gateway, upstream, err
 }
 
@@ -483,7 +497,9 @@ func (l *Link) KernelCounters() (gateway, upstream KernelTCP, err error) {
 // Close is idempotent and safe to call concurrently.
 func (l *Link) Close() error {
 	l.closeOnce.Do(func() {
+		l.nsMu.Lock()
 		l.closed.Store(true)
+		l.nsMu.Unlock()
 		close(l.stop)
 		l.closeErr = l.teardown()
 		l.emitStats(true)
@@ -510,11 +526,13 @@ func (l *Link) teardown() error {
 		}
 	}
 	l.wg.Wait()
+	l.nsMu.Lock()
 	for _, h := range []*netns.NsHandle{&l.gwNS, &l.upNS} {
 		if h.IsOpen() {
 			h.Close()
 		}
 	}
+	l.nsMu.Unlock()
 	for _, n := range l.names {
 		if n == "" {
 			continue
