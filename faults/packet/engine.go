@@ -13,6 +13,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// monoClock reads CLOCK_MONOTONIC through Go's monotonic clock (the same
+// clock on Linux, read through the vDSO), so packet times can arm timerfds
+// directly without a system call per reading.
+type monoClock struct {
+	base time.Time
+	mono int64
+}
+
+func newMonoClock() monoClock {
+	t0 := time.Now()
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	t1 := time.Now()
+	return monoClock{base: t0.Add(t1.Sub(t0) / 2), mono: ts.Nano()}
+}
+
+// now is the current CLOCK_MONOTONIC time in ns.
+func (c monoClock) now() int64 { return c.mono + int64(time.Since(c.base)) }
+
 // waker is a CLOCK_MONOTONIC timerfd read through Go's netpoller.
 //
 // Go timers sleep in epoll_pwait with millisecond resolution, which is where
@@ -24,8 +43,9 @@ import (
 // how far the latency varies, not by a fixed margin, and a busy engine,
 // whose CPU does not go idle, hardly spins at all.
 type waker struct {
-	f  *os.File
-	rc syscall.RawConn
+	f    *os.File
+	rc   syscall.RawConn
+	mono func() int64
 
 	armedAt atomic.Int64 // the instant last asked for, for measuring lateness
 	lead    atomic.Int64 // how early to fire: EWMA of the lateness, ns
@@ -35,7 +55,7 @@ type waker struct {
 // does not turn into long spins.
 const maxLead = int64(300 * time.Microsecond)
 
-func newWaker() (*waker, error) {
+func newWaker(mono func() int64) (*waker, error) {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -46,7 +66,7 @@ func newWaker() (*waker, error) {
 		f.Close()
 		return nil, err
 	}
-	return &waker{f: f, rc: rc}, nil
+	return &waker{f: f, rc: rc, mono: mono}, nil
 }
 
 // arm makes wait return shortly before the CLOCK_MONOTONIC instant due (at
@@ -54,7 +74,8 @@ func newWaker() (*waker, error) {
 // Close.
 func (w *waker) arm(due int64) {
 	at := max(due-w.lead.Load(), 1) // 0 would disarm
-	w.armedAt.Store(at)
+	// An instant already past fires at once: lateness counts from now.
+	w.armedAt.Store(max(at, w.mono()))
 	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(at)}
 	_ = w.rc.Control(func(fd uintptr) {
 		_ = unix.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME, &spec, nil)

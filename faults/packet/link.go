@@ -91,9 +91,8 @@ type Link struct {
 	pipes      [2]*pipe // ToUpstream, FromUpstream
 	caps       [2]*capture
 
-	timeBase time.Time
-	monoBase int64
-	items    sync.Pool
+	clk   monoClock
+	items sync.Pool
 
 	setMu sync.Mutex
 	gen   uint64
@@ -156,7 +155,7 @@ func NewLink(ctx context.Context, cfg Config) (l *Link, err error) {
 		stop: make(chan struct{}),
 	}
 	l.items.New = func() any { return &item{buf: make([]byte, l.bufSize)} }
-	l.initClock()
+	l.clk = newMonoClock()
 	defer func() {
 		if err != nil {
 			_ = l.teardown()
@@ -180,7 +179,7 @@ func NewLink(ctx context.Context, cfg Config) (l *Link, err error) {
 	}
 	zero := compile(Impairment{}, 0, cfg.MTU)
 	for i, d := range []Direction{ToUpstream, FromUpstream} {
-		w, werr := newWaker()
+		w, werr := newWaker(l.mono)
 		if werr != nil {
 			return l, fmt.Errorf("packet: timerfd: %w", werr)
 		}
@@ -262,19 +261,8 @@ func (l *Link) makeSide(name string, addr netip.Addr) (netns.NsHandle, *os.File,
 	return ns, tun, nil
 }
 
-// initClock pairs Go's monotonic clock with CLOCK_MONOTONIC (the same clock
-// on Linux) so packet times can arm timerfds directly.
-func (l *Link) initClock() {
-	t0 := time.Now()
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	t1 := time.Now()
-	l.timeBase = t0.Add(t1.Sub(t0) / 2)
-	l.monoBase = ts.Nano()
-}
-
 // mono is now on CLOCK_MONOTONIC, in ns.
-func (l *Link) mono() int64 { return l.monoBase + int64(time.Since(l.timeBase)) }
+func (l *Link) mono() int64 { return l.clk.now() }
 
 func (l *Link) getItem() *item   { return l.items.Get().(*item) }
 func (l *Link) putItem(it *item) { it.n = 0; l.items.Put(it) }
