@@ -1,10 +1,13 @@
 package packet
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/invopop/jsonschema"
 
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/internal/yamlfile"
@@ -131,3 +134,16 @@ func TestNewLinkRejectsBadConfigWithoutRoot(t *testing.T) {
 }
 
 func ms(n int) units.Duration { return units.Duration(time.Duration(n) * time.Millisecond) }
+
+func TestImpairmentJSONSchema(t *testing.T) {
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true}
+	b, err := json.Marshal(r.Reflect(&Impairment{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"syn_blackhole"`, `"gemodel"`, `"bad_loss"`, `bit(/s)?$`, `"distribution"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("schema lacks %s:\n%s", want, b)
+		}
+	}
+}

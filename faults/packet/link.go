@@ -267,11 +267,13 @@ func (l *Link) mono() int64 { return l.clk.now() }
 func (l *Link) getItem() *item   { return l.items.Get().(*item) }
 func (l *Link) putItem(it *item) { it.n = 0; l.items.Put(it) }
 
-// fail records an unexpected engine error; Close returns it.
+// fail records an unexpected engine error (a direction has stopped moving
+// packets): it becomes an event now and Close's error later.
 func (l *Link) fail(err error) {
 	l.errMu.Lock()
 	l.runErr = errors.Join(l.runErr, err)
 	l.errMu.Unlock()
+	l.emit("packet.engine.error", map[string]any{"error": err.Error()})
 }
 
 // GatewayNetns and UpstreamNetns name the namespaces, for `ip netns exec`.

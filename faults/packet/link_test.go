@@ -840,3 +840,23 @@ func TestCleanupAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLinkJitterSpreadsRTT(t *testing.T) {
+	l := newTestLink(t, Config{Seed: 5})
+	addr := echo(t, l)
+	if err := l.Set(Both, Impairment{Delay: ms(10), Jitter: ms(4)}); err != nil {
+		t.Fatal(err)
+	}
+	rtts := pingRTT(t, l, addr, 50)
+	lo, p10, p90, hi := rtts[0], quantile(rtts, 0.1), quantile(rtts, 0.9), rtts[len(rtts)-1]
+	t.Logf("10ms ±4ms each way: RTT min %v p10 %v p90 %v max %v", lo, p10, p90, hi)
+	if lo < 12*time.Millisecond {
+		t.Errorf("RTT %v below 2×(10ms-4ms)", lo)
+	}
+	if p90-p10 < 2*time.Millisecond {
+		t.Errorf("RTT p10..p90 %v..%v: jitter should spread it", p10, p90)
+	}
+	if quantile(rtts, 0.5) > 28*time.Millisecond+10*time.Millisecond {
+		t.Errorf("median RTT %v far above 2×(10ms+4ms)", quantile(rtts, 0.5))
+	}
+}
