@@ -85,6 +85,7 @@ type Link struct {
 	bufSize    int
 
 	names      [2]string    // gateway side, upstream side
+	made       [2]bool      // which namespaces this Link created (and may delete)
 	nsMu       sync.RWMutex // guards closing gwNS and upNS
 	gwNS, upNS netns.NsHandle
 	tuns       [2]*os.File
@@ -166,9 +167,11 @@ func NewLink(ctx context.Context, cfg Config) (l *Link, err error) {
 	if l.gwNS, l.tuns[0], err = l.makeSide(l.names[0], GatewayAddr); err != nil {
 		return l, err
 	}
+	l.made[0] = true
 	if l.upNS, l.tuns[1], err = l.makeSide(l.names[1], UpstreamAddr); err != nil {
 		return l, err
 	}
+	l.made[1] = true
 	if cfg.Capture {
 		if l.caps[0], err = startCapture(l.gwNS, l.names[0], GatewayAddr.As4()); err != nil {
 			return l, err
@@ -523,9 +526,9 @@ func (l *Link) teardown() error {
 		}
 	}
 	l.nsMu.Unlock()
-	for _, n := range l.names {
-		if n == "" {
-			continue
+	for i, n := range l.names {
+		if !l.made[i] {
+			continue // never delete a namespace of the same name that is not ours
 		}
 		if err := deleteNamedNetns(n); err != nil {
 			errs = append(errs, err)

@@ -812,6 +812,10 @@ func TestCleanupAfterKill(t *testing.T) {
 	if _, err := NewLink(context.Background(), Config{Prefix: prefix}); !errors.Is(err, os.ErrExist) || !strings.Contains(err.Error(), "Cleanup") {
 		t.Fatalf("NewLink over leftovers: %v, want an error pointing at Cleanup", err)
 	}
+	// The failed NewLink must not have removed what it did not create.
+	if out := ipNetnsList(t); !strings.Contains(out, prefix+"-g") || !strings.Contains(out, prefix+"-u") {
+		t.Fatalf("a failed NewLink removed namespaces it did not make:\n%s", out)
+	}
 	// A namespace that shares the prefix but not the naming scheme is not ours.
 	foreign := prefix + "-z"
 	h, err := newNamedNetns(foreign, func() error { return nil })
