@@ -1,249 +1,94 @@
 package results
 
 import (
-	"bytes"
-	"fmt"
-	"io"
-	"math"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	hdr "github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
 )
 
-func sample(exec, req int, intended, latency time.Duration, c cause.Cause) *loadgen.Sample {
-	return &loadgen.Sample{Executor: exec, Request: req, Intended: intended, Latency: latency, Service: latency / 2, Lag: latency / 10, Cause: c}
+func sample(at, lat time.Duration, c cause.Cause) *loadgen.Sample {
+	return &loadgen.Sample{Intended: at, Latency: lat, Service: lat / 2, Lag: time.Millisecond, Cause: c}
 }
 
-// Samples recorded by many workers into many shards merge into exactly the
-// histogram one recorder would have built.
-func TestCollectorMergesShards(t *testing.T) {
-	phases := []Phase{{Name: "run", Start: 0, End: 10 * time.Second}, {Name: "late", Start: 5 * time.Second, End: 10 * time.Second}}
-	c := NewCollector(phases, time.Second, 4)
-	want := NewHistogram()
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 1000; i++ {
-				at := time.Duration(i) * 10 * time.Millisecond
-				c.Record(w, sample(0, 0, at, time.Duration(w*1000+i)*time.Microsecond, cause.OK))
-			}
-		}()
-		for i := 0; i < 1000; i++ {
-			recordDuration(want, time.Duration(w*1000+i)*time.Microsecond)
+func TestCollectorPhasesAndIntervals(t *testing.T) {
+	phases := []Phase{{Name: "run", End: 4 * time.Second}, {Name: "a", End: 2 * time.Second}, {Name: "b", Start: time.Second, End: 3 * time.Second}}
+	c := NewCollector(phases, time.Second, 3)
+	for i := 0; i < 400; i++ {
+		at := time.Duration(i) * 10 * time.Millisecond
+		cs := cause.OK
+		if i%10 == 0 {
+			cs = cause.GatewayTimeout
 		}
-	}
-	wg.Wait()
-	ps := c.PhaseStats()
-	if !ps[0].Latency.Equals(want) {
-		t.Fatalf("merged histogram differs: count %d vs %d, p99 %d vs %d",
-			ps[0].Latency.TotalCount(), want.TotalCount(), ps[0].Latency.ValueAtQuantile(99), want.ValueAtQuantile(99))
-	}
-	if n := ps[1].Latency.TotalCount(); n != 8*500 {
-		t.Fatalf("phase late holds %d samples, want 4000", n)
-	}
-	if ps[0].Lag.TotalCount() != 8000 || ps[0].Service.TotalCount() != 8000 || ps[0].Causes[cause.OK] != 8000 {
-		t.Fatal("lag, service or causes not merged")
-	}
-	ivs := c.TakeIntervals(1 << 62)
-	if len(ivs) != 10 {
-		t.Fatalf("%d intervals", len(ivs))
-	}
-	for i, iv := range ivs {
-		if iv.Index != int64(i) || iv.Stats.Latency.TotalCount() != 800 {
-			t.Fatalf("interval %d: index %d, %d samples", i, iv.Index, iv.Stats.Latency.TotalCount())
+		if i == 399 {
+			cs = cause.Dropped
 		}
+		c.Record(i, sample(at, time.Duration(i+1)*time.Millisecond, cs))
 	}
-	if len(c.TakeIntervals(1<<62)) != 0 {
-		t.Fatal("intervals taken twice")
+	st := c.PhaseStats()
+	if st[0].Scheduled() != 400 || st[0].Sent() != 399 || st[1].Scheduled() != 200 || st[2].Scheduled() != 200 {
+		t.Fatalf("phase counts: %d/%d, %d, %d", st[0].Scheduled(), st[0].Sent(), st[1].Scheduled(), st[2].Scheduled())
+	}
+	if st[0].Causes[cause.GatewayTimeout] != 40 || st[0].Errors() != 41 {
+		t.Fatalf("causes: %v errors %d", st[0].Causes, st[0].Errors())
+	}
+	// A dropped request has no latency: 399 values, the largest is 399 ms.
+	if st[0].Latency.TotalCount() != 399 || st[0].Latency.Max() < 398000 || st[0].Latency.Max() > 400000 {
+		t.Fatalf("latency hist: n=%d max=%d", st[0].Latency.TotalCount(), st[0].Latency.Max())
+	}
+	// Intervals come out once, in order, only when complete.
+	ivs := c.TakeIntervals(2500 * time.Millisecond)
+	if len(ivs) != 2 || ivs[0].Index != 0 || ivs[1].Index != 1 || ivs[0].Stats.Scheduled() != 100 {
+		t.Fatalf("first take: %+v", ivs)
+	}
+	if again := c.TakeIntervals(2500 * time.Millisecond); len(again) != 0 {
+		t.Fatal("intervals were taken twice")
+	}
+	rest := c.TakeIntervals(1 << 62)
+	if len(rest) != 2 || rest[1].Start != 3*time.Second {
+		t.Fatalf("rest: %+v", rest)
 	}
 }
 
-// Dropped requests are counted as scheduled and as errors but never enter
-// the latency histograms (they were never sent).
-func TestCollectorDropped(t *testing.T) {
+func TestSummaryRoundTripThroughDisk(t *testing.T) {
 	c := NewCollector([]Phase{{Name: "run", End: time.Second}}, time.Second, 1)
-	for i := 0; i < 10; i++ {
-		c.Record(0, sample(0, 0, time.Duration(i)*time.Millisecond, time.Millisecond, cause.OK))
-	}
-	for i := 0; i < 5; i++ {
-		c.Record(0, &loadgen.Sample{Intended: time.Duration(i) * time.Millisecond, Cause: cause.Dropped})
+	for i := 0; i < 100; i++ {
+		c.Record(0, sample(time.Duration(i)*10*time.Millisecond, time.Duration(i+1)*time.Millisecond, cause.OK))
 	}
 	st := c.PhaseStats()[0]
-	if st.Scheduled() != 15 || st.Sent() != 10 || st.Errors() != 5 || st.Latency.TotalCount() != 10 {
-		t.Fatalf("scheduled %d sent %d errors %d histogram %d", st.Scheduled(), st.Sent(), st.Errors(), st.Latency.TotalCount())
-	}
-	sum := Summarize(st, time.Second, 15)
-	if sum.TargetRate != 15 || sum.AchievedRate != 10 || math.Abs(sum.ErrorRate-1.0/3) > 1e-9 {
-		t.Fatalf("summary %+v", sum)
-	}
-}
-
-func TestCollectorBreakdown(t *testing.T) {
-	bd := Breakdown{Executors: []string{"bg", "burst"}, Tags: []string{"list", "item"}, TagOf: [][]int{{0, 1}, {1}}}
-	c := NewCollector([]Phase{{Name: "run", End: 10 * time.Second}}, time.Second, 2, WithBreakdown(bd))
-	for i := 0; i < 100; i++ {
-		c.Record(i, sample(0, i%2, time.Duration(i)*time.Millisecond, time.Millisecond, cause.OK))
-		c.Record(i, sample(1, 0, time.Duration(i)*time.Millisecond, 100*time.Millisecond, cause.GatewayTimeout))
-	}
-	ex, tags := c.ExecutorStats(), c.TagStats()
-	if ex[0].Scheduled() != 100 || ex[1].Scheduled() != 100 || ex[1].Causes[cause.GatewayTimeout] != 100 || ex[0].Errors() != 0 {
-		t.Fatalf("executor stats %v / %v", ex[0].Causes, ex[1].Causes)
-	}
-	if ex[1].Lag == nil || ex[1].Lag.TotalCount() != 100 {
-		t.Fatal("executor lag missing")
-	}
-	// Tag "item" is request 1 of bg and request 0 of burst: 50 + 100.
-	if tags[0].Scheduled() != 50 || tags[1].Scheduled() != 150 {
-		t.Fatalf("tags: list %d, item %d", tags[0].Scheduled(), tags[1].Scheduled())
-	}
-	if p := Quantile(ex[1].Latency, 50); p < 99*time.Millisecond || p > 101*time.Millisecond {
-		t.Fatalf("burst p50 %s", p)
-	}
-	// A single executor and tag keep no breakdown: the run phase is it.
-	one := NewCollector([]Phase{{Name: "run", End: time.Second}}, time.Second, 1,
-		WithBreakdown(Breakdown{Executors: []string{"load"}, Tags: []string{"GET /"}, TagOf: [][]int{{0}}}))
-	if one.ExecutorStats() != nil || one.TagStats() != nil {
-		t.Fatal("breakdown kept for a single executor and tag")
-	}
-}
-
-func TestLiveP99(t *testing.T) {
-	c := NewCollector([]Phase{{Name: "run", End: time.Minute}}, time.Second, 3,
-		WithBreakdown(Breakdown{Executors: []string{"a", "b"}}))
-	// Second 2 (by completion): 99 fast and one slow request per executor a.
-	for i := 0; i < 100; i++ {
-		lat := time.Millisecond
-		if i >= 98 {
-			lat = 500 * time.Millisecond
-		}
-		c.Record(i, sample(0, 0, 2*time.Second+time.Duration(i)*time.Millisecond-lat+time.Millisecond, lat, cause.OK))
-	}
-	if _, ok := c.LiveP99(0, 2500*time.Millisecond); ok {
-		t.Fatal("p99 of second 1 reported although nothing completed then")
-	}
-	p, ok := c.LiveP99(0, 3200*time.Millisecond)
-	if !ok || p < 490*time.Millisecond || p > 510*time.Millisecond {
-		t.Fatalf("live p99 %s %v, want ≈500ms", p, ok)
-	}
-	if _, ok := c.LiveP99(1, 3200*time.Millisecond); ok {
-		t.Fatal("executor b has no samples")
-	}
-	// Four seconds later the slot is reused, not mixed.
-	c.Record(0, sample(0, 0, 6*time.Second, time.Millisecond, cause.OK))
-	if p, _ := c.LiveP99(0, 7*time.Second); p > 2*time.Millisecond {
-		t.Fatalf("reused slot kept old values: p99 %s", p)
-	}
-}
-
-// The .hlog is HdrHistogram's interval log: read back with the library's
-// own reader, every interval comes back with its tag, times and values.
-func TestHlogReadBack(t *testing.T) {
-	c := NewCollector([]Phase{{Name: "run", End: time.Minute}}, time.Second, 2)
-	for sec := 0; sec < 3; sec++ {
-		for i := 0; i < 1000; i++ {
-			lat := time.Duration(sec+1) * time.Duration(i+1) * time.Microsecond * 10 // up to 10, 20, 30 ms
-			c.Record(i, sample(0, 0, time.Duration(sec)*time.Second+time.Duration(i)*time.Millisecond, lat, cause.OK))
-		}
-	}
-	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
-	var buf bytes.Buffer
-	h := NewHlogWriter(&buf, start)
-	ivs := c.TakeIntervals(1 << 62)
-	for _, iv := range ivs {
-		h.Write(iv, time.Second)
-	}
-	if err := h.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	text := buf.String()
-	for _, want := range []string{"#[Histogram log format version 1.3]", fmt.Sprintf("#[StartTime: %d", start.Unix()),
-		fmt.Sprintf("#[BaseTime: %d", start.Unix()), "Tag=service,"} {
-		if !strings.Contains(text, want) {
-			t.Fatalf("hlog lacks %q:\n%s", want, text)
-		}
-	}
-	r := hdr.NewHistogramLogReader(&buf)
-	var got []*hdr.Histogram
-	for {
-		hh, err := r.NextIntervalHistogram()
-		if err == io.EOF || (err == nil && hh == nil) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, hh)
-	}
-	if len(got) != 6 {
-		t.Fatalf("read %d histograms, want 6 (3 intervals × latency and service)", len(got))
-	}
-	for i, hh := range got {
-		sec := i / 2
-		wantTag := ""
-		src := ivs[sec].Stats.Latency
-		if i%2 == 1 {
-			wantTag, src = HlogTagService, ivs[sec].Stats.Service
-		}
-		if hh.Tag() != wantTag || hh.TotalCount() != 1000 {
-			t.Fatalf("histogram %d: tag %q, %d values", i, hh.Tag(), hh.TotalCount())
-		}
-		if hh.StartTimeMs() != start.UnixMilli()+int64(sec)*1000 || hh.EndTimeMs() != hh.StartTimeMs()+1000 {
-			t.Fatalf("histogram %d: %d–%d ms", i, hh.StartTimeMs(), hh.EndTimeMs())
-		}
-		for _, q := range []float64{50, 99, 100} {
-			us, ns := src.ValueAtQuantile(q), hh.ValueAtQuantile(q)
-			if math.Abs(float64(ns)/1000-float64(us)) > float64(us)/500+1 {
-				t.Fatalf("histogram %d p%g: %d ns read back, %d µs recorded", i, q, ns, us)
-			}
-		}
-	}
-}
-
-// The run directory gets latency.hlog next to intervals.jsonl.
-func TestWriterWritesHlog(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "run")
 	w, err := Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.SetStart(time.Now())
-	c := NewCollector([]Phase{{Name: "run", End: time.Minute}}, time.Second, 1)
-	c.Record(0, sample(0, 0, 0, time.Millisecond, cause.OK))
+	w.Emit(event.Event{T: time.Second, Source: "run", Type: "x"})
 	w.WriteIntervals(c.TakeIntervals(1<<62), Sec(time.Second))
+	sum := &Summary{Scenario: "s", Run: PhaseSummary{Name: "run", End: 1, Stats: Summarize(st, time.Second, 100)}, Verdict: VerdictPass}
+	if err := w.WriteSummary(sum); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(filepath.Join(dir, HlogFile))
+	r, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	hh, err := hdr.NewHistogramLogReader(f).NextIntervalHistogram()
-	if err != nil || hh == nil || hh.TotalCount() != 1 {
-		t.Fatalf("read back %v, %v", hh, err)
+	if len(r.Events) != 1 || len(r.Intervals) != 1 || r.Intervals[0].Stats.Scheduled != 100 {
+		t.Fatalf("loaded %d events, %d intervals", len(r.Events), len(r.Intervals))
 	}
-}
-
-func BenchmarkRecord(b *testing.B) {
-	phases := []Phase{{Name: "run", End: time.Hour}, {Name: "before", End: 30 * time.Minute}, {Name: "fault", Start: 30 * time.Minute, End: time.Hour}}
-	c := NewCollector(phases, time.Second, 4, WithBreakdown(Breakdown{Executors: []string{"load"}}))
-	s := sample(0, 0, 0, 3*time.Millisecond, cause.OK)
-	b.ReportAllocs()
-	for i := range b.N {
-		s.Intended = time.Duration(i) * 20 * time.Microsecond % time.Hour
-		c.Record(1, s)
-		if i%50000 == 0 {
-			c.TakeIntervals(s.Intended - time.Second)
-		}
+	back, err := r.Summary.Run.Stats.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Latency.ValueAtQuantile(99) != st.Latency.ValueAtQuantile(99) || back.Causes[cause.OK] != 100 {
+		t.Fatalf("histogram did not survive the disk: %d vs %d", back.Latency.ValueAtQuantile(99), st.Latency.ValueAtQuantile(99))
+	}
+	p := r.Summary.Run.Stats
+	if p.TargetRate != 100 || p.AchievedRate != 100 || p.Latency.P50 < 49 || p.Latency.P50 > 51 {
+		t.Fatalf("summary numbers: %+v", p)
 	}
 }
