@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -98,6 +99,9 @@ type Config struct {
 	Protocol           Protocol
 	InsecureSkipVerify bool // accept any TLS certificate (self-signed test servers)
 	Seed               uint64
+	// NetHTTP sends HTTP/1.1 over http:// with net/http instead of
+	// loadgen/h1 (for comparison; net/http costs several times the CPU).
+	NetHTTP bool
 	// MaxRequests bounds a VU executor's requests (0: only its duration
 	// does); an arrival-rate executor is bounded by its profile.
 	MaxRequests uint64
@@ -132,6 +136,15 @@ type Recorder interface {
 // s.Request and s.Seq (to render templates) and fills s.Status and s.Cause.
 type Transport interface {
 	RoundTrip(ctx context.Context, req int, s *Sample)
+}
+
+// WorkerTransport is a Transport that keeps state per sending goroutine (a
+// connection, buffers), found by type assertion: the generator asks for one
+// per worker or VU and closes it (if it is an io.Closer) when the goroutine
+// ends. A worker's transport is used by one goroutine at a time.
+type WorkerTransport interface {
+	Transport
+	Worker() Transport
 }
 
 // Progress is a snapshot for live displays.
@@ -171,6 +184,7 @@ type executor struct {
 	vus                atomic.Int64 // running VUs
 	limit              atomic.Int64 // VUs with an index below it may run
 	seq                atomic.Uint64
+	exhausted          atomic.Bool // vus: MaxRequests reached
 
 	mu      sync.Mutex
 	workers []*workerStats
@@ -486,10 +500,12 @@ func (e *executor) runArrivals(ctx context.Context) {
 				id, ws := e.newWorker()
 				go func() {
 					defer wg.Done()
+					tr := e.workerTransport()
+					defer closeTransport(tr)
 					var s Sample
-					e.do(ctx, id, ws, j, &s)
+					e.do(ctx, tr, id, ws, j, &s)
 					for j := range jobs {
-						e.do(ctx, id, ws, j, &s)
+						e.do(ctx, tr, id, ws, j, &s)
 					}
 				}()
 				continue
@@ -506,12 +522,26 @@ func (e *executor) runArrivals(ctx context.Context) {
 	wg.Wait()
 }
 
-func (e *executor) do(ctx context.Context, worker int, ws *workerStats, j job, s *Sample) {
+// workerTransport is the transport one worker goroutine sends with.
+func (e *executor) workerTransport() Transport {
+	if wt, ok := e.tr.(WorkerTransport); ok {
+		return wt.Worker()
+	}
+	return e.tr
+}
+
+func closeTransport(tr Transport) {
+	if c, ok := tr.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+func (e *executor) do(ctx context.Context, tr Transport, worker int, ws *workerStats, j job, s *Sample) {
 	*s = Sample{Executor: e.idx, Request: j.req, Seq: j.seq, Intended: j.intended}
 	ws.started.Add(1)
 	sent := e.g.clock.Now()
 	s.Lag = sent - j.intended
-	e.tr.RoundTrip(ctx, j.req, s)
+	tr.RoundTrip(ctx, j.req, s)
 	end := e.g.clock.Now()
 	s.Latency = end - j.intended
 	s.Service = end - sent
@@ -534,7 +564,7 @@ func (e *executor) runVUs(ctx context.Context) {
 	defer t.Stop()
 	for {
 		now := e.g.clock.Now()
-		if now >= end || ctx.Err() != nil {
+		if now >= end || ctx.Err() != nil || e.exhausted.Load() {
 			break
 		}
 		n := e.pacer.VUsAt(now - e.cfg.Start)
@@ -584,6 +614,8 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 	e.vus.Add(1)
 	defer e.vus.Add(-1)
 	id, ws := e.newWorker()
+	tr := e.workerTransport()
+	defer closeTransport(tr)
 	vseed := mix64(e.cfg.Seed ^ uint64(i+1)<<32)
 	pick := newPicker(e.cfg.Requests, vseed)
 	var think *dist.Sampler
@@ -601,7 +633,8 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 			seq = seqEnd - seqBlock
 		}
 		if e.cfg.MaxRequests > 0 && seq >= e.cfg.MaxRequests {
-			e.vuStop(ctx, i, 0) // mark stopped; end 0 is in the past
+			e.exhausted.Store(true) // the controller starts no more VUs
+			e.vuStop(ctx, i, 0)     // mark stopped; end 0 is in the past
 			return
 		}
 		req := pick.pick()
@@ -609,7 +642,7 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 		s = Sample{Executor: e.idx, Request: req, Seq: seq, Intended: start}
 		seq++
 		ws.started.Add(1)
-		e.tr.RoundTrip(ctx, req, &s)
+		tr.RoundTrip(ctx, req, &s)
 		done := e.g.clock.Now()
 		s.Latency = done - start
 		s.Service = s.Latency
@@ -632,7 +665,3 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 	}
 }
 
-// NewTransport returns the transport for cfg's protocol and target.
-func NewTransport(cfg Config) (Transport, error) {
-	return NewHTTPTransport(cfg)
-}

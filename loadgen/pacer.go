@@ -201,3 +201,12 @@ func (a *Arrivals) Next() (time.Duration, bool) {
 
 // Count is the number of arrivals returned so far.
 func (a *Arrivals) Count() int64 { return a.n }
+
+// peak is the profile's highest rate (or VU count).
+func (p *Pacer) peak() float64 {
+	var m float64
+	for _, s := range p.stages {
+		m = max(m, s.From, s.To)
+	}
+	return m
+}

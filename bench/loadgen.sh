@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# bench/loadgen.sh - cascade's load generator beside its peers (wrk, Vegeta, hey, Fortio, k6), in one
+# run on this machine, with ratios against the best peer of that same run.
+#
+#   peers     ../shared/bench/peers.sh sections A (max throughput, 50 connections) and D (coordinated
+#             omission: 1 s global pause every 5 s at 200 req/s) with OURS_LOADGEN_CMD = cascade load
+#   accuracy  open model at 5 000 req/s for 20 s: achieved rate vs target, scheduling lag
+#   memory    bytes per in-flight request at 10 000 in flight (stalled upstream), and RSS after
+#             MEM_LONG s vs after 60 s of a steady load
+#
+# Knobs (environment): PARTS="peers accuracy memory"  REPS=3  DUR=10  CO_DUR=15  CONNS=50
+#   ACC_RATE=5000 ACC_DUR=20  MEM_INFLIGHT=10000  MEM_LONG=600 MEM_RATE=2000  GEN_CPUS/SRV_CPUS (taskset)
+#   BENCH_SHARED (default ../shared/bench next to the repo)  SKIP_INSTALL=1 (peers already installed)
+#   ACC_PORT=18093 MEM_PORT=18094 (our own upstreams; peers.sh uses 18080-18090)
+# Every target is 127.0.0.1; every run is bounded; only processes this script started are stopped (by PID).
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+SHARED="${BENCH_SHARED:-$(cd "$REPO/.." && pwd)/shared/bench}"
+WORK="${BENCH_WORK:-${TMPDIR:-/tmp}/bench-peers}"
+OUT="${BENCH_OUT:-$WORK/cascade-$(date +%Y%m%d-%H%M%S)}"
+PARTS="${PARTS:-peers accuracy memory}"
+ACC_RATE="${ACC_RATE:-5000}" ACC_DUR="${ACC_DUR:-20}" ACC_PORT="${ACC_PORT:-18093}"
+MEM_INFLIGHT="${MEM_INFLIGHT:-10000}" MEM_LONG="${MEM_LONG:-600}" MEM_RATE="${MEM_RATE:-2000}" MEM_PORT="${MEM_PORT:-18094}"
+mkdir -p "$OUT/runs" "$OUT/logs"
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+pin() { local cpus=$1; shift; if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi; }
+
+[ -x "$SHARED/peers.sh" ] || { log "ERROR: $SHARED/peers.sh not found (set BENCH_SHARED)"; exit 1; }
+BIN="$OUT/cascade"
+log "building cascade into $BIN"
+(cd "$REPO" && go build -o "$BIN" ./cmd/cascade) || { log "ERROR: go build failed"; exit 1; }
+(cd "$SHARED" && GOFLAGS=-buildvcs=false go build -o "$OUT/" ./servers/upstream) || { log "ERROR: building the upstream failed"; exit 1; }
+UPSTREAM="$OUT/upstream"
+
+declare -A PID
+start_bg() { local name=$1; shift; pin "${SRV_CPUS:-}" "$@" > "$OUT/logs/$name.log" 2>&1 & PID[$name]=$!; }
+stop_bg() { local p=${PID[$1]:-}; [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; PID[$1]=; }
+cleanup() { for n in "${!PID[@]}"; do stop_bg "$n"; done; }
+trap cleanup EXIT
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; log "ERROR: port $1 did not open"; return 1; }
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || { log "ERROR: port $1 is in use"; exit 1; }; }
+rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# ------------------------------------------------------------------ peers (A, D)
+peers() {
+  [ "${SKIP_INSTALL:-0}" = 1 ] || "$SHARED/install-peers.sh" > "$OUT/logs/install.log" 2>&1 || log "install-peers.sh reported problems (see logs/install.log)"
+  # RATE=0: closed loop at maximum rate over CONNS connections (wrk -c); otherwise the open model
+  # at RATE with at most CONNS connections.
+  export OURS_LOADGEN_CMD="r={RATE}; if [ \"\$r\" = 0 ]; then m='--conns {CONNS}'; else m=\"--rate \$r/s --conns {CONNS}\"; fi; \
+exec $BIN load {URL} --duration {DUR}s \$m --bench-result --progress plain --out $OUT/runs/r\$r-\$(date +%s%N)"
+  BENCH_OUT="$OUT/peers" SECTIONS="A D" "$SHARED/peers.sh" > "$OUT/logs/peers.log" 2>&1
+  local med="$OUT/peers/medians.tsv"
+  [ -s "$med" ] || { log "ERROR: peers.sh produced no medians (see logs/peers.log)"; return 1; }
+  {
+    echo "## A. Max throughput, ${DUR:-10} s, ${CONNS:-50} connections, hello upstream (medians of ${REPS:-3})"
+    echo
+    echo "| tool | req/s | vs best peer | gen CPU% | gen CPU µs/req | vs best peer | p50 | p99 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '$1=="A"{rps[$2]=$4; cpu[$2]=$12; p50[$2]=$6; p99[$2]=$8; us[$2]=($4>0?$12*1e4/$4:0); order[++n]=$2
+        if($2!="ours"){ if($4>best) best=$4; if(bestus==""||us[$2]<bestus) bestus=us[$2] } }
+      END{ for(i=1;i<=n;i++){t=order[i]; printf "| %s | %.0f | %.2f× | %s | %.1f | %.2f× | %s | %s |\n", t, rps[t], rps[t]/best, cpu[t], us[t], us[t]/bestus, p50[t], p99[t]} }' "$med"
+    echo
+    echo "## D. Coordinated omission: 1 s pause every 5 s, 200 req/s (ideal p90 500, p99 950, p99.9 995 ms)"
+    echo
+    echo "| tool | req/s | p50 | p90 | p99 | p99.9 | max | p90 err | p99 err | p99.9 err |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '$1=="D"{printf "| %s | %.1f | %s | %s | %s | %s | %s | %+.1f%% | %+.1f%% | %s |\n", $2, $4, $6, $7, $8, $9, $10,
+        ($7-500)/5, ($8-950)/9.5, ($9=="-"?"-":sprintf("%+.1f%%", ($9-995)/9.95))}' "$med"
+    local last; last=$(ls -d "$OUT"/runs/r200-* 2>/dev/null | tail -1)
+    if [ -n "$last" ] && [ -s "$last/summary.json" ]; then
+      echo
+      echo "ours, last D run, same requests two ways (summary.json):"
+      jq -r '.run.stats | "  from intended send (corrected):  p50 \(.latency_ms.p50)  p90 \(.latency_ms.p90)  p99 \(.latency_ms.p99)  p99.9 \(.latency_ms["p99.9"]) ms",
+        "  from actual send (uncorrected):   p50 \(.service_ms.p50)  p90 \(.service_ms.p90)  p99 \(.service_ms.p99)  p99.9 \(.service_ms["p99.9"]) ms"' "$last/summary.json"
+    fi
+    echo
+    echo "Machine and versions ($OUT/peers/machine.txt):"
+    sed 's/^/  /' "$OUT/peers/machine.txt"
+  } | tee "$OUT/peers.md"
+}
+
+# ------------------------------------------------------------------ accuracy
+accuracy() {
+  port_free "$ACC_PORT"
+  start_bg acc "$UPSTREAM" -addr "127.0.0.1:$ACC_PORT" -mode hello
+  wait_port "$ACC_PORT" || return 1
+  local dir="$OUT/runs/accuracy"
+  pin "${GEN_CPUS:-}" "$BIN" load "http://127.0.0.1:$ACC_PORT/" --rate "$ACC_RATE/s" --duration "${ACC_DUR}s" --timeout 5s \
+    --progress plain --out "$dir" > "$OUT/logs/accuracy.txt" 2>&1
+  stop_bg acc
+  {
+    echo "## Open-model accuracy: $ACC_RATE req/s for $ACC_DUR s (target: achieved within ±0.5 %, lag p99 < 1 ms)"
+    echo
+    jq -r --argjson rate "$ACC_RATE" '.run.stats |
+      "| scheduled | sent | dropped | target/s | achieved/s | achieved vs target | lag p50 | lag p99 | lag p99.9 | lag max |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      "| \(.scheduled) | \(.sent) | \(.causes.dropped // 0) | \(.target_rate) | \(.achieved_rate) | \((.achieved_rate/$rate*100-100)*1000|round/1000)% | \(.lag_ms.p50) ms | \(.lag_ms.p99) ms | \(.lag_ms["p99.9"]) ms | \(.lag_ms.max) ms |"' "$dir/summary.json"
+  } | tee "$OUT/accuracy.md"
+}
+
+# ------------------------------------------------------------------ memory
+memory() {
+  port_free "$MEM_PORT"
+  local secs=$(( MEM_INFLIGHT / 2000 )) rate=2000 dir rss_hold rss_base
+  [ "$secs" -lt 1 ] && secs=1
+  # 1. In flight: the upstream holds every request for 30 s; the load sends MEM_INFLIGHT in $secs s.
+  start_bg stall "$UPSTREAM" -addr "127.0.0.1:$MEM_PORT" -mode stall -stall-every 1h -stall-for 30s
+  wait_port "$MEM_PORT" || return 1
+  dir="$OUT/runs/mem-inflight"
+  "$BIN" load "http://127.0.0.1:$MEM_PORT/" --rate "$rate/s" --duration "${secs}s" --timeout 60s \
+    --max-in-flight $((MEM_INFLIGHT + 1000)) --progress plain --out "$dir" > "$OUT/logs/mem-inflight.txt" 2>&1 &
+  local gen=$!
+  sleep $((secs + 2)); rss_hold=$(rss_kb $gen)
+  local held; held=$(grep -o 'in flight [0-9]*' "$OUT/logs/mem-inflight.txt" | tail -1 | awk '{print $3}')
+  wait $gen; stop_bg stall
+  # 2. The same load against an upstream that answers at once: nothing in flight.
+  start_bg hello "$UPSTREAM" -addr "127.0.0.1:$MEM_PORT" -mode hello
+  wait_port "$MEM_PORT" || return 1
+  "$BIN" load "http://127.0.0.1:$MEM_PORT/" --rate "$rate/s" --duration "$((secs + 4))s" --timeout 60s \
+    --max-in-flight $((MEM_INFLIGHT + 1000)) --progress plain --out "$OUT/runs/mem-base" > "$OUT/logs/mem-base.txt" 2>&1 &
+  gen=$!
+  sleep $((secs + 2)); rss_base=$(rss_kb $gen)
+  wait $gen
+  # 3. Run length: RSS after 60 s and after MEM_LONG s of a steady load.
+  "$BIN" load "http://127.0.0.1:$MEM_PORT/" --rate "$MEM_RATE/s" --duration "$((MEM_LONG + 5))s" --timeout 5s \
+    --progress plain --out "$OUT/runs/mem-long" > "$OUT/logs/mem-long.txt" 2>&1 &
+  gen=$!
+  local r60 rlong
+  sleep 60; r60=$(rss_kb $gen)
+  sleep $((MEM_LONG - 60)); rlong=$(rss_kb $gen)
+  wait $gen; stop_bg hello
+  {
+    echo "## Memory"
+    echo
+    echo "| measure | value |"
+    echo "|---|---:|"
+    echo "| RSS with ${held:-?} requests in flight (stalled upstream) | $((rss_hold / 1024)) MiB |"
+    echo "| RSS, same load, nothing in flight | $((rss_base / 1024)) MiB |"
+    awk -v a="$rss_hold" -v b="$rss_base" -v n="${held:-$MEM_INFLIGHT}" 'BEGIN{printf "| bytes per in-flight request | %.0f |\n", (a-b)*1024/n}'
+    echo "| RSS after 60 s at $MEM_RATE req/s | $((r60 / 1024)) MiB |"
+    echo "| RSS after $MEM_LONG s at $MEM_RATE req/s | $((rlong / 1024)) MiB |"
+    awk -v a="$r60" -v b="$rlong" 'BEGIN{printf "| growth from 60 s to the end | %+.1f%% |\n", (b-a)*100/a}'
+  } | tee "$OUT/memory.md"
+}
+
+for part in $PARTS; do
+  log "== $part"
+  "$part"
+  echo
+done
+log "results in $OUT"
