@@ -664,4 +664,3 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 		}
 	}
 }
-
