@@ -100,7 +100,7 @@ func TestConstantVUs(t *testing.T) {
 		t.Fatalf("server saw %d concurrent requests from 4 VUs", m)
 	}
 	for _, s := range samples {
-		if s.Cause != cause.OK || s.Lag != 0 || s.Latency != s.Service || s.Latency < 10*time.Millisecond {
+		if s.Cause != cause.OK || s.Lag != 0 || s.Latency != s.Service+s.ConnWait || s.Latency < 10*time.Millisecond {
 			t.Fatalf("closed-model sample %+v", s)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"sync"
@@ -146,6 +147,12 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 	if req.GetBody != nil {
 		req.Body, _ = req.GetBody()
 	}
+	// Time until a connection is in hand (pool wait under the cap, dial):
+	// the part of the latency a closed loop does not see.
+	start := time.Now()
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { s.ConnWait = time.Since(start) },
+	}))
 	res, err := t.client.Do(req)
 	if err != nil {
 		s.Cause = classify(run, ctx, err)

@@ -120,7 +120,12 @@ type Sample struct {
 	Intended time.Duration // intended send time, on the run's clock
 	Lag      time.Duration // actual send − intended send
 	Latency  time.Duration // end − intended send (what a user waited)
-	Service  time.Duration // end − actual send (what a closed loop would report)
+	Service  time.Duration // end − the request going out on a connection (what a closed loop would report)
+	// ConnWait is the time between the send and the request going out on a
+	// connection: waiting for one under a connection cap, dialing. It is
+	// part of Latency but not of Service, as in a closed loop (wrk2 -U),
+	// which measures from the write on a connection it already holds.
+	ConnWait time.Duration
 	Status   int
 	Cause    cause.Cause
 }
@@ -544,7 +549,7 @@ func (e *executor) do(ctx context.Context, tr Transport, worker int, ws *workerS
 	tr.RoundTrip(ctx, j.req, s)
 	end := e.g.clock.Now()
 	s.Latency = end - j.intended
-	s.Service = end - sent
+	s.Service = end - sent - s.ConnWait
 	if s.Cause.IsError() {
 		ws.errors.Add(1)
 	}
@@ -645,7 +650,7 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 		tr.RoundTrip(ctx, req, &s)
 		done := e.g.clock.Now()
 		s.Latency = done - start
-		s.Service = s.Latency
+		s.Service = s.Latency - s.ConnWait
 		if s.Cause.IsError() {
 			ws.errors.Add(1)
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +33,8 @@ type loadFlags struct {
 	protocol, name               string
 	keepAlive, insecure, poisson bool
 	allowRemote, benchResult     bool
+	netHTTP                      bool
+	cpuProfile                   string
 	seed                         uint64
 }
 
@@ -72,6 +76,18 @@ Only loopback targets unless --allow-remote.`,
 			p, err := plan.CompileBytes("cascade-load.yaml", src, opts)
 			if err != nil {
 				return exitWith(ExitUsage, err)
+			}
+			p.Load.NetHTTP = f.netHTTP
+			if f.cpuProfile != "" {
+				pf, err := os.Create(f.cpuProfile)
+				if err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				defer pprof.StopCPUProfile()
 			}
 			mode := run.ProgressMode(f.progress)
 			switch mode {
@@ -119,6 +135,10 @@ Only loopback targets unless --allow-remote.`,
 	fl.Uint64Var(&f.seed, "seed", plan.DefaultSeed, "seed for Poisson arrivals and template variables")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "permit a non-loopback target (cascade refuses by default)")
 	fl.BoolVar(&f.benchResult, "bench-result", false, "also print one line 'BENCH_RESULT rps=... p50_ms=... ...' for benchmark scripts")
+	fl.BoolVar(&f.netHTTP, "nethttp", false, "send HTTP/1.1 with net/http instead of cascade's own client (for comparison)")
+	_ = fl.MarkHidden("nethttp")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	_ = fl.MarkHidden("cpuprofile")
 	return cmd
 }
 
