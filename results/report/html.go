@@ -191,6 +191,10 @@ func newModel(d Data) (*model, error) {
 
 	cd := chartData{
 		End:      end,
+		X:        []jnum{},
+		Achieved: []jnum{},
+		Errors:   []jnum{},
+		Causes:   []causeSeries{},
 		Latency:  map[string][]jnum{},
 		Faults:   faultWindows(d.Run.Events, s, end),
 		Breakers: breakers(d.Run.Events, end),

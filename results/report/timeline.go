@@ -50,7 +50,7 @@ type FaultWindow struct {
 // faultWindows pairs fault.start with fault.stop per fault. Without any
 // fault events (an old run directory) it falls back to the summary.
 func faultWindows(evs []event.Event, sum *results.Summary, end float64) []FaultWindow {
-	var out []FaultWindow
+	out := []FaultWindow{}   // [] not null in the page's JSON
 	open := map[string]int{} // fault name+target → index in out
 	for _, e := range evs {
 		key := e.Attr(attrFault) + "\x00" + e.Target

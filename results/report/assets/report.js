@@ -8,6 +8,9 @@
   "use strict";
 
   var D = JSON.parse(document.getElementById("cascade-data").textContent);
+  D.faults = D.faults || [];
+  D.causes = D.causes || [];
+  D.x = D.x || [];
   var SYNC = "cascade";
   var charts = [];
   var FAULT_FILLS = ["rgba(250,82,82,0.13)", "rgba(121,80,242,0.13)", "rgba(253,126,20,0.15)", "rgba(34,139,230,0.13)", "rgba(64,192,87,0.13)"];
