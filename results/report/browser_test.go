@@ -97,8 +97,9 @@ type page struct {
 	Console  []string       // console errors, warnings and uncaught exceptions
 	Requests []string       // every URL the page asked for
 	Title    string
-	Text     string // the body's text
-	PNG      []byte // a full-page screenshot
+	Text     string  // the body's text
+	Bottom   float64 // where the charts section ends, in CSS pixels from the top
+	PNG      []byte  // a full-page screenshot
 }
 
 // chartState is what the page reports about its charts once drawn.
@@ -109,6 +110,7 @@ type chartState struct {
 	Empty  []string          `json:"empty"`
 	Title  string            `json:"title"`
 	Text   string            `json:"text"`
+	Bottom float64           `json:"bottom"`
 }
 
 // tabs serialises page loads: one browser, one tab at a time keeps the
@@ -187,13 +189,14 @@ func load(t *testing.T, bctx context.Context, path string) *page {
 			empty: Array.from(document.querySelectorAll("[data-empty]")).map(el => el.dataset.empty),
 			title: document.title,
 			text: document.body.innerText,
+			bottom: (document.getElementById("charts") || document.body).getBoundingClientRect().bottom + window.scrollY,
 		};
 	})()`))
 	if err != nil {
 		t.Fatalf("read chart state: %v", err)
 	}
 	p.Charts, p.Faults = atoiMap(st.Charts), atoiMap(st.Faults)
-	p.Empty, p.Title, p.Text = st.Empty, st.Title, st.Text
+	p.Empty, p.Title, p.Text, p.Bottom = st.Empty, st.Title, st.Text, st.Bottom
 	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)

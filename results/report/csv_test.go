@@ -43,6 +43,7 @@ slo:
 // package), and the target rate against the profile: a 1 s ramp to 60/s
 // averages 30/s over its first second.
 func TestCSVMatchesIntervals(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "csv.yaml")
 	if err := os.WriteFile(file, []byte(csvScenario), 0o644); err != nil {
 		t.Fatal(err)

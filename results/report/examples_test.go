@@ -3,6 +3,8 @@ package report_test
 import (
 	"bytes"
 	"context"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,9 +115,7 @@ func TestExampleReportsInBrowser(t *testing.T) {
 			}
 			savePNG(t, p, name+".png")
 			if name == "quickstart" && os.Getenv("CASCADE_UPDATE_SCREENSHOT") == "1" {
-				if err := os.WriteFile("../../docs/report-screenshot.png", p.PNG, 0o644); err != nil {
-					t.Fatal(err)
-				}
+				writeDocsScreenshot(t, p, "../../docs/report-screenshot.png")
 			}
 		})
 	}
@@ -142,6 +142,7 @@ faults:
 slo:
   - p99 < 1s
 `
+	t.Parallel() // beside the examples: it waits mostly on timers
 	file := filepath.Join(t.TempDir(), "interrupted.yaml")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -172,4 +173,30 @@ slo:
 		}
 	}
 	savePNG(t, p, "interrupted.png")
+}
+
+// writeDocsScreenshot keeps the top of the page, down to the last chart:
+// the part a reader of the README needs to recognise.
+func writeDocsScreenshot(t *testing.T, p *page, path string) {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(p.PNG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	bottom := min(b.Max.Y, int(p.Bottom)+16)
+	sub := img.(interface {
+		SubImage(image.Rectangle) image.Image
+	}).SubImage(image.Rect(b.Min.X, b.Min.Y, b.Max.X, bottom))
+	var out bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&out, sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d KiB)", path, out.Len()>>10)
 }
