@@ -19,7 +19,7 @@ func writeHTMLReport(w *results.Writer, p *plan.Plan, stderr io.Writer) {
 	err := w.Flush()
 	if err == nil {
 		var r *results.Run
-		if r, err = results.Load(w.Dir()); err == nil {
+		if r, err = report.Load(w.Dir()); err == nil {
 			err = report.WriteHTMLFile(path, report.Data{Run: r, Scenario: p.Source, Stages: p.Load.Stages})
 		}
 	}

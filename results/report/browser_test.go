@@ -100,6 +100,8 @@ type page struct {
 	Text     string  // the body's text
 	Bottom   float64 // where the charts section ends, in CSS pixels from the top
 	PNG      []byte  // a full-page screenshot
+
+	ctx context.Context // the tab, open until the test ends
 }
 
 // chartState is what the page reports about its charts once drawn.
@@ -127,10 +129,11 @@ func load(t *testing.T, bctx context.Context, path string) *page {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The tab stays open until the test ends, so the test can script it.
 	tctx, cancel := chromedp.NewContext(bctx)
-	defer cancel()
+	t.Cleanup(cancel)
 	tctx, cancelT := context.WithTimeout(tctx, 60*time.Second)
-	defer cancelT()
+	t.Cleanup(cancelT)
 
 	// Open the tab, then subscribe before navigating, so nothing the page
 	// logs or requests is lost.
@@ -138,7 +141,7 @@ func load(t *testing.T, bctx context.Context, path string) *page {
 		t.Fatalf("open a tab: %v", err)
 	}
 	var mu sync.Mutex
-	p := &page{}
+	p := &page{ctx: tctx}
 	lctx, stopListen := context.WithCancel(tctx)
 	defer stopListen()
 	consoleDone := make(chan struct{})

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
 )
@@ -108,6 +112,27 @@ func TestHTMLInBrowser(t *testing.T) {
 	if got := p.Charts[report.ChartBreakers]; got != 9 {
 		t.Errorf("breakers chart drew %d segments, want 9", got)
 	}
+	// Zooming one chart zooms them all to the same window.
+	// (uPlot commits scale changes in a microtask: read them after a frame.)
+	ranges, err := chromedp.Run(p.ctx, chromedp.Evaluate[map[string][]float64](`(async () => {
+		const cs = window.cascadeReport.charts;
+		cs[0].uplot.setScale("x", {min: 6, max: 12});
+		await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+		const out = {};
+		cs.forEach(c => { out[c.name] = [c.uplot.scales.x.min, c.uplot.scales.x.max]; });
+		return out;
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != 5 {
+		t.Errorf("zoom: %v", ranges)
+	}
+	for name, r := range ranges {
+		if len(r) != 2 || r[0] != 6 || r[1] != 12 {
+			t.Errorf("after zooming the first chart to [6, 12], %s shows %v", name, r)
+		}
+	}
 	for _, want := range []string{"FAIL", "1/2 objectives passed", "api-errors", "db-slow", "never (no request reached the target while it was active)"} {
 		if !strings.Contains(p.Text, want) {
 			t.Errorf("page text lacks %q", want)
@@ -115,5 +140,41 @@ func TestHTMLInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(p.Title, "synth") || !strings.Contains(p.Title, "FAIL") {
 		t.Errorf("title %q", p.Title)
+	}
+}
+
+// TestLoadDropsPerRequestEvents: report.Load reads what results.Load reads,
+// minus the per-request fault firings.
+func TestLoadDropsPerRequestEvents(t *testing.T) {
+	dir := synthRun(t)
+	full, err := results.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean, err := report.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []event.Event
+	for _, e := range full.Events {
+		if e.Type != "fault.apply" {
+			want = append(want, e)
+		}
+	}
+	if len(want) == len(full.Events) || len(want) == 0 {
+		t.Fatalf("the synthetic run should have both kinds of event: %d of %d", len(want), len(full.Events))
+	}
+	if !reflect.DeepEqual(lean.Events, want) || !reflect.DeepEqual(lean.Intervals, full.Intervals) || !reflect.DeepEqual(lean.Summary, full.Summary) {
+		t.Fatal("report.Load differs from results.Load beyond the per-request events")
+	}
+	if _, err := report.Load(t.TempDir()); err == nil {
+		t.Fatal("an empty directory loaded")
+	}
+	bad := synthRun(t)
+	if err := os.WriteFile(filepath.Join(bad, results.EventsFile), []byte("{\"t\":1,\"type\":\"x\"}\nnot json\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := report.Load(bad); err == nil || !strings.Contains(err.Error(), "events.jsonl:2") {
+		t.Fatalf("a corrupt line: %v", err)
 	}
 }

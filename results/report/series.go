@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
@@ -87,13 +86,13 @@ func point(r results.IntervalRecord, pacer *loadgen.Pacer) Point {
 
 // coarsen merges every k consecutive intervals (aligned to multiples of k
 // widths, so the windows do not depend on where the run's first interval
-// fell).
+// fell). Only the latency histograms are decoded, and the merged windows'
+// percentiles are read straight off the merged histogram: decoding is the
+// cost of a long run's report, so nothing else is decoded or re-encoded.
 func coarsen(recs []results.IntervalRecord, k int) ([]results.IntervalRecord, error) {
 	type group struct {
-		start  results.Seconds
-		width  results.Seconds
-		stats  *results.Stats
-		window time.Duration
+		rec  results.IntervalRecord
+		hist *hdr.Histogram
 	}
 	var groups []*group
 	byIdx := map[int64]*group{}
@@ -103,45 +102,50 @@ func coarsen(recs []results.IntervalRecord, k int) ([]results.IntervalRecord, er
 		}
 		span := float64(r.Width) * float64(k)
 		idx := int64(math.Floor(float64(r.Start)/span + 1e-9))
-		st, err := r.Stats.Stats()
-		if err != nil {
-			return nil, fmt.Errorf("interval at %.3fs: %w", float64(r.Start), err)
-		}
 		g := byIdx[idx]
 		if g == nil {
-			g = &group{start: results.Seconds(float64(idx) * span), width: results.Seconds(span), stats: st}
+			g = &group{hist: results.NewHistogram(), rec: results.IntervalRecord{
+				Start: results.Seconds(float64(idx) * span), Width: results.Seconds(span),
+				Stats: results.StatsSummary{Causes: map[string]int64{}},
+			}}
 			byIdx[idx] = g
 			groups = append(groups, g)
-			continue
 		}
-		mergeStats(g.stats, st)
+		if h := r.Stats.Histograms.Latency; h != "" {
+			lat, err := hdr.Decode([]byte(h))
+			if err != nil {
+				return nil, fmt.Errorf("interval at %.3fs: latency histogram: %w", float64(r.Start), err)
+			}
+			g.hist.Merge(lat)
+		}
+		st := &g.rec.Stats
+		st.Scheduled += r.Stats.Scheduled
+		st.Sent += r.Stats.Sent
+		st.Errors += r.Stats.Errors
+		for c, n := range r.Stats.Causes {
+			st.Causes[c] += n
+		}
 	}
 	out := make([]results.IntervalRecord, 0, len(groups))
 	for _, g := range groups {
-		out = append(out, results.IntervalRecord{Start: g.start, Width: g.width, Stats: results.Summarize(g.stats, g.width.D(), 0)})
+		st := &g.rec.Stats
+		if judged := st.Scheduled - st.Causes[cause.Aborted.String()]; judged > 0 {
+			st.ErrorRate = float64(st.Errors) / float64(judged)
+		}
+		if g.hist.TotalCount() > 0 {
+			// One pass over the histogram for every percentile the charts
+			// draw (the 100th is the max); min and mean are left out, as
+			// nothing draws them and each would be another pass.
+			q := g.hist.ValueAtPercentiles([]float64{50, 90, 99, 99.9, 100})
+			st.Latency = results.Percentiles{P50: msRound(q[50]), P90: msRound(q[90]), P99: msRound(q[99]), P999: msRound(q[99.9]), Max: msRound(q[100])}
+		}
+		out = append(out, g.rec)
 	}
 	return out, nil
 }
 
-func mergeStats(dst, src *results.Stats) {
-	mergeHist(&dst.Latency, src.Latency)
-	mergeHist(&dst.Service, src.Service)
-	if src.Lag != nil {
-		mergeHist(&dst.Lag, src.Lag)
-	}
-	for i, n := range src.Causes {
-		dst.Causes[i] += n
-	}
-}
-
-func mergeHist(dst **hdr.Histogram, src *hdr.Histogram) {
-	if *dst == nil {
-		*dst = results.NewHistogram()
-	}
-	if src != nil {
-		(*dst).Merge(src)
-	}
-}
+// msRound turns microseconds into milliseconds as results.Summarize does.
+func msRound(us int64) float64 { return math.Round(float64(us)) / 1000 }
 
 // causeOrder lists the causes that occur in points in the canonical order of
 // package cause (ok first, then client, gateway, upstream, inferred), so the

@@ -46,6 +46,9 @@ func synthRun(t *testing.T) string {
 	ev(0.0002, "run", "upstream.listen", "db[0]", nil)
 	ev(0, "run", "load.start", "http://127.0.0.1:1", nil)
 	ev(5, "timeline", "fault.start", "api", map[string]any{"fault": "api-errors", "kind": "error"})
+	for k := range 50 {
+		ev(5+float64(k)*0.1, "upstream", "fault.apply", "api[0]", map[string]any{"fault": "api-errors", "kind": "error"})
+	}
 	ev(6, "gateway", "breaker.open", "api", map[string]any{"failures": 5})
 	ev(7, "gateway", "outlier.eject", "api[127.0.0.1:2]", map[string]any{"reason": "consecutive_5xx"})
 	ev(9, "gateway", "breaker.half_open", "api", nil)

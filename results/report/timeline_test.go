@@ -127,6 +127,7 @@ func TestSeriesMergesHistograms(t *testing.T) {
 	}
 	for i, st := range c.PhaseStats() {
 		want := results.Summarize(st, 5*time.Second, 0)
+		want.Latency.Mean, want.Latency.Min = 0, 0 // merged windows skip them: no chart draws them
 		if pts[i].Latency != want.Latency || pts[i].Scheduled != want.Scheduled || !reflect.DeepEqual(pts[i].Causes, want.Causes) {
 			t.Errorf("window %d: %+v %v\nphase: %+v %v", i, pts[i].Latency, pts[i].Causes, want.Latency, want.Causes)
 		}

@@ -11,6 +11,18 @@
   D.faults = D.faults || [];
   D.causes = D.causes || [];
   D.x = D.x || [];
+  // Points sit in the middle of their intervals; empty points at 0 and at
+  // the end make every chart span the whole run by itself, so zooming stays
+  // free (a range function that forced [0, end] would undo every zoom).
+  if (D.x.length > 0) {
+    var pad = function (a) { return a ? [null].concat(a, [null]) : a; };
+    D.x = [0].concat(D.x, [D.end]);
+    ["p50", "p90", "p99", "max"].forEach(function (k) { D.latency[k] = pad(D.latency[k]); });
+    D.target = pad(D.target);
+    D.achieved = pad(D.achieved);
+    D.errorRate = pad(D.errorRate);
+    D.causes.forEach(function (c) { c.rate = pad(c.rate); });
+  }
   var SYNC = "cascade";
   var charts = [];
   var FAULT_FILLS = ["rgba(250,82,82,0.13)", "rgba(121,80,242,0.13)", "rgba(253,126,20,0.15)", "rgba(34,139,230,0.13)", "rgba(64,192,87,0.13)"];
@@ -106,7 +118,7 @@
     opts.cursor = Object.assign({ sync: { key: SYNC }, drag: { x: true, y: false } }, opts.cursor || {});
     opts.plugins = (opts.plugins || []).concat([faultPlugin(el, opts.faultOverlay)]);
     opts.hooks = Object.assign({ setScale: [syncZoom] }, opts.hooks || {});
-    opts.scales = Object.assign({ x: { time: false, range: function (u, min, max) { return [Math.min(0, min), Math.max(D.end, max)]; } } }, opts.scales || {});
+    opts.scales = Object.assign({ x: { time: false } }, opts.scales || {});
     opts.axes = opts.axes || [];
     opts.axes[0] = Object.assign({ label: "seconds into the run", values: function (u, vs) { return vs.map(function (v) { return v + "s"; }); } }, opts.axes[0] || {});
     // Same gutters on every chart, so one instant sits at the same x on all
@@ -164,7 +176,7 @@
     var cum = [], acc = D.x.map(function () { return 0; });
     var bottomUp = D.causes.map(function (c) {
       acc = acc.map(function (a, i) { return a + (c.rate[i] || 0); });
-      return acc.slice();
+      return acc.map(function (a, i) { return c.rate[i] == null ? null : a; });
     });
     cum = bottomUp.reverse();
     var series = [{}], data = [D.x], n = 0;
@@ -312,6 +324,8 @@
       charts.forEach(function (c) { c.u.setSize({ width: width(c.el), height: c.u.height }); });
     }, 100);
   });
+  // For scripting the page (and for the browser test): the uPlot instances.
+  window.cascadeReport = { charts: charts.map(function (c) { return { name: c.el.dataset.chart, uplot: c.u }; }) };
   document.body.dataset.charts = String(done);
   document.body.dataset.chartsDone = "1";
 })();
