@@ -3,6 +3,7 @@ package loadgen
 import (
 	"math"
 	"math/rand/v2"
+	"sort"
 	"time"
 )
 
@@ -209,4 +210,69 @@ func (p *Pacer) peak() float64 {
 		m = max(m, s.From, s.To)
 	}
 	return m
+}
+
+// TargetProfile is the load's total target arrival rate over the run's
+// clock, as one profile: the arrival-rate executors' stages, shifted by
+// their starts and summed (closed-model executors have no target rate).
+// Nil when no executor has a target.
+func TargetProfile(cfg Config) []Stage {
+	execs := cfg.Executors
+	if len(execs) == 0 {
+		execs = []Config{cfg}
+	}
+	var open []*Pacer
+	var starts []time.Duration
+	cuts := map[time.Duration]bool{0: true}
+	for _, e := range execs {
+		if e.Kind == VUs || len(e.Stages) == 0 {
+			continue
+		}
+		p := NewPacer(e.Stages)
+		open, starts = append(open, p), append(starts, e.Start)
+		for i, s := range p.stages {
+			cuts[e.Start+p.starts[i]] = true
+			cuts[e.Start+p.starts[i]+s.Duration] = true
+		}
+	}
+	if len(open) == 0 {
+		return nil
+	}
+	ts := make([]time.Duration, 0, len(cuts))
+	for t := range cuts {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	// Between two cuts every executor's rate is linear: sum the rates just
+	// after the start and just before the end of each piece.
+	rate := func(t time.Duration, after bool) float64 {
+		var r float64
+		for i, p := range open {
+			x := t - starts[i]
+			if after {
+				if x >= 0 && x < p.end {
+					r += p.RateAt(x)
+				}
+			} else if x > 0 && x <= p.end {
+				r += p.rateBefore(x)
+			}
+		}
+		return r
+	}
+	var out []Stage
+	for i := 0; i+1 < len(ts); i++ {
+		out = append(out, Stage{Duration: ts[i+1] - ts[i], From: rate(ts[i], true), To: rate(ts[i+1], false)})
+	}
+	return out
+}
+
+// rateBefore is the rate just before t (the left limit at a stage's end).
+func (p *Pacer) rateBefore(t time.Duration) float64 {
+	for i, s := range p.stages {
+		if t > p.starts[i] && t <= p.starts[i]+s.Duration {
+			f := float64(t-p.starts[i]) / float64(s.Duration)
+			return s.From + (s.To-s.From)*f
+		}
+	}
+	return 0
 }

@@ -185,3 +185,35 @@ func BenchmarkArrivalsPoisson(b *testing.B) {
 		a.Next()
 	}
 }
+
+// The summed target of several executors is one profile with the same
+// arrivals in every window.
+func TestTargetProfile(t *testing.T) {
+	s := time.Second
+	cfg := Config{Executors: []Config{
+		{Stages: []Stage{{10 * s, 100, 100}}},
+		{Start: 2 * s, Stages: []Stage{{2 * s, 0, 400}, {2 * s, 400, 400}}},
+		{Kind: VUs, Stages: []Stage{{10 * s, 50, 50}}}, // closed: no target
+	}}
+	prof := TargetProfile(cfg)
+	p := NewPacer(prof)
+	if p.Duration() != 10*s {
+		t.Fatalf("profile %v lasts %s", prof, p.Duration())
+	}
+	for _, w := range [][2]time.Duration{{0, 2 * s}, {2 * s, 3 * s}, {3 * s, 5 * s}, {5 * s, 7 * s}, {0, 10 * s}} {
+		want := NewPacer(cfg.Executors[0].Stages).Expected(w[0], w[1]) + NewPacer(cfg.Executors[1].Stages).Expected(w[0]-2*s, w[1]-2*s)
+		if got := p.Expected(w[0], w[1]); math.Abs(got-want) > 1e-6 {
+			t.Errorf("window %v: %f, want %f", w, got, want)
+		}
+	}
+	if r := p.RateAt(3 * s); r != 300 {
+		t.Errorf("rate at 3s = %f, want 300", r)
+	}
+	if TargetProfile(Config{Kind: VUs, Stages: []Stage{{s, 5, 5}}}) != nil {
+		t.Error("a closed model has a target profile")
+	}
+	single := []Stage{{s, 10, 20}}
+	if got := TargetProfile(Config{Stages: single}); len(got) != 1 || got[0] != single[0] {
+		t.Errorf("single form: %v", got)
+	}
+}

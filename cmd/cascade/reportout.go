@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
 	"github.com/cascadehq/cascade/scenarios/plan"
@@ -46,7 +47,7 @@ func (o *reportOutputs) check() error {
 func (o *reportOutputs) write(stdout, stderr io.Writer, r *results.Run, sum *results.Summary, p *plan.Plan, src []byte) (text bool, err error) {
 	run := *r
 	run.Summary = *sum
-	d := report.Data{Run: &run, Scenario: src, Stages: p.Load.Stages}
+	d := report.Data{Run: &run, Scenario: src, Stages: loadgen.TargetProfile(p.Load)}
 	if o.html {
 		path := filepath.Join(r.Dir, report.HTMLFile)
 		if err := report.WriteHTMLFile(path, d); err != nil {

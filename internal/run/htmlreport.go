@@ -5,6 +5,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
 	"github.com/cascadehq/cascade/scenarios/plan"
@@ -20,7 +21,7 @@ func writeHTMLReport(w *results.Writer, p *plan.Plan, stderr io.Writer) {
 	if err == nil {
 		var r *results.Run
 		if r, err = report.Load(w.Dir()); err == nil {
-			err = report.WriteHTMLFile(path, report.Data{Run: r, Scenario: p.Source, Stages: p.Load.Stages})
+			err = report.WriteHTMLFile(path, report.Data{Run: r, Scenario: p.Source, Stages: loadgen.TargetProfile(p.Load)})
 		}
 	}
 	if err != nil {
