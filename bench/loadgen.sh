@@ -35,7 +35,13 @@ log "building cascade into $BIN"
 UPSTREAM="$OUT/upstream"
 
 declare -A PID
-start_bg() { local name=$1; shift; pin "${SRV_CPUS:-}" "$@" > "$OUT/logs/$name.log" 2>&1 & PID[$name]=$!; }
+start_bg() {  # no shell function in the background job: $! must be the server itself, so kill reaches it
+  local name=$1; shift
+  if [ -n "${SRV_CPUS:-}" ]; then taskset -c "$SRV_CPUS" "$@" > "$OUT/logs/$name.log" 2>&1 &
+  else "$@" > "$OUT/logs/$name.log" 2>&1 &
+  fi
+  PID[$name]=$!
+}
 stop_bg() { local p=${PID[$1]:-}; [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; PID[$1]=; }
 cleanup() { for n in "${!PID[@]}"; do stop_bg "$n"; done; }
 trap cleanup EXIT
