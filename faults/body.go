@@ -25,7 +25,9 @@ func init() {
 		New: func() Spec { return &TruncatedBodySpec{Selector: Selector{Probability: 1}, Fraction: 0.5} }})
 	RegisterKind(Kind{Name: "close_mid_response", Layer: LayerHTTP, InProcess: true, Ramp: "probability",
 		Doc: "sends the headers and part of the body, then resets the connection (or closes it)",
-		New: func() Spec { return &CloseMidResponseSpec{Selector: Selector{Probability: 1}, After: 0.5, Close: CloseRST} }})
+		New: func() Spec {
+			return &CloseMidResponseSpec{Selector: Selector{Probability: 1}, After: 0.5, Close: CloseRST}
+		}})
 	RegisterKind(Kind{Name: "malformed", Layer: LayerHTTP, InProcess: true, Ramp: "probability",
 		Doc: "answers with bytes that are not valid HTTP (a gateway must answer 502)",
 		New: func() Spec { return &MalformedSpec{Selector: Selector{Probability: 1}, Variant: MalformedGarbage} }})

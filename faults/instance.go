@@ -94,7 +94,9 @@ func (s *RestartSpec) Validate() error {
 }
 
 // New implements Spec.
-func (s *RestartSpec) New() Fault { return &restartFault{delay: s.Delay.D(), back: map[*Replica]chan struct{}{}} }
+func (s *RestartSpec) New() Fault {
+	return &restartFault{delay: s.Delay.D(), back: map[*Replica]chan struct{}{}}
+}
 
 type restartFault struct {
 	delay time.Duration

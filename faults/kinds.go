@@ -19,7 +19,9 @@ func init() {
 	http1("latency", "delay", "adds a delay (fixed or a distribution) before the replica answers",
 		func() Spec { return &LatencySpec{Selector: Selector{Probability: 1}} })
 	http1("error", "probability", "answers with an HTTP status and body instead",
-		func() Spec { return &ErrorSpec{Selector: Selector{Probability: 1}, Status: http.StatusServiceUnavailable} })
+		func() Spec {
+			return &ErrorSpec{Selector: Selector{Probability: 1}, Status: http.StatusServiceUnavailable}
+		})
 	http1("reset", "probability", "resets the TCP connection (RST) after reading the request",
 		func() Spec { return &ResetSpec{Selector: Selector{Probability: 1}} })
 	http1("hang", "probability", "reads the request and never answers",
