@@ -29,8 +29,13 @@ type rig struct {
 
 func newRig(t *testing.T, replicas int, to gateway.Timeouts) *rig {
 	t.Helper()
+	return newRigCfg(t, faults.UpstreamConfig{Name: "api", Replicas: replicas}, to)
+}
+
+func newRigCfg(t *testing.T, cfg faults.UpstreamConfig, to gateway.Timeouts) *rig {
+	t.Helper()
 	sink := &event.Memory{}
-	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: replicas}, faults.Options{Seed: 1, Sink: sink})
+	up := faults.NewUpstream(cfg, faults.Options{Seed: 1, Sink: sink})
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -60,9 +65,10 @@ func (r *rig) activate(t *testing.T, kind string, spec faults.Spec) []*faults.Ef
 		t.Fatal(err)
 	}
 	var fxs []*faults.Effect
+	f := spec.New() // one fault value for every replica, as the timeline does
 	for i, rep := range r.up.Replicas() {
 		fx := faults.NewEffect(seeded(uint64(i)), nil)
-		if err := rep.Activate(kind, spec.New(), fx); err != nil {
+		if err := rep.Activate(kind, f, fx); err != nil {
 			t.Fatal(err)
 		}
 		fxs = append(fxs, fx)
