@@ -66,6 +66,9 @@ type UpstreamConfig struct {
 	// Spawn starts replica i as an outside process; set by the run when
 	// Container is set. Instance faults act on the process through it.
 	Spawn Spawn `yaml:"-" json:"-"`
+	// FirstIndex numbers the replicas from here: a replica served on its
+	// own (`cascade upstream --index 2`) keeps the name it has in its run.
+	FirstIndex int `yaml:"-" json:"-"`
 }
 
 // Process is a replica that runs outside cascade's process (a container).
@@ -209,6 +212,7 @@ func (u *Upstream) AddReplica(ctx context.Context) (*Replica, error) {
 		addr = u.cfg.Listen[i]
 	}
 	r := newReplica(u, i, addr)
+	r.name = fmt.Sprintf("%s[%d]", u.cfg.Name, u.cfg.FirstIndex+i)
 	if err := r.start(ctx); err != nil {
 		return nil, fmt.Errorf("upstream %s replica %d: %w", u.cfg.Name, i, err)
 	}
