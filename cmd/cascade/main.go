@@ -99,6 +99,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newCompareCmd(stdout),
 		newGatewayCmd(stdout, stderr),
 		newVersionCmd(stdout),
+		newUpstreamCmd(stdout, stderr),
+		newCleanupCmd(stdout, stderr),
+		newFaultsCmd(stdout),
 		newLoadCmd(stdout, stderr),
 	)
 	return root

@@ -38,6 +38,10 @@ type Options struct {
 	Stdout      io.Writer // the report
 	Stderr      io.Writer // progress and notices
 	AllowRemote bool
+	// UpstreamBinary is a static cascade binary for containerised replicas
+	// (default: $CASCADE_UPSTREAM_BINARY, the running binary if static, or
+	// one built from the module).
+	UpstreamBinary string
 }
 
 // Outcome is what the caller needs to pick an exit code.
@@ -69,7 +73,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w, err := results.Create(opts.OutDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: run directory: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: run directory: %w", ErrSetup, err)
 	}
 	defer func() {
 		if cerr := w.Close(); cerr != nil && err == nil {
@@ -77,14 +81,16 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}()
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	clock := event.NewClock()
 	sink := event.Sink(w)
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
 
-	// Upstreams.
+	// Upstreams (and the containers some need; removed after them).
+	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
+	defer env.close()
 	var ups []*faults.Upstream
 	defer func() {
 		for _, u := range ups {
@@ -92,9 +98,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}()
 	for _, uc := range p.Upstreams {
+		uc, err := env.prepare(ctx, uc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		}
 		u := faults.NewUpstream(uc, uopts)
-		if err := u.Start(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		if err := u.StartContext(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		ups = append(ups, u)
 		for _, r := range u.Replicas() {
@@ -116,28 +126,28 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 		gw, err := gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		if err := gw.Start(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		defer gw.Close()
 		target, gwName = gw.URL(), "builtin"
 	}
 	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	timeline, err := faults.NewTimeline(p.Timeline, ups, uopts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	lcfg := p.Load
 	lcfg.Target = target
 	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0), results.WithBreakdown(breakdown(lcfg)))
 	gen, err := loadgen.New(lcfg, collector, clock, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	// Go: zero the clock, then start the timeline and the load together.
@@ -163,6 +173,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	interrupted := ctx.Err() != nil
 	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted}})
 	stopBG()
+	emitUpstreamStats(sink, clock, ups)
 	<-tlDone
 	<-progDone
 	<-flushDone
@@ -249,7 +260,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen *loadgen.Generator, fault
 	s.Executors, s.Tags = groupSummaries(c, gen, elapsed, interrupted)
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
-			Start: results.Sec(f.Start), End: results.Sec(f.End)}
+			Start: results.Sec(f.Start), End: results.Sec(f.End), Occurrences: f.Occurrences, Reason: f.Reason}
 		if f.Started && f.End == 0 {
 			fs.End = results.Sec(elapsed)
 		}
