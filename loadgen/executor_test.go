@@ -209,7 +209,9 @@ func TestSchedulingLag(t *testing.T) {
 	}
 	lags := make([]time.Duration, len(samples))
 	for i, s := range samples {
-		if s.Cause != cause.OK {
+		// Lateness is accounted, never hidden: the latency from the intended
+		// send is the lag plus the wait for a connection plus the service.
+		if s.Cause != cause.OK || s.Lag < 0 || s.Latency != s.Lag+s.ConnWait+s.Service {
 			t.Fatalf("sample %+v", s)
 		}
 		lags[i] = s.Lag
@@ -278,5 +280,54 @@ func TestTemplatedRequests(t *testing.T) {
 		if a.r.Method != "POST" || a.r.URL.Path != "/u/"+id || a.r.Header.Get("X-Name") != name || a.body != `{"id":`+id+`}` {
 			t.Fatalf("request %s %s name %q body %q", a.r.Method, a.r.URL, a.r.Header.Get("X-Name"), a.body)
 		}
+	}
+}
+
+// Workers that a slow stretch needed end once they have been idle: the
+// number of goroutines and connections follows the concurrency the load
+// needs now, not the most it ever needed (memory flat over long runs).
+func TestIdleWorkersEnd(t *testing.T) {
+	clock := event.NewClock()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closed atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if clock.Now() < 300*time.Millisecond {
+			time.Sleep(150 * time.Millisecond) // a slow stretch: ~30 requests in flight
+		}
+	}), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}}
+	go srv.Serve(ln)
+	defer srv.Close()
+	rec := &memRecorder{}
+	g, err := New(Config{Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/"}},
+		Stages: []Stage{{2 * time.Second, 200, 200}}, KeepAlive: true, workerIdle: 300 * time.Millisecond}, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	peak := 0
+	done := make(chan struct{})
+	go func() { g.Run(context.Background()); close(done) }()
+	time.Sleep(400 * time.Millisecond)
+	peak = g.Executors()[0].Workers
+	time.Sleep(1200 * time.Millisecond)
+	late := g.Executors()[0].Workers
+	<-done
+	if peak < 15 || late > 8 {
+		t.Fatalf("workers: %d after the slow stretch, %d a second later; want many, then a few", peak, late)
+	}
+	// Workers with their own connections (loadgen/h1) close them as they
+	// end; net/http's pool closes idle ones after workerIdle itself.
+	if _, own := g.execs[0].tr.(WorkerTransport); own && closed.Load() < int64(peak-late)/2 {
+		t.Fatalf("%d connections closed; the ended workers' connections should close", closed.Load())
+	}
+	if p := g.Executors()[0]; p.Completed != 400 || p.Workers != 0 || len(rec.samples) != 400 {
+		t.Fatalf("after the run: %+v, %d samples", p, len(rec.samples))
 	}
 }

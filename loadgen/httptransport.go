@@ -47,7 +47,7 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: max(cfg.MaxInFlight, cfg.MaxConns, 64),
 		MaxConnsPerHost:     cfg.MaxConns,
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     workerIdle, // as the generator's idle workers: memory follows the concurrency needed now
 		DisableKeepAlives:   !cfg.KeepAlive,
 		DisableCompression:  true,
 		TLSHandshakeTimeout: timeout,

@@ -102,6 +102,8 @@ type Config struct {
 	// NetHTTP sends HTTP/1.1 over http:// with net/http instead of
 	// loadgen/h1 (for comparison; net/http costs several times the CPU).
 	NetHTTP bool
+	// workerIdle overrides how long an idle open-model worker lives (tests).
+	workerIdle time.Duration
 	// MaxRequests bounds a VU executor's requests (0: only its duration
 	// does); an arrival-rate executor is bounded by its profile.
 	MaxRequests uint64
@@ -166,6 +168,7 @@ type Progress struct {
 	Errors     int64
 	Dropped    int64
 	InFlight   int64
+	Workers    int // goroutines sending (open model) or VUs, each with its connection
 }
 
 // Generator runs one load.
@@ -192,7 +195,8 @@ type executor struct {
 	exhausted          atomic.Bool // vus: MaxRequests reached
 
 	mu      sync.Mutex
-	workers []*workerStats
+	workers []*workerStats // live workers
+	retired struct{ started, completed, errors int64 }
 	running []bool // vus: which VU indexes have a goroutine
 }
 
@@ -381,8 +385,13 @@ func (e *executor) progress() Progress {
 		p.Elapsed = min(max(e.g.clock.Now()-e.cfg.Start, 0), p.Total)
 	}
 	running := e.g.started.Load() && e.g.clock.Now() >= e.cfg.Start && p.Elapsed < p.Total
-	var started int64
 	e.mu.Lock()
+	p.Workers = len(e.workers)
+	if e.cfg.Kind == ArrivalRate && p.Workers > 0 {
+		p.Workers-- // the scheduler's own entry (it records the dropped)
+	}
+	started := e.retired.started
+	p.Completed, p.Errors = e.retired.completed, e.retired.errors
 	for _, w := range e.workers {
 		started += w.started.Load()
 		p.Completed += w.completed.Load()
@@ -412,6 +421,24 @@ func (e *executor) newWorker() (int, *workerStats) {
 	e.workers = append(e.workers, ws)
 	e.mu.Unlock()
 	return int(e.g.ids.Add(1) - 1), ws
+}
+
+// retire folds an ended worker's counters into the executor's, so the list
+// Progress walks holds only live workers.
+func (e *executor) retire(ws *workerStats) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.retired.started += ws.started.Load()
+	e.retired.completed += ws.completed.Load()
+	e.retired.errors += ws.errors.Load()
+	for i, w := range e.workers {
+		if w == ws {
+			last := len(e.workers) - 1
+			e.workers[i], e.workers[last] = e.workers[last], nil
+			e.workers = e.workers[:last]
+			break
+		}
+	}
 }
 
 // Run sends the load and returns when every sent request has finished.
@@ -479,12 +506,17 @@ func (e *executor) runArrivals(ctx context.Context) {
 	}
 	arr := NewArrivals(e.pacer, rng)
 	pick := newPicker(e.cfg.Requests, e.cfg.Seed)
-	jobs := make(chan job)
+	idle := &idleStack{}
 	var wg sync.WaitGroup
 	workers := 0
 	schedID, _ := e.newWorker() // the scheduler records the dropped requests
 	w := newWaiter()
 	defer w.close()
+	maxIdle := workerIdle
+	if e.cfg.workerIdle > 0 {
+		maxIdle = e.cfg.workerIdle
+	}
+	nextReap := e.g.clock.Now() + maxIdle
 	for {
 		at, ok := arr.Next()
 		if !ok {
@@ -494,37 +526,127 @@ func (e *executor) runArrivals(ctx context.Context) {
 		if !w.until(ctx, e.g.clock, at) {
 			break
 		}
+		if at >= nextReap {
+			workers -= idle.reap(at - maxIdle)
+			nextReap = at + min(time.Second, maxIdle/4)
+		}
 		j := job{req: pick.pick(), seq: uint64(arr.Count() - 1), intended: at}
 		e.scheduled.Add(1)
-		select {
-		case jobs <- j: // an idle worker took it
-		default:
-			if workers < e.cfg.MaxInFlight {
-				workers++
-				wg.Add(1)
-				id, ws := e.newWorker()
-				go func() {
-					defer wg.Done()
-					tr := e.workerTransport()
-					defer closeTransport(tr)
-					var s Sample
-					e.do(ctx, tr, id, ws, j, &s)
-					for j := range jobs {
-						e.do(ctx, tr, id, ws, j, &s)
-					}
-				}()
-				continue
-			}
-			// Every worker is busy and the cap is reached: this request
-			// cannot start on time, so it is dropped and counted (k6's
-			// dropped_iterations), never queued to start late unseen.
-			e.dropped.Add(1)
-			s := Sample{Executor: e.idx, Request: j.req, Seq: j.seq, Intended: at, Cause: cause.Dropped}
-			e.g.rec.Record(schedID, &s)
+		if iw := idle.pop(); iw != nil {
+			iw.jobs <- j // never blocks: the buffer is empty while it is idle
+			continue
+		}
+		if workers < e.cfg.MaxInFlight {
+			workers++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.worker(ctx, idle, j)
+			}()
+			continue
+		}
+		// Every worker is busy and the cap is reached: this request
+		// cannot start on time, so it is dropped and counted (k6's
+		// dropped_iterations), never queued to start late unseen.
+		e.dropped.Add(1)
+		s := Sample{Executor: e.idx, Request: j.req, Seq: j.seq, Intended: at, Cause: cause.Dropped}
+		e.g.rec.Record(schedID, &s)
+	}
+	idle.close()
+	wg.Wait()
+}
+
+// workerIdle is how long an open-model worker may wait for a job before it
+// ends and closes its connection: a stall that needed a thousand workers
+// does not leave a thousand goroutines and connections for the rest of
+// the run, so memory does not grow with run length.
+const workerIdle = 10 * time.Second
+
+// worker sends jobs until it has been idle for workerIdle or the run ends.
+func (e *executor) worker(ctx context.Context, idle *idleStack, first job) {
+	id, ws := e.newWorker()
+	defer e.retire(ws)
+	tr := e.workerTransport()
+	defer closeTransport(tr)
+	me := &idleWorker{jobs: make(chan job, 1)}
+	var s Sample
+	j := first
+	for {
+		e.do(ctx, tr, id, ws, j, &s)
+		if !idle.push(me, e.g.clock.Now()) {
+			return
+		}
+		var ok bool
+		if j, ok = <-me.jobs; !ok {
+			return
 		}
 	}
-	close(jobs)
-	wg.Wait()
+}
+
+// idleStack holds the idle workers, the most recently idle on top: the
+// scheduler hands each job to the top one (its connection is the warmest),
+// so surplus workers stay at the bottom, idle, and are reaped.
+type idleStack struct {
+	mu     sync.Mutex
+	s      []*idleWorker // bottom first
+	closed bool
+}
+
+type idleWorker struct {
+	jobs  chan job // capacity 1; closed to end the worker
+	since time.Duration
+}
+
+func (st *idleStack) push(w *idleWorker, now time.Duration) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return false
+	}
+	w.since = now
+	st.s = append(st.s, w)
+	return true
+}
+
+func (st *idleStack) pop() *idleWorker {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := len(st.s)
+	if n == 0 {
+		return nil
+	}
+	w := st.s[n-1]
+	st.s[n-1] = nil
+	st.s = st.s[:n-1]
+	return w
+}
+
+// reap ends the workers idle since before cutoff and returns how many.
+func (st *idleStack) reap(cutoff time.Duration) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := 0
+	for n < len(st.s) && st.s[n].since < cutoff {
+		close(st.s[n].jobs)
+		n++
+	}
+	if n > 0 {
+		k := copy(st.s, st.s[n:])
+		clear(st.s[k:])
+		st.s = st.s[:k]
+	}
+	return n
+}
+
+// close ends the idle workers now and the busy ones when they finish.
+func (st *idleStack) close() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	for _, w := range st.s {
+		close(w.jobs)
+	}
+	st.s = nil
 }
 
 // workerTransport is the transport one worker goroutine sends with.
@@ -619,6 +741,7 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 	e.vus.Add(1)
 	defer e.vus.Add(-1)
 	id, ws := e.newWorker()
+	defer e.retire(ws)
 	tr := e.workerTransport()
 	defer closeTransport(tr)
 	vseed := mix64(e.cfg.Seed ^ uint64(i+1)<<32)

@@ -247,3 +247,33 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	}
 }
+
+// Written intervals are recycled: the next intervals reuse their
+// histograms, empty, so a long run allocates nothing per second.
+func TestCollectorRecyclesIntervals(t *testing.T) {
+	c := NewCollector([]Phase{{Name: "run", End: time.Hour}}, time.Second, 2)
+	for i := 0; i < 100; i++ {
+		c.Record(i, esample(0, 0, time.Duration(i)*10*time.Millisecond, 5*time.Millisecond, cause.GatewayTimeout))
+	}
+	first := c.TakeIntervals(1 << 62)
+	if len(first) != 1 || first[0].Stats.Scheduled() != 100 {
+		t.Fatalf("first: %+v", first)
+	}
+	old := first[0].Stats
+	c.Recycle(first)
+	c.Record(0, esample(0, 0, 5*time.Second, time.Millisecond, cause.OK))
+	next := c.TakeIntervals(1 << 62)
+	if len(next) != 1 || next[0].Stats.Scheduled() != 1 || next[0].Stats.Causes[cause.GatewayTimeout] != 0 ||
+		next[0].Stats.Latency.TotalCount() != 1 || next[0].Stats.Latency.Max() > 1100 {
+		t.Fatalf("a recycled interval kept old data: %+v", next[0].Stats.Causes)
+	}
+	if next[0].Stats != old {
+		t.Fatal("the recycled stats were not reused")
+	}
+	// Phase stats (they have a lag histogram) are never taken in.
+	before := len(c.free.s)
+	c.Recycle([]Interval{{Stats: c.PhaseStats()[0]}})
+	if n := len(c.free.s); n != before {
+		t.Fatalf("%d spare stats; phase stats must not be recycled", n)
+	}
+}

@@ -127,6 +127,10 @@ type Collector struct {
 	width  time.Duration
 	shards []*shard
 	bd     Breakdown
+	free   struct {
+		sync.Mutex
+		s []*Stats // interval stats to reuse: the histograms are 170 KiB each
+	}
 	byExec bool // more than one executor: keep stats per executor
 	byTag  bool // more than one tag: keep stats per tag
 }
@@ -193,7 +197,7 @@ func (c *Collector) Record(worker int, s *loadgen.Sample) {
 	if idx != sh.lastIdx || iv == nil {
 		iv = sh.intervals[idx]
 		if iv == nil {
-			iv = newStats(false)
+			iv = c.spare()
 			sh.intervals[idx] = iv
 		}
 		sh.lastIdx, sh.last = idx, iv
@@ -229,6 +233,7 @@ func (c *Collector) TakeIntervals(before time.Duration) []Interval {
 			if idx < limit {
 				if m := merged[idx]; m != nil {
 					m.merge(st)
+					c.Recycle([]Interval{{Stats: st}})
 				} else {
 					merged[idx] = st
 				}
@@ -259,3 +264,36 @@ func (c *Collector) PhaseStats() []*Stats {
 	}
 	return out
 }
+
+// spare returns empty interval stats, reused when there are any.
+func (c *Collector) spare() *Stats {
+	c.free.Lock()
+	defer c.free.Unlock()
+	if n := len(c.free.s); n > 0 {
+		st := c.free.s[n-1]
+		c.free.s = c.free.s[:n-1]
+		return st
+	}
+	return newStats(false)
+}
+
+// Recycle hands back intervals the caller has written and no longer reads,
+// so their histograms are reused instead of garbage: a long run allocates
+// nothing per second for its time series.
+func (c *Collector) Recycle(ivs []Interval) {
+	c.free.Lock()
+	defer c.free.Unlock()
+	for _, iv := range ivs {
+		if iv.Stats == nil || iv.Stats.Lag != nil || len(c.free.s) >= maxSpare {
+			continue
+		}
+		iv.Stats.Latency.Reset()
+		iv.Stats.Service.Reset()
+		iv.Stats.Causes = [cause.Count]int64{}
+		c.free.s = append(c.free.s, iv.Stats)
+	}
+}
+
+// maxSpare bounds the reuse list (a burst of late intervals must not pin
+// memory for the rest of the run).
+const maxSpare = 64

@@ -29,6 +29,7 @@ const (
 //	0.000,1.000,12.345,HISTFAAA...               latency from intended send
 //	Tag=service,0.000,1.000,9.876,HISTFAAA...    latency from actual send
 type HlogWriter struct {
+	ns      *hdr.Histogram // reused for each conversion
 	buf     *bufio.Writer
 	lw      *hdr.HistogramLogWriter
 	startMs int64
@@ -64,7 +65,7 @@ func (h *HlogWriter) Write(iv Interval, width time.Duration) {
 		tag string
 		src *hdr.Histogram
 	}{{"", iv.Stats.Latency}, {HlogTagService, iv.Stats.Service}} {
-		n := toNanos(x.src)
+		n := h.toNanos(x.src)
 		n.SetStartTimeMs(start)
 		n.SetEndTimeMs(end)
 		n.SetTag(x.tag)
@@ -82,8 +83,12 @@ func (h *HlogWriter) Flush() error {
 // recorded histograms stay in microseconds (their range, 1 µs to 10 min at
 // three digits, costs a third of a nanosecond one's memory per shard);
 // copying one per interval per second costs a few hundred bucket visits.
-func toNanos(us *hdr.Histogram) *hdr.Histogram {
-	ns := hdr.New(1000*histMin, 1000*histMax, histSigFigs)
+func (h *HlogWriter) toNanos(us *hdr.Histogram) *hdr.Histogram {
+	if h.ns == nil {
+		h.ns = hdr.New(1000*histMin, 1000*histMax, histSigFigs)
+	}
+	ns := h.ns
+	ns.Reset()
 	for _, b := range us.Distribution() {
 		if b.Count > 0 {
 			_ = ns.RecordValues(b.To*1000, b.Count)

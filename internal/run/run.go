@@ -229,6 +229,7 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 				live.lastP99.Store(last.ValueAtQuantile(99))
 			}
 		}
+		c.Recycle(ivs) // written: the histograms serve the next intervals
 	}
 }
 
