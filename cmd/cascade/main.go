@@ -90,8 +90,17 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(stdout, stderr), newValidateCmd(stdout, stderr), newSchemaCmd(stdout),
-		newReportCmd(stdout, stderr), newGatewayCmd(stdout, stderr), newVersionCmd(stdout),
-		newCompareCmd(stdout))
+	root.AddCommand(
+		newRunCmd(stdout, stderr),
+		newValidateCmd(stdout, stderr),
+		newSchemaCmd(stdout),
+		newReportCmd(stdout, stderr),
+		newCompareCmd(stdout),
+		newGatewayCmd(stdout, stderr),
+		newUpstreamCmd(stdout, stderr),
+		newCleanupCmd(stdout, stderr),
+		newFaultsCmd(stdout),
+		newVersionCmd(stdout),
+	)
 	return root
 }
