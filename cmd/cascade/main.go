@@ -90,6 +90,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// One command per line: several people add commands at once.
 	root.AddCommand(
 		newRunCmd(stdout, stderr),
 		newValidateCmd(stdout, stderr),
