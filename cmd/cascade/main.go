@@ -101,6 +101,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newUpstreamCmd(stdout, stderr),
 		newCleanupCmd(stdout, stderr),
 		newFaultsCmd(stdout),
+		newGameDayCmd(stdout, stderr),
+		newFaultCmd(stdout),
+		newPhaseCmd(stdout),
+		newStopCmd(stdout),
 		newVersionCmd(stdout),
 	)
 	return root

@@ -42,6 +42,8 @@ type Options struct {
 	// (default: $CASCADE_UPSTREAM_BINARY, the running binary if static, or
 	// one built from the module).
 	UpstreamBinary string
+	// Live makes the run a game day (see gameday.go); nil for a plain run.
+	Live *LiveOptions
 }
 
 // Outcome is what the caller needs to pick an exit code.
@@ -85,7 +87,16 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 
 	clock := event.NewClock()
-	sink := event.Sink(w)
+	gd, err := newGameDay(p, opts, w.Dir(), clock) // nil for a plain run
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	defer func() {
+		if cerr := gd.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("game day: %w", cerr)
+		}
+	}()
+	sink := gd.sink(w)
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
 
 	// Upstreams (and the containers some need; removed after them).
@@ -138,14 +149,19 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 	}
 
-	timeline, err := faults.NewTimeline(p.Timeline, ups, uopts)
+	timeline, err := faults.NewTimeline(gd.timeline(p), ups, uopts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 	}
-	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0))
-	lcfg := p.Load
-	lcfg.Target = target
-	gen, err := loadgen.New(lcfg, collector, clock, nil)
+	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0))
+	var gen loadDriver
+	if gd == nil {
+		lcfg := p.Load
+		lcfg.Target = target
+		gen, err = loadgen.New(lcfg, collector, clock, nil)
+	} else {
+		gen, err = gd.start(timeline, collector, target, sink)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 	}
@@ -178,7 +194,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
 
-	sum := summarize(p, collector, gen.Pacer(), timeline.Reports(), started, elapsed, interrupted, target, gwName)
+	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
+	sum := summarize(ranPlan, collector, gen.Pacer(), reports, started, elapsed, interrupted, target, gwName)
 	in, err := verdict.NewInput(sum, nil, nil)
 	if err != nil {
 		return nil, err
@@ -199,7 +216,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
 	}
-	writeHTMLReport(w, p, opts.Stderr)
+	writeHTMLReport(w, ranPlan, opts.Stderr)
 	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
 }
 
