@@ -429,7 +429,7 @@ func (x *exporter) stagesYAML() string {
 		}
 		note := ""
 		for _, g := range x.st.Gates {
-			if (secs(g.Closed) - t).Abs() < time.Millisecond && math.Abs(from-g.Rate) < 1e-6 && from == to {
+			if (secs(g.Closed)-t).Abs() < time.Millisecond && math.Abs(from-g.Rate) < 1e-6 && from == to {
 				note = "   # gate " + g.Name + " held"
 			}
 		}

@@ -607,4 +607,6 @@ type detached struct {
 	run context.Context
 }
 
-func (d detached) RoundTrip(_ context.Context, req int, s *loadgen.Sample) { d.tr.RoundTrip(d.run, req, s) }
+func (d detached) RoundTrip(_ context.Context, req int, s *loadgen.Sample) {
+	d.tr.RoundTrip(d.run, req, s)
+}
