@@ -230,7 +230,14 @@ func (s *Script) mapLocked(t time.Duration, start bool) time.Duration {
 // FinalPhases are the phases as they ran, for the summary: boundaries the
 // run never reached (it was stopped) are cut at elapsed.
 func (s *Script) FinalPhases(elapsed time.Duration) []results.Phase {
-	out := s.Phases()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.finalPhasesLocked(elapsed)
+}
+
+// finalPhasesLocked is FinalPhases under the script's lock.
+func (s *Script) finalPhasesLocked(elapsed time.Duration) []results.Phase {
+	out := s.windowsLocked()
 	for i := range out {
 		out[i].Start, out[i].End = min(out[i].Start, elapsed), min(out[i].End, elapsed)
 	}

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goccy/go-yaml"
+
 	"github.com/cascadehq/cascade/faults"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
@@ -70,6 +72,7 @@ type Session struct {
 
 	// Set by Start.
 	sink      event.Sink
+	target    string
 	tl        *faults.Timeline
 	collector *results.Collector
 	live      *Live
@@ -162,7 +165,7 @@ func (s *Session) Phases() []results.Phase {
 // Start wires the session to the run, serves the control API, and prints
 // how to reach it. The load starts with Run.
 func (s *Session) Start(w Wiring) error {
-	s.sink, s.tl, s.collector = w.Sink, w.Timeline, w.Collector
+	s.sink, s.tl, s.collector, s.target = w.Sink, w.Timeline, w.Collector, w.Target
 	if s.sink == nil {
 		s.sink = event.Discard
 	}
@@ -362,17 +365,9 @@ func (s *Session) nameFree(name string) error {
 // peekKind reads the kind for a default name; the compiler judges it.
 func peekKind(doc []byte) string {
 	var m struct {
-		Kind string `json:"kind" yaml:"kind"`
+		Kind string `yaml:"kind"`
 	}
-	if json.Unmarshal(doc, &m) != nil || m.Kind == "" {
-		for _, line := range strings.Split(string(doc), "\n") {
-			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "kind:"); ok {
-				m.Kind = strings.Trim(strings.TrimSpace(k), `"'`)
-				break
-			}
-		}
-	}
-	if m.Kind == "" || !nameChars(m.Kind) {
+	if yaml.Unmarshal(doc, &m) != nil || m.Kind == "" || !nameChars(m.Kind) {
 		return "fault"
 	}
 	return m.Kind
@@ -525,6 +520,7 @@ func (s *Session) Halts() []Halt {
 type Status struct {
 	Scenario string        `json:"scenario"`
 	Dir      string        `json:"dir"`
+	Target   string        `json:"target"`   // what the load generator sends to
 	T        float64       `json:"t"`        // run clock
 	ScriptT  float64       `json:"script_t"` // the scenario's clock (stands still at a gate)
 	State    string        `json:"state"`    // waiting, running, gated, stopping, ended
@@ -559,7 +555,7 @@ type ProgressView struct {
 
 // Status reports the run's state now.
 func (s *Session) Status() Status {
-	st := Status{Scenario: s.p.Name, Dir: s.cfg.Dir, T: s.clock.Now().Seconds(), Faults: s.Faults(), Halts: s.Halts()}
+	st := Status{Scenario: s.p.Name, Dir: s.cfg.Dir, Target: s.target, T: s.clock.Now().Seconds(), Faults: s.Faults(), Halts: s.Halts()}
 	if st.Faults == nil {
 		st.Faults = []FaultStatus{}
 	}
