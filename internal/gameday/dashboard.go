@@ -22,11 +22,19 @@ var dashboardPage = template.Must(template.New("dashboard").Parse(dashboardTempl
 
 // Chart names: the dashboard draws the report's charts, with the report's
 // own script.
-var dashboardCharts = []string{report.ChartLatency, report.ChartRate, report.ChartOutcomes, report.ChartBreakers, report.ChartReplicas}
+var dashboardCharts = []chartSlot{
+	{report.ChartLatency, "Latency", "p50, p90, p99 and max per second, from the intended send time"},
+	{report.ChartRate, "Request rate", "the profile's target (dashed; a gate holds it) against what was sent"},
+	{report.ChartOutcomes, "Outcomes", "requests per second by termination cause, and the error rate"},
+	{report.ChartBreakers, "Circuit breakers", "each breaker's state"},
+	{report.ChartReplicas, "Replicas", "replicas per upstream, ejected or failing health checks"},
+}
+
+type chartSlot struct{ Name, Title, Caption string }
 
 type dashboardModel struct {
 	Scenario string
-	Charts   []string
+	Charts   []chartSlot
 	CSS      template.CSS
 	JS       template.JS
 }

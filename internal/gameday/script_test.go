@@ -86,3 +86,14 @@ func TestPhaseWindowsFollowGates(t *testing.T) {
 		t.Errorf("a stopped run's phases end where it stopped: %+v", final["run"])
 	}
 }
+
+// The game-day example compiles, with its gate and safety check.
+func TestGameDayExampleCompiles(t *testing.T) {
+	p, err := plan.CompileFile("../../scenarios/examples/gameday/gameday.yaml", plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Gates) != 1 || len(p.Safety) != 1 || p.Safety[0].Stop {
+		t.Errorf("gates %+v, safety %+v", p.Gates, p.Safety)
+	}
+}

@@ -142,6 +142,7 @@ type eventRow struct {
 // chartData is the JSON the page's script draws from.
 type chartData struct {
 	Start    float64           `json:"start,omitempty"` // where the x axis starts (a live window); 0 otherwise
+	Live     bool              `json:"live,omitempty"`  // a run in progress: open fault windows are active now
 	End      float64           `json:"end"`
 	X        []jnum            `json:"x"`
 	Latency  map[string][]jnum `json:"latency"`

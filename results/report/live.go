@@ -35,6 +35,7 @@ func LiveCharts(d Data, from float64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	cd.Live = true
 	if from > 0 {
 		cd.Start = from
 		cd.Breakers = clipSteps(cd.Breakers, from)

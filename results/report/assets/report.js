@@ -92,7 +92,7 @@
       D.faults.forEach(function (f, i) {
         var l = Math.max(x(u, f.start), b.left), r = Math.min(x(u, f.end), b.left + b.width);
         if (r <= l) return;
-        var label = f.name + " (" + f.kind + " on " + f.target + (f.open ? ", still active at the end" : "") + ")";
+        var label = f.name + " (" + f.kind + " on " + f.target + (f.open ? (D.live ? ", active now" : ", still active at the end") : "") + ")";
         var y = b.top + (2 + 14 * (i % 4)) * dpr, maxW = Math.max(r - l - 6 * dpr, 40 * dpr);
         halo(ctx, label, l + 4 * dpr, y, maxW, FAULT_TEXT[i % FAULT_TEXT.length], dpr);
       });
