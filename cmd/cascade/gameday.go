@@ -15,6 +15,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/gameday"
 	"github.com/cascadehq/cascade/internal/run"
+	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
 
@@ -375,4 +376,13 @@ func newStopCmd(stdout io.Writer) *cobra.Command {
 	}
 	cf.register(cmd)
 	return cmd
+}
+
+// ranStages is the load profile a run followed: a game day's, with its
+// gates' holds, from its run directory; otherwise the scenario's.
+func ranStages(dir string, scripted []loadgen.Stage) []loadgen.Stage {
+	if st, ok := gameday.RanStages(dir); ok {
+		return st
+	}
+	return scripted
 }

@@ -156,6 +156,20 @@ func TestGameDayCLI(t *testing.T) {
 		t.Errorf("journal: %s", got)
 	}
 
+	// The report, rewritten later, draws the target the run followed
+	// (the hold included), not the scripted profile.
+	st, ok := gameday.RanStages(dir)
+	var total time.Duration
+	for _, x := range st {
+		total += x.Duration
+	}
+	if !ok || len(st) != 3 || total <= 3*time.Second {
+		t.Errorf("ran stages %+v (total %s)", st, total)
+	}
+	if code, _, e := verb("report", "--html", dir); code != ExitPass {
+		t.Errorf("report --html: %d %s", code, e)
+	}
+
 	// The export replays: a plain run of it passes.
 	code, exported, e := verb("gameday", "export", dir)
 	if code != 0 || !strings.Contains(exported, "added by hand by alice") || !strings.Contains(exported, "was a manual gate") {

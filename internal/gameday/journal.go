@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/cascadehq/cascade/loadgen"
 )
 
 // Files a game day adds to its run directory.
@@ -125,4 +127,22 @@ func ReadJournal(dir string) ([]Entry, error) {
 			return nil, err
 		}
 	}
+}
+
+// RanStages reads the load profile a game day followed (gate holds
+// included) from its run directory; false when dir is not a game day's.
+func RanStages(dir string) ([]loadgen.Stage, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		return nil, false
+	}
+	var st State
+	if json.Unmarshal(b, &st) != nil || len(st.Stages) == 0 {
+		return nil, false
+	}
+	out := make([]loadgen.Stage, 0, len(st.Stages))
+	for _, s := range st.Stages {
+		out = append(out, loadgen.Stage{Duration: secs(s.Duration), From: s.From, To: s.To})
+	}
+	return out, true
 }

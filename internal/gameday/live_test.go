@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -778,4 +777,33 @@ func sortWindows(ws [][2]time.Duration) {
 	}
 }
 
-var _ = fmt.Sprintf
+// Safety checks work in a plain run too (no control API): a scripted
+// fault that breaks the system is halted, and on_breach: stop ends the run.
+func TestSafetyInPlainRun(t *testing.T) {
+	extra := `faults:
+  - {name: boom, kind: error, target: api, start: 1s, params: {status: 500}}
+safety:
+  - {objective: "error_rate < 20%", window: 1s}
+`
+	p, err := plan.CompileBytes("plain.yaml", []byte(scenario("    - {duration: 20s, rate: 100/s}", extra)), plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	o, err := run.Run(context.Background(), p, run.Options{OutDir: dir, Progress: run.ProgressOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Interrupted || o.Summary.Elapsed > 5 {
+		t.Errorf("interrupted %v, elapsed %.1fs", o.Interrupted, float64(o.Summary.Elapsed))
+	}
+	evs := events(t, dir)
+	halts, stops := find(evs, "gameday.halt", ""), find(evs, "fault.stop", "boom")
+	if len(halts) != 1 || len(stops) != 1 || stops[0].T-halts[0].T > 100*time.Millisecond || halts[0].T-stops[0].T > 0 {
+		t.Errorf("halts %+v, stops %+v", halts, stops)
+	}
+	if _, err := os.Stat(filepath.Join(dir, gameday.ControlFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a plain run opened a control API: %v", err)
+	}
+}
+
