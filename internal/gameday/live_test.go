@@ -739,7 +739,7 @@ slo:
 	live, replay := windows(lr.dir), windows(dir)
 	// The live run's faults, by onset: each occurrence is one entry in the
 	// export (a repeated fault moved by the gate is n entries, name-k).
-	flat := func(m map[string][][2]time.Duration, expand bool) [][2]time.Duration {
+	flat := func(m map[string][][2]time.Duration) [][2]time.Duration {
 		var all [][2]time.Duration
 		for _, ws := range m {
 			all = append(all, ws...)
@@ -747,7 +747,7 @@ slo:
 		sortWindows(all)
 		return all
 	}
-	lw, rw := flat(live, false), flat(replay, false)
+	lw, rw := flat(live), flat(replay)
 	if len(lw) != len(rw) {
 		t.Fatalf("live had %d fault windows, the replay %d\nlive %v\nreplay %v", len(lw), len(rw), live, replay)
 	}

@@ -462,6 +462,10 @@ func (s *Script) startGen(cfg loadgen.Config, offset time.Duration, what string)
 func (s *Script) hold(ctx context.Context, k int, closed time.Duration) {
 	g := s.p.Gates[k]
 	s.mu.Lock()
+	select {
+	case <-s.openCh: // a late "open" for the previous gate (it had timed out): not for this one
+	default:
+	}
 	s.closed = &Hold{Gate: g, Closed: closed}
 	s.mu.Unlock()
 	_ = s.setPhases()
