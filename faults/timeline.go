@@ -550,8 +550,8 @@ func explain(s *slot, r Report) string {
 	targets := strings.Join(r.Replicas, ", ")
 	switch {
 	case st.Received == 0:
-		return fmt.Sprintf("no request reached %s while the fault was active (the replica received no traffic: "+
-			"balanced away, down, or the load had ended)", targets)
+		return fmt.Sprintf("no request reached %s while the fault was active: no traffic was balanced to it, "+
+			"it was down, or the load had ended", targets)
 	case st.Seen > 0 && st.Matched == 0:
 		return fmt.Sprintf("%d requests reached %s while active, but none matched the fault's match filter", st.Seen, targets)
 	case st.Matched > 0:

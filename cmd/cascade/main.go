@@ -106,6 +106,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newPhaseCmd(stdout),
 		newStopCmd(stdout),
 		newVersionCmd(stdout),
+		newUpstreamCmd(stdout, stderr),
+		newCleanupCmd(stdout, stderr),
+		newFaultsCmd(stdout),
 	)
 	return root
 }
