@@ -31,6 +31,7 @@ type HTTPError struct {
 	Msg    string
 }
 
+// Error is the API's reason and the status.
 func (e *HTTPError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Status) }
 
 // ErrNoLiveRun means no control file was found.

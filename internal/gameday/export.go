@@ -86,7 +86,7 @@ func Export(dir string) ([]byte, error) {
 	if st.StoppedAt > 0 {
 		x.end = min(x.end, secs(st.StoppedAt))
 	}
-	x.occurrences(run.Summary, run.Events)
+	x.occurrences(run.Events)
 	return x.build()
 }
 
@@ -114,7 +114,7 @@ func stagesDuration(ss []StageState) time.Duration {
 }
 
 // occurrences pairs the run's fault.start and fault.stop events by fault.
-func (x *exporter) occurrences(sum results.Summary, evs []event.Event) {
+func (x *exporter) occurrences(evs []event.Event) {
 	x.occ = map[string][]occurrence{}
 	for _, e := range evs {
 		name := e.Attr("fault")
@@ -139,7 +139,6 @@ func (x *exporter) occurrences(sum results.Summary, evs []event.Event) {
 			}
 		}
 	}
-	_ = sum
 }
 
 // asScripted says whether a scripted fault ran as written.

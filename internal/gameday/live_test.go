@@ -806,4 +806,3 @@ safety:
 		t.Errorf("a plain run opened a control API: %v", err)
 	}
 }
-

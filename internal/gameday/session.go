@@ -275,7 +275,10 @@ type ActionError struct {
 	Err    error
 }
 
+// Error says why the action was refused.
 func (e *ActionError) Error() string { return e.Err.Error() }
+
+// Unwrap gives the underlying error (faults.ErrFaultActive, ErrNoGate...).
 func (e *ActionError) Unwrap() error { return e.Err }
 
 func refuse(status int, err error) error { return &ActionError{Status: status, Err: err} }

@@ -31,8 +31,9 @@ type Live struct {
 	settle time.Duration
 	shards []*liveShard
 
-	mu    sync.Mutex
-	final []results.IntervalRecord // in order; no request can still land in them
+	mu        sync.Mutex
+	final     []results.IntervalRecord // in order; no request can still land in them
+	lastFinal int64                    // index of the last final interval; -1 before any
 }
 
 // Widths of the live buckets.
@@ -75,7 +76,7 @@ func (b *bucket) merge(o *bucket) {
 // NewLive records into next and keeps the live views; clientTimeout bounds
 // how late a request can land in its interval.
 func NewLive(next loadgen.Recorder, clock *event.Clock, clientTimeout time.Duration, shards int) *Live {
-	l := &Live{next: next, clock: clock, settle: clientTimeout + IntervalWidth}
+	l := &Live{next: next, clock: clock, settle: clientTimeout + IntervalWidth, lastFinal: -1}
 	for range max(shards, 1) {
 		l.shards = append(l.shards, &liveShard{intended: map[int64]*bucket{}, ended: map[int64]*bucket{}})
 	}
@@ -136,9 +137,15 @@ func (l *Live) Intervals() []results.IntervalRecord {
 	var open []results.IntervalRecord
 	for _, idx := range idxs {
 		rec := record(idx, merged[idx])
-		if idx < limit {
+		switch {
+		case idx <= l.lastFinal:
+			// A request later than the client timeout allows (a stalled
+			// generator): its interval is settled already; the run's own
+			// collector still counts it.
+		case idx < limit:
 			l.final = append(l.final, rec)
-		} else {
+			l.lastFinal = idx
+		default:
 			open = append(open, rec)
 		}
 	}
@@ -168,13 +175,13 @@ func record(idx int64, b *bucket) results.IntervalRecord {
 	return results.IntervalRecord{Start: results.Sec(time.Duration(idx) * IntervalWidth), Width: w, Stats: ss}
 }
 
-// Window merges the requests that ended in the last d (to the nearest
-// quarter second): what a safety check judges. Latency only: the service
-// and lag series are not kept live.
+// Window merges the requests that ended in the last d (rounded up to a
+// whole quarter second: at most 250 ms more): what a safety check judges.
+// Latency only: the service and lag series are not kept live.
 func (l *Live) Window(d time.Duration) *results.Stats {
 	now := l.clock.Now()
 	hi := int64(now / endWidth)
-	lo := int64((now-d)/endWidth) + 1
+	lo := int64((now - d) / endWidth)
 	m := newBucket()
 	drop := int64((now - keepEnded) / endWidth)
 	for _, sh := range l.shards {
