@@ -60,8 +60,12 @@ func CheckLoopback(addr string) error {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("control address %q: the control API and the dashboard bind a loopback address only (127.0.0.1)", addr)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("control address %q: port must be 0-65535", addr)
+	}
+	if n >= 32768 && n <= 60999 {
+		return fmt.Errorf("control address %q: port %d is in the ephemeral range (32768-60999) where the load generator's own sockets can collide with it; use 0 (any free port) or a port below 32768", addr, n)
 	}
 	return nil
 }
