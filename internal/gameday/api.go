@@ -126,6 +126,11 @@ func (v *server) start() error {
 	if err != nil {
 		return err
 	}
+	// A file left by a game day that was killed in this directory is
+	// stale: replace it, never write a token into a file others can read.
+	if err := os.Remove(v.ctlPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("control file: %w", err)
+	}
 	f, err := os.OpenFile(v.ctlPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("control file: %w", err)
@@ -256,8 +261,8 @@ func who(r *http.Request) string {
 		}
 		return -1
 	}, w)
-	if len(w) > 64 {
-		w = w[:64]
+	if r := []rune(w); len(r) > 64 {
+		w = string(r[:64])
 	}
 	if w == "" {
 		return "unknown"

@@ -366,7 +366,12 @@ func (s *Session) nameFree(name string) error {
 }
 
 // peekKind reads the kind for a default name; the compiler judges it.
-func peekKind(doc []byte) string {
+func peekKind(doc []byte) (kind string) {
+	defer func() {
+		if recover() != nil { // the YAML library panics on some inputs; the compiler reports them
+			kind = "fault"
+		}
+	}()
 	var m struct {
 		Kind string `yaml:"kind"`
 	}
