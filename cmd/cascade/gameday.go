@@ -46,7 +46,7 @@ func (f *liveFlags) check(p *plan.Plan) error {
 		}
 		return nil
 	}
-	return gameday.CheckLoopback(f.control)
+	return gameday.CheckListen(f.control)
 }
 
 func newGameDayCmd(stdout, stderr io.Writer) *cobra.Command {

@@ -50,8 +50,9 @@ type server struct {
 	started bool
 }
 
-// CheckLoopback refuses any listen address that is not a loopback IP: the
-// control API changes what a run does and must not face a network.
+// CheckLoopback refuses any address that is not a loopback IP: the
+// control API changes what a run does and must not face a network (and a
+// client must not send its token anywhere else).
 func CheckLoopback(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -60,11 +61,21 @@ func CheckLoopback(addr string) error {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("control address %q: the control API and the dashboard bind a loopback address only (127.0.0.1)", addr)
 	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("control address %q: port must be 0-65535", addr)
 	}
-	if n >= 32768 && n <= 60999 {
+	return nil
+}
+
+// CheckListen is CheckLoopback for the address the control API listens
+// on: a fixed port must also stay out of the range the load generator's
+// own sockets take.
+func CheckListen(addr string) error {
+	if err := CheckLoopback(addr); err != nil {
+		return err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	if n, _ := strconv.Atoi(port); n >= 32768 && n <= 60999 {
 		return fmt.Errorf("control address %q: port %d is in the ephemeral range (32768-60999) where the load generator's own sockets can collide with it; use 0 (any free port) or a port below 32768", addr, n)
 	}
 	return nil
@@ -84,7 +95,7 @@ func newServer(s *Session, listen string) (*server, error) {
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
-	if err := CheckLoopback(listen); err != nil {
+	if err := CheckListen(listen); err != nil {
 		return nil, err
 	}
 	tok, err := newToken()

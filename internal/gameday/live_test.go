@@ -376,12 +376,12 @@ func TestControlAPIAuthAndMalformedRequests(t *testing.T) {
 
 func TestControlAPIRefusesNonLoopback(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", "192.0.2.1:8080", ":0", "localhost:0", "example.com:80", "127.0.0.1:40000"} {
-		if err := gameday.CheckLoopback(addr); err == nil {
+		if err := gameday.CheckListen(addr); err == nil {
 			t.Errorf("%s accepted", addr)
 		}
 	}
 	for _, addr := range []string{"127.0.0.1:0", "127.0.0.2:9000", "[::1]:0", "127.0.0.1:61000"} {
-		if err := gameday.CheckLoopback(addr); err != nil {
+		if err := gameday.CheckListen(addr); err != nil {
 			t.Errorf("%s refused: %v", addr, err)
 		}
 	}
