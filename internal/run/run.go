@@ -75,7 +75,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w, err := results.Create(opts.OutDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: run directory: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: run directory: %w", ErrSetup, err)
 	}
 	defer func() {
 		if cerr := w.Close(); cerr != nil && err == nil {
@@ -83,7 +83,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}()
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	clock := event.NewClock()
@@ -111,11 +111,11 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	for _, uc := range p.Upstreams {
 		uc, err := env.prepare(ctx, uc)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		u := faults.NewUpstream(uc, uopts)
 		if err := u.StartContext(ctx); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		ups = append(ups, u)
 		for _, r := range u.Replicas() {
@@ -137,21 +137,21 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 		gw, err := gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		if err := gw.Start(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		defer gw.Close()
 		target, gwName = gw.URL(), "builtin"
 	}
 	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	timeline, err := faults.NewTimeline(gd.timeline(p), ups, uopts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0))
 	var gen loadDriver
@@ -163,7 +163,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		gen, err = gd.start(timeline, collector, target, sink)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	// Go: zero the clock, then start the timeline and the load together.
