@@ -89,7 +89,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	clock := event.NewClock()
 	gd, err := newGameDay(p, opts, w.Dir(), clock) // nil for a plain run
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	defer func() {
 		if cerr := gd.close(); cerr != nil && err == nil {
