@@ -77,8 +77,9 @@ func (t *Latency) Pipe(p *Pipe, c *Chunk) error {
 
 // Bandwidth limits throughput to Rate kilobytes (1000 bytes) per second, in
 // slices of 10 ms worth of data. Rate 0 means no limit, as in Toxiproxy.
-// Pacing keeps its schedule across chunks (up to 50 ms behind), so timer
-// overshoot does not lower the rate.
+// It models a slow link: a byte leaves no earlier than it arrived and no
+// sooner than the link is free, so a late timer wake-up is caught up on by
+// the next slices instead of lowering the rate.
 type Bandwidth struct {
 	Rate int64 `attr:"rate"`
 }
@@ -98,10 +99,9 @@ func (t *Bandwidth) Pipe(p *Pipe, c *Chunk) error {
 	quantum := max(int(perSec/100), 1)
 	for len(c.Data) > 0 {
 		n := min(len(c.Data), quantum)
-		now := time.Now()
 		start := st.free
-		if start.Before(now.Add(-50 * time.Millisecond)) {
-			start = now
+		if start.Before(c.Arrival) {
+			start = c.Arrival
 		}
 		st.free = start.Add(time.Duration(float64(n) / perSec * float64(time.Second)))
 		if err := p.SleepCoarse(st.free); err != nil {
