@@ -11,3 +11,5 @@ require (
 	github.com/pb33f/ordered-map/v2 v2.3.1 // indirect
 	go.yaml.in/yaml/v4 v4.0.0-rc.2 // indirect
 )
+
+require github.com/Shopify/toxiproxy/v2 v2.5.0
