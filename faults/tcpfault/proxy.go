@@ -111,7 +111,6 @@ type Proxy struct {
 
 	wg       sync.WaitGroup
 	bufs     sync.Pool
-	margin   atomic.Int64 // precise-sleep margin, see sleep
 	counters proxyCounters
 }
 
@@ -157,7 +156,6 @@ func New(cfg Config) (*Proxy, error) {
 	p.upstream.Store(&up)
 	p.chain.Store(&chain{changed: make(chan struct{})})
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	p.margin.Store(int64(initialMargin))
 	return p, nil
 }
 

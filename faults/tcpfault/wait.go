@@ -1,39 +1,20 @@
 package tcpfault
 
-import (
-	"runtime"
-	"time"
-)
+import "time"
 
-// Precise waits. Go timers on Linux fire late: by ~0.1–0.3 ms for waits of
-// a millisecond or more on an idle machine (more when it is busy), and
-// never before ~1 ms for shorter ones. An injected 100 ms delay therefore
-// sleeps on a timer only until a margin before the deadline and spins
-// (yielding the processor) for the rest. The margin tracks a high quantile
-// of the timer's recent overshoot, so the spin is as short as the machine
-// allows: the CPU cost is the margin per delayed message, not per byte.
-const (
-	initialMargin = 400 * time.Microsecond
-	minMargin     = 60 * time.Microsecond
-	maxMargin     = 1500 * time.Microsecond
-	timerFloor    = time.Millisecond // shorter timers fire after ~1 ms anyway
-	// The margin steps up by marginUp when a timer overshoots it and down by
-	// marginDown otherwise: it settles where overshoots beyond it are
-	// marginDown/(marginUp+marginDown) ≈ 2 % of wakes (the frugal-streaming
-	// quantile estimate), and a single outlier moves it by only marginUp.
-	marginUp   = 49 * time.Microsecond
-	marginDown = time.Microsecond
-)
-
-func (p *Proxy) observe(overshoot time.Duration) {
-	m := time.Duration(p.margin.Load())
-	if overshoot > m {
-		m += marginUp
-	} else {
-		m -= marginDown
-	}
-	p.margin.Store(int64(min(max(m, minMargin), maxMargin)))
-}
+// Precise waits. Go's timers are only as fine as the runtime's network
+// poller sleeps, which on Linux is whole milliseconds: measured here, a
+// timer fires 0.15–0.75 ms late (more on a busy machine) and never sooner
+// than ~0.7 ms, which is where Toxiproxy's +1–2 ms comes from. Spinning the
+// last stretch fixes the mean but not the tail: a spinning goroutine keeps
+// its processor from polling the network and gets descheduled by the
+// kernel on a shared machine (tried: p99 went from +2 to +60 ms under
+// load). So a precise wait sleeps on a Go timer (cheap, interruptible)
+// until handoff before the deadline, then blocks its thread in the
+// kernel's nanosleep for the rest, with the thread's timer slack set to
+// 1 ns: that lands ~20–50 µs after the deadline and costs no CPU. Only the
+// last handoff is not interruptible by a toxic change.
+const handoff = 2 * time.Millisecond
 
 // Sleep waits until t, precisely (see above), unless the running toxic is
 // changed or removed, or the connection closes: then it returns an error
@@ -77,28 +58,18 @@ func (p *Pipe) sleep(until time.Time, precise bool) error {
 	forever := until.IsZero()
 	for {
 		var tc <-chan time.Time
-		var target time.Time
 		if !forever {
-			rem := time.Until(until)
-			if rem <= 0 {
+			d := time.Until(until)
+			if precise {
+				d -= handoff
+			}
+			if d <= 0 {
 				break
 			}
-			d := rem
-			if precise {
-				m := time.Duration(p.c.p.margin.Load())
-				if rem < m+timerFloor {
-					return p.spin(until, stale)
-				}
-				d = rem - m
-			}
-			target = time.Now().Add(d)
 			tc = p.resetTimer(d)
 		}
 		select {
 		case <-tc:
-			if precise {
-				p.c.p.observe(time.Since(target))
-			}
 		case <-stale:
 			if tc != nil {
 				p.timer.Stop()
@@ -110,31 +81,11 @@ func (p *Pipe) sleep(until time.Time, precise bool) error {
 			return errClosing
 		}
 	}
-	if precise && p.cur.e != nil {
-		p.cur.e.slot.counters.lag(time.Since(until))
+	if precise {
+		nanosleepUntil(until)
+		if p.cur.e != nil {
+			p.cur.e.slot.counters.lag(time.Since(until))
+		}
 	}
 	return nil
-}
-
-func (p *Pipe) spin(until time.Time, stale <-chan struct{}) error {
-	done, alarm := p.c.ctx.Done(), p.alarmC()
-	for {
-		now := time.Now()
-		if !now.Before(until) {
-			if p.cur.e != nil {
-				p.cur.e.slot.counters.lag(now.Sub(until))
-			}
-			return nil
-		}
-		select {
-		case <-stale:
-			return p.interrupted()
-		case <-alarm:
-			return p.alarmFired()
-		case <-done:
-			return errClosing
-		default:
-		}
-		runtime.Gosched()
-	}
 }
