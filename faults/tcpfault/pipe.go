@@ -259,7 +259,7 @@ func (p *Pipe) next() (*Chunk, error) {
 	for {
 		ch := p.c.p.chain.Load()
 		p.sync(ch)
-		if c := p.q.pop(); c != nil {
+		if c := p.q.popOrIdle(); c != nil {
 			return c, nil
 		}
 		select {
