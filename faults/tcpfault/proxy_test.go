@@ -426,3 +426,89 @@ func TestBlackholeNoAcceptFillsBacklog(t *testing.T) {
 		}
 	}
 }
+
+// The client half-closes; the upstream sees the end of stream only after
+// the delay, while its answer still flows back.
+func TestSlowCloseUpstream(t *testing.T) {
+	eofAfter := make(chan time.Duration, 1)
+	addr, _ := tcpUpstream(t, func(c net.Conn) {
+		buf := make([]byte, 2)
+		io.ReadFull(c, buf)
+		start := time.Now()
+		c.Write([]byte("ok"))
+		io.Copy(io.Discard, c)
+		eofAfter <- time.Since(start)
+	})
+	p := startProxy(t, addr)
+	add(t, p, NewSpec("sc", Upstream, &SlowClose{Delay: 250 * time.Millisecond}))
+	c := dial(t, p.Addr())
+	c.Write([]byte("hi"))
+	c.CloseWrite()
+	buf := make([]byte, 2)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("answer after half-close: %q, %v", buf, err)
+	}
+	select {
+	case d := <-eofAfter:
+		if d < 240*time.Millisecond || d > 900*time.Millisecond {
+			t.Errorf("upstream saw EOF %v after answering, want ~250ms", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("upstream never saw the end of stream")
+	}
+}
+
+func TestSlicerUpstream(t *testing.T) {
+	payload := make([]byte, 3000)
+	rand.Read(payload)
+	type result struct {
+		data  []byte
+		reads int
+	}
+	got := make(chan result, 1)
+	addr, _ := tcpUpstream(t, func(c net.Conn) {
+		var r result
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				r.reads++
+				r.data = append(r.data, buf[:n]...)
+			}
+			if err != nil {
+				break
+			}
+		}
+		got <- r
+	})
+	p := startProxy(t, addr)
+	add(t, p, NewSpec("sl", Upstream, &Slicer{AverageSize: 50, SizeVariation: 10, Delay: 4 * time.Millisecond}))
+	c := dial(t, p.Addr())
+	c.Write(payload)
+	c.CloseWrite()
+	select {
+	case r := <-got:
+		if !bytes.Equal(r.data, payload) || r.reads < 10 {
+			t.Errorf("upstream got %d bytes in %d reads; want all %d in many small ones", len(r.data), r.reads, len(payload))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream did not finish")
+	}
+}
+
+// Downstream, a blackhole lets the request through but no answer back.
+func TestBlackholeDownstream(t *testing.T) {
+	up := httpUpstream(t, nil)
+	p := startProxy(t, up.Listener.Addr().String())
+	add(t, p, NewSpec("bh", Downstream, &Blackhole{}))
+	c := dial(t, p.Addr())
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Fatalf("read through a downstream blackhole: %v, want a timeout", err)
+	}
+	if s := p.Stats(); s.BytesUp == 0 || s.BytesDown != 0 {
+		t.Errorf("stats %+v: want the request sent upstream, nothing back", s)
+	}
+}
