@@ -122,9 +122,20 @@ func (c *conn) drawMsg(e *entry, msg uint64) bool {
 // and the reader reads nothing more until the write is done.
 func (c *conn) read(dir Direction, src, dst *net.TCPConn, q *queue, bytes *atomic.Uint64) {
 	var msg uint64
+	sr := newStampReader(src)
 	for {
 		bp := c.p.bufs.Get().(*[]byte)
-		n, err := src.Read(*bp)
+		var (
+			n   int
+			at  time.Time
+			err error
+		)
+		if sr != nil {
+			n, at, err = sr.read(*bp)
+		} else {
+			n, err = src.Read(*bp)
+			at = time.Now()
+		}
 		if n > 0 {
 			start := false
 			if c.lastTalker.Swap(int32(dir)) != int32(dir) {
@@ -139,7 +150,7 @@ func (c *conn) read(dir Direction, src, dst *net.TCPConn, q *queue, bytes *atomi
 					c.close(true)
 					return
 				}
-			} else if !q.push(c.ctx, &Chunk{Data: (*bp)[:n], Arrival: time.Now(), Msg: msg, Start: start, buf: bp}) {
+			} else if !q.push(c.ctx, &Chunk{Data: (*bp)[:n], Arrival: at, Msg: msg, Start: start, buf: bp}) {
 				c.p.bufs.Put(bp)
 				return
 			}

@@ -1,0 +1,91 @@
+package tcpfault
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Arrival times from the kernel. A chunk's delay counts from when its bytes
+// reached the socket, not from when the proxy's reader got to run: on a
+// busy or idle-clocked machine that wake-up takes 0.05–0.3 ms (more under
+// load), and counting from it would add that to every injected delay.
+// SO_TIMESTAMPNS makes recvmsg return the (wall-clock) time the kernel
+// received the latest segment read, so the delay is never shorter than
+// asked for any byte of the chunk.
+
+const soTimestampNS = 35 // SO_TIMESTAMPNS(_OLD) = SCM_TIMESTAMPNS on Linux
+
+type stampReader struct {
+	rc  syscall.RawConn
+	oob [64]byte
+}
+
+func newStampReader(c *net.TCPConn) *stampReader {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soTimestampNS, 1)
+	}); err != nil || serr != nil {
+		return nil
+	}
+	return &stampReader{rc: rc}
+}
+
+// read reads into b and returns when the kernel received the bytes (now,
+// if it cannot tell).
+func (r *stampReader) read(b []byte) (int, time.Time, error) {
+	var n, oobn int
+	var rerr error
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), b, r.oob[:], 0)
+			if rerr != syscall.EINTR {
+				return rerr != syscall.EAGAIN
+			}
+		}
+	})
+	now := time.Now()
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return 0, now, err
+	}
+	if n == 0 {
+		return 0, now, io.EOF
+	}
+	return n, kernelTime(r.oob[:oobn], now), nil
+}
+
+// kernelTime finds the SCM_TIMESTAMPNS message and turns its wall-clock
+// time into an instant on Go's monotonic clock (now minus how long ago it
+// was). A value in the future or over a second old (a wall-clock step) is
+// ignored.
+func kernelTime(oob []byte, now time.Time) time.Time {
+	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
+	for len(oob) >= hdr {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			break
+		}
+		if h.Level == syscall.SOL_SOCKET && h.Type == soTimestampNS && l >= hdr+16 {
+			sec := int64(binary.NativeEndian.Uint64(oob[hdr:]))
+			nsec := int64(binary.NativeEndian.Uint64(oob[hdr+8:]))
+			ago := now.Sub(time.Unix(sec, nsec))
+			if ago >= 0 && ago < time.Second {
+				return now.Add(-ago)
+			}
+			break
+		}
+		oob = oob[(l+7)&^7:]
+	}
+	return now
+}

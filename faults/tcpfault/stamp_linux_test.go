@@ -1,0 +1,43 @@
+package tcpfault
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// Bytes that waited in the socket are stamped with when they arrived, not
+// when they were read.
+func TestStampReaderUsesKernelArrival(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := dial(t, ln.Addr().String())
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sr := newStampReader(s.(*net.TCPConn))
+	if sr == nil {
+		t.Fatal("SO_TIMESTAMPNS not available")
+	}
+	sent := time.Now()
+	c.Write([]byte("hello"))
+	time.Sleep(30 * time.Millisecond)
+	buf := make([]byte, 16)
+	n, at, err := sr.read(buf)
+	read := time.Now()
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if at.Before(sent.Add(-time.Millisecond)) || read.Sub(at) < 25*time.Millisecond {
+		t.Errorf("arrival %v after send, %v before the read; want ~0 and ~30ms", at.Sub(sent), read.Sub(at))
+	}
+	c.Close()
+	if n, _, err := sr.read(buf); n != 0 || err == nil {
+		t.Errorf("after close: %d, %v; want EOF", n, err)
+	}
+}
