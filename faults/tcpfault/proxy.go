@@ -251,26 +251,30 @@ func (p *Proxy) Close() error {
 // listens again on the same address). This is Toxiproxy's "enabled".
 func (p *Proxy) SetEnabled(on bool) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return ErrClosed
 	}
 	if on == p.enabled {
+		p.mu.Unlock()
 		return nil
 	}
+	typ := "fault.start"
 	if on {
 		if p.started {
 			if err := p.bindLocked(); err != nil {
+				p.mu.Unlock()
 				return err
 			}
 		}
-		p.enabled = true
-		p.emit(event.Event{T: p.clock.Now(), Type: "fault.stop", Attrs: map[string]any{"type": "down"}})
-		return nil
+		typ = "fault.stop"
+	} else {
+		p.unbindLocked()
 	}
-	p.enabled = false
-	p.unbindLocked()
-	p.emit(event.Event{T: p.clock.Now(), Type: "fault.start", Attrs: map[string]any{"type": "down"}})
+	p.enabled = on
+	p.mu.Unlock()
+	// Outside the lock: the sink is the caller's code.
+	p.emit(event.Event{T: p.clock.Now(), Type: typ, Attrs: map[string]any{"type": "down"}})
 	return nil
 }
 
