@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +33,8 @@ type Config struct {
 	// Other addresses are refused: a fault proxy is a test instrument and
 	// must not be reachable from the network.
 	Listen string
-	// Upstream is the host:port dialed for each accepted client.
+	// Upstream is dialed for each accepted client: host:port, or a URL
+	// (see HostPort).
 	Upstream string
 	// Rand is the source of every probability and every random draw of the
 	// proxy (connection seeds are drawn from it in accept order), so a run
@@ -120,9 +123,11 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(cfg.Upstream); err != nil || cfg.Upstream == "" {
-		return nil, fmt.Errorf("upstream %q: expected host:port", cfg.Upstream)
+	upstream, err := HostPort(cfg.Upstream)
+	if err != nil {
+		return nil, err
 	}
+	cfg.Upstream = upstream
 	if cfg.Rand == nil {
 		return nil, errors.New("tcpfault.Config.Rand is required: every probability comes from the run's seeded source")
 	}
@@ -176,6 +181,33 @@ func LoopbackAddr(addr string) (string, error) {
 		return "", fmt.Errorf("listen address %q: invalid port %q", addr, port)
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// HostPort returns the host:port to dial for an upstream given as host:port
+// or as a URL ("http://127.0.0.1:8080/" → 127.0.0.1:8080; without a port,
+// http means 80 and https 443), so a scenario's upstream URL can be used
+// as is.
+func HostPort(s string) (string, error) {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("upstream %q: not a valid URL", s)
+		}
+		if u.Port() != "" {
+			return u.Host, nil
+		}
+		switch u.Scheme {
+		case "http":
+			return net.JoinHostPort(u.Hostname(), "80"), nil
+		case "https":
+			return net.JoinHostPort(u.Hostname(), "443"), nil
+		}
+		return "", fmt.Errorf("upstream %q: no port", s)
+	}
+	if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+		return "", fmt.Errorf("upstream %q: expected host:port or a URL", s)
+	}
+	return s, nil
 }
 
 // Name returns the proxy's name.
@@ -285,8 +317,9 @@ func (p *Proxy) SetAddrs(listen, upstream string) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(upstream); err != nil {
-		return fmt.Errorf("upstream %q: expected host:port", upstream)
+	upstream, err = HostPort(upstream)
+	if err != nil {
+		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

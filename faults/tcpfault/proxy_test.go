@@ -512,3 +512,19 @@ func TestBlackholeDownstream(t *testing.T) {
 		t.Errorf("stats %+v: want the request sent upstream, nothing back", s)
 	}
 }
+
+func TestHostPort(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:8080": "127.0.0.1:8080", "http://127.0.0.1:18080": "127.0.0.1:18080",
+		"http://localhost/x": "localhost:80", "https://[::1]/": "[::1]:443",
+	} {
+		if got, err := HostPort(in); err != nil || got != want {
+			t.Errorf("HostPort(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "127.0.0.1", "ftp://h", "http://"} {
+		if got, err := HostPort(bad); err == nil {
+			t.Errorf("HostPort(%q) = %q, want an error", bad, got)
+		}
+	}
+}
