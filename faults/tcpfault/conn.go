@@ -124,15 +124,16 @@ func (c *conn) read(dir Direction, src, dst *net.TCPConn, q *queue, bytes *atomi
 	var msg uint64
 	sr := newStampReader(src)
 	for {
-		bp := c.p.bufs.Get().(*[]byte)
 		var (
+			bp  *[]byte
 			n   int
 			at  time.Time
 			err error
 		)
 		if sr != nil {
-			n, at, err = sr.read(*bp)
+			bp, n, at, err = sr.read(&c.p.bufs)
 		} else {
+			bp = c.p.bufs.Get().(*[]byte)
 			n, err = src.Read(*bp)
 			at = time.Now()
 		}
@@ -154,7 +155,7 @@ func (c *conn) read(dir Direction, src, dst *net.TCPConn, q *queue, bytes *atomi
 				c.p.bufs.Put(bp)
 				return
 			}
-		} else {
+		} else if bp != nil {
 			c.p.bufs.Put(bp)
 		}
 		if err != nil {

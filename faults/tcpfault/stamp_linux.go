@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -38,30 +39,46 @@ func newStampReader(c *net.TCPConn) *stampReader {
 	return &stampReader{rc: rc}
 }
 
-// read reads into b and returns when the kernel received the bytes (now,
-// if it cannot tell).
-func (r *stampReader) read(b []byte) (int, time.Time, error) {
-	var n, oobn int
-	var rerr error
+// read reads into a buffer from pool and returns it with when the kernel
+// received the bytes (now, if it cannot tell). The buffer is taken only
+// once data is there, so an idle connection holds none.
+func (r *stampReader) read(pool *sync.Pool) (*[]byte, int, time.Time, error) {
+	var (
+		bp      *[]byte
+		n, oobn int
+		rerr    error
+	)
 	err := r.rc.Read(func(fd uintptr) bool {
+		if bp == nil {
+			bp = pool.Get().(*[]byte)
+		}
 		for {
-			n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), b, r.oob[:], 0)
+			n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), *bp, r.oob[:], 0)
 			if rerr != syscall.EINTR {
-				return rerr != syscall.EAGAIN
+				break
 			}
 		}
+		if rerr == syscall.EAGAIN {
+			pool.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
 	})
 	now := time.Now()
 	if err == nil {
 		err = rerr
 	}
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
 	if err != nil {
-		return 0, now, err
+		if bp != nil {
+			pool.Put(bp)
+		}
+		return nil, 0, now, err
 	}
-	if n == 0 {
-		return 0, now, io.EOF
-	}
-	return n, kernelTime(r.oob[:oobn], now), nil
+	return bp, n, kernelTime(r.oob[:oobn], now), nil
 }
 
 // kernelTime finds the SCM_TIMESTAMPNS message and turns its wall-clock

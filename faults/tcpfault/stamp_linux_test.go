@@ -2,6 +2,7 @@ package tcpfault
 
 import (
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,17 +28,18 @@ func TestStampReaderUsesKernelArrival(t *testing.T) {
 	sent := time.Now()
 	c.Write([]byte("hello"))
 	time.Sleep(30 * time.Millisecond)
-	buf := make([]byte, 16)
-	n, at, err := sr.read(buf)
+	var pool sync.Pool
+	pool.New = func() any { b := make([]byte, 16); return &b }
+	bp, n, at, err := sr.read(&pool)
 	read := time.Now()
-	if err != nil || string(buf[:n]) != "hello" {
-		t.Fatalf("read %q, %v", buf[:n], err)
+	if err != nil || string((*bp)[:n]) != "hello" {
+		t.Fatalf("read %d bytes, %v", n, err)
 	}
 	if at.Before(sent.Add(-time.Millisecond)) || read.Sub(at) < 25*time.Millisecond {
 		t.Errorf("arrival %v after send, %v before the read; want ~0 and ~30ms", at.Sub(sent), read.Sub(at))
 	}
 	c.Close()
-	if n, _, err := sr.read(buf); n != 0 || err == nil {
+	if _, n, _, err := sr.read(&pool); n != 0 || err == nil {
 		t.Errorf("after close: %d, %v; want EOF", n, err)
 	}
 }

@@ -4,6 +4,7 @@ package tcpfault
 
 import (
 	"net"
+	"sync"
 	"time"
 )
 
@@ -11,7 +12,12 @@ type stampReader struct{ c *net.TCPConn }
 
 func newStampReader(c *net.TCPConn) *stampReader { return &stampReader{c} }
 
-func (r *stampReader) read(b []byte) (int, time.Time, error) {
-	n, err := r.c.Read(b)
-	return n, time.Now(), err
+func (r *stampReader) read(pool *sync.Pool) (*[]byte, int, time.Time, error) {
+	bp := pool.Get().(*[]byte)
+	n, err := r.c.Read(*bp)
+	if n == 0 {
+		pool.Put(bp)
+		bp = nil
+	}
+	return bp, n, time.Now(), err
 }
