@@ -240,3 +240,36 @@ func TestUpdateReachesWaitingChunk(t *testing.T) {
 		t.Errorf("updates = %d", st.Stats.Updates)
 	}
 }
+
+// Toxiproxy #159/#412: a toxic change waited on pipeline stages, so a
+// connection whose reader had stopped hung the API. Here the client never
+// reads, the proxy's writer is blocked by flow control and a stall holds the
+// other direction; changes must still return at once.
+func TestChangesNeverWaitForConnections(t *testing.T) {
+	addr, _ := tcpUpstream(t, func(c net.Conn) {
+		big := make([]byte, 1<<20)
+		for {
+			if _, err := c.Write(big); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, addr)
+	add(t, p, NewSpec("lat", Downstream, &Latency{Latency: time.Millisecond}))
+	add(t, p, NewSpec("stall", Upstream, &Timeout{}))
+	c := dial(t, p.Addr())
+	c.Write([]byte("request that is held"))
+	time.Sleep(300 * time.Millisecond) // buffers fill; the writer blocks in Write
+	start := time.Now()
+	if _, err := p.UpdateToxic(NewSpec("lat", Downstream, &Latency{Latency: 2 * time.Millisecond})); err != nil {
+		t.Fatal(err)
+	}
+	add(t, p, NewSpec("bw", Downstream, &Bandwidth{Rate: 1}))
+	if err := p.RemoveToxic("stall"); err != nil {
+		t.Fatal(err)
+	}
+	p.ResetToxics()
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("four toxic changes took %v with a connection blocked on its reader", d)
+	}
+}
