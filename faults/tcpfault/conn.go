@@ -44,7 +44,7 @@ func (c *conn) serve() {
 	if !c.park() {
 		return
 	}
-	d := net.Dialer{Timeout: c.p.dialTimeout}
+	d := net.Dialer{Timeout: c.p.dialTimeout, Control: stampDial}
 	up, err := d.DialContext(c.ctx, "tcp", c.p.Upstream())
 	if err != nil {
 		c.p.counters.dialFail.Add(1)

@@ -8,10 +8,15 @@ import (
 // listen binds a TCP listener; a non-zero backlog needs the platform's own
 // socket calls (listenBacklog), because net.Listen always asks for
 // somaxconn.
-func listen(ctx context.Context, addr string, backlog int) (net.Listener, error) {
+func listen(ctx context.Context, addr string, backlog int) (ln net.Listener, err error) {
 	if backlog > 0 {
-		return listenBacklog(addr, backlog)
+		ln, err = listenBacklog(addr, backlog)
+	} else {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", addr)
 	}
-	var lc net.ListenConfig
-	return lc.Listen(ctx, "tcp", addr)
+	if err == nil {
+		stampListener(ln)
+	}
+	return ln, err
 }

@@ -27,16 +27,40 @@ type stampReader struct {
 
 func newStampReader(c *net.TCPConn) *stampReader {
 	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soTimestampNS, 1)
-	}); err != nil || serr != nil {
+	if err != nil || enableStamps(rc) != nil {
 		return nil
 	}
 	return &stampReader{rc: rc}
+}
+
+// enableStamps turns SO_TIMESTAMPNS on. The kernel only stamps packets
+// while some socket asks for it, and switches that on asynchronously, so
+// the proxy sets it on its listener (accepted sockets inherit it, and it
+// stays on while the proxy listens) and on upstream sockets before they
+// connect: the first bytes of a connection are stamped too.
+func enableStamps(rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soTimestampNS, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// stampListener enables stamps on a TCP listener (best effort).
+func stampListener(ln net.Listener) {
+	if tl, ok := ln.(*net.TCPListener); ok {
+		if rc, err := tl.SyscallConn(); err == nil {
+			enableStamps(rc)
+		}
+	}
+}
+
+// stampDial is a net.Dialer.Control that enables stamps before connecting.
+func stampDial(network, address string, c syscall.RawConn) error {
+	enableStamps(c)
+	return nil
 }
 
 // read reads into a buffer from pool and returns it with when the kernel
@@ -81,10 +105,12 @@ func (r *stampReader) read(pool *sync.Pool) (*[]byte, int, time.Time, error) {
 	return bp, n, kernelTime(r.oob[:oobn], now), nil
 }
 
-// kernelTime finds the SCM_TIMESTAMPNS message and turns its wall-clock
-// time into an instant on Go's monotonic clock (now minus how long ago it
-// was). A value in the future or over a second old (a wall-clock step) is
-// ignored.
+// kernelTime finds the SCM_TIMESTAMPNS message and turns it into an instant
+// on Go's monotonic clock (now minus how long ago it was). The kernel
+// usually stamps with the wall clock, but a segment that kept the sender's
+// departure time (TCP's pacing stamp, seen on loopback) carries
+// CLOCK_MONOTONIC instead; both are tried. A value that is in the future or
+// over a second old by either clock (a wall-clock step) is ignored.
 func kernelTime(oob []byte, now time.Time) time.Time {
 	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
 	for len(oob) >= hdr {
@@ -96,8 +122,17 @@ func kernelTime(oob []byte, now time.Time) time.Time {
 		if h.Level == syscall.SOL_SOCKET && h.Type == soTimestampNS && l >= hdr+16 {
 			sec := int64(binary.NativeEndian.Uint64(oob[hdr:]))
 			nsec := int64(binary.NativeEndian.Uint64(oob[hdr+8:]))
-			ago := now.Sub(time.Unix(sec, nsec))
-			if ago >= 0 && ago < time.Second {
+			if ago := now.Sub(time.Unix(sec, nsec)); ago >= 0 && ago < time.Second {
+				return now.Add(-ago)
+			}
+			var mono syscall.Timespec
+			if _, _, e := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockMonotonic, uintptr(unsafe.Pointer(&mono)), 0); e != 0 {
+				break
+			}
+			// Read after the monotonic clock, so "ago" is never overstated
+			// and the delay never comes out short.
+			now = time.Now()
+			if ago := time.Duration(mono.Nano() - (sec*1e9 + nsec)); ago >= 0 && ago < time.Second {
 				return now.Add(-ago)
 			}
 			break
@@ -106,3 +141,5 @@ func kernelTime(oob []byte, now time.Time) time.Time {
 	}
 	return now
 }
+
+const clockMonotonic = 1 // CLOCK_MONOTONIC

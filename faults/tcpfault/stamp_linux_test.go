@@ -15,6 +15,8 @@ func TestStampReaderUsesKernelArrival(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	stampListener(ln)                 // as the proxy does: the kernel turns stamping on
+	time.Sleep(20 * time.Millisecond) // asynchronously, and accepted sockets inherit it
 	c := dial(t, ln.Addr().String())
 	s, err := ln.Accept()
 	if err != nil {

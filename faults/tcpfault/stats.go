@@ -22,6 +22,33 @@ type ToxicStats struct {
 	BytesDropped uint64        // bytes it discarded (limit_data, reset_peer, timeout closing)
 	Closes       uint64        // connections it closed or reset
 	MaxLag       time.Duration // largest lateness of a timed release past its deadline
+	// Lag counts precise releases (latency, reset_peer, slow_close, slicer
+	// gaps) by how late they were: Lag[i] those later than LagBounds()[i-1]
+	// and at most LagBounds()[i]; the last bucket is everything later. It
+	// is the proxy's own view of its precision, free of the client's noise.
+	Lag [len(lagBounds) + 1]uint64
+}
+
+var lagBounds = [...]time.Duration{50 * time.Microsecond, 100 * time.Microsecond, 250 * time.Microsecond,
+	500 * time.Microsecond, time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond}
+
+// LagBounds returns the upper bounds of the ToxicStats.Lag buckets.
+func LagBounds() [len(lagBounds)]time.Duration { return lagBounds }
+
+// LagWithin reports the fraction of precise releases no later than d, for
+// d one of LagBounds() (1 when there were none).
+func (s ToxicStats) LagWithin(d time.Duration) float64 {
+	var in, all uint64
+	for i, n := range s.Lag {
+		all += n
+		if i < len(lagBounds) && lagBounds[i] <= d {
+			in += n
+		}
+	}
+	if all == 0 {
+		return 1
+	}
+	return float64(in) / float64(all)
 }
 
 func (s ToxicStats) sub(o ToxicStats) ToxicStats {
@@ -29,6 +56,7 @@ func (s ToxicStats) sub(o ToxicStats) ToxicStats {
 		Updates: s.Updates - o.Updates, ConnsSeen: s.ConnsSeen - o.ConnsSeen, ConnsDrawn: s.ConnsDrawn - o.ConnsDrawn,
 		Conns: s.Conns - o.Conns, Requests: s.Requests - o.Requests, BytesDelayed: s.BytesDelayed - o.BytesDelayed,
 		BytesDropped: s.BytesDropped - o.BytesDropped, Closes: s.Closes - o.Closes, MaxLag: s.MaxLag,
+		Lag: s.Lag,
 	}
 }
 
@@ -42,6 +70,9 @@ func (s ToxicStats) attrs(m map[string]any) map[string]any {
 	m["bytes_dropped"] = s.BytesDropped
 	m["closes"] = s.Closes
 	m["max_lag_ms"] = float64(s.MaxLag) / 1e6
+	if s.Lag != [len(s.Lag)]uint64{} {
+		m["lag_within_500us"] = s.LagWithin(500 * time.Microsecond)
+	}
 	return m
 }
 
@@ -50,6 +81,7 @@ func (s ToxicStats) attrs(m map[string]any) map[string]any {
 type counters struct {
 	updates, seen, drawn, conns, requests, delayed, dropped, closes atomic.Uint64
 	maxLag                                                          atomic.Int64
+	lagHist                                                         [len(lagBounds) + 1]atomic.Uint64
 
 	hit      atomic.Bool  // a fault.apply was emitted at least once
 	lastEmit atomic.Int64 // clock offset (ns) of the last fault.apply
@@ -58,14 +90,23 @@ type counters struct {
 }
 
 func (c *counters) snapshot() ToxicStats {
-	return ToxicStats{
+	s := ToxicStats{
 		Updates: c.updates.Load(), ConnsSeen: c.seen.Load(), ConnsDrawn: c.drawn.Load(),
 		Conns: c.conns.Load(), Requests: c.requests.Load(), BytesDelayed: c.delayed.Load(),
 		BytesDropped: c.dropped.Load(), Closes: c.closes.Load(), MaxLag: time.Duration(c.maxLag.Load()),
 	}
+	for i := range c.lagHist {
+		s.Lag[i] = c.lagHist[i].Load()
+	}
+	return s
 }
 
 func (c *counters) lag(d time.Duration) {
+	i := 0
+	for i < len(lagBounds) && d > lagBounds[i] {
+		i++
+	}
+	c.lagHist[i].Add(1)
 	for {
 		old := c.maxLag.Load()
 		if int64(d) <= old || c.maxLag.CompareAndSwap(old, int64(d)) {

@@ -295,10 +295,14 @@ type statsJSON struct {
 	BytesDropped uint64  `json:"bytes_dropped"`
 	Closes       uint64  `json:"closes"`
 	MaxLagMS     float64 `json:"max_lag_ms"`
+	// LagWithin500us is the fraction of precise releases at most 0.5 ms
+	// late (1 when there were none).
+	LagWithin500us float64 `json:"lag_within_500us"`
 }
 
 func statsOf(s tcpfault.ToxicStats) statsJSON {
-	return statsJSON{s.Updates, s.ConnsSeen, s.ConnsDrawn, s.Conns, s.Requests, s.BytesDelayed, s.BytesDropped, s.Closes, float64(s.MaxLag) / 1e6}
+	return statsJSON{s.Updates, s.ConnsSeen, s.ConnsDrawn, s.Conns, s.Requests, s.BytesDelayed, s.BytesDropped, s.Closes,
+		float64(s.MaxLag) / 1e6, s.LagWithin(500 * time.Microsecond)}
 }
 
 func toxicOf(t tcpfault.ToxicInfo) toxicJSON {
