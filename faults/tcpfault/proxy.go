@@ -115,6 +115,7 @@ type Proxy struct {
 	wg       sync.WaitGroup
 	bufs     sync.Pool
 	counters proxyCounters
+	sleepers atomic.Int32 // waits in their final nanosleep, see wait.go
 }
 
 // New checks cfg and returns a proxy that is not yet listening; see Start.
