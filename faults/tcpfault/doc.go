@@ -25,9 +25,12 @@
 //
 // # Differences from Toxiproxy, on purpose
 //
-//   - latency is drawn per message and counted from each chunk's arrival,
-//     and waits precisely: a 100 ms toxic adds 100 ms (+ tens of µs), not
-//     100 + 1–2 ms, and never less.
+//   - latency is drawn per message and counted from when each chunk's
+//     bytes reached the socket (the kernel's receive timestamp), and ends
+//     in a kernel nanosleep rather than on a Go timer: a 100 ms toxic adds
+//     100 ms plus tens of µs, never less, where Toxiproxy adds 100 + 1–2 ms.
+//     ToxicStats.Lag is the proxy's own record of how late each release
+//     was.
 //   - timeout and blackhole hold data instead of dropping it, and removing
 //     them lets it through; Toxiproxy drops it and closes the connection.
 //   - Changing or removing a toxic never waits for a connection, and a
@@ -37,6 +40,9 @@
 //   - Attributes are decoded strictly: an unknown toxic type or attribute
 //     is an error that lists the valid ones.
 //   - Listen addresses must be loopback.
+//   - An idle connection holds no read buffer (Toxiproxy pins 32 KiB per
+//     direction), and a direction without toxics is copied by its reader
+//     with no hand-off.
 //
 // Counters (Proxy.Stats) and events (fault.start, fault.update,
 // fault.apply, fault.stop) tell how often each toxic actually acted.
