@@ -58,6 +58,7 @@ type Server struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
 	proxies map[string]*tcpfault.Proxy
+	owned   map[*tcpfault.Proxy]bool // created through the API (not AddProxy)
 	http    *http.Server
 }
 
@@ -67,7 +68,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Rand == nil {
 		return nil, errors.New("toxiapi.Config.Rand is required")
 	}
-	s := &Server{ctx: ctx, events: cfg.Events, clock: cfg.Clock, version: cfg.Version, rng: cfg.Rand, proxies: map[string]*tcpfault.Proxy{}}
+	s := &Server{ctx: ctx, events: cfg.Events, clock: cfg.Clock, version: cfg.Version, rng: cfg.Rand, proxies: map[string]*tcpfault.Proxy{}, owned: map[*tcpfault.Proxy]bool{}}
 	if s.version == "" {
 		s.version = "cascade"
 	}
@@ -94,12 +95,16 @@ func (s *Server) Start(addr string) (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// Close stops serving and closes every proxy.
+// Close stops serving and closes the proxies created through the API;
+// those handed over with AddProxy are left to their owner.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	hs := s.http
-	ps := s.proxies
-	s.proxies = map[string]*tcpfault.Proxy{}
+	var ps []*tcpfault.Proxy
+	for p := range s.owned {
+		ps = append(ps, p)
+	}
+	s.proxies, s.owned = map[string]*tcpfault.Proxy{}, map[*tcpfault.Proxy]bool{}
 	s.mu.Unlock()
 	var err error
 	if hs != nil {
@@ -114,7 +119,8 @@ func (s *Server) Close() error {
 }
 
 // AddProxy puts a proxy made elsewhere under the API's control. The caller
-// keeps running it (Start/Close); DELETE through the API closes it.
+// keeps running it (Start/Close, and Server.Close leaves it alone); a
+// DELETE through the API closes it, as Toxiproxy's does.
 func (s *Server) AddProxy(p *tcpfault.Proxy) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -390,6 +396,7 @@ func (s *Server) newProxy(in proxyInput) (*tcpfault.Proxy, error) {
 	if err := p.Start(s.ctx); err != nil {
 		return nil, err
 	}
+	s.owned[p] = true
 	return p, nil
 }
 
@@ -449,6 +456,7 @@ func (s *Server) populate(w http.ResponseWriter, r *http.Request) {
 			}
 			old.Close()
 			delete(s.proxies, pi.Name)
+			delete(s.owned, old)
 		}
 		p, err := s.newProxy(pi)
 		if err != nil {
@@ -535,6 +543,7 @@ func (s *Server) proxyDelete(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	p, ok := s.proxies[name]
 	delete(s.proxies, name)
+	delete(s.owned, p)
 	s.mu.Unlock()
 	if !ok {
 		writeError(w, errProxyNotFound)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+
+	"github.com/cascadehq/cascade/faults/tcpfault"
 )
 
 // startAPI serves the API on loopback until the test ends.
@@ -247,5 +249,35 @@ func TestStartRefusesNonLoopback(t *testing.T) {
 	if _, err := s.Start("0.0.0.0:0"); err == nil {
 		s.Close()
 		t.Fatal("API started on 0.0.0.0")
+	}
+}
+
+// A proxy handed over with AddProxy is driven by the API but owned by its
+// maker: Server.Close leaves it running.
+func TestAddProxyOwnership(t *testing.T) {
+	s, api := startAPI(t)
+	up := echoUpstream(t)
+	p, err := tcpfault.New(tcpfault.Config{Name: "mine", Listen: "127.0.0.1:0", Upstream: up, Rand: rand.New(rand.NewPCG(9, 9))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := s.AddProxy(p); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := do(t, "POST", "http://"+api+"/proxies/mine/toxics", `{"type":"latency","attributes":{"latency":80}}`); st != 200 {
+		t.Fatalf("add toxic to an added proxy: %d %s", st, body)
+	}
+	if d, err := roundTrip(t, p.Addr()); err != nil || d < 80*time.Millisecond {
+		t.Errorf("through the added proxy: %v, %v", d, err)
+	}
+	s.Close()
+	if _, err := roundTrip(t, p.Addr()); err != nil {
+		t.Errorf("Server.Close stopped a proxy it does not own: %v", err)
 	}
 }
