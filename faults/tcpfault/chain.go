@@ -279,7 +279,9 @@ func (p *Proxy) stopped(e *entry) {
 	now := p.clock.Now()
 	p.emitApply(e.slot, now) // flush what the last fault.apply did not cover
 	info := e.info()
-	p.emit(event.Event{T: now, Type: "fault.stop", Attrs: info.Stats.attrs(info.eventAttrs())})
+	attrs := info.Stats.attrs(info.eventAttrs())
+	attrs["took_effect"] = info.Stats.TookEffect()
+	p.emit(event.Event{T: now, Type: "fault.stop", Attrs: attrs})
 }
 
 // Toxics lists the installed toxics, upstream first, each in chain order

@@ -56,6 +56,9 @@ func TestEventsAndCounters(t *testing.T) {
 		if e.Attr("toxic") == "lat" && e.Attrs["requests"].(uint64) != 11 {
 			t.Errorf("fault.stop for lat: %+v", e.Attrs)
 		}
+		if te := e.Attrs["took_effect"].(bool); te != (e.Attr("toxic") == "lat") {
+			t.Errorf("fault.stop for %s: took_effect = %v", e.Attr("toxic"), te)
+		}
 		if e.Attr("toxic") == "never" && e.Attrs["conns"].(uint64) != 0 {
 			t.Errorf("fault.stop for never: %+v", e.Attrs)
 		}

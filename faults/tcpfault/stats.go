@@ -51,6 +51,11 @@ func (s ToxicStats) LagWithin(d time.Duration) float64 {
 	return float64(in) / float64(all)
 }
 
+// TookEffect reports whether the toxic ever acted; a run should flag a
+// fault that never did (its probabilities, attributes or the traffic left
+// it nothing to do).
+func (s ToxicStats) TookEffect() bool { return s.Conns > 0 || s.Closes > 0 }
+
 func (s ToxicStats) sub(o ToxicStats) ToxicStats {
 	return ToxicStats{
 		Updates: s.Updates - o.Updates, ConnsSeen: s.ConnsSeen - o.ConnsSeen, ConnsDrawn: s.ConnsDrawn - o.ConnsDrawn,
