@@ -110,15 +110,24 @@ func TestRequestToxicity(t *testing.T) {
 		return k, st.Stats
 	}
 	a, st := run(5)
-	b, _ := run(5)
-	if a != b {
-		t.Errorf("same seed: %d then %d requests delayed", a, b)
+	b, st2 := run(5)
+	// The draws are per (connection seed, message), so the count is exact
+	// from run to run; timing only confirms the delays happened (a delayed
+	// request can never be fast; a busy machine may make an undelayed one
+	// slow, hence the small allowance).
+	if st.Requests != st2.Requests {
+		t.Errorf("same seed: %d then %d requests delayed", st.Requests, st2.Requests)
 	}
-	if a < 3 || a > 30 {
-		t.Errorf("request_toxicity 0.3 delayed %d of %d requests", a, conns*reqs)
+	if st.Requests < 3 || st.Requests > 30 {
+		t.Errorf("request_toxicity 0.3 delayed %d of %d requests", st.Requests, conns*reqs)
 	}
-	if st.Requests != uint64(a) || st.Conns > conns {
-		t.Errorf("stats %+v, observed %d delayed requests", st, a)
+	for _, r := range []struct {
+		observed int
+		st       ToxicStats
+	}{{a, st}, {b, st2}} {
+		if r.observed < int(r.st.Requests) || r.observed > int(r.st.Requests)+2 || r.st.Conns > conns {
+			t.Errorf("stats %+v, observed %d requests taking >= 300ms", r.st, r.observed)
+		}
 	}
 }
 
