@@ -198,8 +198,8 @@ func TestTimeoutStallsThenCloses(t *testing.T) {
 		t.Run(dir.String(), func(t *testing.T) {
 			p := startProxy(t, up.Listener.Addr().String())
 			add(t, p, NewSpec("to", dir, &Timeout{Timeout: 200 * time.Millisecond}))
+			start := time.Now() // the clock starts when the proxy takes the connection
 			c := dial(t, p.Addr())
-			start := time.Now()
 			c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 			got, err := readAllTimeout(c, 5*time.Second)
 			d := time.Since(start)
@@ -209,7 +209,7 @@ func TestTimeoutStallsThenCloses(t *testing.T) {
 			if isTimeout(err) {
 				t.Fatalf("connection was not closed within 5s")
 			}
-			if d < 190*time.Millisecond || d > 800*time.Millisecond {
+			if d < 200*time.Millisecond || d > 800*time.Millisecond {
 				t.Errorf("closed after %v, want ~200ms", d)
 			}
 			st, _ := p.Toxic("to")
@@ -226,13 +226,13 @@ func TestTimeoutClosesIdleConnection(t *testing.T) {
 	addr, _ := tcpUpstream(t, echo)
 	p := startProxy(t, addr)
 	add(t, p, NewSpec("to", Upstream, &Timeout{Timeout: 150 * time.Millisecond}))
-	c := dial(t, p.Addr())
 	start := time.Now()
+	c := dial(t, p.Addr())
 	_, err := readAllTimeout(c, 5*time.Second)
 	if isTimeout(err) {
 		t.Fatal("idle connection not closed")
 	}
-	if d := time.Since(start); d < 140*time.Millisecond || d > 700*time.Millisecond {
+	if d := time.Since(start); d < 150*time.Millisecond || d > 700*time.Millisecond {
 		t.Errorf("closed after %v, want ~150ms", d)
 	}
 }
@@ -269,7 +269,7 @@ func TestResetPeer(t *testing.T) {
 			if !errors.Is(err, syscall.ECONNRESET) {
 				t.Fatalf("err = %v, want ECONNRESET", err)
 			}
-			if d := time.Since(start); d < 95*time.Millisecond || d > 600*time.Millisecond {
+			if d := time.Since(start); d < 100*time.Millisecond || d > 600*time.Millisecond {
 				t.Errorf("reset after %v, want ~100ms", d)
 			}
 		})
