@@ -20,7 +20,6 @@ import (
 var (
 	ErrNotLoopback    = errors.New("listen address is not a loopback address")
 	ErrAlreadyStarted = errors.New("proxy already started")
-	ErrNotStarted     = errors.New("proxy not started")
 	ErrClosed         = errors.New("proxy closed")
 )
 
