@@ -28,7 +28,8 @@
 //   - latency is drawn per message and counted from when each chunk's
 //     bytes reached the socket (the kernel's receive timestamp), and ends
 //     in a kernel nanosleep rather than on a Go timer: a 100 ms toxic adds
-//     100 ms plus tens of µs, never less, where Toxiproxy adds 100 + 1–2 ms.
+//     100 ms plus typically tens of µs, never less, where Toxiproxy adds
+//     100 + 1–2 ms.
 //     ToxicStats.Lag is the proxy's own record of how late each release
 //     was.
 //   - timeout and blackhole hold data instead of dropping it, and removing
