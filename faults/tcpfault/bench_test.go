@@ -13,7 +13,7 @@ import (
 // other direction, which forces the queued path), so the proxy's cost is a
 // ratio against the direct path in the same run.
 func BenchmarkRoundTrip(b *testing.B) {
-	addr, _ := tcpUpstream(&testing.T{}, echo)
+	addr, _ := tcpUpstream(b, echo)
 	run := func(b *testing.B, target string) {
 		c, err := net.Dial("tcp", target)
 		if err != nil {
@@ -45,7 +45,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 
 // BenchmarkThroughput: bulk bytes one way through the proxy.
 func BenchmarkThroughput(b *testing.B) {
-	addr, _ := tcpUpstream(&testing.T{}, func(c net.Conn) { io.Copy(io.Discard, c) })
+	addr, _ := tcpUpstream(b, func(c net.Conn) { io.Copy(io.Discard, c) })
 	for _, tc := range []struct {
 		name  string
 		toxic Toxic
@@ -85,8 +85,5 @@ func BenchmarkNewToxic(b *testing.B) {
 
 func benchProxy(b *testing.B, upstream string) *Proxy {
 	b.Helper()
-	t := &testing.T{}
-	p := startProxy(t, upstream)
-	b.Cleanup(func() { p.Close() })
-	return p
+	return startProxy(b, upstream)
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // startProxy runs a proxy in front of upstream until the test ends.
-func startProxy(t *testing.T, upstream string, mod ...func(*Config)) *Proxy {
+func startProxy(t testing.TB, upstream string, mod ...func(*Config)) *Proxy {
 	t.Helper()
 	cfg := Config{Name: "test", Listen: "127.0.0.1:0", Upstream: upstream, Rand: rand.New(rand.NewPCG(1, 2))}
 	for _, m := range mod {
@@ -85,7 +85,7 @@ func timedGet(t *testing.T, c *http.Client, addr string) (time.Duration, string)
 
 // tcpUpstream accepts connections and runs serve on each, until the test
 // ends; it returns the address and a counter of accepted connections.
-func tcpUpstream(t *testing.T, serve func(net.Conn)) (string, func() int) {
+func tcpUpstream(t testing.TB, serve func(net.Conn)) (string, func() int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
