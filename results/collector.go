@@ -153,7 +153,7 @@ func NewCollector(phases []Phase, width time.Duration, shards int, opts ...Optio
 	if shards <= 0 {
 		shards = 1
 	}
-	c := &Collector{phases: phases, width: width}
+	c := &Collector{phases: append([]Phase(nil), phases...), width: width} // own copy: SetPhases moves windows
 	for _, o := range opts {
 		o(c)
 	}

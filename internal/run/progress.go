@@ -51,7 +51,7 @@ type liveStats struct {
 // showProgress renders until ctx ends, then returns after a last update:
 // one bar (or plain line) per executor with elapsed/total, target vs
 // achieved rate, in-flight, errors and a rolling p99.
-func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name string, gen *loadgen.Generator, _ *liveStats,
+func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name string, gen loadDriver, _ *liveStats,
 	c *results.Collector, clock *event.Clock) {
 	if mode == ProgressAuto {
 		mode = ProgressPlain
@@ -59,18 +59,19 @@ func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name stri
 			mode = ProgressBars
 		}
 	}
-	v := &liveView{gen: gen, c: c, clock: clock, meters: make([]rateMeter, len(gen.Names()))}
+	v := &liveView{gen: gen, c: c, clock: clock}
+	v.meters = make([]rateMeter, len(v.names(name)))
 	switch mode {
 	case ProgressBars:
 		v.bars(ctx, w, name)
 	case ProgressPlain:
-		v.plain(ctx, w)
+		v.plain(ctx, w, name)
 	}
 }
 
 // liveView reads the generator's counters and the collector's rolling p99.
 type liveView struct {
-	gen    *loadgen.Generator
+	gen    loadDriver
 	c      *results.Collector
 	clock  *event.Clock
 	mu     sync.Mutex // decorators run on mpb's goroutine
@@ -78,11 +79,29 @@ type liveView struct {
 	snap   []loadgen.Progress
 }
 
+// executorView is a driver that shows each executor (a plain run's
+// generator); others show as one load.
+type executorView interface {
+	Executors() []loadgen.Progress
+	Names() []string
+}
+
+func (v *liveView) names(name string) []string {
+	if ev, ok := v.gen.(executorView); ok {
+		return ev.Names()
+	}
+	return []string{name}
+}
+
 // refresh takes a snapshot of every executor and updates the rate meters.
 func (v *liveView) refresh() []loadgen.Progress {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.snap = v.gen.Executors()
+	if ev, ok := v.gen.(executorView); ok {
+		v.snap = ev.Executors()
+	} else {
+		v.snap = []loadgen.Progress{v.gen.Progress()} // a game day: one load
+	}
 	now := v.clock.Now()
 	for i, p := range v.snap {
 		v.meters[i].add(now, p.Scheduled)
@@ -106,12 +125,12 @@ func (v *liveView) line(i int) string {
 	return fmt.Sprintf("%s · in flight %d · errors %d · dropped %d · p99 %s", target, pr.InFlight, pr.Errors, pr.Dropped, p99)
 }
 
-func (v *liveView) plain(ctx context.Context, w io.Writer) {
+func (v *liveView) plain(ctx context.Context, w io.Writer, name string) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	m := time.NewTicker(250 * time.Millisecond) // feeds the rate meters between lines
 	defer m.Stop()
-	names := v.gen.Names()
+	names := v.names(name)
 	for {
 		select {
 		case <-ctx.Done():
@@ -138,7 +157,7 @@ func (v *liveView) plain(ctx context.Context, w io.Writer) {
 func (v *liveView) bars(ctx context.Context, w io.Writer, name string) {
 	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(250*time.Millisecond))
 	snap := v.refresh()
-	names := v.gen.Names()
+	names := v.names(name)
 	var bars []*mpb.Bar
 	for i := range snap {
 		label := name

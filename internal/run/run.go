@@ -42,6 +42,8 @@ type Options struct {
 	// (default: $CASCADE_UPSTREAM_BINARY, the running binary if static, or
 	// one built from the module).
 	UpstreamBinary string
+	// Live makes the run a game day (see gameday.go); nil for a plain run.
+	Live *LiveOptions
 }
 
 // Outcome is what the caller needs to pick an exit code.
@@ -85,7 +87,16 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 
 	clock := event.NewClock()
-	sink := event.Sink(w)
+	gd, err := newGameDay(p, opts, w.Dir(), clock) // nil for a plain run
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer func() {
+		if cerr := gd.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("game day: %w", cerr)
+		}
+	}()
+	sink := gd.sink(w)
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
 
 	// Upstreams (and the containers some need; removed after them).
@@ -138,14 +149,19 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
-	timeline, err := faults.NewTimeline(p.Timeline, ups, uopts)
+	timeline, err := faults.NewTimeline(gd.timeline(p), ups, uopts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	lcfg := p.Load
 	lcfg.Target = target
-	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0), results.WithBreakdown(breakdown(lcfg)))
-	gen, err := loadgen.New(lcfg, collector, clock, nil)
+	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0), results.WithBreakdown(breakdown(lcfg)))
+	var gen loadDriver
+	if gd == nil {
+		gen, err = loadgen.New(lcfg, collector, clock, nil)
+	} else {
+		gen, err = gd.start(timeline, collector, target, sink)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
@@ -182,7 +198,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
 
-	sum := summarize(p, collector, gen, timeline.Reports(), started, elapsed, interrupted, target, gwName)
+	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
+	sum := summarize(ranPlan, collector, gen, reports, started, elapsed, interrupted, target, gwName)
 	in, err := verdict.NewInput(sum, nil, nil)
 	if err != nil {
 		return nil, err
@@ -203,7 +220,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
 	}
-	writeHTMLReport(w, p, opts.Stderr)
+	writeHTMLReport(w, ranPlan, opts.Stderr)
 	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
 }
 
@@ -233,8 +250,17 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 	}
 }
 
-func summarize(p *plan.Plan, c *results.Collector, gen *loadgen.Generator, faultReports []faults.Report,
+func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports []faults.Report,
 	started time.Time, elapsed time.Duration, interrupted bool, target, gw string) *results.Summary {
+	// A plain run's generator knows every executor's schedule; a game day's
+	// session gives the profile as it ran.
+	var expected interface {
+		Expected(a, b time.Duration) float64
+	} = gen.Pacer()
+	g, plain := gen.(*loadgen.Generator)
+	if plain {
+		expected = g
+	}
 	s := &results.Summary{
 		Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: started,
 		Elapsed: results.Sec(elapsed), Planned: results.Sec(p.Duration), Interrupted: interrupted,
@@ -251,14 +277,16 @@ func summarize(p *plan.Plan, c *results.Collector, gen *loadgen.Generator, fault
 		}
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End),
-			Stats: results.Summarize(st, max(window, 0), gen.Expected(ph.Start, max(end, ph.Start)))}
+			Stats: results.Summarize(st, max(window, 0), expected.Expected(ph.Start, max(end, ph.Start)))}
 		if i == 0 {
 			s.Run = ps
 		} else {
 			s.Phases = append(s.Phases, ps)
 		}
 	}
-	s.Executors, s.Tags = groupSummaries(c, gen, elapsed, interrupted)
+	if plain {
+		s.Executors, s.Tags = groupSummaries(c, g, elapsed, interrupted)
+	}
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
 			Start: results.Sec(f.Start), End: results.Sec(f.End), Occurrences: f.Occurrences, Reason: f.Reason}

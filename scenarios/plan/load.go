@@ -427,3 +427,15 @@ func (c *compiler) checkTemplates(p string, data []*loadgen.Dataset, r scenarios
 		}
 	}
 }
+
+// liveLoad: a game day (gates, safety checks) scripts one open-model load
+// (it cuts and holds its stages at the gates); several executors or virtual
+// users are not something it can hold at a gate.
+func (c *compiler) liveLoad() {
+	if len(c.p.Gates) == 0 && len(c.p.Safety) == 0 {
+		return
+	}
+	if len(c.p.Load.Executors) > 0 || c.p.Load.Kind == loadgen.VUs {
+		c.errorf("$.load", "gates and safety checks steer a single open-model load (rate, or stages of rates); this load has several executors or virtual users")
+	}
+}

@@ -175,3 +175,16 @@ func TestLintUsesShortestClientTimeout(t *testing.T) {
 		t.Fatalf("warnings %v", p.Warnings)
 	}
 }
+
+func TestGameDayNeedsOneOpenLoad(t *testing.T) {
+	src := head + `load:
+  - {name: a, rate: 5/s, duration: 10s, requests: [{path: /}]}
+  - {name: b, vus: 2, duration: 10s, requests: [{path: /}]}
+safety:
+  - p99 < 1s
+`
+	_, err := CompileBytes("s.yaml", []byte(src), Options{})
+	if err == nil || !strings.Contains(err.Error(), "single open-model load") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -58,6 +58,10 @@ type Plan struct {
 	Phases     []results.Phase
 	Objectives []verdict.Objective
 	Warnings   []Warning
+	// Gates are the manual phase gates, in order; Safety the live health
+	// checks (see gameday.go).
+	Gates  []Gate
+	Safety []Safety
 }
 
 // Warning is a lint finding: the scenario runs, but probably not as meant.
@@ -145,7 +149,10 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 	c.load()
 	c.faults()
 	c.phases()
+	c.gates()
 	c.objectives()
+	c.safety()
+	c.liveLoad()
 	c.lint()
 	c.databaseLint()
 	if len(c.errs) > 0 {
@@ -299,7 +306,12 @@ func (c *compiler) faults() {
 }
 
 func (c *compiler) fault(i int, f scenarios.Fault, seen map[string]bool, counts map[string]int) {
-	p := fmt.Sprintf("$.faults[%d]", i)
+	c.faultAt(fmt.Sprintf("$.faults[%d]", i), f, seen, counts)
+}
+
+// faultAt compiles one fault found at YAML path p (a live fault document is
+// its own root, "$").
+func (c *compiler) faultAt(p string, f scenarios.Fault, seen map[string]bool, counts map[string]int) {
 	name := f.Name
 	counts[f.Kind]++
 	if name == "" {
@@ -411,6 +423,9 @@ func (c *compiler) phases() {
 	}
 	for i, ph := range c.f.Phases {
 		p := fmt.Sprintf("$.phases[%d]", i)
+		if ph.Gate != "" || ph.MaxHold != 0 {
+			continue // a manual gate: gates() compiles it
+		}
 		if ph.Name == "" {
 			c.errorf(p, "a phase needs a name")
 			continue
