@@ -39,8 +39,8 @@ func isTerminal(w io.Writer) bool {
 	if !ok || !term.IsTerminal(int(f.Fd())) || os.Getenv("CI") != "" {
 		return false
 	}
-	width, _, err := term.GetSize(int(f.Fd()))
-	return err == nil && width > 0
+	width, height, err := term.GetSize(int(f.Fd()))
+	return err == nil && width > 0 && height > 0 // mpb draws nothing on a pty with zero rows either
 }
 
 // liveStats is what the display shows beyond the generator's counters.
