@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
@@ -131,7 +130,6 @@ type Conn struct {
 
 	peekFn  func(fd uintptr) bool
 	peekBuf [1]byte
-	peekN   int
 	peekErr error
 
 	// Cancellation of the current context. The AfterFunc registration is
@@ -144,6 +142,15 @@ type Conn struct {
 	cancelled atomic.Bool
 
 	stats connStats
+
+	// Raw I/O (see io.go): callbacks bound once, and their in/out values.
+	sendFn, readFn func(fd uintptr) bool
+	out            []byte // request bytes being sent
+	outN           int    // ... of which written
+	outBlocked     bool   // the send buffer was full
+	ioErrno        syscall.Errno
+	ioEOF          bool
+	pending        error // a read error seen while sending, for fill to return
 }
 
 // NewConn returns a connection to addr (host:port). It dials lazily, on the
@@ -161,7 +168,7 @@ func NewConn(addr string, opts Options) (*Conn, error) {
 
 func newConn(addr string, opts Options) *Conn {
 	c := &Conn{addr: addr, opts: opts, base: opts.Clock.Start(), armed: noDeadline}
-	c.peekFn = c.peek
+	c.peekFn, c.sendFn, c.readFn = c.peek, c.sendCB, c.readCB
 	return c
 }
 
@@ -270,7 +277,8 @@ func (c *Conn) roundTrip(ctx context.Context, p *Prepared, r *Result, dl time.Du
 		}
 		r.Reused = c.used
 		r.WriteStart = c.now()
-		n, err := c.write(wire, dl)
+		c.nread, c.first, c.gotFirst, c.headBytes, c.pending = 0, 0, false, 0, nil
+		n, err := c.send(wire, dl)
 		if err == nil {
 			break
 		}
@@ -402,127 +410,3 @@ func (c *Conn) closeConn(why closeReason) {
 		c.stats.errorCloses.Add(1)
 	}
 }
-
-// alive probes an idle connection with a non-blocking peek: EAGAIN means
-// it is still open and quiet; EOF, an error or unsolicited bytes (a 408
-// sent before closing) mean it must not be reused.
-func (c *Conn) alive(dl time.Duration) bool {
-	if c.rc == nil {
-		return true
-	}
-	for range 2 {
-		c.peekN, c.peekErr = 0, nil
-		err := c.rc.Read(c.peekFn)
-		if err == nil {
-			return c.peekErr == syscall.EAGAIN
-		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return false
-		}
-		// An early-armed deadline (see arm) expired while idle.
-		c.setDeadline(dl)
-	}
-	return false
-}
-
-func (c *Conn) peek(fd uintptr) bool {
-	n, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	c.peekN, c.peekErr = n, err
-	return true
-}
-
-// arm makes sure a deadline no later than dl is set on the socket. Setting
-// a deadline costs a runtime timer update (two, for read and write); at
-// tens of thousands of requests per second that is measurable. So the
-// socket keeps an earlier deadline as long as it has one: it may fire
-// early, and ioErr then re-arms it to the request's real deadline and
-// resumes. With a fixed timeout T that happens about once per T per
-// connection instead of once per request, and a timeout still fires at
-// its exact time.
-func (c *Conn) arm(dl time.Duration) {
-	if dl < c.armed {
-		c.setDeadline(dl)
-	}
-}
-
-func (c *Conn) setDeadline(dl time.Duration) {
-	var t time.Time
-	if dl != noDeadline {
-		t = c.base.Add(dl)
-	}
-	c.nc.SetDeadline(t)
-	c.armed = dl
-}
-
-// ioErr decides what an I/O error means: nil to retry the operation after
-// an early deadline was re-armed, or the error to return.
-func (c *Conn) ioErr(err error, dl time.Duration) error {
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
-	}
-	if c.cancelled.Load() {
-		return ctxErr(c.ctx)
-	}
-	if c.now() >= dl {
-		return ErrTimeout
-	}
-	c.setDeadline(dl)
-	// A cancellation that raced with the re-arm may have had its past
-	// deadline overwritten: its flag is set before its deadline, so
-	// checking after our SetDeadline catches it.
-	if c.cancelled.Load() {
-		return ctxErr(c.ctx)
-	}
-	return nil
-}
-
-func (c *Conn) write(b []byte, dl time.Duration) (int, error) {
-	c.arm(dl)
-	total := 0
-	for {
-		n, err := c.nc.Write(b[total:])
-		total += n
-		if err == nil {
-			return total, nil
-		}
-		if err = c.ioErr(err, dl); err != nil {
-			return total, err
-		}
-	}
-}
-
-// fill reads more bytes into the buffer, compacting it first when needed.
-// It returns errBufferFull when the unread bytes fill the whole buffer.
-func (c *Conn) fill(dl time.Duration) error {
-	if c.r == c.w {
-		c.r, c.w = 0, 0
-	} else if c.w == len(c.buf) {
-		if c.r == 0 {
-			return errBufferFull
-		}
-		c.w = copy(c.buf, c.buf[c.r:c.w])
-		c.r = 0
-	}
-	for {
-		n, err := c.nc.Read(c.buf[c.w:])
-		if n > 0 {
-			if !c.gotFirst {
-				c.first, c.gotFirst = c.now(), true
-			}
-			c.w += n
-			c.nread += int64(n)
-			return nil // a TCP read never returns data and an error together
-		}
-		switch {
-		case err == nil:
-			continue
-		case err == io.EOF:
-			return io.EOF
-		}
-		if err = c.ioErr(err, dl); err != nil {
-			return err
-		}
-	}
-}
-
-var errBufferFull = errors.New("h1: buffer full")

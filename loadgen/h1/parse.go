@@ -35,7 +35,6 @@ type head struct {
 // readResponse reads one response (after any 1xx) and reports whether the
 // connection may carry another request.
 func (c *Conn) readResponse(p *Prepared, r *Result, dl time.Duration) (bool, error) {
-	c.nread, c.first, c.gotFirst, c.headBytes = 0, 0, false, 0
 	var h head
 	for n := 0; ; n++ {
 		if n > maxInterim {
@@ -51,6 +50,12 @@ func (c *Conn) readResponse(p *Prepared, r *Result, dl time.Duration) (bool, err
 		if h.status == 101 {
 			return false, errSwitching
 		}
+	}
+	if h.te && h.minor == 0 {
+		// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
+		// faulty framing (probably forwarded by something that did not
+		// de-chunk it).
+		return false, errTE10
 	}
 	r.Status = h.status
 	keep := !h.close && (h.minor >= 1 || h.keepAlive)

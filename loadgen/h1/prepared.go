@@ -116,7 +116,7 @@ func (p *Prepared) Rebuild(req Request) error {
 	if host == "" {
 		host = u.Host
 	}
-	if !validValue(host) || host == "" {
+	if !validHost(host) || host == "" {
 		return fmt.Errorf("%w: host %q", ErrBadRequest, host)
 	}
 	for _, h := range req.Header {
@@ -124,7 +124,7 @@ func (p *Prepared) Rebuild(req Request) error {
 			return fmt.Errorf("%w: header name %q is not a token", ErrBadRequest, h[0])
 		}
 		if !validValue(h[1]) {
-			return fmt.Errorf("%w: header %s: value has CR, LF or NUL", ErrBadRequest, h[0])
+			return fmt.Errorf("%w: header %s: value has control characters", ErrBadRequest, h[0])
 		}
 		switch strings.ToLower(h[0]) {
 		case "content-length", "transfer-encoding", "connection", "host", "te", "upgrade", "trailer":
@@ -267,9 +267,28 @@ func overlaps(a, b []byte) bool {
 	return a0 < b0+uintptr(cap(b)) && b0 < a0+uintptr(len(a))
 }
 
-// validValue refuses the bytes that would split or end a header line.
+// validValue accepts an RFC 9110 field value: visible characters, spaces,
+// tabs and obs-text; no control characters that could split a line.
 func validValue(s string) bool {
-	return !strings.ContainsAny(s, "\r\n\x00")
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts what net/http accepts in a Host header: the characters
+// of a reg-name, an IP literal and a port.
+func validHost(s string) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b >= 0x80 ||
+			strings.IndexByte("!$%&'()*+,-.:;=[]_~", b) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // validTarget refuses whitespace and control characters in the request

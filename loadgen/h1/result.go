@@ -129,6 +129,7 @@ var (
 	errTooManyInfo  = &protoError{"too many 1xx responses"}
 	errUnsolicited  = &protoError{"bytes after the response"}
 	errEmptyStatus  = &protoError{"status line is empty"}
+	errTE10         = &protoError{"Transfer-Encoding in an HTTP/1.0 response"}
 )
 
 // resetError wraps the underlying network error of a reset.
