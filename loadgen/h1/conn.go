@@ -37,7 +37,8 @@ type Options struct {
 	// probes. Connections reused back to back (a closed loop at full speed)
 	// are never probed.
 	IdleCheck time.Duration
-	// Clock is the time base of Result's timestamps; nil starts a new clock.
+	// Clock is the time base of Result's timestamps: give every Conn and
+	// Pool of a run the run's clock. nil starts a new clock per Conn or Pool.
 	Clock *event.Clock
 	// AllowRemote permits a non-loopback address.
 	AllowRemote bool
@@ -99,12 +100,12 @@ var (
 // time (no pipelining), dialing and re-dialing as needed. It is not safe
 // for concurrent use: one goroutine owns it, or a Pool lends it out.
 //
-// Why not net/http: its client costs ~25 µs of CPU per request here (a
-// goroutine per connection, allocation per request, a deadline timer reset
-// per request); a load generator must cost less than the server it
-// measures. Conn writes a pre-serialized request with one syscall, parses
-// the response in its own buffer without allocating, and arms socket
-// deadlines lazily (see arm).
+// Why not net/http: its client costs ~25 µs of CPU per request here (two
+// goroutines per connection, ~50 allocations per request, a deadline timer
+// reset per request); a load generator must cost less than the server it
+// measures. Conn writes a pre-serialized request and reads the response
+// with one syscall each (io.go), parses it in its own buffer without
+// allocating, and arms socket deadlines lazily (see arm).
 type Conn struct {
 	addr string
 	opts Options
@@ -191,6 +192,12 @@ func (c *Conn) Close() error {
 
 // Do sends p and reads its response into r. It returns r.Err: nil for any
 // complete response, whatever its status.
+//
+// Pass a long-lived context (the run's) and set client timeouts with
+// Request.Timeout or Options.Timeout: Conn registers for a context's
+// cancellation once and keeps the registration while the same context comes
+// back, whereas a new cancellable context per request costs a registration
+// (a few allocations) per request.
 func (c *Conn) Do(ctx context.Context, p *Prepared, r *Result) error {
 	start := c.now()
 	r.reset(start)
@@ -218,7 +225,9 @@ func (c *Conn) deadline(ctx context.Context, p *Prepared, start time.Duration) t
 
 // finish stamps the end and turns the outcome into a cause.
 func (c *Conn) finish(r *Result, err error) error {
-	r.End = c.now()
+	if r.End == 0 { // roundTrip stamps a successful response itself
+		r.End = c.now()
+	}
 	if err != nil {
 		r.Err, r.Cause = classify(err)
 		return r.Err
@@ -305,7 +314,8 @@ func (c *Conn) roundTrip(ctx context.Context, p *Prepared, r *Result, dl time.Du
 		c.closeConn(closeError)
 		return err
 	}
-	c.lastEnd = c.now()
+	r.End = c.now()
+	c.lastEnd = r.End
 	if !keep {
 		why := closePeer
 		if c.opts.DisableKeepAlive {

@@ -578,3 +578,52 @@ func TestTargetMismatch(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// A body larger than the socket buffers: the first write fills the send
+// buffer and the rest goes out through the ordinary (waiting) write path.
+func TestLargeRequestBody(t *testing.T) {
+	addr := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	body := make([]byte, 8<<20)
+	p := mustPrepare(t, Request{Method: "POST", URL: "http://" + addr + "/", Body: body, SeqHeader: "X-Seq"})
+	c := mustConn(t, addr, Options{Timeout: 10 * time.Second})
+	for i := range 3 {
+		r := Result{Body: make([]byte, 0, 16), Seq: uint64(i)}
+		if err := c.Do(ctxT(t), p, &r); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Body) != strconv.Itoa(len(body)) {
+			t.Fatalf("server read %s bytes", r.Body)
+		}
+	}
+}
+
+// A response dribbled out a few bytes at a time, across many reads.
+func TestSlowDrip(t *testing.T) {
+	resp := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Cascade-Cause: fallback\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+	addr := rawServer(t, func(c net.Conn) {
+		var buf []byte
+		for readRequest(c, &buf) != nil {
+			for i := 0; i < len(resp); i += 3 {
+				c.Write([]byte(resp[i:min(i+3, len(resp))]))
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	c := mustConn(t, addr, Options{Timeout: 5 * time.Second})
+	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
+	for i := range 2 {
+		r := Result{Body: make([]byte, 0, 16)}
+		if err := c.Do(ctxT(t), p, &r); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Body) != "abcde" || r.Cause != cause.Fallback || r.BytesRead != int64(len(resp)) || r.Reused != (i == 1) {
+			t.Fatalf("body %q cause %v read %d", r.Body, r.Cause, r.BytesRead)
+		}
+		if r.End-r.FirstByte < 20*time.Millisecond {
+			t.Fatalf("first byte %v, end %v: the first byte is stamped too late", r.FirstByte, r.End)
+		}
+	}
+}
