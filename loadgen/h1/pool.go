@@ -57,30 +57,30 @@ func NewPool(addr string, maxConns int, opts Options) (*Pool, error) {
 func (p *Pool) Do(ctx context.Context, pr *Prepared, r *Result) error {
 	start := time.Since(p.base)
 	r.reset(start)
-	c, err := p.get(ctx, pr, start)
+	c, waited, err := p.get(ctx, pr, start)
 	if err != nil {
 		r.End = time.Since(p.base)
 		r.Err, r.Cause = classify(err)
 		return r.Err
 	}
-	err = c.roundTrip(ctx, pr, r, c.deadline(ctx, pr, start))
+	err = c.roundTrip(ctx, pr, r, c.deadline(ctx, pr, start), waited)
 	p.put(c)
 	return c.finish(r, err)
 }
 
-func (p *Pool) get(ctx context.Context, pr *Prepared, start time.Duration) (*Conn, error) {
+func (p *Pool) get(ctx context.Context, pr *Prepared, start time.Duration) (c *Conn, waited bool, err error) {
 	if p.closed.Load() {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
-	var c *Conn
 	select {
 	case c = <-p.free:
 	default:
 		if p.opts.FailFast {
 			p.rejected.Add(1)
-			return nil, ErrPoolExhausted
+			return nil, false, ErrPoolExhausted
 		}
 		p.waits.Add(1)
+		waited = true
 		var expired <-chan time.Time
 		if dl := p.conns[0].deadline(ctx, pr, start); dl != noDeadline {
 			t := time.NewTimer(dl - time.Since(p.base))
@@ -90,18 +90,18 @@ func (p *Pool) get(ctx context.Context, pr *Prepared, start time.Duration) (*Con
 		select {
 		case c = <-p.free:
 		case <-ctx.Done():
-			return nil, ctxErr(ctx)
+			return nil, true, ctxErr(ctx)
 		case <-expired:
-			return nil, ErrTimeout
+			return nil, true, ErrTimeout
 		case <-p.done:
-			return nil, ErrClosed
+			return nil, true, ErrClosed
 		}
 	}
 	if p.closed.Load() {
 		p.put(c)
-		return nil, ErrClosed
+		return nil, waited, ErrClosed
 	}
-	return c, nil
+	return c, waited, nil
 }
 
 func (p *Pool) put(c *Conn) {

@@ -44,10 +44,11 @@ type Result struct {
 	// Dialed is true when Do opened a new connection for this request.
 	Dialed bool
 
-	// Start is when Do was called; WriteStart when the first request byte
-	// was handed to the kernel (after any wait for a pooled connection and
-	// any dial); FirstByte when the first response byte was read (0 if
-	// none); End when Do finished.
+	// Start is when Do was called; WriteStart when the request was handed
+	// to the kernel, after any wait for a pooled connection, idle probe or
+	// dial (when there was none, WriteStart is Start: the clock is not read
+	// for a few hundred nanoseconds); FirstByte when the first response
+	// byte was read (0 if none); End when Do finished.
 	Start, WriteStart, FirstByte, End time.Duration
 
 	causeLen uint8
