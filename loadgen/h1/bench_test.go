@@ -141,9 +141,11 @@ func BenchmarkParse(b *testing.B) {
 			r := &Result{}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(tc.resp)))
+			resp := []byte(tc.resp)
 			for b.Loop() {
-				m.data, m.chunks = []byte(tc.resp), nil
+				m.data, m.chunks = resp, nil
 				c.r, c.w = 0, 0
+				c.resetResponse()
 				if _, err := c.readResponse(p, r, noDeadline); err != nil {
 					b.Fatal(err)
 				}

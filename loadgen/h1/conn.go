@@ -296,7 +296,7 @@ func (c *Conn) roundTrip(ctx context.Context, p *Prepared, r *Result, dl time.Du
 		if waited || retried {
 			r.WriteStart = c.now()
 		}
-		c.nread, c.first, c.gotFirst, c.headBytes, c.pending = 0, 0, false, 0, nil
+		c.resetResponse()
 		n, err := c.send(wire, dl)
 		if err == nil {
 			break
@@ -334,6 +334,11 @@ func (c *Conn) roundTrip(ctx context.Context, p *Prepared, r *Result, dl time.Du
 		c.closeConn(why)
 	}
 	return nil
+}
+
+// resetResponse clears the per-response scratch.
+func (c *Conn) resetResponse() {
+	c.nread, c.first, c.gotFirst, c.headBytes, c.pending = 0, 0, false, 0, nil
 }
 
 // putSeq writes v as zero-padded decimal digits filling d.

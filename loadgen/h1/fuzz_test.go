@@ -40,6 +40,7 @@ func FuzzReadResponse(f *testing.F) {
 			}
 		}
 		c.nc, c.buf = m, make([]byte, c.opts.ReadBufferSize)
+		c.resetResponse()
 		p := &Prepared{head: head}
 		r := &Result{Body: make([]byte, 0, 64)}
 		keep, err := c.readResponse(p, r, noDeadline)
