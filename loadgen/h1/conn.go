@@ -142,7 +142,8 @@ type Conn struct {
 	stopWatch func() bool
 	cancelled atomic.Bool
 
-	stats connStats
+	stats   connStats
+	noRawIO bool // tests: exercise the net.Conn path on Linux too
 
 	// Raw I/O (see io.go): callbacks bound once, and their in/out values.
 	sendFn, readFn func(fd uintptr) bool
@@ -393,7 +394,7 @@ func (c *Conn) dial(ctx context.Context, dl time.Duration) error {
 	}
 	c.stats.dials.Add(1)
 	var rc syscall.RawConn
-	if sc, ok := nc.(syscall.Conn); ok {
+	if sc, ok := nc.(syscall.Conn); ok && rawIO && !c.noRawIO {
 		rc, _ = sc.SyscallConn()
 	}
 	c.mu.Lock()

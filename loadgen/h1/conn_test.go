@@ -627,3 +627,37 @@ func TestSlowDrip(t *testing.T) {
 		}
 	}
 }
+
+// The net.Conn path (used off Linux) keeps the same behaviour: reuse,
+// bodies, timeouts and resets.
+func TestNetConnPath(t *testing.T) {
+	addr := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			time.Sleep(300 * time.Millisecond)
+		case "/reset":
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := mustConn(t, addr, Options{Timeout: 100 * time.Millisecond})
+	c.noRawIO = true
+	r := Result{Body: make([]byte, 0, 8)}
+	for i := range 3 {
+		if err := c.Do(ctxT(t), mustPrepare(t, Request{URL: "http://" + addr + "/"}), &r); err != nil || string(r.Body) != "ok" {
+			t.Fatalf("request %d: %v %q", i, err, r.Body)
+		}
+	}
+	if err := c.Do(ctxT(t), mustPrepare(t, Request{URL: "http://" + addr + "/slow"}), &r); r.Cause != cause.ClientTimeout {
+		t.Fatalf("slow: %v", err)
+	}
+	if err := c.Do(ctxT(t), mustPrepare(t, Request{URL: "http://" + addr + "/reset"}), &r); r.Cause != cause.Reset {
+		t.Fatalf("reset: %v %v", err, r.Cause)
+	}
+	if st := c.Stats(); st.Dials != 2 || st.Reuses != 3 || c.rc != nil {
+		t.Fatalf("stats %+v", st)
+	}
+}
