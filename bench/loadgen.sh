@@ -12,7 +12,6 @@
 #   ACC_RATE=5000 ACC_DUR=20  MEM_INFLIGHT=10000  MEM_LONG=600 MEM_RATE=2000  GEN_CPUS/SRV_CPUS (taskset)
 #   BENCH_SHARED (default ../shared/bench next to the repo)  SKIP_INSTALL=1 (peers already installed)
 #   ACC_PORT=18093 MEM_PORT=18094 (our own upstreams; peers.sh uses 18080-18090)
-#   CASCADE_TAGS (default: cascade_h1 when loadgen/h1 is in the tree)
 # Every target is 127.0.0.1; every run is bounded; only processes this script started are stopped (by PID).
 set -uo pipefail
 
@@ -31,12 +30,7 @@ pin() { local cpus=$1; shift; if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; e
 [ -x "$SHARED/peers.sh" ] || { log "ERROR: $SHARED/peers.sh not found (set BENCH_SHARED)"; exit 1; }
 BIN="$OUT/cascade"
 log "building cascade into $BIN"
-# loadgen/h1 (cascade's HTTP/1.1 client) is used when it is in the tree: the build tag is harmless
-# once the tag lines are gone. CASCADE_TAGS overrides (empty: net/http for every target).
-TAGS="${CASCADE_TAGS-auto}"
-if [ "$TAGS" = auto ]; then TAGS=; [ -d "$REPO/loadgen/h1" ] && TAGS=cascade_h1; fi
-(cd "$REPO" && go build -tags "$TAGS" -o "$BIN" ./cmd/cascade) || { log "ERROR: go build failed"; exit 1; }
-log "built with tags '${TAGS}'"
+(cd "$REPO" && go build -o "$BIN" ./cmd/cascade) || { log "ERROR: go build failed"; exit 1; }
 (cd "$SHARED" && GOFLAGS=-buildvcs=false go build -o "$OUT/" ./servers/upstream) || { log "ERROR: building the upstream failed"; exit 1; }
 UPSTREAM="$OUT/upstream"
 

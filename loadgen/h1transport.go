@@ -1,5 +1,3 @@
-//go:build cascade_h1
-
 package loadgen
 
 import (

@@ -1,12 +1,13 @@
-//go:build !cascade_h1
-
 package loadgen
 
-// NewTransport returns the transport for cfg's protocol and target. Until
-// loadgen/h1 is on main, every target goes through net/http; build with
-// -tags cascade_h1 (and loadgen/h1 present) for the h1 client. When h1 lands:
-// delete this file and the build lines of transport_h1.go, h1transport.go and
-// h1transport_test.go.
+import "strings"
+
+// NewTransport returns the transport for cfg's protocol and target:
+// loadgen/h1 for HTTP/1.1 to an http:// target, net/http for the rest
+// (TLS, HTTP/2, h2c) or when cfg.NetHTTP asks for it.
 func NewTransport(cfg Config) (Transport, error) {
+	if !cfg.NetHTTP && strings.HasPrefix(cfg.Target, "http://") && (cfg.Protocol == ProtoAuto || cfg.Protocol == ProtoHTTP1) {
+		return NewH1Transport(cfg)
+	}
 	return NewHTTPTransport(cfg)
 }

@@ -105,8 +105,8 @@ func TestLoadClosedModels(t *testing.T) {
 	n, peak := len(tg.paths), tg.peak
 	tg.paths, tg.peak = nil, 0
 	tg.mu.Unlock()
-	// 3 VUs × 500 ms / (5 ms + 5 ms) ≈ 150 at most.
-	if peak > 3 || n < 30 || n > 160 {
+	// 3 VUs × 500 ms / (5 ms + 5 ms) ≈ 150 at most (far fewer on a busy machine).
+	if peak > 3 || n < 10 || n > 160 {
 		t.Fatalf("--vus 3: %d requests, peak concurrency %d", n, peak)
 	}
 	code, out, _ = runCLI(context.Background(), "load", tg.url, "--conns", "4", "--duration", "500ms",
@@ -117,7 +117,7 @@ func TestLoadClosedModels(t *testing.T) {
 	}
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
-	if rps, _ := strconv.ParseFloat(m[1], 64); tg.peak > 4 || rps < 100 {
+	if rps, _ := strconv.ParseFloat(m[1], 64); tg.peak > 4 || rps < 20 {
 		t.Fatalf("--conns 4: %s req/s, peak concurrency %d", m[1], tg.peak)
 	}
 }
