@@ -58,6 +58,7 @@ type exchange struct {
 	sendLen bool   // send Content-Length even when body is empty (the client did)
 	stream  io.Reader
 	sLen    int64 // length of stream, -1: unknown (sent chunked)
+	once    bool  // the body is streamed once: the request cannot be sent again
 	reqID   []byte
 
 	// Progress.
@@ -360,7 +361,7 @@ func retryKind(err error) retry.Kind {
 }
 
 func (ex *exchange) retryRequest() retry.Request {
-	return retry.Request{Method: ex.method, Replayable: ex.stream == nil}
+	return retry.Request{Method: ex.method, Replayable: !ex.once}
 }
 
 // roundTrip sends attempt n to ep and reads the response head into ex.rh.
@@ -409,7 +410,7 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 			return c, nil
 		}
 		c.close()
-		if !fresh && again == 0 && c.nread == 0 && !isTimeout(err) && ex.stream == nil && replayableMethod(ex.method) &&
+		if !fresh && again == 0 && c.nread == 0 && !isTimeout(err) && !ex.once && replayableMethod(ex.method) &&
 			!errors.Is(err, errClientGone) && time.Now().Before(hdrDL) {
 			continue
 		}

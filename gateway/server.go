@@ -478,18 +478,22 @@ func (c *srvConn) body(ex *exchange, u *upConn, b []byte) (_ []byte, upErr, cliE
 			left -= take
 			if len(b)+len(p) <= flushAt {
 				b = append(b, p...)
-				p = nil
-			}
-			if left == 0 || len(b) >= flushAt || p != nil {
+			} else {
 				if err := c.write(b); err != nil {
 					return b, nil, err
 				}
 				b = b[:0]
-				if p != nil {
-					if err := c.write(p); err != nil {
-						return b, nil, err
-					}
+				if err := c.write(p); err != nil {
+					return b, nil, err
 				}
+			}
+			// Write what we have before waiting for more: the client must
+			// not wait for the upstream's next read.
+			if len(b) > 0 {
+				if err := c.write(b); err != nil {
+					return b, nil, err
+				}
+				b = b[:0]
 			}
 			if left == 0 {
 				return b, nil, nil

@@ -97,7 +97,7 @@ func (ex *exchange) readBody(r *http.Request) error {
 	}
 	switch {
 	case r.ContentLength > bound:
-		ex.stream, ex.sLen = r.Body, r.ContentLength
+		ex.stream, ex.sLen, ex.once = r.Body, r.ContentLength, true
 		return nil
 	case r.ContentLength >= 0:
 		ex.sendLen = true
@@ -107,7 +107,7 @@ func (ex *exchange) readBody(r *http.Request) error {
 		return err
 	}
 	if int64(len(buf)) > bound {
-		ex.stream, ex.sLen = io.MultiReader(bytes.NewReader(buf), r.Body), -1
+		ex.stream, ex.sLen, ex.once = io.MultiReader(bytes.NewReader(buf), r.Body), -1, true
 		return nil
 	}
 	ex.body = buf

@@ -115,7 +115,7 @@ func parseRequest(b []byte, h *reqHead, fwd []byte) ([]byte, error) {
 			eqFold(name, "te") && !eqFold(value, "trailers"):
 			return fwd, errHandoff
 		case eqFold(name, "keep-alive"), eqFold(name, "proxy-connection"), eqFold(name, "te"), eqFold(name, "trailer"),
-			eqFold(name, "x-cascade-attempt"), eqFold(name, HeaderDeadline):
+			eqFold(name, "x-cascade-attempt"), eqFold(name, "x-cascade-deadline-ms"):
 			continue // hop-by-hop, or ours to set
 		case eqFold(name, "x-request-id"):
 			if len(value) > 0 && len(value) <= 200 {
@@ -206,6 +206,9 @@ func parseResponse(b []byte, method string, h *respHead) error {
 			return errMalformed
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
+		if !validValue(value) {
+			return errMalformed // a CR inside a value could split the header downstream
+		}
 		switch {
 		case eqFold(name, "content-length"):
 			n, ok := parseUint(value)
