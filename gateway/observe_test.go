@@ -134,7 +134,7 @@ func TestIdleTimeoutBetweenBodyReads(t *testing.T) {
 	g := gw(t, one(Route{Timeouts: Timeouts{Idle: du(200 * time.Millisecond), Total: du(5 * time.Second)}}, Upstream{}, stall),
 		&mem, func(o *Options) { o.AccessLog = &log })
 	start := time.Now()
-	res, err := client(5*time.Second).Get(g.URL() + "/")
+	res, err := client(5 * time.Second).Get(g.URL() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -268,4 +268,3 @@ func FuzzChunkScanner(f *testing.F) {
 		}
 	})
 }
-
