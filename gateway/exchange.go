@@ -467,8 +467,14 @@ func (ex *exchange) buildAttempt(n int, budget time.Duration) {
 	ex.out = b
 }
 
-// send writes the request (and its body) on c.
+// send writes the request (and its body) on c. The common request, head
+// and small body in ex.out, is left pending: the first read of the answer
+// writes it (upConn.fill).
 func (ex *exchange) send(c *upConn, dl time.Time) error {
+	if len(ex.body) <= 16<<10 && ex.stream == nil {
+		c.pending = ex.out
+		return nil
+	}
 	if err := c.write(ex.out, dl); err != nil {
 		return err
 	}

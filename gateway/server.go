@@ -132,9 +132,9 @@ func (s *server) untrack(c *srvConn) {
 
 // srvConn is one client connection on the fast path.
 type srvConn struct {
+	sock
 	s      *server
 	nc     net.Conn
-	rc     syscall.RawConn // for the non-blocking liveness peek; nil if not a socket
 	buf    []byte
 	r, w   int
 	rdl    time.Time // read deadline armed on nc
@@ -155,9 +155,7 @@ type srvConn struct {
 
 func newSrvConn(s *server, nc net.Conn) *srvConn {
 	c := &srvConn{s: s, nc: nc, buf: make([]byte, cliBufSize)}
-	if sc, ok := nc.(syscall.Conn); ok {
-		c.rc, _ = sc.SyscallConn()
-	}
+	c.sock.init(nc)
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.ip = []byte(ta.IP.String())
 	}
@@ -319,7 +317,7 @@ func (c *srvConn) fill(idle time.Duration, limit int) error {
 		now := time.Now()
 		want := now.Add(idle)
 		armRead(c.nc, &c.rdl, want, now, idle/2)
-		n, err := c.nc.Read(c.buf[c.w:])
+		n, err := c.sock.read(c.buf[c.w:])
 		c.w += n
 		if n > 0 {
 			return nil
@@ -341,7 +339,7 @@ func (c *srvConn) write(b []byte) error {
 	want := now.Add(cliWriteTimeout)
 	for {
 		armWrite(c.nc, &c.wdl, want, now, cliWriteTimeout/2)
-		n, err := c.nc.Write(b)
+		n, err := c.sock.write(b)
 		if err == nil || !isTimeout(err) {
 			return err
 		}

@@ -97,7 +97,9 @@ func (p *connPool) dial(deadline time.Time) (*upConn, error) {
 		u.conns.Add(-1)
 		return nil, err
 	}
-	return &upConn{nc: nc, pool: p, buf: make([]byte, upBufSize)}, nil
+	c := &upConn{nc: nc, pool: p, buf: make([]byte, upBufSize)}
+	c.sock.init(nc)
+	return c, nil
 }
 
 // closeIdle closes the idle connections; with forever, connections
@@ -117,6 +119,7 @@ func (p *connPool) closeIdle(forever bool) {
 
 // upConn is one connection to a replica.
 type upConn struct {
+	sock
 	nc     net.Conn
 	pool   *connPool
 	buf    []byte
@@ -126,6 +129,9 @@ type upConn struct {
 	rdl    time.Time // read deadline set on nc
 	wdl    time.Time // write deadline set on nc
 	nread  int64     // bytes read since the request was written
+	// pending is a request not written yet: the next fill writes it and
+	// waits for the answer in one step (sock.sendRecv).
+	pending []byte
 }
 
 func (c *upConn) close() {
@@ -139,9 +145,8 @@ func (c *upConn) close() {
 // write sends b, bounded by dl.
 func (c *upConn) write(b []byte, dl time.Time) error {
 	for {
-		now := time.Now()
-		armWrite(c.nc, &c.wdl, dl, now, 0)
-		n, err := c.nc.Write(b)
+		armWrite(c.nc, &c.wdl, dl, time.Now(), 0)
+		n, err := c.sock.write(b)
 		if err == nil || !isTimeout(err) || !time.Now().Before(dl) {
 			return err
 		}
@@ -172,7 +177,17 @@ func (c *upConn) fill(dl time.Time, limit int) error {
 	// dl (see armRead): callers treat a timeout before their deadline as
 	// "go on".
 	armRead(c.nc, &c.rdl, dl, time.Now(), 0)
-	n, err := c.nc.Read(c.buf[c.w:])
+	var n int
+	var err error
+	if len(c.pending) > 0 {
+		var sent int
+		n, sent, err = c.sock.sendRecv(c.pending, c.buf[c.w:])
+		if c.pending = c.pending[sent:]; len(c.pending) == 0 {
+			c.pending = nil
+		}
+	} else {
+		n, err = c.sock.read(c.buf[c.w:])
+	}
 	c.w += n
 	c.nread += int64(n)
 	if n > 0 {
