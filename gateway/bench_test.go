@@ -134,4 +134,3 @@ func readHello(br *bufio.Reader) error {
 	_, err := br.Discard(clen)
 	return err
 }
-
