@@ -428,12 +428,12 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
-// Single is a config with one route "/" to one target: the shorthand of
-// `cascade gateway --upstream URL`.
-func Single(listen, target string) Config {
+// Single is a config with one route "/" to one upstream over targets: the
+// shorthand of `cascade gateway --upstream URL [--upstream URL...]`.
+func Single(listen string, targets ...string) Config {
 	return Config{
 		Listen:    listen,
-		Upstreams: []Upstream{{Name: "upstream", Targets: []string{target}}},
+		Upstreams: []Upstream{{Name: "upstream", Targets: targets}},
 		Routes:    []Route{{Path: "/", Upstream: "upstream"}},
 	}
 }

@@ -38,13 +38,17 @@ import (
 //	        handoff listener ─▶ net/http Server ─▶ exchange (http responder)
 
 const (
-	cliBufSize      = 4 << 10
-	cliIdleTimeout  = 90 * time.Second // keep-alive wait for the next request
-	cliWriteTimeout = 60 * time.Second // a client that stops reading
+	cliBufSize       = 4 << 10
+	cliIdleTimeout   = 90 * time.Second // keep-alive wait for the next request
+	cliHeaderTimeout = 30 * time.Second // from a request's first byte to its whole head (net/http's ReadHeaderTimeout)
+	cliBodyTimeout   = 30 * time.Second // from the head to the whole (buffered) body
+	cliWriteTimeout  = 60 * time.Second // a client that stops reading
 )
 
 type server struct {
 	g       *Gateway
+	// Client-side timeouts (the constants above; tests shorten them).
+	idleTimeout, headerTimeout, bodyTimeout time.Duration
 	ln      net.Listener
 	started atomic.Bool
 	http    *http.Server
@@ -57,7 +61,8 @@ type server struct {
 }
 
 func newServer(g *Gateway) *server {
-	s := &server{g: g, conns: map[*srvConn]struct{}{}, hand: &handoffListener{ch: make(chan net.Conn), done: make(chan struct{})}}
+	s := &server{g: g, conns: map[*srvConn]struct{}{}, hand: &handoffListener{ch: make(chan net.Conn), done: make(chan struct{})},
+		idleTimeout: cliIdleTimeout, headerTimeout: cliHeaderTimeout, bodyTimeout: cliBodyTimeout}
 	s.http = &http.Server{Handler: slowHandler{g}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: cliIdleTimeout,
 		MaxHeaderBytes: maxHeadBytes, ErrorLog: log.New(io.Discard, "", 0)}
 	return s
@@ -179,6 +184,7 @@ func (c *srvConn) serve() {
 	g := c.s.g
 	for {
 		end := -1
+		var headDL time.Time // a request started: its head must arrive by then (slowloris)
 		for {
 			if c.w > c.r {
 				if end = headEnd(c.buf[c.r:c.w]); end >= 0 {
@@ -189,7 +195,14 @@ func (c *srvConn) serve() {
 					return
 				}
 			}
-			if err := c.fill(cliIdleTimeout, maxHeadBytes); err != nil {
+			want := time.Now().Add(c.s.idleTimeout)
+			if c.w > c.r {
+				if headDL.IsZero() {
+					headDL = time.Now().Add(c.s.headerTimeout)
+				}
+				want = headDL
+			}
+			if err := c.fill(want, maxHeadBytes); err != nil {
 				return
 			}
 		}
@@ -218,8 +231,9 @@ func (c *srvConn) serve() {
 				handed = c.handoff() // streamed once, by net/http
 				return
 			}
+			bodyDL := time.Now().Add(c.s.bodyTimeout)
 			for int64(c.w-c.r-end) < bodyLen {
-				if err := c.fill(cliIdleTimeout, end+int(bodyLen)); err != nil {
+				if err := c.fill(bodyDL, end+int(bodyLen)); err != nil {
 					return
 				}
 			}
@@ -297,9 +311,9 @@ func (g *Gateway) newID(dst []byte) []byte {
 	return strconv.AppendUint(dst, g.idSeq.Add(1), 16)
 }
 
-// fill reads more of the request, waiting at most idle, growing the buffer
-// up to limit bytes from c.r.
-func (c *srvConn) fill(idle time.Duration, limit int) error {
+// fill reads more of the request, waiting at most until want, growing the
+// buffer up to limit bytes from c.r.
+func (c *srvConn) fill(want time.Time, limit int) error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
@@ -315,8 +329,7 @@ func (c *srvConn) fill(idle time.Duration, limit int) error {
 	}
 	for {
 		now := time.Now()
-		want := now.Add(idle)
-		armRead(c.nc, &c.rdl, want, now, idle/2)
+		armRead(c.nc, &c.rdl, want, now, want.Sub(now)/2)
 		n, err := c.sock.read(c.buf[c.w:])
 		c.w += n
 		if n > 0 {

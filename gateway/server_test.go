@@ -178,3 +178,51 @@ func TestStalePooledConnection(t *testing.T) {
 		time.Sleep(40 * time.Millisecond)
 	}
 }
+
+// A client that sends its head a byte at a time is cut off when the head
+// takes longer than the header timeout, however steady the trickle; an
+// idle keep-alive connection is closed after the idle timeout.
+func TestSlowClientsCut(t *testing.T) {
+	url, _ := recording(t, func(w http.ResponseWriter, r *http.Request, n int) {})
+	g, err := New(one(Route{}, Upstream{}, url), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.srv.headerTimeout, g.srv.idleTimeout = 300*time.Millisecond, 400*time.Millisecond
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+
+	c, err := net.Dial("tcp", g.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	closed := false
+	for _, b := range []byte("GET / HTTP/1.1\r\nHost: slow\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n\r\n") {
+		if _, err := c.Write([]byte{b}); err != nil {
+			closed = true
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := c.Read(make([]byte, 64)); !closed && (n != 0 || err == nil) {
+		t.Fatalf("a trickled head was served (%d bytes, %v)", n, err)
+	}
+	within(t, "cutting the slow client", time.Since(start), ms(280), ms(2500))
+
+	idle, err := net.Dial("tcp", g.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	start = time.Now()
+	idle.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read data from an idle connection")
+	}
+	within(t, "closing an idle connection", time.Since(start), ms(380), ms(1500))
+}

@@ -18,8 +18,8 @@ import (
 )
 
 type gatewayFlags struct {
-	config, upstream, listen, admin, accessLog, events string
-	enable                                             []string
+	config, listen, admin, accessLog, events string
+	upstream, enable                         []string
 	seed                                               uint64
 }
 
@@ -107,7 +107,7 @@ loopback address.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "gateway config file (YAML)")
-	fl.StringVar(&f.upstream, "upstream", "", "shorthand for a config with one route / to this URL")
+	fl.StringArrayVar(&f.upstream, "upstream", nil, "shorthand for a config with one route / to this URL (repeat to balance over several)")
 	fl.StringVar(&f.listen, "listen", "", "listen address (overrides the config's)")
 	fl.StringVar(&f.admin, "admin-listen", "", "serve Prometheus /metrics on this loopback address")
 	fl.StringVar(&f.accessLog, "access-log", "", `write a JSON access log to FILE ("-": stdout)`)
@@ -121,7 +121,7 @@ loopback address.`,
 func (f *gatewayFlags) build() (gateway.Config, error) {
 	var cfg gateway.Config
 	switch {
-	case f.config != "" && f.upstream != "":
+	case f.config != "" && len(f.upstream) > 0:
 		return cfg, errors.New("--config and --upstream exclude each other")
 	case f.config != "":
 		c, err := gateway.LoadConfig(f.config)
@@ -129,8 +129,8 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 			return cfg, err
 		}
 		cfg = c
-	case f.upstream != "":
-		cfg = gateway.Single("", f.upstream)
+	case len(f.upstream) > 0:
+		cfg = gateway.Single("", f.upstream...)
 	default:
 		return cfg, errors.New("give --config FILE or --upstream URL")
 	}
