@@ -46,13 +46,13 @@ const (
 )
 
 type server struct {
-	g       *Gateway
+	g *Gateway
 	// Client-side timeouts (the constants above; tests shorten them).
 	idleTimeout, headerTimeout, bodyTimeout time.Duration
-	ln      net.Listener
-	started atomic.Bool
-	http    *http.Server
-	hand    *handoffListener
+	ln                                      net.Listener
+	started                                 atomic.Bool
+	http                                    *http.Server
+	hand                                    *handoffListener
 
 	mu     sync.Mutex
 	conns  map[*srvConn]struct{}

@@ -20,7 +20,7 @@ import (
 type gatewayFlags struct {
 	config, listen, admin, accessLog, events string
 	upstream, enable                         []string
-	seed                                               uint64
+	seed                                     uint64
 }
 
 func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
