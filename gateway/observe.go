@@ -18,7 +18,11 @@ import (
 // a few atomic adds and, with an access log, one line.
 func (ex *exchange) finish() {
 	g, rt := ex.g, ex.rt
-	elapsed := time.Since(ex.start)
+	end := ex.end
+	if end.IsZero() {
+		end = time.Now()
+	}
+	elapsed := end.Sub(ex.start)
 	if rt != nil {
 		rt.causes[ex.cause].Add(1)
 		rt.hist.observe(elapsed)

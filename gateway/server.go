@@ -148,6 +148,7 @@ type srvConn struct {
 	fwd    []byte    // scratch: header lines to forward
 	ip     []byte    // client address for X-Forwarded-For
 	rh     reqHead
+	now    time.Time // clock reading of the current request
 	ex     exchange
 	rw     rawWriter
 	close  bool // close after the current answer
@@ -195,14 +196,15 @@ func (c *srvConn) serve() {
 					return
 				}
 			}
-			want := time.Now().Add(c.s.idleTimeout)
+			now := time.Now()
+			want := now.Add(c.s.idleTimeout)
 			if c.w > c.r {
 				if headDL.IsZero() {
-					headDL = time.Now().Add(c.s.headerTimeout)
+					headDL = now.Add(c.s.headerTimeout)
 				}
 				want = headDL
 			}
-			if err := c.fill(want, maxHeadBytes); err != nil {
+			if err := c.fill(want, now, maxHeadBytes); err != nil {
 				return
 			}
 		}
@@ -231,9 +233,10 @@ func (c *srvConn) serve() {
 				handed = c.handoff() // streamed once, by net/http
 				return
 			}
-			bodyDL := time.Now().Add(c.s.bodyTimeout)
+			now := time.Now()
+			bodyDL := now.Add(c.s.bodyTimeout)
 			for int64(c.w-c.r-end) < bodyLen {
-				if err := c.fill(bodyDL, end+int(bodyLen)); err != nil {
+				if err := c.fill(bodyDL, now, end+int(bodyLen)); err != nil {
 					return
 				}
 			}
@@ -256,6 +259,8 @@ func (c *srvConn) serve() {
 		}
 		ex.head = buildHead(ex.head[:0], h.method, h.uri, h.host, c.fwd, h.xff, c.ip, ex.reqID)
 		c.rw.reset()
+		ex.start = time.Now()
+		c.now = ex.start
 		g.handle(ex)
 		if len(c.out) > 0 {
 			err := c.write(c.out)
@@ -313,7 +318,7 @@ func (g *Gateway) newID(dst []byte) []byte {
 
 // fill reads more of the request, waiting at most until want, growing the
 // buffer up to limit bytes from c.r.
-func (c *srvConn) fill(want time.Time, limit int) error {
+func (c *srvConn) fill(want, now time.Time, limit int) error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
@@ -327,8 +332,10 @@ func (c *srvConn) fill(want time.Time, limit int) error {
 			c.buf, c.r = nb, 0
 		}
 	}
-	for {
-		now := time.Now()
+	for first := true; ; first = false {
+		if !first {
+			now = time.Now()
+		}
 		armRead(c.nc, &c.rdl, want, now, want.Sub(now)/2)
 		n, err := c.sock.read(c.buf[c.w:])
 		c.w += n
@@ -346,9 +353,14 @@ func (c *srvConn) fill(want time.Time, limit int) error {
 	}
 }
 
-// write sends b to the client.
+// write sends b to the client. The deadline is armed from the clock
+// reading of the request (c.now): with 30 s of slack a few milliseconds do
+// not matter, and a clock read per write does.
 func (c *srvConn) write(b []byte) error {
-	now := time.Now()
+	now := c.now
+	if c.ex.lastNow.After(now) {
+		now = c.ex.lastNow // a long body: the clock read for its last upstream read
+	}
 	want := now.Add(cliWriteTimeout)
 	for {
 		armWrite(c.nc, &c.wdl, want, now, cliWriteTimeout/2)
@@ -462,7 +474,7 @@ func (c *srvConn) forward(ex *exchange, u *upConn) (upErr, cliErr error) {
 		return upErr, cliErr
 	}
 	if h.keep && u.unread() == 0 {
-		u.pool.put(u, time.Now())
+		u.pool.put(u, ex.start)
 	} else {
 		u.close()
 	}
@@ -571,13 +583,14 @@ var errBodyEOF = errors.New("end of body")
 func (ex *exchange) fillBody(u *upConn) error {
 	for {
 		now := time.Now()
+		ex.lastNow = now
 		want := ex.deadline
 		if ex.rt.idle > 0 {
 			if t := now.Add(ex.rt.idle); t.Before(want) {
 				want = t
 			}
 		}
-		err := u.fill(want, upBufSize)
+		err := u.fill(want, now, upBufSize)
 		switch {
 		case err == nil:
 			return nil

@@ -154,9 +154,10 @@ func (c *upConn) write(b []byte, dl time.Time) error {
 	}
 }
 
-// fill reads more into the buffer, bounded by dl; it compacts or grows the
-// buffer first when it is full (growing up to limit).
-func (c *upConn) fill(dl time.Time, limit int) error {
+// fill reads more into the buffer, bounded by dl (now is a recent clock
+// reading); it compacts or grows the buffer first when it is full (growing
+// up to limit).
+func (c *upConn) fill(dl, now time.Time, limit int) error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
@@ -176,7 +177,7 @@ func (c *upConn) fill(dl time.Time, limit int) error {
 	// The deadline may be one armed for an earlier request and fire before
 	// dl (see armRead): callers treat a timeout before their deadline as
 	// "go on".
-	armRead(c.nc, &c.rdl, dl, time.Now(), 0)
+	armRead(c.nc, &c.rdl, dl, now, 0)
 	var n int
 	var err error
 	if len(c.pending) > 0 {
