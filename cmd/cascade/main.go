@@ -90,7 +90,15 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(stdout, stderr), newValidateCmd(stdout, stderr), newSchemaCmd(stdout),
-		newReportCmd(stdout), newGatewayCmd(stdout, stderr), newVersionCmd(stdout))
+	// One command per line: several people add commands at once.
+	root.AddCommand(
+		newRunCmd(stdout, stderr),
+		newValidateCmd(stdout, stderr),
+		newSchemaCmd(stdout),
+		newReportCmd(stdout, stderr),
+		newCompareCmd(stdout),
+		newGatewayCmd(stdout, stderr),
+		newVersionCmd(stdout),
+	)
 	return root
 }
