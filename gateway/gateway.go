@@ -471,17 +471,18 @@ func (g *Gateway) Close() error {
 		return nil
 	}
 	g.cancel()
-	err := g.srv.close()
-	if g.admin != nil {
-		_ = g.admin.Close()
-	}
+	// Upstream connections first: exchanges blocked on one return at once.
 	for _, u := range g.upList {
 		for _, e := range *u.eps.Load() {
-			e.pool.closeIdle(true)
+			e.pool.abort()
 		}
 		if u.det != nil {
 			u.det.Close()
 		}
+	}
+	err := g.srv.close()
+	if g.admin != nil {
+		_ = g.admin.Close()
 	}
 	g.wg.Wait()
 	if g.alog != nil {

@@ -226,3 +226,41 @@ func TestSlowClientsCut(t *testing.T) {
 	}
 	within(t, "closing an idle connection", time.Since(start), ms(380), ms(1500))
 }
+
+// Close returns promptly with exchanges in flight: waiting for headers,
+// streaming a stalled body, waiting in the bulkhead's queue, backing off.
+func TestCloseIsPrompt(t *testing.T) {
+	stall := rawServer(t, func(c net.Conn) {
+		readRequest(c)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")
+		time.Sleep(3 * time.Second)
+		c.Close()
+	})
+	url, _ := recording(t, hang)
+	g, err := New(Config{
+		Upstreams: []Upstream{{Name: "stall", Targets: []string{stall}}, {Name: "hang", Targets: []string{url}}},
+		Routes: []Route{{Path: "/stall", Upstream: "stall", Timeouts: Timeouts{Total: du(10 * time.Second)}},
+			{Path: "/hang", Upstream: "hang", Timeouts: Timeouts{Total: du(10 * time.Second)}}},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := client(10 * time.Second)
+	for _, p := range []string{"/stall", "/hang", "/stall", "/hang"} {
+		go func() {
+			if res, err := c.Get(g.URL() + p); err == nil {
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if err := g.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	within(t, "Close", time.Since(start), 0, ms(1500))
+}

@@ -41,6 +41,7 @@ type connPool struct {
 
 	mu     sync.Mutex
 	idle   []*upConn // most recently used last
+	open   map[*upConn]net.Conn // every open connection, idle or in use
 	closed bool
 }
 
@@ -99,6 +100,12 @@ func (p *connPool) dial(deadline time.Time) (*upConn, error) {
 	}
 	c := &upConn{nc: nc, pool: p, buf: make([]byte, upBufSize)}
 	c.sock.init(nc)
+	p.mu.Lock()
+	if p.open == nil {
+		p.open = map[*upConn]net.Conn{}
+	}
+	p.open[c] = nc
+	p.mu.Unlock()
 	return c, nil
 }
 
@@ -139,6 +146,24 @@ func (c *upConn) close() {
 		_ = c.nc.Close()
 		c.nc = nil
 		c.pool.up.conns.Add(-1)
+		c.pool.mu.Lock()
+		delete(c.pool.open, c)
+		c.pool.mu.Unlock()
+	}
+}
+
+// abort closes every connection of the pool, in use or not, so exchanges
+// blocked on them return at once (the gateway is closing).
+func (p *connPool) abort() {
+	p.closeIdle(true)
+	p.mu.Lock()
+	conns := make([]net.Conn, 0, len(p.open))
+	for _, nc := range p.open {
+		conns = append(conns, nc)
+	}
+	p.mu.Unlock()
+	for _, nc := range conns {
+		_ = nc.Close() // the owner's close() accounts for it
 	}
 }
 
