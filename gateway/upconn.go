@@ -40,7 +40,7 @@ type connPool struct {
 	up   *upstream
 
 	mu     sync.Mutex
-	idle   []*upConn // most recently used last
+	idle   []*upConn            // most recently used last
 	open   map[*upConn]net.Conn // every open connection, idle or in use
 	closed bool
 }
