@@ -227,7 +227,8 @@ func parseResponse(b []byte, method string, h *respHead) error {
 			keepAlive = keepAlive || bytes.Contains(bytes.ToLower(value), []byte("keep-alive"))
 			otherConn = otherConn || other
 			continue
-		case eqFold(name, "keep-alive"), eqFold(name, "proxy-connection"), eqFold(name, "upgrade"), eqFold(name, "te"):
+		case eqFold(name, "keep-alive"), eqFold(name, "proxy-connection"), eqFold(name, "upgrade"), eqFold(name, "te"),
+			eqFold(name, "x-request-id"): // the gateway sets its own, the same one
 			continue
 		case eqFold(name, "x-cascade-cause"):
 			h.hasCause = true

@@ -83,7 +83,7 @@ func TestParseResponse(t *testing.T) {
 		fwd       string
 		statusTxt string
 	}{
-		{name: "length", in: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nA: b\r\n\r\n", status: 200, clen: 5, keep: true, fwd: "A: b\r\n", statusTxt: "200 OK"},
+		{name: "length", in: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nA: b\r\nX-Request-Id: echoed\r\n\r\n", status: 200, clen: 5, keep: true, fwd: "A: b\r\n", statusTxt: "200 OK"},
 		{name: "chunked", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 200, clen: -1, chunked: true, keep: true},
 		{name: "chunked and length", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", status: 200, clen: -1, chunked: true},
 		{name: "until close", in: "HTTP/1.1 200 OK\r\nA: b\r\n\r\n", status: 200, clen: -1, until: true, fwd: "A: b\r\n"},
