@@ -268,3 +268,41 @@ func FuzzChunkScanner(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRequest: whatever a client sends, the fast path parses it or
+// hands it to net/http; what it forwards never splits a header line, and
+// it never keeps a hop-by-hop or gateway-owned header.
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "POST /x?y HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: i\r\nX-Forwarded-For: 1.2.3.4\r\nA:  b \r\n\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		end := headEnd(b)
+		if end < 0 {
+			return
+		}
+		var h reqHead
+		fwd, err := parseRequest(b[:end], &h, nil)
+		if err != nil {
+			return
+		}
+		if len(h.host) == 0 || len(h.uri) == 0 || h.uri[0] != '/' {
+			t.Fatalf("accepted a request without host or origin-form URI: %q", b[:end])
+		}
+		for _, line := range bytes.SplitAfter(fwd, []byte("\r\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			if !bytes.HasSuffix(line, []byte("\r\n")) || bytes.ContainsAny(line[:len(line)-2], "\r\n") {
+				t.Fatalf("forwarded header line %q", line)
+			}
+			name := line[:bytes.IndexByte(line, ':')]
+			for _, banned := range []string{"host", "content-length", "transfer-encoding", "connection", "x-cascade-attempt", "x-cascade-deadline-ms", "x-request-id"} {
+				if eqFold(name, banned) {
+					t.Fatalf("forwarded %s: %q", banned, line)
+				}
+			}
+		}
+	})
+}
