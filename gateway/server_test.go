@@ -264,3 +264,28 @@ func TestCloseIsPrompt(t *testing.T) {
 	}
 	within(t, "Close", time.Since(start), 0, ms(1500))
 }
+
+// An upstream that times out an idle keep-alive connection by sending 408
+// and closing it (as nginx's keepalive_timeout or Go's IdleTimeout can
+// look from outside): the next request must not read that 408 as its
+// answer.
+func TestIdleConnectionClosedWith408(t *testing.T) {
+	up := rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+		time.Sleep(250 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		c.Close()
+	})
+	g := gw(t, one(Route{}, Upstream{}, up), nil)
+	c := client(5 * time.Second)
+	for i := range 3 {
+		if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 200 || a.body != "fresh" {
+			t.Fatalf("request %d: %+v", i, a)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

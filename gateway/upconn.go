@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cascadehq/cascade/gateway/limit"
@@ -29,6 +30,9 @@ const (
 	idleConnTimeout = 90 * time.Second
 	// upBufSize is a connection's read buffer; it grows for a larger head.
 	upBufSize = 8 << 10
+	// aliveAfter: a connection idle longer than this is checked before it
+	// is reused (see upConn.alive).
+	aliveAfter = 50 * time.Millisecond
 )
 
 // errMaxConnections is the bulkhead's max_connections refusal.
@@ -52,10 +56,15 @@ func (p *connPool) get(now time.Time) *upConn {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if now.Sub(c.idleAt) < idleConnTimeout {
+		if idle := now.Sub(c.idleAt); idle < idleConnTimeout {
 			p.mu.Unlock()
-			c.reused = true
-			return c
+			if idle < aliveAfter || c.alive() {
+				c.reused = true
+				return c
+			}
+			c.close()
+			p.mu.Lock()
+			continue
 		}
 		p.mu.Unlock()
 		c.close()
@@ -262,4 +271,35 @@ func (u *upstream) overflowMaxConns() {
 		u.events.Emit("limit.overflow", map[string]any{"reason": "max_connections", "count": n,
 			"connections": u.conns.Load(), "max_connections": u.maxConns})
 	}
+}
+
+// alive peeks at an idle connection without blocking. The gateway has no
+// goroutine watching idle connections (net/http's Transport has one per
+// connection; nginx an event handler): an upstream that closed one while
+// it sat in the pool, perhaps after sending a 408, is found here, before a
+// request is written to it and that 408 read as its answer. A connection
+// reused within aliveAfter skips the check: under load that is all of them.
+func (c *upConn) alive() bool {
+	if c.rc == nil {
+		return true
+	}
+	var n int
+	var e error
+	err := c.rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, e = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	})
+	if err != nil && isTimeout(err) {
+		// A deadline armed for an earlier request has passed: clear it and
+		// look again.
+		c.rdl = time.Time{}
+		_ = c.nc.SetReadDeadline(time.Time{})
+		err = c.rc.Read(func(fd uintptr) bool {
+			var b [1]byte
+			n, _, e = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			return true
+		})
+	}
+	return err == nil && n < 0 && (e == syscall.EAGAIN || e == syscall.EWOULDBLOCK)
 }
