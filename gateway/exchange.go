@@ -25,7 +25,8 @@ import (
 //	        classify ─▶ fallback or error      retry policy: again after backoff?
 //
 // Per attempt: limit.Acquire → balance.Pick(prev) → breaker.Allow → the
-// attempt → ep.Done, breaker.Record, outlier Observe, limit.Release.
+// attempt → ep.Done, breaker.Record, outlier Observe, limit.Release (the
+// pick comes before the breaker so that no ticket is left unrecorded).
 
 // responder is the client side of an exchange.
 type responder interface {
@@ -222,6 +223,9 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 			u.lim.Release()
 		}
 	}
+	// Pick before the breaker: a breaker ticket must be handed back
+	// exactly once, and a pick that finds no replica would leave one
+	// (in half-open, a probe slot) dangling.
 	be := u.bal.Pick(ex.prev)
 	var ep *endpoint
 	if be != nil {
