@@ -40,6 +40,10 @@ type File struct {
 	Phases []Phase `yaml:"phases,omitempty" json:"phases,omitempty"`
 	// SLO lists the objectives that decide the exit code.
 	SLO []Objective `yaml:"slo,omitempty" json:"slo,omitempty"`
+	// Safety lists health checks watched while the run goes on: when one
+	// breaks, every fault is removed at once (auto-halt) and the run
+	// continues or stops as declared.
+	Safety []Safety `yaml:"safety,omitempty" json:"safety,omitempty"`
 }
 
 // Upstream is a fake upstream: one or more replicas with one behaviour.
@@ -53,6 +57,17 @@ type Upstream struct {
 	Listen []string `yaml:"listen,omitempty" json:"listen,omitempty"`
 	// Latency, status and body size of a healthy answer.
 	faults.Behaviour `yaml:",inline"`
+	// Kind is http (default: a fake service answering with the behaviour
+	// above) or database (an order-history service on a real database,
+	// configured by database).
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty" jsonschema:"enum=http,enum=database"`
+	// Database configures an upstream of kind database: driver (sqlite,
+	// embedded; or postgres with dsn, or container: true), pool_size,
+	// statement_timeout, upstream_timeout...
+	Database *faults.DatabaseConfig `yaml:"database,omitempty" json:"database,omitempty"`
+	// Container runs each replica in a container (needs Docker): true for
+	// cascade's own binary serving the behaviour above, or {image, port}.
+	Container *Container `yaml:"container,omitempty" json:"container,omitempty"`
 }
 
 // Gateway is either cascade's gateway (Routes) or yours (External).
@@ -114,7 +129,8 @@ type Fault struct {
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Kind is a registered fault kind (latency, error, reset, hang, down, ...).
 	Kind string `yaml:"kind" json:"kind"`
-	// Target is an upstream ("api") or one replica ("api[1]").
+	// Target is an upstream ("api"), one replica ("api[1]"), or one replica
+	// drawn from the seed at each onset ("api[random]").
 	Target string `yaml:"target" json:"target"`
 	// Start is the offset from the start of the load.
 	Start units.Duration `yaml:"start" json:"start"`
@@ -122,6 +138,18 @@ type Fault struct {
 	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
 	// Params are the kind's parameters, decoded strictly by the kind.
 	Params Params `yaml:"params,omitempty" json:"params,omitempty"`
+	// Ramp grows the fault from nothing to full strength over this long
+	// after each onset (the kind's delay or probability; see the README).
+	Ramp units.Duration `yaml:"ramp,omitempty" json:"ramp,omitempty"`
+	// Repeat runs the fault several times: {every: 10s, times: 3}; each
+	// occurrence lasts duration.
+	Repeat *Repeat `yaml:"repeat,omitempty" json:"repeat,omitempty"`
+}
+
+// Repeat is a fault that comes back: Times occurrences, Every apart.
+type Repeat struct {
+	Every units.Duration `yaml:"every" json:"every"`
+	Times int            `yaml:"times" json:"times"`
 }
 
 // Params keeps a fault's parameters as YAML until the kind is known.
@@ -143,12 +171,55 @@ func (Params) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{Type: "object", Description: "parameters of the fault kind"}
 }
 
+// Container is an upstream's `container:` setting: true (cascade's own
+// binary in a FROM scratch image) or the mapping of faults.ContainerConfig.
+type Container struct {
+	faults.ContainerConfig `yaml:",inline"`
+	// Off is set by `container: false`.
+	Off bool `yaml:"-" json:"-"`
+}
+
+type containerFields Container
+
+// UnmarshalYAML accepts true, false or a mapping.
+func (c *Container) UnmarshalYAML(node ast.Node) error {
+	if b, ok := node.(*ast.BoolNode); ok {
+		*c = Container{Off: !b.Value}
+		return nil
+	}
+	if _, ok := node.(*ast.MappingNode); !ok {
+		return yamlfile.NodeError(node, "container is true (cascade's own image) or a mapping such as {image: my/api:1, port: 18080}")
+	}
+	var f containerFields
+	if err := yamlfile.DecodeNode(node, &f); err != nil {
+		return err
+	}
+	*c = Container(f)
+	return nil
+}
+
+// JSONSchema allows the boolean shorthand.
+func (Container) JSONSchema() *jsonschema.Schema {
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	m := r.Reflect(&faults.ContainerConfig{})
+	m.Version = ""
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "boolean"}, m},
+		Description: "true runs cascade's own binary in a container; or {image, port | port_env, cmd, env, ready}"}
+}
+
 // Phase is a named window of the load, for SLOs.
 type Phase struct {
 	Name  string         `yaml:"name" json:"name"`
 	Start units.Duration `yaml:"start,omitempty" json:"start,omitempty"`
 	// End of the window (default: the end of the load).
 	End units.Duration `yaml:"end,omitempty" json:"end,omitempty"`
+	// Gate "manual" pauses the scenario at start until a person opens the
+	// gate (cascade phase next): the load holds its rate, the fault timeline
+	// waits, and the phase lasts as long as the gate is held.
+	Gate string `yaml:"gate,omitempty" json:"gate,omitempty" jsonschema:"enum=manual"`
+	// MaxHold bounds a manual gate: it opens by itself after this long
+	// (default 10m, at most 1h).
+	MaxHold units.Duration `yaml:"max_hold,omitempty" json:"max_hold,omitempty"`
 }
 
 // Objective is an SLO: "p99 < 300ms" over the whole run, or a mapping with a

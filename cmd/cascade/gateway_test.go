@@ -15,18 +15,18 @@ import (
 	"time"
 )
 
-type lockedBuffer struct {
+type gwLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *gwLogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *gwLogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -60,7 +60,7 @@ func TestGatewayCommandServes(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "access.jsonl")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb lockedBuffer
+	var out, errb gwLogBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli(ctx, []string{"gateway", "--upstream", "http://" + ln.Addr().String(), "--listen", "127.0.0.1:0",

@@ -98,7 +98,17 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newReportCmd(stdout, stderr),
 		newCompareCmd(stdout),
 		newGatewayCmd(stdout, stderr),
+		newUpstreamCmd(stdout, stderr),
+		newCleanupCmd(stdout, stderr),
+		newFaultsCmd(stdout),
+		newGameDayCmd(stdout, stderr),
+		newFaultCmd(stdout),
+		newPhaseCmd(stdout),
+		newStopCmd(stdout),
 		newVersionCmd(stdout),
+		newUpstreamCmd(stdout, stderr),
+		newCleanupCmd(stdout, stderr),
+		newFaultsCmd(stdout),
 	)
 	return root
 }

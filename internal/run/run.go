@@ -38,6 +38,12 @@ type Options struct {
 	Stdout      io.Writer // the report
 	Stderr      io.Writer // progress and notices
 	AllowRemote bool
+	// UpstreamBinary is a static cascade binary for containerised replicas
+	// (default: $CASCADE_UPSTREAM_BINARY, the running binary if static, or
+	// one built from the module).
+	UpstreamBinary string
+	// Live makes the run a game day (see gameday.go); nil for a plain run.
+	Live *LiveOptions
 }
 
 // Outcome is what the caller needs to pick an exit code.
@@ -69,7 +75,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w, err := results.Create(opts.OutDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: run directory: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: run directory: %w", ErrSetup, err)
 	}
 	defer func() {
 		if cerr := w.Close(); cerr != nil && err == nil {
@@ -77,14 +83,25 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}()
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	clock := event.NewClock()
-	sink := event.Sink(w)
+	gd, err := newGameDay(p, opts, w.Dir(), clock) // nil for a plain run
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer func() {
+		if cerr := gd.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("game day: %w", cerr)
+		}
+	}()
+	sink := gd.sink(w)
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
 
-	// Upstreams.
+	// Upstreams (and the containers some need; removed after them).
+	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
+	defer env.close()
 	var ups []*faults.Upstream
 	defer func() {
 		for _, u := range ups {
@@ -92,9 +109,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}()
 	for _, uc := range p.Upstreams {
+		uc, err := env.prepare(ctx, uc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		}
 		u := faults.NewUpstream(uc, uopts)
-		if err := u.Start(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		if err := u.StartContext(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		ups = append(ups, u)
 		for _, r := range u.Replicas() {
@@ -108,25 +129,30 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if p.Gateway != nil {
 		var stop func() error
 		if gw, stop, err = startGateway(p, ups, w.Dir(), sink, clock); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		defer func() { _ = stop() }()
 		target, gwName = gw.URL(), "builtin"
 	}
 	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
-	timeline, err := faults.NewTimeline(p.Timeline, ups, uopts)
+	timeline, err := faults.NewTimeline(gd.timeline(p), ups, uopts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
-	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0))
-	lcfg := p.Load
-	lcfg.Target = target
-	gen, err := loadgen.New(lcfg, collector, clock, nil)
+	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0))
+	var gen loadDriver
+	if gd == nil {
+		lcfg := p.Load
+		lcfg.Target = target
+		gen, err = loadgen.New(lcfg, collector, clock, nil)
+	} else {
+		gen, err = gd.start(timeline, collector, target, sink)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	// Go: zero the clock, then start the timeline and the load together.
@@ -148,6 +174,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	interrupted := ctx.Err() != nil
 	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted}})
 	stopBG()
+	emitUpstreamStats(sink, clock, ups)
 	<-tlDone
 	<-progDone
 	<-flushDone
@@ -156,7 +183,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
 
-	sum := summarize(p, collector, gen.Pacer(), timeline.Reports(), started, elapsed, interrupted, target, gwName)
+	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
+	sum := summarize(ranPlan, collector, gen.Pacer(), reports, started, elapsed, interrupted, target, gwName)
 	sum.GatewayStats = gatewayStats(gw)
 	in, err := verdict.NewInput(sum, nil, nil)
 	if err != nil {
@@ -178,7 +206,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
 	}
-	writeHTMLReport(w, p, opts.Stderr)
+	writeHTMLReport(w, ranPlan, opts.Stderr)
 	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
 }
 
@@ -234,7 +262,7 @@ func summarize(p *plan.Plan, c *results.Collector, pacer *loadgen.Pacer, faultRe
 	}
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
-			Start: results.Sec(f.Start), End: results.Sec(f.End)}
+			Start: results.Sec(f.Start), End: results.Sec(f.End), Occurrences: f.Occurrences, Reason: f.Reason}
 		if f.Started && f.End == 0 {
 			fs.End = results.Sec(elapsed)
 		}
