@@ -106,9 +106,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newPhaseCmd(stdout),
 		newStopCmd(stdout),
 		newVersionCmd(stdout),
-		newUpstreamCmd(stdout, stderr),
-		newCleanupCmd(stdout, stderr),
-		newFaultsCmd(stdout),
 	)
 	return root
 }
