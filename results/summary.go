@@ -30,6 +30,8 @@ type Summary struct {
 	Verdict     string            `json:"verdict"` // pass, fail, or interrupted
 	Warnings    []string          `json:"warnings,omitempty"`
 	Versions    map[string]string `json:"versions,omitempty"`
+	// GatewayStats are the built-in gateway's counts (absent with your own gateway).
+	GatewayStats *GatewayStats `json:"gateway_stats,omitempty"`
 }
 
 // Verdicts.
