@@ -106,6 +106,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newPhaseCmd(stdout),
 		newStopCmd(stdout),
 		newVersionCmd(stdout),
+		newFaultProxyCmd(stdout, stderr),
+		newToxiproxyCmd(stdout, stderr),
 		newUpstreamCmd(stdout, stderr),
 		newCleanupCmd(stdout, stderr),
 		newFaultsCmd(stdout),
