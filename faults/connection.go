@@ -94,8 +94,10 @@ func (s *TCPStream) UnmarshalYAML(node ast.Node) error {
 	return nil
 }
 
+func (s TCPStream) String() string { return tcpfault.Direction(s).String() }
+
 // MarshalText writes the name.
-func (s TCPStream) MarshalText() ([]byte, error) { return []byte(tcpfault.Direction(s).String()), nil }
+func (s TCPStream) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // JSONSchema lists the names.
 func (TCPStream) JSONSchema() *jsonschema.Schema {

@@ -33,9 +33,9 @@ import (
 
 type faultProxyFlags struct {
 	listen, upstream, api, events, name string
-	latency, jitter               time.Duration
-	toxics                        []string
-	seed                          uint64
+	latency, jitter                     time.Duration
+	toxics                              []string
+	seed                                uint64
 }
 
 func newFaultProxyCmd(stdout, stderr io.Writer) *cobra.Command {

@@ -86,7 +86,7 @@ func startLinks(p *plan.Plan, runID string, sink event.Sink, clock *event.Clock)
 		}
 		s[u.Name] = l
 		sink.Emit(event.Event{T: clock.Now(), Source: "run", Type: "packet.link", Target: u.Name,
-			Attrs: map[string]any{"gateway_netns": l.GatewayNetns(), "upstream_netns": l.UpstreamNetns()}})
+			Attrs: map[string]any{"gateway_netns": l.GatewayNetns(), "upstream_netns": l.UpstreamNetns(), "run_id": runID}})
 	}
 	return s, nil
 }
