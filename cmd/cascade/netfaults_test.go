@@ -84,23 +84,18 @@ func TestPacketFaultsWithoutPrivileges(t *testing.T) {
 	}
 }
 
-// A run killed outright (SIGKILL) leaves its namespaces; cascade cleanup
-// --run removes them, and only them.
-func TestCleanupRemovesKilledRunsNamespaces(t *testing.T) {
-	if err := packet.CheckPrivileges(); err != nil {
-		if os.Getenv("CASCADE_REQUIRE_ROOT") == "1" {
-			t.Fatalf("CASCADE_REQUIRE_ROOT=1 but: %v", err)
-		}
-		t.Skipf("skipping: %v (set CASCADE_REQUIRE_ROOT=1 to make this a failure)", err)
-	}
-	bin := buildCascade(t)
+// startPacketRun starts a run of packetScenario and returns it once its
+// packet link is up, with the link's namespaces and the run's id (from its
+// packet.link event; events are flushed every second).
+func startPacketRun(t *testing.T, bin string) (cmd *exec.Cmd, names []string, runID string) {
+	t.Helper()
 	dir := t.TempDir()
 	scen := filepath.Join(dir, "pkt.yaml")
 	if err := os.WriteFile(scen, []byte(packetScenario), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	outDir := filepath.Join(dir, "out")
-	cmd := exec.Command(bin, "run", "--progress", "plain", "--out", outDir, scen)
+	cmd = exec.Command(bin, "run", "--progress", "plain", "--out", outDir, scen)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -108,13 +103,12 @@ func TestCleanupRemovesKilledRunsNamespaces(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	killed := false
-	defer func() {
-		if !killed {
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
-	}()
+	})
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "[") {
@@ -125,9 +119,6 @@ func TestCleanupRemovesKilledRunsNamespaces(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
-	// The run's link, from its events (flushed every second).
-	var runID string
-	var names []string
 	for deadline := time.Now().Add(10 * time.Second); runID == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		b, _ := os.ReadFile(filepath.Join(outDir, "events.jsonl"))
 		for _, line := range bytes.Split(b, []byte("\n")) {
@@ -143,20 +134,52 @@ func TestCleanupRemovesKilledRunsNamespaces(t *testing.T) {
 	if runID == "" {
 		t.Fatal("no packet.link event")
 	}
+	return cmd, names, runID
+}
+
+func netnsList(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v %s", err, out)
+	}
+	return string(out)
+}
+
+// SIGTERM or SIGINT: the run removes its namespaces itself on the way out.
+// Killed outright (SIGKILL) it cannot: cascade cleanup --run removes them,
+// and only that run's.
+func TestPacketRunNamespacesRemoved(t *testing.T) {
+	if err := packet.CheckPrivileges(); err != nil {
+		if os.Getenv("CASCADE_REQUIRE_ROOT") == "1" {
+			t.Fatalf("CASCADE_REQUIRE_ROOT=1 but: %v", err)
+		}
+		t.Skipf("skipping: %v (set CASCADE_REQUIRE_ROOT=1 to make this a failure)", err)
+	}
+	bin := buildCascade(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		cmd, names, _ := startPacketRun(t, bin)
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		if code := exitCode(cmd.Wait()); code != ExitInterrupted {
+			t.Errorf("%s: exit %d, want %d", sig, code, ExitInterrupted)
+		}
+		for _, n := range names {
+			if strings.Contains(netnsList(t), n) {
+				t.Errorf("%s: namespace %s left behind", sig, n)
+			}
+		}
+	}
+
+	cmd, names, runID := startPacketRun(t, bin)
+	other, otherNames, _ := startPacketRun(t, bin) // a live run that cleanup --run must leave alone
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	killed = true
-	list := func() string {
-		out, err := exec.Command("ip", "netns", "list").CombinedOutput()
-		if err != nil {
-			t.Fatalf("ip netns list: %v %s", err, out)
-		}
-		return string(out)
-	}
 	for _, n := range names {
-		if !strings.Contains(list(), n) {
+		if !strings.Contains(netnsList(t), n) {
 			t.Fatalf("namespace %s is gone before cleanup: was it killed at all?", n)
 		}
 	}
@@ -164,12 +187,24 @@ func TestCleanupRemovesKilledRunsNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cleanup: %v\n%s", err, out)
 	}
+	list := netnsList(t)
 	for _, n := range names {
-		if strings.Contains(list(), n) {
+		if strings.Contains(list, n) {
 			t.Errorf("namespace %s survived cleanup:\n%s", n, out)
 		}
 		if !strings.Contains(string(out), "removed netns "+n) {
 			t.Errorf("cleanup did not report %s:\n%s", n, out)
 		}
+	}
+	for _, n := range otherNames {
+		if !strings.Contains(list, n) {
+			t.Errorf("cleanup --run %s removed another run's namespace %s", runID, n)
+		}
+	}
+	if err := other.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(other.Wait()); code != ExitInterrupted {
+		t.Errorf("the other run: exit %d", code)
 	}
 }

@@ -325,11 +325,12 @@ gateway:
     - {path: /, upstream: api, timeouts: {connect: 1s, response_header: 2s, total: 3s}}
 load:
   stages:
-    - {duration: 5s, rate: 40/s}
+    - {duration: 7s, rate: 40/s}
   requests:
     - {path: /}
 faults:
   - {name: slow, kind: packet, target: api, start: 1s, duration: 3s, params: {delay: 25ms}}
+  - {name: ramped, kind: packet, target: api, start: 4500ms, duration: 2s, ramp: 1s, params: {delay: 25ms, loss: 2%}}
 `)
 	before, slow := phase(t, s, "before").Latency, phase(t, s, "slow").Latency
 	if added := slow.P50 - before.P50; added < 50 || added > 50+25 {
@@ -341,6 +342,23 @@ faults:
 	f := fault(t, s, "slow")
 	if f.Packet == nil || f.Packet.ToUpstream.Delayed == 0 || f.Packet.FromUpstream.Delayed == 0 {
 		t.Errorf("delayed packets: %+v", f.Packet)
+	}
+	// The ramp sets the impairment again and again, the delay growing to 25ms.
+	var delays []time.Duration
+	for _, e := range evs {
+		if e.Type == "packet.impair.set" && e.T > 4400*time.Millisecond {
+			d, _ := time.ParseDuration(e.Attr("delay"))
+			delays = append(delays, d)
+		}
+	}
+	if len(delays) < 5 || delays[0] > 10*time.Millisecond || delays[len(delays)-1] != 25*time.Millisecond {
+		t.Errorf("ramped delays %v: want several steps from ~0 to 25ms", delays)
+	}
+	for i := 1; i < len(delays); i++ {
+		if delays[i] < delays[i-1] {
+			t.Errorf("the ramp went down: %v", delays)
+			break
+		}
 	}
 	assertNoNamespaces(t, evs)
 }
