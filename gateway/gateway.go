@@ -242,6 +242,7 @@ func (g *Gateway) newUpstream(uc Upstream) (*upstream, error) {
 		if u.dial != nil {
 			tr := http.DefaultTransport.(*http.Transport).Clone()
 			tr.DialContext = u.dial
+			tr.Proxy = nil // the dialer decides where connections go, not $HTTP_PROXY
 			hopts = append(hopts, health.WithClient(&http.Client{Transport: tr}))
 		}
 		if u.chk, err = health.NewChecker(*uc.HealthCheck, u.bal, hopts...); err != nil {
