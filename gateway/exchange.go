@@ -226,10 +226,15 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 	// Pick before the breaker: a breaker ticket must be handed back
 	// exactly once, and a pick that finds no replica would leave one
 	// (in half-open, a probe slot) dangling.
-	be := u.bal.Pick(ex.prev)
+	var be *balance.Endpoint
 	var ep *endpoint
-	if be != nil {
-		ep = u.lookup(be)
+	for range 3 { // a replica removed between the pick and the lookup: pick again
+		if be = u.bal.Pick(ex.prev); be == nil {
+			break
+		}
+		if ep = u.lookup(be); ep != nil {
+			break
+		}
 	}
 	if ep == nil {
 		release()

@@ -386,18 +386,14 @@ func (u *upstream) setTargets(targets []string) (bool, error) {
 	for _, e := range old {
 		have[e.addr] = e
 	}
+	var gone []*endpoint
 	for addr, e := range have {
 		if _, keep := want[addr]; keep {
 			next[e.ep] = e
-			continue
+		} else {
+			gone = append(gone, e)
 		}
-		u.bal.Remove(addr)
-		if u.det != nil {
-			u.det.Forget(e.ep)
-		}
-		e.pool.closeIdle(true)
 	}
-	added := false
 	var fresh []*balance.Endpoint
 	for _, addr := range addrs {
 		if _, ok := have[addr]; ok {
@@ -419,15 +415,33 @@ func (u *upstream) setTargets(targets []string) (bool, error) {
 		e.pool = connPool{addr: addr, up: u}
 		next[be] = e
 		fresh = append(fresh, be)
-		added = true
 	}
+	// The balancer's set and this map change in separate steps; a request
+	// may pick from either version. Publish old and new together first, so
+	// whatever it picks is found (and try picks again if it still is not).
+	union := make(map[*balance.Endpoint]*endpoint, len(old)+len(fresh))
+	for k, v := range old {
+		union[k] = v
+	}
+	for k, v := range next {
+		union[k] = v
+	}
+	u.eps.Store(&union)
 	if len(fresh) > 0 {
 		if err := u.bal.Add(fresh...); err != nil {
+			u.eps.Store(&old)
 			return false, err
 		}
 	}
+	for _, e := range gone {
+		u.bal.Remove(e.addr)
+		if u.det != nil {
+			u.det.Forget(e.ep)
+		}
+		e.pool.closeIdle(true)
+	}
 	u.eps.Store(&next)
-	return added, nil
+	return len(fresh) > 0, nil
 }
 
 func (u *upstream) lookup(e *balance.Endpoint) *endpoint { return (*u.eps.Load())[e] }

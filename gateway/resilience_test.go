@@ -293,6 +293,7 @@ func TestSetTargetsUnderLoad(t *testing.T) {
 	c := client(5 * time.Second)
 	var wg sync.WaitGroup
 	var bad atomic.Int64
+	var firstBad atomic.Pointer[answer]
 	stop := make(chan struct{})
 	for range 4 {
 		wg.Go(func() {
@@ -304,19 +305,23 @@ func TestSetTargetsUnderLoad(t *testing.T) {
 				}
 				if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 200 {
 					bad.Add(1)
+					firstBad.CompareAndSwap(nil, &a)
 				}
 			}
 		})
 	}
-	for i := range 20 {
-		if err := g.SetTargets("up", urls[:1+i%3]); err != nil {
+	for i := range 100 {
+		// Rotate which replicas stay, so additions and removals both race
+		// with picks.
+		set := []string{urls[i%3], urls[(i+1)%3]}[:1+i%2]
+		if err := g.SetTargets("up", set); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
 	if bad.Load() > 0 {
-		t.Errorf("%d requests failed while replicas changed", bad.Load())
+		t.Errorf("%d requests failed while replicas changed; the first: %+v", bad.Load(), *firstBad.Load())
 	}
 }

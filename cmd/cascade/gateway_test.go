@@ -10,9 +10,27 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+type gwLogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *gwLogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *gwLogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 func TestGatewayCommandUsage(t *testing.T) {
 	for _, args := range [][]string{
@@ -42,7 +60,7 @@ func TestGatewayCommandServes(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "access.jsonl")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb lockedBuffer
+	var out, errb gwLogBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli(ctx, []string{"gateway", "--upstream", "http://" + ln.Addr().String(), "--listen", "127.0.0.1:0",
