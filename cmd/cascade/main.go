@@ -105,6 +105,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newFaultCmd(stdout),
 		newPhaseCmd(stdout),
 		newStopCmd(stdout),
+		newFaultProxyCmd(stdout, stderr),
+		newToxiproxyCmd(stdout, stderr),
 		newVersionCmd(stdout),
 	)
 	return root
