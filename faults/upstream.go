@@ -54,6 +54,14 @@ type UpstreamConfig struct {
 	Replicas  int      // default 1
 	Listen    []string // fixed host:port per replica; empty means 127.0.0.1 on a kernel-chosen port
 	Behaviour Behaviour
+	// Concurrency is each replica's worker pool: at most this many requests
+	// are worked on at once, the rest queue (0: unlimited). Latency then
+	// grows with load, which is what an autoscaler reacts to.
+	Concurrency int
+	// IgnoreCancel keeps working on a request after its caller left, like a
+	// handler that does not watch its context: the orphaned work a verdict
+	// measures. Bounded by MaxOrphanWork and by Close.
+	IgnoreCancel bool
 }
 
 // Options are what every upstream shares within a run.
@@ -61,6 +69,8 @@ type Options struct {
 	Seed  uint64
 	Sink  event.Sink
 	Clock *event.Clock
+	// Observer, when set, sees every request every replica receives.
+	Observer Observer
 }
 
 func (o *Options) defaults() {
@@ -79,6 +89,7 @@ type Upstream struct {
 
 	mu       sync.Mutex
 	replicas []*Replica
+	life     lifetime // ends IgnoreCancel work on Close
 }
 
 // NewUpstream prepares an upstream; Start binds its replicas.
@@ -133,6 +144,7 @@ func (u *Upstream) Replicas() []*Replica {
 // Close stops every replica and resets their connections.
 func (u *Upstream) Close() error {
 	var errs []error
+	u.life.end()
 	for _, r := range u.Replicas() {
 		errs = append(errs, r.close())
 	}
@@ -167,6 +179,8 @@ type Replica struct {
 	active []activeFault
 	closed bool
 
+	slots chan struct{} // the Concurrency worker pool; nil when unlimited
+
 	Received atomic.Int64 // requests that reached this replica
 	InFlight atomic.Int64 // requests being handled now
 }
@@ -178,7 +192,7 @@ type activeFault struct {
 }
 
 func newReplica(u *Upstream, index int, addr string) *Replica {
-	r := &Replica{up: u, index: index, name: fmt.Sprintf("%s[%d]", u.cfg.Name, index), addr: addr, conns: map[net.Conn]struct{}{}}
+	r := &Replica{up: u, index: index, name: fmt.Sprintf("%s[%d]", u.cfg.Name, index), addr: addr, conns: map[net.Conn]struct{}{}, slots: replicaSlots(u.cfg.Concurrency)}
 	r.srv = &http.Server{
 		Handler:           http.HandlerFunc(r.serve),
 		ReadHeaderTimeout: time.Minute,
@@ -211,6 +225,11 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 	r.Received.Add(1)
 	r.InFlight.Add(1)
 	defer r.InFlight.Add(-1)
+	req, done, err := r.admit(req)
+	defer done()
+	if err != nil {
+		return // the caller left while the request queued for a worker
+	}
 	h := w.Header()
 	h.Set(HeaderUpstream, r.up.cfg.Name)
 	h.Set(HeaderReplica, r.name)

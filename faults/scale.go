@@ -1,0 +1,44 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrLastReplica is returned by RemoveReplica when one replica is left: an
+// autoscaler's minimum is at least one.
+var ErrLastReplica = errors.New("the last replica cannot be removed")
+
+// RemoveReplica takes the newest replica out of the upstream and shuts it
+// down the way a scaled-down pod goes: new connections are refused at once,
+// requests in flight are finished (until ctx ends, then their connections
+// are closed). Take it out of the gateway's targets first, as Kubernetes
+// removes a pod from its endpoints before stopping it.
+//
+// The newest replica goes first, as a StatefulSet scales down; the replica
+// indexes faults name stay stable for the replicas that remain.
+func (u *Upstream) RemoveReplica(ctx context.Context) (*Replica, error) {
+	u.mu.Lock()
+	if len(u.replicas) <= 1 {
+		u.mu.Unlock()
+		return nil, fmt.Errorf("upstream %s: %w", u.cfg.Name, ErrLastReplica)
+	}
+	r := u.replicas[len(u.replicas)-1]
+	u.replicas = u.replicas[:len(u.replicas)-1]
+	u.mu.Unlock()
+	return r, r.drain(ctx)
+}
+
+// drain stops accepting, lets in-flight requests finish until ctx ends, then
+// closes what is left.
+func (r *Replica) drain(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	err := r.srv.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		err = nil // requests still running when the grace period ended are cut, as a pod's are
+	}
+	return errors.Join(err, r.srv.Close())
+}
