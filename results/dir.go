@@ -121,6 +121,7 @@ type Run struct {
 	Summary   Summary
 	Events    []event.Event
 	Intervals []IntervalRecord
+	Upstreams []UpstreamRecord // what the fake upstreams saw (upstreams.jsonl)
 }
 
 // Load reads a run directory written by Writer.
@@ -151,6 +152,9 @@ func Load(dir string) (*Run, error) {
 		r.Intervals = append(r.Intervals, iv)
 		return nil
 	}); err != nil {
+		return nil, err
+	}
+	if r.Upstreams, err = LoadUpstreams(dir); err != nil {
 		return nil, err
 	}
 	return r, nil
