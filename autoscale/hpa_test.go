@@ -65,9 +65,9 @@ func TestHPA(t *testing.T) {
 		{"inside the 10% tolerance nothing moves", spec(nil), []step{
 			// Exactly ±10% is outside in float64, as in Kubernetes
 			// (|1 - 4.4/4| = 0.10000000000000009 > 0.1).
-			{at: 0, current: 2, value: 4.39, want: 2, raw: 2, dead: true}, // +9.75%: inside
-			{at: s, current: 2, value: 3.61, want: 2, raw: 2, dead: true}, // -9.75%: inside
-			{at: 2 * s, current: 2, value: 4.4, want: 3, raw: 3},          // +10%: outside
+			{at: 0, current: 2, value: 4.39, want: 2, raw: 2, dead: true},   // +9.75%: inside
+			{at: s, current: 2, value: 3.61, want: 2, raw: 2, dead: true},   // -9.75%: inside
+			{at: 2 * s, current: 2, value: 4.4, want: 3, raw: 3},            // +10%: outside
 			{at: 3 * s, current: 3, value: 4, want: 3, raw: 3, dead: false}, // on target: not a dead band
 		}},
 		{"default scale-up policy: max(4 pods, 100%) per 15s", spec(nil), []step{
@@ -99,8 +99,8 @@ func TestHPA(t *testing.T) {
 			sp.Behavior.ScaleDown = &Rules{StabilizationWindow: dur(0), Policies: []Policy{{Type: Percent, Value: 50, Period: units.Duration(10 * s)}}}
 		}), []step{
 			{at: 0, current: 10, value: 0.4, want: 5, raw: 1, reason: "scale-down limited by policy"}, // 10 × 50% = 5
-			{at: 5 * s, current: 5, value: 0.4, want: 5},                                                 // 5 removed in the period: start 10 → limit 5
-			{at: 11 * s, current: 5, value: 0.4, want: 2, reason: "too few replicas: min_replicas"},       // int(5 × 0.5) = 2 = min
+			{at: 5 * s, current: 5, value: 0.4, want: 5},                                              // 5 removed in the period: start 10 → limit 5
+			{at: 11 * s, current: 5, value: 0.4, want: 2, reason: "too few replicas: min_replicas"},   // int(5 × 0.5) = 2 = min
 		}},
 		{"stabilization up window holds the lowest", spec(func(sp *Spec) {
 			sp.Behavior.ScaleUp = &Rules{StabilizationWindow: dur(3 * s)}

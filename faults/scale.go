@@ -19,20 +19,30 @@ var ErrLastReplica = errors.New("the last replica cannot be removed")
 // The newest replica goes first, as a StatefulSet scales down; the replica
 // indexes faults name stay stable for the replicas that remain.
 func (u *Upstream) RemoveReplica(ctx context.Context) (*Replica, error) {
+	r, err := u.DetachReplica()
+	if err != nil {
+		return nil, err
+	}
+	return r, r.Drain(ctx)
+}
+
+// DetachReplica takes the newest replica out of the upstream without
+// stopping it, so a caller can take it out of a balancer and then Drain it
+// in the background while the replica count is already right.
+func (u *Upstream) DetachReplica() (*Replica, error) {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	if len(u.replicas) <= 1 {
-		u.mu.Unlock()
 		return nil, fmt.Errorf("upstream %s: %w", u.cfg.Name, ErrLastReplica)
 	}
 	r := u.replicas[len(u.replicas)-1]
 	u.replicas = u.replicas[:len(u.replicas)-1]
-	u.mu.Unlock()
-	return r, r.drain(ctx)
+	return r, nil
 }
 
-// drain stops accepting, lets in-flight requests finish until ctx ends, then
-// closes what is left.
-func (r *Replica) drain(ctx context.Context) error {
+// Drain stops accepting, lets in-flight requests finish until ctx ends,
+// then closes what is left.
+func (r *Replica) Drain(ctx context.Context) error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()

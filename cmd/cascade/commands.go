@@ -134,7 +134,8 @@ func newSchemaCmd(stdout io.Writer) *cobra.Command {
 }
 
 func newReportCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var junit string
+	cmd := &cobra.Command{
 		Use:   "report RUN_DIR",
 		Short: "Re-print a run's summary and re-judge its SLOs from the recorded data",
 		Long: `Report reads a run directory and recomputes every objective from the recorded
@@ -160,8 +161,10 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
+			in.Upstreams = r.Upstreams
 			objs, pass := verdict.Evaluate(p.Objectives, in)
 			sum.Objectives = objs
+			pass = pass && sum.Aborted == ""
 			switch {
 			case sum.Interrupted:
 				sum.Verdict = results.VerdictInterrupted
@@ -173,6 +176,11 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			if err := report.Text(stdout, &sum, r.Dir); err != nil {
 				return err
 			}
+			if junit != "" {
+				if err := writeJUnitFile(junit, &sum); err != nil {
+					return exitWith(ExitRunFailed, err)
+				}
+			}
 			switch {
 			case sum.Interrupted:
 				return exitWith(ExitInterrupted, nil)
@@ -182,6 +190,8 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&junit, "junit", "", "also write the re-judged objectives as JUnit XML to this file")
+	return cmd
 }
 
 func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {

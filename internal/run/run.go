@@ -81,8 +81,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 
 	clock := event.NewClock()
-	sink := event.Sink(w)
-	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
+	rec, err := newRecording(p, w.Dir(), clock)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	defer rec.close()
+	sink := rec.sink(w)
+	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
 	// Upstreams.
 	var ups []*faults.Upstream
@@ -104,6 +109,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Gateway: ours, with targets now that replicas listen, or the user's.
 	target, gwName := p.External, p.External
+	var gw *gateway.Gateway
 	if p.Gateway != nil {
 		cfg := *p.Gateway
 		cfg.Upstreams = nil
@@ -114,7 +120,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			}
 			cfg.Upstreams = append(cfg.Upstreams, gateway.UpstreamTargets{Name: u.Name(), Targets: ts})
 		}
-		gw, err := gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
+		gw, err = gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 		}
@@ -135,7 +141,16 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0))
 	lcfg := p.Load
 	lcfg.Target = target
-	gen, err := loadgen.New(lcfg, collector, clock, nil)
+	var recorder loadgen.Recorder = collector
+	var transport loadgen.Transport
+	var direct *directLoad
+	if p.Direct > 0 {
+		if direct, lcfg, err = newDirectLoad(p, lcfg, ups, collector); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		}
+		recorder, transport = direct, direct
+	}
+	gen, err := loadgen.New(lcfg, recorder, clock, transport)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 	}
@@ -146,29 +161,49 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
 		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
 	bg, stopBG := context.WithCancel(context.Background())
+	loadCtx, stopLoad := context.WithCancel(ctx) // stopped early by an abort objective
+	defer stopLoad()
+	waitScalers, err := startAutoscalers(bg, p.Autoscale, ups, gw, rec, sink, clock)
+	if err != nil {
+		stopBG()
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	recDone := make(chan struct{})
+	go func() {
+		rec.background(bg, func() []*faults.Upstream { return ups }, gen.Pacer().Total(), stopLoad)
+		close(recDone)
+	}()
 	tlDone := make(chan struct{})
 	go func() { timeline.Run(bg); close(tlDone) }()
 	live := &liveStats{}
 	progDone := make(chan struct{})
 	go func() { showProgress(bg, opts.Stderr, opts.Progress, p.Name, gen, live); close(progDone) }()
 	flushDone := make(chan struct{})
-	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live); close(flushDone) }()
+	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec); close(flushDone) }()
 
-	runErr := gen.Run(ctx)
+	runErr := gen.Run(loadCtx)
 	elapsed := clock.Now()
 	interrupted := ctx.Err() != nil
-	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted}})
+	aborted := rec.abortReason()
+	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted, "aborted": aborted != ""}})
 	stopBG()
 	<-tlDone
 	<-progDone
 	<-flushDone
-	if runErr != nil && !interrupted {
+	<-recDone
+	waitScalers()
+	if runErr != nil && !interrupted && aborted == "" {
 		return nil, runErr
 	}
-	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
+	rec.keepIntervals(w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth)))
 
-	sum := summarize(p, collector, gen.Pacer(), timeline.Reports(), started, elapsed, interrupted, target, gwName)
-	in, err := verdict.NewInput(sum, nil, nil)
+	sum := summarize(p, collector, gen.Pacer(), timeline.Reports(), started, elapsed, interrupted || aborted != "", target, gwName)
+	sum.Interrupted = interrupted
+	sum.Aborted = aborted
+	if direct != nil {
+		summarizeDirect(p, direct, sum, gen.Pacer())
+	}
+	in, err := rec.input(sum)
 	if err != nil {
 		return nil, err
 	}
@@ -177,13 +212,17 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	switch {
 	case interrupted:
 		sum.Verdict = results.VerdictInterrupted
-	case pass:
+	case pass && aborted == "":
 		sum.Verdict = results.VerdictPass
 	default:
+		pass = false
 		sum.Verdict = results.VerdictFail
 	}
 	if err := w.WriteSummary(sum); err != nil {
 		return nil, fmt.Errorf("write summary: %w", err)
+	}
+	if err := writeJUnit(w.Dir(), sum); err != nil {
+		return nil, err
 	}
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
@@ -193,7 +232,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 // flushIntervals writes every interval no request can still land in, each
 // second, so memory stays flat and an interrupted run keeps its time series.
-func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats) {
+func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
 	for {
@@ -205,7 +244,7 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 		// A request intended at t finishes by t + lag + client timeout; keep a
 		// margin of one interval for the lag.
 		ivs := c.TakeIntervals(clock.Now() - clientTimeout - IntervalWidth)
-		w.WriteIntervals(ivs, results.Sec(IntervalWidth))
+		rec.keepIntervals(w.WriteIntervals(ivs, results.Sec(IntervalWidth)))
 		_ = w.Flush()
 		if len(ivs) > 0 {
 			last := ivs[len(ivs)-1].Stats.Latency
