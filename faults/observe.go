@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,11 @@ type Arrival struct {
 	HasBudget bool
 	At        time.Duration // arrival, on the run's clock
 	Finished  time.Duration // when the replica was done with it
+	// Left is when the caller went away (closed the connection: a gateway
+	// that gave up) while the replica was still working; HasLeft is false
+	// when it waited to the end.
+	Left    time.Duration
+	HasLeft bool
 }
 
 // Observer sees every request a replica receives. Implementations must be
@@ -94,6 +100,15 @@ func (r *Replica) admit(req *http.Request) (_ *http.Request, done func(), err er
 		}
 		obs.Arrive(a)
 	}
+	// When did the caller leave? Its context is cancelled when the
+	// connection closes; after the handler returns it is cancelled anyway,
+	// which Finish tells apart by time.
+	var leftAt atomic.Int64
+	var stopLeft func() bool = func() bool { return true }
+	if a != nil {
+		clock := u.opts.Clock
+		stopLeft = context.AfterFunc(req.Context(), func() { leftAt.Store(int64(clock.Now()) + 1) })
+	}
 	var cancel context.CancelFunc = func() {}
 	if u.cfg.IgnoreCancel {
 		// A handler that does not watch its context: the work runs on after
@@ -117,6 +132,10 @@ func (r *Replica) admit(req *http.Request) (_ *http.Request, done func(), err er
 		cancel()
 		if a != nil {
 			a.Finished = u.opts.Clock.Now()
+			stopLeft()
+			if v := leftAt.Load(); v != 0 && time.Duration(v-1) <= a.Finished {
+				a.Left, a.HasLeft = time.Duration(v-1), true
+			}
 			u.opts.Observer.Finish(a)
 		}
 	}, err

@@ -19,10 +19,10 @@ import (
 // interval (see UpstreamRecord).
 const UpstreamsFile = "upstreams.jsonl"
 
-// OrphanSlack is how long after its caller's deadline a request may still be
+// OrphanSlack is how long after its caller gave up a request may still be
 // finishing before it counts as orphaned work: the time a well-behaved
-// upstream takes to notice the cancellation and stop.
-const OrphanSlack = 20 * time.Millisecond
+// upstream takes to notice the cancellation and stop, on a busy machine.
+const OrphanSlack = 50 * time.Millisecond
 
 // Arrival is one request as a replica saw it. It has the fields of
 // faults.Arrival (the run converts one into the other: results may not
@@ -37,6 +37,8 @@ type Arrival struct {
 	HasBudget bool
 	At        time.Duration
 	Finished  time.Duration
+	Left      time.Duration
+	HasLeft   bool
 }
 
 // UpstreamRecord is one line of upstreams.jsonl: what one upstream's
@@ -61,8 +63,10 @@ type UpstreamRecord struct {
 	// passed when the attempt was sent.
 	LateArrivals int64 `json:"late_arrivals,omitempty"`
 	// WithBudget counts finished requests that carried a deadline header;
-	// Orphans those that finished more than OrphanSlack after it, and
-	// OrphanMS the work they did past the deadline, summed.
+	// Orphans those that finished more than OrphanSlack after their caller
+	// gave up, and OrphanMS the work they did after it, summed. The caller
+	// gave up when it closed the connection (exact, whatever its timers
+	// did), or, if it never did, at its deadline.
 	WithBudget int64   `json:"with_budget,omitempty"`
 	Orphans    int64   `json:"orphans,omitempty"`
 	OrphanMS   float64 `json:"orphan_ms,omitempty"`
@@ -192,10 +196,15 @@ func (l *Ledger) Finish(a Arrival) {
 		acc.service = NewHistogram()
 	}
 	recordDuration(acc.service, a.Finished-a.At)
-	if a.HasBudget {
-		acc.rec.WithBudget++
-		deadline := a.At + a.Budget
-		if late := a.Finished - deadline; late > OrphanSlack {
+	if a.HasBudget || a.HasLeft {
+		if a.HasBudget {
+			acc.rec.WithBudget++
+		}
+		gaveUp := a.At + a.Budget
+		if a.HasLeft {
+			gaveUp = a.Left
+		}
+		if late := a.Finished - gaveUp; late > OrphanSlack {
 			acc.rec.Orphans++
 			acc.rec.OrphanMS += float64(late) / float64(time.Millisecond)
 		}

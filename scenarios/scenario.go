@@ -199,8 +199,9 @@ type Objective struct {
 	// Baseline is the phase that defines normal (default: the time before
 	// the disturbance began).
 	Baseline string `yaml:"baseline,omitempty" json:"baseline,omitempty"`
-	// Band is how far above the baseline p99 counts as back (default 50%).
-	Band *units.Percent `yaml:"band,omitempty" json:"band,omitempty"`
+	// Band: the p99 counts as back when at most the baseline p99 × band
+	// (default 1.5).
+	Band *float64 `yaml:"band,omitempty" json:"band,omitempty"`
 	// ErrorBand is how many points above the baseline error rate count as
 	// back (default 1%).
 	ErrorBand *units.Percent `yaml:"error_band,omitempty" json:"error_band,omitempty"`

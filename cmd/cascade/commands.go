@@ -45,6 +45,7 @@ func (f *planFlags) options(cmd *cobra.Command) plan.Options {
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var pf planFlags
 	var out, progress string
+	var repeat int
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
 		Short: "Run a scenario and judge its SLOs (exit 0 pass, 1 fail)",
@@ -56,6 +57,12 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
   cascade run --out /tmp/run1 --seed 7 scenarios/examples/slow-upstream-504.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if repeat < 0 || repeat > 1000 {
+				return exitWith(ExitUsage, fmt.Errorf("--repeat must be between 1 and 1000"))
+			}
+			if repeat > 1 {
+				return runRepeat(cmd.Context(), args[0], pf.options(cmd), repeat, out, stdout, stderr)
+			}
 			p, err := plan.CompileFile(args[0], pf.options(cmd))
 			if err != nil {
 				return exitWith(ExitUsage, err)
@@ -86,6 +93,7 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 	pf.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "run directory (default ./cascade-results/<name>-<timestamp>)")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "live display: auto, bars, plain or off")
+	cmd.Flags().IntVar(&repeat, "repeat", 1, "run N times with seeds seed..seed+N-1 and report each objective's pass rate (flaky: neither 0% nor 100%)")
 	return cmd
 }
 

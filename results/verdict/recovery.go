@@ -9,10 +9,10 @@ import (
 
 // Recovery defaults.
 const (
-	DefaultBand      = 0.5                  // p99 may be 50% above the baseline's
-	DefaultErrorBand = 0.01                 // the error rate may be 1 point above the baseline's
-	DefaultHold      = 3 * time.Second      // and must stay within the band this long
-	BandFloor        = 5 * time.Millisecond // the p99 band is never narrower than this
+	DefaultBand      = 1.5                   // p99 may be 1.5 times the baseline's
+	DefaultErrorBand = 0.01                  // the error rate may be 1 point above the baseline's
+	DefaultHold      = 3 * time.Second       // and must stay within the band this long
+	BandFloor        = 10 * time.Millisecond // the p99 band is never narrower than this (timer and scheduler noise)
 )
 
 // Recovery is time-to-recover: after a disturbance ends (a fault's end, a
@@ -31,9 +31,9 @@ type Recovery struct {
 	// Onset is where a default baseline ends: the fault's onset, or the
 	// step's start (which is the anchor itself).
 	Onset Anchor
-	// Band: an interval is back when its p99 ≤ baseline p99 × (1+Band)
-	// (and at least baseline + BandFloor) and its error rate ≤ the
-	// baseline's + ErrorBand.
+	// Band: an interval is back when its p99 ≤ baseline p99 × Band (and at
+	// least baseline + BandFloor) and its error rate ≤ the baseline's +
+	// ErrorBand.
 	Band      float64
 	ErrorBand float64
 	Hold      time.Duration
@@ -85,7 +85,7 @@ func (rc *Recovery) baseline(in *Input, ivs []interval) (band, string, bool) {
 	if eb == 0 {
 		eb = DefaultErrorBand
 	}
-	b.maxP99 = max(b.p99*(1+bw), b.p99+BandFloor.Seconds())
+	b.maxP99 = max(b.p99*bw, b.p99+BandFloor.Seconds())
 	b.maxErrRate = b.errRate + eb
 	return b, "", true
 }

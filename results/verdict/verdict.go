@@ -515,7 +515,7 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 			map[string]float64{"count": float64(sum.LateArrivals)}, true
 	case "orphans", "orphan_rate", "orphan_time":
 		facts := map[string]float64{"orphans": float64(sum.Orphans), "with_deadline": float64(sum.WithBudget), "orphan_s": sum.OrphanMS / 1000}
-		ev := fmt.Sprintf("%d of %d requests with a deadline were still being worked on by %s more than %s after their caller's deadline in %s (%s of work nobody waited for)",
+		ev := fmt.Sprintf("%d of %d requests with a deadline were still being worked on by %s more than %s after their caller gave up in %s (%s of work nobody waited for)",
 			sum.Orphans, sum.WithBudget, who, FormatDuration(results.OrphanSlack), sp.label, FormatDuration(time.Duration(sum.OrphanMS*float64(time.Millisecond))))
 		switch t.metric.stat {
 		case "orphans":

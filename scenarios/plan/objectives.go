@@ -322,11 +322,11 @@ func (c *compiler) recovery(p string, o scenarios.Objective, phases map[string]b
 	}
 	rc := &verdict.Recovery{After: at, Onset: onset, Within: o.RecoversWithin.D(), Baseline: o.Baseline, Hold: o.Hold.D()}
 	if o.Band != nil {
-		if o.Band.F() <= 0 {
-			c.errorf(p+".band", "band must be above 0%%, got %s", o.Band)
+		if *o.Band < 1 {
+			c.errorf(p+".band", "band multiplies the baseline p99 and must be at least 1 (1.5: up to 50%% above), got %g", *o.Band)
 			return nil
 		}
-		rc.Band = o.Band.F()
+		rc.Band = *o.Band
 	}
 	if o.ErrorBand != nil {
 		if o.ErrorBand.F() < 0 {
