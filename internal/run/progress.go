@@ -27,11 +27,17 @@ const (
 	ProgressOff   ProgressMode = "off"
 )
 
-// isTerminal reports whether w is a terminal and CI is not set. mpb writes
-// nothing useful to a non-terminal (PLATFORM.md), so logs get plain lines.
+// isTerminal reports whether w is a terminal with a known width and CI is
+// not set. mpb writes nothing to a non-terminal (PLATFORM.md), and nothing
+// either to a terminal that reports zero columns (some CI ptys): both get
+// plain lines instead.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == ""
+	if !ok || !term.IsTerminal(int(f.Fd())) || os.Getenv("CI") != "" {
+		return false
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	return err == nil && width > 0
 }
 
 // liveStats is what the display shows beyond the generator's counters.

@@ -1,0 +1,94 @@
+package results
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/loadgen"
+)
+
+func sample(at, lat time.Duration, c cause.Cause) *loadgen.Sample {
+	return &loadgen.Sample{Intended: at, Latency: lat, Service: lat / 2, Lag: time.Millisecond, Cause: c}
+}
+
+func TestCollectorPhasesAndIntervals(t *testing.T) {
+	phases := []Phase{{Name: "run", End: 4 * time.Second}, {Name: "a", End: 2 * time.Second}, {Name: "b", Start: time.Second, End: 3 * time.Second}}
+	c := NewCollector(phases, time.Second, 3)
+	for i := 0; i < 400; i++ {
+		at := time.Duration(i) * 10 * time.Millisecond
+		cs := cause.OK
+		if i%10 == 0 {
+			cs = cause.GatewayTimeout
+		}
+		if i == 399 {
+			cs = cause.Dropped
+		}
+		c.Record(i, sample(at, time.Duration(i+1)*time.Millisecond, cs))
+	}
+	st := c.PhaseStats()
+	if st[0].Scheduled() != 400 || st[0].Sent() != 399 || st[1].Scheduled() != 200 || st[2].Scheduled() != 200 {
+		t.Fatalf("phase counts: %d/%d, %d, %d", st[0].Scheduled(), st[0].Sent(), st[1].Scheduled(), st[2].Scheduled())
+	}
+	if st[0].Causes[cause.GatewayTimeout] != 40 || st[0].Errors() != 41 {
+		t.Fatalf("causes: %v errors %d", st[0].Causes, st[0].Errors())
+	}
+	// A dropped request has no latency: 399 values, the largest is 399 ms.
+	if st[0].Latency.TotalCount() != 399 || st[0].Latency.Max() < 398000 || st[0].Latency.Max() > 400000 {
+		t.Fatalf("latency hist: n=%d max=%d", st[0].Latency.TotalCount(), st[0].Latency.Max())
+	}
+	// Intervals come out once, in order, only when complete.
+	ivs := c.TakeIntervals(2500 * time.Millisecond)
+	if len(ivs) != 2 || ivs[0].Index != 0 || ivs[1].Index != 1 || ivs[0].Stats.Scheduled() != 100 {
+		t.Fatalf("first take: %+v", ivs)
+	}
+	if again := c.TakeIntervals(2500 * time.Millisecond); len(again) != 0 {
+		t.Fatal("intervals were taken twice")
+	}
+	rest := c.TakeIntervals(1 << 62)
+	if len(rest) != 2 || rest[1].Start != 3*time.Second {
+		t.Fatalf("rest: %+v", rest)
+	}
+}
+
+func TestSummaryRoundTripThroughDisk(t *testing.T) {
+	c := NewCollector([]Phase{{Name: "run", End: time.Second}}, time.Second, 1)
+	for i := 0; i < 100; i++ {
+		c.Record(0, sample(time.Duration(i)*10*time.Millisecond, time.Duration(i+1)*time.Millisecond, cause.OK))
+	}
+	st := c.PhaseStats()[0]
+	dir := filepath.Join(t.TempDir(), "run")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Emit(event.Event{T: time.Second, Source: "run", Type: "x"})
+	w.WriteIntervals(c.TakeIntervals(1<<62), Sec(time.Second))
+	sum := &Summary{Scenario: "s", Run: PhaseSummary{Name: "run", End: 1, Stats: Summarize(st, time.Second, 100)}, Verdict: VerdictPass}
+	if err := w.WriteSummary(sum); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Events) != 1 || len(r.Intervals) != 1 || r.Intervals[0].Stats.Scheduled != 100 {
+		t.Fatalf("loaded %d events, %d intervals", len(r.Events), len(r.Intervals))
+	}
+	back, err := r.Summary.Run.Stats.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Latency.ValueAtQuantile(99) != st.Latency.ValueAtQuantile(99) || back.Causes[cause.OK] != 100 {
+		t.Fatalf("histogram did not survive the disk: %d vs %d", back.Latency.ValueAtQuantile(99), st.Latency.ValueAtQuantile(99))
+	}
+	p := r.Summary.Run.Stats
+	if p.TargetRate != 100 || p.AchievedRate != 100 || p.Latency.P50 < 49 || p.Latency.P50 > 51 {
+		t.Fatalf("summary numbers: %+v", p)
+	}
+}
