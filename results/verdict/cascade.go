@@ -108,8 +108,8 @@ func (c *Cascade) Evaluate(in *Input) results.ObjectiveResult {
 			h := causeHist(st, k)
 			timing := ""
 			if h != nil && h.TotalCount() > 0 {
-				timing = fmt.Sprintf(" at %s–%s (p50 %s, p99 %s)", usDur(h.Min()), usDur(h.Max()),
-					usDur(h.ValueAtQuantile(50)), usDur(h.ValueAtQuantile(99)))
+				timing = fmt.Sprintf(" at %s–%s (p50 %s, p99 %s)", FormatDuration(usDur(h.Min())), FormatDuration(usDur(h.Max())),
+					FormatDuration(usDur(h.ValueAtQuantile(50))), FormatDuration(usDur(h.ValueAtQuantile(99))))
 				facts[k.String()+"_min_s"] = usDur(h.Min()).Seconds()
 				facts[k.String()+"_p99_s"] = usDur(h.ValueAtQuantile(99)).Seconds()
 			}

@@ -18,6 +18,10 @@ import (
 // The keys that say what an objective judges; a mapping has exactly one.
 var objectiveKinds = []string{"objective", "recovers_within", "breaker", "outlier", "autoscale", "cascade", "gateway_adds"}
 
+// kindLabel names each kind in messages.
+var kindLabel = map[string]string{"objective": "threshold", "recovers_within": "recovery", "breaker": "breaker",
+	"outlier": "outlier", "autoscale": "autoscale", "cascade": "cascade", "gateway_adds": "gateway_adds"}
+
 // Which fields qualify which kind (name applies to all).
 var objectiveFields = map[string][]string{
 	"objective":       {"phase", "upstream", "every", "abort"},
@@ -64,7 +68,11 @@ func (c *compiler) objectives() {
 		bad := false
 		for _, k := range sortedKeys(set) {
 			if !allowed[k] {
-				c.errorf(p+"."+k, "%s does not apply to a %s objective (it takes: %s)", k, kind, strings.Join(objectiveFields[kind], ", "))
+				takes := strings.Join(objectiveFields[kind], ", ")
+				if takes == "" {
+					takes = "only name"
+				}
+				c.errorf(p+"."+k, "%s does not apply to a %s objective (it takes: %s)", k, kindLabel[kind], takes)
 				bad = true
 			}
 		}
