@@ -26,8 +26,14 @@ type Abortable interface {
 func (t *Threshold) CanAbort() error {
 	switch t.op {
 	case LT, LE:
+	case EQ:
+		// "errors == 0": a count that only grows is lost once it passes
+		// the bound.
+		if t.metric.unit != unitCount && t.metric.stat != "max" {
+			return fmt.Errorf("only an upper bound (<, <=, or == on a count) can fail early: %q could still pass later", t.Expr)
+		}
 	default:
-		return fmt.Errorf("only an upper bound (< or <=) can fail early: %q could still pass later", t.Expr)
+		return fmt.Errorf("only an upper bound (<, <=, or == on a count) can fail early: %q could still pass later", t.Expr)
 	}
 	switch t.metric.stat {
 	case "errors", "cause_count", "requests", "max", "events", "retries", "non_idempotent_retries",
@@ -91,7 +97,11 @@ func (t *Threshold) Doomed(in *Input) (bool, string) {
 		return false, ""
 	}
 	v, ev, _, ok := t.measure(in, sp)
-	if !ok || t.op.holds(v, t.bound) {
+	lost := !t.op.holds(v, t.bound)
+	if t.op == EQ {
+		lost = v > t.bound // below the bound it can still get there
+	}
+	if !ok || !lost {
 		return false, ""
 	}
 	return true, fmt.Sprintf("%s: already %s (%s)", t.Name, t.format(v), ev)

@@ -214,7 +214,7 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 	}
 	if o.Abort {
 		if err := t.CanAbort(); err != nil {
-			c.errorf(p+".abort", "%v (a rolling window with every: can always fail early)", err)
+			c.errorf(p+".abort", "%v", err)
 			return nil
 		}
 		if t.UsesUpstreams() || t.UsesEvents() {
