@@ -141,16 +141,23 @@ func newSchemaCmd(stdout io.Writer) *cobra.Command {
 	}
 }
 
-func newReportCmd(stdout io.Writer) *cobra.Command {
+func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
+	var outs reportOutputs
 	var junit string
 	cmd := &cobra.Command{
 		Use:   "report RUN_DIR",
 		Short: "Re-print a run's summary and re-judge its SLOs from the recorded data",
 		Long: `Report reads a run directory and recomputes every objective from the recorded
-histograms and counts, against the scenario saved with the run. Exit code as for run.`,
-		Example: "  cascade report cascade-results/quickstart-20261122-101500",
-		Args:    cobra.ExactArgs(1),
+histograms and counts, against the scenario saved with the run. Exit code as for run.
+--html rewrites the run's self-contained HTML report; --csv exports the per-interval series.`,
+		Example: `  cascade report cascade-results/quickstart-20261122-101500
+  cascade report --html RUN_DIR && xdg-open "$(cascade report --html --open-path RUN_DIR)"
+  cascade report --csv series.csv RUN_DIR`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := outs.check(); err != nil {
+				return exitWith(ExitUsage, err)
+			}
 			r, err := results.Load(args[0])
 			if err != nil {
 				return exitWith(ExitUsage, err)
@@ -181,8 +188,14 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			default:
 				sum.Verdict = results.VerdictFail
 			}
-			if err := report.Text(stdout, &sum, r.Dir); err != nil {
-				return err
+			text, err := outs.write(stdout, stderr, r, &sum, p, src)
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			if text {
+				if err := report.Text(stdout, &sum, r.Dir); err != nil {
+					return err
+				}
 			}
 			if junit != "" {
 				if err := writeJUnitFile(junit, &sum); err != nil {
@@ -198,6 +211,7 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			return nil
 		},
 	}
+	outs.register(cmd)
 	cmd.Flags().StringVar(&junit, "junit", "", "also write the re-judged objectives as JUnit XML to this file")
 	return cmd
 }

@@ -91,7 +91,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newRunCmd(stdout, stderr), newValidateCmd(stdout, stderr), newSchemaCmd(stdout),
-		newReportCmd(stdout), newGatewayCmd(stdout, stderr), newVersionCmd(stdout),
-		newLadderCmd(stdout, stderr))
+		newReportCmd(stdout, stderr), newGatewayCmd(stdout, stderr), newVersionCmd(stdout),
+		newCompareCmd(stdout), newLadderCmd(stdout, stderr))
 	return root
 }

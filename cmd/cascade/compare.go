@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/report"
+)
+
+func newCompareCmd(stdout io.Writer) *cobra.Command {
+	var threshold, judged string
+	var markdown bool
+	cmd := &cobra.Command{
+		Use:   "compare RUN_A RUN_B",
+		Short: "Compare run B against baseline run A (exit 0 no regression, 1 regression)",
+		Long: `Compare reads two run directories and reports, for every objective, its value and
+verdict in both runs, and for the whole run and each phase both runs have, the latency
+percentiles (from the intended send time), error rate and achieved rate, with the change.
+
+A regression is an objective that passed in A and fails in B, or a judged metric worse
+by more than --threshold: latency above A×(1+threshold), achieved rate below
+A×(1−threshold), error rate up by more than the threshold relatively and by at least
+0.1 percentage points. p99.9 and max are shown but not judged unless --judge names them.
+Exit 1 when anything regressed, 0 when nothing did, 2 on usage errors.`,
+		Example: `  cascade compare cascade-results/quickstart-main cascade-results/quickstart-pr
+  cascade compare --threshold 5% --markdown base/ head/ > comment.md`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			th, err := parseThreshold(threshold)
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			opts := report.CompareOptions{Threshold: th}
+			if cmd.Flags().Changed("judge") {
+				opts.Judged = []string{}
+				for _, m := range strings.Split(judged, ",") {
+					m = strings.TrimSpace(m)
+					if m == "" {
+						continue
+					}
+					if !slices.Contains(report.CompareMetrics, m) {
+						return exitWith(ExitUsage, fmt.Errorf("--judge: unknown metric %q (known: %s)", m, strings.Join(report.CompareMetrics, ", ")))
+					}
+					opts.Judged = append(opts.Judged, m)
+				}
+			}
+			var runs [2]*results.Run
+			for i, dir := range args {
+				if runs[i], err = results.Load(dir); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+			}
+			c := report.Compare(&runs[0].Summary, &runs[1].Summary, args[0], args[1], opts)
+			if markdown {
+				err = c.Markdown(stdout)
+			} else {
+				err = c.Text(stdout)
+			}
+			if err != nil {
+				return err
+			}
+			if c.Regressions() > 0 {
+				return exitWith(ExitFail, nil)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&threshold, "threshold", "10%", "relative change beyond which a judged metric regresses")
+	cmd.Flags().BoolVar(&markdown, "markdown", false, "write Markdown for a pull-request comment")
+	cmd.Flags().StringVar(&judged, "judge", strings.Join(report.DefaultJudged, ","), "metrics that can regress, comma-separated (of "+strings.Join(report.CompareMetrics, ", ")+")")
+	return cmd
+}
+
+// parseThreshold reads "10%" or a fraction "0.1". Unlike a scenario's
+// percentages it may exceed 100%: "p99 may double" is a fair threshold.
+func parseThreshold(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	div := 1.0
+	if strings.HasSuffix(t, "%") {
+		t, div = strings.TrimSpace(strings.TrimSuffix(t, "%")), 100
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return 0, fmt.Errorf("--threshold %q: expected a percentage such as 10%% (or a fraction such as 0.1), not negative", s)
+	}
+	return v / div, nil
+}

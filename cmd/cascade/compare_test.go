@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/report"
+)
+
+// compareScenario is run twice: once with a fast upstream and once with a
+// deliberately slower one, everything else equal (the same seed, so the
+// same schedule of requests).
+const compareScenario = `name: compare
+seed: 21
+upstreams:
+  - {name: api, replicas: 2, latency: LATENCY}
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 200ms, response_header: 1s, total: 2s}}
+load:
+  client_timeout: 2s
+  stages:
+    - {duration: 2s, rate: 60/s}
+  requests:
+    - {path: /}
+faults:
+  - {name: blip, kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 5ms}}
+slo:
+  - p99 < 100ms
+  - error_rate < 1%
+`
+
+var (
+	compareOnce sync.Once
+	fastDir     string
+	slowDir     string
+	compareErr  string
+)
+
+// compareRuns makes the two runs once for the tests of this file.
+func compareRuns(t *testing.T) (fast, slow string) {
+	t.Helper()
+	compareOnce.Do(func() {
+		root, err := os.MkdirTemp("", "cascade-compare-")
+		if err != nil {
+			compareErr = err.Error()
+			return
+		}
+		for _, r := range []struct {
+			dir     *string
+			latency string
+		}{{&fastDir, "2ms"}, {&slowDir, "150ms"}} {
+			f := filepath.Join(root, r.latency+".yaml")
+			if err := os.WriteFile(f, []byte(strings.Replace(compareScenario, "LATENCY", r.latency, 1)), 0o644); err != nil {
+				compareErr = err.Error()
+				return
+			}
+			*r.dir = filepath.Join(root, "run-"+r.latency)
+			if code, out, stderr := runCLI(context.Background(), "run", "--progress", "off", "--out", *r.dir, f); code != ExitPass && code != ExitFail {
+				compareErr = "run " + r.latency + ": exit " + strconv.Itoa(code) + "\n" + out + stderr
+				return
+			}
+		}
+	})
+	if compareErr != "" {
+		t.Fatal(compareErr)
+	}
+	return fastDir, slowDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fastDir != "" {
+		os.RemoveAll(filepath.Dir(fastDir))
+	}
+	os.Exit(code)
+}
+
+func TestCompareExitCodes(t *testing.T) {
+	fast, slow := compareRuns(t)
+
+	// Slower against the fast baseline: p50/p90/p99 regress, and the p99
+	// objective flips to failing.
+	code, out, stderr := runCLI(context.Background(), "compare", fast, slow)
+	if code != ExitFail {
+		t.Fatalf("fast→slow: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, want := range []string{`p99 < 100ms .* PASS .* FAIL .*REGRESSION \(now failing\)`, `(?m)^\s+run\s+p50\s.*REGRESSION$`,
+		`(?m)^\s+blip\s+p99\s.*REGRESSION$`, `(?m)^\s+run\s+error_rate\s+0%\s+0%\s+\+0\.00 pp\s*$`, `\d+ regressions:`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output does not match %q:\n%s", want, out)
+		}
+	}
+	// The two files differ (in the upstream's latency), and the comparison says so.
+	if !strings.Contains(out, "differ in scenario") {
+		t.Errorf("different scenario files not noted:\n%s", out)
+	}
+
+	// The other way round everything got faster: no regression.
+	if code, out, _ := runCLI(context.Background(), "compare", slow, fast); code != ExitPass || !strings.Contains(out, "No regression") {
+		t.Fatalf("slow→fast: exit %d\n%s", code, out)
+	}
+	// A run against itself: every change is zero.
+	if code, out, _ := runCLI(context.Background(), "compare", fast, fast); code != ExitPass || strings.Count(out, "+0.0%") < 10 {
+		t.Fatalf("self: exit %d\n%s", code, out)
+	}
+	// A huge threshold lets latency through, but an objective that now
+	// fails is a regression whatever the threshold.
+	code, out, _ = runCLI(context.Background(), "compare", "--threshold", "5000%", fast, slow)
+	if code != ExitFail || !strings.Contains(out, "1 regression:") {
+		t.Fatalf("threshold 5000%%: exit %d\n%s", code, out)
+	}
+
+	// Markdown for a pull request.
+	code, out, _ = runCLI(context.Background(), "compare", "--markdown", fast, slow)
+	if code != ExitFail || !strings.HasPrefix(out, "### cascade compare: `compare` — ❌") || !strings.Contains(out, "| run | p99 |") ||
+		!strings.Contains(out, "<details><summary>Per phase</summary>") {
+		t.Fatalf("markdown: exit %d\n%s", code, out)
+	}
+}
+
+func TestCompareUsage(t *testing.T) {
+	fast, _ := compareRuns(t)
+	for _, args := range [][]string{
+		{"compare", fast},
+		{"compare", fast, filepath.Join(t.TempDir(), "nope")},
+		{"compare", "--threshold", "ten", fast, fast},
+		{"compare", "--threshold", "-5%", fast, fast},
+		{"compare", "--judge", "p77", fast, fast},
+	} {
+		if code, _, stderr := runCLI(context.Background(), args...); code != ExitUsage || stderr == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+}
+
+func TestReportHTMLAndCSV(t *testing.T) {
+	fast, _ := compareRuns(t)
+	html := filepath.Join(fast, report.HTMLFile)
+	if err := os.Remove(html); err != nil {
+		t.Fatalf("the run wrote no report.html: %v", err)
+	}
+	code, out, stderr := runCLI(context.Background(), "report", "--html", fast)
+	if code != ExitPass && code != ExitFail {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(html); err != nil || !strings.Contains(stderr, "HTML report: "+html) || !strings.Contains(out, "Verdict:") {
+		t.Fatalf("report --html: %v\nstdout %s\nstderr %s", err, out, stderr)
+	}
+	_, out, _ = runCLI(context.Background(), "report", "--html", "--open-path", fast)
+	if strings.TrimSpace(out) != "file://"+html {
+		t.Errorf("--open-path printed %q", out)
+	}
+
+	// CSV on stdout: only CSV there, one row per interval.
+	_, out, _ = runCLI(context.Background(), "report", "--csv", "-", fast)
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatalf("stdout is not CSV: %v\n%s", err, out)
+	}
+	r, err := results.Load(fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(r.Intervals)+1 || rows[0][0] != "t_s" {
+		t.Fatalf("%d rows for %d intervals; header %v", len(rows), len(r.Intervals), rows[0])
+	}
+	// CSV to a file, the text report as usual on stdout.
+	file := filepath.Join(t.TempDir(), "series.csv")
+	_, out, _ = runCLI(context.Background(), "report", "--csv", file, fast)
+	b, err := os.ReadFile(file)
+	if err != nil || !strings.HasPrefix(string(b), "t_s,") || !strings.Contains(out, "Verdict:") {
+		t.Fatalf("--csv FILE: %v %q", err, out)
+	}
+
+	for _, args := range [][]string{
+		{"report", "--open-path", fast},
+		{"report", "--html", "--open-path", "--csv", "-", fast},
+		{"report", "--csv", filepath.Join(t.TempDir(), "no", "such", "dir.csv"), fast},
+	} {
+		if code, _, stderr := runCLI(context.Background(), args...); code != ExitUsage || stderr == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/report"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// reportOutputs are the files `cascade report` can write besides the text:
+// the HTML page and the CSV series.
+type reportOutputs struct {
+	html     bool
+	openPath bool
+	csv      string
+}
+
+func (o *reportOutputs) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.html, "html", false, "(re)write RUN_DIR/"+report.HTMLFile+", the self-contained HTML report")
+	cmd.Flags().BoolVar(&o.openPath, "open-path", false, "with --html: print only the report's file:// URL on stdout, for a browser to open")
+	cmd.Flags().StringVar(&o.csv, "csv", "", "write the per-interval series as CSV to FILE ('-' for stdout)")
+}
+
+// check rejects flag combinations before any work.
+func (o *reportOutputs) check() error {
+	if o.openPath && !o.html {
+		return errors.New("--open-path needs --html")
+	}
+	if o.openPath && o.csv == "-" {
+		return errors.New("--open-path and --csv - both want stdout; write the CSV to a file")
+	}
+	return nil
+}
+
+// write writes what was asked for, from the run and its re-judged summary,
+// and says whether the text report still belongs on stdout (not when stdout
+// carries the CSV or the URL).
+func (o *reportOutputs) write(stdout, stderr io.Writer, r *results.Run, sum *results.Summary, p *plan.Plan, src []byte) (text bool, err error) {
+	run := *r
+	run.Summary = *sum
+	d := report.Data{Run: &run, Scenario: src, Stages: p.Load.Stages}
+	if o.html {
+		path := filepath.Join(r.Dir, report.HTMLFile)
+		if err := report.WriteHTMLFile(path, d); err != nil {
+			return false, fmt.Errorf("HTML report: %w", err)
+		}
+		if o.openPath {
+			abs, err := filepath.Abs(path)
+			if err != nil {
+				return false, err
+			}
+			fmt.Fprintln(stdout, (&url.URL{Scheme: "file", Path: abs}).String())
+		} else {
+			fmt.Fprintf(stderr, "HTML report: %s\n", path)
+		}
+	}
+	switch o.csv {
+	case "":
+	case "-":
+		if err := report.CSV(stdout, d); err != nil {
+			return false, fmt.Errorf("CSV: %w", err)
+		}
+	default:
+		f, err := os.Create(o.csv)
+		if err != nil {
+			return false, fmt.Errorf("CSV: %w", err)
+		}
+		if err := report.CSV(f, d); err != nil {
+			f.Close()
+			return false, fmt.Errorf("CSV %s: %w", o.csv, err)
+		}
+		if err := f.Close(); err != nil {
+			return false, fmt.Errorf("CSV %s: %w", o.csv, err)
+		}
+		fmt.Fprintf(stderr, "CSV: %s\n", o.csv)
+	}
+	return !o.openPath && o.csv != "-", nil
+}

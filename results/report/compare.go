@@ -1,0 +1,414 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/verdict"
+)
+
+// Metrics a comparison reports for the whole run and for each phase both
+// runs have, in this order.
+const (
+	MetricP50          = "p50"
+	MetricP90          = "p90"
+	MetricP99          = "p99"
+	MetricP999         = "p99.9"
+	MetricMax          = "max"
+	MetricErrorRate    = "error_rate"
+	MetricAchievedRate = "achieved_rate"
+)
+
+// CompareMetrics lists every metric a comparison shows.
+var CompareMetrics = []string{MetricP50, MetricP90, MetricP99, MetricP999, MetricMax, MetricErrorRate, MetricAchievedRate}
+
+// DefaultJudged are the metrics that can make a comparison fail. p99.9 and
+// max are shown but not judged by default: in a short run a single request
+// decides them, and a threshold on noise only teaches people to ignore it.
+var DefaultJudged = []string{MetricP50, MetricP90, MetricP99, MetricErrorRate, MetricAchievedRate}
+
+// MinErrorRateIncrease is the smallest rise in error rate that counts as a
+// regression, however large it is relatively: going from 0 to 1 failure in
+// 10 000 requests is not a regression anyone should block a release on.
+const MinErrorRateIncrease = 0.001 // 0.1 percentage points
+
+// CompareOptions set what counts as a regression.
+type CompareOptions struct {
+	// Threshold is the relative change beyond which a judged metric
+	// regresses: latency above A·(1+Threshold), achieved rate below
+	// A·(1−Threshold), error rate up by more than Threshold relatively and
+	// by at least MinErrorRateIncrease.
+	Threshold float64
+	// Judged are the metrics that can regress; nil means DefaultJudged.
+	Judged []string
+}
+
+// Comparison is run B measured against run A (the baseline).
+type Comparison struct {
+	A, B      RunInfo
+	Threshold float64
+	Judged    []string
+	SLOs      []SLODelta
+	Deltas    []Delta
+	OnlyA     []string // phases only run A has
+	OnlyB     []string
+	Notes     []string // what makes the comparison weaker: different scenarios, an interrupted run
+}
+
+// RunInfo identifies one side of a comparison.
+type RunInfo struct {
+	Dir, Scenario, PlanHash, Verdict string
+	Seed                             uint64
+	Interrupted                      bool
+}
+
+// Delta is one metric in one scope (the whole run, or a phase).
+type Delta struct {
+	Scope     string // "run" or the phase's name
+	Metric    string
+	A, B      float64 // latency in ms, error rate as a fraction, achieved rate per second
+	Judged    bool
+	Regressed bool
+}
+
+// Change is (B−A)/A, NaN when A is 0.
+func (d Delta) Change() float64 { return relChange(d.A, d.B) }
+
+// SLODelta is one objective in both runs, matched by name.
+type SLODelta struct {
+	Name      string
+	A, B      *results.ObjectiveResult // nil when the run did not have it
+	Regressed bool                     // passed in A, fails in B
+	Fixed     bool                     // failed in A, passes in B
+}
+
+// Compare measures run B against run A.
+func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Comparison {
+	judged := opts.Judged
+	if judged == nil {
+		judged = DefaultJudged
+	}
+	c := &Comparison{A: info(a, dirA), B: info(b, dirB), Threshold: opts.Threshold, Judged: judged}
+	if a.PlanHash != b.PlanHash || a.Seed != b.Seed {
+		c.Notes = append(c.Notes, fmt.Sprintf("the runs differ in scenario or seed (A: %s seed %d, B: %s seed %d): deltas compare different experiments",
+			a.PlanHash, a.Seed, b.PlanHash, b.Seed))
+	}
+	for _, r := range []RunInfo{c.A, c.B} {
+		if r.Interrupted {
+			c.Notes = append(c.Notes, fmt.Sprintf("%s was interrupted: its numbers cover only part of the run", r.Dir))
+		}
+	}
+
+	// Objectives, in A's order, then those only B has.
+	bObj := map[string]*results.ObjectiveResult{}
+	for i := range b.Objectives {
+		bObj[b.Objectives[i].Name] = &b.Objectives[i]
+	}
+	seen := map[string]bool{}
+	for i := range a.Objectives {
+		oa := &a.Objectives[i]
+		d := SLODelta{Name: oa.Name, A: oa, B: bObj[oa.Name]}
+		if d.B != nil {
+			d.Regressed = oa.Pass && !d.B.Pass
+			d.Fixed = !oa.Pass && d.B.Pass
+		}
+		seen[oa.Name] = true
+		c.SLOs = append(c.SLOs, d)
+	}
+	for i := range b.Objectives {
+		if ob := &b.Objectives[i]; !seen[ob.Name] {
+			c.SLOs = append(c.SLOs, SLODelta{Name: ob.Name, B: ob})
+		}
+	}
+
+	// Whole run, then each phase both have, in A's order.
+	c.deltas("run", a.Run.Stats, b.Run.Stats)
+	bPh := map[string]results.PhaseSummary{}
+	for _, p := range b.Phases {
+		bPh[p.Name] = p
+	}
+	aPh := map[string]bool{}
+	for _, p := range a.Phases {
+		aPh[p.Name] = true
+		if pb, ok := bPh[p.Name]; ok {
+			c.deltas(p.Name, p.Stats, pb.Stats)
+		} else {
+			c.OnlyA = append(c.OnlyA, p.Name)
+		}
+	}
+	for _, p := range b.Phases {
+		if !aPh[p.Name] {
+			c.OnlyB = append(c.OnlyB, p.Name)
+		}
+	}
+	return c
+}
+
+func info(s *results.Summary, dir string) RunInfo {
+	return RunInfo{Dir: dir, Scenario: s.Scenario, PlanHash: s.PlanHash, Verdict: s.Verdict, Seed: s.Seed, Interrupted: s.Interrupted}
+}
+
+func (c *Comparison) deltas(scope string, a, b results.StatsSummary) {
+	vals := func(s results.StatsSummary) map[string]float64 {
+		return map[string]float64{
+			MetricP50: s.Latency.P50, MetricP90: s.Latency.P90, MetricP99: s.Latency.P99, MetricP999: s.Latency.P999,
+			MetricMax: s.Latency.Max, MetricErrorRate: s.ErrorRate, MetricAchievedRate: s.AchievedRate,
+		}
+	}
+	va, vb := vals(a), vals(b)
+	// A side with no requests has no latency to compare against.
+	measured := a.Sent > 0 && b.Sent > 0
+	for _, m := range CompareMetrics {
+		d := Delta{Scope: scope, Metric: m, A: va[m], B: vb[m], Judged: slices.Contains(c.Judged, m)}
+		if d.Judged && (measured || m == MetricErrorRate || m == MetricAchievedRate) {
+			d.Regressed = regressed(m, d.A, d.B, c.Threshold)
+		}
+		c.Deltas = append(c.Deltas, d)
+	}
+}
+
+func regressed(metric string, a, b, th float64) bool {
+	switch metric {
+	case MetricErrorRate:
+		return b-a > math.Max(th*a, MinErrorRateIncrease)
+	case MetricAchievedRate:
+		return b < a*(1-th)
+	default: // latency: higher is worse; a baseline of 0 has nothing to compare
+		return a > 0 && b > a*(1+th)
+	}
+}
+
+// Regressions counts what went wrong: objectives that now fail, and judged
+// metrics beyond the threshold.
+func (c *Comparison) Regressions() int {
+	n := 0
+	for _, s := range c.SLOs {
+		if s.Regressed {
+			n++
+		}
+	}
+	for _, d := range c.Deltas {
+		if d.Regressed {
+			n++
+		}
+	}
+	return n
+}
+
+func relChange(a, b float64) float64 {
+	if a == 0 {
+		if b == 0 {
+			return 0
+		}
+		return math.NaN()
+	}
+	return (b - a) / a
+}
+
+func fmtChange(metric string, a, b float64) string {
+	if metric == MetricErrorRate {
+		return fmt.Sprintf("%+.2f pp", (b-a)*100)
+	}
+	ch := relChange(a, b)
+	if math.IsNaN(ch) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%+.1f%%", ch*100)
+}
+
+func fmtValue(metric string, v float64) string {
+	switch metric {
+	case MetricErrorRate:
+		return verdict.FormatPercent(v)
+	case MetricAchievedRate:
+		return fmt.Sprintf("%.1f/s", v)
+	}
+	return ms(v)
+}
+
+func mark(d Delta) string {
+	switch {
+	case d.Regressed:
+		return "REGRESSION"
+	case !d.Judged:
+		return "(not judged)"
+	}
+	return ""
+}
+
+func objCell(o *results.ObjectiveResult) string {
+	if o == nil {
+		return "absent"
+	}
+	m := o.Measured
+	if m == "" {
+		m = "n/a"
+	}
+	if o.Pass {
+		return m + " PASS"
+	}
+	return m + " FAIL"
+}
+
+func sloMark(s SLODelta) string {
+	switch {
+	case s.Regressed:
+		return "REGRESSION (now failing)"
+	case s.Fixed:
+		return "fixed (now passing)"
+	case s.A == nil:
+		return "only in B"
+	case s.B == nil:
+		return "only in A"
+	}
+	return ""
+}
+
+func sloChange(s SLODelta) string {
+	if s.A == nil || s.B == nil {
+		return ""
+	}
+	ch := relChange(s.A.Value, s.B.Value)
+	if math.IsNaN(ch) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%+.1f%%", ch*100)
+}
+
+func (c *Comparison) summaryLine() string {
+	n := c.Regressions()
+	th := verdict.FormatPercent(c.Threshold)
+	if n == 0 {
+		return fmt.Sprintf("No regression: no objective newly failing, no judged metric worse by more than %s.", th)
+	}
+	word := "regressions"
+	if n == 1 {
+		word = "regression"
+	}
+	return fmt.Sprintf("%d %s: objectives newly failing or judged metrics worse by more than %s.", n, word, th)
+}
+
+// Text writes the comparison for a terminal.
+func (c *Comparison) Text(w io.Writer) error {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "cascade compare: %s\n", c.B.Scenario)
+	for _, side := range []struct {
+		k string
+		r RunInfo
+	}{{"A", c.A}, {"B", c.B}} {
+		fmt.Fprintf(b, "  %s  %s  (%s, seed %d, %s)\n", side.k, side.r.Dir, side.r.PlanHash, side.r.Seed, strings.ToUpper(side.r.Verdict))
+	}
+	fmt.Fprintf(b, "  threshold %s · judged: %s\n", verdict.FormatPercent(c.Threshold), strings.Join(c.Judged, " "))
+	for _, n := range c.Notes {
+		fmt.Fprintf(b, "  note: %s\n", n)
+	}
+	if len(c.SLOs) > 0 {
+		b.WriteString("\nObjectives\n")
+		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  objective\tA\tB\tchange\t")
+		for _, s := range c.SLOs {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, objCell(s.A), objCell(s.B), sloChange(s), sloMark(s))
+		}
+		tw.Flush()
+	}
+	b.WriteString("\nLatency (from intended send) and rates\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  phase\tmetric\tA\tB\tchange\t")
+	for _, d := range c.Deltas {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Scope, d.Metric, fmtValue(d.Metric, d.A), fmtValue(d.Metric, d.B), fmtChange(d.Metric, d.A, d.B), mark(d))
+	}
+	tw.Flush()
+	if len(c.OnlyA)+len(c.OnlyB) > 0 {
+		fmt.Fprintf(b, "  phases not compared: only in A %v, only in B %v\n", c.OnlyA, c.OnlyB)
+	}
+	fmt.Fprintf(b, "\n%s\n", c.summaryLine())
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Markdown writes the comparison as a pull-request comment: a headline
+// that says whether anything regressed, the objectives, and the metrics
+// (the per-phase table folded away).
+func (c *Comparison) Markdown(w io.Writer) error {
+	b := &strings.Builder{}
+	n := c.Regressions()
+	head := "✅ no regression"
+	if n > 0 {
+		head = fmt.Sprintf("❌ %d regression", n)
+		if n > 1 {
+			head += "s"
+		}
+	}
+	fmt.Fprintf(b, "### cascade compare: `%s` — %s\n\n", mdEscape(c.B.Scenario), head)
+	b.WriteString("| | run | verdict | seed | plan |\n|---|---|---|---|---|\n")
+	for _, side := range []struct {
+		k string
+		r RunInfo
+	}{{"A (baseline)", c.A}, {"B", c.B}} {
+		fmt.Fprintf(b, "| %s | `%s` | %s | %d | `%s` |\n", side.k, mdEscape(side.r.Dir), strings.ToUpper(side.r.Verdict), side.r.Seed, side.r.PlanHash)
+	}
+	fmt.Fprintf(b, "\nThreshold %s on %s.\n", verdict.FormatPercent(c.Threshold), mdList(c.Judged))
+	for _, note := range c.Notes {
+		fmt.Fprintf(b, "\n> **Note:** %s\n", mdEscape(note))
+	}
+	if len(c.SLOs) > 0 {
+		b.WriteString("\n#### Objectives\n\n| objective | A | B | change | |\n|---|---|---|---|---|\n")
+		for _, s := range c.SLOs {
+			fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", mdEscape(s.Name), objCell(s.A), objCell(s.B), sloChange(s), mdMark(sloMark(s), s.Regressed))
+		}
+	}
+	table := func(scope func(string) bool) {
+		b.WriteString("| phase | metric | A | B | change | |\n|---|---|--:|--:|--:|---|\n")
+		for _, d := range c.Deltas {
+			if scope(d.Scope) {
+				fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", mdEscape(d.Scope), d.Metric, fmtValue(d.Metric, d.A),
+					fmtValue(d.Metric, d.B), fmtChange(d.Metric, d.A, d.B), mdMark(mark(d), d.Regressed))
+			}
+		}
+	}
+	b.WriteString("\n#### Whole run (latency from the intended send time)\n\n")
+	table(func(s string) bool { return s == "run" })
+	hasPhases := slices.ContainsFunc(c.Deltas, func(d Delta) bool { return d.Scope != "run" })
+	if hasPhases {
+		b.WriteString("\n<details><summary>Per phase</summary>\n\n")
+		table(func(s string) bool { return s != "run" })
+		b.WriteString("\n</details>\n")
+	}
+	if len(c.OnlyA)+len(c.OnlyB) > 0 {
+		fmt.Fprintf(b, "\nPhases not compared: only in A %s; only in B %s.\n", mdList(c.OnlyA), mdList(c.OnlyB))
+	}
+	fmt.Fprintf(b, "\n%s\n", c.summaryLine())
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func mdMark(s string, bad bool) string {
+	if s == "" {
+		return ""
+	}
+	if bad {
+		return "**" + s + "**"
+	}
+	return s
+}
+
+func mdList(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = "`" + mdEscape(x) + "`"
+	}
+	return strings.Join(out, ", ")
+}
+
+// mdEscape keeps a value inside its table cell.
+func mdEscape(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ", "`", "'").Replace(s)
+}

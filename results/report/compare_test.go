@@ -1,0 +1,150 @@
+package report
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/cascadehq/cascade/results"
+)
+
+func stats(p50, p90, p99, maxv, errRate, achieved float64) results.StatsSummary {
+	return results.StatsSummary{Sent: 1000, Scheduled: 1000, ErrorRate: errRate, AchievedRate: achieved,
+		Latency: results.Percentiles{P50: p50, P90: p90, P99: p99, P999: maxv, Max: maxv}}
+}
+
+func summary(run results.StatsSummary, phases map[string]results.StatsSummary, objs ...results.ObjectiveResult) *results.Summary {
+	s := &results.Summary{Scenario: "s", PlanHash: "sha256:1", Seed: 1, Verdict: "pass", Run: results.PhaseSummary{Name: "run", Stats: run}, Objectives: objs}
+	for _, n := range []string{"before", "fault", "after", "extra"} {
+		if st, ok := phases[n]; ok {
+			s.Phases = append(s.Phases, results.PhaseSummary{Name: n, Stats: st})
+		}
+	}
+	return s
+}
+
+func find(c *Comparison, scope, metric string) Delta {
+	for _, d := range c.Deltas {
+		if d.Scope == scope && d.Metric == metric {
+			return d
+		}
+	}
+	return Delta{Scope: "missing"}
+}
+
+func TestCompareThresholds(t *testing.T) {
+	base := stats(10, 20, 100, 200, 0.01, 100)
+	cases := []struct {
+		name      string
+		b         results.StatsSummary
+		metric    string
+		regressed bool
+	}{
+		{"p99 within threshold", stats(10, 20, 109.9, 200, 0.01, 100), MetricP99, false},
+		{"p99 beyond threshold", stats(10, 20, 110.1, 200, 0.01, 100), MetricP99, true},
+		{"p50 faster is fine", stats(5, 20, 100, 200, 0.01, 100), MetricP50, false},
+		{"max not judged however bad", stats(10, 20, 100, 2000, 0.01, 100), MetricMax, false},
+		{"error rate up 5% relatively: within", stats(10, 20, 100, 200, 0.0105, 100), MetricErrorRate, false},
+		{"error rate up 20% relatively but 0.2pp", stats(10, 20, 100, 200, 0.012, 100), MetricErrorRate, true},
+		{"error rate down", stats(10, 20, 100, 200, 0, 100), MetricErrorRate, false},
+		{"achieved rate down 9%", stats(10, 20, 100, 200, 0.01, 91), MetricAchievedRate, false},
+		{"achieved rate down 11%", stats(10, 20, 100, 200, 0.01, 89), MetricAchievedRate, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Compare(summary(base, nil), summary(tc.b, nil), "a", "b", CompareOptions{Threshold: 0.10})
+			d := find(c, "run", tc.metric)
+			if d.Regressed != tc.regressed {
+				t.Fatalf("%s: %v → %v regressed=%v, want %v", tc.metric, d.A, d.B, d.Regressed, tc.regressed)
+			}
+			if want := 0; tc.regressed {
+				want = 1
+				if c.Regressions() != want {
+					t.Fatalf("Regressions() = %d, want %d", c.Regressions(), want)
+				}
+			} else if c.Regressions() != want {
+				t.Fatalf("Regressions() = %d, want %d", c.Regressions(), want)
+			}
+		})
+	}
+	// The floor: from 0 errors to 0.05% is below 0.1 percentage points.
+	c := Compare(summary(stats(1, 1, 1, 1, 0, 1), nil), summary(stats(1, 1, 1, 1, 0.0005, 1), nil), "a", "b", CompareOptions{Threshold: 0.1})
+	if c.Regressions() != 0 {
+		t.Fatal("0 → 0.05% error rate counted as a regression")
+	}
+	// --judge max makes max count.
+	c = Compare(summary(base, nil), summary(stats(10, 20, 100, 2000, 0.01, 100), nil), "a", "b", CompareOptions{Threshold: 0.1, Judged: []string{MetricMax}})
+	if !find(c, "run", MetricMax).Regressed || find(c, "run", MetricP99).Judged {
+		t.Fatal("Judged not honoured")
+	}
+}
+
+func TestComparePhasesAndObjectives(t *testing.T) {
+	pass := func(name string, v float64) results.ObjectiveResult {
+		return results.ObjectiveResult{Name: name, Value: v, Measured: "m", Pass: true}
+	}
+	fail := func(name string, v float64) results.ObjectiveResult {
+		o := pass(name, v)
+		o.Pass = false
+		return o
+	}
+	st := stats(10, 20, 30, 40, 0, 100)
+	a := summary(st, map[string]results.StatsSummary{"before": st, "fault": st, "after": st},
+		pass("p99 < 50ms", 30), fail("error_rate < 0%", 0.1), pass("gone", 1))
+	b := summary(st, map[string]results.StatsSummary{"before": st, "fault": stats(10, 20, 90, 90, 0, 100), "extra": st},
+		fail("p99 < 50ms", 60), pass("error_rate < 0%", 0), pass("new", 1))
+	b.PlanHash = "sha256:2"
+	c := Compare(a, b, "a", "b", CompareOptions{Threshold: 0.1})
+	if !slicesEq(c.OnlyA, []string{"after"}) || !slicesEq(c.OnlyB, []string{"extra"}) {
+		t.Fatalf("only A %v only B %v", c.OnlyA, c.OnlyB)
+	}
+	scopes := map[string]bool{}
+	for _, d := range c.Deltas {
+		scopes[d.Scope] = true
+	}
+	if len(scopes) != 3 || !scopes["run"] || !scopes["before"] || !scopes["fault"] {
+		t.Fatalf("scopes %v", scopes)
+	}
+	if !find(c, "fault", MetricP99).Regressed || find(c, "before", MetricP99).Regressed {
+		t.Fatal("phase deltas")
+	}
+	got := map[string]SLODelta{}
+	for _, s := range c.SLOs {
+		got[s.Name] = s
+	}
+	if !got["p99 < 50ms"].Regressed || !got["error_rate < 0%"].Fixed || got["gone"].B != nil || got["new"].A != nil {
+		t.Fatalf("objectives %+v", c.SLOs)
+	}
+	// p99 in "fault" (and max, not judged) plus one objective newly failing.
+	if n := c.Regressions(); n != 2 {
+		t.Fatalf("%d regressions", n)
+	}
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "differ") {
+		t.Fatalf("notes %v", c.Notes)
+	}
+
+	var text, md bytes.Buffer
+	if err := c.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Markdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"REGRESSION (now failing)", "fixed (now passing)", "only in B", "2 regressions", "+200.0%", "only in A [after]"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	for _, want := range []string{"### cascade compare: `s` — ❌ 2 regressions", "| `p99 < 50ms` | m PASS | m FAIL | +100.0% | **REGRESSION (now failing)** |",
+		"<details><summary>Per phase</summary>", "| fault | p99 | 30.0ms | 90.0ms | +200.0% | **REGRESSION** |", "> **Note:**"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	// A cell cannot break the table.
+	if mdEscape("a|b\nc") != `a\|b c` {
+		t.Error(mdEscape("a|b\nc"))
+	}
+}
+
+func slicesEq(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
