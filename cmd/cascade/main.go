@@ -90,8 +90,16 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(stdout, stderr), newValidateCmd(stdout, stderr), newSchemaCmd(stdout),
-		newReportCmd(stdout, stderr), newGatewayCmd(stdout, stderr), newVersionCmd(stdout),
-		newCompareCmd(stdout), newLadderCmd(stdout, stderr))
+	// One command per line: several people add commands at once.
+	root.AddCommand(
+		newRunCmd(stdout, stderr),
+		newValidateCmd(stdout, stderr),
+		newSchemaCmd(stdout),
+		newReportCmd(stdout, stderr),
+		newCompareCmd(stdout),
+		newGatewayCmd(stdout, stderr),
+		newVersionCmd(stdout),
+		newLadderCmd(stdout, stderr),
+	)
 	return root
 }
