@@ -138,7 +138,10 @@ type Threshold struct {
 	// Upstream restricts the upstream metrics (amplification, orphans...)
 	// and event counts (breaker_opens...) to one upstream; "" is all.
 	Upstream string
-	metric   metric
+	// ClientShare is the share of the client's request mix that goes to
+	// Upstream (by route), which amplification divides by; 0 means all.
+	ClientShare float64
+	metric      metric
 	op       Op
 	bound    float64
 	unit     unit
@@ -495,14 +498,19 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s", arrivals, who, sp.label),
 				map[string]float64{"count": float64(arrivals)}, true
 		}
-		sent := sp.st.Sent()
+		sent := float64(sp.st.Sent())
+		note := ""
+		if t.ClientShare > 0 && t.ClientShare < 1 {
+			note = fmt.Sprintf(", the %s of the request mix routed to %s", FormatPercent(t.ClientShare), t.Upstream)
+			sent *= t.ClientShare
+		}
 		if sent == 0 {
 			return 0, "no client requests in " + sp.label, nil, false
 		}
-		v := float64(arrivals) / float64(sent)
-		return v, fmt.Sprintf("%d attempts reached %s for %d client requests in %s (%d of them retries)",
-				arrivals, who, sent, sp.label, sum.Retries),
-			map[string]float64{"upstream_requests": float64(arrivals), "client_requests": float64(sent), "retries": float64(sum.Retries)}, true
+		v := float64(arrivals) / sent
+		return v, fmt.Sprintf("%d attempts reached %s for %.0f client requests%s in %s (%d of them retries)",
+				arrivals, who, sent, note, sp.label, sum.Retries),
+			map[string]float64{"upstream_requests": float64(arrivals), "client_requests": sent, "retries": float64(sum.Retries)}, true
 	case "retries":
 		return float64(sum.Retries), fmt.Sprintf("%d requests reached %s as a retry (attempt 2 or later) in %s", sum.Retries, who, sp.label),
 			map[string]float64{"count": float64(sum.Retries)}, true

@@ -192,6 +192,7 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 			return nil
 		}
 		t.Upstream = o.Upstream
+		t.ClientShare = c.mixShare(o.Upstream)
 		t.Name += " (" + o.Upstream + ")"
 	}
 	if t.UsesUpstreams() && c.p.Gateway == nil {
@@ -225,6 +226,32 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		}
 	}
 	return []verdict.Objective{t}
+}
+
+// mixShare is the share of the request mix (by weight) whose route goes to
+// upstream: the client requests an upstream metric such as amplification
+// is relative to.
+func (c *compiler) mixShare(upstream string) float64 {
+	if c.p.Gateway == nil {
+		return 1
+	}
+	var to, total int
+	for _, r := range c.p.Load.Requests {
+		total += r.Weight
+		best, up := -1, ""
+		for _, rt := range c.p.Gateway.Routes {
+			if strings.HasPrefix(r.Path, rt.Path) && len(rt.Path) > best {
+				best, up = len(rt.Path), rt.Upstream
+			}
+		}
+		if up == upstream {
+			to += r.Weight
+		}
+	}
+	if total == 0 {
+		return 1
+	}
+	return float64(to) / float64(total)
 }
 
 var stageRE = regexp.MustCompile(`^stage\[(\d+)\]$`)
