@@ -142,9 +142,9 @@ type Threshold struct {
 	// Upstream (by route), which amplification divides by; 0 means all.
 	ClientShare float64
 	metric      metric
-	op       Op
-	bound    float64
-	unit     unit
+	op          Op
+	bound       float64
+	unit        unit
 	// relative: the bound is a fraction of the target rate (achieved_rate >= 99%).
 	relative bool
 }
