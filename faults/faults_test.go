@@ -29,8 +29,13 @@ type rig struct {
 
 func newRig(t *testing.T, replicas int, to gateway.Timeouts) *rig {
 	t.Helper()
+	return newRigCfg(t, faults.UpstreamConfig{Name: "api", Replicas: replicas}, to)
+}
+
+func newRigCfg(t *testing.T, cfg faults.UpstreamConfig, to gateway.Timeouts) *rig {
+	t.Helper()
 	sink := &event.Memory{}
-	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: replicas}, faults.Options{Seed: 1, Sink: sink})
+	up := faults.NewUpstream(cfg, faults.Options{Seed: 1, Sink: sink})
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -60,9 +65,10 @@ func (r *rig) activate(t *testing.T, kind string, spec faults.Spec) []*faults.Ef
 		t.Fatal(err)
 	}
 	var fxs []*faults.Effect
+	f := spec.New() // one fault value for every replica, as the timeline does
 	for i, rep := range r.up.Replicas() {
 		fx := faults.NewEffect(seeded(uint64(i)), nil)
-		if err := rep.Activate(kind, spec.New(), fx); err != nil {
+		if err := rep.Activate(kind, f, fx); err != nil {
 			t.Fatal(err)
 		}
 		fxs = append(fxs, fx)
@@ -93,7 +99,7 @@ func call(url string, timeout time.Duration) outcome {
 func TestLatencyFault(t *testing.T) {
 	r := newRig(t, 1, gateway.Timeouts{})
 	base := call(r.gw.URL()+"/", 5*time.Second)
-	r.activate(t, "latency", &faults.LatencySpec{Delay: dist.FixedLatency(200 * time.Millisecond), Probability: 1})
+	r.activate(t, "latency", &faults.LatencySpec{Delay: dist.FixedLatency(200 * time.Millisecond), Selector: faults.Selector{Probability: 1}})
 	o := call(r.gw.URL()+"/", 5*time.Second)
 	if o.status != 200 || o.cause != cause.OK {
 		t.Fatalf("got %+v", o)
@@ -106,7 +112,7 @@ func TestLatencyFault(t *testing.T) {
 func TestLatencyProbabilityIsSeeded(t *testing.T) {
 	count := func() int64 {
 		r := newRig(t, 1, gateway.Timeouts{})
-		fxs := r.activate(t, "latency", &faults.LatencySpec{Delay: dist.FixedLatency(time.Millisecond), Probability: 0.3})
+		fxs := r.activate(t, "latency", &faults.LatencySpec{Delay: dist.FixedLatency(time.Millisecond), Selector: faults.Selector{Probability: 0.3}})
 		for i := 0; i < 200; i++ {
 			call(r.gw.URL()+"/", 5*time.Second)
 		}
@@ -123,7 +129,7 @@ func TestLatencyProbabilityIsSeeded(t *testing.T) {
 
 func TestErrorFault(t *testing.T) {
 	r := newRig(t, 1, gateway.Timeouts{})
-	r.activate(t, "error", &faults.ErrorSpec{Status: 500, Probability: 1})
+	r.activate(t, "error", &faults.ErrorSpec{Status: 500, Selector: faults.Selector{Probability: 1}})
 	o := call(r.gw.URL()+"/", 5*time.Second)
 	if o.status != 500 || o.cause != cause.UpstreamError {
 		t.Fatalf("got %d %s, want 500 upstream_error", o.status, o.cause)
@@ -132,7 +138,7 @@ func TestErrorFault(t *testing.T) {
 
 func TestResetFault(t *testing.T) {
 	r := newRig(t, 1, gateway.Timeouts{})
-	r.activate(t, "reset", &faults.ResetSpec{Probability: 1})
+	r.activate(t, "reset", &faults.ResetSpec{Selector: faults.Selector{Probability: 1}})
 	// Through the gateway: a 502 that names the reset.
 	o := call(r.gw.URL()+"/", 5*time.Second)
 	if o.status != 502 || o.cause != cause.UpstreamReset {
@@ -147,7 +153,7 @@ func TestResetFault(t *testing.T) {
 
 func TestHangFaultMeetsGatewayTimeout(t *testing.T) {
 	r := newRig(t, 1, gateway.Timeouts{ResponseHeader: units.Duration(300 * time.Millisecond), Total: units.Duration(time.Second)})
-	r.activate(t, "hang", &faults.HangSpec{Probability: 1})
+	r.activate(t, "hang", &faults.HangSpec{Selector: faults.Selector{Probability: 1}})
 	o := call(r.gw.URL()+"/", 5*time.Second)
 	if o.status != 504 || o.cause != cause.GatewayTimeout {
 		t.Fatalf("got %+v, want 504 gateway_timeout", o)
@@ -170,7 +176,7 @@ func TestDownFaultRefusesThenRecovers(t *testing.T) {
 	rep := r.up.Replicas()[0]
 	addr := rep.Addr()
 	// A request in flight when the replica dies sees its connection reset.
-	rep.Activate("slow", (&faults.LatencySpec{Delay: dist.FixedLatency(2 * time.Second), Probability: 1}).New(), faults.NewEffect(seeded(9), nil))
+	rep.Activate("slow", (&faults.LatencySpec{Delay: dist.FixedLatency(2 * time.Second), Selector: faults.Selector{Probability: 1}}).New(), faults.NewEffect(seeded(9), nil))
 	var inflight outcome
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -213,9 +219,9 @@ func TestTimelineRunsOnTheClock(t *testing.T) {
 	}
 	defer up.Close()
 	entries := []faults.Entry{
-		{Name: "e500", Kind: "error", Spec: &faults.ErrorSpec{Status: 500, Probability: 1}, Upstream: "api", Replica: 1,
+		{Name: "e500", Kind: "error", Spec: &faults.ErrorSpec{Status: 500, Selector: faults.Selector{Probability: 1}}, Upstream: "api", Replica: 1,
 			Start: 200 * time.Millisecond, Duration: 300 * time.Millisecond},
-		{Name: "never", Kind: "hang", Spec: &faults.HangSpec{Probability: 1}, Upstream: "api", Replica: -1,
+		{Name: "never", Kind: "hang", Spec: &faults.HangSpec{Selector: faults.Selector{Probability: 1}}, Upstream: "api", Replica: -1,
 			Start: 10 * time.Second, Duration: time.Second},
 	}
 	tl, err := faults.NewTimeline(entries, []*faults.Upstream{up}, faults.Options{Seed: 1, Sink: sink, Clock: clock})

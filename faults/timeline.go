@@ -2,12 +2,16 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cascadehq/cascade/internal/event"
@@ -15,186 +19,543 @@ import (
 
 var discardLog = log.New(io.Discard, "", 0)
 
+// RandomReplica as Entry.Replica targets one replica drawn from the run's
+// seed at each onset (Chaos Monkey's choice, repeatable).
+const RandomReplica = -2
+
 // Entry is one fault on the timeline.
 type Entry struct {
 	Name     string        // unique within the timeline; names the fault in events
 	Spec     Spec          // decoded and validated parameters
 	Kind     string        // registered kind of Spec
 	Upstream string        // target upstream
-	Replica  int           // target replica index, or -1 for every replica
+	Replica  int           // target replica index, -1 for every replica, RandomReplica
 	Start    time.Duration // offset on the run's clock
-	Duration time.Duration // 0: until the timeline stops
+	Duration time.Duration // of each occurrence; 0: until the timeline stops
+	// Ramp scales the fault from nothing to full strength over this long
+	// after each onset (what scales is the kind's Kind.Ramp); 0: at once.
+	Ramp time.Duration
+	// Every and Times repeat the fault: Times occurrences, Every apart from
+	// onset to onset. Times 0 or 1 means once.
+	Every time.Duration
+	Times int
 }
 
-// Target names what the entry acts on: "api" or "api[1]".
+// Target names what the entry acts on: "api", "api[1]" or "api[random]".
 func (e Entry) Target() string {
-	if e.Replica < 0 {
+	switch {
+	case e.Replica == RandomReplica:
+		return e.Upstream + "[random]"
+	case e.Replica < 0:
 		return e.Upstream
 	}
 	return e.Upstream + "[" + strconv.Itoa(e.Replica) + "]"
 }
 
-// Report says how often one timeline entry took effect.
-type Report struct {
-	Name    string        `json:"name"`
-	Kind    string        `json:"kind"`
-	Target  string        `json:"target"`
-	Start   time.Duration `json:"-"`
-	End     time.Duration `json:"-"` // 0 while active or never started
-	Started bool          `json:"started"`
-	Fired   int64         `json:"fired"`
+// Occurrences is how many times the entry starts.
+func (e Entry) Occurrences() int { return max(e.Times, 1) }
+
+// End is when the entry's last occurrence ends (0 when it runs until the
+// timeline stops).
+func (e Entry) End() time.Duration {
+	if e.Duration == 0 {
+		return 0
+	}
+	return e.Start + time.Duration(e.Occurrences()-1)*e.Every + e.Duration
 }
 
-// Timeline runs fault entries against upstreams on the run's clock. This
-// scheduler is cascade's own: it is the product (a fault's onset is evidence
-// for later verdicts, so it is stamped by the injector itself, not a log).
+// Report says how often one timeline entry took effect, and if it never
+// did, the likely reason.
+type Report struct {
+	Name        string        `json:"name"`
+	Kind        string        `json:"kind"`
+	Target      string        `json:"target"`
+	Start       time.Duration `json:"-"`
+	End         time.Duration `json:"-"` // 0 while active or never started
+	Started     bool          `json:"started"`
+	Occurrences int           `json:"occurrences"`
+	Fired       int64         `json:"fired"`
+	// Replicas the fault acted on (for a random target, the draws).
+	Replicas []string `json:"replicas,omitempty"`
+	// Stats are the counters behind Fired and Reason.
+	Stats EffectStats `json:"-"`
+	// Reason says why a started fault never took effect; "" otherwise.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Errors of the live API.
+var (
+	ErrTimelineDone = errors.New("the timeline has stopped")
+	ErrFaultActive  = errors.New("a fault with this name is active")
+	ErrUnknownFault = errors.New("no such fault on the timeline")
+	ErrNotActive    = errors.New("the fault is not active")
+)
+
+// ApplyWindow is the longest a fault's firings go unreported: the first
+// firing is an event at once, later ones are summed into one fault.apply
+// event per fault per window, so events.jsonl stays small at any request
+// rate while Report.Fired stays exact.
+const ApplyWindow = time.Second
+
+// Timeline runs fault entries against upstreams on the run's clock, and
+// takes live Start/Stop calls while it runs (game days). This scheduler is
+// cascade's own: it is the product (a fault's onset is evidence for later
+// verdicts, so it is stamped by the injector itself, not a log).
 type Timeline struct {
-	entries   []Entry
 	upstreams map[string]*Upstream
 	seed      uint64
 	sink      event.Sink
 	clock     *event.Clock
 
-	mu      sync.Mutex
-	effects map[string][]*Effect // by entry name
-	reports map[string]*Report
+	mu     sync.Mutex
+	slots  []*slot // in the order added
+	byName map[string]*slot
+	queue  []step
+	wake   chan struct{}
+	done   bool
+}
+
+// slot is one named entry's state.
+type slot struct {
+	mu      sync.Mutex // serialises this entry's start and stop
+	e       Entry
+	gen     int // bumped by Stop and by a live Start: pending steps of older generations are void
+	active  bool
+	occ     int // occurrences started (this generation)
+	pick    *rand.Rand
+	fault   Fault
+	targets []*Replica
+	base    []int64 // targets' Received at onset
+	effects []*Effect
+	rep     Report
+	past    EffectStats // counters of finished occurrences
+	applied atomic.Int64
+}
+
+type step struct {
+	at    time.Duration
+	start bool
+	s     *slot
+	gen   int
+	occ   int
 }
 
 // NewTimeline checks that every entry targets an existing upstream/replica.
 func NewTimeline(entries []Entry, upstreams []*Upstream, opts Options) (*Timeline, error) {
 	opts.defaults()
-	t := &Timeline{entries: entries, upstreams: map[string]*Upstream{}, seed: opts.Seed, sink: opts.Sink,
-		clock: opts.Clock, effects: map[string][]*Effect{}, reports: map[string]*Report{}}
+	t := &Timeline{upstreams: map[string]*Upstream{}, seed: opts.Seed, sink: opts.Sink, clock: opts.Clock,
+		byName: map[string]*slot{}, wake: make(chan struct{}, 1)}
 	for _, u := range upstreams {
 		t.upstreams[u.Name()] = u
 	}
 	for _, e := range entries {
-		u, ok := t.upstreams[e.Upstream]
-		if !ok {
-			return nil, fmt.Errorf("fault %s: unknown upstream %q", e.Name, e.Upstream)
+		if err := t.check(e); err != nil {
+			return nil, err
 		}
-		if e.Replica >= len(u.Replicas()) {
-			return nil, fmt.Errorf("fault %s: upstream %s has no replica %d", e.Name, e.Upstream, e.Replica)
+		if t.byName[e.Name] != nil {
+			return nil, fmt.Errorf("fault %s: the name is used twice", e.Name)
 		}
-		t.reports[e.Name] = &Report{Name: e.Name, Kind: e.Kind, Target: e.Target()}
+		s := t.newSlot(e)
+		t.push(step{at: e.Start, start: true, s: s})
 	}
 	return t, nil
 }
 
-type transition struct {
-	at    time.Duration
-	start bool
-	entry int
+func (t *Timeline) check(e Entry) error {
+	if e.Name == "" {
+		return errors.New("a fault needs a name")
+	}
+	if e.Spec == nil {
+		return fmt.Errorf("fault %s: no parameters", e.Name)
+	}
+	u, ok := t.upstreams[e.Upstream]
+	if !ok {
+		return fmt.Errorf("fault %s: unknown upstream %q", e.Name, e.Upstream)
+	}
+	if e.Replica >= len(u.Replicas()) || e.Replica < RandomReplica {
+		return fmt.Errorf("fault %s: upstream %s has no replica %d", e.Name, e.Upstream, e.Replica)
+	}
+	if e.Times > 1 && e.Every <= 0 {
+		return fmt.Errorf("fault %s: repeating %d times needs an interval", e.Name, e.Times)
+	}
+	if e.Times > 1 && e.Duration > e.Every {
+		return fmt.Errorf("fault %s: each occurrence (%s) outlasts the repeat interval (%s)", e.Name, e.Duration, e.Every)
+	}
+	if k, err := LookupKind(e.Kind); err != nil {
+		return fmt.Errorf("fault %s: %w", e.Name, err)
+	} else if err := k.Applies(u.Kind(), u.Containerised()); err != nil {
+		return fmt.Errorf("fault %s on %s: %w", e.Name, e.Upstream, err)
+	}
+	return nil
+}
+
+func (t *Timeline) newSlot(e Entry) *slot {
+	s := &slot{e: e, pick: seedFor(t.seed, "pick", e.Name), rep: Report{Name: e.Name, Kind: e.Kind, Target: e.Target()}}
+	t.slots = append(t.slots, s)
+	t.byName[e.Name] = s
+	return s
+}
+
+// push adds a step, keeping the queue in time order with stops before
+// starts at the same instant (back-to-back faults on one target never
+// overlap). Callers hold t.mu or own t exclusively.
+func (t *Timeline) push(st step) {
+	i := sort.Search(len(t.queue), func(i int) bool {
+		q := t.queue[i]
+		if q.at != st.at {
+			return q.at > st.at
+		}
+		return !st.start && q.start
+	})
+	t.queue = append(t.queue, step{})
+	copy(t.queue[i+1:], t.queue[i:])
+	t.queue[i] = st
+}
+
+func (t *Timeline) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Run applies the timeline until ctx ends, then reverts whatever is still
 // active, so a cancelled run leaves no replica down.
 func (t *Timeline) Run(ctx context.Context) {
-	var steps []transition
-	for i, e := range t.entries {
-		steps = append(steps, transition{at: e.Start, start: true, entry: i})
-		if e.Duration > 0 {
-			steps = append(steps, transition{at: e.Start + e.Duration, entry: i})
-		}
-	}
-	// Stops before starts at the same instant, so back-to-back faults on one
-	// target never overlap.
-	sort.SliceStable(steps, func(a, b int) bool {
-		if steps[a].at != steps[b].at {
-			return steps[a].at < steps[b].at
-		}
-		return !steps[a].start && steps[b].start
-	})
-	active := map[int]bool{}
-	defer func() {
-		for i := range active {
-			t.stop(i)
-		}
-	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for _, s := range steps {
-		if wait := s.at - t.clock.Now(); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
-			return
-		}
-		if s.start {
-			t.start(s.entry)
-			active[s.entry] = true
-		} else if active[s.entry] {
-			t.stop(s.entry)
-			delete(active, s.entry)
-		}
-	}
-	<-ctx.Done()
-}
-
-func (t *Timeline) targets(e Entry) []*Replica {
-	rs := t.upstreams[e.Upstream].Replicas()
-	if e.Replica >= 0 {
-		return rs[e.Replica : e.Replica+1]
-	}
-	return rs
-}
-
-func (t *Timeline) start(i int) {
-	e := t.entries[i]
-	now := t.clock.Now()
-	t.mu.Lock()
-	rep := t.reports[e.Name]
-	rep.Started, rep.Start = true, now
-	t.mu.Unlock()
-	t.sink.Emit(event.Event{T: now, Source: "timeline", Type: "fault.start", Target: e.Target(),
-		Attrs: map[string]any{"fault": e.Name, "kind": e.Kind}})
-	for _, r := range t.targets(e) {
-		r := r
-		fx := NewEffect(seedFor(t.seed, "fault", e.Name, r.Name()), func() {
-			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "upstream", Type: "fault.apply", Target: r.Name(),
-				Attrs: map[string]any{"fault": e.Name, "kind": e.Kind}})
-		})
+	tick := time.NewTicker(ApplyWindow)
+	defer tick.Stop()
+	defer t.shutdown()
+	for {
 		t.mu.Lock()
-		t.effects[e.Name] = append(t.effects[e.Name], fx)
+		now := t.clock.Now()
+		var due []step
+		for len(t.queue) > 0 && t.queue[0].at <= now {
+			due = append(due, t.queue[0])
+			t.queue = t.queue[1:]
+		}
+		wait := time.Hour
+		if len(t.queue) > 0 {
+			wait = t.queue[0].at - now
+		}
 		t.mu.Unlock()
-		if err := r.Activate(e.Name, e.Spec.New(), fx); err != nil {
+		for _, st := range due {
+			if ctx.Err() != nil {
+				return
+			}
+			t.exec(st)
+		}
+		if len(due) > 0 {
+			continue // the steps may have queued more that are due now
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-t.wake:
+		case <-tick.C:
+			t.flushApplies()
+		}
+	}
+}
+
+func (t *Timeline) shutdown() {
+	t.mu.Lock()
+	t.done = true
+	slots := append([]*slot(nil), t.slots...)
+	t.queue = nil
+	t.mu.Unlock()
+	for _, s := range slots {
+		s.mu.Lock()
+		if s.active {
+			t.stopLocked(s)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (t *Timeline) exec(st step) {
+	s := st.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.gen != s.gen {
+		return // cancelled by Stop or replaced by a live Start
+	}
+	if !st.start {
+		if s.active && st.occ == s.occ {
+			t.stopLocked(s)
+		}
+		return
+	}
+	if s.active {
+		return
+	}
+	t.startLocked(s, st.at)
+}
+
+// startLocked activates occurrence s.occ of s, scheduled for onset at; it
+// queues the occurrence's end and the next occurrence. Holds s.mu.
+func (t *Timeline) startLocked(s *slot, at time.Duration) {
+	e := s.e
+	s.occ++
+	s.active = true
+	s.targets = t.targets(s)
+	s.base = s.base[:0]
+	s.effects = s.effects[:0]
+	s.fault = e.Spec.New()
+	now := t.clock.Now()
+	if !s.rep.Started {
+		s.rep.Started, s.rep.Start = true, now
+	}
+	s.rep.End = 0
+	s.rep.Occurrences++
+	names := make([]string, len(s.targets))
+	for i, r := range s.targets {
+		names[i] = r.Name()
+		if !contains(s.rep.Replicas, r.Name()) {
+			s.rep.Replicas = append(s.rep.Replicas, r.Name())
+		}
+	}
+	attrs := map[string]any{"fault": e.Name, "kind": e.Kind, "replicas": names}
+	if e.Occurrences() > 1 {
+		attrs["occurrence"] = s.occ
+	}
+	if e.Ramp > 0 {
+		attrs["ramp_s"] = e.Ramp.Seconds()
+	}
+	t.sink.Emit(event.Event{T: now, Source: "timeline", Type: "fault.start", Target: e.Target(), Attrs: attrs})
+	var intensity func() float64
+	if e.Ramp > 0 {
+		onset, ramp, clock := now, e.Ramp, t.clock
+		intensity = func() float64 { return min(1, max(0, float64(clock.Now()-onset)/float64(ramp))) }
+	}
+	for _, r := range s.targets {
+		r := r
+		fx := NewEffect(seedFor(t.seed, "fault", e.Name, r.Name(), strconv.Itoa(s.occ)), nil)
+		fx.intensity = intensity
+		fx.onFirst = func() {
+			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "upstream", Type: "fault.apply", Target: r.Name(),
+				Attrs: map[string]any{"fault": e.Name, "kind": e.Kind, "first": true, "count": 1}})
+		}
+		s.effects = append(s.effects, fx)
+		s.base = append(s.base, r.Received.Load())
+		if err := r.Activate(e.Name, s.fault, fx); err != nil {
 			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "timeline", Type: "fault.error", Target: r.Name(),
 				Attrs: map[string]any{"fault": e.Name, "error": err.Error()}})
 		}
 	}
+	t.mu.Lock()
+	if e.Duration > 0 {
+		t.push(step{at: at + e.Duration, s: s, gen: s.gen, occ: s.occ})
+	}
+	if s.occ < e.Occurrences() {
+		t.push(step{at: at + e.Every, start: true, s: s, gen: s.gen})
+	}
+	t.mu.Unlock()
+	t.poke()
 }
 
-func (t *Timeline) stop(i int) {
-	e := t.entries[i]
-	for _, r := range t.targets(e) {
+// stopLocked ends the active occurrence of s. Holds s.mu.
+func (t *Timeline) stopLocked(s *slot) {
+	e := s.e
+	for _, r := range s.targets {
 		if err := r.Deactivate(e.Name); err != nil {
 			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "timeline", Type: "fault.error", Target: r.Name(),
 				Attrs: map[string]any{"fault": e.Name, "error": err.Error()}})
 		}
 	}
+	st := t.currentStats(s)
+	s.past.add(st)
+	s.active = false
+	s.targets, s.effects, s.base = nil, nil, nil
 	now := t.clock.Now()
-	t.mu.Lock()
-	t.reports[e.Name].End = now
-	t.mu.Unlock()
-	t.sink.Emit(event.Event{T: now, Source: "timeline", Type: "fault.stop", Target: e.Target(),
-		Attrs: map[string]any{"fault": e.Name, "kind": e.Kind}})
+	s.rep.End = now
+	t.flushSlot(s, s.past.Fired)
+	attrs := map[string]any{"fault": e.Name, "kind": e.Kind, "fired": st.Fired}
+	if e.Occurrences() > 1 {
+		attrs["occurrence"] = s.occ
+	}
+	t.sink.Emit(event.Event{T: now, Source: "timeline", Type: "fault.stop", Target: e.Target(), Attrs: attrs})
 }
 
-// Reports says, per entry, whether it started and how often it took effect.
-func (t *Timeline) Reports() []Report {
+// currentStats sums the active occurrence's counters. Holds s.mu.
+func (t *Timeline) currentStats(s *slot) EffectStats {
+	var st EffectStats
+	for i, fx := range s.effects {
+		st.add(fx.Stats())
+		st.Received += s.targets[i].Received.Load() - s.base[i]
+	}
+	return st
+}
+
+// flushApplies emits one aggregated fault.apply per fault that fired since
+// the last window.
+func (t *Timeline) flushApplies() {
+	t.mu.Lock()
+	slots := append([]*slot(nil), t.slots...)
+	t.mu.Unlock()
+	for _, s := range slots {
+		s.mu.Lock()
+		if s.active {
+			t.flushSlot(s, s.past.Fired+t.currentStats(s).Fired)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (t *Timeline) flushSlot(s *slot, total int64) {
+	last := s.applied.Load()
+	if total <= last {
+		return
+	}
+	s.applied.Store(total)
+	t.sink.Emit(event.Event{T: t.clock.Now(), Source: "timeline", Type: "fault.apply", Target: s.e.Target(),
+		Attrs: map[string]any{"fault": s.e.Name, "kind": s.e.Kind, "count": total - last, "total": total}})
+}
+
+func (t *Timeline) targets(s *slot) []*Replica {
+	rs := t.upstreams[s.e.Upstream].Replicas()
+	switch {
+	case s.e.Replica == RandomReplica:
+		i := s.pick.IntN(len(rs))
+		return rs[i : i+1]
+	case s.e.Replica >= 0:
+		return rs[s.e.Replica : s.e.Replica+1]
+	}
+	return rs
+}
+
+// Start activates e now, as a game day's operator would: e.Start is ignored
+// (the onset is now); Duration, Ramp and repeats apply from now. A name
+// that is already active is refused; an inactive one is replaced, and its
+// report keeps counting.
+func (t *Timeline) Start(e Entry) error {
+	if err := t.check(e); err != nil {
+		return err
+	}
+	if err := e.Spec.Validate(); err != nil {
+		return fmt.Errorf("fault %s: %w", e.Name, err)
+	}
+	t.mu.Lock()
+	if t.done {
+		t.mu.Unlock()
+		return ErrTimelineDone
+	}
+	s := t.byName[e.Name]
+	if s == nil {
+		s = t.newSlot(e)
+	}
+	t.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active {
+		return fmt.Errorf("%s: %w", e.Name, ErrFaultActive)
+	}
+	s.gen++
+	s.occ = 0
+	now := t.clock.Now()
+	e.Start = now
+	s.e = e
+	s.rep.Kind, s.rep.Target = e.Kind, e.Target()
+	t.startLocked(s, now)
+	return nil
+}
+
+// Stop ends the named fault now and cancels its later occurrences.
+func (t *Timeline) Stop(name string) error {
+	t.mu.Lock()
+	s := t.byName[name]
+	t.mu.Unlock()
+	if s == nil {
+		return fmt.Errorf("%s: %w", name, ErrUnknownFault)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := t.pending(s)
+	s.gen++
+	if s.active {
+		t.stopLocked(s)
+		return nil
+	}
+	if !pending {
+		return fmt.Errorf("%s: %w", name, ErrNotActive)
+	}
+	return nil
+}
+
+func (t *Timeline) pending(s *slot) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Report, 0, len(t.entries))
-	for _, e := range t.entries {
-		r := *t.reports[e.Name]
-		for _, fx := range t.effects[e.Name] {
-			r.Fired += fx.Count()
+	for _, st := range t.queue {
+		if st.s == s && st.gen == s.gen && st.start {
+			return true
 		}
+	}
+	return false
+}
+
+// Active lists the names of the faults active now, sorted.
+func (t *Timeline) Active() []string {
+	t.mu.Lock()
+	slots := append([]*slot(nil), t.slots...)
+	t.mu.Unlock()
+	var out []string
+	for _, s := range slots {
+		s.mu.Lock()
+		if s.active {
+			out = append(out, s.e.Name)
+		}
+		s.mu.Unlock()
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Reports says, per entry, whether it started, how often it took effect,
+// and for one that never did, the likely reason.
+func (t *Timeline) Reports() []Report {
+	t.mu.Lock()
+	slots := append([]*slot(nil), t.slots...)
+	t.mu.Unlock()
+	out := make([]Report, 0, len(slots))
+	for _, s := range slots {
+		s.mu.Lock()
+		r := s.rep
+		r.Replicas = append([]string(nil), r.Replicas...)
+		r.Stats = s.past
+		if s.active {
+			r.Stats.add(t.currentStats(s))
+		}
+		r.Fired = r.Stats.Fired
+		if r.Started && r.Fired == 0 {
+			r.Reason = explain(s, r)
+		}
+		s.mu.Unlock()
 		out = append(out, r)
 	}
 	return out
+}
+
+// explain guesses why a started fault never took effect, from what the
+// targets received and what the fault saw. Holds s.mu.
+func explain(s *slot, r Report) string {
+	if ex, ok := s.fault.(Explainer); ok {
+		if why := ex.NoEffect(r.Stats); why != "" {
+			return why
+		}
+	}
+	st := r.Stats
+	targets := strings.Join(r.Replicas, ", ")
+	switch {
+	case st.Received == 0:
+		return fmt.Sprintf("no request reached %s while the fault was active: no traffic was balanced to it, "+
+			"it was down, or the load had ended", targets)
+	case st.Seen > 0 && st.Matched == 0:
+		return fmt.Sprintf("%d requests reached %s while active, but none matched the fault's match filter", st.Seen, targets)
+	case st.Matched > 0:
+		return fmt.Sprintf("%d matching requests reached %s while active, but the probability drew none of them", st.Matched, targets)
+	}
+	return fmt.Sprintf("%d requests reached %s while active, but the fault never acted on one", st.Received, targets)
 }

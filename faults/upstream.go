@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,88 @@ type UpstreamConfig struct {
 	// handler that does not watch its context: the orphaned work a verdict
 	// measures. Bounded by MaxOrphanWork and by Close.
 	IgnoreCancel bool
+	// Kind is UpstreamHTTP (default) or UpstreamDatabase.
+	Kind string
+	// Database configures a database upstream: each replica serves from its
+	// own pool (faults/slowdb) instead of Behaviour.
+	Database *DatabaseConfig
+	// Container runs each replica as a process in a container instead of in
+	// this process. The run turns it into Spawn (faults knows no Docker).
+	Container *ContainerConfig
+	// Spawn starts replica i as an outside process; set by the run when
+	// Container is set. Instance faults act on the process through it.
+	Spawn Spawn `yaml:"-" json:"-"`
+	// FirstIndex numbers the replicas from here: a replica served on its
+	// own (`cascade upstream --index 2`) keeps the name it has in its run.
+	FirstIndex int `yaml:"-" json:"-"`
+}
+
+// Process is a replica that runs outside cascade's process (a container).
+// Instance faults act on it through these calls.
+type Process interface {
+	// Addr is host:port where it serves.
+	Addr() string
+	// Kill stops it hard: its connections reset, its port refuses.
+	Kill(ctx context.Context) error
+	// Start brings it back after Kill, on the same address, and waits until
+	// it serves.
+	Start(ctx context.Context) error
+	// Pause freezes it: connections complete in the kernel, nothing answers.
+	Pause(ctx context.Context) error
+	// Resume thaws it.
+	Resume(ctx context.Context) error
+	// Close removes it for good.
+	Close(ctx context.Context) error
+}
+
+// Spawn starts replica index (named name, e.g. "api[0]") as a process.
+type Spawn func(ctx context.Context, index int, name string) (Process, error)
+
+// ContainerConfig runs an upstream's replicas in containers: cascade's own
+// binary in a FROM scratch image serving the upstream's behaviour (`cascade
+// upstream`), or an image you name. Containers use host networking and must
+// listen on 127.0.0.1.
+type ContainerConfig struct {
+	// Image is a local image (there is no registry: build or load it
+	// first). Empty: cascade's own binary, serving Behaviour.
+	Image string `yaml:"image,omitempty" json:"image,omitempty"`
+	// Port the image listens on. With one port, the upstream has one
+	// replica; or give PortEnv and cascade picks a port per replica.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// PortEnv names an environment variable the image reads its listen port
+	// from; cascade sets it to a free port per replica.
+	PortEnv string `yaml:"port_env,omitempty" json:"port_env,omitempty"`
+	// Cmd overrides the image's command.
+	Cmd []string `yaml:"cmd,omitempty" json:"cmd,omitempty"`
+	// Env is passed to the process.
+	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	// Ready is an HTTP path that answers below 400 once the replica serves
+	// (default: / for an image; cascade's own health path otherwise).
+	Ready string `yaml:"ready,omitempty" json:"ready,omitempty"`
+}
+
+// Validate checks the settings that do not need Docker.
+func (c *ContainerConfig) Validate(replicas int) error {
+	if c.Image == "" {
+		if c.Port != 0 || c.PortEnv != "" || len(c.Cmd) > 0 {
+			return fmt.Errorf("port, port_env and cmd are for an image you name; cascade's own image picks its ports")
+		}
+		return nil
+	}
+	switch {
+	case c.Port != 0 && c.PortEnv != "":
+		return fmt.Errorf("give port (one replica on a fixed port) or port_env (a port per replica), not both")
+	case c.Port == 0 && c.PortEnv == "":
+		return fmt.Errorf("image %s needs port (the port it listens on) or port_env (the variable it reads its port from)", c.Image)
+	case c.Port < 0 || c.Port > 32767:
+		return fmt.Errorf("port %d: give 1-32767 (ports from 32768 are the load generator's ephemeral range)", c.Port)
+	case c.Port != 0 && replicas > 1:
+		return fmt.Errorf("a fixed port serves one replica, not %d: use port_env for more", replicas)
+	}
+	if c.Ready != "" && !strings.HasPrefix(c.Ready, "/") {
+		return fmt.Errorf("ready %q must be a path starting with /", c.Ready)
+	}
+	return nil
 }
 
 // Options are what every upstream shares within a run.
@@ -104,10 +187,25 @@ func NewUpstream(cfg UpstreamConfig, opts Options) *Upstream {
 // Name of the upstream.
 func (u *Upstream) Name() string { return u.cfg.Name }
 
+// Kind is UpstreamHTTP or UpstreamDatabase.
+func (u *Upstream) Kind() string {
+	if u.cfg.Kind == "" {
+		return UpstreamHTTP
+	}
+	return u.cfg.Kind
+}
+
+// Containerised reports whether the replicas run as outside processes.
+func (u *Upstream) Containerised() bool { return u.cfg.Spawn != nil }
+
 // Start binds every replica. On error, replicas already started are closed.
-func (u *Upstream) Start() error {
+func (u *Upstream) Start() error { return u.StartContext(context.Background()) }
+
+// StartContext is Start with a context that bounds the setup (opening and
+// seeding databases, starting containers).
+func (u *Upstream) StartContext(ctx context.Context) error {
 	for i := 0; i < u.cfg.Replicas; i++ {
-		if _, err := u.AddReplica(); err != nil {
+		if _, err := u.AddReplica(ctx); err != nil {
 			u.Close()
 			return err
 		}
@@ -116,7 +214,7 @@ func (u *Upstream) Start() error {
 }
 
 // AddReplica starts one more replica (autoscaling, or a restarted instance).
-func (u *Upstream) AddReplica() (*Replica, error) {
+func (u *Upstream) AddReplica(ctx context.Context) (*Replica, error) {
 	u.mu.Lock()
 	i := len(u.replicas)
 	u.mu.Unlock()
@@ -125,7 +223,8 @@ func (u *Upstream) AddReplica() (*Replica, error) {
 		addr = u.cfg.Listen[i]
 	}
 	r := newReplica(u, i, addr)
-	if err := r.startListening(); err != nil {
+	r.name = fmt.Sprintf("%s[%d]", u.cfg.Name, u.cfg.FirstIndex+i)
+	if err := r.start(ctx); err != nil {
 		return nil, fmt.Errorf("upstream %s replica %d: %w", u.cfg.Name, i, err)
 	}
 	u.mu.Lock()
@@ -171,13 +270,23 @@ type Replica struct {
 	srv     *http.Server
 	base    http.Handler                 // the healthy behaviour, built once so its random stream continues
 	handler atomic.Pointer[http.Handler] // base wrapped in the active HTTP faults
+	backend Backend                      // what serves instead of Behaviour (a database); nil otherwise
+	proc    Process                      // the outside process, for a containerised replica
 
-	mu     sync.Mutex
-	addr   string // host:port; fixed after the first bind so a restart comes back on it
-	ln     net.Listener
-	conns  map[net.Conn]struct{}
-	active []activeFault
-	closed bool
+	// ctx ends every wait of the replica (a paused accept, a paused
+	// request, a restart's delay, a container operation) when it closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	addr     string // host:port; fixed after the first bind so a restart comes back on it
+	ln       net.Listener
+	conns    map[net.Conn]struct{}
+	active   []activeFault
+	closed   bool
+	down     bool          // killed or down: not serving
+	lnStop   chan struct{} // closed when the current listener stops
+	resumeCh chan struct{} // non-nil while paused; closed on resume
 
 	slots chan struct{} // the Concurrency worker pool; nil when unlimited
 
@@ -191,19 +300,68 @@ type activeFault struct {
 	fx    *Effect
 }
 
+// Backend serves a replica's requests in place of its Behaviour (a
+// database-backed service); the replica closes it.
+type Backend interface {
+	http.Handler
+	Close() error
+}
+
 func newReplica(u *Upstream, index int, addr string) *Replica {
-	r := &Replica{up: u, index: index, name: fmt.Sprintf("%s[%d]", u.cfg.Name, index), addr: addr, conns: map[net.Conn]struct{}{}, slots: replicaSlots(u.cfg.Concurrency)}
+	r := &Replica{up: u, index: index, name: fmt.Sprintf("%s[%d]", u.cfg.Name, index), addr: addr,
+		conns: map[net.Conn]struct{}{}, slots: replicaSlots(u.cfg.Concurrency)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.srv = &http.Server{
 		Handler:           http.HandlerFunc(r.serve),
 		ReadHeaderTimeout: time.Minute,
 		ConnState:         r.trackConn,
 		ErrorLog:          discardLog,
 	}
-	r.base = r.baseHandler()
-	h := r.base
-	r.handler.Store(&h)
 	return r
 }
+
+// start opens the replica's backend and listener, or spawns its process.
+func (r *Replica) start(ctx context.Context) error {
+	if spawn := r.up.cfg.Spawn; spawn != nil {
+		p, err := spawn(ctx, r.index, r.name)
+		if err != nil {
+			return err
+		}
+		r.proc = p
+		r.mu.Lock()
+		r.addr = p.Addr()
+		r.mu.Unlock()
+		return nil
+	}
+	if db := r.up.cfg.Database; db != nil {
+		b, err := openDatabase(ctx, r, *db)
+		if err != nil {
+			return err
+		}
+		r.backend, r.base = b, b
+	} else {
+		r.base = r.baseHandler()
+	}
+	h := r.base
+	r.handler.Store(&h)
+	if err := r.startListening(); err != nil {
+		if r.backend != nil {
+			_ = r.backend.Close()
+		}
+		return err
+	}
+	return nil
+}
+
+// Backend is what serves the replica instead of its Behaviour (for a
+// database upstream, the *slowdb.Upstream), or nil.
+func (r *Replica) Backend() Backend { return r.backend }
+
+// Process is the replica's outside process (a container), or nil.
+func (r *Replica) Process() Process { return r.proc }
+
+// Upstream is the upstream the replica belongs to.
+func (r *Replica) Upstream() *Upstream { return r.up }
 
 // Name is "upstream[index]".
 func (r *Replica) Name() string { return r.name }
@@ -222,6 +380,9 @@ func (r *Replica) Addr() string {
 func (r *Replica) URL() string { return "http://" + r.Addr() }
 
 func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
+	if !r.waitResumed(req.Context().Done()) {
+		return
+	}
 	r.Received.Add(1)
 	r.InFlight.Add(1)
 	defer r.InFlight.Add(-1)
@@ -259,7 +420,7 @@ func (r *Replica) baseHandler() http.Handler {
 		sample = func() time.Duration { mu.Lock(); defer mu.Unlock(); return s.Sample() }
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if sample != nil && !sleep(req, sample()) {
+		if sample != nil && !wait(req.Context(), sample()) {
 			return
 		}
 		h := w.Header()
@@ -358,7 +519,9 @@ func (r *Replica) startListening() error {
 	}
 	r.ln = ln
 	r.addr = ln.Addr().String()
-	go func() { _ = r.srv.Serve(ln) }()
+	r.down = false
+	r.lnStop = make(chan struct{})
+	go func(stop chan struct{}) { _ = r.srv.Serve(&pausableListener{Listener: ln, r: r, stop: stop}) }(r.lnStop)
 	return nil
 }
 
@@ -368,6 +531,11 @@ func (r *Replica) stopListening() error {
 	r.mu.Lock()
 	ln := r.ln
 	r.ln = nil
+	r.down = true
+	if r.lnStop != nil {
+		close(r.lnStop)
+		r.lnStop = nil
+	}
 	conns := make([]net.Conn, 0, len(r.conns))
 	for c := range r.conns {
 		conns = append(conns, c)
@@ -387,6 +555,15 @@ func (r *Replica) stopListening() error {
 }
 
 func (r *Replica) close() error {
+	r.cancel()
+	if r.proc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+		return r.proc.Close(ctx)
+	}
 	err := r.stopListening()
 	r.mu.Lock()
 	r.closed = true
@@ -395,5 +572,83 @@ func (r *Replica) close() error {
 	defer cancel()
 	_ = r.srv.Shutdown(ctx)
 	_ = r.srv.Close()
+	if r.backend != nil {
+		err = errors.Join(err, r.backend.Close())
+	}
 	return err
+}
+
+// Down reports whether the replica is not serving (killed, down, or never
+// started).
+func (r *Replica) Down() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.down
+}
+
+// Paused reports whether the replica is paused.
+func (r *Replica) Paused() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resumeCh != nil
+}
+
+// pause stops the replica accepting and answering: connections complete in
+// the kernel's backlog and requests wait, as under SIGSTOP.
+func (r *Replica) pause() {
+	r.mu.Lock()
+	if r.resumeCh == nil {
+		r.resumeCh = make(chan struct{})
+	}
+	r.mu.Unlock()
+}
+
+// resume lets every waiting connection and request go on.
+func (r *Replica) resume() {
+	r.mu.Lock()
+	if r.resumeCh != nil {
+		close(r.resumeCh)
+		r.resumeCh = nil
+	}
+	r.mu.Unlock()
+}
+
+// waitResumed blocks while the replica is paused; false if stop or the
+// replica's close came first.
+func (r *Replica) waitResumed(stop <-chan struct{}) bool {
+	r.mu.Lock()
+	ch := r.resumeCh
+	r.mu.Unlock()
+	if ch == nil {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-stop:
+		return false
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+// pausableListener holds each connection it accepts while the replica is
+// paused: the kernel has completed the handshake, so the client's connect
+// succeeds and its request waits, the way a frozen process looks.
+type pausableListener struct {
+	net.Listener
+	r    *Replica
+	stop chan struct{} // the listener stopped (kill, down): held connections reset
+}
+
+func (l *pausableListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if !l.r.waitResumed(l.stop) {
+		abort(c)
+		return nil, net.ErrClosed
+	}
+	return c, nil
 }

@@ -110,6 +110,10 @@ type FaultSummary struct {
 	End     Seconds `json:"end_s"`
 	Started bool    `json:"started"`
 	Fired   int64   `json:"fired"`
+	// Occurrences is how often a repeated fault started.
+	Occurrences int `json:"occurrences,omitempty"`
+	// Reason says why a fault that started never took effect.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ObjectiveResult is one SLO's verdict with its evidence.

@@ -94,13 +94,40 @@ type ReplicaRecord struct {
 	ArrivalsMS []int32 `json:"arrivals_ms,omitempty"`
 }
 
-// ArrivalsIn counts the replica's arrivals in [from, to), to 1 ms.
-func (r ReplicaRecord) ArrivalsIn(start Seconds, from, to time.Duration) int64 {
+// Count modes for ArrivalsIn: arrivals are known to the millisecond, so a
+// window edge that falls inside a millisecond is ambiguous, and each use
+// resolves it its own way.
+const (
+	// Starting counts the milliseconds that start in the window (for
+	// totals: every arrival is counted in exactly one of adjacent windows).
+	Starting = iota
+	// Inside counts only the milliseconds wholly inside the window (to
+	// claim "this reached the upstream while it should not" only when
+	// certain).
+	Inside
+	// Overlapping counts every millisecond that touches the window (to
+	// miss none of what arrived in it).
+	Overlapping
+)
+
+// ArrivalsIn counts the replica's arrivals in [from, to), to 1 ms; mode
+// says how the milliseconds at the window's edges count.
+func (r ReplicaRecord) ArrivalsIn(start Seconds, from, to time.Duration, mode int) int64 {
 	var n int64
 	base := start.D()
 	for i := 0; i+1 < len(r.ArrivalsMS); i += 2 {
 		at := base + time.Duration(r.ArrivalsMS[i])*time.Millisecond
-		if at >= from && at < to {
+		end := at + time.Millisecond
+		var in bool
+		switch mode {
+		case Inside:
+			in = at >= from && end <= to
+		case Overlapping:
+			in = end > from && at < to
+		default:
+			in = at >= from && at < to
+		}
+		if in {
 			n += int64(r.ArrivalsMS[i+1])
 		}
 	}

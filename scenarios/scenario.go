@@ -65,6 +65,17 @@ type Upstream struct {
 	// handler that does not watch its context): the orphaned work that
 	// outlives a gateway timeout.
 	IgnoreCancel bool `yaml:"ignore_cancel,omitempty" json:"ignore_cancel,omitempty"`
+	// Kind is http (default: a fake service answering with the behaviour
+	// above) or database (an order-history service on a real database,
+	// configured by database).
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty" jsonschema:"enum=http,enum=database"`
+	// Database configures an upstream of kind database: driver (sqlite,
+	// embedded; or postgres with dsn, or container: true), pool_size,
+	// statement_timeout, upstream_timeout...
+	Database *faults.DatabaseConfig `yaml:"database,omitempty" json:"database,omitempty"`
+	// Container runs each replica in a container (needs Docker): true for
+	// cascade's own binary serving the behaviour above, or {image, port}.
+	Container *Container `yaml:"container,omitempty" json:"container,omitempty"`
 }
 
 // Gateway is either cascade's gateway (Routes) or yours (External).
@@ -123,7 +134,8 @@ type Fault struct {
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Kind is a registered fault kind (latency, error, reset, hang, down, ...).
 	Kind string `yaml:"kind" json:"kind"`
-	// Target is an upstream ("api") or one replica ("api[1]").
+	// Target is an upstream ("api"), one replica ("api[1]"), or one replica
+	// drawn from the seed at each onset ("api[random]").
 	Target string `yaml:"target" json:"target"`
 	// Start is the offset from the start of the load.
 	Start units.Duration `yaml:"start" json:"start"`
@@ -131,6 +143,18 @@ type Fault struct {
 	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
 	// Params are the kind's parameters, decoded strictly by the kind.
 	Params Params `yaml:"params,omitempty" json:"params,omitempty"`
+	// Ramp grows the fault from nothing to full strength over this long
+	// after each onset (the kind's delay or probability; see the README).
+	Ramp units.Duration `yaml:"ramp,omitempty" json:"ramp,omitempty"`
+	// Repeat runs the fault several times: {every: 10s, times: 3}; each
+	// occurrence lasts duration.
+	Repeat *Repeat `yaml:"repeat,omitempty" json:"repeat,omitempty"`
+}
+
+// Repeat is a fault that comes back: Times occurrences, Every apart.
+type Repeat struct {
+	Every units.Duration `yaml:"every" json:"every"`
+	Times int            `yaml:"times" json:"times"`
 }
 
 // Params keeps a fault's parameters as YAML until the kind is known.
@@ -150,6 +174,42 @@ func (p *Params) UnmarshalYAML(node ast.Node) error {
 // JSONSchema describes params as an object; each kind documents its own.
 func (Params) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{Type: "object", Description: "parameters of the fault kind"}
+}
+
+// Container is an upstream's `container:` setting: true (cascade's own
+// binary in a FROM scratch image) or the mapping of faults.ContainerConfig.
+type Container struct {
+	faults.ContainerConfig `yaml:",inline"`
+	// Off is set by `container: false`.
+	Off bool `yaml:"-" json:"-"`
+}
+
+type containerFields Container
+
+// UnmarshalYAML accepts true, false or a mapping.
+func (c *Container) UnmarshalYAML(node ast.Node) error {
+	if b, ok := node.(*ast.BoolNode); ok {
+		*c = Container{Off: !b.Value}
+		return nil
+	}
+	if _, ok := node.(*ast.MappingNode); !ok {
+		return yamlfile.NodeError(node, "container is true (cascade's own image) or a mapping such as {image: my/api:1, port: 18080}")
+	}
+	var f containerFields
+	if err := yamlfile.DecodeNode(node, &f); err != nil {
+		return err
+	}
+	*c = Container(f)
+	return nil
+}
+
+// JSONSchema allows the boolean shorthand.
+func (Container) JSONSchema() *jsonschema.Schema {
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	m := r.Reflect(&faults.ContainerConfig{})
+	m.Version = ""
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "boolean"}, m},
+		Description: "true runs cascade's own binary in a container; or {image, port | port_env, cmd, env, ready}"}
 }
 
 // Phase is a named window of the load, for SLOs.

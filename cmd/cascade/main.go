@@ -100,6 +100,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newGatewayCmd(stdout, stderr),
 		newVersionCmd(stdout),
 		newLadderCmd(stdout, stderr),
+		newUpstreamCmd(stdout, stderr),
+		newCleanupCmd(stdout, stderr),
+		newFaultsCmd(stdout),
 	)
 	return root
 }

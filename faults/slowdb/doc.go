@@ -34,7 +34,9 @@
 //
 // What the upstream observes goes out three ways: Stats (counters, fault
 // effects, the pool now), Samples (the pool sampled every sample_interval on
-// the run's clock) and events into the event.Sink it was given: fault.start
-// and fault.stop, and, aggregated once per second rather than per request,
+// the run's clock) and events into the event.Sink it was given:
+// db.fault.start and db.fault.stop (the database's side of a fault: rows
+// locked, connections held; the run's timeline emits fault.start and
+// fault.stop itself), and, aggregated once per second rather than per request,
 // db.timeout, db.pool_exhausted and work.orphaned.
 package slowdb

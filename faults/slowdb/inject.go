@@ -31,7 +31,7 @@ type Injection struct {
 
 	stopOnce sync.Once
 	stop     func()        // undoes the fault; may block until its goroutine ends
-	ready    chan struct{} // closed once Inject has set stop and emitted fault.start
+	ready    chan struct{} // closed once Inject has set stop and emitted db.fault.start
 	done     chan struct{} // closed when Stop has finished
 }
 
@@ -47,7 +47,7 @@ func (i *Injection) Effects() uint64 { return i.u.c.effects[kindIndex[i.kind]].L
 func (i *Injection) Done() <-chan struct{} { return i.done }
 
 // Stop ends the fault and waits until it is undone (locks released,
-// connections returned), then emits fault.stop.
+// connections returned), then emits db.fault.stop.
 func (i *Injection) Stop() {
 	<-i.ready
 	i.stopOnce.Do(func() {
@@ -57,7 +57,7 @@ func (i *Injection) Stop() {
 			delete(i.u.active, i.kind)
 		}
 		i.u.mu.Unlock()
-		i.u.emit("fault.stop", map[string]any{"kind": i.kind, "effects": i.Effects()})
+		i.u.emit("db.fault.stop", map[string]any{"kind": i.kind, "effects": i.Effects()})
 		close(i.done)
 	})
 	<-i.done
@@ -107,7 +107,7 @@ func (u *Upstream) Inject(ctx context.Context, f Fault) (*Injection, error) {
 	}
 	inj.stop = stop
 	attrs["kind"] = kind
-	u.emit("fault.start", attrs)
+	u.emit("db.fault.start", attrs)
 	close(inj.ready)
 	return inj, nil
 }

@@ -277,12 +277,12 @@ func TestEventsAggregated(t *testing.T) {
 			t.Fatal(err)
 		}
 		evs := f.events.Events()
-		starts, stops := ofType(evs, "fault.start"), ofType(evs, "fault.stop")
+		starts, stops := ofType(evs, "db.fault.start"), ofType(evs, "db.fault.stop")
 		if len(starts) != 1 || len(stops) != 1 || starts[0].Attr("kind") != KindLockContention || starts[0].Target != "orders" {
 			t.Fatalf("fault events: %v", evs)
 		}
 		if stops[0].Attrs["effects"] != uint64(12) {
-			t.Fatalf("fault.stop effects %v, want 12", stops[0].Attrs["effects"])
+			t.Fatalf("db.fault.stop effects %v, want 12", stops[0].Attrs["effects"])
 		}
 		timeouts := ofType(evs, "db.timeout")
 		var n uint64

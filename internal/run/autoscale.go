@@ -172,7 +172,7 @@ func (t *scaleTarget) Scale(ctx context.Context, n int) error {
 	cur := t.Replicas()
 	var errs []error
 	for ; cur < n; cur++ {
-		r, err := t.up.AddReplica()
+		r, err := t.up.AddReplica(ctx)
 		if err != nil {
 			errs = append(errs, err)
 			break

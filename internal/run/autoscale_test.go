@@ -10,7 +10,7 @@ import (
 // gateway, within a sync or two of the step.
 func TestAutoscalerScalesUpOnLoadStep(t *testing.T) {
 
-	out, objs := runScenario(t, `
+	out, objs := judgeScenario(t, `
 name: scale
 seed: 8
 upstreams: [{name: api, replicas: 2, latency: 20ms, concurrency: 1}]
@@ -63,7 +63,7 @@ slo:
 // direction_changes calls flapping.
 func TestAutoscalerFlapping(t *testing.T) {
 
-	_, objs := runScenario(t, `
+	_, objs := judgeScenario(t, `
 name: flap
 seed: 8
 upstreams: [{name: api, replicas: 2, latency: 20ms, concurrency: 1}]
@@ -122,7 +122,7 @@ slo:
   - {autoscale: api, no_dead_band: true}
   - {autoscale: api, scales_up_within: 2s, after: "stage[0]"}
 `
-	out, objs := runScenario(t, strings.Replace(src, "TARGET", "40/s", 1))
+	out, objs := judgeScenario(t, strings.Replace(src, "TARGET", "40/s", 1))
 	expect(t, get(t, objs, "api (oracle) reaches 3 replicas"), true, "replayed over the recorded metrics (oracle)")
 	expect(t, get(t, objs, "api (oracle) metric never sits"), true)
 	expect(t, get(t, objs, "api (oracle) scales up within 2s"), true)
@@ -132,7 +132,7 @@ slo:
 		}
 	}
 
-	_, objs = runScenario(t, strings.Replace(src, "TARGET", "47/s", 1))
+	_, objs = judgeScenario(t, strings.Replace(src, "TARGET", "47/s", 1))
 	expect(t, get(t, objs, "api (oracle) reaches 3 replicas"), false, "at most 2 replicas")
 	db := get(t, objs, "api (oracle) metric never sits")
 	expect(t, db, false, "inside the tolerance dead band", "a target below 42.7/s would have scaled")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/faults/slowdb"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/units"
@@ -46,7 +47,31 @@ var lifters = map[string]func(q *plan.Plan, past time.Duration){
 			t.ResponseHeader, t.Total = units.Duration(past), units.Duration(past)
 		}
 	},
+	"upstream": func(q *plan.Plan, past time.Duration) {
+		for i := range q.Upstreams {
+			if db := q.Upstreams[i].Database; db != nil {
+				c := *db
+				c.UpstreamTimeout = units.Duration(past)
+				q.Upstreams[i].Database = &c
+			}
+		}
+	},
+	"db": func(q *plan.Plan, past time.Duration) {
+		for i := range q.Upstreams {
+			if db := q.Upstreams[i].Database; db != nil {
+				c := *db
+				c.StatementTimeout, c.LockTimeout = units.Duration(past), units.Duration(past)
+				q.Upstreams[i].Database = &c
+			}
+		}
+	},
 }
+
+// insideUpstream are the layers whose timers run inside the upstream's
+// handler: their rungs slow the database (slow_query), where the
+// upstream's own deadline covers the wait. The other rungs delay at the
+// replica's door (latency), outside the upstream's own timeouts.
+var insideUpstream = map[string]bool{"upstream": true, "db": true}
 
 // Ladder builds the latency ladder of a plan, innermost layer first.
 func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
@@ -62,15 +87,15 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 	var rungs []Rung
 	for i := len(p.Layers) - 1; i >= 0; i-- {
 		l := p.Layers[i]
-		t := l.Timeouts[0]
+		t := l.RungTimeout()
 		delay := above(t)
 		past := 2*delay + time.Second
-		q := rungPlan(p, o, l.Name, delay)
+		q := rungPlan(p, o, l.Name, delay, insideUpstream[l.Name])
 		r := Rung{Name: l.Name, Expect: l.Name, Timeout: t, Delay: delay, Plan: q}
 		ok := true
 		for _, inner := range p.Layers[i+1:] {
 			lift := lifters[inner.Name]
-			if lift == nil || (inner.Name == "gateway" && q.Gateway == nil) {
+			if lift == nil || (q.Gateway == nil && (inner.Name == "gateway" || inner.Name == "per_try")) {
 				ok = false
 				break
 			}
@@ -86,10 +111,10 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 	// The whole cascade: nothing lifted, a delay past the outermost timeout.
 	outer, inner := p.Layers[0], p.Layers[len(p.Layers)-1]
 	delay := above(outer.Timeouts[len(outer.Timeouts)-1])
-	q := rungPlan(p, o, "cascade", delay)
+	q := rungPlan(p, o, "cascade", delay, insideUpstream[inner.Name])
 	q.Objectives = []verdict.Objective{&verdict.Cascade{Name: "timeouts answered by " + inner.Name, Layers: p.Layers, Expect: inner.Name,
-		Tolerance: tolerance(inner.Timeouts[0])}}
-	rungs = append(rungs, Rung{Name: "cascade", Expect: inner.Name, Timeout: inner.Timeouts[0], Delay: delay, Plan: q})
+		Tolerance: tolerance(inner.RungTimeout())}}
+	rungs = append(rungs, Rung{Name: "cascade", Expect: inner.Name, Timeout: inner.RungTimeout(), Delay: delay, Plan: q})
 	return rungs, nil
 }
 
@@ -101,9 +126,10 @@ func above(t time.Duration) time.Duration { return t + max(t/10, 20*time.Millise
 // early.
 func tolerance(t time.Duration) time.Duration { return max(100*time.Millisecond, t/10) }
 
-// rungPlan copies p with a short steady load and one fault: every upstream
-// answers delay late.
-func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration) *plan.Plan {
+// rungPlan copies p with a short steady load and one fault per upstream:
+// every answer is delay late, at the replica's door or, when inDB, in the
+// database of the database upstreams.
+func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration, inDB bool) *plan.Plan {
 	q := *p
 	q.Name = p.Name + "-ladder-" + name
 	if p.Gateway != nil {
@@ -111,13 +137,21 @@ func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration) *
 		g.Routes = append([]gateway.Route(nil), p.Gateway.Routes...)
 		q.Gateway = &g
 	}
+	q.Upstreams = append([]faults.UpstreamConfig(nil), p.Upstreams...)
 	q.Load.Stages = []loadgen.Stage{{Duration: o.Duration, From: o.Rate, To: o.Rate}}
 	q.Duration = o.Duration
 	q.Phases = []results.Phase{{Name: plan.RunPhase, Start: 0, End: o.Duration}}
 	q.Timeline = nil
 	for _, u := range p.Upstreams {
-		q.Timeline = append(q.Timeline, faults.Entry{Name: "delay-" + u.Name, Kind: "latency", Upstream: u.Name, Replica: -1,
-			Spec: &faults.LatencySpec{Delay: dist.FixedLatency(delay), Probability: 1}, Start: 0, Duration: o.Duration})
+		e := faults.Entry{Name: "delay-" + u.Name, Kind: "latency", Upstream: u.Name, Replica: -1, Start: 0, Duration: o.Duration,
+			Spec: &faults.LatencySpec{Delay: dist.FixedLatency(delay), Selector: faults.Selector{Probability: 1}}}
+		if inDB {
+			if u.Database == nil {
+				continue // no database: this layer is not here
+			}
+			e.Kind, e.Spec = "slow_query", &faults.SlowQuerySpec{SlowQuery: slowdb.SlowQuery{Latency: dist.FixedLatency(delay)}}
+		}
+		q.Timeline = append(q.Timeline, e)
 	}
 	q.Aborts, q.Autoscale, q.Direct, q.DirectUpstreams = nil, nil, 0, nil
 	return &q

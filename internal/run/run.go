@@ -38,6 +38,10 @@ type Options struct {
 	Stdout      io.Writer // the report
 	Stderr      io.Writer // progress and notices
 	AllowRemote bool
+	// UpstreamBinary is a static cascade binary for containerised replicas
+	// (default: $CASCADE_UPSTREAM_BINARY, the running binary if static, or
+	// one built from the module).
+	UpstreamBinary string
 }
 
 // Outcome is what the caller needs to pick an exit code.
@@ -89,7 +93,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	sink := rec.sink(w)
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
-	// Upstreams.
+	// Upstreams (and the containers some need; removed after them).
+	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
+	defer env.close()
 	var ups []*faults.Upstream
 	defer func() {
 		for _, u := range ups {
@@ -97,8 +103,12 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}()
 	for _, uc := range p.Upstreams {
+		uc, err := env.prepare(ctx, uc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		}
 		u := faults.NewUpstream(uc, uopts)
-		if err := u.Start(); err != nil {
+		if err := u.StartContext(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 		}
 		ups = append(ups, u)
@@ -187,6 +197,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	aborted := rec.abortReason()
 	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted, "aborted": aborted != ""}})
 	stopBG()
+	emitUpstreamStats(sink, clock, ups)
 	<-tlDone
 	<-progDone
 	<-flushDone
@@ -283,7 +294,7 @@ func summarize(p *plan.Plan, c *results.Collector, pacer *loadgen.Pacer, faultRe
 	}
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
-			Start: results.Sec(f.Start), End: results.Sec(f.End)}
+			Start: results.Sec(f.Start), End: results.Sec(f.End), Occurrences: f.Occurrences, Reason: f.Reason}
 		if f.Started && f.End == 0 {
 			fs.End = results.Sec(elapsed)
 		}

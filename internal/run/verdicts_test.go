@@ -16,7 +16,7 @@ import (
 
 // runScenario compiles and runs src, then re-judges the run directory
 // offline and checks both verdicts agree, objective by objective.
-func runScenario(t *testing.T, src string) (*Outcome, map[string]results.ObjectiveResult) {
+func judgeScenario(t *testing.T, src string) (*Outcome, map[string]results.ObjectiveResult) {
 	t.Helper()
 	p, err := plan.CompileBytes("test.yaml", []byte(src), plan.Options{})
 	if err != nil {
@@ -91,7 +91,7 @@ func near(t *testing.T, what string, got, want, tol float64) {
 // within a second of a slower fault that lingers 3s longer.
 func TestWindowsAndRecovery(t *testing.T) {
 
-	_, objs := runScenario(t, `
+	_, objs := judgeScenario(t, `
 name: windows
 seed: 3
 upstreams: [{name: api, replicas: 2, latency: 2ms}]
@@ -158,7 +158,7 @@ slo:
   - {cascade: client}
   - {phase: before, cascade: innermost}
 `
-	_, objs := runScenario(t, strings.Replace(src, "CLIENT", "2s", 1))
+	_, objs := judgeScenario(t, strings.Replace(src, "CLIENT", "2s", 1))
 	c := get(t, objs, "timeouts answered by gateway")
 	expect(t, c, true, "gateway_timeout", "all within 300.0ms")
 	if c.Facts["timeouts"] < 15 || c.Facts["as_expected"] != c.Facts["timeouts"] {
@@ -169,7 +169,7 @@ slo:
 	expect(t, get(t, objs, "before: timeouts answered by gateway"), false, "no request timed out in phase before")
 
 	// Misordered: the client gives up at 250ms, before the gateway's 300ms.
-	_, objs = runScenario(t, strings.Replace(src, "CLIENT", "250ms", 1))
+	_, objs = judgeScenario(t, strings.Replace(src, "CLIENT", "250ms", 1))
 	c = get(t, objs, "timeouts answered by gateway")
 	expect(t, c, false, "client_timeout", "the outer layer client (250.0ms) fired instead of gateway")
 	if c.Value > 0.2 {
@@ -198,7 +198,7 @@ slo:
   - orphan_rate < 10%
   - {objective: "orphan_time < 1s", upstream: api}
 `
-	_, objs := runScenario(t, strings.Replace(src, "IGNORE", "true", 1))
+	_, objs := judgeScenario(t, strings.Replace(src, "IGNORE", "true", 1))
 	o := get(t, objs, "orphans == 0")
 	expect(t, o, false, "still being worked on by the upstreams", "after their caller gave up")
 	near(t, "orphans", o.Value, 20, 4)
@@ -207,7 +207,7 @@ slo:
 	near(t, "orphan time", ot.Value, 20*0.3, 1.5) // ~20 requests × (500ms − 200ms)
 	expect(t, get(t, objs, "orphan_rate < 10%"), false)
 
-	_, objs = runScenario(t, strings.Replace(src, "IGNORE", "false", 1))
+	_, objs = judgeScenario(t, strings.Replace(src, "IGNORE", "false", 1))
 	o = get(t, objs, "orphans == 0")
 	// An upstream that watches its context stops within the slack; on a
 	// loaded machine (-race, shared cores) one may be descheduled past it.
@@ -224,7 +224,7 @@ slo:
 // An objective marked abort stops the run as soon as it cannot pass.
 func TestAbortOnFail(t *testing.T) {
 
-	out, objs := runScenario(t, `
+	out, objs := judgeScenario(t, `
 name: abort
 seed: 1
 upstreams: [{name: api, latency: 1ms}]
@@ -256,7 +256,7 @@ slo:
 // The same scenario without the fault runs to its end.
 func TestAbortNotTriggered(t *testing.T) {
 
-	out, _ := runScenario(t, `
+	out, _ := judgeScenario(t, `
 name: noabort
 upstreams: [{name: api, latency: 1ms}]
 gateway:
@@ -279,7 +279,7 @@ slo:
 // the direct path does not see.
 func TestLayerAttribution(t *testing.T) {
 
-	out, objs := runScenario(t, `
+	out, objs := judgeScenario(t, `
 name: attribution
 seed: 9
 upstreams: [{name: api, replicas: 2, latency: 3ms}]

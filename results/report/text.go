@@ -69,7 +69,11 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 			}
 			eff := fmt.Sprintf("took effect %d times", f.Fired)
 			if f.Started && f.Fired == 0 {
-				eff = "NEVER TOOK EFFECT (no request reached the target while it was active)"
+				why := f.Reason
+				if why == "" {
+					why = "no request reached the target while it was active"
+				}
+				eff = "NEVER TOOK EFFECT (" + why + ")"
 			}
 			fmt.Fprintf(tw, "  %s\t%s on %s\t%s\t%s\n", f.Name, f.Kind, f.Target, when, eff)
 		}

@@ -132,8 +132,9 @@ func runEnd(in *Input) time.Duration {
 // upstreamArrivals counts the requests that reached upstream (every
 // upstream when ""), or one replica of it, in [from, to), to the
 // millisecond, from the upstreams' own records. replica is a replica name
-// ("api[1]") or address; "" counts them all.
-func upstreamArrivals(in *Input, upstream, replica string, from, to time.Duration) int64 {
+// ("api[1]") or address; "" counts them all. mode is results.Starting,
+// Inside or Overlapping.
+func upstreamArrivals(in *Input, upstream, replica string, from, to time.Duration, mode int) int64 {
 	var n int64
 	for _, r := range in.Upstreams {
 		if upstream != "" && r.Upstream != upstream {
@@ -146,7 +147,7 @@ func upstreamArrivals(in *Input, upstream, replica string, from, to time.Duratio
 			if replica != "" && rr.Replica != replica && rr.Addr != replica {
 				continue
 			}
-			n += rr.ArrivalsIn(r.Start, from, to)
+			n += rr.ArrivalsIn(r.Start, from, to, mode)
 		}
 	}
 	return n

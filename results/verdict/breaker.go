@@ -234,7 +234,10 @@ func (b *Blocked) Evaluate(in *Input) results.ObjectiveResult {
 		if b.Ejection {
 			who = strings.TrimSuffix(strings.TrimPrefix(ep.target, sub.upstream+"["), "]") // the address
 		}
-		n := upstreamArrivals(in, sub.upstream, who, ep.from+slack, ep.to)
+		// Only milliseconds wholly inside the state count: a request that
+		// arrived in the millisecond the breaker changed state is not
+		// evidence against it.
+		n := upstreamArrivals(in, sub.upstream, who, ep.from+slack, ep.to, results.Inside)
 		total += n
 		spent += ep.to - ep.from
 		if n > worstN {
@@ -278,7 +281,7 @@ func (p *Probes) Evaluate(in *Input) results.ObjectiveResult {
 	var at episode
 	var total int64
 	for _, ep := range eps {
-		n := upstreamArrivals(in, sub.upstream, sub.replica, ep.from, ep.to)
+		n := upstreamArrivals(in, sub.upstream, sub.replica, ep.from, ep.to, results.Overlapping)
 		total += n
 		if n > most {
 			most, at = n, ep

@@ -20,6 +20,18 @@ type Layer struct {
 	// Timeouts are the values that apply (one per route for the gateway);
 	// a timed-out request must end near one of them.
 	Timeouts []time.Duration
+	// Rung is the timeout a slow answer hits first at this layer (the
+	// gateway's response_header, the database's statement_timeout): what
+	// the latency ladder delays past. Zero: the shortest of Timeouts.
+	Rung time.Duration
+}
+
+// RungTimeout is the timeout the latency ladder tests at this layer.
+func (l Layer) RungTimeout() time.Duration {
+	if l.Rung > 0 {
+		return l.Rung
+	}
+	return l.Timeouts[0]
 }
 
 func (l Layer) timeouts() string {
@@ -140,7 +152,7 @@ func (c *Cascade) Evaluate(in *Input) results.ObjectiveResult {
 	r.Facts = facts
 	if total == 0 {
 		r.Measured = "no timeouts"
-		r.Evidence = fmt.Sprintf("no request timed out in phase %s: the cascade was not exercised (%s)", phase, strings.TrimPrefix(topCauses(st), " "))
+		r.Evidence = fmt.Sprintf("no request timed out in phase %s: the cascade was not exercised%s", phase, topCauses(st))
 		return r
 	}
 	r.Value = float64(good) / float64(total)

@@ -493,7 +493,7 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 	sum, _ := sumRecords(in, t.Upstream, sp.from, sp.to)
 	switch t.metric.stat {
 	case "amplification", "upstream_requests":
-		arrivals := upstreamArrivals(in, t.Upstream, "", sp.from, sp.to)
+		arrivals := upstreamArrivals(in, t.Upstream, "", sp.from, sp.to, results.Starting)
 		if t.metric.stat == "upstream_requests" {
 			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s", arrivals, who, sp.label),
 				map[string]float64{"count": float64(arrivals)}, true

@@ -16,6 +16,9 @@ type layerTimeout struct {
 	what  string // "client_timeout", "route / total", "route / per_try_timeout × 3 + backoff"
 	d     time.Duration
 	path  string // YAML path, for positioned warnings
+	// rung marks the timeout a slow answer hits first at its layer (what
+	// the latency ladder tests).
+	rung  bool
 	route string // the route (gateway layers)
 	// upstream is the upstream the timeout belongs to (upstream and db
 	// layers), "" when it applies to all.
@@ -28,7 +31,7 @@ type layerTimeout struct {
 // declare of their own (their timeout, their database's). The dynamic
 // cascade objective and the latency ladder read it.
 func (c *compiler) layers() {
-	add := func(name string, causes []cause.Cause, ds ...time.Duration) {
+	add := func(name string, causes []cause.Cause, rung bool, ds ...time.Duration) {
 		var l *verdict.Layer
 		for i := range c.p.Layers {
 			if c.p.Layers[i].Name == name {
@@ -43,6 +46,9 @@ func (c *compiler) layers() {
 			if d <= 0 {
 				continue
 			}
+			if rung && (l.Rung == 0 || d < l.Rung) {
+				l.Rung = d
+			}
 			dup := false
 			for _, have := range l.Timeouts {
 				dup = dup || have == d
@@ -53,9 +59,21 @@ func (c *compiler) layers() {
 		}
 		sort.Slice(l.Timeouts, func(i, j int) bool { return l.Timeouts[i] < l.Timeouts[j] })
 	}
-	add("client", verdict.TimeoutCauses["client"], c.p.Load.ClientTimeout)
+	add("client", verdict.TimeoutCauses["client"], true, c.p.Load.ClientTimeout)
 	for _, lt := range c.declaredTimeouts() {
-		add(lt.layer, verdict.TimeoutCauses[lt.layer], lt.d)
+		if lt.layer != "" { // the retry budget is a sum, not a layer
+			add(lt.layer, verdict.TimeoutCauses[lt.layer], lt.rung, lt.d)
+		}
+	}
+	// A route that retries shows the client an upstream's or database's
+	// timeout after k attempts that each hit it: k × the timeout (plus the
+	// backoffs, within the tolerance).
+	if n := c.maxAttempts(); n > 1 {
+		for _, lt := range c.upstreamTimeouts() {
+			for k := 2; k <= n; k++ {
+				add(lt.layer, verdict.TimeoutCauses[lt.layer], false, time.Duration(k)*lt.d)
+			}
+		}
 	}
 	// Keep the cascade's order, outermost first, dropping empty layers.
 	var out []verdict.Layer
@@ -82,7 +100,7 @@ func (c *compiler) declaredTimeouts() []layerTimeout {
 		t := r.Timeouts.Effective()
 		p := fmt.Sprintf("$.gateway.routes[%d].timeouts", i)
 		out = append(out,
-			layerTimeout{layer: "gateway", what: "response_header", d: t.ResponseHeader.D(), path: p + ".response_header", route: r.Path},
+			layerTimeout{layer: "gateway", what: "response_header", d: t.ResponseHeader.D(), path: p + ".response_header", route: r.Path, rung: true},
 			layerTimeout{layer: "gateway", what: "total", d: t.Total.D(), path: p + ".total", route: r.Path})
 		out = append(out, c.routeTimeouts(i)...)
 	}
@@ -98,7 +116,6 @@ func (c *compiler) cascadeLint() {
 	client := c.p.Load.ClientTimeout
 	ups := c.upstreamTimeouts()
 	if c.p.Gateway == nil {
-		c.lintInner(ups)
 		return
 	}
 	for i, r := range c.p.Gateway.Routes {
@@ -116,6 +133,9 @@ func (c *compiler) cascadeLint() {
 			case "per_try_timeout":
 				attempt, attemptWhat = lt.d, "per-try timeout"
 			case "retry budget":
+				if attemptWhat != "per-try timeout" {
+					break // without a per-try timeout an attempt may take the whole total by design
+				}
 				// per_try × attempts + backoff must fit in the total, or the
 				// last attempts are cut by the total deadline.
 				if lt.d > t.Total.D() {
@@ -124,43 +144,16 @@ func (c *compiler) cascadeLint() {
 				}
 			}
 		}
+		if attemptWhat != "per-try timeout" {
+			continue // the upstream's and database's order against the response_header timeout is databaseLint's
+		}
 		for _, u := range ups {
-			if u.upstream != "" && u.upstream != r.Upstream {
+			if u.upstream != r.Upstream || u.layer != "upstream" {
 				continue
 			}
-			if u.layer == "upstream" && u.d >= attempt {
-				c.warnf(u.path, "upstream %s: its own timeout %s is not shorter than the gateway's %s %s on route %s: the gateway gives up first, so the upstream's answer (and its cause) never reaches the client",
-					u.upstream, u.d, attemptWhat, attempt, r.Path)
-			}
-			if u.layer == "db" && u.d >= attempt {
-				c.warnf(u.path, "upstream %s: database %s %s is not shorter than the gateway's %s %s on route %s: the gateway gives up before the database does",
-					u.upstream, u.what, u.d, attemptWhat, attempt, r.Path)
-			}
-		}
-	}
-	c.lintInner(ups)
-}
-
-// lintInner checks upstream > database for each upstream.
-func (c *compiler) lintInner(ups []layerTimeout) {
-	byUp := map[string][]layerTimeout{}
-	for _, u := range ups {
-		byUp[u.upstream] = append(byUp[u.upstream], u)
-	}
-	for name, ts := range byUp {
-		var own *layerTimeout
-		for i := range ts {
-			if ts[i].layer == "upstream" {
-				own = &ts[i]
-			}
-		}
-		if own == nil {
-			continue
-		}
-		for _, t := range ts {
-			if t.layer == "db" && t.d >= own.d {
-				c.warnf(t.path, "upstream %s: database %s %s is not shorter than the upstream's own timeout %s: the upstream gives up first and answers upstream_timeout instead of db_timeout",
-					name, t.what, t.d, own.d)
+			if u.d >= attempt {
+				c.warnf(u.path, "upstream %s: its own timeout %s is not shorter than the per-try timeout %s of route %s: every attempt is cut by the gateway first, so the upstream's answer (upstream_timeout) never reaches the client and the gateway retries work that is still running",
+					u.upstream, u.d, attempt, r.Path)
 			}
 		}
 	}

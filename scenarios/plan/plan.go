@@ -153,6 +153,7 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 		c.errorf("$.name", "name %q may use only letters, digits, '-', '_' and '.' (it names the run directory)", f.Name)
 	}
 	c.upstreams()
+	c.upstreamKinds()
 	c.gateway()
 	c.load()
 	c.faults()
@@ -163,6 +164,7 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 	c.objectives()
 	c.lint()
 	c.cascadeLint()
+	c.databaseLint()
 	if len(c.errs) > 0 {
 		return nil, c.errs
 	}
@@ -383,7 +385,7 @@ func validMethod(m string) bool {
 	return false
 }
 
-var targetRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[(\d+)\])?$`)
+var targetRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[(\d+|random)\])?$`)
 
 func (c *compiler) faults() {
 	seen := map[string]bool{}
@@ -426,11 +428,11 @@ func (c *compiler) fault(i int, f scenarios.Fault, seen map[string]bool, counts 
 		}
 	}
 	if err := spec.Validate(); err != nil {
-		c.errorf(p+".params", "%s: %v", f.Kind, err)
+		c.specError(p+".params", f.Kind, err)
 	}
 	m := targetRE.FindStringSubmatch(f.Target)
 	if m == nil {
-		c.errorf(p+".target", "target %q must name an upstream (api) or one replica (api[0])", f.Target)
+		c.errorf(p+".target", "target %q must name an upstream (api), one replica (api[0]) or a random one (api[random])", f.Target)
 		return
 	}
 	up := c.ups[m[1]]
@@ -439,26 +441,19 @@ func (c *compiler) fault(i int, f scenarios.Fault, seen map[string]bool, counts 
 		return
 	}
 	replica := -1
-	if m[2] != "" {
+	if m[2] == "random" {
+		replica = faults.RandomReplica
+	} else if m[2] != "" {
 		replica, _ = strconv.Atoi(m[2])
 		if replica >= up.Replicas {
 			c.errorf(p+".target", "upstream %q has %d replica(s): index %d does not exist", m[1], up.Replicas, replica)
 			return
 		}
 	}
-	if f.Start.D() >= c.p.Duration && c.p.Duration > 0 {
-		c.errorf(p+".start", "the fault starts at %s, after the load ends at %s", f.Start, c.p.Duration)
+	e := faults.Entry{Name: name, Spec: spec, Kind: f.Kind, Upstream: m[1], Replica: replica, Start: f.Start.D(), Duration: f.Duration.D()}
+	if c.faultExtras(p, f, up, &e) {
+		c.p.Timeline = append(c.p.Timeline, e)
 	}
-	dur := f.Duration.D()
-	if dur == 0 || f.Start.D()+dur > c.p.Duration {
-		if dur != 0 {
-			c.warnf(p+".duration", "the fault would end at %s, after the load ends at %s; it is cut at the end", f.Start.D()+dur, c.p.Duration)
-		}
-		dur = c.p.Duration - f.Start.D()
-	}
-	c.p.Timeline = append(c.p.Timeline, faults.Entry{
-		Name: name, Spec: spec, Kind: f.Kind, Upstream: m[1], Replica: replica, Start: f.Start.D(), Duration: dur,
-	})
 }
 
 func asPositioned(err error) *yamlfile.Error {
@@ -489,14 +484,14 @@ func (c *compiler) phases() {
 			ps = append(ps, results.Phase{Name: "before", Start: 0, End: first})
 		}
 		for _, e := range tl {
-			ps = append(ps, results.Phase{Name: e.Name, Start: e.Start, End: e.Start + e.Duration})
+			ps = append(ps, results.Phase{Name: e.Name, Start: e.Start, End: min(e.End(), end)})
 		}
 		// Gaps with no fault active, named after the fault that ended last.
 		var lastEnd time.Duration
 		lastName := ""
 		for i, e := range tl {
-			if e.Start+e.Duration > lastEnd {
-				lastEnd, lastName = e.Start+e.Duration, e.Name
+			if min(e.End(), end) > lastEnd {
+				lastEnd, lastName = min(e.End(), end), e.Name
 			}
 			next := end
 			if i+1 < len(tl) {

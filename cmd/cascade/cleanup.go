@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cascadehq/cascade/internal/run"
+)
+
+func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
+	var runID string
+	var images bool
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove what killed runs left behind (containers, and the packet layer's namespaces)",
+		Long: `A run removes everything it starts when it ends, fails or is interrupted. A run that
+was killed (SIGKILL, a second Ctrl-C, a crash) cannot: cleanup removes its leftovers,
+found by the labels and name prefixes cascade gives them: containers labelled
+cascade.managed (or only one run's, with --run). Do not run it while a run is in
+progress: without --run it removes that run's containers too.`,
+		Example: `  cascade cleanup
+  cascade cleanup --run quickstart-20261122-101500-4242
+  cascade cleanup --images   # also the images cascade built`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep, err := run.Cleanup(cmd.Context(), run.CleanupOptions{RunID: runID, Images: images})
+			for _, r := range rep {
+				switch {
+				case r.Skipped != "":
+					fmt.Fprintf(stdout, "%-12s skipped: %s\n", r.Name, r.Skipped)
+				case len(r.Removed) == 0:
+					fmt.Fprintf(stdout, "%-12s nothing to remove\n", r.Name)
+				default:
+					for _, x := range r.Removed {
+						fmt.Fprintf(stdout, "%-12s removed %s\n", r.Name, x)
+					}
+				}
+			}
+			if err != nil {
+				return exitWith(ExitRunFailed, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&runID, "run", "", "only this run's leftovers (the id in its container names, cascade-<run>-...)")
+	cmd.Flags().BoolVar(&images, "images", false, "also remove the images cascade built (they are rebuilt on demand)")
+	return cmd
+}

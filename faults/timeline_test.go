@@ -1,0 +1,240 @@
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/internal/dist"
+	"github.com/cascadehq/cascade/internal/event"
+)
+
+// tlRig is an upstream and a running timeline on a fresh clock.
+type tlRig struct {
+	up    *faults.Upstream
+	tl    *faults.Timeline
+	sink  *event.Memory
+	clock *event.Clock
+	stop  func()
+}
+
+func newTimelineRig(t *testing.T, replicas int, entries ...faults.Entry) *tlRig {
+	t.Helper()
+	sink := &event.Memory{}
+	clock := event.NewClock()
+	opts := faults.Options{Seed: 7, Sink: sink, Clock: clock}
+	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: replicas}, opts)
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	tl, err := faults.NewTimeline(entries, []*faults.Upstream{up}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	done := make(chan struct{})
+	go func() { tl.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return &tlRig{up: up, tl: tl, sink: sink, clock: clock, stop: stop}
+}
+
+func errorEntry(name string, replica int) faults.Entry {
+	return faults.Entry{Name: name, Kind: "error", Spec: &faults.ErrorSpec{Status: 500, Selector: faults.Selector{Probability: 1}},
+		Upstream: "api", Replica: replica}
+}
+
+func TestTimelineLiveStartStop(t *testing.T) {
+	r := newTimelineRig(t, 2)
+	url := r.up.Replicas()[0].URL()
+	if got := call(url, time.Second).status; got != 200 {
+		t.Fatalf("before: %d", got)
+	}
+	e := errorEntry("gameday-500", 0)
+	e.Start = time.Hour // ignored: a live start is now
+	if err := r.tl.Start(e); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.tl.Active(); !slices.Equal(got, []string{"gameday-500"}) {
+		t.Fatalf("Active = %v", got)
+	}
+	if got := call(url, time.Second).status; got != 500 {
+		t.Fatalf("after Start: %d", got)
+	}
+	if err := r.tl.Start(e); !errors.Is(err, faults.ErrFaultActive) {
+		t.Fatalf("second Start: %v, want ErrFaultActive", err)
+	}
+	if err := r.tl.Stop("gameday-500"); err != nil {
+		t.Fatal(err)
+	}
+	if got := call(url, time.Second).status; got != 200 {
+		t.Fatalf("after Stop: %d", got)
+	}
+	if len(r.tl.Active()) != 0 {
+		t.Fatalf("Active after Stop = %v", r.tl.Active())
+	}
+	if err := r.tl.Stop("gameday-500"); !errors.Is(err, faults.ErrNotActive) {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if err := r.tl.Stop("nope"); !errors.Is(err, faults.ErrUnknownFault) {
+		t.Fatalf("Stop unknown: %v", err)
+	}
+	bad := errorEntry("bad", 5)
+	if err := r.tl.Start(bad); err == nil || !strings.Contains(err.Error(), "no replica 5") {
+		t.Fatalf("Start on a missing replica: %v", err)
+	}
+	// A restart of the same name keeps counting in one report.
+	if err := r.tl.Start(e); err != nil {
+		t.Fatal(err)
+	}
+	call(url, time.Second)
+	rep := r.tl.Reports()[0]
+	if rep.Fired != 2 || rep.Occurrences != 2 {
+		t.Fatalf("report %+v, want 2 firings over 2 starts", rep)
+	}
+	r.stop()
+	if err := r.tl.Start(errorEntry("late", 0)); !errors.Is(err, faults.ErrTimelineDone) {
+		t.Fatalf("Start after the run: %v", err)
+	}
+	if got := call(url, time.Second).status; got != 200 {
+		t.Fatalf("the timeline's end must revert live faults too: %d", got)
+	}
+}
+
+func TestTimelineLiveStartWithDuration(t *testing.T) {
+	r := newTimelineRig(t, 1)
+	e := errorEntry("short", 0)
+	e.Duration = 200 * time.Millisecond
+	if err := r.tl.Start(e); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if len(r.tl.Active()) != 0 {
+		t.Fatalf("a live fault with a duration must end by itself: %v", r.tl.Active())
+	}
+}
+
+func TestTimelineRepeat(t *testing.T) {
+	e := errorEntry("flap", 0)
+	e.Start, e.Duration, e.Every, e.Times = 100*time.Millisecond, 100*time.Millisecond, 300*time.Millisecond, 3
+	r := newTimelineRig(t, 1, e)
+	time.Sleep(1100 * time.Millisecond)
+	var starts, stops []time.Duration
+	for _, ev := range r.sink.Events() {
+		switch ev.Type {
+		case "fault.start":
+			starts = append(starts, ev.T)
+		case "fault.stop":
+			stops = append(stops, ev.T)
+		}
+	}
+	if len(starts) != 3 || len(stops) != 3 {
+		t.Fatalf("starts %v stops %v, want 3 of each", starts, stops)
+	}
+	for i := range 3 {
+		want := 100*time.Millisecond + time.Duration(i)*300*time.Millisecond
+		if d := starts[i] - want; d < 0 || d > 80*time.Millisecond {
+			t.Errorf("occurrence %d started at %s, want %s", i+1, starts[i], want)
+		}
+		if d := stops[i] - starts[i]; d < 90*time.Millisecond || d > 180*time.Millisecond {
+			t.Errorf("occurrence %d lasted %s, want 100ms", i+1, d)
+		}
+	}
+	if rep := r.tl.Reports()[0]; rep.Occurrences != 3 {
+		t.Fatalf("report: %+v", rep)
+	}
+}
+
+func TestTimelineRampScalesLatency(t *testing.T) {
+	e := faults.Entry{Name: "ramp", Kind: "latency", Upstream: "api", Replica: -1,
+		Spec: &faults.LatencySpec{Delay: dist.FixedLatency(400 * time.Millisecond), Selector: faults.Selector{Probability: 1}},
+		Ramp: time.Second}
+	r := newTimelineRig(t, 1, e)
+	url := r.up.Replicas()[0].URL()
+	time.Sleep(50 * time.Millisecond)
+	early := call(url, 2*time.Second).elapsed // ~5% of the way: ≈ 20ms
+	time.Sleep(time.Second)
+	late := call(url, 2*time.Second).elapsed // past the ramp: the full 400ms
+	if early > 150*time.Millisecond {
+		t.Errorf("early in the ramp the delay was %s, want ≈ 20-60ms", early)
+	}
+	if late < 400*time.Millisecond || late > 700*time.Millisecond {
+		t.Errorf("after the ramp the delay was %s, want 400ms", late)
+	}
+}
+
+func TestTimelineRandomReplicaIsSeeded(t *testing.T) {
+	pick := func() []string {
+		e := errorEntry("monkey", faults.RandomReplica)
+		e.Duration, e.Every, e.Times = 20*time.Millisecond, 40*time.Millisecond, 5
+		r := newTimelineRig(t, 3, e)
+		time.Sleep(400 * time.Millisecond)
+		return r.tl.Reports()[0].Replicas
+	}
+	a, b := pick(), pick()
+	if !slices.Equal(a, b) || len(a) == 0 {
+		t.Fatalf("random picks differ for one seed: %v then %v", a, b)
+	}
+}
+
+func TestTimelineAggregatesApplyEvents(t *testing.T) {
+	e := errorEntry("busy", 0)
+	r := newTimelineRig(t, 1, e)
+	url := r.up.Replicas()[0].URL()
+	time.Sleep(20 * time.Millisecond)
+	c := &http.Client{}
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	n := 0
+	for time.Now().Before(deadline) {
+		res, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		n++
+	}
+	r.stop()
+	applies, total := 0, int64(0)
+	for _, ev := range r.sink.Events() {
+		if ev.Type == "fault.apply" {
+			applies++
+			if c, ok := ev.Attrs["count"].(int64); ok && ev.Attrs["first"] == nil {
+				total += c
+			}
+		}
+	}
+	if rep := r.tl.Reports()[0]; rep.Fired != int64(n) {
+		t.Fatalf("fired %d, sent %d: the counter must stay exact", rep.Fired, n)
+	}
+	if total != int64(n) {
+		t.Fatalf("the aggregated apply events add up to %d, want %d", total, n)
+	}
+	// One first-firing event plus at most one per window (and one at stop).
+	if applies > 4 || n < 50 {
+		t.Fatalf("%d apply events for %d firings", applies, n)
+	}
+}
+
+func TestTimelineExplainsNoEffect(t *testing.T) {
+	idle := errorEntry("idle", 1) // nobody calls replica 1
+	m := errorEntry("posts-only", 0)
+	m.Spec = &faults.ErrorSpec{Status: 500, Selector: faults.Selector{Probability: 1, Match: &faults.Match{Method: "POST"}}}
+	r := newTimelineRig(t, 2, idle, m)
+	time.Sleep(20 * time.Millisecond)
+	for range 3 {
+		call(r.up.Replicas()[0].URL(), time.Second)
+	}
+	reps := r.tl.Reports()
+	if reps[0].Fired != 0 || !strings.Contains(reps[0].Reason, "api[1]") || !strings.Contains(reps[0].Reason, "no request reached") {
+		t.Errorf("idle replica: %+v", reps[0])
+	}
+	if reps[1].Fired != 0 || !strings.Contains(reps[1].Reason, "none matched") {
+		t.Errorf("match filter: %+v", reps[1])
+	}
+}

@@ -1,0 +1,418 @@
+package run
+
+import (
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/faults/slowdb"
+	"github.com/cascadehq/cascade/internal/containers"
+	"github.com/cascadehq/cascade/internal/event"
+)
+
+// The run's outside resources for upstreams: PostgreSQL containers for
+// database upstreams that ask for one, and containerised replicas (cascade's
+// own binary in a FROM scratch image, or an image the scenario names).
+// Everything started here is removed by close, on every exit path; labels
+// let `cascade cleanup` find what a killed run left.
+//
+//	plan.Upstreams ─▶ prepare ─┬─ database.container ─▶ RunPostgres ─▶ DSN
+//	                           └─ container ─▶ image ─▶ Spawn ─▶ Process per replica
+
+// EnvUpstreamBinary names a static cascade binary to put in upstream images,
+// when the running one is not static (or is a test binary).
+const EnvUpstreamBinary = "CASCADE_UPSTREAM_BINARY"
+
+// containerStartTimeout bounds one container's start.
+const containerStartTimeout = 60 * time.Second
+
+type upstreamEnv struct {
+	runID  string
+	seed   uint64
+	sink   event.Sink
+	clock  *event.Clock
+	binary string // from Options.UpstreamBinary
+
+	mu       sync.Mutex
+	docker   *containers.Docker
+	image    string // cascade's upstream image, built once
+	rng      *rand.Rand
+	cleanups []func(context.Context) error
+}
+
+func newUpstreamEnv(name string, seed uint64, sink event.Sink, clock *event.Clock, binary string) *upstreamEnv {
+	return &upstreamEnv{runID: runID(name), seed: seed, sink: sink, clock: clock, binary: binary,
+		rng: rand.New(rand.NewPCG(seed, hash("ports", name)))}
+}
+
+var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// runID names the run's containers: the scenario, the time and the PID, so
+// two runs of one scenario never collide and `cascade cleanup --run` can
+// pick one.
+func runID(name string) string {
+	n := unsafeName.ReplaceAllString(name, "-")
+	if len(n) > 32 {
+		n = n[:32]
+	}
+	return fmt.Sprintf("%s-%s-%d", n, time.Now().Format("20060102-150405"), os.Getpid())
+}
+
+func hash(parts ...string) uint64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// needsDocker reports whether any upstream needs a container.
+func needsDocker(ups []faults.UpstreamConfig) bool {
+	for _, u := range ups {
+		if u.Container != nil || (u.Database != nil && u.Database.Container) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *upstreamEnv) connect(ctx context.Context) (*containers.Docker, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.docker != nil {
+		return e.docker, nil
+	}
+	containers.SilenceLibraryBanner()
+	d, err := containers.Connect(ctx, containers.WithEvents(e.sink, e.clock), containers.WithLogf(func(string, ...any) {}))
+	if err != nil {
+		if errors.Is(err, containers.ErrNoDocker) {
+			return nil, fmt.Errorf("this scenario runs containers and needs Docker: %w", err)
+		}
+		return nil, err
+	}
+	e.docker = d
+	return d, nil
+}
+
+func (e *upstreamEnv) onClose(f func(context.Context) error) {
+	e.mu.Lock()
+	e.cleanups = append(e.cleanups, f)
+	e.mu.Unlock()
+}
+
+// close removes everything the environment started, newest first, with a
+// fresh context: it runs after a Ctrl-C cancelled the run's own.
+func (e *upstreamEnv) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e.mu.Lock()
+	cl := e.cleanups
+	e.cleanups = nil
+	d := e.docker
+	e.mu.Unlock()
+	var errs []error
+	for i := len(cl) - 1; i >= 0; i-- {
+		errs = append(errs, cl[i](ctx))
+	}
+	if d != nil {
+		// Anything a failed start left under this run's label.
+		if _, err := d.Cleanup(ctx, e.runID); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, d.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// prepare turns an upstream's container settings into what faults needs: a
+// DSN for a containerised PostgreSQL, a Spawn for containerised replicas.
+func (e *upstreamEnv) prepare(ctx context.Context, uc faults.UpstreamConfig) (faults.UpstreamConfig, error) {
+	if db := uc.Database; db != nil && db.Container && db.DSN == "" {
+		d, err := e.connect(ctx)
+		if err != nil {
+			return uc, fmt.Errorf("upstream %s: %w", uc.Name, err)
+		}
+		port, err := e.freePort()
+		if err != nil {
+			return uc, err
+		}
+		// Room for every replica's pool and the lock_contention connection.
+		maxConns := max(20, uc.Replicas*(db.WithDefaults().PoolSize+2)+5)
+		pg, err := d.RunPostgres(ctx, e.runID, containers.PostgresSpec{Name: "pg-" + safe(uc.Name), Port: port,
+			Settings: map[string]string{"max_connections": strconv.Itoa(maxConns)}})
+		if err != nil {
+			return uc, fmt.Errorf("upstream %s: start PostgreSQL: %w", uc.Name, err)
+		}
+		e.onClose(pg.Terminate)
+		c := *db
+		c.DSN = pg.DSN
+		uc.Database = &c
+	}
+	if uc.Container != nil {
+		cc := *uc.Container
+		if _, err := e.connect(ctx); err != nil {
+			return uc, fmt.Errorf("upstream %s: %w", uc.Name, err)
+		}
+		if cc.Image == "" {
+			if _, err := e.cascadeImage(ctx); err != nil {
+				return uc, fmt.Errorf("upstream %s: %w", uc.Name, err)
+			}
+		}
+		behaviour := uc.Behaviour
+		name := uc.Name
+		uc.Spawn = func(ctx context.Context, index int, replica string) (faults.Process, error) {
+			return e.spawn(ctx, name, index, replica, cc, behaviour)
+		}
+	}
+	return uc, nil
+}
+
+func (e *upstreamEnv) freePort() (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return containers.FreePort(e.rng)
+}
+
+func safe(s string) string { return unsafeName.ReplaceAllString(s, "-") }
+
+// spawn starts one replica's container and waits until it serves.
+func (e *upstreamEnv) spawn(ctx context.Context, upstream string, index int, replica string, cc faults.ContainerConfig, b faults.Behaviour) (faults.Process, error) {
+	d, err := e.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	port := cc.Port
+	if port == 0 {
+		if port, err = e.freePort(); err != nil {
+			return nil, err
+		}
+	}
+	spec := containers.Spec{
+		Name:           fmt.Sprintf("%s-%d", safe(upstream), index),
+		Role:           "upstream",
+		Port:           port,
+		StartupTimeout: containerStartTimeout,
+		StopSignal:     "SIGTERM",
+		Labels:         map[string]string{"io.cascade.replica": replica},
+	}
+	if cc.Image == "" {
+		img, err := e.cascadeImage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		spec.Image = img
+		spec.Cmd, err = upstreamArgs(upstream, index, port, e.seed, b)
+		if err != nil {
+			return nil, err
+		}
+		spec.WaitLog = UpstreamReadyLine
+	} else {
+		spec.Image = cc.Image
+		spec.Cmd = cc.Cmd
+		spec.Env = map[string]string{}
+		for k, v := range cc.Env {
+			spec.Env[k] = v
+		}
+		if cc.PortEnv != "" {
+			spec.Env[cc.PortEnv] = strconv.Itoa(port)
+		}
+		spec.WaitHTTP = cc.Ready
+		if spec.WaitHTTP == "" {
+			spec.WaitHTTP = "/"
+		}
+	}
+	c, err := d.Run(ctx, e.runID, spec)
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: %w", replica, err)
+	}
+	p := &containerProcess{c: c}
+	e.onClose(p.Close)
+	return p, nil
+}
+
+// UpstreamReadyLine is what `cascade upstream` prints once it serves; the
+// run waits for it before it sends a containerised replica any traffic.
+const UpstreamReadyLine = "cascade upstream: serving"
+
+// upstreamArgs is the command line of `cascade upstream` serving one replica
+// with behaviour b.
+func upstreamArgs(upstream string, index, port int, seed uint64, b faults.Behaviour) ([]string, error) {
+	args := []string{"upstream", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--name", upstream,
+		"--index", strconv.Itoa(index), "--seed", strconv.FormatUint(seed, 10)}
+	if !b.Latency.IsZero() {
+		lat, err := json.Marshal(b.Latency) // JSON is YAML: --latency decodes it back
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--latency", string(lat))
+	}
+	if b.Status != 0 {
+		args = append(args, "--status", strconv.Itoa(b.Status))
+	}
+	if b.BodySize != 0 {
+		args = append(args, "--body-size", strconv.FormatInt(b.BodySize.Bytes(), 10))
+	}
+	return args, nil
+}
+
+// cascadeImage builds (once per run, and cached by content across runs) the
+// FROM scratch image holding a static cascade binary.
+func (e *upstreamEnv) cascadeImage(ctx context.Context) (string, error) {
+	e.mu.Lock()
+	img, d := e.image, e.docker
+	e.mu.Unlock()
+	if img != "" {
+		return img, nil
+	}
+	bin, err := staticBinary(ctx, e.binary)
+	if err != nil {
+		return "", err
+	}
+	built, err := d.BuildBinaryImage(ctx, "upstream", bin)
+	if err != nil {
+		return "", fmt.Errorf("build the upstream image: %w", err)
+	}
+	e.mu.Lock()
+	e.image = built.Ref
+	e.mu.Unlock()
+	return built.Ref, nil
+}
+
+// staticBinary finds a cascade binary that can run on scratch: the one
+// given, $CASCADE_UPSTREAM_BINARY, or the running one when it is a static
+// cascade binary; otherwise it builds one from the module the working
+// directory is in (CGO_ENABLED=0 go build).
+func staticBinary(ctx context.Context, given string) (string, error) {
+	for _, cand := range []string{given, os.Getenv(EnvUpstreamBinary)} {
+		if cand == "" {
+			continue
+		}
+		if err := isStatic(cand); err != nil {
+			return "", fmt.Errorf("upstream binary %s: %w", cand, err)
+		}
+		return cand, nil
+	}
+	if exe, err := os.Executable(); err == nil && !strings.HasSuffix(exe, ".test") && isStatic(exe) == nil &&
+		strings.HasPrefix(filepath.Base(exe), "cascade") {
+		return exe, nil
+	}
+	return buildStatic(ctx)
+}
+
+func isStatic(p string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		return fmt.Errorf("not an ELF executable: %v", err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return errors.New("dynamically linked; a FROM scratch image needs a static binary (CGO_ENABLED=0 go build ./cmd/cascade)")
+		}
+	}
+	return nil
+}
+
+const modulePath = "github.com/cascadehq/cascade"
+
+// buildStatic compiles cmd/cascade with CGO_ENABLED=0 into the user's cache
+// directory, from the cascade module found above the working directory.
+func buildStatic(ctx context.Context) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", fmt.Errorf("no static cascade binary for the upstream image: %w; build one (CGO_ENABLED=0 go build -o cascade ./cmd/cascade) and set %s", err, EnvUpstreamBinary)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "cascade")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "cascade-static")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out+".tmp", "./cmd/cascade")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("CGO_ENABLED=0 go build ./cmd/cascade in %s: %v\n%s", root, err, b)
+	}
+	if err := os.Rename(out+".tmp", out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module "+modulePath+"\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("the working directory is not inside the cascade module")
+		}
+		dir = parent
+	}
+}
+
+// containerProcess drives a replica's container for the instance faults.
+type containerProcess struct {
+	c *containers.Container
+}
+
+var _ faults.Process = (*containerProcess)(nil)
+
+func (p *containerProcess) Addr() string { return p.c.Addr }
+
+// Kill stops the container at once (SIGKILL after no grace): the kernel
+// resets its connections and its port refuses.
+func (p *containerProcess) Kill(ctx context.Context) error { return p.c.Stop(ctx, 0) }
+
+func (p *containerProcess) Start(ctx context.Context) error { return p.c.Start(ctx) }
+
+func (p *containerProcess) Pause(ctx context.Context) error { return p.c.Pause(ctx) }
+
+func (p *containerProcess) Resume(ctx context.Context) error { return p.c.Unpause(ctx) }
+
+func (p *containerProcess) Close(ctx context.Context) error { return p.c.Terminate(ctx) }
+
+// emitUpstreamStats records, for each database replica, what its database
+// saw: the counters behind the db_timeout / upstream_timeout / db_error
+// causes (pool waits, lock and statement timeouts, orphaned work).
+func emitUpstreamStats(sink event.Sink, clock *event.Clock, ups []*faults.Upstream) {
+	for _, u := range ups {
+		for _, r := range u.Replicas() {
+			db, ok := r.Backend().(*slowdb.Upstream)
+			if !ok {
+				continue
+			}
+			st := db.Stats()
+			sink.Emit(event.Event{T: clock.Now(), Source: "upstream", Type: "upstream.database", Target: r.Name(), Attrs: map[string]any{
+				"requests": st.Requests, "ok": st.OK, "db_timeouts": st.DBTimeouts, "db_errors": st.DBErrors,
+				"upstream_timeouts": st.UpstreamTimeouts, "pool_waits": st.PoolWaits, "pool_timeouts": st.PoolTimeouts,
+				"lock_timeouts": st.LockTimeouts, "statement_timeouts": st.StmtTimeouts, "refused": st.Refused,
+				"orphaned": st.Orphaned, "pool_size": st.Pool.Size, "fault_effects": st.FaultEffects,
+			}})
+		}
+	}
+}

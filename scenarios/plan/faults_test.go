@@ -1,0 +1,154 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/faults"
+)
+
+const dbScenario = `name: db
+upstreams:
+  - name: orders
+    kind: database
+    database: {driver: sqlite, pool_size: 5, statement_timeout: 500ms, upstream_timeout: 2s}
+  - name: api
+    replicas: 3
+gateway:
+  routes:
+    - {path: /orders, upstream: orders, timeouts: {response_header: 3s, total: 4s}}
+    - {path: /, upstream: api, timeouts: {total: 4s}}
+load:
+  client_timeout: 5s
+  stages:
+    - {duration: 20s, rate: 10/s}
+  requests:
+    - {path: /orders/history}
+faults:
+  - {name: slow, kind: slow_query, target: orders, start: 2s, duration: 5s, params: {latency: 1s}}
+  - {name: monkey, kind: kill, target: "api[random]", start: 3s, duration: 1s, repeat: {every: 4s, times: 3}}
+  - {name: ramped, kind: latency, target: api, start: 8s, duration: 10s, ramp: 5s, params: {delay: 400ms, match: {method: GET, path: "/items/*"}}}
+`
+
+func TestDatabaseScenarioCompiles(t *testing.T) {
+	p, err := CompileBytes("db.yaml", []byte(dbScenario), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 0 {
+		t.Fatalf("warnings: %v", p.Warnings)
+	}
+	orders := p.Upstreams[0]
+	if orders.Kind != faults.UpstreamDatabase || orders.Database == nil || orders.Database.PoolSize != 5 {
+		t.Fatalf("orders: %+v", orders)
+	}
+	if p.Upstreams[1].Kind != faults.UpstreamHTTP {
+		t.Fatalf("api kind %q", p.Upstreams[1].Kind)
+	}
+	monkey := p.Timeline[1]
+	if monkey.Replica != faults.RandomReplica || monkey.Times != 3 || monkey.Every != 4*time.Second || monkey.Duration != time.Second {
+		t.Fatalf("monkey: %+v", monkey)
+	}
+	if monkey.End() != 12*time.Second {
+		t.Fatalf("monkey ends at %s, want 12s", monkey.End())
+	}
+	if p.Timeline[2].Ramp != 5*time.Second {
+		t.Fatalf("ramp: %+v", p.Timeline[2])
+	}
+	for _, ph := range p.Phases {
+		if ph.Name == "monkey" && (ph.Start != 3*time.Second || ph.End != 12*time.Second) {
+			t.Fatalf("a repeated fault's phase spans its occurrences: %+v", ph)
+		}
+	}
+}
+
+func dbReplace(old, new string) string {
+	if !strings.Contains(dbScenario, old) {
+		panic("test bug: " + old)
+	}
+	return strings.Replace(dbScenario, old, new, 1)
+}
+
+func TestFaultScenarioErrors(t *testing.T) {
+	cases := []struct {
+		name, src, path, contains string
+	}{
+		{"db fault on an http upstream", dbReplace("kind: slow_query, target: orders", "kind: slow_query, target: api"),
+			"faults[0].kind", "applies only to upstreams of kind database"},
+		{"ramp on a kind that does not ramp", dbReplace("kind: kill, target", "kind: kill, ramp: 1s, target"),
+			"faults[1].ramp", "does not ramp"},
+		{"repeat without every", dbReplace("repeat: {every: 4s, times: 3}", "repeat: {times: 3}"),
+			"faults[1].repeat.every", "every is required"},
+		{"repeat occurrence too long", dbReplace("duration: 1s, repeat", "duration: 5s, repeat"),
+			"faults[1].duration", "outlast the repeat interval"},
+		{"bad random target", dbReplace(`"api[random]"`, `"api[any]"`), "faults[1].target", "api[random]"},
+		{"db param error points at the param", dbReplace("params: {latency: 1s}", "params: {}"),
+			"faults[0].params.latency", "slow_query needs a latency"},
+		{"db config error points at the field", dbReplace("pool_size: 5,", "pool_size: -1,"),
+			"upstreams[0].database.pool_size", "outside 1..1000"},
+		{"unknown upstream kind", dbReplace("kind: database", "kind: redis"), "upstreams[0].kind", `unknown upstream kind "redis"`},
+		{"latency on a database upstream", dbReplace("    kind: database\n", "    kind: database\n    latency: 5ms\n"),
+			"upstreams[0].latency", "comes from its database"},
+		{"bad match glob", dbReplace(`path: "/items/*"`, `path: "/items/[x"`), "faults[2].params", "match.path"},
+		{"http fault on a container", dbReplace("    replicas: 3\n", "    replicas: 3\n    container: true\n"),
+			"faults[2].kind", "cannot reach a replica in a container"},
+		{"container image without port", dbReplace("    replicas: 3\n", "    replicas: 3\n    container: {image: my/api:1}\n"),
+			"upstreams[1].container", "needs port"},
+		{"container on a database upstream", dbReplace("    kind: database\n", "    kind: database\n    container: true\n"),
+			"upstreams[0].container", "PostgreSQL can run in a container"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := CompileBytes("db.yaml", []byte(c.src), Options{})
+			if err == nil {
+				t.Fatal("compiled")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, c.path) || !strings.Contains(msg, c.contains) {
+				t.Fatalf("error %q\nwant path %q and %q", msg, c.path, c.contains)
+			}
+			if !strings.Contains(msg, "db.yaml:") {
+				t.Fatalf("error %q has no position", msg)
+			}
+		})
+	}
+}
+
+func TestDatabaseCascadeLint(t *testing.T) {
+	src := dbReplace("statement_timeout: 500ms, upstream_timeout: 2s", "statement_timeout: 6s, upstream_timeout: 5s")
+	p, err := CompileBytes("db.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all string
+	for _, w := range p.Warnings {
+		all += w.String() + "\n"
+	}
+	for _, want := range []string{"statement_timeout 6s is not shorter than upstream_timeout 5s", "the gateway gives up at 3s, before upstream orders's own upstream_timeout 5s"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+}
+
+func TestContainerUpstreamCompiles(t *testing.T) {
+	src := strings.Replace(strings.Replace(dbScenario, "    replicas: 3\n", "    replicas: 2\n    container: {image: my/api:1, port_env: PORT, env: {MODE: slow}}\n", 1),
+		"  - {name: ramped", "  # - {name: ramped", 1)
+	p, err := CompileBytes("db.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Upstreams[1].Container
+	if c == nil || c.Image != "my/api:1" || c.PortEnv != "PORT" || c.Env["MODE"] != "slow" {
+		t.Fatalf("container: %+v", c)
+	}
+	src = strings.Replace(src, "container: {image: my/api:1, port_env: PORT, env: {MODE: slow}}", "container: true", 1)
+	if p, err = CompileBytes("db.yaml", []byte(src), Options{}); err != nil || p.Upstreams[1].Container == nil || p.Upstreams[1].Container.Image != "" {
+		t.Fatalf("container: true: %v", err)
+	}
+	src = strings.Replace(src, "container: true", "container: false", 1)
+	if p, err = CompileBytes("db.yaml", []byte(src), Options{}); err != nil || p.Upstreams[1].Container != nil {
+		t.Fatalf("container: false: %v", err)
+	}
+}
