@@ -1,6 +1,5 @@
 package plan
 
-
 // routeTimeouts lists route i's retry timeouts: its per-try timeout (layer
 // per_try) and, when it retries, the whole retry budget. Routes carry no
 // retry policy yet (the gateway's retries land with its wiring).
