@@ -281,7 +281,11 @@ func (p *Probes) Evaluate(in *Input) results.ObjectiveResult {
 	var at episode
 	var total int64
 	for _, ep := range eps {
-		n := upstreamArrivals(in, sub.upstream, sub.replica, ep.from, ep.to, results.Overlapping)
+		// A probe may land in the millisecond the breaker went half-open
+		// (the transition and the probe are one call); after the state
+		// ends, traffic resumes within the same millisecond: the window
+		// takes the first edge's millisecond whole and the last one not.
+		n := upstreamArrivals(in, sub.upstream, sub.replica, ep.from-time.Millisecond, ep.to, results.Inside)
 		total += n
 		if n > most {
 			most, at = n, ep
