@@ -28,6 +28,12 @@ func (in *Input) intervals() ([]interval, error) {
 			in.ivErr = fmt.Errorf("interval at %.1fs: %w", float64(r.Start), err)
 			return nil, in.ivErr
 		}
+		// An overloaded run can write an interval twice (samples that
+		// landed after it was flushed): they are one interval.
+		if n := len(in.ivs); n > 0 && in.ivs[n-1].from == r.Start.D() {
+			in.ivs[n-1].st.Merge(st)
+			continue
+		}
 		in.ivs = append(in.ivs, interval{from: r.Start.D(), to: (r.Start + r.Width).D(), st: st})
 	}
 	return in.ivs, nil
