@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/run"
+	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/verdict"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
@@ -53,8 +54,7 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		out = filepath.Join("cascade-results", base.Name+"-repeat-"+time.Now().Format("20060102-150405"))
 	}
 	rep := RepeatReport{Scenario: base.Name}
-	byName := map[string]*Stability{}
-	var order []string
+	var runs [][]results.ObjectiveResult
 	fmt.Fprintf(stdout, "cascade: %s, %d runs (seeds %d..%d), results in %s\n", base.Name, n, base.Seed, base.Seed+uint64(n)-1, out)
 	for i := 0; i < n; i++ {
 		seed := base.Seed + uint64(i)
@@ -74,20 +74,12 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 			return exitWith(ExitInterrupted, nil)
 		}
 		rep.Seeds, rep.Dirs = append(rep.Seeds, seed), append(rep.Dirs, dir)
+		runs = append(runs, res.Summary.Objectives)
 		passed := 0
 		for _, r := range res.Summary.Objectives {
-			s := byName[r.Name]
-			if s == nil {
-				s = &Stability{Name: r.Name}
-				byName[r.Name] = s
-				order = append(order, r.Name)
-			}
-			s.Runs++
 			if r.Pass {
-				s.Passed++
 				passed++
 			}
-			s.Measured = append(s.Measured, r.Measured)
 		}
 		note := ""
 		if res.Summary.Aborted != "" {
@@ -95,13 +87,10 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		}
 		fmt.Fprintf(stdout, "  run %d seed %d: %s (%d/%d objectives passed)%s\n", i+1, seed, strings.ToUpper(res.Summary.Verdict), passed, len(res.Summary.Objectives), note)
 	}
-	rep.Pass = true
+	rep.Objectives, rep.Pass = stability(runs)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nObjective stability\n  \tobjective\tpassed\tpass rate\tmeasured")
-	for _, name := range order {
-		s := byName[name]
-		s.PassRate = float64(s.Passed) / float64(s.Runs)
-		s.Flaky = s.Passed > 0 && s.Passed < s.Runs
+	for _, s := range rep.Objectives {
 		mark := "PASS"
 		switch {
 		case s.Flaky:
@@ -109,11 +98,7 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		case s.Passed == 0:
 			mark = "FAIL"
 		}
-		if s.Passed < s.Runs {
-			rep.Pass = false
-		}
 		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%s\t%s\n", mark, s.Name, s.Passed, s.Runs, verdict.FormatPercent(s.PassRate), strings.Join(s.Measured, ", "))
-		rep.Objectives = append(rep.Objectives, *s)
 	}
 	tw.Flush()
 	b, _ := json.MarshalIndent(rep, "", "  ")
@@ -126,4 +111,41 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 	}
 	fmt.Fprintln(stdout, "\nVerdict: PASS (every objective passed in every run)")
 	return nil
+}
+
+// stability tallies each objective over the runs, in the order objectives
+// first appear; pass is true when every objective passed in every run.
+func stability(runs [][]results.ObjectiveResult) ([]Stability, bool) {
+	byName := map[string]*Stability{}
+	var order []string
+	for _, objs := range runs {
+		for _, r := range objs {
+			s := byName[r.Name]
+			if s == nil {
+				s = &Stability{Name: r.Name}
+				byName[r.Name] = s
+				order = append(order, r.Name)
+			}
+			s.Runs++
+			if r.Pass {
+				s.Passed++
+			}
+			s.Measured = append(s.Measured, r.Measured)
+		}
+	}
+	pass := true
+	out := make([]Stability, 0, len(order))
+	for _, name := range order {
+		s := byName[name]
+		// An objective missing from a run (it did not compile the same way)
+		// counts as failed there.
+		if s.Runs < len(runs) {
+			s.Runs = len(runs)
+		}
+		s.PassRate = float64(s.Passed) / float64(s.Runs)
+		s.Flaky = s.Passed > 0 && s.Passed < s.Runs
+		pass = pass && s.Passed == s.Runs
+		out = append(out, *s)
+	}
+	return out, pass
 }

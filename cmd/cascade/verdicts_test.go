@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cascadehq/cascade/results"
 )
 
 const ladderScenario = `name: ladder
@@ -122,5 +124,34 @@ func TestReportJUnit(t *testing.T) {
 	b2, err := os.ReadFile(again)
 	if err != nil || string(b2) != string(b) {
 		t.Errorf("report --junit differs from the run's junit.xml:\n%s\n---\n%s", b2, b)
+	}
+}
+
+func TestStabilityCallsFlaky(t *testing.T) {
+	res := func(name string, pass bool, m string) results.ObjectiveResult {
+		return results.ObjectiveResult{Name: name, Pass: pass, Measured: m}
+	}
+	st, pass := stability([][]results.ObjectiveResult{
+		{res("p99 < 1s", true, "10ms"), res("opens within 1s", true, "800ms"), res("errors == 0", false, "3")},
+		{res("p99 < 1s", true, "12ms"), res("opens within 1s", false, "1.2s"), res("errors == 0", false, "5")},
+		{res("p99 < 1s", true, "11ms"), res("opens within 1s", true, "900ms"), res("errors == 0", false, "4")},
+	})
+	if pass || len(st) != 3 {
+		t.Fatalf("pass %v, %d objectives", pass, len(st))
+	}
+	want := []struct {
+		passed int
+		flaky  bool
+	}{{3, false}, {2, true}, {0, false}}
+	for i, w := range want {
+		if st[i].Passed != w.passed || st[i].Flaky != w.flaky || st[i].Runs != 3 {
+			t.Errorf("%s: %+v, want passed %d flaky %v", st[i].Name, st[i], w.passed, w.flaky)
+		}
+	}
+	if st[1].PassRate < 0.66 || st[1].PassRate > 0.67 || strings.Join(st[1].Measured, ",") != "800ms,1.2s,900ms" {
+		t.Errorf("flaky one: %+v", st[1])
+	}
+	if _, pass := stability([][]results.ObjectiveResult{{res("a", true, "")}, {res("a", true, "")}}); !pass {
+		t.Error("always passing: not a pass")
 	}
 }

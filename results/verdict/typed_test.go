@@ -199,3 +199,42 @@ func TestJUnit(t *testing.T) {
 		t.Errorf("aborted run:\n%s", out)
 	}
 }
+
+// Upstream metrics on recorded records: an attempt that reached the
+// upstream after its caller's deadline is caught where it landed.
+func TestUpstreamMetricsFromRecords(t *testing.T) {
+	in := &Input{Phases: map[string]*Phase{"run": {Summary: results.PhaseSummary{Name: "run", End: 2}, Stats: results.NewStats()}},
+		Upstreams: []results.UpstreamRecord{
+			{Start: 0, Width: 1, Upstream: "api", Arrivals: 10, LateArrivals: 0, Retries: 1},
+			{Start: 1, Width: 1, Upstream: "api", Arrivals: 10, LateArrivals: 2, Retries: 3, NonIdempotentRetries: 1, WithBudget: 8, Orphans: 2, OrphanMS: 900},
+			{Start: 1, Width: 1, Upstream: "db", Arrivals: 5, LateArrivals: 4},
+		}}
+	cases := []struct {
+		expr, upstream string
+		pass           bool
+		value          float64
+		evidence       string
+	}{
+		{"late_attempts == 0", "", false, 6, "6 attempts reached the upstreams after the caller's total deadline"},
+		{"late_attempts == 0", "api", false, 2, "reached api"},
+		{"late_attempts <= 2", "api", true, 2, ""},
+		{"non_idempotent_retries == 0", "", false, 1, "of 4 retries"},
+		{"retries <= 4", "api", true, 4, ""},
+		{"orphan_rate < 10%", "api", false, 0.25, "2 of 8 requests"},
+		{"orphan_time < 1s", "", true, 0.9, "900.0ms of work nobody waited for"},
+	}
+	for _, c := range cases {
+		th := mustThreshold(t, c.expr)
+		th.Upstream = c.upstream
+		r := th.Evaluate(in)
+		if r.Pass != c.pass || r.Value != c.value || !strings.Contains(r.Evidence, c.evidence) {
+			t.Errorf("%s (%s): pass %v value %v evidence %q; want %v %v %q", c.expr, c.upstream, r.Pass, r.Value, r.Evidence, c.pass, c.value, c.evidence)
+		}
+	}
+	// Without upstream records (an external gateway's own upstreams), the
+	// objective fails and says why.
+	r := mustThreshold(t, "late_attempts == 0").Evaluate(&Input{Phases: in.Phases})
+	if r.Pass || !strings.Contains(r.Evidence, "recorded no upstream arrivals") {
+		t.Errorf("no records: %+v", r)
+	}
+}
