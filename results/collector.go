@@ -167,7 +167,7 @@ func NewCollector(phases []Phase, width time.Duration, shards int) *Collector {
 	if shards <= 0 {
 		shards = 1
 	}
-	c := &Collector{phases: phases, width: width}
+	c := &Collector{phases: append([]Phase(nil), phases...), width: width} // own copy: SetPhases moves windows
 	for i := 0; i < shards; i++ {
 		sh := &shard{intervals: map[int64]*Stats{}}
 		for range phases {

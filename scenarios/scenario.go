@@ -44,6 +44,10 @@ type File struct {
 	// Autoscale runs a Kubernetes-style horizontal autoscaler on upstreams
 	// (or, in oracle mode, computes what one would have done).
 	Autoscale []autoscale.Spec `yaml:"autoscale,omitempty" json:"autoscale,omitempty"`
+	// Safety lists health checks watched while the run goes on: when one
+	// breaks, every fault is removed at once (auto-halt) and the run
+	// continues or stops as declared.
+	Safety []Safety `yaml:"safety,omitempty" json:"safety,omitempty"`
 }
 
 // Upstream is a fake upstream: one or more replicas with one behaviour.
@@ -218,6 +222,13 @@ type Phase struct {
 	Start units.Duration `yaml:"start,omitempty" json:"start,omitempty"`
 	// End of the window (default: the end of the load).
 	End units.Duration `yaml:"end,omitempty" json:"end,omitempty"`
+	// Gate "manual" pauses the scenario at start until a person opens the
+	// gate (cascade phase next): the load holds its rate, the fault timeline
+	// waits, and the phase lasts as long as the gate is held.
+	Gate string `yaml:"gate,omitempty" json:"gate,omitempty" jsonschema:"enum=manual"`
+	// MaxHold bounds a manual gate: it opens by itself after this long
+	// (default 10m, at most 1h).
+	MaxHold units.Duration `yaml:"max_hold,omitempty" json:"max_hold,omitempty"`
 }
 
 // Objective is an SLO: "p99 < 300ms" over the whole run, or a mapping. A

@@ -44,6 +44,7 @@ func (f *planFlags) options(cmd *cobra.Command) plan.Options {
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var pf planFlags
+	var lf liveFlags
 	var out, progress string
 	var repeat int
 	cmd := &cobra.Command{
@@ -76,7 +77,10 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 			default:
 				return exitWith(ExitUsage, fmt.Errorf("--progress must be auto, bars, plain or off"))
 			}
-			o, err := run.Run(cmd.Context(), p, run.Options{OutDir: out, Progress: mode, Stdout: stdout, Stderr: stderr, AllowRemote: pf.allowRemote})
+			if err := lf.check(p); err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			o, err := run.Run(cmd.Context(), p, run.Options{OutDir: out, Progress: mode, Stdout: stdout, Stderr: stderr, AllowRemote: pf.allowRemote, Live: lf.options()})
 			if err != nil {
 				return exitWith(ExitRunFailed, err)
 			}
@@ -91,6 +95,7 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 		},
 	}
 	pf.register(cmd)
+	lf.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "run directory (default ./cascade-results/<name>-<timestamp>)")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "live display: auto, bars, plain or off")
 	cmd.Flags().IntVar(&repeat, "repeat", 1, "run N times with seeds seed..seed+N-1 and report each objective's pass rate (flaky: neither 0% nor 100%)")

@@ -46,7 +46,7 @@ func (o *reportOutputs) check() error {
 func (o *reportOutputs) write(stdout, stderr io.Writer, r *results.Run, sum *results.Summary, p *plan.Plan, src []byte) (text bool, err error) {
 	run := *r
 	run.Summary = *sum
-	d := report.Data{Run: &run, Scenario: src, Stages: p.Load.Stages}
+	d := report.Data{Run: &run, Scenario: src, Stages: ranStages(r.Dir, p.Load.Stages)}
 	if o.html {
 		path := filepath.Join(r.Dir, report.HTMLFile)
 		if err := report.WriteHTMLFile(path, d); err != nil {

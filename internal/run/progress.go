@@ -46,7 +46,7 @@ type liveStats struct {
 }
 
 // showProgress renders until ctx ends, then returns after a last update.
-func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name string, gen *loadgen.Generator, live *liveStats) {
+func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name string, gen loadDriver, live *liveStats) {
 	if mode == ProgressAuto {
 		mode = ProgressPlain
 		if isTerminal(w) {
@@ -74,7 +74,7 @@ func line(pr loadgen.Progress, live *liveStats) string {
 		pr.TargetRate, achieved, pr.InFlight, pr.Errors, pr.Dropped, p99)
 }
 
-func plain(ctx context.Context, w io.Writer, gen *loadgen.Generator, live *liveStats) {
+func plain(ctx context.Context, w io.Writer, gen loadDriver, live *liveStats) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
@@ -88,7 +88,7 @@ func plain(ctx context.Context, w io.Writer, gen *loadgen.Generator, live *liveS
 	}
 }
 
-func bars(ctx context.Context, w io.Writer, name string, gen *loadgen.Generator, live *liveStats) {
+func bars(ctx context.Context, w io.Writer, name string, gen loadDriver, live *liveStats) {
 	p := mpb.New(mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(250*time.Millisecond))
 	total := gen.Progress().Total
 	bar := p.AddBar(int64(total/time.Millisecond),

@@ -42,6 +42,8 @@ type Options struct {
 	// (default: $CASCADE_UPSTREAM_BINARY, the running binary if static, or
 	// one built from the module).
 	UpstreamBinary string
+	// Live makes the run a game day (see gameday.go); nil for a plain run.
+	Live *LiveOptions
 }
 
 // Outcome is what the caller needs to pick an exit code.
@@ -73,7 +75,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	w, err := results.Create(opts.OutDir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: run directory: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: run directory: %w", ErrSetup, err)
 	}
 	defer func() {
 		if cerr := w.Close(); cerr != nil && err == nil {
@@ -81,16 +83,25 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}()
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	clock := event.NewClock()
+	gd, err := newGameDay(p, opts, w.Dir(), clock) // nil for a plain run
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer func() {
+		if cerr := gd.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("game day: %w", cerr)
+		}
+	}()
 	rec, err := newRecording(p, w.Dir(), clock)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	defer rec.close()
-	sink := rec.sink(w)
+	sink := rec.sink(gd.sink(w))
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
 	// Upstreams (and the containers some need; removed after them).
@@ -105,11 +116,11 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	for _, uc := range p.Upstreams {
 		uc, err := env.prepare(ctx, uc)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		u := faults.NewUpstream(uc, uopts)
 		if err := u.StartContext(ctx); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		ups = append(ups, u)
 		for _, r := range u.Replicas() {
@@ -132,37 +143,42 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 		gw, err = gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		if err := gw.Start(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		defer gw.Close()
 		target, gwName = gw.URL(), "builtin"
 	}
 	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
-	timeline, err := faults.NewTimeline(p.Timeline, ups, uopts)
+	timeline, err := faults.NewTimeline(gd.timeline(p), ups, uopts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
-	collector := results.NewCollector(p.Phases, IntervalWidth, 2*runtime.GOMAXPROCS(0))
-	lcfg := p.Load
-	lcfg.Target = target
-	var recorder loadgen.Recorder = collector
-	var transport loadgen.Transport
+	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0))
+	var gen loadDriver
 	var direct *directLoad
-	if p.Direct > 0 {
-		if direct, lcfg, err = newDirectLoad(p, lcfg, ups, collector); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	if gd == nil {
+		lcfg := p.Load
+		lcfg.Target = target
+		var recorder loadgen.Recorder = collector
+		var transport loadgen.Transport
+		if p.Direct > 0 {
+			if direct, lcfg, err = newDirectLoad(p, lcfg, ups, collector); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+			recorder, transport = direct, direct
 		}
-		recorder, transport = direct, direct
+		gen, err = loadgen.New(lcfg, recorder, clock, transport)
+	} else {
+		gen, err = gd.start(timeline, collector, target, sink)
 	}
-	gen, err := loadgen.New(lcfg, recorder, clock, transport)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
 	// Go: zero the clock, then start the timeline and the load together.
@@ -208,7 +224,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	rec.keepIntervals(w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth)))
 
-	sum := summarize(p, collector, gen.Pacer(), timeline.Reports(), started, elapsed, interrupted || aborted != "", target, gwName)
+	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
+	sum := summarize(ranPlan, collector, gen.Pacer(), reports, started, elapsed, interrupted || aborted != "", target, gwName)
 	sum.Interrupted = interrupted
 	sum.Aborted = aborted
 	if direct != nil {
@@ -238,7 +255,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
 	}
-	writeHTMLReport(w, p, opts.Stderr)
+	writeHTMLReport(w, ranPlan, opts.Stderr)
 	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
 }
 

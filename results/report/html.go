@@ -141,6 +141,8 @@ type eventRow struct {
 
 // chartData is the JSON the page's script draws from.
 type chartData struct {
+	Start    float64           `json:"start,omitempty"` // where the x axis starts (a live window); 0 otherwise
+	Live     bool              `json:"live,omitempty"`  // a run in progress: open fault windows are active now
 	End      float64           `json:"end"`
 	X        []jnum            `json:"x"`
 	Latency  map[string][]jnum `json:"latency"`
@@ -179,9 +181,47 @@ func newModel(d Data) (*model, error) {
 		return nil, fmt.Errorf("report: no run data")
 	}
 	s := &d.Run.Summary
-	points, err := Series(d.Run.Intervals, d.Stages, maxChartPoints)
+	cd, err := chartDataOf(d, maxChartPoints)
 	if err != nil {
 		return nil, err
+	}
+	data, err := json.Marshal(cd) // escapes <, > and &: safe inside <script>
+	if err != nil {
+		return nil, err
+	}
+
+	m := &model{
+		S: s, Scenario: string(d.Scenario), Faults: cd.Faults,
+		HasBreaker: cd.Breakers != nil, HasReplica: cd.Replicas != nil, UPlot: UPlotVersion,
+		CSS:  template.CSS(uplotCSS + "\n" + reportCSS),
+		JS:   template.JS(uplotJS + "\n" + reportJS),
+		Data: template.JS(data),
+	}
+	if !s.Started.IsZero() {
+		m.Started = s.Started.Format(time.RFC3339)
+	}
+	for _, o := range s.Objectives {
+		if o.Pass {
+			m.Passed++
+		}
+	}
+	m.Repro = fmt.Sprintf("cascade run --seed %d scenario.yaml", s.Seed)
+	for k, v := range s.Versions {
+		m.Versions = append(m.Versions, kv{k, v})
+	}
+	m.Versions = append(m.Versions, kv{"uPlot (charts)", UPlotVersion})
+	sort.Slice(m.Versions, func(i, j int) bool { return m.Versions[i].K < m.Versions[j].K })
+	m.Events, m.EventsMore, m.EventsAll = eventRows(d.Run.Events)
+	return m, nil
+}
+
+// chartDataOf is what the page's script draws: the run's intervals as
+// series (merged to at most maxPoints), fault windows and timelines.
+func chartDataOf(d Data, maxPoints int) (chartData, error) {
+	s := &d.Run.Summary
+	points, err := Series(d.Run.Intervals, d.Stages, maxPoints)
+	if err != nil {
+		return chartData{}, err
 	}
 	end := float64(s.Elapsed)
 	if n := len(points); n > 0 {
@@ -238,34 +278,7 @@ func newModel(d Data) (*model, error) {
 		}
 		cd.Causes = append(cd.Causes, cs)
 	}
-	data, err := json.Marshal(cd) // escapes <, > and &: safe inside <script>
-	if err != nil {
-		return nil, err
-	}
-
-	m := &model{
-		S: s, Scenario: string(d.Scenario), Faults: cd.Faults,
-		HasBreaker: cd.Breakers != nil, HasReplica: cd.Replicas != nil, UPlot: UPlotVersion,
-		CSS:  template.CSS(uplotCSS + "\n" + reportCSS),
-		JS:   template.JS(uplotJS + "\n" + reportJS),
-		Data: template.JS(data),
-	}
-	if !s.Started.IsZero() {
-		m.Started = s.Started.Format(time.RFC3339)
-	}
-	for _, o := range s.Objectives {
-		if o.Pass {
-			m.Passed++
-		}
-	}
-	m.Repro = fmt.Sprintf("cascade run --seed %d scenario.yaml", s.Seed)
-	for k, v := range s.Versions {
-		m.Versions = append(m.Versions, kv{k, v})
-	}
-	m.Versions = append(m.Versions, kv{"uPlot (charts)", UPlotVersion})
-	sort.Slice(m.Versions, func(i, j int) bool { return m.Versions[i].K < m.Versions[j].K })
-	m.Events, m.EventsMore, m.EventsAll = eventRows(d.Run.Events)
-	return m, nil
+	return cd, nil
 }
 
 // fillGaps inserts empty intervals where none was recorded (no request was

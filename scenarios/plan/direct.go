@@ -12,6 +12,14 @@ func (c *compiler) direct() {
 	if share == 0 {
 		return
 	}
+	gameDay := len(c.f.Safety) > 0
+	for _, ph := range c.f.Phases {
+		gameDay = gameDay || ph.Gate != ""
+	}
+	if gameDay {
+		c.errorf("$.load.direct", "direct load is not available in a game day (safety checks or gates drive the load their own way)")
+		return
+	}
 	if share < 0 || share >= 1 {
 		c.errorf("$.load.direct", "direct must be within 0%%..99%% (the rest goes through the gateway), got %s", c.f.Load.Direct)
 		return

@@ -74,6 +74,10 @@ type Plan struct {
 	// upstream each request template goes to when sent directly.
 	Direct          float64
 	DirectUpstreams []string
+	// Gates are the manual phase gates, in order; Safety the live health
+	// checks (see gameday.go).
+	Gates  []Gate
+	Safety []Safety
 }
 
 // Warning is a lint finding: the scenario runs, but probably not as meant.
@@ -161,7 +165,9 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 	c.direct()
 	c.autoscalers()
 	c.layers()
+	c.gates()
 	c.objectives()
+	c.safety()
 	c.lint()
 	c.cascadeLint()
 	c.databaseLint()
@@ -400,7 +406,12 @@ func (c *compiler) faults() {
 }
 
 func (c *compiler) fault(i int, f scenarios.Fault, seen map[string]bool, counts map[string]int) {
-	p := fmt.Sprintf("$.faults[%d]", i)
+	c.faultAt(fmt.Sprintf("$.faults[%d]", i), f, seen, counts)
+}
+
+// faultAt compiles one fault found at YAML path p (a live fault document is
+// its own root, "$").
+func (c *compiler) faultAt(p string, f scenarios.Fault, seen map[string]bool, counts map[string]int) {
 	name := f.Name
 	counts[f.Kind]++
 	if name == "" {
@@ -512,6 +523,9 @@ func (c *compiler) phases() {
 	}
 	for i, ph := range c.f.Phases {
 		p := fmt.Sprintf("$.phases[%d]", i)
+		if ph.Gate != "" || ph.MaxHold != 0 {
+			continue // a manual gate: gates() compiles it
+		}
 		if ph.Name == "" {
 			c.errorf(p, "a phase needs a name")
 			continue

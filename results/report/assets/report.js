@@ -4,24 +4,33 @@
 // data-charts-done="1" when all are drawn, so a headless browser can check
 // that each chart rendered with data. Any failure is logged with
 // console.error, which the browser test treats as a failure.
+//
+// The live dashboard of a game day draws with this same script: it calls
+// window.cascadeReport.draw(data) with fresh data every second, which
+// redraws every chart.
 (function () {
   "use strict";
 
-  var D = JSON.parse(document.getElementById("cascade-data").textContent);
-  D.faults = D.faults || [];
-  D.causes = D.causes || [];
-  D.x = D.x || [];
-  // Points sit in the middle of their intervals; empty points at 0 and at
-  // the end make every chart span the whole run by itself, so zooming stays
-  // free (a range function that forced [0, end] would undo every zoom).
-  if (D.x.length > 0) {
-    var pad = function (a) { return a ? [null].concat(a, [null]) : a; };
-    D.x = [0].concat(D.x, [D.end]);
-    ["p50", "p90", "p99", "max"].forEach(function (k) { D.latency[k] = pad(D.latency[k]); });
-    D.target = pad(D.target);
-    D.achieved = pad(D.achieved);
-    D.errorRate = pad(D.errorRate);
-    D.causes.forEach(function (c) { c.rate = pad(c.rate); });
+  var D = null;
+  function prepare(raw) {
+    var d = raw;
+    d.faults = d.faults || [];
+    d.causes = d.causes || [];
+    d.x = d.x || [];
+    // Points sit in the middle of their intervals; empty points at the
+    // start (0, or where a live window starts) and at the end make every
+    // chart span the whole run by itself, so zooming stays free (a range
+    // function that forced [0, end] would undo every zoom).
+    if (d.x.length > 0) {
+      var pad = function (a) { return a ? [null].concat(a, [null]) : a; };
+      d.x = [d.start || 0].concat(d.x, [d.end]);
+      ["p50", "p90", "p99", "max"].forEach(function (k) { d.latency[k] = pad(d.latency[k]); });
+      d.target = pad(d.target);
+      d.achieved = pad(d.achieved);
+      d.errorRate = pad(d.errorRate);
+      d.causes.forEach(function (c) { c.rate = pad(c.rate); });
+    }
+    return d;
   }
   var SYNC = "cascade";
   var charts = [];
@@ -83,7 +92,7 @@
       D.faults.forEach(function (f, i) {
         var l = Math.max(x(u, f.start), b.left), r = Math.min(x(u, f.end), b.left + b.width);
         if (r <= l) return;
-        var label = f.name + " (" + f.kind + " on " + f.target + (f.open ? ", still active at the end" : "") + ")";
+        var label = f.name + " (" + f.kind + " on " + f.target + (f.open ? (D.live ? ", active now" : ", still active at the end") : "") + ")";
         var y = b.top + (2 + 14 * (i % 4)) * dpr, maxW = Math.max(r - l - 6 * dpr, 40 * dpr);
         halo(ctx, label, l + 4 * dpr, y, maxW, FAULT_TEXT[i % FAULT_TEXT.length], dpr);
       });
@@ -294,27 +303,51 @@
   }
 
   var builders = { latency: latencyChart, rate: rateChart, outcomes: outcomesChart, breakers: breakersChart, replicas: replicasChart };
-  var done = 0;
-  document.querySelectorAll("[data-chart]").forEach(function (el) {
-    var build = builders[el.dataset.chart];
-    try {
-      if (!build) throw new Error("no chart named " + el.dataset.chart);
-      if (!D.x || D.x.length === 0) {
+  // Notes for charts a run has no data for yet (the live page has every
+  // chart; the report leaves these out instead).
+  var missing = {
+    breakers: function () { return !D.breakers && "No breaker has changed state."; },
+    replicas: function () { return !D.replicas && "No replica events."; }
+  };
+
+  function draw(raw) {
+    charts.forEach(function (c) { c.u.destroy(); });
+    charts.length = 0;
+    D = prepare(raw);
+    var done = 0;
+    document.querySelectorAll("[data-chart]").forEach(function (el) {
+      var name = el.dataset.chart, build = builders[name];
+      el.textContent = "";
+      el.classList.remove("chart-error");
+      try {
+        if (!build) throw new Error("no chart named " + name);
+        var why = !D.x || D.x.length === 0 ? "No intervals were recorded in this run." : (missing[name] && missing[name]());
+        if (why) {
+          el.dataset.rendered = "0";
+          el.dataset.faults = "0";
+          var p = document.createElement("p");
+          p.className = "empty";
+          p.textContent = why;
+          el.appendChild(p);
+          return;
+        }
+        build(el);
+        done++;
+      } catch (err) {
         el.dataset.rendered = "0";
-        el.innerHTML = '<p class="empty">No intervals were recorded in this run.</p>';
-        return;
+        el.classList.add("chart-error");
+        el.textContent = "This chart could not be drawn: " + err;
+        console.error("cascade report: chart " + name + ": " + (err && err.stack || err));
       }
-      build(el);
-      done++;
-    } catch (err) {
-      el.dataset.rendered = "0";
-      el.classList.add("chart-error");
-      el.textContent = "This chart could not be drawn: " + err;
-      console.error("cascade report: chart " + el.dataset.chart + ": " + (err && err.stack || err));
+    });
+    var note = document.getElementById("merged-note");
+    if (note) {
+      note.textContent = D.mergedWidth ? "This run is long: each point merges " + fmt(D.mergedWidth, 0) + " s of intervals (percentiles from the merged histograms)." : "";
     }
-  });
-  if (D.mergedWidth) {
-    document.getElementById("merged-note").textContent = "This run is long: each point merges " + fmt(D.mergedWidth, 0) + " s of intervals (percentiles from the merged histograms).";
+    // For scripting the page (and for the browser test): the uPlot instances.
+    window.cascadeReport.charts = charts.map(function (c) { return { name: c.el.dataset.chart, uplot: c.u }; });
+    document.body.dataset.charts = String(done);
+    document.body.dataset.chartsDone = "1";
   }
 
   var resizeTimer = null;
@@ -324,8 +357,7 @@
       charts.forEach(function (c) { c.u.setSize({ width: width(c.el), height: c.u.height }); });
     }, 100);
   });
-  // For scripting the page (and for the browser test): the uPlot instances.
-  window.cascadeReport = { charts: charts.map(function (c) { return { name: c.el.dataset.chart, uplot: c.u }; }) };
-  document.body.dataset.charts = String(done);
-  document.body.dataset.chartsDone = "1";
+  window.cascadeReport = { charts: [], draw: draw };
+  var embedded = document.getElementById("cascade-data");
+  if (embedded && embedded.textContent.trim() !== "") draw(JSON.parse(embedded.textContent));
 })();
