@@ -337,6 +337,7 @@ type DeadBandReport struct {
 	First, Last                time.Duration
 }
 
+// String says how long the metric sat in the dead band, for evidence.
 func (r DeadBandReport) String() string {
 	if r.InBand == 0 {
 		return fmt.Sprintf("the metric was never inside the tolerance dead band (%d syncs)", r.Syncs)

@@ -40,6 +40,7 @@ func FaultEnd(name string) Anchor { return Anchor{Fault: name, Edge: End} }
 // Offset anchors at a fixed offset, e.g. a load stage's start.
 func Offset(at time.Duration, label string) Anchor { return Anchor{At: at, Label: label} }
 
+// String names the anchor as evidence does.
 func (a Anchor) String() string {
 	if a.Fault == "" {
 		if a.Label != "" {
