@@ -101,8 +101,10 @@ slo:
 
 // Oracle mode scales nothing; the verdict replays a Kubernetes HPA over the
 // recorded request rate. 100/s over 2 replicas is 50/s each: a 40/s target
-// would have scaled to 3; a 47/s target sits inside the 10% dead band, so an
-// HPA would never have moved.
+// would have scaled to 3; a 48/s target sits inside the 10% dead band, so an
+// HPA would never have moved. One sync over the whole run: on a loaded
+// machine the load generator's stalls and catch-ups move requests between
+// shorter windows, and the test is about the algorithm, not the machine.
 func TestAutoscaleOracle(t *testing.T) {
 
 	src := `
@@ -113,30 +115,30 @@ gateway:
   routes: [{path: /, upstream: api}]
 load:
   client_timeout: 2s
-  stages: [{duration: 5s, rate: 100/s}]
+  stages: [{duration: 8s, rate: 100/s}]
   requests: [{path: /}]
 autoscale:
-  - {upstream: api, mode: oracle, min_replicas: 2, max_replicas: 6, metric: request_rate, target: TARGET, sync_period: 1s}
+  - {upstream: api, mode: oracle, min_replicas: 2, max_replicas: 6, metric: request_rate, target: TARGET, sync_period: 8s}
 slo:
   - {autoscale: api, reaches: 3}
   - {autoscale: api, no_dead_band: true}
-  - {autoscale: api, scales_up_within: 2s, after: "stage[0]"}
+  - {autoscale: api, scales_up_within: 9s, after: "stage[0]"}
 `
 	out, objs := judgeScenario(t, strings.Replace(src, "TARGET", "40/s", 1))
 	expect(t, get(t, objs, "api (oracle) reaches 3 replicas"), true, "replayed over the recorded metrics (oracle)")
 	expect(t, get(t, objs, "api (oracle) metric never sits"), true)
-	expect(t, get(t, objs, "api (oracle) scales up within 2s"), true)
+	expect(t, get(t, objs, "api (oracle) scales up within 9s"), true)
 	for _, rec := range loadUpstreams(t, out.Dir) {
 		if rec.Replicas > 2 {
 			t.Fatalf("oracle mode scaled for real: %d replicas at %v", rec.Replicas, rec.Start)
 		}
 	}
 
-	_, objs = judgeScenario(t, strings.Replace(src, "TARGET", "47/s", 1))
+	_, objs = judgeScenario(t, strings.Replace(src, "TARGET", "48/s", 1))
 	expect(t, get(t, objs, "api (oracle) reaches 3 replicas"), false, "at most 2 replicas")
 	db := get(t, objs, "api (oracle) metric never sits")
-	expect(t, db, false, "inside the tolerance dead band", "a target below 42.7/s would have scaled")
-	if db.Facts["above_in_band"] < 3 {
-		t.Errorf("dead-band syncs = %v, want most of the 5", db.Facts)
+	expect(t, db, false, "inside the tolerance dead band", "a target below 43.6/s would have scaled")
+	if db.Facts["above_in_band"] != 1 || db.Facts["syncs"] != 1 {
+		t.Errorf("dead-band syncs = %v, want the one sync", db.Facts)
 	}
 }

@@ -86,11 +86,13 @@ func near(t *testing.T, what string, got, want, tol float64) {
 	}
 }
 
-// A latency fault from 2s to 4s: windows over it fail, windows elsewhere
-// pass; the run recovers within a second of the fault's end, but not
-// within a second of a slower fault that lingers 3s longer.
+// An error fault from 2s to 4.5s, and a second one on one replica that
+// lingers until 6.5s: windows over them fail, windows elsewhere pass; the
+// run is back within the baseline's band half a second after the lingering
+// fault ends (the next interval), but 2.5 s after the first one ends. The
+// faults act on the error rate, which a loaded machine (-race, shared
+// cores) cannot blur; the p99 band is wide for the same reason.
 func TestWindowsAndRecovery(t *testing.T) {
-
 	_, objs := judgeScenario(t, `
 name: windows
 seed: 3
@@ -99,39 +101,38 @@ gateway:
   routes: [{path: /, upstream: api, timeouts: {response_header: 2s, total: 2s}}]
 load:
   client_timeout: 3s
-  stages: [{duration: 9s, rate: 40/s}]
+  stages: [{duration: 11s, rate: 50/s}]
   requests: [{path: /}]
 faults:
-  - {name: slow, kind: latency, target: api, start: 2s, duration: 2s, params: {delay: 150ms}}
-  - {name: lingering, kind: latency, target: "api[0]", start: 2s, duration: 5s, params: {delay: 150ms}}
+  - {name: slow, kind: error, target: api, start: 2s, duration: 2500ms, params: {status: 503}}
+  - {name: lingering, kind: error, target: "api[0]", start: 2s, duration: 4500ms, params: {status: 500}}
 slo:
-  - {objective: "p99 < 100ms", every: 2s}
-  - {objective: "p99 < 1s", every: 2s}
-  - {phase: before, objective: "p99 < 100ms", every: 1s}
-  - {recovers_within: 1s, after: lingering, baseline: before, band: 3, hold: 1s}
-  - {recovers_within: 1s, after: slow, baseline: before, band: 3, hold: 1s}
-  - {recovers_within: 4s, after: slow, baseline: before, band: 3, hold: 1s}
+  - {objective: "error_rate < 5%", every: 2s}
+  - {objective: "error_rate < 80%", every: 2s}
+  - {phase: before, objective: "p50 < 500ms", every: 1s}
+  - {recovers_within: 1s, after: lingering, baseline: before, band: 20, hold: 2s}
+  - {recovers_within: 1s, after: slow, baseline: before, band: 20, hold: 2s}
+  - {recovers_within: 4s, after: slow, baseline: before, band: 20, hold: 2s}
 `)
-	w := get(t, objs, "p99 < 100ms in every 2s")
+	w := get(t, objs, "error_rate < 5% in every 2s")
 	expect(t, w, false, "windows failed", "first failing window starts at")
-	if w.Facts["failed"] < 4 || w.Facts["windows"] < 7 {
-		t.Errorf("windows facts = %v: want the 2s windows touching 2s..7s to fail", w.Facts)
+	if w.Facts["failed"] < 5 || w.Facts["windows"] < 9 {
+		t.Errorf("windows facts = %v: want the 2s windows touching 2s..6.5s to fail", w.Facts)
 	}
-	near(t, "first failing window", w.Facts["first_failed_s"], 1, 1.01)
-	if w.Value < 0.150 {
-		t.Errorf("worst window p99 = %v, want >= the injected 150ms", w.Value)
-	}
-	expect(t, get(t, objs, "p99 < 1s in every 2s"), true, "0 of")
-	expect(t, get(t, objs, "before: p99 < 100ms in every 1s"), true)
+	near(t, "first failing window", w.Facts["first_failed_s"], 1, 0.01)
+	near(t, "worst window error rate", w.Value, 1, 0.05) // [2s, 4s): (nearly) every request failed
+	expect(t, get(t, objs, "error_rate < 80% in every 2s"), false)
+	expect(t, get(t, objs, "before: p50 < 500ms in every 1s"), true, "0 of 2 windows failed")
 
-	// lingering ends at 7s: back within the band at once.
+	// lingering ends at 6.5s: the interval [6s, 7s) still holds its errors,
+	// [7s, ...) is back.
 	r := get(t, objs, "recovers within 1s after the end of fault lingering")
-	expect(t, r, true, "fault lingering ended at", "back within the band from")
-	near(t, "ttr after lingering", r.Value, 0, 1.01)
-	// slow ends at 4s but lingering keeps a replica slow until 7s.
+	expect(t, r, true, "fault lingering ended at 6.5", "back within the band from 7.000s")
+	near(t, "ttr after lingering", r.Value, 0.5, 0.1)
+	// slow ends at 4.5s but lingering keeps a replica failing until 6.5s.
 	r = get(t, objs, "recovers within 1s after the end of fault slow")
-	expect(t, r, false, "fault slow ended at 4.0")
-	near(t, "ttr after slow", r.Value, 3, 1.01)
+	expect(t, r, false, "fault slow ended at 4.5")
+	near(t, "ttr after slow", r.Value, 2.5, 0.1)
 	expect(t, get(t, objs, "recovers within 4s after the end of fault slow"), true, "recovered after")
 }
 
@@ -154,13 +155,13 @@ load:
 faults:
   - {name: slow, kind: latency, target: api, start: 500ms, duration: 1s, params: {delay: 600ms}}
 slo:
-  - {cascade: innermost, tolerance: 60ms}
+  - {cascade: innermost, tolerance: 200ms}
   - {cascade: client}
   - {phase: before, cascade: innermost}
 `
 	_, objs := judgeScenario(t, strings.Replace(src, "CLIENT", "2s", 1))
 	c := get(t, objs, "timeouts answered by gateway")
-	expect(t, c, true, "gateway_timeout", "all within 300.0ms")
+	expect(t, c, true, "gateway_timeout", "all within 300.0ms/400.0ms ± 200.0ms")
 	if c.Facts["timeouts"] < 15 || c.Facts["as_expected"] != c.Facts["timeouts"] {
 		t.Errorf("facts = %v: want every one of ~20 timeouts answered by the gateway", c.Facts)
 	}
