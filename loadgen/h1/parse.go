@@ -1,0 +1,440 @@
+package h1
+
+import (
+	"bytes"
+	"io"
+	"time"
+)
+
+// Response parsing. It works on the Conn's buffer in place and keeps only
+// what the load generator needs: status, framing, connection reuse and the
+// cascade cause header. Framing follows RFC 9112 section 6.3:
+//
+//	HEAD request, 1xx, 204, 304  -> no body
+//	Transfer-Encoding, chunked last -> chunked (a Content-Length is ignored and the connection closed)
+//	Transfer-Encoding, other       -> body until close
+//	Content-Length                 -> exactly that many bytes
+//	neither                        -> body until close
+//
+// Anything that is not valid HTTP/1.x is an error, never a panic; every
+// read is bounded by the request's deadline.
+
+// head is what readHead extracted from a status line and header block.
+type head struct {
+	status    int
+	minor     byte  // HTTP/1.minor
+	clen      int64 // -1: none
+	te        bool  // a Transfer-Encoding other than identity
+	chunked   bool  // ... whose final coding is chunked
+	close     bool  // Connection: close
+	keepAlive bool  // Connection: keep-alive (matters for HTTP/1.0)
+	tracked   bool  // the previous header line was one we interpret
+	headers   int
+}
+
+// readResponse reads one response (after any 1xx) and reports whether the
+// connection may carry another request.
+func (c *Conn) readResponse(p *Prepared, r *Result, dl time.Duration) (bool, error) {
+	var h head
+	for n := 0; ; n++ {
+		if n > maxInterim {
+			return false, errTooManyInfo
+		}
+		h = head{clen: -1}
+		if err := c.readHead(&h, r, dl); err != nil {
+			return false, err
+		}
+		if h.status >= 200 {
+			break
+		}
+		if h.status == 101 {
+			return false, errSwitching
+		}
+	}
+	if h.te && h.minor == 0 {
+		// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has
+		// faulty framing (probably forwarded by something that did not
+		// de-chunk it).
+		return false, errTE10
+	}
+	r.Status = h.status
+	keep := !h.close && (h.minor >= 1 || h.keepAlive)
+	var err error
+	switch {
+	case p.head || h.status == 204 || h.status == 304:
+	case h.chunked:
+		err = c.readChunked(r, dl)
+		if h.clen >= 0 {
+			keep = false // both framings: a smuggling attempt or a broken proxy; do not trust the connection
+		}
+	case h.te || h.clen < 0:
+		err, keep = c.readUntilClose(r, dl), false
+	default:
+		err = c.readN(h.clen, r, dl)
+	}
+	if err != nil {
+		return false, err
+	}
+	if c.r != c.w {
+		// Bytes beyond the response: the server answered something we did
+		// not ask for. The response itself is complete; the connection
+		// cannot be trusted with the next one.
+		keep = false
+	}
+	return keep, nil
+}
+
+// readHead parses a status line and headers.
+func (c *Conn) readHead(h *head, r *Result, dl time.Duration) error {
+	line, err := c.readLine(dl, true)
+	if err != nil {
+		return err
+	}
+	if err := parseStatusLine(line, h); err != nil {
+		return err
+	}
+	for {
+		line, err := c.readLine(dl, true)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		if err := h.header(line, r); err != nil {
+			return err
+		}
+	}
+}
+
+// parseStatusLine parses "HTTP/1.x SSS[ reason]".
+func parseStatusLine(line []byte, h *head) error {
+	if len(line) == 0 {
+		return errEmptyStatus
+	}
+	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[6] != '.' || line[8] != ' ' ||
+		!isDigit(line[5]) || !isDigit(line[7]) || (len(line) > 12 && line[12] != ' ') {
+		return errStatusLine
+	}
+	if line[5] != '1' {
+		return errVersion
+	}
+	s := 0
+	for _, b := range line[9:12] {
+		if !isDigit(b) {
+			return errStatusLine
+		}
+		s = s*10 + int(b-'0')
+	}
+	if s < 100 {
+		return errStatusLine
+	}
+	h.status, h.minor = s, line[7]-'0'
+	return nil
+}
+
+// header interprets one header line.
+func (h *head) header(line []byte, r *Result) error {
+	if line[0] == ' ' || line[0] == '\t' {
+		// obs-fold: a continuation of the previous line. Harmless for
+		// headers we ignore; refused for the ones that decide framing.
+		if h.headers == 0 || h.tracked {
+			return errObsFold
+		}
+		return nil
+	}
+	h.headers++
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return errHeaderLine
+	}
+	name, value := line[:colon], trimOWS(line[colon+1:])
+	for _, b := range name {
+		if !tokenTable[b] {
+			return errHeaderLine // includes whitespace before the colon
+		}
+	}
+	h.tracked = true
+	switch {
+	case equalFold(name, "content-length"):
+		n, ok := parseContentLength(value)
+		if !ok || (h.clen >= 0 && n != h.clen) {
+			return errContentLen
+		}
+		h.clen = n
+	case equalFold(name, "transfer-encoding"):
+		for tok := range tokens(value) {
+			if equalFold(tok, "identity") {
+				continue
+			}
+			h.te = true
+			h.chunked = equalFold(tok, "chunked")
+		}
+	case equalFold(name, "connection"):
+		for tok := range tokens(value) {
+			switch {
+			case equalFold(tok, "close"):
+				h.close = true
+			case equalFold(tok, "keep-alive"):
+				h.keepAlive = true
+			}
+		}
+	case equalFold(name, "x-cascade-cause"):
+		if r.causeLen == 0 && len(value) > 0 {
+			r.causeLen = uint8(copy(r.causeBuf[:], value))
+		}
+	default:
+		h.tracked = false
+	}
+	return nil
+}
+
+// readLine returns the next line without its line ending (CRLF, or a bare
+// LF as net/http also accepts). The slice is valid until the next read.
+// limit counts the line against MaxHeaderBytes.
+func (c *Conn) readLine(dl time.Duration, limit bool) ([]byte, error) {
+	scanned := 0 // bytes after c.r already searched
+	for {
+		if i := bytes.IndexByte(c.buf[c.r+scanned:c.w], '\n'); i >= 0 {
+			end := c.r + scanned + i
+			line := c.buf[c.r:end]
+			c.r = end + 1
+			if limit {
+				if c.headBytes += len(line) + 1; c.headBytes > c.opts.MaxHeaderBytes {
+					return nil, errHeadTooLarge
+				}
+			}
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			return line, nil
+		}
+		scanned = c.w - c.r
+		if limit && c.headBytes+scanned > c.opts.MaxHeaderBytes {
+			return nil, errHeadTooLarge
+		}
+		if err := c.fill(dl); err != nil {
+			switch {
+			case err == errBufferFull:
+				return nil, errHeadTooLarge
+			case err == io.EOF && (c.r != c.w || c.nread > 0):
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+// readN consumes exactly n body bytes.
+func (c *Conn) readN(n int64, r *Result, dl time.Duration) error {
+	for n > 0 {
+		if c.r == c.w {
+			if err := c.fill(dl); err != nil {
+				if err == io.EOF {
+					return io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		k := int64(c.w - c.r)
+		if k > n {
+			k = n
+		}
+		keepBody(r, c.buf[c.r:c.r+int(k)])
+		c.r += int(k)
+		n -= k
+		r.BodyBytes += k
+	}
+	return nil
+}
+
+// readUntilClose consumes the body of a response framed by the end of the
+// connection.
+func (c *Conn) readUntilClose(r *Result, dl time.Duration) error {
+	for {
+		if k := c.w - c.r; k > 0 {
+			keepBody(r, c.buf[c.r:c.w])
+			r.BodyBytes += int64(k)
+			c.r = c.w
+		}
+		if err := c.fill(dl); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// readChunked consumes a chunked body and its trailers.
+func (c *Conn) readChunked(r *Result, dl time.Duration) error {
+	for {
+		line, err := c.readLine(dl, false)
+		if err != nil {
+			return eofIsUnexpected(err)
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return errChunkSize
+		}
+		if size == 0 {
+			for { // trailer section
+				line, err := c.readLine(dl, true)
+				if err != nil {
+					return eofIsUnexpected(err)
+				}
+				if len(line) == 0 {
+					return nil
+				}
+			}
+		}
+		if err := c.readN(size, r, dl); err != nil {
+			return err
+		}
+		line, err = c.readLine(dl, false)
+		if err != nil {
+			return eofIsUnexpected(err)
+		}
+		if len(line) != 0 {
+			return errChunkEnd
+		}
+	}
+}
+
+func eofIsUnexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// keepBody copies the start of the body into the caller's buffer.
+func keepBody(r *Result, b []byte) {
+	if room := cap(r.Body) - len(r.Body); room > 0 {
+		r.Body = append(r.Body, b[:min(len(b), room)]...)
+	}
+}
+
+// parseChunkSize parses "hex[ BWS][;ext]".
+func parseChunkSize(line []byte) (int64, bool) {
+	var n int64
+	i := 0
+	for ; i < len(line); i++ {
+		d, ok := unhex(line[i])
+		if !ok {
+			break
+		}
+		if i >= 15 {
+			return 0, false // would overflow; no one sends a 1 EiB chunk
+		}
+		n = n<<4 | int64(d)
+	}
+	if i == 0 {
+		return 0, false
+	}
+	rest := trimOWS(line[i:])
+	return n, len(rest) == 0 || rest[0] == ';'
+}
+
+// parseContentLength accepts "N" and a list of identical values "N, N"
+// (what a proxy that merged duplicate headers sends).
+func parseContentLength(v []byte) (int64, bool) {
+	val := int64(-1)
+	for {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
+		}
+		n, ok := parseDec(trimOWS(tok))
+		if !ok || (val >= 0 && n != val) {
+			return 0, false
+		}
+		val = n
+		if v == nil {
+			return val, true
+		}
+	}
+}
+
+func parseDec(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, d := range b {
+		if !isDigit(d) {
+			return 0, false
+		}
+		n = n*10 + int64(d-'0')
+	}
+	return n, true
+}
+
+// tokens yields the non-empty, trimmed elements of a comma-separated list.
+func tokens(v []byte) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(v) > 0 {
+			var tok []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				tok, v = v[:i], v[i+1:]
+			} else {
+				tok, v = v, nil
+			}
+			if tok = trimOWS(tok); len(tok) > 0 && !yield(tok) {
+				return
+			}
+		}
+	}
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// equalFold compares b with a lower-case ASCII name.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
+
+func unhex(b byte) (byte, bool) {
+	switch {
+	case '0' <= b && b <= '9':
+		return b - '0', true
+	case 'a' <= b && b <= 'f':
+		return b - 'a' + 10, true
+	case 'A' <= b && b <= 'F':
+		return b - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// tokenTable marks the bytes allowed in an RFC 9110 token. Built once,
+// never written.
+var tokenTable = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = tokenChar(byte(c))
+	}
+	return t
+}()
