@@ -36,6 +36,8 @@ type Summary struct {
 	Direct   *PhaseSummary     `json:"direct,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
 	Versions map[string]string `json:"versions,omitempty"`
+	// GatewayStats are the built-in gateway's counts (absent with your own gateway).
+	GatewayStats *GatewayStats `json:"gateway_stats,omitempty"`
 }
 
 // Verdicts.

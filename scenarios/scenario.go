@@ -91,6 +91,13 @@ type Gateway struct {
 	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
 	// Routes of the built-in gateway.
 	Routes []gateway.Route `yaml:"routes,omitempty" json:"routes,omitempty"`
+	// Upstreams configure, per scenario upstream, what the built-in gateway
+	// does in front of it: balancing, breaker, limits, health checks,
+	// outlier ejection (targets are its replicas).
+	Upstreams []gateway.Upstream `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
+	// AdminListen serves the built-in gateway's Prometheus /metrics on a
+	// loopback address.
+	AdminListen string `yaml:"admin_listen,omitempty" json:"admin_listen,omitempty"`
 }
 
 // Load is an open-model load: requests arrive at the rate of the stages,

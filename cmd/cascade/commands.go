@@ -1,18 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cascadehq/cascade/gateway"
-	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
@@ -218,51 +213,6 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 	}
 	outs.register(cmd)
 	cmd.Flags().StringVar(&junit, "junit", "", "also write the re-judged objectives as JUnit XML to this file")
-	return cmd
-}
-
-func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
-	var config, listen string
-	cmd := &cobra.Command{
-		Use:   "gateway --config FILE",
-		Short: "Run cascade's gateway on its own, in front of your services",
-		Long: `Gateway runs the same reverse proxy that 'cascade run' uses, from a config file with
-upstreams (target URLs) and routes (path prefix, upstream, timeouts). It serves until
-interrupted.`,
-		Example: `  cascade gateway --config gateway.yaml
-  # gateway.yaml:
-  #   listen: 127.0.0.1:8080
-  #   upstreams: [{name: api, targets: [http://127.0.0.1:9001]}]
-  #   routes: [{path: /, upstream: api, timeouts: {connect: 1s, response_header: 5s, total: 10s}}]`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if config == "" {
-				return exitWith(ExitUsage, errors.New("--config is required"))
-			}
-			cfg, err := gateway.LoadConfig(config)
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			if listen != "" {
-				cfg.Listen = listen
-			}
-			g, err := gateway.New(cfg, gateway.Options{Sink: event.Discard})
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			if err := g.Start(); err != nil {
-				return exitWith(ExitRunFailed, err)
-			}
-			defer g.Close()
-			fmt.Fprintf(stderr, "cascade gateway listening on %s\n", g.URL())
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			<-ctx.Done()
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&config, "config", "", "gateway config file (YAML)")
-	cmd.Flags().StringVar(&listen, "listen", "", "override the config's listen address")
 	return cmd
 }
 

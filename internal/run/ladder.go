@@ -47,6 +47,17 @@ var lifters = map[string]func(q *plan.Plan, past time.Duration){
 			t.ResponseHeader, t.Total = units.Duration(past), units.Duration(past)
 		}
 	},
+	"per_try": func(q *plan.Plan, past time.Duration) {
+		for i := range q.Gateway.Routes {
+			r := &q.Gateway.Routes[i]
+			r.Timeouts.PerTry = 0
+			if r.Retries != nil {
+				rc := *r.Retries
+				rc.PerTryTimeout = 0
+				r.Retries = &rc
+			}
+		}
+	},
 	"upstream": func(q *plan.Plan, past time.Duration) {
 		for i := range q.Upstreams {
 			if db := q.Upstreams[i].Database; db != nil {

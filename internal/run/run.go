@@ -132,23 +132,11 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	target, gwName := p.External, p.External
 	var gw *gateway.Gateway
 	if p.Gateway != nil {
-		cfg := *p.Gateway
-		cfg.Upstreams = nil
-		for _, u := range ups {
-			var ts []string
-			for _, r := range u.Replicas() {
-				ts = append(ts, r.URL())
-			}
-			cfg.Upstreams = append(cfg.Upstreams, gateway.UpstreamTargets{Name: u.Name(), Targets: ts})
-		}
-		gw, err = gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
-		if err != nil {
+		var stop func() error
+		if gw, stop, err = startGateway(p, ups, w.Dir(), sink, clock); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
-		if err := gw.Start(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
-		}
-		defer gw.Close()
+		defer func() { _ = stop() }()
 		target, gwName = gw.URL(), "builtin"
 	}
 	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
@@ -231,6 +219,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if direct != nil {
 		summarizeDirect(p, direct, sum, gen.Pacer())
 	}
+	sum.GatewayStats = gatewayStats(gw)
 	in, err := rec.input(sum)
 	if err != nil {
 		return nil, err

@@ -80,6 +80,8 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		tw.Flush()
 	}
 
+	gatewayBlock(b, s.GatewayStats)
+
 	if len(s.Objectives) > 0 {
 		b.WriteString("\nObjectives\n")
 		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)

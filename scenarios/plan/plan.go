@@ -270,13 +270,13 @@ func CheckTarget(raw string, allowRemote bool) error {
 
 func (c *compiler) gateway() {
 	g := c.f.Gateway
-	names := map[string]bool{}
-	for n := range c.ups {
-		names[n] = true
+	replicas := map[string]int{}
+	for n, u := range c.ups {
+		replicas[n] = u.Replicas
 	}
 	if g.External != "" {
-		if len(g.Routes) > 0 || g.Listen != "" {
-			c.errorf("$.gateway.external", "external and routes/listen exclude each other: either cascade runs its gateway or yours")
+		if len(g.Routes) > 0 || g.Listen != "" || len(g.Upstreams) > 0 || g.AdminListen != "" {
+			c.errorf("$.gateway.external", "external and routes/listen/upstreams/admin_listen exclude each other: either cascade runs its gateway or yours")
 		}
 		if err := CheckTarget(g.External, c.opts.AllowRemote); err != nil {
 			c.errorf("$.gateway.external", "%v", err)
@@ -290,13 +290,13 @@ func (c *compiler) gateway() {
 		}
 		return
 	}
-	cfg := &gateway.Config{Listen: g.Listen, Routes: g.Routes}
+	cfg := &gateway.Config{Listen: g.Listen, AdminListen: g.AdminListen, Upstreams: g.Upstreams, Routes: g.Routes}
 	if g.Listen != "" {
 		if err := checkListen(g.Listen); err != nil {
 			c.errorf("$.gateway.listen", "%v", err)
 		}
 	}
-	c.errs = append(c.errs, c.doc.Position("$.gateway", cfg.Validate(names))...)
+	c.errs = append(c.errs, c.doc.Position("$.gateway", cfg.Validate(replicas))...)
 	c.p.Gateway = cfg
 }
 
