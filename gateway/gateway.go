@@ -51,7 +51,15 @@ type Options struct {
 	Seed uint64
 	// AccessLog receives one JSON line per request; nil: no access log.
 	AccessLog io.Writer
+	// Dial replaces, per upstream name, how connections to its replicas
+	// (and its health checks) are made: a run dials an upstream behind a
+	// packet link from inside the link's network namespace. Upstreams not
+	// named use a net.Dialer.
+	Dial map[string]DialFunc
 }
+
+// DialFunc opens a connection to addr, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Gateway is a running reverse proxy.
 type Gateway struct {
@@ -90,6 +98,7 @@ type upstream struct {
 	chk      *health.Checker  // nil: no active checks
 	det      *health.Detector // nil: no ejection
 	budget   *retry.Budget    // shared by the policies of its routes
+	dial     DialFunc         // nil: net.Dialer (Options.Dial)
 
 	mu     sync.Mutex                                      // serialises SetTargets
 	eps    atomic.Pointer[map[*balance.Endpoint]*endpoint] // live endpoints
@@ -205,7 +214,7 @@ func (g *Gateway) rand(name string) *rand.Rand {
 func (g *Gateway) newUpstream(uc Upstream) (*upstream, error) {
 	sink, clock := g.opts.Sink, g.opts.Clock
 	u := &upstream{g: g, name: uc.Name, cfg: uc, stats: map[string]*replicaStats{},
-		events: emit.New(sink, clock, uc.Name)}
+		events: emit.New(sink, clock, uc.Name), dial: g.opts.Dial[uc.Name]}
 	var err error
 	if u.bal, err = balance.New(uc.Balance, g.rand("balance/"+uc.Name), balance.WithEvents(sink, clock), balance.WithTarget(uc.Name)); err != nil {
 		return nil, err
@@ -229,7 +238,14 @@ func (g *Gateway) newUpstream(uc Upstream) (*upstream, error) {
 		u.maxConns = int64(uc.Limits.MaxConnections)
 	}
 	if uc.HealthCheck != nil {
-		if u.chk, err = health.NewChecker(*uc.HealthCheck, u.bal, health.WithEvents(sink, clock), health.WithTarget(uc.Name)); err != nil {
+		hopts := []health.Option{health.WithEvents(sink, clock), health.WithTarget(uc.Name)}
+		if u.dial != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.DialContext = u.dial
+			tr.Proxy = nil // the dialer decides where connections go, not $HTTP_PROXY
+			hopts = append(hopts, health.WithClient(&http.Client{Transport: tr}))
+		}
+		if u.chk, err = health.NewChecker(*uc.HealthCheck, u.bal, hopts...); err != nil {
 			return nil, err
 		}
 	}

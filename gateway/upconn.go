@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -101,8 +102,16 @@ func (p *connPool) dial(deadline time.Time) (*upConn, error) {
 		u.conns.Add(-1)
 		return nil, errMaxConnections
 	}
-	d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
-	nc, err := d.Dial("tcp", p.addr)
+	var nc net.Conn
+	var err error
+	if u.dial != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		nc, err = u.dial(ctx, "tcp", p.addr)
+		cancel()
+	} else {
+		d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
+		nc, err = d.Dial("tcp", p.addr)
+	}
 	if err != nil {
 		u.conns.Add(-1)
 		return nil, err

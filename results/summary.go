@@ -116,6 +116,50 @@ type FaultSummary struct {
 	Occurrences int `json:"occurrences,omitempty"`
 	// Reason says why a fault that started never took effect.
 	Reason string `json:"reason,omitempty"`
+	// Connection is what a connection fault (tcp_*) did in the fault
+	// proxies; Packet what a packet fault did to the upstream's packets.
+	Connection *ConnectionEffect `json:"connection,omitempty"`
+	Packet     *PacketEffect     `json:"packet,omitempty"`
+}
+
+// ConnectionEffect counts what a connection fault's toxic did, summed over
+// the fault proxies of the replicas it targeted.
+type ConnectionEffect struct {
+	ConnsSeen    uint64 `json:"conns_seen"`  // connections that carried bytes while it was on
+	ConnsDrawn   uint64 `json:"conns_drawn"` // of those, the ones its toxicity drew
+	Conns        uint64 `json:"conns"`       // connections it acted on
+	Messages     uint64 `json:"messages"`    // requests or responses it acted on
+	BytesDelayed uint64 `json:"bytes_delayed"`
+	BytesDropped uint64 `json:"bytes_dropped"`
+	Closes       uint64 `json:"closes"` // connections it closed or reset
+}
+
+// PacketEffect is what a packet fault did to its upstream's packets while
+// it was active, per direction, and the TCP retransmissions that followed.
+type PacketEffect struct {
+	Direction    string          `json:"direction"`
+	ToUpstream   PacketDirection `json:"to_upstream"`
+	FromUpstream PacketDirection `json:"from_upstream"`
+	// KernelRetransmits is the namespaces' own count (RetransSegs, both
+	// sides); absent when it could not be read.
+	KernelRetransmits *uint64 `json:"kernel_retransmits,omitempty"`
+}
+
+// PacketDirection counts one direction of a packet link.
+type PacketDirection struct {
+	Packets    uint64 `json:"packets"`
+	Dropped    uint64 `json:"dropped"` // lost + blackholed + overflow
+	Lost       uint64 `json:"lost"`
+	Blackholed uint64 `json:"blackholed,omitempty"`
+	Overflow   uint64 `json:"overflow,omitempty"`
+	Delayed    uint64 `json:"delayed"`
+	Duplicated uint64 `json:"duplicated,omitempty"`
+	Reordered  uint64 `json:"reordered,omitempty"`
+	Corrupted  uint64 `json:"corrupted,omitempty"`
+	// Retransmits the sender made, seen by the engine; CapturedRetransmits
+	// the same seen by a capture on the sending side's device.
+	Retransmits         uint64 `json:"retransmits"`
+	CapturedRetransmits uint64 `json:"captured_retransmits"`
 }
 
 // ObjectiveResult is one SLO's verdict with its evidence.

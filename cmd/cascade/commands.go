@@ -99,6 +99,7 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 
 func newValidateCmd(stdout, stderr io.Writer) *cobra.Command {
 	var pf planFlags
+	var checkPriv bool
 	cmd := &cobra.Command{
 		Use:   "validate SCENARIO.yaml",
 		Short: "Check a scenario without running it (exit 0 valid, 2 invalid)",
@@ -115,12 +116,16 @@ objective and runs the static timeout-cascade lint. Errors name file:line:column
 			for _, w := range p.Warnings {
 				fmt.Fprintln(stderr, "warning:", w)
 			}
+			if err := packetNote(stderr, p, checkPriv); err != nil {
+				return exitWith(ExitUsage, err)
+			}
 			fmt.Fprintf(stdout, "%s: valid (%d upstreams, %d faults, %d phases, %d objectives, %.0f requests over %s)\n",
 				args[0], len(p.Upstreams), len(p.Timeline), len(p.Phases), len(p.Objectives), loadgen.NewPacer(p.Load.Stages).Total(), p.Duration)
 			return nil
 		},
 	}
 	pf.register(cmd)
+	cmd.Flags().BoolVar(&checkPriv, "check-privileges", false, "also fail (exit 2) when the scenario needs root for packet faults and this process lacks it")
 	return cmd
 }
 

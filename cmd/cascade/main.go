@@ -105,11 +105,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newFaultCmd(stdout),
 		newPhaseCmd(stdout),
 		newStopCmd(stdout),
+		newFaultProxyCmd(stdout, stderr),
+		newToxiproxyCmd(stdout, stderr),
 		newVersionCmd(stdout),
 		newLadderCmd(stdout, stderr),
-		newUpstreamCmd(stdout, stderr),
-		newCleanupCmd(stdout, stderr),
-		newFaultsCmd(stdout),
 	)
 	return root
 }

@@ -21,6 +21,7 @@ const AccessLogFile = "access.jsonl"
 func startGateway(p *plan.Plan, ups []*faults.Upstream, dir string, sink event.Sink, clock *event.Clock) (gw *gateway.Gateway, stop func() error, err error) {
 	cfg := *p.Gateway
 	cfg.Upstreams = nil
+	dials := map[string]gateway.DialFunc{}
 	for _, u := range ups {
 		gu := gateway.Upstream{Name: u.Name()}
 		for _, c := range p.Gateway.Upstreams {
@@ -33,12 +34,15 @@ func startGateway(p *plan.Plan, ups []*faults.Upstream, dir string, sink event.S
 			gu.Targets = append(gu.Targets, r.URL())
 		}
 		cfg.Upstreams = append(cfg.Upstreams, gu)
+		if l := u.Link(); l != nil {
+			dials[u.Name()] = l.DialContext // its replicas listen inside the packet link's namespace
+		}
 	}
 	f, err := os.Create(filepath.Join(dir, AccessLogFile))
 	if err != nil {
 		return nil, nil, err
 	}
-	gw, err = gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock, Seed: p.Seed, AccessLog: f})
+	gw, err = gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock, Seed: p.Seed, AccessLog: f, Dial: dials})
 	if err == nil {
 		err = gw.Start()
 	}

@@ -73,6 +73,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if opts.OutDir == "" {
 		opts.OutDir = filepath.Join("cascade-results", p.Name+"-"+time.Now().Format("20060102-150405"))
 	}
+	if err := checkPacketPrivileges(p); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
 	w, err := results.Create(opts.OutDir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: run directory: %w", ErrSetup, err)
@@ -107,6 +110,11 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	// Upstreams (and the containers some need; removed after them).
 	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
 	defer env.close()
+	links, err := startLinks(p, env.runID, sink, clock) // packet faults' namespaces; closed after the upstreams
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer links.close()
 	var ups []*faults.Upstream
 	defer func() {
 		for _, u := range ups {
@@ -118,6 +126,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
+		uc.Link = links[uc.Name]
 		u := faults.NewUpstream(uc, uopts)
 		if err := u.StartContext(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
@@ -304,6 +313,7 @@ func summarize(p *plan.Plan, c *results.Collector, pacer *loadgen.Pacer, faultRe
 		if f.Started && f.End == 0 {
 			fs.End = results.Sec(elapsed)
 		}
+		fs.Connection, fs.Packet = effectSummaries(f.Effects)
 		s.Faults = append(s.Faults, fs)
 	}
 	return s

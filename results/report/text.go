@@ -61,7 +61,8 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 
 	if len(s.Faults) > 0 {
 		b.WriteString("\nFaults\n")
-		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		fb := &strings.Builder{}
+		tw := tabwriter.NewWriter(fb, 0, 0, 2, ' ', 0)
 		for _, f := range s.Faults {
 			when := "never started"
 			if f.Started {
@@ -78,6 +79,7 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 			fmt.Fprintf(tw, "  %s\t%s on %s\t%s\t%s\n", f.Name, f.Kind, f.Target, when, eff)
 		}
 		tw.Flush()
+		writeWithEffects(b, fb.String(), s.Faults)
 	}
 
 	gatewayBlock(b, s.GatewayStats)
