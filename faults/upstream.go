@@ -57,6 +57,14 @@ type UpstreamConfig struct {
 	Replicas  int      // default 1
 	Listen    []string // fixed host:port per replica; empty means 127.0.0.1 on a kernel-chosen port
 	Behaviour Behaviour
+	// Concurrency is each replica's worker pool: at most this many requests
+	// are worked on at once, the rest queue (0: unlimited). Latency then
+	// grows with load, which is what an autoscaler reacts to.
+	Concurrency int
+	// IgnoreCancel keeps working on a request after its caller left, like a
+	// handler that does not watch its context: the orphaned work a verdict
+	// measures. Bounded by MaxOrphanWork and by Close.
+	IgnoreCancel bool
 	// Kind is UpstreamHTTP (default) or UpstreamDatabase.
 	Kind string
 	// Database configures a database upstream: each replica serves from its
@@ -158,6 +166,8 @@ type Options struct {
 	Seed  uint64
 	Sink  event.Sink
 	Clock *event.Clock
+	// Observer, when set, sees every request every replica receives.
+	Observer Observer
 }
 
 func (o *Options) defaults() {
@@ -176,7 +186,8 @@ type Upstream struct {
 
 	mu       sync.Mutex
 	replicas []*Replica
-	packetOn string // the packet fault active on the link (one at a time)
+	life     lifetime // ends IgnoreCancel work on Close
+	packetOn string   // the packet fault active on the link (one at a time)
 }
 
 // NewUpstream prepares an upstream; Start binds its replicas.
@@ -254,6 +265,7 @@ func (u *Upstream) Replicas() []*Replica {
 // Close stops every replica and resets their connections.
 func (u *Upstream) Close() error {
 	var errs []error
+	u.life.end()
 	for _, r := range u.Replicas() {
 		errs = append(errs, r.close())
 	}
@@ -300,6 +312,8 @@ type Replica struct {
 	resumeCh  chan struct{} // non-nil while paused; closed on resume
 	proxyDown int           // tcp_down faults active on the fault proxy
 
+	slots chan struct{} // the Concurrency worker pool; nil when unlimited
+
 	Received atomic.Int64 // requests that reached this replica
 	InFlight atomic.Int64 // requests being handled now
 }
@@ -319,7 +333,7 @@ type Backend interface {
 
 func newReplica(u *Upstream, index int, addr string) *Replica {
 	r := &Replica{up: u, index: index, name: fmt.Sprintf("%s[%d]", u.cfg.Name, index), addr: addr,
-		conns: map[net.Conn]struct{}{}}
+		conns: map[net.Conn]struct{}{}, slots: replicaSlots(u.cfg.Concurrency)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.srv = &http.Server{
 		Handler:           http.HandlerFunc(r.serve),
@@ -400,6 +414,11 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 	r.Received.Add(1)
 	r.InFlight.Add(1)
 	defer r.InFlight.Add(-1)
+	req, done, err := r.admit(req)
+	defer done()
+	if err != nil {
+		return // the caller left while the request queued for a worker
+	}
 	h := w.Header()
 	h.Set(HeaderUpstream, r.up.cfg.Name)
 	h.Set(HeaderReplica, r.name)

@@ -28,8 +28,14 @@ type Summary struct {
 	Faults      []FaultSummary    `json:"faults"`
 	Objectives  []ObjectiveResult `json:"objectives"`
 	Verdict     string            `json:"verdict"` // pass, fail, or interrupted
-	Warnings    []string          `json:"warnings,omitempty"`
-	Versions    map[string]string `json:"versions,omitempty"`
+	// Aborted says why the run stopped early: an objective marked abort
+	// could no longer pass. The verdict is then fail.
+	Aborted string `json:"aborted,omitempty"`
+	// Direct is the load sent straight to the upstreams, bypassing the
+	// gateway, interleaved with the rest (layer attribution).
+	Direct   *PhaseSummary     `json:"direct,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
+	Versions map[string]string `json:"versions,omitempty"`
 	// GatewayStats are the built-in gateway's counts (absent with your own gateway).
 	GatewayStats *GatewayStats `json:"gateway_stats,omitempty"`
 }
@@ -70,7 +76,10 @@ type StatsSummary struct {
 	Service      Percentiles      `json:"service_ms"`    // from actual send
 	Lag          Percentiles      `json:"lag_ms"`
 	Causes       map[string]int64 `json:"causes"`
-	Histograms   EncodedHists     `json:"histograms"`
+	// CauseLatency is the latency of the failed requests, by cause (phases
+	// only): at what time each layer answered.
+	CauseLatency map[string]Percentiles `json:"cause_latency_ms,omitempty"`
+	Histograms   EncodedHists           `json:"histograms"`
 }
 
 // EncodedHists are HdrHistogram V2 compressed, base64: the standard form
@@ -79,6 +88,8 @@ type EncodedHists struct {
 	Latency string `json:"latency"`
 	Service string `json:"service"`
 	Lag     string `json:"lag,omitempty"`
+	// ByCause holds the latency histograms of failed requests by cause.
+	ByCause map[string]string `json:"by_cause,omitempty"`
 }
 
 // Percentiles in milliseconds.
@@ -161,6 +172,9 @@ type ObjectiveResult struct {
 	Bound    string  `json:"bound"`
 	Pass     bool    `json:"pass"`
 	Evidence string  `json:"evidence,omitempty"`
+	// Facts are the evidence as data: timestamps (seconds on the run's
+	// clock), counts and durations, for tools and tests.
+	Facts map[string]float64 `json:"facts,omitempty"`
 }
 
 // Summarize turns Stats into their summary; window is the phase length for
@@ -189,6 +203,19 @@ func Summarize(s *Stats, window time.Duration, target float64) StatsSummary {
 		out.Lag = percentiles(s.Lag)
 		out.Histograms.Lag = encode(s.Lag)
 	}
+	if s.ByCause != nil {
+		for c, h := range s.ByCause {
+			if h == nil || h.TotalCount() == 0 {
+				continue
+			}
+			if out.CauseLatency == nil {
+				out.CauseLatency, out.Histograms.ByCause = map[string]Percentiles{}, map[string]string{}
+			}
+			name := cause.Cause(c).String()
+			out.CauseLatency[name] = percentiles(h)
+			out.Histograms.ByCause[name] = encode(h)
+		}
+	}
 	return out
 }
 
@@ -205,6 +232,18 @@ func (ss StatsSummary) Stats() (*Stats, error) {
 	if ss.Histograms.Lag != "" {
 		if s.Lag, err = decode(ss.Histograms.Lag); err != nil {
 			return nil, fmt.Errorf("lag histogram: %w", err)
+		}
+	}
+	if len(ss.Histograms.ByCause) > 0 {
+		s.ByCause = &[cause.Count]*hdr.Histogram{}
+		for name, enc := range ss.Histograms.ByCause {
+			c, ok := cause.Parse(name)
+			if !ok {
+				return nil, fmt.Errorf("unknown cause %q in summary histograms", name)
+			}
+			if s.ByCause[c], err = decode(enc); err != nil {
+				return nil, fmt.Errorf("%s latency histogram: %w", name, err)
+			}
 		}
 	}
 	for name, n := range ss.Causes {

@@ -41,6 +41,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var pf planFlags
 	var lf liveFlags
 	var out, progress string
+	var repeat int
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
 		Short: "Run a scenario and judge its SLOs (exit 0 pass, 1 fail)",
@@ -52,6 +53,12 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
   cascade run --out /tmp/run1 --seed 7 scenarios/examples/slow-upstream-504.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if repeat < 0 || repeat > 1000 {
+				return exitWith(ExitUsage, fmt.Errorf("--repeat must be between 1 and 1000"))
+			}
+			if repeat > 1 {
+				return runRepeat(cmd.Context(), args[0], pf.options(cmd), repeat, out, stdout, stderr)
+			}
 			p, err := plan.CompileFile(args[0], pf.options(cmd))
 			if err != nil {
 				return exitWith(ExitUsage, err)
@@ -86,6 +93,7 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 	lf.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "run directory (default ./cascade-results/<name>-<timestamp>)")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "live display: auto, bars, plain or off")
+	cmd.Flags().IntVar(&repeat, "repeat", 1, "run N times with seeds seed..seed+N-1 and report each objective's pass rate (flaky: neither 0% nor 100%)")
 	return cmd
 }
 
@@ -140,6 +148,7 @@ func newSchemaCmd(stdout io.Writer) *cobra.Command {
 
 func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 	var outs reportOutputs
+	var junit string
 	cmd := &cobra.Command{
 		Use:   "report RUN_DIR",
 		Short: "Re-print a run's summary and re-judge its SLOs from the recorded data",
@@ -172,8 +181,10 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
+			in.Upstreams = r.Upstreams
 			objs, pass := verdict.Evaluate(p.Objectives, in)
 			sum.Objectives = objs
+			pass = pass && sum.Aborted == ""
 			switch {
 			case sum.Interrupted:
 				sum.Verdict = results.VerdictInterrupted
@@ -191,6 +202,11 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 					return err
 				}
 			}
+			if junit != "" {
+				if err := writeJUnitFile(junit, &sum); err != nil {
+					return exitWith(ExitRunFailed, err)
+				}
+			}
 			switch {
 			case sum.Interrupted:
 				return exitWith(ExitInterrupted, nil)
@@ -201,6 +217,7 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 		},
 	}
 	outs.register(cmd)
+	cmd.Flags().StringVar(&junit, "junit", "", "also write the re-judged objectives as JUnit XML to this file")
 	return cmd
 }
 

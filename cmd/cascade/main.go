@@ -108,6 +108,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newFaultProxyCmd(stdout, stderr),
 		newToxiproxyCmd(stdout, stderr),
 		newVersionCmd(stdout),
+		newLadderCmd(stdout, stderr),
 	)
 	return root
 }

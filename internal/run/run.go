@@ -99,8 +99,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			err = fmt.Errorf("game day: %w", cerr)
 		}
 	}()
-	sink := gd.sink(w)
-	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
+	rec, err := newRecording(p, w.Dir(), clock)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer rec.close()
+	sink := rec.sink(gd.sink(w))
+	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
 	// Upstreams (and the containers some need; removed after them).
 	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
@@ -153,10 +158,19 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0))
 	var gen loadDriver
+	var direct *directLoad
 	if gd == nil {
 		lcfg := p.Load
 		lcfg.Target = target
-		gen, err = loadgen.New(lcfg, collector, clock, nil)
+		var recorder loadgen.Recorder = collector
+		var transport loadgen.Transport
+		if p.Direct > 0 {
+			if direct, lcfg, err = newDirectLoad(p, lcfg, ups, collector); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+			recorder, transport = direct, direct
+		}
+		gen, err = loadgen.New(lcfg, recorder, clock, transport)
 	} else {
 		gen, err = gd.start(timeline, collector, target, sink)
 	}
@@ -170,32 +184,52 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
 		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
 	bg, stopBG := context.WithCancel(context.Background())
+	loadCtx, stopLoad := context.WithCancel(ctx) // stopped early by an abort objective
+	defer stopLoad()
+	waitScalers, err := startAutoscalers(bg, p.Autoscale, ups, gw, rec, sink, clock)
+	if err != nil {
+		stopBG()
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	recDone := make(chan struct{})
+	go func() {
+		rec.background(bg, func() []*faults.Upstream { return ups }, gen.Pacer().Total(), stopLoad)
+		close(recDone)
+	}()
 	tlDone := make(chan struct{})
 	go func() { timeline.Run(bg); close(tlDone) }()
 	live := &liveStats{}
 	progDone := make(chan struct{})
 	go func() { showProgress(bg, opts.Stderr, opts.Progress, p.Name, gen, live); close(progDone) }()
 	flushDone := make(chan struct{})
-	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live); close(flushDone) }()
+	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec); close(flushDone) }()
 
-	runErr := gen.Run(ctx)
+	runErr := gen.Run(loadCtx)
 	elapsed := clock.Now()
 	interrupted := ctx.Err() != nil
-	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted}})
+	aborted := rec.abortReason()
+	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted, "aborted": aborted != ""}})
 	stopBG()
 	emitUpstreamStats(sink, clock, ups)
 	<-tlDone
 	<-progDone
 	<-flushDone
-	if runErr != nil && !interrupted {
+	<-recDone
+	waitScalers()
+	if runErr != nil && !interrupted && aborted == "" {
 		return nil, runErr
 	}
-	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
+	rec.keepIntervals(w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth)))
 
 	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
-	sum := summarize(ranPlan, collector, gen.Pacer(), reports, started, elapsed, interrupted, target, gwName)
+	sum := summarize(ranPlan, collector, gen.Pacer(), reports, started, elapsed, interrupted || aborted != "", target, gwName)
+	sum.Interrupted = interrupted
+	sum.Aborted = aborted
+	if direct != nil {
+		summarizeDirect(p, direct, sum, gen.Pacer())
+	}
 	sum.GatewayStats = gatewayStats(gw)
-	in, err := verdict.NewInput(sum, nil, nil)
+	in, err := rec.input(sum)
 	if err != nil {
 		return nil, err
 	}
@@ -204,13 +238,17 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	switch {
 	case interrupted:
 		sum.Verdict = results.VerdictInterrupted
-	case pass:
+	case pass && aborted == "":
 		sum.Verdict = results.VerdictPass
 	default:
+		pass = false
 		sum.Verdict = results.VerdictFail
 	}
 	if err := w.WriteSummary(sum); err != nil {
 		return nil, fmt.Errorf("write summary: %w", err)
+	}
+	if err := writeJUnit(w.Dir(), sum); err != nil {
+		return nil, err
 	}
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
@@ -221,7 +259,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 // flushIntervals writes every interval no request can still land in, each
 // second, so memory stays flat and an interrupted run keeps its time series.
-func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats) {
+func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
 	for {
@@ -233,7 +271,7 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 		// A request intended at t finishes by t + lag + client timeout; keep a
 		// margin of one interval for the lag.
 		ivs := c.TakeIntervals(clock.Now() - clientTimeout - IntervalWidth)
-		w.WriteIntervals(ivs, results.Sec(IntervalWidth))
+		rec.keepIntervals(w.WriteIntervals(ivs, results.Sec(IntervalWidth)))
 		_ = w.Flush()
 		if len(ivs) > 0 {
 			last := ivs[len(ivs)-1].Stats.Latency

@@ -23,6 +23,9 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	if s.Interrupted {
 		fmt.Fprintf(b, "  (INTERRUPTED after %.1fs of %.1fs: partial results)", float64(s.Elapsed), float64(s.Planned))
 	}
+	if s.Aborted != "" {
+		fmt.Fprintf(b, "  (ABORTED after %.1fs of %.1fs: %s)", float64(s.Elapsed), float64(s.Planned), s.Aborted)
+	}
 	fmt.Fprintf(b, "\n  seed %d · plan %s · target %s", s.Seed, s.PlanHash, s.Target)
 	if s.Gateway != "builtin" && s.Gateway != "" {
 		fmt.Fprintf(b, " (external gateway)")
