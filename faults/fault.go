@@ -13,8 +13,12 @@
 //   - database: ReplicaFault on the database behind a database upstream
 //     (slow_query, lock_contention, pool_exhaustion, statement_timeout,
 //     connection_refused);
-//   - connection and packet: registered the same way by the TCP proxy and the
-//     packet engine (a ReplicaFault that reaches the replica's proxy or link).
+//   - connection: the tcp_* kinds (connection.go), Toxiproxy's toxics in a
+//     fault proxy (faults/tcpfault) that the run keeps in front of each
+//     replica (UpstreamConfig.FaultProxy);
+//   - packet: the packet kind (packetfault.go), an impairment on the packet
+//     link (faults/packet) that carries the upstream's traffic
+//     (UpstreamConfig.Link).
 //
 // A Timeline activates and deactivates faults on replicas at their offsets on
 // the run's clock (with ramps and repeats, and live Start/Stop for game days),

@@ -213,6 +213,7 @@ func (r *Replica) kill() error {
 		r.resume() // a killed process is not paused any more
 		err = r.stopListening()
 	}
+	r.syncProxy()
 	r.emit("replica.down", nil)
 	return err
 }
@@ -232,6 +233,7 @@ func (r *Replica) revive() error {
 	} else {
 		err = r.startListening()
 	}
+	r.syncProxy()
 	if err == nil {
 		r.emit("replica.up", map[string]any{"addr": r.Addr()})
 	}

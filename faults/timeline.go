@@ -81,6 +81,8 @@ type Report struct {
 	Stats EffectStats `json:"-"`
 	// Reason says why a started fault never took effect; "" otherwise.
 	Reason string `json:"reason,omitempty"`
+	// Effects is what a connection or packet fault did, beyond Fired.
+	Effects Effects `json:"effects,omitzero"`
 }
 
 // Errors of the live API.
@@ -129,6 +131,7 @@ type slot struct {
 	effects []*Effect
 	rep     Report
 	past    EffectStats // counters of finished occurrences
+	pastFx  Effects     // effects of finished occurrences (EffectReporter)
 	applied atomic.Int64
 }
 
@@ -184,6 +187,8 @@ func (t *Timeline) check(e Entry) error {
 	if k, err := LookupKind(e.Kind); err != nil {
 		return fmt.Errorf("fault %s: %w", e.Name, err)
 	} else if err := k.Applies(u.Kind(), u.Containerised()); err != nil {
+		return fmt.Errorf("fault %s on %s: %w", e.Name, e.Upstream, err)
+	} else if err := u.ready(k); err != nil {
 		return fmt.Errorf("fault %s on %s: %w", e.Name, e.Upstream, err)
 	}
 	return nil
@@ -368,6 +373,9 @@ func (t *Timeline) stopLocked(s *slot) {
 	}
 	st := t.currentStats(s)
 	s.past.add(st)
+	if er, ok := s.fault.(EffectReporter); ok {
+		s.pastFx.add(er.Effects())
+	}
 	s.active = false
 	s.targets, s.effects, s.base = nil, nil, nil
 	now := t.clock.Now()
@@ -525,8 +533,12 @@ func (t *Timeline) Reports() []Report {
 		r := s.rep
 		r.Replicas = append([]string(nil), r.Replicas...)
 		r.Stats = s.past
+		r.Effects = s.pastFx.clone()
 		if s.active {
 			r.Stats.add(t.currentStats(s))
+			if er, ok := s.fault.(EffectReporter); ok {
+				r.Effects.add(er.Effects())
+			}
 		}
 		r.Fired = r.Stats.Fired
 		if r.Started && r.Fired == 0 {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cascadehq/cascade/faults/packet"
+	"github.com/cascadehq/cascade/faults/tcpfault"
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/event"
@@ -55,6 +57,14 @@ type UpstreamConfig struct {
 	Replicas  int      // default 1
 	Listen    []string // fixed host:port per replica; empty means 127.0.0.1 on a kernel-chosen port
 	Behaviour Behaviour
+	// Concurrency is each replica's worker pool: at most this many requests
+	// are worked on at once, the rest queue (0: unlimited). Latency then
+	// grows with load, which is what an autoscaler reacts to.
+	Concurrency int
+	// IgnoreCancel keeps working on a request after its caller left, like a
+	// handler that does not watch its context: the orphaned work a verdict
+	// measures. Bounded by MaxOrphanWork and by Close.
+	IgnoreCancel bool
 	// Kind is UpstreamHTTP (default) or UpstreamDatabase.
 	Kind string
 	// Database configures a database upstream: each replica serves from its
@@ -69,6 +79,18 @@ type UpstreamConfig struct {
 	// FirstIndex numbers the replicas from here: a replica served on its
 	// own (`cascade upstream --index 2`) keeps the name it has in its run.
 	FirstIndex int `yaml:"-" json:"-"`
+	// FaultProxy puts a TCP fault proxy (faults/tcpfault) in front of each
+	// replica for the whole run, so connection-layer faults can act on its
+	// connections; the replica's Listen address becomes the proxy's. Set by
+	// the plan when the timeline has connection faults on the upstream.
+	FaultProxy bool `yaml:"-" json:"-"`
+	// PacketFaults marks an upstream whose timeline has packet faults: the
+	// run creates a Link for it (root only). Set by the plan.
+	PacketFaults bool `yaml:"-" json:"-"`
+	// Link, set by the run, makes the replicas listen inside the link's
+	// upstream namespace, so packet-layer faults act on their traffic. The
+	// run closes it after the upstream.
+	Link *packet.Link `yaml:"-" json:"-"`
 }
 
 // Process is a replica that runs outside cascade's process (a container).
@@ -144,6 +166,8 @@ type Options struct {
 	Seed  uint64
 	Sink  event.Sink
 	Clock *event.Clock
+	// Observer, when set, sees every request every replica receives.
+	Observer Observer
 }
 
 func (o *Options) defaults() {
@@ -162,6 +186,8 @@ type Upstream struct {
 
 	mu       sync.Mutex
 	replicas []*Replica
+	life     lifetime // ends IgnoreCancel work on Close
+	packetOn string   // the packet fault active on the link (one at a time)
 }
 
 // NewUpstream prepares an upstream; Start binds its replicas.
@@ -211,10 +237,17 @@ func (u *Upstream) AddReplica(ctx context.Context) (*Replica, error) {
 	if i < len(u.cfg.Listen) {
 		addr = u.cfg.Listen[i]
 	}
+	addr, front := u.replicaAddrs(addr)
 	r := newReplica(u, i, addr)
 	r.name = fmt.Sprintf("%s[%d]", u.cfg.Name, u.cfg.FirstIndex+i)
 	if err := r.start(ctx); err != nil {
 		return nil, fmt.Errorf("upstream %s replica %d: %w", u.cfg.Name, i, err)
+	}
+	if front != "" {
+		if err := r.startProxy(front); err != nil {
+			_ = r.close()
+			return nil, fmt.Errorf("upstream %s replica %d: %w", u.cfg.Name, i, err)
+		}
 	}
 	u.mu.Lock()
 	u.replicas = append(u.replicas, r)
@@ -232,6 +265,7 @@ func (u *Upstream) Replicas() []*Replica {
 // Close stops every replica and resets their connections.
 func (u *Upstream) Close() error {
 	var errs []error
+	u.life.end()
 	for _, r := range u.Replicas() {
 		errs = append(errs, r.close())
 	}
@@ -260,21 +294,25 @@ type Replica struct {
 	handler atomic.Pointer[http.Handler] // base wrapped in the active HTTP faults
 	backend Backend                      // what serves instead of Behaviour (a database); nil otherwise
 	proc    Process                      // the outside process, for a containerised replica
+	proxy   *tcpfault.Proxy              // the fault proxy in front (UpstreamConfig.FaultProxy); nil otherwise
 
 	// ctx ends every wait of the replica (a paused accept, a paused
 	// request, a restart's delay, a container operation) when it closes.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	addr     string // host:port; fixed after the first bind so a restart comes back on it
-	ln       net.Listener
-	conns    map[net.Conn]struct{}
-	active   []activeFault
-	closed   bool
-	down     bool          // killed or down: not serving
-	lnStop   chan struct{} // closed when the current listener stops
-	resumeCh chan struct{} // non-nil while paused; closed on resume
+	mu        sync.Mutex
+	addr      string // host:port; fixed after the first bind so a restart comes back on it
+	ln        net.Listener
+	conns     map[net.Conn]struct{}
+	active    []activeFault
+	closed    bool
+	down      bool          // killed or down: not serving
+	lnStop    chan struct{} // closed when the current listener stops
+	resumeCh  chan struct{} // non-nil while paused; closed on resume
+	proxyDown int           // tcp_down faults active on the fault proxy
+
+	slots chan struct{} // the Concurrency worker pool; nil when unlimited
 
 	Received atomic.Int64 // requests that reached this replica
 	InFlight atomic.Int64 // requests being handled now
@@ -295,7 +333,7 @@ type Backend interface {
 
 func newReplica(u *Upstream, index int, addr string) *Replica {
 	r := &Replica{up: u, index: index, name: fmt.Sprintf("%s[%d]", u.cfg.Name, index), addr: addr,
-		conns: map[net.Conn]struct{}{}}
+		conns: map[net.Conn]struct{}{}, slots: replicaSlots(u.cfg.Concurrency)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.srv = &http.Server{
 		Handler:           http.HandlerFunc(r.serve),
@@ -355,8 +393,12 @@ func (r *Replica) Name() string { return r.name }
 // Index is the replica's position in its upstream.
 func (r *Replica) Index() int { return r.index }
 
-// Addr is the replica's host:port.
+// Addr is the replica's host:port: where clients reach it (its fault
+// proxy, when it has one).
 func (r *Replica) Addr() string {
+	if r.proxy != nil {
+		return r.proxy.Addr()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.addr
@@ -372,6 +414,11 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 	r.Received.Add(1)
 	r.InFlight.Add(1)
 	defer r.InFlight.Add(-1)
+	req, done, err := r.admit(req)
+	defer done()
+	if err != nil {
+		return // the caller left while the request queued for a worker
+	}
 	h := w.Header()
 	h.Set(HeaderUpstream, r.up.cfg.Name)
 	h.Set(HeaderReplica, r.name)
@@ -489,7 +536,7 @@ func (r *Replica) startListening() error {
 	var err error
 	// A restart may race a socket still closing on the same port; retry briefly.
 	for attempt := 0; attempt < 50; attempt++ {
-		ln, err = net.Listen("tcp", r.addr)
+		ln, err = r.listen(r.addr)
 		if err == nil {
 			break
 		}
@@ -537,6 +584,9 @@ func (r *Replica) stopListening() error {
 
 func (r *Replica) close() error {
 	r.cancel()
+	if r.proxy != nil {
+		_ = r.proxy.Close()
+	}
 	if r.proc != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

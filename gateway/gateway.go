@@ -1,95 +1,166 @@
-// Package gateway is cascade's reverse proxy: the system whose resilience a
-// scenario verifies. It routes by path prefix to upstreams, balances over
-// their replicas, and enforces connect, response-header and total timeouts.
-//
-// Every response the gateway produces itself carries the termination cause
-// (cause.Header), decided in one place (classify), so the load generator can
-// tell a gateway 504 from an upstream's own 504, and a verdict can say which
-// layer of the timeout cascade fired.
-//
-//	client ─▶ route (longest prefix) ─▶ pick replica ─▶ headerTimeout ─▶ http.Transport ─▶ replica
-//	                                        │ error
-//	                                        ▼
-//	                                 classify ─▶ status + X-Cascade-Cause + event
 package gateway
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
-	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"sort"
-	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cascadehq/cascade/gateway/balance"
+	"github.com/cascadehq/cascade/gateway/breaker"
+	"github.com/cascadehq/cascade/gateway/fallback"
+	"github.com/cascadehq/cascade/gateway/health"
+	"github.com/cascadehq/cascade/gateway/internal/emit"
+	"github.com/cascadehq/cascade/gateway/limit"
+	"github.com/cascadehq/cascade/gateway/retry"
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
 )
 
-// HeaderDeadline carries the caller's remaining budget in milliseconds to the
-// upstream, so it can stop work nobody will wait for.
-const HeaderDeadline = "X-Cascade-Deadline-Ms"
+// Headers the gateway sets on every attempt it sends upstream.
+const (
+	// HeaderDeadline carries the attempt's budget in milliseconds (the
+	// time left of the route's total timeout, or the per-try timeout if
+	// that is shorter), so the upstream can stop work nobody will wait for.
+	HeaderDeadline = "X-Cascade-Deadline-Ms"
+	// HeaderAttempt numbers the attempts of one request, from 1 (Envoy's
+	// x-envoy-attempt-count).
+	HeaderAttempt = "X-Cascade-Attempt"
+	// HeaderRequestID identifies a request end to end: propagated when the
+	// client sent one, generated otherwise; sent upstream, echoed to the
+	// client and written to the access log.
+	HeaderRequestID = "X-Request-Id"
+)
 
 // Options are the gateway's library knobs (not part of the config file).
 type Options struct {
-	Sink  event.Sink
+	// Sink receives every decision as an event (see the package doc).
+	Sink event.Sink
+	// Clock stamps events and access-log lines (the run's clock).
 	Clock *event.Clock
+	// Seed seeds every random choice: balancing, retry jitter, request IDs.
+	// Default 1.
+	Seed uint64
+	// AccessLog receives one JSON line per request; nil: no access log.
+	AccessLog io.Writer
+	// Dial replaces, per upstream name, how connections to its replicas
+	// (and its health checks) are made: a run dials an upstream behind a
+	// packet link from inside the link's network namespace. Upstreams not
+	// named use a net.Dialer.
+	Dial map[string]DialFunc
 }
+
+// DialFunc opens a connection to addr, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Gateway is a running reverse proxy.
 type Gateway struct {
 	cfg    Config
 	opts   Options
 	routes []*route // longest prefix first
-	pools  map[string]*pool
-	srv    *http.Server
-	ln     net.Listener
+	ups    map[string]*upstream
+	upList []*upstream // config order
+
+	idPrefix []byte
+	idSeq    atomic.Uint64
+	active   atomic.Int64
+
+	alog    *accessLog
+	metrics *metrics
+	srv     *server
+	admin   *http.Server
+	adminLn net.Listener
+
+	ctx    context.Context // ends at Close: health checks, waits
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
 }
 
+// upstream is one upstream's live state.
+type upstream struct {
+	g        *Gateway
+	name     string
+	cfg      Upstream
+	bal      *balance.Balancer
+	brk      *breaker.Breaker // nil: no breaker
+	lim      *limit.Limiter   // nil: no bulkhead
+	maxConns int64
+	conns    atomic.Int64
+	chk      *health.Checker  // nil: no active checks
+	det      *health.Detector // nil: no ejection
+	budget   *retry.Budget    // shared by the policies of its routes
+	dial     DialFunc         // nil: net.Dialer (Options.Dial)
+
+	mu     sync.Mutex                                      // serialises SetTargets
+	eps    atomic.Pointer[map[*balance.Endpoint]*endpoint] // live endpoints
+	stats  map[string]*replicaStats                        // every replica ever seen, by address
+	order  []string                                        // addresses in first-seen order
+	events emit.Emitter
+	thrMax emit.Throttle
+
+	requests, attempts, maxConnsOverflows, opened atomic.Uint64
+}
+
+// endpoint is one replica: the balancer's view, its connections, its counts.
+type endpoint struct {
+	ep    *balance.Endpoint
+	addr  string
+	pool  connPool
+	stats *replicaStats
+}
+
+type replicaStats struct {
+	attempts, failures atomic.Uint64
+}
+
+// route is one route's live state.
 type route struct {
-	cfg      Route
-	timeouts Timeouts
-	pool     *pool
-	proxy    *httputil.ReverseProxy
+	cfg       Route
+	path      string
+	up        *upstream
+	total     time.Duration
+	header    time.Duration
+	connect   time.Duration
+	idle      time.Duration
+	perTry    time.Duration
+	policy    *retry.Policy // nil: one attempt
+	rate      *limit.RateLimiter
+	cache     *fallback.Cache
+	static    *fallback.Static
+	fbOn      uint8 // bit per fallback condition
+	capMax    int64 // largest body the cache keeps
+	maxBody   int64 // largest request body buffered (and so replayable)
+	events    emit.Emitter
+	thr       [cause.Count]emit.Throttle // termination events
+	thrTry    [cause.Count]emit.Throttle // failed-attempt events
+	causes    [cause.Count]atomic.Uint64
+	fallbacks atomic.Uint64
+	hist      histogram
 }
 
-// pool is the set of replicas of one upstream, replaceable at run time
-// (autoscaling, replicas coming back).
-type pool struct {
-	name    string
-	targets atomic.Pointer[[]*url.URL]
-	next    atomic.Uint64
-}
+// fallback condition bits.
+const (
+	fbBreaker uint8 = 1 << iota
+	fbUnavailable
+	fbTimeout
+	fbError
+)
 
-// pick is round robin over the current targets; nil when there are none.
-func (p *pool) pick() *url.URL {
-	ts := *p.targets.Load()
-	if len(ts) == 0 {
-		return nil
-	}
-	return ts[(p.next.Add(1)-1)%uint64(len(ts))]
-}
+// defaultMaxBody is the largest request body the gateway buffers when the
+// route has no retry policy saying otherwise (retry's own default).
+const defaultMaxBody = retry.DefaultMaxReplayBody
 
-func (p *pool) set(targets []string) error {
-	us := make([]*url.URL, 0, len(targets))
-	for _, t := range targets {
-		u, err := url.Parse(t)
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("upstream %s: bad target %q", p.name, t)
-		}
-		us = append(us, u)
-	}
-	p.targets.Store(&us)
-	return nil
-}
-
-// New builds a gateway. Every route's upstream must be in cfg.Upstreams.
+// New builds a gateway from a complete config: every upstream lists its
+// targets (the run fills them in from the scenario's replicas).
 func New(cfg Config, opts Options) (*Gateway, error) {
 	if opts.Sink == nil {
 		opts.Sink = event.Discard
@@ -97,25 +168,166 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	if opts.Clock == nil {
 		opts.Clock = event.NewClock()
 	}
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
 	if errs := cfg.Validate(nil); len(errs) > 0 {
 		return nil, fmt.Errorf("gateway config: %w", errors.Join(fieldErrs(errs)...))
 	}
-	g := &Gateway{cfg: cfg, opts: opts, pools: map[string]*pool{}}
-	for _, u := range cfg.Upstreams {
-		p := &pool{name: u.Name}
-		if err := p.set(u.Targets); err != nil {
-			return nil, err
+	g := &Gateway{cfg: cfg, opts: opts, ups: map[string]*upstream{}}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.idPrefix = fmt.Appendf(nil, "%08x-", g.rand("request-id").Uint32())
+	if opts.AccessLog != nil {
+		g.alog = newAccessLog(opts.AccessLog)
+	}
+	for _, uc := range cfg.Upstreams {
+		u, err := g.newUpstream(uc)
+		if err != nil {
+			g.cancel()
+			return nil, fmt.Errorf("upstream %s: %w", uc.Name, err)
 		}
-		g.pools[u.Name] = p
+		g.ups[uc.Name] = u
+		g.upList = append(g.upList, u)
 	}
 	for _, rc := range cfg.Routes {
-		rt := &route{cfg: rc, timeouts: rc.Timeouts.Effective(), pool: g.pools[rc.Upstream]}
-		rt.proxy = g.newProxy(rt)
+		rt, err := g.newRoute(rc)
+		if err != nil {
+			g.cancel()
+			return nil, fmt.Errorf("route %s: %w", rc.Path, err)
+		}
 		g.routes = append(g.routes, rt)
 	}
-	sort.SliceStable(g.routes, func(i, j int) bool { return len(g.routes[i].cfg.Path) > len(g.routes[j].cfg.Path) })
-	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 30 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	sort.SliceStable(g.routes, func(i, j int) bool { return len(g.routes[i].path) > len(g.routes[j].path) })
+	g.metrics = newMetrics(g)
+	g.srv = newServer(g)
 	return g, nil
+}
+
+// rand returns a source seeded by the gateway's seed and a name, so each
+// component draws its own repeatable sequence.
+func (g *Gateway) rand(name string) *rand.Rand {
+	h := fnv.New64a()
+	_, _ = io.WriteString(h, name)
+	return rand.New(rand.NewPCG(g.opts.Seed, h.Sum64()))
+}
+
+func (g *Gateway) newUpstream(uc Upstream) (*upstream, error) {
+	sink, clock := g.opts.Sink, g.opts.Clock
+	u := &upstream{g: g, name: uc.Name, cfg: uc, stats: map[string]*replicaStats{},
+		events: emit.New(sink, clock, uc.Name), dial: g.opts.Dial[uc.Name]}
+	var err error
+	if u.bal, err = balance.New(uc.Balance, g.rand("balance/"+uc.Name), balance.WithEvents(sink, clock), balance.WithTarget(uc.Name)); err != nil {
+		return nil, err
+	}
+	if uc.Breaker != nil {
+		// Count openings on the way to the sink: the summary reports them.
+		count := event.SinkFunc(func(e event.Event) {
+			if e.Type == "breaker.open" {
+				u.opened.Add(1)
+			}
+			sink.Emit(e)
+		})
+		if u.brk, err = breaker.New(*uc.Breaker, breaker.WithEvents(count, clock), breaker.WithTarget(uc.Name)); err != nil {
+			return nil, err
+		}
+	}
+	if uc.Limits != nil {
+		if u.lim, err = limit.New(uc.Limits.Config, limit.WithEvents(sink, clock), limit.WithTarget(uc.Name)); err != nil {
+			return nil, err
+		}
+		u.maxConns = int64(uc.Limits.MaxConnections)
+	}
+	if uc.HealthCheck != nil {
+		hopts := []health.Option{health.WithEvents(sink, clock), health.WithTarget(uc.Name)}
+		if u.dial != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.DialContext = u.dial
+			tr.Proxy = nil // the dialer decides where connections go, not $HTTP_PROXY
+			hopts = append(hopts, health.WithClient(&http.Client{Transport: tr}))
+		}
+		if u.chk, err = health.NewChecker(*uc.HealthCheck, u.bal, hopts...); err != nil {
+			return nil, err
+		}
+	}
+	if uc.Outlier != nil {
+		if u.det, err = health.NewDetector(*uc.Outlier, u.bal, health.WithEvents(sink, clock), health.WithTarget(uc.Name)); err != nil {
+			return nil, err
+		}
+	}
+	u.eps.Store(&map[*balance.Endpoint]*endpoint{})
+	if _, err := u.setTargets(uc.Targets); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (g *Gateway) newRoute(rc Route) (*route, error) {
+	t := rc.Timeouts.Effective()
+	u := g.ups[rc.Upstream]
+	rt := &route{cfg: rc, path: rc.Path, up: u, total: t.Total.D(), header: t.ResponseHeader.D(), connect: t.Connect.D(),
+		idle: t.Idle.D(), perTry: rc.perTry().D(), maxBody: defaultMaxBody, events: emit.New(g.opts.Sink, g.opts.Clock, rc.Upstream)}
+	sink, clock := g.opts.Sink, g.opts.Clock
+	if rc.Retries != nil {
+		var err error
+		if u.budget == nil {
+			if u.budget, err = retry.NewBudget(*rc.Retries); err != nil {
+				return nil, err
+			}
+		}
+		if rt.policy, err = retry.New(*rc.Retries, g.rand("retry/"+rc.Path), retry.WithEvents(sink, clock),
+			retry.WithTarget(rc.Path), retry.WithBudget(u.budget)); err != nil {
+			return nil, err
+		}
+		rt.maxBody = rt.policy.MaxReplayBody()
+	}
+	if rc.RateLimit != nil {
+		var err error
+		if rt.rate, err = limit.NewRate(*rc.RateLimit, limit.WithEvents(sink, clock), limit.WithTarget(rc.Path)); err != nil {
+			return nil, err
+		}
+	}
+	if f := rc.Fallback; f != nil {
+		var err error
+		if f.Cache != nil {
+			if rt.cache, err = fallback.NewCache(*f.Cache, fallback.WithEvents(sink, clock), fallback.WithTarget(rc.Path)); err != nil {
+				return nil, err
+			}
+			rt.capMax = f.Cache.MaxEntrySize.Bytes()
+			if rt.capMax == 0 {
+				rt.capMax = min(fallback.DefaultMaxEntrySize, orInt64(f.Cache.MaxBytes.Bytes(), fallback.DefaultMaxBytes))
+			}
+		}
+		if f.Static != nil {
+			if rt.static, err = fallback.NewStatic(*f.Static, fallback.WithEvents(sink, clock), fallback.WithTarget(rc.Path)); err != nil {
+				return nil, err
+			}
+		}
+		on := f.On
+		if len(on) == 0 {
+			on = fallbackConditions
+		}
+		for _, c := range on {
+			switch c {
+			case OnBreakerOpen:
+				rt.fbOn |= fbBreaker
+			case OnUnavailable:
+				rt.fbOn |= fbUnavailable
+			case OnTimeout:
+				rt.fbOn |= fbTimeout
+			case OnError:
+				rt.fbOn |= fbError
+			}
+		}
+	}
+	rt.hist.init()
+	return rt, nil
+}
+
+func orInt64(v, d int64) int64 {
+	if v == 0 {
+		return d
+	}
+	return v
 }
 
 func fieldErrs[E error](in []E) []error {
@@ -126,16 +338,116 @@ func fieldErrs[E error](in []E) []error {
 	return out
 }
 
-// SetTargets replaces the replicas of an upstream (autoscaling, restarts).
+// SetTargets replaces the replicas of an upstream at run time (autoscaling,
+// restarts). New replicas join the balancer (unhealthy until their first
+// passing check when the upstream has active health checks); removed ones
+// stop receiving requests, requests already sent to them finish, and the
+// outlier detector forgets them.
 func (g *Gateway) SetTargets(upstream string, targets []string) error {
-	p, ok := g.pools[upstream]
+	u, ok := g.ups[upstream]
 	if !ok {
 		return fmt.Errorf("gateway has no upstream %q", upstream)
 	}
-	return p.set(targets)
+	added, err := u.setTargets(targets)
+	if err != nil {
+		return err
+	}
+	if added && u.chk != nil && g.srv.started.Load() && !g.closed.Load() {
+		g.wg.Go(func() { u.chk.CheckAll(g.ctx) })
+	}
+	return nil
 }
 
-// Start listens and serves in the background until Close.
+// setTargets diffs targets against the current endpoints; it reports
+// whether any endpoint was added.
+func (u *upstream) setTargets(targets []string) (bool, error) {
+	addrs := make([]string, 0, len(targets))
+	want := map[string]int{}
+	for i, t := range targets {
+		a, err := targetAddr(t)
+		if err != nil {
+			return false, fmt.Errorf("upstream %s: %w", u.name, err)
+		}
+		if _, dup := want[a]; dup {
+			return false, fmt.Errorf("upstream %s: target %s is listed twice", u.name, t)
+		}
+		w := 1
+		if i < len(u.cfg.Weights) {
+			w = u.cfg.Weights[i]
+		}
+		want[a] = w
+		addrs = append(addrs, a)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := *u.eps.Load()
+	next := make(map[*balance.Endpoint]*endpoint, len(addrs))
+	have := map[string]*endpoint{}
+	for _, e := range old {
+		have[e.addr] = e
+	}
+	var gone []*endpoint
+	for addr, e := range have {
+		if _, keep := want[addr]; keep {
+			next[e.ep] = e
+		} else {
+			gone = append(gone, e)
+		}
+	}
+	var fresh []*balance.Endpoint
+	for _, addr := range addrs {
+		if _, ok := have[addr]; ok {
+			continue
+		}
+		be := balance.NewEndpoint(addr, want[addr])
+		if u.chk != nil {
+			// Envoy: a new host is unhealthy until its first check passes,
+			// so no request meets a replica that is not up yet.
+			be.SetHealthy(false)
+		}
+		st := u.stats[addr]
+		if st == nil {
+			st = &replicaStats{}
+			u.stats[addr] = st
+			u.order = append(u.order, addr)
+		}
+		e := &endpoint{ep: be, addr: addr, stats: st}
+		e.pool = connPool{addr: addr, up: u}
+		next[be] = e
+		fresh = append(fresh, be)
+	}
+	// The balancer's set and this map change in separate steps; a request
+	// may pick from either version. Publish old and new together first, so
+	// whatever it picks is found (and try picks again if it still is not).
+	union := make(map[*balance.Endpoint]*endpoint, len(old)+len(fresh))
+	for k, v := range old {
+		union[k] = v
+	}
+	for k, v := range next {
+		union[k] = v
+	}
+	u.eps.Store(&union)
+	if len(fresh) > 0 {
+		if err := u.bal.Add(fresh...); err != nil {
+			u.eps.Store(&old)
+			return false, err
+		}
+	}
+	for _, e := range gone {
+		u.bal.Remove(e.addr)
+		if u.det != nil {
+			u.det.Forget(e.ep)
+		}
+		e.pool.closeIdle(true)
+	}
+	u.eps.Store(&next)
+	return len(fresh) > 0, nil
+}
+
+func (u *upstream) lookup(e *balance.Endpoint) *endpoint { return (*u.eps.Load())[e] }
+
+// Start listens, runs the first health checks, and serves in the
+// background until Close.
 func (g *Gateway) Start() error {
 	addr := g.cfg.Listen
 	if addr == "" {
@@ -145,199 +457,78 @@ func (g *Gateway) Start() error {
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", addr, err)
 	}
-	g.ln = ln
-	go func() { _ = g.srv.Serve(ln) }()
+	if g.cfg.AdminListen != "" {
+		if err := g.startAdmin(); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	// Active health checks: a verdict on every replica before traffic.
+	for _, u := range g.upList {
+		if u.chk == nil {
+			continue
+		}
+		u.chk.CheckAll(g.ctx)
+		g.wg.Go(func() { _ = u.chk.Run(g.ctx) })
+	}
+	g.srv.start(ln)
+	attrs := map[string]any{"addr": ln.Addr().String(), "routes": len(g.routes), "upstreams": len(g.upList)}
+	if g.adminLn != nil {
+		attrs["admin"] = g.adminLn.Addr().String()
+	}
+	g.opts.Sink.Emit(event.Event{T: g.opts.Clock.Now(), Source: emit.Source, Type: "gateway.start", Attrs: attrs})
 	return nil
 }
 
 // Addr is the listening address (after Start).
-func (g *Gateway) Addr() string { return g.ln.Addr().String() }
+func (g *Gateway) Addr() string { return g.srv.ln.Addr().String() }
 
 // URL is the gateway's base URL (after Start).
 func (g *Gateway) URL() string { return "http://" + g.Addr() }
 
-// Close stops the gateway and its connections.
+// AdminAddr is the admin listener's address, or "" when there is none.
+func (g *Gateway) AdminAddr() string {
+	if g.adminLn == nil {
+		return ""
+	}
+	return g.adminLn.Addr().String()
+}
+
+// Close stops the gateway: listeners, client and upstream connections,
+// health checks, pending waits; the access log is flushed.
 func (g *Gateway) Close() error {
-	err := g.srv.Close()
-	for _, rt := range g.routes {
-		if t, ok := rt.proxy.Transport.(*headerTimeout); ok {
-			t.next.CloseIdleConnections()
+	if g.closed.Swap(true) {
+		return nil
+	}
+	g.cancel()
+	// Upstream connections first: exchanges blocked on one return at once.
+	for _, u := range g.upList {
+		for _, e := range *u.eps.Load() {
+			e.pool.abort()
+		}
+		if u.det != nil {
+			u.det.Close()
+		}
+	}
+	err := g.srv.close()
+	if g.admin != nil {
+		_ = g.admin.Close()
+	}
+	g.wg.Wait()
+	if g.alog != nil {
+		if ferr := g.alog.flush(); err == nil {
+			err = ferr
 		}
 	}
 	return err
 }
 
-type ctxKey int
-
-const (
-	keyTarget ctxKey = iota
-	keyStart
-)
-
-var (
-	// errTotalTimeout is the cause of a request context whose total timeout fired.
-	errTotalTimeout = errors.New("gateway total timeout")
-	// errHeaderTimeout is returned when the response-header timeout fires.
-	errHeaderTimeout = errors.New("gateway response-header timeout")
-)
-
-// ServeHTTP routes one request.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt := g.match(r.URL.Path)
-	if rt == nil {
-		g.fail(w, r, nil, cause.NoRoute, "no route for "+r.URL.Path)
-		return
-	}
-	target := rt.pool.pick()
-	if target == nil {
-		g.fail(w, r, rt, cause.NoHealthyUpstream, "upstream "+rt.cfg.Upstream+" has no replicas")
-		return
-	}
-	ctx, cancel := context.WithTimeoutCause(r.Context(), rt.timeouts.Total.D(), errTotalTimeout)
-	defer cancel()
-	ctx = context.WithValue(ctx, keyTarget, target)
-	ctx = context.WithValue(ctx, keyStart, time.Now())
-	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
-}
-
-func (g *Gateway) match(path string) *route {
+// match returns the route with the longest prefix of path, or nil.
+func (g *Gateway) match(path []byte) *route {
 	for _, rt := range g.routes {
-		if len(path) >= len(rt.cfg.Path) && path[:len(rt.cfg.Path)] == rt.cfg.Path {
+		if len(path) >= len(rt.path) && string(path[:len(rt.path)]) == rt.path {
 			return rt
 		}
 	}
 	return nil
-}
-
-func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
-	tr := &http.Transport{
-		DialContext: (&net.Dialer{Timeout: rt.timeouts.Connect.D(), KeepAlive: 30 * time.Second}).DialContext,
-		// Go's default of 2 idle connections per host makes a proxy open a new
-		// connection for most requests under load (see bench/BASELINE.md: 3×
-		// the CPU and 10× the p99). Keep plenty.
-		MaxIdleConns:        0,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			target := pr.In.Context().Value(keyTarget).(*url.URL)
-			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host
-			if dl, ok := pr.Out.Context().Deadline(); ok {
-				pr.Out.Header.Set(HeaderDeadline, strconv.FormatInt(time.Until(dl).Milliseconds(), 10))
-			}
-		},
-		Transport: &headerTimeout{next: tr, timeout: rt.timeouts.ResponseHeader.D()},
-		ModifyResponse: func(res *http.Response) error {
-			// An upstream error without a cause of its own is still the
-			// upstream's decision, not ours: say so.
-			if res.StatusCode >= 400 && res.Header.Get(cause.Header) == "" {
-				res.Header.Set(cause.Header, cause.UpstreamError.String())
-			}
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			c, detail := classify(r.Context(), err)
-			g.fail(w, r, rt, c, detail)
-		},
-		ErrorLog:      log.New(io.Discard, "", 0),
-		FlushInterval: -1,
-	}
-}
-
-// classify is the gateway's one map from a failed proxy attempt to a
-// termination cause. Order matters: a timeout that fired explains the
-// cancellation and connection errors it caused.
-func classify(ctx context.Context, err error) (cause.Cause, string) {
-	switch {
-	case errors.Is(context.Cause(ctx), errTotalTimeout):
-		return cause.GatewayTimeout, "total timeout"
-	case errors.Is(err, errHeaderTimeout):
-		return cause.GatewayTimeout, "response_header timeout"
-	case ctx.Err() != nil:
-		return cause.ClientGone, "client closed the connection"
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		if op.Timeout() {
-			return cause.UpstreamConnectFailure, "connect timeout"
-		}
-		return cause.UpstreamConnectFailure, op.Err.Error()
-	}
-	if isReset(err) {
-		return cause.UpstreamReset, err.Error()
-	}
-	// net/http exports no error type for an unparsable response ("malformed
-	// HTTP response", bad status line or headers); anything left after the
-	// cases above came from a connection that was up and answered something.
-	return cause.UpstreamMalformed, err.Error()
-}
-
-func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, rt *route, c cause.Cause, detail string) {
-	attrs := map[string]any{"cause": c.String(), "detail": detail, "path": r.URL.Path}
-	target := ""
-	if rt != nil {
-		target = rt.cfg.Upstream
-		attrs["route"] = rt.cfg.Path
-	}
-	if t, ok := r.Context().Value(keyTarget).(*url.URL); ok {
-		attrs["replica"] = t.Host
-	}
-	if st, ok := r.Context().Value(keyStart).(time.Time); ok {
-		attrs["elapsed_ms"] = float64(time.Since(st).Microseconds()) / 1000
-	}
-	g.opts.Sink.Emit(event.Event{T: g.opts.Clock.Now(), Source: "gateway", Type: "gateway." + c.String(), Target: target, Attrs: attrs})
-	if c == cause.ClientGone {
-		// Nobody is listening; the 499 is for logs only (nginx's convention).
-		w.WriteHeader(499)
-		return
-	}
-	h := w.Header()
-	h.Set(cause.Header, c.String())
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(c.Status())
-	_, _ = io.WriteString(w, c.String()+": "+detail+"\n")
-}
-
-// headerTimeout bounds the wait for response headers. net/http has the same
-// knob (Transport.ResponseHeaderTimeout) but reports it only as an error
-// string; enforcing it here lets classify name the timeout that fired.
-type headerTimeout struct {
-	next    *http.Transport
-	timeout time.Duration
-}
-
-func (h *headerTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(h.timeout, func() { cancel(errHeaderTimeout) })
-	res, err := h.next.RoundTrip(req.WithContext(ctx))
-	if !timer.Stop() {
-		// The timer fired: even if headers arrived at the same instant, the
-		// context is cancelled and the body unreadable. Report the timeout.
-		if res != nil {
-			res.Body.Close()
-		}
-		cancel(nil)
-		return nil, errHeaderTimeout
-	}
-	if err != nil {
-		cancel(nil)
-		return nil, err
-	}
-	res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: cancel}
-	return res, nil
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelCauseFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel(nil)
-	return err
 }

@@ -52,12 +52,18 @@ type Stats struct {
 	Service *hdr.Histogram // from actual send (uncorrected), µs
 	Lag     *hdr.Histogram // scheduling lag, µs; nil for intervals
 	Causes  [cause.Count]int64
+	// ByCause is the service time (from the actual send) of the failed
+	// requests of each cause, made on the first one; phases only (nil for
+	// intervals). It says at what time each layer of the timeout cascade
+	// answered.
+	ByCause *[cause.Count]*hdr.Histogram
 }
 
 func newStats(withLag bool) *Stats {
 	s := &Stats{Latency: NewHistogram(), Service: NewHistogram()}
 	if withLag {
 		s.Lag = NewHistogram()
+		s.ByCause = &[cause.Count]*hdr.Histogram{}
 	}
 	return s
 }
@@ -72,6 +78,15 @@ func (s *Stats) add(x *loadgen.Sample) {
 	if s.Lag != nil {
 		recordDuration(s.Lag, x.Lag)
 	}
+	if s.ByCause != nil && x.Cause.IsError() {
+		h := s.ByCause[x.Cause]
+		if h == nil {
+			h = NewHistogram()
+			s.ByCause[x.Cause] = h
+		}
+		// Service time: from the actual send, as the layer's own timer ran.
+		recordDuration(h, x.Service)
+	}
 }
 
 func (s *Stats) merge(o *Stats) {
@@ -82,6 +97,17 @@ func (s *Stats) merge(o *Stats) {
 	}
 	for i, n := range o.Causes {
 		s.Causes[i] += n
+	}
+	if s.ByCause != nil && o.ByCause != nil {
+		for c, h := range o.ByCause {
+			if h == nil {
+				continue
+			}
+			if s.ByCause[c] == nil {
+				s.ByCause[c] = NewHistogram()
+			}
+			s.ByCause[c].Merge(h)
+		}
 	}
 }
 

@@ -92,10 +92,12 @@ type IntervalRecord struct {
 	Stats StatsSummary `json:"stats"`
 }
 
-// WriteIntervals appends intervals of the given width.
-func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) {
+// WriteIntervals appends intervals of the given width, and returns the
+// records written (the run keeps them for verdicts on windows).
+func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) []IntervalRecord {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	out := make([]IntervalRecord, 0, len(ivs))
 	for _, iv := range ivs {
 		rec := IntervalRecord{Start: Sec(iv.Start), Width: width, Stats: Summarize(iv.Stats, width.D(), 0)}
 		if err := w.ivalsEnc.Encode(rec); err != nil && w.err == nil {
@@ -108,7 +110,9 @@ func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) {
 			w.hlog = NewHlogWriter(w.hlogFile, w.start)
 		}
 		w.hlog.Write(iv, width.D())
+		out = append(out, rec)
 	}
+	return out
 }
 
 // Flush pushes buffered events and intervals to disk.
@@ -148,6 +152,7 @@ type Run struct {
 	Summary   Summary
 	Events    []event.Event
 	Intervals []IntervalRecord
+	Upstreams []UpstreamRecord // what the fake upstreams saw (upstreams.jsonl)
 }
 
 // Load reads a run directory written by Writer.
@@ -178,6 +183,9 @@ func Load(dir string) (*Run, error) {
 		r.Intervals = append(r.Intervals, iv)
 		return nil
 	}); err != nil {
+		return nil, err
+	}
+	if r.Upstreams, err = LoadUpstreams(dir); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -30,8 +30,16 @@ type Summary struct {
 	Faults      []FaultSummary    `json:"faults"`
 	Objectives  []ObjectiveResult `json:"objectives"`
 	Verdict     string            `json:"verdict"` // pass, fail, or interrupted
-	Warnings    []string          `json:"warnings,omitempty"`
-	Versions    map[string]string `json:"versions,omitempty"`
+	// Aborted says why the run stopped early: an objective marked abort
+	// could no longer pass. The verdict is then fail.
+	Aborted string `json:"aborted,omitempty"`
+	// Direct is the load sent straight to the upstreams, bypassing the
+	// gateway, interleaved with the rest (layer attribution).
+	Direct   *PhaseSummary     `json:"direct,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
+	Versions map[string]string `json:"versions,omitempty"`
+	// GatewayStats are the built-in gateway's counts (absent with your own gateway).
+	GatewayStats *GatewayStats `json:"gateway_stats,omitempty"`
 }
 
 // Verdicts.
@@ -81,7 +89,10 @@ type StatsSummary struct {
 	Service      Percentiles      `json:"service_ms"`    // from actual send
 	Lag          Percentiles      `json:"lag_ms"`
 	Causes       map[string]int64 `json:"causes"`
-	Histograms   EncodedHists     `json:"histograms"`
+	// CauseLatency is the latency of the failed requests, by cause (phases
+	// only): at what time each layer answered.
+	CauseLatency map[string]Percentiles `json:"cause_latency_ms,omitempty"`
+	Histograms   EncodedHists           `json:"histograms"`
 }
 
 // EncodedHists are HdrHistogram V2 compressed, base64: the standard form
@@ -90,6 +101,8 @@ type EncodedHists struct {
 	Latency string `json:"latency"`
 	Service string `json:"service"`
 	Lag     string `json:"lag,omitempty"`
+	// ByCause holds the latency histograms of failed requests by cause.
+	ByCause map[string]string `json:"by_cause,omitempty"`
 }
 
 // Percentiles in milliseconds.
@@ -116,6 +129,50 @@ type FaultSummary struct {
 	Occurrences int `json:"occurrences,omitempty"`
 	// Reason says why a fault that started never took effect.
 	Reason string `json:"reason,omitempty"`
+	// Connection is what a connection fault (tcp_*) did in the fault
+	// proxies; Packet what a packet fault did to the upstream's packets.
+	Connection *ConnectionEffect `json:"connection,omitempty"`
+	Packet     *PacketEffect     `json:"packet,omitempty"`
+}
+
+// ConnectionEffect counts what a connection fault's toxic did, summed over
+// the fault proxies of the replicas it targeted.
+type ConnectionEffect struct {
+	ConnsSeen    uint64 `json:"conns_seen"`  // connections that carried bytes while it was on
+	ConnsDrawn   uint64 `json:"conns_drawn"` // of those, the ones its toxicity drew
+	Conns        uint64 `json:"conns"`       // connections it acted on
+	Messages     uint64 `json:"messages"`    // requests or responses it acted on
+	BytesDelayed uint64 `json:"bytes_delayed"`
+	BytesDropped uint64 `json:"bytes_dropped"`
+	Closes       uint64 `json:"closes"` // connections it closed or reset
+}
+
+// PacketEffect is what a packet fault did to its upstream's packets while
+// it was active, per direction, and the TCP retransmissions that followed.
+type PacketEffect struct {
+	Direction    string          `json:"direction"`
+	ToUpstream   PacketDirection `json:"to_upstream"`
+	FromUpstream PacketDirection `json:"from_upstream"`
+	// KernelRetransmits is the namespaces' own count (RetransSegs, both
+	// sides); absent when it could not be read.
+	KernelRetransmits *uint64 `json:"kernel_retransmits,omitempty"`
+}
+
+// PacketDirection counts one direction of a packet link.
+type PacketDirection struct {
+	Packets    uint64 `json:"packets"`
+	Dropped    uint64 `json:"dropped"` // lost + blackholed + overflow
+	Lost       uint64 `json:"lost"`
+	Blackholed uint64 `json:"blackholed,omitempty"`
+	Overflow   uint64 `json:"overflow,omitempty"`
+	Delayed    uint64 `json:"delayed"`
+	Duplicated uint64 `json:"duplicated,omitempty"`
+	Reordered  uint64 `json:"reordered,omitempty"`
+	Corrupted  uint64 `json:"corrupted,omitempty"`
+	// Retransmits the sender made, seen by the engine; CapturedRetransmits
+	// the same seen by a capture on the sending side's device.
+	Retransmits         uint64 `json:"retransmits"`
+	CapturedRetransmits uint64 `json:"captured_retransmits"`
 }
 
 // ObjectiveResult is one SLO's verdict with its evidence.
@@ -128,6 +185,9 @@ type ObjectiveResult struct {
 	Bound    string  `json:"bound"`
 	Pass     bool    `json:"pass"`
 	Evidence string  `json:"evidence,omitempty"`
+	// Facts are the evidence as data: timestamps (seconds on the run's
+	// clock), counts and durations, for tools and tests.
+	Facts map[string]float64 `json:"facts,omitempty"`
 }
 
 // Summarize turns Stats into their summary; window is the phase length for
@@ -156,6 +216,19 @@ func Summarize(s *Stats, window time.Duration, target float64) StatsSummary {
 		out.Lag = percentiles(s.Lag)
 		out.Histograms.Lag = encode(s.Lag)
 	}
+	if s.ByCause != nil {
+		for c, h := range s.ByCause {
+			if h == nil || h.TotalCount() == 0 {
+				continue
+			}
+			if out.CauseLatency == nil {
+				out.CauseLatency, out.Histograms.ByCause = map[string]Percentiles{}, map[string]string{}
+			}
+			name := cause.Cause(c).String()
+			out.CauseLatency[name] = percentiles(h)
+			out.Histograms.ByCause[name] = encode(h)
+		}
+	}
 	return out
 }
 
@@ -172,6 +245,18 @@ func (ss StatsSummary) Stats() (*Stats, error) {
 	if ss.Histograms.Lag != "" {
 		if s.Lag, err = decode(ss.Histograms.Lag); err != nil {
 			return nil, fmt.Errorf("lag histogram: %w", err)
+		}
+	}
+	if len(ss.Histograms.ByCause) > 0 {
+		s.ByCause = &[cause.Count]*hdr.Histogram{}
+		for name, enc := range ss.Histograms.ByCause {
+			c, ok := cause.Parse(name)
+			if !ok {
+				return nil, fmt.Errorf("unknown cause %q in summary histograms", name)
+			}
+			if s.ByCause[c], err = decode(enc); err != nil {
+				return nil, fmt.Errorf("%s latency histogram: %w", name, err)
+			}
 		}
 	}
 	for name, n := range ss.Causes {

@@ -12,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/invopop/jsonschema"
 
+	"github.com/cascadehq/cascade/autoscale"
 	"github.com/cascadehq/cascade/faults"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/dist"
@@ -41,6 +42,9 @@ type File struct {
 	Phases []Phase `yaml:"phases,omitempty" json:"phases,omitempty"`
 	// SLO lists the objectives that decide the exit code.
 	SLO []Objective `yaml:"slo,omitempty" json:"slo,omitempty"`
+	// Autoscale runs a Kubernetes-style horizontal autoscaler on upstreams
+	// (or, in oracle mode, computes what one would have done).
+	Autoscale []autoscale.Spec `yaml:"autoscale,omitempty" json:"autoscale,omitempty"`
 	// Safety lists health checks watched while the run goes on: when one
 	// breaks, every fault is removed at once (auto-halt) and the run
 	// continues or stops as declared.
@@ -58,6 +62,14 @@ type Upstream struct {
 	Listen []string `yaml:"listen,omitempty" json:"listen,omitempty"`
 	// Latency, status and body size of a healthy answer.
 	faults.Behaviour `yaml:",inline"`
+	// Concurrency is each replica's worker pool: at most this many requests
+	// are worked on at once, the rest queue (default 0: unlimited). Latency
+	// then grows with load, as a real service's does.
+	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
+	// IgnoreCancel keeps working on a request after its caller left (a
+	// handler that does not watch its context): the orphaned work that
+	// outlives a gateway timeout.
+	IgnoreCancel bool `yaml:"ignore_cancel,omitempty" json:"ignore_cancel,omitempty"`
 	// Kind is http (default: a fake service answering with the behaviour
 	// above) or database (an order-history service on a real database,
 	// configured by database).
@@ -80,6 +92,13 @@ type Gateway struct {
 	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
 	// Routes of the built-in gateway.
 	Routes []gateway.Route `yaml:"routes,omitempty" json:"routes,omitempty"`
+	// Upstreams configure, per scenario upstream, what the built-in gateway
+	// does in front of it: balancing, breaker, limits, health checks,
+	// outlier ejection (targets are its replicas).
+	Upstreams []gateway.Upstream `yaml:"upstreams,omitempty" json:"upstreams,omitempty"`
+	// AdminListen serves the built-in gateway's Prometheus /metrics on a
+	// loopback address.
+	AdminListen string `yaml:"admin_listen,omitempty" json:"admin_listen,omitempty"`
 }
 
 // Load is the traffic: one executor written as a mapping (the fields of
@@ -145,6 +164,10 @@ type Executor struct {
 	Data map[string]DataFile `yaml:"data,omitempty" json:"data,omitempty"`
 	// Requests is the weighted request mix.
 	Requests []Request `yaml:"requests" json:"requests"`
+	// Direct is the share of requests sent straight to the upstream,
+	// bypassing the gateway, interleaved with the rest (layer attribution:
+	// what latency and errors the gateway adds). Default 0.
+	Direct units.Percent `yaml:"direct,omitempty" json:"direct,omitempty"`
 }
 
 type executorFields Executor
@@ -353,12 +376,90 @@ type Phase struct {
 	MaxHold units.Duration `yaml:"max_hold,omitempty" json:"max_hold,omitempty"`
 }
 
-// Objective is an SLO: "p99 < 300ms" over the whole run, or a mapping with a
-// phase: {phase: slow-api, objective: "gateway_timeout_rate < 1%"}.
+// Objective is an SLO: "p99 < 300ms" over the whole run, or a mapping. A
+// mapping has exactly one of the keys that say what it judges (objective,
+// recovers_within, breaker, outlier, autoscale, cascade, gateway_adds) and
+// the fields that qualify it:
+//
+//	{phase: slow-api, objective: "gateway_timeout_rate < 1%"}
+//	{objective: "p99 < 300ms", every: 10s, abort: true}
+//	{recovers_within: 5s, after: slow-api}
+//	{breaker: payments, opens_within: 2s, closes_within: 5s, after: outage}
+//	{outlier: "api[0]", ejects_within: 1s, blocks_while_ejected: true}
+//	{autoscale: api, scales_up_within: 5s, after: "stage[1]"}
+//	{cascade: innermost, tolerance: 50ms}
+//	{gateway_adds: "p99 < 5ms"}
 type Objective struct {
-	Name      string `yaml:"name,omitempty" json:"name,omitempty"`
-	Phase     string `yaml:"phase,omitempty" json:"phase,omitempty"`
-	Objective string `yaml:"objective" json:"objective"`
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Phase limits a threshold (or a cascade check) to a named phase.
+	Phase string `yaml:"phase,omitempty" json:"phase,omitempty"`
+	// Objective is a threshold: "<metric> <op> <value>".
+	Objective string `yaml:"objective,omitempty" json:"objective,omitempty"`
+	// Upstream limits upstream metrics (amplification, orphans...) and
+	// event counts (breaker_opens, ejections) to one upstream.
+	Upstream string `yaml:"upstream,omitempty" json:"upstream,omitempty"`
+	// Every judges the threshold in every rolling window of this length.
+	Every units.Duration `yaml:"every,omitempty" json:"every,omitempty"`
+	// Abort stops the run as soon as the objective can no longer pass.
+	Abort bool `yaml:"abort,omitempty" json:"abort,omitempty"`
+
+	// After anchors a timing: a fault's name (its onset for opens_within,
+	// ejects_within and scales_up_within; its end for closes_within,
+	// returns_within and recovers_within), a load stage "stage[N]" (its
+	// start), or a phase (its start; its end for recovers_within).
+	After string `yaml:"after,omitempty" json:"after,omitempty"`
+
+	// RecoversWithin bounds the time until the p99 and the error rate are
+	// back within the baseline's band, and stay there for Hold.
+	RecoversWithin units.Duration `yaml:"recovers_within,omitempty" json:"recovers_within,omitempty"`
+	// Baseline is the phase that defines normal (default: the time before
+	// the disturbance began).
+	Baseline string `yaml:"baseline,omitempty" json:"baseline,omitempty"`
+	// Band: the p99 counts as back when at most the baseline p99 × band
+	// (default 1.5).
+	Band *float64 `yaml:"band,omitempty" json:"band,omitempty"`
+	// ErrorBand is how many points above the baseline error rate count as
+	// back (default 1%).
+	ErrorBand *units.Percent `yaml:"error_band,omitempty" json:"error_band,omitempty"`
+	// Hold is how long it must stay back (default 3s).
+	Hold units.Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
+
+	// Breaker names the upstream whose circuit breaker is judged.
+	Breaker         string         `yaml:"breaker,omitempty" json:"breaker,omitempty"`
+	OpensWithin     units.Duration `yaml:"opens_within,omitempty" json:"opens_within,omitempty"`
+	ClosesWithin    units.Duration `yaml:"closes_within,omitempty" json:"closes_within,omitempty"`
+	HalfOpenProbes  *int           `yaml:"half_open_probes,omitempty" json:"half_open_probes,omitempty"`
+	BlocksWhileOpen bool           `yaml:"blocks_while_open,omitempty" json:"blocks_while_open,omitempty"`
+
+	// Outlier names the upstream ("api") or replica ("api[0]") whose
+	// outlier ejection is judged.
+	Outlier            string         `yaml:"outlier,omitempty" json:"outlier,omitempty"`
+	EjectsWithin       units.Duration `yaml:"ejects_within,omitempty" json:"ejects_within,omitempty"`
+	ReturnsWithin      units.Duration `yaml:"returns_within,omitempty" json:"returns_within,omitempty"`
+	BlocksWhileEjected bool           `yaml:"blocks_while_ejected,omitempty" json:"blocks_while_ejected,omitempty"`
+
+	// Autoscale names the upstream whose autoscaler is judged.
+	Autoscale      string         `yaml:"autoscale,omitempty" json:"autoscale,omitempty"`
+	ScalesUpWithin units.Duration `yaml:"scales_up_within,omitempty" json:"scales_up_within,omitempty"`
+	// Reaches is a replica count, or "max" for the autoscaler's max_replicas.
+	Reaches string `yaml:"reaches,omitempty" json:"reaches,omitempty"`
+	// DirectionChanges bounds flapping: scale-ups and scale-downs may
+	// alternate at most this many times.
+	DirectionChanges *int `yaml:"direction_changes,omitempty" json:"direction_changes,omitempty"`
+	// NoDeadBand fails when the metric sat above target but inside the
+	// tolerance (an autoscaler that never acts).
+	NoDeadBand bool `yaml:"no_dead_band,omitempty" json:"no_dead_band,omitempty"`
+
+	// Cascade is the layer expected to answer every timeout: innermost (the
+	// innermost layer that declares one), client, gateway, per_try,
+	// upstream or db.
+	Cascade string `yaml:"cascade,omitempty" json:"cascade,omitempty"`
+	// Tolerance is how far from its timeout a layer may answer (default 100ms).
+	Tolerance units.Duration `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+
+	// GatewayAdds bounds what the gateway adds over the direct path (needs
+	// load.direct): "p99 < 5ms", "error_rate < 0.1%".
+	GatewayAdds string `yaml:"gateway_adds,omitempty" json:"gateway_adds,omitempty"`
 }
 
 type objectiveFields Objective

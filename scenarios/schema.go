@@ -3,6 +3,7 @@ package scenarios
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 
 	"github.com/invopop/jsonschema"
 
@@ -13,7 +14,7 @@ import (
 // types, with each fault kind's params attached by kind, so editors complete
 // and check scenario files.
 func Schema() ([]byte, error) {
-	r := &jsonschema.Reflector{FieldNameTag: "yaml", RequiredFromJSONSchemaTags: true, AllowAdditionalProperties: false}
+	r := &jsonschema.Reflector{FieldNameTag: "yaml", RequiredFromJSONSchemaTags: true, AllowAdditionalProperties: false, Namer: qualified}
 	s := r.Reflect(&File{})
 	s.ID = "https://github.com/cascadehq/cascade/scenario.schema.json"
 	s.Title = "cascade scenario"
@@ -43,4 +44,16 @@ func Schema() ([]byte, error) {
 		}
 	}
 	return json.MarshalIndent(s, "", "  ")
+}
+
+// qualified names the gateway's types after their package (breaker.Config →
+// BreakerConfig, gateway.Upstream → GatewayUpstream): several of its
+// packages export a Config, and definitions are keyed by type name.
+func qualified(t reflect.Type) string {
+	const gw = "github.com/cascadehq/cascade/gateway"
+	if p := t.PkgPath(); p == gw || strings.HasPrefix(p, gw+"/") {
+		pkg := p[strings.LastIndex(p, "/")+1:]
+		return strings.ToUpper(pkg[:1]) + pkg[1:] + t.Name()
+	}
+	return t.Name()
 }

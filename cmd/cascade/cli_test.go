@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -189,5 +190,17 @@ func TestHelpHasExamples(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "Examples:") {
 			t.Errorf("%s --help: exit %d, no example:\n%s", cmd, code, out)
 		}
+	}
+}
+
+// Commands are added by several people at once; a merge must not register
+// one twice (cobra would list it twice and dispatch to the first).
+func TestCommandsRegisteredOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range newRoot(io.Discard, io.Discard).Commands() {
+		if seen[c.Name()] {
+			t.Errorf("command %q is registered twice", c.Name())
+		}
+		seen[c.Name()] = true
 	}
 }

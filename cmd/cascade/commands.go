@@ -1,18 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cascadehq/cascade/gateway"
-	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
@@ -45,6 +40,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var pf planFlags
 	var lf liveFlags
 	var out, progress string
+	var repeat int
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
 		Short: "Run a scenario and judge its SLOs (exit 0 pass, 1 fail)",
@@ -56,6 +52,12 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
   cascade run --out /tmp/run1 --seed 7 scenarios/examples/slow-upstream-504.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if repeat < 0 || repeat > 1000 {
+				return exitWith(ExitUsage, fmt.Errorf("--repeat must be between 1 and 1000"))
+			}
+			if repeat > 1 {
+				return runRepeat(cmd.Context(), args[0], pf.options(cmd), repeat, out, stdout, stderr)
+			}
 			p, err := plan.CompileFile(args[0], pf.options(cmd))
 			if err != nil {
 				return exitWith(ExitUsage, err)
@@ -90,11 +92,13 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 	lf.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "run directory (default ./cascade-results/<name>-<timestamp>)")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "live display: auto, bars, plain or off")
+	cmd.Flags().IntVar(&repeat, "repeat", 1, "run N times with seeds seed..seed+N-1 and report each objective's pass rate (flaky: neither 0% nor 100%)")
 	return cmd
 }
 
 func newValidateCmd(stdout, stderr io.Writer) *cobra.Command {
 	var pf planFlags
+	var checkPriv bool
 	cmd := &cobra.Command{
 		Use:   "validate SCENARIO.yaml",
 		Short: "Check a scenario without running it (exit 0 valid, 2 invalid)",
@@ -111,12 +115,16 @@ objective and runs the static timeout-cascade lint. Errors name file:line:column
 			for _, w := range p.Warnings {
 				fmt.Fprintln(stderr, "warning:", w)
 			}
+			if err := packetNote(stderr, p, checkPriv); err != nil {
+				return exitWith(ExitUsage, err)
+			}
 			fmt.Fprintf(stdout, "%s: valid (%d upstreams, %d faults, %d phases, %d objectives, %.0f requests over %s)\n",
 				args[0], len(p.Upstreams), len(p.Timeline), len(p.Phases), len(p.Objectives), p.ScheduledRequests(), p.Duration)
 			return nil
 		},
 	}
 	pf.register(cmd)
+	cmd.Flags().BoolVar(&checkPriv, "check-privileges", false, "also fail (exit 2) when the scenario needs root for packet faults and this process lacks it")
 	return cmd
 }
 
@@ -139,6 +147,7 @@ func newSchemaCmd(stdout io.Writer) *cobra.Command {
 
 func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 	var outs reportOutputs
+	var junit string
 	cmd := &cobra.Command{
 		Use:   "report RUN_DIR",
 		Short: "Re-print a run's summary and re-judge its SLOs from the recorded data",
@@ -171,8 +180,10 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
+			in.Upstreams = r.Upstreams
 			objs, pass := verdict.Evaluate(p.Objectives, in)
 			sum.Objectives = objs
+			pass = pass && sum.Aborted == ""
 			switch {
 			case sum.Interrupted:
 				sum.Verdict = results.VerdictInterrupted
@@ -190,6 +201,11 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 					return err
 				}
 			}
+			if junit != "" {
+				if err := writeJUnitFile(junit, &sum); err != nil {
+					return exitWith(ExitRunFailed, err)
+				}
+			}
 			switch {
 			case sum.Interrupted:
 				return exitWith(ExitInterrupted, nil)
@@ -200,51 +216,7 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 		},
 	}
 	outs.register(cmd)
-	return cmd
-}
-
-func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
-	var config, listen string
-	cmd := &cobra.Command{
-		Use:   "gateway --config FILE",
-		Short: "Run cascade's gateway on its own, in front of your services",
-		Long: `Gateway runs the same reverse proxy that 'cascade run' uses, from a config file with
-upstreams (target URLs) and routes (path prefix, upstream, timeouts). It serves until
-interrupted.`,
-		Example: `  cascade gateway --config gateway.yaml
-  # gateway.yaml:
-  #   listen: 127.0.0.1:8080
-  #   upstreams: [{name: api, targets: [http://127.0.0.1:9001]}]
-  #   routes: [{path: /, upstream: api, timeouts: {connect: 1s, response_header: 5s, total: 10s}}]`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if config == "" {
-				return exitWith(ExitUsage, errors.New("--config is required"))
-			}
-			cfg, err := gateway.LoadConfig(config)
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			if listen != "" {
-				cfg.Listen = listen
-			}
-			g, err := gateway.New(cfg, gateway.Options{Sink: event.Discard})
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			if err := g.Start(); err != nil {
-				return exitWith(ExitRunFailed, err)
-			}
-			defer g.Close()
-			fmt.Fprintf(stderr, "cascade gateway listening on %s\n", g.URL())
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			<-ctx.Done()
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&config, "config", "", "gateway config file (YAML)")
-	cmd.Flags().StringVar(&listen, "listen", "", "override the config's listen address")
+	cmd.Flags().StringVar(&junit, "junit", "", "also write the re-judged objectives as JUnit XML to this file")
 	return cmd
 }
 

@@ -105,10 +105,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newFaultCmd(stdout),
 		newPhaseCmd(stdout),
 		newStopCmd(stdout),
+		newFaultProxyCmd(stdout, stderr),
+		newToxiproxyCmd(stdout, stderr),
 		newVersionCmd(stdout),
-		newUpstreamCmd(stdout, stderr),
-		newCleanupCmd(stdout, stderr),
-		newFaultsCmd(stdout),
+		newLadderCmd(stdout, stderr),
 		newLoadCmd(stdout, stderr),
 	)
 	return root

@@ -493,7 +493,10 @@ func TestLinkBandwidthLimitsBulkTransfer(t *testing.T) {
 	achieved := float64(size) * 8 / d.Seconds()
 	s := l.Stats().ToUpstream
 	t.Logf("%.1f Mbit/s through a %.0f Mbit/s limit (%d overflow drops, %d retransmits)", achieved/1e6, rate/1e6, s.Overflow, s.Retransmits)
-	if achieved < 0.7*rate || achieved > 1.1*rate {
+	// The upper bound is the limiter's promise. The lower bound only shows
+	// traffic still flows near the rate: a CPU starved by other work (CI
+	// runs this under -race beside other packages) slows the engine itself.
+	if achieved < 0.5*rate || achieved > 1.1*rate {
 		t.Errorf("achieved %.1f Mbit/s, want about %.0f", achieved/1e6, rate/1e6)
 	}
 }

@@ -80,9 +80,6 @@ func (s *schedule) pushHeld(it *item, gap int) {
 func (s *schedule) passed(due int64, seq uint64) {
 	kept := s.holds[:0]
 	for _, h := range s.holds {
-		if h.it.index < 0 {
-			continue // already left at its timeout
-		}
 		h.left--
 		if h.left > 0 {
 			kept = append(kept, h)
@@ -114,7 +111,24 @@ func (s *schedule) pop(now int64) (it *item, reordered bool) {
 	}
 	it = heap.Pop(&s.h).(*item)
 	s.bytes -= it.n
+	s.forget(it)
 	return it, s.sent(it.seq)
+}
+
+// forget drops the hold on an item that leaves the schedule (at its
+// timeout). Items are pooled and shared by both directions: a hold left
+// behind would point at whatever packet reuses the item next, possibly in
+// the other direction's goroutine, and move that packet's due time.
+func (s *schedule) forget(it *item) {
+	for i, h := range s.holds {
+		if h.it == it {
+			n := len(s.holds)
+			copy(s.holds[i:], s.holds[i+1:])
+			s.holds[n-1] = hold{} // no stale pointer to a pooled item
+			s.holds = s.holds[:n-1]
+			return
+		}
+	}
 }
 
 // sent records that the packet with arrival number seq left (also used for

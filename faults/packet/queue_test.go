@@ -115,3 +115,31 @@ func TestScheduleDrain(t *testing.T) {
 		t.Fatalf("drain returned %d, left heap %d bytes %d holds %d", got, s.h.Len(), s.bytes, len(s.holds))
 	}
 }
+
+// A held packet that left at its timeout goes back to the item pool, which
+// both directions share. Its hold must go with it: otherwise the next
+// packet that reuses the item (here, in another schedule, as the other
+// direction's goroutine would) has its due time moved by a stranger.
+func TestScheduleTimedOutHoldDoesNotFollowTheRecycledItem(t *testing.T) {
+	var a, b schedule
+	held := newItem(0, 500)
+	a.pushHeld(held, 3)
+	seqs, _ := drainAt(&a, 500) // leaves at its timeout
+	if !slices.Equal(seqs, []uint64{0}) {
+		t.Fatalf("sent %v, want [0]", seqs)
+	}
+	if len(a.holds) != 0 {
+		t.Fatalf("the hold outlived its packet: %v", a.holds)
+	}
+	// The pool hands the same item to the other direction, due much later.
+	held.seq, held.due = 7, 900
+	b.push(held)
+	for i := uint64(1); i <= 3; i++ { // three packets pass in the first direction
+		it := newItem(i, 600)
+		a.push(it)
+		a.passed(it.due, it.seq)
+	}
+	if held.due != 900 || held.index < 0 {
+		t.Fatalf("the other direction's packet was moved: due %d, index %d", held.due, held.index)
+	}
+}

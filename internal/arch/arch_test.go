@@ -21,6 +21,7 @@ var forbidden = map[string][]string{
 	"gateway":   {"faults", "loadgen", "results", "scenarios", "internal/run", "cmd"},
 	"loadgen":   {"faults", "gateway", "results", "scenarios", "internal/run", "cmd"},
 	"results":   {"faults", "gateway", "scenarios", "internal/run", "cmd"},
+	"autoscale": {"faults", "gateway", "loadgen", "results", "scenarios", "internal/run", "cmd"},
 	"scenarios": {"internal/run", "cmd"},
 }
 

@@ -43,11 +43,10 @@ type CleanupReport struct {
 	Skipped string // why the cleaner did not run
 }
 
-// Cleaners lists what Cleanup runs, in order. The packet layer adds its
-// cleaner here (network namespaces, interfaces and nft tables by their
-// per-run prefix).
+// Cleaners lists what Cleanup runs, in order: containers, and the packet
+// layer's network namespaces (and their devices) by their per-run prefix.
 func Cleaners() []Cleaner {
-	return []Cleaner{containerCleaner{}}
+	return []Cleaner{containerCleaner{}, netnsCleaner{}}
 }
 
 // Cleanup runs every cleaner; an error from one does not stop the others.

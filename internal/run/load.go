@@ -55,3 +55,12 @@ func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed time.D
 	}
 	return execs, tags
 }
+
+// plannedRequests is how many requests the load schedules: every
+// arrival-rate executor of a plain run, or a game day's profile.
+func plannedRequests(gen loadDriver) float64 {
+	if g, ok := gen.(*loadgen.Generator); ok {
+		return g.Expected(0, g.Duration())
+	}
+	return gen.Pacer().Total()
+}

@@ -73,6 +73,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if opts.OutDir == "" {
 		opts.OutDir = filepath.Join("cascade-results", p.Name+"-"+time.Now().Format("20060102-150405"))
 	}
+	if err := checkPacketPrivileges(p); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
 	w, err := results.Create(opts.OutDir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: run directory: %w", ErrSetup, err)
@@ -96,12 +99,22 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			err = fmt.Errorf("game day: %w", cerr)
 		}
 	}()
-	sink := gd.sink(w)
-	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock}
+	rec, err := newRecording(p, w.Dir(), clock)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer rec.close()
+	sink := rec.sink(gd.sink(w))
+	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
 	// Upstreams (and the containers some need; removed after them).
 	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
 	defer env.close()
+	links, err := startLinks(p, env.runID, sink, clock) // packet faults' namespaces; closed after the upstreams
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer links.close()
 	var ups []*faults.Upstream
 	defer func() {
 		for _, u := range ups {
@@ -113,6 +126,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
+		uc.Link = links[uc.Name]
 		u := faults.NewUpstream(uc, uopts)
 		if err := u.StartContext(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
@@ -125,24 +139,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Gateway: ours, with targets now that replicas listen, or the user's.
 	target, gwName := p.External, p.External
+	var gw *gateway.Gateway
 	if p.Gateway != nil {
-		cfg := *p.Gateway
-		cfg.Upstreams = nil
-		for _, u := range ups {
-			var ts []string
-			for _, r := range u.Replicas() {
-				ts = append(ts, r.URL())
-			}
-			cfg.Upstreams = append(cfg.Upstreams, gateway.UpstreamTargets{Name: u.Name(), Targets: ts})
-		}
-		gw, err := gateway.New(cfg, gateway.Options{Sink: sink, Clock: clock})
-		if err != nil {
+		var stop func() error
+		if gw, stop, err = startGateway(p, ups, w.Dir(), sink, clock); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
-		if err := gw.Start(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
-		}
-		defer gw.Close()
+		defer func() { _ = stop() }()
 		target, gwName = gw.URL(), "builtin"
 	}
 	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
@@ -157,8 +160,17 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	lcfg.Target = target
 	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0), results.WithBreakdown(breakdown(lcfg)))
 	var gen loadDriver
+	var direct *directLoad
 	if gd == nil {
-		gen, err = loadgen.New(lcfg, collector, clock, nil)
+		var recorder loadgen.Recorder = collector
+		var transport loadgen.Transport
+		if p.Direct > 0 {
+			if direct, lcfg, err = newDirectLoad(p, lcfg, ups, collector); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+			recorder, transport = direct, direct
+		}
+		gen, err = loadgen.New(lcfg, recorder, clock, transport)
 	} else {
 		gen, err = gd.start(timeline, collector, target, sink)
 	}
@@ -173,6 +185,18 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
 		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
 	bg, stopBG := context.WithCancel(context.Background())
+	loadCtx, stopLoad := context.WithCancel(ctx) // stopped early by an abort objective
+	defer stopLoad()
+	waitScalers, err := startAutoscalers(bg, p.Autoscale, ups, gw, rec, sink, clock)
+	if err != nil {
+		stopBG()
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	recDone := make(chan struct{})
+	go func() {
+		rec.background(bg, func() []*faults.Upstream { return ups }, plannedRequests(gen), stopLoad)
+		close(recDone)
+	}()
 	tlDone := make(chan struct{})
 	go func() { timeline.Run(bg); close(tlDone) }()
 	live := &liveStats{}
@@ -182,25 +206,34 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		close(progDone)
 	}()
 	flushDone := make(chan struct{})
-	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live); close(flushDone) }()
+	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec); close(flushDone) }()
 
-	runErr := gen.Run(ctx)
+	runErr := gen.Run(loadCtx)
 	elapsed := clock.Now()
 	interrupted := ctx.Err() != nil
-	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted}})
+	aborted := rec.abortReason()
+	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted, "aborted": aborted != ""}})
 	stopBG()
 	emitUpstreamStats(sink, clock, ups)
 	<-tlDone
 	<-progDone
 	<-flushDone
-	if runErr != nil && !interrupted {
+	<-recDone
+	waitScalers()
+	if runErr != nil && !interrupted && aborted == "" {
 		return nil, runErr
 	}
-	w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth))
+	rec.keepIntervals(w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth)))
 
 	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
-	sum := summarize(ranPlan, collector, gen, reports, started, elapsed, interrupted, target, gwName)
-	in, err := verdict.NewInput(sum, nil, nil)
+	sum := summarize(ranPlan, collector, gen, reports, started, elapsed, interrupted || aborted != "", target, gwName)
+	sum.Interrupted = interrupted
+	sum.Aborted = aborted
+	if direct != nil {
+		summarizeDirect(p, direct, sum, gen.Pacer())
+	}
+	sum.GatewayStats = gatewayStats(gw)
+	in, err := rec.input(sum)
 	if err != nil {
 		return nil, err
 	}
@@ -209,13 +242,17 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	switch {
 	case interrupted:
 		sum.Verdict = results.VerdictInterrupted
-	case pass:
+	case pass && aborted == "":
 		sum.Verdict = results.VerdictPass
 	default:
+		pass = false
 		sum.Verdict = results.VerdictFail
 	}
 	if err := w.WriteSummary(sum); err != nil {
 		return nil, fmt.Errorf("write summary: %w", err)
+	}
+	if err := writeJUnit(w.Dir(), sum); err != nil {
+		return nil, err
 	}
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
@@ -226,7 +263,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 // flushIntervals writes every interval no request can still land in, each
 // second, so memory stays flat and an interrupted run keeps its time series.
-func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats) {
+func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
 	for {
@@ -238,7 +275,7 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 		// A request intended at t finishes by t + lag + client timeout; keep a
 		// margin of one interval for the lag.
 		ivs := c.TakeIntervals(clock.Now() - clientTimeout - IntervalWidth)
-		w.WriteIntervals(ivs, results.Sec(IntervalWidth))
+		rec.keepIntervals(w.WriteIntervals(ivs, results.Sec(IntervalWidth)))
 		_ = w.Flush()
 		if len(ivs) > 0 {
 			last := ivs[len(ivs)-1].Stats.Latency
@@ -293,6 +330,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		if f.Started && f.End == 0 {
 			fs.End = results.Sec(elapsed)
 		}
+		fs.Connection, fs.Packet = effectSummaries(f.Effects)
 		s.Faults = append(s.Faults, fs)
 	}
 	return s

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/faults/packet"
 	"github.com/cascadehq/cascade/internal/containers"
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/results"
@@ -32,6 +33,9 @@ func runScenario(t *testing.T, ctx context.Context, file string) (string, *run.O
 	o, err := run.Run(ctx, p, run.Options{OutDir: dir, Progress: run.ProgressOff, Stdout: &out, Stderr: &errb})
 	if errors.Is(err, containers.ErrNoDocker) && os.Getenv("CASCADE_REQUIRE_DOCKER") != "1" {
 		t.Skipf("%s runs containers and no Docker daemon answers (set CASCADE_REQUIRE_DOCKER=1 to make this a failure): %v", file, err)
+	}
+	if errors.Is(err, packet.ErrPrivileges) && os.Getenv("CASCADE_REQUIRE_ROOT") != "1" {
+		t.Skipf("%s has packet faults and this process may not make network namespaces (set CASCADE_REQUIRE_ROOT=1 to make this a failure): %v", file, err)
 	}
 	if err != nil {
 		t.Fatalf("run %s: %v\n%s", file, err, errb.String())

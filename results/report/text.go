@@ -23,6 +23,9 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	if s.Interrupted {
 		fmt.Fprintf(b, "  (INTERRUPTED after %.1fs of %.1fs: partial results)", float64(s.Elapsed), float64(s.Planned))
 	}
+	if s.Aborted != "" {
+		fmt.Fprintf(b, "  (ABORTED after %.1fs of %.1fs: %s)", float64(s.Elapsed), float64(s.Planned), s.Aborted)
+	}
 	fmt.Fprintf(b, "\n  seed %d · plan %s · target %s", s.Seed, s.PlanHash, s.Target)
 	if s.Gateway != "builtin" && s.Gateway != "" {
 		fmt.Fprintf(b, " (external gateway)")
@@ -61,7 +64,8 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 
 	if len(s.Faults) > 0 {
 		b.WriteString("\nFaults\n")
-		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		fb := &strings.Builder{}
+		tw := tabwriter.NewWriter(fb, 0, 0, 2, ' ', 0)
 		for _, f := range s.Faults {
 			when := "never started"
 			if f.Started {
@@ -78,7 +82,10 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 			fmt.Fprintf(tw, "  %s\t%s on %s\t%s\t%s\n", f.Name, f.Kind, f.Target, when, eff)
 		}
 		tw.Flush()
+		writeWithEffects(b, fb.String(), s.Faults)
 	}
+
+	gatewayBlock(b, s.GatewayStats)
 
 	if len(s.Objectives) > 0 {
 		b.WriteString("\nObjectives\n")

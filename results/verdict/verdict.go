@@ -18,12 +18,27 @@ import (
 	"github.com/cascadehq/cascade/results"
 )
 
-// Input is what objectives are evaluated on.
+// Input is what objectives are evaluated on: everything a run directory
+// holds, so a verdict is the same live and offline.
 type Input struct {
 	Summary   *results.Summary
 	Phases    map[string]*Phase // by name, "run" included
 	Events    []event.Event
 	Intervals []results.IntervalRecord
+	// Upstreams is what cascade's fake upstreams saw (upstreams.jsonl).
+	Upstreams []results.UpstreamRecord
+	// Direct is the load sent straight to the upstreams, bypassing the
+	// gateway (layer attribution); nil when the scenario sends none.
+	Direct *Phase
+	// Now is how far a run in progress has got (abort checks); zero once
+	// the run is over.
+	Now time.Duration
+	// Planned is how many requests the whole profile schedules (abort
+	// checks on rates).
+	Planned float64
+
+	ivs   []interval // intervals decoded on first use
+	ivErr error
 }
 
 // Phase is a phase's recorded data.
@@ -41,6 +56,13 @@ func NewInput(s *results.Summary, events []event.Event, intervals []results.Inte
 			return nil, fmt.Errorf("phase %s: %w", p.Name, err)
 		}
 		in.Phases[p.Name] = &Phase{Summary: p, Stats: st}
+	}
+	if s.Direct != nil {
+		st, err := s.Direct.Stats.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("direct load: %w", err)
+		}
+		in.Direct = &Phase{Summary: *s.Direct, Stats: st}
 	}
 	return in, nil
 }
@@ -103,19 +125,26 @@ const (
 	unitDuration unit = iota // compared in seconds
 	unitFraction             // 0..1, written as a percentage
 	unitCount
-	unitRate // per second
+	unitRate  // per second
+	unitRatio // a plain ratio such as an amplification, written "1.21x"
 )
 
 // Threshold compares one metric of one phase with a bound: "p99 < 300ms",
-// "gateway_timeout_rate < 1%", "achieved_rate >= 99%".
+// "gateway_timeout_rate < 1%", "achieved_rate >= 99%", "amplification <= 1.5".
 type Threshold struct {
-	Name   string
-	Phase  string
-	Expr   string
-	metric metric
-	op     Op
-	bound  float64
-	unit   unit
+	Name  string
+	Phase string
+	Expr  string
+	// Upstream restricts the upstream metrics (amplification, orphans...)
+	// and event counts (breaker_opens...) to one upstream; "" is all.
+	Upstream string
+	// ClientShare is the share of the client's request mix that goes to
+	// Upstream (by route), which amplification divides by; 0 means all.
+	ClientShare float64
+	metric      metric
+	op          Op
+	bound       float64
+	unit        unit
 	// relative: the bound is a fraction of the target rate (achieved_rate >= 99%).
 	relative bool
 }
@@ -127,6 +156,10 @@ type metric struct {
 	series   string      // "latency", "service", "lag"
 	cause    cause.Cause // for cause rates and counts
 	stat     string      // "quantile", "max", "min", "mean", "error_rate", "cause_rate", "cause_count", ...
+	// source says where the value comes from: "" the client's samples,
+	// "upstream" the upstreams' own records, "events" the event stream.
+	source string
+	event  string // for event counts: the event type
 }
 
 // ParseThreshold parses "<metric> <op> <value>". phase is "" for the whole run.
@@ -170,6 +203,12 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 			return nil, fmt.Errorf("objective %q: %s is a count: expected a number, got %q", expr, m.name, v)
 		}
 		t.bound = n
+	case unitRatio:
+		n, err := strconv.ParseFloat(strings.TrimSuffix(v, "x"), 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("objective %q: %s is a ratio: expected a number such as 1.5, got %q", expr, m.name, v)
+		}
+		t.bound = n
 	case unitRate:
 		if strings.HasSuffix(v, "%") {
 			p, err := units.ParsePercent(v)
@@ -205,11 +244,38 @@ func splitCompact(expr string) []string {
 func MetricNames() []string {
 	out := []string{"p50", "p90", "p95", "p99", "p99.9", "p(N)", "max", "min", "mean",
 		"service_p99 (uncorrected latency)", "lag_p99 (scheduling lag)",
-		"error_rate", "errors", "requests", "achieved_rate", "<cause>_rate", "<cause>_count"}
+		"error_rate", "errors", "requests", "achieved_rate", "<cause>_rate", "<cause>_count",
+		"amplification", "upstream_requests", "retries", "non_idempotent_retries", "late_attempts",
+		"orphans", "orphan_rate", "orphan_time", "breaker_opens", "ejections"}
 	return out
 }
 
+// upstreamMetrics are measured where requests land, from upstreams.jsonl.
+var upstreamMetrics = map[string]metric{
+	"amplification":          {unit: unitRatio, stat: "amplification"},
+	"upstream_requests":      {unit: unitCount, stat: "upstream_requests"},
+	"retries":                {unit: unitCount, stat: "retries"},
+	"non_idempotent_retries": {unit: unitCount, stat: "non_idempotent_retries"},
+	"late_attempts":          {unit: unitCount, stat: "late_attempts"},
+	"orphans":                {unit: unitCount, stat: "orphans"},
+	"orphan_rate":            {unit: unitFraction, stat: "orphan_rate"},
+	"orphan_time":            {unit: unitDuration, stat: "orphan_time"},
+}
+
+// eventMetrics count events of one type.
+var eventMetrics = map[string]string{
+	"breaker_opens": "breaker.open",
+	"ejections":     "outlier.eject",
+}
+
 func parseMetric(s string) (metric, error) {
+	if m, ok := upstreamMetrics[s]; ok {
+		m.name, m.source = s, "upstream"
+		return m, nil
+	}
+	if typ, ok := eventMetrics[s]; ok {
+		return metric{name: s, unit: unitCount, stat: "events", source: "events", event: typ}, nil
+	}
 	series := "latency"
 	name := s
 	for _, p := range []string{"service_", "lag_"} {
@@ -268,6 +334,34 @@ func parseQuantile(s string) (float64, bool) {
 	return q, true
 }
 
+// UsesUpstreams says whether the metric is measured at the upstreams.
+func (t *Threshold) UsesUpstreams() bool { return t.metric.source == "upstream" }
+
+// UsesEvents says whether the metric counts events.
+func (t *Threshold) UsesEvents() bool { return t.metric.source == "events" }
+
+// Windowable says whether the metric can be judged on interval data (for
+// rolling windows and early aborts): not the scheduling lag, which intervals
+// do not keep, and not a rate relative to the profile's target.
+func (t *Threshold) Windowable() error {
+	if t.metric.series == "lag" {
+		return fmt.Errorf("%s: intervals do not keep the scheduling lag", t.metric.name)
+	}
+	if t.relative {
+		return fmt.Errorf("achieved_rate as a percentage of the target needs the whole phase; give an absolute rate such as 190/s")
+	}
+	return nil
+}
+
+// span is what a threshold is measured on: client stats over a window.
+type span struct {
+	st         *results.Stats
+	from, to   time.Duration
+	label      string  // "phase run [0.0s, 10.0s)"
+	achieved   float64 // sent per second
+	targetRate float64 // per second, 0 when unknown
+}
+
 // Evaluate implements Objective.
 func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 	phase := t.Phase
@@ -280,10 +374,49 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 		r.Evidence = fmt.Sprintf("phase %q was not recorded (phases: %s)", phase, strings.Join(phaseNames(in), ", "))
 		return r
 	}
-	st, sum := p.Stats, p.Summary
-	window := fmt.Sprintf("phase %s [%.1fs, %.1fs)", phase, float64(sum.Start), float64(sum.End))
+	sum := p.Summary
+	sp := span{st: p.Stats, from: sum.Start.D(), to: sum.End.D(),
+		label:    fmt.Sprintf("phase %s [%.1fs, %.1fs)", phase, float64(sum.Start), float64(sum.End)),
+		achieved: sum.Stats.AchievedRate, targetRate: sum.Stats.TargetRate}
+	v, ev, facts, ok := t.measure(in, sp)
+	r.Evidence, r.Facts = ev, facts
+	if !ok {
+		return r
+	}
+	r.Value = v
+	r.Measured = t.format(v)
+	r.Pass = t.op.holds(v, t.bound)
+	return r
+}
+
+// measure computes the metric on a span; ok is false when there is nothing
+// to measure (evidence says why).
+func (t *Threshold) measure(in *Input, sp span) (v float64, evidence string, facts map[string]float64, ok bool) {
+	st, window := sp.st, sp.label
+	switch t.metric.source {
+	case "upstream":
+		return t.measureUpstream(in, sp)
+	case "events":
+		evs := eventsOf(in, t.Upstream, t.metric.event)
+		var n int
+		var first time.Duration = -1
+		for _, e := range evs {
+			if e.T >= sp.from && e.T < sp.to {
+				n++
+				if first < 0 {
+					first = e.T
+				}
+			}
+		}
+		ev := fmt.Sprintf("%d %s events in %s", n, t.metric.event, window)
+		f := map[string]float64{"count": float64(n)}
+		if first >= 0 {
+			ev += ", first at " + secs(first)
+			f["first_s"] = first.Seconds()
+		}
+		return float64(n), ev, f, true
+	}
 	n := st.Sent()
-	var v float64
 	switch t.metric.stat {
 	case "quantile", "max", "min", "mean":
 		h := st.Latency
@@ -294,8 +427,7 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 			h = st.Lag
 		}
 		if h == nil || h.TotalCount() == 0 {
-			r.Evidence = "no requests were sent in " + window
-			return r
+			return 0, "no requests were sent in " + window, nil, false
 		}
 		switch t.metric.stat {
 		case "quantile":
@@ -307,49 +439,104 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 		case "mean":
 			v = h.Mean() / 1e6
 		}
-		r.Evidence = fmt.Sprintf("%s over %d requests in %s", t.metric.name, h.TotalCount(), window)
+		return v, fmt.Sprintf("%s over %d requests in %s", t.metric.name, h.TotalCount(), window),
+			map[string]float64{"requests": float64(h.TotalCount())}, true
 	case "error_rate":
 		total := st.Judged()
 		if total == 0 {
-			r.Evidence = "no requests in " + window
-			return r
+			return 0, "no requests in " + window, nil, false
 		}
 		v = float64(st.Errors()) / float64(total)
-		r.Evidence = fmt.Sprintf("%d of %d requests failed in %s%s", st.Errors(), total, window, topCauses(st))
+		return v, fmt.Sprintf("%d of %d requests failed in %s%s", st.Errors(), total, window, topCauses(st)),
+			map[string]float64{"errors": float64(st.Errors()), "requests": float64(total)}, true
 	case "cause_rate":
 		total := st.Judged()
 		if total == 0 {
-			r.Evidence = "no requests in " + window
-			return r
+			return 0, "no requests in " + window, nil, false
 		}
 		k := st.Causes[t.metric.cause]
 		v = float64(k) / float64(total)
-		r.Evidence = fmt.Sprintf("%d of %d requests ended in %s in %s", k, total, t.metric.cause, window)
+		return v, fmt.Sprintf("%d of %d requests ended in %s in %s", k, total, t.metric.cause, window),
+			map[string]float64{"count": float64(k), "requests": float64(total)}, true
 	case "cause_count":
-		v = float64(st.Causes[t.metric.cause])
-		r.Evidence = fmt.Sprintf("%d requests ended in %s in %s", int64(v), t.metric.cause, window)
+		k := st.Causes[t.metric.cause]
+		return float64(k), fmt.Sprintf("%d requests ended in %s in %s", k, t.metric.cause, window),
+			map[string]float64{"count": float64(k)}, true
 	case "errors":
-		v = float64(st.Errors())
-		r.Evidence = fmt.Sprintf("%d errors in %s%s", st.Errors(), window, topCauses(st))
+		return float64(st.Errors()), fmt.Sprintf("%d errors in %s%s", st.Errors(), window, topCauses(st)),
+			map[string]float64{"count": float64(st.Errors())}, true
 	case "requests":
-		v = float64(n)
-		r.Evidence = fmt.Sprintf("%d requests sent in %s", n, window)
+		return float64(n), fmt.Sprintf("%d requests sent in %s", n, window), map[string]float64{"count": float64(n)}, true
 	case "achieved_rate":
-		v = sum.Stats.AchievedRate
-		target := sum.Stats.TargetRate
-		r.Evidence = fmt.Sprintf("achieved %.1f/s against a target of %.1f/s in %s", v, target, window)
+		v = sp.achieved
+		ev := fmt.Sprintf("achieved %.1f/s against a target of %.1f/s in %s", v, sp.targetRate, window)
 		if t.relative {
-			if target == 0 {
-				r.Evidence = "the profile scheduled nothing in " + window
-				return r
+			if sp.targetRate == 0 {
+				return 0, "the profile scheduled nothing in " + window, nil, false
 			}
-			v /= target
+			v /= sp.targetRate
 		}
+		return v, ev, map[string]float64{"achieved_per_s": sp.achieved, "target_per_s": sp.targetRate}, true
 	}
-	r.Value = v
-	r.Measured = t.format(v)
-	r.Pass = t.op.holds(v, t.bound)
-	return r
+	return 0, "unknown metric " + t.metric.name, nil, false
+}
+
+// measureUpstream computes a metric the upstreams measured themselves.
+func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[string]float64, bool) {
+	if !hasUpstreamRecords(in) {
+		return 0, noUpstreamRecords, nil, false
+	}
+	who := "the upstreams"
+	if t.Upstream != "" {
+		who = t.Upstream
+	}
+	sum, _ := sumRecords(in, t.Upstream, sp.from, sp.to)
+	switch t.metric.stat {
+	case "amplification", "upstream_requests":
+		arrivals := upstreamArrivals(in, t.Upstream, "", sp.from, sp.to, results.Starting)
+		if t.metric.stat == "upstream_requests" {
+			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s", arrivals, who, sp.label),
+				map[string]float64{"count": float64(arrivals)}, true
+		}
+		sent := float64(sp.st.Sent())
+		note := ""
+		if t.ClientShare > 0 && t.ClientShare < 1 {
+			note = fmt.Sprintf(", the %s of the request mix routed to %s", FormatPercent(t.ClientShare), t.Upstream)
+			sent *= t.ClientShare
+		}
+		if sent == 0 {
+			return 0, "no client requests in " + sp.label, nil, false
+		}
+		v := float64(arrivals) / sent
+		return v, fmt.Sprintf("%d attempts reached %s for %.0f client requests%s in %s (%d of them retries)",
+				arrivals, who, sent, note, sp.label, sum.Retries),
+			map[string]float64{"upstream_requests": float64(arrivals), "client_requests": sent, "retries": float64(sum.Retries)}, true
+	case "retries":
+		return float64(sum.Retries), fmt.Sprintf("%d requests reached %s as a retry (attempt 2 or later) in %s", sum.Retries, who, sp.label),
+			map[string]float64{"count": float64(sum.Retries)}, true
+	case "non_idempotent_retries":
+		return float64(sum.NonIdempotentRetries), fmt.Sprintf("%d retries of non-idempotent requests (POST, PATCH) reached %s in %s, of %d retries",
+				sum.NonIdempotentRetries, who, sp.label, sum.Retries),
+			map[string]float64{"count": float64(sum.NonIdempotentRetries), "retries": float64(sum.Retries)}, true
+	case "late_attempts":
+		return float64(sum.LateArrivals), fmt.Sprintf("%d attempts reached %s after the caller's total deadline had passed in %s", sum.LateArrivals, who, sp.label),
+			map[string]float64{"count": float64(sum.LateArrivals)}, true
+	case "orphans", "orphan_rate", "orphan_time":
+		facts := map[string]float64{"orphans": float64(sum.Orphans), "with_deadline": float64(sum.WithBudget), "orphan_s": sum.OrphanMS / 1000}
+		ev := fmt.Sprintf("%d of %d requests with a deadline were still being worked on by %s more than %s after their caller gave up in %s (%s of work nobody waited for)",
+			sum.Orphans, sum.WithBudget, who, FormatDuration(results.OrphanSlack), sp.label, FormatDuration(time.Duration(sum.OrphanMS*float64(time.Millisecond))))
+		switch t.metric.stat {
+		case "orphans":
+			return float64(sum.Orphans), ev, facts, true
+		case "orphan_time":
+			return sum.OrphanMS / 1000, ev, facts, true
+		}
+		if sum.WithBudget == 0 {
+			return 0, fmt.Sprintf("no request reached %s with a deadline header in %s", who, sp.label), facts, false
+		}
+		return float64(sum.Orphans) / float64(sum.WithBudget), ev, facts, true
+	}
+	return 0, "unknown metric " + t.metric.name, nil, false
 }
 
 func (o Op) String() string { return string(o) }
@@ -365,6 +552,8 @@ func (t *Threshold) format(v float64) string {
 			return FormatPercent(v) + " of target"
 		}
 		return strconv.FormatFloat(v, 'f', 1, 64) + "/s"
+	case unitRatio:
+		return strconv.FormatFloat(v, 'f', 2, 64) + "x"
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }

@@ -108,9 +108,20 @@ func (c *compiler) fieldErrors(path string, err error) {
 // specError reports a fault's parameter error at the parameter when the kind
 // names it.
 func (c *compiler) specError(path, kind string, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			c.specError(path, kind, e)
+		}
+		return
+	}
 	var fe *slowdb.FieldError
 	if errors.As(err, &fe) {
 		c.errorf(path+"."+fe.Field, "%s: %s", kind, fe.Msg)
+		return
+	}
+	var pe *faults.ParamError
+	if errors.As(err, &pe) {
+		c.errorf(path+"."+pe.Field, "%s: %s", kind, pe.Msg)
 		return
 	}
 	c.errorf(path, "%s: %v", kind, err)

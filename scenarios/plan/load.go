@@ -42,6 +42,9 @@ func (c *compiler) load() {
 			path = fmt.Sprintf("$.load[%d]", i)
 		}
 		ec := c.executor(path, x, list, i)
+		if list && x.Direct != 0 {
+			c.errorf(path+".direct", "direct (layer attribution) applies to a single-executor load, written as a mapping")
+		}
 		if names[ec.Name] {
 			c.errorf(path+".name", "executor name %q is used twice", ec.Name)
 		}
@@ -438,4 +441,15 @@ func (c *compiler) liveLoad() {
 	if len(c.p.Load.Executors) > 0 || c.p.Load.Kind == loadgen.VUs {
 		c.errorf("$.load", "gates and safety checks steer a single open-model load (rate, or stages of rates); this load has several executors or virtual users")
 	}
+}
+
+// clientTimeout is the timeout the lints hold the gateway to: with several
+// executors the shortest, the first client to give up. (p.Load's own is the
+// longest: how long the run waits for a late request.)
+func (c *compiler) clientTimeout() time.Duration {
+	client := c.p.Load.ClientTimeout
+	for _, e := range c.p.Load.Executors {
+		client = min(client, e.ClientTimeout)
+	}
+	return client
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cascadehq/cascade/autoscale"
 	"github.com/cascadehq/cascade/faults"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/yamlfile"
@@ -58,6 +59,21 @@ type Plan struct {
 	Phases     []results.Phase
 	Objectives []verdict.Objective
 	Warnings   []Warning
+
+	// Aborts are the objectives marked abort: the run stops as soon as one
+	// can no longer pass.
+	Aborts []verdict.Abortable
+	// Layers is the declared timeout cascade, outermost first (client,
+	// gateway, per_try, upstream, db): what the dynamic cascade check and
+	// the latency ladder test.
+	Layers []verdict.Layer
+	// Autoscale are the autoscalers, defaults filled in.
+	Autoscale []autoscale.Settings
+	// Direct is the share of requests sent straight to the upstreams,
+	// bypassing the gateway (layer attribution); DirectUpstreams names the
+	// upstream each request template goes to when sent directly.
+	Direct          float64
+	DirectUpstreams []string
 	// Gates are the manual phase gates, in order; Safety the live health
 	// checks (see gameday.go).
 	Gates  []Gate
@@ -148,12 +164,17 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 	c.gateway()
 	c.load()
 	c.faults()
+	c.netFaults()
 	c.phases()
+	c.direct()
+	c.autoscalers()
+	c.layers()
 	c.gates()
 	c.objectives()
 	c.safety()
 	c.liveLoad()
 	c.lint()
+	c.cascadeLint()
 	c.databaseLint()
 	if len(c.errs) > 0 {
 		return nil, c.errs
@@ -205,7 +226,11 @@ func (c *compiler) upstreams() {
 		if err := u.Behaviour.Validate(); err != nil {
 			c.errorf(p, "%v", err)
 		}
-		cfg := faults.UpstreamConfig{Name: u.Name, Replicas: replicas, Listen: u.Listen, Behaviour: u.Behaviour}
+		if u.Concurrency < 0 {
+			c.errorf(p+".concurrency", "concurrency must not be negative (0 is unlimited)")
+		}
+		cfg := faults.UpstreamConfig{Name: u.Name, Replicas: replicas, Listen: u.Listen, Behaviour: u.Behaviour,
+			Concurrency: u.Concurrency, IgnoreCancel: u.IgnoreCancel}
 		c.p.Upstreams = append(c.p.Upstreams, cfg)
 		c.ups[u.Name] = &c.p.Upstreams[len(c.p.Upstreams)-1]
 	}
@@ -252,13 +277,13 @@ func CheckTarget(raw string, allowRemote bool) error {
 
 func (c *compiler) gateway() {
 	g := c.f.Gateway
-	names := map[string]bool{}
-	for n := range c.ups {
-		names[n] = true
+	replicas := map[string]int{}
+	for n, u := range c.ups {
+		replicas[n] = u.Replicas
 	}
 	if g.External != "" {
-		if len(g.Routes) > 0 || g.Listen != "" {
-			c.errorf("$.gateway.external", "external and routes/listen exclude each other: either cascade runs its gateway or yours")
+		if len(g.Routes) > 0 || g.Listen != "" || len(g.Upstreams) > 0 || g.AdminListen != "" {
+			c.errorf("$.gateway.external", "external and routes/listen/upstreams/admin_listen exclude each other: either cascade runs its gateway or yours")
 		}
 		if err := CheckTarget(g.External, c.opts.AllowRemote); err != nil {
 			c.errorf("$.gateway.external", "%v", err)
@@ -272,13 +297,13 @@ func (c *compiler) gateway() {
 		}
 		return
 	}
-	cfg := &gateway.Config{Listen: g.Listen, Routes: g.Routes}
+	cfg := &gateway.Config{Listen: g.Listen, AdminListen: g.AdminListen, Upstreams: g.Upstreams, Routes: g.Routes}
 	if g.Listen != "" {
 		if err := checkListen(g.Listen); err != nil {
 			c.errorf("$.gateway.listen", "%v", err)
 		}
 	}
-	c.errs = append(c.errs, c.doc.Position("$.gateway", cfg.Validate(names))...)
+	c.errs = append(c.errs, c.doc.Position("$.gateway", cfg.Validate(replicas))...)
 	c.p.Gateway = cfg
 }
 
@@ -460,56 +485,17 @@ func phaseList(ps []results.Phase) string {
 	return strings.Join(out, ", ")
 }
 
-func (c *compiler) objectives() {
-	names := map[string]bool{}
-	for _, p := range c.p.Phases {
-		names[p.Name] = true
-	}
-	for i, o := range c.f.SLO {
-		p := fmt.Sprintf("$.slo[%d]", i)
-		if o.Phase != "" && !names[o.Phase] {
-			if !c.badFaults[o.Phase] { // already reported at the fault
-				c.errorf(p+".phase", "unknown phase %q (phases: %s)", o.Phase, phaseList(c.p.Phases))
-			}
-			continue
-		}
-		phase := o.Phase
-		if phase == RunPhase {
-			phase = ""
-		}
-		t, err := verdict.ParseThreshold(o.Objective, phase)
-		if err != nil {
-			path := p
-			if c.doc.Node(p+".objective") != nil {
-				path = p + ".objective"
-			}
-			c.errorf(path, "%v", err)
-			continue
-		}
-		if o.Name != "" {
-			t.Name = o.Name
-		}
-		c.p.Objectives = append(c.p.Objectives, t)
-	}
-}
-
 // lint is the static half of the timeout cascade: the misorderings the seed
 // articles blame for mystery timeouts.
 func (c *compiler) lint() {
 	if c.p.Gateway == nil {
 		return
 	}
-	client := c.p.Load.ClientTimeout
-	for _, e := range c.p.Load.Executors {
-		client = min(client, e.ClientTimeout) // the shortest is the first to give up
-	}
+	// The ordering of the timeouts (client > gateway > upstream > db) is
+	// cascadeLint's, in cascade.go.
 	for i, r := range c.p.Gateway.Routes {
 		t := r.Timeouts.Effective()
 		p := fmt.Sprintf("$.gateway.routes[%d].timeouts", i)
-		if t.Total.D() >= client {
-			c.warnf(p+".total", "route %s: gateway total timeout %s is not shorter than the client timeout %s: the client gives up first and never sees the gateway's 504",
-				r.Path, t.Total, client)
-		}
 		up := c.ups[r.Upstream]
 		if up != nil && !up.Behaviour.Latency.IsZero() {
 			if hi := up.Behaviour.Latency.Upper(); t.ResponseHeader.D() < hi {

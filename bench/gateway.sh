@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# bench/gateway.sh - cascade's gateway against nginx, HAProxy and the upstream direct, in one run.
+#
+# 1. Runs the shared peer benchmark (../shared/bench/peers.sh) sections B and B2 with our gateway
+#    as OURS_PROXY_CMD: `cascade gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES`
+#    (issue 4's target setup: breaker, retries, limits and balancing enabled on the route), then
+#    prints ours against nginx, HAProxy and direct from that same run: req/s ratio, proxy CPU per
+#    request, added p50/p99 at a fixed open-loop rate.
+# 2. The cost of each feature: the same upstream, wrk at fixed concurrency, our gateway with one
+#    feature set after another (and nginx as the reference), repetitions interleaved.
+#
+# Everything listens on 127.0.0.1, every load run is bounded (DUR seconds), and only processes this
+# script started are stopped (by PID). Knobs (environment):
+#   REPS=3 DUR=10 CONNS=50 B_RATE=5000         as peers.sh
+#   FEATURES=breaker,retries,limits,p2c        what the peers.sh row runs with
+#   SWEEP="plain breaker retries limits p2c all all+log"   feature sets for part 2 ("" skips it)
+#   PEERS=../shared/bench/peers.sh             the peer benchmark
+#   BENCH_TOOLS, BENCH_WORK, BENCH_OUT          as peers.sh (tools from install-peers.sh)
+#   SWEEP_UP_PORT=18580 SWEEP_GW_PORT=18581 SWEEP_NGINX_PORT=18582
+#   PORT_BASE=18380   moves peers.sh's ports (UP_PORT..OURS_PROXY_PORT) to PORT_BASE+0..+6, when another
+#                     peers.sh run holds the defaults (18080-18087)
+set -uo pipefail
+if [ -n "${PORT_BASE:-}" ]; then
+  export UP_PORT=$PORT_BASE NGINX_PORT=$((PORT_BASE + 1)) HAPROXY_PORT=$((PORT_BASE + 2)) GORP_PORT=$((PORT_BASE + 3)) \
+    GORP2_PORT=$((PORT_BASE + 4)) TOXI_PORT=$((PORT_BASE + 5)) OURS_PROXY_PORT=$((PORT_BASE + 6))
+fi
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+PEERS="${PEERS:-$REPO/../shared/bench/peers.sh}"
+[ -x "$PEERS" ] || PEERS="/work/shared/bench/peers.sh"
+PEERS_DIR="$(cd "$(dirname "$PEERS")" && pwd)"
+WORK="${BENCH_WORK:-${TMPDIR:-/tmp}/cascade-gateway-bench}"
+export BENCH_TOOLS="${BENCH_TOOLS:-${TMPDIR:-/tmp}/bench-peers/bin}"
+export PATH="$BENCH_TOOLS:$PATH"
+OUT="${BENCH_OUT:-$WORK/results-$(date +%Y%m%d-%H%M%S)}"
+REPS="${REPS:-3}" DUR="${DUR:-10}" CONNS="${CONNS:-50}" B_RATE="${B_RATE:-5000}"
+FEATURES="${FEATURES:-breaker,retries,limits,p2c}"
+SWEEP="${SWEEP-plain breaker retries limits p2c all all+log}"
+SWEEP_UP_PORT="${SWEEP_UP_PORT:-18580}" SWEEP_GW_PORT="${SWEEP_GW_PORT:-18581}" SWEEP_NGINX_PORT="${SWEEP_NGINX_PORT:-18582}"
+HOSTIP=127.0.0.1
+mkdir -p "$OUT/sweep" "$WORK/bin"
+LOAD_AT_START=$(cat /proc/loadavg)
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+log "building cascade into $WORK/bin"
+(cd "$REPO" && go build -o "$WORK/bin/cascade" ./cmd/cascade) || { log "ERROR: go build failed"; exit 1; }
+BIN="$WORK/bin/cascade"
+
+# ------------------------------------------------------------------ 1. peers.sh B and B2
+log "== peers.sh sections B, B2 (ours: --enable $FEATURES)"
+OURS_PROXY_CMD="$BIN gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES" \
+  SECTIONS="B" REPS="$REPS" DUR="$DUR" CONNS="$CONNS" B_RATE="$B_RATE" BENCH_WORK="$WORK/peers" BENCH_OUT="$OUT/peers" \
+  "$PEERS" > "$OUT/peers.log" 2>&1
+MED="$OUT/peers/medians.tsv"
+[ -s "$MED" ] || { log "ERROR: peers.sh produced no medians (see $OUT/peers.log)"; tail -20 "$OUT/peers.log" >&2; exit 1; }
+
+ratios() {
+  awk -F'\t' -v rate="$B_RATE" '
+    NR==1 { next }
+    $1=="B"  { rps[$2]=$4; cpu[$2]=$14 }
+    $1=="B2" { p50[$2]=$6; p99[$2]=$8; cpu2[$2]=$14; rps2[$2]=$4 }
+    END {
+      printf "| path | req/s (B) | vs direct | vs nginx | proxy CPU µs/req (B) | proxy CPU µs/req at %d/s (B2) | p50 added (B2, µs) | p99 added (B2, µs) |\n", rate
+      print  "|---|---:|---:|---:|---:|---:|---:|---:|"
+      n = split("direct nginx haproxy go-rp ours", P, " ")
+      for (i = 1; i <= n; i++) { p = P[i]; if (!(p in rps)) continue
+        us  = (p == "direct" || cpu[p] == "-" || rps[p] == 0)  ? "–" : sprintf("%.1f", cpu[p] / 100 / rps[p] * 1e6)
+        us2 = (p == "direct" || cpu2[p] == "-" || rps2[p] == 0) ? "–" : sprintf("%.1f", cpu2[p] / 100 / rps2[p] * 1e6)
+        a50 = (p == "direct") ? "–" : sprintf("%+.0f", (p50[p] - p50["direct"]) * 1000)
+        a99 = (p == "direct") ? "–" : sprintf("%+.0f", (p99[p] - p99["direct"]) * 1000)
+        printf "| %s | %.0f | %.2f | %.2f | %s | %s | %s | %s |\n", (p=="ours" ? "**cascade gateway**" : p), rps[p],
+          rps[p] / rps["direct"], rps[p] / rps["nginx"], us, us2, a50, a99 }
+      if (("ours" in rps) && ("nginx" in rps))
+        printf "\nours / nginx: throughput %.2f×, CPU per request %.2f×, added p50 %.2f×, added p99 %.2f×\n",
+          rps["ours"] / rps["nginx"], (cpu["ours"] / rps["ours"]) / (cpu["nginx"] / rps["nginx"]),
+          (p50["ours"] - p50["direct"]) / (p50["nginx"] - p50["direct"]), (p99["ours"] - p99["direct"]) / (p99["nginx"] - p99["direct"])
+    }' "$MED"
+}
+
+# ------------------------------------------------------------------ 2. feature sweep
+declare -A PID
+start_bg() { local name=$1; shift; "$@" > "$OUT/sweep/$name.log" 2>&1 & PID[$name]=$!; }
+stop_bg() { local p=${PID[$1]:-}; [ -z "$p" ] && return 0; kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; unset "PID[$1]"; }
+cleanup() { local n; for n in "${!PID[@]}"; do stop_bg "$n"; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait_port() { local i; for i in $(seq 1 100); do (exec 3<>"/dev/tcp/$HOSTIP/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+port_free() { ! (exec 3<>"/dev/tcp/$HOSTIP/$1") 2>/dev/null; }
+ticks() { local p=$1 t=0 c; for c in "$p" $(ps -o pid= --ppid "$p" 2>/dev/null); do
+  [ -r "/proc/$c/stat" ] && t=$(( t + $(awk '{print $14+$15}' "/proc/$c/stat") )); done; echo "$t"; }
+HZ=$(getconf CLK_TCK)
+
+flags_for() {  # feature set name -> gateway flags
+  case "$1" in
+    plain)   echo "" ;;
+    all)     echo "--enable breaker,retries,limits,p2c" ;;
+    all+log) echo "--enable breaker,retries,limits,p2c --access-log $OUT/sweep/access.jsonl" ;;
+    *)       echo "--enable $1" ;;
+  esac
+}
+
+# measure <name> <pid> <port>: wrk for DUR s; prints "name rep rps cpu_us_per_req p50 p99"
+measure() {
+  local name=$1 pid=$2 port=$3 rep=$4 t0 t1 s0 s1
+  s0=$(ticks "$pid"); t0=$(date +%s.%N)
+  wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$PEERS_DIR/scripts/wrk-report.lua" "http://$HOSTIP:$port/" > "$OUT/sweep/$name-r$rep.txt" 2>&1
+  t1=$(date +%s.%N); s1=$(ticks "$pid")
+  awk -v n="$name" -v r="$rep" -v d=$((s1 - s0)) -v hz="$HZ" -v w0="$t0" -v w1="$t1" '/^BENCH_RESULT/{
+    for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
+    rps=v["requests"]/(v["duration_us"]/1e6); cpu=d/hz/(w1-w0);
+    printf "%s\t%s\t%.0f\t%.1f\t%.3f\t%.3f\n", n, r, rps, cpu/rps*1e6, v["p50_us"]/1e3, v["p99_us"]/1e3}' "$OUT/sweep/$name-r$rep.txt"
+}
+
+sweep() {
+  for p in "$SWEEP_UP_PORT" "$SWEEP_GW_PORT" "$SWEEP_NGINX_PORT"; do port_free "$p" || { log "ERROR: port $p in use"; return 1; }; done
+  local srv="$WORK/peers/srv/upstream"
+  [ -x "$srv" ] || (cd "$PEERS_DIR" && GOFLAGS=-buildvcs=false go build -o "$WORK/peers/srv/" ./servers/...)
+  start_bg up "$srv" -addr "$HOSTIP:$SWEEP_UP_PORT" -mode hello; wait_port "$SWEEP_UP_PORT" || return 1
+  mkdir -p "$OUT/sweep/nginx/tmp"
+  sed -e "s/@UPSTREAM_PORT@/$SWEEP_UP_PORT/g; s/@NGINX_PORT@/$SWEEP_NGINX_PORT/g; s/@NGINX_WORKERS@/auto/g" \
+    "$PEERS_DIR/conf/nginx.conf.in" > "$OUT/sweep/nginx/nginx.conf"
+  printf 'case\trep\trps\tcpu_us\tp50_ms\tp99_ms\n' > "$OUT/sweep/results.tsv"
+  local rep name
+  for rep in $(seq 1 "$REPS"); do
+    if command -v nginx > /dev/null; then
+      start_bg nginx nginx -p "$OUT/sweep/nginx" -e error.log -c nginx.conf -g 'daemon off;'
+      wait_port "$SWEEP_NGINX_PORT" && { wrk -t2 -c"$CONNS" -d2s "http://$HOSTIP:$SWEEP_NGINX_PORT/" > /dev/null 2>&1
+        measure nginx "${PID[nginx]}" "$SWEEP_NGINX_PORT" "$rep" | tee -a "$OUT/sweep/results.tsv" >&2; }
+      stop_bg nginx
+    fi
+    for name in $SWEEP; do
+      # shellcheck disable=SC2046
+      start_bg gw "$BIN" gateway --listen "$HOSTIP:$SWEEP_GW_PORT" --upstream "http://$HOSTIP:$SWEEP_UP_PORT" $(flags_for "$name")
+      wait_port "$SWEEP_GW_PORT" || { log "ERROR: gateway did not start ($name)"; stop_bg gw; continue; }
+      wrk -t2 -c"$CONNS" -d2s "http://$HOSTIP:$SWEEP_GW_PORT/" > /dev/null 2>&1   # warm-up
+      measure "$name" "${PID[gw]}" "$SWEEP_GW_PORT" "$rep" | tee -a "$OUT/sweep/results.tsv" >&2
+      stop_bg gw
+    done
+  done
+  stop_bg up
+}
+
+sweep_table() {
+  awk -F'\t' 'NR==1{next} { k=$1; if(!(k in seen)){seen[k]=1; order[++n]=k}; c[k]++; R[k,c[k]]=$3; U[k,c[k]]=$4; P[k,c[k]]=$5; Q[k,c[k]]=$6 }
+    function med(A,k,   m,i,j,t,a){ m=c[k]; for(i=1;i<=m;i++)a[i]=A[k,i]; for(i=2;i<=m;i++){t=a[i];for(j=i-1;j>=1&&a[j]>t;j--)a[j+1]=a[j];a[j+1]=t}
+      return (m%2)?a[(m+1)/2]:(a[m/2]+a[m/2+1])/2 }
+    END { print "| gateway config | req/s | vs nginx | vs plain | proxy CPU µs/req | Δ µs/req vs plain | p50 ms | p99 ms |"
+      print "|---|---:|---:|---:|---:|---:|---:|---:|"
+      rn = ("nginx" in seen) ? med(R,"nginx") : 0; rp = ("plain" in seen) ? med(R,"plain") : 0; up = ("plain" in seen) ? med(U,"plain") : 0
+      for(i=1;i<=n;i++){ k=order[i]; r=med(R,k); u=med(U,k)
+        printf "| %s | %.0f | %s | %s | %.1f | %s | %.3f | %.3f |\n", k, r, (rn?sprintf("%.2f",r/rn):"–"), (rp&&k!="nginx"?sprintf("%.2f",r/rp):"–"),
+          u, (up&&k!="nginx"&&k!="plain"?sprintf("%+.1f",u-up):"–"), med(P,k), med(Q,k) } }' "$OUT/sweep/results.tsv"
+}
+
+if [ -n "$SWEEP" ]; then
+  log "== feature sweep: $SWEEP (wrk -c$CONNS ${DUR}s, $REPS reps interleaved, nginx as reference)"
+  sweep
+fi
+
+{
+  echo "# bench/gateway.sh ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, REPS=$REPS, DUR=${DUR}s, medians over reps)"
+  echo; echo "load average at start: $LOAD_AT_START; at the end: $(cat /proc/loadavg)"
+  echo; echo "## Ours (--enable $FEATURES) against the peers, one peers.sh run (sections B and B2)"; echo
+  ratios
+  echo; echo "### peers.sh tables"; echo
+  sed -n '/^## B\./,$p' "$OUT/peers/summary.md"
+  if [ -s "$OUT/sweep/results.tsv" ]; then
+    echo; echo "## Cost of each feature (wrk -t2 -c$CONNS, ${DUR}s, hello upstream)"; echo
+    sweep_table
+  fi
+} | tee "$OUT/summary.md"
+log "results in $OUT"

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/event"
+)
+
+type gatewayFlags struct {
+	config, listen, admin, accessLog, events string
+	upstream, enable                         []string
+	seed                                     uint64
+}
+
+func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f gatewayFlags
+	cmd := &cobra.Command{
+		Use:   "gateway (--config FILE | --upstream URL)",
+		Short: "Run cascade's gateway on its own, in front of your services",
+		Long: `Gateway runs the same reverse proxy that 'cascade run' uses, from a config file with
+upstreams (targets, balancing, breaker, limits, health checks, outlier ejection) and routes
+(path prefix, upstream, timeouts, retries, rate limit, fallback), or in front of one URL with
+--upstream. It serves until interrupted.
+
+--enable switches features on with their defaults (breaker, retries, limits, outlier, cache,
+p2c), to measure what each costs. --access-log writes one JSON line per request, --events
+every decision as JSON lines ("-" is stdout); --admin-listen serves Prometheus /metrics on a
+loopback address.`,
+		Example: `  cascade gateway --upstream http://127.0.0.1:9001 --listen 127.0.0.1:8080
+  cascade gateway --upstream http://127.0.0.1:9001 --enable breaker,retries,limits --access-log -
+  cascade gateway --config gateway.yaml --admin-listen 127.0.0.1:9901
+  # gateway.yaml:
+  #   listen: 127.0.0.1:8080
+  #   upstreams:
+  #     - name: api
+  #       targets: [http://127.0.0.1:9001, http://127.0.0.1:9002]
+  #       breaker: {minimum_calls: 20, failure_rate_threshold: 50%, wait_duration_in_open: 10s}
+  #   routes:
+  #     - path: /
+  #       upstream: api
+  #       timeouts: {connect: 1s, response_header: 5s, total: 10s, per_try: 2s}
+  #       retries: {retry_on: [gateway_error], max_attempts: 3}`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.build()
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			opts := gateway.Options{Sink: event.Discard, Seed: f.seed}
+			var closers []io.Closer
+			defer func() {
+				for _, c := range closers {
+					c.Close()
+				}
+			}()
+			open := func(path string) (io.Writer, error) {
+				if path == "-" {
+					return stdout, nil
+				}
+				file, err := os.Create(path)
+				if err != nil {
+					return nil, err
+				}
+				closers = append(closers, file)
+				return file, nil
+			}
+			if f.accessLog != "" {
+				if opts.AccessLog, err = open(f.accessLog); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+			}
+			if f.events != "" {
+				w, err := open(f.events)
+				if err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				opts.Sink = jsonSink(w)
+			}
+			g, err := gateway.New(cfg, opts)
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			if err := g.Start(); err != nil {
+				return exitWith(ExitRunFailed, err)
+			}
+			defer g.Close()
+			fmt.Fprintf(stderr, "cascade gateway listening on %s\n", g.URL())
+			if a := g.AdminAddr(); a != "" {
+				fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", a)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "gateway config file (YAML)")
+	fl.StringArrayVar(&f.upstream, "upstream", nil, "shorthand for a config with one route / to this URL (repeat to balance over several)")
+	fl.StringVar(&f.listen, "listen", "", "listen address (overrides the config's)")
+	fl.StringVar(&f.admin, "admin-listen", "", "serve Prometheus /metrics on this loopback address")
+	fl.StringVar(&f.accessLog, "access-log", "", `write a JSON access log to FILE ("-": stdout)`)
+	fl.StringVar(&f.events, "events", "", `write every gateway decision as JSON lines to FILE ("-": stdout)`)
+	fl.StringSliceVar(&f.enable, "enable", nil, "switch features on with their defaults: "+strings.Join(gateway.Features, ", "))
+	fl.Uint64Var(&f.seed, "seed", 1, "seed for balancing, retry jitter and request IDs")
+	return cmd
+}
+
+// build maps the flags to a gateway config.
+func (f *gatewayFlags) build() (gateway.Config, error) {
+	var cfg gateway.Config
+	switch {
+	case f.config != "" && len(f.upstream) > 0:
+		return cfg, errors.New("--config and --upstream exclude each other")
+	case f.config != "":
+		c, err := gateway.LoadConfig(f.config)
+		if err != nil {
+			return cfg, err
+		}
+		cfg = c
+	case len(f.upstream) > 0:
+		cfg = gateway.Single("", f.upstream...)
+	default:
+		return cfg, errors.New("give --config FILE or --upstream URL")
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.admin != "" {
+		cfg.AdminListen = f.admin
+	}
+	for _, feat := range f.enable {
+		if err := cfg.Enable(strings.TrimSpace(feat)); err != nil {
+			return cfg, fmt.Errorf("--enable: %w", err)
+		}
+	}
+	if errs := cfg.Validate(nil); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return cfg, errors.New(strings.Join(msgs, "\n"))
+	}
+	return cfg, nil
+}
+
+// jsonSink writes events as JSON lines.
+func jsonSink(w io.Writer) event.Sink {
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	return event.SinkFunc(func(e event.Event) {
+		mu.Lock()
+		_ = enc.Encode(e)
+		mu.Unlock()
+	})
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type gwLogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *gwLogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *gwLogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestGatewayCommandUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"gateway"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--config", "x.yaml"},
+		{"gateway", "--upstream", "ftp://x"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--enable", "teleport"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--admin-listen", "0.0.0.0:9901"},
+		{"gateway", "--config", "/nonexistent.yaml"},
+	} {
+		var out, errb bytes.Buffer
+		if code := cli(context.Background(), args, &out, &errb); code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errb.String())
+		}
+	}
+}
+
+// cascade gateway --upstream URL serves, logs, and stops on its context.
+func TestGatewayCommandServes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })}
+	go up.Serve(ln)
+	defer up.Close()
+	logPath := filepath.Join(t.TempDir(), "access.jsonl")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb gwLogBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli(ctx, []string{"gateway", "--upstream", "http://" + ln.Addr().String(), "--listen", "127.0.0.1:0",
+			"--enable", "breaker,retries,limits,p2c", "--access-log", logPath, "--admin-listen", "127.0.0.1:0"}, &out, &errb)
+	}()
+	re := regexp.MustCompile(`listening on (http://\S+)`)
+	var url string
+	deadline := time.Now().Add(5 * time.Second)
+	for url == "" && time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(errb.String()); m != nil {
+			url = m[1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if url == "" {
+		t.Fatalf("no listening line: %s", errb.String())
+	}
+	res, err := http.Get(url + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "hi" || res.Header.Get("X-Request-Id") == "" {
+		t.Errorf("answer %q, headers %v", b, res.Header)
+	}
+	if !strings.Contains(errb.String(), "/metrics") {
+		t.Errorf("no metrics line: %s", errb.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitPass {
+			t.Errorf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the gateway did not stop")
+	}
+	log, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(log), `"uri":"/x"`) || !strings.Contains(string(log), `"cause":"ok"`) {
+		t.Errorf("access log: %s", log)
+	}
+}

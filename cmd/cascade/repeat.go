@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/run"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/verdict"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// RepeatFile is the stability report `cascade run --repeat N` writes.
+const RepeatFile = "repeat.json"
+
+// Stability is one objective's record over repeated runs.
+type Stability struct {
+	Name     string   `json:"name"`
+	Passed   int      `json:"passed"`
+	Runs     int      `json:"runs"`
+	PassRate float64  `json:"pass_rate"`
+	Flaky    bool     `json:"flaky"` // neither always nor never passed
+	Measured []string `json:"measured"`
+}
+
+// RepeatReport is repeat.json.
+type RepeatReport struct {
+	Scenario   string      `json:"scenario"`
+	Seeds      []uint64    `json:"seeds"`
+	Dirs       []string    `json:"dirs"`
+	Objectives []Stability `json:"objectives"`
+	Pass       bool        `json:"pass"` // every objective passed in every run
+}
+
+// runRepeat runs the scenario n times with seeds seed, seed+1, ..., and
+// reports each objective's pass rate, so a resilience test that passes only
+// sometimes is called flaky instead of green or red by luck.
+func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out string, stdout, stderr io.Writer) error {
+	base, err := plan.CompileFile(path, opts)
+	if err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	for _, w := range base.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	if out == "" {
+		out = filepath.Join("cascade-results", base.Name+"-repeat-"+time.Now().Format("20060102-150405"))
+	}
+	rep := RepeatReport{Scenario: base.Name}
+	var runs [][]results.ObjectiveResult
+	fmt.Fprintf(stdout, "cascade: %s, %d runs (seeds %d..%d), results in %s\n", base.Name, n, base.Seed, base.Seed+uint64(n)-1, out)
+	for i := 0; i < n; i++ {
+		seed := base.Seed + uint64(i)
+		o := opts
+		o.Seed = &seed
+		p, err := plan.CompileFile(path, o)
+		if err != nil {
+			return exitWith(ExitUsage, err)
+		}
+		dir := filepath.Join(out, fmt.Sprintf("%02d-seed%d", i+1, seed))
+		res, err := run.Run(ctx, p, run.Options{OutDir: dir, Progress: run.ProgressOff, Stdout: io.Discard, Stderr: stderr, AllowRemote: opts.AllowRemote})
+		if err != nil {
+			return exitWith(ExitRunFailed, err)
+		}
+		if res.Interrupted {
+			fmt.Fprintln(stderr, "cascade: interrupted; partial results in", out)
+			return exitWith(ExitInterrupted, nil)
+		}
+		rep.Seeds, rep.Dirs = append(rep.Seeds, seed), append(rep.Dirs, dir)
+		runs = append(runs, res.Summary.Objectives)
+		passed := 0
+		for _, r := range res.Summary.Objectives {
+			if r.Pass {
+				passed++
+			}
+		}
+		note := ""
+		if res.Summary.Aborted != "" {
+			note = " (aborted)"
+		}
+		fmt.Fprintf(stdout, "  run %d seed %d: %s (%d/%d objectives passed)%s\n", i+1, seed, strings.ToUpper(res.Summary.Verdict), passed, len(res.Summary.Objectives), note)
+	}
+	rep.Objectives, rep.Pass = stability(runs)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nObjective stability\n  \tobjective\tpassed\tpass rate\tmeasured")
+	for _, s := range rep.Objectives {
+		mark := "PASS"
+		switch {
+		case s.Flaky:
+			mark = "FLAKY"
+		case s.Passed == 0:
+			mark = "FAIL"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%s\t%s\n", mark, s.Name, s.Passed, s.Runs, verdict.FormatPercent(s.PassRate), strings.Join(s.Measured, ", "))
+	}
+	tw.Flush()
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(out, RepeatFile), append(b, '\n'), 0o644); err != nil {
+		return exitWith(ExitRunFailed, err)
+	}
+	if !rep.Pass {
+		fmt.Fprintln(stdout, "\nVerdict: FAIL (an objective failed in at least one run; FLAKY ones passed in some)")
+		return exitWith(ExitFail, nil)
+	}
+	fmt.Fprintln(stdout, "\nVerdict: PASS (every objective passed in every run)")
+	return nil
+}
+
+// stability tallies each objective over the runs, in the order objectives
+// first appear; pass is true when every objective passed in every run.
+func stability(runs [][]results.ObjectiveResult) ([]Stability, bool) {
+	byName := map[string]*Stability{}
+	var order []string
+	for _, objs := range runs {
+		for _, r := range objs {
+			s := byName[r.Name]
+			if s == nil {
+				s = &Stability{Name: r.Name}
+				byName[r.Name] = s
+				order = append(order, r.Name)
+			}
+			s.Runs++
+			if r.Pass {
+				s.Passed++
+			}
+			s.Measured = append(s.Measured, r.Measured)
+		}
+	}
+	pass := true
+	out := make([]Stability, 0, len(order))
+	for _, name := range order {
+		s := byName[name]
+		// An objective missing from a run (it did not compile the same way)
+		// counts as failed there.
+		if s.Runs < len(runs) {
+			s.Runs = len(runs)
+		}
+		s.PassRate = float64(s.Passed) / float64(s.Runs)
+		s.Flaky = s.Passed > 0 && s.Passed < s.Runs
+		pass = pass && s.Passed == s.Runs
+		out = append(out, *s)
+	}
+	return out, pass
+}

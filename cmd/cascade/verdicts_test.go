@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cascadehq/cascade/results"
+)
+
+const ladderScenario = `name: ladder
+upstreams: [{name: api, replicas: 2, latency: 2ms}]
+gateway:
+  routes: [{path: /, upstream: api, timeouts: {connect: 100ms, response_header: RH, total: 500ms}}]
+load:
+  client_timeout: CLIENT
+  stages: [{duration: 1s, rate: 10/s}]
+  requests: [{path: /}]
+`
+
+func writeFile(t *testing.T, name, src string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLadder(t *testing.T) {
+	good := writeFile(t, "good.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
+	code, out, stderr := runCLI(context.Background(), "ladder", "--rate", "10", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "l"), good)
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"timeout cascade: client 800.0ms > gateway 250.0ms/500.0ms",
+		"gateway  275.0ms", "gateway at 250.0ms", "gateway_timeout[gateway] 10 at 25",
+		"client   880.0ms", "client at 800.0ms", "client_timeout[client] 10 at ",
+		"cascade  880.0ms", "Ladder: 3/3 rungs answered by the layer expected"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ladder output lacks %q:\n%s", want, out)
+		}
+	}
+	// The gateway waits 1.2s for headers but the client only 800ms: in the
+	// gateway's rung the client fires first.
+	bad := writeFile(t, "bad.yaml", strings.NewReplacer("RH", "1200ms", "CLIENT", "800ms", "total: 500ms", "total: 1300ms").Replace(ladderScenario))
+	code, out, stderr = runCLI(context.Background(), "ladder", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "l"), bad)
+	if code != ExitFail {
+		t.Fatalf("misordered ladder: exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"gateway at 1.200s", "client_timeout[client] 10", "FAIL", "the outer layer client (800.0ms) fired instead of gateway"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("misordered ladder output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(stderr, "is not shorter than the client timeout") {
+		t.Errorf("the static lint should warn too: %s", stderr)
+	}
+}
+
+func TestRepeatReportsPassRates(t *testing.T) {
+	src := `name: repeat
+upstreams: [{name: api, latency: {dist: uniform, min: 1ms, max: 30ms}}]
+gateway:
+  routes: [{path: /, upstream: api}]
+load:
+  client_timeout: 1s
+  stages: [{duration: 1s, rate: 40/s}]
+  requests: [{path: /}]
+slo:
+  - p99 < 1s
+  - max < 1ms
+`
+	f := writeFile(t, "r.yaml", src)
+	dir := filepath.Join(t.TempDir(), "rep")
+	code, out, stderr := runCLI(context.Background(), "run", "--repeat", "2", "--out", dir, f)
+	if code != ExitFail {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"2 runs (seeds 1..2)", "run 1 seed 1: FAIL (1/2 objectives passed)", "run 2 seed 2",
+		"PASS  p99 < 1s   2/2", "FAIL  max < 1ms  0/2", "Verdict: FAIL"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, RepeatFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep RepeatReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Seeds) != 2 || rep.Pass || len(rep.Objectives) != 2 || rep.Objectives[0].PassRate != 1 || rep.Objectives[1].PassRate != 0 || rep.Objectives[1].Flaky {
+		t.Errorf("repeat.json = %+v", rep)
+	}
+	for _, d := range rep.Dirs {
+		if _, err := os.Stat(filepath.Join(d, "junit.xml")); err != nil {
+			t.Errorf("run %s wrote no junit.xml: %v", d, err)
+		}
+	}
+}
+
+func TestReportJUnit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	f := write(t, "1s", `"error_rate < 0.1%"`, "")
+	if code, out, stderr := runCLI(context.Background(), "run", "--progress", "off", "--out", dir, f); code != ExitFail {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "junit.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `<failure message="measured `) || !strings.Contains(string(b), `(bound &lt; 0.10%)`) {
+		t.Errorf("junit.xml:\n%s", b)
+	}
+	again := filepath.Join(t.TempDir(), "again.xml")
+	if code, _, stderr := runCLI(context.Background(), "report", "--junit", again, dir); code != ExitFail {
+		t.Fatalf("report exit %d: %s", code, stderr)
+	}
+	b2, err := os.ReadFile(again)
+	if err != nil || string(b2) != string(b) {
+		t.Errorf("report --junit differs from the run's junit.xml:\n%s\n---\n%s", b2, b)
+	}
+}
+
+func TestStabilityCallsFlaky(t *testing.T) {
+	res := func(name string, pass bool, m string) results.ObjectiveResult {
+		return results.ObjectiveResult{Name: name, Pass: pass, Measured: m}
+	}
+	st, pass := stability([][]results.ObjectiveResult{
+		{res("p99 < 1s", true, "10ms"), res("opens within 1s", true, "800ms"), res("errors == 0", false, "3")},
+		{res("p99 < 1s", true, "12ms"), res("opens within 1s", false, "1.2s"), res("errors == 0", false, "5")},
+		{res("p99 < 1s", true, "11ms"), res("opens within 1s", true, "900ms"), res("errors == 0", false, "4")},
+	})
+	if pass || len(st) != 3 {
+		t.Fatalf("pass %v, %d objectives", pass, len(st))
+	}
+	want := []struct {
+		passed int
+		flaky  bool
+	}{{3, false}, {2, true}, {0, false}}
+	for i, w := range want {
+		if st[i].Passed != w.passed || st[i].Flaky != w.flaky || st[i].Runs != 3 {
+			t.Errorf("%s: %+v, want passed %d flaky %v", st[i].Name, st[i], w.passed, w.flaky)
+		}
+	}
+	if st[1].PassRate < 0.66 || st[1].PassRate > 0.67 || strings.Join(st[1].Measured, ",") != "800ms,1.2s,900ms" {
+		t.Errorf("flaky one: %+v", st[1])
+	}
+	if _, pass := stability([][]results.ObjectiveResult{{res("a", true, "")}, {res("a", true, "")}}); !pass {
+		t.Error("always passing: not a pass")
+	}
+}

@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/gateway/breaker"
+	"github.com/cascadehq/cascade/gateway/fallback"
+	"github.com/cascadehq/cascade/gateway/retry"
+	"github.com/cascadehq/cascade/internal/units"
+)
+
+func TestConfigValidationCases(t *testing.T) {
+	ok := "http://127.0.0.1:1"
+	cases := []struct {
+		name string
+		cfg  Config
+		reps map[string]int // nil: standalone
+		path string         // expected error path ("" = valid)
+		msg  string
+	}{
+		{"valid", one(Route{Retries: &retry.Config{}}, Upstream{Breaker: &breaker.Config{}}, ok), nil, "", ""},
+		{"per-try not shorter than total", one(Route{Timeouts: Timeouts{Total: du(time.Second), PerTry: du(time.Second)}}, Upstream{}, ok),
+			nil, "routes[0].timeouts.per_try", "Envoy ignores such a per-try timeout silently"},
+		{"per-try via retries", one(Route{Timeouts: Timeouts{Total: du(time.Second)}, Retries: &retry.Config{PerTryTimeout: du(2 * time.Second)}}, Upstream{}, ok),
+			nil, "routes[0].retries.per_try_timeout", "not shorter than the total"},
+		{"per-try twice", one(Route{Timeouts: Timeouts{PerTry: du(time.Second)}, Retries: &retry.Config{PerTryTimeout: du(time.Second)}}, Upstream{}, ok),
+			nil, "routes[0].retries.per_try_timeout", "set twice"},
+		{"negative idle", one(Route{Timeouts: Timeouts{Idle: du(-time.Second)}}, Upstream{}, ok), nil, "routes[0].timeouts.idle", "negative"},
+		{"breaker field", one(Route{}, Upstream{Breaker: &breaker.Config{FailureRateThreshold: 2}}, ok), nil,
+			"upstreams[0].breaker.failure_rate_threshold", "0%..100%"},
+		{"retry field", one(Route{Retries: &retry.Config{RetryOn: []string{"bogus"}}}, Upstream{}, ok), nil, "routes[0].retries.retry_on[0]", "bogus"},
+		{"balance policy", one(Route{}, Upstream{Balance: balanceCfg("fastest")}, ok), nil, "upstreams[0].balance.policy", "round_robin"},
+		{"weights", one(Route{}, Upstream{Weights: []int{1, 2}}, ok), nil, "upstreams[0].weights", "2 weights for 1"},
+		{"weight zero", one(Route{}, Upstream{Weights: []int{0}}, ok), nil, "upstreams[0].weights[0]", "at least 1"},
+		{"empty fallback", one(Route{Fallback: &Fallback{}}, Upstream{}, ok), nil, "routes[0].fallback", "cache, static"},
+		{"fallback condition", one(Route{Fallback: &Fallback{Static: &fallback.StaticConfig{}, On: []string{"always"}}}, Upstream{}, ok),
+			nil, "routes[0].fallback.on[0]", "breaker_open"},
+		{"target path", one(Route{}, Upstream{}, "http://127.0.0.1:1/api"), nil, "upstreams[0].targets[0]", "bare"},
+		{"budget disagreement", Config{Upstreams: []Upstream{{Name: "up", Targets: []string{ok}}}, Routes: []Route{
+			{Path: "/a", Upstream: "up", Retries: &retry.Config{BudgetPercent: 0.5}},
+			{Path: "/b", Upstream: "up", Retries: &retry.Config{BudgetPercent: units.Percent(0.2)}}}}, nil, "routes[1].retries", "share"},
+		{"scenario: targets", Config{Upstreams: []Upstream{{Name: "api", Targets: []string{ok}}}, Routes: []Route{{Path: "/", Upstream: "api"}}},
+			map[string]int{"api": 2}, "upstreams[0].targets", "replicas"},
+		{"scenario: unknown upstream", Config{Upstreams: []Upstream{{Name: "apx"}}, Routes: []Route{{Path: "/", Upstream: "api"}}},
+			map[string]int{"api": 2}, "upstreams[0].name", `unknown upstream "apx"`},
+		{"scenario: weights per replica", Config{Upstreams: []Upstream{{Name: "api", Weights: []int{1, 2, 3}}}, Routes: []Route{{Path: "/", Upstream: "api"}}},
+			map[string]int{"api": 2}, "upstreams[0].weights", "3 weights for 2"},
+		{"scenario: valid", Config{Upstreams: []Upstream{{Name: "api", Weights: []int{3, 1}}}, Routes: []Route{{Path: "/", Upstream: "api"}}},
+			map[string]int{"api": 2}, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := tc.cfg.Validate(tc.reps)
+			if tc.path == "" {
+				if len(errs) > 0 {
+					t.Fatalf("unexpected errors %v", errs)
+				}
+				return
+			}
+			for _, e := range errs {
+				if e.Path == tc.path && strings.Contains(e.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Errorf("want an error at %s containing %q, got %v", tc.path, tc.msg, errs)
+		})
+	}
+}
+
+// A standalone config file's errors name file:line:column.
+func TestLoadConfigPositions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	os.WriteFile(path, []byte(`listen: 127.0.0.1:0
+upstreams:
+  - name: api
+    targets: [http://127.0.0.1:9001]
+    breaker: {minimum_calls: -1}
+routes:
+  - path: /
+    upstream: api
+    timeouts: {total: 1s, per_try: 1s}
+`), 0o644)
+	_, err := LoadConfig(path)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{path + ":5:30: upstreams[0].breaker.minimum_calls", path + ":9:36: routes[0].timeouts.per_try"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+func TestEnableAndSingle(t *testing.T) {
+	cfg := Single("127.0.0.1:0", "http://127.0.0.1:9")
+	for _, f := range Features {
+		if err := cfg.Enable(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, r := cfg.Upstreams[0], cfg.Routes[0]
+	if u.Breaker == nil || u.Limits == nil || u.Outlier == nil || u.Balance.Policy != "p2c_ewma" || r.Retries == nil || r.Fallback == nil {
+		t.Errorf("features not all on: %+v %+v", u, r)
+	}
+	if errs := cfg.Validate(nil); len(errs) > 0 {
+		t.Errorf("enabled config invalid: %v", errs)
+	}
+	if err := cfg.Enable("teleport"); err == nil || !strings.Contains(err.Error(), "breaker") {
+		t.Errorf("unknown feature: %v", err)
+	}
+}

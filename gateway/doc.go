@@ -1,0 +1,86 @@
+// Package gateway is cascade's reverse proxy: the system whose resilience a
+// scenario verifies. It routes by path prefix to upstreams and, per route
+// and upstream, enforces timeouts, retries with a budget, a circuit
+// breaker, a bulkhead, a rate limit, balancing over replicas with active
+// health checks and outlier ejection, and fallbacks; every decision is an
+// event on the run's clock.
+//
+//	client ─▶ route (longest prefix) ─▶ rate limit ─▶ [attempt: bulkhead ─▶ pick replica ─▶ breaker ─▶ replica]
+//	                                                        │ failure            ▲ retry (budget, backoff)
+//	                                                        ▼                    │
+//	                                                   classify ─▶ retry? ───────┘ ─▶ fallback or status + X-Cascade-Cause
+//
+// Every response the gateway produces itself carries its termination cause
+// (cause.Header), decided in one place (classify), so the load generator
+// can tell a gateway 504 from an upstream's own 504, and a verdict can say
+// which layer decided.
+//
+// # Statuses
+//
+//	404 no_route              no route matches the path
+//	429 rate_limited          the route's token bucket is empty
+//	503 breaker_open          the upstream's breaker is open (or half-open with every probe out)
+//	503 overflow              the bulkhead is full (max_requests, max_pending, max_pending_wait, max_connections)
+//	503 no_healthy_upstream   no replica: none, unhealthy or ejected
+//	504 gateway_timeout       the total or response_header timeout
+//	504 per_try_timeout       the per-try timeout of the last attempt
+//	502 upstream_connect_failure, upstream_reset, upstream_malformed
+//	499 client_gone           the client left first (logs and events only)
+//	200 fallback              a cached or static answer for a failure, marked X-Cascade-Fallback
+//
+// An idle timeout between body reads (or the total timeout while the body
+// streams) cuts the client connection: the status is already out. The
+// access log and event say gateway_timeout.
+//
+// # Headers sent upstream
+//
+//	X-Cascade-Attempt       the attempt number, from 1
+//	X-Cascade-Deadline-Ms   the attempt's budget: min(per-try timeout, time left of the total)
+//	X-Request-Id            the client's, or one the gateway generated (also echoed to the client)
+//	X-Forwarded-For         the client's address appended
+//
+// # Events
+//
+// Every event has Source "gateway" and a time on the run's clock.
+// Per-request events (marked ⧗) are thinned to one per second per route
+// (or upstream) and kind, the first at once, with "count" the number of
+// occurrences it stands for: the response's cause header already records
+// each one.
+//
+//	type                     target          attrs
+//	gateway.start            -               addr, admin, routes, upstreams
+//	gateway.<cause> ⧗        upstream        cause, detail, route, path, status, elapsed_ms, attempts, replica, fallback, count
+//	                                         (every non-ok outcome the gateway decided: gateway_timeout, per_try_timeout,
+//	                                          upstream_connect_failure, upstream_reset, upstream_malformed, breaker_open,
+//	                                          overflow, no_healthy_upstream, rate_limited, client_gone, no_route, fallback)
+//	attempt.fail ⧗           upstream        route, attempt, replica, cause, detail, status, count
+//	                                         (an attempt that failed and is retried; timeouts appear here with their cause)
+//	retry.attempt            route path      attempt (the new one), reason (the condition), backoff_ms
+//	retry.denied             route path      attempt, condition, reason (max_attempts, not_idempotent,
+//	                                         body_not_replayable, deadline), method
+//	retry.budget_exhausted   route path      attempt, condition, reason, retries_in_flight, active, limit
+//	breaker.open             upstream        reason (failure_rate, slow_call_rate, max_wait_in_half_open), generation,
+//	                                         calls, failure_rate, slow_call_rate
+//	breaker.half_open        upstream        reason (wait_elapsed), generation, calls
+//	breaker.close            upstream        reason (probes_passed, reset), generation, calls, failure_rate, slow_call_rate
+//	breaker.forced_open, breaker.disabled    upstream, reason, generation
+//	limit.overflow ⧗         upstream        reason (max_requests, max_pending, max_pending_wait, max_connections),
+//	                                         count, in_flight, pending, max_requests, max_pending (or connections, max_connections)
+//	limit.rate_limited ⧗     route path      count, rate, burst
+//	endpoint.add             upstream        addr, weight, endpoints
+//	endpoint.remove          upstream        addr, endpoints
+//	health.up                upstream[addr]  addr, successes
+//	health.down              upstream[addr]  addr, failures, reason
+//	outlier.eject            upstream[addr]  addr, reason (consecutive_5xx, consecutive_gateway_failure), consecutive,
+//	                                         times_ejected, ejection_ms, ejected, endpoints
+//	outlier.uneject          upstream[addr]  addr, times_ejected
+//	outlier.eject_overflow   upstream[addr]  addr, reason, consecutive, ejected, endpoints (max_ejection_percent reached)
+//	fallback.serve ⧗         route path      kind (cache, static), count, age_ms and stale (cache), status (static)
+//
+// # Speed
+//
+// Plain HTTP/1.1 requests take a purpose-built path (server.go, upconn.go,
+// wire.go): parsed in place, forwarded as raw header bytes over pooled
+// upstream connections, nothing allocated per request. Everything else is
+// handed to net/http and runs the same exchange (slow.go).
+package gateway

@@ -1,0 +1,118 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync/atomic"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// directLoad is layer attribution ("bypass the gateway"): a share of the
+// requests goes straight to the upstream replicas, interleaved with the rest
+// by the generator's own seeded request mix. The templates are doubled: the
+// first n go through the gateway, the next n straight to the upstream, with
+// weights split by the share; the recorder puts each sample in its own
+// collector.
+//
+//	generator ─req i < n─▶ gateway transport ─▶ collector (the phases)
+//	          ─req i ≥ n─▶ replica transports (round robin) ─▶ direct collector
+type directLoad struct {
+	n         int
+	via       loadgen.Transport
+	direct    [][]loadgen.Transport // per request template: one per replica
+	next      []atomic.Uint64
+	collector *results.Collector
+	phases    *results.Collector
+}
+
+// weightScale keeps the split exact to 1% with integer weights.
+const weightScale = 100
+
+// newDirectLoad rewrites cfg's request mix and returns the transport and
+// recorder the generator must use.
+func newDirectLoad(p *plan.Plan, cfg loadgen.Config, ups []*faults.Upstream, phases *results.Collector) (*directLoad, loadgen.Config, error) {
+	d := &directLoad{n: len(cfg.Requests), phases: phases,
+		collector: results.NewCollector([]results.Phase{{Name: "direct", Start: 0, End: p.Duration}}, IntervalWidth, 1)}
+	via, err := loadgen.NewHTTPTransport(cfg)
+	if err != nil {
+		return nil, cfg, err
+	}
+	d.via = via
+	byName := map[string]*faults.Upstream{}
+	for _, u := range ups {
+		byName[u.Name()] = u
+	}
+	viaW := int(math.Round((1 - p.Direct) * weightScale))
+	dirW := int(math.Round(p.Direct * weightScale))
+	out := cfg
+	out.Requests = nil
+	for _, r := range cfg.Requests {
+		r.Weight = max(r.Weight, 1) * viaW
+		out.Requests = append(out.Requests, r)
+	}
+	d.next = make([]atomic.Uint64, d.n)
+	for i, r := range cfg.Requests {
+		u := byName[p.DirectUpstreams[i]]
+		if u == nil {
+			return nil, cfg, fmt.Errorf("direct load: no upstream %q", p.DirectUpstreams[i])
+		}
+		var ts []loadgen.Transport
+		for _, rep := range u.Replicas() {
+			c := cfg
+			c.Target = rep.URL()
+			c.Requests = []loadgen.Request{r}
+			t, err := loadgen.NewHTTPTransport(c)
+			if err != nil {
+				return nil, cfg, err
+			}
+			ts = append(ts, t)
+		}
+		d.direct = append(d.direct, ts)
+		r.Weight = max(r.Weight, 1) * dirW
+		out.Requests = append(out.Requests, r)
+	}
+	return d, out, nil
+}
+
+// RoundTrip implements loadgen.Transport.
+func (d *directLoad) RoundTrip(ctx context.Context, req int, s *loadgen.Sample) {
+	if req < d.n {
+		d.via.RoundTrip(ctx, req, s)
+		return
+	}
+	i := req - d.n
+	ts := d.direct[i]
+	ts[(d.next[i].Add(1)-1)%uint64(len(ts))].RoundTrip(ctx, 0, s)
+}
+
+// Record implements loadgen.Recorder.
+func (d *directLoad) Record(worker int, s *loadgen.Sample) {
+	if s.Request >= d.n {
+		s.Request -= d.n
+		d.collector.Record(worker, s)
+		return
+	}
+	d.phases.Record(worker, s)
+}
+
+// summarizeDirect adds the direct path to the summary and scales the
+// gateway phases' target rates to their share of the load.
+func summarizeDirect(p *plan.Plan, d *directLoad, sum *results.Summary, pacer *loadgen.Pacer) {
+	st := d.collector.PhaseStats()[0]
+	end := min(p.Duration, sum.Elapsed.D())
+	ps := results.PhaseSummary{Name: "direct", Start: 0, End: results.Sec(p.Duration),
+		Stats: results.Summarize(st, end, pacer.Expected(0, end)*p.Direct)}
+	sum.Direct = &ps
+	scale := func(ph *results.PhaseSummary) {
+		ph.Stats.TargetRate = math.Round(ph.Stats.TargetRate*(1-p.Direct)*1000) / 1000
+	}
+	scale(&sum.Run)
+	for i := range sum.Phases {
+		scale(&sum.Phases[i])
+	}
+}

@@ -1,0 +1,114 @@
+package run
+
+import (
+	"strings"
+	"testing"
+)
+
+// The gateway's real breaker and outlier detector, judged from their events
+// and what reached the upstreams.
+func TestBreakerThroughTheGateway(t *testing.T) {
+	_, objs := judgeScenario(t, `
+name: breaker
+seed: 21
+upstreams:
+  - {name: payments, replicas: 2, latency: 2ms}
+  - {name: catalog, replicas: 3, latency: 2ms}
+gateway:
+  upstreams:
+    - name: payments
+      breaker: {sliding_window_type: count, sliding_window_size: 20, minimum_calls: 10, failure_rate_threshold: 50%, wait_duration_in_open: 500ms, permitted_calls_in_half_open: 3}
+    - name: catalog
+      outlier: {consecutive_5xx: 5, base_ejection_time: 1s, max_ejection_percent: 34%}
+  routes:
+    - {path: /pay, upstream: payments, timeouts: {total: 1s}}
+    - {path: /catalog, upstream: catalog, timeouts: {total: 1s}}
+load:
+  client_timeout: 2s
+  stages: [{duration: 5s, rate: 100/s}]
+  requests: [{path: /pay, method: POST}, {path: /catalog}]
+faults:
+  - {name: down, kind: error, target: payments, start: 1s, duration: 2s, params: {status: 503}}
+  - {name: bad, kind: error, target: "catalog[2]", start: 1s, duration: 2s, params: {status: 500}}
+slo:
+  - {breaker: payments, opens_within: 1s, closes_within: 1500ms, after: down}
+  - {breaker: payments, opens_within: 1ms, after: down}
+  - {breaker: payments, blocks_while_open: true, half_open_probes: 3}
+  - {breaker: payments, half_open_probes: 1}
+  - {outlier: "catalog[2]", ejects_within: 1s, after: bad, blocks_while_ejected: true}
+  - {outlier: "catalog[0]", ejects_within: 1s, after: bad}
+  - {phase: down, objective: "breaker_opens >= 1", upstream: payments}
+`)
+	o := get(t, objs, "breaker payments opens within 1s")
+	expect(t, o, true, "fault down started at", "breaker payments opened at", "reason failure_rate")
+	if o.Value <= 0 || o.Value > 1 {
+		t.Errorf("opened after %vs", o.Value)
+	}
+	expect(t, get(t, objs, "breaker payments opens within 1ms"), false)
+	expect(t, get(t, objs, "breaker payments closes within 1.5s"), true, "fault down ended at", "breaker payments closed at")
+	b := get(t, objs, "no requests reach payments while its breaker is open")
+	expect(t, b, true, "0 requests reached it while open")
+	if b.Facts["episodes"] < 1 || b.Facts["time_s"] < 0.5 {
+		t.Errorf("open episodes %v", b.Facts)
+	}
+	p := get(t, objs, "breaker payments half-open probes <= 3")
+	expect(t, p, true)
+	if p.Value < 1 || p.Value > 3 {
+		t.Errorf("probes per half-open state = %v, want 1..3", p.Value)
+	}
+	if p.Value > 1 {
+		expect(t, get(t, objs, "breaker payments half-open probes <= 1"), false)
+	}
+	expect(t, get(t, objs, "catalog[2] is ejected within 1s"), true, "catalog[2] was ejected at", "reason consecutive_5xx")
+	expect(t, get(t, objs, "no requests reach catalog[2] while ejected"), true, "0 requests reached it while ejected")
+	expect(t, get(t, objs, "catalog[0] is ejected within 1s"), false, "no outlier.eject event for catalog[0]")
+	expect(t, get(t, objs, "down: breaker_opens >= 1 (payments)"), true)
+}
+
+// Retries counted where they land: a route that retries 503s amplifies the
+// load on a half-failing upstream; retrying POSTs is caught; no attempt
+// starts after the deadline.
+func TestRetriesAtTheUpstream(t *testing.T) {
+	src := `
+name: retries
+seed: 5
+upstreams: [{name: api, replicas: 2, latency: 2ms}]
+gateway:
+  routes:
+    - path: /
+      upstream: api
+      timeouts: {total: 1s}
+      retries: {retry_on: ["503"], max_attempts: 3, backoff_base: 5ms, budget_percent: 100%, min_retry_concurrency: 100, retry_non_idempotent: NONIDEM}
+load:
+  client_timeout: 2s
+  stages: [{duration: 3s, rate: 60/s}]
+  requests: [{path: /a}, {path: /b, method: POST}]
+faults:
+  - {name: flaky, kind: error, target: api, start: 1s, duration: 1s, params: {status: 503, probability: 50%}}
+slo:
+  - {phase: flaky, objective: "amplification <= 1.2"}
+  - {phase: flaky, objective: "amplification <= 2.5"}
+  - {phase: before, objective: "amplification <= 1.05"}
+  - non_idempotent_retries == 0
+  - late_attempts == 0
+  - {objective: "retries >= 10", upstream: api}
+`
+	_, objs := judgeScenario(t, strings.Replace(src, "NONIDEM", "true", 1))
+	a := get(t, objs, "flaky: amplification <= 1.2")
+	expect(t, a, false, "attempts reached the upstreams for")
+	if a.Value < 1.3 || a.Value > 2.2 {
+		t.Errorf("amplification with 50%% 503s and 3 attempts = %v, want ~1.75", a.Value)
+	}
+	expect(t, get(t, objs, "flaky: amplification <= 2.5"), true)
+	expect(t, get(t, objs, "before: amplification <= 1.05"), true)
+	n := get(t, objs, "non_idempotent_retries == 0")
+	expect(t, n, false, "retries of non-idempotent requests (POST, PATCH)")
+	if n.Value < 5 {
+		t.Errorf("non-idempotent retries = %v", n.Value)
+	}
+	expect(t, get(t, objs, "late_attempts == 0"), true)
+	expect(t, get(t, objs, "retries >= 10 (api)"), true)
+
+	_, objs = judgeScenario(t, strings.Replace(src, "NONIDEM", "false", 1))
+	expect(t, get(t, objs, "non_idempotent_retries == 0"), true, "0 retries of non-idempotent")
+}

@@ -1,0 +1,195 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/faults/slowdb"
+	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/dist"
+	"github.com/cascadehq/cascade/internal/units"
+	"github.com/cascadehq/cascade/loadgen"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/verdict"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// Rung is one step of the latency ladder: a delay just above one layer's
+// timeout, with the layers inside it lifted out of the way, so that layer
+// must be the one that answers, at its timeout. The last rung ("cascade")
+// lifts nothing and delays past every timeout: the innermost layer must
+// answer.
+type Rung struct {
+	Name    string        // the layer tested, or "cascade"
+	Expect  string        // the layer that must answer
+	Timeout time.Duration // its (shortest) timeout
+	Delay   time.Duration // injected at the upstreams
+	Lifted  []string      // inner layers whose timeouts were raised past the delay
+	Plan    *plan.Plan
+}
+
+// LadderOptions shape the rungs' load.
+type LadderOptions struct {
+	Rate     float64       // requests per second (default 10)
+	Duration time.Duration // of each rung's load (default 2s)
+}
+
+// lifters raise a layer's timeouts past d in a rung's plan. Layers without
+// a lifter cannot be lifted; the rungs outside them are then skipped with a
+// note.
+var lifters = map[string]func(q *plan.Plan, past time.Duration){
+	"gateway": func(q *plan.Plan, past time.Duration) {
+		for i := range q.Gateway.Routes {
+			t := &q.Gateway.Routes[i].Timeouts
+			t.ResponseHeader, t.Total = units.Duration(past), units.Duration(past)
+		}
+	},
+	"per_try": func(q *plan.Plan, past time.Duration) {
+		for i := range q.Gateway.Routes {
+			r := &q.Gateway.Routes[i]
+			r.Timeouts.PerTry = 0
+			if r.Retries != nil {
+				rc := *r.Retries
+				rc.PerTryTimeout = 0
+				r.Retries = &rc
+			}
+		}
+	},
+	"upstream": func(q *plan.Plan, past time.Duration) {
+		for i := range q.Upstreams {
+			if db := q.Upstreams[i].Database; db != nil {
+				c := *db
+				c.UpstreamTimeout = units.Duration(past)
+				q.Upstreams[i].Database = &c
+			}
+		}
+	},
+	"db": func(q *plan.Plan, past time.Duration) {
+		for i := range q.Upstreams {
+			if db := q.Upstreams[i].Database; db != nil {
+				c := *db
+				c.StatementTimeout, c.LockTimeout = units.Duration(past), units.Duration(past)
+				q.Upstreams[i].Database = &c
+			}
+		}
+	},
+}
+
+// insideUpstream are the layers whose timers run inside the upstream's
+// handler: their rungs slow the database (slow_query), where the
+// upstream's own deadline covers the wait. The other rungs delay at the
+// replica's door (latency), outside the upstream's own timeouts.
+var insideUpstream = map[string]bool{"upstream": true, "db": true}
+
+// Ladder builds the latency ladder of a plan, innermost layer first.
+func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
+	if len(p.Layers) == 0 {
+		return nil, fmt.Errorf("%s declares no timeouts: nothing to climb", p.Name)
+	}
+	if o.Rate <= 0 {
+		o.Rate = 10
+	}
+	if o.Duration <= 0 {
+		o.Duration = 2 * time.Second
+	}
+	var rungs []Rung
+	for i := len(p.Layers) - 1; i >= 0; i-- {
+		l := p.Layers[i]
+		t := l.RungTimeout()
+		delay := above(t)
+		past := 2*delay + time.Second
+		q := rungPlan(p, o, l.Name, delay, insideUpstream[l.Name])
+		r := Rung{Name: l.Name, Expect: l.Name, Timeout: t, Delay: delay, Plan: q}
+		ok := true
+		for _, inner := range p.Layers[i+1:] {
+			lift := lifters[inner.Name]
+			if lift == nil || (q.Gateway == nil && (inner.Name == "gateway" || inner.Name == "per_try")) {
+				ok = false
+				break
+			}
+			lift(q, past)
+			r.Lifted = append(r.Lifted, inner.Name)
+		}
+		if !ok {
+			continue
+		}
+		q.Objectives = []verdict.Objective{&verdict.Cascade{Name: "timeouts answered by " + l.Name, Layers: p.Layers, Expect: l.Name, Tolerance: tolerance(t)}}
+		rungs = append(rungs, r)
+	}
+	// The whole cascade: nothing lifted, a delay past the outermost timeout.
+	outer, inner := p.Layers[0], p.Layers[len(p.Layers)-1]
+	delay := above(outer.Timeouts[len(outer.Timeouts)-1])
+	q := rungPlan(p, o, "cascade", delay, insideUpstream[inner.Name])
+	q.Objectives = []verdict.Objective{&verdict.Cascade{Name: "timeouts answered by " + inner.Name, Layers: p.Layers, Expect: inner.Name,
+		Tolerance: tolerance(inner.RungTimeout())}}
+	rungs = append(rungs, Rung{Name: "cascade", Expect: inner.Name, Timeout: inner.RungTimeout(), Delay: delay, Plan: q})
+	return rungs, nil
+}
+
+// above is "just above" a timeout: 10% more, at least 20 ms.
+func above(t time.Duration) time.Duration { return t + max(t/10, 20*time.Millisecond) }
+
+// tolerance is how far from its timeout a layer may answer in a rung: a
+// timer on a loaded machine fires late by tens of milliseconds, never
+// early.
+func tolerance(t time.Duration) time.Duration { return max(100*time.Millisecond, t/10) }
+
+// rungPlan copies p with a short steady load and one fault per upstream:
+// every answer is delay late, at the replica's door or, when inDB, in the
+// database of the database upstreams.
+func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration, inDB bool) *plan.Plan {
+	q := *p
+	q.Name = p.Name + "-ladder-" + name
+	if p.Gateway != nil {
+		g := *p.Gateway
+		g.Routes = append([]gateway.Route(nil), p.Gateway.Routes...)
+		q.Gateway = &g
+	}
+	q.Upstreams = append([]faults.UpstreamConfig(nil), p.Upstreams...)
+	q.Load.Stages = []loadgen.Stage{{Duration: o.Duration, From: o.Rate, To: o.Rate}}
+	q.Duration = o.Duration
+	q.Phases = []results.Phase{{Name: plan.RunPhase, Start: 0, End: o.Duration}}
+	q.Timeline = nil
+	for _, u := range p.Upstreams {
+		e := faults.Entry{Name: "delay-" + u.Name, Kind: "latency", Upstream: u.Name, Replica: -1, Start: 0, Duration: o.Duration,
+			Spec: &faults.LatencySpec{Delay: dist.FixedLatency(delay), Selector: faults.Selector{Probability: 1}}}
+		if inDB {
+			if u.Database == nil {
+				continue // no database: this layer is not here
+			}
+			e.Kind, e.Spec = "slow_query", &faults.SlowQuerySpec{SlowQuery: slowdb.SlowQuery{Latency: dist.FixedLatency(delay)}}
+		}
+		q.Timeline = append(q.Timeline, e)
+	}
+	q.Aborts, q.Autoscale, q.Direct, q.DirectUpstreams = nil, nil, 0, nil
+	return &q
+}
+
+// RungResult is a rung that ran.
+type RungResult struct {
+	Rung    Rung
+	Summary *results.Summary
+	Dir     string
+	Pass    bool
+}
+
+// RunLadder runs each rung in turn, each into its own directory under dir.
+func RunLadder(ctx context.Context, rungs []Rung, dir string, opts Options) ([]RungResult, error) {
+	var out []RungResult
+	for _, r := range rungs {
+		o := opts
+		o.OutDir = filepath.Join(dir, r.Name)
+		res, err := Run(ctx, r.Plan, o)
+		if err != nil {
+			return out, fmt.Errorf("rung %s: %w", r.Name, err)
+		}
+		out = append(out, RungResult{Rung: r, Summary: res.Summary, Dir: res.Dir, Pass: res.Pass})
+		if res.Interrupted {
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}

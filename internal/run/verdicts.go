@@ -1,0 +1,199 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/verdict"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// SampleInterval is how often the run samples every replica's in-flight
+// count (for upstreams.jsonl and the autoscalers' in_flight metric).
+const SampleInterval = 100 * time.Millisecond
+
+// recording is what the run keeps, beyond the collector, so every
+// objective can be judged live exactly as `cascade report` judges it
+// offline: the events, the interval records and what the upstreams saw
+// (upstreams.jsonl), plus the early-abort monitor.
+//
+//	replicas ─Arrive/Finish─▶ ledger ─each second─▶ upstreams.jsonl + memory ─┐
+//	sink ─▶ events.jsonl + memory ─────────────────────────────────────────────┼─▶ verdict.Input
+//	flusher ─▶ intervals.jsonl + memory ───────────────────────────────────────┘
+//	                       abort monitor (objectives marked abort) ─▶ stops the load
+type recording struct {
+	p      *plan.Plan
+	clock  *event.Clock
+	mem    *event.Memory
+	out    event.Sink // the run's sink (events.jsonl and mem)
+	ledger *results.Ledger
+	upw    *results.JSONLWriter
+
+	mu        sync.Mutex
+	intervals []results.IntervalRecord
+	upstreams []results.UpstreamRecord
+	aborted   string
+
+	metrics map[string]*upstreamMetrics // autoscaler metric windows, by upstream
+}
+
+func newRecording(p *plan.Plan, dir string, clock *event.Clock) (*recording, error) {
+	upw, err := results.CreateJSONL(dir, results.UpstreamsFile)
+	if err != nil {
+		return nil, err
+	}
+	r := &recording{p: p, clock: clock, mem: &event.Memory{}, ledger: results.NewLedger(IntervalWidth), upw: upw,
+		metrics: map[string]*upstreamMetrics{}}
+	for _, a := range p.Autoscale {
+		r.metrics[a.Upstream] = &upstreamMetrics{keep: 2*a.SyncPeriod + time.Second}
+	}
+	return r, nil
+}
+
+// sink sends events to the run directory and keeps them for the verdict.
+func (r *recording) sink(w event.Sink) event.Sink {
+	r.out = event.Tee(w, r.mem)
+	return r.out
+}
+
+// Arrive implements faults.Observer.
+func (r *recording) Arrive(a *faults.Arrival) {
+	r.ledger.Arrive(results.Arrival(*a))
+	if m := r.metrics[a.Upstream]; m != nil {
+		m.arrive(a.At)
+	}
+}
+
+// Finish implements faults.Observer.
+func (r *recording) Finish(a *faults.Arrival) {
+	r.ledger.Finish(results.Arrival(*a))
+	if m := r.metrics[a.Upstream]; m != nil {
+		m.finish(a.Finished, a.Finished-a.At)
+	}
+}
+
+var _ faults.Observer = (*recording)(nil)
+
+// keepIntervals is handed every interval record the flusher writes.
+func (r *recording) keepIntervals(recs []results.IntervalRecord) {
+	r.mu.Lock()
+	r.intervals = append(r.intervals, recs...)
+	r.mu.Unlock()
+}
+
+// flushLedger writes the upstream records of every interval that ended by
+// before.
+func (r *recording) flushLedger(before time.Duration) {
+	recs := r.ledger.Take(before)
+	for _, rec := range recs {
+		r.upw.Write(rec)
+	}
+	_ = r.upw.Flush()
+	r.mu.Lock()
+	r.upstreams = append(r.upstreams, recs...)
+	r.mu.Unlock()
+}
+
+// background samples replicas, flushes the ledger every interval and, when
+// the plan has abort objectives, stops the load (stop) as soon as one can
+// no longer pass. It returns when ctx ends.
+func (r *recording) background(ctx context.Context, ups func() []*faults.Upstream, planned float64, stop func()) {
+	sample := time.NewTicker(SampleInterval)
+	defer sample.Stop()
+	flush := time.NewTicker(IntervalWidth)
+	defer flush.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sample.C:
+			now := r.clock.Now()
+			for _, u := range ups() {
+				var total int64
+				reps := u.Replicas()
+				for _, rep := range reps {
+					n := rep.InFlight.Load()
+					total += n
+					r.ledger.Sample(now, u.Name(), rep.Name(), rep.Addr(), n)
+				}
+				if m := r.metrics[u.Name()]; m != nil {
+					m.sample(now, total, len(reps))
+				}
+			}
+		case <-flush.C:
+			r.flushLedger(r.clock.Now().Truncate(IntervalWidth))
+			if len(r.p.Aborts) > 0 && r.abortDue(planned) {
+				stop()
+			}
+		}
+	}
+}
+
+// abortDue asks each abort objective whether it can still pass.
+func (r *recording) abortDue(planned float64) bool {
+	r.mu.Lock()
+	if r.aborted != "" {
+		r.mu.Unlock()
+		return true
+	}
+	in := &verdict.Input{Phases: map[string]*verdict.Phase{}, Events: r.mem.Events(), Now: r.clock.Now(), Planned: planned,
+		Intervals: append([]results.IntervalRecord(nil), r.intervals...), Upstreams: append([]results.UpstreamRecord(nil), r.upstreams...)}
+	r.mu.Unlock()
+	for _, ph := range r.p.Phases {
+		in.Phases[ph.Name] = &verdict.Phase{Summary: results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End)},
+			Stats: results.NewStats()}
+	}
+	for _, a := range r.p.Aborts {
+		if doomed, why := a.Doomed(in); doomed {
+			r.mu.Lock()
+			r.aborted = why
+			r.mu.Unlock()
+			r.out.Emit(event.Event{T: in.Now, Source: "run", Type: "run.abort", Attrs: map[string]any{"reason": why}})
+			return true
+		}
+	}
+	return false
+}
+
+// abortReason is why the run stopped early, or "".
+func (r *recording) abortReason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.aborted
+}
+
+// input is the verdict's input once the run is over: the same data
+// `cascade report` reads from the run directory.
+func (r *recording) input(sum *results.Summary) (*verdict.Input, error) {
+	r.flushLedger(1 << 62)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in, err := verdict.NewInput(sum, r.mem.Events(), r.intervals)
+	if err != nil {
+		return nil, err
+	}
+	in.Upstreams = r.upstreams
+	return in, nil
+}
+
+func (r *recording) close() error { return r.upw.Close() }
+
+// writeJUnit writes junit.xml beside summary.json.
+func writeJUnit(dir string, sum *results.Summary) error {
+	f, err := os.Create(filepath.Join(dir, verdict.JUnitFile))
+	if err != nil {
+		return err
+	}
+	if err := verdict.WriteJUnit(f, sum); err != nil {
+		f.Close()
+		return fmt.Errorf("junit: %w", err)
+	}
+	return f.Close()
+}

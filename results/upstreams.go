@@ -1,0 +1,380 @@
+package results
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// UpstreamsFile holds what the upstreams saw, one line per upstream per
+// interval (see UpstreamRecord).
+const UpstreamsFile = "upstreams.jsonl"
+
+// OrphanSlack is how long after its caller gave up a request may still be
+// finishing before it counts as orphaned work: the time a well-behaved
+// upstream takes to notice the cancellation and stop, on a busy machine.
+const OrphanSlack = 50 * time.Millisecond
+
+// Arrival is one request as a replica saw it. It has the fields of
+// faults.Arrival (the run converts one into the other: results may not
+// import faults).
+type Arrival struct {
+	Upstream  string
+	Replica   string
+	Addr      string
+	Method    string
+	Attempt   int
+	Budget    time.Duration
+	HasBudget bool
+	At        time.Duration
+	Finished  time.Duration
+	Left      time.Duration
+	HasLeft   bool
+}
+
+// UpstreamRecord is one line of upstreams.jsonl: what one upstream's
+// replicas received and did in one interval, counted where it happened (at
+// the upstream), on the run's clock. Arrivals and finishes are counted in
+// the interval they happened in.
+type UpstreamRecord struct {
+	Start    Seconds `json:"t"`
+	Width    Seconds `json:"width_s"`
+	Upstream string  `json:"upstream"`
+	// Replicas is how many replicas were sampled in the interval (it moves
+	// with autoscaling).
+	Replicas int   `json:"replicas"`
+	Arrivals int64 `json:"arrivals"`
+	Finished int64 `json:"finished"`
+	// Retries are arrivals whose attempt header said 2 or more;
+	// NonIdempotentRetries those of them with a method that is not
+	// idempotent (POST, PATCH, CONNECT).
+	Retries              int64 `json:"retries,omitempty"`
+	NonIdempotentRetries int64 `json:"non_idempotent_retries,omitempty"`
+	// LateArrivals arrived with no budget left: the caller's deadline had
+	// passed when the attempt was sent.
+	LateArrivals int64 `json:"late_arrivals,omitempty"`
+	// WithBudget counts finished requests that carried a deadline header;
+	// Orphans those that finished more than OrphanSlack after their caller
+	// gave up, and OrphanMS the work they did after it, summed. The caller
+	// gave up when it closed the connection (exact, whatever its timers
+	// did), or, if it never did, at its deadline.
+	WithBudget int64   `json:"with_budget,omitempty"`
+	Orphans    int64   `json:"orphans,omitempty"`
+	OrphanMS   float64 `json:"orphan_ms,omitempty"`
+	// ServiceP95MS is the 95th percentile of the time the replicas took per
+	// request finished in the interval (what the service's own metrics would
+	// say), 0 when none finished.
+	ServiceP95MS float64 `json:"service_p95_ms,omitempty"`
+	// InFlightMean is the mean number of requests being handled (or queued
+	// for a worker), summed over replicas; InFlightMax the largest sample.
+	InFlightMean float64         `json:"in_flight_mean"`
+	InFlightMax  int64           `json:"in_flight_max"`
+	PerReplica   []ReplicaRecord `json:"per_replica,omitempty"`
+}
+
+// ReplicaRecord is one replica's share of an UpstreamRecord.
+type ReplicaRecord struct {
+	Replica      string  `json:"replica"`
+	Addr         string  `json:"addr"` // how the gateway's events name it
+	Arrivals     int64   `json:"arrivals"`
+	InFlightMean float64 `json:"in_flight_mean"`
+	// ArrivalsMS are the arrivals by millisecond within the interval, as
+	// flattened pairs [offset_ms, count, offset_ms, count, ...] for the
+	// milliseconds that saw any: exact to 1 ms, and bounded in size whatever
+	// the rate.
+	ArrivalsMS []int32 `json:"arrivals_ms,omitempty"`
+}
+
+// Count modes for ArrivalsIn: arrivals are known to the millisecond, so a
+// window edge that falls inside a millisecond is ambiguous, and each use
+// resolves it its own way.
+const (
+	// Starting counts the milliseconds that start in the window (for
+	// totals: every arrival is counted in exactly one of adjacent windows).
+	Starting = iota
+	// Inside counts only the milliseconds wholly inside the window (to
+	// claim "this reached the upstream while it should not" only when
+	// certain).
+	Inside
+	// Overlapping counts every millisecond that touches the window (to
+	// miss none of what arrived in it).
+	Overlapping
+)
+
+// ArrivalsIn counts the replica's arrivals in [from, to), to 1 ms; mode
+// says how the milliseconds at the window's edges count.
+func (r ReplicaRecord) ArrivalsIn(start Seconds, from, to time.Duration, mode int) int64 {
+	var n int64
+	base := start.D()
+	for i := 0; i+1 < len(r.ArrivalsMS); i += 2 {
+		at := base + time.Duration(r.ArrivalsMS[i])*time.Millisecond
+		end := at + time.Millisecond
+		var in bool
+		switch mode {
+		case Inside:
+			in = at >= from && end <= to
+		case Overlapping:
+			in = end > from && at < to
+		default:
+			in = at >= from && at < to
+		}
+		if in {
+			n += int64(r.ArrivalsMS[i+1])
+		}
+	}
+	return n
+}
+
+// Ledger implements the run's upstream observer: it counts per interval
+// what each upstream's replicas received and did. Safe for concurrent use.
+type Ledger struct {
+	width time.Duration
+
+	mu  sync.Mutex
+	ivs map[int64]map[string]*upstreamAcc // interval index → upstream
+}
+
+type upstreamAcc struct {
+	rec      UpstreamRecord
+	service  *hdr.Histogram
+	replicas map[string]*replicaAcc
+}
+
+type replicaAcc struct {
+	addr               string
+	arrivals           int64
+	inFlightSum        int64
+	inFlightN, maxSeen int64
+	ms                 map[int32]int32
+}
+
+// NewLedger records into intervals of the given width.
+func NewLedger(width time.Duration) *Ledger {
+	return &Ledger{width: width, ivs: map[int64]map[string]*upstreamAcc{}}
+}
+
+func (l *Ledger) accLocked(t time.Duration, upstream string) (*upstreamAcc, int64) {
+	idx := int64(t / l.width)
+	if t < 0 {
+		idx = 0 // setup requests (health checks before load start) count in the first interval
+	}
+	m := l.ivs[idx]
+	if m == nil {
+		m = map[string]*upstreamAcc{}
+		l.ivs[idx] = m
+	}
+	a := m[upstream]
+	if a == nil {
+		a = &upstreamAcc{rec: UpstreamRecord{Upstream: upstream}, replicas: map[string]*replicaAcc{}}
+		m[upstream] = a
+	}
+	return a, idx
+}
+
+func (a *upstreamAcc) replica(name, addr string) *replicaAcc {
+	r := a.replicas[name]
+	if r == nil {
+		r = &replicaAcc{addr: addr}
+		a.replicas[name] = r
+	}
+	return r
+}
+
+// Arrive records a request reaching a replica.
+func (l *Ledger) Arrive(a Arrival) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	acc, idx := l.accLocked(a.At, a.Upstream)
+	acc.rec.Arrivals++
+	if a.Attempt >= 2 {
+		acc.rec.Retries++
+		if !idempotent(a.Method) {
+			acc.rec.NonIdempotentRetries++
+		}
+	}
+	if a.HasBudget && a.Budget <= 0 {
+		acc.rec.LateArrivals++
+	}
+	r := acc.replica(a.Replica, a.Addr)
+	r.arrivals++
+	if r.ms == nil {
+		r.ms = map[int32]int32{}
+	}
+	off := max(a.At-time.Duration(idx)*l.width, 0)
+	r.ms[int32(off/time.Millisecond)]++
+}
+
+// Finish records a replica being done with a request.
+func (l *Ledger) Finish(a Arrival) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	acc, _ := l.accLocked(a.Finished, a.Upstream)
+	acc.rec.Finished++
+	if acc.service == nil {
+		acc.service = NewHistogram()
+	}
+	recordDuration(acc.service, a.Finished-a.At)
+	if a.HasBudget || a.HasLeft {
+		if a.HasBudget {
+			acc.rec.WithBudget++
+		}
+		gaveUp := a.At + a.Budget
+		if a.HasLeft {
+			gaveUp = a.Left
+		}
+		if late := a.Finished - gaveUp; late > OrphanSlack {
+			acc.rec.Orphans++
+			acc.rec.OrphanMS += float64(late) / float64(time.Millisecond)
+		}
+	}
+}
+
+// Sample records a replica's in-flight count at t; the run samples every
+// replica a few times per interval.
+func (l *Ledger) Sample(t time.Duration, upstream, replica, addr string, inFlight int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	acc, _ := l.accLocked(t, upstream)
+	r := acc.replica(replica, addr)
+	r.inFlightSum += inFlight
+	r.inFlightN++
+	r.maxSeen = max(r.maxSeen, inFlight)
+}
+
+// Take removes and returns, in order, the records of every interval that
+// ended at or before `before`.
+func (l *Ledger) Take(before time.Duration) []UpstreamRecord {
+	limit := int64(before / l.width)
+	l.mu.Lock()
+	var idxs []int64
+	for idx := range l.ivs {
+		if idx < limit {
+			idxs = append(idxs, idx)
+		}
+	}
+	sort.Slice(idxs, func(i, j int) bool { return idxs[i] < idxs[j] })
+	var out []UpstreamRecord
+	for _, idx := range idxs {
+		m := l.ivs[idx]
+		delete(l.ivs, idx)
+		names := make([]string, 0, len(m))
+		for n := range m {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			out = append(out, m[n].finish(time.Duration(idx)*l.width, l.width))
+		}
+	}
+	l.mu.Unlock()
+	return out
+}
+
+func (a *upstreamAcc) finish(start, width time.Duration) UpstreamRecord {
+	rec := a.rec
+	rec.Start, rec.Width = Sec(start), Sec(width)
+	if a.service != nil && a.service.TotalCount() > 0 {
+		rec.ServiceP95MS = round(float64(a.service.ValueAtQuantile(95))/1000, 3)
+	}
+	names := make([]string, 0, len(a.replicas))
+	for n := range a.replicas {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r := a.replicas[n]
+		rr := ReplicaRecord{Replica: n, Addr: r.addr, Arrivals: r.arrivals}
+		if r.inFlightN > 0 {
+			rr.InFlightMean = round(float64(r.inFlightSum)/float64(r.inFlightN), 3)
+			rec.Replicas++
+		}
+		rec.InFlightMean += rr.InFlightMean
+		rec.InFlightMax = max(rec.InFlightMax, r.maxSeen)
+		ms := make([]int32, 0, len(r.ms))
+		for k := range r.ms {
+			ms = append(ms, k)
+		}
+		sort.Slice(ms, func(i, j int) bool { return ms[i] < ms[j] })
+		for _, k := range ms {
+			rr.ArrivalsMS = append(rr.ArrivalsMS, k, r.ms[k])
+		}
+		rec.PerReplica = append(rec.PerReplica, rr)
+	}
+	rec.InFlightMean = round(rec.InFlightMean, 3)
+	rec.OrphanMS = round(rec.OrphanMS, 3)
+	return rec
+}
+
+// idempotent follows RFC 9110 §9.2.2: POST, PATCH and CONNECT are not.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPatch, http.MethodConnect:
+		return false
+	}
+	return true
+}
+
+// JSONLWriter appends JSON lines to a file; the run streams upstream records
+// through one so an interrupted run keeps what it saw.
+type JSONLWriter struct {
+	mu  sync.Mutex
+	f   *os.File
+	buf *bufio.Writer
+	enc *json.Encoder
+	err error
+}
+
+// CreateJSONL creates (truncates) dir/name.
+func CreateJSONL(dir, name string) (*JSONLWriter, error) {
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	b := bufio.NewWriterSize(f, 64<<10)
+	return &JSONLWriter{f: f, buf: b, enc: json.NewEncoder(b)}, nil
+}
+
+// Write appends v as one line.
+func (w *JSONLWriter) Write(v any) {
+	w.mu.Lock()
+	if err := w.enc.Encode(v); err != nil && w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// Flush pushes buffered lines to disk.
+func (w *JSONLWriter) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return errors.Join(w.err, w.buf.Flush())
+}
+
+// Close flushes and closes the file.
+func (w *JSONLWriter) Close() error {
+	return errors.Join(w.Flush(), w.f.Close())
+}
+
+// LoadUpstreams reads dir/upstreams.jsonl; a run without one (an older run,
+// or an external gateway with no fake upstream) has none.
+func LoadUpstreams(dir string) ([]UpstreamRecord, error) {
+	var out []UpstreamRecord
+	err := readLines(filepath.Join(dir, UpstreamsFile), func(d *json.Decoder) error {
+		var r UpstreamRecord
+		if err := d.Decode(&r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}

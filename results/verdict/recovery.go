@@ -1,0 +1,189 @@
+package verdict
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cascadehq/cascade/results"
+)
+
+// Recovery defaults.
+const (
+	DefaultBand      = 1.5                   // p99 may be 1.5 times the baseline's
+	DefaultErrorBand = 0.01                  // the error rate may be 1 point above the baseline's
+	DefaultHold      = 3 * time.Second       // and must stay within the band this long
+	BandFloor        = 25 * time.Millisecond // the p99 band is never narrower than this (timer and scheduler noise)
+)
+
+// Recovery is time-to-recover: after a disturbance ends (a fault's end, a
+// load step), how long until the p99 and the error rate are back within the
+// baseline's band, and stay there for Hold. Judged on 1 s intervals, so it
+// is exact to the interval width; `recovers_within` bounds it.
+type Recovery struct {
+	Name   string
+	After  Anchor
+	Within time.Duration
+	// Baseline is a phase whose p99 and error rate are "normal". When "",
+	// the baseline is [BaselineFrom, the anchor's onset): for a fault, the
+	// time before it started; for a load step, the time before the step.
+	Baseline     string
+	BaselineFrom time.Duration
+	// Onset is where a default baseline ends: the fault's onset, or the
+	// step's start (which is the anchor itself).
+	Onset Anchor
+	// Band: an interval is back when its p99 ≤ baseline p99 × Band (and at
+	// least baseline + BandFloor) and its error rate ≤ the baseline's +
+	// ErrorBand.
+	Band      float64
+	ErrorBand float64
+	Hold      time.Duration
+}
+
+type band struct {
+	p99, errRate       float64 // the baseline
+	maxP99, maxErrRate float64 // the band's upper edges
+	label              string
+}
+
+func (rc *Recovery) baseline(in *Input, ivs []interval) (band, string, bool) {
+	var st *results.Stats
+	label := ""
+	if rc.Baseline != "" {
+		p, ok := in.Phases[rc.Baseline]
+		if !ok {
+			return band{}, fmt.Sprintf("baseline phase %q was not recorded", rc.Baseline), false
+		}
+		st = p.Stats
+		label = fmt.Sprintf("phase %s [%.1fs, %.1fs)", rc.Baseline, float64(p.Summary.Start), float64(p.Summary.End))
+	} else {
+		onset, ev, ok := rc.Onset.Resolve(in)
+		if !ok {
+			return band{}, ev, false
+		}
+		from := rc.BaselineFrom
+		width := intervalWidth(ivs)
+		// Skip the first interval when there is room: it holds the ramp and
+		// cold connections, not the steady state.
+		if from == 0 && onset >= 3*width {
+			from = width
+		}
+		st = merged(ivs, from, onset.Truncate(width))
+		label = fmt.Sprintf("[%s, %s) before %s", secs(from), secs(onset.Truncate(width)), rc.Onset)
+	}
+	if st.Latency.TotalCount() == 0 {
+		return band{}, "the baseline " + label + " has no requests", false
+	}
+	b := band{p99: results.Quantile(st.Latency, 99).Seconds(), label: label}
+	if j := st.Judged(); j > 0 {
+		b.errRate = float64(st.Errors()) / float64(j)
+	}
+	bw := rc.Band
+	if bw == 0 {
+		bw = DefaultBand
+	}
+	eb := rc.ErrorBand
+	if eb == 0 {
+		eb = DefaultErrorBand
+	}
+	b.maxP99 = max(b.p99*bw, b.p99+BandFloor.Seconds())
+	b.maxErrRate = b.errRate + eb
+	return b, "", true
+}
+
+// inBand judges one interval: ok says whether it had requests at all.
+func (b band) inBand(st *results.Stats) (in bool, p99, errRate float64, ok bool) {
+	if st.Latency.TotalCount() == 0 {
+		return false, 0, 0, false
+	}
+	p99 = results.Quantile(st.Latency, 99).Seconds()
+	if j := st.Judged(); j > 0 {
+		errRate = float64(st.Errors()) / float64(j)
+	}
+	return p99 <= b.maxP99 && errRate <= b.maxErrRate, p99, errRate, true
+}
+
+// Evaluate implements Objective.
+func (rc *Recovery) Evaluate(in *Input) results.ObjectiveResult {
+	r := results.ObjectiveResult{Name: rc.Name, Phase: "run", Expr: "recovers_within " + FormatDuration(rc.Within),
+		Bound: "<= " + FormatDuration(rc.Within)}
+	ivs, err := in.intervals()
+	if err != nil {
+		r.Evidence = err.Error()
+		return r
+	}
+	if len(ivs) == 0 {
+		r.Evidence = "the run recorded no intervals (intervals.jsonl)"
+		return r
+	}
+	b, why, ok := rc.baseline(in, ivs)
+	if !ok {
+		r.Evidence = why
+		return r
+	}
+	t0, anchorEv, ok := rc.After.Resolve(in)
+	if !ok {
+		r.Evidence = anchorEv
+		return r
+	}
+	hold := rc.Hold
+	if hold == 0 {
+		hold = DefaultHold
+	}
+	width := intervalWidth(ivs)
+	r.Facts = map[string]float64{"anchor_s": t0.Seconds(), "baseline_p99_s": b.p99, "band_p99_s": b.maxP99,
+		"baseline_error_rate": b.errRate, "band_error_rate": b.maxErrRate}
+	bandEv := fmt.Sprintf("baseline %s: p99 %s, errors %s; band p99 <= %s, errors <= %s",
+		b.label, fmtSec(b.p99), FormatPercent(b.errRate), fmtSec(b.maxP99), FormatPercent(b.maxErrRate))
+
+	// Recovered at the start of the first stretch of `hold` (from the
+	// interval holding the anchor on) whose p99 and error rate, over the
+	// whole stretch, are within the band, and whose first interval is too.
+	// Judging the stretch as one keeps a single slow request in a 1 s
+	// interval of a light load (where p99 is the maximum) from hiding a
+	// recovery, and judging its first interval keeps the tail of the
+	// disturbance from being averaged away.
+	var cand []interval
+	for _, iv := range ivs {
+		if iv.from >= t0.Truncate(width) {
+			cand = append(cand, iv)
+		}
+	}
+	last := time.Duration(0)
+	if len(cand) > 0 {
+		last = cand[len(cand)-1].to
+	}
+	for _, c := range cand {
+		first, _, fe, has := b.inBand(c.st)
+		if !has || fe > b.maxErrRate {
+			continue
+		}
+		end := min(c.from+hold, last)
+		in, p99, er, _ := b.inBand(merged(cand, c.from, end))
+		if !in {
+			continue
+		}
+		_ = first
+		ttr := max(c.from-t0, 0)
+		r.Value, r.Measured = ttr.Seconds(), within(ttr)
+		r.Pass = ttr <= rc.Within
+		r.Facts["recovered_s"], r.Facts["ttr_s"] = c.from.Seconds(), ttr.Seconds()
+		heldNote := fmt.Sprintf("over the %s from there", FormatDuration(end-c.from))
+		if end-c.from < hold {
+			heldNote = fmt.Sprintf("over the %s left of the run (wanted %s)", FormatDuration(end-c.from), FormatDuration(hold))
+		}
+		r.Evidence = fmt.Sprintf("%s; %s; back within the band from %s (p99 %s, errors %s %s): recovered after %s",
+			bandEv, anchorEv, secs(c.from), fmtSec(p99), FormatPercent(er), heldNote, within(ttr))
+		return r
+	}
+	r.Measured = "never"
+	r.Evidence = fmt.Sprintf("%s; %s; never back within the band for %s by the end of the run", bandEv, anchorEv, FormatDuration(hold))
+	for i := len(cand) - 1; i >= 0; i-- {
+		if in, p99, er, has := b.inBand(cand[i].st); has && !in {
+			r.Evidence += fmt.Sprintf(" (last out of band: [%s, %s) p99 %s, errors %s)", secs(cand[i].from), secs(cand[i].to), fmtSec(p99), FormatPercent(er))
+			break
+		}
+	}
+	return r
+}
+
+func fmtSec(s float64) string { return FormatDuration(time.Duration(s * float64(time.Second))) }

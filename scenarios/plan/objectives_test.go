@@ -1,0 +1,191 @@
+package plan
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/yamlfile"
+	"github.com/cascadehq/cascade/results/verdict"
+)
+
+// typed is a scenario whose slo: list is filled in by each case; line 24 is
+// the first objective.
+const typed = `name: typed
+upstreams:
+  - {name: api, replicas: 2, latency: 5ms}
+  - {name: pay, latency: 5ms}
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 100ms, response_header: 1s, total: 2s}}
+    - {path: /pay, upstream: pay, timeouts: {response_header: 1s, total: 2s}}
+load:
+  client_timeout: 3s
+  stages:
+    - {duration: 4s, rate: 10/s}
+    - {duration: 4s, rate: 100/s}
+  requests:
+    - {path: /}
+faults:
+  - {name: outage, kind: error, target: pay, start: 1s, duration: 1s}
+  - {name: slow, kind: latency, target: api, start: 3s, duration: 1s, params: {delay: 20ms}}
+autoscale:
+  - {upstream: api, min_replicas: 2, max_replicas: 6, metric: in_flight, target: "4", sync_period: 1s}
+phases:
+  - {name: mine, start: 5s, end: 7s}
+slo:
+`
+
+func compileSLO(t *testing.T, slo string) (*Plan, error) {
+	t.Helper()
+	return CompileBytes("typed.yaml", []byte(typed+slo), Options{})
+}
+
+func TestTypedObjectivesCompile(t *testing.T) {
+	p, err := compileSLO(t, `  - {objective: "p99 < 300ms", every: 2s, abort: true}
+  - {phase: mine, objective: "amplification <= 1.5", upstream: pay}
+  - {recovers_within: 2s, after: slow, band: 2, hold: 1s}
+  - {recovers_within: 2s, after: "stage[1]", baseline: before}
+  - {breaker: pay, opens_within: 500ms, closes_within: 2s, after: outage, half_open_probes: 3, blocks_while_open: true}
+  - {outlier: "api[1]", ejects_within: 1s, returns_within: 5s, blocks_while_ejected: true, after: slow}
+  - {autoscale: api, scales_up_within: 3s, after: "stage[1]", reaches: max, direction_changes: 1, no_dead_band: true}
+  - {cascade: innermost, tolerance: 50ms}
+  - {name: named, objective: "errors < 5", abort: true}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, o := range p.Objectives {
+		switch x := o.(type) {
+		case *verdict.Window:
+			kinds["window"]++
+			if x.Every != 2*time.Second {
+				t.Errorf("every = %v", x.Every)
+			}
+		case *verdict.Threshold:
+			kinds["threshold"]++
+		case *verdict.Recovery:
+			kinds["recovery"]++
+		case *verdict.Transition:
+			kinds["transition"]++
+		case *verdict.Blocked:
+			kinds["blocked"]++
+		case *verdict.Probes:
+			kinds["probes"]++
+		case *verdict.Scaling:
+			kinds["scaling"]++
+			if x.Assert == verdict.Reaches && x.N != 6 {
+				t.Errorf("reaches max = %d, want max_replicas 6", x.N)
+			}
+		case *verdict.Cascade:
+			kinds["cascade"]++
+			if x.Expect != "gateway" {
+				t.Errorf("innermost = %q, want gateway", x.Expect)
+			}
+		}
+	}
+	want := map[string]int{"window": 1, "threshold": 2, "recovery": 2, "transition": 4, "blocked": 2, "probes": 1, "scaling": 4, "cascade": 1}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Errorf("%d %s objectives, want %d (all: %v)", kinds[k], k, n, kinds)
+		}
+	}
+	if len(p.Aborts) != 2 {
+		t.Errorf("%d abort objectives, want 2", len(p.Aborts))
+	}
+	if got := Chain(p); got != "client 3.000s > gateway 1.000s/2.000s" {
+		t.Errorf("chain = %q", got)
+	}
+}
+
+func TestTypedObjectiveErrors(t *testing.T) {
+	cases := []struct {
+		slo, want, pos string
+	}{
+		{`  - {every: 2s}`, "an objective needs one of", "typed.yaml:24:5"},
+		{`  - {objective: "p99 < 1s", breaker: pay}`, "objective and breaker exclude each other", "typed.yaml:24:"},
+		{`  - {objective: "p99 < 1s", opens_within: 1s}`, "opens_within does not apply to a threshold objective", "typed.yaml:24:"},
+		{`  - {objective: "p99 < 1s", every: 1500ms}`, "whole number of seconds", "slo[0].every"},
+		{`  - {objective: "lag_p99 < 1s", every: 2s}`, "do not keep the scheduling lag", "slo[0].every"},
+		{`  - {objective: "p99 > 1s", abort: true}`, "only an upper bound", "slo[0].abort"},
+		{`  - {phase: mine, objective: "error_rate < 1%", abort: true}`, "only over the whole run", "slo[0].abort"},
+		{`  - {objective: "p99 < 1s", upstream: api}`, "upstream applies to metrics measured at the upstreams", "slo[0].upstream"},
+		{`  - {objective: "orphans == 0", upstream: nope}`, `unknown upstream "nope"`, "slo[0].upstream"},
+		{`  - {recovers_within: 2s}`, "after is required with several faults", "slo[0]"},
+		{`  - {recovers_within: 2s, after: nope}`, `after "nope" is not a fault (outage, slow)`, "slo[0].after"},
+		{`  - {recovers_within: 2s, after: "stage[7]"}`, "stage[7] does not exist", "slo[0].after"},
+		{`  - {recovers_within: 2s, after: slow, baseline: nope}`, `unknown phase "nope"`, "slo[0].baseline"},
+		{`  - {recovers_within: 2s, after: slow, band: 0.5}`, "must be at least 1", "slo[0].band"},
+		{`  - {breaker: nope, opens_within: 1s}`, `unknown upstream "nope"`, "slo[0].breaker"},
+		{`  - {breaker: pay}`, "say what to judge", "slo[0].breaker"},
+		{`  - {breaker: pay, opens_within: 1s}`, "after is required with several faults", "slo[0]"},
+		{`  - {outlier: "api[5]", blocks_while_ejected: true}`, "index 5 does not exist", "slo[0].outlier"},
+		{`  - {autoscale: pay, reaches: 2}`, `no autoscaler for "pay"`, "slo[0].autoscale"},
+		{`  - {autoscale: api, reaches: 9}`, "above the autoscaler's max_replicas (6)", "slo[0].reaches"},
+		{`  - {autoscale: api, reaches: lots}`, "replica count or", "slo[0].reaches"},
+		{`  - {cascade: db}`, `"db" is not a layer that declares a timeout here`, "slo[0].cascade"},
+		{`  - {gateway_adds: "p99 < 5ms"}`, "needs direct load", "slo[0].gateway_adds"},
+		{`  - {objective: "p99 < 1s", hold: 1s}`, "hold does not apply", "slo[0].hold"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.slo, func(t *testing.T) {
+			_, err := compileSLO(t, tc.slo+"\n")
+			if err == nil {
+				t.Fatal("compiled")
+			}
+			var es yamlfile.Errors
+			if !errors.As(err, &es) || len(es) != 1 {
+				t.Fatalf("want one error, got %v", err)
+			}
+			if !strings.Contains(es[0].Error(), tc.want) || !strings.Contains(es[0].Error(), tc.pos) {
+				t.Errorf("error %q: want %q at %q", es[0].Error(), tc.want, tc.pos)
+			}
+			if es[0].Line == 0 {
+				t.Errorf("error %q has no position", es[0].Error())
+			}
+		})
+	}
+}
+
+func TestAutoscaleSpecErrors(t *testing.T) {
+	base := strings.Replace(typed, `  - {upstream: api, min_replicas: 2, max_replicas: 6, metric: in_flight, target: "4", sync_period: 1s}`, "AUTOSCALE", 1)
+	cases := []struct{ spec, want, pos string }{
+		{`  - {upstream: nope, max_replicas: 3, metric: in_flight, target: "4"}`, `unknown upstream "nope"`, "autoscale[0].upstream"},
+		{`  - {upstream: api, max_replicas: 3, metric: cpu, target: "4"}`, `unknown metric "cpu"`, "autoscale[0].metric"},
+		{`  - {upstream: api, max_replicas: 3, metric: p95_latency, target: "4"}`, "must be a duration", "autoscale[0].target"},
+		{`  - {upstream: api, min_replicas: 3, max_replicas: 6, metric: in_flight, target: "4"}`, "starts with 2 replicas, outside", "autoscale[0].min_replicas"},
+		{`  - {upstream: api, max_replicas: 3, metric: in_flight, target: "4", behavior: {scale_up: {policies: [{type: pods, value: 0, period: 1s}]}}}`, "must be greater than 0", "autoscale[0].behavior.scale_up.policies[0].value"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			_, err := CompileBytes("typed.yaml", []byte(strings.Replace(base, "AUTOSCALE", tc.spec, 1)), Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.pos) {
+				t.Fatalf("error %v: want %q at %q", err, tc.want, tc.pos)
+			}
+		})
+	}
+	// A fault on a replica the autoscaler may remove.
+	src := strings.Replace(base, "AUTOSCALE", `  - {upstream: api, min_replicas: 1, max_replicas: 4, metric: in_flight, target: "4"}`, 1)
+	src = strings.Replace(src, "target: api, start: 3s", `target: "api[1]", start: 3s`, 1)
+	if _, err := CompileBytes("typed.yaml", []byte(src), Options{}); err == nil || !strings.Contains(err.Error(), "which its autoscaler may remove") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestCascadeLintOrdering(t *testing.T) {
+	src := strings.Replace(typed, "client_timeout: 3s", "client_timeout: 1500ms", 1)
+	p, err := CompileBytes("typed.yaml", []byte(src+"  - p99 < 1s\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 2 {
+		t.Fatalf("warnings = %v: want one per route whose total (2s) is not shorter than the client's 1.5s", p.Warnings)
+	}
+	for i, w := range p.Warnings {
+		if !strings.Contains(w.Msg, "gateway total timeout 2s is not shorter than the client timeout 1.5s") || !strings.Contains(w.Pos, "timeouts.total") {
+			t.Errorf("warning %d = %v", i, w)
+		}
+	}
+}
