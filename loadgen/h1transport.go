@@ -146,13 +146,6 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 	var err error
 	if w.conn != nil {
 		err = w.conn.Do(ctx, p, &w.res)
-		if t.opts.DisableKeepAlive {
-			// h1 keeps the connection when the server closes it without
-			// answering "Connection: close" (allowed: that is only a SHOULD),
-			// and the next request then meets a reset. We asked for close:
-			// close it ourselves.
-			_ = w.conn.Close()
-		}
 	} else {
 		err = t.pool.Do(ctx, p, &w.res)
 	}

@@ -327,12 +327,14 @@ func (c *Conn) roundTrip(ctx context.Context, p *Prepared, r *Result, dl time.Du
 	}
 	r.End = c.now()
 	c.lastEnd = r.End
-	if !keep {
-		why := closePeer
-		if c.opts.DisableKeepAlive {
-			why = closeLocal
-		}
-		c.closeConn(why)
+	switch {
+	case c.opts.DisableKeepAlive:
+		// We asked for close. A server may still leave the connection open
+		// ("Connection: close" in the answer is only a SHOULD); reusing it
+		// would meet that server's close as a reset on the next request.
+		c.closeConn(closeLocal)
+	case !keep:
+		c.closeConn(closePeer)
 	}
 	return nil
 }

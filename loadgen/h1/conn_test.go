@@ -661,3 +661,51 @@ func TestNetConnPath(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// With keep-alive off the client asks for "Connection: close", but a server
+// may answer without the header and close afterwards (the header is only a
+// SHOULD). The client must not reuse that connection: the next request would
+// meet the server's close as a reset.
+func TestKeepAliveOffServerClosesSilently(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				got := ""
+				for !strings.Contains(got, "\r\n\r\n") {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					got += string(buf[:n])
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+				// ...and close, having said nothing.
+			}()
+		}
+	}()
+	// The idle check would notice the close before reuse after a pause; back
+	// to back (or with the check far away, as here) nothing else saves us.
+	c := mustConn(t, ln.Addr().String(), Options{DisableKeepAlive: true, Timeout: 5 * time.Second, IdleCheck: time.Hour})
+	p := mustPrepare(t, Request{URL: "http://" + ln.Addr().String() + "/"})
+	var r Result
+	for i := range 4 {
+		if err := c.Do(ctxT(t), p, &r); err != nil || r.Status != 200 || r.Reused {
+			t.Fatalf("request %d: err %v, status %d, reused %v", i, err, r.Status, r.Reused)
+		}
+		time.Sleep(20 * time.Millisecond) // the server's FIN has arrived
+	}
+	if st := c.Stats(); st.Dials != 4 {
+		t.Fatalf("stats %+v: want a new connection per request", st)
+	}
+}
