@@ -709,3 +709,57 @@ func TestKeepAliveOffServerClosesSilently(t *testing.T) {
 		t.Fatalf("stats %+v: want a new connection per request", st)
 	}
 }
+
+// A response that ends exactly at the end of the read buffer leaves no
+// room for the next read; the next request on the connection must start
+// from an empty buffer rather than read into zero bytes.
+func TestResponseFillsBufferExactly(t *testing.T) {
+	const size = 4096
+	head := "HTTP/1.1 200 OK\r\nContent-Length: "
+	body := strings.Repeat("x", size-len(head)-len("4053\r\n\r\n"))
+	resp := head + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	if len(resp) != size {
+		t.Fatalf("response is %d bytes, want %d", len(resp), size)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				got := ""
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					got += string(buf[:n])
+					for strings.Contains(got, "\r\n\r\n") {
+						got = got[strings.Index(got, "\r\n\r\n")+4:]
+						io.WriteString(c, resp)
+					}
+				}
+			}()
+		}
+	}()
+	c := mustConn(t, ln.Addr().String(), Options{Timeout: 5 * time.Second, ReadBufferSize: size})
+	p := mustPrepare(t, Request{URL: "http://" + ln.Addr().String() + "/"})
+	var r Result
+	for i := range 3 {
+		if err := c.Do(ctxT(t), p, &r); err != nil || r.Status != 200 {
+			t.Fatalf("request %d: err %v, status %d", i, err, r.Status)
+		}
+		time.Sleep(10 * time.Millisecond) // let each response arrive whole, in one read
+	}
+	if st := c.Stats(); st.Dials != 1 {
+		t.Fatalf("stats %+v: want one kept-alive connection", st)
+	}
+}

@@ -109,6 +109,11 @@ func (c *Conn) send(b []byte, dl time.Duration) (int, error) {
 	if c.rc == nil {
 		return c.writeConn(b, dl)
 	}
+	// The response is read from the start of the buffer. A reused
+	// connection holds no unread bytes (readResponse refuses reuse when it
+	// does), but the last response may have ended at the buffer's very end,
+	// leaving no room for this read.
+	c.r, c.w = 0, 0
 	c.out, c.outN, c.outBlocked = b, 0, false
 	defer func() { c.out = nil }()
 	for {
