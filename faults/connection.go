@@ -389,7 +389,7 @@ func (f *tcpFault) spec(name string, x float64) tcpfault.ToxicSpec {
 // Apply adds the fault's toxic to the replica's proxy, named after the
 // timeline entry, and ramps it when the entry ramps.
 func (f *tcpFault) Apply(r *Replica, fx *Effect) error {
-	p := r.proxy
+	p := r.proxy.Load()
 	if p == nil {
 		return fmt.Errorf("%s on %s: %w", f.kind, r.name, ErrNoFaultProxy)
 	}
@@ -520,7 +520,7 @@ type tcpDownFault struct{}
 func (*tcpDownFault) Kind() string { return "tcp_down" }
 
 func (*tcpDownFault) Apply(r *Replica, fx *Effect) error {
-	if r.proxy == nil {
+	if r.proxy.Load() == nil {
 		return fmt.Errorf("tcp_down on %s: %w", r.name, ErrNoFaultProxy)
 	}
 	r.mu.Lock()
@@ -609,25 +609,26 @@ func (r *Replica) startProxy(front string) error {
 	if err := p.Start(r.ctx); err != nil {
 		return fmt.Errorf("fault proxy: %w", err)
 	}
-	r.proxy = p
+	r.proxy.Store(p)
 	r.emit("replica.proxy", map[string]any{"addr": p.Addr(), "upstream": p.Upstream()})
 	return nil
 }
 
 // Proxy is the replica's fault proxy, or nil.
-func (r *Replica) Proxy() *tcpfault.Proxy { return r.proxy }
+func (r *Replica) Proxy() *tcpfault.Proxy { return r.proxy.Load() }
 
 // syncProxy keeps the proxy down while the replica is down (so a killed
 // replica still refuses connections, as without a proxy) or a tcp_down
 // fault is on.
 func (r *Replica) syncProxy() {
-	if r.proxy == nil {
+	p := r.proxy.Load()
+	if p == nil {
 		return
 	}
 	r.mu.Lock()
 	up := !r.down && r.proxyDown == 0
 	r.mu.Unlock()
-	if err := r.proxy.SetEnabled(up); err != nil && !errors.Is(err, tcpfault.ErrClosed) {
+	if err := p.SetEnabled(up); err != nil && !errors.Is(err, tcpfault.ErrClosed) {
 		r.emit("replica.error", map[string]any{"error": err.Error()})
 	}
 }

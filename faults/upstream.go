@@ -294,7 +294,10 @@ type Replica struct {
 	handler atomic.Pointer[http.Handler] // base wrapped in the active HTTP faults
 	backend Backend                      // what serves instead of Behaviour (a database); nil otherwise
 	proc    Process                      // the outside process, for a containerised replica
-	proxy   *tcpfault.Proxy              // the fault proxy in front (UpstreamConfig.FaultProxy); nil otherwise
+	// proxy is the fault proxy in front (UpstreamConfig.FaultProxy), nil
+	// otherwise. Atomic: it is set after the replica already serves (the
+	// proxy needs the replica's address), and handlers read it.
+	proxy atomic.Pointer[tcpfault.Proxy]
 
 	// ctx ends every wait of the replica (a paused accept, a paused
 	// request, a restart's delay, a container operation) when it closes.
@@ -396,8 +399,8 @@ func (r *Replica) Index() int { return r.index }
 // Addr is the replica's host:port: where clients reach it (its fault
 // proxy, when it has one).
 func (r *Replica) Addr() string {
-	if r.proxy != nil {
-		return r.proxy.Addr()
+	if p := r.proxy.Load(); p != nil {
+		return p.Addr()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -584,8 +587,8 @@ func (r *Replica) stopListening() error {
 
 func (r *Replica) close() error {
 	r.cancel()
-	if r.proxy != nil {
-		_ = r.proxy.Close()
+	if p := r.proxy.Load(); p != nil {
+		_ = p.Close()
 	}
 	if r.proc != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
