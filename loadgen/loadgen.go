@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -189,10 +190,14 @@ type executor struct {
 	owned bool // tr was made here and is closed after the run
 
 	scheduled, dropped atomic.Int64
-	vus                atomic.Int64 // running VUs
-	limit              atomic.Int64 // VUs with an index below it may run
-	seq                atomic.Uint64
-	exhausted          atomic.Bool // vus: MaxRequests reached
+	// frontier is the intended time (ns) before which every request of this
+	// executor has been handed to a worker or dropped. Closed-model VUs send
+	// when they intend to, so they never hold it back (MaxInt64).
+	frontier  atomic.Int64
+	vus       atomic.Int64 // running VUs
+	limit     atomic.Int64 // VUs with an index below it may run
+	seq       atomic.Uint64
+	exhausted atomic.Bool // vus: MaxRequests reached
 
 	mu      sync.Mutex
 	workers []*workerStats // live workers
@@ -224,6 +229,10 @@ func New(cfg Config, rec Recorder, clock *event.Clock, tr Transport) (*Generator
 	g := &Generator{rec: rec, clock: clock}
 	for i, ec := range execs {
 		e := &executor{g: g, idx: i, cfg: ec, pacer: NewPacer(ec.Stages), tr: tr}
+		e.frontier.Store(math.MaxInt64)
+		if ec.Kind == ArrivalRate {
+			e.frontier.Store(int64(ec.Start))
+		}
 		if e.tr == nil {
 			t, err := NewTransport(ec)
 			if err != nil {
@@ -344,6 +353,20 @@ func (g *Generator) ExpectedOf(i int, a, b time.Duration) float64 {
 func (g *Generator) Window(i int) (start, end time.Duration) {
 	e := g.execs[i]
 	return e.cfg.Start, e.cfg.Start + e.pacer.Duration()
+}
+
+// DispatchedThrough is the intended time before which every request of
+// every executor has been handed to a worker (or dropped). A request handed
+// over at wall time w ends by w plus the client timeout, so the run knows
+// when an interval can no longer receive samples even when the scheduler
+// runs late: a clock-only rule would flush too early under overload and see
+// the interval's stragglers arrive after it was written.
+func (g *Generator) DispatchedThrough() time.Duration {
+	f := int64(math.MaxInt64)
+	for _, e := range g.execs {
+		f = min(f, e.frontier.Load())
+	}
+	return time.Duration(f)
 }
 
 // Progress returns live counters summed over the executors.
@@ -523,6 +546,7 @@ func (e *executor) runArrivals(ctx context.Context) {
 			break
 		}
 		at += e.cfg.Start
+		e.frontier.Store(int64(at))
 		if !w.until(ctx, e.g.clock, at) {
 			break
 		}
@@ -552,6 +576,7 @@ func (e *executor) runArrivals(ctx context.Context) {
 		s := Sample{Executor: e.idx, Request: j.req, Seq: j.seq, Intended: at, Cause: cause.Dropped}
 		e.g.rec.Record(schedID, &s)
 	}
+	e.frontier.Store(math.MaxInt64)
 	idle.close()
 	wg.Wait()
 }

@@ -235,3 +235,34 @@ func TestWeightedMixIsSeeded(t *testing.T) {
 		t.Fatalf("weight 1 of 4 picked %d of 4000 times", n)
 	}
 }
+
+// The dispatch frontier: nothing is handed over before the run, the
+// frontier follows the clock while the scheduler keeps time, and it is
+// unbounded once the profile is done.
+func TestDispatchedThrough(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	clock := event.NewClock()
+	g, err := New(Config{Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/"}},
+		Stages: []Stage{{time.Second, 100, 100}}, ClientTimeout: time.Second, KeepAlive: true}, &memRecorder{}, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := g.DispatchedThrough(); f != 0 {
+		t.Fatalf("before the run: frontier %s, want 0", f)
+	}
+	clock.Reset(time.Now())
+	done := make(chan struct{})
+	go func() { g.Run(context.Background()); close(done) }()
+	time.Sleep(500 * time.Millisecond)
+	f, now := g.DispatchedThrough(), clock.Now()
+	if f > now+20*time.Millisecond || f < now-200*time.Millisecond {
+		t.Fatalf("mid-run: frontier %s at %s", f, now)
+	}
+	<-done
+	if f := g.DispatchedThrough(); f != time.Duration(math.MaxInt64) {
+		t.Fatalf("after the run: frontier %s", f)
+	}
+}

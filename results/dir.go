@@ -165,30 +165,40 @@ func Load(dir string) (*Run, error) {
 	if err := json.Unmarshal(b, &r.Summary); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, SummaryFile), err)
 	}
-	if err := readLines(filepath.Join(dir, EventsFile), func(d *json.Decoder) error {
+	if r.Events, r.Intervals, r.Upstreams, err = LoadRecords(dir); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// LoadRecords reads the streams a run writes as it goes: events.jsonl,
+// intervals.jsonl and upstreams.jsonl. The run judges its own verdict from
+// them once they are flushed, exactly as `cascade report` does later.
+func LoadRecords(dir string) (events []event.Event, intervals []IntervalRecord, upstreams []UpstreamRecord, err error) {
+	if err = readLines(filepath.Join(dir, EventsFile), func(d *json.Decoder) error {
 		var e event.Event
 		if err := d.Decode(&e); err != nil {
 			return err
 		}
-		r.Events = append(r.Events, e)
+		events = append(events, e)
 		return nil
 	}); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	if err := readLines(filepath.Join(dir, IntervalsFile), func(d *json.Decoder) error {
+	if err = readLines(filepath.Join(dir, IntervalsFile), func(d *json.Decoder) error {
 		var iv IntervalRecord
 		if err := d.Decode(&iv); err != nil {
 			return err
 		}
-		r.Intervals = append(r.Intervals, iv)
+		intervals = append(intervals, iv)
 		return nil
 	}); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	if r.Upstreams, err = LoadUpstreams(dir); err != nil {
-		return nil, err
+	if upstreams, err = LoadUpstreams(dir); err != nil {
+		return nil, nil, nil, err
 	}
-	return r, nil
+	return events, intervals, upstreams, nil
 }
 
 func readLines(path string, each func(*json.Decoder) error) error {

@@ -206,7 +206,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		close(progDone)
 	}()
 	flushDone := make(chan struct{})
-	go func() { flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec); close(flushDone) }()
+	go func() {
+		flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec, gen)
+		close(flushDone)
+	}()
 
 	runErr := gen.Run(loadCtx)
 	elapsed := clock.Now()
@@ -233,6 +236,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		summarizeDirect(p, direct, sum, gen.Pacer())
 	}
 	sum.GatewayStats = gatewayStats(gw)
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("write results: %w", err)
+	}
 	in, err := rec.input(sum)
 	if err != nil {
 		return nil, err
@@ -263,18 +269,18 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 // flushIntervals writes every interval no request can still land in, each
 // second, so memory stays flat and an interrupted run keeps its time series.
-func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording) {
+func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording, driver loadDriver) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
+	wm := &watermark{timeout: clientTimeout}
+	wm.frontier, _ = driver.(dispatchFrontier)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		// A request intended at t finishes by t + lag + client timeout; keep a
-		// margin of one interval for the lag.
-		ivs := c.TakeIntervals(clock.Now() - clientTimeout - IntervalWidth)
+		ivs := c.TakeIntervals(wm.before(clock.Now()))
 		rec.keepIntervals(w.WriteIntervals(ivs, results.Sec(IntervalWidth)))
 		_ = w.Flush()
 		if len(ivs) > 0 {

@@ -19,10 +19,12 @@ import (
 // count (for upstreams.jsonl and the autoscalers' in_flight metric).
 const SampleInterval = 100 * time.Millisecond
 
-// recording is what the run keeps, beyond the collector, so every
+// recording is what the run records beyond the collector, so every
 // objective can be judged live exactly as `cascade report` judges it
 // offline: the events, the interval records and what the upstreams saw
-// (upstreams.jsonl), plus the early-abort monitor.
+// (upstreams.jsonl), plus the early-abort monitor. Only a plan with abort
+// objectives keeps them in memory during the run; the final verdict reads
+// them back from the run directory, so memory does not grow with run length.
 //
 //	replicas ─Arrive/Finish─▶ ledger ─each second─▶ upstreams.jsonl + memory ─┐
 //	sink ─▶ events.jsonl + memory ─────────────────────────────────────────────┼─▶ verdict.Input
@@ -30,6 +32,8 @@ const SampleInterval = 100 * time.Millisecond
 //	                       abort monitor (objectives marked abort) ─▶ stops the load
 type recording struct {
 	p      *plan.Plan
+	dir    string
+	keep   bool // abort objectives judge during the run: keep records in memory
 	clock  *event.Clock
 	mem    *event.Memory
 	out    event.Sink // the run's sink (events.jsonl and mem)
@@ -49,8 +53,8 @@ func newRecording(p *plan.Plan, dir string, clock *event.Clock) (*recording, err
 	if err != nil {
 		return nil, err
 	}
-	r := &recording{p: p, clock: clock, mem: &event.Memory{}, ledger: results.NewLedger(IntervalWidth), upw: upw,
-		metrics: map[string]*upstreamMetrics{}}
+	r := &recording{p: p, dir: dir, keep: len(p.Aborts) > 0, clock: clock, mem: &event.Memory{},
+		ledger: results.NewLedger(IntervalWidth), upw: upw, metrics: map[string]*upstreamMetrics{}}
 	for _, a := range p.Autoscale {
 		r.metrics[a.Upstream] = &upstreamMetrics{keep: 2*a.SyncPeriod + time.Second}
 	}
@@ -59,7 +63,10 @@ func newRecording(p *plan.Plan, dir string, clock *event.Clock) (*recording, err
 
 // sink sends events to the run directory and keeps them for the verdict.
 func (r *recording) sink(w event.Sink) event.Sink {
-	r.out = event.Tee(w, r.mem)
+	r.out = w
+	if r.keep {
+		r.out = event.Tee(w, r.mem)
+	}
 	return r.out
 }
 
@@ -83,6 +90,9 @@ var _ faults.Observer = (*recording)(nil)
 
 // keepIntervals is handed every interval record the flusher writes.
 func (r *recording) keepIntervals(recs []results.IntervalRecord) {
+	if !r.keep {
+		return
+	}
 	r.mu.Lock()
 	r.intervals = append(r.intervals, recs...)
 	r.mu.Unlock()
@@ -96,6 +106,9 @@ func (r *recording) flushLedger(before time.Duration) {
 		r.upw.Write(rec)
 	}
 	_ = r.upw.Flush()
+	if !r.keep {
+		return
+	}
 	r.mu.Lock()
 	r.upstreams = append(r.upstreams, recs...)
 	r.mu.Unlock()
@@ -169,17 +182,20 @@ func (r *recording) abortReason() string {
 	return r.aborted
 }
 
-// input is the verdict's input once the run is over: the same data
-// `cascade report` reads from the run directory.
+// input is the verdict's input once the run is over, read back from the run
+// directory (the caller flushes it first): the very data `cascade report`
+// reads later, and nothing held in memory for the length of the run.
 func (r *recording) input(sum *results.Summary) (*verdict.Input, error) {
 	r.flushLedger(1 << 62)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	in, err := verdict.NewInput(sum, r.mem.Events(), r.intervals)
+	events, intervals, upstreams, err := results.LoadRecords(r.dir)
 	if err != nil {
 		return nil, err
 	}
-	in.Upstreams = r.upstreams
+	in, err := verdict.NewInput(sum, events, intervals)
+	if err != nil {
+		return nil, err
+	}
+	in.Upstreams = upstreams
 	return in, nil
 }
 
