@@ -14,14 +14,18 @@ import "time"
 // kernel's nanosleep for the rest, with the thread's timer slack set to
 // 1 ns: that lands ~20–50 µs after the deadline and costs no CPU.
 //
-// The handoff is long enough to absorb a Go timer firing late on a busy
-// machine (measured under load, releases within 0.5 ms: 87 % with 2 ms,
-// 89 % with 5 ms, 93 % with 10 ms). It costs a blocked thread per wait in
-// its last stretch, so at most maxSleepers waits per proxy take it; the
-// others stay on Go timers (coarser, never early). The last handoff is not
-// interruptible by a toxic change.
+// The handoff must absorb a Go timer firing late (measured under load,
+// releases within 0.5 ms: 87 % with 2 ms, 89 % with 5 ms, 93 % with 10 ms),
+// but each wait in its last stretch blocks a thread that keeps its
+// processor until sysmon takes it back, and a processor held so does not
+// poll the network: at 500 req/s with 100 ms delays, a 10 ms handoff kept
+// ~5 threads asleep and put the p99 at +4 to +7 ms (Toxiproxy: +2 to +4 in
+// the same runs), 2 ms at +2 to +3 (bench/faults.sh, interleaved). So 2 ms,
+// and at most maxSleepers waits per proxy take it; the others stay on Go
+// timers (coarser, never early). The last handoff is not interruptible by
+// a toxic change.
 const (
-	handoff     = 10 * time.Millisecond
+	handoff     = 2 * time.Millisecond
 	maxSleepers = 64
 )
 
