@@ -152,8 +152,20 @@ func apiExit(err error) error {
 	return exitWith(ExitRunFailed, err)
 }
 
-func callCtx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(cmd.Context(), 15*time.Second)
+// call makes one request to the live run's control API: it finds the run,
+// bounds the call in time and maps the API's refusals to exit codes, so each
+// verb is only its request and its line of output.
+func (f *controlFlags) call(cmd *cobra.Command, do func(ctx context.Context, c *gameday.Client) error) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+	defer cancel()
+	if err := do(ctx, c); err != nil {
+		return apiExit(err)
+	}
+	return nil
 }
 
 func newFaultCmd(stdout io.Writer) *cobra.Command {
@@ -200,18 +212,13 @@ messages); without --duration it lasts until 'cascade fault rm' or the end of th
 			default:
 				doc = faultDoc(kind, target, params, name, duration, ramp)
 			}
-			c, err := cf.client()
-			if err != nil {
+			return cf.call(cmd, func(ctx context.Context, c *gameday.Client) error {
+				a, err := c.AddFault(ctx, source, doc)
+				if err == nil {
+					fmt.Fprintf(stdout, "%s: %s on %s started at %.3fs\n", a.Name, a.Kind, a.Target, a.T)
+				}
 				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
-			a, err := c.AddFault(ctx, source, doc)
-			if err != nil {
-				return apiExit(err)
-			}
-			fmt.Fprintf(stdout, "%s: %s on %s started at %.3fs\n", a.Name, a.Kind, a.Target, a.T)
-			return nil
+			})
 		},
 	}
 	cf.register(cmd)
@@ -260,18 +267,13 @@ func newFaultRmCmd(stdout io.Writer) *cobra.Command {
 		Example: "  cascade fault rm manual-latency-1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
+			return cf.call(cmd, func(ctx context.Context, c *gameday.Client) error {
+				d, err := c.RemoveFault(ctx, args[0])
+				if err == nil {
+					fmt.Fprintf(stdout, "%s: removed at %.3fs\n", d.Fault, d.T)
+				}
 				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
-			d, err := c.RemoveFault(ctx, args[0])
-			if err != nil {
-				return apiExit(err)
-			}
-			fmt.Fprintf(stdout, "%s: removed at %.3fs\n", d.Fault, d.T)
-			return nil
+			})
 		},
 	}
 	cf.register(cmd)
@@ -285,15 +287,12 @@ func newFaultLsCmd(stdout io.Writer) *cobra.Command {
 		Short: "List the faults active now in a live run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
+			var st gameday.Status
+			if err := cf.call(cmd, func(ctx context.Context, c *gameday.Client) (err error) {
+				st, err = c.Status(ctx)
 				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
-			st, err := c.Status(ctx)
-			if err != nil {
-				return apiExit(err)
+			}); err != nil {
+				return err
 			}
 			fmt.Fprintf(stdout, "%s · %s · run clock %.1fs · scenario clock %.1fs\n", st.Scenario, st.State, st.T, st.ScriptT)
 			if st.Gate != nil {
@@ -333,18 +332,13 @@ func newPhaseCmd(stdout io.Writer) *cobra.Command {
 		Short: "Open the manual gate the live run is waiting at",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
+			return cf.call(cmd, func(ctx context.Context, c *gameday.Client) error {
+				d, err := c.NextPhase(ctx)
+				if err == nil {
+					fmt.Fprintf(stdout, "gate %s opened at %.3fs\n", d.Phase, d.T)
+				}
 				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
-			d, err := c.NextPhase(ctx)
-			if err != nil {
-				return apiExit(err)
-			}
-			fmt.Fprintf(stdout, "gate %s opened at %.3fs\n", d.Phase, d.T)
-			return nil
+			})
 		},
 	}
 	cf.register(next)
@@ -360,18 +354,13 @@ func newStopCmd(stdout io.Writer) *cobra.Command {
 		Short: "End a live run gracefully: no new requests, results written and judged as usual",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
+			return cf.call(cmd, func(ctx context.Context, c *gameday.Client) error {
+				d, err := c.Stop(ctx)
+				if err == nil {
+					fmt.Fprintf(stdout, "stopping at %.3fs: requests in flight finish, then the results are written to %s\n", d.T, c.Dir)
+				}
 				return err
-			}
-			ctx, cancel := callCtx(cmd)
-			defer cancel()
-			d, err := c.Stop(ctx)
-			if err != nil {
-				return apiExit(err)
-			}
-			fmt.Fprintf(stdout, "stopping at %.3fs: requests in flight finish, then the results are written to %s\n", d.T, c.Dir)
-			return nil
+			})
 		},
 	}
 	cf.register(cmd)

@@ -667,37 +667,13 @@ func TestNetConnPath(t *testing.T) {
 // SHOULD). The client must not reuse that connection: the next request would
 // meet the server's close as a reset.
 func TestKeepAliveOffServerClosesSilently(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				got := ""
-				for !strings.Contains(got, "\r\n\r\n") {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					got += string(buf[:n])
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
-				// ...and close, having said nothing.
-			}()
-		}
-	}()
+	// The server answers without "Connection: close", then closes, having
+	// said nothing.
+	addr := rawServer(t, scripted("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"))
 	// The idle check would notice the close before reuse after a pause; back
 	// to back (or with the check far away, as here) nothing else saves us.
-	c := mustConn(t, ln.Addr().String(), Options{DisableKeepAlive: true, Timeout: 5 * time.Second, IdleCheck: time.Hour})
-	p := mustPrepare(t, Request{URL: "http://" + ln.Addr().String() + "/"})
+	c := mustConn(t, addr, Options{DisableKeepAlive: true, Timeout: 5 * time.Second, IdleCheck: time.Hour})
+	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
 	var r Result
 	for i := range 4 {
 		if err := c.Do(ctxT(t), p, &r); err != nil || r.Status != 200 || r.Reused {
@@ -721,37 +697,9 @@ func TestResponseFillsBufferExactly(t *testing.T) {
 	if len(resp) != size {
 		t.Fatalf("response is %d bytes, want %d", len(resp), size)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				got := ""
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					got += string(buf[:n])
-					for strings.Contains(got, "\r\n\r\n") {
-						got = got[strings.Index(got, "\r\n\r\n")+4:]
-						io.WriteString(c, resp)
-					}
-				}
-			}()
-		}
-	}()
-	c := mustConn(t, ln.Addr().String(), Options{Timeout: 5 * time.Second, ReadBufferSize: size})
-	p := mustPrepare(t, Request{URL: "http://" + ln.Addr().String() + "/"})
+	addr := rawServer(t, scripted(resp, resp, resp))
+	c := mustConn(t, addr, Options{Timeout: 5 * time.Second, ReadBufferSize: size})
+	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
 	var r Result
 	for i := range 3 {
 		if err := c.Do(ctxT(t), p, &r); err != nil || r.Status != 200 {

@@ -2,11 +2,9 @@ package report_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,77 +15,17 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/cascadehq/cascade/internal/browsertest"
 )
 
 // The report is checked in a real browser: Debian's chromium, headless.
 // Where it is absent the browser tests skip, unless CASCADE_REQUIRE_BROWSER=1
 // (CI) turns the skip into a failure, so an all-skipped run cannot look green.
 
-// chromiumPath finds a Chromium: $CASCADE_CHROMIUM, then the usual names.
-func chromiumPath() (string, error) {
-	if p := os.Getenv("CASCADE_CHROMIUM"); p != "" {
-		return exec.LookPath(p)
-	}
-	var errs []error
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
-		p, err := exec.LookPath(name)
-		if err == nil {
-			return p, nil
-		}
-		errs = append(errs, err)
-	}
-	return "", errors.Join(errs...)
-}
-
-// browser starts one headless Chromium for the test (and its subtests) and
-// stops it when the test ends.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	bin, err := chromiumPath()
-	if err != nil {
-		msg := "no Chromium found (apt-get install -y chromium, or set CASCADE_CHROMIUM): " + err.Error()
-		if os.Getenv("CASCADE_REQUIRE_BROWSER") == "1" {
-			t.Fatal("CASCADE_REQUIRE_BROWSER=1 but " + msg)
-		}
-		t.Skip(msg)
-	}
-	// The flags keep Chromium off the network: this machine refuses its
-	// background connections, and a report must not need them anyway.
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	// Start the browser now, so a broken install fails here with a clear
-	// message rather than in the first page load. (The first action's
-	// context owns the browser: it must be bctx itself, not a child with a
-	// deadline, or the browser dies with the child; chromedp bounds the
-	// start on its own.)
-	if err := chromedp.Do(bctx); err != nil {
-		cancelBrowser()
-		cancelAlloc()
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		cancelBrowser()
-		cancelAlloc()
-	})
-	return bctx
-}
+// browser starts one headless Chromium for the test (and its subtests),
+// kept off the network, and stops it when the test ends.
+func browser(t *testing.T) context.Context { return browsertest.Start(t) }
 
 // page is what the browser saw of one report.
 type page struct {
