@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"errors"
+
+	"github.com/cascadehq/cascade/internal/httpsyntax"
 )
 
 // HTTP/1.1 message heads, parsed in place.
@@ -63,7 +65,7 @@ func parseRequest(b []byte, h *reqHead, fwd []byte) ([]byte, error) {
 		return fwd, errHandoff
 	}
 	method, uri, proto := line[:sp1], rest[:sp2], rest[sp2+1:]
-	if string(proto) != "HTTP/1.1" || uri[0] != '/' || !isToken(method) || !validURI(uri) {
+	if string(proto) != "HTTP/1.1" || uri[0] != '/' || !httpsyntax.IsToken(method) || !validURI(uri) {
 		return fwd, errHandoff
 	}
 	h.method, h.uri = internMethod(method), uri
@@ -83,46 +85,46 @@ func parseRequest(b []byte, h *reqHead, fwd []byte) ([]byte, error) {
 			break
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
+		if colon <= 0 || !httpsyntax.IsToken(line[:colon]) {
 			return fwd, errHandoff // also obs-fold: a line starting with a space
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], httpsyntax.TrimOWS(line[colon+1:])
 		if !validValue(value) {
 			return fwd, errHandoff
 		}
 		switch {
-		case eqFold(name, "host"):
+		case httpsyntax.EqualFold(name, "host"):
 			if h.host != nil || len(value) == 0 {
 				return fwd, errHandoff
 			}
 			h.host = value
 			continue
-		case eqFold(name, "content-length"):
+		case httpsyntax.EqualFold(name, "content-length"):
 			n, ok := parseUint(value)
 			if !ok || h.clen >= 0 {
 				return fwd, errHandoff
 			}
 			h.clen = n
 			continue
-		case eqFold(name, "connection"):
+		case httpsyntax.EqualFold(name, "connection"):
 			close, other := connectionTokens(value)
 			if other {
 				return fwd, errHandoff
 			}
 			h.close = h.close || close
 			continue
-		case eqFold(name, "transfer-encoding"), eqFold(name, "expect"), eqFold(name, "upgrade"),
-			eqFold(name, "te") && !eqFold(value, "trailers"):
+		case httpsyntax.EqualFold(name, "transfer-encoding"), httpsyntax.EqualFold(name, "expect"), httpsyntax.EqualFold(name, "upgrade"),
+			httpsyntax.EqualFold(name, "te") && !httpsyntax.EqualFold(value, "trailers"):
 			return fwd, errHandoff
-		case eqFold(name, "keep-alive"), eqFold(name, "proxy-connection"), eqFold(name, "te"), eqFold(name, "trailer"),
-			eqFold(name, "x-cascade-attempt"), eqFold(name, "x-cascade-deadline-ms"):
+		case httpsyntax.EqualFold(name, "keep-alive"), httpsyntax.EqualFold(name, "proxy-connection"), httpsyntax.EqualFold(name, "te"), httpsyntax.EqualFold(name, "trailer"),
+			httpsyntax.EqualFold(name, "x-cascade-attempt"), httpsyntax.EqualFold(name, "x-cascade-deadline-ms"):
 			continue // hop-by-hop, or ours to set
-		case eqFold(name, "x-request-id"):
+		case httpsyntax.EqualFold(name, "x-request-id"):
 			if len(value) > 0 && len(value) <= 200 {
 				h.reqID = value
 			}
 			continue
-		case eqFold(name, "x-forwarded-for"):
+		case httpsyntax.EqualFold(name, "x-forwarded-for"):
 			if h.xff != nil {
 				return fwd, errHandoff // several: let net/http join them
 			}
@@ -167,13 +169,13 @@ func parseResponse(b []byte, method string, h *respHead) error {
 		line = line[:len(line)-1]
 	}
 	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[5] != '1' || line[6] != '.' || line[8] != ' ' ||
-		!isDigit(line[7]) || (len(line) > 12 && line[12] != ' ') {
+		!httpsyntax.IsDigit(line[7]) || (len(line) > 12 && line[12] != ' ') {
 		return errMalformed
 	}
 	minor := line[7] - '0'
 	s := 0
 	for _, c := range line[9:12] {
-		if !isDigit(c) {
+		if !httpsyntax.IsDigit(c) {
 			return errMalformed
 		}
 		s = s*10 + int(c-'0')
@@ -202,35 +204,35 @@ func parseResponse(b []byte, method string, h *respHead) error {
 			return errMalformed // obs-fold: not worth the ambiguity
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
+		if colon <= 0 || !httpsyntax.IsToken(line[:colon]) {
 			return errMalformed
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], httpsyntax.TrimOWS(line[colon+1:])
 		if !validValue(value) {
 			return errMalformed // a CR inside a value could split the header downstream
 		}
 		switch {
-		case eqFold(name, "content-length"):
+		case httpsyntax.EqualFold(name, "content-length"):
 			n, ok := parseUint(value)
 			if !ok || (h.clen >= 0 && h.clen != n) {
 				return errMalformed
 			}
 			h.clen = n
 			continue
-		case eqFold(name, "transfer-encoding"):
+		case httpsyntax.EqualFold(name, "transfer-encoding"):
 			te = true
 			teChunked = lastTokenChunked(value)
 			continue
-		case eqFold(name, "connection"):
+		case httpsyntax.EqualFold(name, "connection"):
 			c, other := connectionTokens(value)
 			close = close || c
 			keepAlive = keepAlive || bytes.Contains(bytes.ToLower(value), []byte("keep-alive"))
 			otherConn = otherConn || other
 			continue
-		case eqFold(name, "keep-alive"), eqFold(name, "proxy-connection"), eqFold(name, "upgrade"), eqFold(name, "te"),
-			eqFold(name, "x-request-id"): // the gateway sets its own, the same one
+		case httpsyntax.EqualFold(name, "keep-alive"), httpsyntax.EqualFold(name, "proxy-connection"), httpsyntax.EqualFold(name, "upgrade"), httpsyntax.EqualFold(name, "te"),
+			httpsyntax.EqualFold(name, "x-request-id"): // the gateway sets its own, the same one
 			continue
-		case eqFold(name, "x-cascade-cause"):
+		case httpsyntax.EqualFold(name, "x-cascade-cause"):
 			h.hasCause = true
 		}
 		h.hdr = append(h.hdr, b[start:pos]...)
@@ -274,11 +276,11 @@ func dropConnectionNamed(b, hdr []byte) []byte {
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		line = bytes.TrimRight(line, "\r")
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !eqFold(line[:colon], "connection") {
+		if colon <= 0 || !httpsyntax.EqualFold(line[:colon], "connection") {
 			continue
 		}
 		for _, t := range bytes.Split(line[colon+1:], []byte(",")) {
-			if t = trimOWS(t); len(t) > 0 {
+			if t = httpsyntax.TrimOWS(t); len(t) > 0 {
 				named = append(named, t)
 			}
 		}
@@ -469,12 +471,12 @@ func connectionTokens(v []byte) (close, other bool) {
 		} else {
 			t, v = v, nil
 		}
-		t = trimOWS(t)
+		t = httpsyntax.TrimOWS(t)
 		switch {
 		case len(t) == 0:
-		case eqFold(t, "close"):
+		case httpsyntax.EqualFold(t, "close"):
 			close = true
-		case eqFold(t, "keep-alive"):
+		case httpsyntax.EqualFold(t, "keep-alive"):
 		default:
 			other = true
 		}
@@ -487,34 +489,7 @@ func lastTokenChunked(v []byte) bool {
 	if i := bytes.LastIndexByte(v, ','); i >= 0 {
 		v = v[i+1:]
 	}
-	return eqFold(trimOWS(v), "chunked")
-}
-
-// eqFold compares b with a lower-case ASCII string, ignoring case.
-func eqFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
+	return httpsyntax.EqualFold(httpsyntax.TrimOWS(v), "chunked")
 }
 
 func parseUint(b []byte) (int64, bool) {
@@ -523,41 +498,12 @@ func parseUint(b []byte) (int64, bool) {
 	}
 	var n int64
 	for _, c := range b {
-		if !isDigit(c) {
+		if !httpsyntax.IsDigit(c) {
 			return 0, false
 		}
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
-}
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// tokenChars are RFC 9110 tchar.
-var tokenChars = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tokenChars[c] {
-			return false
-		}
-	}
-	return true
 }
 
 // validURI refuses control characters and spaces; net/http decides the rest.

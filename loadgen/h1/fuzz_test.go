@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/httpsyntax"
 )
 
 // FuzzReadResponse feeds arbitrary bytes to the response parser, delivered
@@ -118,4 +119,4 @@ func FuzzPrepare(f *testing.F) {
 	})
 }
 
-func trimSpace(s string) string { return string(trimOWS([]byte(s))) }
+func trimSpace(s string) string { return string(httpsyntax.TrimOWS([]byte(s))) }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/httpsyntax"
 )
 
 // Response parsing. It works on the Conn's buffer in place and keeps only
@@ -113,7 +115,7 @@ func parseStatusLine(line []byte, h *head) error {
 		return errEmptyStatus
 	}
 	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[6] != '.' || line[8] != ' ' ||
-		!isDigit(line[5]) || !isDigit(line[7]) || (len(line) > 12 && line[12] != ' ') {
+		!httpsyntax.IsDigit(line[5]) || !httpsyntax.IsDigit(line[7]) || (len(line) > 12 && line[12] != ' ') {
 		return errStatusLine
 	}
 	if line[5] != '1' {
@@ -121,7 +123,7 @@ func parseStatusLine(line []byte, h *head) error {
 	}
 	s := 0
 	for _, b := range line[9:12] {
-		if !isDigit(b) {
+		if !httpsyntax.IsDigit(b) {
 			return errStatusLine
 		}
 		s = s*10 + int(b-'0')
@@ -148,38 +150,38 @@ func (h *head) header(line []byte, r *Result) error {
 	if colon <= 0 {
 		return errHeaderLine
 	}
-	name, value := line[:colon], trimOWS(line[colon+1:])
+	name, value := line[:colon], httpsyntax.TrimOWS(line[colon+1:])
 	for _, b := range name {
-		if !tokenTable[b] {
+		if !httpsyntax.TokenChar[b] {
 			return errHeaderLine // includes whitespace before the colon
 		}
 	}
 	h.tracked = true
 	switch {
-	case equalFold(name, "content-length"):
+	case httpsyntax.EqualFold(name, "content-length"):
 		n, ok := parseContentLength(value)
 		if !ok || (h.clen >= 0 && n != h.clen) {
 			return errContentLen
 		}
 		h.clen = n
-	case equalFold(name, "transfer-encoding"):
+	case httpsyntax.EqualFold(name, "transfer-encoding"):
 		for tok := range tokens(value) {
-			if equalFold(tok, "identity") {
+			if httpsyntax.EqualFold(tok, "identity") {
 				continue
 			}
 			h.te = true
-			h.chunked = equalFold(tok, "chunked")
+			h.chunked = httpsyntax.EqualFold(tok, "chunked")
 		}
-	case equalFold(name, "connection"):
+	case httpsyntax.EqualFold(name, "connection"):
 		for tok := range tokens(value) {
 			switch {
-			case equalFold(tok, "close"):
+			case httpsyntax.EqualFold(tok, "close"):
 				h.close = true
-			case equalFold(tok, "keep-alive"):
+			case httpsyntax.EqualFold(tok, "keep-alive"):
 				h.keepAlive = true
 			}
 		}
-	case equalFold(name, "x-cascade-cause"):
+	case httpsyntax.EqualFold(name, "x-cascade-cause"):
 		if r.causeLen == 0 && len(value) > 0 {
 			r.causeLen = uint8(copy(r.causeBuf[:], value))
 		}
@@ -332,7 +334,7 @@ func parseChunkSize(line []byte) (int64, bool) {
 	if i == 0 {
 		return 0, false
 	}
-	rest := trimOWS(line[i:])
+	rest := httpsyntax.TrimOWS(line[i:])
 	return n, len(rest) == 0 || rest[0] == ';'
 }
 
@@ -347,7 +349,7 @@ func parseContentLength(v []byte) (int64, bool) {
 		} else {
 			tok, v = v, nil
 		}
-		n, ok := parseDec(trimOWS(tok))
+		n, ok := parseDec(httpsyntax.TrimOWS(tok))
 		if !ok || (val >= 0 && n != val) {
 			return 0, false
 		}
@@ -364,7 +366,7 @@ func parseDec(b []byte) (int64, bool) {
 	}
 	var n int64
 	for _, d := range b {
-		if !isDigit(d) {
+		if !httpsyntax.IsDigit(d) {
 			return 0, false
 		}
 		n = n*10 + int64(d-'0')
@@ -382,41 +384,12 @@ func tokens(v []byte) func(func([]byte) bool) {
 			} else {
 				tok, v = v, nil
 			}
-			if tok = trimOWS(tok); len(tok) > 0 && !yield(tok) {
+			if tok = httpsyntax.TrimOWS(tok); len(tok) > 0 && !yield(tok) {
 				return
 			}
 		}
 	}
 }
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold compares b with a lower-case ASCII name.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
 func unhex(b byte) (byte, bool) {
 	switch {
@@ -429,12 +402,3 @@ func unhex(b byte) (byte, bool) {
 	}
 	return 0, false
 }
-
-// tokenTable marks the bytes allowed in an RFC 9110 token. Built once,
-// never written.
-var tokenTable = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		t[c] = tokenChar(byte(c))
-	}
-	return t
-}()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/cascadehq/cascade/internal/httpsyntax"
 )
 
 // Request describes one kind of request a load generator sends. It is
@@ -244,18 +246,11 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if !tokenChar(s[i]) {
+		if !httpsyntax.TokenChar[s[i]] {
 			return false
 		}
 	}
 	return true
-}
-
-func tokenChar(c byte) bool {
-	if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // overlaps reports whether a and b share memory.
