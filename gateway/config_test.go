@@ -39,6 +39,8 @@ func TestConfigValidationCases(t *testing.T) {
 		{"empty fallback", one(Route{Fallback: &Fallback{}}, Upstream{}, ok), nil, "routes[0].fallback", "cache, static"},
 		{"fallback condition", one(Route{Fallback: &Fallback{Static: &fallback.StaticConfig{}, On: []string{"always"}}}, Upstream{}, ok),
 			nil, "routes[0].fallback.on[0]", "breaker_open"},
+		{"propagate value", one(Route{Propagate: []string{"attempt", "trace_id"}}, Upstream{}, ok), nil, "routes[0].propagate[1]", "forwarded_for"},
+		{"propagate none and more", one(Route{Propagate: []string{"none", "deadline"}}, Upstream{}, ok), nil, "routes[0].propagate[0]", "cannot be combined"},
 		{"target path", one(Route{}, Upstream{}, "http://127.0.0.1:1/api"), nil, "upstreams[0].targets[0]", "bare"},
 		{"budget disagreement", Config{Upstreams: []Upstream{{Name: "up", Targets: []string{ok}}}, Routes: []Route{
 			{Path: "/a", Upstream: "up", Retries: &retry.Config{BudgetPercent: 0.5}},

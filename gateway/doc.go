@@ -39,6 +39,10 @@
 //	X-Request-Id            the client's, or one the gateway generated (also echoed to the client)
 //	X-Forwarded-For         the client's address appended
 //
+// A route's propagate list keeps only some of them, or none (as nginx's
+// plain proxy_pass); a client's own X-Request-Id and X-Forwarded-For then
+// pass unchanged.
+//
 // # Events
 //
 // Every event has Source "gateway" and a time on the run's clock.

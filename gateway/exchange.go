@@ -464,11 +464,16 @@ func replayableMethod(m string) bool {
 // buildAttempt assembles attempt n's request bytes in ex.out.
 func (ex *exchange) buildAttempt(n int, budget time.Duration) {
 	b := append(ex.out[:0], ex.head...)
-	b = append(b, "X-Cascade-Attempt: "...)
-	b = strconv.AppendInt(b, int64(n), 10)
-	b = append(b, "\r\nX-Cascade-Deadline-Ms: "...)
-	b = strconv.AppendInt(b, max(budget.Milliseconds(), 0), 10)
-	b = append(b, "\r\n"...)
+	if ex.rt.prop&propAttempt != 0 {
+		b = append(b, "X-Cascade-Attempt: "...)
+		b = strconv.AppendInt(b, int64(n), 10)
+		b = append(b, "\r\n"...)
+	}
+	if ex.rt.prop&propDeadline != 0 {
+		b = append(b, "X-Cascade-Deadline-Ms: "...)
+		b = strconv.AppendInt(b, max(budget.Milliseconds(), 0), 10)
+		b = append(b, "\r\n"...)
+	}
 	switch {
 	case ex.stream != nil && ex.sLen < 0:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)

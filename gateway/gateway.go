@@ -137,6 +137,7 @@ type route struct {
 	cache     *fallback.Cache
 	static    *fallback.Static
 	fbOn      uint8 // bit per fallback condition
+	prop      propagation
 	capMax    int64 // largest body the cache keeps
 	maxBody   int64 // largest request body buffered (and so replayable)
 	events    emit.Emitter
@@ -319,8 +320,50 @@ func (g *Gateway) newRoute(rc Route) (*route, error) {
 			}
 		}
 	}
+	rt.prop = newPropagation(rc.Propagate)
 	rt.hist.init()
 	return rt, nil
+}
+
+// propagation is a route's Propagate as bits.
+type propagation uint8
+
+// propagationOf is rt's propagation; a request without a route (answered
+// 404, never sent) takes the default.
+func propagationOf(rt *route) propagation {
+	if rt == nil {
+		return propAll
+	}
+	return rt.prop
+}
+
+const (
+	propRequestID propagation = 1 << iota
+	propForwardedFor
+	propAttempt
+	propDeadline
+)
+
+const propAll = propRequestID | propForwardedFor | propAttempt | propDeadline
+
+func newPropagation(names []string) propagation {
+	if len(names) == 0 {
+		return propAll
+	}
+	var p propagation
+	for _, n := range names {
+		switch n {
+		case PropagateRequestID:
+			p |= propRequestID
+		case PropagateForwardedFor:
+			p |= propForwardedFor
+		case PropagateAttempt:
+			p |= propAttempt
+		case PropagateDeadline:
+			p |= propDeadline
+		}
+	}
+	return p
 }
 
 func orInt64(v, d int64) int64 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -235,5 +236,48 @@ func TestTerminationEventsThinned(t *testing.T) {
 	ev := eventsOf(&mem, "gateway.upstream_connect_failure")
 	if len(ev) != 1 || ev[0].Attrs["count"] != int64(1) || ev[0].Attrs["route"] != "/" || ev[0].Target != "up" {
 		t.Errorf("events %v", ev)
+	}
+}
+
+// TestPropagate checks what a route adds upstream, on the fast path and on
+// the net/http one (a TE header hands the request over): by default all
+// four headers; with [none] nothing of the gateway's own, while a client's
+// X-Request-Id and X-Forwarded-For pass unchanged; with a subset, just it.
+func TestPropagate(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		propagate []string
+		clientHdr []string
+		want      seen // "*": present, any value
+	}{
+		{"default", nil, nil, seen{attempt: "1", deadline: "*", reqID: "*", xff: "127.0.0.1"}},
+		{"default, client's id and xff", nil, []string{HeaderRequestID, "c-1", "X-Forwarded-For", "10.9.8.7"},
+			seen{attempt: "1", deadline: "*", reqID: "c-1", xff: "10.9.8.7, 127.0.0.1"}},
+		{"none", []string{PropagateNone}, nil, seen{}},
+		{"none, client's id and xff", []string{PropagateNone}, []string{HeaderRequestID, "c-2", "X-Forwarded-For", "10.9.8.7"},
+			seen{reqID: "c-2", xff: "10.9.8.7"}},
+		{"attempt and request id", []string{PropagateAttempt, PropagateRequestID}, nil, seen{attempt: "1", reqID: "*"}},
+		{"deadline and forwarded_for", []string{PropagateDeadline, PropagateForwardedFor}, nil, seen{deadline: "*", xff: "127.0.0.1"}},
+	} {
+		for _, slow := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/net_http=%v", tc.name, slow), func(t *testing.T) {
+				url, rec := recording(t, func(w http.ResponseWriter, r *http.Request, n int) { w.Write([]byte("ok")) })
+				g := gw(t, one(Route{Propagate: tc.propagate}, Upstream{}, url), nil)
+				hdr := tc.clientHdr
+				if slow {
+					hdr = append(hdr[:len(hdr):len(hdr)], "TE", "gzip")
+				}
+				if a := call(t, client(5*time.Second), "GET", g.URL()+"/", "", hdr...); a.status != 200 {
+					t.Fatalf("status %d (%v)", a.status, a.err)
+				}
+				got := rec.all()[0]
+				for _, f := range []struct{ name, got, want string }{{"attempt", got.attempt, tc.want.attempt},
+					{"deadline", got.deadline, tc.want.deadline}, {"request id", got.reqID, tc.want.reqID}, {"xff", got.xff, tc.want.xff}} {
+					if f.want == "*" && f.got == "" || f.want != "*" && f.got != f.want {
+						t.Errorf("%s upstream = %q, want %q", f.name, f.got, f.want)
+					}
+				}
+			})
+		}
 	}
 }

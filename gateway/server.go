@@ -257,7 +257,8 @@ func (c *srvConn) serve() {
 		if ex.reqID == nil {
 			ex.reqID = g.newID(c.idBuf[:0])
 		}
-		ex.head = buildHead(ex.head[:0], h.method, h.uri, h.host, c.fwd, h.xff, c.ip, ex.reqID)
+		ex.head = buildHead(ex.head[:0], h.method, h.uri, h.host, c.fwd)
+		ex.head = propagationOf(rt).appendHeaders(ex.head, h.xff, c.ip, h.reqID, ex.reqID)
 		c.rw.reset()
 		ex.start = time.Now()
 		c.now = ex.start
@@ -282,16 +283,27 @@ func (c *srvConn) serve() {
 	}
 }
 
-// buildHead writes the request line and headers sent upstream on every
-// attempt (the per-attempt ones and the blank line follow).
-func buildHead(b []byte, method string, uri, host, fwd, xff, ip, reqID []byte) []byte {
+// buildHead writes the request line and the headers forwarded from the
+// client; the gateway's own (appendHeaders, then buildAttempt's) and the
+// blank line follow.
+func buildHead(b []byte, method string, uri, host, fwd []byte) []byte {
 	b = append(b, method...)
 	b = append(b, ' ')
 	b = append(b, uri...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
-	b = append(b, fwd...)
+	return append(b, fwd...)
+}
+
+// appendHeaders appends X-Forwarded-For and X-Request-Id: with the
+// client's address appended and the request's ID (the client's or a
+// generated one) where p asks for them, otherwise as the client sent
+// them, if it did.
+func (p propagation) appendHeaders(b, xff, ip, clientID, id []byte) []byte {
+	if p&propForwardedFor == 0 {
+		ip = nil
+	}
 	if len(xff) > 0 || len(ip) > 0 {
 		b = append(b, "X-Forwarded-For: "...)
 		if len(xff) > 0 {
@@ -303,9 +315,14 @@ func buildHead(b []byte, method string, uri, host, fwd, xff, ip, reqID []byte) [
 		b = append(b, ip...)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "X-Request-Id: "...)
-	b = append(b, reqID...)
-	b = append(b, "\r\n"...)
+	if p&propRequestID == 0 {
+		id = clientID
+	}
+	if len(id) > 0 {
+		b = append(b, "X-Request-Id: "...)
+		b = append(b, id...)
+		b = append(b, "\r\n"...)
+	}
 	return b
 }
 

@@ -40,8 +40,10 @@ func (h slowHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		path = path[:i]
 	}
 	ex.rt = g.match(path)
+	var clientID []byte
 	if id := r.Header.Get(HeaderRequestID); id != "" && len(id) <= 200 {
 		ex.reqID = []byte(id)
+		clientID = ex.reqID
 	} else {
 		ex.reqID = g.newID(nil)
 	}
@@ -68,7 +70,8 @@ func (h slowHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ip = []byte(host)
 	}
 	xff := []byte(strings.Join(r.Header.Values("X-Forwarded-For"), ", "))
-	ex.head = buildHead(nil, ex.method, ex.uri, ex.host, fwd, xff, ip, ex.reqID)
+	ex.head = buildHead(nil, ex.method, ex.uri, ex.host, fwd)
+	ex.head = propagationOf(ex.rt).appendHeaders(ex.head, xff, ip, clientID, ex.reqID)
 	if err := ex.readBody(r); err != nil {
 		// The client went away while sending its body.
 		ex.start = time.Now()

@@ -19,7 +19,7 @@ import (
 
 type gatewayFlags struct {
 	config, listen, admin, accessLog, events string
-	upstream, enable                         []string
+	upstream, enable, propagate              []string
 	seed                                     uint64
 }
 
@@ -113,6 +113,7 @@ loopback address.`,
 	fl.StringVar(&f.accessLog, "access-log", "", `write a JSON access log to FILE ("-": stdout)`)
 	fl.StringVar(&f.events, "events", "", `write every gateway decision as JSON lines to FILE ("-": stdout)`)
 	fl.StringSliceVar(&f.enable, "enable", nil, "switch features on with their defaults: "+strings.Join(gateway.Features, ", "))
+	fl.StringSliceVar(&f.propagate, "propagate", nil, "headers added upstream on every route: none, or any of request_id, forwarded_for, attempt, deadline (default all)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed for balancing, retry jitter and request IDs")
 	return cmd
 }
@@ -143,6 +144,11 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 	for _, feat := range f.enable {
 		if err := cfg.Enable(strings.TrimSpace(feat)); err != nil {
 			return cfg, fmt.Errorf("--enable: %w", err)
+		}
+	}
+	if f.propagate != nil {
+		for i := range cfg.Routes {
+			cfg.Routes[i].Propagate = f.propagate
 		}
 	}
 	if errs := cfg.Validate(nil); len(errs) > 0 {
