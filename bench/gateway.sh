@@ -2,8 +2,9 @@
 # bench/gateway.sh - cascade's gateway against nginx, HAProxy and the upstream direct, in one run.
 #
 # 1. Runs the shared peer benchmark (../shared/bench/peers.sh) sections B and B2 with our gateway
-#    as OURS_PROXY_CMD: `cascade gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES`
-#    (issue 4's target setup: breaker, retries, limits and balancing enabled on the route), then
+#    as OURS_PROXY_CMD: `cascade gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES
+#    --propagate $PROPAGATE` (issue 4's target setup: breaker, retries, limits and balancing enabled
+#    on the route; by default no added upstream headers, as the nginx config adds none), then
 #    prints ours against nginx, HAProxy and direct from that same run: req/s ratio, proxy CPU per
 #    request, added p50/p99 at a fixed open-loop rate.
 # 2. The cost of each feature: the same upstream, wrk at fixed concurrency, our gateway with one
@@ -13,7 +14,11 @@
 # script started are stopped (by PID). Knobs (environment):
 #   REPS=3 DUR=10 CONNS=50 B_RATE=5000         as peers.sh
 #   FEATURES=breaker,retries,limits,p2c        what the peers.sh row runs with
-#   SWEEP="plain breaker retries limits p2c all all+log"   feature sets for part 2 ("" skips it)
+#   PROPAGATE=none                             headers the gateway adds upstream (--propagate; nginx's
+#                                              proxy_pass here adds none; "all" = cascade's default)
+#   SWEEP="plain headers breaker retries limits p2c all all+headers all+log"   feature sets for part 2
+#                                              ("" skips it); every set runs with --propagate none but
+#                                              headers and all+headers (the default four headers)
 #   PEERS=../shared/bench/peers.sh             the peer benchmark
 #   BENCH_TOOLS, BENCH_WORK, BENCH_OUT          as peers.sh (tools from install-peers.sh)
 #   SWEEP_UP_PORT=18580 SWEEP_GW_PORT=18581 SWEEP_NGINX_PORT=18582
@@ -35,8 +40,9 @@ export BENCH_TOOLS="${BENCH_TOOLS:-${TMPDIR:-/tmp}/bench-peers/bin}"
 export PATH="$BENCH_TOOLS:$PATH"
 OUT="${BENCH_OUT:-$WORK/results-$(date +%Y%m%d-%H%M%S)}"
 REPS="${REPS:-3}" DUR="${DUR:-10}" CONNS="${CONNS:-50}" B_RATE="${B_RATE:-5000}"
-FEATURES="${FEATURES:-breaker,retries,limits,p2c}"
-SWEEP="${SWEEP-plain breaker retries limits p2c all all+log}"
+FEATURES="${FEATURES:-breaker,retries,limits,p2c}" PROPAGATE="${PROPAGATE:-none}"
+[ "$PROPAGATE" = all ] && PROPAGATE=request_id,forwarded_for,attempt,deadline
+SWEEP="${SWEEP-plain headers breaker retries limits p2c all all+headers all+log}"
 SWEEP_UP_PORT="${SWEEP_UP_PORT:-18580}" SWEEP_GW_PORT="${SWEEP_GW_PORT:-18581}" SWEEP_NGINX_PORT="${SWEEP_NGINX_PORT:-18582}"
 HOSTIP=127.0.0.1
 mkdir -p "$OUT/sweep" "$WORK/bin"
@@ -49,8 +55,8 @@ log "building cascade into $WORK/bin"
 BIN="$WORK/bin/cascade"
 
 # ------------------------------------------------------------------ 1. peers.sh B and B2
-log "== peers.sh sections B, B2 (ours: --enable $FEATURES)"
-OURS_PROXY_CMD="$BIN gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES" \
+log "== peers.sh sections B, B2 (ours: --enable $FEATURES --propagate $PROPAGATE)"
+OURS_PROXY_CMD="$BIN gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES --propagate $PROPAGATE" \
   SECTIONS="B" REPS="$REPS" DUR="$DUR" CONNS="$CONNS" B_RATE="$B_RATE" BENCH_WORK="$WORK/peers" BENCH_OUT="$OUT/peers" \
   "$PEERS" > "$OUT/peers.log" 2>&1
 MED="$OUT/peers/medians.tsv"
@@ -94,23 +100,25 @@ HZ=$(getconf CLK_TCK)
 
 flags_for() {  # feature set name -> gateway flags
   case "$1" in
-    plain)   echo "" ;;
-    all)     echo "--enable breaker,retries,limits,p2c" ;;
-    all+log) echo "--enable breaker,retries,limits,p2c --access-log $OUT/sweep/access.jsonl" ;;
-    *)       echo "--enable $1" ;;
+    plain)       echo "--propagate none" ;;
+    headers)     echo "" ;;
+    all)         echo "--enable breaker,retries,limits,p2c --propagate none" ;;
+    all+headers) echo "--enable breaker,retries,limits,p2c" ;;
+    all+log)     echo "--enable breaker,retries,limits,p2c --propagate none --access-log $OUT/sweep/access.jsonl" ;;
+    *)           echo "--enable $1 --propagate none" ;;
   esac
 }
 
-# measure <name> <pid> <port>: wrk for DUR s; prints "name rep rps cpu_us_per_req p50 p99"
+# measure <name> <pid> <port>: wrk for DUR s; prints "name rep rps cpu_us_per_req p50 p99 upstream_cpu_us_per_req"
 measure() {
-  local name=$1 pid=$2 port=$3 rep=$4 t0 t1 s0 s1
-  s0=$(ticks "$pid"); t0=$(date +%s.%N)
+  local name=$1 pid=$2 port=$3 rep=$4 t0 t1 s0 s1 u0 u1
+  s0=$(ticks "$pid"); u0=$(ticks "${PID[up]}"); t0=$(date +%s.%N)
   wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$PEERS_DIR/scripts/wrk-report.lua" "http://$HOSTIP:$port/" > "$OUT/sweep/$name-r$rep.txt" 2>&1
-  t1=$(date +%s.%N); s1=$(ticks "$pid")
-  awk -v n="$name" -v r="$rep" -v d=$((s1 - s0)) -v hz="$HZ" -v w0="$t0" -v w1="$t1" '/^BENCH_RESULT/{
+  t1=$(date +%s.%N); s1=$(ticks "$pid"); u1=$(ticks "${PID[up]}")
+  awk -v n="$name" -v r="$rep" -v d=$((s1 - s0)) -v du=$((u1 - u0)) -v hz="$HZ" -v w0="$t0" -v w1="$t1" '/^BENCH_RESULT/{
     for(i=2;i<=NF;i++){split($i,kv,"=");v[kv[1]]=kv[2]}
-    rps=v["requests"]/(v["duration_us"]/1e6); cpu=d/hz/(w1-w0);
-    printf "%s\t%s\t%.0f\t%.1f\t%.3f\t%.3f\n", n, r, rps, cpu/rps*1e6, v["p50_us"]/1e3, v["p99_us"]/1e3}' "$OUT/sweep/$name-r$rep.txt"
+    rps=v["requests"]/(v["duration_us"]/1e6); cpu=d/hz/(w1-w0); ucpu=du/hz/(w1-w0)
+    printf "%s\t%s\t%.0f\t%.1f\t%.3f\t%.3f\t%.1f\n", n, r, rps, cpu/rps*1e6, v["p50_us"]/1e3, v["p99_us"]/1e3, ucpu/rps*1e6}' "$OUT/sweep/$name-r$rep.txt"
 }
 
 sweep() {
@@ -121,7 +129,7 @@ sweep() {
   mkdir -p "$OUT/sweep/nginx/tmp"
   sed -e "s/@UPSTREAM_PORT@/$SWEEP_UP_PORT/g; s/@NGINX_PORT@/$SWEEP_NGINX_PORT/g; s/@NGINX_WORKERS@/auto/g" \
     "$PEERS_DIR/conf/nginx.conf.in" > "$OUT/sweep/nginx/nginx.conf"
-  printf 'case\trep\trps\tcpu_us\tp50_ms\tp99_ms\n' > "$OUT/sweep/results.tsv"
+  printf 'case\trep\trps\tcpu_us\tp50_ms\tp99_ms\tupstream_cpu_us\n' > "$OUT/sweep/results.tsv"
   local rep name
   for rep in $(seq 1 "$REPS"); do
     if command -v nginx > /dev/null; then
@@ -143,15 +151,15 @@ sweep() {
 }
 
 sweep_table() {
-  awk -F'\t' 'NR==1{next} { k=$1; if(!(k in seen)){seen[k]=1; order[++n]=k}; c[k]++; R[k,c[k]]=$3; U[k,c[k]]=$4; P[k,c[k]]=$5; Q[k,c[k]]=$6 }
+  awk -F'\t' 'NR==1{next} { k=$1; if(!(k in seen)){seen[k]=1; order[++n]=k}; c[k]++; R[k,c[k]]=$3; U[k,c[k]]=$4; P[k,c[k]]=$5; Q[k,c[k]]=$6; W[k,c[k]]=$7 }
     function med(A,k,   m,i,j,t,a){ m=c[k]; for(i=1;i<=m;i++)a[i]=A[k,i]; for(i=2;i<=m;i++){t=a[i];for(j=i-1;j>=1&&a[j]>t;j--)a[j+1]=a[j];a[j+1]=t}
       return (m%2)?a[(m+1)/2]:(a[m/2]+a[m/2+1])/2 }
-    END { print "| gateway config | req/s | vs nginx | vs plain | proxy CPU µs/req | Δ µs/req vs plain | p50 ms | p99 ms |"
-      print "|---|---:|---:|---:|---:|---:|---:|---:|"
+    END { print "| gateway config | req/s | vs nginx | vs plain | proxy CPU µs/req | Δ µs/req vs plain | p50 ms | p99 ms | upstream CPU µs/req |"
+      print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
       rn = ("nginx" in seen) ? med(R,"nginx") : 0; rp = ("plain" in seen) ? med(R,"plain") : 0; up = ("plain" in seen) ? med(U,"plain") : 0
       for(i=1;i<=n;i++){ k=order[i]; r=med(R,k); u=med(U,k)
-        printf "| %s | %.0f | %s | %s | %.1f | %s | %.3f | %.3f |\n", k, r, (rn?sprintf("%.2f",r/rn):"–"), (rp&&k!="nginx"?sprintf("%.2f",r/rp):"–"),
-          u, (up&&k!="nginx"&&k!="plain"?sprintf("%+.1f",u-up):"–"), med(P,k), med(Q,k) } }' "$OUT/sweep/results.tsv"
+        printf "| %s | %.0f | %s | %s | %.1f | %s | %.3f | %.3f | %.1f |\n", k, r, (rn?sprintf("%.2f",r/rn):"–"), (rp&&k!="nginx"?sprintf("%.2f",r/rp):"–"),
+          u, (up&&k!="nginx"&&k!="plain"?sprintf("%+.1f",u-up):"–"), med(P,k), med(Q,k), med(W,k) } }' "$OUT/sweep/results.tsv"
 }
 
 if [ -n "$SWEEP" ]; then
@@ -162,7 +170,7 @@ fi
 {
   echo "# bench/gateway.sh ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, REPS=$REPS, DUR=${DUR}s, medians over reps)"
   echo; echo "load average at start: $LOAD_AT_START; at the end: $(cat /proc/loadavg)"
-  echo; echo "## Ours (--enable $FEATURES) against the peers, one peers.sh run (sections B and B2)"; echo
+  echo; echo "## Ours (--enable $FEATURES --propagate $PROPAGATE) against the peers, one peers.sh run (sections B and B2)"; echo
   ratios
   echo; echo "### peers.sh tables"; echo
   sed -n '/^## B\./,$p' "$OUT/peers/summary.md"
