@@ -77,7 +77,6 @@ func compareRuns(t *testing.T) (fast, slow string) {
 }
 
 func TestMain(m *testing.M) {
-	inProcess = true // the servers under load live in this process too
 	code := m.Run()
 	if fastDir != "" {
 		os.RemoveAll(filepath.Dir(fastDir))

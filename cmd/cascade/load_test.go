@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,21 +207,7 @@ func toS(v any) string {
 	return "?"
 }
 
-func TestLoadThreads(t *testing.T) {
-	inProcess = false
-	defer func() { inProcess = true }()
-	t.Setenv("GOMAXPROCS", "")
-	os.Unsetenv("GOMAXPROCS")
-	if got, want := loadThreads(true), max(1, runtime.NumCPU()/2); got != want {
-		t.Errorf("loopback: %d threads, want %d", got, want)
-	}
-	if got := loadThreads(false); got != 0 {
-		t.Errorf("remote: %d, want 0 (GOMAXPROCS left alone)", got)
-	}
-	t.Setenv("GOMAXPROCS", "3")
-	if got := loadThreads(true); got != 0 {
-		t.Errorf("GOMAXPROCS set: %d, want 0 (the environment wins)", got)
-	}
+func TestLoadThreadsFlag(t *testing.T) {
 	code, _, stderr := runCLI(context.Background(), "load", "http://127.0.0.1:1/", "--conns", "1", "--duration", "1s", "--threads", "0")
 	if code != ExitUsage || !strings.Contains(stderr, "--threads must be at least 1") {
 		t.Errorf("--threads 0: exit %d, %s", code, stderr)
