@@ -337,6 +337,9 @@ func parseQuantile(s string) (float64, bool) {
 // UsesUpstreams says whether the metric is measured at the upstreams.
 func (t *Threshold) UsesUpstreams() bool { return t.metric.source == "upstream" }
 
+// MetricName is the metric judged, as written ("p99", "late_attempts").
+func (t *Threshold) MetricName() string { return t.metric.name }
+
 // UsesEvents says whether the metric counts events.
 func (t *Threshold) UsesEvents() bool { return t.metric.source == "events" }
 

@@ -188,3 +188,39 @@ safety:
 		t.Fatalf("error %v", err)
 	}
 }
+
+// A route that does not send the header a metric is counted from gets a
+// warning at the objective; one that sends it, none.
+func TestPropagationLint(t *testing.T) {
+	for _, tc := range []struct{ propagate, objective, warn string }{
+		{"[none]", "late_attempts == 0", "deadline header, which route / does not send"},
+		{"[attempt]", "non_idempotent_retries == 0", ""},
+		{"[deadline]", "retries < 10", "attempt header"},
+		{"[none]", "p99 < 1s", ""},
+	} {
+		src := `name: t
+upstreams:
+  - {name: api, latency: 5ms}
+gateway:
+  routes:
+    - {path: /, upstream: api, propagate: ` + tc.propagate + `}
+load: {rate: 5/s, duration: 1s, requests: [{path: /}]}
+slo:
+  - objective: "` + tc.objective + `"
+`
+		p, err := CompileBytes("s.yaml", []byte(src), Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.objective, err)
+		}
+		var got []string
+		for _, w := range p.Warnings {
+			got = append(got, w.Msg)
+		}
+		switch {
+		case tc.warn == "" && len(got) > 0:
+			t.Errorf("%s with %s: unexpected warnings %v", tc.objective, tc.propagate, got)
+		case tc.warn != "" && (len(got) != 1 || !strings.Contains(got[0], tc.warn)):
+			t.Errorf("%s with %s: warnings %v, want one with %q", tc.objective, tc.propagate, got, tc.warn)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 
 	"github.com/cascadehq/cascade/autoscale"
+	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/results/verdict"
 	"github.com/cascadehq/cascade/scenarios"
 )
@@ -198,6 +200,7 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 	if t.UsesUpstreams() && c.p.Gateway == nil {
 		c.warnf(c.exprPath(p, "objective"), "%q is measured at cascade's fake upstreams; with an external gateway it still counts what reached them", o.Objective)
 	}
+	c.propagationLint(c.exprPath(p, "objective"), t.MetricName())
 	if o.Every != 0 {
 		if err := t.Windowable(); err != nil {
 			c.errorf(p+".every", "rolling windows: %v", err)
@@ -605,4 +608,28 @@ func (c *compiler) gatewayAdds(p string, o scenarios.Objective) []verdict.Object
 		return nil
 	}
 	return []verdict.Objective{&verdict.GatewayAdds{Name: "gateway adds: " + o.GatewayAdds, T: t}}
+}
+
+// needsHeader names the upstream header each upstream metric reads, as
+// listed in a route's propagate: a route that does not send it leaves
+// the metric nothing to count.
+var needsHeader = map[string]string{
+	"retries": gateway.PropagateAttempt, "non_idempotent_retries": gateway.PropagateAttempt,
+	"late_attempts": gateway.PropagateDeadline, "orphans": gateway.PropagateDeadline,
+	"orphan_rate": gateway.PropagateDeadline, "orphan_time": gateway.PropagateDeadline,
+}
+
+// propagationLint warns when a route's propagate list leaves out the
+// header an objective's metric is counted from.
+func (c *compiler) propagationLint(path, metric string) {
+	need, ok := needsHeader[metric]
+	if !ok || c.p.Gateway == nil {
+		return
+	}
+	for _, r := range c.p.Gateway.Routes {
+		if len(r.Propagate) > 0 && !slices.Contains(r.Propagate, need) {
+			c.warnf(path, "%s is counted from the %s header, which route %s does not send upstream (propagate: %v): its requests count as none",
+				metric, need, r.Path, r.Propagate)
+		}
+	}
 }
