@@ -10,6 +10,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/dist"
+	"github.com/cascadehq/cascade/internal/precise"
 )
 
 func init() {
@@ -40,6 +41,9 @@ var (
 	_ HTTPFault = (*hangFault)(nil)
 	_ HTTPFault = (*spikeFault)(nil)
 	_ HTTPFault = (*failFirstFault)(nil)
+
+	_ EffectReporter = (*latencyFault)(nil)
+	_ EffectReporter = (*spikeFault)(nil)
 )
 
 // LatencySpec adds a delay before the replica answers. A ramp scales the
@@ -64,17 +68,30 @@ func (s *LatencySpec) Validate() error {
 // New implements Spec.
 func (s *LatencySpec) New() Fault { return &latencyFault{spec: *s} }
 
-type latencyFault struct{ spec LatencySpec }
+type latencyFault struct {
+	spec LatencySpec
+	late precise.Recorder // over every replica it wraps
+}
 
 func (*latencyFault) Kind() string { return "latency" }
 
 func (f *latencyFault) Wrap(next http.Handler, fx *Effect) http.Handler {
-	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, false)
+	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, false, &f.late)
 }
 
-// delayHandler delays admitted requests by a draw from d. rampProbability
-// says what a ramp scales: the share of requests (spike) or the delay.
-func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, rampProbability bool) http.Handler {
+// Effects implements EffectReporter: how late past the drawn delay each
+// delayed request was released.
+func (f *latencyFault) Effects() Effects { return lateEffects(&f.late) }
+
+func lateEffects(r *precise.Recorder) Effects {
+	l := r.Snapshot()
+	return Effects{Lateness: &l}
+}
+
+// delayHandler delays admitted requests by a draw from d, counting each
+// release's lateness in late. rampProbability says what a ramp scales: the
+// share of requests (spike) or the delay.
+func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, rampProbability bool, late *precise.Recorder) http.Handler {
 	var sampler *dist.Sampler
 	fx.Rand(func(r *randT) { sampler = dist.NewSampler(d, r) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -88,7 +105,7 @@ func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, 
 			delay = time.Duration(float64(delay) * fx.Intensity())
 		}
 		fx.Fired()
-		if !wait(r.Context(), delay) {
+		if !wait(r.Context(), delay, late) {
 			return // the caller went away; nobody is left to answer
 		}
 		next.ServeHTTP(w, r)
@@ -117,13 +134,19 @@ func (s *SpikeSpec) Validate() error {
 // New implements Spec.
 func (s *SpikeSpec) New() Fault { return &spikeFault{spec: *s} }
 
-type spikeFault struct{ spec SpikeSpec }
+type spikeFault struct {
+	spec SpikeSpec
+	late precise.Recorder
+}
 
 func (*spikeFault) Kind() string { return "spike" }
 
 func (f *spikeFault) Wrap(next http.Handler, fx *Effect) http.Handler {
-	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, true)
+	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, true, &f.late)
 }
+
+// Effects implements EffectReporter (see latencyFault.Effects).
+func (f *spikeFault) Effects() Effects { return lateEffects(&f.late) }
 
 // ErrorSpec answers with an HTTP error status instead of the normal answer.
 type ErrorSpec struct {

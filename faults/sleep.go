@@ -4,6 +4,8 @@ import (
 	"context"
 	"runtime"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/precise"
 )
 
 // SpinWindow is the tail of an injected delay that is waited by polling the
@@ -16,8 +18,9 @@ import (
 const SpinWindow = 500 * time.Microsecond
 
 // wait blocks for d, precisely (see SpinWindow), unless ctx ends first; it
-// reports whether the whole delay elapsed.
-func wait(ctx context.Context, d time.Duration) bool {
+// reports whether the whole delay elapsed, and counts in late (may be nil)
+// how late past the deadline it released.
+func wait(ctx context.Context, d time.Duration, late *precise.Recorder) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
@@ -37,5 +40,6 @@ func wait(ctx context.Context, d time.Duration) bool {
 		}
 		runtime.Gosched()
 	}
+	late.Record(time.Since(deadline))
 	return true
 }

@@ -1,6 +1,10 @@
 package tcpfault
 
-import "time"
+import (
+	"time"
+
+	"github.com/cascadehq/cascade/internal/precise"
+)
 
 // Precise waits. Go's timers are only as fine as the runtime's network
 // poller sleeps, which on Linux is whole milliseconds: measured here, a
@@ -66,14 +70,14 @@ func (p *Pipe) interrupted() error {
 	return errInterrupted
 }
 
-func (p *Pipe) sleep(until time.Time, precise bool) error {
+func (p *Pipe) sleep(until time.Time, exact bool) error {
 	stale, done := p.staleC(), p.c.ctx.Done()
 	forever := until.IsZero()
 	for {
 		var tc <-chan time.Time
 		if !forever {
 			d := time.Until(until)
-			if precise {
+			if exact {
 				d -= handoff
 			}
 			if d <= 0 {
@@ -94,11 +98,11 @@ func (p *Pipe) sleep(until time.Time, precise bool) error {
 			return errClosing
 		}
 	}
-	if !precise {
+	if !exact {
 		return nil
 	}
 	if p.c.p.sleepers.Add(1) <= maxSleepers {
-		nanosleepUntil(until)
+		precise.SleepUntil(until)
 		p.c.p.sleepers.Add(-1)
 	} else {
 		p.c.p.sleepers.Add(-1)
@@ -107,7 +111,7 @@ func (p *Pipe) sleep(until time.Time, precise bool) error {
 		}
 	}
 	if p.cur.e != nil {
-		p.cur.e.slot.counters.lag(time.Since(until))
+		p.cur.e.slot.counters.lag.Record(time.Since(until))
 	}
 	return nil
 }
