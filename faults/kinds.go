@@ -10,7 +10,6 @@ import (
 
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/dist"
-	"github.com/cascadehq/cascade/internal/precise"
 )
 
 func init() {
@@ -69,29 +68,29 @@ func (s *LatencySpec) Validate() error {
 func (s *LatencySpec) New() Fault { return &latencyFault{spec: *s} }
 
 type latencyFault struct {
-	spec LatencySpec
-	late precise.Recorder // over every replica it wraps
+	spec  LatencySpec
+	delay delay // over every replica it wraps
 }
 
 func (*latencyFault) Kind() string { return "latency" }
 
 func (f *latencyFault) Wrap(next http.Handler, fx *Effect) http.Handler {
-	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, false, &f.late)
+	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, false, &f.delay)
 }
 
 // Effects implements EffectReporter: how late past the drawn delay each
 // delayed request was released.
-func (f *latencyFault) Effects() Effects { return lateEffects(&f.late) }
+func (f *latencyFault) Effects() Effects { return f.delay.effects() }
 
-func lateEffects(r *precise.Recorder) Effects {
-	l := r.Snapshot()
+func (w *delay) effects() Effects {
+	l := w.late.Snapshot()
 	return Effects{Lateness: &l}
 }
 
-// delayHandler delays admitted requests by a draw from d, counting each
-// release's lateness in late. rampProbability says what a ramp scales: the
-// share of requests (spike) or the delay.
-func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, rampProbability bool, late *precise.Recorder) http.Handler {
+// delayHandler delays admitted requests by a draw from d, waiting on wt.
+// rampProbability says what a ramp scales: the share of requests (spike)
+// or the delay.
+func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, rampProbability bool, wt *delay) http.Handler {
 	var sampler *dist.Sampler
 	fx.Rand(func(r *randT) { sampler = dist.NewSampler(d, r) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +104,7 @@ func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, 
 			delay = time.Duration(float64(delay) * fx.Intensity())
 		}
 		fx.Fired()
-		if !wait(r.Context(), delay, late) {
+		if !wt.wait(r.Context(), delay) {
 			return // the caller went away; nobody is left to answer
 		}
 		next.ServeHTTP(w, r)
@@ -135,18 +134,18 @@ func (s *SpikeSpec) Validate() error {
 func (s *SpikeSpec) New() Fault { return &spikeFault{spec: *s} }
 
 type spikeFault struct {
-	spec SpikeSpec
-	late precise.Recorder
+	spec  SpikeSpec
+	delay delay
 }
 
 func (*spikeFault) Kind() string { return "spike" }
 
 func (f *spikeFault) Wrap(next http.Handler, fx *Effect) http.Handler {
-	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, true, &f.late)
+	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, true, &f.delay)
 }
 
 // Effects implements EffectReporter (see latencyFault.Effects).
-func (f *spikeFault) Effects() Effects { return lateEffects(&f.late) }
+func (f *spikeFault) Effects() Effects { return f.delay.effects() }
 
 // ErrorSpec answers with an HTTP error status instead of the normal answer.
 type ErrorSpec struct {

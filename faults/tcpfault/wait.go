@@ -18,20 +18,16 @@ import (
 // kernel's nanosleep for the rest, with the thread's timer slack set to
 // 1 ns: that lands ~20–50 µs after the deadline and costs no CPU.
 //
-// The handoff must absorb a Go timer firing late (measured under load,
-// releases within 0.5 ms: 87 % with 2 ms, 89 % with 5 ms, 93 % with 10 ms),
-// but each wait in its last stretch blocks a thread that keeps its
-// processor until sysmon takes it back, and a processor held so does not
-// poll the network: at 500 req/s with 100 ms delays, a 10 ms handoff kept
-// ~5 threads asleep and put the p99 at +4 to +7 ms (Toxiproxy: +2 to +4 in
-// the same runs), 2 ms at +2 to +3 (bench/faults.sh, interleaved). So 2 ms,
-// and at most maxSleepers waits per proxy take it; the others stay on Go
-// timers (coarser, never early). The last handoff is not interruptible by
-// a toxic change.
-const (
-	handoff     = 2 * time.Millisecond
-	maxSleepers = 64
-)
+// The handoff (precise.Handoff) must absorb a Go timer firing late
+// (measured under load, releases within 0.5 ms: 87 % with 2 ms, 89 % with
+// 5 ms, 93 % with 10 ms), but each wait in its last stretch blocks a
+// thread that keeps its processor until sysmon takes it back, and a
+// processor held so does not poll the network: at 500 req/s with 100 ms
+// delays, a 10 ms handoff kept ~5 threads asleep and put the p99 at +4 to
+// +7 ms (Toxiproxy: +2 to +4 in the same runs), 2 ms at +2 to +3
+// (bench/faults.sh, interleaved). So 2 ms, and at most 64 waits per proxy
+// take it (precise.Sleepers); the others stay on Go timers (coarser, never
+// early). The last handoff is not interruptible by a toxic change.
 
 // Sleep waits until t, precisely (see above), unless the running toxic is
 // changed or removed, or the connection closes: then it returns an error
@@ -78,7 +74,7 @@ func (p *Pipe) sleep(until time.Time, exact bool) error {
 		if !forever {
 			d := time.Until(until)
 			if exact {
-				d -= handoff
+				d -= precise.Handoff
 			}
 			if d <= 0 {
 				break
@@ -101,11 +97,7 @@ func (p *Pipe) sleep(until time.Time, exact bool) error {
 	if !exact {
 		return nil
 	}
-	if p.c.p.sleepers.Add(1) <= maxSleepers {
-		precise.SleepUntil(until)
-		p.c.p.sleepers.Add(-1)
-	} else {
-		p.c.p.sleepers.Add(-1)
+	if !p.c.p.sleepers.SleepUntil(until) {
 		if err := p.sleep(until, false); err != nil {
 			return err
 		}
