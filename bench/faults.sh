@@ -12,8 +12,12 @@
 #    per case; percentiles by nearest rank over every request.
 #
 # Prints, per rate, each path's min/p50/p99 and its error against the asked delay (p - 100 ms; it
-# includes the loopback path, shown in the direct row). The issue's target: p99 error <= 0.5 ms at
-# 50 and 500 req/s, never below the asked delay (min >= 100 ms).
+# includes the loopback path, shown in the direct row); beside it, p50 and p99 over direct (the
+# path's percentile - the direct path's same percentile in the same repetition, median over the
+# repetitions), which is roughly 100 ms + what the fault itself adds; and cascade's own count of how
+# late each of its releases was (printed by each cascade process on stop: one process per rate).
+# The issue's target: p99 error <= 0.5 ms at 50 and 500 req/s, never below the asked delay
+# (min >= 100 ms).
 #
 # Everything listens on 127.0.0.1, every load run is bounded (DUR seconds), and only processes this
 # script started are stopped (by PID). Knobs (environment):
@@ -22,6 +26,7 @@
 #   BENCH_TOOLS, BENCH_WORK, BENCH_OUT   as peers.sh (tools from ../shared/bench/install-peers.sh)
 #   FP_UP_PORT=18680 FP_TOXI_API_PORT=18681 FP_TOXI_PORT=18682 FP_OURS_PORT=18683 FP_HTTP_PORT=18684
 #   PORT_BASE   moves peers.sh's ports (UP_PORT..OURS_FAULT_PORT, TOXI_API_PORT) when another run holds them
+#   SUMMARY_ONLY=<results dir>   only print the summary of an earlier run's precision.tsv (and lateness.tsv)
 set -uo pipefail
 if [ -n "${PORT_BASE:-}" ]; then
   export UP_PORT=$PORT_BASE NGINX_PORT=$((PORT_BASE + 1)) HAPROXY_PORT=$((PORT_BASE + 2)) GORP_PORT=$((PORT_BASE + 3)) \
@@ -42,6 +47,54 @@ REPS="${REPS:-3}" DUR="${DUR:-10}" LATENCY_MS="${LATENCY_MS:-100}" RATES="${RATE
 FP_UP_PORT="${FP_UP_PORT:-18680}" FP_TOXI_API_PORT="${FP_TOXI_API_PORT:-18681}" FP_TOXI_PORT="${FP_TOXI_PORT:-18682}"
 FP_OURS_PORT="${FP_OURS_PORT:-18683}" FP_HTTP_PORT="${FP_HTTP_PORT:-18684}"
 H=127.0.0.1
+
+# summary: the tables, from $OUT/precision.tsv and $OUT/lateness.tsv alone (SUMMARY_ONLY=<dir> re-runs it).
+summary() {
+echo "# cascade fault precision ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load at start: ${LOAD_AT_START:-?}, at end: $(cat /proc/loadavg))"
+echo
+echo "Injected ${LATENCY_MS} ms; vegeta open loop, ${DUR}s per case, medians over ${REPS} interleaved repetitions."
+echo "error = measured - ${LATENCY_MS} ms (includes the loopback path: see direct). over direct = the path's percentile"
+echo "- direct's same percentile in the same repetition, median over the repetitions: ${LATENCY_MS} ms + what the fault"
+echo "path adds beyond the loopback (a proxy hop included). own lateness = cascade's own count of how late past the"
+echo "asked delay its releases were, over the rate's repetitions. The machine is shared."
+for rate in $RATES; do
+  echo
+  echo "## ${rate} req/s"
+  echo "| path | requests | errors | min | p50 | p99 | max | min error | p50 error | p99 error | p50 over direct | p99 over direct | own lateness ≤ 0.5 ms | own max late |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' -v rate="$rate" -v L="$LATENCY_MS" '
+    FNR == 1 { f++; next }
+    f == 1 && $1 == rate { W[$2] = $3; M[$2] = $4; next }
+    f == 1 || $1 != rate || $6 == "-" { next }
+    { k = $2; if (!(k in seen)) { seen[k] = 1; order[++no] = k }
+      c[k]++; N[k, c[k]] = $4; E[k, c[k]] = $5; MN[k, c[k]] = $6; P50[k, c[k]] = $7; P99[k, c[k]] = $9; MX[k, c[k]] = $11; R[k, c[k]] = $3 }
+    function med(A, k,   n, j, l, t, a) { n = c[k]; for (j = 1; j <= n; j++) a[j] = A[k, j] + 0; return mid(a, n) }
+    function mid(a, n,   j, l, t) { if (n == 0) return "";
+      for (j = 2; j <= n; j++) { t = a[j]; for (l = j - 1; l >= 1 && a[l] > t; l--) a[l + 1] = a[l]; a[l + 1] = t }
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    # over(A, k): median over repetitions of (k - direct) in the same repetition
+    function over(A, k,   j, i, n, d) { n = 0
+      for (j = 1; j <= c[k]; j++) for (i = 1; i <= c["direct"]; i++) if (R["direct", i] == R[k, j]) d[++n] = A[k, j] - A["direct", i]
+      return n ? sprintf("%.3f", mid(d, n)) : "–" }
+    END { for (o = 1; o <= no; o++) { k = order[o]; inj = (k == "direct") ? 0 : L
+        printf "| %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s | %s |\n", k, med(N, k), med(E, k), med(MN, k), med(P50, k), med(P99, k), med(MX, k),
+          (inj ? sprintf("%+.3f", med(MN, k) - inj) : "–"), (inj ? sprintf("%+.3f", med(P50, k) - inj) : "–"), (inj ? sprintf("%+.3f", med(P99, k) - inj) : "–"),
+          (inj ? over(P50, k) : "–"), (inj ? over(P99, k) : "–"),
+          ((k in W) && W[k] != "-" ? W[k] "%" : "–"), ((k in M) && M[k] != "-" ? sprintf("%.3f", M[k]) : "–") } }' "$OUT/lateness.tsv" "$OUT/precision.tsv"
+done
+if [ -s "$OUT/peers/summary.md" ]; then
+  echo
+  echo "## peers.sh section C (ours = cascade faultproxy, at 50 req/s only)"
+  sed -n '/^## C\./,$p' "$OUT/peers/summary.md" | tail -n +2
+fi
+}
+if [ -n "${SUMMARY_ONLY:-}" ]; then
+  OUT=$SUMMARY_ONLY
+  [ -s "$OUT/lateness.tsv" ] || printf 'rate\tpath\twithin_500us_pct\tmax_late_ms\n' > "$OUT/lateness.tsv"  # a run from before it existed
+  summary
+  exit 0
+fi
+
 mkdir -p "$OUT/raw" "$OUT/logs" "$WORK/bin"
 LOAD_AT_START=$(cat /proc/loadavg)
 
@@ -98,10 +151,31 @@ wait_port "$FP_TOXI_API_PORT" toxiproxy
 toxiproxy-cli -h "$H:$FP_TOXI_API_PORT" create -l "$H:$FP_TOXI_PORT" -u "$H:$FP_UP_PORT" fp_up > /dev/null
 toxiproxy-cli -h "$H:$FP_TOXI_API_PORT" toxic add -t latency -a latency="$LATENCY_MS" -a jitter=0 -n lat fp_up > /dev/null
 wait_port "$FP_TOXI_PORT" toxiproxy-listener
-start_bg ours "$BIN" faultproxy --listen "$H:$FP_OURS_PORT" --upstream "http://$H:$FP_UP_PORT" --latency "${LATENCY_MS}ms"
-wait_port "$FP_OURS_PORT" ours
-start_bg http "$BIN" upstream --listen "$H:$FP_HTTP_PORT" --latency "${LATENCY_MS}ms"
-wait_port "$FP_HTTP_PORT" http
+# cascade's two processes are restarted per rate, so the lateness each prints on stop is that rate's.
+start_ours() {  # start_ours <rate>
+  start_bg "ours-$1" "$BIN" faultproxy --listen "$H:$FP_OURS_PORT" --upstream "http://$H:$FP_UP_PORT" --latency "${LATENCY_MS}ms"
+  wait_port "$FP_OURS_PORT" "ours-$1"
+  start_bg "http-$1" "$BIN" upstream --listen "$H:$FP_HTTP_PORT" --latency "${LATENCY_MS}ms"
+  wait_port "$FP_HTTP_PORT" "http-$1"
+}
+LATENESS="$OUT/lateness.tsv"
+printf 'rate\tpath\twithin_500us_pct\tmax_late_ms\n' > "$LATENESS"
+stop_ours() {  # stop_ours <rate>: SIGTERM (each prints its counts), then read them from its log
+  local rate=$1 w m
+  stop_bg "ours-$rate"; stop_bg "http-$rate"
+  # "  latency_downstream: acted on ...; max lateness 612.3µs, 99.8% of timed releases within 500µs"
+  read -r w m < <(sed -n 's/.*max lateness \([^,]*\), \([0-9.]*\)% of timed releases within 500µs.*/\2 \1/p' "$OUT/logs/ours-$rate.log" | head -1)
+  printf '%s\tcascade-tcp\t%s\t%s\n' "$rate" "${w:--}" "$(dur_ms "${m:-}")" >> "$LATENESS"
+  # "cascade upstream: latency: 99.8% of 5000 within 0.5 ms of the asked delay, max 0.81 ms late"
+  read -r w m < <(sed -n 's/.*latency: \([0-9.]*\)% of [0-9]* within 0.5 ms of the asked delay, max \([0-9.]*\) ms late.*/\1 \2/p' "$OUT/logs/http-$rate.log" | head -1)
+  printf '%s\tcascade-http\t%s\t%s\n' "$rate" "${w:--}" "${m:--}" >> "$LATENESS"
+}
+dur_ms() {  # a Go duration (612.3µs, 1.2ms, 0s) in ms, "-" if empty
+  awk -v d="$1" 'BEGIN { if (d == "") { print "-"; exit }
+    u = d; sub(/^[0-9.]+/, "", u); v = d + 0
+    f = (u == "ns") ? 1e-6 : (u == "µs" || u == "us") ? 1e-3 : (u == "ms") ? 1 : (u == "s") ? 1e3 : -1
+    if (f < 0) print "-"; else printf "%.3f\n", v * f }'
+}
 
 RESULTS="$OUT/precision.tsv"
 printf 'rate\tpath\trep\tn\terrors\tmin\tp50\tp90\tp99\tp999\tmax\n' > "$RESULTS"
@@ -122,43 +196,19 @@ measure() {  # measure <rate> <path> <rep> <url>
       printf "\t%.3f\n", v[n]
     }' | tee -a "$RESULTS" >&2
 }
-for rep in $(seq 1 "$REPS"); do
-  for rate in $RATES; do
+for rate in $RATES; do
+  start_ours "$rate"
+  for rep in $(seq 1 "$REPS"); do
     measure "$rate" direct "$rep" "http://$H:$FP_UP_PORT/"
     measure "$rate" toxiproxy "$rep" "http://$H:$FP_TOXI_PORT/"
     measure "$rate" cascade-tcp "$rep" "http://$H:$FP_OURS_PORT/"
     measure "$rate" cascade-http "$rep" "http://$H:$FP_HTTP_PORT/"
   done
+  stop_ours "$rate"
 done
-kill -TERM "${PID[ours]}" 2>/dev/null; wait "${PID[ours]}" 2>/dev/null; unset "PID[ours]"
 cleanup
 
 # ------------------------------------------------------------------ summary
-{
-echo "# cascade fault precision ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load at start: $LOAD_AT_START, at end: $(cat /proc/loadavg))"
-echo
-echo "Injected ${LATENCY_MS} ms; vegeta open loop, ${DUR}s per case, medians over ${REPS} interleaved repetitions;"
-echo "error = measured - ${LATENCY_MS} ms (includes the loopback path: see direct). The machine is shared."
-for rate in $RATES; do
-  echo
-  echo "## ${rate} req/s"
-  echo "| path | requests | errors | min | p50 | p99 | max | min error | p50 error | p99 error |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  awk -F'\t' -v rate="$rate" -v L="$LATENCY_MS" '
-    NR == 1 || $1 != rate || $6 == "-" { next }
-    { k = $2; if (!(k in seen)) { seen[k] = 1; order[++no] = k }
-      c[k]++; N[k, c[k]] = $4; E[k, c[k]] = $5; MN[k, c[k]] = $6; P50[k, c[k]] = $7; P99[k, c[k]] = $9; MX[k, c[k]] = $11 }
-    function med(A, k,   n, j, l, t, a) { n = c[k]; for (j = 1; j <= n; j++) a[j] = A[k, j] + 0
-      for (j = 2; j <= n; j++) { t = a[j]; for (l = j - 1; l >= 1 && a[l] > t; l--) a[l + 1] = a[l]; a[l + 1] = t }
-      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    END { for (o = 1; o <= no; o++) { k = order[o]; inj = (k == "direct") ? 0 : L
-        printf "| %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %s | %s | %s |\n", k, med(N, k), med(E, k), med(MN, k), med(P50, k), med(P99, k), med(MX, k),
-          (inj ? sprintf("%+.3f", med(MN, k) - inj) : "–"), (inj ? sprintf("%+.3f", med(P50, k) - inj) : "–"), (inj ? sprintf("%+.3f", med(P99, k) - inj) : "–") } }' "$RESULTS"
-done
-if [ -s "$OUT/peers/summary.md" ]; then
-  echo
-  echo "## peers.sh section C (ours = cascade faultproxy, at 50 req/s only)"
-  sed -n '/^## C\./,$p' "$OUT/peers/summary.md" | tail -n +2
-fi
-} | tee "$OUT/summary.md"
+summary > "$OUT/summary.md"
+cat "$OUT/summary.md"
 log "results in $OUT (summary.md, precision.tsv, raw/)"

@@ -231,7 +231,7 @@ func partialResponse(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	writeHead(brw.Writer, rec.status, rec.header)
 	_, _ = brw.Write(rec.body[:int(fraction*float64(len(rec.body)))])
 	_ = brw.Flush()
-	wait(r.Context(), midWritePause)
+	(*delay)(nil).wait(r.Context(), midWritePause)
 	if rst {
 		abort(conn)
 		return

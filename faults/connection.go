@@ -15,6 +15,7 @@ import (
 	"github.com/cascadehq/cascade/faults/packet"
 	"github.com/cascadehq/cascade/faults/tcpfault"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/precise"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/internal/yamlfile"
 )
@@ -461,7 +462,7 @@ func (f *tcpFault) stats(on *tcpOn) tcpfault.ToxicStats {
 	return tcpfault.ToxicStats{}
 }
 
-func (f *tcpFault) total() (ConnectionEffects, []string) {
+func (f *tcpFault) total() (ConnectionEffects, precise.Lateness, []string) {
 	f.mu.Lock()
 	ons := make(map[*Replica]*tcpOn, len(f.on))
 	for r, on := range f.on {
@@ -469,6 +470,7 @@ func (f *tcpFault) total() (ConnectionEffects, []string) {
 	}
 	f.mu.Unlock()
 	var c ConnectionEffects
+	var late precise.Lateness
 	var names []string
 	for r, on := range ons {
 		st := f.stats(on)
@@ -479,22 +481,27 @@ func (f *tcpFault) total() (ConnectionEffects, []string) {
 		c.BytesDelayed += st.BytesDelayed
 		c.BytesDropped += st.BytesDropped
 		c.Closes += st.Closes
-		c.MaxLag = max(c.MaxLag, st.MaxLag)
+		late.Add(st.Lag)
 		names = append(names, r.name)
 	}
-	return c, names
+	return c, late, names
 }
 
-// Effects implements EffectReporter.
+// Effects implements EffectReporter; Lateness only for toxics that time
+// their releases.
 func (f *tcpFault) Effects() Effects {
-	c, _ := f.total()
-	return Effects{Connection: &c}
+	c, late, _ := f.total()
+	e := Effects{Connection: &c}
+	if late.Releases() > 0 {
+		e.Lateness = &late
+	}
+	return e
 }
 
 // NoEffect implements Explainer: the toxic's own counters say which draw
 // or which condition left it nothing to do.
 func (f *tcpFault) NoEffect(EffectStats) string {
-	c, names := f.total()
+	c, _, names := f.total()
 	where := strings.Join(names, ", ")
 	tox, req := f.common.Toxicity, f.common.RequestToxicity
 	switch {
@@ -547,14 +554,13 @@ var ErrNoFaultProxy = errors.New("the replica has no fault proxy in front (conne
 // ConnectionEffects is what a connection fault did, summed over its
 // replicas' proxies (tcpfault.ToxicStats).
 type ConnectionEffects struct {
-	ConnsSeen    uint64        `json:"conns_seen"`    // connections that carried bytes while it was on
-	ConnsDrawn   uint64        `json:"conns_drawn"`   // of those, connections its toxicity drew
-	Conns        uint64        `json:"conns"`         // connections it acted on
-	Messages     uint64        `json:"messages"`      // requests/responses it acted on
-	BytesDelayed uint64        `json:"bytes_delayed"` // bytes passed late
-	BytesDropped uint64        `json:"bytes_dropped"` // bytes discarded
-	Closes       uint64        `json:"closes"`        // connections it closed or reset
-	MaxLag       time.Duration `json:"max_lag_ns"`    // latest timed release past its deadline
+	ConnsSeen    uint64 `json:"conns_seen"`    // connections that carried bytes while it was on
+	ConnsDrawn   uint64 `json:"conns_drawn"`   // of those, connections its toxicity drew
+	Conns        uint64 `json:"conns"`         // connections it acted on
+	Messages     uint64 `json:"messages"`      // requests/responses it acted on
+	BytesDelayed uint64 `json:"bytes_delayed"` // bytes passed late
+	BytesDropped uint64 `json:"bytes_dropped"` // bytes discarded
+	Closes       uint64 `json:"closes"`        // connections it closed or reset
 }
 
 func (c *ConnectionEffects) add(o ConnectionEffects) {
@@ -565,7 +571,6 @@ func (c *ConnectionEffects) add(o ConnectionEffects) {
 	c.BytesDelayed += o.BytesDelayed
 	c.BytesDropped += o.BytesDropped
 	c.Closes += o.Closes
-	c.MaxLag = max(c.MaxLag, o.MaxLag)
 }
 
 // replicaAddrs returns where a replica listens and where its fault proxy

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cascadehq/cascade/faults/packet"
+	"github.com/cascadehq/cascade/internal/precise"
 )
 
 // Link is the packet link the upstream's traffic crosses, or nil.
@@ -11,19 +12,33 @@ func (u *Upstream) Link() *packet.Link { return u.cfg.Link }
 
 // EffectReporter is implemented by faults whose effect has more to it than
 // a count of firings: the connections a connection fault acted on, the
-// packets a packet fault dropped and the retransmissions that followed.
-// The timeline sums each occurrence's Effects into the fault's Report.
+// packets a packet fault dropped and the retransmissions that followed,
+// how punctually a delay ended. The timeline sums each occurrence's
+// Effects into the fault's Report.
 type EffectReporter interface {
 	Effects() Effects
 }
 
-// Effects is what a fault below HTTP did. At most one field is set.
+// Effects is what a fault did beyond firing. At most one of Connection and
+// Packet is set.
 type Effects struct {
 	Connection *ConnectionEffects `json:"connection,omitempty"`
 	Packet     *PacketEffects     `json:"packet,omitempty"`
+	// Lateness is how late past its deadline each timed release was: the
+	// end of each delay of a latency or spike fault, each timed write of a
+	// connection fault's toxic. The fault's own precision, which the
+	// client's latency mixes with the loopback path's. Nil for faults that
+	// time nothing.
+	Lateness *precise.Lateness `json:"lateness,omitempty"`
 }
 
 func (e *Effects) add(o Effects) {
+	if o.Lateness != nil {
+		if e.Lateness == nil {
+			e.Lateness = &precise.Lateness{}
+		}
+		e.Lateness.Add(*o.Lateness)
+	}
 	if o.Connection != nil {
 		if e.Connection == nil {
 			e.Connection = &ConnectionEffects{}

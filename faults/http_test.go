@@ -245,6 +245,19 @@ func TestLatencyNeverShort(t *testing.T) {
 	}
 }
 
+// The healthy behaviour's own latency is accounted for like a fault's:
+// one release per delayed request, none before its deadline.
+func TestBehaviourLatencyLateness(t *testing.T) {
+	r := newRigCfg(t, faults.UpstreamConfig{Name: "api", Behaviour: faults.Behaviour{Latency: dist.FixedLatency(5 * time.Millisecond)}}, gateway.Timeouts{})
+	rep := r.up.Replicas()[0]
+	for range 4 {
+		call(rep.URL()+"/", 5*time.Second)
+	}
+	if l := rep.Lateness(); l.Releases() != 4 || l.Max < 0 {
+		t.Fatalf("lateness %+v: want 4 releases, none early", l)
+	}
+}
+
 func TestKillResetsAndStaysDown(t *testing.T) {
 	r := newRig(t, 1, gateway.Timeouts{Connect: units.Duration(300 * time.Millisecond)})
 	rep := r.up.Replicas()[0]

@@ -40,6 +40,9 @@ var (
 	_ HTTPFault = (*hangFault)(nil)
 	_ HTTPFault = (*spikeFault)(nil)
 	_ HTTPFault = (*failFirstFault)(nil)
+
+	_ EffectReporter = (*latencyFault)(nil)
+	_ EffectReporter = (*spikeFault)(nil)
 )
 
 // LatencySpec adds a delay before the replica answers. A ramp scales the
@@ -64,17 +67,30 @@ func (s *LatencySpec) Validate() error {
 // New implements Spec.
 func (s *LatencySpec) New() Fault { return &latencyFault{spec: *s} }
 
-type latencyFault struct{ spec LatencySpec }
+type latencyFault struct {
+	spec  LatencySpec
+	delay delay // over every replica it wraps
+}
 
 func (*latencyFault) Kind() string { return "latency" }
 
 func (f *latencyFault) Wrap(next http.Handler, fx *Effect) http.Handler {
-	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, false)
+	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, false, &f.delay)
 }
 
-// delayHandler delays admitted requests by a draw from d. rampProbability
-// says what a ramp scales: the share of requests (spike) or the delay.
-func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, rampProbability bool) http.Handler {
+// Effects implements EffectReporter: how late past the drawn delay each
+// delayed request was released.
+func (f *latencyFault) Effects() Effects { return f.delay.effects() }
+
+func (w *delay) effects() Effects {
+	l := w.late.Snapshot()
+	return Effects{Lateness: &l}
+}
+
+// delayHandler delays admitted requests by a draw from d, waiting on wt.
+// rampProbability says what a ramp scales: the share of requests (spike)
+// or the delay.
+func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, rampProbability bool, wt *delay) http.Handler {
 	var sampler *dist.Sampler
 	fx.Rand(func(r *randT) { sampler = dist.NewSampler(d, r) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -88,7 +104,7 @@ func delayHandler(next http.Handler, fx *Effect, d dist.Latency, sel *Selector, 
 			delay = time.Duration(float64(delay) * fx.Intensity())
 		}
 		fx.Fired()
-		if !wait(r.Context(), delay) {
+		if !wt.wait(r.Context(), delay) {
 			return // the caller went away; nobody is left to answer
 		}
 		next.ServeHTTP(w, r)
@@ -117,13 +133,19 @@ func (s *SpikeSpec) Validate() error {
 // New implements Spec.
 func (s *SpikeSpec) New() Fault { return &spikeFault{spec: *s} }
 
-type spikeFault struct{ spec SpikeSpec }
+type spikeFault struct {
+	spec  SpikeSpec
+	delay delay
+}
 
 func (*spikeFault) Kind() string { return "spike" }
 
 func (f *spikeFault) Wrap(next http.Handler, fx *Effect) http.Handler {
-	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, true)
+	return delayHandler(next, fx, f.spec.Delay, &f.spec.Selector, true, &f.delay)
 }
+
+// Effects implements EffectReporter (see latencyFault.Effects).
+func (f *spikeFault) Effects() Effects { return f.delay.effects() }
 
 // ErrorSpec answers with an HTTP error status instead of the normal answer.
 type ErrorSpec struct {

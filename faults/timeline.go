@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/precise"
 )
 
 var discardLog = log.New(io.Discard, "", 0)
@@ -373,8 +374,11 @@ func (t *Timeline) stopLocked(s *slot) {
 	}
 	st := t.currentStats(s)
 	s.past.add(st)
+	var late *precise.Lateness
 	if er, ok := s.fault.(EffectReporter); ok {
-		s.pastFx.add(er.Effects())
+		fx := er.Effects()
+		s.pastFx.add(fx)
+		late = fx.Lateness
 	}
 	s.active = false
 	s.targets, s.effects, s.base = nil, nil, nil
@@ -382,6 +386,10 @@ func (t *Timeline) stopLocked(s *slot) {
 	s.rep.End = now
 	t.flushSlot(s, s.past.Fired)
 	attrs := map[string]any{"fault": e.Name, "kind": e.Kind, "fired": st.Fired}
+	if late != nil && late.Releases() > 0 { // named as tcpfault's own events name them
+		attrs["lag_within_500us"] = late.Within(500 * time.Microsecond)
+		attrs["max_lag_ms"] = float64(late.Max) / 1e6
+	}
 	if e.Occurrences() > 1 {
 		attrs["occurrence"] = s.occ
 	}

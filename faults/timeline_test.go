@@ -238,3 +238,25 @@ func TestTimelineExplainsNoEffect(t *testing.T) {
 		t.Errorf("match filter: %+v", reps[1])
 	}
 }
+
+// A latency fault counts, per delayed request, how late past the drawn
+// delay it released it, and never early; the report carries it.
+func TestTimelineLatencyReportsLateness(t *testing.T) {
+	e := faults.Entry{Name: "slow", Kind: "latency", Upstream: "api", Replica: -1,
+		Spec: &faults.LatencySpec{Delay: dist.FixedLatency(10 * time.Millisecond), Selector: faults.Selector{Probability: 1}}}
+	r := newTimelineRig(t, 2, e)
+	time.Sleep(20 * time.Millisecond) // onset
+	for i := range 6 {
+		if o := call(r.up.Replicas()[i%2].URL(), 5*time.Second); o.elapsed < 10*time.Millisecond {
+			t.Fatalf("answered after %s, before the 10ms delay", o.elapsed)
+		}
+	}
+	rep := r.tl.Reports()[0]
+	l := rep.Effects.Lateness
+	if rep.Fired != 6 || l == nil || l.Releases() != 6 || l.Max < 0 {
+		t.Fatalf("fired %d, lateness %+v: want 6 releases, none early", rep.Fired, l)
+	}
+	if rep.Effects.Connection != nil || rep.Effects.Packet != nil {
+		t.Errorf("an HTTP fault reported connection or packet effects: %+v", rep.Effects)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/precise"
 	"github.com/cascadehq/cascade/internal/units"
 )
 
@@ -319,7 +320,14 @@ type Replica struct {
 
 	Received atomic.Int64 // requests that reached this replica
 	InFlight atomic.Int64 // requests being handled now
+
+	delay delay // the Behaviour's latency
 }
+
+// Lateness is how late past the Behaviour's drawn latency the replica
+// answered each request it delayed (not counting its faults' delays, which
+// their reports carry): its own precision, free of the client's noise.
+func (r *Replica) Lateness() precise.Lateness { return r.delay.late.Snapshot() }
 
 type activeFault struct {
 	id    string
@@ -451,7 +459,7 @@ func (r *Replica) baseHandler() http.Handler {
 		sample = func() time.Duration { mu.Lock(); defer mu.Unlock(); return s.Sample() }
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if sample != nil && !wait(req.Context(), sample()) {
+		if sample != nil && !r.delay.wait(req.Context(), sample()) {
 			return
 		}
 		h := w.Header()

@@ -8,6 +8,7 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/precise"
 )
 
 // Summary is everything summary.json holds: enough to reprint the report and
@@ -133,6 +134,10 @@ type FaultSummary struct {
 	// proxies; Packet what a packet fault did to the upstream's packets.
 	Connection *ConnectionEffect `json:"connection,omitempty"`
 	Packet     *PacketEffect     `json:"packet,omitempty"`
+	// Lateness is how late past its deadline each timed release of the
+	// fault was (a latency fault's delays, a latency toxic's writes): the
+	// fault's own precision, apart from the client's view of it.
+	Lateness *precise.Lateness `json:"lateness,omitempty"`
 }
 
 // ConnectionEffect counts what a connection fault's toxic did, summed over

@@ -245,7 +245,7 @@ func printToxicStats(w io.Writer, p *tcpfault.Proxy) {
 	for _, n := range names {
 		t := st.Toxics[n]
 		fmt.Fprintf(w, "  %s: acted on %d of %d connections, %d messages; max lateness %s, %.1f%% of timed releases within 500µs\n",
-			n, t.Conns, t.ConnsSeen, t.Requests, t.MaxLag, 100*t.LagWithin(500*time.Microsecond))
+			n, t.Conns, t.ConnsSeen, t.Requests, t.Lag.Max, 100*t.Lag.Within(500*time.Microsecond))
 	}
 }
 

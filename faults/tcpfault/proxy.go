@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/precise"
 )
 
 // Errors from the proxy's lifecycle.
@@ -114,7 +115,7 @@ type Proxy struct {
 	wg       sync.WaitGroup
 	bufs     sync.Pool
 	counters proxyCounters
-	sleepers atomic.Int32 // waits in their final nanosleep, see wait.go
+	sleepers precise.Sleepers // waits in their final nanosleep, see wait.go
 }
 
 // New checks cfg and returns a proxy that is not yet listening; see Start.

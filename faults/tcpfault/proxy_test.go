@@ -65,12 +65,8 @@ func TestLatencyBothDirections(t *testing.T) {
 			if st.Stats.Conns != 1 || st.Stats.Requests != 5 || st.Stats.BytesDelayed == 0 {
 				t.Errorf("stats = %+v, want 1 conn, 5 requests", st.Stats)
 			}
-			releases := uint64(0)
-			for _, n := range st.Stats.Lag {
-				releases += n
-			}
-			if releases < 5 || st.Stats.MaxLag <= 0 {
-				t.Errorf("lag histogram %v (max %v): want every timed release counted", st.Stats.Lag, st.Stats.MaxLag)
+			if st.Stats.Lag.Releases() < 5 || st.Stats.Lag.Max <= 0 {
+				t.Errorf("lag histogram %+v: want every timed release counted", st.Stats.Lag)
 			}
 		})
 	}

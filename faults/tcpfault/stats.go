@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/precise"
 )
 
 // ToxicStats counts what one toxic did, over its whole life on a proxy
@@ -13,42 +14,19 @@ import (
 // grows never took effect: its toxicity, request_toxicity or attributes
 // leave nothing to do, and a run should say so.
 type ToxicStats struct {
-	Updates      uint64        // attribute or toxicity changes after it was added
-	ConnsSeen    uint64        // connections it was drawn for (once per connection and version)
-	ConnsDrawn   uint64        // of those, connections the toxicity draw selected
-	Conns        uint64        // connections it acted on at least once
-	Requests     uint64        // messages (requests/responses, see Chunk.Msg) it acted on
-	BytesDelayed uint64        // bytes it passed late (latency, bandwidth, slicer, held then released)
-	BytesDropped uint64        // bytes it discarded (limit_data, reset_peer, timeout closing)
-	Closes       uint64        // connections it closed or reset
-	MaxLag       time.Duration // largest lateness of a timed release past its deadline
+	Updates      uint64 // attribute or toxicity changes after it was added
+	ConnsSeen    uint64 // connections it was drawn for (once per connection and version)
+	ConnsDrawn   uint64 // of those, connections the toxicity draw selected
+	Conns        uint64 // connections it acted on at least once
+	Requests     uint64 // messages (requests/responses, see Chunk.Msg) it acted on
+	BytesDelayed uint64 // bytes it passed late (latency, bandwidth, slicer, held then released)
+	BytesDropped uint64 // bytes it discarded (limit_data, reset_peer, timeout closing)
+	Closes       uint64 // connections it closed or reset
 	// Lag counts precise releases (latency, reset_peer, slow_close, slicer
-	// gaps) by how late they were: Lag[i] those later than LagBounds()[i-1]
-	// and at most LagBounds()[i]; the last bucket is everything later. It
-	// is the proxy's own view of its precision, free of the client's noise.
-	Lag [len(lagBounds) + 1]uint64
-}
-
-var lagBounds = [...]time.Duration{50 * time.Microsecond, 100 * time.Microsecond, 250 * time.Microsecond,
-	500 * time.Microsecond, time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond}
-
-// LagBounds returns the upper bounds of the ToxicStats.Lag buckets.
-func LagBounds() [len(lagBounds)]time.Duration { return lagBounds }
-
-// LagWithin reports the fraction of precise releases no later than d, for
-// d one of LagBounds() (1 when there were none).
-func (s ToxicStats) LagWithin(d time.Duration) float64 {
-	var in, all uint64
-	for i, n := range s.Lag {
-		all += n
-		if i < len(lagBounds) && lagBounds[i] <= d {
-			in += n
-		}
-	}
-	if all == 0 {
-		return 1
-	}
-	return float64(in) / float64(all)
+	// gaps) by how late past their deadline they were, with the latest in
+	// Lag.Max: the proxy's own view of its precision, free of the client's
+	// noise. The HTTP latency faults count theirs the same way.
+	Lag precise.Lateness
 }
 
 // TookEffect reports whether the toxic ever acted; a run should flag a
@@ -60,8 +38,8 @@ func (s ToxicStats) sub(o ToxicStats) ToxicStats {
 	return ToxicStats{
 		Updates: s.Updates - o.Updates, ConnsSeen: s.ConnsSeen - o.ConnsSeen, ConnsDrawn: s.ConnsDrawn - o.ConnsDrawn,
 		Conns: s.Conns - o.Conns, Requests: s.Requests - o.Requests, BytesDelayed: s.BytesDelayed - o.BytesDelayed,
-		BytesDropped: s.BytesDropped - o.BytesDropped, Closes: s.Closes - o.Closes, MaxLag: s.MaxLag,
-		Lag: s.Lag,
+		BytesDropped: s.BytesDropped - o.BytesDropped, Closes: s.Closes - o.Closes,
+		Lag: s.Lag, // whole life: a max does not subtract
 	}
 }
 
@@ -74,9 +52,9 @@ func (s ToxicStats) attrs(m map[string]any) map[string]any {
 	m["bytes_delayed"] = s.BytesDelayed
 	m["bytes_dropped"] = s.BytesDropped
 	m["closes"] = s.Closes
-	m["max_lag_ms"] = float64(s.MaxLag) / 1e6
-	if s.Lag != [len(s.Lag)]uint64{} {
-		m["lag_within_500us"] = s.LagWithin(500 * time.Microsecond)
+	m["max_lag_ms"] = float64(s.Lag.Max) / 1e6
+	if s.Lag.Releases() > 0 {
+		m["lag_within_500us"] = s.Lag.Within(500 * time.Microsecond)
 	}
 	return m
 }
@@ -85,8 +63,7 @@ func (s ToxicStats) attrs(m map[string]any) map[string]any {
 // adds to atomics.
 type counters struct {
 	updates, seen, drawn, conns, requests, delayed, dropped, closes atomic.Uint64
-	maxLag                                                          atomic.Int64
-	lagHist                                                         [len(lagBounds) + 1]atomic.Uint64
+	lag                                                             precise.Recorder
 
 	hit      atomic.Bool  // a fault.apply was emitted at least once
 	lastEmit atomic.Int64 // clock offset (ns) of the last fault.apply
@@ -98,26 +75,9 @@ func (c *counters) snapshot() ToxicStats {
 	s := ToxicStats{
 		Updates: c.updates.Load(), ConnsSeen: c.seen.Load(), ConnsDrawn: c.drawn.Load(),
 		Conns: c.conns.Load(), Requests: c.requests.Load(), BytesDelayed: c.delayed.Load(),
-		BytesDropped: c.dropped.Load(), Closes: c.closes.Load(), MaxLag: time.Duration(c.maxLag.Load()),
-	}
-	for i := range c.lagHist {
-		s.Lag[i] = c.lagHist[i].Load()
+		BytesDropped: c.dropped.Load(), Closes: c.closes.Load(), Lag: c.lag.Snapshot(),
 	}
 	return s
-}
-
-func (c *counters) lag(d time.Duration) {
-	i := 0
-	for i < len(lagBounds) && d > lagBounds[i] {
-		i++
-	}
-	c.lagHist[i].Add(1)
-	for {
-		old := c.maxLag.Load()
-		if int64(d) <= old || c.maxLag.CompareAndSwap(old, int64(d)) {
-			return
-		}
-	}
 }
 
 // ProxyStats counts what a proxy did. Toxics holds each installed toxic's

@@ -1,6 +1,10 @@
 package tcpfault
 
-import "time"
+import (
+	"time"
+
+	"github.com/cascadehq/cascade/internal/precise"
+)
 
 // Precise waits. Go's timers are only as fine as the runtime's network
 // poller sleeps, which on Linux is whole milliseconds: measured here, a
@@ -14,20 +18,24 @@ import "time"
 // kernel's nanosleep for the rest, with the thread's timer slack set to
 // 1 ns: that lands ~20–50 µs after the deadline and costs no CPU.
 //
-// The handoff must absorb a Go timer firing late (measured under load,
-// releases within 0.5 ms: 87 % with 2 ms, 89 % with 5 ms, 93 % with 10 ms),
-// but each wait in its last stretch blocks a thread that keeps its
-// processor until sysmon takes it back, and a processor held so does not
-// poll the network: at 500 req/s with 100 ms delays, a 10 ms handoff kept
-// ~5 threads asleep and put the p99 at +4 to +7 ms (Toxiproxy: +2 to +4 in
-// the same runs), 2 ms at +2 to +3 (bench/faults.sh, interleaved). So 2 ms,
-// and at most maxSleepers waits per proxy take it; the others stay on Go
-// timers (coarser, never early). The last handoff is not interruptible by
-// a toxic change.
-const (
-	handoff     = 2 * time.Millisecond
-	maxSleepers = 64
-)
+// The handoff (precise.Handoff) must absorb a Go timer firing late
+// (measured under load, releases within 0.5 ms: 87 % with 2 ms, 89 % with
+// 5 ms, 93 % with 10 ms), but each wait in its last stretch blocks a
+// thread that keeps its processor until sysmon takes it back, and a
+// processor held so does not poll the network: at 500 req/s with 100 ms
+// delays, a 10 ms handoff kept ~5 threads asleep and put the p99 at +4 to
+// +7 ms (Toxiproxy: +2 to +4 in the same runs), 2 ms at +2 to +3
+// (bench/faults.sh, interleaved). So 2 ms, and at most 64 waits per proxy
+// take it (precise.Sleepers); the others stay on Go timers (coarser, never
+// early). The last handoff is not interruptible by a toxic change.
+//
+// Tried since: a timerfd read through the netpoller for the last stretch,
+// which holds no processor. At 500 req/s (`cascade faultproxy --latency
+// 100ms`, vegeta 15 s, interleaved with this nanosleep, 10 pairs over
+// three runs), p99 over the direct path moved by a median of −0.24 ms
+// with pairs from −1.6 to +1.4 ms, a tie at 50/s, and the proxy used
+// ~25 % more CPU (a netpoller wake-up and a hand-off to a processor per
+// release, where the sleeping thread just goes on). Not kept.
 
 // Sleep waits until t, precisely (see above), unless the running toxic is
 // changed or removed, or the connection closes: then it returns an error
@@ -66,15 +74,15 @@ func (p *Pipe) interrupted() error {
 	return errInterrupted
 }
 
-func (p *Pipe) sleep(until time.Time, precise bool) error {
+func (p *Pipe) sleep(until time.Time, exact bool) error {
 	stale, done := p.staleC(), p.c.ctx.Done()
 	forever := until.IsZero()
 	for {
 		var tc <-chan time.Time
 		if !forever {
 			d := time.Until(until)
-			if precise {
-				d -= handoff
+			if exact {
+				d -= precise.Handoff
 			}
 			if d <= 0 {
 				break
@@ -94,20 +102,16 @@ func (p *Pipe) sleep(until time.Time, precise bool) error {
 			return errClosing
 		}
 	}
-	if !precise {
+	if !exact {
 		return nil
 	}
-	if p.c.p.sleepers.Add(1) <= maxSleepers {
-		nanosleepUntil(until)
-		p.c.p.sleepers.Add(-1)
-	} else {
-		p.c.p.sleepers.Add(-1)
+	if !p.c.p.sleepers.SleepUntil(until) {
 		if err := p.sleep(until, false); err != nil {
 			return err
 		}
 	}
 	if p.cur.e != nil {
-		p.cur.e.slot.counters.lag(time.Since(until))
+		p.cur.e.slot.counters.lag.Record(time.Since(until))
 	}
 	return nil
 }

@@ -337,6 +337,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 			fs.End = results.Sec(elapsed)
 		}
 		fs.Connection, fs.Packet = effectSummaries(f.Effects)
+		fs.Lateness = f.Effects.Lateness
 		s.Faults = append(s.Faults, fs)
 	}
 	return s

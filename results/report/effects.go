@@ -24,9 +24,13 @@ func writeWithEffects(b *strings.Builder, table string, fs []results.FaultSummar
 }
 
 // effectLines says what a connection or packet fault did, under its line
-// in the Faults block: the evidence that a loss or a toxic bit, and how.
+// in the Faults block: the evidence that a loss or a toxic bit, and how;
+// and for a fault that times its releases, how punctual they were.
 func effectLines(f results.FaultSummary) []string {
 	var out []string
+	if l := f.Lateness; l != nil && l.Releases() > 0 {
+		out = append(out, "timing: "+l.String())
+	}
 	if c := f.Connection; c != nil && f.Started {
 		s := fmt.Sprintf("connections: %d carried traffic, %d drawn, %d acted on · %d messages", c.ConnsSeen, c.ConnsDrawn, c.Conns, c.Messages)
 		if c.BytesDelayed > 0 {

@@ -308,7 +308,7 @@ type statsJSON struct {
 
 func statsOf(s tcpfault.ToxicStats) statsJSON {
 	return statsJSON{s.Updates, s.ConnsSeen, s.ConnsDrawn, s.Conns, s.Requests, s.BytesDelayed, s.BytesDropped, s.Closes,
-		float64(s.MaxLag) / 1e6, s.LagWithin(500 * time.Microsecond)}
+		float64(s.Lag.Max) / 1e6, s.Lag.Within(500 * time.Microsecond)}
 }
 
 func toxicOf(t tcpfault.ToxicInfo) toxicJSON {
