@@ -333,7 +333,11 @@ faults:
   - {name: ramped, kind: packet, target: api, start: 4500ms, duration: 2s, ramp: 1s, params: {delay: 25ms, loss: 2%}}
 `)
 	before, slow := phase(t, s, "before").Latency, phase(t, s, "slow").Latency
-	if added := slow.P50 - before.P50; added < 50 || added > 50+25 {
+	// Two medians of different requests: the baseline's own spread (a few
+	// tenths of a ms) can make the difference a little under 50 (seen: 49.7)
+	// without any packet leaving early; slow.P50 >= 50 below is the strict
+	// check.
+	if added := slow.P50 - before.P50; added < 49 || added > 50+25 {
 		t.Errorf("25ms each way: p50 %.1fms before, %.1fms with the delay (added %.1fms), want ≈ 50ms", before.P50, slow.P50, added)
 	}
 	if slow.P50 < 50 {
