@@ -251,11 +251,11 @@ func TestPropagate(t *testing.T) {
 		want      seen // "*": present, any value
 	}{
 		{"default", nil, nil, seen{attempt: "1", deadline: "*", reqID: "*", xff: "127.0.0.1"}},
-		{"default, client's id and xff", nil, []string{HeaderRequestID, "c-1", "X-Forwarded-For", "10.9.8.7"},
-			seen{attempt: "1", deadline: "*", reqID: "c-1", xff: "10.9.8.7, 127.0.0.1"}},
+		{"default, client's id and xff", nil, []string{HeaderRequestID, "c-1", "X-Forwarded-For", "198.18.0.7"},
+			seen{attempt: "1", deadline: "*", reqID: "c-1", xff: "198.18.0.7, 127.0.0.1"}},
 		{"none", []string{PropagateNone}, nil, seen{}},
-		{"none, client's id and xff", []string{PropagateNone}, []string{HeaderRequestID, "c-2", "X-Forwarded-For", "10.9.8.7"},
-			seen{reqID: "c-2", xff: "10.9.8.7"}},
+		{"none, client's id and xff", []string{PropagateNone}, []string{HeaderRequestID, "c-2", "X-Forwarded-For", "198.18.0.7"},
+			seen{reqID: "c-2", xff: "198.18.0.7"}},
 		{"attempt and request id", []string{PropagateAttempt, PropagateRequestID}, nil, seen{attempt: "1", reqID: "*"}},
 		{"deadline and forwarded_for", []string{PropagateDeadline, PropagateForwardedFor}, nil, seen{deadline: "*", xff: "127.0.0.1"}},
 	} {
