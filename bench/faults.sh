@@ -25,6 +25,10 @@
 #   PEERS=../shared/bench/peers.sh   SECTION_C=1 (0 skips part 1)
 #   BENCH_TOOLS, BENCH_WORK, BENCH_OUT   as peers.sh (tools from ../shared/bench/install-peers.sh)
 #   FP_UP_PORT=18680 FP_TOXI_API_PORT=18681 FP_TOXI_PORT=18682 FP_OURS_PORT=18683 FP_HTTP_PORT=18684
+#   HOGS=0     N > 0 runs N busy loops at nice 19 during part 2, so the CPUs never go idle: on a VM,
+#              waking a halted virtual CPU takes the host up to milliseconds, for every process (the
+#              direct path too); with hogs, what is left is the software's own lateness. Label the
+#              run as such; it is not how the machine normally is.
 #   PORT_BASE   moves peers.sh's ports (UP_PORT..OURS_FAULT_PORT, TOXI_API_PORT) when another run holds them
 #   SUMMARY_ONLY=<results dir>   only print the summary of an earlier run's precision.tsv (and lateness.tsv)
 set -uo pipefail
@@ -46,6 +50,7 @@ OUT="${BENCH_OUT:-$WORK/results-$(date +%Y%m%d-%H%M%S)}"
 REPS="${REPS:-3}" DUR="${DUR:-10}" LATENCY_MS="${LATENCY_MS:-100}" RATES="${RATES:-50 500}" SECTION_C="${SECTION_C:-1}"
 FP_UP_PORT="${FP_UP_PORT:-18680}" FP_TOXI_API_PORT="${FP_TOXI_API_PORT:-18681}" FP_TOXI_PORT="${FP_TOXI_PORT:-18682}"
 FP_OURS_PORT="${FP_OURS_PORT:-18683}" FP_HTTP_PORT="${FP_HTTP_PORT:-18684}"
+HOGS="${HOGS:-0}"
 H=127.0.0.1
 
 # summary: the tables, from $OUT/precision.tsv and $OUT/lateness.tsv alone (SUMMARY_ONLY=<dir> re-runs it).
@@ -57,6 +62,7 @@ echo "error = measured - ${LATENCY_MS} ms (includes the loopback path: see direc
 echo "- direct's same percentile in the same repetition, median over the repetitions: ${LATENCY_MS} ms + what the fault"
 echo "path adds beyond the loopback (a proxy hop included). own lateness = cascade's own count of how late past the"
 echo "asked delay its releases were, over the rate's repetitions. The machine is shared."
+[ "${HOGS:-0}" -gt 0 ] 2>/dev/null && echo "HOGS=${HOGS}: ${HOGS} busy loops at nice 19 kept the CPUs from going idle during these measurements."
 for rate in $RATES; do
   echo
   echo "## ${rate} req/s"
@@ -196,6 +202,9 @@ measure() {  # measure <rate> <path> <rep> <url>
       printf "\t%.3f\n", v[n]
     }' | tee -a "$RESULTS" >&2
 }
+for i in $(seq 1 "$HOGS"); do
+  start_bg "hog-$i" nice -n 19 sh -c 'while :; do :; done'
+done
 for rate in $RATES; do
   start_ours "$rate"
   for rep in $(seq 1 "$REPS"); do
@@ -206,6 +215,7 @@ for rate in $RATES; do
   done
   stop_ours "$rate"
 done
+for i in $(seq 1 "$HOGS"); do stop_bg "hog-$i"; done
 cleanup
 
 # ------------------------------------------------------------------ summary
