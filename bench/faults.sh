@@ -52,6 +52,7 @@ FP_UP_PORT="${FP_UP_PORT:-18680}" FP_TOXI_API_PORT="${FP_TOXI_API_PORT:-18681}" 
 FP_OURS_PORT="${FP_OURS_PORT:-18683}" FP_HTTP_PORT="${FP_HTTP_PORT:-18684}"
 HOGS="${HOGS:-0}"
 H=127.0.0.1
+. "$(dirname "${BASH_SOURCE[0]}")/host.sh"
 
 # summary: the tables, from $OUT/precision.tsv and $OUT/lateness.tsv alone (SUMMARY_ONLY=<dir> re-runs it).
 summary() {
@@ -62,6 +63,7 @@ echo "error = measured - ${LATENCY_MS} ms (includes the loopback path: see direc
 echo "- direct's same percentile in the same repetition, median over the repetitions: ${LATENCY_MS} ms + what the fault"
 echo "path adds beyond the loopback (a proxy hop included). own lateness = cascade's own count of how late past the"
 echo "asked delay its releases were, over the rate's repetitions. The machine is shared."
+[ -n "${HOST_MARK:-}" ] && host_line "$HOST_MARK"
 [ "${HOGS:-0}" -gt 0 ] 2>/dev/null && echo "HOGS=${HOGS}: ${HOGS} busy loops at nice 19 kept the CPUs from going idle during these measurements."
 for rate in $RATES; do
   echo
@@ -103,6 +105,7 @@ fi
 
 mkdir -p "$OUT/raw" "$OUT/logs" "$WORK/bin"
 LOAD_AT_START=$(cat /proc/loadavg)
+HOST_MARK=$(host_mark)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }

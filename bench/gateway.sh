@@ -47,6 +47,8 @@ SWEEP_UP_PORT="${SWEEP_UP_PORT:-18580}" SWEEP_GW_PORT="${SWEEP_GW_PORT:-18581}" 
 HOSTIP=127.0.0.1
 mkdir -p "$OUT/sweep" "$WORK/bin"
 LOAD_AT_START=$(cat /proc/loadavg)
+. "$(dirname "${BASH_SOURCE[0]}")/host.sh"
+HOST_MARK=$(host_mark)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -170,6 +172,7 @@ fi
 {
   echo "# bench/gateway.sh ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, REPS=$REPS, DUR=${DUR}s, medians over reps)"
   echo; echo "load average at start: $LOAD_AT_START; at the end: $(cat /proc/loadavg)"
+  echo; host_line "$HOST_MARK"
   echo; echo "## Ours (--enable $FEATURES --propagate $PROPAGATE) against the peers, one peers.sh run (sections B and B2)"; echo
   ratios
   echo; echo "### peers.sh tables"; echo

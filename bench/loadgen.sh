@@ -152,9 +152,12 @@ memory() {
   } | tee "$OUT/memory.md"
 }
 
+. "$HERE/host.sh"
 for part in $PARTS; do
   log "== $part"
+  mark=$(host_mark)
   "$part"
+  host_line "$mark" | tee -a "$OUT/host.txt"
   echo
 done
 log "results in $OUT"
