@@ -372,11 +372,11 @@ func (v *server) removeFault(w http.ResponseWriter, r *http.Request, who string)
 }
 
 func (v *server) nextPhase(w http.ResponseWriter, r *http.Request, who string) (any, int, error) {
-	name, err := v.s.NextPhase(who)
+	name, opened, err := v.s.NextPhase(who)
 	if err != nil {
 		return nil, 0, err
 	}
-	return Done{OK: true, T: v.s.clock.Now().Seconds(), Phase: name}, 0, nil
+	return Done{OK: true, T: opened.Seconds(), Phase: name}, 0, nil
 }
 
 func (v *server) stop(w http.ResponseWriter, r *http.Request, who string) (any, int, error) {

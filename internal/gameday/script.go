@@ -71,7 +71,7 @@ type Script struct {
 	cfg    loadgen.Config
 	steps  []step
 
-	openCh chan string
+	openCh chan openReq
 	stopCh chan struct{}
 	wg     sync.WaitGroup
 
@@ -137,7 +137,7 @@ func NewScript(c ScriptConfig) (*Script, error) {
 		tr = h
 	}
 	s := &Script{p: p, clock: c.Clock, sink: c.Sink, rec: c.Recorder, phases: c.Phases, tl: c.Timeline, tr: tr, cfg: cfg,
-		openCh: make(chan string, 1), stopCh: make(chan struct{}), cancels: map[*loadgen.Generator]context.CancelFunc{}}
+		openCh: make(chan openReq, 1), stopCh: make(chan struct{}), cancels: map[*loadgen.Generator]context.CancelFunc{}}
 	if s.sink == nil {
 		s.sink = event.Discard
 	}
@@ -291,21 +291,38 @@ func (s *Script) ScriptTime() time.Duration {
 }
 
 // OpenGate opens the gate that is closed now, on behalf of who, and
-// returns its name.
-func (s *Script) OpenGate(who string) (string, error) {
+// returns its name and when it opened on the run's clock.
+func (s *Script) OpenGate(who string) (string, time.Duration, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch {
 	case s.stopped != "":
-		return "", ErrStopped
+		s.mu.Unlock()
+		return "", 0, ErrStopped
 	case s.closed == nil:
-		return "", ErrNoGate
+		s.mu.Unlock()
+		return "", 0, ErrNoGate
 	}
+	name := s.closed.Gate.Name
+	req := openReq{who: who, opened: make(chan time.Duration, 1)}
 	select {
-	case s.openCh <- who:
-	default: // already being opened
+	case s.openCh <- req:
+	default: // already being opened: that request's answer is the time
+		s.mu.Unlock()
+		return name, s.clock.Now(), nil
 	}
-	return s.closed.Gate.Name, nil
+	s.mu.Unlock()
+	// The hold in progress answers every request sent while its gate was
+	// closed (see hold), so this wait ends.
+	return name, <-req.opened, nil
+}
+
+// openReq asks the hold in progress to open its gate. The hold answers with
+// the time it opened, so whoever asked reports the same instant the phase
+// boundary and the gate.open event carry, not a clock read of its own a
+// scheduling delay later.
+type openReq struct {
+	who    string
+	opened chan time.Duration // buffered: the hold never waits on it
 }
 
 // Stop ends the load gracefully: no request is scheduled any more, those in
@@ -462,10 +479,6 @@ func (s *Script) startGen(cfg loadgen.Config, offset time.Duration, what string)
 func (s *Script) hold(ctx context.Context, k int, closed time.Duration) {
 	g := s.p.Gates[k]
 	s.mu.Lock()
-	select {
-	case <-s.openCh: // a late "open" for the previous gate (it had timed out): not for this one
-	default:
-	}
 	s.closed = &Hold{Gate: g, Closed: closed}
 	s.mu.Unlock()
 	_ = s.setPhases()
@@ -481,8 +494,10 @@ func (s *Script) hold(ctx context.Context, k int, closed time.Duration) {
 	limit := time.NewTimer(max(closed+g.MaxHold-s.clock.Now(), 0))
 	defer limit.Stop()
 	var by string
+	var asked chan time.Duration
 	select {
-	case by = <-s.openCh:
+	case r := <-s.openCh:
+		by, asked = r.who, r.opened
 	case <-limit.C:
 		by = "max_hold"
 	case <-s.stopCh:
@@ -500,7 +515,18 @@ func (s *Script) hold(ctx context.Context, k int, closed time.Duration) {
 	s.holds = append(s.holds, h)
 	s.closed = nil
 	s.shift = opened - g.At
+	// A request to open that lost the race with max_hold or a stop, or
+	// came while this hold was ending, is answered too: it was for this
+	// gate, and none can come now that closed is nil.
+	select {
+	case r := <-s.openCh:
+		r.opened <- opened
+	default:
+	}
 	s.mu.Unlock()
+	if asked != nil {
+		asked <- opened
+	}
 	_ = s.setPhases()
 	s.sink.Emit(event.Event{T: opened, Source: "gameday", Type: "gate.open", Target: g.Name,
 		Attrs: map[string]any{"phase": g.Name, "held_s": h.Held().Seconds(), "by": by}})

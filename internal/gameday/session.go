@@ -415,13 +415,15 @@ func (s *Session) RemoveFault(who, name string) error {
 	return err
 }
 
-// NextPhase opens the gate that is waiting.
-func (s *Session) NextPhase(who string) (string, error) {
+// NextPhase opens the gate that is waiting and returns its name and when it
+// opened on the run's clock (the instant the phase ends).
+func (s *Session) NextPhase(who string) (string, time.Duration, error) {
 	je := Entry{T: s.clock.Now().Seconds(), Wall: time.Now(), Who: who, Action: ActPhaseNext}
 	err := s.checkRunning()
 	var name string
+	var opened time.Duration
 	if err == nil {
-		name, err = s.script.OpenGate(who)
+		name, opened, err = s.script.OpenGate(who)
 		if errors.Is(err, ErrNoGate) {
 			msg := "no gate is waiting"
 			if g, ok := s.script.NextGate(); ok {
@@ -441,7 +443,7 @@ func (s *Session) NextPhase(who string) (string, error) {
 	s.journal.Add(je)
 	s.sink.Emit(event.Event{T: s.clock.Now(), Source: "gameday", Type: "gameday.action", Target: name,
 		Attrs: actionAttrs(ActPhaseNext, who, je)})
-	return name, err
+	return name, opened, err
 }
 
 // Stop ends the run gracefully: results are written and judged as usual.
