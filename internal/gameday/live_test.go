@@ -425,6 +425,10 @@ func TestLiveFaultTakesEffectWithinOneSecond(t *testing.T) {
 	if effect > time.Second {
 		t.Errorf("the fault took effect after %s, want within 1s", effect)
 	}
+	// Leave it on for 300 ms, ~30 of the load generator's requests at
+	// 100/s, so it sees the fault too: the prober can see a 5xx within a
+	// few ms, before the generator's next request is due.
+	time.Sleep(time.Until(sent.Add(300 * time.Millisecond)))
 	rmSent := time.Now()
 	if _, err := lr.c.RemoveFault(context.Background(), a.Name); err != nil {
 		t.Fatal(err)
