@@ -524,12 +524,12 @@ func (s *Script) hold(ctx context.Context, k int, closed time.Duration) {
 	default:
 	}
 	s.mu.Unlock()
-	if asked != nil {
-		asked <- opened
-	}
 	_ = s.setPhases()
 	s.sink.Emit(event.Event{T: opened, Source: "gameday", Type: "gate.open", Target: g.Name,
 		Attrs: map[string]any{"phase": g.Name, "held_s": h.Held().Seconds(), "by": by}})
+	if asked != nil { // after the phases moved and the event went out: the answer finds them
+		asked <- opened
+	}
 }
 
 // fault runs one scripted fault step of a gated plan.
