@@ -306,6 +306,12 @@ func TestControlAPIAuthAndMalformedRequests(t *testing.T) {
 	}
 
 	good := `{kind: error, target: api, params: {status: 503}}`
+	// A token one character off; not "0"+tok[1:], which is the token itself
+	// whenever it starts with a 0.
+	off := "0" + tok[1:]
+	if tok[0] == '0' {
+		off = "1" + tok[1:]
+	}
 	for _, tc := range []struct {
 		name, method, path, token, body string
 		hdr                             map[string]string
@@ -314,7 +320,7 @@ func TestControlAPIAuthAndMalformedRequests(t *testing.T) {
 	}{
 		{"no token", "GET", "/v1/status", "", "", nil, 401, "missing token"},
 		{"no token, write", "POST", "/v1/faults", "", good, nil, 401, "missing token"},
-		{"wrong token", "GET", "/v1/faults", "0" + tok[1:], "", nil, 401, "wrong token"},
+		{"wrong token", "GET", "/v1/faults", off, "", nil, 401, "wrong token"},
 		{"wrong token, write", "POST", "/v1/stop", "nope", "", nil, 401, "wrong token"},
 		{"token as basic auth", "GET", "/v1/status", "", "", map[string]string{"Authorization": "Basic " + tok}, 401, "Bearer"},
 		{"stream without token", "GET", "/v1/stream", "", "", nil, 401, "missing token"},
