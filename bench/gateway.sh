@@ -9,6 +9,11 @@
 #    request, added p50/p99 at a fixed open-loop rate.
 # 2. The cost of each feature: the same upstream, wrk at fixed concurrency, our gateway with one
 #    feature set after another (and nginx as the reference), repetitions interleaved.
+# 3. Light-load latency in many short rounds (LAT_ROUNDS > 0): direct, nginx and ours run side by
+#    side, and each round sends B_RATE req/s (vegeta, open loop) for LAT_DUR s to each in turn, the
+#    order rotating. On a shared VM a path's tail moves by milliseconds between seconds, so one
+#    10 s run per path (peers.sh B2) can rank them by luck; paired short rounds compare the paths
+#    under the same noise, and pooling every round gives each path's percentiles over the same span.
 #
 # Everything listens on 127.0.0.1, every load run is bounded (DUR seconds), and only processes this
 # script started are stopped (by PID). Knobs (environment):
@@ -19,6 +24,11 @@
 #   SWEEP="plain headers breaker retries limits p2c all all+headers all+log"   feature sets for part 2
 #                                              ("" skips it); every set runs with --propagate none but
 #                                              headers and all+headers (the default four headers)
+#   LAT_ROUNDS=0 LAT_DUR=4                     part 3: rounds (0 skips it) and seconds per path per round
+#   LAT_PORT_BASE=18590                        part 3: upstream, nginx, ours on +0, +1, +2
+#   HOP_ROUNDS=2                               part 3, as root: rounds with bench/hopcap splitting each
+#                                              request's time on the wire (0 skips them)
+#   PARTS="peers sweep latency"                which parts run (sweep also needs SWEEP non-empty)
 #   PEERS=../shared/bench/peers.sh             the peer benchmark
 #   BENCH_TOOLS, BENCH_WORK, BENCH_OUT          as peers.sh (tools from install-peers.sh)
 #   SWEEP_UP_PORT=18580 SWEEP_GW_PORT=18581 SWEEP_NGINX_PORT=18582
@@ -43,6 +53,9 @@ REPS="${REPS:-3}" DUR="${DUR:-10}" CONNS="${CONNS:-50}" B_RATE="${B_RATE:-5000}"
 FEATURES="${FEATURES:-breaker,retries,limits,p2c}" PROPAGATE="${PROPAGATE:-none}"
 [ "$PROPAGATE" = all ] && PROPAGATE=request_id,forwarded_for,attempt,deadline
 SWEEP="${SWEEP-plain headers breaker retries limits p2c all all+headers all+log}"
+LAT_ROUNDS="${LAT_ROUNDS:-0}" LAT_DUR="${LAT_DUR:-4}" HOP_ROUNDS="${HOP_ROUNDS:-2}" LAT_PORT_BASE="${LAT_PORT_BASE:-18590}"
+PARTS="${PARTS:-peers sweep latency}"
+want() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 SWEEP_UP_PORT="${SWEEP_UP_PORT:-18580}" SWEEP_GW_PORT="${SWEEP_GW_PORT:-18581}" SWEEP_NGINX_PORT="${SWEEP_NGINX_PORT:-18582}"
 HOSTIP=127.0.0.1
 mkdir -p "$OUT/sweep" "$WORK/bin"
@@ -57,12 +70,14 @@ log "building cascade into $WORK/bin"
 BIN="$WORK/bin/cascade"
 
 # ------------------------------------------------------------------ 1. peers.sh B and B2
-log "== peers.sh sections B, B2 (ours: --enable $FEATURES --propagate $PROPAGATE)"
-OURS_PROXY_CMD="$BIN gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES --propagate $PROPAGATE" \
-  SECTIONS="B" REPS="$REPS" DUR="$DUR" CONNS="$CONNS" B_RATE="$B_RATE" BENCH_WORK="$WORK/peers" BENCH_OUT="$OUT/peers" \
-  "$PEERS" > "$OUT/peers.log" 2>&1
 MED="$OUT/peers/medians.tsv"
-[ -s "$MED" ] || { log "ERROR: peers.sh produced no medians (see $OUT/peers.log)"; tail -20 "$OUT/peers.log" >&2; exit 1; }
+if want peers; then
+  log "== peers.sh sections B, B2 (ours: --enable $FEATURES --propagate $PROPAGATE)"
+  OURS_PROXY_CMD="$BIN gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES --propagate $PROPAGATE" \
+    SECTIONS="B" REPS="$REPS" DUR="$DUR" CONNS="$CONNS" B_RATE="$B_RATE" BENCH_WORK="$WORK/peers" BENCH_OUT="$OUT/peers" \
+    "$PEERS" > "$OUT/peers.log" 2>&1
+  [ -s "$MED" ] || { log "ERROR: peers.sh produced no medians (see $OUT/peers.log)"; tail -20 "$OUT/peers.log" >&2; exit 1; }
+fi
 
 ratios() {
   awk -F'\t' -v rate="$B_RATE" '
@@ -164,7 +179,127 @@ sweep_table() {
           u, (up&&k!="nginx"&&k!="plain"?sprintf("%+.1f",u-up):"–"), med(P,k), med(Q,k), med(W,k) } }' "$OUT/sweep/results.tsv"
 }
 
-if [ -n "$SWEEP" ]; then
+# ------------------------------------------------------------------ 3. light-load latency rounds
+# lat_measure <path> <port> <round>: vegeta at B_RATE for LAT_DUR s; keeps the .bin for pooling and
+# prints "path round p50_ms p99_ms errors".
+lat_measure() {
+  local path=$1 port=$2 round=$3 raw="$OUT/latency/$1-r$3"
+  echo "GET http://$HOSTIP:$port/" > "$raw.targets"
+  timeout -k 5 $((LAT_DUR + 30)) vegeta attack -targets="$raw.targets" -rate="$B_RATE/s" -duration="${LAT_DUR}s" \
+    -max-connections="$CONNS" -output="$raw.bin" 2> "$raw.err"
+  vegeta report -type=json "$raw.bin" |
+    jq -r --arg p "$path" --arg r "$round" '"\($p)\t\($r)\t\(.latencies["50th"]/1e6)\t\(.latencies["99th"]/1e6)\t\(.requests - ((.status_codes["200"]) // 0))"'
+}
+
+# hop_rounds: the same three paths, the same rate, with bench/hopcap capturing loopback meanwhile
+# (root only): each request's time split on the wire into the proxy's in-hop, the upstream and the
+# proxy's out-hop. The capture takes CPU from the paths it watches, so these rounds are kept out of
+# the latency table above.
+hop_rounds() {
+  if ! (cd "$REPO" && go build -o "$WORK/bin/hopcap" ./bench/hopcap) || ! "$WORK/bin/hopcap" -front 1 -dur 1ms > /dev/null 2>&1; then
+    log "skip hop capture: bench/hopcap needs Linux and CAP_NET_RAW (root)"; return 0
+  fi
+  printf 'round\tpath\thop\tn\tp50_us\tp90_us\tp99_us\tp999_us\n' > "$OUT/latency/hops.tsv"
+  local r p up raw cap
+  for r in $(seq 1 "$HOP_ROUNDS"); do
+    for p in direct nginx ours; do
+      raw="$OUT/latency/hop-$p-r$r"; up=$LAT_PORT_BASE; [ "$p" = direct ] && up=0
+      seq 1 $((B_RATE * LAT_DUR + B_RATE)) | awk -v u="http://$HOSTIP:${port[$p]}/?h$r-" '{ print "GET " u $1 }' > "$raw.targets"
+      "$WORK/bin/hopcap" -front "${port[$p]}" -up "$up" -dur "$((LAT_DUR + 1))s" > "$raw.hops" 2> "$raw.hoperr" & cap=$!
+      sleep 0.3
+      timeout -k 5 $((LAT_DUR + 30)) vegeta attack -targets="$raw.targets" -rate="$B_RATE/s" -duration="${LAT_DUR}s" \
+        -max-connections="$CONNS" -output="$raw.bin" 2> "$raw.err"
+      wait "$cap"
+      vegeta report -type=json "$raw.bin" |
+        jq -r --arg r "$r" --arg p "$p" '"\($r)\t\($p)\tclient\t\(.requests)\t\(.latencies["50th"]/1e3|floor)\t\(.latencies["90th"]/1e3|floor)\t\(.latencies["99th"]/1e3|floor)\t-"' >> "$OUT/latency/hops.tsv"
+      sed "s/^/$r\t$p\t/" "$raw.hops" >> "$OUT/latency/hops.tsv"
+    done
+  done
+}
+
+# hops_table: per round and path, p50 / p99 of each hop in µs.
+hops_table() {
+  awk -F'\t' 'NR==1 { next }
+    { k = $1 SUBSEP $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }; v[k, $3] = $5 " / " $7 }
+    END {
+      print "| round | path | client (vegeta) | in-hop | upstream | out-hop | proxy + upstream (total) |"
+      print "|---:|---|---:|---:|---:|---:|---:|"
+      for (i = 1; i <= n; i++) { split(order[i], a, SUBSEP); k = order[i]
+        printf "| %s | %s | %s | %s | %s | %s | %s |\n", a[1], (a[2]=="ours"?"**cascade gateway**":a[2]), v[k,"client"],
+          ((k,"in-hop") in v) ? v[k,"in-hop"] : "–", ((k,"upstream") in v) ? v[k,"upstream"] : "–", ((k,"out-hop") in v) ? v[k,"out-hop"] : "–", v[k,"total"] } }' "$OUT/latency/hops.tsv"
+}
+
+latency_rounds() {
+  local upp=$LAT_PORT_BASE ngp=$((LAT_PORT_BASE + 1)) gwp=$((LAT_PORT_BASE + 2)) p
+  for p in "$upp" "$ngp" "$gwp"; do port_free "$p" || { log "ERROR: port $p in use"; return 1; }; done
+  command -v vegeta > /dev/null && command -v nginx > /dev/null || { log "skip latency rounds: vegeta or nginx missing"; return 0; }
+  mkdir -p "$OUT/latency/nginx/tmp"
+  local srv="$WORK/peers/srv/upstream"
+  [ -x "$srv" ] || (cd "$PEERS_DIR" && GOFLAGS=-buildvcs=false go build -o "$WORK/peers/srv/" ./servers/...)
+  start_bg lat-up "$srv" -addr "$HOSTIP:$upp" -mode hello; wait_port "$upp" || return 1
+  sed -e "s/@UPSTREAM_PORT@/$upp/g; s/@NGINX_PORT@/$ngp/g; s/@NGINX_WORKERS@/auto/g" \
+    "$PEERS_DIR/conf/nginx.conf.in" > "$OUT/latency/nginx/nginx.conf"
+  start_bg lat-nginx nginx -p "$OUT/latency/nginx" -e error.log -c nginx.conf -g 'daemon off;'
+  # shellcheck disable=SC2086
+  start_bg lat-gw "$BIN" gateway --listen "$HOSTIP:$gwp" --upstream "http://$HOSTIP:$upp" --enable "$FEATURES" --propagate "$PROPAGATE"
+  wait_port "$ngp" && wait_port "$gwp" || { log "ERROR: nginx or the gateway did not start"; return 1; }
+  declare -A port=([direct]=$upp [nginx]=$ngp [ours]=$gwp)
+  for p in direct nginx ours; do wrk -t2 -c"$CONNS" -d1s "http://$HOSTIP:${port[$p]}/" > /dev/null 2>&1; done   # warm-up
+  printf 'path\tround\tp50_ms\tp99_ms\terrors\n' > "$OUT/latency/rounds.tsv"
+  printf 'round\tsteal_pct\n' > "$OUT/latency/steal.tsv"
+  local r order mark
+  for r in $(seq 1 "$LAT_ROUNDS"); do
+    case $((r % 3)) in 1) order="direct nginx ours" ;; 2) order="nginx ours direct" ;; 0) order="ours direct nginx" ;; esac
+    mark=$(host_mark)
+    for p in $order; do lat_measure "$p" "${port[$p]}" "$r" | tee -a "$OUT/latency/rounds.tsv" >&2; done
+    printf '%s\t%s\n' "$r" "$(host_steal "$mark")" >> "$OUT/latency/steal.tsv"
+  done
+  [ "$HOP_ROUNDS" -gt 0 ] && hop_rounds
+  printf 'path\trequests\tp50_ms\tp90_ms\tp99_ms\terrors\n' > "$OUT/latency/pooled.tsv"
+  for p in direct nginx ours; do
+    # shellcheck disable=SC2046
+    vegeta report -type=json $(ls "$OUT/latency/$p"-r*.bin) |
+      jq -r --arg p "$p" '"\($p)\t\(.requests)\t\(.latencies["50th"]/1e6)\t\(.latencies["90th"]/1e6)\t\(.latencies["99th"]/1e6)\t\(.requests - ((.status_codes["200"]) // 0))"'
+  done >> "$OUT/latency/pooled.tsv"
+  stop_bg lat-gw; stop_bg lat-nginx; stop_bg lat-up
+}
+
+# latency_table: per-round added latency (path minus direct in the same round), its median over the
+# rounds, the rounds where ours added no more than nginx, and every round pooled.
+latency_table() {
+  awk -F'\t' '
+    FNR==1 { f++; next }
+    f==1 { p50[$1,$2]=$3; p99[$1,$2]=$4; err[$1]+=$5; if ($2>nr) nr=$2 }
+    f==2 { steal[$1]=$2 }
+    f==3 { n[$1]=$2; q50[$1]=$3; q90[$1]=$4; q99[$1]=$5 }
+    function med(a, m,   i,j,t){ for(i=2;i<=m;i++){t=a[i];for(j=i-1;j>=1&&a[j]>t;j--)a[j+1]=a[j];a[j+1]=t}
+      return (m%2)?a[(m+1)/2]:(a[m/2]+a[m/2+1])/2 }
+    END {
+      print "| path | requests | errors | pooled p50 ms | pooled p99 ms | pooled p50 added µs | pooled p99 added µs | median per-round p50 added µs | median per-round p99 added µs |"
+      print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+      split("direct nginx ours", P, " ")
+      for (i = 1; i <= 3; i++) { p = P[i]; m = 0
+        for (r = 1; r <= nr; r++) if (((p,r) in p50) && (("direct",r) in p50)) { m++; A[m] = (p50[p,r]-p50["direct",r])*1000; B[m] = (p99[p,r]-p99["direct",r])*1000 }
+        if (p == "direct") printf "| direct | %d | %d | %.3f | %.3f | – | – | – | – |\n", n[p], err[p], q50[p], q99[p]
+        else printf "| %s | %d | %d | %.3f | %.3f | %+.0f | %+.0f | %+.0f | %+.0f |\n", (p=="ours"?"**cascade gateway**":p), n[p], err[p], q50[p], q99[p],
+          (q50[p]-q50["direct"])*1000, (q99[p]-q99["direct"])*1000, med(A,m), med(B,m) }
+      w50 = w99 = m = 0
+      for (r = 1; r <= nr; r++) if ((("ours",r) in p50) && (("nginx",r) in p50)) { m++
+        if (p50["ours",r] <= p50["nginx",r]) w50++; if (p99["ours",r] <= p99["nginx",r]) w99++ }
+      printf "\nRounds where ours added no more than nginx: p50 %d of %d, p99 %d of %d.\n", w50, m, w99, m
+      printf "\n| round | steal %% | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms |\n|---:|---:|---|---|---|\n"
+      for (r = 1; r <= nr; r++) printf "| %d | %s | %.3f / %.3f | %.3f / %.3f | %.3f / %.3f |\n", r, steal[r],
+        p50["direct",r], p99["direct",r], p50["nginx",r], p99["nginx",r], p50["ours",r], p99["ours",r]
+    }' "$OUT/latency/rounds.tsv" "$OUT/latency/steal.tsv" "$OUT/latency/pooled.tsv"
+}
+
+if want latency && [ "$LAT_ROUNDS" -gt 0 ]; then
+  log "== light-load latency: $LAT_ROUNDS rounds of ${LAT_DUR}s at $B_RATE req/s per path (direct, nginx, ours)"
+  mkdir -p "$OUT/latency"
+  latency_rounds
+fi
+
+if want sweep && [ -n "$SWEEP" ]; then
   log "== feature sweep: $SWEEP (wrk -c$CONNS ${DUR}s, $REPS reps interleaved, nginx as reference)"
   sweep
 fi
@@ -173,10 +308,20 @@ fi
   echo "# bench/gateway.sh ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, REPS=$REPS, DUR=${DUR}s, medians over reps)"
   echo; echo "load average at start: $LOAD_AT_START; at the end: $(cat /proc/loadavg)"
   echo; host_line "$HOST_MARK"
-  echo; echo "## Ours (--enable $FEATURES --propagate $PROPAGATE) against the peers, one peers.sh run (sections B and B2)"; echo
-  ratios
-  echo; echo "### peers.sh tables"; echo
-  sed -n '/^## B\./,$p' "$OUT/peers/summary.md"
+  if [ -s "$MED" ]; then
+    echo; echo "## Ours (--enable $FEATURES --propagate $PROPAGATE) against the peers, one peers.sh run (sections B and B2)"; echo
+    ratios
+    echo; echo "### peers.sh tables"; echo
+    sed -n '/^## B\./,$p' "$OUT/peers/summary.md"
+  fi
+  if [ -s "$OUT/latency/pooled.tsv" ]; then
+    echo; echo "## Light-load latency: $LAT_ROUNDS rounds, ${LAT_DUR}s per path per round at $B_RATE req/s (vegeta, open loop, ≤ $CONNS connections), order rotating"; echo
+    latency_table
+  fi
+  if [ -s "$OUT/latency/hops.tsv" ]; then
+    echo; echo "### Where the time goes, on the wire (bench/hopcap, $HOP_ROUNDS rounds of ${LAT_DUR}s at $B_RATE req/s; p50 / p99 µs; the capture itself takes CPU)"; echo
+    hops_table
+  fi
   if [ -s "$OUT/sweep/results.tsv" ]; then
     echo; echo "## Cost of each feature (wrk -t2 -c$CONNS, ${DUR}s, hello upstream)"; echo
     sweep_table
