@@ -29,6 +29,13 @@
 #              waking a halted virtual CPU takes the host up to milliseconds, for every process (the
 #              direct path too); with hogs, what is left is the software's own lateness. Label the
 #              run as such; it is not how the machine normally is.
+#   WIRE_ROUNDS=1   as root: after each rate's repetitions, this many more rounds per path with
+#              bench/hopcap capturing loopback, so the delay is also measured on the wire: from the
+#              packet that the delay holds back arriving to the one it releases leaving (out-hop for
+#              the TCP proxies, whose toxic delays the answer; request in to answer out for the HTTP
+#              delay, beside the same server with no delay). That is the fault's own precision with
+#              neither the client's nor the other hops' wake-ups in it. 0 skips it.
+#   FP_HTTP0_PORT=18685   the no-delay `cascade upstream` for that baseline
 #   PORT_BASE   moves peers.sh's ports (UP_PORT..OURS_FAULT_PORT, TOXI_API_PORT) when another run holds them
 #   SUMMARY_ONLY=<results dir>   only print the summary of an earlier run's precision.tsv (and lateness.tsv)
 set -uo pipefail
@@ -50,7 +57,7 @@ OUT="${BENCH_OUT:-$WORK/results-$(date +%Y%m%d-%H%M%S)}"
 REPS="${REPS:-3}" DUR="${DUR:-10}" LATENCY_MS="${LATENCY_MS:-100}" RATES="${RATES:-50 500}" SECTION_C="${SECTION_C:-1}"
 FP_UP_PORT="${FP_UP_PORT:-18680}" FP_TOXI_API_PORT="${FP_TOXI_API_PORT:-18681}" FP_TOXI_PORT="${FP_TOXI_PORT:-18682}"
 FP_OURS_PORT="${FP_OURS_PORT:-18683}" FP_HTTP_PORT="${FP_HTTP_PORT:-18684}"
-HOGS="${HOGS:-0}"
+HOGS="${HOGS:-0}" WIRE_ROUNDS="${WIRE_ROUNDS:-1}" FP_HTTP0_PORT="${FP_HTTP0_PORT:-18685}"
 H=127.0.0.1
 . "$(dirname "${BASH_SOURCE[0]}")/host.sh"
 
@@ -62,7 +69,7 @@ echo "Injected ${LATENCY_MS} ms; vegeta open loop, ${DUR}s per case, medians ove
 echo "error = measured - ${LATENCY_MS} ms (includes the loopback path: see direct). over direct = the path's percentile"
 echo "- direct's same percentile in the same repetition, median over the repetitions: ${LATENCY_MS} ms + what the fault"
 echo "path adds beyond the loopback (a proxy hop included). own lateness = cascade's own count of how late past the"
-echo "asked delay its releases were, over the rate's repetitions. The machine is shared."
+echo "asked delay its releases were, over the rate's repetitions (and its wire rounds, if any). The machine is shared."
 [ -n "${HOST_MARK:-}" ] && host_line "$HOST_MARK"
 [ "${HOGS:-0}" -gt 0 ] 2>/dev/null && echo "HOGS=${HOGS}: ${HOGS} busy loops at nice 19 kept the CPUs from going idle during these measurements."
 for rate in $RATES; do
@@ -90,6 +97,25 @@ for rate in $RATES; do
           (inj ? over(P50, k) : "–"), (inj ? over(P99, k) : "–"),
           ((k in W) && W[k] != "-" ? W[k] "%" : "–"), ((k in M) && M[k] != "-" ? sprintf("%.3f", M[k]) : "–") } }' "$OUT/lateness.tsv" "$OUT/precision.tsv"
 done
+if [ -s "$OUT/wire.tsv" ]; then
+  echo
+  echo "## On the wire (bench/hopcap, ${WIRE_ROUNDS} round(s) of ${DUR}s per path and rate; ms)"
+  echo
+  echo "The delayed stretch between two packets: for the TCP proxies the upstream's answer arriving to the proxy's"
+  echo "answer leaving (out-hop); for the HTTP delay the request arriving to the answer leaving (total), beside the same"
+  echo "server without the delay (cascade-http-0) and the peers' upstream (direct). error = that - ${LATENCY_MS} ms; for"
+  echo "the HTTP delay, over no-delay = its percentile - ${LATENCY_MS} ms - cascade-http-0's same percentile."
+  echo
+  echo "| rate | path | stretch | n | p50 | p90 | p99 | p99.9 | p50 error | p99 error | p50 / p99 over no-delay |"
+  echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' -v L="$LATENCY_MS" 'NR == 1 { next }
+    { key = ($2 == "toxiproxy" || $2 == "cascade-tcp") ? "out-hop" : "total"; if ($3 != key || $5 == "-") next
+      d = ($2 == "toxiproxy" || $2 == "cascade-tcp" || $2 == "cascade-http")
+      if ($2 == "cascade-http-0") { b50[$1] = $5; b99[$1] = $7 }
+      nd = ($2 == "cascade-http" && ($1 in b50)) ? sprintf("%+.3f / %+.3f", ($5 - b50[$1])/1e3 - L, ($7 - b99[$1])/1e3 - L) : "–"
+      printf "| %s | %s | %s | %d | %.3f | %.3f | %.3f | %.3f | %s | %s | %s |\n", $1, $2, $3, $4, $5/1e3, $6/1e3, $7/1e3, $8/1e3,
+        d ? sprintf("%+.3f", $5/1e3 - L) : "–", d ? sprintf("%+.3f", $7/1e3 - L) : "–", nd }' "$OUT/wire.tsv"
+fi
 if [ -s "$OUT/peers/summary.md" ]; then
   echo
   echo "## peers.sh section C (ours = cascade faultproxy, at 50 req/s only)"
@@ -150,7 +176,7 @@ fi
 
 # ------------------------------------------------------------------ 2. both rates, same run
 log "== 2. direct, Toxiproxy, cascade TCP and HTTP layers at ${RATES} req/s (REPS=$REPS, DUR=$DUR)"
-for p in "$FP_UP_PORT" "$FP_TOXI_API_PORT" "$FP_TOXI_PORT" "$FP_OURS_PORT" "$FP_HTTP_PORT"; do
+for p in "$FP_UP_PORT" "$FP_TOXI_API_PORT" "$FP_TOXI_PORT" "$FP_OURS_PORT" "$FP_HTTP_PORT" "$FP_HTTP0_PORT"; do
   port_free "$p" || { log "ERROR: port $p is in use (set FP_*_PORT)"; exit 1; }
 done
 start_bg up "$WORK/bin/upstream" -addr "$H:$FP_UP_PORT" -mode hello
@@ -205,6 +231,37 @@ measure() {  # measure <rate> <path> <rep> <url>
       printf "\t%.3f\n", v[n]
     }' | tee -a "$RESULTS" >&2
 }
+# wire <rate>: WIRE_ROUNDS rounds per path with bench/hopcap splitting each request on the wire.
+WIRE=0
+if [ "$WIRE_ROUNDS" -gt 0 ]; then
+  if (cd "$REPO" && go build -o "$WORK/bin/hopcap" ./bench/hopcap) && "$WORK/bin/hopcap" -front 1 -dur 1ms > /dev/null 2>&1; then
+    WIRE=1
+    printf 'rate\tpath\thop\tn\tp50_us\tp90_us\tp99_us\tp999_us\n' > "$OUT/wire.tsv"
+    start_bg http0 "$BIN" upstream --listen "$H:$FP_HTTP0_PORT"
+    wait_port "$FP_HTTP0_PORT" http0
+  else
+    log "skip the wire rounds: bench/hopcap needs Linux and CAP_NET_RAW (root)"
+  fi
+fi
+wire() {
+  local rate=$1 r path port up raw cap
+  for r in $(seq 1 "$WIRE_ROUNDS"); do
+    for path in direct toxiproxy cascade-tcp cascade-http-0 cascade-http; do
+      case $path in
+        direct) port=$FP_UP_PORT up=0 ;;        toxiproxy) port=$FP_TOXI_PORT up=$FP_UP_PORT ;;
+        cascade-tcp) port=$FP_OURS_PORT up=$FP_UP_PORT ;; cascade-http-0) port=$FP_HTTP0_PORT up=0 ;;
+        cascade-http) port=$FP_HTTP_PORT up=0 ;;
+      esac
+      raw="$OUT/raw/wire-$path-$rate-r$r"
+      seq 1 $((rate * DUR + rate)) | awk -v u="http://$H:$port/?w$rate-$r-" '{ print "GET " u $1 }' > "$raw.targets"
+      "$WORK/bin/hopcap" -front "$port" -up "$up" -dur "$((DUR + 1))s" > "$raw.hops" 2> "$raw.hoperr" & cap=$!
+      sleep 0.3
+      timeout -k 5 $((DUR + 30)) vegeta attack -targets="$raw.targets" -rate="$rate/s" -duration="${DUR}s" -output="$raw.bin" 2> "$raw.err"
+      wait "$cap"
+      sed "s/^/$rate\t$path\t/" "$raw.hops" | tee -a "$OUT/wire.tsv" >&2
+    done
+  done
+}
 for i in $(seq 1 "$HOGS"); do
   start_bg "hog-$i" nice -n 19 sh -c 'while :; do :; done'
 done
@@ -216,6 +273,7 @@ for rate in $RATES; do
     measure "$rate" cascade-tcp "$rep" "http://$H:$FP_OURS_PORT/"
     measure "$rate" cascade-http "$rep" "http://$H:$FP_HTTP_PORT/"
   done
+  [ "$WIRE" = 1 ] && wire "$rate"
   stop_ours "$rate"
 done
 for i in $(seq 1 "$HOGS"); do stop_bg "hog-$i"; done
