@@ -240,7 +240,6 @@ latency_rounds() {
   sed -e "s/@UPSTREAM_PORT@/$upp/g; s/@NGINX_PORT@/$ngp/g; s/@NGINX_WORKERS@/auto/g" \
     "$PEERS_DIR/conf/nginx.conf.in" > "$OUT/latency/nginx/nginx.conf"
   start_bg lat-nginx nginx -p "$OUT/latency/nginx" -e error.log -c nginx.conf -g 'daemon off;'
-  # shellcheck disable=SC2086
   start_bg lat-gw "$BIN" gateway --listen "$HOSTIP:$gwp" --upstream "http://$HOSTIP:$upp" --enable "$FEATURES" --propagate "$PROPAGATE"
   wait_port "$ngp" && wait_port "$gwp" || { log "ERROR: nginx or the gateway did not start"; return 1; }
   declare -A port=([direct]=$upp [nginx]=$ngp [ours]=$gwp)
