@@ -255,9 +255,10 @@ wire() {
       raw="$OUT/raw/wire-$path-$rate-r$r"
       seq 1 $((rate * DUR + rate)) | awk -v u="http://$H:$port/?w$rate-$r-" '{ print "GET " u $1 }' > "$raw.targets"
       "$WORK/bin/hopcap" -front "$port" -up "$up" -dur "$((DUR + 1))s" > "$raw.hops" 2> "$raw.hoperr" & cap=$!
+      PID[hopcap]=$cap   # so an interrupt stops it too
       sleep 0.3
       timeout -k 5 $((DUR + 30)) vegeta attack -targets="$raw.targets" -rate="$rate/s" -duration="${DUR}s" -output="$raw.bin" 2> "$raw.err"
-      wait "$cap"
+      wait "$cap"; unset 'PID[hopcap]'
       sed "s/^/$rate\t$path\t/" "$raw.hops" | tee -a "$OUT/wire.tsv" >&2
     done
   done

@@ -206,10 +206,11 @@ hop_rounds() {
       raw="$OUT/latency/hop-$p-r$r"; up=$LAT_PORT_BASE; [ "$p" = direct ] && up=0
       seq 1 $((B_RATE * LAT_DUR + B_RATE)) | awk -v u="http://$HOSTIP:${port[$p]}/?h$r-" '{ print "GET " u $1 }' > "$raw.targets"
       "$WORK/bin/hopcap" -front "${port[$p]}" -up "$up" -dur "$((LAT_DUR + 1))s" > "$raw.hops" 2> "$raw.hoperr" & cap=$!
+      PID[hopcap]=$cap   # so an interrupt stops it too
       sleep 0.3
       timeout -k 5 $((LAT_DUR + 30)) vegeta attack -targets="$raw.targets" -rate="$B_RATE/s" -duration="${LAT_DUR}s" \
         -max-connections="$CONNS" -output="$raw.bin" 2> "$raw.err"
-      wait "$cap"
+      wait "$cap"; unset 'PID[hopcap]'
       vegeta report -type=json "$raw.bin" |
         jq -r --arg r "$r" --arg p "$p" '"\($r)\t\($p)\tclient\t\(.requests)\t\(.latencies["50th"]/1e3|floor)\t\(.latencies["90th"]/1e3|floor)\t\(.latencies["99th"]/1e3|floor)\t-"' >> "$OUT/latency/hops.tsv"
       sed "s/^/$r\t$p\t/" "$raw.hops" >> "$OUT/latency/hops.tsv"
