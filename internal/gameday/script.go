@@ -306,7 +306,7 @@ func (s *Script) OpenGate(who string) (string, time.Duration, error) {
 	req := openReq{who: who, opened: make(chan time.Duration, 1)}
 	select {
 	case s.openCh <- req:
-	default: // already being opened: that request's answer is the time
+	default: // another caller's request is queued: the gate opens now, so report this clock reading
 		s.mu.Unlock()
 		return name, s.clock.Now(), nil
 	}
