@@ -145,6 +145,11 @@ type Conn struct {
 	stats   connStats
 	noRawIO bool // tests: exercise the net.Conn path on Linux too
 
+	// dialer, when set, opens the connection instead of net.Dialer: a
+	// Loop's task (Task.NewConn). It returns ErrTimeout, the context's
+	// error or a *connectError.
+	dialer func(ctx context.Context, addr string, dl time.Duration, base time.Time) (net.Conn, error)
+
 	// Raw I/O (see io.go): callbacks bound once, and their in/out values.
 	sendFn, readFn func(fd uintptr) bool
 	out            []byte // request bytes being sent
@@ -379,11 +384,17 @@ func (c *Conn) watch(ctx context.Context, done <-chan struct{}) {
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (c *Conn) dial(ctx context.Context, dl time.Duration) error {
-	d := net.Dialer{KeepAlive: -1} // loopback peers do not vanish silently; skip the probes' setsockopts
-	if dl != noDeadline {
-		d.Deadline = c.base.Add(dl)
+	var nc net.Conn
+	var err error
+	if c.dialer != nil {
+		nc, err = c.dialer(ctx, c.addr, dl, c.base)
+	} else {
+		d := net.Dialer{KeepAlive: -1} // loopback peers do not vanish silently; skip the probes' setsockopts
+		if dl != noDeadline {
+			d.Deadline = c.base.Add(dl)
+		}
+		nc, err = d.DialContext(ctx, "tcp", c.addr)
 	}
-	nc, err := d.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		c.stats.dialErrors.Add(1)
 		switch {

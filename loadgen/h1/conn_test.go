@@ -643,7 +643,8 @@ func TestNetConnPath(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	c := mustConn(t, addr, Options{Timeout: 100 * time.Millisecond})
+	tc := mustConn(t, addr, Options{Timeout: 100 * time.Millisecond})
+	c := connOf(tc)
 	c.noRawIO = true
 	r := Result{Body: make([]byte, 0, 8)}
 	for i := range 3 {

@@ -140,8 +140,19 @@ func mustPrepare(t testing.TB, req Request) *Prepared {
 	return p
 }
 
-func mustConn(t testing.TB, addr string, opts Options) *Conn {
+// testConn is what the Conn tests use of a connection: a Conn itself, or
+// (under TestOnLoop) a Conn driven by a Loop's task.
+type testConn interface {
+	Do(ctx context.Context, p *Prepared, r *Result) error
+	Stats() Stats
+	Close() error
+}
+
+func mustConn(t testing.TB, addr string, opts Options) testConn {
 	t.Helper()
+	if onLoop(t) {
+		return newLoopTestConn(t, addr, opts)
+	}
 	c, err := NewConn(addr, opts)
 	if err != nil {
 		t.Fatal(err)
