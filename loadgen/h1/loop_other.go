@@ -22,8 +22,8 @@ var errNoLoop = errors.New("h1: event loops need Linux (epoll)")
 // NewLoop fails off Linux.
 func NewLoop() (*Loop, error) { return nil, errNoLoop }
 
-func (l *Loop) Go(fn func(*Task))      { panic(errNoLoop) }
-func (l *Loop) Close()                 {}
+func (l *Loop) Go(fn func(*Task))       { panic(errNoLoop) }
+func (l *Loop) Close()                  {}
 func (l *Loop) Run(ctx context.Context) {}
 
 func (t *Task) Sleep(ctx context.Context, d time.Duration) { panic(errNoLoop) }
