@@ -71,6 +71,9 @@ func newConcServer(t *testing.T, clock *event.Clock, delay time.Duration) *concS
 func runLoad(t *testing.T, cfg Config, clock *event.Clock) ([]Sample, *Generator) {
 	t.Helper()
 	rec := &memRecorder{}
+	if onLoops(t) {
+		cfg.Loops = 2
+	}
 	g, err := New(cfg, rec, clock, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +83,13 @@ func runLoad(t *testing.T, cfg Config, clock *event.Clock) ([]Sample, *Generator
 	defer cancel()
 	if err := g.Run(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if onLoops(t) {
+		for _, e := range g.execs {
+			if e.cfg.Kind == VUs && len(e.loops) == 0 {
+				t.Fatalf("executor %d did not run on the loops", e.idx)
+			}
+		}
 	}
 	return rec.samples, g
 }

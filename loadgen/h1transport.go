@@ -109,6 +109,16 @@ func (t *H1Transport) Worker() Transport {
 	return w
 }
 
+// LoopWorker is Worker for a VU that runs as a task of an event loop: its
+// connection waits in the loop.
+func (t *H1Transport) LoopWorker(task *h1.Task) Transport {
+	w := &h1Worker{t: t}
+	if c, err := task.NewConn(t.addr, t.opts); err == nil {
+		w.conn = c
+	}
+	return w
+}
+
 // RoundTrip implements Transport for callers without a worker, through the
 // shared pool.
 func (t *H1Transport) RoundTrip(ctx context.Context, i int, s *Sample) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/internal/units"
+	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
@@ -38,6 +39,7 @@ type loadFlags struct {
 	cpuProfile                   string
 	seed                         uint64
 	threads                      int
+	engine                       string
 }
 
 func newLoadCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -80,17 +82,33 @@ Only loopback targets unless --allow-remote.`,
 				return exitWith(ExitUsage, err)
 			}
 			p.Load.NetHTTP = f.netHTTP
-			// --threads is wrk's -t. The default stays every CPU: one
-			// thread measured 6-11% faster than two on a quiet 2-core
-			// machine, but 20% slower, with a scheduling lag p99 of 3.5 ms
-			// at 5,000 req/s, once other work shared the CPUs (the single
-			// thread is a queue every response waits in whenever the
-			// kernel runs something else), bench/LOADGEN.md.
-			if cmd.Flags().Changed("threads") {
-				if f.threads < 1 {
-					return exitWith(ExitUsage, errors.New("--threads must be at least 1"))
-				}
-				runtime.GOMAXPROCS(f.threads)
+			if cmd.Flags().Changed("threads") && f.threads < 1 {
+				return exitWith(ExitUsage, errors.New("--threads must be at least 1"))
+			}
+			switch f.engine {
+			case "loop", "goroutines":
+			default:
+				return exitWith(ExitUsage, fmt.Errorf("--engine must be loop or goroutines, got %q", f.engine))
+			}
+			threads := f.threads
+			if threads == 0 {
+				threads = runtime.GOMAXPROCS(0)
+			}
+			if f.engine == "loop" && closedModel(p.Load) {
+				// The closed model runs on event loops, wrk's design: one
+				// per thread, each waiting in epoll for all its
+				// connections (h1.Loop says why that is cheaper). A loop
+				// keeps its P while it waits, so GOMAXPROCS gets one more
+				// for the rest of the process (display, signals, timers).
+				p.Load.Loops = threads
+				runtime.GOMAXPROCS(threads + 1)
+			} else if cmd.Flags().Changed("threads") {
+				// Goroutines: --threads is GOMAXPROCS. The default stays
+				// every CPU: one thread measured 6-11% faster than two on
+				// a quiet 2-core machine, but 20% slower, with a scheduling
+				// lag p99 of 3.5 ms at 5,000 req/s, once other work shared
+				// the CPUs (bench/LOADGEN.md).
+				runtime.GOMAXPROCS(threads)
 			}
 			if f.cpuProfile != "" {
 				pf, err := os.Create(f.cpuProfile)
@@ -152,7 +170,8 @@ Only loopback targets unless --allow-remote.`,
 	fl.BoolVar(&f.netHTTP, "nethttp", false, "send HTTP/1.1 with net/http instead of cascade's own client (for comparison)")
 	_ = fl.MarkHidden("nethttp")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	fl.IntVar(&f.threads, "threads", 0, "OS threads running the generator (GOMAXPROCS), as wrk -t (default: every CPU)")
+	fl.IntVar(&f.threads, "threads", 0, "threads running the generator, as wrk -t: event loops for the closed model, else GOMAXPROCS (default: every CPU)")
+	fl.StringVar(&f.engine, "engine", "loop", "closed model over HTTP/1.1: loop (an epoll loop per thread, as wrk) or goroutines (one per VU)")
 	_ = fl.MarkHidden("cpuprofile")
 	return cmd
 }
@@ -368,4 +387,18 @@ func BenchResult(s *results.Summary) string {
 	l := st.Latency
 	return fmt.Sprintf("BENCH_RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f min_ms=%.3f max_ms=%.3f errors=%d",
 		st.AchievedRate, l.P50, l.P90, l.P99, l.P999, l.Min, l.Max, st.Errors)
+}
+
+// closedModel reports whether the load has a VU executor, which event
+// loops would run.
+func closedModel(cfg loadgen.Config) bool {
+	if cfg.Kind == loadgen.VUs {
+		return true
+	}
+	for _, e := range cfg.Executors {
+		if e.Kind == loadgen.VUs {
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,9 +95,18 @@ func TestLoadThresholdFails(t *testing.T) {
 
 // --vus and --conns are closed models: the target never holds more
 // requests than there are VUs.
+// The closed models, on event loops (the default) and on goroutines.
 func TestLoadClosedModels(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) }) // cascade load raises it for its loops
+	for _, engine := range []string{"loop", "goroutines"} {
+		t.Run(engine, func(t *testing.T) { testLoadClosedModels(t, engine) })
+	}
+}
+
+func testLoadClosedModels(t *testing.T, engine string) {
 	tg := newTarget(t, 5*time.Millisecond)
-	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "3", "--think", "5ms", "--duration", "500ms",
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--engine", engine, "--vus", "3", "--think", "5ms", "--duration", "500ms",
 		"--bench-result", "--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
 	if code != ExitPass || benchRE.FindString(out) == "" {
 		t.Fatalf("--vus: exit %d\n%s\n%s", code, out, errs)
@@ -109,7 +119,7 @@ func TestLoadClosedModels(t *testing.T) {
 	if peak > 3 || n < 10 || n > 160 {
 		t.Fatalf("--vus 3: %d requests, peak concurrency %d", n, peak)
 	}
-	code, out, _ = runCLI(context.Background(), "load", tg.url, "--conns", "4", "--duration", "500ms",
+	code, out, _ = runCLI(context.Background(), "load", tg.url, "--engine", engine, "--conns", "4", "--duration", "500ms",
 		"--bench-result", "--out", filepath.Join(t.TempDir(), "r2"), "--progress", "off")
 	m := benchRE.FindStringSubmatch(out)
 	if code != ExitPass || m == nil {
@@ -150,6 +160,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"ftp://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "http://"},
 		{[]string{"http://198.51.100.7/", "--rate", "10/s", "--duration", "1s"}, "--allow-remote"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--protocol", "h2"}, "https://"},
+		{[]string{"http://127.0.0.1:1/", "--conns", "2", "--duration", "1s", "--engine", "fast"}, "--engine must be loop or goroutines"},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
 		if code != ExitUsage || !strings.Contains(errs, tc.msg) {

@@ -1,0 +1,144 @@
+package loadgen
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/loadgen/h1"
+)
+
+// onLoops says whether a test runs under TestOnLoops: runLoad then sets
+// Config.Loops and checks that the VU executors used them.
+func onLoops(t testing.TB) bool { return strings.HasPrefix(t.Name(), "TestOnLoops/") }
+
+func skipWithoutLoops(t *testing.T) {
+	t.Helper()
+	l, err := h1.NewLoop()
+	if err != nil {
+		t.Skip(err)
+	}
+	l.Close()
+	l.Run(context.Background())
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("event loops need GOMAXPROCS >= 2: a loop never takes the last P")
+	}
+}
+
+// TestOnLoops runs the closed-model tests again with the VUs on event
+// loops: same profile, same think time, same accounting.
+func TestOnLoops(t *testing.T) {
+	skipWithoutLoops(t)
+	t.Run("ConstantVUs", TestConstantVUs)
+	t.Run("RampingVUs", TestRampingVUs)
+	t.Run("H1ClosedLoop", TestH1ClosedLoop)
+}
+
+func loopsRun(t *testing.T, cfg Config, ctx context.Context) ([]Sample, *Generator, time.Duration) {
+	t.Helper()
+	clock := event.NewClock()
+	rec := &memRecorder{}
+	cfg.Loops = 2
+	g, err := New(cfg, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	start := time.Now()
+	g.Run(ctx)
+	return rec.samples, g, time.Since(start)
+}
+
+// Templated requests on loops: MaxRequests bounds the run, every sequence
+// number is sent once, and the server sees what was rendered.
+func TestLoopsTemplatesAndMaxRequests(t *testing.T) {
+	skipWithoutLoops(t)
+	var mu sync.Mutex
+	paths := map[string]int{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths[r.URL.RequestURI()]++
+		mu.Unlock()
+	}))
+	t.Cleanup(hs.Close)
+	srv := hs.URL
+	samples, _, took := loopsRun(t, Config{Kind: VUs, Target: srv, Requests: []Request{{Path: "/i/{{seq}}"}},
+		Stages: []Stage{{10 * time.Second, 5, 5}}, KeepAlive: true, MaxRequests: 500}, context.Background())
+	seen := map[uint64]bool{}
+	for _, s := range samples {
+		if s.Cause != cause.OK || seen[s.Seq] || s.Seq >= 500 {
+			t.Fatalf("sample %+v (seen before: %v)", s, seen[s.Seq])
+		}
+		seen[s.Seq] = true
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// VUs take sequence numbers in blocks, and stop when one reaches the
+	// bound: the bound is an upper one.
+	if len(samples) < 300 || len(samples) > 500 || len(paths) != len(samples) || paths["/i/0"] != 1 || took > 5*time.Second {
+		t.Fatalf("%d samples, server saw %d distinct paths; %v for a 10 s profile bounded at 500 requests", len(samples), len(paths), took)
+	}
+	for p, n := range paths {
+		if n != 1 {
+			t.Fatalf("%s sent %d times", p, n)
+		}
+	}
+}
+
+// A target that never answers: on loops the client timeout ends each
+// request on time, and cancelling the run ends the ones in flight as
+// aborted, promptly, with nothing lost.
+func TestLoopsTimeoutAndCancel(t *testing.T) {
+	skipWithoutLoops(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+
+	samples, _, _ := loopsRun(t, Config{Kind: VUs, Target: url, Requests: []Request{{Path: "/"}},
+		Stages: []Stage{{350 * time.Millisecond, 3, 3}}, KeepAlive: true, ClientTimeout: 100 * time.Millisecond}, context.Background())
+	if len(samples) < 9 || len(samples) > 12 {
+		t.Fatalf("%d samples from 3 VUs with a 100 ms timeout over 350 ms", len(samples))
+	}
+	for _, s := range samples {
+		if s.Cause != cause.ClientTimeout || s.Latency < 100*time.Millisecond || s.Latency > 150*time.Millisecond {
+			t.Fatalf("timed-out sample %+v", s)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	samples, g, took := loopsRun(t, Config{Kind: VUs, Target: url, Requests: []Request{{Path: "/"}},
+		Stages: []Stage{{time.Minute, 4, 4}}, KeepAlive: true, ClientTimeout: time.Minute}, ctx)
+	if took > 2*time.Second || len(samples) != 4 {
+		t.Fatalf("cancelled run took %v and recorded %d samples from 4 VUs", took, len(samples))
+	}
+	for _, s := range samples {
+		if s.Cause != cause.Aborted {
+			t.Fatalf("sample cut short by the cancel: %+v", s)
+		}
+	}
+	if p := g.Progress(); p.Scheduled != p.Completed || p.InFlight != 0 {
+		t.Fatalf("progress after the cancel %+v", p)
+	}
+}
