@@ -218,12 +218,16 @@ func (l *Loop) start() bool {
 
 // resume switches to t until it waits again or returns.
 func (l *Loop) resume(t *Task) {
+	if t.ended {
+		return
+	}
 	t.parked = false
 	if _, ok := t.next(); ok {
 		heap.Fix(&l.timers, t.hidx)
 		return
 	}
 	t.stop()
+	t.ended = true
 	if t.fd >= 0 { // a task that ended with a socket open: close it for it
 		unix.Close(t.fd)
 		t.fd = -1
@@ -246,6 +250,7 @@ type Task struct {
 	fd         int   // the socket it owns (-1: none); one at a time
 	dl         int64 // wake at this loop time even without an event
 	parked     bool
+	ended      bool
 }
 
 const noDeadlineNs = int64(noDeadline)
