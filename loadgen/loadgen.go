@@ -807,8 +807,8 @@ func (e *executor) runVUs(ctx context.Context) {
 // vuStop reports whether VU i must stop, and if so marks it stopped, under
 // the lock the controller starts VUs with: a VU never stops just after the
 // controller counted on it.
-func (e *executor) vuStop(ctx context.Context, i int, end time.Duration) bool {
-	if int64(i) < e.limit.Load() && e.g.clock.Now() < end && ctx.Err() == nil {
+func (e *executor) vuStop(ctx context.Context, i int, end, now time.Duration) bool {
+	if int64(i) < e.limit.Load() && now < end && ctx.Err() == nil {
 		return false
 	}
 	e.mu.Lock()
@@ -866,14 +866,17 @@ func (e *executor) vuRun(ctx context.Context, i int, end time.Duration, tr Trans
 	}
 	var s Sample
 	var seq, seqEnd uint64
-	for !e.vuStop(ctx, i, end) {
+	// now is the clock reading after the last request (and think time):
+	// stopping a VU a few hundred nanoseconds late is fine, a clock
+	// reading per request is not free.
+	for now := e.g.clock.Now(); !e.vuStop(ctx, i, end, now); {
 		if seq == seqEnd {
 			seqEnd = e.seq.Add(seqBlock)
 			seq = seqEnd - seqBlock
 		}
 		if e.cfg.MaxRequests > 0 && seq >= e.cfg.MaxRequests {
-			e.exhausted.Store(true) // the controller starts no more VUs
-			e.vuStop(ctx, i, 0)     // mark stopped; end 0 is in the past
+			e.exhausted.Store(true)  // the controller starts no more VUs
+			e.vuStop(ctx, i, 0, now) // mark stopped; end 0 is in the past
 			return
 		}
 		req := pick.pick()
@@ -890,9 +893,11 @@ func (e *executor) vuRun(ctx context.Context, i int, end time.Duration, tr Trans
 		}
 		ws.completed.Add(1)
 		e.g.rec.Record(id, &s)
+		now = done
 		if think != nil {
 			if d := min(think.Sample(), end-done); d > 0 {
 				sleep(d)
+				now = e.g.clock.Now()
 			}
 		}
 	}

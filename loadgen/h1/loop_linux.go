@@ -139,14 +139,17 @@ func (l *Loop) Run(ctx context.Context) {
 	})
 	defer stop()
 	evs := make([]unix.EpollEvent, loopEvents)
+	// One clock reading per wait, taken after it: tasks and timers use it
+	// (a wait computed from it may end late by the time the last batch
+	// took, microseconds).
+	l.now.Store(int64(time.Since(l.base)))
 	for {
-		l.now.Store(int64(time.Since(l.base)))
 		if l.start() {
 			return
 		}
 		wait := maxWait
 		if len(l.timers) > 0 {
-			wait = min(wait, time.Duration(l.timers[0].dl-l.now.Load()))
+			wait = min(wait, time.Duration(l.timers[0].key-l.now.Load()))
 		}
 		ms := 0
 		if wait > 0 {
@@ -178,14 +181,11 @@ func (l *Loop) Run(ctx context.Context) {
 				}
 			}
 		}
-		for len(l.timers) > 0 && l.timers[0].dl <= l.now.Load() {
-			t := l.timers[0]
-			if !t.parked {
-				t.dl = noDeadlineNs
-				heap.Fix(&l.timers, t.hidx)
-				continue
-			}
-			l.resume(t)
+		// Every live task is parked here (a task gives the loop back only
+		// by parking), and one resumed past its deadline does not park
+		// again with it: its wait reports the deadline.
+		for len(l.timers) > 0 && l.timers[0].key <= l.now.Load() {
+			l.resume(l.timers[0])
 		}
 	}
 }
@@ -197,7 +197,7 @@ func (l *Loop) start() bool {
 	l.queue = nil
 	l.mu.Unlock()
 	for _, fn := range q {
-		t := &Task{l: l, fd: -1, dl: noDeadlineNs}
+		t := &Task{l: l, fd: -1, dl: noDeadlineNs, key: noDeadlineNs}
 		if n := len(l.free); n > 0 {
 			t.slot, l.free = l.free[n-1], l.free[:n-1]
 			l.slots[t.slot] = t
@@ -223,7 +223,12 @@ func (l *Loop) resume(t *Task) {
 	}
 	t.parked = false
 	if _, ok := t.next(); ok {
-		heap.Fix(&l.timers, t.hidx)
+		// A connection's deadline is armed once for many requests (Conn's
+		// arm), so most waits keep the key: no heap work.
+		if t.dl != t.key {
+			t.key = t.dl
+			heap.Fix(&l.timers, t.hidx)
+		}
 		return
 	}
 	t.stop()
@@ -249,6 +254,7 @@ type Task struct {
 	yield      func(struct{}) bool
 	fd         int   // the socket it owns (-1: none); one at a time
 	dl         int64 // wake at this loop time even without an event
+	key        int64 // dl as the timer heap has it
 	parked     bool
 	ended      bool
 }
@@ -260,7 +266,6 @@ const noDeadlineNs = int64(noDeadline)
 func (t *Task) park(dl int64) {
 	t.dl, t.parked = dl, true
 	t.yield(struct{}{})
-	t.dl = noDeadlineNs
 }
 
 // Sleep pauses the task for d, or until ctx is done.
@@ -513,7 +518,7 @@ func (c *loopConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t)
 type timerHeap []*Task
 
 func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].dl < h[j].dl }
+func (h timerHeap) Less(i, j int) bool { return h[i].key < h[j].key }
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].hidx, h[j].hidx = i, j
