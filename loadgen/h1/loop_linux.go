@@ -61,6 +61,8 @@ type Loop struct {
 	timers timerHeap
 	live   int
 	addrs  map[string]unix.Sockaddr
+
+	noPwait2 bool // the kernel has no epoll_pwait2
 }
 
 // maxWait bounds one epoll wait even when no task has a deadline, so a
@@ -149,17 +151,9 @@ func (l *Loop) Run(ctx context.Context) {
 		}
 		wait := maxWait
 		if len(l.timers) > 0 {
-			wait = min(wait, time.Duration(l.timers[0].key-l.now.Load()))
+			wait = max(0, min(wait, time.Duration(l.timers[0].key-l.now.Load())))
 		}
-		ms := 0
-		if wait > 0 {
-			ms = int((wait + time.Millisecond - 1) / time.Millisecond)
-		}
-		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])),
-			uintptr(len(evs)), uintptr(ms), 0, 0)
-		if e != 0 {
-			n = 0 // EINTR: a signal (preemption, for one); look at the timers and go on
-		}
+		n := l.wait(evs, wait)
 		l.now.Store(int64(time.Since(l.base)))
 		for _, ev := range evs[:n] {
 			if ev.Fd == wakeSlot {
@@ -188,6 +182,33 @@ func (l *Loop) Run(ctx context.Context) {
 			l.resume(l.timers[0])
 		}
 	}
+}
+
+// wait is one raw epoll wait of at most d. epoll_pwait2 takes a timespec:
+// a think time or a client timeout ends within the thread's timer slack
+// (50 µs) instead of up to a millisecond late, as epoll_pwait's
+// milliseconds would have it. Kernels before 5.11 lack it (ENOSYS): then
+// milliseconds, rounded up.
+func (l *Loop) wait(evs []unix.EpollEvent, d time.Duration) int {
+	var n uintptr
+	var e syscall.Errno
+	if !l.noPwait2 {
+		ts := unix.NsecToTimespec(int64(d))
+		n, _, e = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])),
+			uintptr(len(evs)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+		if e == unix.ENOSYS {
+			l.noPwait2 = true
+		}
+	}
+	if l.noPwait2 {
+		ms := (d + time.Millisecond - 1) / time.Millisecond
+		n, _, e = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&evs[0])),
+			uintptr(len(evs)), uintptr(ms), 0, 0)
+	}
+	if e != 0 {
+		return 0 // EINTR: a signal (preemption, for one); the caller looks at the timers and goes on
+	}
+	return int(n)
 }
 
 // start starts queued tasks; it reports whether the loop is done.
