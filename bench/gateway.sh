@@ -26,6 +26,9 @@
 #                                              headers and all+headers (the default four headers)
 #   LAT_ROUNDS=0 LAT_DUR=4                     part 3: rounds (0 skips it) and seconds per path per round
 #   LAT_PORT_BASE=18590                        part 3: upstream, nginx, ours on +0, +1, +2
+#   LAT_OURS_CMD=                              part 3: run this instead of our gateway as "ours", with
+#                                              {LISTEN} and {UPSTREAM} filled in (e.g. bench/loopproxy,
+#                                              the event-loop floor: see bench/GATEWAY.md)
 #   HOP_ROUNDS=2                               part 3, as root: rounds with bench/hopcap splitting each
 #                                              request's time on the wire (0 skips them)
 #   PARTS="peers sweep latency"                which parts run (sweep also needs SWEEP non-empty)
@@ -241,7 +244,15 @@ latency_rounds() {
   sed -e "s/@UPSTREAM_PORT@/$upp/g; s/@NGINX_PORT@/$ngp/g; s/@NGINX_WORKERS@/auto/g" \
     "$PEERS_DIR/conf/nginx.conf.in" > "$OUT/latency/nginx/nginx.conf"
   start_bg lat-nginx nginx -p "$OUT/latency/nginx" -e error.log -c nginx.conf -g 'daemon off;'
-  start_bg lat-gw "$BIN" gateway --listen "$HOSTIP:$gwp" --upstream "http://$HOSTIP:$upp" --enable "$FEATURES" --propagate "$PROPAGATE"
+  if [ -n "${LAT_OURS_CMD:-}" ]; then
+    local cmd=${LAT_OURS_CMD//\{LISTEN\}/$HOSTIP:$gwp}
+    cmd=${cmd//\{UPSTREAM\}/http://$HOSTIP:$upp}
+    log "part 3: ours is: $cmd"
+    # shellcheck disable=SC2086 # the command's words
+    start_bg lat-gw $cmd
+  else
+    start_bg lat-gw "$BIN" gateway --listen "$HOSTIP:$gwp" --upstream "http://$HOSTIP:$upp" --enable "$FEATURES" --propagate "$PROPAGATE"
+  fi
   wait_port "$ngp" && wait_port "$gwp" || { log "ERROR: nginx or the gateway did not start"; return 1; }
   declare -A port=([direct]=$upp [nginx]=$ngp [ours]=$gwp)
   for p in direct nginx ours; do wrk -t2 -c"$CONNS" -d1s "http://$HOSTIP:${port[$p]}/" > /dev/null 2>&1; done   # warm-up
@@ -267,7 +278,9 @@ latency_rounds() {
 # latency_table: per-round added latency (path minus direct in the same round), its median over the
 # rounds, the rounds where ours added no more than nginx, and every round pooled.
 latency_table() {
-  awk -F'\t' '
+  local label="**cascade gateway**"
+  [ -n "${LAT_OURS_CMD:-}" ] && label="ours = LAT_OURS_CMD (${LAT_OURS_CMD%% *})"
+  awk -F'\t' -v label="$label" '
     FNR==1 { f++; next }
     f==1 { p50[$1,$2]=$3; p99[$1,$2]=$4; err[$1]+=$5; if ($2>nr) nr=$2 }
     f==2 { steal[$1]=$2 }
@@ -281,7 +294,7 @@ latency_table() {
       for (i = 1; i <= 3; i++) { p = P[i]; m = 0
         for (r = 1; r <= nr; r++) if (((p,r) in p50) && (("direct",r) in p50)) { m++; A[m] = (p50[p,r]-p50["direct",r])*1000; B[m] = (p99[p,r]-p99["direct",r])*1000 }
         if (p == "direct") printf "| direct | %d | %d | %.3f | %.3f | – | – | – | – |\n", n[p], err[p], q50[p], q99[p]
-        else printf "| %s | %d | %d | %.3f | %.3f | %+.0f | %+.0f | %+.0f | %+.0f |\n", (p=="ours"?"**cascade gateway**":p), n[p], err[p], q50[p], q99[p],
+        else printf "| %s | %d | %d | %.3f | %.3f | %+.0f | %+.0f | %+.0f | %+.0f |\n", (p=="ours"?label:p), n[p], err[p], q50[p], q99[p],
           (q50[p]-q50["direct"])*1000, (q99[p]-q99["direct"])*1000, med(A,m), med(B,m) }
       w50 = w99 = m = 0
       for (r = 1; r <= nr; r++) if ((("ours",r) in p50) && (("nginx",r) in p50)) { m++

@@ -1,0 +1,80 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Keep-alive requests through the proxy reach the upstream and come back
+// whole, over both loops.
+func TestRelay(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	}))
+	defer up.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // loopproxy binds it again with SO_REUSEPORT
+	if _, err := start(addr, strings.TrimPrefix(up.URL, "http://"), 2); err != nil {
+		t.Fatal(err)
+	}
+	for c := range 4 {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		for i := range 3 {
+			path := fmt.Sprintf("/c%d-r%d", c, i)
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != "hello "+path {
+				t.Fatalf("%s: %q", path, body)
+			}
+		}
+		conn.Close()
+	}
+}
+
+func TestMessageEnd(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		response bool
+		want     int
+		err      bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET", false, 27, false},
+		{"GET / HTTP/1.1\r\nHost: x\r\n", false, 0, false},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", true, 43, false},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", true, 0, false},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true, 0, true},
+	} {
+		got, err := messageEnd([]byte(tc.in), tc.response)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("%q: %d, %v; want %d (error %v)", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestRefusesNonLoopback(t *testing.T) {
+	if _, err := start("192.0.2.1:80", "127.0.0.1:1", 1); err == nil {
+		t.Fatal("a non-loopback listen address was accepted")
+	}
+}
