@@ -34,6 +34,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -54,8 +56,16 @@ func main() {
 }
 
 type proxy struct {
-	up   *unix.SockaddrInet4
-	done chan struct{}
+	up      *unix.SockaddrInet4
+	done    chan struct{}
+	stop    atomic.Bool // the loops end at their next wake-up (10 ms at most)
+	stopped sync.WaitGroup
+}
+
+// close ends the loops and closes every socket they opened.
+func (p *proxy) close() {
+	p.stop.Store(true)
+	p.stopped.Wait()
 }
 
 // start binds one SO_REUSEPORT listener per loop (the kernel spreads the
@@ -87,7 +97,8 @@ func start(listen, upstream string, loops int) (*proxy, error) {
 			unix.Close(lfd)
 			return nil, err
 		}
-		go p.loop(lfd)
+		p.stopped.Add(1)
+		go func() { defer p.stopped.Done(); p.loop(lfd) }()
 	}
 	return p, nil
 }
@@ -108,14 +119,24 @@ type pair struct {
 }
 
 func (p *proxy) loop(lfd int) {
+	// unix.Connect writes the raw form into the Sockaddr it is given: each
+	// loop needs its own.
+	up := *p.up
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		panic(err)
 	}
 	unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)})
 	byFD := map[int]*pair{}
+	defer func() {
+		for fd := range byFD {
+			unix.Close(fd)
+		}
+		unix.Close(lfd)
+		unix.Close(ep)
+	}()
 	evs := make([]unix.EpollEvent, 256)
-	for {
+	for !p.stop.Load() {
 		// Raw: no entersyscall, so no hand-off of the P while waiting; 10 ms
 		// bounds a wait so that a GC never waits longer for this thread.
 		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 10, 0, 0)
@@ -125,7 +146,7 @@ func (p *proxy) loop(lfd int) {
 		for _, ev := range evs[:n] {
 			fd := int(ev.Fd)
 			if fd == lfd {
-				p.accept(ep, lfd, byFD)
+				accept(ep, lfd, &up, byFD)
 				continue
 			}
 			pr := byFD[fd]
@@ -148,7 +169,7 @@ func (p *proxy) loop(lfd int) {
 	}
 }
 
-func (p *proxy) accept(ep, lfd int, byFD map[int]*pair) {
+func accept(ep, lfd int, up *unix.SockaddrInet4, byFD map[int]*pair) {
 	for {
 		cfd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
@@ -158,7 +179,7 @@ func (p *proxy) accept(ep, lfd int, byFD map[int]*pair) {
 		if err == nil {
 			// Blocking connect, once per client connection: loopback answers
 			// at once, and the floor measured is the steady state.
-			if err = unix.Connect(ufd, p.up); err != nil {
+			if err = unix.Connect(ufd, up); err != nil {
 				unix.Close(ufd)
 			}
 		}

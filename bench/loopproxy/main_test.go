@@ -27,9 +27,11 @@ func TestRelay(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // loopproxy binds it again with SO_REUSEPORT
-	if _, err := start(addr, strings.TrimPrefix(up.URL, "http://"), 2); err != nil {
+	p, err := start(addr, strings.TrimPrefix(up.URL, "http://"), 2)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer p.close()
 	for c := range 4 {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
