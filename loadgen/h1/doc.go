@@ -28,6 +28,15 @@
 // closing an idle keep-alive connection is not a failure: the next request
 // reconnects transparently (see Options.IdleCheck).
 //
+// Conns wait in one of two ways. On their own, a goroutine owns each and
+// waits in Go's network poller. A Loop instead runs many goroutine-style
+// tasks as coroutines on one epoll loop per thread: a Conn from
+// Task.NewConn dials and waits through the loop, with the same code above
+// the socket. The closed model of cascade load uses loops (a response then
+// costs no trip through Go's scheduler); anything sharing its process with
+// latency-sensitive servers keeps goroutines, because a loop keeps its
+// thread while it waits.
+//
 // HTTP/2, TLS and h2c are out of scope: net/http does them. Doer is the
 // interface both kinds of transport can satisfy.
 package h1
