@@ -142,3 +142,45 @@ func TestLoopsTimeoutAndCancel(t *testing.T) {
 		t.Fatalf("progress after the cancel %+v", p)
 	}
 }
+
+// The steady state of a VU on a loop allocates nothing: the coroutine
+// switch, the wait and the timer heap included. (No benchmark of the loop
+// beside BenchmarkClosedLoop: with the server in the same process, the
+// goroutine path runs client and server on one thread with no wake-ups,
+// while the loop keeps its own thread, so each request pays a cross-thread
+// wake-up that an external server costs both paths alike. bench/loadgen.sh
+// measures it against an external upstream.)
+func TestLoopWorkerAllocations(t *testing.T) {
+	skipWithoutLoops(t)
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	rs := newRawServer(t)
+	tr, err := NewH1Transport(Config{Target: "http://" + rs.addr, Requests: []Request{{Path: "/hello"}}, KeepAlive: true, ClientTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := h1.NewLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allocs float64
+	var last cause.Cause
+	l.Go(func(task *h1.Task) {
+		w := tr.LoopWorker(task)
+		defer closeTransport(w)
+		ctx := context.Background()
+		var s Sample
+		w.RoundTrip(ctx, 0, &s) // dial
+		// AllocsPerRun runs at GOMAXPROCS 1, where the loop holds the only
+		// P and the server runs when the scheduler preempts it (every
+		// 10 ms): few runs.
+		allocs = testing.AllocsPerRun(20, func() { w.RoundTrip(ctx, 0, &s) })
+		last = s.Cause
+	})
+	l.Close()
+	l.Run(context.Background())
+	if allocs != 0 || last != cause.OK {
+		t.Fatalf("%.1f allocations per request on a loop, cause %s", allocs, last)
+	}
+}
