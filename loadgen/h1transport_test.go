@@ -129,17 +129,25 @@ func TestH1ClosedLoop(t *testing.T) {
 	}
 }
 
+// helloTransport is an h1 transport sending GET /hello to a raw server
+// (the allocation tests and benchmarks).
+func helloTransport(tb testing.TB) *H1Transport {
+	tb.Helper()
+	rs := newRawServer(tb)
+	tr, err := NewH1Transport(Config{Target: "http://" + rs.addr, Requests: []Request{{Path: "/hello"}}, KeepAlive: true, ClientTimeout: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tr
+}
+
 // The steady state of one worker sending a prepared request allocates
 // nothing.
 func TestH1WorkerAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	rs := newRawServer(t)
-	tr, err := NewH1Transport(Config{Target: "http://" + rs.addr, Requests: []Request{{Path: "/hello"}}, KeepAlive: true, ClientTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := helloTransport(t)
 	w := tr.Worker()
 	defer closeTransport(w)
 	ctx := context.Background()
@@ -151,11 +159,7 @@ func TestH1WorkerAllocations(t *testing.T) {
 }
 
 func BenchmarkH1WorkerRoundTrip(b *testing.B) {
-	rs := newRawServer(b)
-	tr, err := NewH1Transport(Config{Target: "http://" + rs.addr, Requests: []Request{{Path: "/hello"}}, KeepAlive: true, ClientTimeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tr := helloTransport(b)
 	w := tr.Worker()
 	defer closeTransport(w)
 	ctx := context.Background()

@@ -113,8 +113,8 @@ type Config struct {
 
 	// Loops > 0 runs VU executors that send HTTP/1.1 to an http:// target
 	// (loadgen/h1, without a connection cap) on that many event loops
-	// (h1.Loop) instead of a goroutine per VU: about a fifth less CPU per
-	// request at full speed. A loop keeps its OS thread's P while it waits,
+	// (h1.Loop) instead of a goroutine per VU: less CPU per request at full
+	// speed, no scheduler trip per response (bench/LOADGEN.md). A loop keeps its OS thread's P while it waits,
 	// so only a process that does little else should use it, with
 	// GOMAXPROCS above Loops (at most GOMAXPROCS-1 loops run; with one P,
 	// none): cascade load, not a run that hosts a gateway or upstreams

@@ -155,11 +155,7 @@ func TestLoopWorkerAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	rs := newRawServer(t)
-	tr, err := NewH1Transport(Config{Target: "http://" + rs.addr, Requests: []Request{{Path: "/hello"}}, KeepAlive: true, ClientTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := helloTransport(t)
 	l, err := h1.NewLoop()
 	if err != nil {
 		t.Fatal(err)
