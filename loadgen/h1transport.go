@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/evloop"
 	"github.com/cascadehq/cascade/loadgen/h1"
 )
 
@@ -111,9 +112,9 @@ func (t *H1Transport) Worker() Transport {
 
 // LoopWorker is Worker for a VU that runs as a task of an event loop: its
 // connection waits in the loop.
-func (t *H1Transport) LoopWorker(task *h1.Task) Transport {
+func (t *H1Transport) LoopWorker(task *evloop.Task) Transport {
 	w := &h1Worker{t: t}
-	if c, err := task.NewConn(t.addr, t.opts); err == nil {
+	if c, err := h1.NewLoopConn(task, t.addr, t.opts); err == nil {
 		w.conn = c
 	}
 	return w

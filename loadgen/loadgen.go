@@ -43,7 +43,7 @@ import (
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/event"
-	"github.com/cascadehq/cascade/loadgen/h1"
+	"github.com/cascadehq/cascade/internal/evloop"
 )
 
 // Kind is an executor's load model.
@@ -113,7 +113,7 @@ type Config struct {
 
 	// Loops > 0 runs VU executors that send HTTP/1.1 to an http:// target
 	// (loadgen/h1, without a connection cap) on that many event loops
-	// (h1.Loop) instead of a goroutine per VU: less CPU per request at full
+	// (evloop.Loop) instead of a goroutine per VU: less CPU per request at full
 	// speed, no scheduler trip per response (bench/LOADGEN.md). A loop keeps its OS thread's P while it waits,
 	// so only a process that does little else should use it, with
 	// GOMAXPROCS above Loops (at most GOMAXPROCS-1 loops run; with one P,
@@ -217,7 +217,7 @@ type executor struct {
 	workers []*workerStats // live workers
 	retired struct{ started, completed, errors int64 }
 	running []bool // vus: which VU indexes have a goroutine
-	loops   []*h1.Loop
+	loops   []*evloop.Loop
 }
 
 // workerStats are one worker's counters: written by that worker only and
@@ -511,7 +511,7 @@ func (g *Generator) Run(ctx context.Context) error {
 
 // startLoops starts Config.Loops event loops when an executor can use
 // them, and hands them to those executors.
-func (g *Generator) startLoops(ctx context.Context) ([]*h1.Loop, *sync.WaitGroup) {
+func (g *Generator) startLoops(ctx context.Context) ([]*evloop.Loop, *sync.WaitGroup) {
 	var done sync.WaitGroup
 	if g.loops <= 0 {
 		return nil, &done
@@ -529,9 +529,9 @@ func (g *Generator) startLoops(ctx context.Context) ([]*h1.Loop, *sync.WaitGroup
 	// the process (the controller, the progress display, a server in the
 	// same process) needs one.
 	n := min(g.loops, runtime.GOMAXPROCS(0)-1)
-	var loops []*h1.Loop
+	var loops []*evloop.Loop
 	for range n {
-		l, err := h1.NewLoop()
+		l, err := evloop.New()
 		if err != nil {
 			break // off Linux: goroutines
 		}
@@ -788,7 +788,7 @@ func (e *executor) runVUs(ctx context.Context) {
 				e.running[i] = true
 				wg.Add(1)
 				if len(e.loops) > 0 {
-					e.loops[i%len(e.loops)].Go(func(t *h1.Task) { defer wg.Done(); e.vuOnLoop(ctx, i, end, t) })
+					e.loops[i%len(e.loops)].Go(func(t *evloop.Task) { defer wg.Done(); e.vuOnLoop(ctx, i, end, t) })
 				} else {
 					go func() { defer wg.Done(); e.vu(ctx, i, end) }()
 				}
@@ -845,7 +845,7 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 
 // vuOnLoop is VU i as a task of an event loop: its connection and its
 // think time wait in the loop.
-func (e *executor) vuOnLoop(ctx context.Context, i int, end time.Duration, t *h1.Task) {
+func (e *executor) vuOnLoop(ctx context.Context, i int, end time.Duration, t *evloop.Task) {
 	tr := e.tr.(*H1Transport).LoopWorker(t)
 	defer closeTransport(tr)
 	e.vuRun(ctx, i, end, tr, func(d time.Duration) { t.Sleep(ctx, d) })

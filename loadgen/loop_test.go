@@ -14,7 +14,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
-	"github.com/cascadehq/cascade/loadgen/h1"
+	"github.com/cascadehq/cascade/internal/evloop"
 )
 
 // onLoops says whether a test runs under TestOnLoops: runLoad then sets
@@ -23,7 +23,7 @@ func onLoops(t testing.TB) bool { return strings.HasPrefix(t.Name(), "TestOnLoop
 
 func skipWithoutLoops(t *testing.T) {
 	t.Helper()
-	l, err := h1.NewLoop()
+	l, err := evloop.New()
 	if err != nil {
 		t.Skip(err)
 	}
@@ -156,13 +156,13 @@ func TestLoopWorkerAllocations(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	tr := helloTransport(t)
-	l, err := h1.NewLoop()
+	l, err := evloop.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var allocs float64
 	var last cause.Cause
-	l.Go(func(task *h1.Task) {
+	l.Go(func(task *evloop.Task) {
 		w := tr.LoopWorker(task)
 		defer closeTransport(w)
 		ctx := context.Background()

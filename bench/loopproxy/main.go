@@ -11,7 +11,7 @@
 // parked runs the scheduler's search for work on the CPU the woken peer
 // wants. loopproxy has no goroutine per connection: one goroutine per
 // thread waits in a raw epoll_pwait (keeping its P, as cascade's load
-// generator's h1.Loop does) and relays bytes. It has none of the gateway's
+// generator's internal/evloop does) and relays bytes. It has none of the gateway's
 // features — no timeouts, retries, breaker, limits, balancing or header
 // rewriting — so it is the floor a loop-based gateway could reach, not a
 // gateway. Run it in part 3 in place of the gateway with

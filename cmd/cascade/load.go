@@ -97,7 +97,7 @@ Only loopback targets unless --allow-remote.`,
 			if f.engine == "loop" && closedModel(p.Load) {
 				// The closed model runs on event loops, wrk's design: one
 				// per thread, each waiting in epoll for all its
-				// connections (h1.Loop says why that is cheaper). A loop
+				// connections (internal/evloop says why that is cheaper). A loop
 				// keeps its P while it waits, so GOMAXPROCS gets one more
 				// for the rest of the process (display, signals, timers).
 				p.Load.Loops = threads

@@ -145,9 +145,9 @@ type Conn struct {
 	stats   connStats
 	noRawIO bool // tests: exercise the net.Conn path on Linux too
 
-	// dialer, when set, opens the connection instead of net.Dialer: a
-	// Loop's task (Task.NewConn). It returns ErrTimeout, the context's
-	// error or a *connectError.
+	// dialer, when set, opens the connection instead of net.Dialer: an
+	// event loop's task (NewLoopConn). Its errors are classified as
+	// net.Dialer's.
 	dialer func(ctx context.Context, addr string, dl time.Duration, base time.Time) (net.Conn, error)
 
 	// Raw I/O (see io.go): callbacks bound once, and their in/out values.

@@ -29,10 +29,10 @@
 // reconnects transparently (see Options.IdleCheck).
 //
 // Conns wait in one of two ways. On their own, a goroutine owns each and
-// waits in Go's network poller. A Loop instead runs many goroutine-style
-// tasks as coroutines on one epoll loop per thread: a Conn from
-// Task.NewConn dials and waits through the loop, with the same code above
-// the socket. The closed model of cascade load uses loops (a response then
+// waits in Go's network poller. An event loop (internal/evloop) instead
+// runs many goroutine-style tasks as coroutines on one epoll loop per
+// thread: a Conn from NewLoopConn dials and waits through the loop, with
+// the same code above the socket. The closed model of cascade load uses loops (a response then
 // costs no trip through Go's scheduler); anything sharing its process with
 // latency-sensitive servers keeps goroutines, because a loop keeps its
 // thread while it waits.

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/evloop"
 )
 
 // TestOnLoop runs the Conn tests again with every Conn driven by a Loop's
 // task instead of by Go's netpoller: the loop must not change what any
 // request does.
 func TestOnLoop(t *testing.T) {
-	l, err := NewLoop()
+	l, err := evloop.New()
 	if err != nil {
 		t.Skip(err)
 	}
@@ -71,15 +72,15 @@ type loopTestConn struct {
 
 func newLoopTestConn(t testing.TB, addr string, opts Options) *loopTestConn {
 	t.Helper()
-	l, err := NewLoop()
+	l, err := evloop.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	lc := &loopTestConn{calls: make(chan func()), ended: make(chan struct{})}
 	go func() { l.Run(context.Background()); close(lc.ended) }()
 	made := make(chan error)
-	l.Go(func(task *Task) {
-		c, err := task.NewConn(addr, opts)
+	l.Go(func(task *evloop.Task) {
+		c, err := NewLoopConn(task, addr, opts)
 		lc.c = c
 		made <- err
 		if err != nil {
@@ -126,9 +127,9 @@ func connOf(tc testConn) *Conn {
 	return tc.(*Conn)
 }
 
-func newTestLoop(t *testing.T, ctx context.Context) (*Loop, <-chan struct{}) {
+func newTestLoop(t *testing.T, ctx context.Context) (*evloop.Loop, <-chan struct{}) {
 	t.Helper()
-	l, err := NewLoop()
+	l, err := evloop.New()
 	if err != nil {
 		t.Skip(err)
 	}
@@ -146,8 +147,8 @@ func TestLoopManyTasks(t *testing.T) {
 	var ok, dials atomic.Int64
 	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
 	for range tasks {
-		l.Go(func(task *Task) {
-			c, err := task.NewConn(addr, Options{Timeout: 5 * time.Second})
+		l.Go(func(task *evloop.Task) {
+			c, err := NewLoopConn(task, addr, Options{Timeout: 5 * time.Second})
 			if err != nil {
 				t.Error(err)
 				return
@@ -180,7 +181,7 @@ func TestLoopSleep(t *testing.T) {
 	var mu sync.Mutex
 	var slept []time.Duration
 	for range 5 {
-		l.Go(func(task *Task) {
+		l.Go(func(task *evloop.Task) {
 			start := time.Now()
 			task.Sleep(context.Background(), d)
 			mu.Lock()
@@ -211,13 +212,13 @@ func TestLoopCancelWakes(t *testing.T) {
 	var slept time.Duration
 	var res Result
 	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
-	l.Go(func(task *Task) {
+	l.Go(func(task *evloop.Task) {
 		start := time.Now()
 		task.Sleep(ctx, time.Hour)
 		slept = time.Since(start)
 	})
-	l.Go(func(task *Task) {
-		c, err := task.NewConn(addr, Options{Timeout: time.Hour})
+	l.Go(func(task *evloop.Task) {
+		c, err := NewLoopConn(task, addr, Options{Timeout: time.Hour})
 		if err != nil {
 			t.Error(err)
 			return
@@ -254,8 +255,8 @@ func TestLoopClosesLeftSockets(t *testing.T) {
 	})
 	l, ended := newTestLoop(t, context.Background())
 	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
-	l.Go(func(task *Task) {
-		c, err := task.NewConn(addr, Options{Timeout: 5 * time.Second})
+	l.Go(func(task *evloop.Task) {
+		c, err := NewLoopConn(task, addr, Options{Timeout: 5 * time.Second})
 		if err != nil {
 			t.Error(err)
 			return
