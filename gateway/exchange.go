@@ -12,8 +12,10 @@ import (
 
 	"github.com/cascadehq/cascade/gateway/balance"
 	"github.com/cascadehq/cascade/gateway/breaker"
+	"github.com/cascadehq/cascade/gateway/limit"
 	"github.com/cascadehq/cascade/gateway/retry"
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/evloop"
 )
 
 // An exchange is one client request and everything the gateway does for
@@ -49,6 +51,11 @@ type exchange struct {
 	g    *Gateway
 	rt   *route
 	resp responder
+	// task is the event-loop task serving the client connection (nil on
+	// goroutines): its waits go through the loop, its upstream
+	// connections come from the loop's pools.
+	task *evloop.Task
+	loop int // the task's loop, from 1
 
 	// The request.
 	method  string
@@ -88,11 +95,11 @@ type exchange struct {
 
 // reset readies a reused exchange for the next request, keeping buffers.
 func (ex *exchange) reset() {
-	g, resp, head, out, hdr, capBuf := ex.g, ex.resp, ex.head[:0], ex.out[:0], ex.rh.hdr[:0], ex.capBuf[:0]
+	g, resp, task, loop, head, out, hdr, capBuf := ex.g, ex.resp, ex.task, ex.loop, ex.head[:0], ex.out[:0], ex.rh.hdr[:0], ex.capBuf[:0]
 	// Clock reads are a measurable share of a request's CPU in a VM: the
 	// exchange reads the clock when the request is in (start, set by the
 	// server), after its answer is out (end), and where a wait needs it.
-	*ex = exchange{g: g, resp: resp, head: head, out: out, capBuf: capBuf}
+	*ex = exchange{g: g, resp: resp, task: task, loop: loop, head: head, out: out, capBuf: capBuf}
 	ex.rh.hdr = hdr
 }
 
@@ -178,6 +185,13 @@ func (ex *exchange) sleep(d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
+	if ex.task != nil {
+		ex.task.Sleep(ex.g.ctx, d)
+		if ex.g.ctx.Err() != nil {
+			return errShutdown
+		}
+		return nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -200,13 +214,44 @@ func (ex *exchange) waitCtx() context.Context {
 	return ex.ctx
 }
 
+// pool is where this exchange takes connections to ep from.
+func (ex *exchange) pool(ep *endpoint) *connPool {
+	if ex.task == nil {
+		return &ep.pool
+	}
+	return &ep.loopPools[ex.loop-1]
+}
+
+// acquire waits in the bulkhead's pending queue. On a loop the wait is a
+// goroutine's, which wakes the task: a task blocked on the semaphore would
+// stall its loop, and with it the exchanges that would free a slot.
+func (ex *exchange) acquire(lim *limit.Limiter) error {
+	if ex.task == nil || !lim.Queues() {
+		return lim.Acquire(ex.waitCtx())
+	}
+	ctx, t := ex.waitCtx(), ex.task
+	res := make(chan error, 1)
+	go func() {
+		res <- lim.Acquire(ctx)
+		t.Wake()
+	}()
+	for {
+		select {
+		case err := <-res:
+			return err
+		default:
+			t.Park(time.Time{})
+		}
+	}
+}
+
 // try makes attempt n. It reports done when the exchange is answered (or
 // failed for good), and otherwise the backoff before the next attempt; a
 // retry decision holds a budget slot that handle releases.
 func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 	rt, u := ex.rt, ex.rt.up
 	if u.lim != nil && !u.lim.TryAcquire() {
-		if err := u.lim.Acquire(ex.waitCtx()); err != nil {
+		if err := ex.acquire(u.lim); err != nil {
 			if ex.resp.gone() {
 				err = errClientGone
 			} else if ex.g.ctx.Err() != nil {
@@ -241,7 +286,7 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 		ex.fail(errNoEndpoint)
 		return true, 0
 	}
-	if u.maxConns > 0 && u.conns.Load() >= u.maxConns && ep.pool.idleCount() == 0 {
+	if u.maxConns > 0 && u.conns.Load() >= u.maxConns && ex.pool(ep).idleCount() == 0 {
 		release()
 		u.overflowMaxConns()
 		ex.fail(errMaxConnections)
@@ -406,8 +451,9 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 		hdrDL, hdrErr = ex.deadline, errTotalTimeout
 	}
 	ex.buildAttempt(n, budget.Sub(now))
+	pool := ex.pool(ep)
 	for again := 0; ; again++ {
-		c := ep.pool.get(now)
+		c := pool.get(now, ex.task)
 		fresh := c == nil
 		if fresh {
 			dl, dlErr := now.Add(rt.connect), error(nil)
@@ -415,7 +461,7 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 				dl, dlErr = hdrDL, hdrErr
 			}
 			var err error
-			if c, err = ep.pool.dial(dl); err != nil {
+			if c, err = pool.dial(dl, ex.task); err != nil {
 				if dlErr != nil && isTimeout(err) {
 					return nil, dlErr
 				}

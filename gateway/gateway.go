@@ -23,6 +23,7 @@ import (
 	"github.com/cascadehq/cascade/gateway/retry"
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/evloop"
 )
 
 // Headers the gateway sets on every attempt it sends upstream.
@@ -56,6 +57,10 @@ type Options struct {
 	// packet link from inside the link's network namespace. Upstreams not
 	// named use a net.Dialer.
 	Dial map[string]DialFunc
+	// Loops, when above 0, serves plain HTTP/1.1 on that many event loops
+	// (internal/evloop) instead of a goroutine per client connection; see
+	// server.go for why and when. Linux only; not with Dial.
+	Loops int
 }
 
 // DialFunc opens a connection to addr, as net.Dialer.DialContext does.
@@ -112,10 +117,11 @@ type upstream struct {
 
 // endpoint is one replica: the balancer's view, its connections, its counts.
 type endpoint struct {
-	ep    *balance.Endpoint
-	addr  string
-	pool  connPool
-	stats *replicaStats
+	ep        *balance.Endpoint
+	addr      string
+	pool      connPool   // goroutines' connections
+	loopPools []connPool // each event loop's (Options.Loops)
+	stats     *replicaStats
 }
 
 type replicaStats struct {
@@ -174,6 +180,14 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	if errs := cfg.Validate(nil); len(errs) > 0 {
 		return nil, fmt.Errorf("gateway config: %w", errors.Join(fieldErrs(errs)...))
+	}
+	if opts.Loops < 0 {
+		return nil, fmt.Errorf("gateway: %d event loops: expected 0 (goroutines) or more", opts.Loops)
+	}
+	if opts.Loops > 0 && len(opts.Dial) > 0 {
+		// A run's dialer enters a packet link's network namespace; a loop
+		// dials its own sockets.
+		return nil, errors.New("gateway: event loops cannot use Options.Dial")
 	}
 	g := &Gateway{cfg: cfg, opts: opts, ups: map[string]*upstream{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
@@ -456,6 +470,16 @@ func (u *upstream) setTargets(targets []string) (bool, error) {
 		}
 		e := &endpoint{ep: be, addr: addr, stats: st}
 		e.pool = connPool{addr: addr, up: u}
+		if n := u.g.opts.Loops; n > 0 {
+			dialAddr := addr
+			if ta, err := net.ResolveTCPAddr("tcp", addr); err == nil && ta.IP != nil {
+				dialAddr = ta.AddrPort().String()
+			}
+			e.loopPools = make([]connPool, n)
+			for i := range e.loopPools {
+				e.loopPools[i] = connPool{addr: addr, up: u, loop: i + 1, dialAddr: dialAddr}
+			}
+		}
 		next[be] = e
 		fresh = append(fresh, be)
 	}
@@ -482,6 +506,12 @@ func (u *upstream) setTargets(targets []string) (bool, error) {
 			u.det.Forget(e.ep)
 		}
 		e.pool.closeIdle(true)
+		for i := range e.loopPools {
+			// A loop's sockets are closed on the loop. A loop that is not
+			// running any more has closed them.
+			p := &e.loopPools[i]
+			u.g.srv.onLoop(p.loop, func() { p.closeIdle(true) })
+		}
 	}
 	u.eps.Store(&next)
 	return len(fresh) > 0, nil
@@ -496,13 +526,28 @@ func (g *Gateway) Start() error {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := net.Listen("tcp", addr)
+	var ln net.Listener
+	var lls []*evloop.Listener
+	var err error
+	if g.opts.Loops > 0 {
+		lls, err = listenLoops(addr, g.opts.Loops)
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", addr, err)
 	}
+	closeLn := func() {
+		if ln != nil {
+			ln.Close()
+		}
+		for _, l := range lls {
+			l.Close()
+		}
+	}
 	if g.cfg.AdminListen != "" {
 		if err := g.startAdmin(); err != nil {
-			ln.Close()
+			closeLn()
 			return err
 		}
 	}
@@ -514,8 +559,18 @@ func (g *Gateway) Start() error {
 		u.chk.CheckAll(g.ctx)
 		g.wg.Go(func() { _ = u.chk.Run(g.ctx) })
 	}
-	g.srv.start(ln)
-	attrs := map[string]any{"addr": ln.Addr().String(), "routes": len(g.routes), "upstreams": len(g.upList)}
+	if lls != nil {
+		if err := g.srv.startLoops(lls); err != nil {
+			closeLn()
+			return err
+		}
+	} else {
+		g.srv.start(ln)
+	}
+	attrs := map[string]any{"addr": g.Addr(), "routes": len(g.routes), "upstreams": len(g.upList)}
+	if g.opts.Loops > 0 {
+		attrs["loops"] = g.opts.Loops
+	}
 	if g.adminLn != nil {
 		attrs["admin"] = g.adminLn.Addr().String()
 	}
@@ -524,7 +579,7 @@ func (g *Gateway) Start() error {
 }
 
 // Addr is the listening address (after Start).
-func (g *Gateway) Addr() string { return g.srv.ln.Addr().String() }
+func (g *Gateway) Addr() string { return g.srv.addr.String() }
 
 // URL is the gateway's base URL (after Start).
 func (g *Gateway) URL() string { return "http://" + g.Addr() }
@@ -545,6 +600,7 @@ func (g *Gateway) Close() error {
 	}
 	g.cancel()
 	// Upstream connections first: exchanges blocked on one return at once.
+	// (Those of loops end when the loops shut down, in srv.close.)
 	for _, u := range g.upList {
 		for _, e := range *u.eps.Load() {
 			e.pool.abort()
@@ -554,6 +610,13 @@ func (g *Gateway) Close() error {
 		}
 	}
 	err := g.srv.close()
+	for _, u := range g.upList {
+		for _, e := range *u.eps.Load() {
+			for i := range e.loopPools {
+				e.loopPools[i].closeIdle(true) // the loops closed the sockets: this counts them
+			}
+		}
+	}
 	if g.admin != nil {
 		_ = g.admin.Close()
 	}

@@ -61,7 +61,7 @@ func recording(t *testing.T, h func(w http.ResponseWriter, r *http.Request, n in
 // gw starts a gateway for cfg with events into mem (may be nil).
 func gw(t *testing.T, cfg Config, mem *event.Memory, opts ...func(*Options)) *Gateway {
 	t.Helper()
-	o := Options{}
+	o := Options{Loops: loopsFor(t)}
 	if mem != nil {
 		o.Sink = mem
 	}

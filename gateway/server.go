@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/evloop"
 )
 
 // The gateway's inbound side.
@@ -36,6 +38,20 @@ import (
 //	              │ anything else
 //	              ▼
 //	        handoff listener ─▶ net/http Server ─▶ exchange (http responder)
+//
+// With Options.Loops the fast path runs on event loops (internal/evloop)
+// instead: each loop has a listening socket of its own on the address
+// (SO_REUSEPORT, as nginx's reuseport), an accepting task, and a task per
+// client connection running the same serve and exchange code, with
+// upstream connections from the loop's own pools. Why: on loopback at
+// light load, a goroutine per connection left the gateway's added median
+// latency above nginx's — not in its own hops, which were faster, but in
+// the next process: after each write a Go thread whose goroutine parked
+// searches for other work on the CPU the woken reader wants, where nginx's
+// worker goes straight back to epoll_wait (bench/GATEWAY.md, runs 8 and
+// 9). A loop thread does the same as nginx's. The price is a thread (and a
+// P) per loop spent waiting, so it is for cascade gateway on its own, not
+// for a gateway sharing its process with a load and upstreams.
 
 const (
 	cliBufSize       = 4 << 10
@@ -50,6 +66,8 @@ type server struct {
 	// Client-side timeouts (the constants above; tests shorten them).
 	idleTimeout, headerTimeout, bodyTimeout time.Duration
 	ln                                      net.Listener
+	addr                                    net.Addr
+	loops                                   []*evloop.Loop // Options.Loops
 	started                                 atomic.Bool
 	http                                    *http.Server
 	hand                                    *handoffListener
@@ -69,7 +87,7 @@ func newServer(g *Gateway) *server {
 }
 
 func (s *server) start(ln net.Listener) {
-	s.ln = ln
+	s.ln, s.addr = ln, ln.Addr()
 	s.hand.addr = ln.Addr()
 	s.started.Store(true)
 	s.wg.Go(s.accept)
@@ -120,6 +138,16 @@ func (s *server) close() error {
 	if s.ln != nil {
 		err = s.ln.Close()
 	}
+	if s.loops != nil {
+		// Every wait on a loop fails from now on: accepting tasks, idle
+		// client connections and exchanges return, and each loop closes
+		// its sockets as Run ends. (A loop's sockets are closed on it.)
+		for _, l := range s.loops {
+			l.Shutdown()
+			l.Close()
+		}
+		conns = nil
+	}
 	for _, c := range conns {
 		c.nc.Close()
 	}
@@ -127,6 +155,102 @@ func (s *server) close() error {
 	s.hand.Close()
 	s.wg.Wait()
 	return err
+}
+
+// listenLoops binds n listening sockets to addr, one per loop; with port
+// 0 the first one picks the port and the others share it.
+func listenLoops(addr string, n int) ([]*evloop.Listener, error) {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if ta.IP == nil {
+		ta.IP = net.IPv4zero // ":8080": every interface, as net.Listen
+	}
+	at := ta.AddrPort().String()
+	var lls []*evloop.Listener
+	for range n {
+		ln, err := evloop.Listen(at, n > 1)
+		if err != nil {
+			for _, l := range lls {
+				l.Close()
+			}
+			return nil, err
+		}
+		lls = append(lls, ln)
+		at = ln.Addr().String()
+	}
+	return lls, nil
+}
+
+// startLoops serves on one event loop per listener.
+func (s *server) startLoops(lls []*evloop.Listener) error {
+	for range lls {
+		l, err := evloop.New()
+		if err != nil {
+			for _, l := range s.loops {
+				l.Close()
+				l.Run(context.Background()) // releases its descriptors
+			}
+			s.loops = nil
+			return err
+		}
+		s.loops = append(s.loops, l)
+	}
+	s.addr = lls[0].Addr()
+	s.hand.addr = s.addr
+	s.started.Store(true)
+	for i, l := range s.loops {
+		ln := lls[i]
+		l.Go(func(t *evloop.Task) { s.acceptOnLoop(t, ln, i+1) })
+		s.wg.Go(func() { l.Run(s.g.ctx) })
+	}
+	s.wg.Go(func() { _ = s.http.Serve(s.hand) })
+	return nil
+}
+
+// acceptOnLoop accepts client connections on loop n (from 1) and serves
+// each as a task of that loop.
+func (s *server) acceptOnLoop(t *evloop.Task, ln *evloop.Listener, n int) {
+	defer ln.Close()
+	delay := time.Duration(0)
+	for {
+		lc, err := ln.Accept(t)
+		if err != nil {
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors: back off as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				t.Sleep(s.g.ctx, delay)
+				continue
+			}
+			return // shut down
+		}
+		delay = 0
+		c := newSrvConn(s, lc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			lc.Attach(t)
+			lc.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		t.Go(func(t *evloop.Task) {
+			lc.Attach(t)
+			c.lc, c.ex.task, c.ex.loop = lc, t, n
+			c.serve()
+		})
+	}
+}
+
+// onLoop runs fn on loop n (from 1), or nowhere if that loop has ended
+// (its sockets are closed then).
+func (s *server) onLoop(n int, fn func()) {
+	if n < 1 || n > len(s.loops) {
+		return
+	}
+	s.loops[n-1].Go(func(*evloop.Task) { fn() })
 }
 
 func (s *server) untrack(c *srvConn) {
@@ -140,6 +264,7 @@ type srvConn struct {
 	sock
 	s      *server
 	nc     net.Conn
+	lc     *evloop.Conn // nc, on a loop
 	buf    []byte
 	r, w   int
 	rdl    time.Time // read deadline armed on nc
@@ -415,8 +540,23 @@ func armWrite(nc net.Conn, armed *time.Time, want, now time.Time, slack time.Dur
 // handoff gives the connection, from the current request on, to net/http.
 func (c *srvConn) handoff() bool {
 	_ = c.nc.SetDeadline(time.Time{})
-	pc := &prefixConn{Conn: c.nc, pre: append([]byte(nil), c.buf[c.r:c.w]...)}
-	return c.s.hand.give(pc)
+	pre := append([]byte(nil), c.buf[c.r:c.w]...)
+	if c.lc == nil {
+		return c.s.hand.give(&prefixConn{Conn: c.nc, pre: pre})
+	}
+	// Off the loop: net/http serves it on a goroutine, on Go's netpoller,
+	// and the loop must not wait for net/http to take it.
+	nc, err := c.lc.Release()
+	if err != nil {
+		return false
+	}
+	go func() {
+		pc := &prefixConn{Conn: nc, pre: pre}
+		if !c.s.hand.give(pc) {
+			pc.Close()
+		}
+	}()
+	return true
 }
 
 // gone peeks at the client socket without blocking: a closed or reset

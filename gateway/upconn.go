@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/gateway/limit"
+	"github.com/cascadehq/cascade/internal/evloop"
 )
 
 // The gateway's upstream client: a pool of HTTP/1.1 keep-alive connections
@@ -39,10 +40,16 @@ const (
 // errMaxConnections is the bulkhead's max_connections refusal.
 var errMaxConnections = fmt.Errorf("%w: max_connections open to the upstream", limit.ErrOverflow)
 
-// connPool holds one replica's idle connections.
+// connPool holds one replica's idle connections. On event loops (see
+// server.go) each loop has a pool per replica: a socket belongs to the
+// epoll set of the loop that dialed it, so only that loop's tasks use it.
 type connPool struct {
 	addr string
 	up   *upstream
+	loop int // the loop whose tasks use it, from 1; 0: goroutines
+	// dialAddr is addr resolved to a numeric address, for the loop's
+	// dialer (which must not block on a resolver).
+	dialAddr string
 
 	mu     sync.Mutex
 	idle   []*upConn            // most recently used last
@@ -50,8 +57,9 @@ type connPool struct {
 	closed bool
 }
 
-// get returns an idle connection, or nil.
-func (p *connPool) get(now time.Time) *upConn {
+// get returns an idle connection, or nil. task is the loop task that
+// takes it (nil on goroutines).
+func (p *connPool) get(now time.Time, task *evloop.Task) *upConn {
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		c := p.idle[n-1]
@@ -61,6 +69,9 @@ func (p *connPool) get(now time.Time) *upConn {
 			p.mu.Unlock()
 			if idle < aliveAfter || c.alive() {
 				c.reused = true
+				if c.lc != nil {
+					c.lc.Attach(task)
+				}
 				return c
 			}
 			c.close()
@@ -85,6 +96,9 @@ func (p *connPool) idleCount() int {
 // put returns a connection after a complete exchange.
 func (p *connPool) put(c *upConn, now time.Time) {
 	c.idleAt = now
+	if c.lc != nil {
+		c.lc.Detach() // the task may end; the connection stays
+	}
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdlePerReplica {
 		p.mu.Unlock()
@@ -96,15 +110,21 @@ func (p *connPool) put(c *upConn, now time.Time) {
 }
 
 // dial opens a new connection, unless the upstream is at max_connections.
-func (p *connPool) dial(deadline time.Time) (*upConn, error) {
+// On a loop, task dials it there.
+func (p *connPool) dial(deadline time.Time, task *evloop.Task) (*upConn, error) {
 	u := p.up
 	if n := u.conns.Add(1); u.maxConns > 0 && n > u.maxConns {
 		u.conns.Add(-1)
 		return nil, errMaxConnections
 	}
 	var nc net.Conn
+	var lc *evloop.Conn
 	var err error
-	if u.dial != nil {
+	if task != nil {
+		if lc, err = task.Dial(u.g.ctx, p.dialAddr, deadline); err == nil {
+			nc = lc
+		}
+	} else if u.dial != nil {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		nc, err = u.dial(ctx, "tcp", p.addr)
 		cancel()
@@ -116,7 +136,7 @@ func (p *connPool) dial(deadline time.Time) (*upConn, error) {
 		u.conns.Add(-1)
 		return nil, err
 	}
-	c := &upConn{nc: nc, pool: p, buf: make([]byte, upBufSize)}
+	c := &upConn{nc: nc, lc: lc, pool: p, buf: make([]byte, upBufSize)}
 	c.sock.init(nc)
 	p.mu.Lock()
 	if p.open == nil {
@@ -146,6 +166,7 @@ func (p *connPool) closeIdle(forever bool) {
 type upConn struct {
 	sock
 	nc     net.Conn
+	lc     *evloop.Conn // nc, on a loop
 	pool   *connPool
 	buf    []byte
 	r, w   int
@@ -171,7 +192,8 @@ func (c *upConn) close() {
 }
 
 // abort closes every connection of the pool, in use or not, so exchanges
-// blocked on them return at once (the gateway is closing).
+// blocked on them return at once (the gateway is closing). Not for a
+// loop's pool: its loop shuts down instead (server.close).
 func (p *connPool) abort() {
 	p.closeIdle(true)
 	p.mu.Lock()

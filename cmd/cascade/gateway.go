@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ type gatewayFlags struct {
 	config, listen, admin, accessLog, events string
 	upstream, enable, propagate              []string
 	seed                                     uint64
+	loops                                    int
 }
 
 func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -57,7 +59,16 @@ loopback address.`,
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			opts := gateway.Options{Sink: event.Discard, Seed: f.seed}
+			if f.loops < 0 {
+				return exitWith(ExitUsage, fmt.Errorf("--loops %d: expected 0 (a goroutine per connection) or more", f.loops))
+			}
+			opts := gateway.Options{Sink: event.Discard, Seed: f.seed, Loops: f.loops}
+			if f.loops > 0 {
+				// A loop keeps its P while it waits (internal/evloop): one
+				// more P runs everything else (health checks, metrics,
+				// requests handed to net/http).
+				runtime.GOMAXPROCS(f.loops + 1)
+			}
 			var closers []io.Closer
 			defer func() {
 				for _, c := range closers {
@@ -115,6 +126,7 @@ loopback address.`,
 	fl.StringSliceVar(&f.enable, "enable", nil, "switch features on with their defaults: "+strings.Join(gateway.Features, ", "))
 	fl.StringSliceVar(&f.propagate, "propagate", nil, "headers added upstream on every route: none, or any of request_id, forwarded_for, attempt, deadline (default all)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed for balancing, retry jitter and request IDs")
+	fl.IntVar(&f.loops, "loops", 0, "serve HTTP/1.1 on N event loops, one thread each, like nginx's workers (Linux; 0: a goroutine per connection)")
 	return cmd
 }
 

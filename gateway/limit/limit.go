@@ -211,6 +211,10 @@ func (l *Limiter) Release() {
 	l.sem.Release(1)
 }
 
+// Queues reports whether Acquire may wait (max_pending is set): without a
+// queue it answers at once.
+func (l *Limiter) Queues() bool { return l.maxPending > 0 }
+
 // InFlight is the number of slots taken.
 func (l *Limiter) InFlight() int64 { return l.inflight.Load() }
 

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/evloop"
+)
+
+// TestOnLoops runs the gateway's behaviour tests again with the fast path
+// on an event loop (Options.Loops): the loop must not change what any
+// request, timeout, retry, breaker, limit, fallback or shutdown does.
+//
+// One loop: the loop keeps a P while it waits, and these tests run their
+// upstreams and clients in the same process (GOMAXPROCS is 2 in CI). With
+// one loop, BulkheadOverflow's "queue wait long enough" also shows that a
+// request waiting in the pending queue does not stall the loop: the
+// request holding the slot is a task of the same loop.
+func TestOnLoops(t *testing.T) {
+	if _, err := evloop.New(); err != nil {
+		t.Skip(err)
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"ErrorMap", TestErrorMap},
+		{"ConnectTimeout", TestConnectTimeout},
+		{"ClientGoneIs499Event", TestClientGoneIs499Event},
+		{"NoReplicasAndNoRoute", TestNoReplicasAndNoRoute},
+		{"RoutingDeadlineAndRoundRobin", TestRoutingDeadlineAndRoundRobin},
+		{"AccessLogAndRequestID", TestAccessLogAndRequestID},
+		{"ClientGoneAccessLog", TestClientGoneAccessLog},
+		{"IdleTimeoutBetweenBodyReads", TestIdleTimeoutBetweenBodyReads},
+		{"Metrics", TestMetrics},
+		{"TerminationEventsThinned", TestTerminationEventsThinned},
+		{"Propagate", TestPropagate},
+		{"BreakerOpensServesFallbackAndCloses", TestBreakerOpensServesFallbackAndCloses},
+		{"StaticFallbackConditions", TestStaticFallbackConditions},
+		{"BulkheadOverflow", TestBulkheadOverflow},
+		{"RateLimit", TestRateLimit},
+		{"OutlierEjection", TestOutlierEjection},
+		{"HealthChecksAndSetTargets", TestHealthChecksAndSetTargets},
+		{"SetTargetsUnderLoad", TestSetTargetsUnderLoad},
+		{"RetryAttemptHeaderAndAmplification", TestRetryAttemptHeaderAndAmplification},
+		{"RetryBudgetLimitsAmplification", TestRetryBudgetLimitsAmplification},
+		{"RetryIdempotency", TestRetryIdempotency},
+		{"RetryBodyBound", TestRetryBodyBound},
+		{"NoAttemptAfterTotalDeadline", TestNoAttemptAfterTotalDeadline},
+		{"PerTryTimeoutCause", TestPerTryTimeoutCause},
+		{"RetryPrefersAnotherReplica", TestRetryPrefersAnotherReplica},
+		{"ResponseFraming", TestResponseFraming},
+		{"Pipelining", TestPipelining},
+		{"Handoff", TestHandoff},
+		{"StalePooledConnection", TestStalePooledConnection},
+		{"SlowClientsCut", TestSlowClientsCut},
+		{"CloseIsPrompt", TestCloseIsPrompt},
+		{"IdleConnectionClosedWith408", TestIdleConnectionClosedWith408},
+	} {
+		t.Run(tc.name, tc.fn)
+	}
+}
+
+// loopsFor is the number of event loops a test's gateway runs on.
+func loopsFor(t testing.TB) int {
+	if strings.HasPrefix(t.Name(), "TestOnLoops/") {
+		return 1
+	}
+	return 0
+}
+
+// TestBackoffOnALoop: a retry backoff on a loop waits its time, in the
+// loop (other tasks go on meanwhile), and ends at shutdown.
+func TestBackoffOnALoop(t *testing.T) {
+	l, err := evloop.New()
+	if err != nil {
+		t.Skip(err)
+	}
+	g := &Gateway{}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	defer g.cancel()
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	res := make(chan result, 2)
+	ticks := make(chan int, 1)
+	l.Go(func(task *evloop.Task) {
+		ex := &exchange{g: g, task: task}
+		start := time.Now()
+		err := ex.sleep(80 * time.Millisecond)
+		res <- result{time.Since(start), err}
+		start = time.Now()
+		err = ex.sleep(time.Hour) // until the gateway closes
+		res <- result{time.Since(start), err}
+	})
+	l.Go(func(task *evloop.Task) {
+		n := 0
+		for range 5 {
+			task.Sleep(context.Background(), 10*time.Millisecond)
+			n++
+		}
+		ticks <- n
+	})
+	l.Close()
+	done := make(chan struct{})
+	go func() { l.Run(g.ctx); close(done) }()
+	r := <-res
+	if r.err != nil || r.took < 80*time.Millisecond || r.took > time.Second {
+		t.Fatalf("an 80 ms backoff took %v (%v)", r.took, r.err)
+	}
+	if n := <-ticks; n != 5 {
+		t.Fatalf("the other task ticked %d times during the backoff, want 5", n)
+	}
+	time.Sleep(20 * time.Millisecond)
+	g.cancel()
+	r = <-res
+	if r.err != errShutdown || r.took > time.Second {
+		t.Fatalf("a backoff at shutdown: %v after %v, want errShutdown at once", r.err, r.took)
+	}
+	<-done
+}
