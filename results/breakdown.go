@@ -76,7 +76,7 @@ type liveSlot struct {
 	h   *hdr.Histogram
 }
 
-func (sh *shard) recordLive(s *loadgen.Sample) {
+func (sh *shard) recordLive(s *loadgen.Sample, lat int64) {
 	end := s.Intended + s.Latency
 	sec := int64(end / time.Second)
 	slot := &sh.live[s.Executor][sec%liveSlots]
@@ -87,7 +87,7 @@ func (sh *shard) recordLive(s *loadgen.Sample) {
 		slot.h.Reset()
 		slot.sec = sec
 	}
-	recordDuration(slot.h, s.Latency)
+	_ = slot.h.RecordValue(lat) // value() clamped it to the range
 }
 
 // LiveP99 is the p99 latency (from intended send) of executor exec's

@@ -29,16 +29,10 @@ const (
 // NewHistogram returns an empty latency histogram in microseconds.
 func NewHistogram() *hdr.Histogram { return hdr.New(histMin, histMax, histSigFigs) }
 
-func recordDuration(h *hdr.Histogram, d time.Duration) {
-	us := d.Microseconds()
-	if us < histMin {
-		us = histMin
-	}
-	if us > histMax {
-		us = histMax
-	}
-	_ = h.RecordValue(us) // cannot fail: clamped to the range
-}
+func recordDuration(h *hdr.Histogram, d time.Duration) { _ = h.RecordValue(value(d)) } // cannot fail: clamped
+
+// value is what a histogram records for d: microseconds, clamped to the range.
+func value(d time.Duration) int64 { return min(max(d.Microseconds(), histMin), histMax) }
 
 // Phase is a named window of the run, by intended send time.
 type Phase struct {
@@ -47,6 +41,13 @@ type Phase struct {
 }
 
 // Stats aggregates samples.
+//
+// A collector's shards defer two kinds of records, which a closed model
+// (VUs) makes for every sample and which are most of the measuring cost per
+// request: a Service value equal to the Latency one (intended send is the
+// actual send), and a lag at the histogram's minimum (a closed model's is
+// zero), counted instead. Every Stats the package hands out is settled, its
+// histograms whole.
 type Stats struct {
 	Latency *hdr.Histogram // from intended send (corrected), µs
 	Service *hdr.Histogram // from actual send (uncorrected), µs
@@ -57,6 +58,14 @@ type Stats struct {
 	// intervals). It says at what time each layer of the timeout cascade
 	// answered.
 	ByCause *[cause.Count]*hdr.Histogram
+
+	// svcSame: Service is empty and stands for a copy of Latency, every
+	// sample so far having recorded the same value in both. Histograms
+	// hold counts only (no min, max or order), so copying them later gives
+	// the histogram recording both would have.
+	svcSame bool
+	// lagMin counts lags recorded as histMin but not yet in Lag.
+	lagMin int64
 }
 
 func newStats(withLag bool) *Stats {
@@ -68,32 +77,86 @@ func newStats(withLag bool) *Stats {
 	return s
 }
 
-func (s *Stats) add(x *loadgen.Sample) {
-	s.Causes[x.Cause]++
-	if x.Cause == cause.Dropped {
+// newShardStats returns stats whose Service is deferred; add defers lags
+// too. add is for a shard's stats only, which leave the package settled.
+func newShardStats(withLag bool) *Stats {
+	s := newStats(withLag)
+	s.svcSame = true
+	return s
+}
+
+// point is a sample as the histograms record it, converted once for all
+// the stats it lands in.
+type point struct {
+	lat, svc, lag int64
+	cause         cause.Cause
+}
+
+func pointOf(x *loadgen.Sample) point {
+	return point{lat: value(x.Latency), svc: value(x.Service), lag: value(x.Lag), cause: x.Cause}
+}
+
+func (s *Stats) add(x *point) {
+	s.Causes[x.cause]++
+	if x.cause == cause.Dropped {
 		return
 	}
-	recordDuration(s.Latency, x.Latency)
-	recordDuration(s.Service, x.Service)
-	if s.Lag != nil {
-		recordDuration(s.Lag, x.Lag)
+	if s.svcSame && x.svc != x.lat {
+		s.splitService() // before this sample's latency lands in Latency
 	}
-	if s.ByCause != nil && x.Cause.IsError() {
-		h := s.ByCause[x.Cause]
+	_ = s.Latency.RecordValue(x.lat) // cannot fail: clamped to the range
+	if !s.svcSame {
+		_ = s.Service.RecordValue(x.svc)
+	}
+	if s.Lag != nil {
+		if x.lag == histMin {
+			s.lagMin++
+		} else {
+			_ = s.Lag.RecordValue(x.lag)
+		}
+	}
+	if s.ByCause != nil && x.cause.IsError() {
+		h := s.ByCause[x.cause]
 		if h == nil {
 			h = NewHistogram()
-			s.ByCause[x.Cause] = h
+			s.ByCause[x.cause] = h
 		}
 		// Service time: from the actual send, as the layer's own timer ran.
-		recordDuration(h, x.Service)
+		_ = h.RecordValue(x.svc)
 	}
 }
 
+// splitService ends svcSame: Service gets the copy it stood for.
+func (s *Stats) splitService() {
+	s.Service.Merge(s.Latency)
+	s.svcSame = false
+}
+
+// settle makes the histograms whole: what recording every value would have
+// built.
+func (s *Stats) settle() {
+	if s.svcSame {
+		s.splitService()
+	}
+	if s.lagMin > 0 {
+		_ = s.Lag.RecordValues(histMin, s.lagMin)
+		s.lagMin = 0
+	}
+}
+
+// merge adds o's samples and counts to s, which it settles. It does not
+// change o: a shard's stats stay deferred when a run reads its phases.
 func (s *Stats) merge(o *Stats) {
+	s.settle()
 	s.Latency.Merge(o.Latency)
-	s.Service.Merge(o.Service)
+	if o.svcSame {
+		s.Service.Merge(o.Latency)
+	} else {
+		s.Service.Merge(o.Service)
+	}
 	if s.Lag != nil && o.Lag != nil {
 		s.Lag.Merge(o.Lag)
+		_ = s.Lag.RecordValues(histMin, o.lagMin)
 	}
 	for i, n := range o.Causes {
 		s.Causes[i] += n
@@ -191,16 +254,16 @@ func NewCollector(phases []Phase, width time.Duration, shards int, opts ...Optio
 	for i := 0; i < shards; i++ {
 		sh := &shard{intervals: map[int64]*Stats{}, lastIdx: -1}
 		for range phases {
-			sh.phases = append(sh.phases, newStats(true))
+			sh.phases = append(sh.phases, newShardStats(true))
 		}
 		if c.byExec {
 			for range c.bd.Executors {
-				sh.execs = append(sh.execs, newStats(true))
+				sh.execs = append(sh.execs, newShardStats(true))
 			}
 		}
 		if c.byTag {
 			for range c.bd.Tags {
-				sh.tags = append(sh.tags, newStats(false))
+				sh.tags = append(sh.tags, newShardStats(false))
 			}
 		}
 		sh.live = make([][liveSlots]liveSlot, len(c.bd.Executors))
@@ -213,10 +276,11 @@ func NewCollector(phases []Phase, width time.Duration, shards int, opts ...Optio
 func (c *Collector) Record(worker int, s *loadgen.Sample) {
 	sh := c.shards[worker%len(c.shards)]
 	idx := int64(s.Intended / c.width)
+	pt := pointOf(s)
 	sh.mu.Lock()
 	for i, p := range c.phases {
 		if s.Intended >= p.Start && s.Intended < p.End {
-			sh.phases[i].add(s)
+			sh.phases[i].add(&pt)
 		}
 	}
 	iv := sh.last
@@ -228,17 +292,17 @@ func (c *Collector) Record(worker int, s *loadgen.Sample) {
 		}
 		sh.lastIdx, sh.last = idx, iv
 	}
-	iv.add(s)
+	iv.add(&pt)
 	if c.byExec && s.Executor < len(sh.execs) {
-		sh.execs[s.Executor].add(s)
+		sh.execs[s.Executor].add(&pt)
 	}
 	if c.byTag {
 		if t := c.tagOf(s); t >= 0 {
-			sh.tags[t].add(s)
+			sh.tags[t].add(&pt)
 		}
 	}
 	if s.Executor < len(sh.live) && s.Cause != cause.Dropped {
-		sh.recordLive(s)
+		sh.recordLive(s, pt.lat)
 	}
 	sh.mu.Unlock()
 }
@@ -270,6 +334,7 @@ func (c *Collector) TakeIntervals(before time.Duration) []Interval {
 	}
 	out := make([]Interval, 0, len(merged))
 	for idx, st := range merged {
+		st.settle() // one shard's stats, unmerged, are still deferred
 		out = append(out, Interval{Index: idx, Start: time.Duration(idx) * c.width, Stats: st})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
@@ -300,7 +365,7 @@ func (c *Collector) spare() *Stats {
 		c.free.s = c.free.s[:n-1]
 		return st
 	}
-	return newStats(false)
+	return newShardStats(false)
 }
 
 // Recycle hands back intervals the caller has written and no longer reads,
@@ -316,6 +381,7 @@ func (c *Collector) Recycle(ivs []Interval) {
 		iv.Stats.Latency.Reset()
 		iv.Stats.Service.Reset()
 		iv.Stats.Causes = [cause.Count]int64{}
+		iv.Stats.svcSame = true // back to a shard: Service is empty
 		c.free.s = append(c.free.s, iv.Stats)
 	}
 }
