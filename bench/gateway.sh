@@ -19,6 +19,8 @@
 # script started are stopped (by PID). Knobs (environment):
 #   REPS=3 DUR=10 CONNS=50 B_RATE=5000         as peers.sh
 #   FEATURES=breaker,retries,limits,p2c        what the peers.sh row runs with
+#   GW_FLAGS=                                  more flags for every run of our gateway (e.g.
+#                                              "--loops 0" for a goroutine per connection)
 #   PROPAGATE=none                             headers the gateway adds upstream (--propagate; nginx's
 #                                              proxy_pass here adds none; "all" = cascade's default)
 #   SWEEP="plain headers breaker retries limits p2c all all+headers all+log"   feature sets for part 2
@@ -76,7 +78,7 @@ BIN="$WORK/bin/cascade"
 MED="$OUT/peers/medians.tsv"
 if want peers; then
   log "== peers.sh sections B, B2 (ours: --enable $FEATURES --propagate $PROPAGATE)"
-  OURS_PROXY_CMD="$BIN gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES --propagate $PROPAGATE" \
+  OURS_PROXY_CMD="$BIN gateway --listen {LISTEN} --upstream {UPSTREAM} --enable $FEATURES --propagate $PROPAGATE ${GW_FLAGS:-}" \
     SECTIONS="B" REPS="$REPS" DUR="$DUR" CONNS="$CONNS" B_RATE="$B_RATE" BENCH_WORK="$WORK/peers" BENCH_OUT="$OUT/peers" \
     "$PEERS" > "$OUT/peers.log" 2>&1
   [ -s "$MED" ] || { log "ERROR: peers.sh produced no medians (see $OUT/peers.log)"; tail -20 "$OUT/peers.log" >&2; exit 1; }
@@ -160,7 +162,7 @@ sweep() {
     fi
     for name in $SWEEP; do
       # shellcheck disable=SC2046
-      start_bg gw "$BIN" gateway --listen "$HOSTIP:$SWEEP_GW_PORT" --upstream "http://$HOSTIP:$SWEEP_UP_PORT" $(flags_for "$name")
+      start_bg gw "$BIN" gateway --listen "$HOSTIP:$SWEEP_GW_PORT" --upstream "http://$HOSTIP:$SWEEP_UP_PORT" $(flags_for "$name") ${GW_FLAGS:-}
       wait_port "$SWEEP_GW_PORT" || { log "ERROR: gateway did not start ($name)"; stop_bg gw; continue; }
       wrk -t2 -c"$CONNS" -d2s "http://$HOSTIP:$SWEEP_GW_PORT/" > /dev/null 2>&1   # warm-up
       measure "$name" "${PID[gw]}" "$SWEEP_GW_PORT" "$rep" | tee -a "$OUT/sweep/results.tsv" >&2
@@ -251,7 +253,7 @@ latency_rounds() {
     # shellcheck disable=SC2086 # the command's words
     start_bg lat-gw $cmd
   else
-    start_bg lat-gw "$BIN" gateway --listen "$HOSTIP:$gwp" --upstream "http://$HOSTIP:$upp" --enable "$FEATURES" --propagate "$PROPAGATE"
+    start_bg lat-gw "$BIN" gateway --listen "$HOSTIP:$gwp" --upstream "http://$HOSTIP:$upp" --enable "$FEATURES" --propagate "$PROPAGATE" ${GW_FLAGS:-}
   fi
   wait_port "$ngp" && wait_port "$gwp" || { log "ERROR: nginx or the gateway did not start"; return 1; }
   declare -A port=([direct]=$upp [nginx]=$ngp [ours]=$gwp)

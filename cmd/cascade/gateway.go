@@ -59,15 +59,16 @@ loopback address.`,
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			if f.loops < 0 {
-				return exitWith(ExitUsage, fmt.Errorf("--loops %d: expected 0 (a goroutine per connection) or more", f.loops))
+			loops, err := f.eventLoops()
+			if err != nil {
+				return exitWith(ExitUsage, err)
 			}
-			opts := gateway.Options{Sink: event.Discard, Seed: f.seed, Loops: f.loops}
-			if f.loops > 0 {
+			opts := gateway.Options{Sink: event.Discard, Seed: f.seed, Loops: loops}
+			if loops > 0 {
 				// A loop keeps its P while it waits (internal/evloop): one
 				// more P runs everything else (health checks, metrics,
 				// requests handed to net/http).
-				runtime.GOMAXPROCS(f.loops + 1)
+				runtime.GOMAXPROCS(loops + 1)
 			}
 			var closers []io.Closer
 			defer func() {
@@ -126,8 +127,24 @@ loopback address.`,
 	fl.StringSliceVar(&f.enable, "enable", nil, "switch features on with their defaults: "+strings.Join(gateway.Features, ", "))
 	fl.StringSliceVar(&f.propagate, "propagate", nil, "headers added upstream on every route: none, or any of request_id, forwarded_for, attempt, deadline (default all)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed for balancing, retry jitter and request IDs")
-	fl.IntVar(&f.loops, "loops", 0, "serve HTTP/1.1 on N event loops, one thread each, like nginx's workers (Linux; 0: a goroutine per connection)")
+	fl.IntVar(&f.loops, "loops", -1, "serve HTTP/1.1 on N event loops, a thread each, as nginx's workers (0: a goroutine per connection; default one per CPU on Linux, else 0)")
 	return cmd
+}
+
+// eventLoops resolves --loops: by default one loop per CPU where there are
+// event loops (Linux), as nginx's "worker_processes auto". A loop gave a
+// lower added latency than nginx where a goroutine per connection gave a
+// higher one (bench/GATEWAY.md, run 10).
+func (f *gatewayFlags) eventLoops() (int, error) {
+	switch {
+	case f.loops < -1:
+		return 0, fmt.Errorf("--loops %d: expected 0 (a goroutine per connection) or more", f.loops)
+	case f.loops >= 0:
+		return f.loops, nil
+	case runtime.GOOS == "linux":
+		return runtime.NumCPU(), nil
+	}
+	return 0, nil
 }
 
 // build maps the flags to a gateway config.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,7 @@ func TestGatewayCommandUsage(t *testing.T) {
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--enable", "teleport"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--admin-listen", "0.0.0.0:9901"},
 		{"gateway", "--config", "/nonexistent.yaml"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--loops", "-2"},
 	} {
 		var out, errb bytes.Buffer
 		if code := cli(context.Background(), args, &out, &errb); code != ExitUsage {
@@ -48,8 +50,16 @@ func TestGatewayCommandUsage(t *testing.T) {
 	}
 }
 
-// cascade gateway --upstream URL serves, logs, and stops on its context.
+// cascade gateway --upstream URL serves, logs, and stops on its context,
+// on goroutines and on an event loop.
 func TestGatewayCommandServes(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0)) // --loops sets it
+	for _, loops := range []string{"0", "1"} {
+		t.Run("loops="+loops, func(t *testing.T) { testGatewayCommandServes(t, loops) })
+	}
+}
+
+func testGatewayCommandServes(t *testing.T, loops string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +74,7 @@ func TestGatewayCommandServes(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- cli(ctx, []string{"gateway", "--upstream", "http://" + ln.Addr().String(), "--listen", "127.0.0.1:0",
-			"--enable", "breaker,retries,limits,p2c", "--access-log", logPath, "--admin-listen", "127.0.0.1:0"}, &out, &errb)
+			"--enable", "breaker,retries,limits,p2c", "--access-log", logPath, "--admin-listen", "127.0.0.1:0", "--loops", loops}, &out, &errb)
 	}()
 	re := regexp.MustCompile(`listening on (http://\S+)`)
 	var url string
