@@ -86,5 +86,9 @@
 // Plain HTTP/1.1 requests take a purpose-built path (server.go, upconn.go,
 // wire.go): parsed in place, forwarded as raw header bytes over pooled
 // upstream connections, nothing allocated per request. Everything else is
-// handed to net/http and runs the same exchange (slow.go).
+// handed to net/http and runs the same exchange (slow.go). With
+// Options.Loops (cascade gateway's default on Linux) that path runs on
+// event loops, a thread each, as nginx's workers do (internal/evloop;
+// server.go says why); cascade run keeps a goroutine per connection, as
+// its gateway shares the process with the load and the upstreams.
 package gateway
