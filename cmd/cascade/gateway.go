@@ -38,7 +38,10 @@ upstreams (targets, balancing, breaker, limits, health checks, outlier ejection)
 --enable switches features on with their defaults (breaker, retries, limits, outlier, cache,
 p2c), to measure what each costs. --access-log writes one JSON line per request, --events
 every decision as JSON lines ("-" is stdout); --admin-listen serves Prometheus /metrics on a
-loopback address.`,
+loopback address.
+
+Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs its workers
+(--loops N; --loops 0 serves each connection on a goroutine, as 'cascade run' does).`,
 		Example: `  cascade gateway --upstream http://127.0.0.1:9001 --listen 127.0.0.1:8080
   cascade gateway --upstream http://127.0.0.1:9001 --enable breaker,retries,limits --access-log -
   cascade gateway --config gateway.yaml --admin-listen 127.0.0.1:9901

@@ -27,6 +27,16 @@ func runLoop(t *testing.T, ctx context.Context) (*Loop, <-chan struct{}) {
 	return l, ended
 }
 
+// listen is a loopback listener for one loop.
+func listen(t *testing.T) *Listener {
+	t.Helper()
+	ln, err := Listen("127.0.0.1:0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
 func waitEnded(t *testing.T, ended <-chan struct{}) {
 	t.Helper()
 	select {
@@ -55,10 +65,7 @@ func echoServe(c *Conn) {
 // task per connection) and a client task holding two connections at once,
 // all on one loop.
 func TestServeAndDialOnOneLoop(t *testing.T) {
-	ln, err := Listen("127.0.0.1:0", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listen(t)
 	l, ended := runLoop(t, context.Background())
 	l.Go(func(task *Task) {
 		for {
@@ -235,10 +242,7 @@ func TestWakeFromAnotherGoroutine(t *testing.T) {
 // TestShutdownEndsBlockedReads: a server's idle connections are tasks
 // blocked in a read with a far deadline; Shutdown makes them return.
 func TestShutdownEndsBlockedReads(t *testing.T) {
-	ln, err := Listen("127.0.0.1:0", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listen(t)
 	l, ended := runLoop(t, context.Background())
 	readErr := make(chan error, 1)
 	l.Go(func(task *Task) {
@@ -285,10 +289,7 @@ func TestShutdownEndsBlockedReads(t *testing.T) {
 // TestReleaseToNetpoller hands a served connection to a goroutine, as the
 // gateway gives a request it does not serve itself to net/http.
 func TestReleaseToNetpoller(t *testing.T) {
-	ln, err := Listen("127.0.0.1:0", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listen(t)
 	l, ended := runLoop(t, context.Background())
 	handed := make(chan net.Conn, 1)
 	l.Go(func(task *Task) {
