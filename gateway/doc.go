@@ -64,10 +64,10 @@
 //	                                         body_not_replayable, deadline), method
 //	retry.budget_exhausted   route path      attempt, condition, reason, retries_in_flight, active, limit
 //	breaker.open             upstream        reason (failure_rate, slow_call_rate, max_wait_in_half_open), generation,
-//	                                         calls, failure_rate, slow_call_rate
+//	                                         calls, failure_rate, slow_call_rate, in_flight (calls admitted, not yet over)
 //	breaker.half_open        upstream        reason (wait_elapsed), generation, calls
 //	breaker.close            upstream        reason (probes_passed, reset), generation, calls, failure_rate, slow_call_rate
-//	breaker.forced_open, breaker.disabled    upstream, reason, generation
+//	breaker.forced_open, breaker.disabled    upstream, reason, generation (forced_open: in_flight)
 //	limit.overflow ⧗         upstream        reason (max_requests, max_pending, max_pending_wait, max_connections),
 //	                                         count, in_flight, pending, max_requests, max_pending (or connections, max_connections)
 //	limit.rate_limited ⧗     route path      count, rate, burst
@@ -76,7 +76,7 @@
 //	health.up                upstream[addr]  addr, successes
 //	health.down              upstream[addr]  addr, failures, reason
 //	outlier.eject            upstream[addr]  addr, reason (consecutive_5xx, consecutive_gateway_failure), consecutive,
-//	                                         times_ejected, ejection_ms, ejected, endpoints
+//	                                         times_ejected, ejection_ms, ejected, endpoints, in_flight
 //	outlier.uneject          upstream[addr]  addr, times_ejected
 //	outlier.eject_overflow   upstream[addr]  addr, reason, consecutive, ejected, endpoints (max_ejection_percent reached)
 //	fallback.serve ⧗         route path      kind (cache, static), count, age_ms and stale (cache), status (static)

@@ -112,6 +112,11 @@ type Breaker struct {
 
 	permitted, rejected, halfOpenFull, halfOpenProbes atomic.Uint64
 	successes, failures, slow, stale, transitions     atomic.Uint64
+	// outstanding counts tickets given and not yet recorded. The open
+	// event carries it: calls admitted before the breaker opened may still
+	// reach the upstream after, and a verdict on "nothing gets through while
+	// open" must not hold them against it.
+	outstanding atomic.Int64
 }
 
 type options struct {
@@ -187,6 +192,7 @@ func (b *Breaker) Allow() (Ticket, error) {
 	switch s {
 	case Closed, Disabled:
 		b.permitted.Add(1)
+		b.outstanding.Add(1)
 		return Ticket{gen: gen}, nil
 	case ForcedOpen:
 		b.rejected.Add(1)
@@ -210,6 +216,7 @@ func (b *Breaker) allowLocked(now time.Time, ev *event.Event, moved *bool) (Tick
 	switch s {
 	case Closed, Disabled: // changed since the lock-free read
 		b.permitted.Add(1)
+		b.outstanding.Add(1)
 		return Ticket{gen: gen}, nil
 	case ForcedOpen:
 		b.rejected.Add(1)
@@ -234,6 +241,7 @@ func (b *Breaker) allowLocked(now time.Time, ev *event.Event, moved *bool) (Tick
 	}
 	b.probesIssued++
 	b.permitted.Add(1)
+	b.outstanding.Add(1)
 	b.halfOpenProbes.Add(1)
 	return Ticket{gen: gen}, nil
 }
@@ -243,6 +251,9 @@ func (b *Breaker) allowLocked(now time.Time, ev *event.Event, moved *bool) (Tick
 // from an older generation are counted as stale and otherwise ignored.
 func (b *Breaker) Record(t Ticket, failed bool, elapsed time.Duration) {
 	slow := elapsed > b.set.slowCall // Resilience4j: strictly above the threshold
+	if t.gen != 0 {
+		b.outstanding.Add(-1) // before the lock: this call is over, whatever it decides
+	}
 	now := time.Now()
 	b.mu.Lock()
 	ev, moved := b.recordLocked(now, t, failed, slow)
@@ -321,6 +332,9 @@ func (b *Breaker) transitionLocked(now time.Time, to State, reason string, tot t
 		b.win.reset()
 	}
 	attrs := map[string]any{"reason": reason, "generation": gen, "calls": tot.calls}
+	if to == Open || to == ForcedOpen {
+		attrs["in_flight"] = b.outstanding.Load()
+	}
 	if withRates {
 		fr, sr := tot.rates()
 		attrs["failure_rate"], attrs["slow_call_rate"] = fr, sr

@@ -195,6 +195,34 @@ func TestOpenEventAttrs(t *testing.T) {
 	})
 }
 
+// The open event counts the calls admitted and not yet recorded: they may
+// still reach the upstream after it opened (results/verdict's Blocked).
+func TestOpenEventCountsCallsInFlight(t *testing.T) {
+	b, mem := newTest(t, Config{SlidingWindowSize: 4, MinimumCalls: 4, FailureRateThreshold: 0.5})
+	var out []Ticket
+	for range 6 {
+		tk, err := b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tk)
+	}
+	for _, tk := range out[:4] { // the fourth result opens it; two calls are still out
+		b.Record(tk, true, time.Millisecond)
+	}
+	evs := mem.Events()
+	if len(evs) != 1 || evs[0].Type != "breaker.open" || evs[0].Attrs["in_flight"] != int64(2) {
+		t.Fatalf("events %v, want one breaker.open with in_flight 2", evs)
+	}
+	for _, tk := range out[4:] { // late results of the old generation
+		b.Record(tk, false, time.Millisecond)
+	}
+	b.ForceOpen()
+	if evs := mem.Events(); evs[len(evs)-1].Attrs["in_flight"] != int64(0) {
+		t.Fatalf("forced open after every call ended: %v", evs[len(evs)-1])
+	}
+}
+
 func TestHalfOpenProbeCounting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, _ := newTest(t, Config{SlidingWindowSize: 2, MinimumCalls: 2, PermittedCallsInHalfOpen: 3,

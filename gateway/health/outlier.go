@@ -231,7 +231,7 @@ func (d *Detector) ejectLocked(now time.Time, ep *balance.Endpoint, st *outlierS
 	st.timer = time.AfterFunc(dur, func() { d.uneject(ep, st) })
 	return d.em.EventFor(target, "outlier.eject", map[string]any{"addr": ep.Addr(), "reason": reason,
 		"consecutive": n, "times_ejected": st.times, "ejection_ms": dur.Milliseconds(), "ejected": ejected + 1,
-		"endpoints": len(eps)}), true
+		"endpoints": len(eps), "in_flight": ep.InFlight()}), true // in_flight: sent to it, not over; they may land after
 }
 
 func (d *Detector) uneject(ep *balance.Endpoint, st *outlierState) {

@@ -134,6 +134,20 @@ func (tr *Transition) Doomed(in *Input) (bool, string) {
 	return true, fmt.Sprintf("%s: %s has passed %s after %s without it", tr.Name, secs(in.Now), FormatDuration(tr.Within), tr.After)
 }
 
+// attrInt reads a numeric attr (an int in memory, a float64 from JSON);
+// 0 when absent.
+func attrInt(e event.Event, k string) int64 {
+	switch v := e.Attrs[k].(type) {
+	case int64:
+		return v
+	case int:
+		return int64(v)
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+
 // attrNote prints the attrs of a transition that explain it.
 func attrNote(e event.Event) string {
 	var parts []string
@@ -152,6 +166,10 @@ func attrNote(e event.Event) string {
 type episode struct {
 	from, to time.Duration
 	target   string
+	// admitted is the start event's in_flight attr: calls the gateway had
+	// let through (breaker) or sent (ejection) and not finished when the
+	// state began, which may still arrive during it.
+	admitted int64
 }
 
 // episodes pairs each start event with the next end event of the same
@@ -165,23 +183,25 @@ func episodes(evs []event.Event, starts, ends []string, end time.Duration) []epi
 		}
 		return false
 	}
-	open := map[string]time.Duration{}
+	open := map[string]episode{}
 	var out []episode
 	for _, e := range evs {
 		switch {
 		case is(e.Type, starts):
 			if _, already := open[e.Target]; !already {
-				open[e.Target] = e.T
+				open[e.Target] = episode{from: e.T, target: e.Target, admitted: attrInt(e, "in_flight")}
 			}
 		case is(e.Type, ends):
-			if from, ok := open[e.Target]; ok {
-				out = append(out, episode{from: from, to: e.T, target: e.Target})
+			if ep, ok := open[e.Target]; ok {
+				ep.to = e.T
+				out = append(out, ep)
 				delete(open, e.Target)
 			}
 		}
 	}
-	for t, from := range open {
-		out = append(out, episode{from: from, to: max(end, from), target: t})
+	for _, ep := range open {
+		ep.to = max(end, ep.from)
+		out = append(out, ep)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].from < out[j].from })
 	return out
@@ -225,7 +245,7 @@ func (b *Blocked) Evaluate(in *Input) results.ObjectiveResult {
 		r.Evidence = fmt.Sprintf("%s was never %s: nothing to judge", sub, state)
 		return r
 	}
-	var total int64
+	var total, excused int64
 	var spent time.Duration
 	var worst episode
 	var worstN int64 = -1
@@ -238,6 +258,11 @@ func (b *Blocked) Evaluate(in *Input) results.ObjectiveResult {
 		// arrived in the millisecond the breaker changed state is not
 		// evidence against it.
 		n := upstreamArrivals(in, sub.upstream, who, ep.from+slack, ep.to, results.Inside)
+		// Calls admitted before the breaker opened (or sent before the
+		// ejection) may land after the slack on a loaded machine; as many
+		// arrivals as there were such calls are not evidence against it.
+		excused += min(n, ep.admitted)
+		n -= min(n, ep.admitted)
 		total += n
 		spent += ep.to - ep.from
 		if n > worstN {
@@ -249,6 +274,9 @@ func (b *Blocked) Evaluate(in *Input) results.ObjectiveResult {
 		"first_from_s": eps[0].from.Seconds()}
 	r.Evidence = fmt.Sprintf("%s was %s %d time(s) for %s in total (first [%s, %s)); %d requests reached it while %s (after the first %s of each)",
 		sub, state, len(eps), FormatDuration(spent), secs(eps[0].from), secs(eps[0].to), total, state, FormatDuration(slack))
+	if excused > 0 {
+		r.Evidence += fmt.Sprintf(", not counting %d the gateway had sent before", excused)
+	}
 	if total > 0 {
 		r.Evidence += fmt.Sprintf("; most in [%s, %s): %d", secs(worst.from), secs(worst.to), worstN)
 	}

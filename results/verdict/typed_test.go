@@ -238,3 +238,37 @@ func TestUpstreamMetricsFromRecords(t *testing.T) {
 		t.Errorf("no records: %+v", r)
 	}
 }
+
+// A breaker's open event says how many calls it had let through and not
+// finished: that many arrivals after it opened are the calls already on
+// their way, not calls it let through while open.
+func TestBlockedExcusesCallsAdmittedBeforeOpening(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		admitted any // the in_flight attr as it comes: int64 in memory, float64 from events.jsonl
+		pass     bool
+		value    float64
+		evidence string
+	}{
+		{nil, false, 3, "3 requests reached it while open"},
+		{int64(1), false, 2, "not counting 1 the gateway had sent before"},
+		{float64(5), true, 0, "0 requests reached it while open (after the first 5.00ms of each), not counting 3"},
+	} {
+		attrs := map[string]any{}
+		if c.admitted != nil {
+			attrs["in_flight"] = c.admitted
+		}
+		in := &Input{
+			Upstreams: []results.UpstreamRecord{{Start: 0, Width: 1, Upstream: "pay", Arrivals: 4,
+				PerReplica: []results.ReplicaRecord{{Replica: "pay[0]", Arrivals: 4, ArrivalsMS: []int32{20, 1, 100, 1, 300, 2}}}}},
+			Events: []event.Event{
+				{T: 50 * ms, Type: EvBreakerOpen, Target: "pay", Attrs: attrs},
+				{T: 500 * ms, Type: EvBreakerHalfOpen, Target: "pay"},
+			},
+		}
+		r := (&Blocked{Name: "blocked", Subject: "pay"}).Evaluate(in)
+		if r.Pass != c.pass || r.Value != c.value || !strings.Contains(r.Evidence, c.evidence) {
+			t.Errorf("in_flight %v: pass %v value %v evidence %q; want %v %v %q", c.admitted, r.Pass, r.Value, r.Evidence, c.pass, c.value, c.evidence)
+		}
+	}
+}
