@@ -280,7 +280,7 @@ func TestRoutingDeadlineAndRoundRobin(t *testing.T) {
 			{Path: "/", Upstream: "a", Timeouts: Timeouts{Total: 2000 * msD}},
 			{Path: "/api/b", Upstream: "b"},
 		},
-	}, Options{})
+	}, Options{Loops: loopsFor(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +124,28 @@ func TestBackoffOnALoop(t *testing.T) {
 		t.Fatalf("a backoff at shutdown: %v after %v, want errShutdown at once", r.err, r.took)
 	}
 	<-done
+}
+
+// TestLoopsResolveNames: a loop dials and listens on numeric addresses
+// only (it must not wait on a resolver); names in the config are resolved
+// before, once.
+func TestLoopsResolveNames(t *testing.T) {
+	if _, err := evloop.New(); err != nil {
+		t.Skip(err)
+	}
+	up := serve(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "named") })
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(up, "http://"))
+	cfg := one(Route{}, Upstream{}, "http://localhost:"+port)
+	cfg.Listen = "localhost:0"
+	g := gw(t, cfg, nil, func(o *Options) { o.Loops = 2 })
+	if !strings.HasPrefix(g.Addr(), "127.0.0.1:") {
+		t.Fatalf("listening on %s, want localhost resolved to 127.0.0.1", g.Addr())
+	}
+	c := client(5 * time.Second)
+	for i := range 10 { // new connections: both loops' listeners and pools
+		c.CloseIdleConnections()
+		if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 200 || a.body != "named" {
+			t.Fatalf("request %d: %+v", i, a)
+		}
+	}
 }
