@@ -61,13 +61,10 @@ func echoServe(c *Conn) {
 	}
 }
 
-// TestServeAndDialOnOneLoop runs a server (an accepting task spawning a
-// task per connection) and a client task holding two connections at once,
-// all on one loop.
-func TestServeAndDialOnOneLoop(t *testing.T) {
-	ln := listen(t)
-	l, ended := runLoop(t, context.Background())
-	l.Go(func(task *Task) {
+// acceptEcho is a task serving echoServe on every connection ln accepts,
+// each in a task of its own, until the loop shuts down.
+func acceptEcho(ln *Listener) func(*Task) {
+	return func(task *Task) {
 		for {
 			c, err := ln.Accept(task)
 			if err != nil {
@@ -75,7 +72,16 @@ func TestServeAndDialOnOneLoop(t *testing.T) {
 			}
 			task.Go(func(st *Task) { c.Attach(st); echoServe(c) })
 		}
-	})
+	}
+}
+
+// TestServeAndDialOnOneLoop runs a server (an accepting task spawning a
+// task per connection) and a client task holding two connections at once,
+// all on one loop.
+func TestServeAndDialOnOneLoop(t *testing.T) {
+	ln := listen(t)
+	l, ended := runLoop(t, context.Background())
+	l.Go(acceptEcho(ln))
 	got := make(chan string, 1)
 	l.Go(func(task *Task) {
 		var out []string
@@ -387,15 +393,7 @@ func TestReusePortListeners(t *testing.T) {
 	for _, ln := range []*Listener{first, second} {
 		l, ended := runLoop(t, context.Background())
 		loops, ends = append(loops, l), append(ends, ended)
-		l.Go(func(task *Task) {
-			for {
-				c, err := ln.Accept(task)
-				if err != nil {
-					return
-				}
-				task.Go(func(st *Task) { c.Attach(st); echoServe(c) })
-			}
-		})
+		l.Go(acceptEcho(ln))
 	}
 	for i := range 20 {
 		c, err := net.Dial("tcp", first.Addr().String())
