@@ -46,8 +46,9 @@ func waitEnded(t *testing.T, ended <-chan struct{}) {
 	}
 }
 
-// echoServe answers each line on c with the line upper-cased, until EOF.
-func echoServe(c *Conn) {
+// echoServe answers each line on c with the line upper-cased, until EOF;
+// on a loop's Conn or on Go's netpoller alike.
+func echoServe(c net.Conn) {
 	defer c.Close()
 	r := bufio.NewReader(c)
 	for {
@@ -194,17 +195,7 @@ func newEchoServer(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					c.Write([]byte(strings.ToUpper(line)))
-				}
-			}()
+			go echoServe(c)
 		}
 	}()
 	return ln.Addr().String()
