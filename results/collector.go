@@ -59,14 +59,27 @@ type Stats struct {
 	// answered.
 	ByCause *[cause.Count]*hdr.Histogram
 
-	// svcSame: Service is empty and stands for a copy of Latency, every
-	// sample so far having recorded the same value in both. Histograms
-	// hold counts only (no min, max or order), so copying them later gives
-	// the histogram recording both would have.
+	// svcSame: the Service record is deferred. Histograms hold counts only
+	// (no min, max or order), so the whole histograms are sums:
+	//
+	//	Latency (whole) = Latency + diffLat
+	//	Service (whole) = Latency + Service
+	//
+	// Latency holds the samples whose two values are equal; a sample whose
+	// service time differs (a closed model's first request on a connection,
+	// which waited for the dial) puts its service time in Service and its
+	// latency in diffLat. Without diffLat the first dial of a run would end
+	// the deferral for good.
 	svcSame bool
+	diffLat []int64 // at most maxDiff
 	// lagMin counts lags recorded as histMin but not yet in Lag.
 	lagMin int64
 }
+
+// maxDiff bounds the samples a deferred Stats keeps aside; past it (a model
+// in which most samples differ: open, keep-alive off) Service is recorded
+// as it comes.
+const maxDiff = 256
 
 func newStats(withLag bool) *Stats {
 	s := &Stats{Latency: NewHistogram(), Service: NewHistogram()}
@@ -101,11 +114,18 @@ func (s *Stats) add(x *point) {
 	if x.cause == cause.Dropped {
 		return
 	}
-	if s.svcSame && x.svc != x.lat {
-		s.splitService() // before this sample's latency lands in Latency
-	}
-	_ = s.Latency.RecordValue(x.lat) // cannot fail: clamped to the range
-	if !s.svcSame {
+	switch {
+	case !s.svcSame:
+		_ = s.Latency.RecordValue(x.lat) // cannot fail: clamped to the range
+		_ = s.Service.RecordValue(x.svc)
+	case x.svc == x.lat:
+		_ = s.Latency.RecordValue(x.lat)
+	case len(s.diffLat) < maxDiff:
+		s.diffLat = append(s.diffLat, x.lat)
+		_ = s.Service.RecordValue(x.svc)
+	default:
+		s.splitService()
+		_ = s.Latency.RecordValue(x.lat)
 		_ = s.Service.RecordValue(x.svc)
 	}
 	if s.Lag != nil {
@@ -126,9 +146,13 @@ func (s *Stats) add(x *point) {
 	}
 }
 
-// splitService ends svcSame: Service gets the copy it stood for.
+// splitService ends svcSame: both histograms become whole (see Stats).
 func (s *Stats) splitService() {
 	s.Service.Merge(s.Latency)
+	for _, v := range s.diffLat {
+		_ = s.Latency.RecordValue(v)
+	}
+	s.diffLat = s.diffLat[:0]
 	s.svcSame = false
 }
 
@@ -149,10 +173,12 @@ func (s *Stats) settle() {
 func (s *Stats) merge(o *Stats) {
 	s.settle()
 	s.Latency.Merge(o.Latency)
+	s.Service.Merge(o.Service)
 	if o.svcSame {
 		s.Service.Merge(o.Latency)
-	} else {
-		s.Service.Merge(o.Service)
+		for _, v := range o.diffLat {
+			_ = s.Latency.RecordValue(v)
+		}
 	}
 	if s.Lag != nil && o.Lag != nil {
 		s.Lag.Merge(o.Lag)
@@ -381,7 +407,8 @@ func (c *Collector) Recycle(ivs []Interval) {
 		iv.Stats.Latency.Reset()
 		iv.Stats.Service.Reset()
 		iv.Stats.Causes = [cause.Count]int64{}
-		iv.Stats.svcSame = true // back to a shard: Service is empty
+		iv.Stats.svcSame = true // back to a shard: both empty
+		iv.Stats.diffLat = iv.Stats.diffLat[:0]
 		c.free.s = append(c.free.s, iv.Stats)
 	}
 }

@@ -261,8 +261,8 @@ func TestCollectorDeferredRecordsAreExact(t *testing.T) {
 	}
 }
 
-// Recycled intervals start deferring again, and a stream that starts with a
-// sample whose Service differs never defers.
+// Recycled intervals start deferring again, whatever the stream they
+// start with.
 func TestCollectorRecycledIntervalsDeferAgain(t *testing.T) {
 	c := NewCollector(nil, time.Second, 1)
 	ref := newRef(nil, Breakdown{Executors: []string{""}, TagOf: [][]int{{0}}, Tags: []string{""}})
@@ -343,4 +343,45 @@ func TestStatsMergeDeferred(t *testing.T) {
 	want.Merge(e)
 	want.Lag, got.Lag = nil, nil
 	sameStats(t, "NewStats", got, want, true)
+}
+
+// A closed model's first request on each connection waited for its dial, so
+// its Service differs from its Latency. Those samples are kept aside rather
+// than ending the deferral (the deferral is the point: two records fewer per
+// request), up to maxDiff; past it the stats record eagerly. Exact all along.
+func TestCollectorDefersPastDials(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	lazy, eager := newShardStats(true), newStats(true)
+	add := func(kind, n int) {
+		for range n {
+			x := genSample(rng, kind, 0)
+			p := pointOf(x)
+			lazy.add(&p)
+			eagerAdd(eager, x)
+		}
+	}
+	settled := func(what string) {
+		t.Helper()
+		got := newStats(true)
+		got.merge(lazy) // leaves lazy as it was
+		sameStats(t, what, got, eager, true)
+	}
+	add(segConnWait, 50) // 50 connections dial
+	add(segClosed, 5000)
+	if !lazy.svcSame || len(lazy.diffLat) != 50 {
+		t.Fatalf("after 50 dials: deferring %v with %d aside, want true with 50", lazy.svcSame, len(lazy.diffLat))
+	}
+	settled("after 50 dials")
+	add(segConnWait, maxDiff-50) // reconnections, up to the bound
+	add(segClosed, 100)
+	if !lazy.svcSame {
+		t.Fatal("stopped deferring at the bound")
+	}
+	settled("at the bound")
+	add(segConnWait, 1)
+	if lazy.svcSame || len(lazy.diffLat) != 0 {
+		t.Fatalf("past the bound: deferring %v with %d aside, want false with 0", lazy.svcSame, len(lazy.diffLat))
+	}
+	add(segClosed, 100)
+	settled("past the bound")
 }
