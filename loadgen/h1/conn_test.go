@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
 )
 
 func TestKeepAliveReuse(t *testing.T) {
@@ -356,6 +357,74 @@ func TestTimeoutNeverAnswers(t *testing.T) {
 				t.Fatalf("a timed-out connection must be closed: %+v", st)
 			}
 		})
+	}
+}
+
+// A Conn remembers the last context's deadline (asking walks the context's
+// parents); a request under another context gets that context's deadline,
+// earlier or later, never the remembered one.
+func TestContextDeadlinePerContext(t *testing.T) {
+	var n atomic.Int64
+	addr := rawServer(t, func(c net.Conn) {
+		var buf []byte
+		for readRequest(c, &buf) != nil {
+			if n.Add(1) == 3 {
+				continue // the third request is never answered
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	c := mustConn(t, addr, Options{})
+	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
+	var r Result
+	// A short deadline first; the next context's is later: the request
+	// must not inherit the passed one.
+	short, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	if err := c.Do(short, p, &r); err != nil {
+		t.Fatal(err)
+	}
+	<-short.Done()
+	if err := c.Do(ctxT(t), p, &r); err != nil {
+		t.Fatalf("under a later deadline: %v", err)
+	}
+	// Then an earlier one than the last: it must fire at its time.
+	const timeout = 200 * time.Millisecond
+	ctx, cancel2 := context.WithTimeout(context.Background(), timeout)
+	defer cancel2()
+	t0 := time.Now()
+	err := c.Do(ctx, p, &r)
+	if el := time.Since(t0); !errors.Is(err, ErrTimeout) || el < timeout-time.Millisecond || el > timeout+time.Second {
+		t.Fatalf("unanswered request under a %v deadline: %v after %v", timeout, err, el)
+	}
+}
+
+// DoAt takes the caller's clock reading as Start; End is when the read that
+// completed the response returned, so a response read at once ends at its
+// first byte (no clock read after parsing).
+func TestDoAtStampsFromTheCallersReading(t *testing.T) {
+	addr := helloServer(t)
+	clock := event.NewClock()
+	c, err := NewConn(addr, Options{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
+	var r Result
+	for i := range 20 {
+		start := clock.Now()
+		if err := c.DoAt(ctxT(t), p, &r, start); err != nil {
+			t.Fatal(err)
+		}
+		after := clock.Now()
+		if r.Start != start || r.FirstByte < start || r.End < r.FirstByte || r.End > after {
+			t.Fatalf("request %d: start %v first byte %v end %v, given %v, clock after %v", i, r.Start, r.FirstByte, r.End, start, after)
+		}
+		// The server writes each response at once: one read.
+		if r.End != r.FirstByte {
+			t.Fatalf("request %d: a %d-byte response read at once ends at %v, its first byte at %v", i, r.BytesRead, r.End, r.FirstByte)
+		}
 	}
 }
 

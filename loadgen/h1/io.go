@@ -145,8 +145,9 @@ func (c *Conn) send(b []byte, dl time.Duration) (int, error) {
 
 // got accounts for n bytes just read into the buffer.
 func (c *Conn) got(n int) {
+	c.lastRead = c.now()
 	if !c.gotFirst {
-		c.first, c.gotFirst = c.now(), true
+		c.first, c.gotFirst = c.lastRead, true
 	}
 	c.w += n
 	c.nread += int64(n)

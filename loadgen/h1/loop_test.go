@@ -41,6 +41,7 @@ func TestOnLoop(t *testing.T) {
 		{"DeadConnRetriedAtWrite", TestDeadConnRetriedAtWrite},
 		{"TimeoutNeverAnswers", TestTimeoutNeverAnswers},
 		{"LazyDeadlineNeverEarly", TestLazyDeadlineNeverEarly},
+		{"ContextDeadlinePerContext", TestContextDeadlinePerContext},
 		{"Cancel", TestCancel},
 		{"ConnectRefused", TestConnectRefused},
 		{"Malformed", TestMalformed},

@@ -82,7 +82,7 @@ func (p *Pool) get(ctx context.Context, pr *Prepared, start time.Duration) (c *C
 		p.waits.Add(1)
 		waited = true
 		var expired <-chan time.Time
-		if dl := p.conns[0].deadline(ctx, pr, start); dl != noDeadline {
+		if dl := min(timeoutDeadline(pr, p.opts, start), ctxDeadline(ctx, p.base)); dl != noDeadline {
 			t := time.NewTimer(dl - time.Since(p.base))
 			defer t.Stop()
 			expired = t.C
