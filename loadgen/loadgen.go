@@ -144,6 +144,12 @@ type Sample struct {
 	ConnWait time.Duration
 	Status   int
 	Cause    cause.Cause
+
+	// sent is the actual send time, on the run's clock, for the transport;
+	// a worker that keeps time on the run's clock sets end (see
+	// H1Transport.worker), else the generator reads the clock after
+	// RoundTrip.
+	sent, end time.Duration
 }
 
 // Recorder receives samples from many workers at once. worker is a small
@@ -261,6 +267,14 @@ func New(cfg Config, rec Recorder, clock *event.Clock, tr Transport) (*Generator
 		g.execs = append(g.execs, e)
 	}
 	return g, nil
+}
+
+// endOf is when s's request ended: the transport's stamp, or now.
+func (g *Generator) endOf(s *Sample) time.Duration {
+	if s.end > 0 {
+		return s.end
+	}
+	return g.clock.Now()
 }
 
 // Executors returns cfg's executors as the generator runs them: the single
@@ -734,6 +748,9 @@ func (st *idleStack) close() {
 
 // workerTransport is the transport one worker goroutine sends with.
 func (e *executor) workerTransport() Transport {
+	if h, ok := e.tr.(*H1Transport); ok {
+		return h.worker(e.g.clock)
+	}
 	if wt, ok := e.tr.(WorkerTransport); ok {
 		return wt.Worker()
 	}
@@ -750,9 +767,9 @@ func (e *executor) do(ctx context.Context, tr Transport, worker int, ws *workerS
 	*s = Sample{Executor: e.idx, Request: j.req, Seq: j.seq, Intended: j.intended}
 	ws.started.Add(1)
 	sent := e.g.clock.Now()
-	s.Lag = sent - j.intended
+	s.Lag, s.sent = sent-j.intended, sent
 	tr.RoundTrip(ctx, j.req, s)
-	end := e.g.clock.Now()
+	end := e.g.endOf(s)
 	s.Latency = end - j.intended
 	s.Service = end - sent - s.ConnWait
 	if s.Cause.IsError() {
@@ -846,7 +863,7 @@ func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 // vuOnLoop is VU i as a task of an event loop: its connection and its
 // think time wait in the loop.
 func (e *executor) vuOnLoop(ctx context.Context, i int, end time.Duration, t *evloop.Task) {
-	tr := e.tr.(*H1Transport).LoopWorker(t)
+	tr := e.tr.(*H1Transport).LoopWorker(t, e.g.clock)
 	defer closeTransport(tr)
 	e.vuRun(ctx, i, end, tr, func(d time.Duration) { t.Sleep(ctx, d) })
 }
@@ -881,11 +898,11 @@ func (e *executor) vuRun(ctx context.Context, i int, end time.Duration, tr Trans
 		}
 		req := pick.pick()
 		start := e.g.clock.Now()
-		s = Sample{Executor: e.idx, Request: req, Seq: seq, Intended: start}
+		s = Sample{Executor: e.idx, Request: req, Seq: seq, Intended: start, sent: start}
 		seq++
 		ws.started.Add(1)
 		tr.RoundTrip(ctx, req, &s)
-		done := e.g.clock.Now()
+		done := e.g.endOf(&s)
 		s.Latency = done - start
 		s.Service = s.Latency - s.ConnWait
 		if s.Cause.IsError() {

@@ -163,7 +163,7 @@ func TestLoopWorkerAllocations(t *testing.T) {
 	var allocs float64
 	var last cause.Cause
 	l.Go(func(task *evloop.Task) {
-		w := tr.LoopWorker(task)
+		w := tr.LoopWorker(task, nil)
 		defer closeTransport(w)
 		ctx := context.Background()
 		var s Sample
