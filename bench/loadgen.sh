@@ -13,6 +13,7 @@
 #   BENCH_SHARED (default ../shared/bench next to the repo)  SKIP_INSTALL=1 (peers already installed)
 #   PEER_SECTIONS="A D" (peers.sh sections; "A" with GEN_CPUS=1 SRV_CPUS=0 is the pinned throughput view)
 #   ACC_PORT=18093 MEM_PORT=18094 (our own upstreams; peers.sh uses 18080-18090)
+#   LOAD_FLAGS (more flags for cascade load in the peers part, e.g. "--threads 2" to match wrk -t2)
 # Every target is 127.0.0.1; every run is bounded; only processes this script started are stopped (by PID).
 set -uo pipefail
 
@@ -56,7 +57,7 @@ peers() {
   # RATE=0: closed loop at maximum rate over CONNS connections (wrk -c); otherwise the open model
   # at RATE with at most CONNS connections.
   export OURS_LOADGEN_CMD="r={RATE}; if [ \"\$r\" = 0 ]; then m='--conns {CONNS}'; else m=\"--rate \$r/s --conns {CONNS}\"; fi; \
-exec $BIN load {URL} --duration {DUR}s \$m --bench-result --progress plain --out $OUT/runs/r\$r-\$(date +%s%N)"
+exec $BIN load {URL} --duration {DUR}s \$m ${LOAD_FLAGS:-} --bench-result --progress plain --out $OUT/runs/r\$r-\$(date +%s%N)"
   BENCH_OUT="$OUT/peers" SECTIONS="${PEER_SECTIONS:-A D}" "$SHARED/peers.sh" > "$OUT/logs/peers.log" 2>&1
   local med="$OUT/peers/medians.tsv"
   [ -s "$med" ] || { log "ERROR: peers.sh produced no medians (see logs/peers.log)"; return 1; }

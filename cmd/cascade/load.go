@@ -91,15 +91,16 @@ Only loopback targets unless --allow-remote.`,
 				return exitWith(ExitUsage, fmt.Errorf("--engine must be loop or goroutines, got %q", f.engine))
 			}
 			threads := f.threads
-			if threads == 0 {
-				threads = runtime.GOMAXPROCS(0)
-			}
 			if f.engine == "loop" && closedModel(p.Load) {
 				// The closed model runs on event loops, wrk's design: one
 				// per thread, each waiting in epoll for all its
 				// connections (internal/evloop says why that is cheaper). A loop
 				// keeps its P while it waits, so GOMAXPROCS gets one more
 				// for the rest of the process (display, signals, timers).
+				if threads == 0 {
+					base, _, _ := splitURL(args[0]) // checked by scenario
+					threads = defaultLoops(base, runtime.GOMAXPROCS(0))
+				}
 				p.Load.Loops = threads
 				runtime.GOMAXPROCS(threads + 1)
 			} else if cmd.Flags().Changed("threads") {
@@ -170,7 +171,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.BoolVar(&f.netHTTP, "nethttp", false, "send HTTP/1.1 with net/http instead of cascade's own client (for comparison)")
 	_ = fl.MarkHidden("nethttp")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	fl.IntVar(&f.threads, "threads", 0, "threads running the generator, as wrk -t: event loops for the closed model, else GOMAXPROCS (default: every CPU)")
+	fl.IntVar(&f.threads, "threads", 0, "threads running the generator, as wrk -t: event loops for the closed model (default: half the CPUs for a target on this machine, every CPU for a remote one), else GOMAXPROCS (default: every CPU)")
 	fl.StringVar(&f.engine, "engine", "loop", "closed model over HTTP/1.1: loop (an epoll loop per thread, as wrk) or goroutines (one per VU)")
 	_ = fl.MarkHidden("cpuprofile")
 	return cmd
@@ -391,6 +392,23 @@ func BenchResult(s *results.Summary) string {
 
 // closedModel reports whether the load has a VU executor, which event
 // loops would run.
+// defaultLoops is how many event loops drive a closed model when --threads
+// is not given. A target on this machine (every target without
+// --allow-remote) shares its CPUs with the generator, and a loop costs far
+// less than the server it measures (~10 µs of CPU per request, ~80k
+// requests/s on one core): taking every CPU would starve the server and
+// measure the contention. Half of them, at least one, leaves the other half
+// to the target. Fewer loops also batch more ready connections per wake-up:
+// on 2 vCPUs against a hello server, one loop spent 9-11 µs per request and
+// two 11.5-14, at the same rate (bench/LOADGEN.md). A remote target gets
+// every CPU.
+func defaultLoops(target string, cpus int) int {
+	if plan.CheckTarget(target, false) != nil {
+		return cpus
+	}
+	return max(1, cpus/2)
+}
+
 func closedModel(cfg loadgen.Config) bool {
 	if cfg.Kind == loadgen.VUs {
 		return true

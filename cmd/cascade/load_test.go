@@ -224,3 +224,26 @@ func TestLoadThreadsFlag(t *testing.T) {
 		t.Errorf("--threads 0: exit %d, %s", code, stderr)
 	}
 }
+
+// Without --threads, a closed model on this machine's target gets half the
+// CPUs (the target needs the rest); a remote one gets them all.
+func TestDefaultLoops(t *testing.T) {
+	for _, tc := range []struct {
+		target string
+		cpus   int
+		want   int
+	}{
+		{"http://127.0.0.1:8080", 2, 1},
+		{"http://127.0.0.1:8080", 1, 1},
+		{"http://127.0.0.1:8080", 8, 4},
+		{"http://127.3.4.5:8080", 5, 2},
+		{"http://localhost:8080", 16, 8},
+		{"http://[::1]:8080", 4, 2},
+		{"http://198.18.0.7:8080", 8, 8}, // remote (--allow-remote): never contacted here
+		{"https://example.test", 4, 4},
+	} {
+		if got := defaultLoops(tc.target, tc.cpus); got != tc.want {
+			t.Errorf("defaultLoops(%s, %d) = %d, want %d", tc.target, tc.cpus, got, tc.want)
+		}
+	}
+}
