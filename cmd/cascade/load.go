@@ -171,7 +171,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.BoolVar(&f.netHTTP, "nethttp", false, "send HTTP/1.1 with net/http instead of cascade's own client (for comparison)")
 	_ = fl.MarkHidden("nethttp")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	fl.IntVar(&f.threads, "threads", 0, "threads running the generator, as wrk -t: event loops for the closed model (default: half the CPUs for a target on this machine, every CPU for a remote one), else GOMAXPROCS (default: every CPU)")
+	fl.IntVar(&f.threads, "threads", 0, "threads running the generator, as wrk -t: event loops for the closed model (default: half the CPUs but at least two for a target on this machine, every CPU for a remote one), else GOMAXPROCS (default: every CPU)")
 	fl.StringVar(&f.engine, "engine", "loop", "closed model over HTTP/1.1: loop (an epoll loop per thread, as wrk) or goroutines (one per VU)")
 	_ = fl.MarkHidden("cpuprofile")
 	return cmd
@@ -395,18 +395,19 @@ func BenchResult(s *results.Summary) string {
 // defaultLoops is how many event loops drive a closed model when --threads
 // is not given. A target on this machine (every target without
 // --allow-remote) shares its CPUs with the generator, and a loop costs far
-// less than the server it measures (~10 µs of CPU per request, ~80k
-// requests/s on one core): taking every CPU would starve the server and
-// measure the contention. Half of them, at least one, leaves the other half
-// to the target. Fewer loops also batch more ready connections per wake-up:
-// on 2 vCPUs against a hello server, one loop spent 9-11 µs per request and
-// two 11.5-14, at the same rate (bench/LOADGEN.md). A remote target gets
-// every CPU.
+// less than the server it measures (~11 µs of CPU per request, ~80k
+// requests/s on one core): one loop per CPU would take CPUs the server
+// needs. So half of them, but at least two: a single loop is one queue that
+// every response waits in whenever the host runs something else on its CPU.
+// On 2 vCPUs against a hello server one loop spent 0.86-0.95× wrk -t2's CPU
+// per request and two 1.00-1.08×, at the same rate on a quiet host; when the
+// host stole 15-35 % of the time, one loop fell to 0.63-0.86× wrk's rate
+// (bench/LOADGEN.md). A remote target gets every CPU.
 func defaultLoops(target string, cpus int) int {
 	if plan.CheckTarget(target, false) != nil {
 		return cpus
 	}
-	return max(1, cpus/2)
+	return min(cpus, max(2, cpus/2))
 }
 
 func closedModel(cfg loadgen.Config) bool {

@@ -226,15 +226,17 @@ func TestLoadThreadsFlag(t *testing.T) {
 }
 
 // Without --threads, a closed model on this machine's target gets half the
-// CPUs (the target needs the rest); a remote one gets them all.
+// CPUs (the target needs the rest) but at least two; a remote one gets them
+// all.
 func TestDefaultLoops(t *testing.T) {
 	for _, tc := range []struct {
 		target string
 		cpus   int
 		want   int
 	}{
-		{"http://127.0.0.1:8080", 2, 1},
+		{"http://127.0.0.1:8080", 2, 2},
 		{"http://127.0.0.1:8080", 1, 1},
+		{"http://127.0.0.1:8080", 3, 2},
 		{"http://127.0.0.1:8080", 8, 4},
 		{"http://127.3.4.5:8080", 5, 2},
 		{"http://localhost:8080", 16, 8},
