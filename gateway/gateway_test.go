@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/internal/tcptest"
+
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/units"
@@ -51,24 +53,7 @@ func serve(t *testing.T, h http.HandlerFunc) string {
 
 // rawServer accepts TCP connections and hands each to fn.
 func rawServer(t *testing.T, fn func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); fn(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return "http://" + ln.Addr().String()
+	return "http://" + tcptest.Serve(t, fn)
 }
 
 func readRequest(c net.Conn) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/internal/tcptest"
+
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/evloop"
@@ -99,21 +101,7 @@ func TestLoopsTemplatesAndMaxRequests(t *testing.T) {
 // aborted, promptly, with nothing lost.
 func TestLoopsTimeoutAndCancel(t *testing.T) {
 	skipWithoutLoops(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	url := "http://" + ln.Addr().String()
+	url := "http://" + tcptest.Serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 
 	samples, _, _ := loopsRun(t, Config{Kind: VUs, Target: url, Requests: []Request{{Path: "/"}},
 		Stages: []Stage{{350 * time.Millisecond, 3, 3}}, KeepAlive: true, ClientTimeout: 100 * time.Millisecond}, context.Background())

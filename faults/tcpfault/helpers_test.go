@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/tcptest"
 
 	"github.com/cascadehq/cascade/internal/event"
 )
@@ -86,31 +88,9 @@ func timedGet(t *testing.T, c *http.Client, addr string) (time.Duration, string)
 // tcpUpstream accepts connections and runs serve on each, until the test
 // ends; it returns the address and a counter of accepted connections.
 func tcpUpstream(t testing.TB, serve func(net.Conn)) (string, func() int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	n := 0
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			n++
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+	var n atomic.Int64
+	addr := tcptest.Serve(t, func(c net.Conn) { n.Add(1); serve(c) })
+	return addr, func() int { return int(n.Load()) }
 }
 
 func echo(c net.Conn) { io.Copy(c, c) }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/tcptest"
 )
 
 // runLoop starts l and returns a channel closed when Run returned.
@@ -182,24 +184,7 @@ func roundTrip(c *Conn, s string) error {
 }
 
 // newEchoServer is an upper-casing line server on Go's netpoller.
-func newEchoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go echoServe(c)
-		}
-	}()
-	return ln.Addr().String()
-}
+func newEchoServer(t *testing.T) string { return tcptest.Serve(t, echoServe) }
 
 // TestWakeFromAnotherGoroutine parks a task until a goroutine finishes a
 // wait that is not a socket's.

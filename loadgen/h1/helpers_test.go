@@ -6,52 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/tcptest"
 )
 
-// rawServer serves every accepted connection with handle, on loopback. It
-// closes the listener and waits for its handlers at cleanup.
-func rawServer(t testing.TB, handle func(c net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
+// rawServer serves every accepted connection with handle, on loopback.
+func rawServer(t testing.TB, handle func(c net.Conn)) string { return tcptest.Serve(t, handle) }
 
 // readRequest reads one request head (and no body) from c, returning it,
 // or nil at EOF or error. Requests in these tests have no body unless the

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/internal/tcptest"
+
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
 	"github.com/cascadehq/cascade/faults/tcpfault"
@@ -35,22 +37,7 @@ func startAPI(t *testing.T) (*Server, string) {
 }
 
 func echoUpstream(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
+	return tcptest.Serve(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // roundTrip sends one byte through addr and times the echo.

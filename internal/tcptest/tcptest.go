@@ -1,0 +1,50 @@
+// Package tcptest gives tests a TCP server on loopback whose connections
+// they handle by hand: raw HTTP, echo, silence, resets.
+package tcptest
+
+import (
+	"net"
+	"sync"
+	"testing"
+)
+
+// Serve listens on 127.0.0.1, serves every accepted connection with handle
+// on a goroutine of its own and closes it when handle returns. It returns
+// the listener's host:port. At cleanup it closes the listener and every
+// connection still open, then waits for the handlers, so no test leaves a
+// goroutine or a socket behind.
+func Serve(t testing.TB, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
