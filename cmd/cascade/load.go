@@ -401,7 +401,7 @@ func BenchResult(s *results.Summary) string {
 // every response waits in whenever the host runs something else on its CPU.
 // On 2 vCPUs against a hello server one loop spent 0.86-0.95× wrk -t2's CPU
 // per request and two 1.00-1.08×, at the same rate on a quiet host; when the
-// host stole 15-35 % of the time, one loop fell to 0.63-0.86× wrk's rate
+// host stole 25-38 % of the time, one loop fell to 0.63-0.86× wrk's rate
 // (bench/LOADGEN.md). A remote target gets every CPU.
 func defaultLoops(target string, cpus int) int {
 	if plan.CheckTarget(target, false) != nil {
