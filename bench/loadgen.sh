@@ -7,13 +7,18 @@
 #   accuracy  open model at 5 000 req/s for 20 s: achieved rate vs target, scheduling lag
 #   memory    bytes per in-flight request at 10 000 in flight (stalled upstream), and RSS after
 #             MEM_LONG s vs after 60 s of a steady load
+#   duel      max throughput against wrk alone, in many short paired rounds (order alternating),
+#             keeping only rounds the host left quiet: the ratio's spread, not just one median
+#             (not in the default PARTS: about DUEL_ROUNDS x 2 x DUEL_DUR s, longer on a busy host)
 #
 # Knobs (environment): PARTS="peers accuracy memory"  REPS=3  DUR=10  CO_DUR=15  CONNS=50
 #   ACC_RATE=5000 ACC_DUR=20  MEM_INFLIGHT=10000  MEM_LONG=600 MEM_RATE=2000  GEN_CPUS/SRV_CPUS (taskset)
 #   BENCH_SHARED (default ../shared/bench next to the repo)  SKIP_INSTALL=1 (peers already installed)
 #   PEER_SECTIONS="A D" (peers.sh sections; "A" with GEN_CPUS=1 SRV_CPUS=0 is the pinned throughput view)
 #   ACC_PORT=18093 MEM_PORT=18094 (our own upstreams; peers.sh uses 18080-18090)
-#   LOAD_FLAGS (more flags for cascade load in the peers part, e.g. "--threads 2" to match wrk -t2)
+#   LOAD_FLAGS (more flags for cascade load in the peers and duel parts, e.g. "--threads 2" to match wrk -t2)
+#   DUEL_ROUNDS=12 DUEL_DUR=6 DUEL_MAX_STEAL=3 (% of CPU time a kept run may have lost to the host)
+#   DUEL_TRIES=40 (rounds run at most) DUEL_PORT=18095 WRK_THREADS=2
 # Every target is 127.0.0.1; every run is bounded; only processes this script started are stopped (by PID).
 set -uo pipefail
 
@@ -151,6 +156,66 @@ memory() {
     echo "| RSS after $MEM_LONG s at $MEM_RATE req/s | $((rlong / 1024)) MiB |"
     awk -v a="$r60" -v b="$rlong" 'BEGIN{printf "| growth from 60 s to the end | %+.1f%% |\n", (b-a)*100/a}'
   } | tee "$OUT/memory.md"
+}
+
+# ------------------------------------------------------------------ duel
+# On this kind of machine one 10 s run lands in a fast or a slow mode (per-second rates of 33-62k
+# against the same upstream, for wrk as for us) and the host's steal moves both, so five runs
+# each give a median that one lucky run can tip. A duel pairs the two generators round by round,
+# alternating which goes first, drops every round in which either run lost more than
+# DUEL_MAX_STEAL % of the CPU to the host, and reports the paired ratios' quartiles.
+duel() {
+  command -v wrk > /dev/null || { log "duel: no wrk on PATH, skipped"; return 0; }
+  local port="${DUEL_PORT:-18095}" rounds="${DUEL_ROUNDS:-12}" dur="${DUEL_DUR:-6}" tries="${DUEL_TRIES:-40}"
+  local maxst="${DUEL_MAX_STEAL:-3}" conns="${CONNS:-50}" tsv="$OUT/duel.tsv"
+  port_free "$port"
+  start_bg duel "$UPSTREAM" -addr "127.0.0.1:$port" -mode hello
+  wait_port "$port" || return 1
+  local url="http://127.0.0.1:$port/"
+  # run_one <tool> -> "<req/s> <CPU s> <steal %>"; CPU is the child's user+sys from bash's times.
+  run_one() {
+    local mark out; mark=$(host_mark)
+    if [ "$1" = wrk ]; then
+      out=$(bash -c 'wrk -t'"${WRK_THREADS:-2}"' -c'"$conns"' -d'"$dur"'s '"$url"' 2>&1; times')
+      echo "$(awk '/^Requests\/sec/{print $2}' <<< "$out") $(tail -1 <<< "$out" | awk '{print $1, $2}') $(host_steal "$mark")"
+    else
+      out=$(bash -c '"'"$BIN"'" load '"$url"' --conns '"$conns"' --duration '"$dur"'s '"${LOAD_FLAGS:-}"' --bench-result --progress plain --out "'"$OUT"'/runs/duel-$(date +%s%N)" 2>&1; times')
+      echo "$(grep -o 'BENCH_RESULT rps=[0-9.]*' <<< "$out" | cut -d= -f2) $(tail -1 <<< "$out" | awk '{print $1, $2}') $(host_steal "$mark")"
+    fi
+  }
+  # 0m1.234s -> 1.234
+  secs() { awk -v t="$1" 'BEGIN{split(t, a, "m"); sub("s", "", a[2]); print a[1]*60 + a[2]}'; }
+  printf 'round\twrk_rps\twrk_us\twrk_steal\tours_rps\tours_us\tours_steal\tkept\n' > "$tsv"
+  local i=0 kept=0 a b
+  while [ "$kept" -lt "$rounds" ] && [ "$i" -lt "$tries" ]; do
+    i=$((i + 1))
+    if [ $((i % 2)) = 1 ]; then a=$(run_one wrk); b=$(run_one ours); else b=$(run_one ours); a=$(run_one wrk); fi
+    local wr wu ws wst orr ou os ost ok
+    read -r wr wu ws wst <<< "$a"; read -r orr ou os ost <<< "$b"
+    wu=$(awk -v u="$(secs "$wu")" -v s="$(secs "$ws")" -v r="${wr:-0}" -v d="$dur" 'BEGIN{printf "%.2f", (r > 0 ? (u+s)*1e6/(r*d) : 0)}')
+    ou=$(awk -v u="$(secs "$ou")" -v s="$(secs "$os")" -v r="${orr:-0}" -v d="$dur" 'BEGIN{printf "%.2f", (r > 0 ? (u+s)*1e6/(r*d) : 0)}')
+    ok=$(awk -v x="$wst" -v y="$ost" -v m="$maxst" -v r="${wr:-0}" -v q="${orr:-0}" 'BEGIN{print (x != "?" && y != "?" && x <= m && y <= m && r > 0 && q > 0) ? 1 : 0}')
+    [ "$ok" = 1 ] && kept=$((kept + 1))
+    printf '%d\t%.0f\t%s\t%s\t%.0f\t%s\t%s\t%d\n' "$i" "${wr:-0}" "$wu" "$wst" "${orr:-0}" "$ou" "$ost" "$ok" >> "$tsv"
+  done
+  stop_bg duel
+  {
+    echo "## Duel with wrk -t${WRK_THREADS:-2}: ${dur} s rounds, ${conns} connections, hello upstream, alternating order"
+    echo
+    echo "$kept rounds kept of $i run (a round is dropped when either run lost more than ${maxst} % of the CPU to the host); every round: $tsv"
+    echo
+    awk -F'\t' 'NR > 1 && $8 == 1 { n++; r[n] = $5 / $2; c[n] = $6 / $3; if ($5 >= $2) w++ }
+      function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t } }
+      function q(a, n, p,   k) { k = 1 + (n - 1) * p; return a[int(k)] + (k - int(k)) * (a[int(k) + (k > int(k))] - a[int(k)]) }
+      END {
+        if (n == 0) { print "no quiet round: nothing to compare"; exit }
+        sort(r, n); sort(c, n)
+        print "| ours / wrk | lower quartile | median | upper quartile | rounds at or above 1.0 |"
+        print "|---|---:|---:|---:|---:|"
+        printf "| req/s | %.3f× | **%.3f×** | %.3f× | %d of %d |\n", q(r, n, .25), q(r, n, .5), q(r, n, .75), w, n
+        printf "| CPU µs per request | %.3f× | **%.3f×** | %.3f× | |\n", q(c, n, .25), q(c, n, .5), q(c, n, .75)
+      }' "$tsv"
+  } | tee "$OUT/duel.md"
 }
 
 . "$HERE/host.sh"
