@@ -58,6 +58,7 @@ func (c *Collector) mergeGroup(n int, lag bool, get func(*shard, int) *Stats) []
 		out[i] = newStats(lag)
 		for _, sh := range c.shards {
 			sh.mu.Lock()
+			c.drain(sh)
 			out[i].merge(get(sh, i))
 			sh.mu.Unlock()
 		}
@@ -76,10 +77,9 @@ type liveSlot struct {
 	h   *hdr.Histogram
 }
 
-func (sh *shard) recordLive(s *loadgen.Sample, lat int64) {
-	end := s.Intended + s.Latency
+func (sh *shard) recordLive(exec int, end time.Duration, lat int64) {
 	sec := int64(end / time.Second)
-	slot := &sh.live[s.Executor][sec%liveSlots]
+	slot := &sh.live[exec][sec%liveSlots]
 	if slot.h == nil {
 		slot.h = hdr.New(histMin, histMax, 2)
 	}
@@ -101,6 +101,7 @@ func (c *Collector) LiveP99(exec int, now time.Duration) (time.Duration, bool) {
 	m := hdr.New(histMin, histMax, 2)
 	for _, sh := range c.shards {
 		sh.mu.Lock()
+		c.drain(sh)
 		if slot := sh.live[exec][((sec%liveSlots)+liveSlots)%liveSlots]; slot.h != nil && slot.sec == sec {
 			m.Merge(slot.h)
 		}

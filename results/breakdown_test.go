@@ -277,3 +277,73 @@ func TestCollectorRecyclesIntervals(t *testing.T) {
 		t.Fatalf("%d spare stats; phase stats must not be recycled", n)
 	}
 }
+
+// Record keeps a few samples waiting per shard and places them a batch at a
+// time. Every reader must place them first: a sample recorded before a
+// call is in what the call returns, however few were recorded.
+func TestCollectorReadersPlaceWaitingSamples(t *testing.T) {
+	bd := Breakdown{Executors: []string{"bg", "burst"}, Tags: []string{"list", "item"}, TagOf: [][]int{{0, 1}, {1}}}
+	newC := func() *Collector {
+		return NewCollector([]Phase{{Name: "run", End: time.Minute}, {Name: "early", End: 5 * time.Second}}, time.Second, 4, WithBreakdown(bd))
+	}
+	// Three samples, fewer than a batch, on three shards, completing in second 2.
+	record := func(c *Collector) {
+		c.Record(0, esample(0, 0, 2*time.Second, time.Millisecond, cause.OK))
+		c.Record(1, esample(0, 1, 2100*time.Millisecond, time.Millisecond, cause.OK))
+		c.Record(2, esample(1, 0, 2200*time.Millisecond, 3*time.Millisecond, cause.GatewayTimeout))
+	}
+	for _, tc := range []struct {
+		name string
+		got  func(c *Collector) int64
+		want int64
+	}{
+		{"TakeIntervals", func(c *Collector) int64 {
+			var n int64
+			for _, iv := range c.TakeIntervals(1 << 62) {
+				n += iv.Stats.Scheduled()
+			}
+			return n
+		}, 3},
+		{"PhaseStats", func(c *Collector) int64 { return c.PhaseStats()[0].Scheduled() }, 3},
+		{"ExecutorStats", func(c *Collector) int64 { return c.ExecutorStats()[1].Causes[cause.GatewayTimeout] }, 1},
+		{"TagStats", func(c *Collector) int64 { return c.TagStats()[1].Scheduled() }, 2}, // bg's request 1 and burst's 0
+		{"LiveP99", func(c *Collector) int64 {
+			if _, ok := c.LiveP99(1, 3500*time.Millisecond); !ok {
+				return 0
+			}
+			return 1
+		}, 1},
+	} {
+		c := newC()
+		record(c)
+		if got := tc.got(c); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	// A window moved after the fact does not move samples recorded under
+	// the old one: they were placed when recorded, as one at a time would.
+	c := newC()
+	record(c)
+	if err := c.SetPhases([]Phase{{Name: "run", End: time.Minute}, {Name: "early", Start: 3 * time.Second, End: 5 * time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.PhaseStats()[1].Scheduled(); n != 3 {
+		t.Errorf("phase early after SetPhases: %d samples, want the 3 recorded before it", n)
+	}
+}
+
+// Past a batch, samples are placed as they come and every count is exact.
+func TestCollectorPlacesFullBatches(t *testing.T) {
+	c := NewCollector([]Phase{{Name: "run", End: time.Hour}}, time.Second, 1)
+	const n = 3*pendMax + 5
+	for i := range n {
+		c.Record(0, esample(0, 0, time.Duration(i)*time.Millisecond, time.Duration(1+i%7)*time.Millisecond, cause.OK))
+		if waiting := len(c.shards[0].pend); waiting >= pendMax {
+			t.Fatalf("after %d records %d wait, want fewer than %d", i+1, waiting, pendMax)
+		}
+	}
+	st := c.PhaseStats()[0]
+	if st.Scheduled() != n || st.Latency.TotalCount() != n || st.Service.TotalCount() != n {
+		t.Fatalf("%d scheduled, %d latencies, %d service times; want %d", st.Scheduled(), st.Latency.TotalCount(), st.Service.TotalCount(), n)
+	}
+}

@@ -13,7 +13,11 @@ import (
 // does for each completed request of a run at 55k req/s (one sample every
 // 18 µs of intended time), with a run phase and a named one, the live view
 // of a single executor, and the second's intervals taken and recycled as
-// the run's flusher does, so their cost is in the number too.
+// the run's flusher does, so their cost is in the number too. Its caches
+// stay hot, as a run's do not (the kernel's network path runs between two
+// samples): here the batching of Record (see pending) costs 10-25 ns per
+// sample; in a run at 50k req/s it saves about 1 % of the generator's CPU
+// (perf: recording 4.6 → 3.6 % of the samples).
 func BenchmarkCollectorAdd(b *testing.B) {
 	const n = 4096 // distinct samples, cycled: no RNG in the loop
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -11,6 +11,7 @@ import "fmt"
 func (c *Collector) SetPhases(phases []Phase) error {
 	for _, sh := range c.shards {
 		sh.mu.Lock()
+		c.drain(sh) // placed by the windows they were recorded under
 	}
 	defer func() {
 		for _, sh := range c.shards {
