@@ -18,7 +18,8 @@
 #   ACC_PORT=18093 MEM_PORT=18094 (our own upstreams; peers.sh uses 18080-18090)
 #   LOAD_FLAGS (more flags for cascade load in the peers and duel parts, e.g. "--threads 2" to match wrk -t2)
 #   DUEL_ROUNDS=12 DUEL_DUR=6 DUEL_MAX_STEAL=3 (% of CPU time a kept run may have lost to the host)
-#   DUEL_TRIES=40 (rounds run at most) DUEL_PORT=18095 WRK_THREADS=2
+#   DUEL_TRIES=40 (rounds run at most) DUEL_PORT=18095 WRK_THREADS=2 (also loadfloor's -t)
+#   DUEL_FLOOR=1 (add bench/loadfloor, the least a generator can do, as a third contestant)
 # Every target is 127.0.0.1; every run is bounded; only processes this script started are stopped (by PID).
 set -uo pipefail
 
@@ -161,59 +162,79 @@ memory() {
 # ------------------------------------------------------------------ duel
 # On this kind of machine one 10 s run lands in a fast or a slow mode (per-second rates of 33-62k
 # against the same upstream, for wrk as for us) and the host's steal moves both, so five runs
-# each give a median that one lucky run can tip. A duel pairs the two generators round by round,
-# alternating which goes first, drops every round in which either run lost more than
-# DUEL_MAX_STEAL % of the CPU to the host, and reports the paired ratios' quartiles.
+# each give a median that one lucky run can tip. A duel pairs the generators round by round,
+# rotating which goes first, drops every round in which any run lost more than DUEL_MAX_STEAL %
+# of the CPU to the host, and reports the paired ratios' quartiles. With DUEL_FLOOR=1 a third
+# contestant, bench/loadfloor (the least a closed-loop generator can do), shows the machine's
+# ceiling in the same rounds: what any generator could get beside wrk.
 duel() {
   command -v wrk > /dev/null || { log "duel: no wrk on PATH, skipped"; return 0; }
   local port="${DUEL_PORT:-18095}" rounds="${DUEL_ROUNDS:-12}" dur="${DUEL_DUR:-6}" tries="${DUEL_TRIES:-40}"
-  local maxst="${DUEL_MAX_STEAL:-3}" conns="${CONNS:-50}" tsv="$OUT/duel.tsv"
+  local maxst="${DUEL_MAX_STEAL:-3}" conns="${CONNS:-50}" tsv="$OUT/duel.tsv" threads="${WRK_THREADS:-2}"
+  local tools="wrk ours"
+  if [ "${DUEL_FLOOR:-0}" = 1 ]; then
+    (cd "$REPO" && go build -o "$OUT/loadfloor" ./bench/loadfloor) || { log "ERROR: building bench/loadfloor failed"; return 1; }
+    tools="wrk ours floor"
+  fi
   port_free "$port"
   start_bg duel "$UPSTREAM" -addr "127.0.0.1:$port" -mode hello
   wait_port "$port" || return 1
   local url="http://127.0.0.1:$port/"
-  # run_one <tool> -> "<req/s> <CPU s> <steal %>"; CPU is the child's user+sys from bash's times.
+  # run_one <tool> -> "<req/s> <CPU µs per request> <steal %>"; CPU is the child's user+sys from
+  # bash's times.
   run_one() {
-    local mark out; mark=$(host_mark)
-    if [ "$1" = wrk ]; then
-      out=$(bash -c 'wrk -t'"${WRK_THREADS:-2}"' -c'"$conns"' -d'"$dur"'s '"$url"' 2>&1; times')
-      echo "$(awk '/^Requests\/sec/{print $2}' <<< "$out") $(tail -1 <<< "$out" | awk '{print $1, $2}') $(host_steal "$mark")"
-    else
-      out=$(bash -c '"'"$BIN"'" load '"$url"' --conns '"$conns"' --duration '"$dur"'s '"${LOAD_FLAGS:-}"' --bench-result --progress plain --out "'"$OUT"'/runs/duel-$(date +%s%N)" 2>&1; times')
-      echo "$(grep -o 'BENCH_RESULT rps=[0-9.]*' <<< "$out" | cut -d= -f2) $(tail -1 <<< "$out" | awk '{print $1, $2}') $(host_steal "$mark")"
-    fi
+    local mark out rps; mark=$(host_mark)
+    case $1 in
+      wrk)
+        out=$(bash -c 'wrk -t'"$threads"' -c'"$conns"' -d'"$dur"'s '"$url"' 2>&1; times')
+        rps=$(awk '/^Requests\/sec/{print $2}' <<< "$out") ;;
+      ours)
+        out=$(bash -c '"'"$BIN"'" load '"$url"' --conns '"$conns"' --duration '"$dur"'s '"${LOAD_FLAGS:-}"' --bench-result --progress plain --out "'"$OUT"'/runs/duel-$(date +%s%N)" 2>&1; times')
+        rps=$(grep -o 'BENCH_RESULT rps=[0-9.]*' <<< "$out" | cut -d= -f2) ;;
+      floor)
+        out=$(bash -c '"'"$OUT"'/loadfloor" -url '"$url"' -c '"$conns"' -t '"$threads"' -d '"$dur"'s 2>&1; times')
+        rps=$(sed -n 's/.* = \([0-9.]*\) req\/s.*/\1/p' <<< "$out") ;;
+    esac
+    # times' last line: the children's user and system time, as 0m1.234s.
+    tail -1 <<< "$out" | awk -v r="${rps:-0}" -v d="$dur" -v st="$(host_steal "$mark")" '
+      function secs(t,   a) { split(t, a, "m"); sub("s", "", a[2]); return a[1]*60 + a[2] }
+      { printf "%.0f %.2f %s\n", r, (r > 0 ? (secs($1) + secs($2))*1e6/(r*d) : 0), st }'
   }
-  # 0m1.234s -> 1.234
-  secs() { awk -v t="$1" 'BEGIN{split(t, a, "m"); sub("s", "", a[2]); print a[1]*60 + a[2]}'; }
-  printf 'round\twrk_rps\twrk_us\twrk_steal\tours_rps\tours_us\tours_steal\tkept\n' > "$tsv"
-  local i=0 kept=0 a b
+  printf 'round\twrk_rps\twrk_us\twrk_steal\tours_rps\tours_us\tours_steal\tfloor_rps\tfloor_us\tfloor_steal\tkept\n' > "$tsv"
+  local i=0 kept=0
   while [ "$kept" -lt "$rounds" ] && [ "$i" -lt "$tries" ]; do
     i=$((i + 1))
-    if [ $((i % 2)) = 1 ]; then a=$(run_one wrk); b=$(run_one ours); else b=$(run_one ours); a=$(run_one wrk); fi
-    local wr wu ws wst orr ou os ost ok
-    read -r wr wu ws wst <<< "$a"; read -r orr ou os ost <<< "$b"
-    wu=$(awk -v u="$(secs "$wu")" -v s="$(secs "$ws")" -v r="${wr:-0}" -v d="$dur" 'BEGIN{printf "%.2f", (r > 0 ? (u+s)*1e6/(r*d) : 0)}')
-    ou=$(awk -v u="$(secs "$ou")" -v s="$(secs "$os")" -v r="${orr:-0}" -v d="$dur" 'BEGIN{printf "%.2f", (r > 0 ? (u+s)*1e6/(r*d) : 0)}')
-    ok=$(awk -v x="$wst" -v y="$ost" -v m="$maxst" -v r="${wr:-0}" -v q="${orr:-0}" 'BEGIN{print (x != "?" && y != "?" && x <= m && y <= m && r > 0 && q > 0) ? 1 : 0}')
+    # Rotate the order: each tool goes first, second (and third) equally often.
+    local -a order=($tools) line
+    local k=$((i % ${#order[@]})) t ok=1
+    declare -A got=([floor]="0 0 -")
+    for t in "${order[@]:k}" "${order[@]:0:k}"; do got[$t]=$(run_one "$t"); done
+    for t in $tools; do
+      read -r -a line <<< "${got[$t]}"
+      awk -v r="${line[0]}" -v st="${line[2]}" -v m="$maxst" 'BEGIN{exit !(st != "?" && st <= m && r > 0)}' || ok=0
+    done
     [ "$ok" = 1 ] && kept=$((kept + 1))
-    printf '%d\t%.0f\t%s\t%s\t%.0f\t%s\t%s\t%d\n' "$i" "${wr:-0}" "$wu" "$wst" "${orr:-0}" "$ou" "$ost" "$ok" >> "$tsv"
+    printf '%d\t%s\t%s\t%s\t%d\n' "$i" "${got[wrk]// /$'\t'}" "${got[ours]// /$'\t'}" "${got[floor]// /$'\t'}" "$ok" >> "$tsv"
   done
   stop_bg duel
   {
-    echo "## Duel with wrk -t${WRK_THREADS:-2}: ${dur} s rounds, ${conns} connections, hello upstream, alternating order"
+    echo "## Duel with wrk -t$threads: ${dur} s rounds, ${conns} connections, hello upstream, order rotating"
     echo
-    echo "$kept rounds kept of $i run (a round is dropped when either run lost more than ${maxst} % of the CPU to the host); every round: $tsv"
+    echo "$kept rounds kept of $i run (a round is dropped when any run lost more than ${maxst} % of the CPU to the host); every round: $tsv"
     echo
-    awk -F'\t' 'NR > 1 && $8 == 1 { n++; r[n] = $5 / $2; c[n] = $6 / $3; if ($5 >= $2) w++ }
+    awk -F'\t' -v floor="${DUEL_FLOOR:-0}" 'NR > 1 && $11 == 1 { n++
+        r[n] = $5 / $2; c[n] = $6 / $3; if ($5 >= $2) w++
+        if (floor == 1) { fr[n] = $8 / $2; fc[n] = $9 / $3; if ($8 >= $2) fw++ } }
       function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t } }
       function q(a, n, p,   k) { k = 1 + (n - 1) * p; return a[int(k)] + (k - int(k)) * (a[int(k) + (k > int(k))] - a[int(k)]) }
+      function row(name, a, won) { sort(a, n); printf "| %s | %.3f× | **%.3f×** | %.3f× | %s |\n", name, q(a, n, .25), q(a, n, .5), q(a, n, .75), won }
       END {
         if (n == 0) { print "no quiet round: nothing to compare"; exit }
-        sort(r, n); sort(c, n)
-        print "| ours / wrk | lower quartile | median | upper quartile | rounds at or above 1.0 |"
+        print "| ratio to wrk | lower quartile | median | upper quartile | rounds at or above 1.0 |"
         print "|---|---:|---:|---:|---:|"
-        printf "| req/s | %.3f× | **%.3f×** | %.3f× | %d of %d |\n", q(r, n, .25), q(r, n, .5), q(r, n, .75), w, n
-        printf "| CPU µs per request | %.3f× | **%.3f×** | %.3f× | |\n", q(c, n, .25), q(c, n, .5), q(c, n, .75)
+        row("ours: req/s", r, (w + 0) " of " n)
+        row("ours: CPU µs per request", c, "")
+        if (floor == 1) { row("floor: req/s", fr, (fw + 0) " of " n); row("floor: CPU µs per request", fc, "") }
       }' "$tsv"
   } | tee "$OUT/duel.md"
 }

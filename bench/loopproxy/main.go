@@ -26,11 +26,8 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -38,6 +35,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/cascadehq/cascade/bench/internal/floor"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,9 +102,9 @@ func start(listen, upstream string, loops int) (*proxy, error) {
 }
 
 func loopback(hostport string) (*unix.SockaddrInet4, error) {
-	ap, err := netip.ParseAddrPort(hostport)
-	if err != nil || !ap.Addr().Is4() || !ap.Addr().IsLoopback() {
-		return nil, fmt.Errorf("%q: want a 127.0.0.0/8 address:port", hostport)
+	ap, err := floor.Loopback(hostport)
+	if err != nil {
+		return nil, err
 	}
 	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, nil
 }
@@ -199,8 +197,6 @@ func accept(ep, lfd int, up *unix.SockaddrInet4, byFD map[int]*pair) {
 	}
 }
 
-var errFraming = errors.New("unsupported framing")
-
 // relay reads what src has (until EAGAIN: edge-triggered) and forwards each
 // complete message to dst; false ends the pair.
 func relay(src, dst int, buf []byte, w *int, response bool) bool {
@@ -217,7 +213,7 @@ func relay(src, dst int, buf []byte, w *int, response bool) bool {
 		}
 		*w += int(r)
 		for {
-			end, err := messageEnd(buf[:*w], response)
+			end, err := floor.MessageEnd(buf[:*w], response)
 			if err != nil {
 				return false
 			}
@@ -234,29 +230,4 @@ func relay(src, dst int, buf []byte, w *int, response bool) bool {
 			*w = copy(buf, buf[end:*w])
 		}
 	}
-}
-
-// messageEnd returns the length of the first complete message in b, or 0
-// when it is not complete yet.
-func messageEnd(b []byte, response bool) (int, error) {
-	he := bytes.Index(b, []byte("\r\n\r\n"))
-	if he < 0 {
-		return 0, nil
-	}
-	end := he + 4
-	if !response {
-		return end, nil
-	}
-	i := bytes.Index(b[:he], []byte("\r\nContent-Length: "))
-	if i < 0 {
-		return 0, errFraming
-	}
-	cl := 0
-	for j := i + len("\r\nContent-Length: "); j < he && b[j] >= '0' && b[j] <= '9'; j++ {
-		cl = cl*10 + int(b[j]-'0')
-	}
-	if len(b) < end+cl {
-		return 0, nil
-	}
-	return end + cl, nil
 }

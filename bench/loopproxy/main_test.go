@@ -55,26 +55,6 @@ func TestRelay(t *testing.T) {
 	}
 }
 
-func TestMessageEnd(t *testing.T) {
-	for _, tc := range []struct {
-		in       string
-		response bool
-		want     int
-		err      bool
-	}{
-		{"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET", false, 27, false},
-		{"GET / HTTP/1.1\r\nHost: x\r\n", false, 0, false},
-		{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", true, 43, false},
-		{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", true, 0, false},
-		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true, 0, true},
-	} {
-		got, err := messageEnd([]byte(tc.in), tc.response)
-		if got != tc.want || (err != nil) != tc.err {
-			t.Errorf("%q: %d, %v; want %d (error %v)", tc.in, got, err, tc.want, tc.err)
-		}
-	}
-}
-
 func TestRefusesNonLoopback(t *testing.T) {
 	if _, err := start("192.0.2.1:80", "127.0.0.1:1", 1); err == nil {
 		t.Fatal("a non-loopback listen address was accepted")
