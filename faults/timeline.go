@@ -234,25 +234,11 @@ func (t *Timeline) Run(ctx context.Context) {
 	defer tick.Stop()
 	defer t.shutdown()
 	for {
-		t.mu.Lock()
-		now := t.clock.Now()
-		var due []step
-		for len(t.queue) > 0 && t.queue[0].at <= now {
-			due = append(due, t.queue[0])
-			t.queue = t.queue[1:]
+		wait, ran := t.runDue(ctx)
+		if ctx.Err() != nil {
+			return
 		}
-		wait := time.Hour
-		if len(t.queue) > 0 {
-			wait = t.queue[0].at - now
-		}
-		t.mu.Unlock()
-		for _, st := range due {
-			if ctx.Err() != nil {
-				return
-			}
-			t.exec(st)
-		}
-		if len(due) > 0 {
+		if ran {
 			continue // the steps may have queued more that are due now
 		}
 		timer.Reset(wait)
@@ -265,6 +251,43 @@ func (t *Timeline) Run(ctx context.Context) {
 			t.flushApplies()
 		}
 	}
+}
+
+// ApplyDue executes the steps due by now, and those they make due, before
+// Run starts: a run calls it at clock zero, before its load, so that a
+// fault from 0 is in place for the first request. (Left to Run's goroutine,
+// it raced the load generator: a request sent in the first milliseconds
+// could reach the upstream before the fault did.)
+func (t *Timeline) ApplyDue(ctx context.Context) {
+	for {
+		if _, ran := t.runDue(ctx); !ran || ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// runDue executes the steps due now; it reports how long until the next
+// one and whether it executed any.
+func (t *Timeline) runDue(ctx context.Context) (wait time.Duration, ran bool) {
+	t.mu.Lock()
+	now := t.clock.Now()
+	var due []step
+	for len(t.queue) > 0 && t.queue[0].at <= now {
+		due = append(due, t.queue[0])
+		t.queue = t.queue[1:]
+	}
+	wait = time.Hour
+	if len(t.queue) > 0 {
+		wait = t.queue[0].at - now
+	}
+	t.mu.Unlock()
+	for _, st := range due {
+		if ctx.Err() != nil {
+			return wait, true
+		}
+		t.exec(st)
+	}
+	return wait, len(due) > 0
 }
 
 func (t *Timeline) shutdown() {

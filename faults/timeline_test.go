@@ -260,3 +260,31 @@ func TestTimelineLatencyReportsLateness(t *testing.T) {
 		t.Errorf("an HTTP fault reported connection or packet effects: %+v", rep.Effects)
 	}
 }
+
+// A fault from 0 must meet the run's first request: ApplyDue puts every due
+// step in place before the load starts, with no Run goroutine to race.
+func TestTimelineApplyDueBeforeRun(t *testing.T) {
+	sink := &event.Memory{}
+	clock := event.NewClock()
+	opts := faults.Options{Seed: 7, Sink: sink, Clock: clock}
+	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: 1}, opts)
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	now, later := errorEntry("from-zero", 0), errorEntry("later", 0)
+	now.Duration, later.Start = time.Hour, time.Hour
+	later.Spec = &faults.ErrorSpec{Status: 503, Selector: faults.Selector{Probability: 1}}
+	tl, err := faults.NewTimeline([]faults.Entry{now, later}, []*faults.Upstream{up}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	tl.ApplyDue(context.Background())
+	if got := tl.Active(); !slices.Equal(got, []string{"from-zero"}) {
+		t.Fatalf("Active after ApplyDue = %v, want [from-zero]", got)
+	}
+	if got := call(up.Replicas()[0].URL(), time.Second).status; got != 500 {
+		t.Fatalf("first request: %d, want the fault's 500", got)
+	}
+}

@@ -197,6 +197,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		rec.background(bg, func() []*faults.Upstream { return ups }, plannedRequests(gen), stopLoad)
 		close(recDone)
 	}()
+	timeline.ApplyDue(bg) // faults from 0 are in place before the first request
 	tlDone := make(chan struct{})
 	go func() { timeline.Run(bg); close(tlDone) }()
 	live := &liveStats{}
