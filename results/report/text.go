@@ -39,8 +39,8 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	}
 
 	r := s.Run.Stats
-	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %.1fs · target %.1f/s · achieved %.1f/s · %d dropped\n",
-		r.Sent, r.Scheduled, float64(s.Elapsed), r.TargetRate, r.AchievedRate, r.Causes[cause.Dropped.String()])
+	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %.1fs%s · achieved %.1f/s · %d dropped\n",
+		r.Sent, r.Scheduled, float64(s.Elapsed), targetPart(s), r.AchievedRate, r.Causes[cause.Dropped.String()])
 	fmt.Fprintf(b, "Latency   %s   (from intended send time)\n", pctLine(r.Latency))
 	fmt.Fprintf(b, "Service   %s   (from actual send: what a closed loop would report)\n", pctLine(r.Service))
 	fmt.Fprintf(b, "Outcomes  %s\n", causeLine(r.Causes, r.Scheduled))
@@ -187,4 +187,23 @@ func groups(b *strings.Builder, title string, gs []results.GroupSummary) {
 			g.Name, model, float64(g.Start), float64(g.End), st.Sent, target, st.AchievedRate, tail, lag, outcome)
 	}
 	tw.Flush()
+}
+
+// targetPart is the Load line's target rate. Only arrival-rate executors
+// have one: a closed model's rate is what the system answers, so a run of
+// VUs alone shows none (not "target 0/s"), and beside VUs the target says
+// it covers the open executors only, or achieved would read as overshoot.
+func targetPart(s *results.Summary) string {
+	r := s.Run.Stats
+	closed := false
+	for _, e := range s.Executors {
+		closed = closed || e.Kind == "vus"
+	}
+	switch {
+	case r.TargetRate == 0 && (closed || len(s.Executors) == 0):
+		return ""
+	case closed:
+		return fmt.Sprintf(" · open-model target %.1f/s", r.TargetRate)
+	}
+	return fmt.Sprintf(" · target %.1f/s", r.TargetRate)
 }
