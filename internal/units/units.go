@@ -197,6 +197,10 @@ func ParseRate(s string) (Rate, error) {
 	if v < 0 {
 		return 0, fmt.Errorf("rate %q is negative", s)
 	}
+	// 1e308/ms is finite as written but not per second.
+	if math.IsInf(v/per, 0) {
+		return 0, fmt.Errorf("rate %q is too large", s)
+	}
 	return Rate(v / per), nil
 }
 

@@ -199,13 +199,13 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 		t.bound = p.F()
 	case unitCount:
 		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || n < 0 {
+		if err != nil || !(n >= 0) || math.IsInf(n, 0) { // NaN would make every comparison false
 			return nil, fmt.Errorf("objective %q: %s is a count: expected a number, got %q", expr, m.name, v)
 		}
 		t.bound = n
 	case unitRatio:
 		n, err := strconv.ParseFloat(strings.TrimSuffix(v, "x"), 64)
-		if err != nil || n < 0 {
+		if err != nil || !(n >= 0) || math.IsInf(n, 0) {
 			return nil, fmt.Errorf("objective %q: %s is a ratio: expected a number such as 1.5, got %q", expr, m.name, v)
 		}
 		t.bound = n
