@@ -136,6 +136,12 @@ type Executor struct {
 	// Stages in order; each holds a rate or ramps to one (or, for VUs,
 	// holds or ramps a number of VUs).
 	Stages []Stage `yaml:"stages,omitempty" json:"stages,omitempty"`
+	// StartRate is where a ramping-arrival-rate's first ramp_to starts
+	// (default 0), as k6's startRate.
+	StartRate *units.Rate `yaml:"start_rate,omitempty" json:"start_rate,omitempty"`
+	// StartVUs is where a ramping-vus's first ramp_to_vus starts (default
+	// 0), as k6's startVUs.
+	StartVUs *int `yaml:"start_vus,omitempty" json:"start_vus,omitempty"`
 	// Arrivals spaces an open model's requests evenly (default) or as a
 	// seeded Poisson process (exponential gaps) at the same rate.
 	Arrivals string `yaml:"arrivals,omitempty" json:"arrivals,omitempty" jsonschema:"enum=uniform,enum=poisson"`
@@ -252,8 +258,9 @@ func (DataFile) JSONSchema() *jsonschema.Schema {
 }
 
 // Stage is one step of a profile. Give exactly one of Rate (hold it for
-// Duration) or RampTo (move linearly from the previous stage's rate); for
-// virtual users, VUs or RampToVUs.
+// Duration) or RampTo (move linearly from the previous stage's rate, or
+// the executor's start_rate for the first); for virtual users, VUs or
+// RampToVUs (from start_vus).
 type Stage struct {
 	Duration  units.Duration `yaml:"duration" json:"duration"`
 	Rate      *units.Rate    `yaml:"rate,omitempty" json:"rate,omitempty"`

@@ -211,11 +211,16 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 		return nil, errors.New("--poisson applies to the open model (--rate or --ramp)")
 	}
 	if f.ramp != "" {
-		stages, err := parseRamp(f.ramp, closed)
+		stages, start, err := parseRamp(f.ramp, closed)
 		if err != nil {
 			return nil, err
 		}
 		ex["stages"] = stages
+		if start > 0 && closed {
+			ex["start_vus"] = int(start)
+		} else if start > 0 {
+			ex["start_rate"] = units.Rate(start).String()
+		}
 	}
 	switch {
 	case closed:
@@ -322,18 +327,22 @@ func splitURL(raw string) (base, path string, err error) {
 
 // parseRamp reads FROM:TO:DURATION or TO:DURATION items into scenario
 // stages: a hold when FROM equals TO, otherwise a ramp from the previous
-// item's end (which FROM, when given, must equal).
-func parseRamp(s string, vus bool) ([]map[string]any, error) {
-	var out []map[string]any
+// item's end (which FROM, when given, must equal). The first item's FROM
+// may be anything: it is returned as start, the executor's start_rate or
+// start_vus (0 when the first ramp starts from nothing).
+func parseRamp(s string, vus bool) (stages []map[string]any, start float64, err error) {
 	prev := 0.0
 	for i, item := range strings.Split(s, ",") {
 		parts := strings.Split(strings.TrimSpace(item), ":")
 		if len(parts) != 2 && len(parts) != 3 {
-			return nil, fmt.Errorf("--ramp item %d %q: expected FROM:TO:DURATION or TO:DURATION", i+1, item)
+			return nil, 0, fmt.Errorf("--ramp item %d %q: expected FROM:TO:DURATION or TO:DURATION", i+1, item)
 		}
 		d, err := units.ParseDuration(parts[len(parts)-1])
 		if err != nil || d == 0 {
-			return nil, fmt.Errorf("--ramp item %d %q: bad duration: %v", i+1, item, err)
+			if err == nil {
+				err = errors.New("a stage needs a duration greater than 0")
+			}
+			return nil, 0, fmt.Errorf("--ramp item %d %q: bad duration: %v", i+1, item, err)
 		}
 		parse := func(x string) (float64, error) {
 			if vus {
@@ -351,13 +360,16 @@ func parseRamp(s string, vus bool) ([]map[string]any, error) {
 		}
 		to, err := parse(parts[len(parts)-2])
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		from := prev
 		if len(parts) == 3 {
 			if from, err = parse(parts[0]); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
+		}
+		if i == 0 && from != to {
+			start, prev = from, from
 		}
 		st := map[string]any{"duration": d.String()}
 		key := map[bool][2]string{false: {"rate", "ramp_to"}, true: {"vus", "ramp_to_vus"}}[vus]
@@ -373,12 +385,12 @@ func parseRamp(s string, vus bool) ([]map[string]any, error) {
 		case from == prev:
 			st[key[1]] = value(to)
 		default:
-			return nil, fmt.Errorf("--ramp item %d %q starts at %g but the previous stage ends at %g", i+1, item, from, prev)
+			return nil, 0, fmt.Errorf("--ramp item %d %q starts at %g but the previous stage ends at %g", i+1, item, from, prev)
 		}
-		out = append(out, st)
+		stages = append(stages, st)
 		prev = to
 	}
-	return out, nil
+	return stages, start, nil
 }
 
 // BenchResult is the one line bench/peers.sh reads: the achieved rate and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -140,6 +141,12 @@ func TestLoadRamp(t *testing.T) {
 	if code != ExitPass || !strings.Contains(out, "150 requests sent of 150 scheduled") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
+	// A first ramp from a rate other than 0 (k6's startRate): 100→300/s
+	// over 0.5 s schedules 100.
+	code, out, _ = runCLI(context.Background(), "load", tg.url, "--ramp", "100/s:300/s:500ms", "--out", dir+"2", "--progress", "off")
+	if code != ExitPass || !strings.Contains(out, "100 requests sent of 100 scheduled") {
+		t.Fatalf("--ramp 100/s:300/s:500ms: exit %d\n%s", code, out)
+	}
 }
 
 func TestLoadUsageErrors(t *testing.T) {
@@ -179,13 +186,24 @@ func TestParseRamp(t *testing.T) {
 		{"100/s:10s,100/s:5s", false, "[map[duration:10s ramp_to:100/s] map[duration:5s rate:100/s]]"},
 		{"50/s:50/s:5s,0:2s", false, "[map[duration:5s rate:50/s] map[duration:2s ramp_to:0/s]]"},
 		{"0:20:5s,20:10s", true, "[map[duration:5s ramp_to_vus:20] map[duration:10s vus:20]]"},
+		{"100/s:500/s:10s,0:5s", false, "[map[duration:10s ramp_to:500/s] map[duration:5s ramp_to:0/s]] from 100"},
+		{"5:20:5s", true, "[map[duration:5s ramp_to_vus:20]] from 5"},
 	} {
-		got, err := parseRamp(tc.in, tc.vus)
+		got, start, err := parseRamp(tc.in, tc.vus)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.in, err)
 		}
-		if s := fmtStages(got); s != tc.want {
+		s := fmtStages(got)
+		if start != 0 {
+			s += fmt.Sprintf(" from %g", start)
+		}
+		if s != tc.want {
 			t.Errorf("%s: %s, want %s", tc.in, s, tc.want)
+		}
+	}
+	for _, bad := range []string{"100/s:500/s:10s,200/s:300/s:1s", "0:100/s:0s", "100/s", "a:b:c:d"} {
+		if _, _, err := parseRamp(bad, false); err == nil {
+			t.Errorf("%s: no error", bad)
 		}
 	}
 }

@@ -173,6 +173,14 @@ func (c *compiler) model(path string, x scenarios.Executor, ec *loadgen.Config) 
 		c.errorf(path+".stages", "stages mix rates and VUs: an executor is open (rate, ramp_to) or closed (vus, ramp_to_vus)")
 		return
 	}
+	switch {
+	case x.StartRate != nil && model != RampingArrivalRate:
+		c.errorf(path+".start_rate", "start_rate is where a ramping-arrival-rate's first ramp_to starts; this executor is a %s (%s)", model, modelHelp)
+		return
+	case x.StartVUs != nil && model != RampingVUs:
+		c.errorf(path+".start_vus", "start_vus is where a ramping-vus's first ramp_to_vus starts; this executor is a %s (%s)", model, modelHelp)
+		return
+	}
 	if x.Start.D() > MaxLoadDuration {
 		c.errorf(path+".start", "start %s is beyond the %s limit", x.Start, MaxLoadDuration)
 	}
@@ -216,7 +224,7 @@ func (c *compiler) model(path string, x scenarios.Executor, ec *loadgen.Config) 
 			ec.Stages = []loadgen.Stage{{Duration: x.Duration.D(), From: r, To: r}}
 		}
 	} else {
-		ec.Stages = c.stages(path, x.Stages, closed)
+		ec.Stages = c.stages(path, x.Stages, closed, c.start(path, x, closed))
 	}
 	p := loadgen.NewPacer(ec.Stages)
 	if len(ec.Stages) > 0 && p.Total() < 1 {
@@ -230,13 +238,28 @@ func (c *compiler) model(path string, x scenarios.Executor, ec *loadgen.Config) 
 
 const modelHelp = "rate+duration: constant-arrival-rate; stages with rate/ramp_to: ramping-arrival-rate; vus+duration: constant-vus; stages with vus/ramp_to_vus: ramping-vus"
 
-func (c *compiler) stages(path string, ss []scenarios.Stage, closed bool) []loadgen.Stage {
+// start is the rate or VU count the first ramp starts from.
+func (c *compiler) start(path string, x scenarios.Executor, closed bool) float64 {
+	switch {
+	case closed && x.StartVUs != nil:
+		if n := *x.StartVUs; n < 0 || n > MaxVUs {
+			c.errorf(path+".start_vus", "a VU count must be 0..%d", MaxVUs)
+			return 0
+		}
+		return float64(*x.StartVUs)
+	case !closed && x.StartRate != nil:
+		return x.StartRate.PerSecond()
+	}
+	return 0
+}
+
+func (c *compiler) stages(path string, ss []scenarios.Stage, closed bool, start float64) []loadgen.Stage {
 	if len(ss) == 0 {
 		c.errorf(path+".stages", "at least one stage is needed, e.g. {duration: 10s, rate: 100/s}, or give rate and duration")
 		return nil
 	}
 	var out []loadgen.Stage
-	prev := 0.0
+	prev := start
 	for i, s := range ss {
 		p := fmt.Sprintf("%s.stages[%d]", path, i)
 		if s.Duration == 0 {

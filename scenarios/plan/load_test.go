@@ -3,6 +3,7 @@ package plan
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,12 +99,16 @@ func TestLoadSingleFormShorthands(t *testing.T) {
 		{"  rate: 50/s\n  duration: 2s\n", loadgen.ArrivalRate, []loadgen.Stage{{Duration: 2 * time.Second, From: 50, To: 50}}},
 		{"  vus: 5\n  duration: 2s\n  think: {dist: uniform, min: 10ms, max: 20ms}\n", loadgen.VUs, []loadgen.Stage{{Duration: 2 * time.Second, From: 5, To: 5}}},
 		{"  executor: ramping-arrival-rate\n  stages: [{duration: 1s, ramp_to: 10/s}]\n", loadgen.ArrivalRate, []loadgen.Stage{{Duration: time.Second, From: 0, To: 10}}},
+		{"  start_rate: 100/s\n  stages: [{duration: 2s, ramp_to: 500/s}, {duration: 1s, ramp_to: 0/s}]\n", loadgen.ArrivalRate,
+			[]loadgen.Stage{{Duration: 2 * time.Second, From: 100, To: 500}, {Duration: time.Second, From: 500, To: 0}}},
+		{"  start_rate: 100/s\n  stages: [{duration: 2s, rate: 50/s}]\n", loadgen.ArrivalRate, []loadgen.Stage{{Duration: 2 * time.Second, From: 50, To: 50}}},
+		{"  start_vus: 5\n  stages: [{duration: 1s, ramp_to_vus: 20}]\n", loadgen.VUs, []loadgen.Stage{{Duration: time.Second, From: 5, To: 20}}},
 	} {
 		p, err := CompileBytes("s.yaml", []byte(head+"load:\n"+tc.load+"  requests: [{path: /}]\n"), Options{})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.load, err)
 		}
-		if p.Load.Kind != tc.kind || len(p.Load.Executors) != 0 || p.Load.Name != "load" || len(p.Load.Stages) != len(tc.stages) || p.Load.Stages[0] != tc.stages[0] {
+		if p.Load.Kind != tc.kind || len(p.Load.Executors) != 0 || p.Load.Name != "load" || len(p.Load.Stages) != len(tc.stages) || !slices.Equal(p.Load.Stages, tc.stages) {
 			t.Fatalf("%s: %+v", tc.load, p.Load)
 		}
 	}
@@ -139,6 +144,10 @@ func TestBadLoads(t *testing.T) {
 		{"body and body_file", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, body: x, body_file: b.json}]\n", "load.requests[0].body_file", "exclude each other"},
 		{"unknown field in a list item", "  - {name: a, rate: 1/s, duration: 1s, rpm: 3, requests: [{path: /}]}\n", "", `unknown field "rpm"`},
 		{"scalar load", "  fast\n", "", "mapping (one executor) or a list"},
+		{"start_rate on a constant rate", "  rate: 5/s\n  duration: 1s\n  start_rate: 1/s\n  requests: [{path: /}]\n", "load.start_rate", "ramping-arrival-rate's first ramp_to"},
+		{"start_rate on VUs", "  start_rate: 1/s\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_rate", "this executor is a ramping-vus"},
+		{"start_vus on rates", "  start_vus: 3\n  stages: [{duration: 1s, ramp_to: 2/s}]\n  requests: [{path: /}]\n", "load.start_vus", "first ramp_to_vus"},
+		{"negative start_vus", "  start_vus: -3\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_vus", "0.."},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
