@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cascadehq/cascade/internal/yamlfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -79,7 +80,7 @@ Only loopback targets unless --allow-remote.`,
 			}
 			p, err := plan.CompileBytes("cascade-load.yaml", src, opts)
 			if err != nil {
-				return exitWith(ExitUsage, err)
+				return exitWith(ExitUsage, flagErrors(err))
 			}
 			p.Load.NetHTTP = f.netHTTP
 			if cmd.Flags().Changed("threads") && f.threads < 1 {
@@ -323,6 +324,20 @@ func splitURL(raw string) (base, path string, err error) {
 		return "", "", fmt.Errorf("%q: the URL has no host", raw)
 	}
 	return scheme + "://" + host, path, nil
+}
+
+// flagErrors words the scenario compiler's errors for flags: the user wrote
+// no cascade-load.yaml, so a line and column in it would point nowhere.
+func flagErrors(err error) error {
+	var es yamlfile.Errors
+	if !errors.As(err, &es) {
+		return err
+	}
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Msg
+	}
+	return errors.New(strings.Join(msgs, "\n"))
 }
 
 // parseRamp reads FROM:TO:DURATION or TO:DURATION items into scenario

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/cascadehq/cascade/scenarios/plan"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -168,9 +170,13 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://198.51.100.7/", "--rate", "10/s", "--duration", "1s"}, "--allow-remote"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--protocol", "h2"}, "https://"},
 		{[]string{"http://127.0.0.1:1/", "--conns", "2", "--duration", "1s", "--engine", "fast"}, "--engine must be loop or goroutines"},
+		{[]string{"http://127.0.0.1:1/", "--ramp", "1/s:100000h"}, "the load lasts 100000h0m0s; the limit is 24h0m0s"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "errors < NaN"}, "errors is a count"},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
-		if code != ExitUsage || !strings.Contains(errs, tc.msg) {
+		// The user wrote flags, not the scenario file they become: no
+		// position in it.
+		if code != ExitUsage || !strings.Contains(errs, tc.msg) || strings.Contains(errs, "cascade-load.yaml") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errs, tc.msg)
 		}
 	}
@@ -266,4 +272,35 @@ func TestDefaultLoops(t *testing.T) {
 			t.Errorf("defaultLoops(%s, %d) = %d, want %d", tc.target, tc.cpus, got, tc.want)
 		}
 	}
+}
+
+// --ramp is typed by people: whatever parseRamp accepts must be stages the
+// scenario compiler accepts too, so a bad --ramp is refused with the flag's
+// message, not a scenario error about a file the user never wrote.
+func FuzzParseRamp(f *testing.F) {
+	for _, s := range []string{"0:100/s:10s", "100/s:500/s:10s,0:5s", "5:20:5s", "1e308/ms:1/s:1s", "0:0:1s", ":", ",", "1:2:3:4"} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, vus bool) {
+		stages, start, err := parseRamp(s, vus)
+		if err != nil {
+			return
+		}
+		if len(stages) == 0 || start < 0 || math.IsInf(start, 0) || math.IsNaN(start) {
+			t.Fatalf("parseRamp(%q) = %v, start %v", s, stages, start)
+		}
+		f := loadFlags{ramp: s, timeout: time.Second, keepAlive: true, method: "GET", maxInFlight: 10, name: "load"}
+		if vus {
+			f.vus = 1
+		}
+		src, err := f.scenario(nil, "http://127.0.0.1:8080/")
+		if err != nil {
+			t.Fatalf("--ramp %q parses but makes no scenario: %v", s, err)
+		}
+		if _, err := plan.CompileBytes("cascade-load.yaml", src, plan.Options{}); err != nil &&
+			!strings.Contains(err.Error(), "schedule no requests") && !strings.Contains(err.Error(), "run no VUs") {
+			t.Fatalf("--ramp %q parses but does not compile: %v\n%s", s, err, src)
+		}
+	})
 }

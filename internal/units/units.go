@@ -48,7 +48,7 @@ func ParseDuration(s string) (Duration, error) {
 	if s == "" {
 		return 0, fmt.Errorf("expected a duration such as 300ms or 2s, got an empty value")
 	}
-	if _, err := strconv.ParseFloat(s, 64); err == nil && s != "0" {
+	if f, err := strconv.ParseFloat(s, 64); err == nil && s != "0" && !math.IsNaN(f) && !math.IsInf(f, 0) {
 		return 0, fmt.Errorf("duration %q has no unit: expected e.g. %sms or %ss", s, s, s)
 	}
 	v, err := time.ParseDuration(s)
