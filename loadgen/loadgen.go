@@ -218,6 +218,9 @@ type executor struct {
 	limit     atomic.Int64 // VUs with an index below it may run
 	seq       atomic.Uint64
 	exhausted atomic.Bool // vus: MaxRequests reached
+	// countedOut is when a VU executor's last VU stopped after MaxRequests
+	// (the run's clock, ns; 0 while it runs or when time ended it).
+	countedOut atomic.Int64
 
 	mu      sync.Mutex
 	workers []*workerStats // live workers
@@ -378,10 +381,26 @@ func (g *Generator) ExpectedOf(i int, a, b time.Duration) float64 {
 	return e.pacer.Expected(a-e.cfg.Start, b-e.cfg.Start)
 }
 
-// Window is executor i's time on the run's clock: [start, end).
+// Window is executor i's time on the run's clock: [start, end). The end is
+// its profile's, or when it sent its MaxRequests if that came first.
 func (g *Generator) Window(i int) (start, end time.Duration) {
 	e := g.execs[i]
-	return e.cfg.Start, e.cfg.Start + e.pacer.Duration()
+	end = e.cfg.Start + e.pacer.Duration()
+	if x := e.countedOut.Load(); x > 0 {
+		end = min(end, time.Duration(x))
+	}
+	return e.cfg.Start, end
+}
+
+// End is when the load ended, on the run's clock: the last executor's
+// Window end.
+func (g *Generator) End() time.Duration {
+	var d time.Duration
+	for i := range g.execs {
+		_, end := g.Window(i)
+		d = max(d, end)
+	}
+	return d
 }
 
 // DispatchedThrough is the intended time before which every request of
@@ -817,8 +836,17 @@ func (e *executor) runVUs(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-	e.limit.Store(0)
+	// Reaching MaxRequests ends the executor without cutting VUs short:
+	// each sends what is left of its block of sequence numbers below the
+	// bound and stops on its own, so exactly MaxRequests are sent (unless
+	// the duration ends first).
+	if !e.exhausted.Load() {
+		e.limit.Store(0)
+	}
 	wg.Wait()
+	if e.exhausted.Load() {
+		e.countedOut.Store(int64(max(e.g.clock.Now(), 1)))
+	}
 }
 
 // vuStop reports whether VU i must stop, and if so marks it stopped, under

@@ -60,39 +60,56 @@ func loopsRun(t *testing.T, cfg Config, ctx context.Context) ([]Sample, *Generat
 	return rec.samples, g, time.Since(start)
 }
 
-// Templated requests on loops: MaxRequests bounds the run, every sequence
-// number is sent once, and the server sees what was rendered.
+// Templated requests, on loops and on goroutines: MaxRequests ends the run
+// early with exactly that many requests, every sequence number below it sent
+// once, the server seeing what was rendered, and the executor's window
+// ending when the last VU stopped (its rate is over the time it ran).
 func TestLoopsTemplatesAndMaxRequests(t *testing.T) {
-	skipWithoutLoops(t)
-	var mu sync.Mutex
-	paths := map[string]int{}
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		paths[r.URL.RequestURI()]++
-		mu.Unlock()
-	}))
-	t.Cleanup(hs.Close)
-	srv := hs.URL
-	samples, _, took := loopsRun(t, Config{Kind: VUs, Target: srv, Requests: []Request{{Path: "/i/{{seq}}"}},
-		Stages: []Stage{{10 * time.Second, 5, 5}}, KeepAlive: true, MaxRequests: 500}, context.Background())
-	seen := map[uint64]bool{}
-	for _, s := range samples {
-		if s.Cause != cause.OK || seen[s.Seq] || s.Seq >= 500 {
-			t.Fatalf("sample %+v (seen before: %v)", s, seen[s.Seq])
-		}
-		seen[s.Seq] = true
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	// VUs take sequence numbers in blocks, and stop when one reaches the
-	// bound: the bound is an upper one.
-	if len(samples) < 300 || len(samples) > 500 || len(paths) != len(samples) || paths["/i/0"] != 1 || took > 5*time.Second {
-		t.Fatalf("%d samples, server saw %d distinct paths; %v for a 10 s profile bounded at 500 requests", len(samples), len(paths), took)
-	}
-	for p, n := range paths {
-		if n != 1 {
-			t.Fatalf("%s sent %d times", p, n)
-		}
+	for _, loops := range []int{2, 0} {
+		t.Run(map[bool]string{true: "loops", false: "goroutines"}[loops > 0], func(t *testing.T) {
+			if loops > 0 {
+				skipWithoutLoops(t)
+			}
+			var mu sync.Mutex
+			paths := map[string]int{}
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				paths[r.URL.RequestURI()]++
+				mu.Unlock()
+			}))
+			t.Cleanup(hs.Close)
+			clock := event.NewClock()
+			rec := &memRecorder{}
+			g, err := New(Config{Kind: VUs, Target: hs.URL, Requests: []Request{{Path: "/i/{{seq}}"}}, Loops: loops,
+				Stages: []Stage{{10 * time.Second, 7, 7}}, KeepAlive: true, MaxRequests: 500}, rec, clock, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock.Reset(time.Now())
+			start := time.Now()
+			g.Run(context.Background())
+			took := time.Since(start)
+			seen := map[uint64]bool{}
+			for _, s := range rec.samples {
+				if s.Cause != cause.OK || seen[s.Seq] || s.Seq >= 500 {
+					t.Fatalf("sample %+v (seen before: %v)", s, seen[s.Seq])
+				}
+				seen[s.Seq] = true
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(rec.samples) != 500 || len(paths) != 500 || paths["/i/0"] != 1 || paths["/i/499"] != 1 || took > 5*time.Second {
+				t.Fatalf("%d samples, server saw %d distinct paths; %v for a 10 s profile bounded at 500 requests", len(rec.samples), len(paths), took)
+			}
+			for p, n := range paths {
+				if n != 1 {
+					t.Fatalf("%s sent %d times", p, n)
+				}
+			}
+			if _, end := g.Window(0); end > took || end <= 0 || g.End() != end {
+				t.Fatalf("window ends at %v, End %v; the run took %v", end, g.End(), took)
+			}
+		})
 	}
 }
 

@@ -142,6 +142,10 @@ type Executor struct {
 	// StartVUs is where a ramping-vus's first ramp_to_vus starts (default
 	// 0), as k6's startVUs.
 	StartVUs *int `yaml:"start_vus,omitempty" json:"start_vus,omitempty"`
+	// MaxRequests ends a VU executor once its VUs have sent this many
+	// requests in all (hey's -n, k6's shared-iterations); its duration or
+	// stages still bound it in time. Default: only the time bounds it.
+	MaxRequests int `yaml:"max_requests,omitempty" json:"max_requests,omitempty"`
 	// Arrivals spaces an open model's requests evenly (default) or as a
 	// seeded Poisson process (exponential gaps) at the same rate.
 	Arrivals string `yaml:"arrivals,omitempty" json:"arrivals,omitempty" jsonschema:"enum=uniform,enum=poisson"`

@@ -31,6 +31,7 @@ type loadFlags struct {
 	rate, ramp                   string
 	duration, think, timeout     time.Duration
 	vus, conns, maxInFlight      int
+	requests                     int
 	thresholds, headers          []string
 	method, body, out, progress  string
 	protocol, name               string
@@ -151,6 +152,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.StringVar(&f.ramp, "ramp", "", "stages FROM:TO:DURATION or TO:DURATION, comma-separated (rates, or VU counts with --vus)")
 	fl.DurationVar(&f.duration, "duration", 0, "how long to send (with --rate, --vus or --conns)")
 	fl.IntVar(&f.vus, "vus", 0, "closed model: this many virtual users, each waiting for its answer")
+	fl.IntVar(&f.requests, "requests", 0, "closed model: stop after this many requests in all, as hey -n (without --duration, at most 10m)")
 	fl.IntVar(&f.conns, "conns", 0, "closed loop at maximum rate over this many connections; with --rate, a connection cap")
 	fl.DurationVar(&f.think, "think", 0, "closed model: pause after each answer")
 	fl.DurationVar(&f.timeout, "timeout", plan.DefaultTimeout, "client timeout per request")
@@ -194,6 +196,16 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 		"keep_alive":     f.keepAlive,
 	}
 	switch {
+	case f.requests < 0:
+		return nil, errors.New("--requests must be positive")
+	case f.requests > 0 && !closed:
+		return nil, errors.New("--requests bounds the closed model (--vus or --conns); an open model sends its rate × duration")
+	case f.requests > 0 && f.ramp == "" && f.duration == 0:
+		// hey -n: the count ends the run, and a time limit still bounds it
+		// (k6's maxDuration for its iteration executors, 10 minutes).
+		f.duration = defaultRequestsDuration
+	}
+	switch {
 	case f.rate != "" && f.ramp != "":
 		return nil, errors.New("--rate and --ramp exclude each other: a ramp gives the rates")
 	case f.rate != "" && f.vus > 0:
@@ -229,6 +241,9 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 		if f.ramp == "" {
 			ex["vus"] = n
 			ex["duration"] = units.Duration(f.duration).String()
+		}
+		if f.requests > 0 {
+			ex["max_requests"] = f.requests
 		}
 		// One connection per VU: --conns 50 is wrk -c 50.
 		if f.conns > 0 {
@@ -325,6 +340,9 @@ func splitURL(raw string) (base, path string, err error) {
 	}
 	return scheme + "://" + host, path, nil
 }
+
+// defaultRequestsDuration bounds a --requests run given no --duration.
+const defaultRequestsDuration = 10 * time.Minute
 
 // flagErrors words the scenario compiler's errors for flags: the user wrote
 // no cascade-load.yaml, so a line and column in it would point nowhere.

@@ -151,6 +151,26 @@ func TestLoadRamp(t *testing.T) {
 	}
 }
 
+// --requests is hey's -n: exactly that many, and the run ends when they
+// are done, however long --duration (or its 10-minute default) allows; the
+// rate is over the time the run took.
+func TestLoadRequestsCount(t *testing.T) {
+	tg := newTarget(t, 0)
+	for _, args := range [][]string{{"--vus", "3"}, {"--conns", "4", "--duration", "1h"}} {
+		start := time.Now()
+		code, out, _ := runCLI(context.Background(), append([]string{"load", tg.url, "--requests", "300", "--bench-result",
+			"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off"}, args...)...)
+		m := benchRE.FindStringSubmatch(out)
+		if code != ExitPass || m == nil || !strings.Contains(out, "300 requests sent of 300 scheduled") {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+		took := time.Since(start)
+		if rps, _ := strconv.ParseFloat(m[1], 64); took > 30*time.Second || rps < 300/took.Seconds() {
+			t.Fatalf("%v: %s req/s reported, 300 requests in %v", args, m[1], took)
+		}
+	}
+}
+
 func TestLoadUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -171,6 +191,8 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--protocol", "h2"}, "https://"},
 		{[]string{"http://127.0.0.1:1/", "--conns", "2", "--duration", "1s", "--engine", "fast"}, "--engine must be loop or goroutines"},
 		{[]string{"http://127.0.0.1:1/", "--ramp", "1/s:100000h"}, "the load lasts 100000h0m0s; the limit is 24h0m0s"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--requests", "5"}, "--requests bounds the closed model"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--requests", "-5"}, "--requests must be positive"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "errors < NaN"}, "errors is a count"},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)

@@ -313,12 +313,18 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	for _, w := range p.Warnings {
 		s.Warnings = append(s.Warnings, w.String())
 	}
+	// Rates are over the time the load actually ran: cut at elapsed when
+	// interrupted, or where the executors sent their max_requests.
+	ran := p.Duration
+	switch {
+	case interrupted:
+		ran = elapsed
+	case plain:
+		ran = min(ran, g.End())
+	}
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
-		end := ph.End
-		if interrupted && end > elapsed {
-			end = elapsed // rates over the time the phase actually ran
-		}
+		end := min(ph.End, max(ran, ph.Start))
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End),
 			Stats: results.Summarize(st, max(window, 0), expected.Expected(ph.Start, max(end, ph.Start)))}

@@ -39,8 +39,12 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	}
 
 	r := s.Run.Stats
-	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %.1fs%s · achieved %.1f/s · %d dropped\n",
-		r.Sent, r.Scheduled, float64(s.Elapsed), targetPart(s), r.AchievedRate, r.Causes[cause.Dropped.String()])
+	took := fmt.Sprintf("%.1fs", float64(s.Elapsed))
+	if s.Elapsed < 1 { // a run ended by its max_requests can take milliseconds
+		took = fmt.Sprintf("%.0fms", float64(s.Elapsed)*1000)
+	}
+	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %s%s · achieved %.1f/s · %d dropped\n",
+		r.Sent, r.Scheduled, took, targetPart(s), r.AchievedRate, r.Causes[cause.Dropped.String()])
 	fmt.Fprintf(b, "Latency   %s   (from intended send time)\n", pctLine(r.Latency))
 	fmt.Fprintf(b, "Service   %s   (from actual send: what a closed loop would report)\n", pctLine(r.Service))
 	fmt.Fprintf(b, "Outcomes  %s\n", causeLine(r.Causes, r.Scheduled))

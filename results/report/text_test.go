@@ -20,11 +20,11 @@ func TestTextLoadLineTarget(t *testing.T) {
 		want   string
 		absent string
 	}{
-		{"one open executor", 150, nil, "scheduled in 0.0s · target 150.0/s · achieved", "open-model"},
-		{"one closed executor", 0, nil, "scheduled in 0.0s · achieved", "target"},
+		{"one open executor", 150, nil, "scheduled in 0ms · target 150.0/s · achieved", "open-model"},
+		{"one closed executor", 0, nil, "scheduled in 0ms · achieved", "target"},
 		{"open beside closed", 150, []results.GroupSummary{open, closed}, "· open-model target 150.0/s · achieved", "· target"},
 		{"two open executors", 300, []results.GroupSummary{open, open}, "· target 300.0/s · achieved", "open-model"},
-		{"closed executors only", 0, []results.GroupSummary{closed, closed}, "scheduled in 0.0s · achieved", "target"},
+		{"closed executors only", 0, []results.GroupSummary{closed, closed}, "scheduled in 0ms · achieved", "target"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

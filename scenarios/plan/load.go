@@ -181,6 +181,14 @@ func (c *compiler) model(path string, x scenarios.Executor, ec *loadgen.Config) 
 		c.errorf(path+".start_vus", "start_vus is where a ramping-vus's first ramp_to_vus starts; this executor is a %s (%s)", model, modelHelp)
 		return
 	}
+	switch {
+	case x.MaxRequests < 0 || x.MaxRequests > MaxRequests:
+		c.errorf(path+".max_requests", "max_requests must be 1..%d", MaxRequests)
+	case x.MaxRequests > 0 && (model == ConstantArrivalRate || model == RampingArrivalRate):
+		c.errorf(path+".max_requests", "max_requests bounds a VU executor; an arrival-rate executor sends its rate × duration")
+	case x.MaxRequests > 0:
+		ec.MaxRequests = uint64(x.MaxRequests)
+	}
 	if x.Start.D() > MaxLoadDuration {
 		c.errorf(path+".start", "start %s is beyond the %s limit", x.Start, MaxLoadDuration)
 	}

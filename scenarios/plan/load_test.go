@@ -147,6 +147,8 @@ func TestBadLoads(t *testing.T) {
 		{"start_rate on a constant rate", "  rate: 5/s\n  duration: 1s\n  start_rate: 1/s\n  requests: [{path: /}]\n", "load.start_rate", "ramping-arrival-rate's first ramp_to"},
 		{"start_rate on VUs", "  start_rate: 1/s\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_rate", "this executor is a ramping-vus"},
 		{"start_vus on rates", "  start_vus: 3\n  stages: [{duration: 1s, ramp_to: 2/s}]\n  requests: [{path: /}]\n", "load.start_vus", "first ramp_to_vus"},
+		{"max_requests on an arrival rate", "  rate: 5/s\n  duration: 1s\n  max_requests: 3\n  requests: [{path: /}]\n", "load.max_requests", "bounds a VU executor"},
+		{"negative max_requests", "  vus: 2\n  duration: 1s\n  max_requests: -3\n  requests: [{path: /}]\n", "load.max_requests", "must be 1.."},
 		{"negative start_vus", "  start_vus: -3\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_vus", "0.."},
 	}
 	for _, tc := range cases {
@@ -230,6 +232,26 @@ slo:
 			t.Errorf("%s with %s: unexpected warnings %v", tc.objective, tc.propagate, got)
 		case tc.warn != "" && (len(got) != 1 || !strings.Contains(got[0], tc.warn)):
 			t.Errorf("%s with %s: warnings %v, want one with %q", tc.objective, tc.propagate, got, tc.warn)
+		}
+	}
+}
+
+// max_requests is the VU executor's bound; without it the generator's
+// safety limit (MaxRequests) still applies.
+func TestLoadMaxRequests(t *testing.T) {
+	for _, tc := range []struct {
+		load string
+		want uint64
+	}{
+		{"  vus: 5\n  duration: 2s\n  max_requests: 1000\n", 1000},
+		{"  vus: 5\n  duration: 2s\n", MaxRequests},
+	} {
+		p, err := CompileBytes("s.yaml", []byte(head+"load:\n"+tc.load+"  requests: [{path: /}]\n"), Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.load, err)
+		}
+		if p.Load.MaxRequests != tc.want {
+			t.Fatalf("%s: MaxRequests %d, want %d", tc.load, p.Load.MaxRequests, tc.want)
 		}
 	}
 }
