@@ -221,6 +221,11 @@ type executor struct {
 	// countedOut is when a VU executor's last VU stopped after MaxRequests
 	// (the run's clock, ns; 0 while it runs or when time ended it).
 	countedOut atomic.Int64
+	// spare holds runs of sequence numbers that stopped VUs left unused
+	// (under mu); nspare counts them, so taking a block checks no lock
+	// while there are none.
+	spare  [][2]uint64
+	nspare atomic.Int32
 
 	mu      sync.Mutex
 	workers []*workerStats // live workers
@@ -869,6 +874,37 @@ func (e *executor) vuStop(ctx context.Context, i int, end, now time.Duration) bo
 // contend on one counter per request.
 const seqBlock = 64
 
+// nextBlock is a VU's next run of sequence numbers: one a stopped VU left
+// unused, else a new one.
+func (e *executor) nextBlock() (seq, end uint64) {
+	if e.nspare.Load() > 0 {
+		e.mu.Lock()
+		if n := len(e.spare); n > 0 {
+			b := e.spare[n-1]
+			e.spare = e.spare[:n-1]
+			e.nspare.Add(-1)
+			e.mu.Unlock()
+			return b[0], b[1]
+		}
+		e.mu.Unlock()
+	}
+	end = e.seq.Add(seqBlock)
+	return end - seqBlock, end
+}
+
+// giveBack keeps the unused rest of a stopping VU's block for the others:
+// a VU that a ramp takes away must not leave holes below MaxRequests, or
+// fewer than MaxRequests would be sent.
+func (e *executor) giveBack(seq, end uint64) {
+	if seq >= end || (e.cfg.MaxRequests > 0 && seq >= e.cfg.MaxRequests) {
+		return
+	}
+	e.mu.Lock()
+	e.spare = append(e.spare, [2]uint64{seq, end})
+	e.nspare.Add(1)
+	e.mu.Unlock()
+}
+
 // vu is VU i on a goroutine of its own.
 func (e *executor) vu(ctx context.Context, i int, end time.Duration) {
 	tr := e.workerTransport()
@@ -911,13 +947,13 @@ func (e *executor) vuRun(ctx context.Context, i int, end time.Duration, tr Trans
 	}
 	var s Sample
 	var seq, seqEnd uint64
+	defer func() { e.giveBack(seq, seqEnd) }()
 	// now is the clock reading after the last request (and think time):
 	// stopping a VU a few hundred nanoseconds late is fine, a clock
 	// reading per request is not free.
 	for now := e.g.clock.Now(); !e.vuStop(ctx, i, end, now); {
 		if seq == seqEnd {
-			seqEnd = e.seq.Add(seqBlock)
-			seq = seqEnd - seqBlock
+			seq, seqEnd = e.nextBlock()
 		}
 		if e.cfg.MaxRequests > 0 && seq >= e.cfg.MaxRequests {
 			e.exhausted.Store(true)  // the controller starts no more VUs

@@ -15,6 +15,7 @@ import (
 	"github.com/cascadehq/cascade/internal/tcptest"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/evloop"
 )
@@ -110,6 +111,35 @@ func TestLoopsTemplatesAndMaxRequests(t *testing.T) {
 				t.Fatalf("window ends at %v, End %v; the run took %v", end, g.End(), took)
 			}
 		})
+	}
+}
+
+// VUs that a ramp takes away before the count is reached leave the rest of
+// their blocks of sequence numbers to the others: still exactly
+// MaxRequests, each once.
+func TestMaxRequestsAcrossRampDown(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(hs.Close)
+	clock := event.NewClock()
+	rec := &memRecorder{}
+	g, err := New(Config{Kind: VUs, Target: hs.URL, Requests: []Request{{Path: "/"}}, KeepAlive: true, MaxRequests: 2500,
+		Think: dist.FixedLatency(time.Millisecond),
+		Stages: []Stage{{100 * time.Millisecond, 10, 10}, {100 * time.Millisecond, 10, 2}, {10 * time.Second, 2, 2}}}, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	g.Run(context.Background())
+	seen := map[uint64]bool{}
+	for _, s := range rec.samples {
+		if seen[s.Seq] || s.Seq >= 2500 {
+			t.Fatalf("sample %+v (seen before: %v)", s, seen[s.Seq])
+		}
+		seen[s.Seq] = true
+	}
+	_, end := g.Window(0)
+	if len(rec.samples) != 2500 || end < 200*time.Millisecond || end > 9*time.Second {
+		t.Fatalf("%d samples, window end %v; want 2500, after the ramp down and before the profile's end", len(rec.samples), end)
 	}
 }
 
