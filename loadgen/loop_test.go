@@ -123,7 +123,7 @@ func TestMaxRequestsAcrossRampDown(t *testing.T) {
 	clock := event.NewClock()
 	rec := &memRecorder{}
 	g, err := New(Config{Kind: VUs, Target: hs.URL, Requests: []Request{{Path: "/"}}, KeepAlive: true, MaxRequests: 2500,
-		Think: dist.FixedLatency(time.Millisecond),
+		Think:  dist.FixedLatency(time.Millisecond),
 		Stages: []Stage{{100 * time.Millisecond, 10, 10}, {100 * time.Millisecond, 10, 2}, {10 * time.Second, 2, 2}}}, rec, clock, nil)
 	if err != nil {
 		t.Fatal(err)
