@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cascadehq/cascade/internal/yamlfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/internal/units"
+	"github.com/cascadehq/cascade/internal/yamlfile"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/cascadehq/cascade/scenarios/plan"
 	"math"
 	"net"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/scenarios/plan"
 )
 
 // target is a loopback server that records the requests it answers.
