@@ -221,11 +221,7 @@ type executor struct {
 	// countedOut is when a VU executor's last VU stopped after MaxRequests
 	// (the run's clock, ns; 0 while it runs or when time ended it).
 	countedOut atomic.Int64
-	// spare holds runs of sequence numbers that stopped VUs left unused
-	// (under mu); nspare counts them, so taking a block checks no lock
-	// while there are none.
-	spare  [][2]uint64
-	nspare atomic.Int32
+	spare      [][2]uint64 // runs of sequence numbers stopped VUs left unused (under mu)
 
 	mu      sync.Mutex
 	workers []*workerStats // live workers
@@ -876,17 +872,14 @@ const seqBlock = 64
 
 // nextBlock is a VU's next run of sequence numbers: one a stopped VU left
 // unused, else a new one.
+// The lock is taken once per block, not per request.
 func (e *executor) nextBlock() (seq, end uint64) {
-	if e.nspare.Load() > 0 {
-		e.mu.Lock()
-		if n := len(e.spare); n > 0 {
-			b := e.spare[n-1]
-			e.spare = e.spare[:n-1]
-			e.nspare.Add(-1)
-			e.mu.Unlock()
-			return b[0], b[1]
-		}
-		e.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n := len(e.spare); n > 0 {
+		b := e.spare[n-1]
+		e.spare = e.spare[:n-1]
+		return b[0], b[1]
 	}
 	end = e.seq.Add(seqBlock)
 	return end - seqBlock, end
@@ -901,7 +894,6 @@ func (e *executor) giveBack(seq, end uint64) {
 	}
 	e.mu.Lock()
 	e.spare = append(e.spare, [2]uint64{seq, end})
-	e.nspare.Add(1)
 	e.mu.Unlock()
 }
 

@@ -194,20 +194,19 @@ func groups(b *strings.Builder, title string, gs []results.GroupSummary) {
 }
 
 // targetPart is the Load line's target rate. Only arrival-rate executors
-// have one: a closed model's rate is what the system answers, so a run of
-// VUs alone shows none (not "target 0/s"), and beside VUs the target says
-// it covers the open executors only, or achieved would read as overshoot.
+// have one (the compiler refuses one that schedules nothing): a closed
+// model's rate is what the system answers, so a run of VUs alone shows none
+// (not "target 0/s"), and beside VUs the target says it covers the open
+// executors only, or achieved would read as overshoot.
 func targetPart(s *results.Summary) string {
 	r := s.Run.Stats
-	closed := false
-	for _, e := range s.Executors {
-		closed = closed || e.Kind == "vus"
-	}
-	switch {
-	case r.TargetRate == 0 && (closed || len(s.Executors) == 0):
+	if r.TargetRate == 0 {
 		return ""
-	case closed:
-		return fmt.Sprintf(" · open-model target %.1f/s", r.TargetRate)
+	}
+	for _, e := range s.Executors {
+		if e.Kind == "vus" {
+			return fmt.Sprintf(" · open-model target %.1f/s", r.TargetRate)
+		}
 	}
 	return fmt.Sprintf(" · target %.1f/s", r.TargetRate)
 }
