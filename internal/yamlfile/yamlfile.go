@@ -12,8 +12,10 @@
 package yamlfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -94,6 +96,9 @@ type Doc struct {
 // mismatches are errors. The returned Doc locates later, semantic errors.
 func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 	defer containPanic(name, &err)
+	// YAML allows a byte-order mark before the stream, and Windows editors
+	// write one; the parser would make it part of the first key.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return nil, convert(name, err)
@@ -105,7 +110,7 @@ func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 	if len(f.Docs) > 1 {
 		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "expected one YAML document, found several (---)"}
 	}
-	if err := yaml.NodeToValue(f.Docs[0].Body, v, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+	if err := decodeStrict(f.Docs[0].Body, v); err != nil {
 		return doc, convert(name, err)
 	}
 	return doc, nil
@@ -119,10 +124,21 @@ func (d *Doc) DecodeNode(node ast.Node, v any) (err error) {
 	if node == nil {
 		return nil
 	}
-	if err := yaml.NodeToValue(node, v, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+	if err := decodeStrict(node, v); err != nil {
 		return convert(d.Name, err)
 	}
 	return nil
+}
+
+// decodeStrict checks node's shape against v's type, then decodes it with
+// unknown fields and duplicate keys refused.
+func decodeStrict(node ast.Node, v any) error {
+	if t := reflect.TypeOf(v); t != nil {
+		if e := shape(node, t); e != nil {
+			return e
+		}
+	}
+	return yaml.NodeToValue(node, v, yaml.Strict(), yaml.DisallowUnknownField())
 }
 
 // containPanic turns a panic inside the YAML library into an error. The
@@ -269,5 +285,5 @@ func (d *Doc) Position(prefix string, errs []FieldError) Errors {
 // DecodeNode decodes one node strictly into v; NodeUnmarshaler
 // implementations use it for their mapping forms.
 func DecodeNode(node ast.Node, v any) error {
-	return yaml.NodeToValue(node, v, yaml.Strict(), yaml.DisallowUnknownField())
+	return decodeStrict(node, v)
 }

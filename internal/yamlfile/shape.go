@@ -1,0 +1,279 @@
+package yamlfile
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// shape checks a node against the Go type it is about to be decoded into,
+// before goccy/go-yaml decodes it, for what the library lets through
+// silently or describes in Go's terms:
+//
+//   - a key that is not a name (`~: x`) empties the whole mapping it sits
+//     in, so a typo on one line silently drops its siblings;
+//   - a fraction bound for an integer field is truncated (replicas: 2.7
+//     starts 2) and a number past uint64 wraps (a seed of 2^64 became 2^63);
+//   - a value of the wrong kind is reported as "cannot unmarshal string
+//     into Go struct field File.Load of type int", with no field path.
+//
+// It returns the first problem, as the decoder would. Types that decode
+// themselves (an UnmarshalYAML(ast.Node) method: units, durations, fault
+// params) are left to their own checks, and so are aliases, whose targets
+// the decoder resolves.
+func shape(node ast.Node, t reflect.Type) *Error {
+	node = unwrap(node)
+	if node == nil || node.Type() == ast.NullType || node.Type() == ast.AliasType {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if decodesItself(t) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return wholeNumber(node, t)
+	case reflect.Float32, reflect.Float64:
+		switch node.Type() {
+		case ast.IntegerType, ast.FloatType, ast.InfinityType, ast.NanType:
+			return nil
+		}
+		return NodeError(node, "expected a number, got %s", describe(node))
+	case reflect.Bool:
+		if node.Type() != ast.BoolType {
+			return NodeError(node, "expected true or false, got %s", describe(node))
+		}
+	case reflect.String:
+		if _, ok := node.(ast.ScalarNode); !ok {
+			return NodeError(node, "expected a string, got %s", describe(node))
+		}
+	case reflect.Slice, reflect.Array:
+		seq, ok := node.(*ast.SequenceNode)
+		if !ok {
+			return NodeError(node, "expected a list, got %s", describe(node))
+		}
+		for _, v := range seq.Values {
+			if e := shape(v, t.Elem()); e != nil {
+				return e
+			}
+		}
+	case reflect.Map:
+		m, ok := mapping(node)
+		if !ok {
+			return NodeError(node, "expected a mapping, got %s", describe(node))
+		}
+		for _, mv := range m.Values {
+			if e := namedKey(mv); e != nil {
+				return e
+			}
+			if e := shape(mv.Value, t.Elem()); e != nil {
+				return e
+			}
+		}
+	case reflect.Struct:
+		m, ok := mapping(node)
+		if !ok {
+			return NodeError(node, "expected a mapping of fields, got %s", describe(node))
+		}
+		for _, mv := range m.Values {
+			if e := namedKey(mv); e != nil {
+				return e
+			}
+			if mv.Key.IsMergeKey() {
+				continue
+			}
+			f, ok := field(t, keyText(mv.Key))
+			if !ok {
+				continue // the decoder names the unknown field
+			}
+			if e := shape(mv.Value, f.Type); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+var (
+	nodeUnmarshaler = reflect.TypeFor[interface{ UnmarshalYAML(ast.Node) error }]()
+	durationType    = reflect.TypeFor[time.Duration]()
+)
+
+func decodesItself(t reflect.Type) bool {
+	return t.Kind() == reflect.Interface || t == durationType ||
+		t.Implements(nodeUnmarshaler) || reflect.PointerTo(t).Implements(nodeUnmarshaler)
+}
+
+// unwrap looks through tags (!!int) and anchors (&a) to the value.
+func unwrap(n ast.Node) ast.Node {
+	for {
+		switch v := n.(type) {
+		case *ast.TagNode:
+			n = v.Value
+		case *ast.AnchorNode:
+			n = v.Value
+		default:
+			return n
+		}
+	}
+}
+
+// mapping accepts a mapping; the parser gives a one-entry mapping as a
+// bare MappingValueNode.
+func mapping(n ast.Node) (*ast.MappingNode, bool) {
+	switch v := n.(type) {
+	case *ast.MappingNode:
+		return v, true
+	case *ast.MappingValueNode:
+		return &ast.MappingNode{Values: []*ast.MappingValueNode{v}}, true
+	}
+	return nil, false
+}
+
+// namedKey refuses a key that is not a name: a null key, or a number or
+// list where a field's name goes.
+func namedKey(mv *ast.MappingValueNode) *Error {
+	k := unwrap(mv.Key)
+	if k == nil || mv.Key.IsMergeKey() {
+		return nil
+	}
+	switch k.Type() {
+	case ast.StringType, ast.IntegerType, ast.FloatType, ast.BoolType:
+		return nil
+	}
+	return NodeError(mv.Key, "expected a field name as the key, got %s", describe(k))
+}
+
+func keyText(k ast.MapKeyNode) string {
+	if s, ok := unwrap(k).(*ast.StringNode); ok {
+		return s.Value
+	}
+	return k.String()
+}
+
+// field finds the struct field that decodes key, as goccy/go-yaml names
+// fields: the yaml tag, else the json tag, else the lower-cased Go name;
+// inline structs lend their fields.
+func field(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		if tag == "" {
+			tag = f.Tag.Get("json")
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(","+opts+",", ",inline,") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && !decodesItself(ft) {
+				if g, ok := field(ft, key); ok {
+					return g, true
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if name == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// wholeNumber checks an integer field's value: a whole number that fits.
+func wholeNumber(node ast.Node, t reflect.Type) *Error {
+	lo, hi := intRange(t)
+	switch n := node.(type) {
+	case *ast.IntegerNode:
+		switch x := n.Value.(type) {
+		case int64:
+			if x >= 0 && uint64(x) <= hi || x < 0 && x >= lo {
+				return nil
+			}
+		case uint64:
+			if x <= hi {
+				return nil
+			}
+		}
+	case *ast.FloatNode:
+		if n.Value != math.Trunc(n.Value) {
+			return NodeError(node, "expected a whole number, got %s", strings.TrimSpace(node.String()))
+		}
+		// float64(hi) rounds up to 2^63 or 2^64 for the 64-bit kinds, one
+		// past the range; the smaller kinds' bounds are exact.
+		if n.Value >= float64(lo) && (n.Value < float64(hi) || t.Bits() < 64 && n.Value == float64(hi)) {
+			return nil
+		}
+	case *ast.StringNode:
+		// The parser leaves a number past uint64 as a string (which the
+		// decoder then wraps), and a quoted "5" decodes as 5.
+		var err error
+		if lo < 0 {
+			_, err = strconv.ParseInt(n.Value, 10, t.Bits())
+		} else {
+			_, err = strconv.ParseUint(n.Value, 10, t.Bits())
+		}
+		if err == nil {
+			return nil
+		}
+		if _, ferr := strconv.ParseFloat(n.Value, 64); ferr != nil && !errors.Is(ferr, strconv.ErrRange) {
+			return NodeError(node, "expected a whole number, got %s", describe(node))
+		}
+		if !errors.Is(err, strconv.ErrRange) {
+			return NodeError(node, "expected a whole number, got %s", n.Value)
+		}
+	default:
+		return NodeError(node, "expected a whole number, got %s", describe(node))
+	}
+	return NodeError(node, "expected a whole number from %d to %d, got %s", lo, hi, strings.TrimSpace(node.String()))
+}
+
+// intRange is the range of an integer kind, as lo (≤ 0) and hi.
+func intRange(t reflect.Type) (int64, uint64) {
+	bits := t.Bits()
+	switch t.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return 0, math.MaxUint64 >> (64 - bits)
+	}
+	return -1 << (bits - 1), 1<<(bits-1) - 1
+}
+
+// describe names a node's kind for a message, with the value when short.
+func describe(n ast.Node) string {
+	switch n.Type() {
+	case ast.MappingType, ast.MappingValueType:
+		return "a mapping"
+	case ast.SequenceType:
+		return "a list"
+	case ast.NullType:
+		return "null"
+	case ast.BoolType:
+		return "a boolean (" + n.String() + ")"
+	case ast.IntegerType, ast.FloatType, ast.InfinityType, ast.NanType:
+		return "the number " + n.String()
+	}
+	s := strings.TrimSpace(n.String())
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return fmt.Sprintf("the string %q", s)
+}
