@@ -46,11 +46,20 @@ func (b Behaviour) Validate() error {
 	if b.Status != 0 && (b.Status < 100 || b.Status > 599) {
 		return fmt.Errorf("status %d is not an HTTP status (100-599)", b.Status)
 	}
+	if b.BodySize > MaxBodySize {
+		return fmt.Errorf("body_size %s is too large: at most %s", b.BodySize, MaxBodySize)
+	}
 	if !b.Latency.IsZero() {
 		return b.Latency.Validate()
 	}
 	return nil
 }
+
+// MaxBodySize bounds a normal answer's body. Each replica keeps its body in
+// memory, built once, so the bound is the memory a typo (1PiB for 1KiB)
+// may take; a larger answer is what the slow_body fault and a real
+// container upstream are for.
+const MaxBodySize units.Size = 64 << 20
 
 // UpstreamConfig declares one fake upstream.
 type UpstreamConfig struct {

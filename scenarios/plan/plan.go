@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -126,7 +127,30 @@ type compiler struct {
 	errs      yamlfile.Errors
 	p         *Plan
 	ups       map[string]*faults.UpstreamConfig
+	// listens maps each fixed listen address to where it was declared:
+	// two sockets on one address would pass validation and fail the run.
+	listens map[netip.AddrPort]string
 }
+
+// listen registers a fixed listen address declared at path; a second use
+// is an error at its path.
+func (c *compiler) listen(path, addr string) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return // checkListen reports it
+	}
+	if c.listens == nil {
+		c.listens = map[netip.AddrPort]string{}
+	}
+	if first, ok := c.listens[ap]; ok {
+		c.errorf(path, "listen address %s is already used by %s", addr, displayPath(first))
+		return
+	}
+	c.listens[ap] = path
+}
+
+// displayPath turns "$.a.b[0]" into "a.b[0]" for a message.
+func displayPath(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, "$"), ".") }
 
 func (c *compiler) errorf(path, format string, args ...any) {
 	c.errs = append(c.errs, c.doc.Errorf(path, format, args...))
@@ -218,12 +242,17 @@ func (c *compiler) upstreams() {
 			}
 			replicas = len(u.Listen)
 			for j, a := range u.Listen {
+				lp := fmt.Sprintf("%s.listen[%d]", p, j)
 				if err := checkListen(a); err != nil {
-					c.errorf(fmt.Sprintf("%s.listen[%d]", p, j), "%v", err)
+					c.errorf(lp, "%v", err)
+				} else {
+					c.listen(lp, a)
 				}
 			}
 		}
-		if err := u.Behaviour.Validate(); err != nil {
+		if u.BodySize > faults.MaxBodySize {
+			c.errorf(p+".body_size", "%s is too large: at most %s", u.BodySize, faults.MaxBodySize)
+		} else if err := u.Behaviour.Validate(); err != nil {
 			c.errorf(p, "%v", err)
 		}
 		if u.Concurrency < 0 {
@@ -261,6 +290,11 @@ func CheckTarget(raw string, allowRemote bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an http:// or https:// URL", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %s is not a TCP port (1-65535)", raw, p)
+		}
 	}
 	if allowRemote {
 		return nil
@@ -301,7 +335,12 @@ func (c *compiler) gateway() {
 	if g.Listen != "" {
 		if err := checkListen(g.Listen); err != nil {
 			c.errorf("$.gateway.listen", "%v", err)
+		} else {
+			c.listen("$.gateway.listen", g.Listen)
 		}
+	}
+	if g.AdminListen != "" {
+		c.listen("$.gateway.admin_listen", g.AdminListen)
 	}
 	c.errs = append(c.errs, c.doc.Position("$.gateway", cfg.Validate(replicas))...)
 	c.p.Gateway = cfg

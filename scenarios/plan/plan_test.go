@@ -87,7 +87,12 @@ func TestBadScenarios(t *testing.T) {
 		{"header longer than total", replace("response_header: 1s", "response_header: 5s"), 10, 51, "gateway.routes[0].timeouts.response_header", "longer than total"},
 		{"non-loopback external", replace("  routes:", "  external: http://203.0.113.9:80\n  routes:"), 7, 13, "gateway.external", "not a loopback address"},
 		{"syntax error", replace("  - {path: /}", "  - {path: /"), 17, 1, "", "must be specified"},
-		{"wrong type", replace("    replicas: 2", "    replicas: [2]"), 4, 15, "", ""},
+		{"wrong type", replace("    replicas: 2", "    replicas: [2]"), 4, 15, "upstreams[0].replicas", "expected a whole number, got a list"},
+		{"fraction of a replica", replace("    replicas: 2", "    replicas: 2.7"), 4, 15, "upstreams[0].replicas", "expected a whole number, got 2.7"},
+		{"null key drops its mapping", replace("total: 2s}", "total: 2s, ~: oops}"), 10, 66, "gateway.routes[0].timeouts.~", "expected a field name as the key, got null"},
+		{"body too large", replace("    latency: 5ms", "    latency: 5ms\n    body_size: 1PiB"), 6, 16, "upstreams[0].body_size", "at most 64 MiB"},
+		{"external port out of range", replace("  routes:", "  external: http://127.0.0.1:99999\n  routes:"), 7, 13, "gateway.external", "port 99999 is not a TCP port"},
+		{"one listen address twice", replace("    replicas: 2", "    listen: [127.0.0.1:19001, 127.0.0.1:19001]"), 4, 31, "upstreams[0].listen[1]", "already used by upstreams[0].listen[0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,7 +227,8 @@ func TestCheckTarget(t *testing.T) {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"http://203.0.113.9", "http://example.com", "ftp://127.0.0.1", "127.0.0.1:80"} {
+	for _, bad := range []string{"http://203.0.113.9", "http://example.com", "ftp://127.0.0.1", "127.0.0.1:80",
+		"http://127.0.0.1:99999", "http://127.0.0.1:0"} {
 		if err := CheckTarget(bad, false); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
