@@ -110,6 +110,11 @@ func TestExitUsage(t *testing.T) {
 	if code, _, _ := runCLI(context.Background(), "run", "--nope", good); code != ExitUsage {
 		t.Fatalf("unknown flag: exit %d", code)
 	}
+	for _, n := range []string{"0", "-1", "1001"} {
+		if code, _, stderr := runCLI(context.Background(), "run", "--repeat", n, good); code != ExitUsage || !strings.Contains(stderr, "between 1 and 1000") {
+			t.Fatalf("--repeat %s: exit %d %s", n, code, stderr)
+		}
+	}
 	if code, _, _ := runCLI(context.Background(), "run", filepath.Join(t.TempDir(), "missing.yaml")); code != ExitUsage {
 		t.Fatalf("missing file: exit %d", code)
 	}

@@ -52,7 +52,7 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
   cascade run --out /tmp/run1 --seed 7 scenarios/examples/slow-upstream-504.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if repeat < 0 || repeat > 1000 {
+			if repeat < 1 || repeat > 1000 {
 				return exitWith(ExitUsage, fmt.Errorf("--repeat must be between 1 and 1000"))
 			}
 			if repeat > 1 {
