@@ -24,17 +24,17 @@ type ShapeBase struct {
 }
 
 type shapeFile struct {
-	Name     string                `yaml:"name"`
-	Seed     uint64                `yaml:"seed"`
-	Offset   int64                 `yaml:"offset"`
-	Ratio    float64               `yaml:"ratio"`
-	On       bool                  `yaml:"on"`
-	Items    []shapeInner          `yaml:"items"`
-	Labels   map[string]int        `yaml:"labels"`
-	Inner    *shapeInner           `yaml:"inner"`
-	Rate     selfDecoding          `yaml:"rate"`
-	Tags     map[string]shapeInner `yaml:"tags"`
-	Untagged int
+	Name      string                `yaml:"name"`
+	Seed      uint64                `yaml:"seed"`
+	Offset    int64                 `yaml:"offset"`
+	Ratio     float64               `yaml:"ratio"`
+	On        bool                  `yaml:"on"`
+	Items     []shapeInner          `yaml:"items"`
+	Labels    map[string]int        `yaml:"labels"`
+	Inner     *shapeInner           `yaml:"inner"`
+	Rate      selfDecoding          `yaml:"rate"`
+	Tags      map[string]shapeInner `yaml:"tags"`
+	Untagged  int
 	ShapeBase `yaml:",inline"`
 }
 
