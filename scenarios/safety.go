@@ -43,7 +43,7 @@ func (s *Safety) UnmarshalYAML(node ast.Node) error {
 
 // JSONSchema allows the string shorthand.
 func (Safety) JSONSchema() *jsonschema.Schema {
-	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
 	m := r.Reflect(&safetyFields{})
 	m.Version = ""
 	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string", Examples: []any{"error_rate < 20%"}}, m}}

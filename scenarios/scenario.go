@@ -216,7 +216,7 @@ func (l Load) Executors() []Executor {
 
 // JSONSchema allows both forms.
 func (Load) JSONSchema() *jsonschema.Schema {
-	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
 	one := r.Reflect(&executorFields{})
 	one.Version = ""
 	item := r.Reflect(&executorFields{})
@@ -255,7 +255,7 @@ func (d *DataFile) UnmarshalYAML(node ast.Node) error {
 
 // JSONSchema allows the path shorthand.
 func (DataFile) JSONSchema() *jsonschema.Schema {
-	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
 	m := r.Reflect(&dataFileFields{})
 	m.Version = ""
 	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string", Examples: []any{"users.csv"}}, m}}
@@ -365,7 +365,7 @@ func (c *Container) UnmarshalYAML(node ast.Node) error {
 
 // JSONSchema allows the boolean shorthand.
 func (Container) JSONSchema() *jsonschema.Schema {
-	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
 	m := r.Reflect(&faults.ContainerConfig{})
 	m.Version = ""
 	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "boolean"}, m},
@@ -453,7 +453,7 @@ type Objective struct {
 	Autoscale      string         `yaml:"autoscale,omitempty" json:"autoscale,omitempty"`
 	ScalesUpWithin units.Duration `yaml:"scales_up_within,omitempty" json:"scales_up_within,omitempty"`
 	// Reaches is a replica count, or "max" for the autoscaler's max_replicas.
-	Reaches string `yaml:"reaches,omitempty" json:"reaches,omitempty"`
+	Reaches string `yaml:"reaches,omitempty" json:"reaches,omitempty" jsonschema:"oneof_type=integer;string"`
 	// DirectionChanges bounds flapping: scale-ups and scale-downs may
 	// alternate at most this many times.
 	DirectionChanges *int `yaml:"direction_changes,omitempty" json:"direction_changes,omitempty"`
@@ -494,7 +494,7 @@ func (o *Objective) UnmarshalYAML(node ast.Node) error {
 
 // JSONSchema allows the string shorthand.
 func (Objective) JSONSchema() *jsonschema.Schema {
-	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
 	m := r.Reflect(&objectiveFields{})
 	m.Version = ""
 	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string", Examples: []any{"p99 < 300ms"}}, m}}

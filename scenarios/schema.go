@@ -14,7 +14,7 @@ import (
 // types, with each fault kind's params attached by kind, so editors complete
 // and check scenario files.
 func Schema() ([]byte, error) {
-	r := &jsonschema.Reflector{FieldNameTag: "yaml", RequiredFromJSONSchemaTags: true, AllowAdditionalProperties: false, Namer: qualified}
+	r := &jsonschema.Reflector{FieldNameTag: "yaml", RequiredFromJSONSchemaTags: true, AllowAdditionalProperties: false, Namer: qualified, Anonymous: true}
 	s := r.Reflect(&File{})
 	s.ID = "https://github.com/cascadehq/cascade/scenario.schema.json"
 	s.Title = "cascade scenario"

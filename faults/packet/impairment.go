@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/invopop/jsonschema"
 
@@ -150,11 +149,19 @@ func (l *Loss) UnmarshalYAML(node ast.Node) error {
 		return nil
 	}
 	var f lossFields
-	if err := yaml.NodeToValue(node, &f, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+	if err := yamlfile.DecodeNode(node, &f); err != nil {
 		return err
 	}
 	*l = Loss(f)
 	return nil
+}
+
+// JSONSchema allows the percentage shorthand.
+func (Loss) JSONSchema() *jsonschema.Schema {
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
+	m := r.Reflect(&lossFields{})
+	m.Version = ""
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{units.Percent(0).JSONSchema(), m}}
 }
 
 // GilbertElliott is the two-state bursty loss model with netem's parameters

@@ -89,7 +89,7 @@ func (l Latency) MarshalYAML() (any, error) {
 
 // JSONSchema allows both the shorthand and the mapping.
 func (Latency) JSONSchema() *jsonschema.Schema {
-	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true}
+	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
 	m := r.Reflect(&latencyFields{})
 	m.Version = ""
 	return &jsonschema.Schema{
