@@ -413,6 +413,34 @@ func (c *Collector) TakeIntervals(before time.Duration) []Interval {
 	return out
 }
 
+// PeekIntervals returns, merged across shards and in order, copies of the
+// intervals TakeIntervals has not taken: still open, requests intended in
+// them may yet end. That is enough for what only grows (counts, the
+// maximum), which is what an abort objective judges while the run goes on;
+// waiting for the intervals to close would lose a client timeout and more.
+func (c *Collector) PeekIntervals() []Interval {
+	merged := map[int64]*Stats{}
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		c.drain(sh)
+		for idx, st := range sh.intervals {
+			m := merged[idx]
+			if m == nil {
+				m = newStats(false)
+				merged[idx] = m
+			}
+			m.merge(st)
+		}
+		sh.mu.Unlock()
+	}
+	out := make([]Interval, 0, len(merged))
+	for idx, st := range merged {
+		out = append(out, Interval{Index: idx, Start: time.Duration(idx) * c.width, Stats: st})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
 // PhaseStats merges the shards' stats for each phase, in the order given.
 func (c *Collector) PhaseStats() []*Stats {
 	out := make([]*Stats, len(c.phases))

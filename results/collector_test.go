@@ -53,6 +53,35 @@ func TestCollectorPhasesAndIntervals(t *testing.T) {
 	}
 }
 
+// PeekIntervals shows the open intervals, merged over shards, as copies:
+// they stay for TakeIntervals, and later samples do not change a copy.
+func TestCollectorPeekIntervals(t *testing.T) {
+	c := NewCollector([]Phase{{Name: "run", End: 3 * time.Second}}, time.Second, 4)
+	for i := range 300 {
+		cs := cause.OK
+		if i%3 == 0 {
+			cs = cause.UpstreamError
+		}
+		c.Record(i, &loadgen.Sample{Intended: time.Duration(i) * 10 * time.Millisecond, Latency: time.Millisecond, Service: time.Millisecond, Cause: cs})
+	}
+	c.TakeIntervals(time.Second)
+	peek := c.PeekIntervals()
+	if len(peek) != 2 || peek[0].Start != time.Second || peek[1].Start != 2*time.Second {
+		t.Fatalf("peek: %+v", peek)
+	}
+	if st := peek[0].Stats; st.Scheduled() != 100 || st.Errors() != 33 || st.Latency.TotalCount() != 100 || st.Service.TotalCount() != 100 {
+		t.Fatalf("interval 1: scheduled %d errors %d latency n %d service n %d", st.Scheduled(), st.Errors(), st.Latency.TotalCount(), st.Service.TotalCount())
+	}
+	c.Record(0, &loadgen.Sample{Intended: 1500 * time.Millisecond, Latency: time.Millisecond, Service: time.Millisecond})
+	if n := peek[0].Stats.Scheduled(); n != 100 {
+		t.Fatalf("a later sample changed the copy: %d", n)
+	}
+	ivs := c.TakeIntervals(1 << 62)
+	if len(ivs) != 2 || ivs[0].Stats.Scheduled() != 101 || ivs[1].Stats.Scheduled() != 100 {
+		t.Fatalf("take after peek: %+v", ivs)
+	}
+}
+
 func TestSummaryRoundTripThroughDisk(t *testing.T) {
 	c := NewCollector([]Phase{{Name: "run", End: time.Second}}, time.Second, 1)
 	for i := 0; i < 100; i++ {

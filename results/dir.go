@@ -92,6 +92,11 @@ type IntervalRecord struct {
 	Stats StatsSummary `json:"stats"`
 }
 
+// RecordOf is iv as intervals.jsonl holds it.
+func RecordOf(iv Interval, width Seconds) IntervalRecord {
+	return IntervalRecord{Start: Sec(iv.Start), Width: width, Stats: Summarize(iv.Stats, width.D(), 0)}
+}
+
 // WriteIntervals appends intervals of the given width, and returns the
 // records written (the run keeps them for verdicts on windows).
 func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) []IntervalRecord {
@@ -99,7 +104,7 @@ func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) []IntervalRecord 
 	defer w.mu.Unlock()
 	out := make([]IntervalRecord, 0, len(ivs))
 	for _, iv := range ivs {
-		rec := IntervalRecord{Start: Sec(iv.Start), Width: width, Stats: Summarize(iv.Stats, width.D(), 0)}
+		rec := RecordOf(iv, width)
 		if err := w.ivalsEnc.Encode(rec); err != nil && w.err == nil {
 			w.err = err
 		}

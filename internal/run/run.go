@@ -194,7 +194,15 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	recDone := make(chan struct{})
 	go func() {
-		rec.background(bg, func() []*faults.Upstream { return ups }, plannedRequests(gen), stopLoad)
+		peek := func() []results.IntervalRecord {
+			ivs := collector.PeekIntervals()
+			out := make([]results.IntervalRecord, len(ivs))
+			for i, iv := range ivs {
+				out[i] = results.RecordOf(iv, results.Sec(IntervalWidth))
+			}
+			return out
+		}
+		rec.background(bg, func() []*faults.Upstream { return ups }, plannedRequests(gen), peek, stopLoad)
 		close(recDone)
 	}()
 	timeline.ApplyDue(bg) // faults from 0 are in place before the first request

@@ -116,8 +116,10 @@ func (r *recording) flushLedger(before time.Duration) {
 
 // background samples replicas, flushes the ledger every interval and, when
 // the plan has abort objectives, stops the load (stop) as soon as one can
-// no longer pass. It returns when ctx ends.
-func (r *recording) background(ctx context.Context, ups func() []*faults.Upstream, planned float64, stop func()) {
+// no longer pass, judging the intervals written so far and those still
+// open (open: the ones peek returns). It returns when ctx ends.
+func (r *recording) background(ctx context.Context, ups func() []*faults.Upstream, planned float64,
+	peek func() []results.IntervalRecord, stop func()) {
 	sample := time.NewTicker(SampleInterval)
 	defer sample.Stop()
 	flush := time.NewTicker(IntervalWidth)
@@ -142,22 +144,23 @@ func (r *recording) background(ctx context.Context, ups func() []*faults.Upstrea
 			}
 		case <-flush.C:
 			r.flushLedger(r.clock.Now().Truncate(IntervalWidth))
-			if len(r.p.Aborts) > 0 && r.abortDue(planned) {
+			if len(r.p.Aborts) > 0 && r.abortDue(planned, peek()) {
 				stop()
 			}
 		}
 	}
 }
 
-// abortDue asks each abort objective whether it can still pass.
-func (r *recording) abortDue(planned float64) bool {
+// abortDue asks each abort objective whether it can still pass, from the
+// intervals written and open ones (their counts so far).
+func (r *recording) abortDue(planned float64, open []results.IntervalRecord) bool {
 	r.mu.Lock()
 	if r.aborted != "" {
 		r.mu.Unlock()
 		return true
 	}
 	in := &verdict.Input{Phases: map[string]*verdict.Phase{}, Events: r.mem.Events(), Now: r.clock.Now(), Planned: planned,
-		Intervals: append([]results.IntervalRecord(nil), r.intervals...), Upstreams: append([]results.UpstreamRecord(nil), r.upstreams...)}
+		Intervals: append(append([]results.IntervalRecord(nil), r.intervals...), open...), Upstreams: append([]results.UpstreamRecord(nil), r.upstreams...)}
 	r.mu.Unlock()
 	for _, ph := range r.p.Phases {
 		in.Phases[ph.Name] = &verdict.Phase{Summary: results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End)},

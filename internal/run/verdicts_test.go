@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -222,7 +223,9 @@ slo:
 	expect(t, get(t, objs, "orphan_time < 1s (api)"), true)
 }
 
-// An objective marked abort stops the run as soon as it cannot pass.
+// An objective marked abort stops the run as soon as it cannot pass: at
+// the next one-second check after the 10th error (at about 1.2 s), not
+// once the intervals close a client timeout later (10 s here).
 func TestAbortOnFail(t *testing.T) {
 
 	out, objs := judgeScenario(t, `
@@ -232,7 +235,7 @@ upstreams: [{name: api, latency: 1ms}]
 gateway:
   routes: [{path: /, upstream: api, timeouts: {response_header: 500ms, total: 500ms}}]
 load:
-  client_timeout: 1s
+  client_timeout: 10s
   stages: [{duration: 20s, rate: 50/s}]
   requests: [{path: /}]
 faults:
@@ -245,8 +248,15 @@ slo:
 	if s.Aborted == "" || !strings.Contains(s.Aborted, "errors < 10") {
 		t.Fatalf("aborted = %q", s.Aborted)
 	}
-	if s.Elapsed > 8 {
-		t.Errorf("the run went on for %.1fs of 20s after the objective was lost", float64(s.Elapsed))
+	if s.Elapsed > 4 {
+		t.Errorf("the run went on for %.1fs of 20s after the objective was lost at about 1.2s", float64(s.Elapsed))
+	}
+	// The reason counts what had happened by then, over the span it says.
+	var n int
+	var to float64
+	if _, err := fmt.Sscanf(s.Aborted[strings.Index(s.Aborted, "already "):], "already %d (%d errors in [0.000s, %fs)", &n, &n, &to); err != nil ||
+		n < 10 || to > float64(s.Elapsed)+0.01 || to < float64(s.Elapsed)-1.01 {
+		t.Errorf("reason %q: want at least 10 errors, in a span ending within the last second (%v): %v", s.Aborted, s.Elapsed, err)
 	}
 	if out.Pass || s.Verdict != results.VerdictFail || s.Interrupted {
 		t.Errorf("verdict %s pass %v interrupted %v: an aborted run fails", s.Verdict, out.Pass, s.Interrupted)
