@@ -160,7 +160,7 @@ func (r *recording) abortDue(planned float64, open []results.IntervalRecord) boo
 		return true
 	}
 	in := &verdict.Input{Phases: map[string]*verdict.Phase{}, Events: r.mem.Events(), Now: r.clock.Now(), Planned: planned,
-		Intervals: append(append([]results.IntervalRecord(nil), r.intervals...), open...), Upstreams: append([]results.UpstreamRecord(nil), r.upstreams...)}
+		Intervals: append([]results.IntervalRecord(nil), r.intervals...), Open: open, Upstreams: append([]results.UpstreamRecord(nil), r.upstreams...)}
 	r.mu.Unlock()
 	for _, ph := range r.p.Phases {
 		in.Phases[ph.Name] = &verdict.Phase{Summary: results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End)},

@@ -63,7 +63,7 @@ func (t *Threshold) Doomed(in *Input) (bool, string) {
 	if in.Now > 0 {
 		to = min(to, in.Now)
 	}
-	ivs, err := in.intervals()
+	ivs, err := in.intervalsSoFar()
 	if err != nil {
 		return false, ""
 	}

@@ -98,6 +98,18 @@ func TestDoomed(t *testing.T) {
 	if d, why := w.Doomed(in); !d || !strings.Contains(why, "window starting at 3.000s failed") {
 		t.Errorf("window with a 1s request: %v %q", d, why)
 	}
+	// Open intervals count for what only grows, not for a window: there,
+	// the requests still in flight could move its rate or quantile back.
+	in = partial(t, 3, 0, 5*time.Millisecond)
+	open := partial(t, 1, 12, time.Second)
+	open.Intervals[0].Start = 3
+	in.Open, in.Now = open.Intervals, 3500*time.Millisecond
+	if d, why := mustThreshold(t, "errors < 10").Doomed(in); !d || !strings.Contains(why, "already 12") {
+		t.Errorf("errors in an open interval: %v %q", d, why)
+	}
+	if d, why := w.Doomed(in); d {
+		t.Errorf("a window judged on an open interval: %q", why)
+	}
 	for _, bad := range []string{"p99 > 1s", "achieved_rate < 10/s", "mean < 1s"} {
 		if err := mustThreshold(t, bad).CanAbort(); err == nil {
 			t.Errorf("%s: can abort", bad)

@@ -36,9 +36,26 @@ type Input struct {
 	// Planned is how many requests the whole profile schedules (abort
 	// checks on rates).
 	Planned float64
+	// Open are a run's intervals still open (abort checks): the samples
+	// answered so far of requests intended in them. Only what can only grow
+	// (a count, the maximum, failures against the planned total) is judged
+	// on them; a window's rate or quantile could still move either way.
+	Open []results.IntervalRecord
 
 	ivs   []interval // intervals decoded on first use
 	ivErr error
+	soFar *Input // Intervals and Open, decoded on first use
+}
+
+// intervalsSoFar is intervals() with the open intervals added.
+func (in *Input) intervalsSoFar() ([]interval, error) {
+	if len(in.Open) == 0 {
+		return in.intervals()
+	}
+	if in.soFar == nil {
+		in.soFar = &Input{Intervals: append(append([]results.IntervalRecord(nil), in.Intervals...), in.Open...)}
+	}
+	return in.soFar.intervals()
 }
 
 // Phase is a phase's recorded data.
