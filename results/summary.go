@@ -61,11 +61,17 @@ func (s Seconds) D() time.Duration { return time.Duration(float64(s) * float64(t
 
 // PhaseSummary is one phase's numbers.
 type PhaseSummary struct {
-	Name  string       `json:"name"`
-	Start Seconds      `json:"start_s"`
-	End   Seconds      `json:"end_s"`
-	Stats StatsSummary `json:"stats"`
+	Name  string  `json:"name"`
+	Start Seconds `json:"start_s"`
+	// End is where the phase's data ends: the plan's end, or where the run
+	// stopped when it stopped first (then PlannedEnd is the plan's).
+	End        Seconds      `json:"end_s"`
+	PlannedEnd Seconds      `json:"planned_end_s,omitempty"`
+	Stats      StatsSummary `json:"stats"`
 }
+
+// Cut reports whether the run stopped before the phase's planned end.
+func (p PhaseSummary) Cut() bool { return p.PlannedEnd > p.End }
 
 // GroupSummary is the whole-run stats of one executor or one request tag.
 type GroupSummary struct {

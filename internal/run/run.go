@@ -334,8 +334,16 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		ph := p.Phases[i]
 		end := min(ph.End, max(ran, ph.Start))
 		window := end - ph.Start
-		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End),
+		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(end),
 			Stats: results.Summarize(st, max(window, 0), expected.Expected(ph.Start, max(end, ph.Start)))}
+		if interrupted && end < ph.End {
+			ps.PlannedEnd = results.Sec(ph.End)
+			if window < IntervalWidth {
+				// A stop a few ms into a phase: a request or two over
+				// that sliver is no rate ("1 sent, 218/s").
+				ps.Stats.TargetRate, ps.Stats.AchievedRate = 0, 0
+			}
+		}
 		if i == 0 {
 			s.Run = ps
 		} else {

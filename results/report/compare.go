@@ -74,6 +74,24 @@ type Delta struct {
 	A, B      float64 // latency in ms, error rate as a fraction, achieved rate per second
 	Judged    bool
 	Regressed bool
+	// NoneA, NoneB: that side has nothing to measure the metric on in the
+	// scope (a run stopped before the phase sent no request there).
+	NoneA, NoneB bool
+}
+
+func (d Delta) noRequests() bool { return d.NoneA || d.NoneB }
+
+// nothingToMeasure: no latency without a request sent, no error rate
+// without one scheduled (all dropped is a 100% error rate); an achieved
+// rate of 0 is a measurement.
+func nothingToMeasure(metric string, s results.StatsSummary) bool {
+	switch metric {
+	case MetricAchievedRate:
+		return false
+	case MetricErrorRate:
+		return s.Scheduled == 0
+	}
+	return s.Sent == 0
 }
 
 // Change is (B−A)/A, NaN when A is 0.
@@ -161,11 +179,10 @@ func (c *Comparison) deltas(scope string, a, b results.StatsSummary) {
 		}
 	}
 	va, vb := vals(a), vals(b)
-	// A side with no requests has no latency to compare against.
-	measured := a.Sent > 0 && b.Sent > 0
 	for _, m := range CompareMetrics {
-		d := Delta{Scope: scope, Metric: m, A: va[m], B: vb[m], Judged: slices.Contains(c.Judged, m)}
-		if d.Judged && (measured || m == MetricErrorRate || m == MetricAchievedRate) {
+		d := Delta{Scope: scope, Metric: m, A: va[m], B: vb[m], Judged: slices.Contains(c.Judged, m),
+			NoneA: nothingToMeasure(m, a), NoneB: nothingToMeasure(m, b)}
+		if d.Judged && !d.noRequests() {
 			d.Regressed = regressed(m, d.A, d.B, c.Threshold)
 		}
 		c.Deltas = append(c.Deltas, d)
@@ -210,18 +227,25 @@ func relChange(a, b float64) float64 {
 	return (b - a) / a
 }
 
-func fmtChange(metric string, a, b float64) string {
-	if metric == MetricErrorRate {
-		return fmt.Sprintf("%+.2f pp", (b-a)*100)
+func fmtChange(d Delta) string {
+	if d.noRequests() {
+		return "n/a (no requests)"
 	}
-	ch := relChange(a, b)
+	if d.Metric == MetricErrorRate {
+		return fmt.Sprintf("%+.2f pp", (d.B-d.A)*100)
+	}
+	ch := relChange(d.A, d.B)
 	if math.IsNaN(ch) {
 		return "n/a"
 	}
 	return fmt.Sprintf("%+.1f%%", ch*100)
 }
 
-func fmtValue(metric string, v float64) string {
+// fmtValue is one side's value, "-" when it has nothing to measure.
+func fmtValue(metric string, v float64, none bool) string {
+	if none {
+		return "-"
+	}
 	switch metric {
 	case MetricErrorRate:
 		return verdict.FormatPercent(v)
@@ -273,6 +297,9 @@ func sloChange(s SLODelta) string {
 	if s.A == nil || s.B == nil {
 		return ""
 	}
+	if s.A.Measured == "" || s.B.Measured == "" {
+		return "n/a" // a side had nothing to measure
+	}
 	ch := relChange(s.A.Value, s.B.Value)
 	if math.IsNaN(ch) {
 		return "n/a"
@@ -320,7 +347,7 @@ func (c *Comparison) Text(w io.Writer) error {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  phase\tmetric\tA\tB\tchange\t")
 	for _, d := range c.Deltas {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Scope, d.Metric, fmtValue(d.Metric, d.A), fmtValue(d.Metric, d.B), fmtChange(d.Metric, d.A, d.B), mark(d))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Scope, d.Metric, fmtValue(d.Metric, d.A, d.NoneA), fmtValue(d.Metric, d.B, d.NoneB), fmtChange(d), mark(d))
 	}
 	tw.Flush()
 	if len(c.OnlyA)+len(c.OnlyB) > 0 {
@@ -366,8 +393,8 @@ func (c *Comparison) Markdown(w io.Writer) error {
 		b.WriteString("| phase | metric | A | B | change | |\n|---|---|--:|--:|--:|---|\n")
 		for _, d := range c.Deltas {
 			if scope(d.Scope) {
-				fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", mdEscape(d.Scope), d.Metric, fmtValue(d.Metric, d.A),
-					fmtValue(d.Metric, d.B), fmtChange(d.Metric, d.A, d.B), mdMark(mark(d), d.Regressed))
+				fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", mdEscape(d.Scope), d.Metric, fmtValue(d.Metric, d.A, d.NoneA),
+					fmtValue(d.Metric, d.B, d.NoneB), fmtChange(d), mdMark(mark(d), d.Regressed))
 			}
 		}
 	}

@@ -148,3 +148,35 @@ func TestComparePhasesAndObjectives(t *testing.T) {
 }
 
 func slicesEq(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+// A run stopped before a phase sent nothing in it: its latencies are not
+// 0 ms, so no "-100%" and no judgement; all requests dropped is still an
+// error rate, and an objective with nothing measured has no change.
+func TestCompareSideWithoutRequests(t *testing.T) {
+	st := stats(10, 20, 30, 40, 0, 100)
+	obj := results.ObjectiveResult{Name: "after: p99 < 60ms", Value: 30, Measured: "30.0ms", Pass: true}
+	a := summary(st, map[string]results.StatsSummary{"after": st, "fault": st}, obj)
+	dropped := results.StatsSummary{Scheduled: 100, ErrorRate: 1}
+	none := obj
+	none.Value, none.Measured, none.Pass = 0, "", false
+	b := summary(st, map[string]results.StatsSummary{"after": {}, "fault": dropped}, none)
+	c := Compare(a, b, "a", "b", CompareOptions{Threshold: 0.1, Judged: []string{MetricP99, MetricErrorRate}})
+	if d := find(c, "after", MetricP99); d.Regressed || !d.NoneB || d.NoneA {
+		t.Errorf("after p99: %+v", d)
+	}
+	if d := find(c, "after", MetricErrorRate); d.Regressed || !d.NoneB {
+		t.Errorf("after error rate: %+v", d)
+	}
+	if d := find(c, "fault", MetricErrorRate); !d.Regressed || d.NoneB {
+		t.Errorf("every request dropped is a regressed error rate: %+v", d)
+	}
+	var text bytes.Buffer
+	if err := c.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Join(strings.Fields(text.String()), " ")
+	if strings.Contains(out, "ms -100.0%") || !strings.Contains(out, "after p99 30.0ms - n/a (no requests)") ||
+		!strings.Contains(out, "after: p99 < 60ms 30.0ms PASS n/a FAIL n/a") {
+		t.Errorf("text:\n%s", out)
+	}
+}

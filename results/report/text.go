@@ -53,14 +53,15 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		b.WriteString("\nPhases\n")
 		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "  phase\twindow\tsent\tachieved/s\tp50\tp90\tp99\tmax\terrors\t\toutcomes")
+		cut := false
 		for _, p := range s.Phases {
-			st := p.Stats
-			fmt.Fprintf(tw, "  %s\t%.1fs–%.1fs\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t\t%s\n",
-				p.Name, float64(p.Start), float64(p.End), st.Sent, st.AchievedRate,
-				ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max),
-				verdict.FormatPercent(st.ErrorRate), causeLine(st.Causes, st.Scheduled))
+			fmt.Fprintln(tw, phaseRow(p))
+			cut = cut || p.Cut() && p.End > p.Start
 		}
 		tw.Flush()
+		if cut {
+			fmt.Fprintf(b, "  * the run stopped at %.1fs, before the phase's planned end\n", float64(s.Elapsed))
+		}
 	}
 
 	groups(b, "Executors", s.Executors)
@@ -121,6 +122,33 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 
 func pctLine(p results.Percentiles) string {
 	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s", ms(p.P50), ms(p.P90), ms(p.P99), ms(p.P999), ms(p.Max))
+}
+
+// phaseRow is a phase's line of the Phases table. A phase the run stopped
+// in shows where it stopped, marked *; one it never reached, or reached
+// for less than an interval, has no rate, and one that sent nothing has no
+// latencies (not 0 ms).
+func phaseRow(p results.PhaseSummary) string {
+	st := p.Stats
+	window := fmt.Sprintf("%.1fs–%.1fs", float64(p.Start), float64(p.End))
+	rate := fmt.Sprintf("%.1f", st.AchievedRate)
+	switch {
+	case p.Cut() && p.End <= p.Start:
+		window = fmt.Sprintf("not reached (%.1fs–%.1fs)", float64(p.Start), float64(p.PlannedEnd))
+		rate = "-"
+	case p.Cut():
+		window += "*"
+		if p.End-p.Start < 1 {
+			rate = "-"
+		}
+	}
+	lat := []string{"-", "-", "-", "-", "-"}
+	if st.Sent > 0 {
+		lat = []string{ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max), verdict.FormatPercent(st.ErrorRate)}
+	} else if st.Scheduled > 0 {
+		lat[4] = verdict.FormatPercent(st.ErrorRate) // all dropped: an error rate, no latency
+	}
+	return fmt.Sprintf("  %s\t%s\t%d\t%s\t%s\t\t%s", p.Name, window, st.Sent, rate, strings.Join(lat, "\t"), causeLine(st.Causes, st.Scheduled))
 }
 
 func ms(v float64) string {

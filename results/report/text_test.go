@@ -51,3 +51,42 @@ func TestTextLoadLineTarget(t *testing.T) {
 		})
 	}
 }
+
+// A run stopped at 9.0046 s: the phase it stopped in shows where (marked),
+// one it barely entered has no rate, one it never reached says so, and
+// none shows 0 ms latencies for requests that were never sent.
+func TestTextPhasesCutShort(t *testing.T) {
+	st := stats(1, 2, 3, 4, 0, 50)
+	sliver := stats(3.09, 3.09, 3.09, 3.09, 0, 0)
+	sliver.Sent, sliver.Scheduled = 1, 1
+	s := summary(st, nil)
+	s.Elapsed = 9.0046
+	s.Phases = []results.PhaseSummary{
+		{Name: "before", Start: 0, End: 2, Stats: st},
+		{Name: "fault", Start: 2, End: 9, Stats: st}, // ended as planned, just before the stop
+		{Name: "during", Start: 5, End: 9.0046, PlannedEnd: 10, Stats: st},
+		{Name: "after", Start: 9, End: 9.0046, PlannedEnd: 12, Stats: sliver},
+		{Name: "later", Start: 10, End: 10, PlannedEnd: 12},
+	}
+	var b strings.Builder
+	if err := Text(&b, s, ""); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			rows[f[0]] = strings.Join(f, " ")
+		}
+	}
+	for name, want := range map[string]string{
+		"fault":  "fault 2.0s–9.0s 1000 50.0 1.00ms",
+		"during": "during 5.0s–9.0s* 1000 50.0 1.00ms",
+		"after":  "after 9.0s–9.0s* 1 - 3.09ms",
+		"later":  "later not reached (10.0s–12.0s) 0 - - - - - - none",
+		"*":      "* the run stopped at 9.0s, before the phase's planned end",
+	} {
+		if !strings.HasPrefix(rows[name], want) {
+			t.Errorf("%s row:\n got: %s\nwant: %s…", name, rows[name], want)
+		}
+	}
+}
