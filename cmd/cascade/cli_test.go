@@ -81,6 +81,14 @@ func TestExitPassAndOfflineReport(t *testing.T) {
 	if code != ExitPass || !strings.Contains(out2, "PASS  error_rate < 30%") {
 		t.Fatalf("report exit %d:\n%s", code, out2)
 	}
+	// A second run into the same directory would lose this one's results.
+	code, _, stderr = runCLI(context.Background(), "run", "--progress", "off", "--out", dir, f)
+	if code != ExitRunFailed || !strings.Contains(stderr, "does not write over earlier results") {
+		t.Fatalf("second run into %s: exit %d %s", dir, code, stderr)
+	}
+	if again, err := results.Load(dir); err != nil || again.Summary.Started != r.Summary.Started {
+		t.Fatalf("the first run's results changed: %v", err)
+	}
 }
 
 func TestExitFail(t *testing.T) {

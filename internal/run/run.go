@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -58,6 +60,18 @@ type Outcome struct {
 // which are distinct from a run whose objectives failed.
 var ErrSetup = errors.New("run setup failed")
 
+// freeDir is base, or base-2, base-3... when two runs start in the same
+// second: the default run directory never collides with an earlier run.
+func freeDir(base string) string {
+	dir := base
+	for i := 2; ; i++ {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return dir
+		}
+		dir = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
 // IntervalWidth is the resolution of the time series.
 const IntervalWidth = time.Second
 
@@ -71,7 +85,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		opts.Stderr = io.Discard
 	}
 	if opts.OutDir == "" {
-		opts.OutDir = filepath.Join("cascade-results", p.Name+"-"+time.Now().Format("20060102-150405"))
+		opts.OutDir = freeDir(filepath.Join("cascade-results", p.Name+"-"+time.Now().Format("20060102-150405")))
 	}
 	if err := checkPacketPrivileges(p); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -439,4 +440,20 @@ func loadUpstreams(t *testing.T, dir string) []results.UpstreamRecord {
 		t.Fatal(err)
 	}
 	return recs
+}
+
+// Two runs started in the same second get two default directories.
+func TestFreeDir(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "quickstart-20261123-010203")
+	if got := freeDir(base); got != base {
+		t.Fatalf("free: %s", got)
+	}
+	for _, d := range []string{base, base + "-2"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := freeDir(base); got != base+"-3" {
+		t.Fatalf("taken twice: %s", got)
+	}
 }
