@@ -444,7 +444,7 @@ func names[V any](m map[string]V) string {
 
 // LoadConfig reads a standalone gateway config file; errors name
 // file:line:column.
-func LoadConfig(path string) (Config, error) {
+func LoadConfig(path string, allowRemote bool) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
@@ -454,10 +454,44 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	if errs := doc.Position("$", c.Validate(nil)); len(errs) > 0 {
+	errs := c.Validate(nil)
+	if !allowRemote {
+		errs = append(errs, c.CheckLocal()...)
+	}
+	if errs := doc.Position("$", errs); len(errs) > 0 {
 		return Config{}, errs
 	}
 	return c, nil
+}
+
+// CheckLocal reports every target and the listen address that is not on
+// loopback. cascade sends traffic to loopback only unless its user says
+// otherwise (--allow-remote): a standalone gateway's targets are where it
+// sends, and its listener is where others could reach it from.
+func (c *Config) CheckLocal() []yamlfile.FieldError {
+	var errs []yamlfile.FieldError
+	if c.Listen != "" && !loopbackHost(c.Listen) {
+		errs = append(errs, yamlfile.Fieldf("listen", "%q is not a loopback address: cascade listens on 127.0.0.0/8 or ::1 unless you pass --allow-remote", c.Listen))
+	}
+	for i, u := range c.Upstreams {
+		for j, t := range u.Targets {
+			if a, err := targetAddr(t); err == nil && !loopbackHost(a) {
+				errs = append(errs, yamlfile.Fieldf(fmt.Sprintf("upstreams[%d].targets[%d]", i, j),
+					"%s is not a loopback address: cascade sends traffic only to 127.0.0.0/8 or ::1 unless you pass --allow-remote", t))
+			}
+		}
+	}
+	return errs
+}
+
+// loopbackHost reports whether host:port names a loopback host.
+func loopbackHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // Single is a config with one route "/" to one upstream over targets: the

@@ -86,7 +86,7 @@ routes:
     upstream: api
     timeouts: {total: 1s, per_try: 1s}
 `), 0o644)
-	_, err := LoadConfig(path)
+	_, err := LoadConfig(path, false)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -94,6 +94,29 @@ routes:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+// A standalone gateway sends to loopback targets and listens on loopback,
+// unless allowed: the errors name the fields.
+func TestLoadConfigLoopbackOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	os.WriteFile(path, []byte(`listen: 0.0.0.0:8080
+upstreams:
+  - name: api
+    targets: [http://127.0.0.1:9001, http://203.0.113.9:80]
+routes:
+  - {path: /, upstream: api}
+`), 0o644)
+	_, err := LoadConfig(path, false)
+	for _, want := range []string{path + ":1:9: listen: \"0.0.0.0:8080\" is not a loopback address",
+		path + ":4:38: upstreams[0].targets[1]: http://203.0.113.9:80 is not a loopback address"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if _, err := LoadConfig(path, true); err != nil {
+		t.Fatalf("--allow-remote: %v", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,7 +45,7 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 		timeout = DefaultClientTimeout
 	}
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         targetOnly(base, &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}),
 		MaxIdleConnsPerHost: max(cfg.MaxInFlight, cfg.MaxConns, 64),
 		MaxConnsPerHost:     cfg.MaxConns,
 		IdleConnTimeout:     workerIdle, // as the generator's idle workers: memory follows the concurrency needed now
@@ -100,11 +101,18 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 	return t, nil
 }
 
+// build makes a request for path (a rendered path and query) to the
+// target's host, whatever the path holds: resolving it as a URL reference
+// would let "//other-host/x" replace the host, sending load where the
+// loopback check never looked. The path goes out as written, as wrk and
+// loadgen/h1 send it.
 func (t *HTTPTransport) build(method, path string, header [][2]string, body []byte) (*http.Request, error) {
-	u, err := t.base.Parse(path)
-	if err != nil {
-		return nil, fmt.Errorf("bad path %q: %v", path, err)
+	ref, err := url.ParseRequestURI(path)
+	if err != nil || ref.Scheme != "" || ref.Host != "" {
+		return nil, fmt.Errorf("bad path %q: expected a path such as /items?id=1", path)
 	}
+	u := *t.base
+	u.Path, u.RawPath, u.RawQuery, u.Fragment, u.RawFragment = ref.Path, ref.RawPath, ref.RawQuery, "", ""
 	req, err := http.NewRequest(method, u.String(), nil)
 	if err != nil {
 		return nil, err
@@ -120,6 +128,22 @@ func (t *HTTPTransport) build(method, path string, header [][2]string, body []by
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// targetOnly dials the target's address and nothing else: a second guard,
+// after build, that the load goes only where the target check allowed.
+func targetOnly(base *url.URL, d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	port := base.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[base.Scheme]
+	}
+	want := net.JoinHostPort(base.Hostname(), port)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if !strings.EqualFold(addr, want) {
+			return nil, fmt.Errorf("loadgen: refusing to dial %s: the target is %s", addr, want)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
 
 // RoundTrip implements Transport.
 func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {

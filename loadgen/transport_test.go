@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,4 +197,58 @@ func TestConnectionCap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A path that reads as a network-path reference ("//host/x") is a path on
+// the target, never a second host: the loopback check saw only the
+// target's. (url.Parse resolved it, and the request went to the other
+// host.)
+func TestHTTPTransportStaysOnTarget(t *testing.T) {
+	var other atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { other.Add(1) }))
+	defer elsewhere.Close()
+	var paths []string
+	var mu sync.Mutex
+	target := httptest.NewUnstartedServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.RequestURI)
+		mu.Unlock()
+	}))
+	target.Config.Protocols = new(http.Protocols)
+	target.Config.Protocols.SetHTTP1(true)
+	target.Config.Protocols.SetUnencryptedHTTP2(true)
+	target.Start()
+	defer target.Close()
+	host := strings.TrimPrefix(elsewhere.URL, "http://")
+	for _, proto := range []Protocol{ProtoAuto, ProtoH2C} {
+		tr, err := NewHTTPTransport(Config{Target: target.URL, Protocol: proto, KeepAlive: true, Requests: []Request{
+			{Path: "//" + host + "/static?a=1"}, {Path: "//" + host + "/t{{seq}}"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			var s Sample
+			tr.RoundTrip(context.Background(), i, &s)
+			if s.Cause != cause.OK {
+				t.Fatalf("%s request %d: %v", proto, i, s.Cause)
+			}
+		}
+	}
+	want := "//" + host + "/static?a=1 //" + host + "/t0 //" + host + "/static?a=1 //" + host + "/t0"
+	if got := strings.Join(paths, " "); other.Load() != 0 || got != want {
+		t.Fatalf("the other host got %d requests; the target got %q, want %q", other.Load(), got, want)
+	}
+	dial := targetOnly(mustURL(t, target.URL), &net.Dialer{})
+	if _, err := dial(context.Background(), "tcp", host); err == nil || !strings.Contains(err.Error(), "refusing to dial") {
+		t.Fatalf("dialing another address: %v", err)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

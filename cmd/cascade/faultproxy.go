@@ -36,6 +36,7 @@ type faultProxyFlags struct {
 	latency, jitter                     time.Duration
 	toxics                              []string
 	seed                                uint64
+	allowRemote                         bool
 }
 
 func newFaultProxyCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -84,7 +85,7 @@ SIGTERM), then prints what each toxic did. A latency toxic waits precisely: 100 
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			rng := rand.New(rand.NewPCG(f.seed, 0x666175))
-			p, err := tcpfault.New(tcpfault.Config{Name: f.name, Listen: f.listen, Upstream: f.upstream, Rand: rng, Events: sink})
+			p, err := tcpfault.New(tcpfault.Config{Name: f.name, Listen: f.listen, Upstream: f.upstream, Rand: rng, Events: sink, AllowRemote: f.allowRemote})
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
@@ -99,7 +100,7 @@ SIGTERM), then prints what each toxic did. A latency toxic waits precisely: 100 
 			defer p.Close()
 			fmt.Fprintf(stderr, "cascade faultproxy listening on %s → %s (%s)\n", p.Addr(), p.Upstream(), describeToxics(p.Toxics()))
 			if f.api != "" {
-				s, err := toxiapi.New(ctx, toxiapi.Config{Rand: rand.New(rand.NewPCG(f.seed, 0x617069)), Events: sink})
+				s, err := toxiapi.New(ctx, toxiapi.Config{Rand: rand.New(rand.NewPCG(f.seed, 0x617069)), Events: sink, AllowRemote: f.allowRemote})
 				if err != nil {
 					return exitWith(ExitRunFailed, err)
 				}
@@ -120,7 +121,8 @@ SIGTERM), then prints what each toxic did. A latency toxic waits precisely: 100 
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "loopback address to accept connections on")
-	fl.StringVar(&f.upstream, "upstream", "", "the service: host:port or a URL (required)")
+	fl.StringVar(&f.upstream, "upstream", "", "the service: host:port or a URL (required; loopback unless --allow-remote)")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false, "permit an upstream off loopback (cascade refuses one by default)")
 	fl.DurationVar(&f.latency, "latency", 0, "add this latency to every answer (a downstream latency toxic)")
 	fl.DurationVar(&f.jitter, "jitter", 0, "spread --latency uniformly by up to ± this")
 	fl.StringArrayVar(&f.toxics, "toxic", nil, "add a toxic: TYPE[:ATTR=VALUE,...] (repeatable; see above)")
@@ -251,6 +253,7 @@ func printToxicStats(w io.Writer, p *tcpfault.Proxy) {
 
 func newToxiproxyCmd(stdout, stderr io.Writer) *cobra.Command {
 	var listen, config string
+	var allowRemote bool
 	var seed uint64
 	cmd := &cobra.Command{
 		Use:   "toxiproxy [--listen 127.0.0.1:8474] [--config proxies.json]",
@@ -258,7 +261,7 @@ func newToxiproxyCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Toxiproxy serves Toxiproxy's HTTP API (v2: /proxies, /proxies/{name}/toxics, /populate,
 /reset, /version) over cascade's fault proxies, so existing Toxiproxy clients, toxiproxy-cli
 and test libraries built on them work unchanged. Differences: everything listens on loopback
-only, attributes are checked strictly (an unknown one is a 400 naming the valid ones), a
+only and dials upstreams on loopback only (unless --allow-remote), attributes are checked strictly (an unknown one is a 400 naming the valid ones), a
 toxic also takes request_toxicity (a share of requests rather than of connections), and
 GET /proxies/{name}/stats returns counters. --config loads proxies as toxiproxy-server's
 -config does (a JSON list of {name, listen, upstream, enabled}). Serves until interrupted.`,
@@ -277,7 +280,7 @@ GET /proxies/{name}/stats returns counters. --config loads proxies as toxiproxy-
 				}
 				populate = b
 			}
-			s, err := toxiapi.New(ctx, toxiapi.Config{Rand: rand.New(rand.NewPCG(seed, 0x746f78))})
+			s, err := toxiapi.New(ctx, toxiapi.Config{Rand: rand.New(rand.NewPCG(seed, 0x746f78)), AllowRemote: allowRemote})
 			if err != nil {
 				return exitWith(ExitRunFailed, err)
 			}
@@ -298,6 +301,7 @@ GET /proxies/{name}/stats returns counters. --config loads proxies as toxiproxy-
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8474", "loopback address of the API (Toxiproxy's default port is 8474)")
 	cmd.Flags().StringVar(&config, "config", "", "create these proxies at start (toxiproxy-server's -config JSON)")
+	cmd.Flags().BoolVar(&allowRemote, "allow-remote", false, "permit proxies to upstreams off loopback (refused by default)")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed of every probability and jitter draw")
 	return cmd
 }

@@ -21,6 +21,7 @@ import (
 type gatewayFlags struct {
 	config, listen, admin, accessLog, events string
 	upstream, enable, propagate              []string
+	allowRemote                              bool
 	seed                                     uint64
 	loops                                    int
 }
@@ -122,6 +123,7 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "gateway config file (YAML)")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false, "permit non-loopback targets and listen address (cascade refuses them by default)")
 	fl.StringArrayVar(&f.upstream, "upstream", nil, "shorthand for a config with one route / to this URL (repeat to balance over several)")
 	fl.StringVar(&f.listen, "listen", "", "listen address (overrides the config's)")
 	fl.StringVar(&f.admin, "admin-listen", "", "serve Prometheus /metrics on this loopback address")
@@ -140,8 +142,8 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 // higher one (bench/GATEWAY.md, run 10).
 func (f *gatewayFlags) eventLoops() (int, error) {
 	switch {
-	case f.loops < -1:
-		return 0, fmt.Errorf("--loops %d: expected 0 (a goroutine per connection) or more", f.loops)
+	case f.loops < -1 || f.loops > maxThreads:
+		return 0, fmt.Errorf("--loops %d: expected 0 (a goroutine per connection) to %d", f.loops, maxThreads)
 	case f.loops >= 0:
 		return f.loops, nil
 	case runtime.GOOS == "linux":
@@ -157,7 +159,7 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 	case f.config != "" && len(f.upstream) > 0:
 		return cfg, errors.New("--config and --upstream exclude each other")
 	case f.config != "":
-		c, err := gateway.LoadConfig(f.config)
+		c, err := gateway.LoadConfig(f.config, f.allowRemote)
 		if err != nil {
 			return cfg, err
 		}
@@ -183,7 +185,11 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 			cfg.Routes[i].Propagate = f.propagate
 		}
 	}
-	if errs := cfg.Validate(nil); len(errs) > 0 {
+	errs := cfg.Validate(nil)
+	if !f.allowRemote {
+		errs = append(errs, cfg.CheckLocal()...)
+	}
+	if len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
 			msgs[i] = e.Error()

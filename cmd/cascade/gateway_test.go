@@ -42,6 +42,10 @@ func TestGatewayCommandUsage(t *testing.T) {
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--admin-listen", "0.0.0.0:9901"},
 		{"gateway", "--config", "/nonexistent.yaml"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--loops", "-2"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--loops", "100000"},
+		{"gateway", "--upstream", "http://203.0.113.9:80"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--listen", "0.0.0.0:0"},
+		{"faultproxy", "--upstream", "203.0.113.9:80"},
 	} {
 		var out, errb bytes.Buffer
 		if code := cli(context.Background(), args, &out, &errb); code != ExitUsage {

@@ -84,8 +84,8 @@ Only loopback targets unless --allow-remote.`,
 				return exitWith(ExitUsage, flagErrors(err))
 			}
 			p.Load.NetHTTP = f.netHTTP
-			if cmd.Flags().Changed("threads") && f.threads < 1 {
-				return exitWith(ExitUsage, errors.New("--threads must be at least 1"))
+			if cmd.Flags().Changed("threads") && (f.threads < 1 || f.threads > maxThreads) {
+				return exitWith(ExitUsage, fmt.Errorf("--threads must be 1-%d", maxThreads))
 			}
 			switch f.engine {
 			case "loop", "goroutines":
@@ -434,6 +434,11 @@ func BenchResult(s *results.Summary) string {
 	return fmt.Sprintf("BENCH_RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f min_ms=%.3f max_ms=%.3f errors=%d",
 		st.AchievedRate, l.P50, l.P90, l.P99, l.P999, l.Min, l.Max, st.Errors)
 }
+
+// maxThreads bounds --threads (and the gateway's --loops): a thread each,
+// and past a few per CPU only switching grows; Go aborts the process at
+// 10,000 threads.
+const maxThreads = 256
 
 // defaultLoops is how many event loops drive a closed model when --threads
 // is not given. A target on this machine (every target without

@@ -266,9 +266,11 @@ func toS(v any) string {
 }
 
 func TestLoadThreadsFlag(t *testing.T) {
-	code, _, stderr := runCLI(context.Background(), "load", "http://127.0.0.1:1/", "--conns", "1", "--duration", "1s", "--threads", "0")
-	if code != ExitUsage || !strings.Contains(stderr, "--threads must be at least 1") {
-		t.Errorf("--threads 0: exit %d, %s", code, stderr)
+	for _, n := range []string{"0", "100000"} {
+		code, _, stderr := runCLI(context.Background(), "load", "http://127.0.0.1:1/", "--conns", "1", "--duration", "1s", "--threads", n)
+		if code != ExitUsage || !strings.Contains(stderr, "--threads must be 1-256") {
+			t.Errorf("--threads %s: exit %d, %s", n, code, stderr)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 // Errors from the proxy's lifecycle.
 var (
 	ErrNotLoopback    = errors.New("listen address is not a loopback address")
+	ErrRemoteUpstream = errors.New("the upstream is not a loopback address")
 	ErrAlreadyStarted = errors.New("proxy already started")
 	ErrClosed         = errors.New("proxy closed")
 )
@@ -34,8 +35,12 @@ type Config struct {
 	// must not be reachable from the network.
 	Listen string
 	// Upstream is dialed for each accepted client: host:port, or a URL
-	// (see HostPort).
+	// (see HostPort). It must be on loopback unless AllowRemote.
 	Upstream string
+	// AllowRemote permits an upstream off loopback (cascade faultproxy
+	// --allow-remote): cascade sends traffic to 127.0.0.0/8 and ::1 only
+	// unless its user says otherwise.
+	AllowRemote bool
 	// Rand is the source of every probability and every random draw of the
 	// proxy (connection seeds are drawn from it in accept order), so a run
 	// with the same seed and the same connection order repeats. Required.
@@ -87,6 +92,7 @@ type Proxy struct {
 	readAhead   int
 	sink        event.Sink
 	clock       *event.Clock
+	allowRemote bool // an upstream off loopback (SetAddrs checks it too)
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -124,7 +130,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	upstream, err := HostPort(cfg.Upstream)
+	upstream, err := upstreamAddr(cfg.Upstream, cfg.AllowRemote)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +143,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{
 		name: cfg.Name, backlog: cfg.Backlog, dialTimeout: cfg.DialTimeout, applyEvery: cfg.ApplyEvery,
-		readAhead: cfg.ReadAhead, sink: cfg.Events, clock: cfg.Clock, rng: cfg.Rand,
+		readAhead: cfg.ReadAhead, sink: cfg.Events, clock: cfg.Clock, rng: cfg.Rand, allowRemote: cfg.AllowRemote,
 		listenAddr: listen, enabled: !cfg.Disabled, conns: map[*conn]struct{}{},
 	}
 	if p.name == "" {
@@ -182,6 +188,19 @@ func LoopbackAddr(addr string) (string, error) {
 		return "", fmt.Errorf("listen address %q: invalid port %q", addr, port)
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// upstreamAddr is HostPort, refused off loopback unless allowed.
+func upstreamAddr(s string, allowRemote bool) (string, error) {
+	a, err := HostPort(s)
+	if err != nil || allowRemote {
+		return a, err
+	}
+	host, _, _ := net.SplitHostPort(a)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return "", fmt.Errorf("%w: %q (cascade sends traffic to 127.0.0.0/8 and ::1 only, unless you pass --allow-remote)", ErrRemoteUpstream, s)
+	}
+	return a, nil
 }
 
 // HostPort returns the host:port to dial for an upstream given as host:port
@@ -318,7 +337,7 @@ func (p *Proxy) SetAddrs(listen, upstream string) error {
 	if err != nil {
 		return err
 	}
-	upstream, err = HostPort(upstream)
+	upstream, err = upstreamAddr(upstream, p.allowRemote)
 	if err != nil {
 		return err
 	}

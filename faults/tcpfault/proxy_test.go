@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"syscall"
 	"testing"
@@ -42,6 +43,33 @@ func TestListenMustBeLoopback(t *testing.T) {
 	}
 	if a, err := LoopbackAddr("localhost:0"); err != nil || a != "127.0.0.1:0" {
 		t.Errorf("LoopbackAddr(localhost:0) = %q, %v", a, err)
+	}
+}
+
+// The upstream is on loopback too, unless allowed: a proxy is where cascade
+// sends traffic. Nothing is dialed here.
+func TestUpstreamMustBeLoopback(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(1, 1))
+	for _, up := range []string{"203.0.113.9:80", "example.com:80", "http://198.51.100.1/", "[2001:db8::1]:80"} {
+		if _, err := New(Config{Listen: "127.0.0.1:0", Upstream: up, Rand: rng}); !errors.Is(err, ErrRemoteUpstream) {
+			t.Errorf("upstream %s: %v, want ErrRemoteUpstream", up, err)
+		}
+	}
+	for _, up := range []string{"127.0.0.1:80", "localhost:6379", "[::1]:80", "http://127.0.0.2:8080"} {
+		if _, err := New(Config{Listen: "127.0.0.1:0", Upstream: up, Rand: rng}); err != nil {
+			t.Errorf("upstream %s: %v", up, err)
+		}
+	}
+	p, err := New(Config{Listen: "127.0.0.1:0", Upstream: "203.0.113.9:80", Rand: rng, AllowRemote: true})
+	if err != nil {
+		t.Fatalf("AllowRemote: %v", err)
+	}
+	if err := p.SetAddrs("127.0.0.1:0", "198.51.100.1:80"); err != nil {
+		t.Fatalf("AllowRemote, SetAddrs: %v", err)
+	}
+	p, _ = New(Config{Listen: "127.0.0.1:0", Upstream: "127.0.0.1:80", Rand: rng})
+	if err := p.SetAddrs("127.0.0.1:0", "198.51.100.1:80"); !errors.Is(err, ErrRemoteUpstream) || p.Upstream() != "127.0.0.1:80" {
+		t.Fatalf("SetAddrs to a remote upstream: %v, upstream now %s", err, p.Upstream())
 	}
 }
 

@@ -46,6 +46,10 @@ type Config struct {
 	Clock  *event.Clock
 	// Version is what GET /version reports. Default: "cascade".
 	Version string
+	// AllowRemote permits proxies to upstreams off loopback; without it
+	// POST /proxies refuses them (400), as cascade sends traffic to
+	// loopback only unless its user says otherwise.
+	AllowRemote bool
 }
 
 // Server is the API and the collection of proxies it manages.
@@ -54,6 +58,9 @@ type Server struct {
 	events  event.Sink
 	clock   *event.Clock
 	version string
+	// allowRemote lets proxies created through the API dial upstreams off
+	// loopback (cascade toxiproxy --allow-remote).
+	allowRemote bool
 
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -68,7 +75,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Rand == nil {
 		return nil, errors.New("toxiapi.Config.Rand is required")
 	}
-	s := &Server{ctx: ctx, events: cfg.Events, clock: cfg.Clock, version: cfg.Version, rng: cfg.Rand, proxies: map[string]*tcpfault.Proxy{}, owned: map[*tcpfault.Proxy]bool{}}
+	s := &Server{ctx: ctx, events: cfg.Events, clock: cfg.Clock, version: cfg.Version, rng: cfg.Rand, allowRemote: cfg.AllowRemote,
+		proxies: map[string]*tcpfault.Proxy{}, owned: map[*tcpfault.Proxy]bool{}}
 	if s.version == "" {
 		s.version = "cascade"
 	}
@@ -389,6 +397,7 @@ func (s *Server) newProxy(in proxyInput) (*tcpfault.Proxy, error) {
 	p, err := tcpfault.New(tcpfault.Config{
 		Name: in.Name, Listen: in.Listen, Upstream: in.Upstream, Disabled: !*in.Enabled,
 		Rand: rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())), Events: s.events, Clock: s.clock,
+		AllowRemote: s.allowRemote,
 	})
 	if err != nil {
 		return nil, join(errBadBody, err.Error())

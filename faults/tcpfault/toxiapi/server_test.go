@@ -239,6 +239,20 @@ func TestStartRefusesNonLoopback(t *testing.T) {
 	}
 }
 
+// POST /proxies refuses an upstream off loopback with a 400 (toxiproxy-cli
+// prints it), unless the server was started with AllowRemote.
+func TestCreateRefusesRemoteUpstream(t *testing.T) {
+	_, addr := startAPI(t)
+	api := "http://" + addr
+	st, body := do(t, "POST", api+"/proxies", `{"name":"r","listen":"127.0.0.1:0","upstream":"203.0.113.9:80"}`)
+	if st != 400 || !strings.Contains(body, "not a loopback address") {
+		t.Fatalf("remote upstream: %d %s", st, body)
+	}
+	if st, body := do(t, "GET", api+"/proxies", ""); strings.TrimSpace(body) != "{}" {
+		t.Fatalf("a proxy was created anyway: %d %s", st, body)
+	}
+}
+
 // A proxy handed over with AddProxy is driven by the API but owned by its
 // maker: Server.Close leaves it running.
 func TestAddProxyOwnership(t *testing.T) {
