@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,7 +96,22 @@ func (t *H1Transport) request(i int, path string, header [][2]string, body []byt
 	if len(u) > 0 && u[len(u)-1] == '/' {
 		u = u[:len(u)-1]
 	}
-	return h1.Request{Method: t.set.reqs[i].method, URL: u + path, Header: header, Body: body, AllowRemote: true}
+	req := h1.Request{Method: t.set.reqs[i].method, URL: u + path, Header: header, Body: body, AllowRemote: true}
+	req.Host, req.Header = hostHeader(header)
+	return req
+}
+
+// hostHeader takes a Host header out of header: a request may name a
+// virtual host behind the target's address (wrk -H, hey -host), which the
+// client writes as the Host line instead of the target's.
+func hostHeader(header [][2]string) (string, [][2]string) {
+	for i, h := range header {
+		if strings.EqualFold(h[0], "Host") {
+			rest := append(append([][2]string(nil), header[:i]...), header[i+1:]...)
+			return h[1], rest
+		}
+	}
+	return "", header
 }
 
 // Worker implements WorkerTransport: a sender for one goroutine, with its

@@ -93,7 +93,7 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 		}
 		for k, vs := range r.Header {
 			for _, v := range vs {
-				req.Header.Add(k, v)
+				addHeader(req, k, v)
 			}
 		}
 		t.reqs = append(t.reqs, req)
@@ -118,13 +118,23 @@ func (t *HTTPTransport) build(method, path string, header [][2]string, body []by
 		return nil, err
 	}
 	for _, h := range header {
-		req.Header.Add(h[0], h[1])
+		addHeader(req, h[0], h[1])
 	}
 	if body != nil {
 		req.ContentLength = int64(len(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	return req, nil
+}
+
+// addHeader adds a header; Host names the virtual host (net/http ignores
+// it in Header).
+func addHeader(req *http.Request, k, v string) {
+	if strings.EqualFold(k, "Host") {
+		req.Host = v
+		return
+	}
+	req.Header.Add(k, v)
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -252,3 +252,39 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// A Host header names a virtual host behind the target's address, on both
+// clients, static or templated (wrk -H 'Host: ...', hey -host).
+func TestHostHeader(t *testing.T) {
+	hosts := make(chan string, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { hosts <- r.Host }))
+	defer srv.Close()
+	reqs := []Request{
+		{Path: "/", Header: http.Header{"Host": {"api.example.test"}}},
+		{Path: "/{{seq}}", Header: http.Header{"Host": {"v{{seq}}.example.test"}, "X-A": {"1"}}},
+	}
+	for _, nethttp := range []bool{false, true} {
+		cfg := Config{Target: srv.URL, KeepAlive: true, Requests: reqs, NetHTTP: nethttp}
+		var tr Transport
+		var err error
+		if nethttp {
+			tr, err = NewHTTPTransport(cfg)
+		} else {
+			tr, err = NewH1Transport(cfg)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range reqs {
+			s := Sample{Seq: 7}
+			tr.RoundTrip(context.Background(), i, &s)
+			if s.Cause != cause.OK {
+				t.Fatalf("net/http %v, request %d: %v", nethttp, i, s.Cause)
+			}
+			want := map[int]string{0: "api.example.test", 1: "v7.example.test"}[i]
+			if got := <-hosts; got != want {
+				t.Errorf("net/http %v, request %d: Host %q, want %q", nethttp, i, got, want)
+			}
+		}
+	}
+}

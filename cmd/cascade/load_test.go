@@ -195,6 +195,10 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--requests", "5"}, "--requests bounds the closed model"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--requests", "-5"}, "--requests must be positive"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "errors < NaN"}, "errors is a count"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "Connection: close"}, "--keep-alive=false"},
+		{[]string{"http://127.0.0.1:1/%zz", "--rate", "10/s", "--duration", "1s"}, `invalid URL escape "%zz"`},
+		{[]string{"http://u:pw@127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "credentials in the URL are not sent"},
+		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "not a regular file"},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
 		// The user wrote flags, not the scenario file they become: no

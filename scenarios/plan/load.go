@@ -1,7 +1,9 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -396,6 +398,8 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		p := fmt.Sprintf("%s.requests[%d]", path, i)
 		if !strings.HasPrefix(r.Path, "/") {
 			c.errorf(p+".path", "path %q must start with /", r.Path)
+		} else if err := checkPath(r.Path); err != nil {
+			c.errorf(p+".path", "%v", err)
 		}
 		method := strings.ToUpper(r.Method)
 		if method == "" {
@@ -413,6 +417,9 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		}
 		h := http.Header{}
 		for k, v := range r.Headers {
+			if why := reservedHeader(k); why != "" {
+				c.errorf(p+".headers."+k, "header %s %s", k, why)
+			}
 			h.Set(k, v)
 		}
 		var body []byte
@@ -422,7 +429,7 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		case r.Body != "":
 			body = []byte(r.Body)
 		case r.BodyFile != "" && !c.opts.Offline:
-			b, err := os.ReadFile(c.relative(r.BodyFile))
+			b, err := readBody(c.relative(r.BodyFile))
 			if err != nil {
 				c.errorf(p+".body_file", "%v", err)
 			}
@@ -433,6 +440,58 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		}
 		ec.Requests = append(ec.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body, Weight: max(r.Weight, 1)})
 	}
+}
+
+// MaxBody bounds a request body read from a file: every request is built
+// from it in memory (a typo naming /dev/zero read until the process died).
+const MaxBody = 64 << 20
+
+// readBody reads a body file: a regular file of at most MaxBody bytes.
+func readBody(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxBody+1))
+	if err == nil && len(b) > MaxBody {
+		err = fmt.Errorf("%s is larger than %d MiB, the most a request body may be", path, MaxBody>>20)
+	}
+	return b, err
+}
+
+// checkPath checks a path that has no template variables as the request
+// target it will be: what the client would refuse at every request is an
+// error at the field instead (exit 2, not a run that fails to start).
+func checkPath(path string) error {
+	if strings.Contains(path, "{{") {
+		return nil // rendered per request; the template is checked on its own
+	}
+	if _, err := url.ParseRequestURI(path); err != nil {
+		return fmt.Errorf("path %q is not a valid request target: %v", path, errors.Unwrap(err))
+	}
+	if strings.ContainsAny(path, " \t") {
+		return fmt.Errorf("path %q has a space: write it as %%20", path)
+	}
+	return nil
+}
+
+// reservedHeader says why a request may not set a header, or "" if it
+// may: the client frames and manages the connection itself. Host is
+// allowed (a virtual host behind the target's address).
+func reservedHeader(name string) string {
+	switch strings.ToLower(name) {
+	case "content-length", "transfer-encoding", "trailer", "te":
+		return "is set by the client itself (from the body)"
+	case "connection", "keep-alive", "proxy-connection", "upgrade":
+		return "is set by the client itself (for keep-alive off, use keep_alive: false or --keep-alive=false)"
+	}
+	return ""
 }
 
 // checkTemplates parses each template field so a typo is an error at its

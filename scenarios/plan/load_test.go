@@ -255,3 +255,23 @@ func TestLoadMaxRequests(t *testing.T) {
 		}
 	}
 }
+
+// A body file is read whole into memory: regular files up to MaxBody only.
+func TestReadBodyBounds(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.json")
+	os.WriteFile(ok, []byte(`{"a":1}`), 0o644)
+	if b, err := readBody(ok); err != nil || string(b) != `{"a":1}` {
+		t.Fatalf("a small file: %q %v", b, err)
+	}
+	big := filepath.Join(dir, "big.bin")
+	f, _ := os.Create(big)
+	f.Truncate(MaxBody + 1) // sparse: nothing written
+	f.Close()
+	if _, err := readBody(big); err == nil || !strings.Contains(err.Error(), "larger than 64 MiB") {
+		t.Fatalf("a file past the bound: %v", err)
+	}
+	if _, err := readBody(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("a directory: %v", err)
+	}
+}

@@ -291,6 +291,9 @@ func CheckTarget(raw string, allowRemote bool) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an http:// or https:// URL", raw)
 	}
+	if u.User != nil {
+		return fmt.Errorf("%q: credentials in the URL are not sent; give a header instead, e.g. -H 'Authorization: Basic ...'", raw)
+	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("%q: port %s is not a TCP port (1-65535)", raw, p)

@@ -92,6 +92,11 @@ func TestBadScenarios(t *testing.T) {
 		{"null key drops its mapping", replace("total: 2s}", "total: 2s, ~: oops}"), 10, 66, "gateway.routes[0].timeouts.~", "expected a field name as the key, got null"},
 		{"body too large", replace("    latency: 5ms", "    latency: 5ms\n    body_size: 1PiB"), 6, 16, "upstreams[0].body_size", "at most 64 MiB"},
 		{"external port out of range", replace("  routes:", "  external: http://127.0.0.1:99999\n  routes:"), 7, 13, "gateway.external", "port 99999 is not a TCP port"},
+		{"header the client sets", replace("  - {path: /}", "  - {path: /, headers: {Connection: close}}"), 16, 39, "load.requests[0].headers.Connection", "keep_alive: false"},
+		{"bad escape in the path", replace("  - {path: /}", "  - {path: /%zz}"), 16, 14, "load.requests[0].path", `invalid URL escape "%zz"`},
+		{"space in the path", replace("  - {path: /}", "  - {path: /a b}"), 16, 14, "load.requests[0].path", "write it as %20"},
+		{"body from a device", replace("  - {path: /}", "  - {path: /, method: POST, body_file: /dev/zero}"), 16, 42, "load.requests[0].body_file", "not a regular file"},
+		{"credentials in the external URL", replace("  routes:", "  external: http://u:p@127.0.0.1:8080\n  routes:"), 7, 13, "gateway.external", "credentials in the URL are not sent"},
 		{"one listen address twice", replace("    replicas: 2", "    listen: [127.0.0.1:19001, 127.0.0.1:19001]"), 4, 31, "upstreams[0].listen[1]", "already used by upstreams[0].listen[0]"},
 	}
 	for _, tc := range cases {
