@@ -44,6 +44,9 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 			for _, w := range p.Warnings {
 				fmt.Fprintln(stderr, "warning:", w)
 			}
+			if !(rate > 0) || dur <= 0 { // the defaults are not zero: a zero was typed
+				return exitWith(ExitUsage, fmt.Errorf("--rate and --duration must be above 0 (got %v and %v)", rate, dur))
+			}
 			rungs, err := run.Ladder(p, run.LadderOptions{Rate: rate, Duration: dur})
 			if err != nil {
 				return exitWith(ExitUsage, err)

@@ -30,6 +30,20 @@ func writeFile(t *testing.T, name, src string) string {
 	return p
 }
 
+// A ladder's rungs are bounded: a rate or duration that is not a positive
+// number in range is a usage error (NaN hung, 1e9/s ran on, 0 silently
+// became the default).
+func TestLadderFlags(t *testing.T) {
+	good := writeFile(t, "good.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
+	for _, args := range [][]string{{"--rate", "NaN"}, {"--rate", "1e9"}, {"--rate", "0"}, {"--rate", "-5"},
+		{"--duration", "0s"}, {"--duration", "-1s"}, {"--duration", "11m"}} {
+		code, _, stderr := runCLI(context.Background(), append(append([]string{"ladder"}, args...), "--out", filepath.Join(t.TempDir(), "l"), good)...)
+		if code != ExitUsage || !strings.Contains(stderr, args[0]) {
+			t.Errorf("%v: exit %d %s", args, code, stderr)
+		}
+	}
+}
+
 func TestLadder(t *testing.T) {
 	good := writeFile(t, "good.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
 	code, out, stderr := runCLI(context.Background(), "ladder", "--rate", "10", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "l"), good)

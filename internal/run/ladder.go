@@ -31,6 +31,12 @@ type Rung struct {
 	Plan    *plan.Plan
 }
 
+// Bounds of a ladder's rungs.
+const (
+	MaxLadderRate     = 100_000
+	MaxLadderDuration = 10 * time.Minute
+)
+
 // LadderOptions shape the rungs' load.
 type LadderOptions struct {
 	Rate     float64       // requests per second (default 10)
@@ -89,11 +95,20 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 	if len(p.Layers) == 0 {
 		return nil, fmt.Errorf("%s declares no timeouts: nothing to climb", p.Name)
 	}
-	if o.Rate <= 0 {
+	if o.Rate == 0 {
 		o.Rate = 10
 	}
-	if o.Duration <= 0 {
+	if o.Duration == 0 {
 		o.Duration = 2 * time.Second
+	}
+	// A rung measures which layer answers, not throughput: bounds well
+	// inside what any rung needs keep every rung short (rate × duration
+	// requests, each delayed past a timeout).
+	switch {
+	case !(o.Rate > 0 && o.Rate <= MaxLadderRate): // NaN fails both
+		return nil, fmt.Errorf("--rate %v: expected a rate above 0 and at most %d/s", o.Rate, MaxLadderRate)
+	case o.Duration < 0 || o.Duration > MaxLadderDuration:
+		return nil, fmt.Errorf("--duration %v: expected above 0 and at most %v per rung", o.Duration, MaxLadderDuration)
 	}
 	var rungs []Rung
 	for i := len(p.Layers) - 1; i >= 0; i-- {
