@@ -229,6 +229,13 @@ func clip(raw []byte) string {
 	return string(raw)
 }
 
+func btoi(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // encodeAttrs writes every attribute of src the way Toxiproxy does: durations
 // as integers of their unit. A duration that is not a whole number of its
 // unit (possible only from Go) is written as a duration string instead, so
@@ -251,7 +258,10 @@ func encodeAttrs(src any) map[string]any {
 				out[f.name] = d.String()
 			}
 		case fv.Kind() == reflect.Bool:
-			out[f.name] = fv.Bool()
+			// 1/0, not true/false: Toxiproxy's attributes are numbers, and
+			// its clients assume so (toxiproxy-cli inspect panicked on a
+			// bool). Decoding takes either.
+			out[f.name] = btoi(fv.Bool())
 		default:
 			out[f.name] = fv.Int()
 		}

@@ -91,6 +91,11 @@ func TestAttributesWireForm(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+	// Toxiproxy's attributes are numbers; its clients assume so
+	// (toxiproxy-cli inspect panicked on a JSON bool).
+	if a := Attributes(&Blackhole{NoAccept: true}); a["no_accept"] != int64(1) {
+		t.Errorf("no_accept encodes as %#v, want 1", a["no_accept"])
+	}
 	if a := Attributes(&Latency{Latency: 1500 * time.Microsecond}); a["latency"] != "1.5ms" {
 		t.Errorf("a sub-millisecond latency encodes as %v, want the exact \"1.5ms\"", a["latency"])
 	}
