@@ -291,6 +291,9 @@ func CheckTarget(raw string, allowRemote bool) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an http:// or https:// URL", raw)
 	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q has no host: expected e.g. http://127.0.0.1:8080", raw)
+	}
 	if u.User != nil {
 		return fmt.Errorf("%q: credentials in the URL are not sent; give a header instead, e.g. -H 'Authorization: Basic ...'", raw)
 	}

@@ -233,7 +233,7 @@ func TestCheckTarget(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"http://203.0.113.9", "http://example.com", "ftp://127.0.0.1", "127.0.0.1:80",
-		"http://127.0.0.1:99999", "http://127.0.0.1:0"} {
+		"http://127.0.0.1:99999", "http://127.0.0.1:0", "http://:8080/", "http://u:p@127.0.0.1/"} {
 		if err := CheckTarget(bad, false); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
