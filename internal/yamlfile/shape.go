@@ -66,7 +66,7 @@ func shape(node ast.Node, t reflect.Type) *Error {
 				return e
 			}
 		}
-	case reflect.Map:
+	case reflect.Map, reflect.Struct:
 		m, ok := mapping(node)
 		if !ok {
 			return NodeError(node, "expected a mapping, got %s", describe(node))
@@ -75,27 +75,20 @@ func shape(node ast.Node, t reflect.Type) *Error {
 			if e := namedKey(mv); e != nil {
 				return e
 			}
-			if e := shape(mv.Value, t.Elem()); e != nil {
-				return e
+			var elem reflect.Type
+			switch {
+			case mv.Key.IsMergeKey():
+				continue // <<: *defaults, resolved by the decoder
+			case t.Kind() == reflect.Map:
+				elem = t.Elem()
+			default:
+				f, ok := field(t, keyText(mv.Key))
+				if !ok {
+					continue // the decoder names the unknown field
+				}
+				elem = f.Type
 			}
-		}
-	case reflect.Struct:
-		m, ok := mapping(node)
-		if !ok {
-			return NodeError(node, "expected a mapping of fields, got %s", describe(node))
-		}
-		for _, mv := range m.Values {
-			if e := namedKey(mv); e != nil {
-				return e
-			}
-			if mv.Key.IsMergeKey() {
-				continue
-			}
-			f, ok := field(t, keyText(mv.Key))
-			if !ok {
-				continue // the decoder names the unknown field
-			}
-			if e := shape(mv.Value, f.Type); e != nil {
+			if e := shape(mv.Value, elem); e != nil {
 				return e
 			}
 		}

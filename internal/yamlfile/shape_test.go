@@ -79,7 +79,7 @@ func TestDecodeShape(t *testing.T) {
 		{"string into a list", "items: p99 < 250ms\n",
 			`f.yaml:1:8: items: expected a list, got the string "p99 < 250ms"`},
 		{"list into a struct", "inner: [1]\n",
-			"f.yaml:1:8: inner: expected a mapping of fields, got a list"},
+			"f.yaml:1:8: inner: expected a mapping, got a list"},
 		{"word into a float", "ratio: half\n",
 			`f.yaml:1:8: ratio: expected a number, got the string "half"`},
 		{"word into a bool", "on: maybe\n",
