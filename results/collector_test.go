@@ -95,7 +95,7 @@ func TestSummaryRoundTripThroughDisk(t *testing.T) {
 	}
 	w.Emit(event.Event{T: time.Second, Source: "run", Type: "x"})
 	w.WriteIntervals(c.TakeIntervals(1<<62), Sec(time.Second))
-	sum := &Summary{Scenario: "s", Run: PhaseSummary{Name: "run", End: 1, Stats: Summarize(st, time.Second, 100)}, Verdict: VerdictPass}
+	sum := &Summary{Scenario: "s", PlanHash: "sha256:0", Run: PhaseSummary{Name: "run", End: 1, Stats: Summarize(st, time.Second, 100)}, Verdict: VerdictPass}
 	if err := w.WriteSummary(sum); err != nil {
 		t.Fatal(err)
 	}

@@ -175,6 +175,11 @@ func Load(dir string) (*Run, error) {
 	if err := json.Unmarshal(b, &r.Summary); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, SummaryFile), err)
 	}
+	// Every run writes these: without them the file is not a summary (a
+	// "{}" was judged as a run of nothing, and compared as one).
+	if r.Summary.Scenario == "" || r.Summary.PlanHash == "" {
+		return nil, fmt.Errorf("%s is not a cascade summary: it has no scenario name or plan hash", filepath.Join(dir, SummaryFile))
+	}
 	if r.Events, r.Intervals, r.Upstreams, err = LoadRecords(dir); err != nil {
 		return nil, err
 	}
@@ -185,6 +190,14 @@ func Load(dir string) (*Run, error) {
 // intervals.jsonl and upstreams.jsonl. The run judges its own verdict from
 // them once they are flushed, exactly as `cascade report` does later.
 func LoadRecords(dir string) (events []event.Event, intervals []IntervalRecord, upstreams []UpstreamRecord, err error) {
+	// A run creates both files before its first request: one missing is a
+	// damaged directory, not a run without events (a report of it had no
+	// time series and said nothing).
+	for _, name := range []string{EventsFile, IntervalsFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: the run directory is incomplete: %w", dir, err)
+		}
+	}
 	if err = readLines(filepath.Join(dir, EventsFile), func(d *json.Decoder) error {
 		var e event.Event
 		if err := d.Decode(&e); err != nil {

@@ -32,3 +32,36 @@ func TestCreateRefusesAnEarlierRun(t *testing.T) {
 		t.Fatalf("a new directory: %v", err)
 	}
 }
+
+// A damaged run directory is refused, not reported as a run of nothing: a
+// summary without a scenario, a missing events or intervals file.
+func TestLoadRefusesDamage(t *testing.T) {
+	write := func(t *testing.T, skip string, summary string) string {
+		dir := filepath.Join(t.TempDir(), "run")
+		w, err := Create(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, SummaryFile), []byte(summary), 0o644)
+		if skip != "" {
+			os.Remove(filepath.Join(dir, skip))
+		}
+		return dir
+	}
+	good := `{"scenario": "s", "plan_hash": "sha256:1"}`
+	if _, err := Load(write(t, "", good)); err != nil {
+		t.Fatalf("a whole directory: %v", err)
+	}
+	for _, tc := range []struct{ skip, summary, want string }{
+		{"", "{}", "is not a cascade summary"},
+		{EventsFile, good, "the run directory is incomplete"},
+		{IntervalsFile, good, "the run directory is incomplete"},
+	} {
+		if _, err := Load(write(t, tc.skip, tc.summary)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("without %q, summary %s: %v, want %q", tc.skip, tc.summary, err, tc.want)
+		}
+	}
+}

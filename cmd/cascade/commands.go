@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -167,12 +168,15 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 				return exitWith(ExitUsage, err)
 			}
 			sum := r.Summary
-			src, err := os.ReadFile(r.Dir + "/" + results.ScenarioFile)
+			src, err := os.ReadFile(filepath.Join(r.Dir, results.ScenarioFile))
 			if err != nil {
 				return exitWith(ExitUsage, fmt.Errorf("the run's scenario copy: %w", err))
 			}
 			seed := sum.Seed
-			p, err := plan.CompileBytes(sum.File, src, plan.Options{Seed: &seed, AllowRemote: true, Offline: true})
+			// Named as the copy: offline, nothing is read relative to it,
+			// and an error must point at the file that holds the text.
+			copyPath := filepath.Join(r.Dir, results.ScenarioFile)
+			p, err := plan.CompileBytes(copyPath, src, plan.Options{Seed: &seed, AllowRemote: true, Offline: true})
 			if err != nil {
 				return exitWith(ExitUsage, fmt.Errorf("the run's scenario no longer compiles: %w", err))
 			}

@@ -66,7 +66,7 @@ Safety checks (safety: [{objective: "error_rate < 20%", window: 5s, on_breach: s
 remove every fault at once when one breaks. Everything done by hand is written to
 RUN_DIR/journal.jsonl; 'cascade gameday export RUN_DIR > scenario.yaml' turns the game day
 into a scenario that replays it.`
-	cmd.Example = `  cascade gameday scenarios/examples/gameday.yaml
+	cmd.Example = `  cascade gameday scenarios/examples/gameday/gameday.yaml
   export CASCADE_RUN=cascade-results/gameday-20261122-101500   # the directory it prints
   cascade fault add --kind error --target api --params '{status: 503, probability: 0.3}' --duration 30s
   cascade gameday export $CASCADE_RUN > replay.yaml`

@@ -72,14 +72,17 @@ func Export(dir string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, _, err := scenarios.Parse(run.Summary.File, src)
+	// Positions point into the run's copy; data and body files still
+	// resolve against the scenario's own directory, as when it ran.
+	copyPath := filepath.Join(dir, results.ScenarioFile)
+	file, _, err := scenarios.Parse(copyPath, src)
 	if err != nil {
 		return nil, fmt.Errorf("the run's scenario: %w", err)
 	}
 	seed := run.Summary.Seed
 	p, err := plan.CompileBytes(run.Summary.File, src, plan.Options{Seed: &seed, AllowRemote: true})
 	if err != nil {
-		return nil, fmt.Errorf("the run's scenario no longer compiles: %w", err)
+		return nil, fmt.Errorf("the run's scenario (copied in %s from %s) no longer compiles: %w", copyPath, run.Summary.File, err)
 	}
 	x := &exporter{dir: dir, src: src, st: st, p: p, file: file, journal: journal}
 	x.end = stagesDuration(st.Stages)

@@ -351,7 +351,14 @@ func (c *Comparison) Text(w io.Writer) error {
 	}
 	tw.Flush()
 	if len(c.OnlyA)+len(c.OnlyB) > 0 {
-		fmt.Fprintf(b, "  phases not compared: only in A %v, only in B %v\n", c.OnlyA, c.OnlyB)
+		var parts []string
+		if len(c.OnlyA) > 0 {
+			parts = append(parts, fmt.Sprintf("only in A %v", c.OnlyA))
+		}
+		if len(c.OnlyB) > 0 {
+			parts = append(parts, fmt.Sprintf("only in B %v", c.OnlyB))
+		}
+		fmt.Fprintf(b, "  phases not compared: %s\n", strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(b, "\n%s\n", c.summaryLine())
 	_, err := io.WriteString(w, b.String())
