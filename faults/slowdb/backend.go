@@ -83,7 +83,7 @@ func refusedCode(err error) (string, bool) {
 type gauge struct {
 	waiting atomic.Int64
 	held    atomic.Int64
-	onWait  func() // called once per acquisition that waited
+	onWait  func(began time.Time) // called once per acquisition that waited, with when it began
 }
 
 // acquire wraps a pool acquisition with the waiting gauge and the wait
@@ -92,9 +92,9 @@ func acquire[C any](ctx context.Context, g *gauge, get func(context.Context) (C,
 	start := time.Now()
 	g.waiting.Add(1)
 	c, err := get(ctx)
-	g.waiting.Add(-1)
 	if time.Since(start) >= waitThreshold {
-		g.onWait()
+		g.onWait(start)
 	}
+	g.waiting.Add(-1) // after onWait: a count of 0 means every wait so far is counted
 	return c, err
 }

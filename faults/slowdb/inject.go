@@ -158,7 +158,13 @@ func (u *Upstream) start(ctx context.Context, f Fault, inj *Injection) (map[stri
 		}
 		u.poolActive.Store(true)
 		return map[string]any{"hold": n, "pool_size": u.cfg.PoolSize},
-			func() { cancel(); wg.Wait(); u.poolActive.Store(false) }, nil
+			func() {
+				cancel()
+				wg.Wait()
+				u.settlePoolWaits(100 * time.Millisecond)
+				u.poolStopped.Store(time.Now().UnixNano())
+				u.poolActive.Store(false)
+			}, nil
 
 	case *LockContention:
 		share := f.Share.F()

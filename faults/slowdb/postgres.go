@@ -35,7 +35,7 @@ const (
 	sqlstateQueryCanceled    = "57014" // statement_timeout (or a cancel request)
 )
 
-func openPostgres(ctx context.Context, name string, cfg Config, onWait func()) (*pgBackend, error) {
+func openPostgres(ctx context.Context, name string, cfg Config, onWait func(time.Time)) (*pgBackend, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, &FieldError{Field: "dsn", Msg: err.Error()}

@@ -82,7 +82,7 @@ WHERE customer_id = ? ORDER BY created_at DESC LIMIT ?`
 // every run.
 var seedEpoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func openSQLite(ctx context.Context, cfg Config, onWait func()) (*sqliteBackend, error) {
+func openSQLite(ctx context.Context, cfg Config, onWait func(time.Time)) (*sqliteBackend, error) {
 	b := &sqliteBackend{cfg: cfg, drv: &sqlite.Driver{}}
 	b.g.onWait = onWait
 	path := cfg.DSN

@@ -177,7 +177,23 @@ func TestPoolExhaustion(t *testing.T) {
 		if inj.Effects() != 1 {
 			t.Fatalf("pool_exhaustion took effect %d times, want 1", inj.Effects())
 		}
+		// A request waiting when the fault ends gets the released
+		// connection: it waited on the fault too.
+		waiter := make(chan answer, 1)
+		go func() { waiter <- f.get(t, "?customer=2", nil, 0) }()
+		eventually(t, 5*time.Second, "a request to wait in the pool", func() bool { return f.u.Stats().Pool.Waiting == 1 })
 		inj.Stop()
+		(<-waiter).ok(t, 2, DefaultOrdersPerCustomer)
+		if inj.Effects() != 2 {
+			t.Fatalf("pool_exhaustion took effect %d times, want 2: the wait the fault's end released counts", inj.Effects())
+		}
+		// Whenever that wait's end is reported, before or after the fault
+		// is marked off: it began while the fault held the pool.
+		f.u.poolWaited(time.Now().Add(-time.Second))
+		f.u.poolWaited(time.Now()) // began after the fault: not its effect
+		if inj.Effects() != 3 {
+			t.Fatalf("pool_exhaustion took effect %d times, want 3", inj.Effects())
+		}
 		if h := f.u.Stats().Pool.Held; h != 0 {
 			t.Fatalf("%d connections still held after Stop", h)
 		}
