@@ -102,6 +102,21 @@ func RecordOf(iv Interval, width Seconds) IntervalRecord {
 	return IntervalRecord{Start: Sec(iv.Start), Width: width, Stats: Summarize(iv.Stats, width.D(), 0)}
 }
 
+// WriteIntervalsUntil is WriteIntervals for a run's last intervals: the
+// one holding end is as wide as the part of it the load ran (at least a
+// millisecond), so its rate is the rate over that part.
+func (w *Writer) WriteIntervalsUntil(ivs []Interval, width Seconds, end time.Duration) []IntervalRecord {
+	var out []IntervalRecord
+	for _, iv := range ivs {
+		wd := width
+		if iv.Start < end && end < iv.Start+width.D() {
+			wd = Sec(max(end-iv.Start, time.Millisecond))
+		}
+		out = append(out, w.WriteIntervals([]Interval{iv}, wd)...)
+	}
+	return out
+}
+
 // WriteIntervals appends intervals of the given width, and returns the
 // records written (the run keeps them for verdicts on windows).
 func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) []IntervalRecord {

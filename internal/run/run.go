@@ -249,9 +249,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if runErr != nil && !interrupted && aborted == "" {
 		return nil, runErr
 	}
-	rec.keepIntervals(w.WriteIntervals(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth)))
-
 	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
+	// The last interval ends where the load did, not a whole interval on:
+	// a run stopped 10 ms into a second would chart 2 requests as a rate
+	// of 2/s against a target of 100.
+	last := loadEnd(ranPlan, gen, elapsed, interrupted || aborted != "")
+	rec.keepIntervals(w.WriteIntervalsUntil(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth), last))
+
 	sum := summarize(ranPlan, collector, gen, reports, started, elapsed, interrupted || aborted != "", target, gwName)
 	sum.Interrupted = interrupted
 	sum.Aborted = aborted
@@ -316,6 +320,20 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 	}
 }
 
+// loadEnd is when the load ended on the run's clock, over which its rates
+// are taken: where it was stopped (interrupted, aborted), where the
+// executors sent their max_requests, else the plan's end.
+func loadEnd(p *plan.Plan, gen loadDriver, elapsed time.Duration, stopped bool) time.Duration {
+	ran := p.Duration
+	switch g, plain := gen.(*loadgen.Generator); {
+	case stopped:
+		ran = min(ran, elapsed)
+	case plain:
+		ran = min(ran, g.End())
+	}
+	return ran
+}
+
 func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports []faults.Report,
 	started time.Time, elapsed time.Duration, interrupted bool, target, gw string) *results.Summary {
 	// A plain run's generator knows every executor's schedule; a game day's
@@ -335,15 +353,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	for _, w := range p.Warnings {
 		s.Warnings = append(s.Warnings, w.String())
 	}
-	// Rates are over the time the load actually ran: cut at elapsed when
-	// interrupted, or where the executors sent their max_requests.
-	ran := p.Duration
-	switch {
-	case interrupted:
-		ran = elapsed
-	case plain:
-		ran = min(ran, g.End())
-	}
+	ran := loadEnd(p, gen, elapsed, interrupted)
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
 		end := min(ph.End, max(ran, ph.Start))

@@ -263,6 +263,18 @@ slo:
 		t.Errorf("verdict %s pass %v interrupted %v: an aborted run fails", s.Verdict, out.Pass, s.Interrupted)
 	}
 	expect(t, get(t, objs, "errors < 10"), false)
+	// No interval reaches past where the load stopped, so the last one's
+	// rate is the rate over its part (50/s), not a collapse over a whole
+	// second.
+	r, err := results.Load(out.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, iv := range r.Intervals {
+		if end := iv.Start + iv.Width; end > s.Elapsed+0.001 {
+			t.Errorf("interval [%v, %v) reaches past the load's stop at %v", iv.Start, end, s.Elapsed)
+		}
+	}
 }
 
 // The same scenario without the fault runs to its end.

@@ -96,11 +96,17 @@ func coarsen(recs []results.IntervalRecord, k int) ([]results.IntervalRecord, er
 	}
 	var groups []*group
 	byIdx := map[int64]*group{}
+	// Windows are k of the run's interval width; a run's last interval
+	// may be narrower (the load stopped inside it), so the widest one sets it.
+	var width results.Seconds
 	for _, r := range recs {
 		if r.Width <= 0 {
 			return nil, fmt.Errorf("interval at %.3fs has width %v", float64(r.Start), r.Width)
 		}
-		span := float64(r.Width) * float64(k)
+		width = max(width, r.Width)
+	}
+	for _, r := range recs {
+		span := float64(width) * float64(k)
 		idx := int64(math.Floor(float64(r.Start)/span + 1e-9))
 		g := byIdx[idx]
 		if g == nil {
@@ -117,6 +123,9 @@ func coarsen(recs []results.IntervalRecord, k int) ([]results.IntervalRecord, er
 				return nil, fmt.Errorf("interval at %.3fs: latency histogram: %w", float64(r.Start), err)
 			}
 			g.hist.Merge(lat)
+		}
+		if r.Width < width { // the run's last, cut where the load stopped: so is the window
+			g.rec.Width = r.Start + r.Width - g.rec.Start
 		}
 		st := &g.rec.Stats
 		st.Scheduled += r.Stats.Scheduled

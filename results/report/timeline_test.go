@@ -1,6 +1,7 @@
 package report
 
 import (
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -139,5 +140,35 @@ func TestSeriesMergesHistograms(t *testing.T) {
 	pts, _ = Series(recs, nil, 0)
 	if len(pts) != 10 || pts[9].T != 9 {
 		t.Fatalf("%d points", len(pts))
+	}
+}
+
+// A run stopped 10 ms into its 5th second: its last interval is 10 ms wide,
+// and so is the rate over it (2 requests at 200/s, not 2/s against a
+// target of 200), merged or not.
+func TestSeriesLastIntervalCut(t *testing.T) {
+	stages := []loadgen.Stage{{Duration: 10 * time.Second, From: 200, To: 200}}
+	var recs []results.IntervalRecord
+	for s := range 5 {
+		st := results.StatsSummary{Scheduled: 200, Sent: 200}
+		rec := results.IntervalRecord{Start: results.Seconds(s), Width: 1, Stats: st}
+		if s == 4 {
+			rec.Stats.Scheduled, rec.Stats.Sent, rec.Width = 2, 2, 0.01
+		}
+		recs = append(recs, rec)
+	}
+	pts, err := Series(recs, stages, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := pts[4]; math.Abs(last.AchievedRate-200) > 1e-6 || math.Abs(last.TargetRate-200) > 1e-6 {
+		t.Errorf("unmerged last point: achieved %v target %v", last.AchievedRate, last.TargetRate)
+	}
+	pts, err = Series(recs, stages, 3) // windows of 2 s: [0,2) [2,4) [4,4.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 3 || pts[2].T != 4 || math.Abs(pts[2].Width-0.01) > 1e-9 || math.Abs(pts[2].AchievedRate-200) > 1e-6 || pts[1].Width != 2 {
+		t.Errorf("merged points: %+v", pts)
 	}
 }
