@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -668,6 +669,49 @@ slo:
 	}
 	if got := float64(o.Summary.Planned); got < 5+held-0.01 || got > 5+held+0.01 {
 		t.Errorf("planned %.3fs, want 5s + %.3fs held", got, held)
+	}
+}
+
+// In a gated game day, removing a scripted fault cancels what is to come of
+// it: a repeated fault does not come back, and one removed before its
+// start never starts (it used to answer 404 and start anyway).
+func TestGatedRemoveCancelsScriptedFaults(t *testing.T) {
+	extra := `phases:
+  - {name: check, start: 1s, gate: manual, max_hold: 1m}
+faults:
+  - {name: flap, kind: error, target: api, start: 2s, duration: 500ms, repeat: {every: 1s, times: 3}, params: {status: 503}}
+  - {name: later, kind: latency, target: api, start: 4s, duration: 500ms, params: {delay: 20ms}}
+`
+	lr := startLive(t, scenario("    - {duration: 5s, rate: 50/s}", extra))
+	lr.waitState("gated")
+	if _, err := lr.c.RemoveFault(context.Background(), "later"); err != nil {
+		t.Fatalf("removing a scripted fault before its start: %v", err)
+	}
+	if _, err := lr.c.RemoveFault(context.Background(), "nothing"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("removing a fault that is nowhere: %v", err)
+	}
+	d, err := lr.c.NextPhase(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flap's first occurrence starts 1 s after the gate; remove it while on.
+	active := func() bool {
+		st, err := lr.c.Status(context.Background())
+		return err == nil && slices.ContainsFunc(st.Faults, func(f gameday.FaultStatus) bool { return f.Name == "flap" })
+	}
+	for deadline := time.Now().Add(10 * time.Second); !active() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := lr.c.RemoveFault(context.Background(), "flap"); err != nil {
+		t.Fatalf("removing flap while on: %v", err)
+	}
+	lr.wait()
+	evs := events(t, lr.dir)
+	if n := len(find(evs, "fault.start", "flap")); n != 1 {
+		t.Errorf("flap started %d times after the gate opened at %.2fs; removed during the first, it must not come back", n, d.T)
+	}
+	if n := len(find(evs, "fault.start", "later")); n != 0 {
+		t.Errorf("later started %d times although removed before its start", n)
 	}
 }
 

@@ -86,6 +86,8 @@ type Script struct {
 	stopAt   time.Duration // when, on the run's clock
 	halted   bool          // scripted faults were halted: skip the rest
 	finished bool
+	next     int             // steps[:next] have run
+	removed  map[string]bool // scripted faults removed by hand: their occurrences to come are skipped
 	runCtx   context.Context
 }
 
@@ -383,7 +385,7 @@ func (s *Script) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 loop:
-	for _, st := range s.steps {
+	for i, st := range s.steps {
 		s.mu.Lock()
 		due := st.at + s.shift
 		s.mu.Unlock()
@@ -408,6 +410,9 @@ loop:
 		case stepFaultStart, stepFaultStop:
 			s.fault(st)
 		}
+		s.mu.Lock()
+		s.next = i + 1
+		s.mu.Unlock()
 	}
 	s.wg.Wait()
 	s.mu.Lock()
@@ -532,12 +537,32 @@ func (s *Script) hold(ctx context.Context, k int, closed time.Duration) {
 	}
 }
 
+// Remove marks a scripted fault of a gated plan as removed by hand, so
+// that its occurrences to come do not start (a gated plan's scripted faults
+// are steps of the script, not entries of the timeline, which cancels its
+// own). It reports whether any occurrence was still to come.
+func (s *Script) Remove(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := false
+	for _, st := range s.steps[s.next:] {
+		pending = pending || st.kind == stepFaultStart && st.entry.Name == name
+	}
+	if pending {
+		if s.removed == nil {
+			s.removed = map[string]bool{}
+		}
+		s.removed[name] = true
+	}
+	return pending
+}
+
 // fault runs one scripted fault step of a gated plan.
 func (s *Script) fault(st step) {
 	s.mu.Lock()
-	halted := s.halted
+	skip := s.halted || st.kind == stepFaultStart && s.removed[st.entry.Name]
 	s.mu.Unlock()
-	if halted {
+	if skip {
 		return
 	}
 	var err error

@@ -396,7 +396,11 @@ func (s *Session) RemoveFault(who, name string) error {
 	je := Entry{T: s.clock.Now().Seconds(), Wall: time.Now(), Who: who, Action: ActFaultRm, Fault: name}
 	err := s.checkRunning()
 	if err == nil {
+		cancelled := s.script != nil && s.script.Remove(name)
 		err = s.tl.Stop(name)
+		if cancelled && (errors.Is(err, faults.ErrUnknownFault) || errors.Is(err, faults.ErrNotActive)) {
+			err = nil // not on now, and what was to come is cancelled
+		}
 		switch {
 		case errors.Is(err, faults.ErrUnknownFault):
 			err = refuse(404, err)
