@@ -183,7 +183,7 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 			body = w.r.body
 		}
 		if err := w.dyn.Rebuild(t.request(i, string(w.r.path), w.r.header, body)); err != nil {
-			s.Cause = cause.TransportError
+			s.Cause = cause.RequestError
 			return
 		}
 		p = &w.dyn

@@ -173,7 +173,7 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 		req, err = t.build(t.set.reqs[i].method, string(r.path), r.header, body)
 		t.bufs.Put(r)
 		if err != nil {
-			s.Cause = cause.TransportError
+			s.Cause = cause.RequestError
 			return
 		}
 		req = req.WithContext(ctx)

@@ -288,3 +288,33 @@ func TestHostHeader(t *testing.T) {
 		}
 	}
 }
+
+// A templated request the client refuses once rendered is a request_error
+// (never sent), not a transport error of the target's, on both clients.
+func TestRequestErrorCause(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
+	defer srv.Close()
+	reqs := []Request{{Path: "/a\x01/{{seq}}"}} // a control character: no client sends it
+	for _, nethttp := range []bool{false, true} {
+		cfg := Config{Target: srv.URL, KeepAlive: true, Requests: reqs, NetHTTP: nethttp}
+		var tr Transport
+		var err error
+		if nethttp {
+			tr, err = NewHTTPTransport(cfg)
+		} else {
+			tr, err = NewH1Transport(cfg)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s Sample
+		tr.RoundTrip(context.Background(), 0, &s)
+		if s.Cause != cause.RequestError {
+			t.Errorf("net/http %v: cause %v, want request_error", nethttp, s.Cause)
+		}
+	}
+	if got.Load() != 0 {
+		t.Errorf("the server got %d requests", got.Load())
+	}
+}

@@ -30,6 +30,7 @@ const (
 	ConnectFailure // the client could not connect to its target
 	Reset          // the client's connection was reset or closed mid-request
 	TransportError // any other client-side transport error
+	RequestError   // not sent: its template rendered a path or header the client refuses (from a data file, say)
 	Dropped        // never sent: the in-flight cap was reached at its send time
 	Aborted        // cut short because the run was interrupted (not the target's fault)
 
@@ -89,6 +90,7 @@ var infos = [numCauses]info{
 	ConnectFailure:         {"connect_failure", LayerClient, 0},
 	Reset:                  {"reset", LayerClient, 0},
 	TransportError:         {"transport_error", LayerClient, 0},
+	RequestError:           {"request_error", LayerClient, 0},
 	Dropped:                {"dropped", LayerClient, 0},
 	Aborted:                {"aborted", LayerClient, 0},
 	NoRoute:                {"no_route", LayerGateway, http.StatusNotFound},

@@ -419,6 +419,8 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		for k, v := range r.Headers {
 			if why := reservedHeader(k); why != "" {
 				c.errorf(p+".headers."+k, "header %s %s", k, why)
+			} else if strings.IndexFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) >= 0 {
+				c.errorf(p+".headers."+k, "header %s: the value has a control character (a line break?); no client sends it", k)
 			}
 			h.Set(k, v)
 		}
@@ -474,9 +476,6 @@ func checkPath(path string) error {
 	}
 	if _, err := url.ParseRequestURI(path); err != nil {
 		return fmt.Errorf("path %q is not a valid request target: %v", path, errors.Unwrap(err))
-	}
-	if strings.ContainsAny(path, " \t") {
-		return fmt.Errorf("path %q has a space: write it as %%20", path)
 	}
 	return nil
 }
