@@ -54,7 +54,7 @@ func (rc *Recovery) baseline(in *Input, ivs []interval) (band, string, bool) {
 			return band{}, fmt.Sprintf("baseline phase %q was not recorded", rc.Baseline), false
 		}
 		st = p.Stats
-		label = fmt.Sprintf("phase %s [%.1fs, %.1fs)", rc.Baseline, float64(p.Summary.Start), float64(p.Summary.End))
+		label = phaseLabel(rc.Baseline, p.Summary)
 	} else {
 		onset, ev, ok := rc.Onset.Resolve(in)
 		if !ok {

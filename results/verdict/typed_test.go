@@ -284,3 +284,18 @@ func TestBlockedExcusesCallsAdmittedBeforeOpening(t *testing.T) {
 		}
 	}
 }
+
+func TestPhaseLabel(t *testing.T) {
+	for _, tc := range []struct {
+		start, end results.Seconds
+		want       string
+	}{
+		{0, 12, "phase run [0.0s, 12.0s)"},
+		{0, 0.011, "phase run [0.000s, 0.011s)"},
+		{9, 9.0046, "phase run [9.000s, 9.005s)"},
+	} {
+		if got := phaseLabel("run", results.PhaseSummary{Start: tc.start, End: tc.end}); got != tc.want {
+			t.Errorf("[%v, %v): %q, want %q", tc.start, tc.end, got, tc.want)
+		}
+	}
+}

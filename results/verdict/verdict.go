@@ -396,7 +396,7 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 	}
 	sum := p.Summary
 	sp := span{st: p.Stats, from: sum.Start.D(), to: sum.End.D(),
-		label:    fmt.Sprintf("phase %s [%.1fs, %.1fs)", phase, float64(sum.Start), float64(sum.End)),
+		label:    phaseLabel(phase, sum),
 		achieved: sum.Stats.AchievedRate, targetRate: sum.Stats.TargetRate}
 	v, ev, facts, ok := t.measure(in, sp)
 	r.Evidence, r.Facts = ev, facts
@@ -630,6 +630,16 @@ func topCauses(st *results.Stats) string {
 		parts = append(parts, fmt.Sprintf("%s %d", x.c, x.n))
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// phaseLabel names a phase and its window, to a tenth of a second, or to
+// the millisecond for a window shorter than a second (a run of 300
+// requests read "[0.0s, 0.0s)").
+func phaseLabel(name string, p results.PhaseSummary) string {
+	if p.End-p.Start < 1 {
+		return fmt.Sprintf("phase %s [%.3fs, %.3fs)", name, float64(p.Start), float64(p.End))
+	}
+	return fmt.Sprintf("phase %s [%.1fs, %.1fs)", name, float64(p.Start), float64(p.End))
 }
 
 func phaseNames(in *Input) []string {
