@@ -103,6 +103,9 @@ type SLODelta struct {
 	A, B      *results.ObjectiveResult // nil when the run did not have it
 	Regressed bool                     // passed in A, fails in B
 	Fixed     bool                     // failed in A, passes in B
+	// Moved: its phase spans different windows in the two runs (a game
+	// day and its replay, say), so pass and fail are not compared.
+	Moved bool
 }
 
 // Compare measures run B against run A.
@@ -127,11 +130,12 @@ func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Com
 	for i := range b.Objectives {
 		bObj[b.Objectives[i].Name] = &b.Objectives[i]
 	}
+	moved := c.movedPhases(a, b)
 	seen := map[string]bool{}
 	for i := range a.Objectives {
 		oa := &a.Objectives[i]
-		d := SLODelta{Name: oa.Name, A: oa, B: bObj[oa.Name]}
-		if d.B != nil {
+		d := SLODelta{Name: oa.Name, A: oa, B: bObj[oa.Name], Moved: moved[oa.Phase]}
+		if d.B != nil && !d.Moved {
 			d.Regressed = oa.Pass && !d.B.Pass
 			d.Fixed = !oa.Pass && d.B.Pass
 		}
@@ -145,7 +149,7 @@ func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Com
 	}
 
 	// Whole run, then each phase both have, in A's order.
-	c.deltas("run", a.Run.Stats, b.Run.Stats)
+	c.deltas("run", a.Run.Stats, b.Run.Stats, true)
 	bPh := map[string]results.PhaseSummary{}
 	for _, p := range b.Phases {
 		bPh[p.Name] = p
@@ -154,7 +158,7 @@ func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Com
 	for _, p := range a.Phases {
 		aPh[p.Name] = true
 		if pb, ok := bPh[p.Name]; ok {
-			c.deltas(p.Name, p.Stats, pb.Stats)
+			c.deltas(p.Name, p.Stats, pb.Stats, !moved[p.Name])
 		} else {
 			c.OnlyA = append(c.OnlyA, p.Name)
 		}
@@ -171,7 +175,31 @@ func info(s *results.Summary, dir string) RunInfo {
 	return RunInfo{Dir: dir, Scenario: s.Scenario, PlanHash: s.PlanHash, Verdict: s.Verdict, Seed: s.Seed, Interrupted: s.Interrupted}
 }
 
-func (c *Comparison) deltas(scope string, a, b results.StatsSummary) {
+// movedPhases names the phases (other than the whole run) whose windows
+// differ between the runs by more than 50 ms, with a note for each: the
+// same name over different windows is not the same measurement (a game
+// day's scripted window against its replay's, cut where a person removed
+// the fault), so they are shown but not judged.
+func (c *Comparison) movedPhases(a, b *results.Summary) map[string]bool {
+	const slack = 0.05
+	bPh := map[string]results.PhaseSummary{}
+	for _, p := range b.Phases {
+		bPh[p.Name] = p
+	}
+	moved := map[string]bool{}
+	for _, pa := range a.Phases {
+		pb, ok := bPh[pa.Name]
+		if !ok || math.Abs(float64(pa.Start-pb.Start)) <= slack && math.Abs(float64(pa.End-pb.End)) <= slack {
+			continue
+		}
+		moved[pa.Name] = true
+		c.Notes = append(c.Notes, fmt.Sprintf("phase %s spans [%.2fs, %.2fs) in A and [%.2fs, %.2fs) in B: its deltas and objectives are shown, not judged",
+			pa.Name, float64(pa.Start), float64(pa.End), float64(pb.Start), float64(pb.End)))
+	}
+	return moved
+}
+
+func (c *Comparison) deltas(scope string, a, b results.StatsSummary, judge bool) {
 	vals := func(s results.StatsSummary) map[string]float64 {
 		return map[string]float64{
 			MetricP50: s.Latency.P50, MetricP90: s.Latency.P90, MetricP99: s.Latency.P99, MetricP999: s.Latency.P999,
@@ -180,7 +208,7 @@ func (c *Comparison) deltas(scope string, a, b results.StatsSummary) {
 	}
 	va, vb := vals(a), vals(b)
 	for _, m := range CompareMetrics {
-		d := Delta{Scope: scope, Metric: m, A: va[m], B: vb[m], Judged: slices.Contains(c.Judged, m),
+		d := Delta{Scope: scope, Metric: m, A: va[m], B: vb[m], Judged: judge && slices.Contains(c.Judged, m),
 			NoneA: nothingToMeasure(m, a), NoneB: nothingToMeasure(m, b)}
 		if d.Judged && !d.noRequests() {
 			d.Regressed = regressed(m, d.A, d.B, c.Threshold)
@@ -285,6 +313,8 @@ func sloMark(s SLODelta) string {
 		return "REGRESSION (now failing)"
 	case s.Fixed:
 		return "fixed (now passing)"
+	case s.Moved:
+		return "(phase window differs: not judged)"
 	case s.A == nil:
 		return "only in B"
 	case s.B == nil:

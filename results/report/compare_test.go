@@ -180,3 +180,36 @@ func TestCompareSideWithoutRequests(t *testing.T) {
 		t.Errorf("text:\n%s", out)
 	}
 }
+
+// A game day and its replay: the fault's phase is the scripted window in
+// one and the window the fault really ran in the other. The same name over
+// different windows is shown, not judged, and says why.
+func TestCompareMovedPhase(t *testing.T) {
+	st := stats(10, 20, 30, 40, 0, 100)
+	obj := results.ObjectiveResult{Name: "slow-api: p99 < 400ms", Phase: "slow-api", Value: 300, Measured: "300ms", Pass: true}
+	a := summary(st, map[string]results.StatsSummary{"fault": st}, obj)
+	a.Phases[0].Name, a.Phases[0].Start, a.Phases[0].End = "slow-api", 32.4, 42.4
+	worse := stats(10, 20, 500, 600, 0, 100)
+	failed := obj
+	failed.Value, failed.Measured, failed.Pass = 500, "500ms", false
+	b := summary(st, map[string]results.StatsSummary{"fault": worse}, failed)
+	b.Phases[0].Name, b.Phases[0].Start, b.Phases[0].End = "slow-api", 32.4, 35.5
+	c := Compare(a, b, "a", "b", CompareOptions{Threshold: 0.1})
+	if n := c.Regressions(); n != 0 {
+		t.Errorf("%d regressions over different windows", n)
+	}
+	if d := find(c, "slow-api", MetricP99); d.Judged || d.Regressed {
+		t.Errorf("p99 of the moved phase: %+v", d)
+	}
+	if len(c.SLOs) != 1 || !c.SLOs[0].Moved || c.SLOs[0].Regressed {
+		t.Errorf("objective: %+v", c.SLOs)
+	}
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "phase slow-api spans [32.40s, 42.40s) in A and [32.40s, 35.50s) in B") {
+		t.Errorf("notes: %v", c.Notes)
+	}
+	// Within 50 ms it is the same window, judged.
+	b.Phases[0].End = 42.43
+	if c := Compare(a, b, "a", "b", CompareOptions{Threshold: 0.1}); c.Regressions() != 2 {
+		t.Errorf("same window: %d regressions, want 2 (p99 and the objective)", c.Regressions())
+	}
+}
