@@ -129,18 +129,18 @@ var propagations = []string{PropagateRequestID, PropagateForwardedFor, Propagate
 // Timeouts of a route. Zero values take the defaults above.
 type Timeouts struct {
 	// Connect bounds establishing a connection to a replica.
-	Connect units.Duration `yaml:"connect,omitempty" json:"connect,omitempty"`
+	Connect units.Duration `yaml:"connect,omitempty" json:"connect,omitempty" zero:"default"`
 	// ResponseHeader bounds the wait for the replica's response headers after
 	// the request was sent, per attempt: the "read timeout" that most
 	// gateways expose. Default: the total.
-	ResponseHeader units.Duration `yaml:"response_header,omitempty" json:"response_header,omitempty"`
+	ResponseHeader units.Duration `yaml:"response_header,omitempty" json:"response_header,omitempty" zero:"default"`
 	// Idle bounds the wait between two reads of the response body once
 	// its headers were forwarded; the client connection is then cut (the
 	// status was already sent). Zero: only the total bounds the body.
 	Idle units.Duration `yaml:"idle,omitempty" json:"idle,omitempty"`
 	// Total bounds the whole exchange, every attempt, backoff and the body
 	// included.
-	Total units.Duration `yaml:"total,omitempty" json:"total,omitempty"`
+	Total units.Duration `yaml:"total,omitempty" json:"total,omitempty" zero:"default"`
 	// PerTry bounds each attempt until its response headers. It must be
 	// shorter than the total (Envoy silently ignores a per-try timeout
 	// that is not; cascade refuses it). Zero: none.

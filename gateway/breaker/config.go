@@ -23,30 +23,30 @@ type Config struct {
 	SlidingWindowType string `yaml:"sliding_window_type"`
 	// SlidingWindowSize is the number of calls a count-based window keeps.
 	// Default 100.
-	SlidingWindowSize int `yaml:"sliding_window_size"`
+	SlidingWindowSize int `yaml:"sliding_window_size" zero:"default"`
 	// SlidingWindowDuration is the span a time-based window covers. Default
 	// 100s (Resilience4j's default window size of 100, read as seconds).
-	SlidingWindowDuration units.Duration `yaml:"sliding_window_duration"`
+	SlidingWindowDuration units.Duration `yaml:"sliding_window_duration" zero:"default"`
 	// MinimumCalls is how many calls the window must hold before a rate is
 	// computed at all. Default 100. For a count-based window it is capped at
 	// the window size, as Resilience4j does: otherwise the breaker could
 	// never open.
-	MinimumCalls int `yaml:"minimum_calls"`
+	MinimumCalls int `yaml:"minimum_calls" zero:"default"`
 	// FailureRateThreshold opens the breaker when the failure rate is equal
 	// or greater. Default 50%.
-	FailureRateThreshold units.Percent `yaml:"failure_rate_threshold"`
+	FailureRateThreshold units.Percent `yaml:"failure_rate_threshold" zero:"default"`
 	// SlowCallRateThreshold opens the breaker when the share of calls slower
 	// than SlowCallDuration is equal or greater. Default 100%.
-	SlowCallRateThreshold units.Percent `yaml:"slow_call_rate_threshold"`
+	SlowCallRateThreshold units.Percent `yaml:"slow_call_rate_threshold" zero:"default"`
 	// SlowCallDuration is the duration above which a call counts as slow.
 	// Default 60s.
-	SlowCallDuration units.Duration `yaml:"slow_call_duration"`
+	SlowCallDuration units.Duration `yaml:"slow_call_duration" zero:"default"`
 	// WaitDurationInOpen is how long the breaker rejects before it lets
 	// probes through. Default 60s.
-	WaitDurationInOpen units.Duration `yaml:"wait_duration_in_open"`
+	WaitDurationInOpen units.Duration `yaml:"wait_duration_in_open" zero:"default"`
 	// PermittedCallsInHalfOpen is the number of probes in half-open; their
 	// outcomes alone decide between closing and reopening. Default 10.
-	PermittedCallsInHalfOpen int `yaml:"permitted_calls_in_half_open"`
+	PermittedCallsInHalfOpen int `yaml:"permitted_calls_in_half_open" zero:"default"`
 	// MaxWaitInHalfOpen reopens the breaker when the probes have not all
 	// finished in time. Zero (the default) waits for them however long.
 	MaxWaitInHalfOpen units.Duration `yaml:"max_wait_in_half_open"`

@@ -45,18 +45,18 @@ const (
 // CacheConfig is a route's fallback cache as a scenario writes it.
 type CacheConfig struct {
 	// TTL is how long an entry is fresh. Default 10s.
-	TTL units.Duration `yaml:"ttl"`
+	TTL units.Duration `yaml:"ttl" zero:"default"`
 	// StaleIfError is how long after it went stale an entry may still answer
 	// for a failed upstream. Default 60s.
-	StaleIfError units.Duration `yaml:"stale_if_error"`
+	StaleIfError units.Duration `yaml:"stale_if_error" zero:"default"`
 	// MaxEntries bounds the number of entries. Default 1000.
-	MaxEntries int `yaml:"max_entries"`
+	MaxEntries int `yaml:"max_entries" zero:"default"`
 	// MaxBytes bounds the entries' total size (bodies and headers). Default
 	// 32MiB.
-	MaxBytes units.Size `yaml:"max_bytes"`
+	MaxBytes units.Size `yaml:"max_bytes" zero:"default"`
 	// MaxEntrySize is the largest response kept; larger ones pass through
 	// uncached. Default 1MiB, and never above max_bytes.
-	MaxEntrySize units.Size `yaml:"max_entry_size"`
+	MaxEntrySize units.Size `yaml:"max_entry_size" zero:"default"`
 	// ServeFresh answers requests from fresh entries without asking the
 	// upstream, as nginx's proxy_cache does. Default false: the cache only
 	// answers for failures, because cascade exists to watch how the

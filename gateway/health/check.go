@@ -35,19 +35,19 @@ import (
 // Config is an upstream's active health check as a scenario writes it.
 type Config struct {
 	// Interval between two checks of an endpoint. Default 5s.
-	Interval units.Duration `yaml:"interval"`
+	Interval units.Duration `yaml:"interval" zero:"default"`
 	// Timeout of one check. Default 1s; at most the interval.
-	Timeout units.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout" zero:"default"`
 	// Path requested with GET. Default "/": every server answers it. A
 	// status in 200..299 passes (Envoy accepts 200 only; a health endpoint
 	// answering 204 is common enough that refusing it would surprise).
 	Path string `yaml:"path"`
 	// HealthyThreshold is the number of passing checks in a row that marks
 	// an unhealthy endpoint healthy. Default 2.
-	HealthyThreshold int `yaml:"healthy_threshold"`
+	HealthyThreshold int `yaml:"healthy_threshold" zero:"default"`
 	// UnhealthyThreshold is the number of failing checks in a row that marks
 	// a healthy endpoint unhealthy. Default 3.
-	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	UnhealthyThreshold int `yaml:"unhealthy_threshold" zero:"default"`
 }
 
 // Defaults.

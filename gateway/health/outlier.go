@@ -17,23 +17,23 @@ import (
 type OutlierConfig struct {
 	// Consecutive5xx ejects an endpoint after this many 5xx answers or local
 	// failures (connect failure, reset, timeout) in a row. Default 5.
-	Consecutive5xx int `yaml:"consecutive_5xx"`
+	Consecutive5xx int `yaml:"consecutive_5xx" zero:"default"`
 	// ConsecutiveGatewayFailure ejects after this many 502/503/504 answers or
 	// local failures in a row. Zero (the default) turns it off, which is
 	// what Envoy's default enforcement (0%) amounts to.
 	ConsecutiveGatewayFailure int `yaml:"consecutive_gateway_failure"`
 	// BaseEjectionTime is multiplied by the number of times the endpoint has
 	// been ejected. Default 30s.
-	BaseEjectionTime units.Duration `yaml:"base_ejection_time"`
+	BaseEjectionTime units.Duration `yaml:"base_ejection_time" zero:"default"`
 	// MaxEjectionTime caps one ejection. Default 300s.
-	MaxEjectionTime units.Duration `yaml:"max_ejection_time"`
+	MaxEjectionTime units.Duration `yaml:"max_ejection_time" zero:"default"`
 	// MaxEjectionPercent caps the share of endpoints ejected at once; one
 	// endpoint may always be ejected, as in Envoy. Default 10%.
-	MaxEjectionPercent units.Percent `yaml:"max_ejection_percent"`
+	MaxEjectionPercent units.Percent `yaml:"max_ejection_percent" zero:"default"`
 	// Interval is the period after which a healthy endpoint's ejection
 	// multiplier drops by one, so an endpoint that recovered is not punished
 	// forever for old ejections. Default 10s (Envoy's sweep interval).
-	Interval units.Duration `yaml:"interval"`
+	Interval units.Duration `yaml:"interval" zero:"default"`
 }
 
 // Envoy's defaults.

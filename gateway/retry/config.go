@@ -37,27 +37,27 @@ type Config struct {
 	RetryOn []string `yaml:"retry_on"`
 	// MaxAttempts counts every attempt, the first included. Default 2 (Envoy's
 	// num_retries default of 1). 1 turns retries off.
-	MaxAttempts int `yaml:"max_attempts"`
+	MaxAttempts int `yaml:"max_attempts" zero:"default"`
 	// PerTryTimeout bounds each attempt. Zero (the default) lets each attempt
 	// run until the route's total timeout. It must be shorter than the total
 	// timeout (see ValidateTotal).
 	PerTryTimeout units.Duration `yaml:"per_try_timeout"`
 	// BackoffBase is the base of the exponential backoff. Default 25ms.
-	BackoffBase units.Duration `yaml:"backoff_base"`
+	BackoffBase units.Duration `yaml:"backoff_base" zero:"default"`
 	// BackoffMax caps one backoff. Default 10 × backoff_base.
-	BackoffMax units.Duration `yaml:"backoff_max"`
+	BackoffMax units.Duration `yaml:"backoff_max" zero:"default"`
 	// BudgetPercent caps the retries in flight at this share of the
 	// upstream's active requests. Default 20%.
-	BudgetPercent units.Percent `yaml:"budget_percent"`
+	BudgetPercent units.Percent `yaml:"budget_percent" zero:"default"`
 	// MinRetryConcurrency is a floor under the budget, so an upstream with
 	// little traffic can still retry. Default 3.
-	MinRetryConcurrency int `yaml:"min_retry_concurrency"`
+	MinRetryConcurrency int `yaml:"min_retry_concurrency" zero:"default"`
 	// RetryNonIdempotent allows retrying POST and PATCH after they were sent.
 	// Default false: a retried POST may act twice (caddy#1229).
 	RetryNonIdempotent bool `yaml:"retry_non_idempotent"`
 	// MaxReplayBody is the largest request body kept in memory to be sent
 	// again; a larger body is streamed once and never retried. Default 64KiB.
-	MaxReplayBody units.Size `yaml:"max_replay_body"`
+	MaxReplayBody units.Size `yaml:"max_replay_body" zero:"default"`
 }
 
 // Defaults.

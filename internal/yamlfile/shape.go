@@ -86,6 +86,9 @@ func shape(node ast.Node, t reflect.Type) *Error {
 				if !ok {
 					continue // the decoder names the unknown field
 				}
+				if f.Tag.Get("zero") == "default" && zeroLiteral(mv.Value) {
+					return NodeError(mv.Value, "0 stands for the default here: leave %s out for the default, or give a value above 0", keyText(mv.Key))
+				}
 				elem = f.Type
 			}
 			if e := shape(mv.Value, elem); e != nil {
@@ -104,6 +107,27 @@ var (
 func decodesItself(t reflect.Type) bool {
 	return t.Kind() == reflect.Interface || t == durationType ||
 		t.Implements(nodeUnmarshaler) || reflect.PointerTo(t).Implements(nodeUnmarshaler)
+}
+
+// zeroLiteral reports whether a node writes zero: 0, 0.0, or a zero with a
+// unit (0s, 0ms, 0%, 0KiB). A field tagged zero:"default" reads a zero as
+// "not given" and puts its default in: written out, the user meant
+// something else (Envoy reads a zero timeout as none), and got the default
+// without a word (wait_duration_in_open: 0s kept a breaker open 60 s).
+func zeroLiteral(n ast.Node) bool {
+	switch v := unwrap(n).(type) {
+	case *ast.IntegerNode:
+		return v.Value == int64(0) || v.Value == uint64(0)
+	case *ast.FloatNode:
+		return v.Value == 0
+	case *ast.StringNode:
+		num := strings.TrimRightFunc(strings.TrimSpace(v.Value), func(r rune) bool {
+			return r == '%' || r == 'µ' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		})
+		f, err := strconv.ParseFloat(num, 64)
+		return err == nil && f == 0
+	}
+	return false
 }
 
 // unwrap looks through tags (!!int) and anchors (&a) to the value.

@@ -19,6 +19,12 @@ type shapeInner struct {
 	Weight int `yaml:"weight"`
 }
 
+type shapeTimeouts struct {
+	Total selfDecoding `yaml:"total" zero:"default"`
+	Tries int          `yaml:"tries" zero:"default"`
+	Slack int          `yaml:"slack"`
+}
+
 type ShapeBase struct {
 	Replicas uint8 `yaml:"replicas"`
 }
@@ -35,6 +41,7 @@ type shapeFile struct {
 	Rate      selfDecoding          `yaml:"rate"`
 	Tags      map[string]shapeInner `yaml:"tags"`
 	Untagged  int
+	Timeouts  shapeTimeouts `yaml:"timeouts"`
 	ShapeBase `yaml:",inline"`
 }
 
@@ -56,6 +63,11 @@ func TestDecodeShape(t *testing.T) {
 		{"byte-order mark", "\xef\xbb\xbfname: a\n", ""},
 		{"untagged field by its lower-cased name", "untagged: 2\n", ""},
 
+		{"zero where 0 is not the default", "timeouts: {slack: 0, total: 5s, tries: 2}\n", ""},
+		{"zero duration standing for the default", "timeouts: {total: 0s}\n",
+			"f.yaml:1:19: timeouts.total: 0 stands for the default here: leave total out for the default, or give a value above 0"},
+		{"zero count standing for the default", "timeouts: {tries: 0}\n",
+			"f.yaml:1:19: timeouts.tries: 0 stands for the default here: leave tries out for the default, or give a value above 0"},
 		{"null key empties its mapping", "inner: {weight: 1, ~: x}\n",
 			"f.yaml:1:20: inner.~: expected a field name as the key, got null"},
 		{"null key at the top", "name: a\n~: 1\n",

@@ -97,6 +97,7 @@ func TestBadScenarios(t *testing.T) {
 		{"bad escape in the path", replace("  - {path: /}", "  - {path: /%zz}"), 16, 14, "load.requests[0].path", `invalid URL escape "%zz"`},
 		{"body from a device", replace("  - {path: /}", "  - {path: /, method: POST, body_file: /dev/zero}"), 16, 42, "load.requests[0].body_file", "not a regular file"},
 		{"credentials in the external URL", replace("  routes:", "  external: http://u:p@127.0.0.1:8080\n  routes:"), 7, 13, "gateway.external", "credentials in the URL are not sent"},
+		{"a zero that would be the default", replace("total: 2s}", "total: 0s}"), 10, 62, "gateway.routes[0].timeouts.total", "0 stands for the default here"},
 		{"one listen address twice", replace("    replicas: 2", "    listen: [127.0.0.1:19001, 127.0.0.1:19001]"), 4, 31, "upstreams[0].listen[1]", "already used by upstreams[0].listen[0]"},
 	}
 	for _, tc := range cases {
