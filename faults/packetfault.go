@@ -50,7 +50,9 @@ var fieldPrefix = regexp.MustCompile(`^([a-z_]+(?:\.[a-z_]+)*): `)
 
 // Validate implements Spec.
 func (s *PacketSpec) Validate() error {
-	if s.Impairment.IsZero() {
+	imp := s.Impairment
+	imp.Filter = packet.Filter{} // a filter narrows an impairment; alone it does nothing
+	if imp.IsZero() {
 		return errors.New("give at least one impairment: loss, delay, jitter, duplicate, reorder, corrupt, bandwidth or syn_blackhole")
 	}
 	err := s.Impairment.Validate()
@@ -233,6 +235,12 @@ func (f *packetFault) NoEffect(EffectStats) string {
 	}
 	if f.spec.Filter.Port != 0 {
 		return fmt.Sprintf("%d packets crossed the link, but the impairment is filtered to port %d", e.ToUpstream.Packets+e.FromUpstream.Packets, f.spec.Filter.Port)
+	}
+	rest := f.spec.Impairment
+	rest.SYNBlackhole, rest.Filter = false, packet.Filter{}
+	if f.spec.SYNBlackhole && rest.IsZero() {
+		return fmt.Sprintf("%d packets crossed the link, but no new connection was opened while it was active (it drops SYNs only; connections opened before it go on)",
+			e.ToUpstream.Packets+e.FromUpstream.Packets)
 	}
 	return fmt.Sprintf("%d packets crossed the link and the random draws spared every one", e.ToUpstream.Packets+e.FromUpstream.Packets)
 }

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -33,5 +34,27 @@ func TestScaleImpairment(t *testing.T) {
 	}
 	if z := scaleImpairment(packet.Impairment{Loss: packet.Loss{Percent: 0.1}}, 0); !z.IsZero() {
 		t.Errorf("loss at 0%%: %+v", z)
+	}
+}
+
+// A fault that never took effect says why: a SYN blackhole alone acts on
+// new connections only, not on random draws.
+func TestPacketNoEffectReasons(t *testing.T) {
+	crossed := &PacketEffects{ToUpstream: PacketDirEffects{Packets: 40}, FromUpstream: PacketDirEffects{Packets: 38}}
+	for _, tc := range []struct {
+		imp  packet.Impairment
+		want string
+	}{
+		{packet.Impairment{SYNBlackhole: true}, "78 packets crossed the link, but no new connection was opened while it was active"},
+		{packet.Impairment{SYNBlackhole: true, Filter: packet.Filter{Port: 8080}}, "filtered to port 8080"},
+		{packet.Impairment{Loss: packet.Loss{Percent: units.Percent(0.01)}}, "the random draws spared every one"},
+	} {
+		f := &packetFault{spec: PacketSpec{Impairment: tc.imp}, final: crossed}
+		if got := f.NoEffect(EffectStats{}); !strings.Contains(got, tc.want) {
+			t.Errorf("%+v: %q, want %q", tc.imp, got, tc.want)
+		}
+	}
+	if err := (&PacketSpec{Impairment: packet.Impairment{Filter: packet.Filter{Port: 8080}}}).Validate(); err == nil {
+		t.Error("a filter alone was accepted: it impairs nothing")
 	}
 }

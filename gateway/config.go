@@ -340,6 +340,9 @@ func (r *Route) validateTimeouts(p string) []yamlfile.FieldError {
 	if t.ResponseHeader > t.Total {
 		add(p+".timeouts.response_header", "response_header %s is longer than total %s: it can never fire", t.ResponseHeader, t.Total)
 	}
+	if r.Timeouts.Connect != 0 && t.Connect > t.Total { // the default (5s) gives way to a shorter total
+		add(p+".timeouts.connect", "connect %s is longer than total %s: it can never fire", t.Connect, t.Total)
+	}
 	if r.Retries != nil && r.Retries.PerTryTimeout != 0 {
 		if r.Timeouts.PerTry != 0 {
 			add(p+".retries.per_try_timeout", "the per-try timeout is set twice: keep timeouts.per_try")

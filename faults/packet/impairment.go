@@ -143,6 +143,9 @@ func (l *Loss) UnmarshalYAML(node ast.Node) error {
 	if _, isMap := node.(*ast.MappingNode); !isMap {
 		var p units.Percent
 		if err := p.UnmarshalYAML(node); err != nil {
+			if strings.HasSuffix(strings.TrimSpace(node.String()), "%") {
+				return err // a percentage, out of range: its own message says so
+			}
 			return yamlfile.NodeError(node, "expected a percentage such as 5%% or a mapping {percent: 5%%} or {gemodel: {p: 1%%, r: 30%%}}")
 		}
 		*l = Loss{Percent: p}

@@ -84,6 +84,8 @@ func TestBadScenarios(t *testing.T) {
 		{"bad objective", replace("  - p99 < 1s", "  - p99 < 1"), 20, 5, "slo[0]", "p99 is a latency"},
 		{"unknown metric", replace("  - p99 < 1s", "  - q99 < 1s"), 20, 5, "slo[0]", `unknown metric "q99"`},
 		{"bad rate", replace("rate: 10/s", "rate: 10/y"), 14, 28, "load.stages[0].rate", "unit must be /s"},
+		{"connect longer than total", replace("{connect: 100ms,", "{connect: 3s,"), 10, 27, "gateway.routes[0].timeouts.connect", "connect 3s is longer than total 2s: it can never fire"},
+		{"packet loss past 100%", replace("kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 20ms}", "kind: packet, target: api, start: 1s, duration: 500ms, params: {loss: 150%}"), 18, 88, "faults[0].params.loss", `percentage "150%" is outside 0%..100%`},
 		{"header longer than total", replace("response_header: 1s", "response_header: 5s"), 10, 51, "gateway.routes[0].timeouts.response_header", "longer than total"},
 		{"non-loopback external", replace("  routes:", "  external: http://203.0.113.9:80\n  routes:"), 7, 13, "gateway.external", "not a loopback address"},
 		{"syntax error", replace("  - {path: /}", "  - {path: /"), 17, 1, "", "must be specified"},
