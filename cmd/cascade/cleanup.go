@@ -18,8 +18,9 @@ func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `A run removes everything it starts when it ends, fails or is interrupted. A run that
 was killed (SIGKILL, a second Ctrl-C, a crash) cannot: cleanup removes its leftovers,
 found by the labels and name prefixes cascade gives them: containers labelled
-cascade.managed (or only one run's, with --run). Do not run it while a run is in
-progress: without --run it removes that run's containers too.`,
+cascade.managed, and the packet layer's network namespaces (named cz<run hash>...), or
+only one run's with --run. Do not run it while a run is in progress: without --run
+it removes that run's containers and namespaces too.`,
 		Example: `  cascade cleanup
   cascade cleanup --run quickstart-20261122-101500-4242
   cascade cleanup --images   # also the images cascade built`,
