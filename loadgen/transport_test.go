@@ -264,17 +264,7 @@ func TestHostHeader(t *testing.T) {
 		{Path: "/{{seq}}", Header: http.Header{"Host": {"v{{seq}}.example.test"}, "X-A": {"1"}}},
 	}
 	for _, nethttp := range []bool{false, true} {
-		cfg := Config{Target: srv.URL, KeepAlive: true, Requests: reqs, NetHTTP: nethttp}
-		var tr Transport
-		var err error
-		if nethttp {
-			tr, err = NewHTTPTransport(cfg)
-		} else {
-			tr, err = NewH1Transport(cfg)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := clientTransport(t, Config{Target: srv.URL, KeepAlive: true, Requests: reqs}, nethttp)
 		for i := range reqs {
 			s := Sample{Seq: 7}
 			tr.RoundTrip(context.Background(), i, &s)
@@ -297,17 +287,7 @@ func TestRequestErrorCause(t *testing.T) {
 	defer srv.Close()
 	reqs := []Request{{Path: "/a\x01/{{seq}}"}} // a control character: no client sends it
 	for _, nethttp := range []bool{false, true} {
-		cfg := Config{Target: srv.URL, KeepAlive: true, Requests: reqs, NetHTTP: nethttp}
-		var tr Transport
-		var err error
-		if nethttp {
-			tr, err = NewHTTPTransport(cfg)
-		} else {
-			tr, err = NewH1Transport(cfg)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := clientTransport(t, Config{Target: srv.URL, KeepAlive: true, Requests: reqs}, nethttp)
 		var s Sample
 		tr.RoundTrip(context.Background(), 0, &s)
 		if s.Cause != cause.RequestError {
@@ -317,4 +297,22 @@ func TestRequestErrorCause(t *testing.T) {
 	if got.Load() != 0 {
 		t.Errorf("the server got %d requests", got.Load())
 	}
+}
+
+// clientTransport is the net/http client's transport or loadgen/h1's.
+func clientTransport(t *testing.T, cfg Config, nethttp bool) Transport {
+	t.Helper()
+	cfg.NetHTTP = nethttp
+	if nethttp {
+		tr, err := NewHTTPTransport(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tr, err := NewH1Transport(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
