@@ -54,6 +54,13 @@ func shape(node ast.Node, t reflect.Type) *Error {
 		}
 	case reflect.String:
 		if _, ok := node.(ast.ScalarNode); !ok {
+			if at, hint := colonHint(node); hint != "" {
+				e := NodeError(node, "expected a string, got a mapping%s", hint)
+				if tk := at.GetToken(); tk != nil && tk.Position != nil {
+					e.Line, e.Column = tk.Position.Line, tk.Position.Column
+				}
+				return e
+			}
 			return NodeError(node, "expected a string, got %s", describe(node))
 		}
 	case reflect.Slice, reflect.Array:
@@ -275,6 +282,25 @@ func intRange(t reflect.Type) (int64, uint64) {
 }
 
 // describe names a node's kind for a message, with the value when short.
+// colonHint explains the usual way a string becomes a mapping: an unquoted
+// text with a colon in it, such as a URL, inside [ ] or { }, which the YAML
+// parser splits at the colon into a key and a value. Quoting it keeps it
+// whole.
+// It returns the key's node, where the text starts, to point at.
+func colonHint(n ast.Node) (ast.Node, string) {
+	m, ok := mapping(n)
+	if !ok || len(m.Values) != 1 {
+		return nil, ""
+	}
+	k, kok := unwrap(m.Values[0].Key).(ast.ScalarNode)
+	v, vok := unwrap(m.Values[0].Value).(ast.ScalarNode)
+	if !kok || !vok || k == nil || v == nil {
+		return nil, ""
+	}
+	text := fmt.Sprint(k.GetValue()) + ":" + fmt.Sprint(v.GetValue())
+	return k, fmt.Sprintf(" (if you meant the text %q, put it in quotes)", text)
+}
+
 func describe(n ast.Node) string {
 	switch n.Type() {
 	case ast.MappingType, ast.MappingValueType:

@@ -41,6 +41,7 @@ type shapeFile struct {
 	Rate      selfDecoding          `yaml:"rate"`
 	Tags      map[string]shapeInner `yaml:"tags"`
 	Untagged  int
+	Names     []string      `yaml:"names"`
 	Timeouts  shapeTimeouts `yaml:"timeouts"`
 	ShapeBase `yaml:",inline"`
 }
@@ -88,6 +89,8 @@ func TestDecodeShape(t *testing.T) {
 			`f.yaml:2:15: tags.x.weight: expected a whole number, got the string "heavy"`},
 		{"list into a string", "name: [a, b]\n",
 			"f.yaml:1:7: name: expected a string, got a list"},
+		{"unquoted URL in a flow list in a flow mapping", "{names: [http://127.0.0.1:8080/x, b]}\n",
+			`f.yaml:1:10: names[0]: expected a string, got a mapping (if you meant the text "http://127.0.0.1:8080/x", put it in quotes)`},
 		{"string into a list", "items: p99 < 250ms\n",
 			`f.yaml:1:8: items: expected a list, got the string "p99 < 250ms"`},
 		{"list into a struct", "inner: [1]\n",
