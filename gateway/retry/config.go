@@ -159,8 +159,11 @@ func parseCondition(s string) (func(*conditions), error) {
 		return nil, fmt.Errorf("unknown retry condition %q: expected one of %s, or a status code such as 503",
 			s, strings.Join(conditionNames, ", "))
 	}
-	if code < 100 || code > 599 {
-		return nil, fmt.Errorf("status code %d is outside 100..599", code)
+	// Only an answer the gateway counts as failed can be retried: a 1xx,
+	// 2xx or 3xx goes to the client as it is, so a condition naming one
+	// would be accepted and never act.
+	if code < 400 || code > 599 {
+		return nil, fmt.Errorf("status code %d is not a failure: retry_on takes codes from 400 to 599", code)
 	}
 	return func(c *conditions) { c.setStatus(code) }, nil
 }

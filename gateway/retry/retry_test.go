@@ -276,6 +276,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{Config{RetryOn: []string{"5xx", "retriable-4xx"}}, "retry_on[1]"},
 		{Config{RetryOn: []string{"700"}}, "retry_on[0]"},
+		{Config{RetryOn: []string{"503", "200"}}, "retry_on[1]"},
+		{Config{RetryOn: []string{"302"}}, "retry_on[0]"},
 		{Config{MaxAttempts: -1}, "max_attempts"},
 		{Config{MaxAttempts: 1000}, "max_attempts"},
 		{Config{MinRetryConcurrency: -1}, "min_retry_concurrency"},
@@ -290,7 +292,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%+v: err = %v, want one naming %s", tt.cfg, err, tt.field)
 		}
 	}
-	if err := (Config{RetryOn: []string{"5xx", "gateway_error", "reset", "connect_failure", "503"}}).Validate(); err != nil {
+	if err := (Config{RetryOn: []string{"5xx", "gateway_error", "reset", "connect_failure", "503", "429", "400"}}).Validate(); err != nil {
 		t.Errorf("valid config: %v", err)
 	}
 	err := Config{RetryOn: []string{"bogus"}}.Validate()
