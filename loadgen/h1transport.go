@@ -160,6 +160,9 @@ func (t *H1Transport) RoundTrip(ctx context.Context, i int, s *Sample) {
 	t.spare.Put(w)
 }
 
+// FirstRequestError is the first templated request the client refused.
+func (t *H1Transport) FirstRequestError() *RequestError { return t.set.firstBad.Load() }
+
 // CloseIdle closes the shared pool's connections.
 func (t *H1Transport) CloseIdle() { t.pool.Close() }
 
@@ -183,6 +186,7 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 			body = w.r.body
 		}
 		if err := w.dyn.Rebuild(t.request(i, string(w.r.path), w.r.header, body)); err != nil {
+			t.set.refused(i, s.Seq, err)
 			s.Cause = cause.RequestError
 			return
 		}

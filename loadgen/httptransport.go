@@ -173,6 +173,7 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 		req, err = t.build(t.set.reqs[i].method, string(r.path), r.header, body)
 		t.bufs.Put(r)
 		if err != nil {
+			t.set.refused(i, s.Seq, err)
 			s.Cause = cause.RequestError
 			return
 		}
@@ -203,6 +204,9 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 }
 
 // CloseIdle releases pooled connections.
+// FirstRequestError is the first templated request the client refused.
+func (t *HTTPTransport) FirstRequestError() *RequestError { return t.set.firstBad.Load() }
+
 func (t *HTTPTransport) CloseIdle() { t.client.CloseIdleConnections() }
 
 // classify maps a client-side error to a cause. run is the run's context (its

@@ -273,6 +273,17 @@ func New(cfg Config, rec Recorder, clock *event.Clock, tr Transport) (*Generator
 	return g, nil
 }
 
+// FirstRequestError is the first request any executor could not build (see
+// RequestError), or nil.
+func (g *Generator) FirstRequestError() *RequestError {
+	for _, e := range g.execs {
+		if re := FirstRequestError(e.tr); re != nil {
+			return re
+		}
+	}
+	return nil
+}
+
 // endOf is when s's request ended: the transport's stamp, or now.
 func (g *Generator) endOf(s *Sample) time.Duration {
 	if s.end > 0 {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"sync/atomic"
 )
 
 // Request is one template of the request mix. Path, header values and body
@@ -20,6 +21,7 @@ type Request struct {
 
 // compiledRequest is a Request with its templates parsed.
 type compiledRequest struct {
+	name   string
 	method string
 	path   *Template
 	header []compiledHeader // sorted by name, so a rendering is repeatable
@@ -38,15 +40,58 @@ type requestSet struct {
 	reqs []compiledRequest
 	data []*Dataset
 	seed uint64
+	// firstBad is the first rendering the client refused. A sample has room
+	// for a cause, not a message, so the reason is kept here, once.
+	firstBad atomic.Pointer[RequestError]
+}
+
+// RequestError says why a templated request was not sent: what its
+// template rendered for one sequence number, and what the client refused.
+// The samples of every such request carry the cause request_error; this is
+// the first one's reason.
+type RequestError struct {
+	Request string // the template's name
+	Seq     uint64
+	Err     error
+}
+
+func (e *RequestError) Error() string {
+	return fmt.Sprintf("request %q (sequence number %d): %v", e.Request, e.Seq, e.Err)
+}
+
+// refused notes a rendering of request i that the client refused; the first
+// is kept.
+func (rs *requestSet) refused(i int, seq uint64, err error) {
+	if rs.firstBad.Load() == nil {
+		rs.firstBad.CompareAndSwap(nil, &RequestError{Request: rs.reqs[i].name, Seq: seq, Err: err})
+	}
+}
+
+// RequestErrorSource is a transport that keeps the first request it could
+// not build (every transport in this package is one).
+type RequestErrorSource interface {
+	FirstRequestError() *RequestError
+}
+
+// FirstRequestError is the first request tr could not build, or nil: tr's
+// own answer when it keeps one.
+func FirstRequestError(tr Transport) *RequestError {
+	if s, ok := tr.(RequestErrorSource); ok {
+		return s.FirstRequestError()
+	}
+	return nil
 }
 
 func compileRequests(reqs []Request, data []*Dataset, seed uint64) (*requestSet, error) {
 	rs := &requestSet{data: data, seed: seed}
 	for i, r := range reqs {
 		tp := &tparser{data: data}
-		c := compiledRequest{method: r.Method}
+		c := compiledRequest{name: r.Name, method: r.Method}
 		if c.method == "" {
 			c.method = http.MethodGet
+		}
+		if c.name == "" {
+			c.name = c.method + " " + r.Path
 		}
 		var err error
 		if c.path, err = tp.parse(r.Path); err != nil {

@@ -288,10 +288,21 @@ func TestRequestErrorCause(t *testing.T) {
 	reqs := []Request{{Path: "/a\x01/{{seq}}"}} // a control character: no client sends it
 	for _, nethttp := range []bool{false, true} {
 		tr := clientTransport(t, Config{Target: srv.URL, KeepAlive: true, Requests: reqs}, nethttp)
-		var s Sample
-		tr.RoundTrip(context.Background(), 0, &s)
-		if s.Cause != cause.RequestError {
-			t.Errorf("net/http %v: cause %v, want request_error", nethttp, s.Cause)
+		if re := FirstRequestError(tr); re != nil {
+			t.Errorf("net/http %v: a reason before any request: %v", nethttp, re)
+		}
+		for seq := uint64(7); seq < 9; seq++ {
+			s := Sample{Seq: seq}
+			tr.RoundTrip(context.Background(), 0, &s)
+			if s.Cause != cause.RequestError {
+				t.Errorf("net/http %v: cause %v, want request_error", nethttp, s.Cause)
+			}
+		}
+		// The reason is kept, once: the first request's, with what it
+		// rendered to and what the client said of it.
+		re := FirstRequestError(tr)
+		if re == nil || re.Seq != 7 || re.Request != "GET /a\x01/{{seq}}" || !strings.Contains(re.Error(), "/7") {
+			t.Errorf("net/http %v: first request error %v", nethttp, re)
 		}
 	}
 	if got.Load() != 0 {

@@ -226,6 +226,12 @@ func (s *Session) Progress() loadgen.Progress { return s.script.Progress() }
 // Pacer is the schedule as it ran.
 func (s *Session) Pacer() *loadgen.Pacer { return s.script.Pacer() }
 
+// FirstRequestError is the first request the session's load could not
+// build, or nil.
+func (s *Session) FirstRequestError() *loadgen.RequestError {
+	return loadgen.FirstRequestError(s.script.tr)
+}
+
 // Stopped says who stopped the run early ("" if no one did).
 func (s *Session) Stopped() string { return s.script.Stopped() }
 

@@ -90,6 +90,21 @@ func (d *directLoad) RoundTrip(ctx context.Context, req int, s *loadgen.Sample) 
 	ts[(d.next[i].Add(1)-1)%uint64(len(ts))].RoundTrip(ctx, 0, s)
 }
 
+// FirstRequestError is the first request either path could not build.
+func (d *directLoad) FirstRequestError() *loadgen.RequestError {
+	if re := loadgen.FirstRequestError(d.via); re != nil {
+		return re
+	}
+	for _, ts := range d.direct {
+		for _, t := range ts {
+			if re := loadgen.FirstRequestError(t); re != nil {
+				return re
+			}
+		}
+	}
+	return nil
+}
+
 // Record implements loadgen.Recorder.
 func (d *directLoad) Record(worker int, s *loadgen.Sample) {
 	if s.Request >= d.n {

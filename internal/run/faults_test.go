@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,39 @@ faults:
 	}
 	if posts.Fired != 0 || !strings.Contains(posts.Reason, "none matched") {
 		t.Errorf("posts: %+v", posts)
+	}
+}
+
+// A data file value the client refuses (a header value with a line break)
+// leaves those requests unsent as request_error, and the summary says why,
+// once, naming the template and the sequence number.
+func TestRequestErrorReasonInSummary(t *testing.T) {
+	data := t.TempDir() + "/tokens.csv"
+	if err := os.WriteFile(data, []byte("id,tok\n1,abc\n2,\"x\ny\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := runScenario(t, `name: request-error
+upstreams:
+  - {name: api, latency: 1ms}
+gateway:
+  routes: [{path: /, upstream: api}]
+load:
+  data: {d: "`+data+`"}
+  stages: [{duration: 1s, rate: 40/s}]
+  requests:
+    - {name: tok, path: "/x/{{d.id}}", headers: {X-Tok: "{{d.tok}}"}}
+`)
+	st := s.Run.Stats
+	if n := st.Causes["request_error"]; n == 0 || n == st.Sent {
+		t.Fatalf("request_error %d of %d sent: want some, not all", n, st.Sent)
+	}
+	var reason string
+	for _, w := range s.Warnings {
+		if strings.Contains(w, "request_error") {
+			reason = w
+		}
+	}
+	if !strings.Contains(reason, `request "tok" (sequence number 1)`) || !strings.Contains(reason, "X-Tok") {
+		t.Errorf("warnings %q: want the first refused request's reason", s.Warnings)
 	}
 }

@@ -353,6 +353,11 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	for _, w := range p.Warnings {
 		s.Warnings = append(s.Warnings, w.String())
 	}
+	if src, ok := gen.(loadgen.RequestErrorSource); ok {
+		if re := src.FirstRequestError(); re != nil {
+			s.Warnings = append(s.Warnings, "requests not sent (cause request_error); the first: "+re.Error())
+		}
+	}
 	ran := loadEnd(p, gen, elapsed, interrupted)
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
