@@ -443,8 +443,8 @@ func (c *Collector) PeekIntervals() []Interval {
 
 // PhaseStats merges the shards' stats for each phase, in the order given.
 func (c *Collector) PhaseStats() []*Stats {
-	out := make([]*Stats, len(c.phases))
-	for i := range c.phases {
+	out := make([]*Stats, c.phaseCount())
+	for i := range out {
 		m := newStats(true)
 		for _, sh := range c.shards {
 			sh.mu.Lock()
@@ -455,6 +455,15 @@ func (c *Collector) PhaseStats() []*Stats {
 		out[i] = m
 	}
 	return out
+}
+
+// phaseCount is how many phases there are: SetPhases may add some, under
+// every shard's lock.
+func (c *Collector) phaseCount() int {
+	sh := c.shards[0]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return len(c.phases)
 }
 
 // spare returns empty interval stats, reused when there are any.

@@ -826,6 +826,73 @@ slo:
 	}
 }
 
+// A game day's phases follow its faults as they ran: a scripted fault
+// removed early ends its phase then, a fault added by hand gets a phase,
+// and the gaps move with them. So the game day judges the windows its
+// exported replay compiles, and compare finds the same phases in both.
+func TestGameDayPhasesAreTheReplays(t *testing.T) {
+	extra := `faults:
+  - {name: slow, kind: latency, target: api, start: 1s, duration: 4s, params: {delay: 10ms}}
+slo:
+  - {phase: slow, objective: "p50 > 5ms"}
+`
+	lr := startLive(t, scenario("    - {duration: 6s, rate: 50/s}", extra))
+	ctx := context.Background()
+	waitFor(t, "the scripted fault", 10*time.Second, func() bool {
+		st, err := lr.c.Status(ctx)
+		return err == nil && st.T > 2
+	})
+	if _, err := lr.c.RemoveFault(ctx, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, err := lr.c.AddFault(ctx, "cli", []byte(`{name: by-hand, kind: latency, target: api, params: {delay: 15ms}, duration: 1s}`)); err != nil {
+		t.Fatal(err)
+	}
+	live := lr.wait().Summary
+
+	out, err := gameday.Export(lr.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.CompileBytes("replay.yaml", out, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := run.Run(context.Background(), p, run.Options{OutDir: filepath.Join(t.TempDir(), "replay"), Progress: run.ProgressOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows := func(s *results.Summary) map[string][2]time.Duration {
+		m := map[string][2]time.Duration{}
+		for _, ph := range s.Phases {
+			m[ph.Name] = [2]time.Duration{ph.Start.D(), ph.End.D()}
+		}
+		return m
+	}
+	lw, rw := windows(live), windows(o.Summary)
+	t.Logf("game day %v\nreplay   %v", lw, rw)
+	if len(lw) != len(rw) {
+		t.Fatalf("the game day has %d phases, its replay %d", len(lw), len(rw))
+	}
+	for name, w := range lw {
+		r, ok := rw[name]
+		if !ok {
+			t.Errorf("phase %s: not in the replay", name)
+			continue
+		}
+		if d := max((w[0] - r[0]).Abs(), (w[1] - r[1]).Abs()); d > 100*time.Millisecond {
+			t.Errorf("phase %s: game day %v, replay %v", name, w, r)
+		}
+	}
+	if w := lw["slow"]; w[1] > 3500*time.Millisecond {
+		t.Errorf("the removed fault's phase runs to %s, past its removal at about 2s", w[1])
+	}
+	if _, ok := lw["by-hand"]; !ok {
+		t.Error("the fault added by hand has no phase")
+	}
+}
+
 func sortWindows(ws [][2]time.Duration) {
 	for i := 1; i < len(ws); i++ {
 		for j := i; j > 0 && ws[j][0] < ws[j-1][0]; j-- {

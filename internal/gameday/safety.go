@@ -116,6 +116,9 @@ func (s *Session) halt(c *check, r results.ObjectiveResult) {
 		}
 	}
 	sort.Strings(removed)
+	for n := range names {
+		s.script.FaultEnded(n) // its phase ends now, as in the export
+	}
 	h := Halt{T: at, TS: at.Seconds(), Objective: c.Name, Window: c.Window.Seconds(), Measured: r.Measured, Bound: r.Bound,
 		Evidence: r.Evidence, Removed: removed, Stop: c.Stop}
 	s.mu.Lock()

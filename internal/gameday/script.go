@@ -20,6 +20,11 @@ import (
 // not opened.
 const never = time.Duration(math.MaxInt64)
 
+// Gone is the window of a phase the plan derived from its faults that the
+// faults as they ran no longer make (a gap renamed when a fault was cut
+// short): no sample falls in it and the summary leaves it out.
+const Gone = time.Duration(-1)
+
 // Errors of the live controls.
 var (
 	ErrNoGate   = errors.New("no gate is waiting")
@@ -89,6 +94,12 @@ type Script struct {
 	next     int             // steps[:next] have run
 	removed  map[string]bool // scripted faults removed by hand: their occurrences to come are skipped
 	runCtx   context.Context
+
+	// The faults as they ran, for the phases they derive (see asRan).
+	derived map[string]bool          // names of the phases derived from faults
+	extra   []string                 // derived phases the plan did not have, after its own
+	cut     map[string]time.Duration // scripted faults ended early: when (script time)
+	manual  []faults.Entry           // faults added by hand, on script time
 }
 
 type stepKind int
@@ -140,6 +151,10 @@ func NewScript(c ScriptConfig) (*Script, error) {
 	}
 	s := &Script{p: p, clock: c.Clock, sink: c.Sink, rec: c.Recorder, phases: c.Phases, tl: c.Timeline, tr: tr, cfg: cfg,
 		openCh: make(chan openReq, 1), stopCh: make(chan struct{}), cancels: map[*loadgen.Generator]context.CancelFunc{}}
+	s.derived = map[string]bool{}
+	for _, ph := range plan.DerivePhases(p.Timeline, p.Duration) {
+		s.derived[ph.Name] = true
+	}
 	if s.sink == nil {
 		s.sink = event.Discard
 	}
@@ -186,7 +201,7 @@ func (s *Script) Phases() []results.Phase {
 }
 
 func (s *Script) windowsLocked() []results.Phase {
-	out := append([]results.Phase(nil), s.p.Phases...)
+	out := s.asRanLocked()
 	gateIdx := map[string]int{}
 	for k, g := range s.p.Gates {
 		gateIdx[g.Name] = k
@@ -195,6 +210,9 @@ func (s *Script) windowsLocked() []results.Phase {
 		ph := &out[i]
 		if i == 0 { // the whole run
 			ph.End = s.mapLocked(ph.End, false)
+			continue
+		}
+		if ph.End == Gone {
 			continue
 		}
 		if k, ok := gateIdx[ph.Name]; ok {
@@ -211,6 +229,117 @@ func (s *Script) windowsLocked() []results.Phase {
 		ph.Start, ph.End = s.mapLocked(ph.Start, true), s.mapLocked(ph.End, false)
 	}
 	return out
+}
+
+// asRanLocked is the plan's phases on script time, those derived from the
+// fault timeline derived again from the faults as they ran: cut short by
+// hand or by a halt, and added by hand. That is the timeline the game day's
+// export writes, so its replay compiles the same phases and judges the same
+// windows; and a fault removed early no longer stretches its phase over
+// time it was off. Past windows do not move: faults change only from now
+// on. Phases the new timeline derives that the plan did not have come after
+// the plan's; those it no longer derives are Gone.
+func (s *Script) asRanLocked() []results.Phase {
+	out := append([]results.Phase(nil), s.p.Phases...)
+	if len(s.cut) == 0 && len(s.manual) == 0 {
+		return out
+	}
+	var tl []faults.Entry
+	for _, e := range s.p.Timeline {
+		if t, ok := s.cut[e.Name]; ok {
+			end, ran := endBefore(e, t)
+			if !ran {
+				continue // removed before it started: the export leaves it out
+			}
+			e.Every, e.Times, e.Duration = 0, 0, end-e.Start
+		}
+		tl = append(tl, e)
+	}
+	tl = append(tl, s.manual...)
+	for _, name := range s.extra {
+		out = append(out, results.Phase{Name: name})
+	}
+	at := map[string]int{}
+	for i, ph := range out {
+		if s.derived[ph.Name] {
+			at[ph.Name] = i
+			out[i].Start, out[i].End = Gone, Gone
+		}
+	}
+	for _, ph := range plan.DerivePhases(tl, s.p.Duration) {
+		i, ok := at[ph.Name]
+		if !ok {
+			s.derived[ph.Name] = true
+			s.extra = append(s.extra, ph.Name)
+			i = len(out)
+			out = append(out, ph)
+		}
+		out[i].Start, out[i].End = ph.Start, ph.End
+	}
+	return out
+}
+
+// endBefore is when e's last occurrence that began before t ended, cut at
+// t; ran is false when none began before t.
+func endBefore(e faults.Entry, t time.Duration) (end time.Duration, ran bool) {
+	for i := e.Occurrences() - 1; i >= 0; i-- {
+		on := e.Start + time.Duration(i)*e.Every
+		if on < t {
+			return min(on+e.Duration, t), true
+		}
+	}
+	return 0, false
+}
+
+// FaultAdded notes a fault added by hand now, for the phases.
+func (s *Script) FaultAdded(e faults.Entry) {
+	s.mu.Lock()
+	now := s.scriptTimeLocked()
+	e.Start = now
+	if e.Duration == 0 || e.End() > s.p.Duration {
+		e.Every, e.Times, e.Duration = 0, 0, max(s.p.Duration-now, 0)
+	}
+	for i := range s.manual {
+		if m := &s.manual[i]; m.Name == e.Name {
+			// Added again after a removal: one phase spans its
+			// occurrences, as the export's span phase does.
+			m.Duration = e.End() - m.Start
+			s.mu.Unlock()
+			_ = s.setPhases()
+			return
+		}
+	}
+	s.manual = append(s.manual, e)
+	s.mu.Unlock()
+	_ = s.setPhases()
+}
+
+// FaultEnded notes that a fault was removed now (by hand or by a halt),
+// its occurrences to come cancelled, for the phases.
+func (s *Script) FaultEnded(name string) {
+	s.mu.Lock()
+	now := s.scriptTimeLocked()
+	changed := false
+	for i := range s.manual {
+		if e := &s.manual[i]; e.Name == name && e.End() > now {
+			end, _ := endBefore(*e, now)
+			e.Every, e.Times, e.Duration = 0, 0, max(end-e.Start, time.Nanosecond)
+			changed = true
+		}
+	}
+	for _, e := range s.p.Timeline {
+		if _, done := s.cut[e.Name]; e.Name == name && !done && now < e.End() {
+			if s.cut == nil {
+				s.cut = map[string]time.Duration{}
+			}
+			s.cut[name] = now
+			changed = true
+		}
+	}
+	s.mu.Unlock()
+	if changed {
+		_ = s.setPhases()
+	}
 }
 
 // mapLocked places script time t on the run's clock. A start at a gate's
@@ -283,13 +412,16 @@ func (s *Script) NextGate() (plan.Gate, bool) {
 
 // ScriptTime is where the scenario's own clock stands.
 func (s *Script) ScriptTime() time.Duration {
-	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.scriptTimeLocked()
+}
+
+func (s *Script) scriptTimeLocked() time.Duration {
 	if s.closed != nil {
 		return s.closed.Gate.At
 	}
-	return max(now-s.shift, 0)
+	return max(s.clock.Now()-s.shift, 0)
 }
 
 // OpenGate opens the gate that is closed now, on behalf of who, and

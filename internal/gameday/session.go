@@ -319,6 +319,7 @@ func (s *Session) AddFault(who, source string, doc []byte) (faults.Entry, error)
 		s.mu.Lock()
 		s.manual[e.Name] = &manualFault{entry: e, who: who, added: now, spec: string(doc)}
 		s.mu.Unlock()
+		s.script.FaultAdded(e)
 	}
 	s.journal.Add(je)
 	s.sink.Emit(event.Event{T: s.clock.Now(), Source: "gameday", Type: "gameday.action", Target: je.Target,
@@ -418,6 +419,8 @@ func (s *Session) RemoveFault(who, name string) error {
 	}
 	if err != nil {
 		je.Error = err.Error()
+	} else {
+		s.script.FaultEnded(name)
 	}
 	s.journal.Add(je)
 	s.sink.Emit(event.Event{T: s.clock.Now(), Source: "gameday", Type: "gameday.action",

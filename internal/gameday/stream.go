@@ -178,7 +178,12 @@ func (s *Session) snapshot() Snapshot {
 	if snap.State == "waiting" {
 		now = 0
 	}
-	phases := s.script.Phases()
+	var phases []results.Phase
+	for _, ph := range s.script.Phases() {
+		if ph.End != Gone {
+			phases = append(phases, ph)
+		}
+	}
 	for _, ph := range phases {
 		pw := PhaseWindowOut{Name: ph.Name}
 		if ph.Start != never {

@@ -26,6 +26,7 @@ import (
 	"github.com/cascadehq/cascade/faults"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/gameday"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
@@ -361,6 +362,9 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	ran := loadEnd(p, gen, elapsed, interrupted)
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
+		if ph.End == gameday.Gone {
+			continue // a game day's faults as they ran do not make it
+		}
 		end := min(ph.End, max(ran, ph.Start))
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(end),

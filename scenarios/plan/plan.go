@@ -454,39 +454,10 @@ func (c *compiler) upstreamNames() []string {
 }
 
 // phases derives "before", one phase per fault, the gaps after each fault,
-// and "after", then adds the file's own phases.
+// and "after" (DerivePhases), then adds the file's own phases.
 func (c *compiler) phases() {
 	end := c.p.Duration
-	ps := []results.Phase{{Name: RunPhase, Start: 0, End: end}}
-	if len(c.p.Timeline) > 0 {
-		tl := append([]faults.Entry(nil), c.p.Timeline...)
-		sort.SliceStable(tl, func(i, j int) bool { return tl[i].Start < tl[j].Start })
-		if first := tl[0].Start; first > 0 {
-			ps = append(ps, results.Phase{Name: "before", Start: 0, End: first})
-		}
-		for _, e := range tl {
-			ps = append(ps, results.Phase{Name: e.Name, Start: e.Start, End: min(e.End(), end)})
-		}
-		// Gaps with no fault active, named after the fault that ended last.
-		var lastEnd time.Duration
-		lastName := ""
-		for i, e := range tl {
-			if min(e.End(), end) > lastEnd {
-				lastEnd, lastName = min(e.End(), end), e.Name
-			}
-			next := end
-			if i+1 < len(tl) {
-				next = tl[i+1].Start
-			}
-			if lastEnd < next {
-				name := "after-" + lastName
-				if next == end {
-					name = "after"
-				}
-				ps = append(ps, results.Phase{Name: name, Start: lastEnd, End: next})
-			}
-		}
-	}
+	ps := append([]results.Phase{{Name: RunPhase, Start: 0, End: end}}, DerivePhases(c.p.Timeline, end)...)
 	names := map[string]bool{}
 	for _, p := range ps {
 		names[p.Name] = true
@@ -549,4 +520,45 @@ func (c *compiler) lint() {
 			}
 		}
 	}
+}
+
+// DerivePhases are the phases a fault timeline makes of a load that ends at
+// end: "before" the first fault, one per fault (its name, from its start to
+// its last end), the gaps with no fault on, named "after-" the fault that
+// ended last, and "after" the last. A game day derives them again from the
+// faults as they ran, so that its phases are the ones its exported replay
+// compiles.
+func DerivePhases(timeline []faults.Entry, end time.Duration) []results.Phase {
+	if len(timeline) == 0 {
+		return nil
+	}
+	var ps []results.Phase
+	tl := append([]faults.Entry(nil), timeline...)
+	sort.SliceStable(tl, func(i, j int) bool { return tl[i].Start < tl[j].Start })
+	if first := tl[0].Start; first > 0 {
+		ps = append(ps, results.Phase{Name: "before", Start: 0, End: first})
+	}
+	for _, e := range tl {
+		ps = append(ps, results.Phase{Name: e.Name, Start: e.Start, End: min(e.End(), end)})
+	}
+	// Gaps with no fault active, named after the fault that ended last.
+	var lastEnd time.Duration
+	lastName := ""
+	for i, e := range tl {
+		if min(e.End(), end) > lastEnd {
+			lastEnd, lastName = min(e.End(), end), e.Name
+		}
+		next := end
+		if i+1 < len(tl) {
+			next = tl[i+1].Start
+		}
+		if lastEnd < next {
+			name := "after-" + lastName
+			if next == end {
+				name = "after"
+			}
+			ps = append(ps, results.Phase{Name: name, Start: lastEnd, End: next})
+		}
+	}
+	return ps
 }
