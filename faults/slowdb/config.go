@@ -64,6 +64,9 @@ type Config struct {
 	HistoryLimit int `yaml:"history_limit,omitempty" json:"history_limit,omitempty"`
 	// SampleInterval is how often the pool is sampled. Default 100ms.
 	SampleInterval units.Duration `yaml:"sample_interval,omitempty" json:"sample_interval,omitempty"`
+	// AllowRemote lets a postgres DSN name a host off loopback (the
+	// user's --allow-remote; never from the file).
+	AllowRemote bool `yaml:"-" json:"-"`
 }
 
 // Defaults for zero fields.

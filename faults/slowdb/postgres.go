@@ -40,6 +40,12 @@ func openPostgres(ctx context.Context, name string, cfg Config, onWait func(time
 	if err != nil {
 		return nil, &FieldError{Field: "dsn", Msg: err.Error()}
 	}
+	if !cfg.AllowRemote {
+		if err := CheckLocal(cfg.DSN); err != nil {
+			return nil, err
+		}
+		pcfg.ConnConfig.DialFunc = loopbackDial
+	}
 	b := &pgBackend{cfg: cfg}
 	b.g.onWait = onWait
 	pcfg.MaxConns = int32(cfg.PoolSize)

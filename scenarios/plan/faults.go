@@ -45,7 +45,12 @@ func (c *compiler) upstreamKinds() {
 			}
 			if err := db.Validate(cfg.Replicas); err != nil {
 				c.fieldErrors(p+".database", err)
+			} else if db.Driver == slowdb.Postgres && !db.Container && !c.opts.AllowRemote {
+				if err := slowdb.CheckLocal(db.DSN); err != nil {
+					c.fieldErrors(p+".database", err)
+				}
 			}
+			db.AllowRemote = c.opts.AllowRemote
 			cfg.Database = &db
 		default:
 			c.errorf(p+".kind", "unknown upstream kind %q (valid: http, database)", u.Kind)

@@ -260,3 +260,43 @@ func TestExamplesCompile(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
+
+// A postgres DSN is a target like any other: the upstream creates a schema
+// and drops tables where it connects, so every host it names, fallbacks and
+// the PGHOST a DSN without a host takes, must be on loopback.
+func TestDatabaseDSNStaysOnLoopback(t *testing.T) {
+	src := func(dsn string) []byte {
+		return []byte(`name: dsn
+upstreams:
+  - name: orders
+    kind: database
+    database: {driver: postgres, dsn: "` + dsn + `"}
+gateway:
+  routes: [{path: /, upstream: orders}]
+load:
+  stages: [{duration: 1s, rate: 5/s}]
+  requests: [{path: /orders/history}]
+`)
+	}
+	t.Setenv("PGHOST", "127.0.0.1")
+	for _, ok := range []string{"postgres://u@127.0.0.1:5432/db", "postgres://u@localhost/db", "host=/var/run/postgresql dbname=db",
+		"postgres://u@[::1]:5432/db", "postgres:///db?user=u"} {
+		if _, err := CompileBytes("x.yaml", src(ok), Options{}); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"postgres://u@203.0.113.1:5432/db", "host=127.0.0.1,203.0.113.2 port=1,5432 dbname=db",
+		"postgres://u@db.example.test/db"} {
+		_, err := CompileBytes("x.yaml", src(bad), Options{})
+		if err == nil || !strings.Contains(err.Error(), "x.yaml:5:") || !strings.Contains(err.Error(), "not a loopback address") {
+			t.Errorf("%s: err = %v, want a positioned loopback refusal", bad, err)
+		}
+		if _, err := CompileBytes("x.yaml", src(bad), Options{AllowRemote: true}); err != nil {
+			t.Errorf("%s with --allow-remote: %v", bad, err)
+		}
+	}
+	t.Setenv("PGHOST", "203.0.113.3")
+	if _, err := CompileBytes("x.yaml", src("postgres:///db?user=u"), Options{}); err == nil {
+		t.Error("a DSN without a host, with PGHOST off loopback, accepted")
+	}
+}
