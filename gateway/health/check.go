@@ -156,8 +156,16 @@ func NewChecker(cfg Config, set *balance.Balancer, opts ...Option) (*Checker, er
 		opt(&o)
 	}
 	if o.client == nil {
-		o.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil // a check goes to its endpoint, never through $HTTP_PROXY
+		o.client = &http.Client{Transport: tr}
 	}
+	// A check asks the endpoint itself: a redirect is its answer (a 3xx,
+	// which fails the check, as in Envoy), never a new destination, which
+	// could be off loopback.
+	cl := *o.client
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.client = &cl
 	return &Checker{cfg: cfg.withDefaults(), set: set, client: o.client,
 		em: emit.New(o.sink, o.clock, o.target), state: map[*balance.Endpoint]*checkState{}}, nil
 }

@@ -218,3 +218,28 @@ func TestCheckValidate(t *testing.T) {
 		t.Errorf("default timeout not capped at the interval: %v", d.Timeout)
 	}
 }
+
+// A check asks its endpoint and nothing else: a redirect fails the check
+// (as in Envoy) and is never followed, so a loopback endpoint cannot send
+// the checker to another host.
+func TestCheckDoesNotFollowRedirects(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/healthz", http.StatusFound)
+	}))
+	defer redirecting.Close()
+	ep := balance.NewEndpoint(strings.TrimPrefix(redirecting.URL, "http://"), 1)
+	c, mem := newChecker(t, Config{Path: "/healthz", UnhealthyThreshold: 1}, ep)
+	c.CheckAll(context.Background())
+	if ep.Healthy() {
+		t.Error("an endpoint answering 302 passed its check")
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect was followed: %d requests reached its target", n)
+	}
+	if evs := mem.Events(); len(evs) != 1 || evs[0].Attr("reason") != "status 302" {
+		t.Errorf("events = %v", evs)
+	}
+}

@@ -53,6 +53,9 @@ func FindRun(dir string) (string, error) {
 	var best string
 	var bestT time.Time
 	for _, m := range matches {
+		if c, err := readControl(filepath.Dir(m)); err != nil || !alive(c.PID) {
+			continue // left by a game day that was killed
+		}
 		if fi, err := os.Stat(m); err == nil && fi.ModTime().After(bestT) {
 			best, bestT = filepath.Dir(m), fi.ModTime()
 		}
@@ -63,24 +66,45 @@ func FindRun(dir string) (string, error) {
 	return best, nil
 }
 
-// Dial reads dir's control file. The token is only ever sent to loopback.
-func Dial(dir, who string) (*Client, error) {
+func readControl(dir string) (Control, error) {
+	var c Control
 	b, err := os.ReadFile(filepath.Join(dir, ControlFile))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoLiveRun, err)
+		return c, fmt.Errorf("%w: %v", ErrNoLiveRun, err)
 	}
-	var c Control
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ControlFile), err)
+		return c, fmt.Errorf("%s: %w", filepath.Join(dir, ControlFile), err)
 	}
+	return c, nil
+}
+
+// Dial reads dir's control file. The token is only ever sent to loopback:
+// the address must be a loopback one, the client follows no redirect and
+// uses no proxy, and a file whose game day is no longer running (killed
+// before it could remove the file) is refused, so whatever listens on its
+// port now never gets the token.
+func Dial(dir, who string) (*Client, error) {
+	c, err := readControl(dir)
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(dir, ControlFile)
 	u, err := url.Parse(c.URL)
 	if err != nil || u.Scheme != "http" {
-		return nil, fmt.Errorf("%s: bad url %q", filepath.Join(dir, ControlFile), c.URL)
+		return nil, fmt.Errorf("%s: bad url %q", file, c.URL)
 	}
 	if err := CheckLoopback(u.Host); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ControlFile), err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return &Client{Control: c, Who: who, HTTP: &http.Client{Timeout: 10 * time.Second}}, nil
+	if !alive(c.PID) {
+		return nil, fmt.Errorf("%w in %s: the game day that wrote %s (pid %d) is no longer running; it was killed before it could remove the file (delete it)",
+			ErrNoLiveRun, dir, ControlFile, c.PID)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Client{Control: c, Who: who, HTTP: hc}, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr map[string]string, out any) error {
