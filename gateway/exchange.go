@@ -89,6 +89,10 @@ type exchange struct {
 	end      time.Time // when the answer was out (zero: not recorded)
 	lastNow  time.Time // the latest clock reading while streaming the body
 
+	// retrySlot: the retry decided last holds a slot of the route's retry
+	// budget, until the next decision or the exchange's end (see decide).
+	retrySlot bool
+
 	rh  respHead
 	out []byte // the attempt's request bytes
 }
@@ -154,23 +158,18 @@ func (g *Gateway) handle(ex *exchange) {
 	if rt.policy != nil {
 		rt.policy.Begin()
 	}
-	retrying := false
 	for n := 1; ; n++ {
 		done, backoff := ex.try(n)
-		if retrying {
-			rt.policy.RetryDone()
-		}
 		if done {
 			break
 		}
-		retrying = true
 		if err := ex.sleep(backoff); err != nil {
-			rt.policy.RetryDone()
 			ex.fail(err)
 			break
 		}
 	}
 	if rt.policy != nil {
+		ex.releaseRetry()
 		rt.policy.End()
 	}
 	if ex.cancel != nil {
@@ -247,7 +246,7 @@ func (ex *exchange) acquire(lim *limit.Limiter) error {
 
 // try makes attempt n. It reports done when the exchange is answered (or
 // failed for good), and otherwise the backoff before the next attempt; a
-// retry decision holds a budget slot that handle releases.
+// retry decision holds a budget slot (see decide).
 func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 	rt, u := ex.rt, ex.rt.up
 	if u.lim != nil && !u.lim.TryAcquire() {
@@ -339,7 +338,7 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 			ex.fail(err)
 			return true, 0
 		}
-		d := rt.policy.Decide(n, ex.retryRequest(), retry.Outcome{Kind: retryKind(err)}, time.Until(ex.deadline))
+		d := ex.decide(n, retry.Outcome{Kind: retryKind(err)})
 		if !d.Retry {
 			ex.fail(err)
 			return true, 0
@@ -354,7 +353,7 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 		fallback := rt.fbOn&fbError != 0 && ex.hasFallback()
 		var d retry.Decision
 		if rt.policy != nil {
-			d = rt.policy.Decide(n, ex.retryRequest(), retry.Status(status), time.Until(ex.deadline))
+			d = ex.decide(n, retry.Status(status))
 		}
 		if d.Retry || fallback {
 			ex.discard(c)
@@ -428,6 +427,29 @@ func retryKind(err error) retry.Kind {
 
 func (ex *exchange) retryRequest() retry.Request {
 	return retry.Request{Method: ex.method, Replayable: !ex.once}
+}
+
+// decide asks the route's retry policy whether attempt n, which ended with
+// o, is tried again. Attempt n, when it was itself a retry, hands its
+// budget slot back first: the budget counts the retries in flight, and a
+// request has at most one in flight. Holding it across the decision made
+// a request count against itself, so with few requests active its second
+// retry was refused even at budget_percent 100%. Envoy does the same
+// (RetryStateImpl::shouldRetry calls resetRetry before it asks the budget).
+func (ex *exchange) decide(n int, o retry.Outcome) retry.Decision {
+	ex.releaseRetry()
+	d := ex.rt.policy.Decide(n, ex.retryRequest(), o, time.Until(ex.deadline))
+	ex.retrySlot = d.Retry
+	return d
+}
+
+// releaseRetry hands back the budget slot of the retry decided last, if
+// it still holds one.
+func (ex *exchange) releaseRetry() {
+	if ex.retrySlot {
+		ex.rt.policy.RetryDone()
+		ex.retrySlot = false
+	}
 }
 
 // roundTrip sends attempt n to ep and reads the response head into ex.rh.

@@ -49,6 +49,7 @@ func TestOnLoops(t *testing.T) {
 		{"SetTargetsUnderLoad", TestSetTargetsUnderLoad},
 		{"RetryAttemptHeaderAndAmplification", TestRetryAttemptHeaderAndAmplification},
 		{"RetryBudgetLimitsAmplification", TestRetryBudgetLimitsAmplification},
+		{"RetryBudgetCountsARequestOnce", TestRetryBudgetCountsARequestOnce},
 		{"RetryIdempotency", TestRetryIdempotency},
 		{"RetryBodyBound", TestRetryBodyBound},
 		{"NoAttemptAfterTotalDeadline", TestNoAttemptAfterTotalDeadline},

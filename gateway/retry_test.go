@@ -93,6 +93,35 @@ func TestRetryBudgetLimitsAmplification(t *testing.T) {
 	}
 }
 
+// At budget_percent 100% ("turns the budget off") a lone request makes
+// every attempt it is allowed. Each retry holds one budget slot while it
+// is in flight and hands it back before the next retry is decided, so a
+// request never counts against itself: with min_retry_concurrency 1 it
+// did, and its second retry was refused.
+func TestRetryBudgetCountsARequestOnce(t *testing.T) {
+	url, rec := recording(t, func(w http.ResponseWriter, r *http.Request, n int) { w.WriteHeader(503) })
+	var mem event.Memory
+	g := gw(t, one(Route{Timeouts: Timeouts{Total: du(3 * time.Second)}, Retries: &retry.Config{RetryOn: []string{"503"},
+		MaxAttempts: 5, BackoffBase: du(time.Millisecond), BudgetPercent: 1, MinRetryConcurrency: 1}}, Upstream{}, url), &mem)
+	if a := call(t, client(5*time.Second), "GET", g.URL()+"/", ""); a.status != 503 || a.cause != "upstream_error" {
+		t.Fatalf("got %+v, want the upstream's 503 after the last attempt", a)
+	}
+	if n := rec.count(); n != 5 {
+		t.Errorf("upstream saw %d attempts, want 5 (max_attempts)", n)
+	}
+	if r := g.Stats().Routes[0]; r.Retries != 4 || r.BudgetExhausted != 0 {
+		t.Errorf("route stats %+v: want 4 retries, none refused by the budget", r)
+	}
+	if ev := eventsOf(&mem, "retry.budget_exhausted"); len(ev) != 0 {
+		t.Errorf("budget refusals: %v", ev)
+	}
+	// The last answer is forwarded before the exchange ends: wait for it.
+	b := g.routes[0].policy.Budget()
+	eventually(t, "the budget to be empty after the request", func() bool {
+		return b.RetriesInFlight() == 0 && b.Active() == 0
+	})
+}
+
 // POST is not retried after it reached the upstream; PUT is, with its body
 // sent again; a connect failure is retried even for POST (nothing was
 // sent); retry_non_idempotent allows POST.

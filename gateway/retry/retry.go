@@ -251,7 +251,9 @@ func (p *Policy) Backoff(n int) time.Duration {
 // with o, when remaining is the time left before the request's total
 // deadline. A retry decision holds one slot of the budget: the caller must
 // call RetryDone exactly once when that retry attempt has ended (or was
-// abandoned during the backoff).
+// abandoned during the backoff), and before it asks Decide about that
+// attempt. A request then holds one slot at most, as in Envoy, and never
+// counts against itself.
 func (p *Policy) Decide(attempt int, req Request, o Outcome, remaining time.Duration) Decision {
 	cond := p.set.match(o)
 	if cond == "" {
