@@ -27,8 +27,9 @@ import (
 //	        classify ─▶ fallback or error      retry policy: again after backoff?
 //
 // Per attempt: limit.Acquire → balance.Pick(prev) → breaker.Allow → the
-// attempt → ep.Done, breaker.Record, outlier Observe, limit.Release (the
-// pick comes before the breaker so that no ticket is left unrecorded).
+// attempt → ep.Done, breaker.Record (or Release: the client left first),
+// outlier Observe, limit.Release (the pick comes before the breaker so
+// that no ticket is left unrecorded).
 
 // responder is the client side of an exchange.
 type responder interface {
@@ -314,9 +315,11 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 		elapsed := time.Since(t0)
 		be.Done(elapsed)
 		if errors.Is(err, errMaxConnections) {
-			// Lost the race for the last connection: a local refusal.
+			// Lost the race for the last connection: a local refusal. Nothing
+			// reached the upstream, so the breaker has nothing to learn (as a
+			// success, a refused half-open probe could close it).
 			if u.brk != nil {
-				u.brk.Record(ticket, false, elapsed)
+				u.brk.Release(ticket)
 			}
 			release()
 			u.overflowMaxConns()
@@ -324,8 +327,15 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 			return true, 0
 		}
 		gone := errors.Is(err, errClientGone)
-		if u.brk != nil {
-			u.brk.Record(ticket, !gone, elapsed)
+		switch {
+		case u.brk == nil:
+		case gone:
+			// The client left before the upstream answered: no outcome. As a
+			// success, probes abandoned on a hanging upstream closed the
+			// breaker; Release frees the probe's slot instead (see there).
+			u.brk.Release(ticket)
+		default:
+			u.brk.Record(ticket, true, elapsed)
 		}
 		if !gone {
 			ep.stats.failures.Add(1)

@@ -41,6 +41,7 @@ func TestOnLoops(t *testing.T) {
 		{"TerminationEventsThinned", TestTerminationEventsThinned},
 		{"Propagate", TestPropagate},
 		{"BreakerOpensServesFallbackAndCloses", TestBreakerOpensServesFallbackAndCloses},
+		{"BreakerProbeAbandonedByItsClient", TestBreakerProbeAbandonedByItsClient},
 		{"StaticFallbackConditions", TestStaticFallbackConditions},
 		{"BulkheadOverflow", TestBulkheadOverflow},
 		{"RateLimit", TestRateLimit},

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,6 +84,72 @@ func TestBreakerOpensServesFallbackAndCloses(t *testing.T) {
 	}
 	if len(eventsOf(&mem, "fallback.serve")) == 0 || len(eventsOf(&mem, "gateway.breaker_open")) == 0 {
 		t.Errorf("no fallback.serve or gateway.breaker_open event")
+	}
+}
+
+// Half-open probes whose clients give up on a hanging upstream prove
+// nothing: the breaker stays half-open (a probe counted as a success
+// closed it) and each abandoned probe's slot goes to the next call; once
+// the upstream answers again, a probe that gets its answer closes it.
+func TestBreakerProbeAbandonedByItsClient(t *testing.T) {
+	var mode atomic.Int32 // 0 fail, 1 hang, 2 answer
+	var hung atomic.Int32 // hanging calls the gateway gave up
+	url, rec := recording(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		switch mode.Load() {
+		case 0:
+			w.WriteHeader(500)
+		case 1:
+			<-r.Context().Done()
+			hung.Add(1)
+		}
+	})
+	var mem event.Memory
+	g := gw(t, one(Route{Timeouts: Timeouts{Total: du(5 * time.Second)}},
+		Upstream{Breaker: &breaker.Config{SlidingWindowSize: 2, MinimumCalls: 2, FailureRateThreshold: 0.5,
+			WaitDurationInOpen: du(200 * time.Millisecond), PermittedCallsInHalfOpen: 1}}, url), &mem)
+	state := func() string { return g.Stats().Upstreams[0].BreakerState }
+	c := client(5 * time.Second)
+	for range 2 {
+		call(t, c, "GET", g.URL()+"/", "")
+	}
+	eventually(t, "the breaker to open", func() bool { return state() == "open" })
+
+	mode.Store(1)
+	time.Sleep(250 * time.Millisecond)
+	impatient := client(300 * time.Millisecond)
+	for i := range 3 {
+		before := rec.count()
+		if a := call(t, impatient, "GET", g.URL()+"/", ""); a.err == nil {
+			t.Fatalf("probe %d: answered %+v on a hanging upstream", i, a)
+		}
+		if rec.count() != before+1 {
+			t.Fatalf("probe %d did not reach the upstream: its slot was not handed back", i)
+		}
+		// The gateway sees the client gone at its next poll, closes the
+		// upstream connection and hands the probe's ticket back.
+		brk := g.upList[0].brk
+		eventually(t, "the gateway to give up the probe", func() bool {
+			c := brk.Counters()
+			return hung.Load() == int32(i+1) && c.Released+c.Successes == uint64(i+1)
+		})
+		if s := state(); s != "half_open" {
+			t.Fatalf("after abandoned probe %d the breaker is %s, want half_open", i, s)
+		}
+	}
+
+	mode.Store(2)
+	if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 200 {
+		t.Fatalf("probe on a healthy upstream: %+v", a)
+	}
+	eventually(t, "the breaker to close", func() bool { return state() == "closed" })
+	var types []string
+	for _, e := range mem.Events() {
+		if e.Source == "gateway" && strings.HasPrefix(e.Type, "breaker.") {
+			types = append(types, e.Type)
+		}
+	}
+	if want := []string{"breaker.open", "breaker.half_open", "breaker.close"}; !equal(types, want) {
+		t.Errorf("breaker events %v, want %v", types, want)
 	}
 }
 

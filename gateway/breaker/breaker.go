@@ -15,7 +15,7 @@
 //
 // The shape is gobreaker's two steps, without its closure: Allow returns a
 // Ticket (a value: nothing allocates) and the caller hands it back to Record
-// with the outcome. Every transition bumps a generation and a Ticket carries
+// with the outcome, or to Release when the call has none (its caller left). Every transition bumps a generation and a Ticket carries
 // the generation it was issued in, so a slow response from before a
 // transition cannot count toward the new state.
 //
@@ -70,8 +70,9 @@ var (
 	ErrHalfOpenFull = errors.New("circuit breaker is half-open and all its probes are taken")
 )
 
-// Ticket is a permission to make one call. Hand it back to Record exactly
-// once; a zero Ticket is never valid.
+// Ticket is a permission to make one call. Hand it back exactly once: to
+// Record with the call's outcome, or to Release when the call has none. A
+// zero Ticket is never valid.
 type Ticket struct {
 	gen uint64
 }
@@ -90,6 +91,7 @@ type Counters struct {
 	Failures       uint64 // results recorded as failures
 	Slow           uint64 // results recorded as slow (successful or not)
 	Stale          uint64 // results ignored: their ticket was from an older generation
+	Released       uint64 // calls handed back without an outcome (Release)
 	Transitions    uint64 // state changes
 }
 
@@ -112,6 +114,7 @@ type Breaker struct {
 
 	permitted, rejected, halfOpenFull, halfOpenProbes atomic.Uint64
 	successes, failures, slow, stale, transitions     atomic.Uint64
+	released                                          atomic.Uint64
 	// outstanding counts tickets given and not yet recorded. The open
 	// event carries it: calls admitted before the breaker opened may still
 	// reach the upstream after, and a verdict on "nothing gets through while
@@ -180,7 +183,7 @@ func (b *Breaker) Counters() Counters {
 		Permitted: b.permitted.Load(), Rejected: b.rejected.Load(),
 		HalfOpenFull: b.halfOpenFull.Load(), HalfOpenProbes: b.halfOpenProbes.Load(),
 		Successes: b.successes.Load(), Failures: b.failures.Load(), Slow: b.slow.Load(),
-		Stale: b.stale.Load(), Transitions: b.transitions.Load(),
+		Stale: b.stale.Load(), Transitions: b.transitions.Load(), Released: b.released.Load(),
 	}
 }
 
@@ -314,6 +317,31 @@ func (b *Breaker) recordLocked(now time.Time, t Ticket, failed, slow bool) (even
 		}
 	}
 	return event.Event{}, false
+}
+
+// Release hands t back for a call that has no outcome: its caller left
+// before the upstream answered, or the proxy never sent it. That says
+// nothing about the upstream, and counting it as a success did harm: on a
+// hanging upstream, half-open probes abandoned by their clients "passed"
+// and closed the breaker. So Release records nothing, in any state. In
+// half-open it frees the probe's slot for the next call, as Resilience4j's
+// releasePermission does for a call cancelled before it produced anything
+// (the reactive operators' hookOnCancel) or whose exception is ignored. In
+// the closed state it only ends the call: Resilience4j's closed state
+// releases nothing either, and its sliding window holds calls with an
+// outcome only, so an abandoned call is neither a success nor a failure
+// (nor slow: slowness is learnt from the calls that finish).
+func (b *Breaker) Release(t Ticket) {
+	if t.gen == 0 {
+		return
+	}
+	b.outstanding.Add(-1)
+	b.released.Add(1)
+	b.mu.Lock()
+	if gen, s := unpack(b.word.Load()); t.gen == gen && s == HalfOpen && b.probesIssued > 0 {
+		b.probesIssued--
+	}
+	b.mu.Unlock()
 }
 
 // transitionLocked moves to state to, starting a new generation, and builds

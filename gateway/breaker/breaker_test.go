@@ -260,6 +260,69 @@ func TestHalfOpenProbeCounting(t *testing.T) {
 	})
 }
 
+// A released ticket records nothing: in half-open it frees the probe's
+// slot and decides nothing; in the closed state the window does not see
+// it; a ticket from an older generation frees no probe of the new one.
+func TestRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A 100% threshold over 3 calls: three failures open it, and one
+		// success among them (a release recorded as one) would not.
+		b, mem := newTest(t, Config{SlidingWindowSize: 3, MinimumCalls: 3, FailureRateThreshold: 1,
+			PermittedCallsInHalfOpen: 2, WaitDurationInOpen: units.Duration(time.Second)})
+		old, _ := b.Allow()
+		run(t, b, []call{{fail: true, want: Closed}})
+		gone, _ := b.Allow()
+		b.Release(gone)
+		run(t, b, []call{{fail: true, want: Closed}, {fail: true, want: Open}})
+
+		time.Sleep(time.Second)
+		p1, err1 := b.Allow()
+		p2, err2 := b.Allow()
+		if err1 != nil || err2 != nil {
+			t.Fatalf("probes refused: %v, %v", err1, err2)
+		}
+		if _, err := b.Allow(); !errors.Is(err, ErrHalfOpenFull) {
+			t.Fatalf("3rd call in half-open: err = %v, want ErrHalfOpenFull", err)
+		}
+		b.Release(old) // issued while closed: frees no probe
+		if _, err := b.Allow(); !errors.Is(err, ErrHalfOpenFull) {
+			t.Fatalf("a stale release freed a probe: err = %v", err)
+		}
+		b.Release(p1)
+		b.Release(p2)
+		if b.State() != HalfOpen {
+			t.Fatalf("state = %v after two released probes, want half_open (nothing decided)", b.State())
+		}
+		p3, err3 := b.Allow()
+		p4, err4 := b.Allow()
+		if err3 != nil || err4 != nil {
+			t.Fatalf("released probe slots not free: %v, %v", err3, err4)
+		}
+		b.Record(p3, false, 0)
+		if b.State() != HalfOpen {
+			t.Fatalf("state = %v after one of two probes", b.State())
+		}
+		b.Record(p4, false, 0)
+		if b.State() != Closed {
+			t.Fatalf("state = %v after two passing probes", b.State())
+		}
+		if got := types(mem); got != "breaker.open breaker.half_open breaker.close" {
+			t.Errorf("events = %q", got)
+		}
+		if c := b.Counters(); c.Released != 4 || c.Successes != 2 || c.Failures != 3 || c.Stale != 0 {
+			t.Errorf("counters = %+v", c)
+		}
+		b.ForceOpen()
+		if evs := mem.Events(); evs[len(evs)-1].Attrs["in_flight"] != int64(0) {
+			t.Errorf("released calls still counted in flight: %v", evs[len(evs)-1])
+		}
+		b.Release(Ticket{}) // a zero ticket is nobody's
+		if c := b.Counters(); c.Released != 4 {
+			t.Errorf("zero ticket counted: %+v", c)
+		}
+	})
+}
+
 func TestMaxWaitInHalfOpen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, mem := newTest(t, Config{SlidingWindowSize: 1, PermittedCallsInHalfOpen: 2,
