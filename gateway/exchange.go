@@ -463,10 +463,17 @@ func (ex *exchange) releaseRetry() {
 }
 
 // roundTrip sends attempt n to ep and reads the response head into ex.rh.
-// It retries once, transparently, on a fresh connection when a pooled one
-// turns out to have been closed by the upstream before it answered
-// anything (as net/http's Transport does), for requests that may be sent
-// twice.
+// It sends the request once more, on a fresh connection, when a pooled one
+// turns out to have been closed or reset by the upstream before the
+// request reached it (see upConn.undelivered), for requests that may be
+// sent twice. Never when the request may have reached the upstream (a
+// reset after the upstream read it, say): that is a retry, which is the
+// route's retry policy's to decide, with an attempt number and a place in
+// the budget, and without one the answer is 502 upstream_reset, as Envoy
+// sends a request once without a retry policy. (net/http's Transport
+// re-sends an idempotent request after any failure before the answer's
+// first byte on a reused connection, delivered or not: its upstream then
+// handles requests that no counter saw.)
 func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, error) {
 	rt := ex.rt
 	hdrDL, hdrErr := now.Add(rt.header), errHeaderTimeout
@@ -500,7 +507,7 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 				return nil, err
 			}
 		}
-		c.nread = 0
+		c.nread, c.nwritten = 0, 0
 		err := ex.send(c, hdrDL)
 		if err == nil {
 			err = ex.readHead(c, hdrDL, hdrErr, now)
@@ -508,9 +515,10 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 		if err == nil {
 			return c, nil
 		}
+		resend := !fresh && again == 0 && c.nread == 0 && !isTimeout(err) && !ex.once && replayableMethod(ex.method) &&
+			!errors.Is(err, errClientGone) && time.Now().Before(hdrDL) && c.undelivered(err)
 		c.close()
-		if !fresh && again == 0 && c.nread == 0 && !isTimeout(err) && !ex.once && replayableMethod(ex.method) &&
-			!errors.Is(err, errClientGone) && time.Now().Before(hdrDL) {
+		if resend {
 			continue
 		}
 		if isTimeout(err) {

@@ -60,6 +60,7 @@ func TestOnLoops(t *testing.T) {
 		{"Pipelining", TestPipelining},
 		{"Handoff", TestHandoff},
 		{"StalePooledConnection", TestStalePooledConnection},
+		{"NoHiddenResend", TestNoHiddenResend},
 		{"SlowClientsCut", TestSlowClientsCut},
 		{"CloseIsPrompt", TestCloseIsPrompt},
 		{"IdleConnectionClosedWith408", TestIdleConnectionClosedWith408},

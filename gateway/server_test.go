@@ -6,8 +6,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
 )
 
 // rawExchange sends raw bytes to addr and reads responses until the
@@ -159,23 +162,86 @@ func TestHandoff(t *testing.T) {
 	}
 }
 
-// An upstream that closes idle keep-alive connections without saying so:
-// the request that meets a closed pooled connection is sent again on a new
-// one, transparently.
+// closeConn and resetConn are how an upstream drops a connection: FIN, or
+// RST (SO_LINGER 0).
+func closeConn(c net.Conn) { c.Close() }
+func resetConn(c net.Conn) { c.(*net.TCPConn).SetLinger(0); c.Close() }
+
+// An upstream that closes (or resets) idle keep-alive connections without
+// saying so: the request that meets a dropped pooled connection never
+// reached the upstream, and is sent again on a new one, transparently.
+// (Within aliveAfter of its last use the pool does not check a connection.)
 func TestStalePooledConnection(t *testing.T) {
-	up := rawServer(t, func(c net.Conn) {
-		readRequest(c)
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		time.Sleep(20 * time.Millisecond)
-		c.Close()
-	})
-	g := gw(t, one(Route{}, Upstream{}, up), nil)
-	c := client(5 * time.Second)
-	for i := range 5 {
-		if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 200 || a.body != "ok" {
-			t.Fatalf("request %d: %+v", i, a)
-		}
-		time.Sleep(40 * time.Millisecond)
+	for _, drop := range []struct {
+		name string
+		drop func(net.Conn)
+	}{{"closed", closeConn}, {"reset", resetConn}} {
+		t.Run(drop.name, func(t *testing.T) {
+			var requests atomic.Int32
+			up := rawServer(t, func(c net.Conn) {
+				readRequest(c)
+				requests.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(20 * time.Millisecond)
+				drop.drop(c)
+			})
+			g := gw(t, one(Route{}, Upstream{}, up), nil)
+			c := client(5 * time.Second)
+			for i := range 5 {
+				if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 200 || a.body != "ok" {
+					t.Fatalf("request %d: %+v", i, a)
+				}
+				time.Sleep(40 * time.Millisecond)
+			}
+			if n := requests.Load(); n != 5 {
+				t.Errorf("the upstream handled %d requests for 5", n)
+			}
+		})
+	}
+}
+
+// A pooled connection that fails after the upstream read the request is
+// not a stale one: the request may have had its effect, and sending it
+// again is a retry, which the route (without a retry policy) does not
+// make. The client gets 502 upstream_reset, whether the upstream reset the
+// connection (the reset fault) or closed it, and the upstream has handled
+// each request once.
+func TestNoHiddenResend(t *testing.T) {
+	for _, drop := range []struct {
+		name string
+		drop func(net.Conn)
+	}{{"reset", resetConn}, {"closed", closeConn}} {
+		t.Run(drop.name, func(t *testing.T) {
+			var requests atomic.Int32
+			up := rawServer(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					requests.Add(1)
+					if n == 2 {
+						drop.drop(c)
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			})
+			g := gw(t, one(Route{}, Upstream{}, up), nil)
+			c := client(5 * time.Second)
+			if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 200 {
+				t.Fatalf("first request: %+v", a)
+			}
+			if a := call(t, c, "GET", g.URL()+"/", ""); a.status != 502 || a.cause != cause.UpstreamReset.String() {
+				t.Errorf("second request: %+v, want 502 upstream_reset", a)
+			}
+			if n := requests.Load(); n != 2 {
+				t.Errorf("the upstream handled %d requests for 2", n)
+			}
+			if u := g.Stats().Upstreams[0]; u.Attempts != 2 {
+				t.Errorf("stats %+v: want 2 attempts", u)
+			}
+		})
 	}
 }
 

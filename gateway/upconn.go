@@ -13,6 +13,7 @@ import (
 
 	"github.com/cascadehq/cascade/gateway/limit"
 	"github.com/cascadehq/cascade/internal/evloop"
+	"golang.org/x/sys/unix"
 )
 
 // The gateway's upstream client: a pool of HTTP/1.1 keep-alive connections
@@ -175,6 +176,8 @@ type upConn struct {
 	rdl    time.Time // read deadline set on nc
 	wdl    time.Time // write deadline set on nc
 	nread  int64     // bytes read since the request was written
+	// nwritten is how much of the attempt's request the kernel took.
+	nwritten int64
 	// pending is a request not written yet: the next fill writes it and
 	// waits for the answer in one step (sock.sendRecv).
 	pending []byte
@@ -212,6 +215,7 @@ func (c *upConn) write(b []byte, dl time.Time) error {
 	for {
 		armWrite(c.nc, &c.wdl, dl, time.Now(), 0)
 		n, err := c.sock.write(b)
+		c.nwritten += int64(n)
 		if err == nil || !isTimeout(err) || !time.Now().Before(dl) {
 			return err
 		}
@@ -248,6 +252,7 @@ func (c *upConn) fill(dl, now time.Time, limit int) error {
 	if len(c.pending) > 0 {
 		var sent int
 		n, sent, err = c.sock.sendRecv(c.pending, c.buf[c.w:])
+		c.nwritten += int64(sent)
 		if c.pending = c.pending[sent:]; len(c.pending) == 0 {
 			c.pending = nil
 		}
@@ -302,6 +307,42 @@ func (u *upstream) overflowMaxConns() {
 		u.events.Emit("limit.overflow", map[string]any{"reason": "max_connections", "count": n,
 			"connections": u.conns.Load(), "max_connections": u.maxConns})
 	}
+}
+
+// undelivered reports, after an attempt on c failed before any byte of an
+// answer with err, that the request provably never reached the upstream's
+// application, so that sending it again cannot make the upstream act on it
+// twice: no byte of it left this host (the write failed: the upstream had
+// reset the idle connection), or the upstream had closed the connection
+// before the request arrived (a stale keep-alive connection).
+func (c *upConn) undelivered(err error) bool {
+	return c.nwritten == 0 || errors.Is(err, io.EOF) && c.unacked()
+}
+
+// unacked reports that the upstream's TCP has not acknowledged every byte
+// written on c. Asked once the upstream closed the connection without an
+// answer (EOF), it tells a stale keep-alive connection from a request the
+// upstream read and then dropped: the FIN of a peer that received the
+// request acknowledges it (every segment carries the current ACK), while a
+// peer that had closed before it arrived answers it with RST and
+// acknowledges nothing. (A reset instead of EOF proves nothing either way:
+// the reset fault reads the request, then resets.) False when TCP_INFO
+// cannot tell: a connection that is not a socket, or a kernel older than
+// 4.19 (no tcpi_bytes_sent).
+func (c *upConn) unacked() bool {
+	if c.rc == nil {
+		return false
+	}
+	var ti *unix.TCPInfo
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); cerr != nil || err != nil {
+		return false
+	}
+	// bytes_acked counts the SYN too, on Linux: one more than the data
+	// when everything was acknowledged, and short by the request when not.
+	return ti.Bytes_acked < ti.Bytes_sent-ti.Bytes_retrans
 }
 
 // alive peeks at an idle connection without blocking. The gateway has no
