@@ -190,6 +190,9 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	if f.duration < 0 || f.think < 0 || f.timeout <= 0 || f.vus < 0 || f.conns < 0 || f.maxInFlight < 0 {
 		return nil, errors.New("durations, counts and --timeout must be positive")
 	}
+	if f.timeout > plan.MaxClientTimeout {
+		return nil, fmt.Errorf("--timeout %s is above the %s limit: after the load ends, the run waits this long for its last requests", f.timeout, plan.MaxClientTimeout)
+	}
 	closed := f.vus > 0 || (f.conns > 0 && f.rate == "" && f.ramp == "")
 	ex := map[string]any{
 		"client_timeout": units.Duration(f.timeout).String(),

@@ -110,8 +110,14 @@ func (c *compiler) executor(path string, x scenarios.Executor, list bool, i int)
 	case !nameRE.MatchString(x.Name):
 		c.errorf(path+".name", "name %q may use only letters, digits, '-', '_' and '.'", x.Name)
 	}
-	if ec.ClientTimeout == 0 {
+	switch {
+	case ec.ClientTimeout == 0:
 		ec.ClientTimeout = DefaultTimeout
+	case ec.ClientTimeout < 0:
+		c.errorf(path+".client_timeout", "client_timeout %s is negative", ec.ClientTimeout)
+	case ec.ClientTimeout > MaxClientTimeout:
+		c.errorf(path+".client_timeout", "client_timeout %s is above the %s limit: after the load ends, a run waits this long for its last requests, and every run must end by itself",
+			ec.ClientTimeout, MaxClientTimeout)
 	}
 	if x.KeepAlive != nil {
 		ec.KeepAlive = *x.KeepAlive

@@ -36,6 +36,9 @@ const (
 	DefaultSeed     = 1
 	DefaultTimeout  = 30 * time.Second
 	RunPhase        = "run"
+	// MaxClientTimeout bounds the wait for the last requests after the
+	// load ends: a run lasts its stages plus at most this, whatever hangs.
+	MaxClientTimeout = time.Hour
 )
 
 // Plan is a scenario ready to run. Nothing in it changes during a run.

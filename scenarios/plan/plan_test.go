@@ -74,6 +74,8 @@ func TestBadScenarios(t *testing.T) {
 		{"unknown field", replace("    replicas: 2", "    replicaz: 2"), 4, 5, "", `unknown field "replicaz"`},
 		{"bad duration", replace("client_timeout: 3s", "client_timeout: 3x"), 12, 19, "load.client_timeout", `invalid duration "3x"`},
 		{"duration without unit", replace("client_timeout: 3s", "client_timeout: 3"), 12, 19, "load.client_timeout", "has no unit"},
+		{"unbounded client timeout", replace("client_timeout: 3s", "client_timeout: 1000h"), 12, 19, "load.client_timeout", "above the 1h0m0s limit"},
+		{"negative client timeout", replace("client_timeout: 3s", "client_timeout: -1s"), 12, 19, "load.client_timeout", "is negative"},
 		{"bad percentage", replace("params: {delay: 20ms}", "params: {delay: 20ms, probability: 150%}"), 18, 109, "", "outside 0%..100%"},
 		{"dangling route upstream", replace("      upstream: api", "      upstream: apx"), 9, 17, "gateway.routes[0].upstream", `unknown upstream "apx"`},
 		{"fault targets nothing", replace("target: api, start", "target: nope, start"), 18, 41, "faults[0].target", `unknown upstream "nope"`},
