@@ -56,7 +56,7 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 			}
 			fmt.Fprintf(stdout, "cascade ladder: %s\n  timeout cascade: %s\n  %d rungs, results in %s\n", p.Name, plan.Chain(p), len(rungs), out)
 			res, err := run.RunLadder(cmd.Context(), rungs, out, run.Options{Progress: run.ProgressOff, Stdout: io.Discard, Stderr: stderr, AllowRemote: pf.allowRemote})
-			printLadder(stdout, res)
+			printLadder(stdout, res, len(rungs))
 			if err != nil {
 				if errors.Is(err, cmd.Context().Err()) && cmd.Context().Err() != nil {
 					return exitWith(ExitInterrupted, nil)
@@ -80,14 +80,20 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 
 // printLadder writes one row per rung: the delay, the layer expected at its
 // timeout, and what fired, by cause, at what service time.
-func printLadder(w io.Writer, res []run.RungResult) {
+func printLadder(w io.Writer, res []run.RungResult, planned int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\n  rung\tdelay\texpected\tlifted\tfired (service time min–max)\tverdict")
-	passed := 0
+	passed, judged := 0, 0
 	for _, r := range res {
 		mark := "FAIL"
-		if r.Pass {
+		switch {
+		case r.Interrupted:
+			mark = "INTERRUPTED"
+		case r.Pass:
 			mark, passed = "PASS", passed+1
+		}
+		if !r.Interrupted {
+			judged++
 		}
 		lifted := strings.Join(r.Rung.Lifted, ",")
 		if lifted == "" {
@@ -98,9 +104,13 @@ func printLadder(w io.Writer, res []run.RungResult) {
 	}
 	tw.Flush()
 	for _, r := range res {
-		if !r.Pass && len(r.Summary.Objectives) > 0 {
+		if !r.Pass && !r.Interrupted && len(r.Summary.Objectives) > 0 {
 			fmt.Fprintf(w, "  %s: %s\n", r.Rung.Name, r.Summary.Objectives[0].Evidence)
 		}
+	}
+	if judged < planned {
+		fmt.Fprintf(w, "\nLadder: interrupted after %d of %d rungs; %d of them answered by the layer expected\n", judged, planned, passed)
+		return
 	}
 	fmt.Fprintf(w, "\nLadder: %d/%d rungs answered by the layer expected\n", passed, len(res))
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/results"
 )
 
@@ -167,5 +168,24 @@ func TestStabilityCallsFlaky(t *testing.T) {
 	}
 	if _, pass := stability([][]results.ObjectiveResult{{res("a", true, "")}, {res("a", true, "")}}); !pass {
 		t.Error("always passing: not a pass")
+	}
+}
+
+// An interrupted ladder says so: the rung cut short is neither a pass nor a
+// fail, and the rungs never run are not counted as judged.
+func TestPrintLadderInterrupted(t *testing.T) {
+	rung := func(name string, pass, interrupted bool) run.RungResult {
+		return run.RungResult{Rung: run.Rung{Name: name, Expect: name}, Summary: &results.Summary{}, Pass: pass, Interrupted: interrupted}
+	}
+	var b strings.Builder
+	printLadder(&b, []run.RungResult{rung("db", true, false), rung("upstream", true, false), rung("per_try", false, true)}, 6)
+	out := b.String()
+	for _, want := range []string{"INTERRUPTED", "interrupted after 2 of 6 rungs; 2 of them answered by the layer expected"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "FAIL") {
+		t.Errorf("an interrupted rung printed as FAIL:\n%s", out)
 	}
 }

@@ -189,6 +189,9 @@ type RungResult struct {
 	Summary *results.Summary
 	Dir     string
 	Pass    bool
+	// Interrupted: the rung was cut short (Ctrl-C), so its verdict is
+	// neither a pass nor a fail.
+	Interrupted bool
 }
 
 // RunLadder runs each rung in turn, each into its own directory under dir.
@@ -201,7 +204,7 @@ func RunLadder(ctx context.Context, rungs []Rung, dir string, opts Options) ([]R
 		if err != nil {
 			return out, fmt.Errorf("rung %s: %w", r.Name, err)
 		}
-		out = append(out, RungResult{Rung: r, Summary: res.Summary, Dir: res.Dir, Pass: res.Pass})
+		out = append(out, RungResult{Rung: r, Summary: res.Summary, Dir: res.Dir, Pass: res.Pass, Interrupted: res.Interrupted})
 		if res.Interrupted {
 			return out, ctx.Err()
 		}
