@@ -230,7 +230,7 @@ func asAPIError(err error) *apiError {
 	case errors.Is(err, tcpfault.ErrUnknownToxic):
 		return join(errInvalidType, err.Error())
 	case errors.Is(err, tcpfault.ErrUnknownAttribute), errors.Is(err, tcpfault.ErrInvalidAttribute),
-		errors.Is(err, tcpfault.ErrInvalidToxic), errors.Is(err, tcpfault.ErrNotLoopback):
+		errors.Is(err, tcpfault.ErrInvalidToxic), errors.Is(err, tcpfault.ErrNotLoopback), errors.Is(err, tcpfault.ErrRemoteUpstream):
 		return join(errBadBody, err.Error())
 	}
 	return &apiError{err.Error(), http.StatusInternalServerError}

@@ -251,6 +251,15 @@ func TestCreateRefusesRemoteUpstream(t *testing.T) {
 	if st, body := do(t, "GET", api+"/proxies", ""); strings.TrimSpace(body) != "{}" {
 		t.Fatalf("a proxy was created anyway: %d %s", st, body)
 	}
+	// Moving an existing proxy's upstream off loopback is the same client
+	// error, not a server fault.
+	if st, body := do(t, "POST", api+"/proxies", `{"name":"ok","listen":"127.0.0.1:0","upstream":"`+echoUpstream(t)+`"}`); st != 201 {
+		t.Fatalf("create: %d %s", st, body)
+	}
+	st, body = do(t, "POST", api+"/proxies/ok", `{"upstream":"203.0.113.9:80"}`)
+	if st != 400 || !strings.Contains(body, "not a loopback address") {
+		t.Fatalf("update to a remote upstream: %d %s", st, body)
+	}
 }
 
 // A proxy handed over with AddProxy is driven by the API but owned by its
