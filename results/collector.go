@@ -111,7 +111,11 @@ func pointOf(x *loadgen.Sample) point {
 
 func (s *Stats) add(x *point) {
 	s.Causes[x.cause]++
-	if x.cause == cause.Dropped {
+	if x.cause == cause.Dropped || x.cause == cause.Aborted {
+		// No latency to record: a dropped request was never sent, and
+		// an aborted one was cut short by the run's own stop, so its
+		// "latency" is only the time until then, not an answer's (every
+		// answer took 2 s, yet an interrupted run's p50 read 1.5 s).
 		return
 	}
 	switch {

@@ -23,8 +23,11 @@ func TestCollectorPhasesAndIntervals(t *testing.T) {
 		if i%10 == 0 {
 			cs = cause.GatewayTimeout
 		}
-		if i == 399 {
+		switch i {
+		case 399:
 			cs = cause.Dropped
+		case 398:
+			cs = cause.Aborted // cut short by the run's stop: its latency is no answer's
 		}
 		c.Record(i, sample(at, time.Duration(i+1)*time.Millisecond, cs))
 	}
@@ -32,11 +35,12 @@ func TestCollectorPhasesAndIntervals(t *testing.T) {
 	if st[0].Scheduled() != 400 || st[0].Sent() != 399 || st[1].Scheduled() != 200 || st[2].Scheduled() != 200 {
 		t.Fatalf("phase counts: %d/%d, %d, %d", st[0].Scheduled(), st[0].Sent(), st[1].Scheduled(), st[2].Scheduled())
 	}
-	if st[0].Causes[cause.GatewayTimeout] != 40 || st[0].Errors() != 41 {
+	if st[0].Causes[cause.GatewayTimeout] != 40 || st[0].Errors() != 41 || st[0].Causes[cause.Aborted] != 1 {
 		t.Fatalf("causes: %v errors %d", st[0].Causes, st[0].Errors())
 	}
-	// A dropped request has no latency: 399 values, the largest is 399 ms.
-	if st[0].Latency.TotalCount() != 399 || st[0].Latency.Max() < 398000 || st[0].Latency.Max() > 400000 {
+	// Dropped and aborted requests have no latency: 398 values, the
+	// largest 398 ms.
+	if st[0].Latency.TotalCount() != 398 || st[0].Service.TotalCount() != 398 || st[0].Latency.Max() < 397000 || st[0].Latency.Max() > 399000 {
 		t.Fatalf("latency hist: n=%d max=%d", st[0].Latency.TotalCount(), st[0].Latency.Max())
 	}
 	// Intervals come out once, in order, only when complete.
