@@ -91,23 +91,54 @@ type windowResult struct {
 	firstFail              time.Duration
 	worstEv                string
 	haveWorst              bool
+	lo, hi                 time.Duration // the whole intervals judged
 }
 
-// slide judges every complete window that starts in [from, to) and ends by
-// limit.
+// wholeIntervals is the stretch [lo, hi) of the intervals lying wholly
+// inside [from, to): an interval that straddles a phase's edge holds the
+// neighbouring phase's requests, and a window made of it would judge the
+// phase on them. An edge within 1% of an interval's width of a boundary is
+// on it: phases derived from the faults as they ran start a millisecond or
+// two after the plan, and 1% of an interval's requests cannot move its p99.
+// The run's last interval is only as wide as the part of it the load ran,
+// so hi may fall inside a second; nominal is then hi rounded up to one.
+func wholeIntervals(ivs []interval, from, to time.Duration) (lo, hi, nominal time.Duration) {
+	width := intervalWidth(ivs)
+	slack := width / 100
+	lo = (from - slack).Truncate(width)
+	if lo < from-slack {
+		lo += width
+	}
+	hi = (to + slack).Truncate(width)
+	nominal = hi
+	for _, iv := range ivs {
+		if iv.from == hi && iv.to > hi && iv.to < hi+width && iv.to <= to+slack {
+			hi, nominal = iv.to, hi+width
+		}
+	}
+	return lo, hi, nominal
+}
+
+// slide judges every complete window of whole intervals inside [from, to)
+// that ends by limit.
 func (w *Window) slide(in *Input, ivs []interval, from, to, limit time.Duration) windowResult {
 	width := intervalWidth(ivs)
 	res := windowResult{firstFail: -1}
-	start := from.Truncate(width)
+	lo, hi, nominal := wholeIntervals(ivs, from, to)
+	res.lo, res.hi = lo, hi
 	every := w.Every
-	if to-start < every {
-		every = to - start // a phase shorter than the window is one window
+	if hi > lo && nominal-lo < every {
+		every = nominal - lo // a phase shorter than the window is one window
 	}
-	for k := start; k+every <= to+width/2 && k+every <= limit; k += width {
-		st := merged(ivs, k, k+every)
-		sp := span{st: st, from: k, to: k + every, label: fmt.Sprintf("window [%s, %s)", secs(k), secs(k+every))}
-		if every > 0 {
-			sp.achieved = float64(st.Sent()) / every.Seconds()
+	for k := lo; hi > lo && k+every <= nominal; k += width {
+		end := min(k+every, hi)
+		if end > limit {
+			break
+		}
+		st := merged(ivs, k, end)
+		sp := span{st: st, from: k, to: end, label: fmt.Sprintf("window [%s, %s)", secs(k), secs(end))}
+		if end > k {
+			sp.achieved = float64(st.Sent()) / (end - k).Seconds()
 		}
 		v, ev, _, ok := w.T.measure(in, sp)
 		if !ok {
@@ -123,7 +154,7 @@ func (w *Window) slide(in *Input, ivs []interval, from, to, limit time.Duration)
 			}
 		}
 		if !res.haveWorst || worse(w.T.op, v, res.worst) {
-			res.worst, res.worstFrom, res.worstTo, res.worstEv, res.haveWorst = v, k, k+every, ev, true
+			res.worst, res.worstFrom, res.worstTo, res.worstEv, res.haveWorst = v, k, end, ev, true
 		}
 	}
 	return res
@@ -160,14 +191,24 @@ func (w *Window) Evaluate(in *Input) results.ObjectiveResult {
 	}
 	res := w.slide(in, ivs, from, to, ivs[len(ivs)-1].to)
 	r.Facts = map[string]float64{"windows": float64(res.windows), "failed": float64(res.failed), "empty": float64(res.empty)}
+	width := intervalWidth(ivs)
+	if res.hi <= res.lo {
+		r.Measured = "nothing to judge"
+		r.Evidence = fmt.Sprintf("phase %s [%s, %s) holds no whole %s interval: windows are made of whole intervals inside the phase, so that no request of a neighbouring phase is judged with it; put the phase's edges on whole seconds, or drop every:",
+			phaseOr(w.T.Phase), secs(from), secs(to), FormatDuration(width))
+		return r
+	}
 	if res.windows == 0 {
-		r.Evidence = fmt.Sprintf("no %s window of [%s, %s) had requests to judge", FormatDuration(w.Every), secs(from), secs(to))
+		r.Evidence = fmt.Sprintf("no %s window of [%s, %s) had requests to judge", FormatDuration(w.Every), secs(res.lo), secs(res.hi))
 		return r
 	}
 	r.Value, r.Measured = res.worst, "worst "+w.T.format(res.worst)
 	r.Facts["worst_from_s"], r.Facts["worst_to_s"] = res.worstFrom.Seconds(), res.worstTo.Seconds()
 	r.Pass = res.failed == 0
 	r.Evidence = fmt.Sprintf("%d of %d windows failed; worst %s", res.failed, res.windows, res.worstEv)
+	if res.lo != from || res.hi != to {
+		r.Evidence += fmt.Sprintf("; windows over [%s, %s), the whole intervals of [%s, %s)", secs(res.lo), secs(res.hi), secs(from), secs(to))
+	}
 	if res.failed > 0 {
 		r.Facts["first_failed_s"] = res.firstFail.Seconds()
 		r.Evidence += fmt.Sprintf("; first failing window starts at %s", secs(res.firstFail))

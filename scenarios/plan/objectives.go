@@ -213,6 +213,7 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		if o.Every.D() > c.p.Duration && c.p.Duration > 0 {
 			c.warnf(p+".every", "a %s window is longer than the load (%s): it is judged as one window", o.Every, c.p.Duration)
 		}
+		c.wholeSecondsLint(p+".every", o.Phase)
 		name := fmt.Sprintf("%s in every %s window", t.Name, o.Every)
 		return []verdict.Objective{&verdict.Window{Name: name, T: t, Every: o.Every.D()}}
 	}
@@ -229,6 +230,34 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		}
 	}
 	return []verdict.Objective{t}
+}
+
+// wholeSecondsLint warns when a phase holds no whole second: rolling
+// windows are made of the 1 s intervals lying wholly inside their phase (an
+// interval across its edge holds the neighbour's requests), so such a
+// window objective has nothing to judge and fails.
+func (c *compiler) wholeSecondsLint(path, phase string) {
+	if phase == "" {
+		phase = RunPhase
+	}
+	for _, ph := range c.p.Phases {
+		if ph.Name != phase {
+			continue
+		}
+		lo := ph.Start.Truncate(time.Second)
+		if lo < ph.Start {
+			lo += time.Second
+		}
+		hi := ph.End.Truncate(time.Second)
+		if ph.End == c.p.Duration {
+			hi = ph.End // the run's last interval ends with the load
+		}
+		if hi <= lo && ph.End > ph.Start {
+			c.warnf(path, "phase %s [%s, %s) holds no whole second: windows are made of the 1 s intervals wholly inside the phase, so there is nothing to judge; put its edges on whole seconds, or drop every:",
+				ph.Name, ph.Start, ph.End)
+		}
+		return
+	}
 }
 
 // mixShare is the share of the request mix (by weight) whose route goes to

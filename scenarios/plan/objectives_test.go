@@ -189,3 +189,35 @@ func TestCascadeLintOrdering(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowOnPhaseWithoutWholeSecond(t *testing.T) {
+	src := strings.Replace(typed, "  - {name: mine, start: 5s, end: 7s}", "  - {name: mine, start: 5s, end: 7s}\n  - {name: half, start: 5500ms, end: 6500ms}", 1)
+	cases := []struct {
+		slo, warn string
+	}{
+		{`  - {phase: half, objective: "p99 < 1s", every: 1s}`, "phase half [5.5s, 6.5s) holds no whole second"},
+		{`  - {phase: mine, objective: "p99 < 1s", every: 1s}`, ""},
+		{`  - {objective: "p99 < 1s", every: 2s}`, ""},
+		{`  - {phase: half, objective: "p99 < 1s"}`, ""}, // a threshold judges the phase's own histograms
+	}
+	for _, tc := range cases {
+		t.Run(tc.slo, func(t *testing.T) {
+			p, err := CompileBytes("typed.yaml", []byte(src+tc.slo+"\n"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range p.Warnings {
+				if strings.Contains(w.Msg, "whole second") {
+					got = append(got, w.Pos+": "+w.Msg)
+				}
+			}
+			switch {
+			case tc.warn == "" && len(got) > 0:
+				t.Errorf("warned %v", got)
+			case tc.warn != "" && (len(got) != 1 || !strings.Contains(got[0], tc.warn) || !strings.Contains(got[0], "typed.yaml:25:") || !strings.Contains(got[0], "slo[0].every")):
+				t.Errorf("warnings %v: want %q at slo[0].every", got, tc.warn)
+			}
+		})
+	}
+}
