@@ -180,6 +180,16 @@ type settings struct {
 	maxReplay     int64
 }
 
+// RetriesTimeouts says whether the policy retries an attempt that timed
+// out (the per-try or the response-header timeout): a timeout is retried
+// on reset, 5xx and gateway_error, not on connect_failure or a status
+// code. The timeout cascade needs it: the client then sees that timeout
+// only after several attempts that each hit it.
+func (c Config) RetriesTimeouts() bool {
+	s := c.settings()
+	return s.match(Outcome{Kind: Timeout}) != ""
+}
+
 func (c Config) settings() settings {
 	s := settings{
 		maxAttempts:   c.MaxAttempts,

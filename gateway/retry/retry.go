@@ -35,7 +35,7 @@ const (
 	ConnectFailure
 	// Reset: the connection was reset or closed before a full answer.
 	Reset
-	// Timeout: the per-try timeout fired.
+	// Timeout: the per-try timeout, or the response-header one, fired.
 	Timeout
 	// Local: the gateway itself refused the attempt (breaker open, overflow).
 	// Envoy does not retry these, and neither does cascade: retrying into a

@@ -65,6 +65,24 @@ func TestConditions(t *testing.T) {
 	}
 }
 
+func TestRetriesTimeouts(t *testing.T) {
+	for _, tt := range []struct {
+		on   []string
+		want bool
+	}{
+		{nil, true}, // DefaultRetryOn has reset
+		{[]string{OnReset}, true},
+		{[]string{On5xx}, true},
+		{[]string{OnGatewayError}, true},
+		{[]string{OnConnectFailure}, false},
+		{[]string{"503", "504"}, false}, // a status the upstream sent, not the gateway's own timeout
+	} {
+		if got := (Config{RetryOn: tt.on}).RetriesTimeouts(); got != tt.want {
+			t.Errorf("retry_on %v: RetriesTimeouts() = %v, want %v", tt.on, got, tt.want)
+		}
+	}
+}
+
 func TestDecide(t *testing.T) {
 	post := Request{Method: http.MethodPost, Replayable: true}
 	tests := []struct {

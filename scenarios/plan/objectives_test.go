@@ -221,3 +221,58 @@ func TestWindowOnPhaseWithoutWholeSecond(t *testing.T) {
 		})
 	}
 }
+
+// A route that retries timeouts without a per-try timeout shorter than its
+// response_header one shows the client the gateway's 504 after k attempts
+// that each hit response_header: the cascade lists k × it while it is
+// under the total.
+func TestRetriedResponseHeaderTimeoutInCascade(t *testing.T) {
+	const src = `name: rh
+upstreams:
+  - {name: api, latency: 5ms}
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {TIMEOUTS}, retries: {RETRIES}}
+load:
+  client_timeout: 3s
+  stages:
+    - {duration: 2s, rate: 10/s}
+  requests:
+    - {path: /}
+slo:
+  - {cascade: gateway}
+`
+	cases := []struct {
+		timeouts, retries, want string
+	}{
+		{"response_header: 200ms, total: 2s", "retry_on: [reset], max_attempts: 3",
+			"client 3.000s > gateway 200.0ms/400.0ms/600.0ms/2.000s"},
+		{"response_header: 200ms, total: 2s", "max_attempts: 3", // the default retry_on has reset
+			"client 3.000s > gateway 200.0ms/400.0ms/600.0ms/2.000s"},
+		{"response_header: 200ms, total: 2s", "retry_on: [gateway_error], max_attempts: 3",
+			"client 3.000s > gateway 200.0ms/400.0ms/600.0ms/2.000s"},
+		// Not retried on a timeout: the 504 comes after one attempt.
+		{"response_header: 200ms, total: 2s", "retry_on: [503], max_attempts: 3",
+			"client 3.000s > gateway 200.0ms/2.000s"},
+		{"response_header: 200ms, total: 2s", "retry_on: [connect_failure], max_attempts: 3",
+			"client 3.000s > gateway 200.0ms/2.000s"},
+		// Only the multiples under the total: the total cuts the rest.
+		{"response_header: 200ms, total: 500ms", "retry_on: [reset], max_attempts: 5",
+			"client 3.000s > gateway 200.0ms/400.0ms/500.0ms"},
+		// A shorter per-try timeout bounds each attempt instead.
+		{"response_header: 200ms, per_try: 150ms, total: 2s", "retry_on: [reset], max_attempts: 3",
+			"client 3.000s > gateway 200.0ms/2.000s > per_try 150.0ms/300.0ms/450.0ms"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.timeouts+" "+tc.retries, func(t *testing.T) {
+			y := strings.NewReplacer("TIMEOUTS", tc.timeouts, "RETRIES", tc.retries).Replace(src)
+			p, err := CompileBytes("rh.yaml", []byte(y), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Chain(p); got != tc.want {
+				t.Errorf("cascade %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -8,7 +8,8 @@ import (
 )
 
 // routeTimeouts lists route i's retry timeouts: its per-try timeout (layer
-// per_try, from timeouts.per_try or retries.per_try_timeout) and, when it
+// per_try, from timeouts.per_try or retries.per_try_timeout), the multiples
+// of a per-attempt timeout the client may see after retries and, when it
 // retries, the whole retry budget (per try × max_attempts + the largest
 // backoffs, "retry budget") that cascadeLint checks against the total.
 func (c *compiler) routeTimeouts(i int) []layerTimeout {
@@ -38,6 +39,15 @@ func (c *compiler) routeTimeouts(i int) []layerTimeout {
 	total := r.Timeouts.Effective().Total.D()
 	for k := 2; k <= attempts && pt > 0 && time.Duration(k)*pt < total; k++ {
 		out = append(out, layerTimeout{layer: "per_try", what: fmt.Sprintf("%d × per_try_timeout", k), d: time.Duration(k) * pt, path: ptPath, route: r.Path})
+	}
+	// Without a per-try timeout shorter than it, the response-header
+	// timeout bounds each attempt: a route that retries timeouts shows the
+	// client the gateway's 504 after k attempts that each hit it.
+	if rh := r.Timeouts.Effective().ResponseHeader.D(); rh > 0 && (pt == 0 || rh < pt) && r.Retries.RetriesTimeouts() {
+		for k := 2; k <= attempts && time.Duration(k)*rh < total; k++ {
+			out = append(out, layerTimeout{layer: "gateway", what: fmt.Sprintf("%d × response_header", k), d: time.Duration(k) * rh,
+				path: p + ".timeouts.response_header", route: r.Path})
+		}
 	}
 	per, perWhat := pt, "per try"
 	if per == 0 {
