@@ -216,9 +216,9 @@ func rampKinds() string {
 }
 
 // databaseLint is the timeout cascade for database upstreams: the database's
-// statement timeout must be shorter than the upstream's own deadline, which
-// must be shorter than the gateway's, or a layer never gets to answer with
-// its own cause.
+// statement and lock timeouts must be shorter than the upstream's own
+// deadline, which must be shorter than the gateway's, or a layer never gets
+// to answer with its own cause.
 func (c *compiler) databaseLint() {
 	if c.p.Gateway == nil {
 		return
@@ -232,6 +232,18 @@ func (c *compiler) databaseLint() {
 		if db.StatementTimeout.D() >= db.UpstreamTimeout.D() {
 			c.warnf(p+".database.statement_timeout", "upstream %s: statement_timeout %s is not shorter than upstream_timeout %s: the upstream gives up (upstream_timeout) before the database can answer db_timeout",
 				u.Name, db.StatementTimeout, db.UpstreamTimeout)
+		}
+		// A wait for a locked row ends at the lock timeout; on postgres
+		// the statement timeout covers the wait too (SET LOCAL on the
+		// statement that waits), while sqlite waits at BEGIN, before its
+		// statement deadline starts.
+		lockWait := db.LockTimeout.D()
+		if db.Driver == slowdb.Postgres {
+			lockWait = min(lockWait, db.StatementTimeout.D())
+		}
+		if lockWait >= db.UpstreamTimeout.D() {
+			c.warnf(p+".database.lock_timeout", "upstream %s: lock_timeout %s is not shorter than upstream_timeout %s: a request waiting on a locked row is cut by the upstream (upstream_timeout) before the database can answer db_timeout",
+				u.Name, db.LockTimeout, db.UpstreamTimeout)
 		}
 		for j, r := range c.p.Gateway.Routes {
 			if r.Upstream != u.Name {

@@ -132,6 +132,47 @@ func TestDatabaseCascadeLint(t *testing.T) {
 	}
 }
 
+// A wait for a locked row ends at lock_timeout (on postgres, at the
+// statement timeout if that is shorter): at or past upstream_timeout, the
+// upstream answers first, never the database.
+func TestDatabaseLockTimeoutLint(t *testing.T) {
+	const old = "{driver: sqlite, pool_size: 5, statement_timeout: 500ms, upstream_timeout: 2s}"
+	cases := []struct {
+		db, want string // want "" is no warning
+	}{
+		{"{driver: sqlite, statement_timeout: 100ms, lock_timeout: 1s, upstream_timeout: 400ms}",
+			"db.yaml:5:72: upstreams[0].database.lock_timeout: upstream orders: lock_timeout 1s is not shorter than upstream_timeout 400ms"},
+		{"{driver: sqlite, statement_timeout: 100ms, lock_timeout: 400ms, upstream_timeout: 400ms}",
+			"lock_timeout 400ms is not shorter than upstream_timeout 400ms"},
+		{"{driver: sqlite, statement_timeout: 100ms, lock_timeout: 300ms, upstream_timeout: 400ms}", ""},
+		{"{driver: sqlite, statement_timeout: 100ms, upstream_timeout: 400ms}", ""}, // the default is half the statement timeout
+		// postgres's statement timeout cuts the lock wait first.
+		{"{driver: postgres, dsn: \"postgres://u@127.0.0.1:5432/d\", statement_timeout: 100ms, lock_timeout: 1s, upstream_timeout: 400ms}", ""},
+		{"{driver: postgres, dsn: \"postgres://u@127.0.0.1:5432/d\", statement_timeout: 1s, lock_timeout: 2s, upstream_timeout: 400ms}",
+			"lock_timeout 2s is not shorter than upstream_timeout 400ms"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.db, func(t *testing.T) {
+			p, err := CompileBytes("db.yaml", []byte(dbReplace(old, tc.db)), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range p.Warnings {
+				if strings.Contains(w.Msg, "lock_timeout") {
+					got = append(got, w.String())
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("warned: %v", got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("warnings %v, want one with %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestContainerUpstreamCompiles(t *testing.T) {
 	src := strings.Replace(strings.Replace(dbScenario, "    replicas: 3\n", "    replicas: 2\n    container: {image: my/api:1, port_env: PORT, env: {MODE: slow}}\n", 1),
 		"  - {name: ramped", "  # - {name: ramped", 1)
