@@ -177,7 +177,7 @@ func (d *dbFault) NoEffect(st EffectStats) string {
 	}
 	switch d.f.(type) {
 	case *slowdb.LockContention:
-		return fmt.Sprintf("%d requests arrived while the rows were locked, but none waited past the lock timeout", st.Received)
+		return fmt.Sprintf("%d requests arrived while the rows were locked, but none waited on the lock until a timeout (the lock's own or an outer one)", st.Received)
 	case *slowdb.PoolExhaustion:
 		return fmt.Sprintf("%d requests arrived while connections were held, but none had to wait for one (the pool had room)", st.Received)
 	case *slowdb.StatementTimeout:

@@ -44,7 +44,12 @@ const (
 type stage string
 
 const (
-	stagePool  stage = "pool"
+	stagePool stage = "pool"
+	// stageLock is the step that takes the lock the request's update
+	// needs (sqlite's BEGIN IMMEDIATE, postgres's row UPDATE): quick unless
+	// a lock_contention fault holds that lock, so a timeout there is a
+	// wait on the lock, whichever layer's timeout ended it.
+	stageLock  stage = "lock"
 	stageQuery stage = "query"
 )
 

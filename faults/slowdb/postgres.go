@@ -25,7 +25,15 @@ type pgBackend struct {
 	closed  *refusingPort
 
 	qHistory, qUpdate, qLock string
+	// held is the lock_contention fault's locking transaction while it
+	// holds its rows; a new one per lock, so a wait that spans a release
+	// and a relock is not taken for one wait.
+	held atomic.Pointer[heldRows]
 }
+
+// heldRows are the customers the fault's transaction has locked: ids up to
+// through.
+type heldRows struct{ through int64 }
 
 var _ backend = (*pgBackend)(nil)
 
@@ -165,13 +173,22 @@ func (b *pgBackend) history(ctx context.Context, w *work) ([]Order, error) {
 		batch.Queue(`SELECT pg_sleep($1)`, w.slow.Seconds())
 	}
 	batch.Queue(b.qHistory, w.customer, w.limit)
+	locked := b.held.Load()
 	br := tx.SendBatch(ctx, batch)
-	orders, err := b.runBatch(br, w)
+	orders, st, err := b.runBatch(br, w)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, b.classify(ctx, stageQuery, err)
+		// The server sends a batch's results together, so a deadline that
+		// ends the wait shows as the first step's error. When the fault
+		// held this customer's row from before the batch was sent until
+		// then, the update (which comes before the sleep and the read)
+		// was still waiting for that lock.
+		if ctx.Err() != nil && locked != nil && locked == b.held.Load() && w.customer <= locked.through {
+			st = stageLock
+		}
+		return nil, b.classify(ctx, st, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, b.classify(ctx, stageQuery, err)
@@ -179,34 +196,35 @@ func (b *pgBackend) history(ctx context.Context, w *work) ([]Order, error) {
 	return orders, nil
 }
 
-func (b *pgBackend) runBatch(br pgx.BatchResults, w *work) ([]Order, error) {
+// runBatch reads the batch's results; the stage says which step failed.
+func (b *pgBackend) runBatch(br pgx.BatchResults, w *work) ([]Order, stage, error) {
 	if _, err := br.Exec(); err != nil { // set_config
-		return nil, err
+		return nil, stageQuery, err
 	}
-	if _, err := br.Exec(); err != nil { // update
-		return nil, err
+	if _, err := br.Exec(); err != nil { // update: waits for the row lock
+		return nil, stageLock, err
 	}
 	if w.slow > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, err
+			return nil, stageQuery, err
 		}
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, err
+		return nil, stageQuery, err
 	}
 	orders := make([]Order, 0, w.limit)
 	for rows.Next() {
 		var o Order
 		if err := rows.Scan(&o.ID, &o.CreatedAt, &o.TotalCents, &o.Status); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, stageQuery, err
 		}
 		o.CreatedAt = o.CreatedAt.UTC()
 		orders = append(orders, o)
 	}
 	rows.Close()
-	return orders, rows.Err()
+	return orders, stageQuery, rows.Err()
 }
 
 func (b *pgBackend) classify(ctx context.Context, st stage, err error) error {
@@ -268,7 +286,9 @@ func (b *pgBackend) lock(ctx context.Context, rows int64) (func(), error) {
 	if _, err := tx.Exec(ctx, b.qLock, rows); err != nil {
 		return fail(err)
 	}
+	b.held.Store(&heldRows{through: rows})
 	return func() {
+		b.held.Store(nil)
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = tx.Rollback(cctx)

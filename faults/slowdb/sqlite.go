@@ -217,7 +217,7 @@ func (b *sqliteBackend) history(ctx context.Context, w *work) ([]Order, error) {
 	// every request behind the slowest.
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, b.classify(ctx, nil, stageQuery, err)
+		return nil, b.classify(ctx, nil, stageLock, err) // _txlock=immediate: BEGIN waits for the write lock
 	}
 	defer func() { _ = tx.Rollback() }()
 	sctx, cancel := context.WithTimeout(ctx, w.stmtTimeout)

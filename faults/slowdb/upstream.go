@@ -29,7 +29,8 @@ const (
 	// name (ECONNREFUSED).
 	CodeHeader = "X-Cascade-DB-Code"
 	// StageHeader says where a failed request was: "pool" (waiting for a
-	// connection) or "query".
+	// connection), "lock" (waiting for the lock its update takes) or
+	// "query".
 	StageHeader = "X-Cascade-DB-Stage"
 )
 
@@ -300,6 +301,14 @@ func (u *Upstream) fail(w http.ResponseWriter, ctx context.Context, err error) {
 	if !errors.As(err, &de) {
 		de = &dbError{kind: errOther, stage: stageQuery, err: err}
 	}
+	// lock_contention took effect when a request waited on its lock until
+	// a timeout ended the wait: the lock's own, or an outer one (the
+	// statement's, the service's deadline, the caller's) that fired first.
+	lockWait := de.kind == errLockTimeout ||
+		(de.stage == stageLock && (de.kind == errStatementTimeout || ctx.Err() != nil))
+	if lockWait && u.lockActive.Load() {
+		u.c.effects[kLock].Add(1)
+	}
 	var c cause.Cause
 	switch {
 	case errors.Is(ctx.Err(), context.Canceled):
@@ -321,9 +330,6 @@ func (u *Upstream) fail(w http.ResponseWriter, ctx context.Context, err error) {
 		u.rec.dbTimeout(de.code)
 		if de.kind == errLockTimeout {
 			u.c.lockTimeouts.Add(1)
-			if u.lockActive.Load() {
-				u.c.effects[kLock].Add(1)
-			}
 		} else {
 			u.c.stmtTimeouts.Add(1)
 			if u.stmtActive.Load() {
@@ -408,8 +414,9 @@ type Stats struct {
 	Refused          uint64 // requests failed because the database refused connections
 	Orphaned         uint64 // completed after the caller stopped waiting
 	// FaultEffects counts, per fault kind, how often a fault actually took
-	// effect: statements slowed, lock timeouts and statement timeouts and
-	// refusals and pool waits that happened while the fault was active.
+	// effect: statements slowed, waits on the fault's lock that a timeout
+	// ended (the lock's own or an outer one), statement timeouts, refusals
+	// and pool waits that happened while the fault was active.
 	FaultEffects map[string]uint64
 	Pool         PoolStats
 }

@@ -111,6 +111,43 @@ func TestLockContention(t *testing.T) {
 	})
 }
 
+// A wait on the fault's lock that an outer timeout ends first is still the
+// fault's effect: the lock is why the request timed out.
+func TestLockContentionCutByAnOuterTimeout(t *testing.T) {
+	const stmtTimeout, upTimeout = 150 * time.Millisecond, 400 * time.Millisecond
+	cfg := Config{LockTimeout: units.Duration(5 * time.Second), StatementTimeout: units.Duration(stmtTimeout),
+		UpstreamTimeout: units.Duration(upTimeout)}
+	eachDriver(t, cfg, func(t *testing.T, cfg Config) {
+		f := start(t, cfg)
+		f.get(t, "?customer=1", nil, 0).ok(t, 1, DefaultOrdersPerCustomer)
+		// sqlite waits for its write lock at BEGIN, before the statement
+		// deadline starts: the service's deadline ends the wait. On
+		// postgres the statement timeout covers the row lock wait.
+		wantStatus, wantCause, wantCode, cut := http.StatusGatewayTimeout, "upstream_timeout", "", upTimeout
+		if cfg.Driver == Postgres {
+			_, stmt := codes(cfg.Driver)
+			wantStatus, wantCause, wantCode, cut = http.StatusServiceUnavailable, "db_timeout", stmt, stmtTimeout
+		}
+		inj := inject(t, f.u, &LockContention{})
+		for range 2 {
+			a := f.get(t, "?customer=1", nil, 0)
+			if a.status != wantStatus || a.cause != wantCause || a.stage != "lock" || (wantCode != "" && a.code != wantCode) {
+				t.Fatalf("want %d %s %s in the lock stage, got %v", wantStatus, wantCause, wantCode, a)
+			}
+			within(t, "lock wait", a.elapsed, cut-20*time.Millisecond, cut+600*time.Millisecond)
+		}
+		// The caller's own deadline, shorter still, ends the wait too.
+		if a := f.get(t, "?customer=1", map[string]string{DeadlineHeader: "100"}, 0); a.cause != "upstream_timeout" || a.stage != "lock" {
+			t.Fatalf("want upstream_timeout in the lock stage at the caller's deadline, got %v", a)
+		}
+		if n := inj.Effects(); n != 3 {
+			t.Fatalf("lock_contention took effect %d times, want 3 (every wait on its lock ended in a timeout)", n)
+		}
+		inj.Stop()
+		f.get(t, "?customer=1", nil, 0).ok(t, 1, DefaultOrdersPerCustomer)
+	})
+}
+
 func TestLockContentionShareAndHold(t *testing.T) {
 	cfg := Config{Driver: Postgres, DSN: pgDSN(t), LockTimeout: units.Duration(150 * time.Millisecond)}
 	f := start(t, cfg)

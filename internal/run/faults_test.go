@@ -139,6 +139,35 @@ faults:
 	}
 }
 
+// h6 #12: the lock wait (SQLite's busy_timeout, 1s) outlasts the service's
+// own deadline (400ms), which ends every wait with upstream_timeout; the
+// lock is still why, so the fault took effect.
+func TestDatabaseLockContentionCutByTheUpstreamDeadline(t *testing.T) {
+	s := runScenario(t, `name: db-locks-outer
+upstreams:
+  - name: orders
+    kind: database
+    database: {driver: sqlite, pool_size: 20, statement_timeout: 100ms, lock_timeout: 1s, upstream_timeout: 400ms}
+gateway:
+  routes:
+    - {path: /, upstream: orders, timeouts: {response_header: 1s, total: 1s}}
+load:
+  client_timeout: 2s
+  stages:
+    - {duration: 3s, rate: 20/s}
+  requests:
+    - {path: /orders/history}
+faults:
+  - {name: locks, kind: lock_contention, target: orders, start: 1s, duration: 1s}
+`)
+	if locks := phase(t, s, "locks").Causes; locks["upstream_timeout"] < 10 {
+		t.Fatalf("lock contention: causes %v, want most requests to end in upstream_timeout", locks)
+	}
+	if f := fault(t, s, "locks"); f.Fired < 10 || f.Reason != "" {
+		t.Fatalf("lock_contention took effect %d times (%q), want every wait its lock caused: %+v", f.Fired, f.Reason, f)
+	}
+}
+
 func TestInstanceFaultsThroughARun(t *testing.T) {
 	s := runScenario(t, `name: chaos-monkey
 seed: 3
