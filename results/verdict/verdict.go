@@ -219,6 +219,9 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 		if err != nil || !(n >= 0) || math.IsInf(n, 0) { // NaN would make every comparison false
 			return nil, fmt.Errorf("objective %q: %s is a count: expected a number, got %q", expr, m.name, v)
 		}
+		if n != math.Trunc(n) {
+			return nil, fmt.Errorf("objective %q: %s is a count: expected a whole number, got %s", expr, m.name, v)
+		}
 		t.bound = n
 	case unitRatio:
 		n, err := strconv.ParseFloat(strings.TrimSuffix(v, "x"), 64)
@@ -241,11 +244,26 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 			t.bound = r.PerSecond()
 		}
 	}
+	if err := t.satisfiable(); err != nil {
+		return nil, fmt.Errorf("objective %q: %w", expr, err)
+	}
 	t.Name = expr
 	if phase != "" {
 		t.Name = phase + ": " + expr
 	}
 	return t, nil
+}
+
+// satisfiable refuses a bound no run can meet: every metric is at least 0,
+// and a request's latency is more than 0.
+func (t *Threshold) satisfiable() error {
+	if t.bound == 0 && t.op == LT {
+		return fmt.Errorf("%s is never below 0: this can never pass", t.metric.name)
+	}
+	if t.bound == 0 && t.op == LE && t.unit == unitDuration && (t.metric.series == "latency" || t.metric.series == "service") {
+		return fmt.Errorf("a request's %s is always above 0: this can never pass", t.metric.name)
+	}
+	return nil
 }
 
 func splitCompact(expr string) []string {
@@ -301,6 +319,9 @@ func parseMetric(s string) (metric, error) {
 			name = strings.TrimPrefix(name, p)
 		}
 	}
+	if strings.HasPrefix(name, "p(") != strings.HasSuffix(name, ")") {
+		return metric{}, fmt.Errorf("quantile %q: unbalanced parenthesis (write p99, p99.9 or p(99.9))", s)
+	}
 	if q, ok := parseQuantile(name); ok {
 		return metric{name: s, unit: unitDuration, quantile: q, series: series, stat: "quantile"}, nil
 	}
@@ -323,16 +344,26 @@ func parseMetric(s string) (metric, error) {
 	}
 	if base, ok := strings.CutSuffix(s, "_rate"); ok {
 		if c, ok := cause.Parse(base); ok {
-			return metric{name: s, unit: unitFraction, cause: c, stat: "cause_rate"}, nil
+			return metric{name: s, unit: unitFraction, cause: c, stat: "cause_rate"}, clientSees(s, c)
 		}
 	}
 	if base, ok := strings.CutSuffix(s, "_count"); ok {
 		if c, ok := cause.Parse(base); ok {
-			return metric{name: s, unit: unitCount, cause: c, stat: "cause_count"}, nil
+			return metric{name: s, unit: unitCount, cause: c, stat: "cause_count"}, clientSees(s, c)
 		}
 	}
 	return metric{}, fmt.Errorf("unknown metric %q (valid: %s; causes: %s)", s,
 		strings.Join(MetricNames(), ", "), strings.Join(cause.Names(), ", "))
+}
+
+// clientSees refuses a cause the client's requests can never end in, so a
+// metric of it is always 0: client_gone is the gateway's record that the
+// client left first (the 499 goes to nobody).
+func clientSees(metric string, c cause.Cause) error {
+	if c == cause.ClientGone {
+		return fmt.Errorf("%s is always 0: client_gone is what the gateway records when the client left first (in access.jsonl and events); the client never receives it. Judge client_timeout_rate (the client gave up) or orphans (work that went on after)", metric)
+	}
+	return nil
 }
 
 // parseQuantile reads "p99", "p99.9", "p999" (=99.9), "p(99.9)".

@@ -64,6 +64,10 @@ func TestThresholds(t *testing.T) {
 		{"achieved_rate >= 99%", "", true, 1, "achieved 100.0/s against a target of 100.0/s"},
 		{"achieved_rate >= 120/s", "", false, 100, ""},
 		{"p99 < 1s", "nope", false, 0, `phase "nope" was not recorded`},
+		// Still accepted: bounds a run can meet.
+		{"p(99) < 1s", "", true, 0.990, ""},
+		{"errors <= 20", "", true, 20, ""},
+		{"client_timeout_count <= 0", "", true, 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.phase+" "+tc.expr, func(t *testing.T) {
@@ -87,18 +91,37 @@ func TestThresholds(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for expr, want := range map[string]string{
-		"p99 300ms":            "expected",
-		"p99 ~ 300ms":          "unknown comparison",
-		"p99 < 300":            "is a latency",
-		"error_rate < 1.5":     "above 1",
-		"bogus_rate < 1%":      "unknown metric",
-		"errors < -1":          "is a count",
-		"achieved_rate >= 1/y": "unit must be",
-		"lag_error_rate < 1%":  "unknown metric",
-		"p0 < 1s":              "unknown metric",
+		"p99 300ms":              "expected",
+		"p99 ~ 300ms":            "unknown comparison",
+		"p99 < 300":              "is a latency",
+		"error_rate < 1.5":       "above 1",
+		"bogus_rate < 1%":        "unknown metric",
+		"errors < -1":            "is a count",
+		"achieved_rate >= 1/y":   "unit must be",
+		"lag_error_rate < 1%":    "unknown metric",
+		"p0 < 1s":                "unknown metric",
+		"p(99 < 10ms":            "unbalanced parenthesis",
+		"p99) < 10ms":            "unbalanced parenthesis",
+		"requests == 1.5":        "expected a whole number",
+		"errors < 0.5":           "expected a whole number",
+		"p99 < 0ms":              "can never pass",
+		"max <= 0s":              "can never pass",
+		"error_rate < 0%":        "can never pass",
+		"errors < 0":             "can never pass",
+		"client_gone_rate < 1%":  "the client never receives it",
+		"client_gone_count == 0": "the client never receives it",
 	} {
 		if _, err := ParseThreshold(expr, ""); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want it to mention %q", expr, err, want)
+		}
+	}
+}
+
+// Bounds at 0 that a run can meet stay accepted.
+func TestParseAcceptsBoundsARunCanMeet(t *testing.T) {
+	for _, expr := range []string{"orphan_time <= 0ms", "orphans == 0", "lag_p99 <= 0ms", "error_rate <= 0%", "requests >= 0", "p(99.9) < 1s", "p999 < 1s"} {
+		if _, err := ParseThreshold(expr, ""); err != nil {
+			t.Errorf("%q: %v", expr, err)
 		}
 	}
 }

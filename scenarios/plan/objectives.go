@@ -323,10 +323,11 @@ func (c *compiler) anchor(p string, after string, end bool, phases map[string]bo
 	}
 	pa := p + ".after"
 	if m := stageRE.FindStringSubmatch(after); m != nil {
-		i, _ := strconv.Atoi(m[1])
+		i, err := strconv.Atoi(m[1]) // too large for an int: no such stage either
 		st, label, found := c.stageStart(i)
-		if !found {
-			c.errorf(pa, "the load has %d stage(s): stage[%d] does not exist", len(c.p.Load.Stages), i)
+		if err != nil || !found {
+			// m[1] as written: a number too large for an int would print clamped.
+			c.errorf(pa, "the load has %d stage(s), stage[0] to stage[%d]: stage[%s] does not exist", len(c.p.Load.Stages), len(c.p.Load.Stages)-1, m[1])
 			return at, onset, false
 		}
 		a := verdict.Offset(st, label)
@@ -360,6 +361,28 @@ func (c *compiler) anchor(p string, after string, end bool, phases map[string]bo
 	return at, onset, false
 }
 
+// plannedAt is where an anchor falls on the scenario's own clock: a fault's
+// onset or end as planned (its first occurrence; one without a duration
+// lasts until the load ends), or a fixed offset.
+func (c *compiler) plannedAt(a verdict.Anchor) (time.Duration, bool) {
+	if a.Fault == "" {
+		return a.At, true
+	}
+	for _, e := range c.p.Timeline {
+		if e.Name != a.Fault {
+			continue
+		}
+		switch {
+		case a.Edge == verdict.Onset:
+			return e.Start, true
+		case e.Duration == 0:
+			return c.p.Duration, true
+		}
+		return e.Start + e.Duration, true
+	}
+	return 0, false
+}
+
 func orNone(xs []string) string {
 	if len(xs) == 0 {
 		return "none"
@@ -381,6 +404,13 @@ func (c *compiler) recovery(p string, o scenarios.Objective, phases map[string]b
 	}
 	at, onset, ok := c.anchor(p, o.After, true, phases)
 	if !ok {
+		return nil
+	}
+	// Recovery is judged on what the load recorded after the anchor: an
+	// anchor at the load's end leaves nothing, and could never pass.
+	if t, ok := c.plannedAt(at); ok && c.p.Duration > 0 && t >= c.p.Duration {
+		c.errorf(c.exprPath(p, "after"), "recovery is measured after %s, at %s, when the load ends (%s): nothing is recorded after it, so this can never pass; name a fault or a phase that ends before the load does, or a stage such as stage[1]",
+			at, t, c.p.Duration)
 		return nil
 	}
 	if o.Baseline != "" && !phases[o.Baseline] {

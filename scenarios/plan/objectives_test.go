@@ -128,6 +128,14 @@ func TestTypedObjectiveErrors(t *testing.T) {
 		{`  - {cascade: db}`, `"db" is not a layer that declares a timeout here`, "slo[0].cascade"},
 		{`  - {gateway_adds: "p99 < 5ms"}`, "needs direct load", "slo[0].gateway_adds"},
 		{`  - {objective: "p99 < 1s", hold: 1s}`, "hold does not apply", "slo[0].hold"},
+		// h6 #14: each refused where it is written, saying what was expected.
+		{`  - {recovers_within: 2s, after: "stage[99999999999999999999]"}`, "stage[0] to stage[1]: stage[99999999999999999999] does not exist", "typed.yaml:24:34: slo[0].after"},
+		{`  - {objective: "p(99 < 10ms"}`, "unbalanced parenthesis", "typed.yaml:24:17: slo[0].objective"},
+		{`  - {objective: "requests == 1.5"}`, "requests is a count: expected a whole number, got 1.5", "typed.yaml:24:17: slo[0].objective"},
+		{`  - {objective: "p99 < 0ms"}`, "never below 0: this can never pass", "typed.yaml:24:17: slo[0].objective"},
+		{`  - {objective: "client_gone_rate < 1%"}`, "the client never receives it", "typed.yaml:24:17: slo[0].objective"},
+		{`  - {recovers_within: 2s, after: run}`, "when the load ends (8s): nothing is recorded after it, so this can never pass", "typed.yaml:24:34: slo[0].after"},
+		{`  - {recovers_within: 2s, after: after}`, "when the load ends (8s)", "slo[0].after"}, // the phase after the last fault
 	}
 	for _, tc := range cases {
 		t.Run(tc.slo, func(t *testing.T) {
