@@ -76,6 +76,33 @@ func TestLadder(t *testing.T) {
 	}
 }
 
+// h6 #9: with retries and no per-try timeout, response_header bounds each
+// attempt, and the client sees the gateway's 504 after 3 × 200ms plus
+// backoff: the gateway rung and the whole cascade's rung pass.
+func TestLadderRetriedResponseHeader(t *testing.T) {
+	src := `name: rh-retry
+upstreams: [{name: api, replicas: 2, latency: 2ms}]
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 100ms, response_header: 200ms, total: 2s}, retries: {retry_on: [reset], max_attempts: 3, backoff_base: 10ms, budget_percent: 100%}}
+load:
+  client_timeout: 3s
+  stages: [{duration: 1s, rate: 10/s}]
+  requests: [{path: /}]
+`
+	f := writeFile(t, "rh.yaml", src)
+	code, out, stderr := runCLI(context.Background(), "ladder", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "l"), f)
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"timeout cascade: client 3.000s > gateway 200.0ms/400.0ms/600.0ms/2.000s",
+		"gateway at 200.0ms", "Ladder: 3/3 rungs answered by the layer expected"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ladder output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestRepeatReportsPassRates(t *testing.T) {
 	src := `name: repeat
 upstreams: [{name: api, latency: {dist: uniform, min: 1ms, max: 30ms}}]

@@ -131,7 +131,10 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 		if !ok {
 			continue
 		}
-		q.Objectives = []verdict.Objective{&verdict.Cascade{Name: "timeouts answered by " + l.Name, Layers: p.Layers, Expect: l.Name, Tolerance: tolerance(t)}}
+		// Judged on the rung's own cascade: lifting an inner layer can
+		// change when the layer tested answers (without the per-try
+		// timeout, the response_header one bounds each retried attempt).
+		q.Objectives = []verdict.Objective{&verdict.Cascade{Name: "timeouts answered by " + l.Name, Layers: plan.Layers(q), Expect: l.Name, Tolerance: tolerance(t)}}
 		rungs = append(rungs, r)
 	}
 	// The whole cascade: nothing lifted, a delay past the outermost timeout.

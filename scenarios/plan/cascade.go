@@ -87,6 +87,19 @@ func (c *compiler) layers() {
 	c.p.Layers = out
 }
 
+// Layers is the timeout cascade q's configuration declares as it stands.
+// The latency ladder changes a rung's plan (it lifts the layers inside the
+// one tested), and that changes the cascade: without its per-try timeout,
+// a route's response_header timeout bounds each attempt, and the client
+// sees it after k retried attempts.
+func Layers(q *Plan) []verdict.Layer {
+	cp := *q
+	cp.Layers = nil
+	c := &compiler{p: &cp}
+	c.layers()
+	return cp.Layers
+}
+
 // declaredTimeouts lists the timeouts below the client, per route.
 // Per-try timeouts and upstream/database timeouts are read by
 // routeTimeouts and upstreamTimeouts (timeouts_ext.go), which follow what

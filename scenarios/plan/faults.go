@@ -259,6 +259,9 @@ func (c *compiler) databaseLint() {
 }
 
 func upstreamPath(f *scenarios.File, name string) string {
+	if f == nil {
+		return "" // a plan's cascade recomputed without its file (Layers)
+	}
 	for i, u := range f.Upstreams {
 		if u.Name == name {
 			return fmt.Sprintf("$.upstreams[%d]", i)
