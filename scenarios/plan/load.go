@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/scenarios"
 )
@@ -423,7 +425,9 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		}
 		h := http.Header{}
 		for k, v := range r.Headers {
-			if why := reservedHeader(k); why != "" {
+			if !httpguts.ValidHeaderFieldName(k) {
+				c.errorf(p+".headers."+k, "header name %q is not a token (letters, digits and !#$%%&'*+-.^_`|~, no spaces)", k)
+			} else if why := reservedHeader(k); why != "" {
 				c.errorf(p+".headers."+k, "header %s %s", k, why)
 			} else if strings.IndexFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) >= 0 {
 				c.errorf(p+".headers."+k, "header %s: the value has a control character (a line break?); no client sends it", k)

@@ -96,6 +96,7 @@ func TestBadScenarios(t *testing.T) {
 		{"null key drops its mapping", replace("total: 2s}", "total: 2s, ~: oops}"), 10, 66, "gateway.routes[0].timeouts.~", "expected a field name as the key, got null"},
 		{"body too large", replace("    latency: 5ms", "    latency: 5ms\n    body_size: 1PiB"), 6, 16, "upstreams[0].body_size", "at most 64 MiB"},
 		{"external port out of range", replace("  routes:", "  external: http://127.0.0.1:99999\n  routes:"), 7, 13, "gateway.external", "port 99999 is not a TCP port"},
+		{"header name not a token", replace("  - {path: /}", "  - {path: /, headers: {\"X B\": \"1\"}}"), 16, 34, "load.requests[0].headers.X B", `header name "X B" is not a token`},
 		{"header the client sets", replace("  - {path: /}", "  - {path: /, headers: {Connection: close}}"), 16, 39, "load.requests[0].headers.Connection", "keep_alive: false"},
 		{"line break in a header", replace("  - {path: /}", "  - {path: /, headers: {X-A: \"a\\nb\"}}"), 16, 32, "load.requests[0].headers.X-A", "control character"},
 		{"bad escape in the path", replace("  - {path: /}", "  - {path: /%zz}"), 16, 14, "load.requests[0].path", `invalid URL escape "%zz"`},
