@@ -145,7 +145,7 @@ type Executor struct {
 	// MaxRequests ends a VU executor once its VUs have sent this many
 	// requests in all (hey's -n, k6's shared-iterations); its duration or
 	// stages still bound it in time. Default: only the time bounds it.
-	MaxRequests int `yaml:"max_requests,omitempty" json:"max_requests,omitempty"`
+	MaxRequests int `yaml:"max_requests,omitempty" json:"max_requests,omitempty" zero:"default"`
 	// Arrivals spaces an open model's requests evenly (default) or as a
 	// seeded Poisson process (exponential gaps) at the same rate.
 	Arrivals string `yaml:"arrivals,omitempty" json:"arrivals,omitempty" jsonschema:"enum=uniform,enum=poisson"`
@@ -154,14 +154,14 @@ type Executor struct {
 	Think *dist.Latency `yaml:"think,omitempty" json:"think,omitempty"`
 	// ClientTimeout is when the client gives up on a request (default 30s):
 	// the outermost layer of the timeout cascade.
-	ClientTimeout units.Duration `yaml:"client_timeout,omitempty" json:"client_timeout,omitempty"`
+	ClientTimeout units.Duration `yaml:"client_timeout,omitempty" json:"client_timeout,omitempty" zero:"default"`
 	// MaxInFlight caps concurrent requests of an open model (default
 	// 10000); requests due when the cap is reached are counted as dropped.
-	MaxInFlight int `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty"`
+	MaxInFlight int `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty" zero:"default"`
 	// MaxConnections caps the open connections (default: no cap beyond
 	// max_in_flight or the VUs); a request waits for a free one, and the
 	// wait counts in its latency.
-	MaxConnections int `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`
+	MaxConnections int `yaml:"max_connections,omitempty" json:"max_connections,omitempty" zero:"default"`
 	// KeepAlive reuses connections (default true).
 	KeepAlive *bool `yaml:"keep_alive,omitempty" json:"keep_alive,omitempty"`
 	// Protocol: http1, h2 (HTTP/2 over TLS) or h2c (HTTP/2 cleartext, prior
@@ -285,7 +285,7 @@ type Request struct {
 	Body    string            `yaml:"body,omitempty" json:"body,omitempty"`
 	// BodyFile reads the body from a file, relative to the scenario file.
 	BodyFile string `yaml:"body_file,omitempty" json:"body_file,omitempty"`
-	Weight   int    `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
+	Weight   int    `yaml:"weight,omitempty" json:"weight,omitempty" zero:"default"` // default 1
 }
 
 // Fault is one entry of the fault timeline.

@@ -96,6 +96,8 @@ func TestBadScenarios(t *testing.T) {
 		{"null key drops its mapping", replace("total: 2s}", "total: 2s, ~: oops}"), 10, 66, "gateway.routes[0].timeouts.~", "expected a field name as the key, got null"},
 		{"body too large", replace("    latency: 5ms", "    latency: 5ms\n    body_size: 1PiB"), 6, 16, "upstreams[0].body_size", "at most 64 MiB"},
 		{"external port out of range", replace("  routes:", "  external: http://127.0.0.1:99999\n  routes:"), 7, 13, "gateway.external", "port 99999 is not a TCP port"},
+		{"weight 0 is not off", replace("  - {path: /}", "  - {path: /, weight: 0}"), 16, 25, "load.requests[0].weight", "0 stands for the default here"},
+		{"client timeout 0 is not none", replace("client_timeout: 3s", "client_timeout: 0s"), 12, 19, "load.client_timeout", "0 stands for the default here"},
 		{"header name not a token", replace("  - {path: /}", "  - {path: /, headers: {\"X B\": \"1\"}}"), 16, 34, "load.requests[0].headers.X B", `header name "X B" is not a token`},
 		{"header the client sets", replace("  - {path: /}", "  - {path: /, headers: {Connection: close}}"), 16, 39, "load.requests[0].headers.Connection", "keep_alive: false"},
 		{"line break in a header", replace("  - {path: /}", "  - {path: /, headers: {X-A: \"a\\nb\"}}"), 16, 32, "load.requests[0].headers.X-A", "control character"},
