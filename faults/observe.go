@@ -8,18 +8,19 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/upstreamheader"
 )
 
 // HeaderAttempt is the attempt number (1 for the first try) a gateway puts
 // on each request it sends upstream; a replica records it so a verdict can
 // count retries where they land, not where they were decided.
-const HeaderAttempt = "X-Cascade-Attempt"
+const HeaderAttempt = upstreamheader.Attempt
 
-// HeaderDeadline is the caller's remaining budget in milliseconds (the
-// gateway's gateway.HeaderDeadline; repeated here because faults must not
-// import gateway). A replica records it to tell work nobody waits for any
-// more (orphaned work) from work that was still awaited.
-const HeaderDeadline = "X-Cascade-Deadline-Ms"
+// HeaderDeadline is the caller's remaining budget in milliseconds. A
+// replica records it to tell work nobody waits for any more (orphaned work)
+// from work that was still awaited.
+const HeaderDeadline = upstreamheader.Deadline
 
 // MaxOrphanWork bounds how long a replica with IgnoreCancel keeps working on
 // a request whose caller left: the run must stop by itself even if a fault
@@ -59,6 +60,17 @@ type Observer interface {
 	Finish(a *Arrival)
 }
 
+// HealthCheckObserver is an Observer that also wants the gateway's active
+// health checks (requests marked with upstreamheader.HealthCheck). Arrive
+// and Finish never see them: a probe is not traffic, and a replica the
+// gateway ejected keeps being probed (as in Envoy), so counting probes as
+// arrivals would blame the gateway for requests it never routed. A health
+// check by a third-party gateway carries no mark and is an arrival like any
+// other.
+type HealthCheckObserver interface {
+	HealthCheck(a *Arrival)
+}
+
 // lifetime ends work that ignores its caller when the upstream closes, so a
 // run with IgnoreCancel still stops by itself.
 type lifetime struct {
@@ -79,16 +91,23 @@ func (l *lifetime) end() {
 
 var errCallerLeft = errors.New("the caller left while the request queued")
 
-// admit runs first in serve: it records the arrival, lets the request wait
-// for a worker when the upstream has a Concurrency, and, for an upstream
-// with IgnoreCancel, detaches the request from its caller's cancellation
-// (bounded by MaxOrphanWork and by the replica closing). done must be called
-// when the handler returns; when err is non-nil the request must not be
-// served (the caller left while it queued).
+// admit runs first in serve: it records the arrival (a health check
+// apart), lets the request wait for a worker when the upstream has a
+// Concurrency, and, for an upstream with IgnoreCancel, detaches the request
+// from its caller's cancellation (bounded by MaxOrphanWork and by the
+// replica closing). done must be called when the handler returns; when err
+// is non-nil the request must not be served (the caller left while it
+// queued).
 func (r *Replica) admit(req *http.Request) (_ *http.Request, done func(), err error) {
 	u := r.up
 	var a *Arrival
-	if obs := u.opts.Observer; obs != nil {
+	switch obs := u.opts.Observer; {
+	case obs == nil:
+	case req.Header.Get(upstreamheader.HealthCheck) != "":
+		if hc, ok := obs.(HealthCheckObserver); ok {
+			hc.HealthCheck(&Arrival{Upstream: u.cfg.Name, Replica: r.name, Addr: r.Addr(), Method: req.Method, At: u.opts.Clock.Now()})
+		}
+	default:
 		a = &Arrival{Upstream: u.cfg.Name, Replica: r.name, Addr: r.Addr(), Method: req.Method, At: u.opts.Clock.Now()}
 		if v := req.Header.Get(HeaderAttempt); v != "" {
 			a.Attempt, _ = strconv.Atoi(v)

@@ -24,6 +24,7 @@ import (
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/evloop"
+	"github.com/cascadehq/cascade/internal/upstreamheader"
 )
 
 // Headers the gateway sets on every attempt it sends upstream.
@@ -31,10 +32,10 @@ const (
 	// HeaderDeadline carries the attempt's budget in milliseconds (the
 	// time left of the route's total timeout, or the per-try timeout if
 	// that is shorter), so the upstream can stop work nobody will wait for.
-	HeaderDeadline = "X-Cascade-Deadline-Ms"
+	HeaderDeadline = upstreamheader.Deadline
 	// HeaderAttempt numbers the attempts of one request, from 1 (Envoy's
 	// x-envoy-attempt-count).
-	HeaderAttempt = "X-Cascade-Attempt"
+	HeaderAttempt = upstreamheader.Attempt
 	// HeaderRequestID identifies a request end to end: propagated when the
 	// client sent one, generated otherwise; sent upstream, echoed to the
 	// client and written to the access log.

@@ -76,8 +76,12 @@ type UpstreamRecord struct {
 	ServiceP95MS float64 `json:"service_p95_ms,omitempty"`
 	// InFlightMean is the mean number of requests being handled (or queued
 	// for a worker), summed over replicas; InFlightMax the largest sample.
-	InFlightMean float64         `json:"in_flight_mean"`
-	InFlightMax  int64           `json:"in_flight_max"`
+	InFlightMean float64 `json:"in_flight_mean"`
+	InFlightMax  int64   `json:"in_flight_max"`
+	// HealthChecks are the gateway's active health checks, which are not
+	// in Arrivals: probes are not traffic, and an ejected replica keeps
+	// being probed.
+	HealthChecks int64           `json:"health_checks,omitempty"`
 	PerReplica   []ReplicaRecord `json:"per_replica,omitempty"`
 }
 
@@ -87,6 +91,7 @@ type ReplicaRecord struct {
 	Addr         string  `json:"addr"` // how the gateway's events name it
 	Arrivals     int64   `json:"arrivals"`
 	InFlightMean float64 `json:"in_flight_mean"`
+	HealthChecks int64   `json:"health_checks,omitempty"` // not in Arrivals nor ArrivalsMS
 	// ArrivalsMS are the arrivals by millisecond within the interval, as
 	// flattened pairs [offset_ms, count, offset_ms, count, ...] for the
 	// milliseconds that saw any: exact to 1 ms, and bounded in size whatever
@@ -152,6 +157,7 @@ type upstreamAcc struct {
 type replicaAcc struct {
 	addr               string
 	arrivals           int64
+	healthChecks       int64
 	inFlightSum        int64
 	inFlightN, maxSeen int64
 	ms                 map[int32]int32
@@ -211,6 +217,16 @@ func (l *Ledger) Arrive(a Arrival) {
 	}
 	off := max(a.At-time.Duration(idx)*l.width, 0)
 	r.ms[int32(off/time.Millisecond)]++
+}
+
+// HealthCheck records one of the gateway's health checks reaching a
+// replica, apart from the arrivals.
+func (l *Ledger) HealthCheck(a Arrival) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	acc, _ := l.accLocked(a.At, a.Upstream)
+	acc.rec.HealthChecks++
+	acc.replica(a.Replica, a.Addr).healthChecks++
 }
 
 // Finish records a replica being done with a request.
@@ -292,7 +308,7 @@ func (a *upstreamAcc) finish(start, width time.Duration) UpstreamRecord {
 	sort.Strings(names)
 	for _, n := range names {
 		r := a.replicas[n]
-		rr := ReplicaRecord{Replica: n, Addr: r.addr, Arrivals: r.arrivals}
+		rr := ReplicaRecord{Replica: n, Addr: r.addr, Arrivals: r.arrivals, HealthChecks: r.healthChecks}
 		if r.inFlightN > 0 {
 			rr.InFlightMean = round(float64(r.inFlightSum)/float64(r.inFlightN), 3)
 			rec.Replicas++

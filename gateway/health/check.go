@@ -6,6 +6,8 @@
 //     (health.down), after healthy_threshold successes healthy again
 //     (health.up). A new endpoint added unhealthy needs one success only,
 //     as in Envoy, so a scaled-out replica joins as soon as it answers.
+//     Each check carries X-Cascade-Health-Check, so cascade's fake
+//     upstreams count it apart from the traffic.
 //   - passive outlier detection: the proxy reports every response; after
 //     consecutive_5xx (or consecutive_gateway_failure) in a row an endpoint
 //     is ejected for base_ejection_time × the number of times it has been
@@ -29,6 +31,7 @@ import (
 	"github.com/cascadehq/cascade/gateway/internal/emit"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/units"
+	"github.com/cascadehq/cascade/internal/upstreamheader"
 	"github.com/cascadehq/cascade/internal/yamlfile"
 )
 
@@ -275,6 +278,9 @@ func (c *Checker) probe(ctx context.Context, ep *balance.Endpoint) string {
 		return "bad request: " + err.Error()
 	}
 	req.Header.Set("User-Agent", "cascade-health-check")
+	// The mark a fake upstream reads to keep the probe out of its traffic
+	// counts; the user agent is for people reading an upstream's logs.
+	req.Header.Set(upstreamheader.HealthCheck, "1")
 	resp, err := c.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

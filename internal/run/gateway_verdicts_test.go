@@ -112,3 +112,54 @@ slo:
 	_, objs = judgeScenario(t, strings.Replace(src, "NONIDEM", "false", 1))
 	expect(t, get(t, objs, "non_idempotent_retries == 0"), true, "0 retries of non-idempotent")
 }
+
+// The gateway's active health checks are not traffic: a replica ejected for
+// failing /x keeps being probed on /health (as in Envoy), and neither those
+// probes nor the healthy replicas' count as requests that reached an
+// upstream. They are recorded apart, per replica.
+func TestHealthChecksAreNotTraffic(t *testing.T) {
+	out, objs := judgeScenario(t, `
+name: health-checks
+seed: 11
+upstreams: [{name: api, replicas: 3, latency: 2ms}]
+gateway:
+  upstreams:
+    - name: api
+      health_check: {path: /health, interval: 100ms, timeout: 100ms}
+      outlier: {consecutive_5xx: 3, base_ejection_time: 1500ms, max_ejection_percent: 34%}
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 100ms, total: 1s}}
+load:
+  client_timeout: 2s
+  stages: [{duration: 3s, rate: 30/s}]
+  requests: [{path: /x}]
+faults:
+  - {name: bad2, kind: error, target: "api[2]", start: 500ms, duration: 1s, params: {status: 500, match: {path: /x}}}
+slo:
+  - {outlier: "api[2]", ejects_within: 500ms, blocks_while_ejected: true, after: bad2}
+  - amplification <= 1.02
+  - upstream_requests <= 90
+`)
+	expect(t, get(t, objs, "no requests reach api[2] while ejected"), true, "0 requests reached it while ejected")
+	a := get(t, objs, "amplification <= 1.02")
+	expect(t, a, true)
+	near(t, "amplification", a.Value, 1, 0.001)
+	u := get(t, objs, "upstream_requests <= 90")
+	expect(t, u, true)
+	if sent := float64(out.Summary.Run.Stats.Sent); u.Value != sent {
+		t.Errorf("upstream_requests = %v for %v requests sent without retries", u.Value, sent)
+	}
+	var checks, ofEjected int64
+	for _, rec := range loadUpstreams(t, out.Dir) {
+		checks += rec.HealthChecks
+		for _, rr := range rec.PerReplica {
+			if rr.Replica == "api[2]" {
+				ofEjected += rr.HealthChecks
+			}
+		}
+	}
+	// 3 s at 10 checks a second on each of 3 replicas.
+	if checks < 45 || ofEjected < 15 {
+		t.Errorf("health checks recorded: %d in all, %d on api[2]; want about 90 and 30", checks, ofEjected)
+	}
+}

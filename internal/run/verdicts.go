@@ -86,7 +86,16 @@ func (r *recording) Finish(a *faults.Arrival) {
 	}
 }
 
-var _ faults.Observer = (*recording)(nil)
+// HealthCheck implements faults.HealthCheckObserver: the gateway's probes
+// are recorded apart, and are no request rate an autoscaler follows.
+func (r *recording) HealthCheck(a *faults.Arrival) {
+	r.ledger.HealthCheck(results.Arrival(*a))
+}
+
+var (
+	_ faults.Observer            = (*recording)(nil)
+	_ faults.HealthCheckObserver = (*recording)(nil)
+)
 
 // keepIntervals is handed every interval record the flusher writes.
 func (r *recording) keepIntervals(recs []results.IntervalRecord) {
