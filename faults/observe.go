@@ -36,6 +36,10 @@ type Arrival struct {
 	Method   string
 	// Attempt is HeaderAttempt's value, 0 when the request had none.
 	Attempt int
+	// Direct is set on the load's requests that bypass the gateway
+	// (upstreamheader.Direct): load the replica serves, but no attempt of
+	// the gateway's.
+	Direct bool
 	// Budget is HeaderDeadline's value: how long the caller still waited
 	// when it sent the request. HasBudget is false without the header.
 	Budget    time.Duration
@@ -108,7 +112,8 @@ func (r *Replica) admit(req *http.Request) (_ *http.Request, done func(), err er
 			hc.HealthCheck(&Arrival{Upstream: u.cfg.Name, Replica: r.name, Addr: r.Addr(), Method: req.Method, At: u.opts.Clock.Now()})
 		}
 	default:
-		a = &Arrival{Upstream: u.cfg.Name, Replica: r.name, Addr: r.Addr(), Method: req.Method, At: u.opts.Clock.Now()}
+		a = &Arrival{Upstream: u.cfg.Name, Replica: r.name, Addr: r.Addr(), Method: req.Method, At: u.opts.Clock.Now(),
+			Direct: req.Header.Get(upstreamheader.Direct) != ""}
 		if v := req.Header.Get(HeaderAttempt); v != "" {
 			a.Attempt, _ = strconv.Atoi(v)
 		}

@@ -33,6 +33,7 @@ type Arrival struct {
 	Addr      string
 	Method    string
 	Attempt   int
+	Direct    bool
 	Budget    time.Duration
 	HasBudget bool
 	At        time.Duration
@@ -51,9 +52,13 @@ type UpstreamRecord struct {
 	Upstream string  `json:"upstream"`
 	// Replicas is how many replicas were sampled in the interval (it moves
 	// with autoscaling).
-	Replicas int   `json:"replicas"`
-	Arrivals int64 `json:"arrivals"`
-	Finished int64 `json:"finished"`
+	Replicas int `json:"replicas"`
+	// Arrivals are the requests the gateway sent (its attempts); the
+	// load's requests that bypassed it (load.direct) are DirectArrivals,
+	// in neither Arrivals nor ArrivalsMS. Finished counts both.
+	Arrivals       int64 `json:"arrivals"`
+	DirectArrivals int64 `json:"direct_arrivals,omitempty"`
+	Finished       int64 `json:"finished"`
 	// Retries are arrivals whose attempt header said 2 or more;
 	// NonIdempotentRetries those of them with a method that is not
 	// idempotent (POST, PATCH, CONNECT).
@@ -200,6 +205,10 @@ func (l *Ledger) Arrive(a Arrival) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	acc, idx := l.accLocked(a.At, a.Upstream)
+	if a.Direct {
+		acc.rec.DirectArrivals++
+		return
+	}
 	acc.rec.Arrivals++
 	if a.Attempt >= 2 {
 		acc.rec.Retries++

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/internal/upstreamheader"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"
@@ -57,6 +59,14 @@ func newDirectLoad(p *plan.Plan, cfg loadgen.Config, ups []*faults.Upstream, pha
 	}
 	d.next = make([]atomic.Uint64, d.n)
 	for i, r := range cfg.Requests {
+		// Marked, so the replicas count it apart from the gateway's
+		// attempts (amplification, blocks_while_ejected). Cloned: the
+		// gateway path shares the template's header map.
+		r.Header = r.Header.Clone()
+		if r.Header == nil {
+			r.Header = http.Header{}
+		}
+		r.Header.Set(upstreamheader.Direct, "1")
 		u := byName[p.DirectUpstreams[i]]
 		if u == nil {
 			return nil, cfg, fmt.Errorf("direct load: no upstream %q", p.DirectUpstreams[i])

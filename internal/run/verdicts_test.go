@@ -332,6 +332,42 @@ slo:
 	expect(t, get(t, objs, "achieved_rate >= 90%"), true)
 }
 
+// The direct path's requests reach the upstream but are no attempt of the
+// gateway's: amplification divides the gateway's attempts by the requests
+// sent through it, and the direct ones are counted apart.
+func TestDirectLoadIsNotAmplification(t *testing.T) {
+	out, objs := judgeScenario(t, `
+name: direct-amplification
+seed: 29
+upstreams: [{name: api, replicas: 2, latency: 2ms}]
+gateway:
+  routes: [{path: /, upstream: api, timeouts: {total: 1s}}]
+load:
+  client_timeout: 2s
+  direct: 50%
+  stages: [{duration: 2s, rate: 60/s}]
+  requests: [{path: /x}]
+slo:
+  - amplification <= 1.02
+  - {objective: "amplification <= 1.02", upstream: api}
+`)
+	s := out.Summary
+	if s.Direct == nil || s.Direct.Stats.Sent < 40 {
+		t.Fatalf("direct %+v: want ~60 requests", s.Direct)
+	}
+	a := get(t, objs, "amplification <= 1.02")
+	expect(t, a, true, "not counting the", "requests load.direct sent straight to it")
+	near(t, "amplification", a.Value, 1, 0.02)
+	expect(t, get(t, objs, "amplification <= 1.02 (api)"), true)
+	var direct int64
+	for _, rec := range loadUpstreams(t, out.Dir) {
+		direct += rec.DirectArrivals
+	}
+	if direct != s.Direct.Stats.Sent {
+		t.Errorf("direct arrivals recorded = %d, want the %d direct requests sent", direct, s.Direct.Stats.Sent)
+	}
+}
+
 // Breaker and outlier objectives judged on real upstream arrivals, with the
 // gateway's transitions given as events (the contract gateway/doc.go
 // fixes): replica api[1] is down from 1s to 2.5s and receives nothing, so a

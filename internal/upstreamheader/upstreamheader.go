@@ -19,4 +19,10 @@ const (
 	// health checks (nginx, Envoy, HAProxy) do not carry it and count as
 	// arrivals.
 	HealthCheck = "X-Cascade-Health-Check"
+	// Direct marks the load generator's requests that bypass the gateway
+	// (load.direct). They reach the upstream but are no attempt the gateway
+	// made: a replica records them apart, or amplification would divide
+	// them by the requests sent through the gateway only, and an ejected
+	// replica would be blamed for the direct path's round robin.
+	Direct = "X-Cascade-Direct"
 )

@@ -186,6 +186,7 @@ func sumRecords(in *Input, upstream string, from, to time.Duration) (results.Ups
 		}
 		n++
 		sum.Arrivals += r.Arrivals
+		sum.DirectArrivals += r.DirectArrivals
 		sum.Finished += r.Finished
 		sum.Retries += r.Retries
 		sum.NonIdempotentRetries += r.NonIdempotentRetries

@@ -243,7 +243,9 @@ func OracleSamples(in *Input, s autoscale.Settings) []autoscale.Sample {
 			case autoscale.InFlight:
 				total += r.InFlightMean * w
 			case autoscale.RequestRate:
-				total += float64(r.Arrivals)
+				// Everything the replicas served, as the live metric
+				// counts it: the direct path's requests are load too.
+				total += float64(r.Arrivals + r.DirectArrivals)
 			case autoscale.P95Latency:
 				if r.ServiceP95MS == 0 {
 					continue

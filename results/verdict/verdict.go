@@ -545,8 +545,15 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 	switch t.metric.stat {
 	case "amplification", "upstream_requests":
 		arrivals := upstreamArrivals(in, t.Upstream, "", sp.from, sp.to, results.Starting)
+		// The direct path's requests (load.direct) are no attempt of the
+		// gateway's, and the client requests below are the gateway path's
+		// only: both sides leave them out.
+		direct := ""
+		if sum.DirectArrivals > 0 {
+			direct = fmt.Sprintf("; not counting the %d requests load.direct sent straight to it", sum.DirectArrivals)
+		}
 		if t.metric.stat == "upstream_requests" {
-			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s", arrivals, who, sp.label),
+			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s%s", arrivals, who, sp.label, direct),
 				map[string]float64{"count": float64(arrivals)}, true
 		}
 		sent := float64(sp.st.Sent())
@@ -559,8 +566,8 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 			return 0, "no client requests in " + sp.label, nil, false
 		}
 		v := float64(arrivals) / sent
-		return v, fmt.Sprintf("%d attempts reached %s for %.0f client requests%s in %s (%d of them retries)",
-				arrivals, who, sent, note, sp.label, sum.Retries),
+		return v, fmt.Sprintf("%d attempts reached %s for %.0f client requests%s in %s (%d of them retries)%s",
+				arrivals, who, sent, note, sp.label, sum.Retries, direct),
 			map[string]float64{"upstream_requests": float64(arrivals), "client_requests": sent, "retries": float64(sum.Retries)}, true
 	case "retries":
 		return float64(sum.Retries), fmt.Sprintf("%d requests reached %s as a retry (attempt 2 or later) in %s", sum.Retries, who, sp.label),
