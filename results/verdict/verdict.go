@@ -411,7 +411,14 @@ type span struct {
 	label      string  // "phase run [0.0s, 10.0s)"
 	achieved   float64 // sent per second
 	targetRate float64 // per second, 0 when unknown
+	// upstreamTo, when after to, is where the counts made at the upstreams
+	// end: the attempts of a window's last requests (a retry after a
+	// timeout, after backoff) land after its last send.
+	upstreamTo time.Duration
 }
+
+// afterEverything ends a span's upstream counts at the last record.
+const afterEverything = time.Duration(1<<63 - 1)
 
 // Evaluate implements Objective.
 func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
@@ -429,6 +436,13 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 	sp := span{st: p.Stats, from: sum.Start.D(), to: sum.End.D(),
 		label:    phaseLabel(phase, sum),
 		achieved: sum.Stats.AchievedRate, targetRate: sum.Stats.TargetRate}
+	if phase == "run" {
+		// Every attempt the upstreams recorded was made for one of the
+		// run's requests, however late it landed. A phase's counts stop at
+		// its end: its last requests' retries are credited to the next
+		// phase (an arrival does not say when its client request was sent).
+		sp.upstreamTo = afterEverything
+	}
 	v, ev, facts, ok := t.measure(in, sp)
 	r.Evidence, r.Facts = ev, facts
 	if !ok {
@@ -541,10 +555,18 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 	if t.Upstream != "" {
 		who = t.Upstream
 	}
-	sum, _ := sumRecords(in, t.Upstream, sp.from, sp.to)
+	to, window := sp.to, sp.label
+	if sp.upstreamTo > to {
+		to = sp.upstreamTo
+		if late := upstreamArrivals(in, t.Upstream, "", sp.to, to, results.Starting); late > 0 {
+			window += fmt.Sprintf(" and after it (%d attempts arrived after %s)", late, secs(sp.to))
+		}
+	}
+	sp.label = window
+	sum, _ := sumRecords(in, t.Upstream, sp.from, to)
 	switch t.metric.stat {
 	case "amplification", "upstream_requests":
-		arrivals := upstreamArrivals(in, t.Upstream, "", sp.from, sp.to, results.Starting)
+		arrivals := upstreamArrivals(in, t.Upstream, "", sp.from, to, results.Starting)
 		// The direct path's requests (load.direct) are no attempt of the
 		// gateway's, and the client requests below are the gateway path's
 		// only: both sides leave them out.

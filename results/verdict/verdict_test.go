@@ -138,3 +138,66 @@ func TestEvaluateAll(t *testing.T) {
 		t.Fatalf("formatting: %q %q", res[1].Measured, res[1].Bound)
 	}
 }
+
+// retryStorm is a run of 60 requests over 3 s, 20 a second, each tried 3
+// times at the upstream; the last requests' retries land after the last
+// send, in the interval from 3 s (as in a route with a long total timeout).
+func retryStorm(t *testing.T) *Input {
+	t.Helper()
+	phases := []results.Phase{{Name: "run", End: 3 * time.Second}, {Name: "last", Start: 2 * time.Second, End: 3 * time.Second}}
+	c := results.NewCollector(phases, time.Second, 1)
+	for i := range 60 {
+		s := loadgen.Sample{Intended: time.Duration(i) * 50 * time.Millisecond, Latency: 600 * time.Millisecond, Cause: cause.GatewayTimeout}
+		s.Service = s.Latency
+		c.Record(0, &s)
+	}
+	sum := &results.Summary{}
+	for i, st := range c.PhaseStats() {
+		ph := phases[i]
+		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End), Stats: results.Summarize(st, ph.End-ph.Start, 0)}
+		if i == 0 {
+			sum.Run = ps
+		} else {
+			sum.Phases = append(sum.Phases, ps)
+		}
+	}
+	in, err := NewInput(sum, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sec, n := range []int32{48, 60, 60, 12} {
+		retries := int64(n) * 2 / 3
+		if sec == 3 {
+			retries = int64(n)
+		}
+		in.Upstreams = append(in.Upstreams, results.UpstreamRecord{Start: results.Seconds(sec), Width: 1, Upstream: "api",
+			Arrivals: int64(n), Retries: retries,
+			PerReplica: []results.ReplicaRecord{{Replica: "api[0]", Arrivals: int64(n), ArrivalsMS: []int32{100, n}}}})
+	}
+	return in
+}
+
+// The whole run's upstream counts include the attempts that land after its
+// last send; a phase's stop at its end.
+func TestUpstreamCountsRunPastTheLastSend(t *testing.T) {
+	in := retryStorm(t)
+	for _, tc := range []struct {
+		expr, phase string
+		value       float64
+		evidence    string
+	}{
+		{"amplification <= 3", "", 180.0 / 60, "180 attempts reached the upstreams for 60 client requests in phase run [0.0s, 3.0s) and after it (12 attempts arrived after 3.000s)"},
+		{"upstream_requests <= 200", "", 180, "180 requests reached"},
+		{"retries <= 200", "", 32 + 40 + 40 + 12, "124 requests reached"},
+		{"amplification <= 3", "last", 60.0 / 20, "phase last [2.0s, 3.0s) ("},
+	} {
+		th, err := ParseThreshold(tc.expr, tc.phase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := th.Evaluate(in)
+		if r.Value != tc.value || !strings.Contains(r.Evidence, tc.evidence) {
+			t.Errorf("%s %s = %v (%s), want %v (%q)", tc.phase, tc.expr, r.Value, r.Evidence, tc.value, tc.evidence)
+		}
+	}
+}
