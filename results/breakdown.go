@@ -52,6 +52,41 @@ func (c *Collector) TagStats() []*Stats {
 	return c.mergeGroup(len(c.bd.Tags), false, func(sh *shard, i int) *Stats { return sh.tags[i] })
 }
 
+// PhaseSentByTag counts, per phase, the requests of each tag that were sent
+// (not dropped), or returns nil when the requests have a single tag. It says
+// how many client requests went where: an upstream metric such as
+// amplification divides by the requests routed to that upstream.
+func (c *Collector) PhaseSentByTag() []map[string]int64 {
+	if !c.byTag {
+		return nil
+	}
+	out := make([]map[string]int64, c.phaseCount())
+	for i := range out {
+		out[i] = map[string]int64{}
+	}
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		c.drain(sh)
+		for i, counts := range sh.phaseTags {
+			for tag, n := range counts {
+				if n > 0 && i < len(out) {
+					out[i][c.bd.Tags[tag]] += n
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// countTag counts a sent request of tag in phase. The caller holds sh.mu.
+func (sh *shard) countTag(phase, tag, tags int) {
+	for len(sh.phaseTags) <= phase {
+		sh.phaseTags = append(sh.phaseTags, make([]int64, tags))
+	}
+	sh.phaseTags[phase][tag]++
+}
+
 func (c *Collector) mergeGroup(n int, lag bool, get func(*shard, int) *Stats) []*Stats {
 	out := make([]*Stats, n)
 	for i := range out {

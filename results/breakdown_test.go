@@ -112,8 +112,43 @@ func TestCollectorBreakdown(t *testing.T) {
 	// A single executor and tag keep no breakdown: the run phase is it.
 	one := NewCollector([]Phase{{Name: "run", End: time.Second}}, time.Second, 1,
 		WithBreakdown(Breakdown{Executors: []string{"load"}, Tags: []string{"GET /"}, TagOf: [][]int{{0}}}))
-	if one.ExecutorStats() != nil || one.TagStats() != nil {
+	if one.ExecutorStats() != nil || one.TagStats() != nil || one.PhaseSentByTag() != nil {
 		t.Fatal("breakdown kept for a single executor and tag")
+	}
+}
+
+// Each phase counts the requests of each tag it sent: what the verdict
+// divides an upstream's attempts by.
+func TestPhaseSentByTag(t *testing.T) {
+	bd := Breakdown{Executors: []string{"bg", "burst"}, Tags: []string{"list", "item"}, TagOf: [][]int{{0, 1}, {1}}}
+	c := NewCollector([]Phase{{Name: "run", End: 10 * time.Second}, {Name: "late", Start: 50 * time.Millisecond, End: 10 * time.Second}},
+		time.Second, 3, WithBreakdown(bd))
+	for i := 0; i < 100; i++ {
+		at := time.Duration(i) * time.Millisecond
+		c.Record(i, esample(0, i%2, at, time.Millisecond, cause.OK))
+		c.Record(i, esample(1, 0, at, time.Millisecond, cause.GatewayTimeout))
+	}
+	c.Record(0, esample(1, 0, 0, 0, cause.Dropped)) // never sent
+	// SetPhases adds a phase while the run goes on; it counts from then.
+	if err := c.SetPhases([]Phase{{Name: "run", End: 10 * time.Second}, {Name: "late", Start: 50 * time.Millisecond, End: 10 * time.Second},
+		{Name: "added", Start: time.Second, End: 2 * time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	c.Record(1, esample(0, 0, 1500*time.Millisecond, time.Millisecond, cause.OK))
+	got := c.PhaseSentByTag()
+	want := []map[string]int64{{"list": 51, "item": 150}, {"list": 26, "item": 75}, {"list": 1}}
+	if len(got) != len(want) {
+		t.Fatalf("%d phases, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if len(got[i]) != len(want[i]) {
+			t.Errorf("phase %d: %v, want %v", i, got[i], want[i])
+		}
+		for tag, n := range want[i] {
+			if got[i][tag] != n {
+				t.Errorf("phase %d: %v, want %v", i, got[i], want[i])
+			}
+		}
 	}
 }
 

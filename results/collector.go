@@ -263,6 +263,7 @@ type shard struct {
 	last      *Stats // ... and its stats (nil: none yet)
 	execs     []*Stats
 	tags      []*Stats
+	phaseTags [][]int64             // [phase][tag]: requests sent, when there are tags
 	live      [][liveSlots]liveSlot // per executor
 	_         [64]byte              // keep shards on separate cache lines
 }
@@ -358,6 +359,9 @@ func (c *Collector) place(sh *shard, p *pending) {
 	for i, ph := range c.phases {
 		if p.intended >= ph.Start && p.intended < ph.End {
 			sh.phases[i].add(&p.pt)
+			if p.tag >= 0 && p.pt.cause != cause.Dropped {
+				sh.countTag(i, p.tag, len(c.bd.Tags))
+			}
 		}
 	}
 	idx := int64(p.intended / c.width)

@@ -68,6 +68,10 @@ type PhaseSummary struct {
 	End        Seconds      `json:"end_s"`
 	PlannedEnd Seconds      `json:"planned_end_s,omitempty"`
 	Stats      StatsSummary `json:"stats"`
+	// SentByTag is how many requests of each tag (request name) were sent
+	// in the phase, when the mix has several: which client requests went
+	// to which upstream.
+	SentByTag map[string]int64 `json:"sent_by_tag,omitempty"`
 }
 
 // Cut reports whether the run stopped before the phase's planned end.

@@ -163,3 +163,46 @@ slo:
 		t.Errorf("health checks recorded: %d in all, %d on api[2]; want about 90 and 30", checks, ofEjected)
 	}
 }
+
+// amplification for one upstream divides by the client requests the run
+// really sent on the routes to it: with a mix of equal weights the draws
+// are uneven, and without retries each upstream's amplification is exactly
+// 1, not arrivals over a third of the requests.
+func TestAmplificationPerUpstreamIsExact(t *testing.T) {
+	out, objs := judgeScenario(t, `
+name: routed
+seed: 3
+upstreams:
+  - {name: ua, latency: 1ms}
+  - {name: ub, latency: 1ms}
+  - {name: uc, latency: 1ms}
+gateway:
+  routes:
+    - {path: /a, upstream: ua}
+    - {path: /b, upstream: ub}
+    - {path: /c, upstream: uc}
+load:
+  client_timeout: 2s
+  stages: [{duration: 2s, rate: 45/s}]
+  requests: [{path: /a}, {path: /b}, {path: /c}]
+slo:
+  - {objective: "amplification <= 1", upstream: ua}
+  - {objective: "amplification <= 1", upstream: ub}
+  - {objective: "amplification >= 1", upstream: uc}
+`)
+	var total float64
+	for _, up := range []string{"ua", "ub", "uc"} {
+		o := get(t, objs, "amplification")
+		for _, x := range objs {
+			if strings.HasSuffix(x.Name, "("+up+")") {
+				o = x
+			}
+		}
+		expect(t, o, true, "client requests routed to "+up)
+		near(t, "amplification of "+up, o.Value, 1, 1e-9)
+		total += o.Facts["client_requests"]
+	}
+	if sent := float64(out.Summary.Run.Stats.Sent); total != sent {
+		t.Errorf("requests routed to the three upstreams: %v, want the %v sent", total, sent)
+	}
+}

@@ -360,6 +360,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		}
 	}
 	ran := loadEnd(p, gen, elapsed, interrupted)
+	sentByTag := c.PhaseSentByTag()
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
 		if ph.End == gameday.Gone {
@@ -369,6 +370,9 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(end),
 			Stats: results.Summarize(st, max(window, 0), expected.Expected(ph.Start, max(end, ph.Start)))}
+		if i < len(sentByTag) && len(sentByTag[i]) > 0 {
+			ps.SentByTag = sentByTag[i] // an empty one reads back as none
+		}
 		if interrupted && end < ph.End {
 			ps.PlannedEnd = results.Sec(ph.End)
 			if window < IntervalWidth {

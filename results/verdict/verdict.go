@@ -155,8 +155,14 @@ type Threshold struct {
 	// Upstream restricts the upstream metrics (amplification, orphans...)
 	// and event counts (breaker_opens...) to one upstream; "" is all.
 	Upstream string
-	// ClientShare is the share of the client's request mix that goes to
-	// Upstream (by route), which amplification divides by; 0 means all.
+	// ClientTags are the request tags whose route goes to Upstream:
+	// amplification divides by how many of them were sent in the span. nil
+	// means every request goes there.
+	ClientTags []string
+	// ClientShare is the share of the client's request mix (by weight) that
+	// goes to Upstream; 0 means all. An estimate, used only where the sent
+	// requests were not counted per tag: rolling windows, and run
+	// directories from before they were.
 	ClientShare float64
 	metric      metric
 	op          Op
@@ -411,6 +417,9 @@ type span struct {
 	label      string  // "phase run [0.0s, 10.0s)"
 	achieved   float64 // sent per second
 	targetRate float64 // per second, 0 when unknown
+	// sentByTag counts the span's sent requests per tag (nil when not
+	// counted: one tag, a rolling window).
+	sentByTag map[string]int64
 	// upstreamTo, when after to, is where the counts made at the upstreams
 	// end: the attempts of a window's last requests (a retry after a
 	// timeout, after backoff) land after its last send.
@@ -435,7 +444,7 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 	sum := p.Summary
 	sp := span{st: p.Stats, from: sum.Start.D(), to: sum.End.D(),
 		label:    phaseLabel(phase, sum),
-		achieved: sum.Stats.AchievedRate, targetRate: sum.Stats.TargetRate}
+		achieved: sum.Stats.AchievedRate, targetRate: sum.Stats.TargetRate, sentByTag: sum.SentByTag}
 	if phase == "run" {
 		// Every attempt the upstreams recorded was made for one of the
 		// run's requests, however late it landed. A phase's counts stop at
@@ -578,14 +587,9 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s%s", arrivals, who, sp.label, direct),
 				map[string]float64{"count": float64(arrivals)}, true
 		}
-		sent := float64(sp.st.Sent())
-		note := ""
-		if t.ClientShare > 0 && t.ClientShare < 1 {
-			note = fmt.Sprintf(", the %s of the request mix routed to %s", FormatPercent(t.ClientShare), t.Upstream)
-			sent *= t.ClientShare
-		}
+		sent, note := t.clientRequests(sp)
 		if sent == 0 {
-			return 0, "no client requests in " + sp.label, nil, false
+			return 0, "no client requests" + note + " in " + sp.label, nil, false
 		}
 		v := float64(arrivals) / sent
 		return v, fmt.Sprintf("%d attempts reached %s for %.0f client requests%s in %s (%d of them retries)%s",
@@ -617,6 +621,27 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 		return float64(sum.Orphans) / float64(sum.WithBudget), ev, facts, true
 	}
 	return 0, "unknown metric " + t.metric.name, nil, false
+}
+
+// clientRequests is what amplification divides by: the client requests
+// sent in the span whose route goes to the upstream, counted per request
+// tag; note says which requests those were.
+func (t *Threshold) clientRequests(sp span) (sent float64, note string) {
+	switch {
+	case t.Upstream == "" || t.ClientTags == nil:
+		return float64(sp.st.Sent()), ""
+	case sp.sentByTag != nil || len(t.ClientTags) == 0:
+		var n int64
+		for _, tag := range t.ClientTags {
+			n += sp.sentByTag[tag]
+		}
+		return float64(n), " routed to " + t.Upstream
+	case t.ClientShare > 0 && t.ClientShare < 1:
+		// No per-tag counts: the mix's weights say roughly how many.
+		return float64(sp.st.Sent()) * t.ClientShare,
+			fmt.Sprintf(", the %s of the request mix routed to %s (an estimate: requests were not counted per route)", FormatPercent(t.ClientShare), t.Upstream)
+	}
+	return float64(sp.st.Sent()), ""
 }
 
 func (o Op) String() string { return string(o) }

@@ -201,3 +201,32 @@ func TestUpstreamCountsRunPastTheLastSend(t *testing.T) {
 		}
 	}
 }
+
+// amplification for one upstream divides its attempts by the client
+// requests really routed to it, counted per tag, not by the mix's weights:
+// a random draw of equal weights sent 73 of 100 requests to /a.
+func TestAmplificationPerUpstreamCountsRoutedRequests(t *testing.T) {
+	in := retryStorm(t) // 60 requests
+	in.Phases["run"].Summary.SentByTag = map[string]int64{"GET /a": 45, "GET /b": 15}
+	th, err := ParseThreshold("amplification <= 1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	th.Upstream, th.ClientTags, th.ClientShare = "api", []string{"GET /b"}, 0.5
+	r := th.Evaluate(in)
+	if r.Value != 180.0/15 || !strings.Contains(r.Evidence, "for 15 client requests routed to api in phase run") {
+		t.Errorf("amplification = %v (%s), want 12 over the 15 requests routed to api", r.Value, r.Evidence)
+	}
+	// No request routes there: nothing to divide by.
+	th.ClientTags = []string{}
+	if r := th.Evaluate(in); r.Pass || !strings.Contains(r.Evidence, "no client requests routed to api") {
+		t.Errorf("with no request routed to api: %+v", r)
+	}
+	// A run directory without per-tag counts falls back on the mix's share,
+	// and says it is an estimate.
+	th.ClientTags = []string{"GET /b"}
+	in.Phases["run"].Summary.SentByTag = nil
+	if r := th.Evaluate(in); r.Value != 180.0/30 || !strings.Contains(r.Evidence, "an estimate") {
+		t.Errorf("without per-tag counts: %v (%s)", r.Value, r.Evidence)
+	}
+}

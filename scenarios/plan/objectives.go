@@ -13,6 +13,7 @@ import (
 
 	"github.com/cascadehq/cascade/autoscale"
 	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results/verdict"
 	"github.com/cascadehq/cascade/scenarios"
 )
@@ -194,6 +195,7 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 			return nil
 		}
 		t.Upstream = o.Upstream
+		t.ClientTags = c.routedTags(p+".upstream", o.Upstream)
 		t.ClientShare = c.mixShare(o.Upstream)
 		t.Name += " (" + o.Upstream + ")"
 	}
@@ -260,9 +262,58 @@ func (c *compiler) wholeSecondsLint(path, phase string) {
 	}
 }
 
+// routedTags names the requests (by tag, as the run counts them per phase)
+// whose route goes to upstream: the client requests an upstream metric such
+// as amplification is relative to. nil when every request goes there, or
+// when the gateway is not cascade's (its routes are unknown).
+func (c *compiler) routedTags(path, upstream string) []string {
+	if c.p.Gateway == nil {
+		return nil
+	}
+	execs := c.p.Load.Executors
+	if len(execs) == 0 {
+		execs = []loadgen.Config{c.p.Load}
+	}
+	tags := []string{}
+	there, elsewhere := map[string]bool{}, map[string]bool{}
+	for _, e := range execs {
+		for _, r := range e.Requests {
+			if c.routeOf(r.Path) != upstream {
+				elsewhere[r.Name] = true
+				continue
+			}
+			if !there[r.Name] {
+				there[r.Name] = true
+				tags = append(tags, r.Name)
+			}
+		}
+	}
+	if len(elsewhere) == 0 {
+		return nil
+	}
+	for _, tag := range tags {
+		if elsewhere[tag] {
+			c.warnf(path, "requests named %q go to %s and to other upstreams: the run counts them together, so amplification for %s divides by all of them", tag, upstream, upstream)
+		}
+	}
+	return tags
+}
+
+// routeOf is the upstream of the route the gateway picks for path (the
+// longest prefix), or "".
+func (c *compiler) routeOf(path string) string {
+	best, up := -1, ""
+	for _, rt := range c.p.Gateway.Routes {
+		if strings.HasPrefix(path, rt.Path) && len(rt.Path) > best {
+			best, up = len(rt.Path), rt.Upstream
+		}
+	}
+	return up
+}
+
 // mixShare is the share of the request mix (by weight) whose route goes to
-// upstream: the client requests an upstream metric such as amplification
-// is relative to.
+// upstream: an estimate of routedTags' count, for where requests were not
+// counted per tag (rolling windows).
 func (c *compiler) mixShare(upstream string) float64 {
 	if c.p.Gateway == nil {
 		return 1
@@ -270,13 +321,7 @@ func (c *compiler) mixShare(upstream string) float64 {
 	var to, total int
 	for _, r := range c.p.Load.Requests {
 		total += r.Weight
-		best, up := -1, ""
-		for _, rt := range c.p.Gateway.Routes {
-			if strings.HasPrefix(r.Path, rt.Path) && len(rt.Path) > best {
-				best, up = len(rt.Path), rt.Upstream
-			}
-		}
-		if up == upstream {
+		if c.routeOf(r.Path) == upstream {
 			to += r.Weight
 		}
 	}
