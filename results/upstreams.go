@@ -67,14 +67,20 @@ type UpstreamRecord struct {
 	// LateArrivals arrived with no budget left: the caller's deadline had
 	// passed when the attempt was sent.
 	LateArrivals int64 `json:"late_arrivals,omitempty"`
-	// WithBudget counts finished requests that carried a deadline header;
-	// Orphans those that finished more than OrphanSlack after their caller
-	// gave up, and OrphanMS the work they did after it, summed. The caller
-	// gave up when it closed the connection (exact, whatever its timers
-	// did), or, if it never did, at its deadline.
-	WithBudget int64   `json:"with_budget,omitempty"`
-	Orphans    int64   `json:"orphans,omitempty"`
-	OrphanMS   float64 `json:"orphan_ms,omitempty"`
+	// WithBudget counts the requests that arrived in the interval with a
+	// deadline header; Orphans those of the interval's arrivals that were
+	// still being worked on more than OrphanSlack after their caller gave
+	// up, and OrphanMS the work they did after it, summed. The caller gave
+	// up when it closed the connection (exact, whatever its timers did),
+	// or, if it never did, at its deadline. An orphan counts where it
+	// arrived, however late it finished; OrphansRunning of them had not
+	// finished when the run ended (their work is counted until then: the
+	// caller of every request still running then had given up, since the
+	// load was over).
+	WithBudget     int64   `json:"with_budget,omitempty"`
+	Orphans        int64   `json:"orphans,omitempty"`
+	OrphanMS       float64 `json:"orphan_ms,omitempty"`
+	OrphansRunning int64   `json:"orphans_running,omitempty"`
 	// ServiceP95MS is the 95th percentile of the time the replicas took per
 	// request finished in the interval (what the service's own metrics would
 	// say), 0 when none finished.
@@ -144,6 +150,12 @@ func (r ReplicaRecord) ArrivalsIn(start Seconds, from, to time.Duration, mode in
 	return n
 }
 
+// HoldUnfinished is how long after its end the Ledger keeps an interval
+// whose arrivals have not all finished: an orphan counts where it arrived,
+// and its work is known when it ends. A fake upstream stops orphaned work
+// after a minute (faults.MaxOrphanWork), so the hold rarely runs out.
+const HoldUnfinished = 70 * time.Second
+
 // Ledger implements the run's upstream observer: it counts per interval
 // what each upstream's replicas received and did. Safe for concurrent use.
 type Ledger struct {
@@ -157,6 +169,21 @@ type upstreamAcc struct {
 	rec      UpstreamRecord
 	service  *hdr.Histogram
 	replicas map[string]*replicaAcc
+	// running are the interval's arrivals not finished yet, by deadline
+	// (noDeadline without one); unfinished counts them.
+	running    map[time.Duration]int64
+	unfinished int64
+}
+
+// noDeadline keys the running arrivals that carried no deadline header.
+const noDeadline = time.Duration(-1 << 63)
+
+// deadline is when the arrival's caller gives up at the latest.
+func (a Arrival) deadline() time.Duration {
+	if !a.HasBudget {
+		return noDeadline
+	}
+	return a.At + a.Budget
 }
 
 type replicaAcc struct {
@@ -173,11 +200,15 @@ func NewLedger(width time.Duration) *Ledger {
 	return &Ledger{width: width, ivs: map[int64]map[string]*upstreamAcc{}}
 }
 
-func (l *Ledger) accLocked(t time.Duration, upstream string) (*upstreamAcc, int64) {
-	idx := int64(t / l.width)
+func (l *Ledger) index(t time.Duration) int64 {
 	if t < 0 {
-		idx = 0 // setup requests (health checks before load start) count in the first interval
+		return 0 // setup requests (health checks before load start) count in the first interval
 	}
+	return int64(t / l.width)
+}
+
+func (l *Ledger) accLocked(t time.Duration, upstream string) (*upstreamAcc, int64) {
+	idx := l.index(t)
 	m := l.ivs[idx]
 	if m == nil {
 		m = map[string]*upstreamAcc{}
@@ -205,11 +236,19 @@ func (l *Ledger) Arrive(a Arrival) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	acc, idx := l.accLocked(a.At, a.Upstream)
+	if acc.running == nil {
+		acc.running = map[time.Duration]int64{}
+	}
+	acc.running[a.deadline()]++
+	acc.unfinished++
 	if a.Direct {
 		acc.rec.DirectArrivals++
 		return
 	}
 	acc.rec.Arrivals++
+	if a.HasBudget {
+		acc.rec.WithBudget++
+	}
 	if a.Attempt >= 2 {
 		acc.rec.Retries++
 		if !idempotent(a.Method) {
@@ -248,17 +287,69 @@ func (l *Ledger) Finish(a Arrival) {
 		acc.service = NewHistogram()
 	}
 	recordDuration(acc.service, a.Finished-a.At)
+	// Orphaned work counts where it arrived. An arrival whose interval is
+	// gone was settled when it was taken (HoldUnfinished ran out).
+	arr, dl := l.ivs[l.index(a.At)][a.Upstream], a.deadline()
+	if arr == nil || arr.running[dl] == 0 {
+		return
+	}
+	if arr.running[dl]--; arr.running[dl] == 0 {
+		delete(arr.running, dl)
+	}
+	arr.unfinished--
 	if a.HasBudget || a.HasLeft {
-		if a.HasBudget {
-			acc.rec.WithBudget++
-		}
 		gaveUp := a.At + a.Budget
 		if a.HasLeft {
 			gaveUp = a.Left
 		}
-		if late := a.Finished - gaveUp; late > OrphanSlack {
-			acc.rec.Orphans++
-			acc.rec.OrphanMS += float64(late) / float64(time.Millisecond)
+		arr.orphan(a.Finished-gaveUp, false)
+	}
+}
+
+// orphan counts work that went on late after its caller gave up, if that
+// is past the slack.
+func (a *upstreamAcc) orphan(late time.Duration, running bool) {
+	if late <= OrphanSlack {
+		return
+	}
+	a.rec.Orphans++
+	a.rec.OrphanMS += float64(late) / float64(time.Millisecond)
+	if running {
+		a.rec.OrphansRunning++
+	}
+}
+
+// settle decides the interval's unfinished arrivals as of now: those whose
+// caller had given up (its deadline, or loadEnd when the load is over; 0
+// while it goes on) more than OrphanSlack ago are orphans, counted with the
+// work done so far.
+func (a *upstreamAcc) settle(now, loadEnd time.Duration) {
+	for dl, n := range a.running {
+		gaveUp := dl
+		if loadEnd > 0 && (dl == noDeadline || dl > loadEnd) {
+			gaveUp = loadEnd
+		}
+		if gaveUp == noDeadline {
+			continue // a caller that may still be waiting: not known to be an orphan
+		}
+		for range n {
+			a.orphan(now-gaveUp, true)
+		}
+	}
+	a.running, a.unfinished = nil, 0
+}
+
+// Settle decides every arrival not finished yet once the load is over
+// (loadEnd): nobody waits for it any more, so work still running more
+// than OrphanSlack after its deadline or the load's end, whichever came
+// first, is orphaned, counted in its arrival's interval with the work done
+// until now. Call it before the last Take.
+func (l *Ledger) Settle(now, loadEnd time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.ivs {
+		for _, acc := range m {
+			acc.settle(now, loadEnd)
 		}
 	}
 }
@@ -276,7 +367,9 @@ func (l *Ledger) Sample(t time.Duration, upstream, replica, addr string, inFligh
 }
 
 // Take removes and returns, in order, the records of every interval that
-// ended at or before `before`.
+// ended at or before `before`, up to the first one that still has
+// unfinished arrivals (its orphans are not known yet) unless it ended
+// HoldUnfinished before `before`: then those are settled as of `before`.
 func (l *Ledger) Take(before time.Duration) []UpstreamRecord {
 	limit := int64(before / l.width)
 	l.mu.Lock()
@@ -290,6 +383,12 @@ func (l *Ledger) Take(before time.Duration) []UpstreamRecord {
 	var out []UpstreamRecord
 	for _, idx := range idxs {
 		m := l.ivs[idx]
+		if overdue := time.Duration(idx+1)*l.width+HoldUnfinished <= before; !overdue && unfinished(m) {
+			break // later intervals wait too: the file stays in order
+		}
+		for _, acc := range m {
+			acc.settle(before, 0)
+		}
 		delete(l.ivs, idx)
 		names := make([]string, 0, len(m))
 		for n := range m {
@@ -302,6 +401,15 @@ func (l *Ledger) Take(before time.Duration) []UpstreamRecord {
 	}
 	l.mu.Unlock()
 	return out
+}
+
+func unfinished(m map[string]*upstreamAcc) bool {
+	for _, acc := range m {
+		if acc.unfinished > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *upstreamAcc) finish(start, width time.Duration) UpstreamRecord {

@@ -198,6 +198,8 @@ func (r *recording) abortReason() string {
 // directory (the caller flushes it first): the very data `cascade report`
 // reads later, and nothing held in memory for the length of the run.
 func (r *recording) input(sum *results.Summary) (*verdict.Input, error) {
+	// Work still running now outlived every caller: the load is over.
+	r.ledger.Settle(r.clock.Now(), sum.Elapsed.D())
 	r.flushLedger(1 << 62)
 	events, intervals, upstreams, err := results.LoadRecords(r.dir)
 	if err != nil {

@@ -224,6 +224,61 @@ slo:
 	expect(t, get(t, objs, "orphan_time < 1s (api)"), true)
 }
 
+// Work that outlives the run is the worst orphaned work, and counts: the
+// upstream takes 3s and ignores its caller, who gives up after 200ms; the
+// load is over after 1s, long before any of it ends.
+func TestOrphansOutlivingTheRun(t *testing.T) {
+	out, objs := judgeScenario(t, `
+name: orphans-outliving
+seed: 2
+upstreams: [{name: api, latency: 3s, ignore_cancel: true}]
+gateway:
+  routes: [{path: /, upstream: api, timeouts: {response_header: 200ms, total: 200ms}}]
+load:
+  client_timeout: 2s
+  stages: [{duration: 1s, rate: 20/s}]
+  requests: [{path: /}]
+slo:
+  - orphans == 0
+  - orphan_rate < 10%
+  - orphan_time < 1s
+`)
+	o := get(t, objs, "orphans == 0")
+	sent := float64(out.Summary.Run.Stats.Sent)
+	expect(t, o, false, "still running when the run ended")
+	if o.Value != sent || o.Facts["with_deadline"] != sent || o.Facts["still_running"] != sent {
+		t.Errorf("orphans %v of %v with a deadline (%v still running), want all %v requests sent", o.Value, o.Facts["with_deadline"], o.Facts["still_running"], sent)
+	}
+	expect(t, get(t, objs, "orphan_rate < 10%"), false)
+	// Each ran on for at least the time from its deadline to the end.
+	ot := get(t, objs, "orphan_time < 1s")
+	expect(t, ot, false)
+	if ot.Value < sent*0.2 {
+		t.Errorf("orphan time %vs for %v orphans", ot.Value, sent)
+	}
+}
+
+// "0 of 0 requests with a deadline" proves nothing: a route that sends no
+// deadline header leaves the orphan objectives with nothing to judge.
+func TestOrphansWithoutDeadlines(t *testing.T) {
+	_, objs := judgeScenario(t, `
+name: orphans-no-deadline
+seed: 2
+upstreams: [{name: api, latency: 1ms}]
+gateway:
+  routes: [{path: /, upstream: api, propagate: [request_id]}]
+load:
+  client_timeout: 2s
+  stages: [{duration: 500ms, rate: 20/s}]
+  requests: [{path: /}]
+slo:
+  - orphans == 0
+  - orphan_time < 1s
+`)
+	expect(t, get(t, objs, "orphans == 0"), false, "no request reached the upstreams with a deadline header", "nothing to judge")
+	expect(t, get(t, objs, "orphan_time < 1s"), false, "nothing to judge")
+}
+
 // An objective marked abort stops the run as soon as it cannot pass: at
 // the next one-second check after the 10th error (at about 1.2 s), not
 // once the intervals close a client timeout later (10 s here).

@@ -194,6 +194,7 @@ func sumRecords(in *Input, upstream string, from, to time.Duration) (results.Ups
 		sum.WithBudget += r.WithBudget
 		sum.Orphans += r.Orphans
 		sum.OrphanMS += r.OrphanMS
+		sum.OrphansRunning += r.OrphansRunning
 	}
 	return sum, n
 }

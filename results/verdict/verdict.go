@@ -606,9 +606,18 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 		return float64(sum.LateArrivals), fmt.Sprintf("%d attempts reached %s after the caller's total deadline had passed in %s", sum.LateArrivals, who, sp.label),
 			map[string]float64{"count": float64(sum.LateArrivals)}, true
 	case "orphans", "orphan_rate", "orphan_time":
-		facts := map[string]float64{"orphans": float64(sum.Orphans), "with_deadline": float64(sum.WithBudget), "orphan_s": sum.OrphanMS / 1000}
+		facts := map[string]float64{"orphans": float64(sum.Orphans), "with_deadline": float64(sum.WithBudget), "orphan_s": sum.OrphanMS / 1000,
+			"still_running": float64(sum.OrphansRunning)}
 		ev := fmt.Sprintf("%d of %d requests with a deadline were still being worked on by %s more than %s after their caller gave up in %s (%s of work nobody waited for)",
 			sum.Orphans, sum.WithBudget, who, FormatDuration(results.OrphanSlack), sp.label, FormatDuration(time.Duration(sum.OrphanMS*float64(time.Millisecond))))
+		if sum.OrphansRunning > 0 {
+			ev += fmt.Sprintf("; %d of them still running when the run ended, counted until then", sum.OrphansRunning)
+		}
+		if sum.WithBudget == 0 && sum.Orphans == 0 {
+			// Without a deadline a replica cannot tell an abandoned request
+			// from an awaited one: zero orphans then proves nothing.
+			return 0, fmt.Sprintf("no request reached %s with a deadline header in %s: nothing to judge", who, sp.label), facts, false
+		}
 		switch t.metric.stat {
 		case "orphans":
 			return float64(sum.Orphans), ev, facts, true
