@@ -411,7 +411,7 @@ slo:
 		t.Fatalf("direct %+v: want ~60 requests", s.Direct)
 	}
 	a := get(t, objs, "amplification <= 1.02")
-	expect(t, a, true, "not counting the", "requests load.direct sent straight to it")
+	expect(t, a, true, "not counting the", "requests load.direct sent straight to the upstreams")
 	near(t, "amplification", a.Value, 1, 0.02)
 	expect(t, get(t, objs, "amplification <= 1.02 (api)"), true)
 	var direct int64

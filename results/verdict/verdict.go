@@ -565,13 +565,13 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 		who = t.Upstream
 	}
 	to, window := sp.to, sp.label
+	var late int64 // arrivals after the last send, counted with the span
 	if sp.upstreamTo > to {
 		to = sp.upstreamTo
-		if late := upstreamArrivals(in, t.Upstream, "", sp.to, to, results.Starting); late > 0 {
-			window += fmt.Sprintf(" and after it (%d attempts arrived after %s)", late, secs(sp.to))
+		if late = upstreamArrivals(in, t.Upstream, "", sp.to, to, results.Starting); late > 0 {
+			sp.label += " and after its last send"
 		}
 	}
-	sp.label = window
 	sum, _ := sumRecords(in, t.Upstream, sp.from, to)
 	switch t.metric.stat {
 	case "amplification", "upstream_requests":
@@ -581,19 +581,27 @@ func (t *Threshold) measureUpstream(in *Input, sp span) (float64, string, map[st
 		// only: both sides leave them out.
 		direct := ""
 		if sum.DirectArrivals > 0 {
-			direct = fmt.Sprintf("; not counting the %d requests load.direct sent straight to it", sum.DirectArrivals)
+			direct = fmt.Sprintf("; not counting the %d requests load.direct sent straight to %s", sum.DirectArrivals, who)
 		}
 		if t.metric.stat == "upstream_requests" {
-			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s%s", arrivals, who, sp.label, direct),
+			after := ""
+			if late > 0 {
+				after = fmt.Sprintf(" (%d of them after its last send)", late)
+			}
+			return float64(arrivals), fmt.Sprintf("%d requests reached %s in %s%s%s", arrivals, who, window, after, direct),
 				map[string]float64{"count": float64(arrivals)}, true
 		}
 		sent, note := t.clientRequests(sp)
 		if sent == 0 {
-			return 0, "no client requests" + note + " in " + sp.label, nil, false
+			return 0, "no client requests" + note + " in " + window, nil, false
+		}
+		after := ""
+		if late > 0 {
+			after = fmt.Sprintf(", %d after its last send", late)
 		}
 		v := float64(arrivals) / sent
-		return v, fmt.Sprintf("%d attempts reached %s for %.0f client requests%s in %s (%d of them retries)%s",
-				arrivals, who, sent, note, sp.label, sum.Retries, direct),
+		return v, fmt.Sprintf("%d attempts reached %s for %.0f client requests%s in %s (%d of them retries%s)%s",
+				arrivals, who, sent, note, window, sum.Retries, after, direct),
 			map[string]float64{"upstream_requests": float64(arrivals), "client_requests": sent, "retries": float64(sum.Retries)}, true
 	case "retries":
 		return float64(sum.Retries), fmt.Sprintf("%d requests reached %s as a retry (attempt 2 or later) in %s", sum.Retries, who, sp.label),

@@ -186,9 +186,9 @@ func TestUpstreamCountsRunPastTheLastSend(t *testing.T) {
 		value       float64
 		evidence    string
 	}{
-		{"amplification <= 3", "", 180.0 / 60, "180 attempts reached the upstreams for 60 client requests in phase run [0.0s, 3.0s) and after it (12 attempts arrived after 3.000s)"},
-		{"upstream_requests <= 200", "", 180, "180 requests reached"},
-		{"retries <= 200", "", 32 + 40 + 40 + 12, "124 requests reached"},
+		{"amplification <= 3", "", 180.0 / 60, "180 attempts reached the upstreams for 60 client requests in phase run [0.0s, 3.0s) (124 of them retries, 12 after its last send)"},
+		{"upstream_requests <= 200", "", 180, "180 requests reached the upstreams in phase run [0.0s, 3.0s) (12 of them after its last send)"},
+		{"retries <= 200", "", 32 + 40 + 40 + 12, "124 requests reached the upstreams as a retry (attempt 2 or later) in phase run [0.0s, 3.0s) and after its last send"},
 		{"amplification <= 3", "last", 60.0 / 20, "phase last [2.0s, 3.0s) ("},
 	} {
 		th, err := ParseThreshold(tc.expr, tc.phase)
