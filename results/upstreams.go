@@ -339,6 +339,18 @@ func (a *upstreamAcc) settle(now, loadEnd time.Duration) {
 	a.running, a.unfinished = nil, 0
 }
 
+// Running reports whether some arrival has not finished yet.
+func (l *Ledger) Running() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.ivs {
+		if unfinished(m) {
+			return true
+		}
+	}
+	return false
+}
+
 // Settle decides every arrival not finished yet once the load is over
 // (loadEnd): nobody waits for it any more, so work still running more
 // than OrphanSlack after its deadline or the load's end, whichever came

@@ -198,8 +198,14 @@ func (r *recording) abortReason() string {
 // directory (the caller flushes it first): the very data `cascade report`
 // reads later, and nothing held in memory for the length of the run.
 func (r *recording) input(sum *results.Summary) (*verdict.Input, error) {
-	// Work still running now outlived every caller: the load is over.
-	r.ledger.Settle(r.clock.Now(), sum.Elapsed.D())
+	// Work still running now outlived every caller: the load is over. A
+	// request whose caller gave up just before the end gets the slack a
+	// well-behaved upstream has to stop, or it would be judged on less.
+	loadEnd := sum.Elapsed.D()
+	if wait := loadEnd + results.OrphanSlack + time.Millisecond - r.clock.Now(); wait > 0 && r.ledger.Running() {
+		time.Sleep(wait)
+	}
+	r.ledger.Settle(r.clock.Now(), loadEnd)
 	r.flushLedger(1 << 62)
 	events, intervals, upstreams, err := results.LoadRecords(r.dir)
 	if err != nil {
