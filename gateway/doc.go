@@ -41,7 +41,9 @@
 //
 // A route's propagate list keeps only some of them, or none (as nginx's
 // plain proxy_pass); a client's own X-Request-Id and X-Forwarded-For then
-// pass unchanged.
+// pass unchanged. Active health checks carry X-Cascade-Health-Check: 1
+// instead (and User-Agent cascade-health-check), so cascade's fake
+// upstreams count them apart from the traffic.
 //
 // # Events
 //
