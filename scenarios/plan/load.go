@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/cascadehq/cascade/internal/upstreamheader"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/scenarios"
 )
@@ -499,6 +500,10 @@ func reservedHeader(name string) string {
 		return "is set by the client itself (from the body)"
 	case "connection", "keep-alive", "proxy-connection", "upgrade":
 		return "is set by the client itself (for keep-alive off, use keep_alive: false or --keep-alive=false)"
+	case strings.ToLower(upstreamheader.HealthCheck), strings.ToLower(upstreamheader.Direct):
+		// The upstreams leave requests with these marks out of the
+		// counts the verdicts judge (amplification, retries, orphans).
+		return "is cascade's own mark (health checks, direct load): the upstreams would leave these requests out of their counts"
 	}
 	return ""
 }

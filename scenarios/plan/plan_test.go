@@ -98,6 +98,7 @@ func TestBadScenarios(t *testing.T) {
 		{"external port out of range", replace("  routes:", "  external: http://127.0.0.1:99999\n  routes:"), 7, 13, "gateway.external", "port 99999 is not a TCP port"},
 		{"weight 0 is not off", replace("  - {path: /}", "  - {path: /, weight: 0}"), 16, 25, "load.requests[0].weight", "0 stands for the default here"},
 		{"client timeout 0 is not none", replace("client_timeout: 3s", "client_timeout: 0s"), 12, 19, "load.client_timeout", "0 stands for the default here"},
+		{"cascade's own mark", replace("  - {path: /}", "  - {path: /, headers: {X-Cascade-Direct: \"1\"}}"), 16, 45, "load.requests[0].headers.X-Cascade-Direct", "cascade's own mark"},
 		{"header name not a token", replace("  - {path: /}", "  - {path: /, headers: {\"X B\": \"1\"}}"), 16, 34, "load.requests[0].headers.X B", `header name "X B" is not a token`},
 		{"header the client sets", replace("  - {path: /}", "  - {path: /, headers: {Connection: close}}"), 16, 39, "load.requests[0].headers.Connection", "keep_alive: false"},
 		{"line break in a header", replace("  - {path: /}", "  - {path: /, headers: {X-A: \"a\\nb\"}}"), 16, 32, "load.requests[0].headers.X-A", "control character"},
