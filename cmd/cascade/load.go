@@ -416,12 +416,14 @@ func parseRamp(s string, vus bool) (stages []map[string]any, start float64, err 
 			return units.Rate(x).String()
 		}
 		switch {
+		case i > 0 && from != prev:
+			// A hold too: the rule is the README's, a later FROM equals
+			// the previous TO, and a silent step is not a ramp.
+			return nil, 0, fmt.Errorf("--ramp item %d %q starts at %g but the previous stage ends at %g", i+1, item, from, prev)
 		case from == to:
 			st[key[0]] = value(to)
-		case from == prev:
-			st[key[1]] = value(to)
 		default:
-			return nil, 0, fmt.Errorf("--ramp item %d %q starts at %g but the previous stage ends at %g", i+1, item, from, prev)
+			st[key[1]] = value(to)
 		}
 		stages = append(stages, st)
 		prev = to

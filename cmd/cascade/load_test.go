@@ -235,7 +235,8 @@ func TestParseRamp(t *testing.T) {
 			t.Errorf("%s: %s, want %s", tc.in, s, tc.want)
 		}
 	}
-	for _, bad := range []string{"100/s:500/s:10s,200/s:300/s:1s", "0:100/s:0s", "100/s", "a:b:c:d"} {
+	for _, bad := range []string{"100/s:500/s:10s,200/s:300/s:1s", "0:100/s:0s", "100/s", "a:b:c:d",
+		"0:200/s:2s,100/s:100/s:2s", "100/s:100/s:1s,200/s:200/s:1s"} { // a later hold must start where the last stage ended too
 		if _, _, err := parseRamp(bad, false); err == nil {
 			t.Errorf("%s: no error", bad)
 		}
