@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -90,7 +91,10 @@ func ReadDataset(name, path string, random bool) (*Dataset, error) {
 
 // ParseCSV reads CSV with a header row naming the columns.
 func ParseCSV(name string, b []byte) (*Dataset, error) {
-	r := csv.NewReader(strings.NewReader(string(b)))
+	// Excel's "CSV UTF-8" starts with a byte-order mark, which would
+	// become an invisible part of the first column's name.
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	r := csv.NewReader(bytes.NewReader(b))
 	head, err := r.Read()
 	if err == io.EOF {
 		return nil, fmt.Errorf("data set %q: empty CSV: the first row must name the columns", name)
@@ -115,7 +119,7 @@ func ParseCSV(name string, b []byte) (*Dataset, error) {
 // ParseJSON reads a JSON array of objects whose values are strings, numbers,
 // booleans or null; the columns are the union of the keys.
 func ParseJSON(name string, b []byte) (*Dataset, error) {
-	d := json.NewDecoder(strings.NewReader(string(b)))
+	d := json.NewDecoder(bytes.NewReader(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))))
 	d.UseNumber()
 	var objs []map[string]any
 	if err := d.Decode(&objs); err != nil {
@@ -250,7 +254,7 @@ func (tp *tparser) variable(f []string) (tpart, error) {
 					return tpart{kind: tData, set: i, col: j}, nil
 				}
 			}
-			return tpart{}, fmt.Errorf("data set %q has no column %q (columns: %s)", set, col, strings.Join(ds.Columns, ", "))
+			return tpart{}, fmt.Errorf("data set %q has no column %q (columns: %s)", set, col, quoteAll(ds.Columns))
 		}
 		return tpart{}, fmt.Errorf("unknown data set %q in {{%s}}%s", set, f[0], dataNames(tp.data))
 	}
@@ -369,4 +373,14 @@ func mix64(z uint64) uint64 {
 	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	return z ^ z>>31
+}
+
+// quoteAll lists names quoted, so that a space or an invisible character in
+// one shows.
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -157,6 +157,26 @@ func TestDatasetErrors(t *testing.T) {
 	}
 }
 
+// A byte-order mark (Excel's "CSV UTF-8") is not part of the first
+// column's name, and a missing column's message quotes the names, so that
+// an invisible character would show.
+func TestDatasetByteOrderMark(t *testing.T) {
+	ds, err := ParseCSV("u", []byte("\xef\xbb\xbfuser_id,region\n1,eu\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Columns[0] != "user_id" {
+		t.Errorf("first column %q", ds.Columns[0])
+	}
+	if _, err := ParseJSON("j", []byte("\xef\xbb\xbf[{\"a\":1}]")); err != nil {
+		t.Errorf("JSON with a byte-order mark: %v", err)
+	}
+	_, err = ParseTemplate("/u/{{u.id}}", []*Dataset{ds})
+	if err == nil || !strings.Contains(err.Error(), `(columns: "user_id", "region")`) {
+		t.Errorf("missing column: %v", err)
+	}
+}
+
 func TestRenderRequest(t *testing.T) {
 	data := testData(t)
 	rs, err := compileRequests([]Request{
