@@ -38,6 +38,17 @@ type Writer struct {
 	hlog      *HlogWriter // created at the first interval, from start
 	start     time.Time   // the run clock's zero (SetStart)
 	err       error
+	// expected is the profile's request count over [a, b), for each
+	// interval's target rate (SetExpected); nil: unknown.
+	expected func(a, b time.Duration) float64
+}
+
+// SetExpected gives the profile, so that each interval written carries its
+// target rate. Call it before the first interval.
+func (w *Writer) SetExpected(f func(a, b time.Duration) float64) {
+	w.mu.Lock()
+	w.expected = f
+	w.mu.Unlock()
 }
 
 // Create makes dir (and parents) and opens its streams.
@@ -97,9 +108,10 @@ type IntervalRecord struct {
 	Stats StatsSummary `json:"stats"`
 }
 
-// RecordOf is iv as intervals.jsonl holds it.
-func RecordOf(iv Interval, width Seconds) IntervalRecord {
-	return IntervalRecord{Start: Sec(iv.Start), Width: width, Stats: Summarize(iv.Stats, width.D(), 0)}
+// RecordOf is iv as intervals.jsonl holds it; expected is the profile's
+// request count over it (0: unknown or a closed model).
+func RecordOf(iv Interval, width Seconds, expected float64) IntervalRecord {
+	return IntervalRecord{Start: Sec(iv.Start), Width: width, Stats: Summarize(iv.Stats, width.D(), expected)}
 }
 
 // WriteIntervalsUntil is WriteIntervals for a run's last intervals: the
@@ -124,7 +136,11 @@ func (w *Writer) WriteIntervals(ivs []Interval, width Seconds) []IntervalRecord 
 	defer w.mu.Unlock()
 	out := make([]IntervalRecord, 0, len(ivs))
 	for _, iv := range ivs {
-		rec := RecordOf(iv, width)
+		var exp float64
+		if w.expected != nil {
+			exp = w.expected(iv.Start, iv.Start+width.D())
+		}
+		rec := RecordOf(iv, width, exp)
 		if err := w.ivalsEnc.Encode(rec); err != nil && w.err == nil {
 			w.err = err
 		}

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
 )
 
 // A run directory is new or empty: an earlier run's results are never
@@ -62,6 +65,39 @@ func TestLoadRefusesDamage(t *testing.T) {
 	} {
 		if _, err := Load(write(t, tc.skip, tc.summary)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("without %q, summary %s: %v, want %q", tc.skip, tc.summary, err, tc.want)
+		}
+	}
+}
+
+// Each interval line carries the profile's target rate over it, and no lag
+// figures: intervals keep no lag histogram, and zeros there read as
+// measurements.
+func TestIntervalLinesCarryTheTarget(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetExpected(func(a, b time.Duration) float64 { return 100 * (b - a).Seconds() })
+	c := NewCollector([]Phase{{Name: "run", End: 2 * time.Second}}, time.Second, 1)
+	for i := range 150 {
+		c.Record(0, sample(time.Duration(i)*10*time.Millisecond, time.Millisecond, cause.OK))
+	}
+	w.WriteIntervals(c.TakeIntervals(1<<62), 1)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, IntervalsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d interval lines", len(lines))
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, `"target_rate":100`) || strings.Contains(l, "lag_ms") {
+			t.Errorf("interval line %.200s", l)
 		}
 	}
 }

@@ -94,11 +94,11 @@ type StatsSummary struct {
 	Sent         int64            `json:"sent"`
 	Errors       int64            `json:"errors"`
 	ErrorRate    float64          `json:"error_rate"`
-	TargetRate   float64          `json:"target_rate"`   // per second, from the profile
-	AchievedRate float64          `json:"achieved_rate"` // per second, sent
-	Latency      Percentiles      `json:"latency_ms"`    // from intended send
-	Service      Percentiles      `json:"service_ms"`    // from actual send
-	Lag          Percentiles      `json:"lag_ms"`
+	TargetRate   float64          `json:"target_rate"`      // per second, from the profile
+	AchievedRate float64          `json:"achieved_rate"`    // per second, sent
+	Latency      Percentiles      `json:"latency_ms"`       // from intended send
+	Service      Percentiles      `json:"service_ms"`       // from actual send
+	Lag          *Percentiles     `json:"lag_ms,omitempty"` // phases only: intervals keep no lag
 	Causes       map[string]int64 `json:"causes"`
 	// CauseLatency is the latency of the failed requests, by cause (phases
 	// only): at what time each layer answered.
@@ -228,7 +228,8 @@ func Summarize(s *Stats, window time.Duration, target float64) StatsSummary {
 	out.Histograms.Latency = encode(s.Latency)
 	out.Histograms.Service = encode(s.Service)
 	if s.Lag != nil {
-		out.Lag = percentiles(s.Lag)
+		lag := percentiles(s.Lag)
+		out.Lag = &lag
 		out.Histograms.Lag = encode(s.Lag)
 	}
 	if s.ByCause != nil {

@@ -193,6 +193,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 
+	w.SetExpected(intervalTargets(p, gen))
+
 	// Go: zero the clock, then start the timeline and the load together.
 	started := time.Now()
 	clock.Reset(started)
@@ -213,7 +215,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			ivs := collector.PeekIntervals()
 			out := make([]results.IntervalRecord, len(ivs))
 			for i, iv := range ivs {
-				out[i] = results.RecordOf(iv, results.Sec(IntervalWidth))
+				out[i] = results.RecordOf(iv, results.Sec(IntervalWidth), 0)
 			}
 			return out
 		}
@@ -333,6 +335,18 @@ func loadEnd(p *plan.Plan, gen loadDriver, elapsed time.Duration, stopped bool) 
 		ran = min(ran, g.End())
 	}
 	return ran
+}
+
+// intervalTargets is the profile's request count over a stretch of the
+// run, for the intervals' target rates: a plain run's generator knows every
+// executor's schedule, a game day's session the profile as it runs; the
+// direct path's share is not the gateway's.
+func intervalTargets(p *plan.Plan, gen loadDriver) func(a, b time.Duration) float64 {
+	share := 1 - p.Direct
+	if g, ok := gen.(*loadgen.Generator); ok {
+		return func(a, b time.Duration) float64 { return g.Expected(a, b) * share }
+	}
+	return func(a, b time.Duration) float64 { return gen.Pacer().Expected(a, b) * share }
 }
 
 func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports []faults.Report,

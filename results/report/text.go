@@ -213,7 +213,10 @@ func groups(b *strings.Builder, title string, gs []results.GroupSummary) {
 		}
 		model, target, lag := "closed", "-", "-"
 		if g.Kind == "arrival-rate" {
-			model, target, lag = "open", fmt.Sprintf("%.1f", st.TargetRate), ms(st.Lag.P99)
+			model, target = "open", fmt.Sprintf("%.1f", st.TargetRate)
+			if st.Lag != nil {
+				lag = ms(st.Lag.P99)
+			}
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%.1fs–%.1fs\t%d\t%s\t%.1f\t%s\t%s\t%s\n",
 			g.Name, model, float64(g.Start), float64(g.End), st.Sent, target, st.AchievedRate, tail, lag, outcome)
