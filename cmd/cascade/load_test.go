@@ -88,6 +88,17 @@ func TestLoadOpenModel(t *testing.T) {
 	}
 }
 
+// A profile that holds less than one request still sends its first, at 0
+// (as the pacer schedules it): 10/s for 100ms is one request, not an error.
+func TestLoadOfOneRequest(t *testing.T) {
+	tg := newTarget(t, 0)
+	code, out, errs := runCLI(context.Background(), "load", tg.url+"/", "--rate", "10/s", "--duration", "100ms",
+		"--out", filepath.Join(t.TempDir(), "run"), "--progress", "off")
+	if code != ExitPass || !strings.Contains(out, "1 requests sent of 1 scheduled") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
 func TestLoadThresholdFails(t *testing.T) {
 	tg := newTarget(t, 20*time.Millisecond)
 	code, out, _ := runCLI(context.Background(), "load", tg.url, "--rate", "50/s", "--duration", "500ms",

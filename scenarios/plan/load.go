@@ -246,7 +246,10 @@ func (c *compiler) model(path string, x scenarios.Executor, ec *loadgen.Config) 
 		ec.Stages = c.stages(path, x.Stages, closed, c.start(path, x, closed))
 	}
 	p := loadgen.NewPacer(ec.Stages)
-	if len(ec.Stages) > 0 && p.Total() < 1 {
+	// An open model sends its first request at 0 as soon as the profile
+	// holds any (10/s for 100ms is one request): only a profile of none is
+	// empty.
+	if len(ec.Stages) > 0 && (closed && p.Total() < 1 || !closed && p.Total() <= 1e-9) {
 		if closed {
 			c.errorf(path+".stages", "the stages run no VUs: give a count, e.g. vus: 10")
 		} else {
