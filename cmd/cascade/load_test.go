@@ -206,6 +206,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--requests", "5"}, "--requests bounds the closed model"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--requests", "-5"}, "--requests must be positive"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "5/s", "--duration", "2s", "--timeout", "1000h"}, "--timeout 1000h0m0s is above the 1h0m0s limit"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "5/s", "--duration", "1s", "--threshold", "amplification<=1.5"}, "measured at cascade's fake upstreams"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "errors < NaN"}, "errors is a count"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "Connection: close"}, "--keep-alive=false"},
 		{[]string{"http://127.0.0.1:1/%zz", "--rate", "10/s", "--duration", "1s"}, `invalid URL escape "%zz"`},

@@ -185,6 +185,12 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		c.errorf(c.exprPath(p, "objective"), "%v", err)
 		return nil
 	}
+	if t.UsesUpstreams() && len(c.ups) == 0 {
+		// Counted where requests land, at cascade's fake upstreams: a
+		// load on a target of your own (cascade load URL) has none.
+		c.errorf(c.exprPath(p, "objective"), "%q is measured at cascade's fake upstreams, and this load has none (its target is your own service)", o.Objective)
+		return nil
+	}
 	if o.Upstream != "" {
 		if c.ups[o.Upstream] == nil {
 			c.errorf(p+".upstream", "unknown upstream %q (declared: %s)", o.Upstream, strings.Join(c.upstreamNames(), ", "))
