@@ -111,7 +111,7 @@ func (c *compiler) executor(path string, x scenarios.Executor, list bool, i int)
 	case x.Name == "":
 		ec.Name = "load"
 	case !nameRE.MatchString(x.Name):
-		c.errorf(path+".name", "name %q may use only letters, digits, '-', '_' and '.'", x.Name)
+		c.errorf(path+".name", "name %q must start with a letter or digit and use only letters, digits, '-', '_' and '.'", x.Name)
 	}
 	switch {
 	case ec.ClientTimeout == 0:

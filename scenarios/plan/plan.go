@@ -184,7 +184,7 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 	if f.Name == "" {
 		c.errorf("$.name", "a scenario needs a name")
 	} else if !nameRE.MatchString(f.Name) {
-		c.errorf("$.name", "name %q may use only letters, digits, '-', '_' and '.' (it names the run directory)", f.Name)
+		c.errorf("$.name", "name %q must start with a letter or digit and use only letters, digits, '-', '_' and '.' (it names the run directory)", f.Name)
 	}
 	c.upstreams()
 	c.upstreamKinds()
@@ -230,7 +230,7 @@ func (c *compiler) upstreams() {
 			c.errorf(p, "an upstream needs a name")
 			continue
 		case !nameRE.MatchString(u.Name):
-			c.errorf(p+".name", "name %q may use only letters, digits, '-', '_' and '.'", u.Name)
+			c.errorf(p+".name", "name %q must start with a letter or digit and use only letters, digits, '-', '_' and '.'", u.Name)
 		case c.ups[u.Name] != nil:
 			c.errorf(p+".name", "upstream %q is declared twice", u.Name)
 			continue
@@ -390,7 +390,7 @@ func (c *compiler) faultAt(p string, f scenarios.Fault, seen map[string]bool, co
 	if name == "" {
 		name = fmt.Sprintf("%s-%d", f.Kind, counts[f.Kind])
 	} else if !nameRE.MatchString(name) {
-		c.errorf(p+".name", "name %q may use only letters, digits, '-', '_' and '.'", name)
+		c.errorf(p+".name", "name %q must start with a letter or digit and use only letters, digits, '-', '_' and '.'", name)
 	}
 	if seen[name] || name == RunPhase || name == "before" || name == "after" {
 		c.errorf(p+".name", "fault name %q is already taken (names must be unique and not run/before/after)", name)
