@@ -557,7 +557,9 @@ func (ex *exchange) buildAttempt(n int, budget time.Duration) {
 	}
 	if ex.rt.prop&propDeadline != 0 {
 		b = append(b, "X-Cascade-Deadline-Ms: "...)
-		b = strconv.AppendInt(b, max(budget.Milliseconds(), 0), 10)
+		// Rounded up: 0 means the caller has given up (the upstreams count
+		// such an attempt as late), which 0.4 ms left is not.
+		b = strconv.AppendInt(b, max(int64((budget+time.Millisecond-1)/time.Millisecond), 0), 10)
 		b = append(b, "\r\n"...)
 	}
 	switch {
