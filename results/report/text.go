@@ -115,7 +115,13 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 			passed++
 		}
 	}
-	fmt.Fprintf(b, "\nVerdict: %s (%d/%d objectives passed)\n", strings.ToUpper(s.Verdict), passed, len(s.Objectives))
+	if len(s.Objectives) == 0 && s.Verdict == results.VerdictPass {
+		// Nothing was judged: "PASS" beside 100% errors would read as a
+		// verdict on them.
+		fmt.Fprintf(b, "\nVerdict: no objectives, nothing judged (add slo: to the scenario, or --threshold)\n")
+	} else {
+		fmt.Fprintf(b, "\nVerdict: %s (%d/%d objectives passed)\n", strings.ToUpper(s.Verdict), passed, len(s.Objectives))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -90,3 +90,17 @@ func TestTextPhasesCutShort(t *testing.T) {
 		}
 	}
 }
+
+// A run with no objectives judged nothing: its verdict line says so rather
+// than "PASS" beside whatever the outcomes were.
+func TestTextNoObjectives(t *testing.T) {
+	s := summary(stats(1, 2, 3, 4, 0, 306.6), nil)
+	s.Objectives, s.Verdict = nil, results.VerdictPass
+	var b strings.Builder
+	if err := Text(&b, s, ""); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "Verdict: no objectives, nothing judged") || strings.Contains(out, "Verdict: PASS") {
+		t.Errorf("verdict line:\n%s", out)
+	}
+}
