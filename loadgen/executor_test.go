@@ -128,6 +128,62 @@ func TestConstantVUs(t *testing.T) {
 	}
 }
 
+// MaxRequests with more VUs than 64 requests each: every VU sends while
+// requests remain (hey -n N -c V), so a slow target holds V requests at
+// once, and still exactly N go out, each sequence number once. Handing out
+// whole blocks of 64 ran ceil(N/64) VUs: one here, 50 × 200 ms in a row.
+func TestMaxRequestsRunsEveryVU(t *testing.T) {
+	const vus, n, delay = 20, 50, 200 * time.Millisecond
+	clock := event.NewClock()
+	srv := newConcServer(t, clock, delay)
+	start := time.Now()
+	samples, g := runLoad(t, Config{Kind: VUs, Target: srv.url, Requests: []Request{{Path: "/"}},
+		Stages: []Stage{{time.Minute, vus, vus}}, KeepAlive: true, MaxRequests: n}, clock)
+	took := time.Since(start)
+	if m := srv.max.Load(); m != vus {
+		t.Fatalf("the server held at most %d requests at once; %d VUs should keep %d in flight", m, vus, vus)
+	}
+	seen := map[uint64]bool{}
+	for _, s := range samples {
+		if s.Cause != cause.OK || seen[s.Seq] || s.Seq >= n {
+			t.Fatalf("sample %+v (seen before: %v)", s, seen[s.Seq])
+		}
+		seen[s.Seq] = true
+	}
+	// ceil(50/20) = 3 rounds of 200 ms; the bound is coarse for a busy
+	// machine, and far below the 10 s of one VU sending them all.
+	if len(samples) != n || took > 5*time.Second {
+		t.Fatalf("%d requests in %v; want %d in about %v", len(samples), took, n, 3*delay)
+	}
+	if _, end := g.Window(0); end > took {
+		t.Fatalf("window ends at %v; the run took %v", end, took)
+	}
+}
+
+// The share of the remaining requests a VU takes: whole blocks while there
+// are plenty, its part of the rest near the end, never none.
+func TestBlockSize(t *testing.T) {
+	for _, tc := range []struct {
+		max, next uint64
+		vus       int64
+		want      uint64
+	}{
+		{0, 0, 100, seqBlock},         // no bound
+		{1_000_000, 0, 100, seqBlock}, // plenty left
+		{100, 0, 100, 1},              // hey -n 100 -c 100
+		{100, 0, 10, 10},              // a tenth each
+		{100, 95, 10, 1},              // the tail: one at a time
+		{100, 100, 10, seqBlock},      // exhausted: any block is past the bound
+		{100, 0, 0, seqBlock},         // no VUs counted (ramp start): as one
+		{6400, 0, 100, seqBlock},      // exactly a block each
+		{6399, 0, 100, seqBlock - 1},  // just under
+	} {
+		if got := blockSize(tc.max, tc.next, tc.vus); got != tc.want {
+			t.Errorf("blockSize(max %d, next %d, %d VUs) = %d, want %d", tc.max, tc.next, tc.vus, got, tc.want)
+		}
+	}
+}
+
 // Ramping VUs: the server never sees more concurrent requests than the
 // profile allows at that moment (plus one controller tick), and the ramp
 // reaches its target.

@@ -892,8 +892,24 @@ func (e *executor) nextBlock() (seq, end uint64) {
 		e.spare = e.spare[:n-1]
 		return b[0], b[1]
 	}
-	end = e.seq.Add(seqBlock)
-	return end - seqBlock, end
+	n := blockSize(e.cfg.MaxRequests, e.seq.Load(), e.limit.Load())
+	end = e.seq.Add(n)
+	return end - n, end
+}
+
+// blockSize is how many sequence numbers a VU takes next, when next is the
+// first not yet handed out and vus VUs share the rest. Under MaxRequests a
+// whole block per VU would leave VUs with nothing to send: 100 VUs and 100
+// requests would be two VUs with 64 and 36, one request after the other,
+// not hey -n 100 -c 100. So each takes its share of what remains (down to
+// one number at a time at the end, as guided self-scheduling does): every VU
+// sends while requests remain, and the lock is still taken once per block
+// for all but the last few requests of each VU.
+func blockSize(maxRequests, next uint64, vus int64) uint64 {
+	if maxRequests == 0 || next >= maxRequests {
+		return seqBlock
+	}
+	return min(seqBlock, max(1, (maxRequests-next)/uint64(max(vus, 1))))
 }
 
 // giveBack keeps the unused rest of a stopping VU's block for the others:

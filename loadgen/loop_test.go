@@ -43,6 +43,7 @@ func TestOnLoops(t *testing.T) {
 	skipWithoutLoops(t)
 	t.Run("ConstantVUs", TestConstantVUs)
 	t.Run("RampingVUs", TestRampingVUs)
+	t.Run("MaxRequestsRunsEveryVU", TestMaxRequestsRunsEveryVU)
 	t.Run("H1ClosedLoop", TestH1ClosedLoop)
 }
 
