@@ -25,8 +25,10 @@ type Options struct {
 	// DisableKeepAlive sends every request with "Connection: close" and
 	// closes the connection after the response.
 	DisableKeepAlive bool
-	// ReadBufferSize is the per-connection read buffer; it also bounds one
-	// response header line. 0 means 16 KiB; values under 512 are raised to 512.
+	// ReadBufferSize is the per-connection read buffer. 0 means 16 KiB;
+	// values under 512 are raised to 512. A response head line longer than
+	// the buffer grows it (up to MaxHeaderBytes) for the rest of that
+	// connection; a new connection starts again at this size.
 	ReadBufferSize int
 	// MaxHeaderBytes bounds a response head (and trailers). 0 means 1 MiB.
 	MaxHeaderBytes int
@@ -446,7 +448,9 @@ func (c *Conn) dial(ctx context.Context, dl time.Duration) error {
 	c.armed = noDeadline
 	c.used = false
 	c.r, c.w = 0, 0
-	if c.buf == nil {
+	if len(c.buf) != c.opts.ReadBufferSize {
+		// First dial, or the last connection grew its buffer for a long
+		// header line (see growForHead): start again at the normal size.
 		c.buf = make([]byte, c.opts.ReadBufferSize)
 	}
 	return nil

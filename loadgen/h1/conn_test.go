@@ -543,25 +543,25 @@ func TestConnectRefused(t *testing.T) {
 
 func TestMalformed(t *testing.T) {
 	cases := map[string]string{
-		"not http":             "SSH-2.0-OpenSSH\r\n\r\n",
-		"empty status line":    "\r\n\r\n",
-		"bad version":          "HTTP/2.0 200 OK\r\n\r\n",
-		"short status":         "HTTP/1.1 20\r\n\r\n",
-		"letters in status":    "HTTP/1.1 2x0 OK\r\n\r\n",
-		"status below 100":     "HTTP/1.1 099 What\r\n\r\n",
-		"no colon":             "HTTP/1.1 200 OK\r\nContent-Length 2\r\n\r\nok",
-		"space before colon":   "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
-		"bad content-length":   "HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
-		"conflicting lengths":  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
-		"huge content-length":  "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-		"bad chunk size":       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-		"chunk overflow":       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
-		"chunk without CRLF":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n",
-		"folded framing":       "HTTP/1.1 200 OK\r\nContent-Length:\r\n 2\r\n\r\nok",
-		"fold first":           "HTTP/1.1 200 OK\r\n X: y\r\n\r\n",
-		"switching protocols":  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
-		"endless 1xx":          strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 20),
-		"header line too long": "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 5000) + "\r\n\r\n",
+		"not http":            "SSH-2.0-OpenSSH\r\n\r\n",
+		"empty status line":   "\r\n\r\n",
+		"bad version":         "HTTP/2.0 200 OK\r\n\r\n",
+		"short status":        "HTTP/1.1 20\r\n\r\n",
+		"letters in status":   "HTTP/1.1 2x0 OK\r\n\r\n",
+		"status below 100":    "HTTP/1.1 099 What\r\n\r\n",
+		"no colon":            "HTTP/1.1 200 OK\r\nContent-Length 2\r\n\r\nok",
+		"space before colon":  "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+		"bad content-length":  "HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
+		"conflicting lengths": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+		"huge content-length": "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+		"bad chunk size":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"chunk overflow":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+		"chunk without CRLF":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n",
+		"folded framing":      "HTTP/1.1 200 OK\r\nContent-Length:\r\n 2\r\n\r\nok",
+		"fold first":          "HTTP/1.1 200 OK\r\n X: y\r\n\r\n",
+		"switching protocols": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+		"endless 1xx":         strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 20),
+		"chunk line too long": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + strings.Repeat("e", 5000) + "\r\nx\r\n0\r\n\r\n",
 	}
 	for name, resp := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -591,6 +591,54 @@ func TestMaxHeaderBytes(t *testing.T) {
 	var r Result
 	if err := c.Do(ctxT(t), mustPrepare(t, Request{URL: "http://" + addr + "/"}), &r); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// One response header line longer than the read buffer (16 KiB by default)
+// is valid up to the head limit, as net/http and curl take it: the buffer
+// grows for it, and the connection goes on carrying requests. Only a head
+// over MaxHeaderBytes fails, with an error that names the limit.
+func TestLongHeaderLine(t *testing.T) {
+	// withLine is a response whose one X-Big header line is n bytes long,
+	// without its CRLF.
+	withLine := func(n int) string {
+		return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", n-len("X-Big: ")) + "\r\nContent-Length: 2\r\n\r\nok"
+	}
+	plain := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	addr := rawServer(t, scripted(withLine(16<<10), withLine(200<<10), plain, withLine(16<<10-1)))
+	c := mustConn(t, addr, Options{Timeout: 5 * time.Second})
+	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
+	for i, n := range []int{16 << 10, 200 << 10, 0, 16<<10 - 1} {
+		r := Result{Body: make([]byte, 0, 8)}
+		if err := c.Do(ctxT(t), p, &r); err != nil || r.Status != 200 || r.Cause != cause.OK || string(r.Body) != "ok" {
+			t.Fatalf("response %d (a %d-byte header line): err %v, status %d, cause %v, body %q", i, n, err, r.Status, r.Cause, r.Body)
+		}
+	}
+	if st := c.Stats(); st.Dials != 1 || st.Closes != 0 {
+		t.Fatalf("stats %+v: the long lines should not cost the connection", st)
+	}
+
+	for _, tc := range []struct {
+		max, line int
+		says      string
+	}{
+		{0, 1<<20 + 1, "limit of 1 MiB (MaxHeaderBytes)"},
+		{64 << 10, 64<<10 + 1, "limit of 65536 bytes (MaxHeaderBytes)"},
+		{64 << 10, 40 << 10, ""}, // under the limit, over the buffer: fine
+	} {
+		addr := rawServer(t, scripted(withLine(tc.line)))
+		c := mustConn(t, addr, Options{Timeout: 5 * time.Second, MaxHeaderBytes: tc.max})
+		var r Result
+		err := c.Do(ctxT(t), mustPrepare(t, Request{URL: "http://" + addr + "/"}), &r)
+		if tc.says == "" {
+			if err != nil || r.Status != 200 {
+				t.Fatalf("a %d-byte line under a %d-byte limit: err %v, status %d", tc.line, tc.max, err, r.Status)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrMalformed) || r.Cause != cause.TransportError || !strings.Contains(err.Error(), tc.says) {
+			t.Fatalf("a %d-byte line with MaxHeaderBytes %d: err %v, cause %v; want an error saying %q", tc.line, tc.max, err, r.Cause, tc.says)
+		}
 	}
 }
 

@@ -46,6 +46,7 @@ func TestOnLoop(t *testing.T) {
 		{"ConnectRefused", TestConnectRefused},
 		{"Malformed", TestMalformed},
 		{"MaxHeaderBytes", TestMaxHeaderBytes},
+		{"LongHeaderLine", TestLongHeaderLine},
 		{"CauseHeader", TestCauseHeader},
 		{"SeqHeaderAndBody", TestSeqHeaderAndBody},
 		{"TargetMismatch", TestTargetMismatch},

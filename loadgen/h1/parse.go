@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"time"
 
@@ -203,7 +204,7 @@ func (c *Conn) readLine(dl time.Duration, limit bool) ([]byte, error) {
 			c.r = end + 1
 			if limit {
 				if c.headBytes += len(line) + 1; c.headBytes > c.opts.MaxHeaderBytes {
-					return nil, errHeadTooLarge
+					return nil, c.headTooLarge()
 				}
 			}
 			if n := len(line); n > 0 && line[n-1] == '\r' {
@@ -213,18 +214,55 @@ func (c *Conn) readLine(dl time.Duration, limit bool) ([]byte, error) {
 		}
 		scanned = c.w - c.r
 		if limit && c.headBytes+scanned > c.opts.MaxHeaderBytes {
-			return nil, errHeadTooLarge
+			return nil, c.headTooLarge()
 		}
 		if err := c.fill(dl); err != nil {
 			switch {
+			case err == errBufferFull && limit && c.growForHead():
+				continue
+			case err == errBufferFull && limit:
+				return nil, c.headTooLarge()
 			case err == errBufferFull:
-				return nil, errHeadTooLarge
+				return nil, errLineTooLong
 			case err == io.EOF && (c.r != c.w || c.nread > 0):
 				return nil, io.ErrUnexpectedEOF
 			}
 			return nil, err
 		}
 	}
+}
+
+// growForHead makes room for a head line longer than the read buffer: a
+// big Set-Cookie, Content-Security-Policy or Link header is valid HTTP, and
+// net/http and curl accept one up to their head limit, so the line is
+// bounded by MaxHeaderBytes, not by the buffer. The buffer doubles (up to
+// MaxHeaderBytes, enough for any line the limit lets through) and stays
+// grown until the connection closes: a server that sends such a header
+// usually sends it on every response, and regrowing per response would
+// cost an allocation each time. Only a connection that met one pays; the
+// steady state of every other keeps the normal buffer. False when the
+// buffer is already as large as the limit.
+func (c *Conn) growForHead() bool {
+	if len(c.buf) >= c.opts.MaxHeaderBytes {
+		return false
+	}
+	b := make([]byte, min(2*len(c.buf), c.opts.MaxHeaderBytes))
+	c.w = copy(b, c.buf[c.r:c.w])
+	c.r = 0
+	c.buf = b
+	return true
+}
+
+// headTooLarge is the error for a response head over MaxHeaderBytes,
+// naming the limit: the user must be able to tell a limit of the client
+// from a broken server. The default limit's is built once, so a server
+// that always sends too much does not make the client allocate per
+// response.
+func (c *Conn) headTooLarge() error {
+	if c.opts.MaxHeaderBytes == defaultMaxHeader {
+		return errHeadTooLarge
+	}
+	return &protoError{fmt.Sprintf("response head over the client's limit of %d bytes (MaxHeaderBytes)", c.opts.MaxHeaderBytes)}
 }
 
 // readN consumes exactly n body bytes.

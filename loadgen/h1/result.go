@@ -122,7 +122,8 @@ var (
 	errVersion      = &protoError{"unsupported HTTP version"}
 	errHeaderLine   = &protoError{"bad header line"}
 	errObsFold      = &protoError{"folded framing header"}
-	errHeadTooLarge = &protoError{"response head too large"}
+	errHeadTooLarge = &protoError{"response head over the client's limit of 1 MiB (MaxHeaderBytes)"}
+	errLineTooLong  = &protoError{"chunk line longer than the read buffer"}
 	errContentLen   = &protoError{"bad Content-Length"}
 	errChunkSize    = &protoError{"bad chunk size line"}
 	errChunkEnd     = &protoError{"chunk data not followed by CRLF"}
