@@ -163,6 +163,9 @@ func (t *H1Transport) RoundTrip(ctx context.Context, i int, s *Sample) {
 // FirstRequestError is the first templated request the client refused.
 func (t *H1Transport) FirstRequestError() *RequestError { return t.set.firstBad.Load() }
 
+// FirstClientErrors is the first error of each client-side cause.
+func (t *H1Transport) FirstClientErrors() []*ClientError { return t.set.failures.list() }
+
 // CloseIdle closes the shared pool's connections.
 func (t *H1Transport) CloseIdle() { t.pool.Close() }
 
@@ -206,8 +209,12 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 	if w.res.WriteStart > w.res.Start {
 		s.ConnWait = w.res.WriteStart - w.res.Start
 	}
-	if err != nil && runEnded(ctx) {
-		s.Cause = cause.Aborted // the run ended, not the target's doing
+	if err != nil {
+		if runEnded(ctx) {
+			s.Cause = cause.Aborted // the run ended, not the target's doing
+		} else {
+			t.set.failed(s.Cause, i, s.Seq, err)
+		}
 	}
 }
 

@@ -191,6 +191,7 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 	res, err := t.client.Do(req)
 	if err != nil {
 		s.Cause = classify(run, ctx, err)
+		t.set.failed(s.Cause, i, s.Seq, err)
 		return
 	}
 	_, err = io.Copy(io.Discard, res.Body)
@@ -198,15 +199,19 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 	s.Status = res.StatusCode
 	if err != nil {
 		s.Cause = classify(run, ctx, err)
+		t.set.failed(s.Cause, i, s.Seq, err)
 		return
 	}
 	s.Cause = cause.FromResponse(res.StatusCode, res.Header.Get(cause.Header))
 }
 
-// CloseIdle releases pooled connections.
 // FirstRequestError is the first templated request the client refused.
 func (t *HTTPTransport) FirstRequestError() *RequestError { return t.set.firstBad.Load() }
 
+// FirstClientErrors is the first error of each client-side cause.
+func (t *HTTPTransport) FirstClientErrors() []*ClientError { return t.set.failures.list() }
+
+// CloseIdle releases pooled connections.
 func (t *HTTPTransport) CloseIdle() { t.client.CloseIdleConnections() }
 
 // classify maps a client-side error to a cause. run is the run's context (its
@@ -218,6 +223,11 @@ func classify(run, ctx context.Context, err error) cause.Cause {
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return cause.ClientTimeout
+	}
+	if isFDLimit(err) {
+		// The generator's own limit, though the dial reports it: not the
+		// target's connect failure.
+		return cause.TransportError
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {

@@ -284,6 +284,16 @@ func (g *Generator) FirstRequestError() *RequestError {
 	return nil
 }
 
+// FirstClientErrors is the first error of each client-side cause over
+// every executor (see ClientErrorSource).
+func (g *Generator) FirstClientErrors() []*ClientError {
+	var lists [][]*ClientError
+	for _, e := range g.execs {
+		lists = append(lists, FirstClientErrors(e.tr))
+	}
+	return MergeClientErrors(lists...)
+}
+
 // endOf is when s's request ended: the transport's stamp, or now.
 func (g *Generator) endOf(s *Sample) time.Duration {
 	if s.end > 0 {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sort"
 	"sync/atomic"
+
+	"github.com/cascadehq/cascade/internal/cause"
 )
 
 // Request is one template of the request mix. Path, header values and body
@@ -43,6 +45,9 @@ type requestSet struct {
 	// firstBad is the first rendering the client refused. A sample has room
 	// for a cause, not a message, so the reason is kept here, once.
 	firstBad atomic.Pointer[RequestError]
+	// failures are the first errors of requests that were built but
+	// failed in the client, one per cause (see firstErrors).
+	failures firstErrors
 }
 
 // RequestError says why a templated request was not sent: what its
@@ -65,6 +70,12 @@ func (rs *requestSet) refused(i int, seq uint64, err error) {
 	if rs.firstBad.Load() == nil {
 		rs.firstBad.CompareAndSwap(nil, &RequestError{Request: rs.reqs[i].name, Seq: seq, Err: err})
 	}
+}
+
+// failed notes the error of a request i that failed in the client with
+// cause c; the first of each kind is kept. Only for failed requests.
+func (rs *requestSet) failed(c cause.Cause, i int, seq uint64, err error) {
+	rs.failures.note(c, rs.reqs[i].name, seq, err)
 }
 
 // RequestErrorSource is a transport that keeps the first request it could

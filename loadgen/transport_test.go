@@ -16,6 +16,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/tcptest"
 )
 
 // protoServer records the protocol of every request and counts connections.
@@ -326,4 +327,99 @@ func clientTransport(t *testing.T, cfg Config, nethttp bool) Transport {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// A request that fails in the client keeps why, once per cause, on both
+// clients: the samples say only connect_failure or transport_error, and
+// the summary needs the error itself. Successes keep nothing.
+func TestFirstClientErrors(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer ok.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	garbage := "http://" + tcptest.Serve(t, func(c net.Conn) {
+		c.Read(make([]byte, 4096))
+		io.WriteString(c, "SMTP ready\r\n\r\n")
+	})
+	reqs := []Request{{Name: "probe", Path: "/"}}
+	for _, nethttp := range []bool{false, true} {
+		for _, tc := range []struct {
+			target string
+			cause  cause.Cause
+			says   string // in the kept error; "" for none
+		}{
+			{ok.URL, cause.OK, ""},
+			{refused, cause.ConnectFailure, "refused"},
+			{garbage, cause.TransportError, "malformed"},
+		} {
+			tr := clientTransport(t, Config{Target: tc.target, KeepAlive: true, Requests: reqs, ClientTimeout: 5 * time.Second}, nethttp)
+			for seq := uint64(3); seq < 5; seq++ {
+				s := Sample{Seq: seq}
+				tr.RoundTrip(context.Background(), 0, &s)
+				if s.Cause != tc.cause {
+					t.Fatalf("net/http %v, %s: cause %v, want %v", nethttp, tc.target, s.Cause, tc.cause)
+				}
+			}
+			got := FirstClientErrors(tr)
+			if tc.says == "" {
+				if len(got) != 0 {
+					t.Errorf("net/http %v: kept %v for requests that succeeded", nethttp, got)
+				}
+				continue
+			}
+			// The first one, once: sequence number 3, not 4.
+			if len(got) != 1 || got[0].Cause != tc.cause || got[0].Seq != 3 || got[0].Request != "probe" ||
+				!strings.Contains(got[0].Error(), tc.says) {
+				t.Errorf("net/http %v, %s: kept %v; want the first %v, saying %q", nethttp, tc.target, got, tc.cause, tc.says)
+			}
+		}
+	}
+}
+
+// What net/http does for HTTPS, HTTP/2 and h2c is where the reason matters
+// most: an untrusted certificate, a server without HTTP/2 or without h2c
+// all end as transport_error, and only the kept error tells them apart.
+func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
+	quiet := func() *httptest.Server { // the servers log the handshakes the client fails
+		s := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		s.Config.ErrorLog = log.New(io.Discard, "", 0)
+		return s
+	}
+	selfSigned := quiet()
+	selfSigned.StartTLS()
+	defer selfSigned.Close()
+	noH2 := quiet()
+	noH2.EnableHTTP2 = false
+	noH2.StartTLS()
+	defer noH2.Close()
+	h1Only := quiet()
+	h1Only.Start()
+	defer h1Only.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		says string
+	}{
+		{"self-signed without insecure", Config{Target: selfSigned.URL}, "certificate"},
+		{"h2 to a server without h2", Config{Target: noH2.URL, Protocol: ProtoH2, InsecureSkipVerify: true}, "no application protocol"},
+		{"h2c to an HTTP/1-only server", Config{Target: h1Only.URL, Protocol: ProtoH2C}, "HTTP/1.1"},
+	} {
+		tc.cfg.Requests, tc.cfg.KeepAlive, tc.cfg.ClientTimeout = []Request{{Path: "/"}}, true, 5*time.Second
+		tr, err := NewHTTPTransport(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s Sample
+		tr.RoundTrip(context.Background(), 0, &s)
+		tr.CloseIdle()
+		got := FirstClientErrors(tr)
+		if s.Cause == cause.OK || len(got) != 1 || got[0].Cause != s.Cause || !strings.Contains(got[0].Error(), tc.says) {
+			t.Errorf("%s: cause %v, kept %v; want the error, saying %q", tc.name, s.Cause, got, tc.says)
+		}
+		t.Logf("%s: %v: %v", tc.name, s.Cause, got)
+	}
 }

@@ -232,6 +232,12 @@ func (s *Session) FirstRequestError() *loadgen.RequestError {
 	return loadgen.FirstRequestError(s.script.tr)
 }
 
+// FirstClientErrors is the first error of each client-side cause in the
+// session's load.
+func (s *Session) FirstClientErrors() []*loadgen.ClientError {
+	return loadgen.FirstClientErrors(s.script.tr)
+}
+
 // Stopped says who stopped the run early ("" if no one did).
 func (s *Session) Stopped() string { return s.script.Stopped() }
 

@@ -115,6 +115,18 @@ func (d *directLoad) FirstRequestError() *loadgen.RequestError {
 	return nil
 }
 
+// FirstClientErrors is the first error of each client-side cause on
+// either path.
+func (d *directLoad) FirstClientErrors() []*loadgen.ClientError {
+	lists := [][]*loadgen.ClientError{loadgen.FirstClientErrors(d.via)}
+	for _, ts := range d.direct {
+		for _, t := range ts {
+			lists = append(lists, loadgen.FirstClientErrors(t))
+		}
+	}
+	return loadgen.MergeClientErrors(lists...)
+}
+
 // Record implements loadgen.Recorder.
 func (d *directLoad) Record(worker int, s *loadgen.Sample) {
 	if s.Request >= d.n {

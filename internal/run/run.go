@@ -373,6 +373,11 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 			s.Warnings = append(s.Warnings, "requests not sent (cause request_error); the first: "+re.Error())
 		}
 	}
+	if src, ok := gen.(loadgen.ClientErrorSource); ok {
+		for _, ce := range src.FirstClientErrors() {
+			s.Warnings = append(s.Warnings, clientErrorWarning(ce))
+		}
+	}
 	ran := loadEnd(p, gen, elapsed, interrupted)
 	sentByTag := c.PhaseSentByTag()
 	for i, st := range c.PhaseStats() {
@@ -415,6 +420,19 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		s.Faults = append(s.Faults, fs)
 	}
 	return s
+}
+
+// clientErrorWarning says why requests failed in the client: the outcome
+// table has only the cause, and a certificate the client does not trust
+// or a protocol the server does not speak would otherwise show as nothing
+// but transport_error. Running out of file descriptors leads: it is the
+// generator's own limit, and it explains the failures it caused.
+func clientErrorWarning(ce *loadgen.ClientError) string {
+	var fd *loadgen.FDLimitError
+	if errors.As(ce.Err, &fd) {
+		return fmt.Sprintf("requests not sent (cause %s): %v; the first: request %q (sequence number %d)", ce.Cause, fd, ce.Request, ce.Seq)
+	}
+	return fmt.Sprintf("the first %s: %v", ce.Cause, ce)
 }
 
 func versions() map[string]string {

@@ -434,6 +434,8 @@ func (c *Conn) dial(ctx context.Context, dl time.Duration) error {
 			return ctx.Err()
 		case c.now() >= dl || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 			return ErrTimeout
+		case isFDLimit(err):
+			return &fdLimitError{err}
 		}
 		return &connectError{err}
 	}

@@ -20,6 +20,7 @@
 //
 //	client timeout (Timeout or context deadline) -> cause.ClientTimeout  (ErrTimeout)
 //	connection refused, other dial errors        -> cause.ConnectFailure (ErrConnect)
+//	out of file descriptors (EMFILE, ENFILE)     -> cause.TransportError (ErrFDLimit: the client's limit, not the target's)
 //	reset / EOF while a request was in flight    -> cause.Reset          (ErrReset)
 //	pool exhausted with FailFast                 -> cause.Dropped        (ErrPoolExhausted)
 //	malformed response, cancel, anything else    -> cause.TransportError

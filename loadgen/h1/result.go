@@ -83,6 +83,11 @@ var (
 	ErrTimeout error = timeoutError{}
 	// ErrConnect: the connection could not be opened. Cause: ConnectFailure.
 	ErrConnect = errors.New("h1: connect failed")
+	// ErrFDLimit: no socket could be opened because this process (EMFILE)
+	// or the system (ENFILE) is out of file descriptors: the client's own
+	// limit, so not a connect failure of the target's. Cause:
+	// TransportError.
+	ErrFDLimit = errors.New("h1: out of file descriptors")
 	// ErrReset: the connection was reset or closed while a request was in
 	// flight. Cause: Reset.
 	ErrReset = errors.New("h1: connection reset or closed mid-request")
@@ -150,6 +155,20 @@ func (e *connectError) Error() string        { return "h1: connect failed: " + e
 func (e *connectError) Unwrap() error        { return e.err }
 func (e *connectError) Is(target error) bool { return target == ErrConnect }
 
+// fdLimitError wraps a dial error that is the client's lack of file
+// descriptors.
+type fdLimitError struct{ err error }
+
+func (e *fdLimitError) Error() string        { return "h1: out of file descriptors: " + e.err.Error() }
+func (e *fdLimitError) Unwrap() error        { return e.err }
+func (e *fdLimitError) Is(target error) bool { return target == ErrFDLimit }
+
+// isFDLimit reports whether a dial error means the client is out of file
+// descriptors.
+func isFDLimit(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
 // isReset reports whether a read or write error means the peer closed or
 // reset the connection.
 func isReset(err error) bool {
@@ -167,6 +186,8 @@ func classify(err error) (error, cause.Cause) {
 		return ErrTimeout, cause.ClientTimeout
 	case errors.Is(err, ErrConnect):
 		return err, cause.ConnectFailure
+	case errors.Is(err, ErrFDLimit):
+		return err, cause.TransportError
 	case errors.Is(err, context.Canceled):
 		return err, cause.TransportError
 	case errors.Is(err, ErrReset):

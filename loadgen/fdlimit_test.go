@@ -1,0 +1,93 @@
+//go:build linux
+
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
+)
+
+// A dial that fails because the generator is out of file descriptors is
+// the generator's own limit: transport_error, not the target's
+// connect_failure, and the kept error says so and what to do about it. The
+// limit is lowered in a child process (this test binary again), never in
+// the test process itself.
+func TestFDLimitIsTheClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFDLimitChild$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "CASCADE_FDLIMIT_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "fdlimit child: checked 3 clients") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("child:\n%s", out)
+}
+
+// TestFDLimitChild runs in the child of TestFDLimitIsTheClients: with its
+// soft RLIMIT_NOFILE lowered and every descriptor under it taken, each
+// client's dial fails with EMFILE.
+func TestFDLimitChild(t *testing.T) {
+	if os.Getenv("CASCADE_FDLIMIT_CHILD") == "" {
+		t.Skip("run by TestFDLimitIsTheClients in a process of its own")
+	}
+	const limit = 256
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	rl.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	type client struct {
+		name    string
+		tr, src Transport // src keeps the errors
+	}
+	cfg := Config{Target: "http://127.0.0.1:1", KeepAlive: true, Requests: []Request{{Path: "/"}}, ClientTimeout: 5 * time.Second}
+	h1t, nh := clientTransport(t, cfg, false), clientTransport(t, cfg, true)
+	clients := []client{{"h1 worker", h1t.(*H1Transport).Worker(), h1t}, {"h1 pool", h1t, h1t}, {"net/http", nh, nh}}
+
+	// Take every descriptor left.
+	var held []*os.File
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatal(err)
+			}
+			break
+		}
+		held = append(held, f)
+	}
+	samples := make([]Sample, len(clients))
+	for i, c := range clients {
+		c.tr.RoundTrip(context.Background(), 0, &samples[i])
+	}
+	for _, f := range held {
+		f.Close()
+	}
+
+	for i, c := range clients {
+		kept := FirstClientErrors(c.src)
+		var fd *FDLimitError
+		if samples[i].Cause != cause.TransportError || len(kept) != 1 || !errors.As(kept[0].Err, &fd) || fd.Limit != limit ||
+			!strings.Contains(kept[0].Error(), "ulimit -n") || !strings.Contains(kept[0].Error(), "--max-in-flight") ||
+			!strings.Contains(kept[0].Error(), "too many open files") {
+			t.Errorf("%s: cause %v, kept %v; want transport_error and the generator's file-descriptor limit of %d named", c.name, samples[i].Cause, kept, limit)
+		}
+		t.Logf("%s: %v", c.name, kept)
+	}
+	t.Logf("fdlimit child: checked %d clients", len(clients))
+}
