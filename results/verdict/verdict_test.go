@@ -24,10 +24,18 @@ func input(t *testing.T) *Input {
 		}
 		c.Record(i, &s)
 	}
+	return recordedRun(t, c, phases, 100)
+}
+
+// recordedRun is the input of a run recorded into c over phases (the first is
+// the whole run) at a target of rate requests a second (0: a closed model).
+func recordedRun(t *testing.T, c *results.Collector, phases []results.Phase, rate float64) *Input {
+	t.Helper()
 	sum := &results.Summary{}
 	for i, st := range c.PhaseStats() {
-		ps := results.PhaseSummary{Name: phases[i].Name, Start: results.Sec(phases[i].Start), End: results.Sec(phases[i].End),
-			Stats: results.Summarize(st, phases[i].End-phases[i].Start, 100*(phases[i].End-phases[i].Start).Seconds())}
+		ph := phases[i]
+		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End),
+			Stats: results.Summarize(st, ph.End-ph.Start, rate*(ph.End-ph.Start).Seconds())}
 		if i == 0 {
 			sum.Run = ps
 		} else {
@@ -151,20 +159,7 @@ func retryStorm(t *testing.T) *Input {
 		s.Service = s.Latency
 		c.Record(0, &s)
 	}
-	sum := &results.Summary{}
-	for i, st := range c.PhaseStats() {
-		ph := phases[i]
-		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End), Stats: results.Summarize(st, ph.End-ph.Start, 0)}
-		if i == 0 {
-			sum.Run = ps
-		} else {
-			sum.Phases = append(sum.Phases, ps)
-		}
-	}
-	in, err := NewInput(sum, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := recordedRun(t, c, phases, 0)
 	for sec, n := range []int32{48, 60, 60, 12} {
 		retries := int64(n) * 2 / 3
 		if sec == 3 {
