@@ -217,3 +217,54 @@ func TestCommandsRegisteredOnce(t *testing.T) {
 		seen[c.Name()] = true
 	}
 }
+
+// Ctrl-C while the run is still setting up (here: seeding a large SQLite
+// database) exits 130 like any interrupt, with a run directory that
+// `cascade report` reads and re-judges as interrupted; it is no setup
+// failure (exit 3).
+func TestInterruptDuringSetupExits130(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	f := filepath.Join(t.TempDir(), "s.yaml")
+	src := `name: slow-setup
+upstreams:
+  - name: orders
+    kind: database
+    database: {driver: sqlite, customers: 10000, orders_per_customer: 100}
+gateway:
+  routes:
+    - {path: /, upstream: orders}
+load:
+  stages:
+    - {duration: 5s, rate: 10/s}
+  requests:
+    - {path: /orders/history}
+`
+	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Cancel once the database file exists: the seed is under way.
+		for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+			if m, _ := filepath.Glob(filepath.Join(tmp, "cascade-slowdb-*", "orders.db")); len(m) > 0 {
+				time.Sleep(50 * time.Millisecond)
+				break
+			}
+		}
+		cancel()
+	}()
+	dir := filepath.Join(t.TempDir(), "run")
+	code, out, stderr := runCLI(ctx, "run", "--progress", "off", "--out", dir, f)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d, want %d\n%s%s", code, ExitInterrupted, out, stderr)
+	}
+	if strings.Contains(stderr, "setup failed") || !strings.Contains(stderr, "partial results in "+dir) {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	code, out, stderr = runCLI(context.Background(), "report", dir)
+	if code != ExitInterrupted || !strings.Contains(out, "interrupted during setup: upstream orders") {
+		t.Fatalf("cascade report on the interrupted setup: exit %d\n%s%s", code, out, stderr)
+	}
+}

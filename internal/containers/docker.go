@@ -134,6 +134,17 @@ func (f printfLogger) Printf(format string, args ...any) { f(format, args...) }
 // DOCKER_HOST or host override that is not loopback before any traffic is sent
 // there, and checks again what the provider resolved.
 func Connect(ctx context.Context, opts ...Option) (*Docker, error) {
+	d, err := connect(ctx, opts...)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrNotLoopback) {
+		// Interrupted, not absent: a cancelled ping must not send the user
+		// off to start a dockerd that is running fine. (A refused,
+		// non-loopback host stays refused whatever the context says.)
+		return nil, ctx.Err()
+	}
+	return d, err
+}
+
+func connect(ctx context.Context, opts ...Option) (*Docker, error) {
 	cfg := connectConfig{logger: tclog.NewNoopLogger(), events: event.Discard, clock: event.NewClock()}
 	for _, o := range opts {
 		o(&cfg)
@@ -163,7 +174,7 @@ func Connect(ctx context.Context, opts ...Option) (*Docker, error) {
 		return nil, err
 	}
 
-	provider, err := newProvider(cfg.logger)
+	provider, err := newProviderContext(ctx, cfg.logger)
 	if err != nil {
 		return nil, noDocker(host, err)
 	}
@@ -193,6 +204,9 @@ func Connect(ctx context.Context, opts ...Option) (*Docker, error) {
 // notice a daemon that went away.)
 func (d *Docker) Ping(ctx context.Context) error {
 	if _, err := d.provider.Client().Ping(ctx, client.PingOptions{}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // the caller gave up; the daemon may be fine
+		}
 		return noDocker(d.host, err)
 	}
 	return nil
@@ -220,6 +234,34 @@ func newProvider(logger tclog.Logger) (p *testcontainers.DockerProvider, err err
 		testcontainers.WithLogger(logger),
 		testcontainers.WithDefaultBridgeNetwork("host"),
 	)
+}
+
+// newProviderContext is newProvider bounded by ctx. testcontainers finds
+// the daemon by asking it for its info without a context, so a daemon that
+// accepts and never answers would hold Connect, and a Ctrl-C with it,
+// forever. On ctx's end the discovery is left to finish on its own and its
+// provider, if any, is closed.
+func newProviderContext(ctx context.Context, logger tclog.Logger) (*testcontainers.DockerProvider, error) {
+	type result struct {
+		p   *testcontainers.DockerProvider
+		err error
+	}
+	rc := make(chan result, 1)
+	go func() {
+		p, err := newProvider(logger)
+		rc <- result{p, err}
+	}()
+	select {
+	case r := <-rc:
+		return r.p, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-rc; r.p != nil {
+				_ = r.p.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 func noDocker(host string, cause error) error {

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -215,5 +217,50 @@ func TestGatewayConfigs(t *testing.T) {
 		if _, err := HAProxyConfig(bad); !errors.Is(err, ErrInvalidSpec) {
 			t.Errorf("%s: HAProxyConfig err = %v", name, err)
 		}
+	}
+}
+
+// An interrupt while Connect waits for the daemon is an interrupt, not "no
+// daemon": the user must not be sent off to start a dockerd that runs
+// fine. The daemon here is a real socket that accepts and never answers
+// (a daemon busy or stuck); Connect runs in a child process because
+// testcontainers caches the daemon it found for the life of a process.
+func TestConnectInterruptedIsNotNoDocker(t *testing.T) {
+	if sock := os.Getenv("CASCADE_TEST_HUNG_DOCKER"); sock != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err := Connect(ctx)
+		switch {
+		case errors.Is(err, ErrNoDocker):
+			t.Fatalf("NO-DOCKER %v", err)
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			t.Logf("INTERRUPTED %v", err)
+		default:
+			t.Fatalf("OTHER %v", err)
+		}
+		return
+	}
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestConnectInterruptedIsNotNoDocker$", "-test.v")
+	cmd.Env = append(os.Environ(), "CASCADE_TEST_HUNG_DOCKER="+sock, "DOCKER_HOST=unix://"+sock)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "INTERRUPTED") {
+		t.Fatalf("Connect to a daemon that never answers, interrupted: %v\n%s", err, out)
 	}
 }

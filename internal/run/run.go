@@ -103,20 +103,34 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	// A setup step that fails because ctx ended (Ctrl-C while PostgreSQL
+	// starts, an image builds or SQLite seeds) was stopped by the user, not
+	// broken: the run ends interrupted, with a summary that says where,
+	// like any other interrupted run. Everything started so far is still
+	// removed by the defers below.
+	var rec *recording
+	target, gwName := p.External, p.External
+	setupFailed := func(step string, err error) (*Outcome, error) {
+		if ctx.Err() == nil {
+			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		}
+		return interruptedInSetup(p, w, rec, opts, step, target, gwName)
+	}
 
 	clock := event.NewClock()
 	gd, err := newGameDay(p, opts, w.Dir(), clock) // nil for a plain run
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		return setupFailed("game day", err)
 	}
 	defer func() {
 		if cerr := gd.close(); cerr != nil && err == nil {
 			err = fmt.Errorf("game day: %w", cerr)
 		}
 	}()
-	rec, err := newRecording(p, w.Dir(), clock)
+	rec, err = newRecording(p, w.Dir(), clock)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		rec = nil
+		return setupFailed("recording", err)
 	}
 	defer rec.close()
 	sink := rec.sink(gd.sink(w))
@@ -127,7 +141,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	defer env.close()
 	links, err := startLinks(p, env.runID, sink, clock) // packet faults' namespaces; closed after the upstreams
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		return setupFailed("packet links", err)
 	}
 	defer links.close()
 	var ups []*faults.Upstream
@@ -139,12 +153,12 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	for _, uc := range p.Upstreams {
 		uc, err := env.prepare(ctx, uc)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+			return setupFailed("upstream "+uc.Name, err)
 		}
 		uc.Link = links[uc.Name]
 		u := faults.NewUpstream(uc, uopts)
 		if err := u.StartContext(ctx); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+			return setupFailed("upstream "+uc.Name, err)
 		}
 		ups = append(ups, u)
 		for _, r := range u.Replicas() {
@@ -153,12 +167,11 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 
 	// Gateway: ours, with targets now that replicas listen, or the user's.
-	target, gwName := p.External, p.External
 	var gw *gateway.Gateway
 	if p.Gateway != nil {
 		var stop func() error
 		if gw, stop, err = startGateway(p, ups, w.Dir(), sink, clock); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+			return setupFailed("gateway", err)
 		}
 		defer func() { _ = stop() }()
 		target, gwName = gw.URL(), "builtin"
@@ -169,7 +182,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	timeline, err := faults.NewTimeline(gd.timeline(p), ups, uopts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		return setupFailed("fault timeline", err)
 	}
 	lcfg := p.Load
 	lcfg.Target = target
@@ -181,7 +194,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		var transport loadgen.Transport
 		if p.Direct > 0 {
 			if direct, lcfg, err = newDirectLoad(p, lcfg, ups, collector); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+				return setupFailed("direct load", err)
 			}
 			recorder, transport = direct, direct
 		}
@@ -190,7 +203,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		gen, err = gd.start(timeline, collector, target, sink)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		return setupFailed("load generator", err)
 	}
 
 	w.SetExpected(intervalTargets(p, gen))
@@ -295,6 +308,60 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	writeHTMLReport(w, ranPlan, opts.Stderr)
 	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
+}
+
+// interruptedInSetup ends a run that was stopped before its load started:
+// it writes a summary like any interrupted run's (no request sent, every
+// phase cut at zero, a warning naming the setup step the stop caught), so
+// `cascade report` reads the directory, and returns an interrupted outcome
+// (exit 130) instead of a setup failure (exit 3). rec is nil when the stop
+// came before the recording existed.
+func interruptedInSetup(p *plan.Plan, w *results.Writer, rec *recording, opts Options, step, target, gw string) (*Outcome, error) {
+	sum := &results.Summary{Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: time.Now(),
+		Planned: results.Sec(p.Duration), Interrupted: true, Target: target, Gateway: gw, Versions: versions(),
+		Verdict: results.VerdictInterrupted}
+	for _, wn := range p.Warnings {
+		sum.Warnings = append(sum.Warnings, wn.String())
+	}
+	sum.Warnings = append(sum.Warnings, "interrupted during setup: "+step+" (the load never started: no request was sent)")
+	c := results.NewCollector(p.Phases, IntervalWidth, 1)
+	for i, st := range c.PhaseStats() {
+		ph := p.Phases[i]
+		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.Start),
+			PlannedEnd: results.Sec(ph.End), Stats: results.Summarize(st, 0, 0)}
+		if i == 0 {
+			sum.Run = ps
+		} else {
+			sum.Phases = append(sum.Phases, ps)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("write results: %w", err)
+	}
+	// The objectives are judged as `cascade report` will judge them from
+	// the directory, so the two never disagree; the verdict stays
+	// interrupted whatever they say.
+	var in *verdict.Input
+	var err error
+	if rec != nil {
+		in, err = rec.input(sum)
+	} else {
+		in, err = verdict.NewInput(sum, nil, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sum.Objectives, _ = verdict.Evaluate(p.Objectives, in)
+	if err := w.WriteSummary(sum); err != nil {
+		return nil, fmt.Errorf("write summary: %w", err)
+	}
+	if err := writeJUnit(w.Dir(), sum); err != nil {
+		return nil, err
+	}
+	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
+		return nil, err
+	}
+	return &Outcome{Dir: w.Dir(), Summary: sum, Interrupted: true}, nil
 }
 
 // flushIntervals writes every interval no request can still land in, each
