@@ -14,13 +14,14 @@ func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
 	var images bool
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "Remove what killed runs left behind (containers, and the packet layer's namespaces)",
+		Short: "Remove what killed runs left behind (containers, the packet layer's namespaces, temporary files)",
 		Long: `A run removes everything it starts when it ends, fails or is interrupted. A run that
 was killed (SIGKILL, a second Ctrl-C, a crash) cannot: cleanup removes its leftovers,
 found by the labels and name prefixes cascade gives them: containers labelled
-cascade.managed, and the packet layer's network namespaces (named cz<run hash>...), or
-only one run's with --run. Do not run it while a run is in progress: without --run
-it removes that run's containers and namespaces too.`,
+cascade.managed, the packet layer's network namespaces (named cz<run hash>...), and
+the temporary directories of processes that are gone ($TMPDIR/cascade-build-<pid>...,
+cascade-slowdb-<pid>...), or only one run's with --run. Do not run it while a run is
+in progress: without --run it removes that run's containers and namespaces too.`,
 		Example: `  cascade cleanup
   cascade cleanup --run quickstart-20261122-101500-4242
   cascade cleanup --images   # also the images cascade built`,
@@ -31,11 +32,14 @@ it removes that run's containers and namespaces too.`,
 				switch {
 				case r.Skipped != "":
 					fmt.Fprintf(stdout, "%-12s skipped: %s\n", r.Name, r.Skipped)
-				case len(r.Removed) == 0:
+				case len(r.Removed) == 0 && len(r.Kept) == 0:
 					fmt.Fprintf(stdout, "%-12s nothing to remove\n", r.Name)
 				default:
 					for _, x := range r.Removed {
 						fmt.Fprintf(stdout, "%-12s removed %s\n", r.Name, x)
+					}
+					for _, x := range r.Kept {
+						fmt.Fprintf(stdout, "%-12s kept %s\n", r.Name, x)
 					}
 				}
 			}
@@ -46,6 +50,6 @@ it removes that run's containers and namespaces too.`,
 		},
 	}
 	cmd.Flags().StringVar(&runID, "run", "", "only this run's leftovers (the id in its container names, cascade-<run>-...)")
-	cmd.Flags().BoolVar(&images, "images", false, "also remove the images cascade built (they are rebuilt on demand)")
+	cmd.Flags().BoolVar(&images, "images", false, "also remove the images cascade built (they are rebuilt on demand), and the untagged steps of interrupted builds")
 	return cmd
 }

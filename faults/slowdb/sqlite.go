@@ -17,6 +17,8 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/cascadehq/cascade/internal/owner"
 )
 
 // sqliteBackend runs the service on an embedded SQLite file through
@@ -87,7 +89,9 @@ func openSQLite(ctx context.Context, cfg Config, onWait func(time.Time)) (*sqlit
 	b.g.onWait = onWait
 	path := cfg.DSN
 	if path == "" {
-		dir, err := os.MkdirTemp("", "cascade-slowdb-")
+		// Named after this process, so `cascade cleanup` can remove it
+		// when the process was killed before it could.
+		dir, err := owner.MkdirTemp("slowdb")
 		if err != nil {
 			return nil, err
 		}

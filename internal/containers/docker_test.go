@@ -562,3 +562,55 @@ func removeImages(t *testing.T, refs ...string) {
 		}
 	}
 }
+
+// An interrupted or killed build leaves the steps it committed as untagged
+// (dangling) images. Each carries cascade's labels (the Dockerfile sets
+// them right after FROM), so CleanupImages finds and removes them.
+func TestCleanupImagesRemovesAnInterruptedBuildsSteps(t *testing.T) {
+	d := containerstest.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const name = "test-dangling"
+	img, err := d.BuildBinaryImage(ctx, name, buildHTTPD(t, "dangling-"+strconv.FormatInt(time.Now().UnixNano(), 36)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !img.Built {
+		t.Fatalf("%s came from the cache: the test needs a fresh build", img.Ref)
+	}
+	// What a build stopped after its COPY step leaves: that step's image,
+	// untagged and with no child. Removing the final image but not its
+	// parents (--no-prune) makes exactly that.
+	if out, err := exec.CommandContext(ctx, "docker", "rmi", "--no-prune", img.Ref).CombinedOutput(); err != nil {
+		t.Fatalf("docker rmi --no-prune: %v\n%s", err, out)
+	}
+	dangling := func() []string {
+		out, err := exec.Command("docker", "images", "-q", "--no-trunc", "--filter", "dangling=true",
+			"--filter", "label="+containers.LabelImageRepo+"=cascade/"+name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker images: %v\n%s", err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	left := dangling()
+	t.Cleanup(func() {
+		for _, id := range dangling() {
+			_ = exec.Command("docker", "rmi", id).Run()
+		}
+	})
+	if len(left) == 0 {
+		t.Fatal("the build's steps carry no cascade label: nothing could find what an interrupted build leaves")
+	}
+	removed, err := d.CleanupImages(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range left {
+		if !slices.Contains(removed, "<none>@"+id) {
+			t.Errorf("CleanupImages removed %v, not the dangling %s", removed, id)
+		}
+	}
+	if left := dangling(); len(left) != 0 {
+		t.Errorf("dangling cascade images survive CleanupImages: %v", left)
+	}
+}

@@ -19,6 +19,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/cascadehq/cascade/internal/owner"
 )
 
 // imageRecipeVersion is part of every image hash: bump it when the way an
@@ -31,6 +33,13 @@ const imageRecipeVersion = "1"
 // someone else creates from a cascade image would otherwise look like ours
 // to CleanupAll.
 const LabelImage = "cascade.image"
+
+// LabelImageRepo is the repository (cascade/<name>) a binary image was
+// built for. The Dockerfile sets it with LabelImage right after FROM, so
+// every step's image carries both: a build that was interrupted or killed
+// leaves untagged (dangling) images, and the labels are all that ties them
+// to cascade and to the image they were meant for.
+const LabelImageRepo = "cascade.image.repo"
 
 // Image is a local image this package built or found already built.
 type Image struct {
@@ -62,7 +71,8 @@ func (d *Docker) BuildBinaryImage(ctx context.Context, name, binPath string) (Im
 		return Image{}, err
 	}
 	const entry = "/app"
-	dockerfile := fmt.Sprintf("FROM scratch\nCOPY app %s\nENTRYPOINT [%q]\n", entry, entry)
+	dockerfile := fmt.Sprintf("FROM scratch\nLABEL %s=binary %s=cascade/%s\nCOPY app %s\nENTRYPOINT [%q]\n",
+		LabelImage, LabelImageRepo, name, entry, entry)
 
 	h := sha256.New()
 	fmt.Fprintf(h, "binary-image\x00%s\x00%s\x00", imageRecipeVersion, dockerfile)
@@ -82,7 +92,9 @@ func (d *Docker) BuildBinaryImage(ctx context.Context, name, binPath string) (Im
 
 	// Assemble the build context as a tar in a temp dir: the Dockerfile and
 	// the binary, nothing else, so the daemon receives only what it needs.
-	dir, err := os.MkdirTemp("", "cascade-build-")
+	// The dir is named after this process: if it is killed before the
+	// deferred removal, `cascade cleanup` finds the dir and its owner dead.
+	dir, err := owner.MkdirTemp("build")
 	if err != nil {
 		return Image{}, fmt.Errorf("build context dir: %w", err)
 	}
@@ -197,10 +209,62 @@ func isNotFound(err error) bool {
 
 // CleanupImages removes the images this package built (label cascade.image)
 // that no container uses, and returns their references: the cache, for
-// `cascade cleanup --images`. With names (e.g. "postgres", "nginx", or a
-// BuildBinaryImage name) only cascade/<name> images are removed. Images in
-// use are left and reported in the error.
+// `cascade cleanup --images`. It also removes, by ID, the untagged images
+// an interrupted or killed build left (listed as "<none>@<id>"). With names
+// (e.g. "postgres", "nginx", or a BuildBinaryImage name) only cascade/<name>
+// images are removed. Images in use are left and reported in the error;
+// so is the last step of a build still in progress, which its next step
+// uses (only the instant between two steps is not covered).
 func (d *Docker) CleanupImages(ctx context.Context, names ...string) ([]string, error) {
+	removed, err := d.cleanupTagged(ctx, names)
+	dangling, derr := d.cleanupDangling(ctx, names)
+	removed = append(removed, dangling...)
+	slices.Sort(removed)
+	return removed, errors.Join(err, derr)
+}
+
+// cleanupDangling removes the untagged images with cascade's label: the
+// steps an interrupted build committed. A build that finished leaves none:
+// its steps are the tagged image's parents, removed with it.
+func (d *Docker) cleanupDangling(ctx context.Context, names []string) ([]string, error) {
+	filters := make(client.Filters).Add("label", LabelImage).Add("dangling", "true")
+	res, err := d.provider.Client().ImageList(ctx, client.ImageListOptions{Filters: filters})
+	if err != nil {
+		return nil, fmt.Errorf("list dangling cascade images: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, img := range res.Items {
+		// Check again what the daemon filtered: never remove a stranger's
+		// image because a filter was ignored.
+		if _, ok := img.Labels[LabelImage]; !ok || len(img.RepoTags) > 0 && !danglingTags(img.RepoTags) {
+			continue
+		}
+		if len(names) > 0 && !slices.Contains(names, strings.TrimPrefix(img.Labels[LabelImageRepo], "cascade/")) {
+			continue
+		}
+		_, err := d.provider.Client().ImageRemove(ctx, img.ID, client.ImageRemoveOptions{PruneChildren: true})
+		if err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove dangling image %s: %w", img.ID, err))
+			continue
+		}
+		removed = append(removed, "<none>@"+img.ID)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// danglingTags reports whether tags are only the placeholder an untagged
+// image is listed with.
+func danglingTags(tags []string) bool {
+	for _, t := range tags {
+		if t != "<none>:<none>" {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Docker) cleanupTagged(ctx context.Context, names []string) ([]string, error) {
 	filters := make(client.Filters).Add("label", LabelImage)
 	for _, n := range names {
 		if !repoPattern.MatchString(n) {
@@ -231,6 +295,5 @@ func (d *Docker) CleanupImages(ctx context.Context, names ...string) ([]string, 
 			removed = append(removed, ref)
 		}
 	}
-	slices.Sort(removed)
 	return removed, errors.Join(errs...)
 }

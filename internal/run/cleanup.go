@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cascadehq/cascade/internal/containers"
+	"github.com/cascadehq/cascade/internal/owner"
 )
 
 // A run removes what it starts on every exit path (deferred closes; the
@@ -26,10 +28,18 @@ type CleanupOptions struct {
 type Cleaner interface {
 	// Name labels the cleaner's lines in the report ("containers").
 	Name() string
-	// Clean removes the leftovers and lists them. ErrNothingToClean (or
-	// wrapping it) means the facility is absent here (no Docker, not root):
-	// a skip, not a failure.
-	Clean(ctx context.Context, o CleanupOptions) ([]string, error)
+	// Clean removes the leftovers and lists them, and what it left because
+	// a live process still uses it. ErrNothingToClean (or wrapping it)
+	// means the facility is absent here (no Docker, not root): a skip, not
+	// a failure.
+	Clean(ctx context.Context, o CleanupOptions) (Cleaned, error)
+}
+
+// Cleaned is what one cleaner did.
+type Cleaned struct {
+	Removed []string
+	// Kept lists what was left, each with why: "<what> (<reason>)".
+	Kept []string
 }
 
 // ErrNothingToClean reports that a cleaner's facility is absent, so it has
@@ -40,13 +50,15 @@ var ErrNothingToClean = errors.New("nothing to clean here")
 type CleanupReport struct {
 	Name    string
 	Removed []string
-	Skipped string // why the cleaner did not run
+	Kept    []string // left because still in use, each with why
+	Skipped string   // why the cleaner did not run
 }
 
-// Cleaners lists what Cleanup runs, in order: containers, and the packet
-// layer's network namespaces (and their devices) by their per-run prefix.
+// Cleaners lists what Cleanup runs, in order: containers, the packet
+// layer's network namespaces (and their devices) by their per-run prefix,
+// and temporary directories whose process is gone.
 func Cleaners() []Cleaner {
-	return []Cleaner{containerCleaner{}, netnsCleaner{}}
+	return []Cleaner{containerCleaner{}, netnsCleaner{}, tempCleaner{}}
 }
 
 // Cleanup runs every cleaner; an error from one does not stop the others.
@@ -59,8 +71,8 @@ func Cleanup(ctx context.Context, o CleanupOptions) ([]CleanupReport, error) {
 	var out []CleanupReport
 	var errs []error
 	for _, c := range Cleaners() {
-		removed, err := c.Clean(ctx, o)
-		r := CleanupReport{Name: c.Name(), Removed: removed}
+		done, err := c.Clean(ctx, o)
+		r := CleanupReport{Name: c.Name(), Removed: done.Removed, Kept: done.Kept}
 		switch {
 		case errors.Is(err, ErrNothingToClean):
 			r.Skipped = err.Error()
@@ -78,14 +90,14 @@ type containerCleaner struct{}
 
 func (containerCleaner) Name() string { return "containers" }
 
-func (containerCleaner) Clean(ctx context.Context, o CleanupOptions) ([]string, error) {
+func (containerCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
 	containers.SilenceLibraryBanner()
 	d, err := containers.Connect(ctx, containers.WithLogf(func(string, ...any) {}))
 	if errors.Is(err, containers.ErrNoDocker) {
-		return nil, fmt.Errorf("%w: no Docker daemon answers, so no container can be left", ErrNothingToClean)
+		return Cleaned{}, fmt.Errorf("%w: no Docker daemon answers, so no container can be left", ErrNothingToClean)
 	}
 	if err != nil {
-		return nil, err
+		return Cleaned{}, err
 	}
 	defer d.Close()
 	var removed []string
@@ -95,11 +107,52 @@ func (containerCleaner) Clean(ctx context.Context, o CleanupOptions) ([]string, 
 		removed, err = d.CleanupAll(ctx)
 	}
 	if err != nil || !o.Images {
-		return removed, err
+		return Cleaned{Removed: removed}, err
 	}
 	imgs, err := d.CleanupImages(ctx)
 	for _, i := range imgs {
 		removed = append(removed, "image "+i)
 	}
-	return removed, err
+	return Cleaned{Removed: removed}, err
+}
+
+// tempCleaner removes the temporary directories (image build contexts,
+// SQLite databases) of processes that are gone; a live process's are kept.
+// With RunID, only those of the run's process.
+type tempCleaner struct{}
+
+func (tempCleaner) Name() string { return "temp files" }
+
+func (tempCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
+	pid := 0
+	if o.RunID != "" {
+		var ok bool
+		if pid, _, ok = runProcess(o.RunID); !ok {
+			return Cleaned{}, nil // not an id a run made: no directory carries it
+		}
+	}
+	dirs, err := owner.TempDirs()
+	if err != nil {
+		return Cleaned{}, err
+	}
+	var c Cleaned
+	var errs []error
+	for _, d := range dirs {
+		if ctx.Err() != nil {
+			break
+		}
+		if pid != 0 && d.Owner.PID != pid {
+			continue
+		}
+		if d.Owner.Alive() {
+			c.Kept = append(c.Kept, fmt.Sprintf("%s (process %d that made it is still running)", d.Path, d.Owner.PID))
+			continue
+		}
+		if err := os.RemoveAll(d.Path); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.Removed = append(c.Removed, d.Path)
+	}
+	return c, errors.Join(errs...)
 }

@@ -121,16 +121,16 @@ type netnsCleaner struct{}
 
 func (netnsCleaner) Name() string { return "namespaces" }
 
-func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) ([]string, error) {
+func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
 	if err := packet.CheckPrivileges(); err != nil {
-		return nil, fmt.Errorf("%w: not privileged to make namespaces, so none of ours can be left (%v)", ErrNothingToClean, err)
+		return Cleaned{}, fmt.Errorf("%w: not privileged to make namespaces, so none of ours can be left (%v)", ErrNothingToClean, err)
 	}
 	entries, err := os.ReadDir("/run/netns")
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return Cleaned{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return Cleaned{}, err
 	}
 	want := ""
 	if o.RunID != "" {
@@ -165,5 +165,5 @@ func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) ([]string, erro
 			removed = append(removed, "netns "+n)
 		}
 	}
-	return removed, errors.Join(errs...)
+	return Cleaned{Removed: removed}, errors.Join(errs...)
 }

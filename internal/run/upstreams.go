@@ -71,6 +71,24 @@ func runID(name string) string {
 	return fmt.Sprintf("%s-%s-%d", n, time.Now().Format("20060102-150405"), os.Getpid())
 }
 
+// runIDForm is the end of every id runID makes: the time and the PID.
+var runIDForm = regexp.MustCompile(`-([0-9]{8}-[0-9]{6})-([0-9]+)$`)
+
+// runProcess reads back the PID of the process that ran run id, and when
+// the id was made; ok is false for an id runID did not make.
+func runProcess(id string) (pid int, made time.Time, ok bool) {
+	m := runIDForm.FindStringSubmatch(id)
+	if m == nil {
+		return 0, time.Time{}, false
+	}
+	made, err := time.ParseInLocation("20060102-150405", m[1], time.Local)
+	pid, perr := strconv.Atoi(m[2])
+	if err != nil || perr != nil || pid <= 0 {
+		return 0, time.Time{}, false
+	}
+	return pid, made, true
+}
+
 func hash(parts ...string) uint64 {
 	h := fnv.New64a()
 	for _, p := range parts {
