@@ -4,7 +4,7 @@
 //
 // Exit codes: 0 every objective passed; 1 an objective failed; 2 invalid
 // scenario or usage; 3 the run itself failed (e.g. cannot bind); 130
-// interrupted (Ctrl-C), with partial results written.
+// interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written.
 package main
 
 import (
@@ -46,7 +46,10 @@ func (e *exitError) Unwrap() error { return e.err }
 func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a closed terminal or SSH session must stop a run the way
+	// Ctrl-C does (remove what it started, write what it measured), not
+	// kill it where it stands.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		// After the first signal, restore the default so a second Ctrl-C
 		// kills at once if cleanup ever hangs.

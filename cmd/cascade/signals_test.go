@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/results"
 )
 
 // dbScenario is a long run whose upstream keeps an SQLite database in a
@@ -203,5 +206,24 @@ func TestCleanupRemovesAKilledRunsTempFiles(t *testing.T) {
 	}
 	if names := live.tempEntries(); len(names) != 0 {
 		t.Errorf("left after the live run's Ctrl-C: %v", names)
+	}
+}
+
+// A closed terminal (SIGHUP) stops a run the way Ctrl-C does: exit 130, a
+// summary, and nothing left behind.
+func TestHangupStopsARunCleanly(t *testing.T) {
+	bin := buildCascade(t)
+	r := startRun(t, bin, dbScenario("hangup"), "")
+	if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t); code != ExitInterrupted {
+		t.Fatalf("SIGHUP: exit %d, want %d\n%s", code, ExitInterrupted, r.log())
+	}
+	if _, err := results.Load(r.dir); err != nil {
+		t.Errorf("no readable run directory after SIGHUP: %v", err)
+	}
+	if names := r.tempEntries(); len(names) != 0 {
+		t.Errorf("left in TMPDIR after SIGHUP: %v", names)
 	}
 }
