@@ -255,7 +255,7 @@ func (u *Upstream) AddReplica(ctx context.Context) (*Replica, error) {
 	}
 	if front != "" {
 		if err := r.startProxy(front); err != nil {
-			_ = r.close()
+			_ = r.close(context.Background())
 			return nil, fmt.Errorf("upstream %s replica %d: %w", u.cfg.Name, i, err)
 		}
 	}
@@ -273,11 +273,16 @@ func (u *Upstream) Replicas() []*Replica {
 }
 
 // Close stops every replica and resets their connections.
-func (u *Upstream) Close() error {
+func (u *Upstream) Close() error { return u.CloseContext(context.Background()) }
+
+// CloseContext is Close with ctx bounding the waits for work in flight (a
+// replica's requests, a container's graceful stop): once ctx ends, the
+// replicas are closed without waiting. They are closed either way.
+func (u *Upstream) CloseContext(ctx context.Context) error {
 	var errs []error
 	u.life.end()
 	for _, r := range u.Replicas() {
-		errs = append(errs, r.close())
+		errs = append(errs, r.close(ctx))
 	}
 	return errors.Join(errs...)
 }
@@ -602,13 +607,14 @@ func (r *Replica) stopListening() error {
 	return err
 }
 
-func (r *Replica) close() error {
+// close stops the replica; ctx bounds the waits for its work in flight.
+func (r *Replica) close(ctx context.Context) error {
 	r.cancel()
 	if p := r.proxy.Load(); p != nil {
 		_ = p.Close()
 	}
 	if r.proc != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		r.mu.Lock()
 		r.closed = true
@@ -619,7 +625,7 @@ func (r *Replica) close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_ = r.srv.Shutdown(ctx)
 	_ = r.srv.Close()

@@ -16,7 +16,7 @@ func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "cleanup",
 		Short: "Remove what killed runs left behind (containers, the packet layer's namespaces, temporary files)",
 		Long: `A run removes everything it starts when it ends, fails or is interrupted. A run that
-was killed (SIGKILL, a second Ctrl-C, a crash) cannot: cleanup removes its leftovers,
+was killed (SIGKILL, a third Ctrl-C, a crash) cannot: cleanup removes its leftovers,
 found by the labels and name prefixes cascade gives them: containers labelled
 cascade.managed, the packet layer's network namespaces (named cz<run hash>...), and
 the temporary directories of processes that are gone ($TMPDIR/cascade-build-<pid>...,

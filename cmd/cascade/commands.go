@@ -48,7 +48,10 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Run starts the scenario's fake upstreams and gateway, drives the load while the fault
 timeline runs, and prints a summary per phase with one line per SLO. Results go to a run
 directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
-'cascade report' can re-read. Ctrl-C stops the run, writes partial results and exits 130.`,
+'cascade report' can re-read. Ctrl-C (or SIGTERM, SIGHUP) stops the run, writes partial
+results, removes what the run started and exits 130. A second Ctrl-C stops waiting for
+work in flight but still removes what the run started; a third kills at once (then
+'cascade cleanup --run <id>', with the id the first one printed, removes what is left).`,
 		Example: `  cascade run scenarios/examples/quickstart.yaml
   cascade run --out /tmp/run1 --seed 7 scenarios/examples/slow-upstream-504.yaml`,
 		Args: cobra.ExactArgs(1),

@@ -4,7 +4,8 @@
 //
 // Exit codes: 0 every objective passed; 1 an objective failed; 2 invalid
 // scenario or usage; 3 the run itself failed (e.g. cannot bind); 130
-// interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written.
+// interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written. A
+// second signal hurries the stop; a third kills the process.
 package main
 
 import (
@@ -14,9 +15,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cascadehq/cascade/internal/interrupt"
 )
 
 // Exit codes.
@@ -49,14 +54,66 @@ func main() {
 	// SIGHUP too: a closed terminal or SSH session must stop a run the way
 	// Ctrl-C does (remove what it started, write what it measured), not
 	// kill it where it stands.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		// After the first signal, restore the default so a second Ctrl-C
-		// kills at once if cleanup ever hangs.
-		<-ctx.Done()
-		stop()
-	}()
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	st := interrupt.New()
+	ctx, cancel := context.WithCancel(interrupt.With(context.Background(), st))
+	go escalate(sigs, cancel, st, os.Stderr, die)
 	os.Exit(cli(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// escalate turns repeated stop signals into firmer stops (see package
+// interrupt): the first cancels the context, the second hurries the
+// teardown, the third kills. People press Ctrl-C again when the first
+// seems slow, which is while the run removes what it started: a second
+// press that killed at once left namespaces and containers behind, so each
+// press says what it does and what the next one will do, and names the run
+// `cascade cleanup --run` needs if it comes to that.
+func escalate(sigs <-chan os.Signal, cancel context.CancelFunc, st *interrupt.Stop, stderr io.Writer, kill func(os.Signal)) {
+	n := 0
+	for sig := range sigs {
+		n++
+		runs := st.Runs()
+		cleanup := ""
+		if len(runs) > 0 {
+			cleanup = "`cascade cleanup --run " + strings.Join(runs, "` and `cascade cleanup --run ") + "`"
+		}
+		leftovers := ""
+		if cleanup != "" {
+			leftovers = " (then " + cleanup + " removes what is left)"
+		}
+		switch n {
+		case 1:
+			if len(runs) > 0 {
+				fmt.Fprintf(stderr, "cascade: stopping run %s: writing partial results and removing what it started; "+
+					"Ctrl-C again to stop waiting for work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
+			}
+			cancel()
+		case 2:
+			if len(runs) > 0 {
+				fmt.Fprintf(stderr, "cascade: not waiting for work in flight; still removing what run %s started; "+
+					"Ctrl-C again to kill at once%s\n", strings.Join(runs, ", "), leftovers)
+			}
+			st.Hurry()
+		default:
+			if cleanup != "" {
+				fmt.Fprintf(stderr, "cascade: killed by a third signal; %s removes what it left\n", cleanup)
+			}
+			kill(sig)
+			return
+		}
+	}
+}
+
+// die ends the process by sig, as if no handler had caught it, so the
+// shell sees a process killed by that signal.
+func die(sig os.Signal) {
+	signal.Reset()
+	if s, ok := sig.(syscall.Signal); ok {
+		_ = syscall.Kill(os.Getpid(), s)
+		time.Sleep(time.Second) // delivery is asynchronous
+	}
+	os.Exit(ExitInterrupted)
 }
 
 // cli is the whole CLI, testable without a process.

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -226,4 +231,94 @@ func TestHangupStopsARunCleanly(t *testing.T) {
 	if names := r.tempEntries(); len(names) != 0 {
 		t.Errorf("left in TMPDIR after SIGHUP: %v", names)
 	}
+}
+
+// A second Ctrl-C, pressed while the run stops, does not kill it: the run
+// stops waiting for work in flight but still removes everything it started
+// (its temporary database, its containers) and exits 130; the first
+// Ctrl-C's notice names the run for `cascade cleanup --run`.
+func TestSecondSignalStillRemovesWhatTheRunStarted(t *testing.T) {
+	bin := buildCascade(t)
+	d := dockerOrNil(t)
+	src := dbScenario("twice")
+	if d != nil {
+		src = strings.Replace(src, "upstreams:\n", "upstreams:\n  - {name: boxed, container: true}\n", 1)
+	}
+	r := startRun(t, bin, src, "")
+	listening := listenAddrs(t, r.dir)
+	if len(listening) == 0 {
+		t.Fatal("the run's events name no listener")
+	}
+	t.Logf("the run listens on %v", listening)
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if !r.waitLine(t, "cascade: stopping run ", 10*time.Second) {
+		t.Fatalf("no notice on the first Ctrl-C:\n%s", r.log())
+	}
+	// At once: the run is now stopping, and has barely begun to.
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("second Ctrl-C: %v (the run ended before it could be sent)", err)
+	}
+	if code := r.wait(t); code != ExitInterrupted {
+		t.Fatalf("two Ctrl-C: exit %d, want %d\n%s", code, ExitInterrupted, r.log())
+	}
+	log := r.log()
+	if !strings.Contains(log, "not waiting for work in flight; still removing") {
+		t.Errorf("no notice on the second Ctrl-C:\n%s", log)
+	}
+	m := regexp.MustCompile("`cascade cleanup --run ([^`]+)`").FindStringSubmatch(log)
+	if m == nil || !strings.HasPrefix(m[1], "twice-") || !strings.HasSuffix(m[1], fmt.Sprintf("-%d", r.cmd.Process.Pid)) {
+		t.Errorf("the notice does not name the run for cascade cleanup:\n%s", log)
+	}
+	if names := r.tempEntries(); len(names) != 0 {
+		t.Errorf("left in TMPDIR after two Ctrl-C: %v", names)
+	}
+	for _, addr := range listening {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after the run", addr)
+		}
+	}
+	if _, err := results.Load(r.dir); err != nil {
+		t.Errorf("no readable run directory: %v", err)
+	}
+	if d != nil && m != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if left, err := d.List(ctx, m[1]); err != nil || len(left) != 0 {
+			t.Errorf("containers left after two Ctrl-C: %v (err %v)", left, err)
+		}
+	}
+}
+
+// listenAddrs reads the addresses the run's upstreams and gateway listened
+// on from its events (flushed each second while it runs).
+func listenAddrs(t *testing.T, dir string) []string {
+	t.Helper()
+	var addrs []string
+	for end := time.Now().Add(10 * time.Second); len(addrs) == 0 && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(dir, results.EventsFile))
+		for _, line := range strings.Split(string(b), "\n") {
+			var e struct {
+				Type   string         `json:"type"`
+				Target string         `json:"target"`
+				Attrs  map[string]any `json:"attrs"`
+			}
+			if json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			switch e.Type {
+			case "upstream.listen":
+				if a, ok := e.Attrs["addr"].(string); ok {
+					addrs = append(addrs, a)
+				}
+			case "load.start":
+				if u, err := url.Parse(e.Target); err == nil && u.Host != "" {
+					addrs = append(addrs, u.Host)
+				}
+			}
+		}
+	}
+	return addrs
 }

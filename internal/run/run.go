@@ -27,6 +27,7 @@ import (
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/gameday"
+	"github.com/cascadehq/cascade/internal/interrupt"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
@@ -138,7 +139,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Upstreams (and the containers some need; removed after them).
 	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
-	defer env.close()
+	defer interrupt.From(ctx).Running(env.runID)() // a stop signal's message names the run
+	// The teardown below waits for work in flight (a replica's requests, a
+	// container's graceful stop) until a second stop signal hurries it;
+	// what it removes, it removes either way.
+	teardown, endTeardown := interrupt.TeardownContext(ctx)
+	defer endTeardown()
+	defer env.close(teardown)
 	links, err := startLinks(p, env.runID, sink, clock) // packet faults' namespaces; closed after the upstreams
 	if err != nil {
 		return setupFailed("packet links", err)
@@ -147,7 +154,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	var ups []*faults.Upstream
 	defer func() {
 		for _, u := range ups {
-			_ = u.Close()
+			_ = u.CloseContext(teardown)
 		}
 	}()
 	for _, uc := range p.Upstreams {

@@ -132,10 +132,14 @@ func (e *upstreamEnv) onClose(f func(context.Context) error) {
 	e.mu.Unlock()
 }
 
-// close removes everything the environment started, newest first, with a
-// fresh context: it runs after a Ctrl-C cancelled the run's own.
-func (e *upstreamEnv) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// close removes everything the environment started, newest first. It runs
+// after a Ctrl-C cancelled the run's context, so it never uses that one:
+// the graceful stops (a container's stop signal and grace period) wait
+// until teardown ends (a second Ctrl-C), and the removal that follows has
+// a fresh context of its own, so a hurried teardown still removes
+// everything.
+func (e *upstreamEnv) close(teardown context.Context) error {
+	ctx, cancel := context.WithTimeout(teardown, 2*time.Minute)
 	defer cancel()
 	e.mu.Lock()
 	cl := e.cleanups
@@ -144,11 +148,16 @@ func (e *upstreamEnv) close() error {
 	e.mu.Unlock()
 	var errs []error
 	for i := len(cl) - 1; i >= 0; i-- {
-		errs = append(errs, cl[i](ctx))
+		if err := cl[i](ctx); err != nil && ctx.Err() == nil {
+			errs = append(errs, err) // a hurried stop's error: the removal below covers it
+		}
 	}
 	if d != nil {
-		// Anything a failed start left under this run's label.
-		if _, err := d.Cleanup(ctx, e.runID); err != nil {
+		// Force-removes anything still under this run's label: what a
+		// failed start left, or a hurry cut short.
+		rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+		defer rcancel()
+		if _, err := d.Cleanup(rctx, e.runID); err != nil {
 			errs = append(errs, err)
 		}
 		errs = append(errs, d.Close())
