@@ -11,7 +11,7 @@ import (
 
 func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
 	var runID string
-	var images bool
+	var images, force bool
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove what killed runs left behind (containers, the packet layer's namespaces, temporary files)",
@@ -19,15 +19,18 @@ func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
 was killed (SIGKILL, a third Ctrl-C, a crash) cannot: cleanup removes its leftovers,
 found by the labels and name prefixes cascade gives them: containers labelled
 cascade.managed, the packet layer's network namespaces (named cz<run hash>...), and
-the temporary directories of processes that are gone ($TMPDIR/cascade-build-<pid>...,
-cascade-slowdb-<pid>...), or only one run's with --run. Do not run it while a run is
-in progress: without --run it removes that run's containers and namespaces too.`,
+temporary directories ($TMPDIR/cascade-build-<pid>..., cascade-slowdb-<pid>...), or
+only one run's with --run. What a live process still uses is kept, and listed with
+why: a container whose process (or run) still runs, a namespace a process holds, a
+directory whose process still runs. --force removes those too (the runs using them
+will fail).`,
 		Example: `  cascade cleanup
   cascade cleanup --run quickstart-20261122-101500-4242
   cascade cleanup --images   # also the images cascade built`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := run.Cleanup(cmd.Context(), run.CleanupOptions{RunID: runID, Images: images})
+			rep, err := run.Cleanup(cmd.Context(), run.CleanupOptions{RunID: runID, Images: images, Force: force})
+			kept := 0
 			for _, r := range rep {
 				switch {
 				case r.Skipped != "":
@@ -41,7 +44,11 @@ in progress: without --run it removes that run's containers and namespaces too.`
 					for _, x := range r.Kept {
 						fmt.Fprintf(stdout, "%-12s kept %s\n", r.Name, x)
 					}
+					kept += len(r.Kept)
 				}
+			}
+			if kept > 0 {
+				fmt.Fprintf(stdout, "kept %d in use by live processes (runs in progress?); --force removes them too\n", kept)
 			}
 			if err != nil {
 				return exitWith(ExitRunFailed, err)
@@ -50,6 +57,7 @@ in progress: without --run it removes that run's containers and namespaces too.`
 		},
 	}
 	cmd.Flags().StringVar(&runID, "run", "", "only this run's leftovers (the id in its container names, cascade-<run>-...)")
+	cmd.Flags().BoolVar(&force, "force", false, "also remove what live processes still use (their runs will fail)")
 	cmd.Flags().BoolVar(&images, "images", false, "also remove the images cascade built (they are rebuilt on demand), and the untagged steps of interrupted builds")
 	return cmd
 }

@@ -182,8 +182,8 @@ func TestCleanupRemovesAKilledRunsTempFiles(t *testing.T) {
 	if left == "" {
 		t.Fatalf("the killed run (pid %d) left no temporary database named after it: %v", pid, killed.tempEntries())
 	}
-	cleanup := func(runPID int) string {
-		cmd := exec.Command(bin, "cleanup", "--run", fmt.Sprintf("x-20260101-000000-%d", runPID))
+	cleanup := func(runPID int, flags ...string) string {
+		cmd := exec.Command(bin, append([]string{"cleanup", "--run", fmt.Sprintf("x-20260101-000000-%d", runPID)}, flags...)...)
 		cmd.Env = append(os.Environ(), "TMPDIR="+killed.tmp)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -196,21 +196,23 @@ func TestCleanupRemovesAKilledRunsTempFiles(t *testing.T) {
 		t.Errorf("cleanup did not report removing %s:\n%s", left, out)
 	}
 	out = cleanup(live.cmd.Process.Pid)
-	if !strings.Contains(out, "kept ") || !strings.Contains(out, "still running") {
-		t.Errorf("cleanup of a live run's files does not say it kept them:\n%s", out)
+	if !strings.Contains(out, "kept ") || !strings.Contains(out, "still running") || !strings.Contains(out, "--force removes them") {
+		t.Errorf("cleanup of a live run's files does not say it kept them, and why:\n%s", out)
 	}
 	names := killed.tempEntries()
 	if len(names) != 1 || !strings.HasPrefix(names[0], fmt.Sprintf("cascade-slowdb-%d.", live.cmd.Process.Pid)) {
 		t.Errorf("after cleanup the shared TMPDIR holds %v, want only the live run's database", names)
+	}
+	// Forced: gone from under the live run (SQLite keeps its open files).
+	out = cleanup(live.cmd.Process.Pid, "--force")
+	if names := killed.tempEntries(); len(names) != 0 || !strings.Contains(out, "removed ") {
+		t.Errorf("cleanup --force left %v:\n%s", names, out)
 	}
 	if err := live.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	if code := live.wait(t); code != ExitInterrupted {
 		t.Errorf("the live run: exit %d", code)
-	}
-	if names := live.tempEntries(); len(names) != 0 {
-		t.Errorf("left after the live run's Ctrl-C: %v", names)
 	}
 }
 

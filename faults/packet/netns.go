@@ -170,3 +170,63 @@ func deleteNamedNetns(name string) error {
 	}
 	return nil
 }
+
+// Holders lists the processes that hold the named namespace: a thread that
+// runs in it, or an open handle on it. A live Link holds both of its
+// namespaces open for its whole life, so a namespace nobody holds belongs
+// to no live run; one that a process holds must not be pulled from under
+// it by a cleanup.
+func Holders(name string) ([]int, error) {
+	if strings.ContainsAny(name, "/") || name == "" || name == "." || name == ".." {
+		return nil, fmt.Errorf("packet: namespace name %q", name)
+	}
+	var ns unix.Stat_t
+	if err := unix.Stat(netnsDir+"/"+name, &ns); err != nil {
+		return nil, fmt.Errorf("packet: namespace %s: %w", name, err)
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		if holds(fmt.Sprintf("/proc/%d/task", pid), "ns/net", name, ns) || holds(fmt.Sprintf("/proc/%d/fd", pid), "", name, ns) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// holds reports whether a link under dir (dir/<entry>/sub, or dir/<entry>
+// when sub is empty) leads to the namespace ns, named name. A handle
+// opened through /proc reads as net:[<inode>], one opened through
+// /run/netns as that path; either is then compared by what it leads to
+// (device and inode). Other links are not followed: stat on another
+// process's open file could block (a stuck network filesystem).
+// Processes that end meanwhile, or that this process may not look into,
+// hold nothing it can see.
+func holds(dir, sub, name string, ns unix.Stat_t) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		p := dir + "/" + e.Name()
+		if sub != "" {
+			p += "/" + sub
+		}
+		l, err := os.Readlink(p)
+		if err != nil || !strings.HasPrefix(l, "net:[") && !strings.HasSuffix(l, "/"+name) {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && st.Ino == ns.Ino && st.Dev == ns.Dev {
+			return true
+		}
+	}
+	return false
+}

@@ -42,6 +42,10 @@ const (
 	LabelManaged = "cascade.managed"
 	LabelRun     = "cascade.run"
 	LabelRole    = "cascade.role"
+	// LabelOwner is the process that started the container, as
+	// owner.Process.String() writes it: `cascade cleanup` leaves the
+	// containers of a process that still runs.
+	LabelOwner = "cascade.owner"
 )
 
 // Environment variables this package sets for testcontainers-go when they are

@@ -17,6 +17,8 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/cascadehq/cascade/internal/owner"
 )
 
 // MaxPort is the highest port a container may listen on: the load
@@ -237,6 +239,7 @@ func (d *Docker) Run(ctx context.Context, runID string, s Spec) (*Container, err
 	labels[LabelManaged] = "true"
 	labels[LabelRun] = runID
 	labels[LabelRole] = role
+	labels[LabelOwner] = owner.Self().String()
 
 	timeout := s.StartupTimeout
 	if timeout == 0 {
@@ -381,6 +384,34 @@ func (d *Docker) CleanupAll(ctx context.Context) ([]string, error) {
 	return d.removeLabelled(ctx, LabelManaged+"=true")
 }
 
+// CleanupUnless is Cleanup for run runID, or CleanupAll when runID is
+// empty, except that it leaves each container for which keep, given its
+// labels, gives a reason, and lists it as "<name> (<reason>)" in kept.
+func (d *Docker) CleanupUnless(ctx context.Context, runID string, keep func(labels map[string]string) string) (removed, kept []string, err error) {
+	labels := []string{LabelManaged + "=true"}
+	if runID != "" {
+		if err := ValidateRunID(runID); err != nil {
+			return nil, nil, err
+		}
+		labels = append(labels, LabelRun+"="+runID)
+	}
+	items, err := d.listLabelled(ctx, labels...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var gone []listed
+	for _, it := range items {
+		if why := keep(it.labels); why != "" {
+			kept = append(kept, it.name+" ("+why+")")
+			continue
+		}
+		gone = append(gone, it)
+	}
+	slices.Sort(kept)
+	removed, err = d.remove(ctx, gone, strings.Join(labels, ","))
+	return removed, kept, err
+}
+
 // List returns the names of the containers of run runID, running or not.
 // An empty runID lists every cascade-managed container.
 func (d *Docker) List(ctx context.Context, runID string) ([]string, error) {
@@ -403,7 +434,10 @@ func (d *Docker) List(ctx context.Context, runID string) ([]string, error) {
 	return names, nil
 }
 
-type listed struct{ id, name string }
+type listed struct {
+	id, name string
+	labels   map[string]string
+}
 
 func (d *Docker) listLabelled(ctx context.Context, labels ...string) ([]listed, error) {
 	res, err := d.provider.Client().ContainerList(ctx, client.ContainerListOptions{
@@ -424,7 +458,7 @@ func (d *Docker) listLabelled(ctx context.Context, labels ...string) ([]listed, 
 		if len(it.Names) > 0 {
 			name = strings.TrimPrefix(it.Names[0], "/")
 		}
-		out = append(out, listed{id: it.ID, name: name})
+		out = append(out, listed{id: it.ID, name: name, labels: it.Labels})
 	}
 	return out, nil
 }
@@ -444,6 +478,11 @@ func (d *Docker) removeLabelled(ctx context.Context, labels ...string) ([]string
 	if err != nil {
 		return nil, err
 	}
+	return d.remove(ctx, items, strings.Join(labels, ","))
+}
+
+// remove force-removes items; selector names them in the event.
+func (d *Docker) remove(ctx context.Context, items []listed, selector string) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, it := range items {
@@ -456,7 +495,7 @@ func (d *Docker) removeLabelled(ctx context.Context, labels ...string) ([]string
 	}
 	slices.Sort(removed)
 	if len(removed) > 0 {
-		d.emit("containers.cleanup", strings.Join(labels, ","), map[string]any{"removed": removed})
+		d.emit("containers.cleanup", selector, map[string]any{"removed": removed})
 	}
 	return removed, errors.Join(errs...)
 }

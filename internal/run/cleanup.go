@@ -11,9 +11,11 @@ import (
 )
 
 // A run removes what it starts on every exit path (deferred closes; the
-// CLI turns SIGINT and SIGTERM into a cancelled context). What a killed
-// run leaves behind, Cleanup removes: each Cleaner finds one kind of
-// leftover by the labels or name prefixes runs give it.
+// CLI turns SIGINT, SIGTERM and SIGHUP into a cancelled context). What a
+// killed run leaves behind, Cleanup removes: each Cleaner finds one kind of
+// leftover by the labels or name prefixes runs give it, and keeps what a
+// live process still uses (a run in progress, on a machine others share
+// too), unless forced.
 
 // CleanupOptions select what Cleanup removes.
 type CleanupOptions struct {
@@ -22,6 +24,9 @@ type CleanupOptions struct {
 	RunID string
 	// Images also removes the images cascade built.
 	Images bool
+	// Force also removes what a live process still uses (a run in
+	// progress), which Cleanup otherwise keeps and lists.
+	Force bool
 }
 
 // Cleaner removes one kind of leftover.
@@ -100,20 +105,35 @@ func (containerCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, e
 		return Cleaned{}, err
 	}
 	defer d.Close()
-	var removed []string
-	if o.RunID != "" {
-		removed, err = d.Cleanup(ctx, o.RunID)
-	} else {
-		removed, err = d.CleanupAll(ctx)
+	keep := liveContainer
+	if o.Force {
+		keep = func(map[string]string) string { return "" }
 	}
+	removed, kept, err := d.CleanupUnless(ctx, o.RunID, keep)
 	if err != nil || !o.Images {
-		return Cleaned{Removed: removed}, err
+		return Cleaned{Removed: removed, Kept: kept}, err
 	}
 	imgs, err := d.CleanupImages(ctx)
 	for _, i := range imgs {
 		removed = append(removed, "image "+i)
 	}
-	return Cleaned{Removed: removed}, err
+	return Cleaned{Removed: removed, Kept: kept}, err
+}
+
+// liveContainer says why a container must stay: the process that started
+// it (its cascade.owner label) still runs, or, for a container without
+// that label (an older cascade's), the process its run id names.
+func liveContainer(labels map[string]string) string {
+	if p, err := owner.Parse(labels[containers.LabelOwner]); err == nil {
+		if p.Alive() {
+			return fmt.Sprintf("process %d that started it is still running", p.PID)
+		}
+		return ""
+	}
+	if pid, made, ok := runProcess(labels[containers.LabelRun]); ok && owner.RunningSince(pid, made) {
+		return fmt.Sprintf("its run's process %d is still running", pid)
+	}
+	return ""
 }
 
 // tempCleaner removes the temporary directories (image build contexts,
@@ -144,7 +164,7 @@ func (tempCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error)
 		if pid != 0 && d.Owner.PID != pid {
 			continue
 		}
-		if d.Owner.Alive() {
+		if !o.Force && d.Owner.Alive() {
 			c.Kept = append(c.Kept, fmt.Sprintf("%s (process %d that made it is still running)", d.Path, d.Owner.PID))
 			continue
 		}

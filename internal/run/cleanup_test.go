@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/faults/packet"
 	"github.com/cascadehq/cascade/internal/owner"
 )
 
@@ -81,5 +83,70 @@ func TestRunProcess(t *testing.T) {
 		if _, _, ok := runProcess(bad); ok {
 			t.Errorf("runProcess(%q) accepted", bad)
 		}
+	}
+}
+
+// A namespace named like a run's link is kept while a process holds it (a
+// thread inside it, or an open handle, as a live run holds its own), and
+// removed once nothing does; --force removes it anyway.
+func TestNetnsCleanerKeepsAHeldNamespace(t *testing.T) {
+	requireRoot(t)
+	id := runID(uniqueName("held"))
+	name := linkPrefix(id, 0) + "-g"
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v %s", name, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	clean := func(force bool) Cleaned {
+		t.Helper()
+		c, err := netnsCleaner{}.Clean(context.Background(), CleanupOptions{RunID: id, Force: force})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	exists := func() bool { _, err := os.Stat("/run/netns/" + name); return err == nil }
+
+	// A process inside it.
+	holder := exec.Command("ip", "netns", "exec", name, "sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Process.Kill(); _ = holder.Wait() }()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if pids, _ := packet.Holders(name); slices.Contains(pids, holder.Process.Pid) {
+			break
+		}
+	}
+	c := clean(false)
+	want := fmt.Sprintf("netns %s (in use by process %d)", name, holder.Process.Pid)
+	if len(c.Removed) != 0 || !slices.Contains(c.Kept, want) || !exists() {
+		t.Fatalf("with a process inside: %+v, want %q kept", c, want)
+	}
+	_ = holder.Process.Kill()
+	_ = holder.Wait()
+
+	// An open handle: this process.
+	f, err := os.Open("/run/netns/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = clean(false)
+	want = fmt.Sprintf("netns %s (in use by process %d)", name, os.Getpid())
+	if len(c.Removed) != 0 || !slices.Contains(c.Kept, want) || !exists() {
+		t.Fatalf("with a handle open: %+v, want %q kept", c, want)
+	}
+	c = clean(true)
+	if len(c.Kept) != 0 || !slices.Contains(c.Removed, "netns "+name) || exists() {
+		t.Fatalf("forced: %+v", c)
+	}
+	f.Close()
+
+	// Nobody holds it: a killed run's leftover.
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v %s", name, err, out)
+	}
+	if c = clean(false); len(c.Kept) != 0 || !slices.Contains(c.Removed, "netns "+name) || exists() {
+		t.Fatalf("held by nobody: %+v", c)
 	}
 }

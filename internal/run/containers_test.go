@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -151,7 +153,14 @@ func TestDatabaseUpstreamCascadePostgresContainer(t *testing.T) {
 	}
 }
 
+// TestCleanupRemovesALeftoverRun: cleanup removes the container of a run
+// whose process is gone, and keeps (and says so) that of a run whose
+// process still runs, unless forced.
 func TestCleanupRemovesALeftoverRun(t *testing.T) {
+	if env := os.Getenv("CASCADE_TEST_LEFTOVER"); env != "" {
+		leftoverRun(t, env) // the child below: a run that dies without cleaning up
+		return
+	}
 	d := containerstest.Connect(t)
 	bin := staticCascade(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -160,26 +169,82 @@ func TestCleanupRemovesALeftoverRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := containers.FreePort(rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2)))
-	if err != nil {
-		t.Fatal(err)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	start := func(id string) (*containers.Container, error) {
+		port, err := containers.FreePort(rng)
+		if err != nil {
+			return nil, err
+		}
+		return d.Run(ctx, id, containers.Spec{Name: "api-0", Image: img.Ref, Port: port,
+			Cmd: []string{"upstream", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, WaitLog: UpstreamReadyLine})
 	}
-	// A run that was killed: its replica container is still there.
-	id := runID(uniqueName("killed-run"))
-	c, err := d.Run(ctx, id, containers.Spec{Name: "api-0", Image: img.Ref, Port: port,
-		Cmd: []string{"upstream", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, WaitLog: UpstreamReadyLine})
+
+	// A run that was killed: its process started a container and is gone.
+	dead := runID(uniqueName("killed-run"))
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCleanupRemovesALeftoverRun$")
+	child.Env = append(os.Environ(), "CASCADE_TEST_LEFTOVER="+dead+" "+img.Ref)
+	if out, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("the run to be killed: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _, _ = d.Cleanup(context.Background(), dead) })
+	if left := leftovers(t, d, dead); len(left) != 1 {
+		t.Fatalf("the killed run left %v, want its one container", left)
+	}
+	// A run in progress: this process.
+	live := runID(uniqueName("live-run"))
+	c, err := start(live)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Terminate(context.Background()) })
-	rep, err := Cleanup(ctx, CleanupOptions{RunID: id})
+
+	rep, err := Cleanup(ctx, CleanupOptions{RunID: dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) == 0 || len(rep[0].Removed) != 1 || !strings.Contains(rep[0].Removed[0], dead) {
+		t.Fatalf("cleanup report %+v, want the killed run's container removed", rep)
+	}
+	if left := leftovers(t, d, dead); len(left) != 0 {
+		t.Fatalf("still there: %v", left)
+	}
+
+	rep, err = Cleanup(ctx, CleanupOptions{RunID: live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s (process %d that started it is still running)", c.Name, os.Getpid())
+	if len(rep) == 0 || len(rep[0].Removed) != 0 || !slices.Contains(rep[0].Kept, want) {
+		t.Fatalf("cleanup report %+v, want %q kept", rep, want)
+	}
+	if left := leftovers(t, d, live); len(left) != 1 {
+		t.Fatalf("a live run's container is gone: %v", left)
+	}
+	rep, err = Cleanup(ctx, CleanupOptions{RunID: live, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep) == 0 || !slices.Contains(rep[0].Removed, c.Name) {
-		t.Fatalf("cleanup report %+v, want %s removed", rep, c.Name)
+		t.Fatalf("forced cleanup report %+v, want %s removed", rep, c.Name)
 	}
-	if left := leftovers(t, d, id); len(left) != 0 {
-		t.Fatalf("still there: %v", left)
+}
+
+// leftoverRun starts one container for run id from image and exits
+// without removing it, as a killed run would.
+func leftoverRun(t *testing.T, env string) {
+	id, image, _ := strings.Cut(env, " ")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := containers.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := containers.FreePort(rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Run(ctx, id, containers.Spec{Name: "api-0", Image: image, Port: port,
+		Cmd: []string{"upstream", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, WaitLog: UpstreamReadyLine}); err != nil {
+		t.Fatal(err)
 	}
 }

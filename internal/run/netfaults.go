@@ -151,9 +151,18 @@ func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var kept []string
 	for _, stem := range keys {
 		if ctx.Err() != nil {
 			break
+		}
+		if !o.Force {
+			if why := heldNetns(stems[stem]); why != "" {
+				for _, n := range stems[stem] {
+					kept = append(kept, "netns "+n+" ("+why+")")
+				}
+				continue
+			}
 		}
 		// The stem is exact (fixed width), so Cleanup's prefix match
 		// cannot reach another run's link.
@@ -165,5 +174,25 @@ func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error
 			removed = append(removed, "netns "+n)
 		}
 	}
-	return Cleaned{Removed: removed}, errors.Join(errs...)
+	return Cleaned{Removed: removed, Kept: kept}, errors.Join(errs...)
+}
+
+// heldNetns says why a link's namespaces must stay: a process holds one of
+// them (a live run holds both open; a process may also run inside one).
+// Both go together or neither: the link is one run's.
+func heldNetns(names []string) string {
+	for _, n := range names {
+		pids, err := packet.Holders(n)
+		if err != nil {
+			return fmt.Sprintf("cannot tell whether it is in use: %v", err)
+		}
+		if len(pids) > 0 {
+			ids := make([]string, len(pids))
+			for i, p := range pids {
+				ids[i] = strconv.Itoa(p)
+			}
+			return "in use by process " + strings.Join(ids, ", ")
+		}
+	}
+	return ""
 }
