@@ -1,6 +1,7 @@
 package containers_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -613,4 +615,87 @@ func TestCleanupImagesRemovesAnInterruptedBuildsSteps(t *testing.T) {
 	if left := dangling(); len(left) != 0 {
 		t.Errorf("dangling cascade images survive CleanupImages: %v", left)
 	}
+}
+
+// A Ctrl-C that cuts a container's create request short must not leave the
+// container the daemon went on to make ("Created", found by nothing). The
+// child process talks to the daemon through a proxy that holds the
+// create's answer: the daemon has made the container, and the run is
+// interrupted before it hears so. (A child, because testcontainers keeps
+// the daemon address it found for the life of a process.)
+func TestInterruptedCreateLeavesNoContainer(t *testing.T) {
+	if env := os.Getenv("CASCADE_TEST_HELD_CREATE"); env != "" {
+		interruptedCreate(t, env)
+		return
+	}
+	d := containerstest.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	img, err := d.BuildBinaryImage(ctx, "test-httpd", buildHTTPD(t, "held-create"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := containerstest.RunID(t, d)
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestInterruptedCreateLeavesNoContainer$", "-test.v")
+	child.Env = append(os.Environ(), "CASCADE_TEST_HELD_CREATE="+run+" "+img.Ref)
+	out, err := child.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "interrupted create returned") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	time.Sleep(500 * time.Millisecond) // anything still in flight lands
+	if left, err := d.List(ctx, run); err != nil || len(left) != 0 {
+		t.Fatalf("an interrupted create left %v (err %v)", left, err)
+	}
+}
+
+func interruptedCreate(t *testing.T, env string) {
+	run, image, _ := strings.Cut(env, " ")
+	daemon := strings.TrimPrefix(cmp.Or(os.Getenv("DOCKER_HOST"), containers.DefaultDockerHost), "unix://")
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := make(chan struct{})
+	var once sync.Once
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.Out.URL.Scheme, r.Out.URL.Host = "http", "docker" },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", daemon)
+		}},
+		ModifyResponse: func(res *http.Response) error {
+			if res.Request.Method == http.MethodPost && strings.HasSuffix(res.Request.URL.Path, "/containers/create") {
+				once.Do(func() { close(created) })
+				// The daemon made it; hold the answer until the caller
+				// gave up (or for long enough to see that it will not).
+				select {
+				case <-res.Request.Context().Done():
+				case <-time.After(time.Second):
+				}
+			}
+			return nil
+		},
+	}
+	srv := &http.Server{Handler: proxy}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	t.Setenv("DOCKER_HOST", "unix://"+sock)
+
+	d, err := containers.Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-created; cancel() }() // the Ctrl-C
+	port, err := containers.FreePort(rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Run(ctx, run, containers.Spec{Name: "held", Image: image, Port: port, WaitHTTP: "/healthz",
+		Cmd: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port)}})
+	if err == nil {
+		t.Fatal("Run succeeded although interrupted during its create")
+	}
+	t.Logf("interrupted create returned: %v", err)
 }

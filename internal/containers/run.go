@@ -308,11 +308,29 @@ func (d *Docker) Run(ctx context.Context, runID string, s Spec) (*Container, err
 	}
 
 	start := time.Now()
-	ctr, err := d.provider.RunContainer(ctx, req)
+	// The create runs to its end whatever ctx says: a create request cut
+	// short by a Ctrl-C still makes the container on the daemon, after
+	// this process stopped waiting for it, and nothing removed it (it
+	// stayed "Created"). It is short: the image is local, nothing is
+	// pulled. Start and the wait for readiness do follow ctx.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctr, err := d.provider.CreateContainer(cctx, req)
+	ccancel()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err() // interrupted while it was being made: remove it below
+	}
+	if err == nil {
+		if serr := ctr.Start(ctx); serr != nil {
+			err = fmt.Errorf("%w: could not start container", serr)
+		}
+	}
 	if err != nil {
 		d.emit("container.start_failed", name, map[string]any{"image": s.Image, "error": err.Error()})
 		if ctr != nil {
-			tail := logTail(ctx, ctr, 20)
+			tail := ""
+			if ctx.Err() == nil { // an interrupt is no failure to explain
+				tail = logTail(ctx, ctr, 20)
+			}
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			_ = ctr.Terminate(cctx, testcontainers.StopTimeout(time.Second))
