@@ -26,7 +26,8 @@ directory whose process still runs. --force removes those too (the runs using th
 will fail).`,
 		Example: `  cascade cleanup
   cascade cleanup --run quickstart-20261122-101500-4242
-  cascade cleanup --images   # also the images cascade built`,
+  cascade cleanup --images   # also the images cascade built
+  cascade cleanup --run quickstart-20261122-101500-4242 --force   # even if its process still runs`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rep, err := run.Cleanup(cmd.Context(), run.CleanupOptions{RunID: runID, Images: images, Force: force})

@@ -77,8 +77,10 @@ func freeDir(base string) string {
 // IntervalWidth is the resolution of the time series.
 const IntervalWidth = time.Second
 
-// Run executes p. ctx cancellation (Ctrl-C) ends the load early; partial
-// results are still written and the outcome is marked interrupted.
+// Run executes p. ctx cancellation (Ctrl-C) ends the load early, or the
+// setup before it; partial results are still written and the outcome is
+// marked interrupted. A second stop signal (see package interrupt) cuts
+// the teardown's waits short, not its removals.
 func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err error) {
 	if opts.Stdout == nil {
 		opts.Stdout = io.Discard
