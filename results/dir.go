@@ -51,12 +51,16 @@ func (w *Writer) SetExpected(f func(a, b time.Duration) float64) {
 	w.mu.Unlock()
 }
 
+// ErrDirInUse is a run directory that already holds files: a usage error
+// (the user named it), found before anything runs.
+var ErrDirInUse = errors.New("a run does not write over earlier results")
+
 // Create makes dir (and parents) and opens its streams.
 func Create(dir string) (*Writer, error) {
 	// An earlier run's results are not written over: they would be lost,
 	// or, where this run writes fewer files, mixed with its own.
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
-		return nil, fmt.Errorf("%s already holds files (%s, ...): a run does not write over earlier results; choose a new directory or remove it", dir, ents[0].Name())
+		return nil, fmt.Errorf("%s already holds files (%s, ...): %w; choose a new directory or remove it", dir, ents[0].Name(), ErrDirInUse)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err

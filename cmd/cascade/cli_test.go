@@ -81,9 +81,10 @@ func TestExitPassAndOfflineReport(t *testing.T) {
 	if code != ExitPass || !strings.Contains(out2, "PASS  error_rate < 30%") {
 		t.Fatalf("report exit %d:\n%s", code, out2)
 	}
-	// A second run into the same directory would lose this one's results.
+	// A second run into the same directory would lose this one's results: a
+	// usage error (the user named the directory), found before anything runs.
 	code, _, stderr = runCLI(context.Background(), "run", "--progress", "off", "--out", dir, f)
-	if code != ExitRunFailed || !strings.Contains(stderr, "does not write over earlier results") {
+	if code != ExitUsage || !strings.Contains(stderr, "does not write over earlier results") {
 		t.Fatalf("second run into %s: exit %d %s", dir, code, stderr)
 	}
 	if again, err := results.Load(dir); err != nil || again.Summary.Started != r.Summary.Started {

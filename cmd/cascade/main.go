@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cascadehq/cascade/internal/interrupt"
+	"github.com/cascadehq/cascade/results"
 )
 
 // Exit codes.
@@ -48,7 +49,12 @@ func (e *exitError) Error() string {
 
 func (e *exitError) Unwrap() error { return e.err }
 
-func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+func exitWith(code int, err error) error {
+	if code == ExitRunFailed && errors.Is(err, results.ErrDirInUse) {
+		code = ExitUsage // --out named a directory with results in it: nothing ran
+	}
+	return &exitError{code: code, err: err}
+}
 
 func main() {
 	// SIGHUP too: a closed terminal or SSH session must stop a run the way
