@@ -177,3 +177,38 @@ func MergeClientErrors(lists ...[]*ClientError) []*ClientError {
 	}
 	return out
 }
+
+// fdHeadroom is what a process needs besides its VUs' sockets: the run
+// directory's files, the upstreams' and the gateway's listeners and
+// connections, the event loops' epoll descriptors.
+const fdHeadroom = 64
+
+// FDWarning says, before a run, when a closed model's VUs need more sockets
+// than the process may open (RLIMIT_NOFILE): a VU past the limit fails to
+// dial at once and tries again at once, so it spins, sending failures as
+// fast as it can. "" when the limit is enough or unknown.
+func FDWarning(cfg Config) string {
+	limit := openFileLimit()
+	if limit == 0 {
+		return ""
+	}
+	execs := cfg.Executors
+	if len(execs) == 0 {
+		execs = []Config{cfg}
+	}
+	var vus float64
+	for _, e := range execs {
+		if e.Kind != VUs {
+			continue
+		}
+		peak := 0.0
+		for _, s := range e.Stages {
+			peak = max(peak, s.From, s.To)
+		}
+		vus += peak
+	}
+	if vus+fdHeadroom <= float64(limit) {
+		return ""
+	}
+	return fmt.Sprintf("%.0f VUs need as many sockets, and this process may open %d files (ulimit -n): the VUs past that fail to connect at once and retry at once; raise the limit or run fewer VUs", vus, limit)
+}

@@ -91,3 +91,25 @@ func TestFDLimitChild(t *testing.T) {
 	}
 	t.Logf("fdlimit child: checked %d clients", len(clients))
 }
+
+// A closed model with more VUs than the process may open sockets is named
+// before the run: past the limit a VU's dial fails at once and it retries
+// at once.
+func TestFDWarning(t *testing.T) {
+	limit := openFileLimit()
+	if limit == 0 {
+		t.Skip("no RLIMIT_NOFILE here")
+	}
+	vus := func(n float64) Config {
+		return Config{Kind: VUs, Stages: []Stage{{Duration: time.Second, From: n, To: n}}}
+	}
+	if msg := FDWarning(vus(float64(limit) * 2)); !strings.Contains(msg, "ulimit -n") {
+		t.Errorf("VUs twice the limit %d: %q", limit, msg)
+	}
+	if msg := FDWarning(vus(10)); msg != "" {
+		t.Errorf("10 VUs: %q", msg)
+	}
+	if msg := FDWarning(Config{Kind: ArrivalRate, Stages: []Stage{{Duration: time.Second, From: 1e6, To: 1e6}}}); msg != "" {
+		t.Errorf("an open model (its in-flight cap bounds it): %q", msg)
+	}
+}

@@ -216,6 +216,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 
 	w.SetExpected(intervalTargets(p, gen))
+	fdWarning := loadgen.FDWarning(p.Load)
+	if fdWarning != "" {
+		fmt.Fprintln(opts.Stderr, "warning:", fdWarning)
+	}
 
 	// Go: zero the clock, then start the timeline and the load together.
 	started := time.Now()
@@ -284,6 +288,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	sum := summarize(ranPlan, collector, gen, reports, started, elapsed, interrupted || aborted != "", target, gwName)
 	sum.Interrupted = interrupted
 	sum.Aborted = aborted
+	if fdWarning != "" {
+		sum.Warnings = append(sum.Warnings, fdWarning)
+	}
 	if direct != nil {
 		summarizeDirect(p, direct, sum, gen.Pacer())
 	}
