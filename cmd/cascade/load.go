@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -291,7 +292,19 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 			if !ok || strings.TrimSpace(k) == "" {
 				return nil, fmt.Errorf("--header %q: expected 'Name: value'", kv)
 			}
-			h[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			// A repeated header is sent as one line of its values, which
+			// HTTP defines as the same message (RFC 9110 5.3; cookies with
+			// "; "): curl sends every -H, and the last must not win
+			// silently. Names differing only in case are one header.
+			k, v = http.CanonicalHeaderKey(strings.TrimSpace(k)), strings.TrimSpace(v)
+			if prev, ok := h[k]; ok {
+				sep := ", "
+				if k == "Cookie" {
+					sep = "; "
+				}
+				v = prev + sep + v
+			}
+			h[k] = v
 		}
 		req["headers"] = h
 	}

@@ -99,6 +99,22 @@ func TestLoadOfOneRequest(t *testing.T) {
 	}
 }
 
+// A repeated -H is sent, as curl sends it, not dropped for the last: one
+// line of its values (the same message in HTTP), whatever the names' case.
+func TestLoadRepeatedHeader(t *testing.T) {
+	tg := newTarget(t, 0)
+	code, out, errs := runCLI(context.Background(), "load", tg.url+"/", "--rate", "10/s", "--duration", "100ms",
+		"-H", "X-Test: 1", "-H", "x-test: 2", "--out", filepath.Join(t.TempDir(), "run"), "--progress", "off")
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if len(tg.paths) != 1 || tg.paths[0] != "GET / 1, 2" {
+		t.Fatalf("target saw %q", tg.paths)
+	}
+}
+
 func TestLoadThresholdFails(t *testing.T) {
 	tg := newTarget(t, 20*time.Millisecond)
 	code, out, _ := runCLI(context.Background(), "load", tg.url, "--rate", "50/s", "--duration", "500ms",
