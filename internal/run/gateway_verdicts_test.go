@@ -192,12 +192,7 @@ slo:
 `)
 	var total float64
 	for _, up := range []string{"ua", "ub", "uc"} {
-		o := get(t, objs, "amplification")
-		for _, x := range objs {
-			if strings.HasSuffix(x.Name, "("+up+")") {
-				o = x
-			}
-		}
+		o := get(t, objs, "amplification "+map[string]string{"ua": "<=", "ub": "<=", "uc": ">="}[up]+" 1 ("+up+")")
 		expect(t, o, true, "client requests routed to "+up)
 		near(t, "amplification of "+up, o.Value, 1, 1e-9)
 		total += o.Facts["client_requests"]

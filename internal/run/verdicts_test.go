@@ -56,10 +56,23 @@ func judgeScenario(t *testing.T, src string) (*Outcome, map[string]results.Objec
 
 func get(t *testing.T, objs map[string]results.ObjectiveResult, prefix string) results.ObjectiveResult {
 	t.Helper()
-	for name, o := range objs {
+	// An exact name wins: "amplification <= 1.02" is also a prefix of
+	// "amplification <= 1.02 (api)", and map order is random.
+	if o, ok := objs[prefix]; ok {
+		return o
+	}
+	var found []string
+	var o results.ObjectiveResult
+	for name, r := range objs {
 		if strings.HasPrefix(name, prefix) {
-			return o
+			found, o = append(found, name), r
 		}
+	}
+	if len(found) == 1 {
+		return o
+	}
+	if len(found) > 1 {
+		t.Fatalf("objective prefix %q is ambiguous: %q", prefix, found)
 	}
 	names := make([]string, 0, len(objs))
 	for n := range objs {
