@@ -89,12 +89,7 @@ func within(t *testing.T, what string, got, lo, hi time.Duration) {
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 func TestErrorMap(t *testing.T) {
-	refused := func() string {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := ln.Addr().String()
-		ln.Close()
-		return "http://" + addr
-	}()
+	refused := "http://" + tcptest.Refused(t)
 	slowHeaders := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(3 * time.Second):

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/tcptest"
 )
 
 func TestPacer(t *testing.T) {
@@ -180,9 +181,7 @@ func TestDroppedAccounting(t *testing.T) {
 
 func TestClassification(t *testing.T) {
 	// Connection refused at the client.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := tcptest.Refused(t)
 	clock := event.NewClock()
 	rec := &memRecorder{}
 	g, _ := New(Config{Target: "http://" + addr, Requests: []Request{{Path: "/"}}, Stages: []Stage{{100 * time.Millisecond, 50, 50}},

@@ -335,12 +335,7 @@ func clientTransport(t *testing.T, cfg Config, nethttp bool) Transport {
 func TestFirstClientErrors(t *testing.T) {
 	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer ok.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := "http://" + ln.Addr().String()
-	ln.Close() // nothing listens there now: connection refused
+	refused := "http://" + tcptest.Refused(t)
 	garbage := "http://" + tcptest.Serve(t, func(c net.Conn) {
 		c.Read(make([]byte, 4096))
 		io.WriteString(c, "SMTP ready\r\n\r\n")

@@ -3,8 +3,10 @@
 package tcptest
 
 import (
+	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -47,4 +49,26 @@ func Serve(t testing.TB, handle func(c net.Conn)) string {
 		wg.Wait()
 	})
 	return ln.Addr().String()
+}
+
+// Refused returns a loopback host:port where a connection is refused for the
+// whole test. Closing a listener is not enough: the kernel hands its port to
+// the next listener on port 0, maybe another test's, and the "refused" case
+// then talks to that server. A socket bound but not listening keeps the port
+// taken, and a SYN to it is answered with a reset.
+func Refused(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }

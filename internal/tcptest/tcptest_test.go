@@ -1,8 +1,10 @@
 package tcptest
 
 import (
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,5 +36,24 @@ func TestServeHandlesAndCleansUp(t *testing.T) {
 	case <-done:
 	default:
 		t.Fatal("the handler was still running after cleanup")
+	}
+}
+
+func TestRefusedRefusesAndKeepsItsPort(t *testing.T) {
+	addr := Refused(t)
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("dial %s: connected, want refused", addr)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s: %v, want connection refused", addr, err)
+		}
+	}
+	// The port stays taken: a listener cannot have it.
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Fatalf("listen on %s succeeded; the port was not held", addr)
 	}
 }
