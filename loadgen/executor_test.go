@@ -295,9 +295,28 @@ func TestPoissonRun(t *testing.T) {
 	srv := newConcServer(t, clock, 0)
 	cfg := Config{Target: srv.url, Requests: []Request{{Path: "/"}}, Stages: []Stage{{time.Second, 1000, 1000}},
 		Poisson: true, Seed: 11, KeepAlive: true}
-	samples, _ := runLoad(t, cfg, clock)
+	samples, g := runLoad(t, cfg, clock)
 	if n := len(samples); n < 870 || n > 1130 {
 		t.Fatalf("%d Poisson arrivals at 1000/s in 1 s", n)
+	}
+	// The schedule a summary judges against is the seeded one, counted,
+	// not the profile's mean: in the whole run and in any window of it.
+	if got := g.Scheduled(0, time.Second); got != float64(len(samples)) {
+		t.Errorf("Scheduled(0, 1s) = %v, want the %d arrivals sent", got, len(samples))
+	}
+	if g.Expected(0, time.Second) != 1000 {
+		t.Errorf("Expected(0, 1s) = %v, want the profile's 1000", g.Expected(0, time.Second))
+	}
+	for _, w := range [][2]time.Duration{{0, 250 * time.Millisecond}, {300 * time.Millisecond, 700 * time.Millisecond}, {900 * time.Millisecond, 2 * time.Second}} {
+		var in int
+		for _, s := range samples {
+			if s.Intended >= w[0] && s.Intended < w[1] {
+				in++
+			}
+		}
+		if got := g.ScheduledOf(0, w[0], w[1]); got != float64(in) {
+			t.Errorf("ScheduledOf(0, %s, %s) = %v, want the %d arrivals intended in it", w[0], w[1], got, in)
+		}
 	}
 	// The same seed schedules the same intended times.
 	again, _ := runLoad(t, cfg, event.NewClock())

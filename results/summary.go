@@ -94,7 +94,7 @@ type StatsSummary struct {
 	Sent         int64            `json:"sent"`
 	Errors       int64            `json:"errors"`
 	ErrorRate    float64          `json:"error_rate"`
-	TargetRate   float64          `json:"target_rate"`      // per second, from the profile
+	TargetRate   float64          `json:"target_rate"`      // per second, from the profile (a Poisson schedule's seeded arrivals, counted)
 	AchievedRate float64          `json:"achieved_rate"`    // per second, sent
 	Latency      Percentiles      `json:"latency_ms"`       // from intended send
 	Service      Percentiles      `json:"service_ms"`       // from actual send

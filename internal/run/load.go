@@ -47,7 +47,7 @@ func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed time.D
 		window := max(end-start, 0)
 		execs = append(execs, results.GroupSummary{
 			Name: names[i], Kind: string(progress[i].Kind), Start: results.Sec(start), End: results.Sec(end),
-			Stats: results.Summarize(st, window, gen.ExpectedOf(i, start, max(end, start))),
+			Stats: results.Summarize(st, window, gen.ScheduledOf(i, start, max(end, start))),
 		})
 	}
 	for i, st := range c.TagStats() {

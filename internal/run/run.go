@@ -434,14 +434,13 @@ func intervalTargets(p *plan.Plan, gen loadDriver) func(a, b time.Duration) floa
 
 func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports []faults.Report,
 	started time.Time, elapsed time.Duration, interrupted bool, target, gw string) *results.Summary {
-	// A plain run's generator knows every executor's schedule; a game day's
-	// session gives the profile as it ran.
-	var expected interface {
-		Expected(a, b time.Duration) float64
-	} = gen.Pacer()
+	// A plain run's generator knows every executor's schedule, Poisson
+	// arrivals counted as seeded; a game day's session gives the profile as
+	// it ran.
+	scheduled := gen.Pacer().Expected
 	g, plain := gen.(*loadgen.Generator)
 	if plain {
-		expected = g
+		scheduled = g.Scheduled
 	}
 	s := &results.Summary{
 		Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: started,
@@ -471,7 +470,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		end := min(ph.End, max(ran, ph.Start))
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(end),
-			Stats: results.Summarize(st, max(window, 0), expected.Expected(ph.Start, max(end, ph.Start)))}
+			Stats: results.Summarize(st, max(window, 0), scheduled(ph.Start, max(end, ph.Start)))}
 		if i < len(sentByTag) && len(sentByTag[i]) > 0 {
 			ps.SentByTag = sentByTag[i] // an empty one reads back as none
 		}
