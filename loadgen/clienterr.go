@@ -99,11 +99,11 @@ type firstErrors struct {
 	fdLimit atomic.Pointer[ClientError]
 }
 
-// note keeps err as the first of its kind, if it is. Call it only for a
-// failed request.
-func (f *firstErrors) note(c cause.Cause, request string, seq uint64, err error) {
+// note keeps err as the first of its kind, if it is, and says whether it
+// is a file-descriptor shortage. Call it only for a failed request.
+func (f *firstErrors) note(c cause.Cause, request string, seq uint64, err error) (fdLimit bool) {
 	if err == nil || c == cause.Aborted || int(c) >= cause.Count {
-		return
+		return false
 	}
 	fd := isFDLimit(err)
 	var slot *atomic.Pointer[ClientError]
@@ -113,15 +113,16 @@ func (f *firstErrors) note(c cause.Cause, request string, seq uint64, err error)
 	case keptCause(c):
 		slot = &f.byCause[c]
 	default:
-		return
+		return false
 	}
 	if slot.Load() != nil {
-		return
+		return fd
 	}
 	if fd {
 		err, _ = fdLimitError(err)
 	}
 	slot.CompareAndSwap(nil, &ClientError{Cause: c, Request: request, Seq: seq, Err: err})
+	return fd
 }
 
 // list is the kept errors: a file-descriptor shortage first (it explains
@@ -184,9 +185,9 @@ func MergeClientErrors(lists ...[]*ClientError) []*ClientError {
 const fdHeadroom = 64
 
 // FDWarning says, before a run, when a closed model's VUs need more sockets
-// than the process may open (RLIMIT_NOFILE): a VU past the limit fails to
-// dial at once and tries again at once, so it spins, sending failures as
-// fast as it can. "" when the limit is enough or unknown.
+// than the process may open (RLIMIT_NOFILE): a VU past the limit cannot
+// dial, and sends nothing but failures, spaced by its back-off (vuRun).
+// "" when the limit is enough or unknown.
 func FDWarning(cfg Config) string {
 	limit := openFileLimit()
 	if limit == 0 {
@@ -210,5 +211,5 @@ func FDWarning(cfg Config) string {
 	if vus+fdHeadroom <= float64(limit) {
 		return ""
 	}
-	return fmt.Sprintf("%.0f VUs need as many sockets, and this process may open %d files (ulimit -n): the VUs past that fail to connect at once and retry at once; raise the limit or run fewer VUs", vus, limit)
+	return fmt.Sprintf("%.0f VUs need as many sockets, and this process may open %d files (ulimit -n): the VUs past that cannot connect, and wait (up to 1 s) before each new try; raise the limit or run fewer VUs", vus, limit)
 }

@@ -5,14 +5,18 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
 )
 
 // A dial that fails because the generator is out of file descriptors is
@@ -92,9 +96,80 @@ func TestFDLimitChild(t *testing.T) {
 	t.Logf("fdlimit child: checked %d clients", len(clients))
 }
 
+// A VU whose socket cannot be opened for lack of file descriptors waits
+// before it tries again (1 ms doubling to 1 s), instead of counting the
+// same failure a few hundred thousand times a second. The VUs run in a
+// child process with a lowered limit; the server runs here, with this
+// process's descriptors.
+func TestFDLimitVUsBackOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, loops := range []string{"0", "2"} {
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFDLimitVUsChild$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "CASCADE_FDLIMIT_VUS="+srv.URL, "CASCADE_FDLIMIT_LOOPS="+loops)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "fdlimit vus child: done") {
+			t.Fatalf("child (loops %s): %v\n%s", loops, err, out)
+		}
+		t.Logf("child (loops %s):\n%s", loops, out)
+	}
+}
+
+// TestFDLimitVUsChild runs in the child of TestFDLimitVUsBackOff.
+func TestFDLimitVUsChild(t *testing.T) {
+	target := os.Getenv("CASCADE_FDLIMIT_VUS")
+	if target == "" {
+		t.Skip("run by TestFDLimitVUsBackOff in a process of its own")
+	}
+	const limit, vus = 128, 200
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	rl.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	loops, _ := strconv.Atoi(os.Getenv("CASCADE_FDLIMIT_LOOPS"))
+	rec := &memRecorder{}
+	clock := event.NewClock()
+	g, err := New(Config{Target: target, Kind: VUs, KeepAlive: true, Loops: loops, Requests: []Request{{Path: "/"}},
+		Stages: []Stage{{Duration: time.Second, From: vus, To: vus}}, ClientTimeout: 5 * time.Second}, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	if err := g.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var ok, fd int
+	for _, s := range rec.samples {
+		switch {
+		case s.Cause == cause.OK:
+			ok++
+		case s.fdLimit:
+			fd++
+		}
+	}
+	t.Logf("%d VUs under a limit of %d descriptors, 1 s: %d answered, %d failed for lack of descriptors", vus, limit, ok, fd)
+	// Over 1 s a VU backing off from 1 ms tries about 10 times; one
+	// retrying at once, tens of thousands.
+	if fd == 0 || fd > 12*vus {
+		t.Errorf("%d failures for lack of descriptors: want some, and at most %d", fd, 12*vus)
+	}
+	if ok == 0 {
+		t.Errorf("no request answered: the VUs that have a connection must go on")
+	}
+	t.Logf("fdlimit vus child: done")
+}
+
 // A closed model with more VUs than the process may open sockets is named
-// before the run: past the limit a VU's dial fails at once and it retries
-// at once.
+// before the run: past the limit a VU sends nothing but failures.
 func TestFDWarning(t *testing.T) {
 	limit := openFileLimit()
 	if limit == 0 {

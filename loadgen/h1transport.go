@@ -213,7 +213,7 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 		if runEnded(ctx) {
 			s.Cause = cause.Aborted // the run ended, not the target's doing
 		} else {
-			t.set.failed(s.Cause, i, s.Seq, err)
+			s.fdLimit = t.set.failed(s.Cause, i, s.Seq, err)
 		}
 	}
 }

@@ -191,7 +191,7 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 	res, err := t.client.Do(req)
 	if err != nil {
 		s.Cause = classify(run, ctx, err)
-		t.set.failed(s.Cause, i, s.Seq, err)
+		s.fdLimit = t.set.failed(s.Cause, i, s.Seq, err)
 		return
 	}
 	_, err = io.Copy(io.Discard, res.Body)
@@ -199,7 +199,7 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 	s.Status = res.StatusCode
 	if err != nil {
 		s.Cause = classify(run, ctx, err)
-		t.set.failed(s.Cause, i, s.Seq, err)
+		s.fdLimit = t.set.failed(s.Cause, i, s.Seq, err)
 		return
 	}
 	s.Cause = cause.FromResponse(res.StatusCode, res.Header.Get(cause.Header))

@@ -150,6 +150,9 @@ type Sample struct {
 	// H1Transport.worker), else the generator reads the clock after
 	// RoundTrip.
 	sent, end time.Duration
+	// fdLimit: the request failed because the generator had no file
+	// descriptor left for its socket (see FDLimitError).
+	fdLimit bool
 }
 
 // Recorder receives samples from many workers at once. worker is a small
@@ -1021,6 +1024,7 @@ func (e *executor) vuRun(ctx context.Context, i int, end time.Duration, tr Trans
 	var s Sample
 	var seq, seqEnd uint64
 	defer func() { e.giveBack(seq, seqEnd) }()
+	var fdWait time.Duration
 	// now is the clock reading after the last request (and think time):
 	// stopping a VU a few hundred nanoseconds late is fine, a clock
 	// reading per request is not free.
@@ -1048,6 +1052,21 @@ func (e *executor) vuRun(ctx context.Context, i int, end time.Duration, tr Trans
 		ws.completed.Add(1)
 		e.g.rec.Record(id, &s)
 		now = done
+		if s.fdLimit {
+			// The generator's own file-descriptor limit, not the target's
+			// answer: sending again at once would only count the same
+			// failure a few hundred thousand times a second and burn the
+			// CPU the target needs. No descriptor frees up until another
+			// VU's connection closes, so wait, doubling from 1 ms to 1 s,
+			// as the open model's schedule bounds its own failures.
+			fdWait = min(max(2*fdWait, time.Millisecond), time.Second)
+			if d := min(fdWait, end-done); d > 0 {
+				sleep(d)
+				now = e.g.clock.Now()
+			}
+			continue
+		}
+		fdWait = 0
 		if think != nil {
 			if d := min(think.Sample(), end-done); d > 0 {
 				sleep(d)

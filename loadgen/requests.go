@@ -73,9 +73,10 @@ func (rs *requestSet) refused(i int, seq uint64, err error) {
 }
 
 // failed notes the error of a request i that failed in the client with
-// cause c; the first of each kind is kept. Only for failed requests.
-func (rs *requestSet) failed(c cause.Cause, i int, seq uint64, err error) {
-	rs.failures.note(c, rs.reqs[i].name, seq, err)
+// cause c; the first of each kind is kept. Only for failed requests. It
+// says whether the error was the generator's own lack of file descriptors.
+func (rs *requestSet) failed(c cause.Cause, i int, seq uint64, err error) (fdLimit bool) {
+	return rs.failures.note(c, rs.reqs[i].name, seq, err)
 }
 
 // RequestErrorSource is a transport that keeps the first request it could
