@@ -490,6 +490,19 @@ func (c *compiler) recovery(p string, o scenarios.Objective, phases map[string]b
 		c.errorf(p+".hold", "hold must not be negative")
 		return nil
 	}
+	// A recovery found late is held over what is left of the load. The
+	// verdict still passes on that shorter stretch (its evidence says so);
+	// say so before the run, when the file can still change.
+	if t, ok := c.plannedAt(at); ok && c.p.Duration > 0 {
+		hold := rc.Hold
+		if hold == 0 {
+			hold = verdict.DefaultHold
+		}
+		if left := c.p.Duration - t - rc.Within; left < hold {
+			c.warnf(p, "the load ends %s after %s (at %s): a recovery found at the %s limit could be held only %s of the %s hold, and would pass on that; give the load %s more after it, or a shorter hold",
+				c.p.Duration-t, at, t, o.RecoversWithin, max(left, 0), hold, hold-left)
+		}
+	}
 	rc.Name = fmt.Sprintf("recovers within %s after %s", o.RecoversWithin, at)
 	return []verdict.Objective{rc}
 }

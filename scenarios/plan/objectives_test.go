@@ -284,3 +284,35 @@ slo:
 		})
 	}
 }
+
+// A recovery found at its limit must have `hold` of load left to be held
+// over; when the file leaves less, validate says so (the verdict would pass
+// on the shorter stretch).
+func TestRecoveryHoldPastTheLoadIsWarned(t *testing.T) {
+	for _, tc := range []struct {
+		slo  string
+		want string // "" for no warning
+	}{
+		{`  - {recovers_within: 2s, after: slow, hold: 2s}`, ""},
+		{`  - {recovers_within: 2s, after: slow, hold: 3s}`, "the load ends 4s after the end of fault slow (at 4s): a recovery found at the 2s limit could be held only 2s of the 3s hold"},
+		{`  - {recovers_within: 3s, after: slow}`, "held only 1s of the 3s hold, and would pass on that; give the load 2s more after it"},
+		{`  - {recovers_within: 6s, after: slow}`, "held only 0s of the 3s hold"},
+	} {
+		p, err := compileSLO(t, tc.slo+"\n")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.slo, err)
+		}
+		var got []string
+		for _, w := range p.Warnings {
+			if strings.Contains(w.Msg, "hold") {
+				got = append(got, w.String())
+			}
+		}
+		switch {
+		case tc.want == "" && len(got) > 0:
+			t.Errorf("%s: warned %q", tc.slo, got)
+		case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want) || !strings.Contains(got[0], "typed.yaml:24:5: slo[0]")):
+			t.Errorf("%s: warnings %q, want one at slo[0] with %q", tc.slo, got, tc.want)
+		}
+	}
+}
