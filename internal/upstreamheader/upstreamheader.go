@@ -16,8 +16,9 @@ const (
 	// traffic: a replica records them apart from its arrivals, or a probe
 	// sent to an ejected replica (which Envoy keeps probing) would count as
 	// a request that reached it while ejected. A third-party gateway's
-	// health checks (nginx, Envoy, HAProxy) do not carry it and count as
-	// arrivals.
+	// health checks count as arrivals unless its configuration adds the
+	// header (HAProxy's http-check send hdr, Envoy's
+	// request_headers_to_add).
 	HealthCheck = "X-Cascade-Health-Check"
 	// Direct marks the load generator's requests that bypass the gateway
 	// (load.direct). They reach the upstream but are no attempt the gateway
