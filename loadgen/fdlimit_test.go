@@ -47,14 +47,7 @@ func TestFDLimitChild(t *testing.T) {
 		t.Skip("run by TestFDLimitIsTheClients in a process of its own")
 	}
 	const limit = 256
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Fatal(err)
-	}
-	rl.Cur = limit
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Fatal(err)
-	}
+	lowerFDLimit(t, limit)
 	type client struct {
 		name    string
 		tr, src Transport // src keeps the errors
@@ -127,14 +120,7 @@ func TestFDLimitVUsChild(t *testing.T) {
 		t.Skip("run by TestFDLimitVUsBackOff in a process of its own")
 	}
 	const limit, vus = 128, 200
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Fatal(err)
-	}
-	rl.Cur = limit
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Fatal(err)
-	}
+	lowerFDLimit(t, limit)
 	loops, _ := strconv.Atoi(os.Getenv("CASCADE_FDLIMIT_LOOPS"))
 	rec := &memRecorder{}
 	clock := event.NewClock()
@@ -186,5 +172,18 @@ func TestFDWarning(t *testing.T) {
 	}
 	if msg := FDWarning(Config{Kind: ArrivalRate, Stages: []Stage{{Duration: time.Second, From: 1e6, To: 1e6}}}); msg != "" {
 		t.Errorf("an open model (its in-flight cap bounds it): %q", msg)
+	}
+}
+
+// lowerFDLimit sets this (child) process's soft RLIMIT_NOFILE.
+func lowerFDLimit(t *testing.T, limit uint64) {
+	t.Helper()
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	rl.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -389,10 +389,13 @@ func (g *Generator) Duration() time.Duration {
 
 // Expected is the number of requests the arrival-rate executors schedule
 // in [a, b) of the run's clock (closed-model executors have no target).
-func (g *Generator) Expected(a, b time.Duration) float64 {
+func (g *Generator) Expected(a, b time.Duration) float64 { return g.sum(g.ExpectedOf, a, b) }
+
+// sum adds of(i, a, b) over the executors.
+func (g *Generator) sum(of func(i int, a, b time.Duration) float64, a, b time.Duration) float64 {
 	var n float64
 	for i := range g.execs {
-		n += g.ExpectedOf(i, a, b)
+		n += of(i, a, b)
 	}
 	return n
 }
@@ -409,13 +412,7 @@ func (g *Generator) ExpectedOf(i int, a, b time.Duration) float64 {
 // Scheduled is the number of requests the arrival-rate executors' schedules
 // hold in [a, b) of the run's clock: Expected, but for a Poisson executor
 // its seeded arrivals counted (ScheduledOf).
-func (g *Generator) Scheduled(a, b time.Duration) float64 {
-	var n float64
-	for i := range g.execs {
-		n += g.ScheduledOf(i, a, b)
-	}
-	return n
-}
+func (g *Generator) Scheduled(a, b time.Duration) float64 { return g.sum(g.ScheduledOf, a, b) }
 
 // ScheduledOf is Scheduled for executor i alone. Evenly spaced arrivals
 // follow the profile, so it is ExpectedOf. A Poisson schedule's count
