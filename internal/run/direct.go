@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/cascadehq/cascade/faults"
 	"github.com/cascadehq/cascade/internal/upstreamheader"
@@ -39,7 +40,9 @@ const weightScale = 100
 // recorder the generator must use.
 func newDirectLoad(p *plan.Plan, cfg loadgen.Config, ups []*faults.Upstream, phases *results.Collector) (*directLoad, loadgen.Config, error) {
 	d := &directLoad{n: len(cfg.Requests), phases: phases,
-		collector: results.NewCollector([]results.Phase{{Name: "direct", Start: 0, End: p.Duration}}, IntervalWidth, 1)}
+		// The run's phases, so that each phase knows how many of its
+		// arrivals the mix sent straight to the upstreams (summarizeDirect).
+		collector: results.NewCollector(p.Phases, IntervalWidth, 1)}
 	via, err := loadgen.NewHTTPTransport(cfg)
 	if err != nil {
 		return nil, cfg, err
@@ -137,16 +140,34 @@ func (d *directLoad) Record(worker int, s *loadgen.Sample) {
 	d.phases.Record(worker, s)
 }
 
-// summarizeDirect adds the direct path to the summary and scales the
-// gateway phases' target rates to their share of the load.
-func summarizeDirect(p *plan.Plan, d *directLoad, sum *results.Summary, pacer *loadgen.Pacer) {
-	st := d.collector.PhaseStats()[0]
+// summarizeDirect adds the direct path to the summary and gives each of the
+// gateway's phases its part of the target rate. That part is the share of
+// the phase's arrivals the mix actually sent through the gateway, not the
+// nominal 1 - direct: the split is a seeded weighted draw per request, so
+// half of 200 requests is 100 ± 7, and achieved_rate would judge that
+// draw as a shortfall or a surplus. scheduled counts all arrivals, both
+// paths (Generator.Scheduled).
+func summarizeDirect(p *plan.Plan, d *directLoad, sum *results.Summary, scheduled func(a, b time.Duration) float64) {
+	dphases := d.collector.PhaseStats() // p.Phases; [0] is the whole run
+	index := map[string]int{}
+	for i, ph := range p.Phases {
+		index[ph.Name] = i
+	}
+	viaShare := func(ph *results.PhaseSummary) float64 {
+		if i, ok := index[ph.Name]; ok && i < len(dphases) {
+			via, dir := float64(ph.Stats.Scheduled), float64(dphases[i].Scheduled())
+			if via+dir > 0 {
+				return via / (via + dir)
+			}
+		}
+		return 1 - p.Direct
+	}
 	end := min(p.Duration, sum.Elapsed.D())
 	ps := results.PhaseSummary{Name: "direct", Start: 0, End: results.Sec(p.Duration),
-		Stats: results.Summarize(st, end, pacer.Expected(0, end)*p.Direct)}
+		Stats: results.Summarize(dphases[0], end, scheduled(0, end)*(1-viaShare(&sum.Run)))}
 	sum.Direct = &ps
 	scale := func(ph *results.PhaseSummary) {
-		ph.Stats.TargetRate = math.Round(ph.Stats.TargetRate*(1-p.Direct)*1000) / 1000
+		ph.Stats.TargetRate = math.Round(ph.Stats.TargetRate*viaShare(ph)*1000) / 1000
 	}
 	scale(&sum.Run)
 	for i := range sum.Phases {

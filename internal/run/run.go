@@ -292,7 +292,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		sum.Warnings = append(sum.Warnings, fdWarning)
 	}
 	if direct != nil {
-		summarizeDirect(p, direct, sum, gen.Pacer())
+		summarizeDirect(p, direct, sum, gen.(*loadgen.Generator).Scheduled)
 	}
 	sum.GatewayStats = gatewayStats(gw)
 	if err := w.Flush(); err != nil {

@@ -600,3 +600,44 @@ slo:
 	}
 	expect(t, get(t, objs, "achieved_rate >= 99%"), true)
 }
+
+// With load.direct, each path's target is its share of the arrivals as the
+// seeded draw split them, not the nominal share: 50 % of 200 requests is
+// 100 ± 7, and "achieved_rate >= 98%" must not judge the draw.
+func TestDirectAchievedRateIsJudgedOnTheSplit(t *testing.T) {
+	out, objs := judgeScenario(t, `
+name: direct-achieved
+seed: 3
+upstreams: [{name: api, latency: 1ms}]
+gateway:
+  routes: [{path: /, upstream: api}]
+load:
+  direct: 50%
+  stages: [{duration: 2s, rate: 100/s}]
+  requests: [{path: /}]
+faults:
+  - {name: mid, kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 1ms}}
+slo:
+  - achieved_rate >= 98%
+  - {phase: mid, objective: "achieved_rate >= 98%"}
+`)
+	s := out.Summary
+	via, dir := s.Run.Stats, s.Direct.Stats
+	if via.Scheduled+dir.Scheduled != 200 {
+		t.Fatalf("scheduled %d through the gateway and %d direct, want 200 in all", via.Scheduled, dir.Scheduled)
+	}
+	if via.Scheduled == 100 {
+		t.Fatalf("the draw split 100/100: change the seed, this test needs an uneven split")
+	}
+	for _, c := range []struct {
+		name  string
+		st    results.StatsSummary
+		sched int64
+	}{{"gateway path", via, via.Scheduled}, {"direct path", dir, dir.Scheduled}} {
+		if want := float64(c.sched) / 2; math.Abs(c.st.TargetRate-want) > 0.01 {
+			t.Errorf("%s: target %v/s, want its %d arrivals over 2 s = %v/s", c.name, c.st.TargetRate, c.sched, want)
+		}
+	}
+	expect(t, get(t, objs, "achieved_rate >= 98%"), true)
+	expect(t, get(t, objs, "mid: achieved_rate >= 98%"), true)
+}
