@@ -90,11 +90,15 @@ type GroupSummary struct {
 
 // StatsSummary is a printable, re-loadable view of Stats.
 type StatsSummary struct {
-	Scheduled    int64            `json:"scheduled"`
-	Sent         int64            `json:"sent"`
-	Errors       int64            `json:"errors"`
-	ErrorRate    float64          `json:"error_rate"`
-	TargetRate   float64          `json:"target_rate"`      // per second, from the profile (a Poisson schedule's seeded arrivals, counted)
+	Scheduled  int64   `json:"scheduled"`
+	Sent       int64   `json:"sent"`
+	Errors     int64   `json:"errors"`
+	ErrorRate  float64 `json:"error_rate"`
+	TargetRate float64 `json:"target_rate"` // per second, from the profile (a Poisson schedule's seeded arrivals, counted)
+	// ProfileRate is the profile's mean rate where the schedule's own count
+	// differs from it (Poisson arrivals): what the user asked for, beside
+	// TargetRate, what the seeded draw scheduled.
+	ProfileRate  float64          `json:"profile_rate,omitempty"`
 	AchievedRate float64          `json:"achieved_rate"`    // per second, sent
 	Latency      Percentiles      `json:"latency_ms"`       // from intended send
 	Service      Percentiles      `json:"service_ms"`       // from actual send
@@ -203,6 +207,17 @@ type ObjectiveResult struct {
 	// Facts are the evidence as data: timestamps (seconds on the run's
 	// clock), counts and durations, for tools and tests.
 	Facts map[string]float64 `json:"facts,omitempty"`
+}
+
+// SetProfileRate records the profile's mean rate, expected requests over
+// window, when the schedule's own count (TargetRate) differs from it.
+func (s *StatsSummary) SetProfileRate(expected float64, window time.Duration) {
+	if window <= 0 || s.TargetRate == 0 {
+		return
+	}
+	if r := round(expected/window.Seconds(), 3); r != s.TargetRate {
+		s.ProfileRate = r
+	}
 }
 
 // Summarize turns Stats into their summary; window is the phase length for

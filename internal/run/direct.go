@@ -167,7 +167,9 @@ func summarizeDirect(p *plan.Plan, d *directLoad, sum *results.Summary, schedule
 		Stats: results.Summarize(dphases[0], end, scheduled(0, end)*(1-viaShare(&sum.Run)))}
 	sum.Direct = &ps
 	scale := func(ph *results.PhaseSummary) {
-		ph.Stats.TargetRate = math.Round(ph.Stats.TargetRate*viaShare(ph)*1000) / 1000
+		share := viaShare(ph)
+		ph.Stats.TargetRate = math.Round(ph.Stats.TargetRate*share*1000) / 1000
+		ph.Stats.ProfileRate = math.Round(ph.Stats.ProfileRate*(1-p.Direct)*1000) / 1000
 	}
 	scale(&sum.Run)
 	for i := range sum.Phases {

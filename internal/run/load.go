@@ -49,6 +49,7 @@ func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed time.D
 			Name: names[i], Kind: string(progress[i].Kind), Start: results.Sec(start), End: results.Sec(end),
 			Stats: results.Summarize(st, window, gen.ScheduledOf(i, start, max(end, start))),
 		})
+		execs[len(execs)-1].Stats.SetProfileRate(gen.ExpectedOf(i, start, max(end, start)), window)
 	}
 	for i, st := range c.TagStats() {
 		tags = append(tags, results.GroupSummary{Name: c.TagName(i), Stats: results.Summarize(st, elapsed, 0)})

@@ -437,10 +437,10 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	// A plain run's generator knows every executor's schedule, Poisson
 	// arrivals counted as seeded; a game day's session gives the profile as
 	// it ran.
-	scheduled := gen.Pacer().Expected
+	scheduled, expected := gen.Pacer().Expected, gen.Pacer().Expected
 	g, plain := gen.(*loadgen.Generator)
 	if plain {
-		scheduled = g.Scheduled
+		scheduled, expected = g.Scheduled, g.Expected
 	}
 	s := &results.Summary{
 		Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: started,
@@ -471,6 +471,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(end),
 			Stats: results.Summarize(st, max(window, 0), scheduled(ph.Start, max(end, ph.Start)))}
+		ps.Stats.SetProfileRate(expected(ph.Start, max(end, ph.Start)), window)
 		if i < len(sentByTag) && len(sentByTag[i]) > 0 {
 			ps.SentByTag = sentByTag[i] // an empty one reads back as none
 		}

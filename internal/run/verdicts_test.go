@@ -12,6 +12,7 @@ import (
 
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/report"
 	"github.com/cascadehq/cascade/results/verdict"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
@@ -597,6 +598,14 @@ slo:
 	}
 	if float64(st.Scheduled) != st.TargetRate*2 {
 		t.Errorf("scheduled %d, target rate %v/s over 2 s", st.Scheduled, st.TargetRate)
+	}
+	if st.ProfileRate != 100 {
+		t.Errorf("profile rate %v, want the 100/s asked for beside the draw", st.ProfileRate)
+	}
+	var text strings.Builder
+	report.Text(&text, out.Summary, out.Dir)
+	if want := fmt.Sprintf("target %.1f/s (a Poisson draw at 100.0/s)", st.TargetRate); !strings.Contains(text.String(), want) {
+		t.Errorf("the report lacks %q:\n%s", want, text.String())
 	}
 	expect(t, get(t, objs, "achieved_rate >= 99%"), true)
 }

@@ -240,10 +240,14 @@ func targetPart(s *results.Summary) string {
 	if r.TargetRate == 0 {
 		return ""
 	}
+	drawn := ""
+	if r.ProfileRate > 0 {
+		drawn = fmt.Sprintf(" (a Poisson draw at %.1f/s)", r.ProfileRate)
+	}
 	for _, e := range s.Executors {
 		if e.Kind == "vus" {
-			return fmt.Sprintf(" · open-model target %.1f/s", r.TargetRate)
+			return fmt.Sprintf(" · open-model target %.1f/s%s", r.TargetRate, drawn)
 		}
 	}
-	return fmt.Sprintf(" · target %.1f/s", r.TargetRate)
+	return fmt.Sprintf(" · target %.1f/s%s", r.TargetRate, drawn)
 }
