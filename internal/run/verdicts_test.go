@@ -360,10 +360,10 @@ load:
   requests: [{path: /}]
 slo:
   - {objective: "errors < 10", abort: true}
-  - {objective: "p99 < 200ms", every: 1s, abort: true}
+  - {objective: "p99 < 500ms", every: 1s, abort: true}
 `)
 	if out.Summary.Aborted != "" || !out.Pass || out.Summary.Elapsed < 2.9 {
-		t.Fatalf("aborted %q pass %v elapsed %v", out.Summary.Aborted, out.Pass, out.Summary.Elapsed)
+		t.Fatalf("aborted %q pass %v elapsed %v; objectives %+v", out.Summary.Aborted, out.Pass, out.Summary.Elapsed, out.Summary.Objectives)
 	}
 }
 
