@@ -140,7 +140,14 @@ slo:
   - amplification <= 1.02
   - upstream_requests <= 90
 `)
-	expect(t, get(t, objs, "no requests reach api[2] while ejected"), true, "0 requests reached it while ejected")
+	// The probes sent to api[2] while it was ejected (10 a second for
+	// 1.5 s) are not requests reaching it. A request the gateway sent just
+	// before the ejection may still arrive more than the verdict's 5 ms
+	// later on a loaded machine (CI failed once on one such), so this
+	// allows two; fifteen probes counted would fail it.
+	if b := get(t, objs, "no requests reach api[2] while ejected"); b.Value > 2 {
+		t.Errorf("%v requests reached api[2] while ejected: the probes were counted as traffic (%s)", b.Value, b.Evidence)
+	}
 	a := get(t, objs, "amplification <= 1.02")
 	expect(t, a, true)
 	near(t, "amplification", a.Value, 1, 0.001)
