@@ -16,7 +16,7 @@ type Safety struct {
 	Objective string `yaml:"objective" json:"objective"`
 	// Window is how far back the check looks, by when requests ended
 	// (default 5s).
-	Window units.Duration `yaml:"window,omitempty" json:"window,omitempty"`
+	Window units.Duration `yaml:"window,omitempty" json:"window,omitempty" zero:"default"`
 	// OnBreach: stop (default) ends the run after removing every fault;
 	// continue keeps the load running without them.
 	OnBreach string `yaml:"on_breach,omitempty" json:"on_breach,omitempty" jsonschema:"enum=stop,enum=continue"`

@@ -56,7 +56,7 @@ type Upstream struct {
 	Name string `yaml:"name" json:"name"`
 	// Replicas is the number of instances (default 1), each on its own
 	// loopback listener.
-	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty"`
+	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty" zero:"default"`
 	// Listen gives fixed host:port addresses, one per replica. Needed when
 	// the gateway is your own, so its config can point at them.
 	Listen []string `yaml:"listen,omitempty" json:"listen,omitempty"`
@@ -384,7 +384,7 @@ type Phase struct {
 	Gate string `yaml:"gate,omitempty" json:"gate,omitempty" jsonschema:"enum=manual"`
 	// MaxHold bounds a manual gate: it opens by itself after this long
 	// (default 10m, at most 1h).
-	MaxHold units.Duration `yaml:"max_hold,omitempty" json:"max_hold,omitempty"`
+	MaxHold units.Duration `yaml:"max_hold,omitempty" json:"max_hold,omitempty" zero:"default"`
 }
 
 // Objective is an SLO: "p99 < 300ms" over the whole run, or a mapping. A
@@ -410,7 +410,7 @@ type Objective struct {
 	// event counts (breaker_opens, ejections) to one upstream.
 	Upstream string `yaml:"upstream,omitempty" json:"upstream,omitempty"`
 	// Every judges the threshold in every rolling window of this length.
-	Every units.Duration `yaml:"every,omitempty" json:"every,omitempty"`
+	Every units.Duration `yaml:"every,omitempty" json:"every,omitempty" zero:"default"`
 	// Abort stops the run as soon as the objective can no longer pass.
 	Abort bool `yaml:"abort,omitempty" json:"abort,omitempty"`
 
@@ -433,7 +433,7 @@ type Objective struct {
 	// back (default 1%).
 	ErrorBand *units.Percent `yaml:"error_band,omitempty" json:"error_band,omitempty"`
 	// Hold is how long it must stay back (default 3s).
-	Hold units.Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
+	Hold units.Duration `yaml:"hold,omitempty" json:"hold,omitempty" zero:"default"`
 
 	// Breaker names the upstream whose circuit breaker is judged.
 	Breaker         string         `yaml:"breaker,omitempty" json:"breaker,omitempty"`
@@ -466,7 +466,7 @@ type Objective struct {
 	// upstream or db.
 	Cascade string `yaml:"cascade,omitempty" json:"cascade,omitempty"`
 	// Tolerance is how far from its timeout a layer may answer (default 100ms).
-	Tolerance units.Duration `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+	Tolerance units.Duration `yaml:"tolerance,omitempty" json:"tolerance,omitempty" zero:"default"`
 
 	// GatewayAdds bounds what the gateway adds over the direct path (needs
 	// load.direct): "p99 < 5ms", "error_rate < 0.1%".

@@ -106,6 +106,13 @@ func TestBadScenarios(t *testing.T) {
 		{"body from a device", replace("  - {path: /}", "  - {path: /, method: POST, body_file: /dev/zero}"), 16, 42, "load.requests[0].body_file", "not a regular file"},
 		{"credentials in the external URL", replace("  routes:", "  external: http://u:p@127.0.0.1:8080\n  routes:"), 7, 13, "gateway.external", "credentials in the URL are not sent"},
 		{"a zero that would be the default", replace("total: 2s}", "total: 0s}"), 10, 62, "gateway.routes[0].timeouts.total", "0 stands for the default here"},
+		// A written 0 on these read as "not given" and quietly became one
+		// replica, a whole-run threshold, a 3 s hold, a 100 ms tolerance.
+		{"no replicas is not one", replace("    replicas: 2", "    replicas: 0"), 4, 15, "upstreams[0].replicas", "0 stands for the default here"},
+		{"a window of 0 is not the whole run", replace("  - p99 < 1s", `  - {objective: "p99 < 1s", every: 0s}`), 20, 36, "slo[0].every", "0 stands for the default here"},
+		{"a hold of 0 is not 3s", replace("  - p99 < 1s", "  - {recovers_within: 1s, after: slow, hold: 0s}"), 20, 46, "slo[0].hold", "0 stands for the default here"},
+		{"a tolerance of 0 is not 100ms", replace("  - p99 < 1s", "  - {cascade: innermost, tolerance: 0s}"), 20, 37, "slo[0].tolerance", "0 stands for the default here"},
+		{"a safety window of 0 is not 5s", replace("slo:\n", "safety: [{objective: \"error_rate < 20%\", window: 0s}]\nslo:\n"), 19, 50, "safety[0].window", "0 stands for the default here"},
 		{"one listen address twice", replace("    replicas: 2", "    listen: [127.0.0.1:19001, 127.0.0.1:19001]"), 4, 31, "upstreams[0].listen[1]", "already used by upstreams[0].listen[0]"},
 	}
 	for _, tc := range cases {
