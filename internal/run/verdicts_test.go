@@ -332,6 +332,15 @@ slo:
 		t.Errorf("verdict %s pass %v interrupted %v: an aborted run fails", s.Verdict, out.Pass, s.Interrupted)
 	}
 	expect(t, get(t, objs, "errors < 10"), false)
+	// The page says so too: without it, an aborted run's report.html read
+	// as a run that went to its end and failed.
+	page, err := os.ReadFile(filepath.Join(out.Dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(page), "ABORTED after ") || !strings.Contains(string(page), "errors &lt; 10: already ") {
+		t.Errorf("report.html does not say the run was aborted, and why")
+	}
 	// No interval reaches past where the load stopped, so the last one's
 	// rate is the rate over its part (50/s), not a collapse over a whole
 	// second.
