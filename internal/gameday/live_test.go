@@ -930,3 +930,27 @@ safety:
 		t.Errorf("a plain run opened a control API: %v", err)
 	}
 }
+
+// A check halts once per breach. After the halt the window still holds the
+// errors the removed faults caused, and its edge moves in 250 ms steps, so
+// the measured rate saws around the bound for a window's length; each dip
+// below it re-armed the check and the next rise halted again, with nothing
+// left to remove (five halts in 2 s on the game day example).
+func TestAutoHaltOncePerBreach(t *testing.T) {
+	extra := `safety:
+  - {objective: "error_rate < 20%", window: 2s, on_breach: continue}
+`
+	lr := startLive(t, scenario("    - {duration: 7s, rate: 100/s}", extra))
+	time.Sleep(2500 * time.Millisecond) // a healthy window first: the check is armed
+	if _, err := lr.c.AddFault(context.Background(), "cli", []byte(`{kind: error, target: api, params: {status: 500, probability: 30%}}`)); err != nil {
+		t.Fatal(err)
+	}
+	lr.wait()
+	halts := find(events(t, lr.dir), "gameday.halt", "")
+	if len(halts) != 1 {
+		for _, h := range halts {
+			t.Logf("halt at %s: measured %v, removed %v", h.T, h.Attr("measured"), h.Attrs["removed"])
+		}
+		t.Fatalf("%d halts for one breach, want 1", len(halts))
+	}
+}

@@ -21,12 +21,17 @@ const SafetyEvery = 100 * time.Millisecond
 
 // check is one safety check's state. A check halts once per breach: it
 // re-arms when its objective holds again, so a check still failing right
-// after the faults are gone does not halt over and over.
+// after the faults are gone does not halt over and over. Holding again
+// counts only over a window that starts after the halt: until then the
+// window still holds the errors the removed faults caused, and as its edge
+// moves in endWidth steps the rate saws across the bound, which re-armed
+// the check on a dip and halted again on the next rise.
 type check struct {
 	plan.Safety
-	armed bool
-	last  results.ObjectiveResult
-	seen  bool // judged on data at least once
+	armed  bool
+	halted time.Duration // run clock of the last halt; the check re-arms on a window from then on
+	last   results.ObjectiveResult
+	seen   bool // judged on data at least once
 }
 
 // CheckStatus is a safety check as the dashboard shows it.
@@ -75,9 +80,12 @@ func (s *Session) judgeSafety() {
 		c.last, c.seen = r, r.Measured != ""
 		breach := r.Measured != "" && !r.Pass // no data is no breach
 		fire := breach && c.armed
-		if breach {
+		switch {
+		case fire:
+			c.armed, c.halted = false, now
+		case breach:
 			c.armed = false
-		} else if r.Measured != "" {
+		case r.Measured != "" && now-c.Window >= c.halted:
 			c.armed = true
 		}
 		s.mu.Unlock()
