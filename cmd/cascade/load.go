@@ -227,6 +227,22 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	if f.poisson && closed {
 		return nil, errors.New("--poisson applies to the open model (--rate or --ramp)")
 	}
+	// Like --think and --poisson, a flag the model has no use for is an
+	// error, not a value quietly dropped: --max-in-flight on VUs capped
+	// nothing, --max-in-flight 0 ran with the default 10000, and --engine
+	// on an open model changed nothing.
+	given := func(flag string) bool { return cmd != nil && cmd.Flags().Changed(flag) } // nil: flags set by a test
+	if given("max-in-flight") {
+		switch {
+		case closed:
+			return nil, errors.New("--max-in-flight applies to the open model (--rate or --ramp): in a closed one each VU has one request in flight")
+		case f.maxInFlight == 0:
+			return nil, errors.New("--max-in-flight 0 would drop every request: leave it out for the default (10000), or give a value above 0")
+		}
+	}
+	if given("engine") && !closed {
+		return nil, errors.New("--engine applies to the closed model (--vus or --conns): the open model sends from goroutines paced by a timerfd")
+	}
 	if f.ramp != "" {
 		stages, start, err := parseRamp(f.ramp, closed)
 		if err != nil {
