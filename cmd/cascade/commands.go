@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -58,6 +59,15 @@ work in flight but still removes what the run started; a third kills at once (th
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if repeat < 1 || repeat > 1000 {
 				return exitWith(ExitUsage, fmt.Errorf("--repeat must be between 1 and 1000"))
+			}
+			// A repeat runs unattended, one seed after another, without a
+			// control API: it took --live (and cascade gameday) and dropped
+			// them, and --control without --live changed nothing.
+			switch {
+			case repeat > 1 && lf.live:
+				return exitWith(ExitUsage, errors.New("--repeat runs the scenario unattended, one seed after another: a game day (cascade gameday, or --live) runs once"))
+			case !lf.live && cmd.Flags().Changed("control"):
+				return exitWith(ExitUsage, errors.New("--control is the game day's control API address: it applies with --live (or cascade gameday)"))
 			}
 			if repeat > 1 {
 				return runRepeat(cmd.Context(), args[0], pf.options(cmd), repeat, out, stdout, stderr)

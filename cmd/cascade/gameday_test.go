@@ -65,6 +65,23 @@ func TestGameDayCLI(t *testing.T) {
 	if code, _, stderr := runCLI(context.Background(), "gameday", "--control", "0.0.0.0:0", "--out", filepath.Join(tmp, "pub"), f); code != ExitUsage || !strings.Contains(stderr, "loopback") {
 		t.Errorf("public control address: %d %s", code, stderr)
 	}
+	// A repeat has no control API: it dropped --live and cascade gameday
+	// (the gates then failed the setup, exit 3, naming cascade gameday),
+	// and --control without --live was ignored.
+	for _, args := range [][]string{
+		{"gameday", "--repeat", "2", "--out", filepath.Join(tmp, "rep1"), f},
+		{"run", "--live", "--repeat", "2", "--out", filepath.Join(tmp, "rep2"), f},
+	} {
+		if code, _, stderr := runCLI(context.Background(), args...); code != ExitUsage || !strings.Contains(stderr, "--repeat runs the scenario unattended") {
+			t.Errorf("%v: %d %s", args, code, stderr)
+		}
+	}
+	if code, _, stderr := runCLI(context.Background(), "run", "--repeat", "2", "--out", filepath.Join(tmp, "rep3"), f); code != ExitUsage || !strings.Contains(stderr, "manual gates") {
+		t.Errorf("repeated run of a gated scenario: %d %s", code, stderr)
+	}
+	if code, _, stderr := runCLI(context.Background(), "run", "--control", "127.0.0.1:0", "--out", filepath.Join(tmp, "ctl"), f); code != ExitUsage || !strings.Contains(stderr, "applies with --live") {
+		t.Errorf("--control without --live: %d %s", code, stderr)
+	}
 
 	dir := filepath.Join(tmp, "run")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -47,6 +47,11 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 	if err != nil {
 		return exitWith(ExitUsage, err)
 	}
+	if len(base.Gates) > 0 {
+		// As a single run refuses it, before starting anything: no one
+		// would open the gates (exit 2, not a run that failed to start).
+		return exitWith(ExitUsage, fmt.Errorf("%w; --repeat runs unattended, so a gated scenario runs once", run.ErrNeedsLive))
+	}
 	for _, w := range base.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
