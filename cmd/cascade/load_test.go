@@ -124,6 +124,17 @@ func TestLoadThresholdFails(t *testing.T) {
 	}
 }
 
+// A bound below 0.1 ms is printed in microseconds: in hundredths of a
+// millisecond, p99<1us read "< 0.00ms".
+func TestLoadMicrosecondBound(t *testing.T) {
+	tg := newTarget(t, 2*time.Millisecond)
+	code, out, _ := runCLI(context.Background(), "load", tg.url, "--rate", "50/s", "--duration", "300ms",
+		"--threshold", "p99<1us", "--threshold", "lag_p99<50us", "--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	if code != ExitFail || !strings.Contains(out, "(bound < 1.0µs)") || !strings.Contains(out, "(bound < 50.0µs)") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
 // --vus and --conns are closed models: the target never holds more
 // requests than there are VUs.
 // The closed models, on event loops (the default) and on goroutines.

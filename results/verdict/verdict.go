@@ -680,11 +680,16 @@ func (t *Threshold) format(v float64) string {
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
-// FormatDuration prints a latency the way people read them: milliseconds
-// below a second, seconds above, about 3 significant digits.
+// FormatDuration prints a latency the way people read them: microseconds
+// below 0.1 ms, milliseconds below a second, seconds above, about 3
+// significant digits. A bound such as lag_p99 < 5us printed in hundredths
+// of a millisecond read "< 0.01ms", and 1us "< 0.00ms": a bound no run can
+// meet, which validate refuses.
 func FormatDuration(d time.Duration) string {
 	ms := float64(d) / float64(time.Millisecond)
 	switch {
+	case d > 0 && d < 100*time.Microsecond:
+		return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 1, 64) + "µs"
 	case ms < 10:
 		return strconv.FormatFloat(ms, 'f', 2, 64) + "ms"
 	case ms < 1000:
