@@ -124,6 +124,11 @@ func TestExitUsage(t *testing.T) {
 			t.Fatalf("--repeat %s: exit %d %s", n, code, stderr)
 		}
 	}
+	for _, args := range [][]string{{"run", "--progress", "fancy", good}, {"run", "--repeat", "2", "--progress", "fancy", good}} {
+		if code, _, stderr := runCLI(context.Background(), args...); code != ExitUsage || !strings.Contains(stderr, "--progress must be") {
+			t.Fatalf("%v: exit %d %s", args, code, stderr)
+		}
+	}
 	if code, _, _ := runCLI(context.Background(), "run", filepath.Join(t.TempDir(), "missing.yaml")); code != ExitUsage {
 		t.Fatalf("missing file: exit %d", code)
 	}

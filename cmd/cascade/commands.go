@@ -60,6 +60,14 @@ work in flight but still removes what the run started; a third kills at once (th
 			if repeat < 1 || repeat > 1000 {
 				return exitWith(ExitUsage, fmt.Errorf("--repeat must be between 1 and 1000"))
 			}
+			// Checked before a repeat too, which ran with a misspelt
+			// --progress as if it were right.
+			mode := run.ProgressMode(progress)
+			switch mode {
+			case run.ProgressAuto, run.ProgressBars, run.ProgressPlain, run.ProgressOff:
+			default:
+				return exitWith(ExitUsage, fmt.Errorf("--progress must be auto, bars, plain or off"))
+			}
 			// A repeat runs unattended, one seed after another, without a
 			// control API: it took --live (and cascade gameday) and dropped
 			// them, and --control without --live changed nothing.
@@ -78,12 +86,6 @@ work in flight but still removes what the run started; a third kills at once (th
 			}
 			for _, w := range p.Warnings {
 				fmt.Fprintln(stderr, "warning:", w)
-			}
-			mode := run.ProgressMode(progress)
-			switch mode {
-			case run.ProgressAuto, run.ProgressBars, run.ProgressPlain, run.ProgressOff:
-			default:
-				return exitWith(ExitUsage, fmt.Errorf("--progress must be auto, bars, plain or off"))
 			}
 			if err := lf.check(p); err != nil {
 				return exitWith(ExitUsage, err)
