@@ -46,7 +46,7 @@ var (
 type Config struct {
 	// MaxRequests is the number of requests in flight to the upstream.
 	// Default 1024 (Envoy's max_requests).
-	MaxRequests int `yaml:"max_requests"`
+	MaxRequests int `yaml:"max_requests" zero:"default"`
 	// MaxPending is the number of requests that may wait for a slot. Zero
 	// (the default) waits for none: a request that finds every slot taken
 	// overflows at once, like Resilience4j's bulkhead with no wait.

@@ -24,7 +24,7 @@ type RateConfig struct {
 	Rate units.Rate `yaml:"rate"`
 	// Burst is the bucket's size: how many requests may pass at once after a
 	// quiet spell. Default: one second's worth of Rate, at least 1.
-	Burst int `yaml:"burst"`
+	Burst int `yaml:"burst" zero:"default"`
 }
 
 // Validate reports every problem at once, each naming its field.

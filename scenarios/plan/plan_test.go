@@ -113,6 +113,8 @@ func TestBadScenarios(t *testing.T) {
 		{"a hold of 0 is not 3s", replace("  - p99 < 1s", "  - {recovers_within: 1s, after: slow, hold: 0s}"), 20, 46, "slo[0].hold", "0 stands for the default here"},
 		{"a tolerance of 0 is not 100ms", replace("  - p99 < 1s", "  - {cascade: innermost, tolerance: 0s}"), 20, 37, "slo[0].tolerance", "0 stands for the default here"},
 		{"a safety window of 0 is not 5s", replace("slo:\n", "safety: [{objective: \"error_rate < 20%\", window: 0s}]\nslo:\n"), 19, 50, "safety[0].window", "0 stands for the default here"},
+		{"a burst of 0 is not a second's worth", replace("total: 2s}\n", "total: 2s}\n      rate_limit: {rate: 10/s, burst: 0}\n"), 11, 39, "gateway.routes[0].rate_limit.burst", "0 stands for the default here"},
+		{"a bulkhead of 0 is not 1024", replace("gateway:\n", "gateway:\n  upstreams: [{name: api, limits: {max_requests: 0}}]\n"), 7, 50, "gateway.upstreams[0].limits.max_requests", "0 stands for the default here"},
 		{"one listen address twice", replace("    replicas: 2", "    listen: [127.0.0.1:19001, 127.0.0.1:19001]"), 4, 31, "upstreams[0].listen[1]", "already used by upstreams[0].listen[0]"},
 	}
 	for _, tc := range cases {
