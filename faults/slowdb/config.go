@@ -37,19 +37,19 @@ type Config struct {
 	// new temporary file, removed on Close.
 	DSN string `yaml:"dsn,omitempty" json:"dsn,omitempty"`
 	// PoolSize bounds the connection pool. Default 10.
-	PoolSize int `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
+	PoolSize int `yaml:"pool_size,omitempty" json:"pool_size,omitempty" zero:"default"`
 	// StatementTimeout bounds each statement. postgres: the server's
 	// statement_timeout (SQLSTATE 57014). sqlite has none, so the upstream
 	// interrupts the statement at this deadline (sqlite3_interrupt).
 	// Default 500ms.
-	StatementTimeout units.Duration `yaml:"statement_timeout,omitempty" json:"statement_timeout,omitempty"`
+	StatementTimeout units.Duration `yaml:"statement_timeout,omitempty" json:"statement_timeout,omitempty" zero:"default"`
 	// LockTimeout bounds a wait for a lock. postgres: lock_timeout (55P03);
 	// sqlite: busy_timeout (SQLITE_BUSY). Default half the statement
 	// timeout, so a lock wait fails as a lock wait.
-	LockTimeout units.Duration `yaml:"lock_timeout,omitempty" json:"lock_timeout,omitempty"`
+	LockTimeout units.Duration `yaml:"lock_timeout,omitempty" json:"lock_timeout,omitempty" zero:"default"`
 	// UpstreamTimeout is the service's own deadline for a request, pool wait
 	// included; past it the answer is 504 upstream_timeout. Default 2s.
-	UpstreamTimeout units.Duration `yaml:"upstream_timeout,omitempty" json:"upstream_timeout,omitempty"`
+	UpstreamTimeout units.Duration `yaml:"upstream_timeout,omitempty" json:"upstream_timeout,omitempty" zero:"default"`
 	// PropagateCancel cancels the database work when the client disconnects.
 	// Default false: like many real services, the work runs on to its own
 	// deadline after the caller gave up, which is the orphaned work the
@@ -57,13 +57,13 @@ type Config struct {
 	// way.
 	PropagateCancel bool `yaml:"propagate_cancel,omitempty" json:"propagate_cancel,omitempty"`
 	// Customers is how many customers are seeded. Default 500.
-	Customers int `yaml:"customers,omitempty" json:"customers,omitempty"`
+	Customers int `yaml:"customers,omitempty" json:"customers,omitempty" zero:"default"`
 	// OrdersPerCustomer is how many orders each customer has. Default 10.
-	OrdersPerCustomer int `yaml:"orders_per_customer,omitempty" json:"orders_per_customer,omitempty"`
+	OrdersPerCustomer int `yaml:"orders_per_customer,omitempty" json:"orders_per_customer,omitempty" zero:"default"`
 	// HistoryLimit is how many orders one request reads. Default 20.
-	HistoryLimit int `yaml:"history_limit,omitempty" json:"history_limit,omitempty"`
+	HistoryLimit int `yaml:"history_limit,omitempty" json:"history_limit,omitempty" zero:"default"`
 	// SampleInterval is how often the pool is sampled. Default 100ms.
-	SampleInterval units.Duration `yaml:"sample_interval,omitempty" json:"sample_interval,omitempty"`
+	SampleInterval units.Duration `yaml:"sample_interval,omitempty" json:"sample_interval,omitempty" zero:"default"`
 	// AllowRemote lets a postgres DSN name a host off loopback (the
 	// user's --allow-remote; never from the file).
 	AllowRemote bool `yaml:"-" json:"-"`

@@ -87,6 +87,12 @@ func TestFaultScenarioErrors(t *testing.T) {
 			"faults[0].params.latency", "slow_query needs a latency"},
 		{"db config error points at the field", dbReplace("pool_size: 5,", "pool_size: -1,"),
 			"upstreams[0].database.pool_size", "outside 1..1000"},
+		// PostgreSQL reads statement_timeout = 0 as no timeout; cascade
+		// quietly used 500ms (and a pool of 0 became 10).
+		{"a statement timeout of 0 is not none", dbReplace("statement_timeout: 500ms,", "statement_timeout: 0s,"),
+			"upstreams[0].database.statement_timeout", "0 stands for the default here"},
+		{"a pool of 0 is not 10", dbReplace("pool_size: 5,", "pool_size: 0,"),
+			"upstreams[0].database.pool_size", "0 stands for the default here"},
 		{"unknown upstream kind", dbReplace("kind: database", "kind: redis"), "upstreams[0].kind", `unknown upstream kind "redis"`},
 		{"latency on a database upstream", dbReplace("    kind: database\n", "    kind: database\n    latency: 5ms\n"),
 			"upstreams[0].latency", "comes from its database"},
