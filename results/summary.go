@@ -41,6 +41,17 @@ type Summary struct {
 	Versions map[string]string `json:"versions,omitempty"`
 	// GatewayStats are the built-in gateway's counts (absent with your own gateway).
 	GatewayStats *GatewayStats `json:"gateway_stats,omitempty"`
+	// Ladder marks one rung of `cascade ladder`: the run's scenario copy
+	// is the scenario climbed, and the rung (its load, its lifted
+	// timeouts, its one objective) is rebuilt from it with these.
+	Ladder *LadderRung `json:"ladder,omitempty"`
+}
+
+// LadderRung names a rung of the latency ladder and the load it ran.
+type LadderRung struct {
+	Rung     string  `json:"rung"`
+	Rate     float64 `json:"rate"`
+	Duration Seconds `json:"duration_s"`
 }
 
 // Verdicts.

@@ -195,6 +195,13 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			if err != nil {
 				return exitWith(ExitUsage, fmt.Errorf("the run's scenario no longer compiles: %w", err))
 			}
+			if sum.Ladder != nil {
+				// A ladder rung ran a plan made from the scenario, with
+				// its own load and objective: judge that, as the ladder did.
+				if p, err = run.RungPlan(p, *sum.Ladder); err != nil {
+					return exitWith(ExitUsage, fmt.Errorf("ladder rung %s: %w", sum.Ladder.Rung, err))
+				}
+			}
 			in, err := verdict.NewInput(&sum, r.Events, r.Intervals)
 			if err != nil {
 				return exitWith(ExitUsage, err)

@@ -47,9 +47,19 @@ func TestLadderFlags(t *testing.T) {
 
 func TestLadder(t *testing.T) {
 	good := writeFile(t, "good.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
-	code, out, stderr := runCLI(context.Background(), "ladder", "--rate", "10", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "l"), good)
+	dir := filepath.Join(t.TempDir(), "l")
+	code, out, stderr := runCLI(context.Background(), "ladder", "--rate", "10", "--duration", "1s", "--out", dir, good)
 	if code != ExitPass {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	// A rung's directory re-judged offline gives the rung's verdict: it
+	// was judged on the scenario's own objectives (none here: "nothing
+	// judged"), over phases the rung never had.
+	for _, rung := range []string{"gateway", "client", "cascade"} {
+		code, rep, errs := runCLI(context.Background(), "report", filepath.Join(dir, rung))
+		if code != ExitPass || !strings.Contains(rep, "PASS  timeouts answered by ") {
+			t.Errorf("report of rung %s: exit %d\n%s\n%s", rung, code, rep, errs)
+		}
 	}
 	for _, want := range []string{"timeout cascade: client 800.0ms > gateway 250.0ms/500.0ms",
 		"gateway  275.0ms", "gateway at 250.0ms", "gateway_timeout[gateway] 10 at 25",
@@ -62,9 +72,13 @@ func TestLadder(t *testing.T) {
 	// The gateway waits 1.2s for headers but the client only 800ms: in the
 	// gateway's rung the client fires first.
 	bad := writeFile(t, "bad.yaml", strings.NewReplacer("RH", "1200ms", "CLIENT", "800ms", "total: 500ms", "total: 1300ms").Replace(ladderScenario))
-	code, out, stderr = runCLI(context.Background(), "ladder", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "l"), bad)
+	badDir := filepath.Join(t.TempDir(), "l")
+	code, out, stderr = runCLI(context.Background(), "ladder", "--duration", "1s", "--out", badDir, bad)
 	if code != ExitFail {
 		t.Fatalf("misordered ladder: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if code, rep, errs := runCLI(context.Background(), "report", filepath.Join(badDir, "gateway")); code != ExitFail || !strings.Contains(rep, "fired instead of gateway") {
+		t.Errorf("report of the failed gateway rung: exit %d\n%s\n%s", code, rep, errs)
 	}
 	for _, want := range []string{"gateway at 1.200s", "client_timeout[client] 10", "FAIL", "the outer layer client (800.0ms) fired instead of gateway"} {
 		if !strings.Contains(out, want) {

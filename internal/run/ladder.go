@@ -183,7 +183,26 @@ func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration, i
 		q.Timeline = append(q.Timeline, e)
 	}
 	q.Aborts, q.Autoscale, q.Direct, q.DirectUpstreams = nil, nil, 0, nil
+	q.Ladder = &results.LadderRung{Rung: name, Rate: o.Rate, Duration: results.Sec(o.Duration)}
 	return &q
+}
+
+// RungPlan rebuilds the plan of one recorded rung from the scenario it
+// climbed, so that `cascade report` judges a rung's directory on the
+// rung's objective, as the ladder did, and not on the scenario's own.
+func RungPlan(p *plan.Plan, l results.LadderRung) (*plan.Plan, error) {
+	rungs, err := Ladder(p, LadderOptions{Rate: l.Rate, Duration: l.Duration.D()})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range rungs {
+		if r.Name == l.Rung {
+			return r.Plan, nil
+		}
+		names = append(names, r.Name)
+	}
+	return nil, fmt.Errorf("the scenario's ladder has no rung %q (rungs: %v)", l.Rung, names)
 }
 
 // RungResult is a rung that ran.

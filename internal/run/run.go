@@ -335,7 +335,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 func interruptedInSetup(p *plan.Plan, w *results.Writer, rec *recording, opts Options, step, target, gw string) (*Outcome, error) {
 	sum := &results.Summary{Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: time.Now(),
 		Planned: results.Sec(p.Duration), Interrupted: true, Target: target, Gateway: gw, Versions: versions(),
-		Verdict: results.VerdictInterrupted}
+		Verdict: results.VerdictInterrupted, Ladder: p.Ladder}
 	for _, wn := range p.Warnings {
 		sum.Warnings = append(sum.Warnings, wn.String())
 	}
@@ -445,7 +445,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	s := &results.Summary{
 		Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: started,
 		Elapsed: results.Sec(elapsed), Planned: results.Sec(p.Duration), Interrupted: interrupted,
-		Target: target, Gateway: gw, Versions: versions(),
+		Target: target, Gateway: gw, Versions: versions(), Ladder: p.Ladder,
 	}
 	for _, w := range p.Warnings {
 		s.Warnings = append(s.Warnings, w.String())

@@ -49,6 +49,9 @@ type Plan struct {
 	Source      []byte
 	Hash        string
 	Seed        uint64
+	// Ladder is set on a rung of the latency ladder, built from this
+	// plan's scenario (internal/run.Ladder); the run records it.
+	Ladder *results.LadderRung
 
 	Upstreams []faults.UpstreamConfig
 	// Gateway is the built-in gateway's config (upstream targets are filled
