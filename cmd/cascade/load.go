@@ -59,7 +59,7 @@ latency.hlog, scenario.yaml) that 'cascade report' re-judges.
 
 Models:
   --rate R --duration D          open model, constant arrival rate (add --poisson for Poisson arrivals)
-  --ramp FROM:TO:DUR,TO:DUR,...  open model, linear ramps (rates); with --vus, ramps of VUs
+  --ramp FROM:TO:DUR,TO:DUR,...  open model, linear ramps (rates); with --vus N, ramps of VUs from N
   --vus N --duration D           closed model: N virtual users, each waits for its answer (+ --think)
   --conns N --duration D         closed loop at maximum rate over N connections (wrk -c N);
                                  with --rate, a cap of N connections instead
@@ -244,7 +244,23 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 		return nil, errors.New("--engine applies to the closed model (--vus or --conns): the open model sends from goroutines paced by a timerfd")
 	}
 	if f.ramp != "" {
-		stages, start, err := parseRamp(f.ramp, closed)
+		ramp := f.ramp
+		if f.vus > 0 {
+			// --vus N with a ramp of VUs is where the ramp starts (k6's
+			// startVUs): a first item without FROM starts at N, and one
+			// with a FROM must say the same, or one of the two flags
+			// would be ignored.
+			first := strings.Split(strings.SplitN(ramp, ",", 2)[0], ":")
+			switch len(first) {
+			case 2:
+				ramp = strconv.Itoa(f.vus) + ":" + ramp
+			case 3:
+				if from, err := strconv.Atoi(strings.TrimSpace(first[0])); err == nil && from != f.vus {
+					return nil, fmt.Errorf("--vus %d and --ramp's first FROM %d disagree: with a ramp, --vus is the VU count it starts from; give one of the two", f.vus, from)
+				}
+			}
+		}
+		stages, start, err := parseRamp(ramp, closed)
 		if err != nil {
 			return nil, err
 		}

@@ -190,6 +190,31 @@ func TestLoadRamp(t *testing.T) {
 	}
 }
 
+// --vus N with a ramp of VUs starts the ramp at N (k6's startVUs); before,
+// N was ignored and the ramp started from nothing.
+func TestLoadVUsStartTheRamp(t *testing.T) {
+	for _, tc := range []struct {
+		ramp string
+		want string
+	}{
+		{"8:1s", `"start_vus":4`},
+		{"4:8:1s", `"start_vus":4`},
+		{"4:1s", `"vus":4`}, // a hold at N
+	} {
+		f := loadFlags{ramp: tc.ramp, vus: 4, timeout: time.Second, keepAlive: true, method: "GET", maxInFlight: 10, name: "load"}
+		src, err := f.scenario(nil, "http://127.0.0.1:8080/")
+		if err != nil {
+			t.Fatalf("--vus 4 --ramp %s: %v", tc.ramp, err)
+		}
+		if !strings.Contains(strings.ReplaceAll(string(src), " ", ""), tc.want) {
+			t.Errorf("--vus 4 --ramp %s: scenario lacks %s:\n%s", tc.ramp, tc.want, src)
+		}
+		if _, err := plan.CompileBytes("cascade-load.yaml", src, plan.Options{}); err != nil {
+			t.Errorf("--vus 4 --ramp %s: %v", tc.ramp, err)
+		}
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.
@@ -223,6 +248,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--rate", "ten", "--duration", "1s"}, "--rate"},
 		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s"}, "FROM:TO:DURATION"},
 		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s:1s,50/s:60/s:1s"}, "starts at 50"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "10", "--ramp", "0:50:1s"}, "--vus 10 and --ramp's first FROM 0 disagree"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "p99<fast"}, "p99"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "nocolon"}, "Name: value"},
 		{[]string{"ftp://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "http://"},
@@ -368,6 +394,9 @@ func FuzzParseRamp(f *testing.F) {
 			f.vus = 1
 		}
 		src, err := f.scenario(nil, "http://127.0.0.1:8080/")
+		if err != nil && vus && strings.Contains(err.Error(), "disagree") {
+			return // the first FROM is not --vus 1: refused, as it must be
+		}
 		if err != nil {
 			t.Fatalf("--ramp %q parses but makes no scenario: %v", s, err)
 		}
