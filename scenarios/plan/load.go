@@ -31,6 +31,11 @@ const (
 // one connection each).
 const MaxVUs = 50_000
 
+// MaxWeight bounds a request's weight. Weights are relative shares, so a
+// million covers any mix; the generator draws from their sum, and two
+// weights near 2^63 wrapped it negative and panicked the run mid-load.
+const MaxWeight = 1_000_000
+
 // load compiles the load: the single form into one executor, the list form
 // into several side by side.
 func (c *compiler) load() {
@@ -422,6 +427,8 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		}
 		if r.Weight < 0 {
 			c.errorf(p+".weight", "weight must not be negative")
+		} else if r.Weight > MaxWeight {
+			c.errorf(p+".weight", "weight must be 1..%d (a relative share), got %d", MaxWeight, r.Weight)
 		}
 		name := r.Name
 		if name == "" {

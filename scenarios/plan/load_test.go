@@ -149,6 +149,8 @@ func TestBadLoads(t *testing.T) {
 		{"start_vus on rates", "  start_vus: 3\n  stages: [{duration: 1s, ramp_to: 2/s}]\n  requests: [{path: /}]\n", "load.start_vus", "first ramp_to_vus"},
 		{"max_requests on an arrival rate", "  rate: 5/s\n  duration: 1s\n  max_requests: 3\n  requests: [{path: /}]\n", "load.max_requests", "bounds a VU executor"},
 		{"negative max_requests", "  vus: 2\n  duration: 1s\n  max_requests: -3\n  requests: [{path: /}]\n", "load.max_requests", "must be 1.."},
+		{"weights whose sum overflows", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, weight: 9223372036854775807}, {path: /a, weight: 9223372036854775807}]\n",
+			"load.requests[0].weight", "must be 1..1000000"},
 		{"negative start_vus", "  start_vus: -3\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_vus", "0.."},
 	}
 	for _, tc := range cases {
