@@ -382,7 +382,9 @@ func parseQuantile(s string) (float64, bool) {
 		return 99.9, true
 	}
 	q, err := strconv.ParseFloat(v, 64)
-	if err != nil || q <= 0 || q > 100 {
+	// Written so that NaN fails too: p(nan) compared false both ways, was
+	// accepted, and judged a quantile that does not exist.
+	if err != nil || !(q > 0 && q <= 100) {
 		return 0, false
 	}
 	return q, true

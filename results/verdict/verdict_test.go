@@ -108,6 +108,8 @@ func TestParseErrors(t *testing.T) {
 		"achieved_rate >= 1/y":   "unit must be",
 		"lag_error_rate < 1%":    "unknown metric",
 		"p0 < 1s":                "unknown metric",
+		"p(nan) < 1s":            "unknown metric",
+		"p(NaN) < 1s":            "unknown metric",
 		"p(99 < 10ms":            "unbalanced parenthesis",
 		"p99) < 10ms":            "unbalanced parenthesis",
 		"requests == 1.5":        "expected a whole number",
