@@ -190,7 +190,9 @@ func TestHlogReadBack(t *testing.T) {
 			c.Record(i, esample(0, 0, time.Duration(sec)*time.Second+time.Duration(i)*time.Millisecond, lat, cause.OK))
 		}
 	}
-	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	// A start between seconds, as a run's is: the header keeps its
+	// milliseconds, or a reader puts every interval before it happened.
+	start := time.Date(2026, 11, 22, 10, 0, 0, 858_293_960, time.UTC)
 	var buf bytes.Buffer
 	h := NewHlogWriter(&buf, start)
 	ivs := c.TakeIntervals(1 << 62)
@@ -201,8 +203,8 @@ func TestHlogReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := buf.String()
-	for _, want := range []string{"#[Histogram log format version 1.3]", fmt.Sprintf("#[StartTime: %d", start.Unix()),
-		fmt.Sprintf("#[BaseTime: %d", start.Unix()), "Tag=service,"} {
+	for _, want := range []string{"#[Histogram log format version 1.3]", fmt.Sprintf("#[StartTime: %d.858 ", start.Unix()),
+		fmt.Sprintf("#[BaseTime: %d.858 ", start.Unix()), "Tag=service,"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("hlog lacks %q:\n%s", want, text)
 		}

@@ -2,6 +2,7 @@ package results
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"time"
 
@@ -43,8 +44,16 @@ func NewHlogWriter(w io.Writer, start time.Time) *HlogWriter {
 	h.lw = hdr.NewHistogramLogWriter(h.buf)
 	h.lw.SetBaseTime(h.startMs)
 	h.keep(h.lw.OutputLogFormatVersion())
-	h.keep(h.lw.OutputStartTime(h.startMs))
-	h.keep(h.lw.OutputBaseTime(h.startMs))
+	// Our own header lines, not the library's OutputStartTime and
+	// OutputBaseTime: those print whole seconds, while the timestamps below
+	// are relative to the start to the millisecond, so a reader put every
+	// interval up to 999 ms before it happened. The format (and Java's
+	// writer) gives seconds since the epoch with three decimals; the
+	// readers' patterns take them.
+	secs := fmt.Sprintf("%d.%03d", h.startMs/1000, h.startMs%1000)
+	_, err := fmt.Fprintf(h.buf, "#[StartTime: %s (seconds since epoch), %s]\n#[BaseTime: %s (seconds since epoch)]\n",
+		secs, start.UTC().Format("2006-01-02T15:04:05.000Z07:00"), secs)
+	h.keep(err)
 	h.keep(h.lw.OutputLegend())
 	return h
 }
