@@ -2,6 +2,7 @@ package results
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -208,7 +209,7 @@ func Load(dir string) (*Run, error) {
 		return nil, fmt.Errorf("%s is not a cascade run directory: %w", dir, err)
 	}
 	if err := json.Unmarshal(b, &r.Summary); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, SummaryFile), err)
+		return nil, JSONError(filepath.Join(dir, SummaryFile), b, err)
 	}
 	// Every run writes these: without them the file is not a summary (a
 	// "{}" was judged as a run of nothing, and compared as one).
@@ -233,24 +234,10 @@ func LoadRecords(dir string) (events []event.Event, intervals []IntervalRecord, 
 			return nil, nil, nil, fmt.Errorf("%s: the run directory is incomplete: %w", dir, err)
 		}
 	}
-	if err = readLines(filepath.Join(dir, EventsFile), func(d *json.Decoder) error {
-		var e event.Event
-		if err := d.Decode(&e); err != nil {
-			return err
-		}
-		events = append(events, e)
-		return nil
-	}); err != nil {
+	if events, err = readLines[event.Event](filepath.Join(dir, EventsFile)); err != nil {
 		return nil, nil, nil, err
 	}
-	if err = readLines(filepath.Join(dir, IntervalsFile), func(d *json.Decoder) error {
-		var iv IntervalRecord
-		if err := d.Decode(&iv); err != nil {
-			return err
-		}
-		intervals = append(intervals, iv)
-		return nil
-	}); err != nil {
+	if intervals, err = readLines[IntervalRecord](filepath.Join(dir, IntervalsFile)); err != nil {
 		return nil, nil, nil, err
 	}
 	if upstreams, err = LoadUpstreams(dir); err != nil {
@@ -259,21 +246,67 @@ func LoadRecords(dir string) (events []event.Event, intervals []IntervalRecord, 
 	return events, intervals, upstreams, nil
 }
 
-func readLines(path string, each func(*json.Decoder) error) error {
+// readLines decodes a JSON-lines file, one value a line; a missing file has
+// none. An error names the line and column: a run killed mid-write leaves
+// its last line cut, and "unexpected EOF" alone did not say where.
+func readLines[T any](path string) ([]T, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	d := json.NewDecoder(bufio.NewReader(f))
-	for {
-		if err := each(d); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+	var out []T
+	br := bufio.NewReaderSize(f, 256<<10)
+	for n := 1; ; n++ {
+		line, err := br.ReadBytes('\n')
+		if line := bytes.TrimRight(line, "\r\n"); len(bytes.TrimSpace(line)) > 0 {
+			var v T
+			if jerr := json.Unmarshal(line, &v); jerr != nil {
+				return nil, JSONLineError(path, n, jerr)
+			}
+			out = append(out, v)
+		}
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
+}
+
+// JSONError locates a decoding error of data, read from path, as
+// path:line:column, as the scenario's errors are located.
+func JSONError(path string, data []byte, err error) error {
+	off := jsonOffset(err)
+	if off < 0 {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	off = min(off, len(data))
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	// The offset counts the offending byte: its column on its line.
+	col := max(off-bytes.LastIndexByte(data[:off], '\n')-1, 1)
+	return fmt.Errorf("%s:%d:%d: %w", path, line, col, err)
+}
+
+// JSONLineError locates a decoding error of line n of a JSON-lines file as
+// path:line:column.
+func JSONLineError(path string, n int, err error) error {
+	return fmt.Errorf("%s:%d:%d: %w", path, n, max(jsonOffset(err), 1), err)
+}
+
+// jsonOffset is the byte offset encoding/json reports, or -1.
+func jsonOffset(err error) int {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return int(se.Offset)
+	case errors.As(err, &te):
+		return int(te.Offset)
+	}
+	return -1
 }

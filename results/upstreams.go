@@ -512,14 +512,5 @@ func (w *JSONLWriter) Close() error {
 // LoadUpstreams reads dir/upstreams.jsonl; a run without one (an older run,
 // or an external gateway with no fake upstream) has none.
 func LoadUpstreams(dir string) ([]UpstreamRecord, error) {
-	var out []UpstreamRecord
-	err := readLines(filepath.Join(dir, UpstreamsFile), func(d *json.Decoder) error {
-		var r UpstreamRecord
-		if err := d.Decode(&r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+	return readLines[UpstreamRecord](filepath.Join(dir, UpstreamsFile))
 }

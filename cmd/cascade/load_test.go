@@ -406,3 +406,48 @@ func FuzzParseRamp(f *testing.F) {
 		}
 	})
 }
+
+// A run directory damaged the way a killed run or a bad copy leaves it (the
+// last line of intervals.jsonl cut, summary.json cut) is refused by report
+// and compare with the file, line and column of the damage, not a bare
+// "unexpected EOF".
+func TestReportLocatesDamage(t *testing.T) {
+	tg := newTarget(t, 0)
+	base := t.TempDir()
+	good, bad := filepath.Join(base, "good"), filepath.Join(base, "bad")
+	for _, dir := range []string{good, bad} {
+		if code, out, errs := runCLI(context.Background(), "load", tg.url+"/", "--rate", "20/s", "--duration", "1500ms",
+			"--out", dir, "--progress", "off"); code != ExitPass {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+	}
+	cut := func(name string, keep func(b []byte) int) int {
+		p := filepath.Join(bad, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := keep(b)
+		if err := os.WriteFile(p, b[:n], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b[:n]), "\n") + 1
+	}
+	// The last interval line, cut after 10 bytes.
+	line := cut("intervals.jsonl", func(b []byte) int {
+		return strings.LastIndexByte(strings.TrimSuffix(string(b), "\n"), '\n') + 1 + 10
+	})
+	want := fmt.Sprintf("intervals.jsonl:%d:10: ", line)
+	for _, args := range [][]string{{"report", bad}, {"compare", good, bad}} {
+		if code, out, errs := runCLI(context.Background(), args...); code != ExitUsage || !strings.Contains(errs, want) {
+			t.Errorf("%s: exit %d, stderr %q, want it to name %q\n%s", args[0], code, errs, want, out)
+		}
+	}
+	line = cut("summary.json", func(b []byte) int { return len(b) / 2 })
+	want = fmt.Sprintf("summary.json:%d:", line)
+	for _, args := range [][]string{{"report", bad}, {"compare", good, bad}} {
+		if code, _, errs := runCLI(context.Background(), args...); code != ExitUsage || !strings.Contains(errs, want) {
+			t.Errorf("%s: exit %d, stderr %q, want it to name %q", args[0], code, errs, want)
+		}
+	}
+}

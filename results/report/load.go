@@ -29,7 +29,7 @@ func Load(dir string) (*results.Run, error) {
 		return nil, fmt.Errorf("%s is not a cascade run directory: %w", dir, err)
 	}
 	if err := json.Unmarshal(b, &r.Summary); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, results.SummaryFile), err)
+		return nil, results.JSONError(filepath.Join(dir, results.SummaryFile), b, err)
 	}
 	err = eachLine(filepath.Join(dir, results.EventsFile), func(line []byte) error {
 		// Skip per-request events before decoding them in full.
@@ -82,7 +82,7 @@ func eachLine(path string, fn func([]byte) error) error {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 && !(len(line) == 1 && line[0] == '\n') {
 			if perr := fn(line); perr != nil {
-				return fmt.Errorf("%s:%d: %w", path, n, perr)
+				return results.JSONLineError(path, n, perr)
 			}
 		}
 		if err == io.EOF {
