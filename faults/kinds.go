@@ -156,8 +156,8 @@ type ErrorSpec struct {
 
 // Validate implements Spec.
 func (s *ErrorSpec) Validate() error {
-	if s.Status < 100 || s.Status > 599 {
-		return fmt.Errorf("status %d is not an HTTP status (100-599)", s.Status)
+	if err := finalStatus(s.Status); err != nil {
+		return err
 	}
 	return s.Selector.Validate()
 }
@@ -178,6 +178,18 @@ func (f *errorFault) Wrap(next http.Handler, fx *Effect) http.Handler {
 		fx.Fired()
 		writeError(w, f.spec.Status, f.spec.Body)
 	})
+}
+
+// finalStatus checks the status an injected answer ends with. A 1xx is
+// none: Go's server sends it as an informational response and then the
+// handler's answer as a 200, so an error fault of 103 "took effect" on
+// requests that all succeeded; a 101 switches protocols, which the gateway
+// reads as a malformed answer.
+func finalStatus(status int) error {
+	if status < 200 || status > 599 {
+		return fmt.Errorf("status %d is not a final HTTP status (200-599)", status)
+	}
+	return nil
 }
 
 func writeError(w http.ResponseWriter, status int, body string) {
@@ -211,8 +223,8 @@ func (s *FailFirstSpec) Validate() error {
 	if s.Count < 1 {
 		return fmt.Errorf("count must be at least 1 (how many requests fail before the rest succeed)")
 	}
-	if s.Status < 100 || s.Status > 599 {
-		return fmt.Errorf("status %d is not an HTTP status (100-599)", s.Status)
+	if err := finalStatus(s.Status); err != nil {
+		return err
 	}
 	return s.Match.Validate()
 }

@@ -43,8 +43,10 @@ type Behaviour struct {
 
 // Validate checks the behaviour.
 func (b Behaviour) Validate() error {
-	if b.Status != 0 && (b.Status < 100 || b.Status > 599) {
-		return fmt.Errorf("status %d is not an HTTP status (100-599)", b.Status)
+	if b.Status != 0 {
+		if err := finalStatus(b.Status); err != nil {
+			return err
+		}
 	}
 	if b.BodySize > MaxBodySize {
 		return fmt.Errorf("body_size %s is too large: at most %s", b.BodySize, MaxBodySize)

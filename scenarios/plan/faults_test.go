@@ -199,3 +199,24 @@ func TestContainerUpstreamCompiles(t *testing.T) {
 		t.Fatalf("container: false: %v", err)
 	}
 }
+
+// An injected answer ends with a final status. A 1xx is none: Go's server
+// sends it as an informational response and then a 200, so an error fault
+// of 103 "took effect" 20 times on 20 requests that all succeeded.
+func TestInjectedStatusIsFinal(t *testing.T) {
+	const load = "load: {rate: 10/s, duration: 2s, requests: [{path: /}]}\n"
+	for _, tc := range []struct{ src, path string }{
+		{head + load + "faults:\n  - {kind: error, target: api, start: 0s, params: {status: 103}}\n", "faults[0].params"},
+		{head + load + "faults:\n  - {kind: fail_first, target: api, start: 0s, params: {count: 2, status: 101}}\n", "faults[0].params"},
+		{strings.Replace(head, "latency: 5ms", "latency: 5ms, status: 150", 1) + load, "upstreams[0]"},
+	} {
+		_, err := CompileBytes("s.yaml", []byte(tc.src), Options{})
+		if err == nil || !strings.Contains(err.Error(), "is not a final HTTP status (200-599)") || first(t, err).Path != tc.path {
+			t.Errorf("%s: %v, want a final status asked for at %s", tc.src, err, tc.path)
+		}
+	}
+	ok := head + load + "faults:\n  - {kind: error, target: api, start: 0s, params: {status: 200}}\n"
+	if _, err := CompileBytes("s.yaml", []byte(ok), Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
