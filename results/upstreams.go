@@ -86,7 +86,8 @@ type UpstreamRecord struct {
 	// say), 0 when none finished.
 	ServiceP95MS float64 `json:"service_p95_ms,omitempty"`
 	// InFlightMean is the mean number of requests being handled (or queued
-	// for a worker), summed over replicas; InFlightMax the largest sample.
+	// for a worker), summed over replicas; InFlightMax the largest sample
+	// of that sum.
 	InFlightMean float64 `json:"in_flight_mean"`
 	InFlightMax  int64   `json:"in_flight_max"`
 	// HealthChecks are the gateway's active health checks, which are not
@@ -173,6 +174,12 @@ type upstreamAcc struct {
 	// (noDeadline without one); unfinished counts them.
 	running    map[time.Duration]int64
 	unfinished int64
+	// sampleAt and sampleSum add up the replicas sampled at one instant:
+	// InFlightMax is the largest such sum, as InFlightMean sums the
+	// replicas' means (the largest replica's alone came out below the
+	// mean: mean 8.5, max 5).
+	sampleAt  time.Duration
+	sampleSum int64
 }
 
 // noDeadline keys the running arrivals that carried no deadline header.
@@ -187,12 +194,12 @@ func (a Arrival) deadline() time.Duration {
 }
 
 type replicaAcc struct {
-	addr               string
-	arrivals           int64
-	healthChecks       int64
-	inFlightSum        int64
-	inFlightN, maxSeen int64
-	ms                 map[int32]int32
+	addr         string
+	arrivals     int64
+	healthChecks int64
+	inFlightSum  int64
+	inFlightN    int64
+	ms           map[int32]int32
 }
 
 // NewLedger records into intervals of the given width.
@@ -367,7 +374,8 @@ func (l *Ledger) Settle(now, loadEnd time.Duration) {
 }
 
 // Sample records a replica's in-flight count at t; the run samples every
-// replica a few times per interval.
+// replica a few times per interval, each replica of an upstream at the
+// same t.
 func (l *Ledger) Sample(t time.Duration, upstream, replica, addr string, inFlight int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -375,7 +383,11 @@ func (l *Ledger) Sample(t time.Duration, upstream, replica, addr string, inFligh
 	r := acc.replica(replica, addr)
 	r.inFlightSum += inFlight
 	r.inFlightN++
-	r.maxSeen = max(r.maxSeen, inFlight)
+	if t != acc.sampleAt {
+		acc.sampleAt, acc.sampleSum = t, 0
+	}
+	acc.sampleSum += inFlight
+	acc.rec.InFlightMax = max(acc.rec.InFlightMax, acc.sampleSum)
 }
 
 // Take removes and returns, in order, the records of every interval that
@@ -443,7 +455,6 @@ func (a *upstreamAcc) finish(start, width time.Duration) UpstreamRecord {
 			rec.Replicas++
 		}
 		rec.InFlightMean += rr.InFlightMean
-		rec.InFlightMax = max(rec.InFlightMax, r.maxSeen)
 		ms := make([]int32, 0, len(r.ms))
 		for k := range r.ms {
 			ms = append(ms, k)

@@ -152,3 +152,28 @@ func TestLedgerOrphansOutlivingTheRun(t *testing.T) {
 		}
 	}
 }
+
+// in_flight_max is the largest sum over the replicas sampled at one
+// instant, the sum in_flight_mean averages: never below the mean.
+func TestInFlightMaxSumsTheReplicas(t *testing.T) {
+	const ms = time.Millisecond
+	l := NewLedger(time.Second)
+	for _, at := range []time.Duration{100 * ms, 200 * ms, 300 * ms} {
+		l.Sample(at, "api", "api[0]", "127.0.0.1:10", 2)
+		l.Sample(at, "api", "api[1]", "127.0.0.1:11", 3)
+	}
+	l.Sample(400*ms, "api", "api[0]", "127.0.0.1:10", 6)
+	l.Sample(400*ms, "api", "api[1]", "127.0.0.1:11", 0)
+	got := l.Take(time.Second)
+	if len(got) != 1 {
+		t.Fatalf("%d records", len(got))
+	}
+	if r := got[0]; r.InFlightMean != 5.25 || r.InFlightMax != 6 {
+		t.Fatalf("in flight mean %v max %v, want 5.25 (3 + 2.25) and 6", r.InFlightMean, r.InFlightMax)
+	}
+	l.Sample(1100*ms, "api", "api[0]", "127.0.0.1:10", 2)
+	l.Sample(1100*ms, "api", "api[1]", "127.0.0.1:11", 3)
+	if r := l.Take(2 * time.Second)[0]; r.InFlightMean != 5 || r.InFlightMax != 5 {
+		t.Fatalf("second 1: in flight mean %v max %v, want 5 and 5", r.InFlightMean, r.InFlightMax)
+	}
+}

@@ -274,3 +274,34 @@ load:
 		t.Fatalf("cascade report on the interrupted setup: exit %d\n%s%s", code, out, stderr)
 	}
 }
+
+// upstreams.jsonl as a consumer reads it: an upstream's in_flight_max is
+// the largest in-flight count summed over its replicas, the sum its
+// in_flight_mean averages, so never below the mean (it was the largest
+// replica's alone: mean 8.5, max 5).
+func TestUpstreamsInFlightMaxIsNotBelowTheMean(t *testing.T) {
+	src := strings.NewReplacer("latency: 2ms", "latency: 40ms", "rate: 50/s", "rate: 200/s", "DURATION", "1500ms",
+		"LISTEN", "", "SLO", `"error_rate < 100%"`).Replace(scenario)
+	f := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	if code, out, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", dir, f); code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	recs, err := results.LoadUpstreams(dir)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	busy := false
+	for _, r := range recs {
+		if float64(r.InFlightMax) < r.InFlightMean {
+			t.Errorf("second %v: in_flight_max %d below in_flight_mean %v", r.Start, r.InFlightMax, r.InFlightMean)
+		}
+		busy = busy || r.InFlightMean >= 4
+	}
+	if !busy {
+		t.Fatalf("no second with 4 requests in flight on average: %+v", recs)
+	}
+}
