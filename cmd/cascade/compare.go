@@ -90,5 +90,11 @@ func parseThreshold(s string) (float64, error) {
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 		return 0, fmt.Errorf("--threshold %q: expected a percentage such as 10%% (or a fraction such as 0.1), not negative", s)
 	}
+	// A bare number above 1 is a percentage without its sign far more often
+	// than a fraction: --threshold 5 read as 500% let p99 grow sixfold
+	// without a regression. As a scenario's percentages, it needs the sign.
+	if div == 1 && v > 1 {
+		return 0, fmt.Errorf("--threshold %q is above 1 as a fraction: write it with a %% sign (%s%%, or %s%% for a fraction of %s)", s, t, strconv.FormatFloat(v*100, 'g', -1, 64), t)
+	}
 	return v / div, nil
 }

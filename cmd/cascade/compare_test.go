@@ -136,6 +136,7 @@ func TestCompareUsage(t *testing.T) {
 		{"compare", fast, filepath.Join(t.TempDir(), "nope")},
 		{"compare", "--threshold", "ten", fast, fast},
 		{"compare", "--threshold", "-5%", fast, fast},
+		{"compare", "--threshold", "5", fast, fast}, // 5% or 500%? (it was read as 500%)
 		{"compare", "--judge", "p77", fast, fast},
 	} {
 		if code, _, stderr := runCLI(context.Background(), args...); code != ExitUsage || stderr == "" {
