@@ -117,13 +117,25 @@ func ParseCSV(name string, b []byte) (*Dataset, error) {
 }
 
 // ParseJSON reads a JSON array of objects whose values are strings, numbers,
-// booleans or null; the columns are the union of the keys.
+// booleans or null; the columns are the union of the keys. Errors give the
+// line and column, as encoding/csv's do for a CSV file.
 func ParseJSON(name string, b []byte) (*Dataset, error) {
-	d := json.NewDecoder(bytes.NewReader(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))))
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	var objs []map[string]any
 	if err := d.Decode(&objs); err != nil {
-		return nil, fmt.Errorf("data set %q: expected a JSON array of objects: %w", name, err)
+		return nil, fmt.Errorf("data set %q: %sexpected a JSON array of objects: %w", name, jsonAt(b, jsonErrOffset(err)), err)
+	}
+	// Decode stops after the array: whatever follows was dropped without a
+	// word (a second array's rows, or a file of one object per line after
+	// a first line that was an array).
+	next := int(d.InputOffset())
+	if _, err := d.Token(); err != io.EOF {
+		for next < len(b) && strings.IndexByte(" \t\r\n", b[next]) >= 0 {
+			next++
+		}
+		return nil, fmt.Errorf("data set %q: %sexpected the end of the file after the array of objects", name, jsonAt(b, int64(next)+1))
 	}
 	keys := map[string]bool{}
 	for _, o := range objs {
@@ -148,12 +160,38 @@ func ParseJSON(name string, b []byte) (*Dataset, error) {
 			case bool:
 				row[j] = strconv.FormatBool(v)
 			default:
-				return nil, fmt.Errorf("data set %q: row %d, key %q: only strings, numbers, booleans and null can be used as values", name, i, k)
+				// Numbered from 1, as a CSV file's rows are.
+				return nil, fmt.Errorf("data set %q: row %d, key %q: only strings, numbers, booleans and null can be used as values", name, i+1, k)
 			}
 		}
 		ds.Rows = append(ds.Rows, row)
 	}
 	return ds, ds.check()
+}
+
+// jsonErrOffset is the byte offset encoding/json gives an error, or 0.
+func jsonErrOffset(err error) int64 {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return se.Offset
+	case errors.As(err, &te):
+		return te.Offset
+	}
+	return 0
+}
+
+// jsonAt says where byte offset off of b is ("line 3, column 12: "), or
+// nothing when it is not known. The offset counts the byte it names.
+func jsonAt(b []byte, off int64) string {
+	if off <= 0 {
+		return ""
+	}
+	head := b[:min(int(off), len(b))]
+	line := 1 + bytes.Count(head, []byte("\n"))
+	col := len(head) - bytes.LastIndexByte(head, '\n') - 1
+	return fmt.Sprintf("line %d, column %d: ", line, max(col, 1))
 }
 
 func (ds *Dataset) check() error {

@@ -141,6 +141,11 @@ func TestDatasetErrors(t *testing.T) {
 		{json: `{"a":1}`, msg: "array of objects"},
 		{json: `[{"a":{"b":1}}]`, msg: "only strings, numbers"},
 		{json: `[]`, msg: "no rows"},
+		// What follows the array was dropped: a second array's rows.
+		{json: "[{\"a\":1}]\n[{\"a\":2}]\n", msg: "line 2, column 1: expected the end of the file after the array"},
+		{json: "[{\"a\":1}] x", msg: "line 1, column 11: expected the end of the file"},
+		{json: "[{\"a\":1},\n {\"a\":2,}]", msg: "line 2, column 9: expected a JSON array of objects"},
+		{json: `[{"a":1},{"a":{"b":1}}]`, msg: `row 2, key "a"`}, // from 1, as a CSV file's rows
 	} {
 		var err error
 		if tc.json != "" {
