@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/cascadehq/cascade/gateway/health"
 	"github.com/cascadehq/cascade/gateway/limit"
 	"github.com/cascadehq/cascade/gateway/retry"
+	"github.com/cascadehq/cascade/internal/regfile"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/internal/yamlfile"
 )
@@ -448,7 +448,7 @@ func names[V any](m map[string]V) string {
 // LoadConfig reads a standalone gateway config file; errors name
 // file:line:column.
 func LoadConfig(path string, allowRemote bool) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.Read(path, regfile.MaxConfig)
 	if err != nil {
 		return Config{}, err
 	}

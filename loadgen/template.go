@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cascadehq/cascade/internal/regfile"
 )
 
 // Template is a request path, header value or body with variables in
@@ -67,6 +68,9 @@ type Dataset struct {
 	Random bool
 }
 
+// MaxDataset bounds a data set file: it is held in memory, rows and all.
+const MaxDataset = 1 << 30
+
 // ReadDataset reads a data set from a .csv or .json file.
 func ReadDataset(name, path string, random bool) (*Dataset, error) {
 	parse := ParseCSV
@@ -77,7 +81,7 @@ func ReadDataset(name, path string, random bool) (*Dataset, error) {
 	default:
 		return nil, fmt.Errorf("data set %q: %s: the file must end in .csv (with a header row) or .json (an array of objects)", name, path)
 	}
-	b, err := os.ReadFile(path)
+	b, err := regfile.Read(path, MaxDataset)
 	if err != nil {
 		return nil, fmt.Errorf("data set %q: %w", name, err)
 	}

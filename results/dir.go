@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/regfile"
 )
 
 // Files in a run directory.
@@ -201,10 +202,14 @@ type Run struct {
 	Upstreams []UpstreamRecord // what the fake upstreams saw (upstreams.jsonl)
 }
 
+// MaxSummary bounds summary.json: a directory given to report or compare
+// may be anything, and its summary.json a link to /dev/zero.
+const MaxSummary = 1 << 30
+
 // Load reads a run directory written by Writer.
 func Load(dir string) (*Run, error) {
 	r := &Run{Dir: dir}
-	b, err := os.ReadFile(filepath.Join(dir, SummaryFile))
+	b, err := regfile.Read(filepath.Join(dir, SummaryFile), MaxSummary)
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a cascade run directory: %w", dir, err)
 	}

@@ -7,7 +7,6 @@ package scenarios
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/invopop/jsonschema"
@@ -16,6 +15,7 @@ import (
 	"github.com/cascadehq/cascade/faults"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/dist"
+	"github.com/cascadehq/cascade/internal/regfile"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/internal/yamlfile"
 )
@@ -512,7 +512,7 @@ func Parse(name string, data []byte) (*File, *yamlfile.Doc, error) {
 
 // ReadFile reads and decodes a scenario file.
 func ReadFile(path string) (*File, *yamlfile.Doc, []byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.Read(path, regfile.MaxConfig)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read scenario: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/cascadehq/cascade/faults/tcpfault"
 	"github.com/cascadehq/cascade/faults/tcpfault/toxiapi"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/regfile"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
 
@@ -274,7 +275,7 @@ GET /proxies/{name}/stats returns counters. --config loads proxies as toxiproxy-
 			defer stop()
 			var populate []byte
 			if config != "" {
-				b, err := os.ReadFile(config)
+				b, err := regfile.Read(config, regfile.MaxConfig)
 				if err != nil {
 					return exitWith(ExitUsage, err)
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cascadehq/cascade/internal/gameday"
+	"github.com/cascadehq/cascade/internal/regfile"
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/scenarios/plan"
@@ -199,7 +200,7 @@ messages); without --duration it lasts until 'cascade fault rm' or the end of th
 				if kind != "" || target != "" || params != "" {
 					return exitWith(ExitUsage, errors.New("--file excludes --kind, --target and --params"))
 				}
-				b, err := os.ReadFile(file)
+				b, err := regfile.Read(file, regfile.MaxConfig)
 				if err != nil {
 					return exitWith(ExitUsage, err)
 				}

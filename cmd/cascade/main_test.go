@@ -78,3 +78,42 @@ func TestEscalateTwice(t *testing.T) {
 		t.Errorf("no run in progress, yet: %s", stderr.String())
 	}
 }
+
+// A path that names no regular file (a named pipe here: open waited for a
+// writer for ever, deaf to Ctrl-C; /dev/zero was read until memory ran
+// out) is refused by validate, as the scenario or as a data set it names.
+func TestValidateRefusesFilesThatAreNotFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := dir + "/pipe.csv"
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scenario := dir + "/s.yaml"
+	src := "name: s\nupstreams: [{name: api}]\ngateway: {routes: [{path: /, upstream: api}]}\n" +
+		"load: {rate: 10/s, duration: 1s, data: {users: pipe.csv}, requests: [{path: \"/u/{{users.id}}\"}]}\n"
+	if err := os.WriteFile(scenario, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{fifo, "pipe.csv is not a regular file (it is a named pipe)"},
+		{scenario, "s.yaml:4:"},
+	} {
+		type result struct {
+			code int
+			errs string
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, _, errs := runCLI(context.Background(), "validate", tc.path)
+			done <- result{code, errs}
+		}()
+		select {
+		case r := <-done:
+			if r.code != ExitUsage || !strings.Contains(r.errs, tc.want) || !strings.Contains(r.errs, "named pipe") {
+				t.Errorf("validate %s: exit %d, %q; want %d and %q", tc.path, r.code, r.errs, ExitUsage, tc.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("validate %s: no answer after 10 s", tc.path)
+		}
+	}
+}

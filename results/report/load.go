@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/regfile"
 	"github.com/cascadehq/cascade/results"
 )
 
@@ -24,7 +25,7 @@ var perRequest = map[string]bool{"fault.apply": true}
 // firing in memory. Verdicts need results.Load.
 func Load(dir string) (*results.Run, error) {
 	r := &results.Run{Dir: dir}
-	b, err := os.ReadFile(filepath.Join(dir, results.SummaryFile))
+	b, err := regfile.Read(filepath.Join(dir, results.SummaryFile), results.MaxSummary)
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a cascade run directory: %w", dir, err)
 	}

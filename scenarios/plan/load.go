@@ -3,10 +3,8 @@ package plan
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/cascadehq/cascade/internal/regfile"
 	"github.com/cascadehq/cascade/internal/upstreamheader"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/scenarios"
@@ -471,21 +470,7 @@ const MaxBody = 64 << 20
 
 // readBody reads a body file: a regular file of at most MaxBody bytes.
 func readBody(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxBody+1))
-	if err == nil && len(b) > MaxBody {
-		err = fmt.Errorf("%s is larger than %d MiB, the most a request body may be", path, MaxBody>>20)
-	}
-	return b, err
+	return regfile.Read(path, MaxBody)
 }
 
 // checkPath checks a path that has no template variables as the request
