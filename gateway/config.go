@@ -240,8 +240,8 @@ func (c *Config) Validate(replicas map[string]int) []yamlfile.FieldError {
 			add(p+".weights", "%d weights for %d replicas/targets", len(u.Weights), n)
 		}
 		for j, w := range u.Weights {
-			if w < 1 {
-				add(fmt.Sprintf("%s.weights[%d]", p, j), "a weight must be at least 1, got %d", w)
+			if w < 1 || w > balance.MaxWeight {
+				add(fmt.Sprintf("%s.weights[%d]", p, j), "a weight must be 1..%d (a relative share), got %d", balance.MaxWeight, w)
 			}
 		}
 		errs = append(errs, sub(p+".balance", u.Balance.Validate())...)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,9 @@ func TestConfigValidationCases(t *testing.T) {
 		{"retry field", one(Route{Retries: &retry.Config{RetryOn: []string{"bogus"}}}, Upstream{}, ok), nil, "routes[0].retries.retry_on[0]", "bogus"},
 		{"balance policy", one(Route{}, Upstream{Balance: balanceCfg("fastest")}, ok), nil, "upstreams[0].balance.policy", "round_robin"},
 		{"weights", one(Route{}, Upstream{Weights: []int{1, 2}}, ok), nil, "upstreams[0].weights", "2 weights for 1"},
-		{"weight zero", one(Route{}, Upstream{Weights: []int{0}}, ok), nil, "upstreams[0].weights[0]", "at least 1"},
+		{"weight zero", one(Route{}, Upstream{Weights: []int{0}}, ok), nil, "upstreams[0].weights[0]", "must be 1..1000000"},
+		// Their sum wrapped negative: the random policy panicked mid-run.
+		{"weight past the bound", one(Route{}, Upstream{Weights: []int{math.MaxInt64}}, ok), nil, "upstreams[0].weights[0]", "must be 1..1000000"},
 		{"empty fallback", one(Route{Fallback: &Fallback{}}, Upstream{}, ok), nil, "routes[0].fallback", "cache, static"},
 		{"fallback condition", one(Route{Fallback: &Fallback{Static: &fallback.StaticConfig{}, On: []string{"always"}}}, Upstream{}, ok),
 			nil, "routes[0].fallback.on[0]", "breaker_open"},

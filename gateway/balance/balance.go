@@ -250,8 +250,15 @@ func (b *Balancer) Get(addr string) *Endpoint {
 	return nil
 }
 
+// MaxWeight bounds an endpoint's weight. The weighted policies add the
+// weights up (random draws from their sum): two weights near 2^63 wrapped
+// it negative and the random policy panicked the gateway mid-run. Weights
+// are relative, so a million covers any split.
+const MaxWeight = 1_000_000
+
 // Add adds endpoints. It refuses (and adds none of) a nil endpoint, an
-// empty address, a weight below 1, or an address already present.
+// empty address, a weight outside 1..MaxWeight, or an address already
+// present.
 func (b *Balancer) Add(eps ...*Endpoint) error {
 	b.mu.Lock()
 	cur := *b.eps.Load()
@@ -266,8 +273,8 @@ func (b *Balancer) Add(eps ...*Endpoint) error {
 			err = errors.New("balance: nil endpoint")
 		case e.addr == "":
 			err = errors.New("balance: endpoint without an address")
-		case e.weight < 1:
-			err = fmt.Errorf("balance: endpoint %s: weight must be at least 1, got %d", e.addr, e.weight)
+		case e.weight < 1 || e.weight > MaxWeight:
+			err = fmt.Errorf("balance: endpoint %s: weight must be 1..%d, got %d", e.addr, MaxWeight, e.weight)
 		case seen[e.addr]:
 			err = fmt.Errorf("balance: endpoint %s is already in the set", e.addr)
 		}

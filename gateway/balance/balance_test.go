@@ -270,6 +270,7 @@ func TestAddRemove(t *testing.T) {
 		{NewEndpoint("127.0.0.1:2", 1), NewEndpoint("127.0.0.1:2", 1)},
 		{NewEndpoint("", 1)},
 		{NewEndpoint("127.0.0.1:3", 0)},
+		{NewEndpoint("127.0.0.1:3", MaxWeight+1)}, // sums of weights wrapped: the random policy panicked
 		{nil},
 	} {
 		if err := b.Add(bad...); err == nil {
