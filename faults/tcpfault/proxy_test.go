@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"syscall"
 	"testing"
 	"time"
@@ -557,5 +559,38 @@ func TestHostPort(t *testing.T) {
 		if got, err := HostPort(bad); err == nil {
 			t.Errorf("HostPort(%q) = %q, want an error", bad, got)
 		}
+	}
+}
+
+// A jitter or a size variation past 2^62 (which the API and a scenario
+// accept) doubled past int64 when drawn, and rand.Int64N panicked on the
+// wrapped bound: the proxy, and the run with it, went down at the first
+// response. Now half the draws are cut at no delay and the rest wait.
+func TestHugeSpreadsDoNotWrap(t *testing.T) {
+	up := httpUpstream(t, nil)
+	p := startProxy(t, up.Listener.Addr().String())
+	add(t, p, NewSpec("lat", Downstream, &Latency{Latency: math.MaxInt64 / 2, Jitter: math.MaxInt64}))
+	answered := 0
+	for range 16 {
+		c := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+		if resp, err := c.Get("http://" + p.Addr() + "/"); err == nil {
+			resp.Body.Close()
+			answered++
+		}
+	}
+	if answered == 0 || answered == 16 {
+		t.Errorf("%d of 16 answered at once, want about half (delays from 0 to the largest)", answered)
+	}
+
+	payload := make([]byte, 4000)
+	rand.Read(payload)
+	addr, _ := tcpUpstream(t, func(c net.Conn) { c.Write(payload) })
+	ps := startProxy(t, addr)
+	add(t, ps, NewSpec("sl", Downstream, &Slicer{AverageSize: math.MaxInt64, SizeVariation: math.MaxInt64 - 1}))
+	c := dial(t, ps.Addr())
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(c)
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("got %d bytes, want the %d sent, intact", len(got), len(payload))
 	}
 }

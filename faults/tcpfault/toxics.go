@@ -2,6 +2,7 @@ package tcpfault
 
 import (
 	"errors"
+	"math"
 	"time"
 )
 
@@ -61,7 +62,7 @@ func (t *Latency) Pipe(p *Pipe, c *Chunk) error {
 	if st.t != t || st.msg != c.Msg {
 		st.t, st.msg, st.delay = t, c.Msg, t.Latency
 		if t.Jitter > 0 {
-			st.delay += time.Duration(p.Rand().Int64N(2*int64(t.Jitter)+1)) - t.Jitter
+			st.delay = addSat(st.delay, spread(p, int64(t.Jitter)))
 		}
 		st.delay = max(st.delay, 0)
 	}
@@ -211,7 +212,7 @@ func (t *Slicer) Pipe(p *Pipe, c *Chunk) error {
 	for len(c.Data) > 0 {
 		n := t.AverageSize
 		if t.SizeVariation > 0 {
-			n += p.Rand().Int64N(2*t.SizeVariation+1) - t.SizeVariation
+			n = int64(addSat(time.Duration(n), spread(p, t.SizeVariation)))
 		}
 		p.Delayed(int(min(n, int64(len(c.Data)))))
 		if err := p.Pass(c, int(min(n, int64(len(c.Data))))); err != nil {
@@ -281,3 +282,19 @@ func (t *Blackhole) HoldsNewConnections() bool { return !t.NoAccept }
 
 // StopsAccepting implements AcceptStopper.
 func (t *Blackhole) StopsAccepting() bool { return t.NoAccept }
+
+// spread draws uniformly from [-v, v] for v >= 0. The draw is made in
+// uint64: 2v+1 passes int64 from v = 2^62 (a jitter of 146 years, which
+// the API and a scenario accept), and Int64N panicked on the wrapped
+// bound, taking the proxy down mid-run.
+func spread(p *Pipe, v int64) time.Duration {
+	return time.Duration(p.Rand().Uint64N(2*uint64(v)+1) - uint64(v))
+}
+
+// addSat adds d to a non-negative delay (or size), stopping at the largest.
+func addSat(delay, d time.Duration) time.Duration {
+	if d > 0 && delay > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	return delay + d
+}
