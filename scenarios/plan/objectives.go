@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
@@ -470,8 +471,10 @@ func (c *compiler) recovery(p string, o scenarios.Objective, phases map[string]b
 	}
 	rc := &verdict.Recovery{After: at, Onset: onset, Within: o.RecoversWithin.D(), Baseline: o.Baseline, Hold: o.Hold.D()}
 	if o.Band != nil {
-		if *o.Band < 1 {
-			c.errorf(p+".band", "band multiplies the baseline p99 and must be at least 1 (1.5: up to 50%% above), got %g", *o.Band)
+		// Written so that NaN fails too: band: .nan compared false both
+		// ways and was accepted, and so was .inf, a band nothing leaves.
+		if b := *o.Band; !(b >= 1) || math.IsInf(b, 1) {
+			c.errorf(p+".band", "band multiplies the baseline p99 and must be a number from 1 (1.5: up to 50%% above), got %g", b)
 			return nil
 		}
 		rc.Band = *o.Band
