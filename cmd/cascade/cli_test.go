@@ -305,3 +305,27 @@ func TestUpstreamsInFlightMaxIsNotBelowTheMean(t *testing.T) {
 		t.Fatalf("no second with 4 requests in flight on average: %+v", recs)
 	}
 }
+
+// Stopped less than an interval into the run, the summary keeps no rate
+// for it, and the achieved_rate objective says why: not "the profile
+// scheduled nothing" beside a summary that counts what it scheduled.
+func TestInterruptEarlyExplainsTheMissingRate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	f := write(t, "20s", `"achieved_rate >= 90%"`, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	code, out, _ := runCLI(ctx, "run", "--progress", "off", "--out", dir, f)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	r, err := results.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Summary.Run.Stats.Scheduled; n == 0 || r.Summary.Run.End >= 1 || len(r.Summary.Objectives) != 1 {
+		t.Fatalf("scheduled %d, stopped at %vs, %d objectives: want a stop within the first second", n, r.Summary.Run.End, len(r.Summary.Objectives))
+	}
+	if ev := r.Summary.Objectives[0].Evidence; !strings.Contains(ev, "too short a window for a rate") {
+		t.Fatalf("evidence %q", ev)
+	}
+}

@@ -548,6 +548,13 @@ func (t *Threshold) measure(in *Input, sp span) (v float64, evidence string, fac
 		ev := fmt.Sprintf("achieved %.1f/s against a target of %.1f/s in %s", v, sp.targetRate, window)
 		if t.relative {
 			if sp.targetRate == 0 {
+				// A run stopped less than an interval into the span keeps no
+				// rate for it (1 sent in 5 ms is not 200/s): that is not a
+				// profile that scheduled nothing, which the summary's
+				// scheduled count would contradict.
+				if n := sp.st.Scheduled(); n > 0 {
+					return 0, fmt.Sprintf("%d requests were scheduled in %s: too short a window for a rate (the run stopped in it)", n, window), nil, false
+				}
 				return 0, "the profile scheduled nothing in " + window, nil, false
 			}
 			v /= sp.targetRate
