@@ -287,14 +287,16 @@ func TestBlockedExcusesCallsAdmittedBeforeOpening(t *testing.T) {
 
 func TestPhaseLabel(t *testing.T) {
 	for _, tc := range []struct {
-		start, end results.Seconds
-		want       string
+		start, end, planned results.Seconds
+		want                string
 	}{
-		{0, 12, "phase run [0.0s, 12.0s)"},
-		{0, 0.011, "phase run [0.000s, 0.011s)"},
-		{9, 9.0046, "phase run [9.000s, 9.005s)"},
+		{0, 12, 0, "phase run [0.0s, 12.0s)"},
+		{0, 0.011, 0, "phase run [0.000s, 0.011s)"},
+		{9, 9.0046, 0, "phase run [9.000s, 9.005s)"},
+		{7, 7, 9, "phase run (planned [7.0s, 9.0s); the run stopped before it began)"}, // was [7.000s, 7.000s)
+		{7, 7.5, 9, "phase run [7.000s, 7.500s)"},
 	} {
-		if got := phaseLabel("run", results.PhaseSummary{Start: tc.start, End: tc.end}); got != tc.want {
+		if got := phaseLabel("run", results.PhaseSummary{Start: tc.start, End: tc.end, PlannedEnd: tc.planned}); got != tc.want {
 			t.Errorf("[%v, %v): %q, want %q", tc.start, tc.end, got, tc.want)
 		}
 	}

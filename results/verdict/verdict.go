@@ -752,6 +752,11 @@ func topCauses(st *results.Stats) string {
 // the millisecond for a window shorter than a second (a run of 300
 // requests read "[0.0s, 0.0s)").
 func phaseLabel(name string, p results.PhaseSummary) string {
+	// A phase the run stopped before has no window: "[7.000s, 7.000s)"
+	// read as a phase of no length that had run.
+	if p.Cut() && p.End <= p.Start {
+		return fmt.Sprintf("phase %s (planned [%.1fs, %.1fs); the run stopped before it began)", name, float64(p.Start), float64(p.PlannedEnd))
+	}
 	if p.End-p.Start < 1 {
 		return fmt.Sprintf("phase %s [%.3fs, %.3fs)", name, float64(p.Start), float64(p.End))
 	}
