@@ -10,55 +10,69 @@ import "github.com/goccy/go-yaml/ast"
 // took `cascade validate` 79 s and 6 GB to be told it was invalid.
 const MaxAliasValues = 100_000
 
-// checkAliases counts, in document order, the values each alias stands for
-// and refuses the alias that takes the total past MaxAliasValues.
-func checkAliases(root ast.Node) *Error {
-	sizes := map[string]int{} // anchor name → values of what it marks
+// resolveAliases replaces, in document order, each alias with the node its
+// anchor marks, and refuses the alias that takes the values aliases add
+// past MaxAliasValues.
+//
+// The decoder resolves aliases itself, but only within one decoding: a
+// type that decodes its own node (the load, a data set, a fault's params)
+// decodes it afresh, without the anchors around it, so `vus: *n` under
+// load: was "could not find alias" with the anchor two lines up. Resolved
+// here, every decoding sees the values. An alias of an anchor not defined
+// yet (or of itself) is left for the decoder to refuse.
+func resolveAliases(root ast.Node) *Error {
+	anchors := map[string]ast.Node{} // anchor name → the node it marks
+	sizes := map[string]int{}        // … and the values in it
 	added := 0
 	var walk func(n ast.Node) (int, *Error)
-	walk = func(n ast.Node) (int, *Error) {
-		sum := func(nodes ...ast.Node) (int, *Error) {
-			total := 1
-			for _, c := range nodes {
-				s, err := walk(c)
-				if err != nil {
-					return 0, err
-				}
-				total += s
+	// child walks a child and, if it is an alias it can resolve, returns
+	// the node that replaces it.
+	child := func(n ast.Node) (ast.Node, int, *Error) {
+		if a, ok := n.(*ast.AliasNode); ok && a != nil && a.Value != nil {
+			name := a.Value.GetToken().Value
+			target, ok := anchors[name]
+			if !ok {
+				return n, 1, nil
 			}
-			return total, nil
+			if added += sizes[name]; added > MaxAliasValues {
+				return n, 0, NodeError(a, "aliases expand this file past %d values (an alias of a list of aliases multiplies them): write the repeated part out, or alias a smaller one", MaxAliasValues)
+			}
+			return target, sizes[name], nil
 		}
+		s, err := walk(n)
+		return n, s, err
+	}
+	walk = func(n ast.Node) (int, *Error) {
 		switch v := n.(type) {
 		case nil:
 			return 0, nil
-		case *ast.AliasNode:
-			if v == nil || v.Value == nil {
-				return 1, nil
-			}
-			s := max(sizes[v.Value.GetToken().Value], 1) // an unknown one: the decoder says so
-			if added += s; added > MaxAliasValues {
-				return 0, NodeError(v, "aliases expand this file past %d values (an alias of a list of aliases multiplies them): write the repeated part out, or alias a smaller one", MaxAliasValues)
-			}
-			return s, nil
 		case *ast.AnchorNode:
 			if v == nil {
 				return 0, nil
 			}
-			s, err := walk(v.Value)
+			var s int
+			var err *Error
+			v.Value, s, err = child(v.Value)
 			if err == nil && v.Name != nil {
-				sizes[v.Name.GetToken().Value] = s
+				anchors[v.Name.GetToken().Value], sizes[v.Name.GetToken().Value] = v.Value, s
 			}
 			return s, err
 		case *ast.TagNode:
 			if v == nil {
 				return 0, nil
 			}
-			return walk(v.Value)
+			var s int
+			var err *Error
+			v.Value, s, err = child(v.Value)
+			return s, err
 		case *ast.DocumentNode:
 			if v == nil {
 				return 0, nil
 			}
-			return walk(v.Body)
+			var s int
+			var err *Error
+			v.Body, s, err = child(v.Body)
+			return s, err
 		case *ast.MappingKeyNode:
 			if v == nil {
 				return 0, nil
@@ -68,22 +82,41 @@ func checkAliases(root ast.Node) *Error {
 			if v == nil {
 				return 0, nil
 			}
-			s, err := sum(v.Key, v.Value)
-			return s - 1, err // a key and its value, no third
+			ks, err := walk(v.Key) // an alias as a key stays one
+			if err != nil {
+				return 0, err
+			}
+			var vs int
+			v.Value, vs, err = child(v.Value)
+			return ks + vs, err
 		case *ast.MappingNode:
 			if v == nil {
 				return 0, nil
 			}
-			nodes := make([]ast.Node, len(v.Values))
-			for i, mv := range v.Values {
-				nodes[i] = mv
+			total := 1
+			for _, mv := range v.Values {
+				s, err := walk(mv)
+				if err != nil {
+					return 0, err
+				}
+				total += s
 			}
-			return sum(nodes...)
+			return total, nil
 		case *ast.SequenceNode:
 			if v == nil {
 				return 0, nil
 			}
-			return sum(v.Values...)
+			total := 1
+			for i := range v.Values {
+				var s int
+				var err *Error
+				v.Values[i], s, err = child(v.Values[i])
+				if err != nil {
+					return 0, err
+				}
+				total += s
+			}
+			return total, nil
 		}
 		return 1, nil
 	}

@@ -110,7 +110,7 @@ func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 	if len(f.Docs) > 1 {
 		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "expected one YAML document, found several (---)"}
 	}
-	if e := checkAliases(f.Docs[0].Body); e != nil {
+	if e := resolveAliases(f.Docs[0].Body); e != nil {
 		return doc, convert(name, e)
 	}
 	if err := decodeStrict(f.Docs[0].Body, v); err != nil {

@@ -277,3 +277,26 @@ func TestReadBodyBounds(t *testing.T) {
 		t.Fatalf("a directory: %v", err)
 	}
 }
+
+// An alias inside the load (or a fault's params), which decode their own
+// nodes, reaches an anchor outside it: `vus: *n` was "could not find
+// alias" with the anchor two lines up.
+func TestAliasesReachIntoSelfDecodingSections(t *testing.T) {
+	src := `name: t
+upstreams:
+  - {name: api, replicas: &n 2, latency: &d 40ms}
+gateway:
+  routes:
+    - {path: /, upstream: api}
+load: {vus: *n, duration: 1s, requests: [{path: /}]}
+faults:
+  - {kind: latency, target: api, start: 0s, params: {delay: *d}}
+`
+	p, err := CompileBytes("s.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Load.Stages) != 1 || p.Load.Stages[0].To != 2 {
+		t.Fatalf("stages %+v, want 2 VUs", p.Load.Stages)
+	}
+}
