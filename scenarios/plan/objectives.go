@@ -42,6 +42,7 @@ var objectiveFields = map[string][]string{
 // dynamic timeout cascade, layer attribution). Every bad field is reported
 // at its own position.
 func (c *compiler) objectives() {
+	seen := map[string]string{} // objective name -> the slo item that has it
 	names := map[string]bool{}
 	for _, p := range c.p.Phases {
 		names[p.Name] = true
@@ -110,6 +111,20 @@ func (c *compiler) objectives() {
 			if o.Name != "" && len(objs) == 1 {
 				setName(obj, o.Name)
 			}
+			// Results, compare and JUnit key objectives by name: a second
+			// one with the same name would overwrite the first in compare
+			// and make two test cases JUnit readers merge.
+			if n := namePtr(obj); n != nil {
+				if prev, dup := seen[*n]; dup {
+					where := p
+					if o.Name != "" {
+						where = p + ".name"
+					}
+					c.errorf(where, "objective %q is also %s's name: give one of them a name: of its own", *n, prev)
+					continue
+				}
+				seen[*n] = strings.TrimPrefix(p, "$.")
+			}
 			c.p.Objectives = append(c.p.Objectives, obj)
 			if o.Abort {
 				if a, ok := obj.(verdict.Abortable); ok {
@@ -146,26 +161,35 @@ func sortedKeys(m map[string]bool) []string {
 }
 
 func setName(o verdict.Objective, name string) {
+	if n := namePtr(o); n != nil {
+		*n = name
+	}
+}
+
+// namePtr is where an objective keeps its name (nil for a kind without
+// one).
+func namePtr(o verdict.Objective) *string {
 	switch x := o.(type) {
 	case *verdict.Threshold:
-		x.Name = name
+		return &x.Name
 	case *verdict.Window:
-		x.Name = name
+		return &x.Name
 	case *verdict.Recovery:
-		x.Name = name
+		return &x.Name
 	case *verdict.Transition:
-		x.Name = name
+		return &x.Name
 	case *verdict.Blocked:
-		x.Name = name
+		return &x.Name
 	case *verdict.Probes:
-		x.Name = name
+		return &x.Name
 	case *verdict.Scaling:
-		x.Name = name
+		return &x.Name
 	case *verdict.Cascade:
-		x.Name = name
+		return &x.Name
 	case *verdict.GatewayAdds:
-		x.Name = name
+		return &x.Name
 	}
+	return nil
 }
 
 // exprPath is where a threshold's expression sits.

@@ -138,6 +138,8 @@ func TestTypedObjectiveErrors(t *testing.T) {
 		{`  - {objective: "client_gone_rate < 1%"}`, "the client never receives it", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {recovers_within: 2s, after: run}`, "when the load ends (8s): nothing is recorded after it, so this can never pass", "typed.yaml:24:34: slo[0].after"},
 		{`  - {recovers_within: 2s, after: after}`, "when the load ends (8s)", "slo[0].after"}, // the phase after the last fault
+		{"  - p99 < 1s\n  - p99 < 1s", `objective "p99 < 1s" is also slo[0]'s name`, "typed.yaml:25:5: slo[1]"},
+		{"  - {name: fast, objective: \"p99 < 1s\"}\n  - {name: fast, objective: \"p50 < 1s\"}", `objective "fast" is also slo[0]'s name`, "slo[1].name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.slo, func(t *testing.T) {
