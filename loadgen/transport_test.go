@@ -401,7 +401,9 @@ func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
 	}{
 		{"self-signed without insecure", Config{Target: selfSigned.URL}, "certificate"},
 		{"h2 to a server without h2", Config{Target: noH2.URL, Protocol: ProtoH2, InsecureSkipVerify: true}, "no application protocol"},
-		{"h2c to an HTTP/1-only server", Config{Target: h1Only.URL, Protocol: ProtoH2C}, "HTTP/1.1"},
+		// Go's h2c client says one or the other, depending on when the
+		// server's HTTP/1.1 answer to the preface reaches it.
+		{"h2c to an HTTP/1-only server", Config{Target: h1Only.URL, Protocol: ProtoH2C}, "HTTP/1.1|http2: client conn could not be established"},
 	} {
 		tc.cfg.Requests, tc.cfg.KeepAlive, tc.cfg.ClientTimeout = []Request{{Path: "/"}}, true, 5*time.Second
 		tr, err := NewHTTPTransport(tc.cfg)
@@ -412,7 +414,11 @@ func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
 		tr.RoundTrip(context.Background(), 0, &s)
 		tr.CloseIdle()
 		got := FirstClientErrors(tr)
-		if s.Cause == cause.OK || len(got) != 1 || got[0].Cause != s.Cause || !strings.Contains(got[0].Error(), tc.says) {
+		says := false
+		for _, w := range strings.Split(tc.says, "|") {
+			says = says || len(got) == 1 && strings.Contains(got[0].Error(), w)
+		}
+		if s.Cause == cause.OK || len(got) != 1 || got[0].Cause != s.Cause || !says {
 			t.Errorf("%s: cause %v, kept %v; want the error, saying %q", tc.name, s.Cause, got, tc.says)
 		}
 		t.Logf("%s: %v: %v", tc.name, s.Cause, got)
