@@ -165,6 +165,13 @@ type Conn struct {
 	ioErrno        syscall.Errno
 	ioEOF          bool
 	pending        error // a read error seen while sending, for fill to return
+
+	// The last final response head parsed on this Conn, byte for byte, and
+	// what parsing it gave (see readResponse).
+	memo     []byte
+	memoHead head
+	memoLen  uint8 // X-Cascade-Cause
+	memoBuf  [32]byte
 }
 
 // NewConn returns a connection to addr (host:port). It dials lazily, on the

@@ -842,3 +842,62 @@ func TestResponseFillsBufferExactly(t *testing.T) {
 		t.Fatalf("stats %+v: want one kept-alive connection", st)
 	}
 }
+
+// TestRepeatedHeads: a head byte for byte the last one is taken from the
+// Conn's memo (sameHead); every other head is parsed. Each response here
+// must read as its own bytes say, whichever way it went.
+func TestRepeatedHeads(t *testing.T) {
+	const a = "HTTP/1.1 200 OK\r\nX-Cascade-Cause: fallback\r\nContent-Length: 2\r\n\r\n"
+	const b = "HTTP/1.1 200 OK\r\nX-Cascade-Cause: fallback\r\nContent-Length: 3\r\n\r\n"
+	const c503 = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n"
+	type step struct {
+		write  []string // written with a pause between, so the client may read them apart
+		status int
+		cause  string
+		body   string
+		keep   bool
+	}
+	steps := []step{
+		{write: []string{a + "ab"}, status: 200, cause: "fallback", body: "ab", keep: true},
+		{write: []string{a + "cd"}, status: 200, cause: "fallback", body: "cd", keep: true}, // memo
+		{write: []string{b + "efg"}, status: 200, cause: "fallback", body: "efg", keep: true},
+		{write: []string{b[:20], b[20:] + "hij"}, status: 200, cause: "fallback", body: "hij", keep: true}, // split head
+		{write: []string{b + "klm"}, status: 200, cause: "fallback", body: "klm", keep: true},
+		{write: []string{c503 + "no"}, status: 503, body: "no", keep: true},
+		{write: []string{"HTTP/1.1 100 Continue\r\n\r\n" + c503 + "np"}, status: 503, body: "np", keep: true},
+		{write: []string{c503[:len(c503)-2] + "Connection: close\r\n\r\nnq"}, status: 503, body: "nq"},
+	}
+	addr := rawServer(t, func(nc net.Conn) {
+		var buf []byte
+		for _, s := range steps {
+			if readRequest(nc, &buf) == nil {
+				return
+			}
+			for i, w := range s.write {
+				if i > 0 {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if _, err := nc.Write([]byte(w)); err != nil {
+					return
+				}
+			}
+		}
+	})
+	c := mustConn(t, addr, Options{Timeout: 2 * time.Second})
+	p := mustPrepare(t, Request{URL: "http://" + addr + "/"})
+	for i, s := range steps {
+		r := Result{Body: make([]byte, 0, 16)}
+		if err := c.Do(ctxT(t), p, &r); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if r.Status != s.status || r.CauseHeader() != s.cause || string(r.Body) != s.body {
+			t.Fatalf("step %d: status %d cause %q body %q, want %d %q %q", i, r.Status, r.CauseHeader(), r.Body, s.status, s.cause, s.body)
+		}
+		if cc, ok := c.(*Conn); ok && i == 1 && string(cc.memo) != a {
+			t.Fatalf("step %d: memo %q, want the head just read twice", i, cc.memo)
+		}
+	}
+	if st := c.Stats(); st.Dials != 1 || st.Closes != 1 {
+		t.Fatalf("stats %+v: one connection, closed by the last answer", st)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -86,6 +87,44 @@ func FuzzReadResponse(f *testing.F) {
 		}
 		if keep && resp.Close {
 			t.Fatalf("we would reuse a connection net/http would close")
+		}
+	})
+}
+
+// FuzzRepeatedHead reads the same bytes twice on one Conn: the second time
+// the head may come from the memo of the first (sameHead). Both reads must
+// say the same, whatever the bytes and however they are split.
+func FuzzRepeatedHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 503 Service Unavailable\r\nX-Cascade-Cause: breaker_open\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+	} {
+		f.Add([]byte(s), uint8(0), false)
+		f.Add([]byte(s), uint8(3), true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, split uint8, head bool) {
+		c := newConn("127.0.0.1:1", Options{ReadBufferSize: minReadBuffer, MaxHeaderBytes: 2048}.withDefaults())
+		c.buf = make([]byte, c.opts.ReadBufferSize)
+		read := func() string {
+			m := &memConn{data: data}
+			if split > 0 {
+				m.chunks = make([]int, len(data)+1)
+				for i := range m.chunks {
+					m.chunks[i] = int(split)
+				}
+			}
+			c.nc, c.r, c.w = m, 0, 0
+			c.resetResponse()
+			r := &Result{Body: make([]byte, 0, 64)}
+			keep, err := c.readResponse(&Prepared{head: head}, r, noDeadline)
+			return fmt.Sprintf("keep=%v err=%v status=%d cause=%q body=%q (%d) read=%d left=%d",
+				keep, err, r.Status, r.CauseHeader(), r.Body, r.BodyBytes, c.nread, c.w-c.r)
+		}
+		first, second := read(), read()
+		if first != second {
+			t.Fatalf("the same bytes read twice:\n first  %s\n second %s (memo %q)", first, second, c.memo)
 		}
 	})
 }
