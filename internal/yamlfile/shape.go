@@ -1,10 +1,12 @@
 package yamlfile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,12 +23,15 @@ import (
 //   - a fraction bound for an integer field is truncated (replicas: 2.7
 //     starts 2) and a number past uint64 wraps (a seed of 2^64 became 2^63);
 //   - a value of the wrong kind is reported as "cannot unmarshal string
-//     into Go struct field File.Load of type int", with no field path.
+//     into Go struct field File.Load of type int", with no field path;
+//   - a field the place does not have is reported as `unknown field
+//     "dealy"`, without where or what would be, and which of several is
+//     reported depends on a map's order.
 //
 // It returns the first problem, as the decoder would. Types that decode
 // themselves (an UnmarshalYAML(ast.Node) method: units, durations, fault
-// params) are left to their own checks, and so are aliases, whose targets
-// the decoder resolves.
+// params) are left to their own checks, and so are the aliases left after
+// resolveAliases (an anchor not defined yet), which the decoder refuses.
 func shape(node ast.Node, t reflect.Type) *Error {
 	node = unwrap(node)
 	if node == nil || node.Type() == ast.NullType || node.Type() == ast.AliasType {
@@ -85,13 +90,13 @@ func shape(node ast.Node, t reflect.Type) *Error {
 			var elem reflect.Type
 			switch {
 			case mv.Key.IsMergeKey():
-				continue // <<: *defaults, resolved by the decoder
+				continue // <<: merged before (merge.go), so not from Decode
 			case t.Kind() == reflect.Map:
 				elem = t.Elem()
 			default:
 				f, ok := field(t, keyText(mv.Key))
 				if !ok {
-					continue // the decoder names the unknown field
+					return unknownField(node, mv, t)
 				}
 				if f.Tag.Get("zero") == "default" && zeroLiteral(mv.Value) {
 					return NodeError(mv.Value, "0 stands for the default here: leave %s out for the default, or give a value above 0", keyText(mv.Key))
@@ -107,13 +112,36 @@ func shape(node ast.Node, t reflect.Type) *Error {
 }
 
 var (
-	nodeUnmarshaler = reflect.TypeFor[interface{ UnmarshalYAML(ast.Node) error }]()
-	durationType    = reflect.TypeFor[time.Duration]()
+	durationType = reflect.TypeFor[time.Duration]()
+	// The interfaces goccy/go-yaml hands a value's decoding over to.
+	unmarshalers = []reflect.Type{
+		reflect.TypeFor[interface{ UnmarshalYAML(ast.Node) error }](),
+		reflect.TypeFor[interface{ UnmarshalYAML([]byte) error }](),
+		reflect.TypeFor[interface {
+			UnmarshalYAML(func(any) error) error
+		}](),
+		reflect.TypeFor[interface {
+			UnmarshalYAML(context.Context, []byte) error
+		}](),
+		reflect.TypeFor[interface {
+			UnmarshalYAML(context.Context, func(any) error) error
+		}](),
+	}
 )
 
+// decodesItself reports whether values of t are not decoded field by
+// field: an interface, a duration, or a type with its own UnmarshalYAML
+// (which checks what it is given itself).
 func decodesItself(t reflect.Type) bool {
-	return t.Kind() == reflect.Interface || t == durationType ||
-		t.Implements(nodeUnmarshaler) || reflect.PointerTo(t).Implements(nodeUnmarshaler)
+	if t.Kind() == reflect.Interface || t == durationType {
+		return true
+	}
+	for _, u := range unmarshalers {
+		if t.Implements(u) || reflect.PointerTo(t).Implements(u) {
+			return true
+		}
+	}
+	return false
 }
 
 // zeroLiteral reports whether a node writes zero: 0, 0.0, or a zero with a
@@ -188,6 +216,22 @@ func keyText(k ast.MapKeyNode) string {
 // fields: the yaml tag, else the json tag, else the lower-cased Go name;
 // inline structs lend their fields.
 func field(t reflect.Type, key string) (reflect.StructField, bool) {
+	var found reflect.StructField
+	ok := false
+	eachField(t, func(name string, f reflect.StructField) bool {
+		if name == key {
+			found, ok = f, true
+		}
+		return !ok
+	})
+	return found, ok
+}
+
+// eachField calls fn with each field of struct t that a key can name, and
+// that name, in order, until fn returns false. The fields of an inline
+// struct are t's; one that decodes itself lends them by name only, and its
+// field is then given for each (goccy/go-yaml hands it the whole mapping).
+func eachField(t reflect.Type, fn func(name string, f reflect.StructField) bool) bool {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !f.IsExported() {
@@ -198,7 +242,7 @@ func field(t reflect.Type, key string) (reflect.StructField, bool) {
 			tag = f.Tag.Get("json")
 		}
 		name, opts, _ := strings.Cut(tag, ",")
-		if name == "-" {
+		if tag == "-" {
 			continue
 		}
 		if strings.Contains(","+opts+",", ",inline,") {
@@ -206,21 +250,112 @@ func field(t reflect.Type, key string) (reflect.StructField, bool) {
 			for ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
-			if ft.Kind() == reflect.Struct && !decodesItself(ft) {
-				if g, ok := field(ft, key); ok {
-					return g, true
+			if ft.Kind() != reflect.Struct {
+				continue
+			}
+			if !decodesItself(ft) {
+				if !eachField(ft, fn) {
+					return false
 				}
+				continue
+			}
+			if !eachField(ft, func(name string, _ reflect.StructField) bool { return fn(name, f) }) {
+				return false
 			}
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		if name == key {
-			return f, true
+		if !fn(name, f) {
+			return false
 		}
 	}
-	return reflect.StructField{}, false
+	return true
+}
+
+// unknownField refuses a key of mapping node that names no field of
+// struct t: at the key, with the mapping's path, the fields there are, and
+// the one it is likely a misspelling of.
+func unknownField(node ast.Node, mv *ast.MappingValueNode, t reflect.Type) *Error {
+	key := keyText(mv.Key)
+	var names []string
+	seen := map[string]bool{}
+	eachField(t, func(name string, _ reflect.StructField) bool {
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+		return true
+	})
+	sort.Strings(names)
+	e := NodeError(mv.Key, "unknown field %q", key)
+	// The path of the mapping the key is in, not of the key: the key is
+	// what is wrong, the mapping where it is.
+	if m, ok := node.(*ast.MappingNode); ok {
+		e.Path = displayPath(m.GetPath())
+	} else {
+		e.Path = displayPath(parentPath(mv.GetPath()))
+	}
+	if e.Path == "" {
+		e.Msg += " at the top level"
+	}
+	if s := closest(key, names); s != "" {
+		e.Msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	if len(names) == 0 {
+		e.expected = "no field is expected here"
+	} else {
+		e.expected = "expected one of: " + strings.Join(names, ", ")
+	}
+	return e
+}
+
+// closest is the name key is most likely a misspelling of: the nearest by
+// edit distance (a swap of two letters counts once), if near enough to be
+// a slip rather than another word; "" otherwise.
+func closest(key string, names []string) string {
+	best, bestD := "", -1
+	for _, n := range names {
+		d := editDistance(strings.ToLower(key), n)
+		if bestD < 0 || d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD < 0 || bestD > 2 || 2*bestD > len(key) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b:
+// insertions, deletions, substitutions and swaps of neighbours, by rune.
+func editDistance(a, b string) int {
+	x, y := []rune(a), []rune(b)
+	if len(x) > 64 || len(y) > 64 {
+		return 1 << 20 // not a slip of the finger
+	}
+	d := make([][]int, len(x)+1)
+	for i := range d {
+		d[i] = make([]int, len(y)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(x); i++ {
+		for j := 1; j <= len(y); j++ {
+			cost := 1
+			if x[i-1] == y[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && x[i-1] == y[j-2] && x[i-2] == y[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(x)][len(y)]
 }
 
 // wholeNumber checks an integer field's value: a whole number that fits.

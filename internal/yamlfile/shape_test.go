@@ -135,6 +135,9 @@ func FuzzDecodeShape(f *testing.F) {
 	for _, s := range []string{
 		"name: a\nseed: 7\n", "inner: {weight: 1, ~: x}\n", "seed: 1e400\n", "replicas: -0.0\n",
 		"items: [{weight: .inf}]\n", "tags: {? [a]: {weight: 1}}\n", "<<: {seed: 1}\n", "x: &a 1\nseed: *a\n",
+		"inner: &i {weight: 1}\nitems: [{<<: *i, weight: 2}, *i]\n", "tags: {a: &t {weight: 1}, b: {<<: [*t, {weight: 3}]}}\n",
+		"labels: &l {a: 1}\ninner: {<<: *l}\n", "inner: {<<: &w {weight: 1}}\ntags: {x: *w}\n",
+		"? seed\n: 1\n", "inner: {weight: 1, weight: 2}\n", "items: [{wieght: 1}]\n",
 	} {
 		f.Add(s)
 	}

@@ -32,6 +32,14 @@ type Error struct {
 	Column int
 	Path   string // field path such as "gateway.routes[0].timeouts.total"; may be empty
 	Msg    string
+
+	// expected says what would have been right (the fields a mapping
+	// takes), after Msg and what throughAlias adds to it.
+	expected string
+
+	// tok is the token NodeError found the problem at, kept until the
+	// Doc it belongs to has seen whether an alias copied it there.
+	tok *token.Token
 }
 
 func (e *Error) Error() string {
@@ -50,6 +58,10 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Msg)
+	if e.expected != "" {
+		b.WriteString("; ")
+		b.WriteString(e.expected)
+	}
 	return b.String()
 }
 
@@ -79,6 +91,7 @@ func NodeError(node ast.Node, format string, args ...any) *Error {
 	if node != nil {
 		if tk := node.GetToken(); tk != nil && tk.Position != nil {
 			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+			e.tok = tk
 		}
 		e.Path = displayPath(node.GetPath())
 	}
@@ -90,16 +103,21 @@ func NodeError(node ast.Node, format string, args ...any) *Error {
 type Doc struct {
 	Name string // file name as given by the user, used in messages
 	file *ast.File
+	via  map[*token.Token]aliasUse // tokens that aliases copied, and the alias
 }
 
 // Decode parses data strictly into v: unknown fields, duplicate keys and type
-// mismatches are errors. The returned Doc locates later, semantic errors.
+// mismatches are errors. Aliases are expanded and merge keys (<<) applied
+// first, so that what they bring in is checked where it lands. The
+// returned Doc locates later, semantic errors.
 func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 	defer containPanic(name, &err)
 	// YAML allows a byte-order mark before the stream, and Windows editors
 	// write one; the parser would make it part of the first key.
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	f, err := parser.ParseBytes(data, 0)
+	// Duplicate keys are refused as the aliases are resolved (keys.go),
+	// with the mapping's path; the parser's own message had none.
+	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, convert(name, err)
 	}
@@ -110,11 +128,12 @@ func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 	if len(f.Docs) > 1 {
 		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "expected one YAML document, found several (---)"}
 	}
-	if e := resolveAliases(f.Docs[0].Body); e != nil {
-		return doc, convert(name, e)
+	var e *Error
+	if doc.via, e = resolveAliases(f.Docs[0].Body); e != nil {
+		return doc, doc.convert(e)
 	}
 	if err := decodeStrict(f.Docs[0].Body, v); err != nil {
-		return doc, convert(name, err)
+		return doc, doc.convert(err)
 	}
 	return doc, nil
 }
@@ -128,7 +147,7 @@ func (d *Doc) DecodeNode(node ast.Node, v any) (err error) {
 		return nil
 	}
 	if err := decodeStrict(node, v); err != nil {
-		return convert(d.Name, err)
+		return d.convert(err)
 	}
 	return nil
 }
@@ -167,6 +186,7 @@ func (d *Doc) Errorf(path string, format string, args ...any) *Error {
 		if n := d.lookup(p); n != nil {
 			if tk := n.GetToken(); tk != nil && tk.Position != nil {
 				e.Line, e.Column = tk.Position.Line, tk.Position.Column
+				d.throughAlias(e, tk)
 			}
 			return e
 		}
@@ -210,6 +230,43 @@ func displayPath(p string) string {
 	return strings.TrimPrefix(p, ".")
 }
 
+// throughAlias moves an error found at tk, when an alias copied tk, to
+// where that alias is written, and says where the value itself is: the
+// alias is where the value was used (and may be wrong only there), the
+// anchor's block is where it is written and would be edited.
+func (d *Doc) throughAlias(e *Error, tk *token.Token) {
+	e.tok = nil
+	if d == nil || tk == nil {
+		return
+	}
+	use, ok := d.via[tk]
+	if !ok || use.at == nil || use.at.Position == nil || tk.Position == nil {
+		return
+	}
+	e.Line, e.Column = use.at.Position.Line, use.at.Position.Column
+	if e.Path == "" && use.node != nil {
+		// The decoder's own errors (an unknown field) name no path; the
+		// position alone no longer points at the field, so say which.
+		e.Path = displayPath(use.node.Path)
+	}
+	e.Msg += fmt.Sprintf(" (via alias *%s, defined at line %d column %d)", use.name, tk.Position.Line, tk.Position.Column)
+}
+
+// convert turns a decoder error into *Error (or Errors), as the package's
+// convert does, and moves the ones found in an alias's copy to the alias.
+func (d *Doc) convert(err error) error {
+	err = convert(d.Name, err)
+	switch e := err.(type) {
+	case *Error:
+		d.throughAlias(e, e.tok)
+	case Errors:
+		for _, x := range e {
+			d.throughAlias(x, x.tok)
+		}
+	}
+	return err
+}
+
 // convert turns any decoder error into *Error (or Errors), keeping positions.
 func convert(name string, err error) error {
 	var own *Error
@@ -241,6 +298,12 @@ func convert(name string, err error) error {
 		e := &Error{File: name, Msg: te.GetMessage()}
 		if tk := te.GetToken(); tk != nil && tk.Position != nil {
 			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+			e.tok = tk
+		}
+		if e.Msg == "found an invalid key for this map" {
+			// The parser's word for a list or a mapping as a key
+			// ([a, b]: 1, ? {a: 1}), at the colon after it.
+			e.expected = "a key is a name, not a list or a mapping"
 		}
 		return e
 	}

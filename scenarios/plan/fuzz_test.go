@@ -14,6 +14,7 @@ import (
 // panic, never hang, never an error without a file position.
 func FuzzCompile(f *testing.F) {
 	f.Add([]byte(good))
+	f.Add([]byte(merges))
 	files, _ := filepath.Glob("../examples/*.yaml")
 	for _, file := range files {
 		if b, err := os.ReadFile(file); err == nil {
