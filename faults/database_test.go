@@ -2,6 +2,8 @@ package faults_test
 
 import (
 	"context"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +152,91 @@ func TestDatabaseConfigValidate(t *testing.T) {
 	}
 	if err := (faults.DatabaseConfig{Container: true, Config: slowdb.Config{Driver: "postgres"}}).Validate(3); err != nil {
 		t.Errorf("a postgres container for 3 replicas is fine: %v", err)
+	}
+}
+
+// A lock wait that began on lock_contention's lock and that a deadline
+// ends just after the stop is in the fault's report, and waiting for it
+// does not move the fault's end: fault.stop is stamped when the stop
+// began.
+func TestDatabaseLockFaultStopsWhenItsStopBegins(t *testing.T) {
+	r, tl := newDBRig(t, faults.DatabaseConfig{Config: slowdb.Config{Driver: slowdb.SQLite,
+		LockTimeout: units.Duration(10 * time.Second), StatementTimeout: units.Duration(20 * time.Second),
+		UpstreamTimeout: units.Duration(20 * time.Second), Customers: 50, OrdersPerCustomer: 3}})
+	// SQLite polls the busy lock every 100ms from 228ms on: ~928ms and
+	// ~1028ms after the wait begins. The deadline falls between, after
+	// the stop.
+	const deadline, stopAt = 1020 * time.Millisecond, 975 * time.Millisecond
+	req, err := http.NewRequest(http.MethodGet, r.up.Replicas()[0].URL()+"/orders?customer=3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(slowdb.DeadlineHeader, strconv.FormatInt(deadline.Milliseconds(), 10))
+	for attempt := 1; ; attempt++ {
+		name := "lock-" + strconv.Itoa(attempt)
+		beforeStart := time.Now()
+		if err := tl.Start(faults.Entry{Name: name, Kind: "lock_contention", Spec: &faults.LockContentionSpec{},
+			Upstream: "orders", Replica: -1}); err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		status := make(chan string, 1)
+		go func() {
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				status <- err.Error()
+				return
+			}
+			res.Body.Close()
+			status <- res.Status + " " + res.Header.Get(cause.Header) + " " + res.Header.Get(slowdb.StageHeader)
+		}()
+		time.Sleep(time.Until(began.Add(stopAt)))
+		stopCall := time.Now()
+		if err := tl.Stop(name); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(stopCall)
+		got := <-status
+		var rep faults.Report
+		for _, rp := range tl.Reports() {
+			if rp.Name == name {
+				rep = rp
+			}
+		}
+		var startT, stopT time.Duration
+		for _, e := range r.sink.Events() {
+			if e.Source == "timeline" && e.Attr("fault") == name {
+				switch e.Type {
+				case "fault.start":
+					startT = e.T
+				case "fault.stop":
+					stopT = e.T
+				}
+			}
+		}
+		t.Logf("attempt %d: %s; Stop took %v; fired %d; fault.stop %v after fault.start, stop called %v after",
+			attempt, got, took.Round(time.Millisecond), rep.Fired, (stopT - startT).Round(time.Millisecond),
+			stopCall.Sub(began).Round(time.Millisecond))
+		if strings.HasPrefix(got, "200") {
+			if attempt == 5 {
+				t.Fatal("the wait never outlasted the fault in 5 attempts")
+			}
+			continue // the poll saw the release first: nothing to count
+		}
+		if got != "504 Gateway Timeout upstream_timeout lock" {
+			t.Fatalf("want 504 upstream_timeout in the lock stage, got %s", got)
+		}
+		if rep.Fired != 1 {
+			t.Fatalf("the report says the fault fired %d times, want 1", rep.Fired)
+		}
+		// fault.start is stamped inside tl.Start, so no earlier than
+		// beforeStart: stopT-startT <= stopT-beforeStart, and the
+		// difference below is at most how late fault.stop is stamped
+		// after the stop was called. Measuring from began (after Start
+		// returned) read 17ms once under -race, which was Start's own time.
+		if d := stopT - startT - stopCall.Sub(beforeStart); d > 15*time.Millisecond {
+			t.Fatalf("fault.stop is stamped %v after the stop began (the stop took %v)", d.Round(time.Millisecond), took)
+		}
+		return
 	}
 }

@@ -75,7 +75,10 @@ type Report struct {
 	End         time.Duration `json:"-"` // 0 while active or never started
 	Started     bool          `json:"started"`
 	Occurrences int           `json:"occurrences"`
-	Fired       int64         `json:"fired"`
+	// Fired counts also what a fault counted after it stopped (a wait it
+	// caused that ended later); the fault.stop event's "fired" is the count
+	// as it stopped.
+	Fired int64 `json:"fired"`
 	// Replicas the fault acted on (for a random target, the draws).
 	Replicas []string `json:"replicas,omitempty"`
 	// Stats are the counters behind Fired and Reason.
@@ -131,8 +134,12 @@ type slot struct {
 	base    []int64 // targets' Received at onset
 	effects []*Effect
 	rep     Report
-	past    EffectStats // counters of finished occurrences
-	pastFx  Effects     // effects of finished occurrences (EffectReporter)
+	past    EffectStats // counters of finished occurrences, as they stopped
+	// done are the effects of finished occurrences: a fault can count an
+	// effect after it stopped (a database fault, a wait it caused that
+	// ended later), so Reports reads them again.
+	done    []*Effect
+	pastFx  Effects // effects of finished occurrences (EffectReporter)
 	applied atomic.Int64
 }
 
@@ -389,6 +396,11 @@ func (t *Timeline) startLocked(s *slot, at time.Duration) {
 // stopLocked ends the active occurrence of s. Holds s.mu.
 func (t *Timeline) stopLocked(s *slot) {
 	e := s.e
+	// The fault ends when its stop begins, as it starts when its start
+	// begins: undoing it may take a while after it is no longer in force
+	// (a database fault waits for the waits it caused to end, so they are
+	// counted), and that must not move its end.
+	now := t.clock.Now()
 	for _, r := range s.targets {
 		if err := r.Deactivate(e.Name); err != nil {
 			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "timeline", Type: "fault.error", Target: r.Name(),
@@ -397,6 +409,7 @@ func (t *Timeline) stopLocked(s *slot) {
 	}
 	st := t.currentStats(s)
 	s.past.add(st)
+	s.done = append(s.done, s.effects...)
 	var late *precise.Lateness
 	if er, ok := s.fault.(EffectReporter); ok {
 		fx := er.Effects()
@@ -405,7 +418,6 @@ func (t *Timeline) stopLocked(s *slot) {
 	}
 	s.active = false
 	s.targets, s.effects, s.base = nil, nil, nil
-	now := t.clock.Now()
 	s.rep.End = now
 	t.flushSlot(s, s.past.Fired)
 	attrs := map[string]any{"fault": e.Name, "kind": e.Kind, "fired": st.Fired}
@@ -564,6 +576,10 @@ func (t *Timeline) Reports() []Report {
 		r := s.rep
 		r.Replicas = append([]string(nil), r.Replicas...)
 		r.Stats = s.past
+		r.Stats.Fired = 0
+		for _, fx := range s.done {
+			r.Stats.Fired += fx.Count()
+		}
 		r.Effects = s.pastFx.clone()
 		if s.active {
 			r.Stats.add(t.currentStats(s))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,5 +287,45 @@ func TestTimelineApplyDueBeforeRun(t *testing.T) {
 	}
 	if got := call(up.Replicas()[0].URL(), time.Second).status; got != 500 {
 		t.Fatalf("first request: %d, want the fault's 500", got)
+	}
+}
+
+// lateFault counts an effect whenever the test says, also after it
+// stopped: as a database fault counts a wait it caused that ended later.
+type lateFault struct{ n *atomic.Int64 }
+
+func (lateFault) Kind() string { return "test_late_effect" }
+func (f lateFault) Apply(_ *faults.Replica, fx *faults.Effect) error {
+	fx.AddCounter(f.n.Load)
+	return nil
+}
+func (lateFault) Revert(*faults.Replica) error { return nil }
+
+type lateSpec struct{ n *atomic.Int64 }
+
+func (lateSpec) Validate() error     { return nil }
+func (s lateSpec) New() faults.Fault { return lateFault{n: s.n} }
+
+func init() {
+	faults.RegisterKind(faults.Kind{Name: "test_late_effect", Layer: faults.LayerInstance,
+		New: func() faults.Spec { return lateSpec{n: new(atomic.Int64)} }})
+}
+
+// An effect a fault counts after it stopped is in its report.
+func TestTimelineCountsEffectsAfterTheStop(t *testing.T) {
+	r := newTimelineRig(t, 1)
+	n := new(atomic.Int64)
+	e := faults.Entry{Name: "late", Kind: "test_late_effect", Spec: lateSpec{n: n}, Upstream: "api", Replica: -1}
+	if err := r.tl.Start(e); err != nil {
+		t.Fatal(err)
+	}
+	n.Add(2)
+	if err := r.tl.Stop("late"); err != nil {
+		t.Fatal(err)
+	}
+	n.Add(1) // a wait the fault caused, ending after its stop
+	reps := r.tl.Reports()
+	if len(reps) != 1 || reps[0].Name != "late" || reps[0].Fired != 3 {
+		t.Fatalf("reports %+v, want late fired 3: the effect counted after the stop is the fault's", reps)
 	}
 }

@@ -82,6 +82,7 @@ type exchange struct {
 	fbKind   string
 	bytes    int64
 	abort    bool // the client connection must be cut
+	passed   bool // cause is the upstream's, passed on with its answer: not the gateway's decision
 	capture  bool // collect the body for the fallback cache
 	capBuf   []byte
 	key      string
@@ -381,10 +382,13 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 				return false, d.Backoff
 			}
 			ex.status = status
-			if !ex.serveFallback(cause.UpstreamError) {
+			up := ex.rh.outcome()
+			if !ex.serveFallback(up) {
 				// The cache had nothing and there is no static answer: the
-				// upstream's own error is gone, say what it was.
-				ex.local(status, cause.UpstreamError, "upstream answered "+strconv.Itoa(status)+" and no fallback had an answer")
+				// upstream's own error is gone, say what it was (its cause
+				// too: db_timeout stays db_timeout).
+				ex.local(status, up, "upstream answered "+strconv.Itoa(status)+" and no fallback had an answer")
+				ex.passed = true
 			}
 			return true, 0
 		}
@@ -412,11 +416,12 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 	case upErr != nil:
 		ex.cause, ex.detail = classify(upErr)
 		ex.abort = true
-	case status >= 400:
-		ex.cause = cause.UpstreamError
 	default:
-		ex.cause = cause.OK
-		if ex.capture {
+		// The upstream's answer as it came: its cause is the one the
+		// client reads from it (db_timeout, upstream_timeout, ...), which
+		// the run's summary counts, not a blanket upstream_error.
+		ex.cause, ex.passed = ex.rh.outcome(), true
+		if ex.capture { // a 200 to a GET or HEAD
 			ex.store()
 		}
 	}

@@ -630,6 +630,17 @@ func (g *Gateway) Close() error {
 	return err
 }
 
+// FlushAccessLog writes out the access log's buffered lines and returns the
+// first error its writes met (a full disk), which the log keeps; nil
+// without an access log. Close flushes it too, and returns that error among
+// others.
+func (g *Gateway) FlushAccessLog() error {
+	if g.alog == nil {
+		return nil
+	}
+	return g.alog.flush()
+}
+
 // match returns the route with the longest prefix of path, or nil.
 func (g *Gateway) match(path []byte) *route {
 	for _, rt := range g.routes {

@@ -26,7 +26,7 @@ func (ex *exchange) finish() {
 	if rt != nil {
 		rt.causes[ex.cause].Add(1)
 		rt.hist.observe(elapsed)
-		if ex.cause != cause.OK && ex.cause.Layer() == cause.LayerGateway {
+		if ex.cause != cause.OK && ex.cause.Layer() == cause.LayerGateway && !ex.passed {
 			ex.terminationEvent(elapsed)
 		}
 	} else {
@@ -77,7 +77,7 @@ func (ex *exchange) terminationEvent(elapsed time.Duration) {
 // retried. Thinned like termination events.
 func (ex *exchange) attemptFailed(err error, status int) {
 	rt := ex.rt
-	c, detail := cause.UpstreamError, "upstream answered "+strconv.Itoa(status)
+	c, detail := ex.rh.outcome(), "upstream answered "+strconv.Itoa(status)
 	if err != nil {
 		c, detail = classify(err)
 	}
@@ -121,7 +121,15 @@ func newAccessLog(w io.Writer) *accessLog {
 //	replica      host:port of the last attempt's replica
 //	attempts     attempts made (0: none, the gateway answered first)
 //	status       the status the client got (499: it left first)
-//	cause        the termination cause
+//	cause        the termination cause: for an answer passed on, the
+//	             upstream's X-Cascade-Cause as the client reads it
+//	             (db_timeout, upstream_timeout, ...; upstream_error when
+//	             it names none), the cause the run's summary counts.
+//	             Two outcomes the gateway sees otherwise than the
+//	             client: a client that left is client_gone here (the
+//	             client counts its own client_timeout), and an answer cut
+//	             after its head was out (upstream_reset mid-body, say) has
+//	             the gateway's cause here while the client counts reset
 //	detail       why, for causes the gateway decided
 //	fallback     cache or static, when a fallback answered
 //	duration_ms  from the request read to the answer written

@@ -281,3 +281,71 @@ func TestPropagate(t *testing.T) {
 		}
 	}
 }
+
+// The access log's cause for an answer passed through is the one the client
+// reads from it (cause.FromResponse of the status and X-Cascade-Cause), the
+// cause the run's summary counts the request under: the upstream's own
+// db_timeout or upstream_timeout, not upstream_error. So are the metrics'.
+// Both the fast path and net/http's (a TE header hands a request over).
+func TestAccessLogCauseIsTheClients(t *testing.T) {
+	answers := []struct {
+		status int
+		cause  []string // X-Cascade-Cause values the upstream sets
+	}{
+		{503, []string{"db_timeout"}},
+		{504, []string{"upstream_timeout"}},
+		{503, []string{"db_error"}},
+		{499, []string{"client_gone"}}, // slowdb with propagate_cancel
+		{400, []string{"upstream_error"}},
+		{404, nil},                 // no cause: the gateway adds upstream_error
+		{503, []string{"no_such"}}, // unknown: judged by the status
+		{200, []string{"ok"}},
+		{200, nil},
+	}
+	url, _ := recording(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		var i int
+		fmt.Sscanf(r.URL.Path, "/%d", &i)
+		a := answers[i]
+		for _, c := range a.cause {
+			w.Header().Add(cause.Header, c)
+		}
+		w.WriteHeader(a.status)
+	})
+	var log syncBuffer
+	var mem event.Memory
+	g := gw(t, one(Route{}, Upstream{}, url), &mem, func(o *Options) { o.AccessLog = &log })
+	c := client(5 * time.Second)
+	var got []string
+	for _, slow := range []bool{false, true} {
+		for i := range answers {
+			var hdr []string
+			if slow {
+				hdr = []string{"TE", "deflate"}
+			}
+			a := call(t, c, "GET", fmt.Sprintf("%s/%d", g.URL(), i), "", hdr...)
+			if a.err != nil || a.status != answers[i].status {
+				t.Fatalf("answer %d: %+v", i, a)
+			}
+			got = append(got, cause.FromResponse(a.status, a.cause).String())
+		}
+	}
+	g.Close() // flushes
+	lines := log.lines(t)
+	if len(lines) != len(got) {
+		t.Fatalf("%d access-log lines for %d requests", len(lines), len(got))
+	}
+	for i, l := range lines {
+		if l["cause"] != got[i] {
+			t.Errorf("request %s (slow path %v): access log says %v, the client read %s", l["uri"], i >= len(answers), l["cause"], got[i])
+		}
+	}
+	if got[0] != "db_timeout" || got[1] != "upstream_timeout" || got[5] != "upstream_error" || got[6] != "service_unavailable" {
+		t.Errorf("the client read %v", got[:len(answers)])
+	}
+	// An answer passed through is not a decision of the gateway's.
+	for _, e := range mem.Events() {
+		if _, ok := cause.Parse(strings.TrimPrefix(e.Type, "gateway.")); ok {
+			t.Errorf("event %s %v for an answer the upstream decided", e.Type, e.Attrs)
+		}
+	}
+}

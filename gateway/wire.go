@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 
+	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/httpsyntax"
 )
 
@@ -150,8 +151,29 @@ type respHead struct {
 	noBody     bool // HEAD, 204, 304
 	keep       bool // the connection may carry another request
 	hasCause   bool // the upstream set X-Cascade-Cause itself
+	// upCause is the cause its first non-empty X-Cascade-Cause names, when
+	// causeKnown: the value a client reads (loadgen's h1 takes the same).
+	upCause    cause.Cause
+	causeKnown bool
+	causeRead  bool // a non-empty X-Cascade-Cause was read
 	hdr        []byte
 	headEnd    int
+}
+
+// outcome is the cause of the answer as the client will classify it once
+// the gateway has passed it on (cause.FromResponse of its status and
+// X-Cascade-Cause): the upstream's own cause (db_timeout, upstream_timeout,
+// ...) when it names one, upstream_error for a failure that names none
+// (the gateway adds that header), else what the status says. The run's
+// summary counts the request under this cause, and so must the access log.
+func (h *respHead) outcome() cause.Cause {
+	switch {
+	case h.causeKnown:
+		return h.upCause
+	case !h.hasCause && h.status >= 400:
+		return cause.UpstreamError
+	}
+	return cause.FromResponse(h.status, "")
 }
 
 // parseResponse parses the response head at the start of b (complete up to
@@ -234,6 +256,12 @@ func parseResponse(b []byte, method string, h *respHead) error {
 			continue
 		case httpsyntax.EqualFold(name, "x-cascade-cause"):
 			h.hasCause = true
+			if !h.causeRead && len(value) > 0 {
+				// The first value only, as the client reads it: an
+				// unknown one leaves the status to judge.
+				h.causeRead = true
+				h.upCause, h.causeKnown = cause.ParseBytes(value)
+			}
 		}
 		h.hdr = append(h.hdr, b[start:pos]...)
 		if b[pos-2] != '\r' { // a bare LF line: forward it with CRLF

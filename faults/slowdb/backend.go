@@ -3,6 +3,7 @@ package slowdb
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -86,20 +87,96 @@ func refusedCode(err error) (string, bool) {
 // gauge is the pool state the backends keep themselves, because neither
 // pool reports how many callers wait right now.
 type gauge struct {
-	waiting atomic.Int64
+	waiting atomic.Int64 // acquisitions waiting for a connection now, not those opening one
 	held    atomic.Int64
 	onWait  func(began time.Time) // called once per acquisition that waited, with when it began
 }
 
 // acquire wraps a pool acquisition with the waiting gauge and the wait
-// counter.
+// counter. A wait is time spent waiting for a connection another caller
+// holds: the time the pool spends opening a new connection for this
+// acquisition (the backends' connect hooks report it through ctx, see
+// setupOf) is not part of it. On PostgreSQL that takes a few ms, a
+// fork on the server and a round trip or more, and every connection the
+// pool opened counted as a wait.
 func acquire[C any](ctx context.Context, g *gauge, get func(context.Context) (C, error)) (C, error) {
 	start := time.Now()
+	setup := &connSetup{g: g}
 	g.waiting.Add(1)
-	c, err := get(ctx)
-	if time.Since(start) >= waitThreshold {
+	c, err := get(context.WithValue(ctx, connSetupKey{}, setup))
+	now := time.Now()
+	if now.Sub(start)-setup.done(now) >= waitThreshold {
 		g.onWait(start)
 	}
 	g.waiting.Add(-1) // after onWait: a count of 0 means every wait so far is counted
 	return c, err
+}
+
+// connSetup is one acquisition's time spent opening connections for it.
+type connSetup struct {
+	g     *gauge
+	mu    sync.Mutex
+	began time.Time     // a connect in progress began then; zero when none is
+	spent time.Duration // connects finished
+	over  bool          // the acquisition has returned
+}
+
+type connSetupKey struct{}
+
+// setupOf is the acquisition a backend's connect hook is opening a
+// connection for: the pool passes the acquiring context's values on to its
+// connect. nil when the pool connects for itself or for a hold (whose
+// acquisitions are not acquire's).
+func setupOf(ctx context.Context) *connSetup {
+	s, _ := ctx.Value(connSetupKey{}).(*connSetup)
+	return s
+}
+
+// begin marks the start of a connect for the acquisition: the time until
+// end is setup, not waiting, and the acquisition is off the waiting gauge
+// meanwhile. The pool may go on connecting after the acquisition gave up
+// (its deadline passed); that is no longer its business.
+func (s *connSetup) begin() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over || !s.began.IsZero() {
+		return
+	}
+	s.began = time.Now()
+	s.g.waiting.Add(-1)
+}
+
+// end marks the connect done. A connect that fails may never call it: done
+// closes the account.
+func (s *connSetup) end() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over || s.began.IsZero() {
+		return
+	}
+	s.spent += time.Since(s.began)
+	s.began = time.Time{}
+	s.g.waiting.Add(1)
+}
+
+// done ends the acquisition's bookkeeping and returns its setup time, a
+// connect still in progress counted up to now (it is back on the gauge,
+// which acquire then leaves).
+func (s *connSetup) done(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.over = true
+	d := s.spent
+	if !s.began.IsZero() {
+		d += now.Sub(s.began)
+		s.began = time.Time{}
+		s.g.waiting.Add(1)
+	}
+	return d
 }

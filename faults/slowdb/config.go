@@ -3,6 +3,9 @@ package slowdb
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cascadehq/cascade/internal/units"
@@ -33,7 +36,9 @@ type Config struct {
 	Driver string `yaml:"driver,omitempty" json:"driver,omitempty" jsonschema:"enum=sqlite,enum=postgres"`
 	// DSN locates the database. postgres: a libpq URL or key=value string,
 	// required; the upstream creates the schema "cascade_<name>" there and
-	// drops and reseeds its two tables. sqlite: a file path; empty means a
+	// drops and reseeds its two tables, and on Close drops the schema (only
+	// its tables if the schema was there before and cascade did not make
+	// it). sqlite: a file path; empty means a
 	// new temporary file, removed on Close.
 	DSN string `yaml:"dsn,omitempty" json:"dsn,omitempty"`
 	// PoolSize bounds the connection pool. Default 10.
@@ -119,6 +124,11 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
+}
+
 // FieldError is a problem with one field; Field is its YAML name, so the
 // scenario decoder can point at the line.
 type FieldError struct {
@@ -138,6 +148,15 @@ func (c Config) Validate() error {
 	}
 	switch c.Driver {
 	case "", SQLite:
+		if c.DSN != "" {
+			// Caught here, so `cascade validate` points at the line,
+			// not the run's setup.
+			if strings.ContainsAny(c.DSN, "?#") {
+				bad("dsn", "for sqlite the dsn is a file path; %q contains ? or #", c.DSN)
+			} else if dir := filepath.Dir(c.DSN); !isDir(dir) {
+				bad("dsn", "directory %s does not exist: the sqlite file %s is created in it", dir, c.DSN)
+			}
+		}
 	case Postgres:
 		if c.DSN == "" {
 			bad("dsn", "driver postgres needs a dsn such as postgres://user@127.0.0.1:5432/db")
@@ -159,7 +178,12 @@ func (c Config) Validate() error {
 		bad("sample_interval", "%s is below 1ms", c.SampleInterval)
 	}
 	d := c.WithDefaults()
-	if d.LockTimeout.D() < time.Millisecond {
+	switch {
+	case d.LockTimeout.D() >= time.Millisecond:
+	case c.LockTimeout == 0 && d.StatementTimeout.D() >= time.Millisecond:
+		bad("lock_timeout", "not given, so half the statement_timeout %s: %s, below 1ms (both databases count it in milliseconds); give lock_timeout",
+			d.StatementTimeout, d.LockTimeout)
+	case c.LockTimeout != 0:
 		bad("lock_timeout", "%s is below 1ms (both databases count it in milliseconds)", d.LockTimeout)
 	}
 	if d.StatementTimeout.D() < time.Millisecond {

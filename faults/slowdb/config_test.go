@@ -3,6 +3,7 @@ package slowdb
 import (
 	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,12 +71,27 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Customers: 1_000_000, OrdersPerCustomer: 1000}, "customers"},
 		{Config{LockTimeout: units.Duration(time.Microsecond)}, "lock_timeout"},
 		{Config{SampleInterval: units.Duration(time.Microsecond)}, "sample_interval"},
+		{Config{DSN: "/tmp/orders.db?mode=ro"}, "dsn"},
+		{Config{DSN: filepath.Join(t.TempDir(), "no-such-dir", "orders.db")}, "dsn"},
 	} {
 		err := tc.c.Validate()
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%+v: got %v, want a FieldError on %s", tc.c, err, tc.field)
 		}
+	}
+}
+
+// A lock timeout below 1ms that comes from the default (half the statement
+// timeout) says so, instead of blaming a field the file does not have.
+func TestConfigValidateDerivedLockTimeout(t *testing.T) {
+	err := Config{StatementTimeout: units.Duration(1500 * time.Microsecond)}.Validate()
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "lock_timeout" || !strings.Contains(fe.Msg, "half the statement_timeout") {
+		t.Fatalf("got %v, want lock_timeout's error to say it is half the statement_timeout", err)
+	}
+	if err := (Config{DSN: filepath.Join(t.TempDir(), "orders.db")}).Validate(); err != nil {
+		t.Fatalf("a file in an existing directory: %v", err)
 	}
 }
 

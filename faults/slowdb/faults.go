@@ -102,13 +102,15 @@ func (f *SlowQuery) Validate() error {
 // them. Requests then wait for the lock until lock_timeout (55P03) or
 // busy_timeout (SQLITE_BUSY).
 type LockContention struct {
-	// Hold is how long the locking transaction holds its locks; zero means
-	// until the fault stops.
-	Hold units.Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
+	// Hold is how long the locking transaction holds its locks; left out,
+	// until the fault stops. A written 0 is refused, as everywhere a
+	// default stands for it.
+	Hold units.Duration `yaml:"hold,omitempty" json:"hold,omitempty" zero:"default"`
 	// Share is the share of customers whose row is locked (postgres locks
-	// rows); zero means all. SQLite has one write lock for the whole file,
-	// so there every request waits whatever the share.
-	Share units.Percent `yaml:"share,omitempty" json:"share,omitempty"`
+	// rows); left out, all of them. A written 0 % would read as "no row"
+	// yet mean all, so it is refused. SQLite has one write lock for the
+	// whole file, so there every request waits whatever the share.
+	Share units.Percent `yaml:"share,omitempty" json:"share,omitempty" zero:"default"`
 }
 
 // Kind implements Fault.
@@ -123,8 +125,10 @@ func (f *LockContention) Validate() error { return nil }
 // fail at the upstream deadline (504 upstream_timeout) when nothing is.
 // Connections busy with requests are taken as they come free.
 type PoolExhaustion struct {
-	// Hold is how many connections to take; zero means the whole pool.
-	Hold int `yaml:"hold,omitempty" json:"hold,omitempty"`
+	// Hold is how many connections to take, 1 up to the pool's size: a
+	// pool lends no more than it has, so a larger hold is refused, not
+	// cut to the pool. Left out, the whole pool.
+	Hold int `yaml:"hold,omitempty" json:"hold,omitempty" zero:"default"`
 }
 
 // Kind implements Fault.
@@ -137,6 +141,31 @@ func (f *PoolExhaustion) Validate() error {
 	}
 	return nil
 }
+
+// ValidateFor implements TargetValidator: the hold fits the pool.
+func (f *PoolExhaustion) ValidateFor(upstream string, cfg Config) error {
+	pool := cfg.WithDefaults().PoolSize
+	if f.Hold <= pool {
+		return nil
+	}
+	def := ""
+	if cfg.PoolSize == 0 {
+		def = ", the default"
+	}
+	return &FieldError{Field: "hold", Msg: fmt.Sprintf(
+		"hold %d is more than the pool of %s (pool_size %d%s): take 1..%d connections, or leave hold out for the whole pool",
+		f.Hold, upstream, pool, def, pool)}
+}
+
+// TargetValidator is a fault whose parameters must fit the upstream it
+// acts on. The scenario compiler calls ValidateFor with the upstream's
+// database block as written (zero fields take their defaults), so the
+// error points at the parameter; Inject calls it too.
+type TargetValidator interface {
+	ValidateFor(upstream string, cfg Config) error
+}
+
+var _ TargetValidator = (*PoolExhaustion)(nil)
 
 // StatementTimeout replaces the statement timeout while it is active, as a
 // misguided configuration push would.

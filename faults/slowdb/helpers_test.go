@@ -41,7 +41,9 @@ func TestMain(m *testing.M) {
 }
 
 // pgDSN returns a DSN for a fresh database for this test, or skips (fails
-// with CASCADE_REQUIRE_POSTGRES=1) without PostgreSQL.
+// with CASCADE_REQUIRE_POSTGRES=1) without PostgreSQL. The database is
+// named after the test and dropped at its cleanup: the cluster lives as
+// long as the test binary, and go test -count=2 runs each test again in it.
 func pgDSN(t testing.TB) string {
 	t.Helper()
 	sharedPG.once.Do(func() {
@@ -64,6 +66,15 @@ func pgDSN(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered before the test's own cleanups, so it runs after them:
+	// the upstream has closed its pool by then.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := sharedPG.srv.DropDatabase(ctx, name); err != nil {
+			t.Error(err)
+		}
+	})
 	return dsn
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cascadehq/cascade/internal/dist"
@@ -25,9 +26,9 @@ var (
 // Injection is one active fault. Stop ends it; it is safe to call from any
 // goroutine, more than once.
 type Injection struct {
-	u     *Upstream
-	kind  string
-	start uint64 // effect counter at start
+	u    *Upstream
+	kind string
+	n    atomic.Uint64 // its effects
 
 	stopOnce sync.Once
 	stop     func()        // undoes the fault; may block until its goroutine ends
@@ -38,26 +39,29 @@ type Injection struct {
 // Kind is the fault's kind.
 func (i *Injection) Kind() string { return i.kind }
 
-// Effects is how often this fault has taken effect since it started (see
-// Stats.FaultEffects for what counts).
-func (i *Injection) Effects() uint64 { return i.u.c.effects[kindIndex[i.kind]].Load() - i.start }
+// Effects is how often this fault has taken effect (see Stats.FaultEffects
+// for what counts). It can still grow after Stop: a wait on the fault that
+// began while it was in force counts when it ends, whenever that is.
+func (i *Injection) Effects() uint64 { return i.n.Load() }
 
 // Done is closed once the fault has stopped, by Stop or by a lock_contention
 // hold running out.
 func (i *Injection) Done() <-chan struct{} { return i.done }
 
 // Stop ends the fault and waits until it is undone (locks released,
-// connections returned), then emits db.fault.stop.
+// connections returned, the waits it caused counted), then emits
+// db.fault.stop, stamped when the stop began.
 func (i *Injection) Stop() {
 	<-i.ready
 	i.stopOnce.Do(func() {
+		at := i.u.clock.Now()
 		i.stop()
 		i.u.mu.Lock()
 		if i.u.active[i.kind] == i {
 			delete(i.u.active, i.kind)
 		}
 		i.u.mu.Unlock()
-		i.u.emit("db.fault.stop", map[string]any{"kind": i.kind, "effects": i.Effects()})
+		i.u.emitAt(at, "db.fault.stop", map[string]any{"kind": i.kind, "effects": i.Effects()})
 		close(i.done)
 	})
 	<-i.done
@@ -74,8 +78,13 @@ func (u *Upstream) Inject(ctx context.Context, f Fault) (*Injection, error) {
 	if err := f.Validate(); err != nil {
 		return nil, fmt.Errorf("slowdb: %s: %w", f.Kind(), err)
 	}
+	if v, ok := f.(TargetValidator); ok {
+		if err := v.ValidateFor(u.name, u.cfg); err != nil {
+			return nil, fmt.Errorf("slowdb: %s: %w", f.Kind(), err)
+		}
+	}
 	kind := f.Kind()
-	idx, ok := kindIndex[kind]
+	_, ok := kindIndex[kind]
 	if !ok {
 		return nil, fmt.Errorf("slowdb: %w %q", ErrUnknownFault, kind)
 	}
@@ -88,7 +97,7 @@ func (u *Upstream) Inject(ctx context.Context, f Fault) (*Injection, error) {
 		u.mu.Unlock()
 		return nil, fmt.Errorf("slowdb: %s on %s: %w", kind, u.name, ErrFaultActive)
 	}
-	inj := &Injection{u: u, kind: kind, ready: make(chan struct{}), done: make(chan struct{}), start: u.c.effects[idx].Load()}
+	inj := &Injection{u: u, kind: kind, ready: make(chan struct{}), done: make(chan struct{})}
 	// Reserve the slot while setting up, so two Injects of one kind cannot
 	// race; the setup itself runs outside the lock (it may wait on the DB).
 	u.active[kind] = inj
@@ -123,25 +132,25 @@ func (u *Upstream) start(ctx context.Context, f Fault, inj *Injection) (map[stri
 		if p == 0 {
 			p = 1
 		}
-		u.slow.Store(&slowFault{rng: rng, sampler: dist.NewSampler(f.Latency, rng), prob: p})
+		u.slow.Store(&slowFault{inj: inj, rng: rng, sampler: dist.NewSampler(f.Latency, rng), prob: p})
 		return map[string]any{"latency_upper_ms": ms(f.Latency.Upper()), "probability": p},
 			func() { u.slow.Store(nil) }, nil
 
 	case *StatementTimeout:
 		u.stmtTO.Store(int64(f.Timeout.D()))
-		u.stmtActive.Store(true)
+		u.stmtInj.Store(inj)
 		return map[string]any{"timeout_ms": ms(f.Timeout.D()), "was_ms": ms(u.cfg.StatementTimeout.D())},
-			func() { u.stmtTO.Store(0); u.stmtActive.Store(false) }, nil
+			func() { u.stmtTO.Store(0); u.stmtInj.Store(nil) }, nil
 
 	case *ConnectionRefused:
-		u.refActive.Store(true)
+		u.refInj.Store(inj)
 		u.b.setRefused(true)
 		return map[string]any{"simulated": u.cfg.Driver == SQLite},
-			func() { u.b.setRefused(false); u.refActive.Store(false) }, nil
+			func() { u.b.setRefused(false); u.refInj.Store(nil) }, nil
 
 	case *PoolExhaustion:
-		n := f.Hold
-		if n == 0 || n > u.cfg.PoolSize {
+		n := f.Hold // at most the pool: Inject checked
+		if n == 0 {
 			n = u.cfg.PoolSize
 		}
 		hctx, cancel := context.WithCancel(context.Background())
@@ -156,14 +165,18 @@ func (u *Upstream) start(ctx context.Context, f Fault, inj *Injection) (map[stri
 				release()
 			})
 		}
-		u.poolActive.Store(true)
+		u.poolInj.Store(inj)
 		return map[string]any{"hold": n, "pool_size": u.cfg.PoolSize},
 			func() {
 				cancel()
 				wg.Wait()
+				// The connections are back: a wait that begins from now
+				// on queues behind the requests the fault kept waiting,
+				// not on the fault. Stopped before active, so a wait that
+				// ends in between is judged by when it began.
+				u.poolLast.Store(&poolStop{inj: inj, at: time.Now().UnixNano()})
+				u.poolInj.Store(nil)
 				u.settlePoolWaits(100 * time.Millisecond)
-				u.poolStopped.Store(time.Now().UnixNano())
-				u.poolActive.Store(false)
 			}, nil
 
 	case *LockContention:
@@ -176,9 +189,18 @@ func (u *Upstream) start(ctx context.Context, f Fault, inj *Injection) (map[stri
 		if err != nil {
 			return nil, nil, err
 		}
-		u.lockActive.Store(true)
+		h := newLockHold(inj)
+		u.lock.Store(h)
 		var once sync.Once
-		undo := func() { once.Do(func() { u.lockActive.Store(false); release() }) }
+		undo := func() {
+			once.Do(func() {
+				release()
+				u.lock.Store(nil)
+				// The waits that began on the lock end now or at their
+				// next poll; count them before the fault reports.
+				h.release(lockSettle)
+			})
+		}
 		hold := f.Hold.D()
 		var timerDone chan struct{}
 		var stopTimer chan struct{}
@@ -224,8 +246,10 @@ func (u *Upstream) Active() []string {
 	return out
 }
 
-func (u *Upstream) emit(typ string, attrs map[string]any) {
-	u.sink.Emit(event.Event{T: u.clock.Now(), Source: "upstream", Type: typ, Target: u.name, Attrs: attrs})
+func (u *Upstream) emit(typ string, attrs map[string]any) { u.emitAt(u.clock.Now(), typ, attrs) }
+
+func (u *Upstream) emitAt(t time.Duration, typ string, attrs map[string]any) {
+	u.sink.Emit(event.Event{T: t, Source: "upstream", Type: typ, Target: u.name, Attrs: attrs})
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -25,15 +25,43 @@ type pgBackend struct {
 	closed  *refusingPort
 
 	qHistory, qUpdate, qLock string
+	// schema is the upstream's schema, quoted; created says that the
+	// upstream created it (it was not there before), so close drops it
+	// whole rather than only the tables.
+	schema  string
+	created bool
 	// held is the lock_contention fault's locking transaction while it
 	// holds its rows; a new one per lock, so a wait that spans a release
 	// and a relock is not taken for one wait.
 	held atomic.Pointer[heldRows]
+	// beforeRollback, when set (tests), runs as the fault releases its
+	// rows, before its transaction rolls back.
+	beforeRollback func()
 }
 
 // heldRows are the customers the fault's transaction has locked: ids up to
-// through.
-type heldRows struct{ through int64 }
+// through, until freed.
+type heldRows struct {
+	through int64
+	freed   atomic.Int64 // Unix ns when the transaction had rolled back; 0 until then
+}
+
+// lockedAt reports whether the rows were still locked at t: the fault is
+// marked off before its transaction rolls back, and the rows stay locked
+// until it has.
+func (h *heldRows) lockedAt(t time.Time) bool {
+	f := h.freed.Load()
+	return f == 0 || t.UnixNano() < f
+}
+
+// endedAt is when ctx ended: its deadline if that is what ended it, or
+// now, an upper bound, when it was cancelled.
+func endedAt(ctx context.Context) time.Time {
+	if dl, ok := ctx.Deadline(); ok && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return dl
+	}
+	return time.Now()
+}
 
 var _ backend = (*pgBackend)(nil)
 
@@ -69,12 +97,21 @@ func openPostgres(ctx context.Context, name string, cfg Config, onWait func(time
 	if err != nil {
 		return nil, fmt.Errorf("reserve a refusing port: %w", err)
 	}
-	pcfg.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+	pcfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
 		if b.refused.Load() {
 			// connection_refused: dial a loopback port that is bound but
 			// not listening, so the kernel itself refuses.
 			cc.Host, cc.Port, cc.Fallbacks = "127.0.0.1", uint16(b.closed.port), nil
 		}
+		// The connection is set up for the request acquiring it (the pool
+		// passes its context's values on): from here to AfterConnect is
+		// not a pool wait. A connect that fails ends when the acquisition
+		// returns its error.
+		setupOf(ctx).begin()
+		return nil
+	}
+	pcfg.AfterConnect = func(ctx context.Context, _ *pgx.Conn) error {
+		setupOf(ctx).end()
 		return nil
 	}
 	b.pgpool, err = pgxpool.NewWithConfig(ctx, pcfg)
@@ -83,11 +120,12 @@ func openPostgres(ctx context.Context, name string, cfg Config, onWait func(time
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
 	schema := pgx.Identifier{schemaName(name)}.Sanitize()
+	b.schema = schema
 	b.qHistory = `SELECT id, created_at, total_cents, status FROM ` + schema + `.orders
 WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2`
 	b.qUpdate = `UPDATE ` + schema + `.customers SET visits = visits + 1, last_seen = now() WHERE id = $1`
 	b.qLock = `SELECT id FROM ` + schema + `.customers WHERE id <= $1 ORDER BY id FOR UPDATE`
-	if err := b.seed(ctx, schema); err != nil {
+	if err := b.seed(ctx, schemaName(name)); err != nil {
 		b.pgpool.Close()
 		_ = b.closed.close()
 		return nil, fmt.Errorf("seed postgres schema %s: %w", schema, err)
@@ -110,13 +148,33 @@ func schemaName(name string) string {
 	return sb.String()
 }
 
-func (b *pgBackend) seed(ctx context.Context, schema string) error {
+// schemaMark is the comment on a schema cascade created, and drops when the
+// upstream closes.
+const schemaMark = "created by cascade for a database upstream; dropped when the run ends"
+
+func (b *pgBackend) seed(ctx context.Context, name string) error {
+	schema := b.schema
 	return pgx.BeginFunc(ctx, b.pgpool, func(tx pgx.Tx) error {
+		// A schema cascade made carries its mark, so one that a killed
+		// run left is still cascade's to drop; one the user made (for a
+		// role without CREATE on the database, say) is not.
+		var existed bool
+		var comment *string
+		err := tx.QueryRow(ctx, `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`, name).Scan(&comment)
+		switch {
+		case err == nil:
+			existed = true
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		b.created = !existed || (comment != nil && *comment == schemaMark)
 		stmts := []struct {
 			q    string
 			args []any
+			skip bool
 		}{
 			{q: `CREATE SCHEMA IF NOT EXISTS ` + schema},
+			{q: `COMMENT ON SCHEMA ` + schema + ` IS '` + schemaMark + `'`, skip: !b.created},
 			{q: `DROP TABLE IF EXISTS ` + schema + `.orders, ` + schema + `.customers`},
 			{q: `CREATE TABLE ` + schema + `.customers (id bigint PRIMARY KEY, name text NOT NULL,
 				visits bigint NOT NULL DEFAULT 0, last_seen timestamptz)`},
@@ -136,6 +194,9 @@ func (b *pgBackend) seed(ctx context.Context, schema string) error {
 			{q: `ANALYZE ` + schema + `.orders`},
 		}
 		for _, s := range stmts {
+			if s.skip {
+				continue
+			}
 			if _, err := tx.Exec(ctx, s.q, s.args...); err != nil {
 				return err
 			}
@@ -174,6 +235,11 @@ func (b *pgBackend) history(ctx context.Context, w *work) ([]Order, error) {
 	}
 	batch.Queue(b.qHistory, w.customer, w.limit)
 	locked := b.held.Load()
+	if locked != nil && w.customer <= locked.through {
+		// The server sends the batch's results together, so the wait
+		// ends, as far as this side can tell, with the whole batch.
+		w.lockWait.begin()
+	}
 	br := tx.SendBatch(ctx, batch)
 	orders, st, err := b.runBatch(br, w)
 	if cerr := br.Close(); err == nil && cerr != nil {
@@ -184,12 +250,15 @@ func (b *pgBackend) history(ctx context.Context, w *work) ([]Order, error) {
 		// ends the wait shows as the first step's error. When the fault
 		// held this customer's row from before the batch was sent until
 		// then, the update (which comes before the sleep and the read)
-		// was still waiting for that lock.
-		if ctx.Err() != nil && locked != nil && locked == b.held.Load() && w.customer <= locked.through {
+		// was still waiting for that lock. Until then means until its
+		// transaction had rolled back, even if the fault was already
+		// marked off: the row was still locked.
+		if ctx.Err() != nil && locked != nil && w.customer <= locked.through && locked.lockedAt(endedAt(ctx)) {
 			st = stageLock
 		}
 		return nil, b.classify(ctx, st, err)
 	}
+	w.lockWait.end()
 	if err := tx.Commit(ctx); err != nil {
 		return nil, b.classify(ctx, stageQuery, err)
 	}
@@ -286,12 +355,17 @@ func (b *pgBackend) lock(ctx context.Context, rows int64) (func(), error) {
 	if _, err := tx.Exec(ctx, b.qLock, rows); err != nil {
 		return fail(err)
 	}
-	b.held.Store(&heldRows{through: rows})
+	h := &heldRows{through: rows}
+	b.held.Store(h)
 	return func() {
 		b.held.Store(nil)
+		if b.beforeRollback != nil {
+			b.beforeRollback()
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = tx.Rollback(cctx)
+		h.freed.Store(time.Now().UnixNano())
 		_ = conn.Close(cctx)
 	}, nil
 }
@@ -319,7 +393,27 @@ func (b *pgBackend) pool() PoolStats {
 	}
 }
 
+// close drops what the upstream made on the server (its schema, or its
+// tables when the schema was there before), then closes the pool.
 func (b *pgBackend) close() error {
+	err := b.unseed()
 	b.pgpool.Close()
-	return b.closed.close()
+	return errors.Join(err, b.closed.close())
+}
+
+// unseedTimeout bounds the drop at close: it waits for the transactions of
+// requests still in flight (each bounded by the upstream's deadline).
+const unseedTimeout = 10 * time.Second
+
+func (b *pgBackend) unseed() error {
+	ctx, cancel := context.WithTimeout(context.Background(), unseedTimeout)
+	defer cancel()
+	q := `DROP TABLE IF EXISTS ` + b.schema + `.orders, ` + b.schema + `.customers`
+	if b.created {
+		q = `DROP SCHEMA IF EXISTS ` + b.schema + ` CASCADE`
+	}
+	if _, err := b.pgpool.Exec(ctx, q); err != nil {
+		return fmt.Errorf("remove schema %s from the server: %w", b.schema, err)
+	}
+	return nil
 }

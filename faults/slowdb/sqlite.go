@@ -68,6 +68,11 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if c.refused != nil && c.refused.Load() {
 		return nil, errSimulatedRefusal
 	}
+	// database/sql opens a connection with the context of the request that
+	// needs it: opening it (the file, the pragmas) is not a pool wait.
+	s := setupOf(ctx)
+	s.begin()
+	defer s.end()
 	return c.drv.Open(c.dsn)
 }
 
@@ -97,9 +102,7 @@ func openSQLite(ctx context.Context, cfg Config, onWait func(time.Time)) (*sqlit
 		}
 		b.tmpDir = dir
 		path = filepath.Join(dir, "orders.db")
-	} else if strings.ContainsAny(path, "?#") {
-		return nil, &FieldError{Field: "dsn", Msg: fmt.Sprintf("for sqlite the dsn is a file path; %q contains ? or #", path)}
-	}
+	} // a dsn with ? or # is refused by Validate
 	// WAL lets readers run beside the one writer; busy_timeout is SQLite's
 	// lock timeout; _txlock=immediate takes the write lock at BEGIN, so a
 	// request waits for it there, under busy_timeout, instead of failing
@@ -219,10 +222,12 @@ func (b *sqliteBackend) history(ctx context.Context, w *work) ([]Order, error) {
 	// The write is its own short transaction: SQLite has one write lock for
 	// the whole file, so a service that read inside it would serialise
 	// every request behind the slowest.
+	w.lockWait.begin()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, b.classify(ctx, nil, stageLock, err) // _txlock=immediate: BEGIN waits for the write lock
 	}
+	w.lockWait.end()
 	defer func() { _ = tx.Rollback() }()
 	sctx, cancel := context.WithTimeout(ctx, w.stmtTimeout)
 	defer cancel()

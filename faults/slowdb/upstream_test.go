@@ -2,11 +2,17 @@ package slowdb
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/units"
@@ -364,6 +370,14 @@ func TestInjectErrors(t *testing.T) {
 	if _, err := f.u.Inject(ctx, &SlowQuery{}); err == nil {
 		t.Fatal("slow_query without latency was accepted")
 	}
+	// A pool of 10 cannot lend 11: refused, not quietly cut to 10.
+	var fe *FieldError
+	if _, err := f.u.Inject(ctx, &PoolExhaustion{Hold: DefaultPoolSize + 1}); !errors.As(err, &fe) || fe.Field != "hold" {
+		t.Fatalf("pool_exhaustion with a hold past the pool: %v", err)
+	}
+	if a := f.u.Active(); len(a) != 1 {
+		t.Fatalf("active after the refusals: %v", a)
+	}
 	if err := f.u.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -394,4 +408,387 @@ func TestPropagateCancel(t *testing.T) {
 			t.Fatalf("want the work cancelled as client_gone: %+v", s)
 		}
 	})
+}
+
+// A wait that began on the fault's lock and that a timeout ends just after
+// the fault stops is still the fault's effect, and is in the count the fault
+// reports as it stops. SQLite polls a busy lock (from 228ms on, every
+// 100ms), so a waiter does not see the release until its next poll; a
+// deadline that falls before that poll ends the wait after the fault stopped.
+func TestLockWaitEndingAfterTheStop(t *testing.T) {
+	// Polls at ~928ms and ~1028ms after the wait begins; the caller's
+	// deadline at 1020ms falls between them, and the fault stops at 975ms.
+	const deadline, stopAt = 1020 * time.Millisecond, 975 * time.Millisecond
+	cfg := Config{Driver: SQLite, LockTimeout: units.Duration(10 * time.Second),
+		StatementTimeout: units.Duration(20 * time.Second), UpstreamTimeout: units.Duration(20 * time.Second)}
+	f := start(t, cfg)
+	f.get(t, "?customer=1", nil, 0).ok(t, 1, DefaultOrdersPerCustomer)
+	hdr := map[string]string{DeadlineHeader: strconv.FormatInt(deadline.Milliseconds(), 10)}
+	for attempt := 1; ; attempt++ {
+		inj := inject(t, f.u, &LockContention{})
+		waiter := make(chan answer, 1)
+		begin := time.Now()
+		go func() { waiter <- f.get(t, "?customer=1", hdr, 0) }()
+		time.Sleep(time.Until(begin.Add(stopAt)))
+		stopped := time.Now()
+		inj.Stop() // what the run's timeline reads right after
+		effects, took := inj.Effects(), time.Since(stopped)
+		a := <-waiter
+		t.Logf("attempt %d: fault stopped at %v (Stop took %v), answer %v, effects %d", attempt,
+			stopped.Sub(begin).Round(time.Millisecond), took.Round(time.Millisecond), a, effects)
+		if a.status == http.StatusOK {
+			// The machine was slow and the poll saw the release first:
+			// the wait ended well, no timeout to count. Try again.
+			if attempt == 5 {
+				t.Fatal("the wait never outlasted the fault in 5 attempts")
+			}
+			continue
+		}
+		if a.cause != "upstream_timeout" || a.stage != "lock" {
+			t.Fatalf("want upstream_timeout in the lock stage, got %v", a)
+		}
+		if a.elapsed < stopAt {
+			t.Fatalf("the wait ended at %v, before the fault stopped", a.elapsed)
+		}
+		if effects != 1 {
+			t.Fatalf("lock_contention reported %d effects as it stopped, want 1: the wait began on its lock", effects)
+		}
+		if n := f.u.Stats().FaultEffects[KindLockContention]; n != 1 {
+			t.Fatalf("upstream counts %d lock_contention effects, want 1", n)
+		}
+		return
+	}
+}
+
+// The upstream drops the schema it created on the user's server when it
+// closes: a run leaves nothing behind. A schema that was there before (made
+// for a user without CREATE on the database, say) stays, emptied of the
+// tables the upstream made.
+func TestPostgresSchemaRemovedOnClose(t *testing.T) {
+	dsn := pgDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exists := func(q string) bool {
+		t.Helper()
+		var ok bool
+		if err := conn.QueryRow(ctx, q).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	const schemaQ = `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cascade_orders')`
+	const tablesQ = `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'cascade_orders')`
+
+	u, err := New(ctx, "orders", Config{Driver: Postgres, DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exists(schemaQ) {
+		t.Fatal("no schema cascade_orders while the upstream is open")
+	}
+	if err := u.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if exists(schemaQ) {
+		t.Fatal("schema cascade_orders is left on the server after Close")
+	}
+
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA cascade_orders`); err != nil {
+		t.Fatal(err)
+	}
+	if u, err = New(ctx, "orders", Config{Driver: Postgres, DSN: dsn}); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(schemaQ) || exists(tablesQ) {
+		t.Fatalf("a schema that was there before: want it kept and emptied; exists %v, tables %v", exists(schemaQ), exists(tablesQ))
+	}
+}
+
+// A schema that a killed run left carries cascade's mark: the next run
+// drops it at its end, while a user's own schema stays.
+func TestPostgresSchemaLeftByAKilledRunIsDropped(t *testing.T) {
+	dsn := pgDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	killed, err := New(ctx, "orders", Config{Driver: Postgres, DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed.b.(*pgBackend).pgpool.Close() // as if the process died: no Close
+	killed.stopSampler()
+	_ = killed.b.(*pgBackend).closed.close()
+	u, err := New(ctx, "orders", Config{Driver: Postgres, DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Close(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'cascade_orders'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("schema left by a killed run still there after the next run: %d, %v", n, err)
+	}
+}
+
+// A request that arrives after pool_exhaustion released its connections
+// and waits only behind the requests the fault had queued did not wait on
+// the fault: it is not counted, even while the fault's stop is still
+// letting that queue drain.
+func TestPoolWaitAfterTheReleaseIsNotTheFaults(t *testing.T) {
+	const slow = 80 * time.Millisecond
+	cfg := Config{Driver: SQLite, PoolSize: 1, UpstreamTimeout: units.Duration(5 * time.Second)}
+	f := start(t, cfg)
+	inject(t, f.u, &SlowQuery{Latency: dist.FixedLatency(slow)})
+	inj := inject(t, f.u, &PoolExhaustion{})
+	eventually(t, 5*time.Second, "the fault to hold the pool", func() bool { return f.u.Stats().Pool.Held == 1 })
+	answers := make(chan answer, 3)
+	for range 2 {
+		go func() { answers <- f.get(t, "", nil, 0) }()
+	}
+	eventually(t, 5*time.Second, "two requests to wait in the pool", func() bool { return f.u.Stats().Pool.Waiting == 2 })
+	time.Sleep(20 * time.Millisecond) // well past the 2ms that makes a wait
+	// The released connection serves the two, one after the other, 80ms
+	// each; the third comes 20ms after the release and queues behind them.
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		answers <- f.get(t, "", nil, 0)
+	}()
+	inj.Stop()
+	for range 3 {
+		(<-answers).ok(t, 0, DefaultOrdersPerCustomer)
+	}
+	if s := f.u.Stats(); s.PoolWaits != 3 {
+		t.Fatalf("%d pool waits, want 3: %+v", s.PoolWaits, s)
+	}
+	if n := inj.Effects(); n != 2 {
+		t.Fatalf("pool_exhaustion took effect %d times, want 2: the third request arrived after the release", n)
+	}
+}
+
+// On PostgreSQL a deadline that fires while the fault's transaction is
+// rolling back ends a wait on the fault's lock: the row is still locked.
+// The stage is the lock, and the wait is the fault's effect.
+func TestPostgresLockWaitCutWhileTheFaultReleases(t *testing.T) {
+	cfg := Config{Driver: Postgres, DSN: pgDSN(t), LockTimeout: units.Duration(5 * time.Second),
+		StatementTimeout: units.Duration(6 * time.Second), UpstreamTimeout: units.Duration(8 * time.Second)}
+	f := start(t, cfg)
+	f.get(t, "?customer=1", nil, 0).ok(t, 1, DefaultOrdersPerCustomer)
+	// The rollback is held up past the request's deadline.
+	f.u.b.(*pgBackend).beforeRollback = func() { time.Sleep(250 * time.Millisecond) }
+	inj := inject(t, f.u, &LockContention{})
+	waiter := make(chan answer, 1)
+	go func() { waiter <- f.get(t, "?customer=1", map[string]string{DeadlineHeader: "300"}, 0) }()
+	time.Sleep(150 * time.Millisecond)
+	inj.Stop() // rows marked free at 150ms, rolled back at 400ms
+	a := <-waiter
+	if a.cause != "upstream_timeout" || a.stage != "lock" {
+		t.Fatalf("want upstream_timeout in the lock stage (the row was locked until 400ms, the deadline was 300ms), got %v", a)
+	}
+	if n := inj.Effects(); n != 1 {
+		t.Fatalf("lock_contention took effect %d times, want 1", n)
+	}
+}
+
+// A wait that began on the fault's lock and ends in a timeout long after
+// the fault stopped (another transaction took the row first) is the
+// fault's effect, counted in its own tally after Stop returned.
+func TestLockWaitEndingLongAfterTheStop(t *testing.T) {
+	const lockTimeout = 700 * time.Millisecond
+	dsn := pgDSN(t)
+	cfg := Config{Driver: Postgres, DSN: dsn, LockTimeout: units.Duration(lockTimeout),
+		StatementTimeout: units.Duration(5 * time.Second), UpstreamTimeout: units.Duration(5 * time.Second)}
+	f := start(t, cfg)
+	f.get(t, "?customer=1", nil, 0).ok(t, 1, DefaultOrdersPerCustomer)
+	inj := inject(t, f.u, &LockContention{})
+
+	// Another client queues for row 1 first; it gets the row at the
+	// release and keeps it past the request's lock timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	locked := make(chan error, 1)
+	go func() {
+		_, err := tx.Exec(ctx, `SELECT id FROM cascade_orders.customers WHERE id = 1 FOR UPDATE`)
+		locked <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+
+	waiter := make(chan answer, 1)
+	begin := time.Now()
+	go func() { waiter <- f.get(t, "?customer=1", nil, 0) }()
+	time.Sleep(200 * time.Millisecond)
+	inj.Stop()
+	if err := <-locked; err != nil {
+		t.Fatal(err)
+	}
+	atStop := inj.Effects()
+	a := <-waiter
+	t.Logf("stopped at %v, the wait ended at %v: %v", time.Duration(200*time.Millisecond), time.Since(begin).Round(time.Millisecond), a)
+	if a.code != "55P03" {
+		t.Fatalf("want the request's lock timeout, 55P03, got %v", a)
+	}
+	if atStop != 0 || inj.Effects() != 1 {
+		t.Fatalf("effects %d at the stop and %d after the wait ended, want 0 then 1", atStop, inj.Effects())
+	}
+}
+
+// Each injection keeps its own tally: a wait that began under the first
+// pool_exhaustion and is reported while a second one holds the pool is the
+// first one's, and the second's count starts at zero.
+func TestEffectsBelongToTheirInjection(t *testing.T) {
+	f := start(t, Config{Driver: SQLite, PoolSize: 2})
+	first := inject(t, f.u, &PoolExhaustion{})
+	eventually(t, 5*time.Second, "the first fault to hold the pool", func() bool { return f.u.Stats().Pool.Held == 2 })
+	began := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	first.Stop()
+	second := inject(t, f.u, &PoolExhaustion{Hold: 1})
+	f.u.poolWaited(began) // the wait began under the first
+	if first.Effects() != 1 || second.Effects() != 0 {
+		t.Fatalf("effects: first %d, second %d; want 1 and 0", first.Effects(), second.Effects())
+	}
+	f.u.poolWaited(time.Now()) // began under the second
+	if first.Effects() != 1 || second.Effects() != 1 {
+		t.Fatalf("effects: first %d, second %d; want 1 and 1", first.Effects(), second.Effects())
+	}
+	if n := f.u.Stats().FaultEffects[KindPoolExhaustion]; n != 2 {
+		t.Fatalf("upstream counts %d pool_exhaustion effects, want 2", n)
+	}
+}
+
+// slowConnect puts a loopback proxy in front of the PostgreSQL server in
+// dsn that waits setup before it dials the server for each new connection,
+// as a server a network hop away (or one busy forking backends) would:
+// connection setup then takes at least setup. It returns the proxy's DSN.
+func slowConnect(t *testing.T, dsn string, setup time.Duration) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				time.Sleep(setup)
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				mu.Lock()
+				open = append(open, c, s)
+				mu.Unlock()
+				var pipes sync.WaitGroup
+				pipes.Go(func() { io.Copy(s, c); s.(*net.TCPConn).CloseWrite() })
+				pipes.Go(func() { io.Copy(c, s); c.(*net.TCPConn).CloseWrite() })
+				pipes.Wait()
+				c.Close()
+				s.Close()
+			})
+		}
+	})
+	u.Host = ln.Addr().String()
+	return u.String()
+}
+
+// A pool wait is time spent waiting for a connection another request
+// holds, not the time to open a new one. With connection setup at 40 ms
+// (20 times the 2 ms that makes a wait), three requests at once on a
+// pool of 3 open the connections they need and wait for none; every one
+// counted as a pool wait. A request that waits for a connection the
+// pool_exhaustion fault holds still counts, once.
+func TestConnectionSetupIsNotAPoolWait(t *testing.T) {
+	const setup = 40 * time.Millisecond
+	cfg := Config{Driver: Postgres, DSN: slowConnect(t, pgDSN(t), setup), PoolSize: 3, UpstreamTimeout: units.Duration(5 * time.Second)}
+	f := start(t, cfg)
+	var wg sync.WaitGroup
+	answers := make([]answer, 3)
+	for i := range answers {
+		wg.Go(func() { answers[i] = f.get(t, "", nil, 0) })
+	}
+	// Nor is a request opening a connection waiting for one in the pool's
+	// samples (db.pool_exhausted said max_waiting 2). Sampled well inside
+	// the connects: a request is on the gauge for the microseconds before
+	// its connect begins and after it ends.
+	launched := time.Now()
+	maxWaiting := 0
+	time.Sleep(setup / 4)
+	for time.Since(launched) < setup*3/4 {
+		maxWaiting = max(maxWaiting, f.u.Stats().Pool.Waiting)
+		time.Sleep(500 * time.Microsecond)
+	}
+	wg.Wait()
+	if maxWaiting != 0 {
+		t.Errorf("%d requests waiting at once while they opened connections, want 0", maxWaiting)
+	}
+	opened := 0
+	for _, a := range answers {
+		a.ok(t, 0, DefaultOrdersPerCustomer)
+		if a.elapsed >= setup {
+			opened++
+		}
+		t.Logf("request: %v", a.elapsed.Round(100*time.Microsecond))
+	}
+	if opened < 2 {
+		t.Fatalf("%d requests took the connection setup's %v: the proxy did not slow it", opened, setup)
+	}
+	s := f.u.Stats()
+	if s.PoolWaits != 0 || s.Pool.Open != 3 {
+		t.Fatalf("%d pool waits with %d connections open, want 0 with 3: opening a connection is not waiting for one", s.PoolWaits, s.Pool.Open)
+	}
+
+	inj := inject(t, f.u, &PoolExhaustion{})
+	eventually(t, 5*time.Second, "the fault to hold the pool", func() bool { return f.u.Stats().Pool.Held == 3 })
+	waiter := make(chan answer, 1)
+	go func() { waiter <- f.get(t, "", nil, 0) }()
+	eventually(t, 5*time.Second, "a request to wait in the pool", func() bool { return f.u.Stats().Pool.Waiting == 1 })
+	time.Sleep(50 * time.Millisecond)
+	inj.Stop()
+	(<-waiter).ok(t, 0, DefaultOrdersPerCustomer)
+	if s := f.u.Stats(); s.PoolWaits != 1 || inj.Effects() != 1 {
+		t.Fatalf("%d pool waits, the fault's effects %d; want 1 and 1: the request waited for a held connection", s.PoolWaits, inj.Effects())
+	}
 }

@@ -176,6 +176,13 @@ func Parse(name string) (Cause, bool) {
 	return c, ok
 }
 
+// ParseBytes is Parse for a header value as read off the wire; it does not
+// copy b.
+func ParseBytes(b []byte) (Cause, bool) {
+	c, ok := byName[string(b)]
+	return c, ok
+}
+
 // Names lists every cause name, sorted, for error messages and schemas.
 func Names() []string {
 	out := make([]string, 0, numCauses)

@@ -177,6 +177,22 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.Port, name), nil
 }
 
+// DropDatabase removes a database CreateDatabase made, ending the sessions
+// still connected to it, so a test that creates a database under a fixed
+// name can run again (go test -count=2) on a cluster that outlives it.
+// A database that is not there is no error.
+func (s *Server) DropDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("pgtest: drop database %q: %w", name, err)
+	}
+	return nil
+}
+
 // Stop shuts the server down and removes its directory. Calling it again
 // returns the first call's result.
 func (s *Server) Stop() error {

@@ -32,9 +32,21 @@ func TestStartQueryStop(t *testing.T) {
 	if db != "pgtest_db" || one != 1 {
 		t.Fatalf("got %q %d", db, one)
 	}
-	if err := conn.Close(ctx); err != nil {
+	// Dropped with a session still on it, the name can be created again:
+	// what a test run twice on one cluster needs.
+	if err := s.DropDatabase(ctx, "pgtest_db"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.CreateDatabase(ctx, "pgtest_db"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropDatabase(ctx, "pgtest_db"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropDatabase(ctx, "pgtest_db"); err != nil {
+		t.Fatalf("a database that is not there: %v", err)
+	}
+	_ = conn.Close(ctx) // its session was ended by the drop
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package tcptest
 import (
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -71,4 +72,31 @@ func Refused(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
+// HoldLowPort listens on a free loopback port below the ephemeral range
+// until the test ends or the caller closes it. Below 32768: the load
+// generator's client sockets take ephemeral ports and could collide with a
+// fixed listen port there (a plan refuses one). Holding the port is how a
+// test occupies an address a run needs, and how it gets two distinct free
+// ports (FreeLowPort alone would return the same one twice).
+func HoldLowPort(t testing.TB) net.Listener {
+	t.Helper()
+	for p := 20000 + os.Getpid()%5000; p < 32000; p += 7 {
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			t.Cleanup(func() { ln.Close() })
+			return ln
+		}
+	}
+	t.Fatal("tcptest: no free loopback port below 32000")
+	return nil
+}
+
+// FreeLowPort is a loopback port below the ephemeral range that is free
+// now (see HoldLowPort).
+func FreeLowPort(t testing.TB) int {
+	t.Helper()
+	ln := HoldLowPort(t)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

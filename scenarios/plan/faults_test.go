@@ -93,6 +93,24 @@ func TestFaultScenarioErrors(t *testing.T) {
 			"upstreams[0].database.statement_timeout", "0 stands for the default here"},
 		{"a pool of 0 is not 10", dbReplace("pool_size: 5,", "pool_size: 0,"),
 			"upstreams[0].database.pool_size", "0 stands for the default here"},
+		// A pool of 5 cannot lend 6: the fault took 5 and said nothing.
+		{"a hold past the pool", dbReplace("kind: slow_query, target: orders, start: 2s, duration: 5s, params: {latency: 1s}",
+			"kind: pool_exhaustion, target: orders, start: 2s, duration: 5s, params: {hold: 6}"),
+			"faults[0].params.hold", "hold 6 is more than the pool of orders (pool_size 5): take 1..5 connections, or leave hold out for the whole pool"},
+		{"a hold past the default pool", strings.Replace(dbReplace("kind: slow_query, target: orders, start: 2s, duration: 5s, params: {latency: 1s}",
+			"kind: pool_exhaustion, target: orders, start: 2s, duration: 5s, params: {hold: 11}"), "pool_size: 5, ", "", 1),
+			"faults[0].params.hold", "(pool_size 10, the default)"},
+		{"a hold of 0 is not the whole pool", dbReplace("kind: slow_query, target: orders, start: 2s, duration: 5s, params: {latency: 1s}",
+			"kind: pool_exhaustion, target: orders, start: 2s, duration: 5s, params: {hold: 0}"),
+			"faults[0].params.hold", "0 stands for the default here"},
+		// lock_contention's 0s and 0% read as "no hold" and "no row", yet
+		// meant until the stop and every row.
+		{"a lock hold of 0 is not until the stop", dbReplace("kind: slow_query, target: orders, start: 2s, duration: 5s, params: {latency: 1s}",
+			"kind: lock_contention, target: orders, start: 2s, duration: 5s, params: {hold: 0s}"),
+			"faults[0].params.hold", "0 stands for the default here"},
+		{"a lock share of 0 is not every row", dbReplace("kind: slow_query, target: orders, start: 2s, duration: 5s, params: {latency: 1s}",
+			"kind: lock_contention, target: orders, start: 2s, duration: 5s, params: {share: 0%}"),
+			"faults[0].params.share", "0 stands for the default here"},
 		{"unknown upstream kind", dbReplace("kind: database", "kind: redis"), "upstreams[0].kind", `unknown upstream kind "redis"`},
 		{"latency on a database upstream", dbReplace("    kind: database\n", "    kind: database\n    latency: 5ms\n"),
 			"upstreams[0].latency", "comes from its database"},
@@ -118,6 +136,17 @@ func TestFaultScenarioErrors(t *testing.T) {
 				t.Fatalf("error %q has no position", msg)
 			}
 		})
+	}
+}
+
+// A hold of the whole pool, written or left out, compiles.
+func TestPoolExhaustionHoldUpToThePool(t *testing.T) {
+	for _, params := range []string{"{hold: 5}", "{hold: 1}", "{}"} {
+		src := dbReplace("kind: slow_query, target: orders, start: 2s, duration: 5s, params: {latency: 1s}",
+			"kind: pool_exhaustion, target: orders, start: 2s, duration: 5s, params: "+params)
+		if _, err := CompileBytes("db.yaml", []byte(src), Options{}); err != nil {
+			t.Errorf("params %s: %v", params, err)
+		}
 	}
 }
 

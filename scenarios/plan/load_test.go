@@ -300,3 +300,25 @@ faults:
 		t.Fatalf("stages %+v, want 2 VUs", p.Load.Stages)
 	}
 }
+
+// Params anchored on one fault and aliased on a fault of another kind are
+// wrong only at the alias: the error is there, and says where the params
+// are written (it pointed at the anchor, whose fault is fine).
+func TestAliasedParamsAreJudgedWhereTheAliasIs(t *testing.T) {
+	src := `name: t
+upstreams:
+  - {name: api, latency: 5ms}
+gateway:
+  routes:
+    - {path: /, upstream: api}
+load: {rate: 10/s, duration: 2s, requests: [{path: /}]}
+faults:
+  - {kind: latency, target: api, start: 0s, params: &p {delay: 40ms}}
+  - {kind: error, target: api, start: 1s, params: *p}
+`
+	_, err := CompileBytes("s.yaml", []byte(src), Options{})
+	want := `s.yaml:10:51: faults[1].params: unknown field "delay" (via alias *p, defined at line 9 column 57); expected one of: body, match, probability, status`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error\n got: %v\nwant: %s", err, want)
+	}
+}

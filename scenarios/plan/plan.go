@@ -21,6 +21,7 @@ import (
 
 	"github.com/cascadehq/cascade/autoscale"
 	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/faults/slowdb"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/yamlfile"
 	"github.com/cascadehq/cascade/loadgen"
@@ -427,6 +428,11 @@ func (c *compiler) faultAt(p string, f scenarios.Fault, seen map[string]bool, co
 		c.errorf(p+".target", "unknown upstream %q (declared: %s)", m[1], strings.Join(c.upstreamNames(), ", "))
 		return
 	}
+	if v, ok := spec.(slowdb.TargetValidator); ok && up.Database != nil {
+		if err := v.ValidateFor(up.Name, up.Database.Config); err != nil {
+			c.specError(p+".params", f.Kind, err)
+		}
+	}
 	replica := -1
 	if m[2] == "random" {
 		replica = faults.RandomReplica
@@ -531,9 +537,11 @@ func (c *compiler) lint() {
 // DerivePhases are the phases a fault timeline makes of a load that ends at
 // end: "before" the first fault, one per fault (its name, from its start to
 // its last end), the gaps with no fault on, named "after-" the fault that
-// ended last, and "after" the last. A game day derives them again from the
-// faults as they ran, so that its phases are the ones its exported replay
-// compiles.
+// ended last, and "after" the last. They are in time order (by start; faults
+// that start together in the timeline's order): a gap comes after the
+// fault it follows and before the next one. A game day derives them again
+// from the faults as they ran, so that its phases are the ones its exported
+// replay compiles.
 func DerivePhases(timeline []faults.Entry, end time.Duration) []results.Phase {
 	if len(timeline) == 0 {
 		return nil
@@ -544,13 +552,13 @@ func DerivePhases(timeline []faults.Entry, end time.Duration) []results.Phase {
 	if first := tl[0].Start; first > 0 {
 		ps = append(ps, results.Phase{Name: "before", Start: 0, End: first})
 	}
-	for _, e := range tl {
-		ps = append(ps, results.Phase{Name: e.Name, Start: e.Start, End: min(e.End(), end)})
-	}
-	// Gaps with no fault active, named after the fault that ended last.
+	// Each fault, then the gap with no fault active that follows it, if
+	// any, named after the fault that ended last: the gap ends where the
+	// next fault starts, so this is time order.
 	var lastEnd time.Duration
 	lastName := ""
 	for i, e := range tl {
+		ps = append(ps, results.Phase{Name: e.Name, Start: e.Start, End: min(e.End(), end)})
 		if min(e.End(), end) > lastEnd {
 			lastEnd, lastName = min(e.End(), end), e.Name
 		}

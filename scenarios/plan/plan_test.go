@@ -2,6 +2,7 @@ package plan
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,35 @@ func TestGoodScenarioCompiles(t *testing.T) {
 	}
 	if len(p.Warnings) != 0 {
 		t.Fatalf("unexpected warnings: %v", p.Warnings)
+	}
+}
+
+// Derived phases read in time order: the gap after a fault comes before
+// the next fault, not after every fault. With two faults the list was
+// before, one, two, after-one, after.
+func TestDerivedPhasesInTimeOrder(t *testing.T) {
+	src := strings.Replace(good, "    - {duration: 2s, rate: 10/s}", "    - {duration: 10s, rate: 10/s}", 1)
+	src = strings.Replace(src, "  - {name: slow, kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 20ms}}\n",
+		`  - {name: two, kind: latency, target: api, start: 5s, duration: 1s, params: {delay: 20ms}}
+  - {name: one, kind: latency, target: api, start: 1s, duration: 2s, params: {delay: 20ms}}
+  - {name: wide, kind: latency, target: api, start: 1500ms, duration: 2500ms, params: {delay: 20ms}}
+  - {name: three, kind: latency, target: api, start: 8s, params: {delay: 20ms}}
+`, 1)
+	src = strings.Replace(src, "  - {phase: slow, objective: \"error_rate < 1%\"}\n", "", 1)
+	p, err := CompileBytes("order.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, ph := range p.Phases {
+		got = append(got, fmt.Sprintf("%s[%v,%v)", ph.Name, ph.Start, ph.End))
+		if i > 1 && ph.Start < p.Phases[i-1].Start {
+			t.Errorf("%s starts at %v, before %s (%v) listed ahead of it", ph.Name, ph.Start, p.Phases[i-1].Name, p.Phases[i-1].Start)
+		}
+	}
+	want := "run[0s,10s) before[0s,1s) one[1s,3s) wide[1.5s,4s) after-wide[4s,5s) two[5s,6s) after-two[6s,8s) three[8s,10s)"
+	if g := strings.Join(got, " "); g != want {
+		t.Errorf("phases\n got %s\nwant %s", g, want)
 	}
 }
 
@@ -313,5 +343,56 @@ load:
 	t.Setenv("PGHOST", "203.0.113.3")
 	if _, err := CompileBytes("x.yaml", src("postgres:///db?user=u"), Options{}); err == nil {
 		t.Error("a DSN without a host, with PGHOST off loopback, accepted")
+	}
+}
+
+// merges builds an upstream, a route and a fault on another with merge
+// keys.
+const merges = `name: t
+upstreams:
+  - &api {name: api, replicas: 2, latency: 5ms}
+  - {<<: *api, name: search, replicas: 3}
+gateway:
+  routes:
+    - &route {path: /, upstream: api, timeouts: {connect: 100ms, total: 2s}}
+    - {<<: *route, path: /search, upstream: search}
+load: {rate: 10/s, duration: 2s, requests: [{path: /}]}
+faults:
+  - &slow {name: slow, kind: latency, target: api, start: 0s, duration: 500ms, params: {delay: 20ms}}
+  - <<: *slow
+    name: slow-search
+    target: search
+    start: 1s
+`
+
+// Merge keys share a block and override parts of it: an upstream, a route
+// and a fault each built on another (the override was refused as a
+// duplicate key). What the merge brings in is judged where it lands.
+func TestMergeKeys(t *testing.T) {
+	src := merges
+	p, err := CompileBytes("m.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range p.Upstreams {
+		got = append(got, fmt.Sprintf("%s×%d", u.Name, u.Replicas))
+	}
+	for _, r := range p.Gateway.Routes {
+		got = append(got, r.Path+"→"+r.Upstream+" "+r.Timeouts.Total.String())
+	}
+	for _, f := range p.Timeline {
+		got = append(got, fmt.Sprintf("%s@%s %s %s", f.Upstream, f.Start, f.Name, f.Duration))
+	}
+	if s := strings.Join(got, ", "); s != "api×2, search×3, /→api 2s, /search→search 2s, api@0s slow 500ms, search@1s slow-search 500ms" {
+		t.Fatalf("plan: %s", s)
+	}
+
+	// The merged name is the first's: refused at the alias that brought it.
+	src = strings.Replace(src, "{<<: *api, name: search, replicas: 3}", "{<<: *api, replicas: 3}", 1)
+	_, err = CompileBytes("m.yaml", []byte(src), Options{})
+	want := `m.yaml:4:10: upstreams[1].name: upstream "api" is declared twice (via alias *api, defined at line 3 column 17)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error\n got: %v\nwant: %s", err, want)
 	}
 }
