@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/cascadehq/cascade/internal/atomicfile"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/regfile"
 )
@@ -27,9 +30,11 @@ const (
 // Writer writes a run directory as the run goes: events and intervals are
 // streamed (so an interrupted run keeps what it saw), the summary at the end.
 type Writer struct {
-	dir string
+	dir  string
+	made []string // the directories Create made, deepest first
 
-	mu        sync.Mutex // guards the streams below; held only for a buffered write
+	mu        sync.Mutex // guards the streams below and own; held only for a buffered write
+	own       []string   // the files this run writes into dir, by name (Track)
 	events    *os.File
 	eventsBuf *bufio.Writer
 	eventsEnc *json.Encoder
@@ -57,28 +62,38 @@ func (w *Writer) SetExpected(f func(a, b time.Duration) float64) {
 // (the user named it), found before anything runs.
 var ErrDirInUse = errors.New("a run does not write over earlier results")
 
-// Create makes dir (and parents) and opens its streams.
-func Create(dir string) (*Writer, error) {
-	// An earlier run's results are not written over: they would be lost,
-	// or, where this run writes fewer files, mixed with its own.
+// CheckFree refuses a directory that already holds files (ErrDirInUse):
+// an earlier run's results are not written over (they would be lost, or,
+// where this run writes fewer files, mixed with its own), nor mixed with
+// files of the user's. A directory that does not exist yet, or is empty,
+// is free. Commands that write several runs under one directory (--repeat,
+// ladder) check it before the first one starts.
+func CheckFree(dir string) error {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
-		return nil, fmt.Errorf("%s already holds files (%s, ...): %w; choose a new directory or remove it", dir, ents[0].Name(), ErrDirInUse)
+		return fmt.Errorf("%s already holds files (%s, ...): %w; choose a new directory or remove it", dir, ents[0].Name(), ErrDirInUse)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	return nil
+}
+
+// Create makes dir (and parents) and opens its streams. A dir that holds
+// files is refused (CheckFree).
+func Create(dir string) (*Writer, error) {
+	if err := CheckFree(dir); err != nil {
 		return nil, err
 	}
-	w := &Writer{dir: dir}
-	var err error
-	if w.events, err = os.Create(filepath.Join(dir, EventsFile)); err != nil {
+	made, err := mkdirs(dir)
+	if err != nil {
 		return nil, err
 	}
-	if w.ivals, err = os.Create(filepath.Join(dir, IntervalsFile)); err != nil {
-		w.events.Close()
-		return nil, err
+	w := &Writer{dir: dir, made: made}
+	w.Track(EventsFile, IntervalsFile, HlogFile)
+	if w.events, err = os.Create(filepath.Join(dir, EventsFile)); err == nil {
+		if w.ivals, err = os.Create(filepath.Join(dir, IntervalsFile)); err == nil {
+			w.hlogFile, err = os.Create(filepath.Join(dir, HlogFile))
+		}
 	}
-	if w.hlogFile, err = os.Create(filepath.Join(dir, HlogFile)); err != nil {
-		w.events.Close()
-		w.ivals.Close()
+	if err != nil {
+		_, _ = w.Discard()
 		return nil, err
 	}
 	w.eventsBuf = bufio.NewWriterSize(w.events, 64<<10)
@@ -86,6 +101,94 @@ func Create(dir string) (*Writer, error) {
 	w.ivalsBuf = bufio.NewWriterSize(w.ivals, 64<<10)
 	w.ivalsEnc = json.NewEncoder(w.ivalsBuf)
 	return w, nil
+}
+
+// mkdirs is os.MkdirAll(dir) that says which directories it made, deepest
+// first: only those are Discard's to remove. One made meanwhile by
+// someone else is not counted.
+func mkdirs(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	var made []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		err := os.Mkdir(missing[i], 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			for _, d := range made {
+				_ = os.Remove(d)
+			}
+			return nil, err
+		}
+		made = append([]string{missing[i]}, made...)
+	}
+	return made, nil
+}
+
+// Track names files this run writes into the directory by other means
+// than the Writer (the access log, a game day's journal...), before they
+// are created: Discard removes them. The directory was empty when the run
+// began, so a file of that name there is this run's.
+func (w *Writer) Track(names ...string) {
+	w.mu.Lock()
+	w.own = append(w.own, names...)
+	w.mu.Unlock()
+}
+
+// Discard undoes Create, for a run that ends before its load started (its
+// setup failed, or was interrupted): nothing was measured, and a directory
+// left with a few files in it would refuse the next run into it. It closes
+// the streams and removes the files the run wrote (the Writer's own, and
+// those named to Track), then the directories Create made, each if it is
+// empty by then. Whatever else is there (a directory that existed before,
+// files someone else put in it) is left as it was. removed is the
+// outermost directory it removed (the run directory, or a parent Create
+// made for it), "" when the run directory is still there.
+func (w *Writer) Discard() (removed string, err error) {
+	w.mu.Lock()
+	own := append([]string(nil), w.own...)
+	w.mu.Unlock()
+	for _, f := range []*os.File{w.events, w.ivals, w.hlogFile} {
+		if f != nil {
+			_ = f.Close() // the contents are thrown away: a flush error does not matter
+		}
+	}
+	var errs []error
+	for _, name := range own {
+		if err := os.Remove(filepath.Join(w.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	for i, d := range w.made {
+		err := os.Remove(d)
+		if err == nil {
+			removed = d
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			if i == 0 {
+				// Made by this run, yet not empty: say what is in it, which
+				// this run did not write (or did not Track).
+				if ents, rerr := os.ReadDir(d); rerr == nil && len(ents) > 0 {
+					err = fmt.Errorf("%s was kept: it holds %s, which this run did not write", d, ents[0].Name())
+				}
+				errs = append(errs, err)
+			}
+			break // a parent that holds something else: not this run's to remove
+		}
+	}
+	return removed, errors.Join(errs...)
 }
 
 // SetStart gives the run clock's zero, the base time of latency.hlog.
@@ -173,9 +276,32 @@ func (w *Writer) Flush() error {
 	return errors.Join(w.err, w.eventsBuf.Flush(), w.ivalsBuf.Flush(), herr)
 }
 
-// WriteFile writes a whole file into the run directory.
+// WriteFile writes a whole file into the run directory, whole or not at
+// all: a summary.json cut short by a full disk would read as a damaged
+// run, and one rewritten (a run that fails after writing it) would lose
+// the first.
 func (w *Writer) WriteFile(name string, data []byte) error {
-	return os.WriteFile(filepath.Join(w.dir, name), data, 0o644)
+	w.Track(name)
+	return atomicfile.WriteFile(filepath.Join(w.dir, name), data, 0o644)
+}
+
+// Kept lists what the run directory holds, with each file's size, for an
+// error that must say what a run that could not write its summary left.
+func (w *Writer) Kept() string {
+	ents, err := os.ReadDir(w.dir)
+	if err != nil {
+		return "nothing that can be read (" + err.Error() + ")"
+	}
+	var parts []string
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			parts = append(parts, fmt.Sprintf("%s (%d bytes)", e.Name(), info.Size()))
+		}
+	}
+	if len(parts) == 0 {
+		return "no file"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // WriteSummary writes summary.json.
@@ -200,6 +326,10 @@ type Run struct {
 	Events    []event.Event
 	Intervals []IntervalRecord
 	Upstreams []UpstreamRecord // what the fake upstreams saw (upstreams.jsonl)
+	// Partial says which records of a run stopped by an error could not
+	// be read whole (its last lines cut short), and are read up to there;
+	// "" when every record was read.
+	Partial string
 }
 
 // MaxSummary bounds summary.json: a directory given to report or compare
@@ -216,12 +346,21 @@ func Load(dir string) (*Run, error) {
 	if err := json.Unmarshal(b, &r.Summary); err != nil {
 		return nil, JSONError(filepath.Join(dir, SummaryFile), b, err)
 	}
+	SortPhases(r.Summary.Phases)
 	// Every run writes these: without them the file is not a summary (a
 	// "{}" was judged as a run of nothing, and compared as one).
 	if r.Summary.Scenario == "" || r.Summary.PlanHash == "" {
 		return nil, fmt.Errorf("%s is not a cascade summary: it has no scenario name or plan hash", filepath.Join(dir, SummaryFile))
 	}
-	if r.Events, r.Intervals, r.Upstreams, err = LoadRecords(dir); err != nil {
+	if r.Summary.Error != "" {
+		// A run stopped by an error (a full disk) may have had its last
+		// lines cut: what is whole before them is read, and Partial says
+		// what was not.
+		r.Events, r.Intervals, r.Upstreams, r.Partial, err = LoadPartialRecords(dir)
+	} else {
+		r.Events, r.Intervals, r.Upstreams, err = LoadRecords(dir)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -231,54 +370,91 @@ func Load(dir string) (*Run, error) {
 // intervals.jsonl and upstreams.jsonl. The run judges its own verdict from
 // them once they are flushed, exactly as `cascade report` does later.
 func LoadRecords(dir string) (events []event.Event, intervals []IntervalRecord, upstreams []UpstreamRecord, err error) {
+	events, intervals, upstreams, _, err = loadRecords(dir, false)
+	return events, intervals, upstreams, err
+}
+
+// LoadPartialRecords is LoadRecords for a run stopped by an error while it
+// wrote them (a full disk cuts a file at a block, mid-line): each file is
+// read up to its first line that does not decode, and partial says which
+// files were cut where. A file missing is still an error.
+func LoadPartialRecords(dir string) (events []event.Event, intervals []IntervalRecord, upstreams []UpstreamRecord, partial string, err error) {
+	return loadRecords(dir, true)
+}
+
+func loadRecords(dir string, lenient bool) (events []event.Event, intervals []IntervalRecord, upstreams []UpstreamRecord, partial string, err error) {
 	// A run creates both files before its first request: one missing is a
 	// damaged directory, not a run without events (a report of it had no
 	// time series and said nothing).
 	for _, name := range []string{EventsFile, IntervalsFile} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			return nil, nil, nil, fmt.Errorf("%s: the run directory is incomplete: %w", dir, err)
+			return nil, nil, nil, "", fmt.Errorf("%s: the run directory is incomplete: %w", dir, err)
 		}
 	}
-	if events, err = readLines[event.Event](filepath.Join(dir, EventsFile)); err != nil {
-		return nil, nil, nil, err
+	var cuts []string
+	var cut error
+	if events, cut, err = readLinesUpTo[event.Event](filepath.Join(dir, EventsFile), lenient); err != nil {
+		return nil, nil, nil, "", err
 	}
-	if intervals, err = readLines[IntervalRecord](filepath.Join(dir, IntervalsFile)); err != nil {
-		return nil, nil, nil, err
+	if cut != nil {
+		cuts = append(cuts, cut.Error())
 	}
-	if upstreams, err = LoadUpstreams(dir); err != nil {
-		return nil, nil, nil, err
+	if intervals, cut, err = readLinesUpTo[IntervalRecord](filepath.Join(dir, IntervalsFile), lenient); err != nil {
+		return nil, nil, nil, "", err
 	}
-	return events, intervals, upstreams, nil
+	if cut != nil {
+		cuts = append(cuts, cut.Error())
+	}
+	if upstreams, cut, err = readLinesUpTo[UpstreamRecord](filepath.Join(dir, UpstreamsFile), lenient); err != nil {
+		return nil, nil, nil, "", err
+	}
+	if cut != nil {
+		cuts = append(cuts, cut.Error())
+	}
+	if len(cuts) > 0 {
+		partial = "read up to a line that was not written whole: " + strings.Join(cuts, "; ")
+	}
+	return events, intervals, upstreams, partial, nil
 }
 
 // readLines decodes a JSON-lines file, one value a line; a missing file has
 // none. An error names the line and column: a run killed mid-write leaves
 // its last line cut, and "unexpected EOF" alone did not say where.
 func readLines[T any](path string) ([]T, error) {
+	out, _, err := readLinesUpTo[T](path, false)
+	return out, err
+}
+
+// readLinesUpTo is readLines that, when lenient, stops at the first line
+// that does not decode instead of failing: the lines before it are
+// returned, and cut is that line's error.
+func readLinesUpTo[T any](path string, lenient bool) (out []T, cut error, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
-	var out []T
 	br := bufio.NewReaderSize(f, 256<<10)
 	for n := 1; ; n++ {
 		line, err := br.ReadBytes('\n')
 		if line := bytes.TrimRight(line, "\r\n"); len(bytes.TrimSpace(line)) > 0 {
 			var v T
 			if jerr := json.Unmarshal(line, &v); jerr != nil {
-				return nil, JSONLineError(path, n, jerr)
+				if lenient {
+					return out, JSONLineError(path, n, jerr), nil
+				}
+				return nil, nil, JSONLineError(path, n, jerr)
 			}
 			out = append(out, v)
 		}
 		if err == io.EOF {
-			return out, nil
+			return out, nil, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
 }

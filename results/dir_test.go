@@ -1,6 +1,7 @@
 package results
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,82 @@ func TestCreateRefusesAnEarlierRun(t *testing.T) {
 	if _, err := Create(filepath.Join(t.TempDir(), "new", "run")); err != nil {
 		t.Fatalf("a new directory: %v", err)
 	}
+}
+
+// A run whose setup fails takes back what it wrote, so the same directory
+// can be used again; it removes only its own files and the directories it
+// made, never what was there before or what someone else put there.
+func TestDiscardTakesBackOnlyWhatTheRunWrote(t *testing.T) {
+	write := func(t *testing.T, path, s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := func(t *testing.T, dir string) *Writer {
+		t.Helper()
+		w, err := Create(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteFile(ScenarioFile, []byte("name: x\n")); err != nil {
+			t.Fatal(err)
+		}
+		w.Track("access.jsonl", "never-written.json")
+		write(t, filepath.Join(dir, "access.jsonl"), "")
+		return w
+	}
+	t.Run("directories it made", func(t *testing.T) {
+		root := t.TempDir()
+		dir := filepath.Join(root, "results", "run")
+		w := start(t, dir)
+		if removed, err := w.Discard(); removed != filepath.Join(root, "results") || err != nil {
+			t.Fatalf("Discard: removed %q, %v", removed, err)
+		}
+		if ents, _ := os.ReadDir(root); len(ents) != 0 {
+			t.Fatalf("left %v in %s", ents, root)
+		}
+		if w, err := Create(dir); err != nil {
+			t.Fatalf("the same directory again: %v", err)
+		} else {
+			w.Close()
+		}
+	})
+	t.Run("an empty directory that was there", func(t *testing.T) {
+		dir := t.TempDir()
+		w := start(t, dir)
+		if removed, err := w.Discard(); removed != "" || err != nil {
+			t.Fatalf("Discard: removed %q, %v", removed, err)
+		}
+		if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+			t.Fatalf("%s: %v, %v; want it there and empty", dir, ents, err)
+		}
+	})
+	t.Run("a parent that holds something else", func(t *testing.T) {
+		root := t.TempDir()
+		dir := filepath.Join(root, "results", "run")
+		w := start(t, dir)
+		write(t, filepath.Join(root, "results", "notes.txt"), "mine")
+		if removed, err := w.Discard(); removed != dir || err != nil {
+			t.Fatalf("Discard: removed %q, %v", removed, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(root, "results", "notes.txt")); err != nil || string(b) != "mine" {
+			t.Fatalf("notes.txt: %q, %v", b, err)
+		}
+	})
+	t.Run("a file it did not write", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "run")
+		w := start(t, dir)
+		write(t, filepath.Join(dir, "notes.txt"), "mine")
+		removed, err := w.Discard()
+		if removed != "" || err == nil || !strings.Contains(err.Error(), "notes.txt, which this run did not write") {
+			t.Fatalf("Discard: removed %q, %v", removed, err)
+		}
+		ents, _ := os.ReadDir(dir)
+		if len(ents) != 1 || ents[0].Name() != "notes.txt" {
+			t.Fatalf("left %v, want notes.txt alone", ents)
+		}
+	})
 }
 
 // A damaged run directory is refused, not reported as a run of nothing: a
@@ -100,4 +177,57 @@ func TestIntervalLinesCarryTheTarget(t *testing.T) {
 			t.Errorf("interval line %.200s", l)
 		}
 	}
+}
+
+// A run stopped by an error once its load started (a full disk) has a
+// summary marked with it, and records whose last line may be cut where the
+// disk refused it: Load reads them up to there and says what was cut. The
+// same cut line in a run without the error is damage, and refused.
+func TestLoadARunStoppedByAnError(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteIntervals([]Interval{{Start: 0, Stats: NewStats()}, {Start: time.Second, Stats: NewStats()}}, Sec(time.Second))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ivals := filepath.Join(dir, IntervalsFile)
+	b, err := os.ReadFile(ivals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ivals, b[:len(b)-20], 0o644); err != nil { // the second line cut
+		t.Fatal(err)
+	}
+	sum := &Summary{Scenario: "s", PlanHash: "sha256:1", Verdict: VerdictError, Error: "write results: write intervals.jsonl: no space left on device"}
+	if err := atomicWriteSummary(dir, sum); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(dir)
+	if err != nil {
+		t.Fatalf("a run stopped by an error: %v", err)
+	}
+	if len(r.Intervals) != 1 || !strings.Contains(r.Partial, IntervalsFile+":2:") || r.Summary.Error != sum.Error {
+		t.Fatalf("%d intervals, partial %q, error %q", len(r.Intervals), r.Partial, r.Summary.Error)
+	}
+	// What a run that cannot write its summary says it kept.
+	if kept := w.Kept(); !strings.Contains(kept, fmt.Sprintf("%s (%d bytes)", IntervalsFile, len(b)-20)) || !strings.Contains(kept, SummaryFile) {
+		t.Errorf("Kept: %q", kept)
+	}
+
+	sum.Error, sum.Verdict = "", VerdictPass
+	if err := atomicWriteSummary(dir, sum); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), IntervalsFile+":2:") {
+		t.Fatalf("a cut line in a run that did not stop on an error: %v", err)
+	}
+}
+
+// atomicWriteSummary rewrites a closed run directory's summary.
+func atomicWriteSummary(dir string, s *Summary) error {
+	w := &Writer{dir: dir}
+	return w.WriteSummary(s)
 }

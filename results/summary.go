@@ -1,8 +1,10 @@
 package results
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -30,10 +32,15 @@ type Summary struct {
 	Tags        []GroupSummary    `json:"tags,omitempty"`      // per request tag, when the mix has several
 	Faults      []FaultSummary    `json:"faults"`
 	Objectives  []ObjectiveResult `json:"objectives"`
-	Verdict     string            `json:"verdict"` // pass, fail, or interrupted
+	Verdict     string            `json:"verdict"` // pass, fail, interrupted, or error
 	// Aborted says why the run stopped early: an objective marked abort
 	// could no longer pass. The verdict is then fail.
 	Aborted string `json:"aborted,omitempty"`
+	// Error says why a run stopped after its load started without
+	// finishing: its results could not be written (a full disk), its
+	// recording failed. The summary holds what was measured until then,
+	// and the verdict is error, whatever the objectives say.
+	Error string `json:"error,omitempty"`
 	// Direct is the load sent straight to the upstreams, bypassing the
 	// gateway, interleaved with the rest (layer attribution).
 	Direct   *PhaseSummary     `json:"direct,omitempty"`
@@ -59,6 +66,7 @@ const (
 	VerdictPass        = "pass"
 	VerdictFail        = "fail"
 	VerdictInterrupted = "interrupted"
+	VerdictError       = "error" // the run stopped on an error: Summary.Error
 )
 
 // Seconds is a duration written as fractional seconds in JSON.
@@ -83,6 +91,13 @@ type PhaseSummary struct {
 	// in the phase, when the mix has several: which client requests went
 	// to which upstream.
 	SentByTag map[string]int64 `json:"sent_by_tag,omitempty"`
+}
+
+// SortPhases puts phases in time order, by start; phases that start
+// together keep their order. summary.json lists them so, and a run
+// directory read back is sorted again (one written before was not).
+func SortPhases(ps []PhaseSummary) {
+	slices.SortStableFunc(ps, func(a, b PhaseSummary) int { return cmp.Compare(a.Start, b.Start) })
 }
 
 // Cut reports whether the run stopped before the phase's planned end.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -225,9 +226,9 @@ func TestCommandsRegisteredOnce(t *testing.T) {
 }
 
 // Ctrl-C while the run is still setting up (here: seeding a large SQLite
-// database) exits 130 like any interrupt, with a run directory that
-// `cascade report` reads and re-judges as interrupted; it is no setup
-// failure (exit 3).
+// database) exits 130 like any interrupt: it is no setup failure (exit 3).
+// Like a failed setup, it sent no request, and leaves no run directory
+// that would refuse the same command run again.
 func TestInterruptDuringSetupExits130(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
@@ -266,12 +267,11 @@ load:
 	if code != ExitInterrupted {
 		t.Fatalf("exit %d, want %d\n%s%s", code, ExitInterrupted, out, stderr)
 	}
-	if strings.Contains(stderr, "setup failed") || !strings.Contains(stderr, "partial results in "+dir) {
+	if strings.Contains(stderr, "setup failed") || !strings.Contains(stderr, "interrupted during setup: upstream orders (no request was sent; "+dir+" was removed)") {
 		t.Errorf("stderr:\n%s", stderr)
 	}
-	code, out, stderr = runCLI(context.Background(), "report", dir)
-	if code != ExitInterrupted || !strings.Contains(out, "interrupted during setup: upstream orders") {
-		t.Fatalf("cascade report on the interrupted setup: exit %d\n%s%s", code, out, stderr)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted setup left %s: %v", dir, err)
 	}
 }
 
@@ -327,5 +327,68 @@ func TestInterruptEarlyExplainsTheMissingRate(t *testing.T) {
 	}
 	if ev := r.Summary.Objectives[0].Evidence; !strings.Contains(ev, "too short a window for a rate") {
 		t.Fatalf("evidence %q", ev)
+	}
+}
+
+// validate reads merge keys as YAML 1.1 does: the keys written beside a
+// merge override the merged ones (strict decoding called them duplicates),
+// and an error in what an alias brings is told at the alias.
+func TestValidateMergeKeys(t *testing.T) {
+	dir := t.TempDir()
+	src := `name: merge
+upstreams:
+  - &api {name: api, replicas: 2, latency: 2ms}
+  - <<: *api
+    name: search
+gateway:
+  routes:
+    - &route {path: /, upstream: api, timeouts: {connect: 200ms, total: 1s}}
+    - {<<: *route, path: /search, upstream: search}
+load: {rate: 10/s, duration: 1s, requests: [{path: /}, {path: /search}]}
+faults:
+  - {name: slow, kind: latency, target: api, start: 0s, params: &p {delay: 5ms}}
+  - {name: broken, kind: error, target: search, start: 0s, params: PARAMS}
+`
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte(strings.Replace(src, "PARAMS", "{status: 503}", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCLI(context.Background(), "validate", good); code != ExitPass || !strings.Contains(out, "valid (2 upstreams, 2 faults") {
+		t.Fatalf("validate: exit %d %s%s", code, out, errs)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(src, "PARAMS", "*p", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := `bad.yaml:13:68: faults[1].params: unknown field "delay" (via alias *p, defined at line 12 column 69); expected one of: body, match, probability, status`
+	if code, _, errs := runCLI(context.Background(), "validate", bad); code != ExitUsage || !strings.Contains(errs, want) {
+		t.Fatalf("validate: exit %d %s; want %d and %s", code, errs, ExitUsage, want)
+	}
+}
+
+// validate on a scenario file with a key that is wrong: each error names
+// file:line:column, the path, and what was expected.
+func TestValidateSaysWhatIsWrongWithAKey(t *testing.T) {
+	for _, c := range []struct{ name, from, to, want string }{
+		{"a misspelt fault parameter", "params: {status: 503}", "params: {stauts: 503}",
+			`s.yaml:18:91: faults[0].params: unknown field "stauts" (did you mean "status"?); expected one of: body, match, probability, status`},
+		{"a misspelt field", "    replicas: 2", "    replicaz: 2",
+			`s.yaml:5:5: upstreams[0]: unknown field "replicaz" (did you mean "replicas"?); expected one of: body_size, concurrency, container, database, ignore_cancel, kind, latency, listen, name, replicas, status`},
+		{"a key written twice", "    replicas: 2", "    replicas: 2\n    replicas: 3",
+			`s.yaml:6:5: upstreams[0]: duplicate key "replicas" (first written at line 5 column 5); a mapping takes each key once`},
+		{"an explicit key", "seed: 4", "? seed\n: 4",
+			`s.yaml:2:1: seed: the explicit key form (?) is not supported; write the key plainly, as seed: followed by its value`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := strings.Replace(strings.NewReplacer("DURATION", "1s", "SLO", `"p99 < 1s"`, "LISTEN", "").Replace(scenario), c.from, c.to, 1)
+			f := filepath.Join(t.TempDir(), "s.yaml")
+			if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := runCLI(context.Background(), "validate", f)
+			if code != ExitUsage || !strings.Contains(stderr, c.want) {
+				t.Fatalf("exit %d:\n%s\nwant %d and\n%s", code, stderr, ExitUsage, c.want)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -52,7 +53,12 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 'cascade report' can re-read. Ctrl-C (or SIGTERM, SIGHUP) stops the run, writes partial
 results, removes what the run started and exits 130. A second Ctrl-C stops waiting for
 work in flight but still removes what the run started; a third kills at once (then
-'cascade cleanup --run <id>', with the id the first one printed, removes what is left).`,
+'cascade cleanup --run <id>', with the id the first one printed, removes what is left).
+A run whose setup fails (exit 3: a port in use, a database that does not start), or is
+stopped before its load starts, sent nothing and leaves no run directory: once the
+cause is fixed, the same command runs again. A run that fails once its load started
+(its results cannot be written: a full disk) stops the load, exits 3 and keeps what it
+measured, its summary marked with the error ('cascade report' reads it).`,
 		Example: `  cascade run scenarios/examples/quickstart.yaml
   cascade run --out /tmp/run1 --seed 7 scenarios/examples/slow-upstream-504.yaml`,
 		Args: cobra.ExactArgs(1),
@@ -168,7 +174,9 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "report RUN_DIR",
 		Short: "Re-print a run's summary and re-judge its SLOs from the recorded data",
 		Long: `Report reads a run directory and recomputes every objective from the recorded
-histograms and counts, against the scenario saved with the run. Exit code as for run.
+histograms and counts, against the scenario saved with the run. Exit code as for run
+(3 for a run that stopped on an error once its load started: its summary holds what it
+measured until then, and why it stopped).
 --html rewrites the run's self-contained HTML report; --csv exports the per-interval series.`,
 		Example: `  cascade report cascade-results/quickstart-20261122-101500
   cascade report --html RUN_DIR && xdg-open "$(cascade report --html --open-path RUN_DIR)"
@@ -209,8 +217,17 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 			in.Upstreams = r.Upstreams
 			objs, pass := verdict.Evaluate(p.Objectives, in)
 			sum.Objectives = objs
-			pass = pass && sum.Aborted == ""
+			pass = pass && sum.Aborted == "" && sum.Error == ""
+			if r.Partial != "" {
+				// A run stopped by an error: judged on what is whole of its
+				// records, as the run judged itself.
+				if note := "the records were cut short by the error: " + r.Partial; !slices.Contains(sum.Warnings, note) {
+					sum.Warnings = append(sum.Warnings, note)
+				}
+			}
 			switch {
+			case sum.Error != "":
+				sum.Verdict = results.VerdictError
 			case sum.Interrupted:
 				sum.Verdict = results.VerdictInterrupted
 			case pass:
@@ -233,6 +250,8 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 				}
 			}
 			switch {
+			case sum.Error != "":
+				return exitWith(ExitRunFailed, nil) // as the run exited: it stopped on an error
 			case sum.Interrupted:
 				return exitWith(ExitInterrupted, nil)
 			case !pass:

@@ -1,22 +1,17 @@
 package main
 
 import (
-	"os"
+	"io"
 
+	"github.com/cascadehq/cascade/internal/atomicfile"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/verdict"
 )
 
 // writeJUnitFile writes the objectives as JUnit XML (`cascade report
-// --junit`); a run writes junit.xml into its directory by itself.
+// --junit`); a run writes junit.xml into its directory by itself. The file
+// is replaced whole or not at all: a write that fails partway leaves the
+// one that was there.
 func writeJUnitFile(path string, s *results.Summary) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := verdict.WriteJUnit(f, s); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return verdict.WriteJUnit(w, s) })
 }

@@ -52,14 +52,26 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 				return exitWith(ExitUsage, err)
 			}
 			if out == "" {
-				out = filepath.Join("cascade-results", p.Name+"-ladder-"+time.Now().Format("20060102-150405"))
+				out = run.FreeDir(filepath.Join("cascade-results", p.Name+"-ladder-"+time.Now().Format("20060102-150405")))
+			}
+			// Before the first rung, as a single run checks its --out:
+			// the rungs' folders went in beside the user's files.
+			if err := results.CheckFree(out); err != nil {
+				return exitWith(ExitUsage, err)
 			}
 			fmt.Fprintf(stdout, "cascade ladder: %s\n  timeout cascade: %s\n  %d rungs, results in %s\n", p.Name, plan.Chain(p), len(rungs), out)
 			res, err := run.RunLadder(cmd.Context(), rungs, out, run.Options{Progress: run.ProgressOff, Stdout: io.Discard, Stderr: stderr, AllowRemote: pf.allowRemote})
-			printLadder(stdout, res, len(rungs))
+			interrupted := err != nil && (errors.Is(err, run.ErrInterruptedInSetup) || cmd.Context().Err() != nil && errors.Is(err, cmd.Context().Err()))
+			printLadder(stdout, res, len(rungs), interrupted)
 			if err != nil {
-				if errors.Is(err, cmd.Context().Err()) && cmd.Context().Err() != nil {
+				if interrupted && !errors.Is(err, run.ErrInterruptedInSetup) {
 					return exitWith(ExitInterrupted, nil)
+				}
+				// A rung that fails (or is stopped) in its setup takes back
+				// its directory, and out with it when the first rung made
+				// it; the rungs before it ran, and are kept.
+				if len(res) > 0 {
+					err = fmt.Errorf("%w; %s", err, keptBefore(len(res), "rung", out))
 				}
 				return exitWith(ExitRunFailed, err)
 			}
@@ -79,8 +91,9 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 }
 
 // printLadder writes one row per rung: the delay, the layer expected at its
-// timeout, and what fired, by cause, at what service time.
-func printLadder(w io.Writer, res []run.RungResult, planned int) {
+// timeout, and what fired, by cause, at what service time. Fewer results
+// than planned rungs: the ladder was interrupted, or a rung failed to run.
+func printLadder(w io.Writer, res []run.RungResult, planned int, interrupted bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\n  rung\tdelay\texpected\tlifted\tfired (service time min–max)\tverdict")
 	passed, judged := 0, 0
@@ -109,7 +122,11 @@ func printLadder(w io.Writer, res []run.RungResult, planned int) {
 		}
 	}
 	if judged < planned {
-		fmt.Fprintf(w, "\nLadder: interrupted after %d of %d rungs; %d of them answered by the layer expected\n", judged, planned, passed)
+		how := "stopped by an error"
+		if interrupted {
+			how = "interrupted"
+		}
+		fmt.Fprintf(w, "\nLadder: %s after %d of %d rungs; %d of them answered by the layer expected\n", how, judged, planned, passed)
 		return
 	}
 	fmt.Fprintf(w, "\nLadder: %d/%d rungs answered by the layer expected\n", passed, len(res))

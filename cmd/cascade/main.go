@@ -5,7 +5,10 @@
 // Exit codes: 0 every objective passed; 1 an objective failed; 2 invalid
 // scenario or usage; 3 the run itself failed (e.g. cannot bind); 130
 // interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written. A
-// second signal hurries the stop; a third kills the process.
+// second signal hurries the stop; a third kills the process. A run that
+// fails or is interrupted before its load started leaves no run directory;
+// one that fails after (a full disk) keeps what it measured, marked with
+// the error.
 package main
 
 import (
@@ -22,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cascadehq/cascade/internal/interrupt"
+	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/results"
 )
 
@@ -50,8 +54,11 @@ func (e *exitError) Error() string {
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitWith(code int, err error) error {
-	if code == ExitRunFailed && errors.Is(err, results.ErrDirInUse) {
+	switch {
+	case code == ExitRunFailed && errors.Is(err, results.ErrDirInUse):
 		code = ExitUsage // --out named a directory with results in it: nothing ran
+	case code == ExitRunFailed && errors.Is(err, run.ErrInterruptedInSetup):
+		code = ExitInterrupted // stopped by the user, not broken
 	}
 	return &exitError{code: code, err: err}
 }

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/cascadehq/cascade/internal/atomicfile"
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/verdict"
@@ -56,7 +56,13 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	if out == "" {
-		out = filepath.Join("cascade-results", base.Name+"-repeat-"+time.Now().Format("20060102-150405"))
+		out = run.FreeDir(filepath.Join("cascade-results", base.Name+"-repeat-"+time.Now().Format("20060102-150405")))
+	}
+	// Before the first run, as a single run checks its --out: the runs'
+	// folders and repeat.json went in beside the user's files, and over
+	// an earlier repeat.json.
+	if err := results.CheckFree(out); err != nil {
+		return exitWith(ExitUsage, err)
 	}
 	rep := RepeatReport{Scenario: base.Name}
 	var runs [][]results.ObjectiveResult
@@ -72,6 +78,13 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		dir := filepath.Join(out, fmt.Sprintf("%02d-seed%d", i+1, seed))
 		res, err := run.Run(ctx, p, run.Options{OutDir: dir, Progress: run.ProgressOff, Stdout: io.Discard, Stderr: stderr, AllowRemote: opts.AllowRemote})
 		if err != nil {
+			// A run that fails (or is stopped) in its setup takes back its
+			// directory, and out with it when the first one made it. The
+			// runs before it measured something: kept, and said where.
+			err = fmt.Errorf("run %d (seed %d): %w", i+1, seed, err)
+			if i > 0 {
+				err = fmt.Errorf("%w; %s (without %s: the repeat did not finish)", err, keptBefore(i, "run", out), RepeatFile)
+			}
 			return exitWith(ExitRunFailed, err)
 		}
 		if res.Interrupted {
@@ -107,8 +120,8 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 	}
 	tw.Flush()
 	b, _ := json.MarshalIndent(rep, "", "  ")
-	if err := os.WriteFile(filepath.Join(out, RepeatFile), append(b, '\n'), 0o644); err != nil {
-		return exitWith(ExitRunFailed, err)
+	if err := atomicfile.WriteFile(filepath.Join(out, RepeatFile), append(b, '\n'), 0o644); err != nil {
+		return exitWith(ExitRunFailed, fmt.Errorf("%w (the %d runs are kept in %s)", err, n, out))
 	}
 	if !rep.Pass {
 		fmt.Fprintln(stdout, "\nVerdict: FAIL (an objective failed in at least one run; FLAKY ones passed in some)")
@@ -116,6 +129,15 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 	}
 	fmt.Fprintln(stdout, "\nVerdict: PASS (every objective passed in every run)")
 	return nil
+}
+
+// keptBefore says that the n runs (or rungs) before the one that failed
+// are kept in dir.
+func keptBefore(n int, noun, dir string) string {
+	if n == 1 {
+		return fmt.Sprintf("the %s before it is kept in %s", noun, dir)
+	}
+	return fmt.Sprintf("the %d %ss before it are kept in %s", n, noun, dir)
 }
 
 // stability tallies each objective over the runs, in the order objectives

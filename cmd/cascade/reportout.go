@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cascadehq/cascade/internal/atomicfile"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
@@ -70,16 +70,10 @@ func (o *reportOutputs) write(stdout, stderr io.Writer, r *results.Run, sum *res
 			return false, fmt.Errorf("CSV: %w", err)
 		}
 	default:
-		f, err := os.Create(o.csv)
-		if err != nil {
-			return false, fmt.Errorf("CSV: %w", err)
-		}
-		if err := report.CSV(f, d); err != nil {
-			f.Close()
-			return false, fmt.Errorf("CSV %s: %w", o.csv, err)
-		}
-		if err := f.Close(); err != nil {
-			return false, fmt.Errorf("CSV %s: %w", o.csv, err)
+		// Whole or not at all: a CSV cut short by a full disk would have
+		// replaced the user's previous one.
+		if err := atomicfile.Write(o.csv, 0o644, func(w io.Writer) error { return report.CSV(w, d) }); err != nil {
+			return false, fmt.Errorf("CSV: %w", err) // which names the file
 		}
 		fmt.Fprintf(stderr, "CSV: %s\n", o.csv)
 	}

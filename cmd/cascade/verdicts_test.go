@@ -219,7 +219,7 @@ func TestPrintLadderInterrupted(t *testing.T) {
 		return run.RungResult{Rung: run.Rung{Name: name, Expect: name}, Summary: &results.Summary{}, Pass: pass, Interrupted: interrupted}
 	}
 	var b strings.Builder
-	printLadder(&b, []run.RungResult{rung("db", true, false), rung("upstream", true, false), rung("per_try", false, true)}, 6)
+	printLadder(&b, []run.RungResult{rung("db", true, false), rung("upstream", true, false), rung("per_try", false, true)}, 6, true)
 	out := b.String()
 	for _, want := range []string{"INTERRUPTED", "interrupted after 2 of 6 rungs; 2 of them answered by the layer expected"} {
 		if !strings.Contains(out, want) {

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -32,6 +31,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/internal/atomicfile"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
@@ -678,7 +678,8 @@ func (s *Session) writeState() error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(s.cfg.Dir, StateFile), append(b, '\n'), 0o644)
+	// Whole or not at all: a "gameday export" may read it at this moment.
+	return atomicfile.WriteFile(filepath.Join(s.cfg.Dir, StateFile), append(b, '\n'), 0o644)
 }
 
 // eventLog keeps the events the dashboard draws from (per-request events

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/tcptest"
 )
 
 // A third-party gateway's active health checks are told from traffic when
@@ -26,12 +28,9 @@ func TestExternalGatewayMarkedHealthChecks(t *testing.T) {
 			t.Skip("skipping: haproxy is not installed (apt-get install haproxy)")
 		}
 	}
-	up := freeLowPort(t)
-	held, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", up)) // so that the next is another
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := freeLowPort(t)
+	held := tcptest.HoldLowPort(t) // so that the next is another
+	up := held.Addr().(*net.TCPAddr).Port
+	gw := tcptest.FreeLowPort(t)
 	held.Close()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "haproxy.cfg")

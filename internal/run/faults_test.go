@@ -1,10 +1,14 @@
 package run
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +22,12 @@ import (
 // runScenario compiles src and runs it, failing the test on any error.
 func runScenario(t *testing.T, src string) *results.Summary {
 	t.Helper()
+	return runScenarioOut(t, src).Summary
+}
+
+// runScenarioOut is runScenario, with the run directory.
+func runScenarioOut(t *testing.T, src string) *Outcome {
+	t.Helper()
 	p, err := plan.CompileBytes(t.Name()+".yaml", []byte(src), plan.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +38,7 @@ func runScenario(t *testing.T, src string) *results.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return o.Summary
+	return o
 }
 
 func phase(t *testing.T, s *results.Summary, name string) results.StatsSummary {
@@ -101,6 +111,68 @@ func checkDBCascade(t *testing.T, s *results.Summary) {
 func TestDatabaseUpstreamCascadeSQLite(t *testing.T) {
 	s := runScenario(t, dbScenario("{driver: sqlite, pool_size: 2, statement_timeout: 300ms, upstream_timeout: 1s}"))
 	checkDBCascade(t, s)
+}
+
+// The access log's cause for each request is the one summary.json counts
+// it under: each layer of a database upstream's cascade (db_timeout,
+// upstream_timeout, db_error, its own 400 upstream_error), the gateway's
+// timeout, and ok, counted cause by cause over the same requests. The
+// access log once said upstream_error for every failure the upstream
+// answered itself.
+func TestAccessLogCausesAreTheSummarys(t *testing.T) {
+	o := runScenarioOut(t, `name: access-causes
+seed: 5
+upstreams:
+  - name: orders
+    kind: database
+    database: {driver: sqlite, pool_size: 2, statement_timeout: 300ms, upstream_timeout: 1s}
+gateway:
+  routes:
+    - {path: /, upstream: orders, timeouts: {connect: 250ms, response_header: 1500ms, total: 2s}}
+load:
+  client_timeout: 4s
+  stages:
+    - {duration: 6s, rate: 20/s}
+  requests:
+    - {path: /orders/history, weight: 9}
+    - {path: "/orders/history?customer=0"}
+faults:
+  - {name: slow, kind: slow_query, target: orders, start: 500ms, duration: 1500ms, params: {latency: {dist: uniform, min: 150ms, max: 600ms}}}
+  - {name: refused, kind: connection_refused, target: orders, start: 2200ms, duration: 1s}
+  - {name: freeze, kind: pause, target: orders, start: 3500ms, duration: 2s}
+`)
+	f, err := os.Open(filepath.Join(o.Dir, AccessLogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	logged := map[string]int64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l struct{ Cause string }
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("%s: %v", sc.Text(), err)
+		}
+		logged[l.Cause]++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]int64{}
+	for c, n := range o.Summary.Run.Stats.Causes {
+		if n > 0 {
+			counted[c] = n
+		}
+	}
+	t.Logf("access log %v; summary %v", logged, counted)
+	if !maps.Equal(logged, counted) {
+		t.Errorf("the access log's causes %v are not the summary's %v", logged, counted)
+	}
+	for _, c := range []string{"ok", "db_timeout", "upstream_timeout", "db_error", "upstream_error", "gateway_timeout"} {
+		if counted[c] == 0 {
+			t.Errorf("no request ended in %s: the scenario no longer shows every layer (%v)", c, counted)
+		}
+	}
 }
 
 func TestDatabaseUpstreamCascadePostgresDSN(t *testing.T) {
@@ -298,4 +370,56 @@ load:
 	if !regexp.MustCompile(`request "tok" \(sequence number \d*[13579]\)`).MatchString(reason) || !strings.Contains(reason, "X-Tok") {
 		t.Errorf("warnings %q: want the first refused request's reason", s.Warnings)
 	}
+}
+
+// The database's end-of-run record agrees with the fault report: a fault
+// that runs to the end counts the waits its stop ends, and the record is
+// taken after the faults stopped, not before.
+func TestDatabaseRecordAfterTheFaultsStop(t *testing.T) {
+	src := `name: db-record
+seed: 5
+upstreams:
+  - {name: orders, kind: database, database: {pool_size: 1, upstream_timeout: 5s}}
+gateway:
+  routes:
+    - {path: /, upstream: orders, timeouts: {response_header: 6s, total: 6s}}
+load:
+  client_timeout: 200ms
+  stages:
+    - {duration: 1s, rate: 10/s}
+  requests:
+    - {path: /orders/history}
+faults:
+  - {name: leak, kind: pool_exhaustion, target: orders, start: 300ms}
+`
+	p, err := plan.CompileBytes(t.Name()+".yaml", []byte(src), plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir() + "/out"
+	o, err := Run(ctx, p, Options{OutDir: dir, Progress: ProgressOff, Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired := fault(t, o.Summary, "leak").Fired
+	if fired < 5 {
+		t.Fatalf("pool_exhaustion took effect %d times, want the ~7 requests it kept waiting", fired)
+	}
+	evs, _, _, err := results.LoadRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Type != "upstream.database" {
+			continue
+		}
+		got := e.Attrs["fault_effects"].(map[string]any)["pool_exhaustion"]
+		if n, _ := got.(float64); int64(n) != fired {
+			t.Fatalf("upstream.database counts %v pool_exhaustion effects, the fault report %d", got, fired)
+		}
+		return
+	}
+	t.Fatal("no upstream.database event")
 }

@@ -48,7 +48,7 @@ type gameDay struct {
 
 // newGameDay makes a session when the run is live or the plan declares
 // gates or safety checks; nil otherwise.
-func newGameDay(p *plan.Plan, opts Options, dir string, clock *event.Clock) (*gameDay, error) {
+func newGameDay(p *plan.Plan, opts Options, w *results.Writer, clock *event.Clock) (*gameDay, error) {
 	live := opts.Live != nil
 	if !live && len(p.Gates) > 0 {
 		return nil, ErrNeedsLive
@@ -56,6 +56,8 @@ func newGameDay(p *plan.Plan, opts Options, dir string, clock *event.Clock) (*ga
 	if !live && len(p.Safety) == 0 {
 		return nil, nil
 	}
+	dir := w.Dir()
+	w.Track(gameday.JournalFile, gameday.ControlFile, gameday.StateFile)
 	cfg := gameday.Config{Plan: p, Dir: dir, Clock: clock, Control: live, Stderr: opts.Stderr}
 	g := &gameDay{dir: dir}
 	if live {

@@ -17,7 +17,8 @@ import (
 const AccessLogFile = "access.jsonl"
 
 // startGateway starts the built-in gateway in front of the replicas, with
-// its access log in dir. stop closes both.
+// its access log in dir. stop closes both, and returns the error the access
+// log met, if any.
 func startGateway(p *plan.Plan, ups []*faults.Upstream, dir string, sink event.Sink, clock *event.Clock) (gw *gateway.Gateway, stop func() error, err error) {
 	cfg := *p.Gateway
 	cfg.Upstreams = nil
@@ -50,7 +51,12 @@ func startGateway(p *plan.Plan, ups []*faults.Upstream, dir string, sink event.S
 		f.Close()
 		return nil, nil, err
 	}
-	return gw, func() error { return errors.Join(gw.Close(), f.Close()) }, nil
+	// What stop returns is the access log's: a log the disk cut short is
+	// results lost. The gateway's own shutdown errors are not the run's.
+	return gw, func() error {
+		_ = gw.Close()
+		return errors.Join(gw.FlushAccessLog(), f.Close())
+	}, nil
 }
 
 // gatewayStats copies the gateway's counts into the summary's form.

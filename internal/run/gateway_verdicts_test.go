@@ -128,7 +128,7 @@ gateway:
       health_check: {path: /health, interval: 100ms, timeout: 100ms}
       outlier: {consecutive_5xx: 3, base_ejection_time: 1500ms, max_ejection_percent: 34%}
   routes:
-    - {path: /, upstream: api, timeouts: {connect: 100ms, total: 1s}}
+    - {path: /, upstream: api, timeouts: {connect: 1s, total: 1500ms}}
 load:
   client_timeout: 2s
   stages: [{duration: 3s, rate: 30/s}]
@@ -154,7 +154,10 @@ slo:
 	u := get(t, objs, "upstream_requests <= 90")
 	expect(t, u, true)
 	if sent := float64(out.Summary.Run.Stats.Sent); u.Value != sent {
-		t.Errorf("upstream_requests = %v for %v requests sent without retries", u.Value, sent)
+		// A request the gateway answered itself never reached an
+		// upstream: with a loopback connect timed out by a starved
+		// goroutine (CI failed once, 89 for 90, with connect: 100ms).
+		t.Errorf("upstream_requests = %v for %v requests sent without retries; outcomes %v", u.Value, sent, out.Summary.Run.Stats.Causes)
 	}
 	var checks, ofEjected int64
 	for _, rec := range loadUpstreams(t, out.Dir) {

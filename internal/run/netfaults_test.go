@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/cascadehq/cascade/faults/packet"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/tcptest"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
@@ -157,7 +157,7 @@ faults:
 // and the replicas move behind them.
 func TestConnectionFaultsExternalGateway(t *testing.T) {
 	t.Parallel()
-	port := freeLowPort(t)
+	port := tcptest.FreeLowPort(t)
 	gw, err := gateway.New(gateway.Single("127.0.0.1:0", fmt.Sprintf("http://127.0.0.1:%d", port)), gateway.Options{Sink: event.Discard})
 	if err != nil {
 		t.Fatal(err)
@@ -185,21 +185,6 @@ faults:
 	if p50 := phase(t, s, "after").Latency.P50; p50 > 40 {
 		t.Errorf("after the fault p50 %.1fms", p50)
 	}
-}
-
-// freeLowPort finds a port below the load generator's ephemeral range that
-// is free now.
-func freeLowPort(t *testing.T) int {
-	t.Helper()
-	for p := 20000 + os.Getpid()%5000; p < 32000; p += 7 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			ln.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port below 32000")
-	return 0
 }
 
 // requireRoot skips a test that needs network namespaces, or fails it when

@@ -8,7 +8,10 @@
 //	        ─▶ summary ─▶ verdict ─▶ run directory + report
 //
 // Whatever happens (error, Ctrl-C), everything the run started is stopped
-// and what was recorded is written.
+// and what was recorded is written. A run that ends before its load
+// started (its setup failed, or was interrupted) recorded nothing: it
+// takes back what it wrote in the run directory, so that the same --out
+// can be used again once the cause is fixed.
 package run
 
 import (
@@ -21,6 +24,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/cascadehq/cascade/faults"
@@ -62,9 +67,14 @@ type Outcome struct {
 // which are distinct from a run whose objectives failed.
 var ErrSetup = errors.New("run setup failed")
 
-// freeDir is base, or base-2, base-3... when two runs start in the same
+// ErrInterruptedInSetup is a run stopped (ctx ended: Ctrl-C, SIGTERM)
+// before its load started: an interrupt, not a broken setup, but like a
+// failed setup it sent no request and leaves no run directory.
+var ErrInterruptedInSetup = errors.New("interrupted during setup")
+
+// FreeDir is base, or base-2, base-3... when two runs start in the same
 // second: the default run directory never collides with an earlier run.
-func freeDir(base string) string {
+func FreeDir(base string) string {
 	dir := base
 	for i := 2; ; i++ {
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
@@ -77,10 +87,13 @@ func freeDir(base string) string {
 // IntervalWidth is the resolution of the time series.
 const IntervalWidth = time.Second
 
-// Run executes p. ctx cancellation (Ctrl-C) ends the load early, or the
-// setup before it; partial results are still written and the outcome is
-// marked interrupted. A second stop signal (see package interrupt) cuts
-// the teardown's waits short, not its removals.
+// Run executes p. ctx cancellation (Ctrl-C) ends the load early; partial
+// results are still written and the outcome is marked interrupted. A
+// cancellation during the setup before it ends the run with
+// ErrInterruptedInSetup instead. Either error before the load starts
+// (ErrSetup, ErrInterruptedInSetup) leaves opts.OutDir as it was before
+// the run (see results.Writer.Discard). A second stop signal (see package
+// interrupt) cuts the teardown's waits short, not its removals.
 func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err error) {
 	if opts.Stdout == nil {
 		opts.Stdout = io.Discard
@@ -89,7 +102,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		opts.Stderr = io.Discard
 	}
 	if opts.OutDir == "" {
-		opts.OutDir = freeDir(filepath.Join("cascade-results", p.Name+"-"+time.Now().Format("20060102-150405")))
+		opts.OutDir = FreeDir(filepath.Join("cascade-results", p.Name+"-"+time.Now().Format("20060102-150405")))
 	}
 	if err := checkPacketPrivileges(p); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
@@ -98,9 +111,39 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	if err != nil {
 		return nil, fmt.Errorf("%w: run directory: %w", ErrSetup, err)
 	}
+	// Registered first, so it runs last: after every step below has
+	// stopped what it started and closed the files it wrote.
+	loadStarted := false
+	fail := &failure{}
+	var sum *results.Summary // what the load measured, once it ended
+	var html func()          // writes report.html of the run directory
+	printed := false         // the report of sum is on stdout
 	defer func() {
-		if cerr := w.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("write results: %w", cerr)
+		if loadStarted {
+			if cerr := w.Close(); cerr != nil {
+				fail.set(fmt.Errorf("write results: %w", cerr))
+			}
+			// A run that failed once its load started keeps what it
+			// measured, marked with why it stopped: a directory without
+			// a summary was neither readable by report nor usable again.
+			if ferr := fail.get(); ferr != nil {
+				out, err = nil, keepFailed(w, sum, ferr, opts.Stdout, printed, html)
+			}
+			return
+		}
+		// No request was sent, nothing was measured: a directory with a
+		// few empty files in it would only refuse the next run into it
+		// (exit 2), after the user fixed what made this one fail.
+		removed, derr := w.Discard()
+		note := "what the run wrote in " + w.Dir() + " was removed"
+		if removed != "" {
+			note = removed + " was removed"
+		}
+		if derr != nil {
+			note = "removing what the run wrote: " + derr.Error()
+		}
+		if err != nil {
+			err = fmt.Errorf("%w (no request was sent; %s)", err, note)
 		}
 	}()
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
@@ -108,34 +151,41 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	// A setup step that fails because ctx ended (Ctrl-C while PostgreSQL
 	// starts, an image builds or SQLite seeds) was stopped by the user, not
-	// broken: the run ends interrupted, with a summary that says where,
-	// like any other interrupted run. Everything started so far is still
-	// removed by the defers below.
-	var rec *recording
+	// broken: an interrupt (exit 130), which says where it caught the
+	// setup. Everything started so far is still removed by the defers
+	// below, and the run directory with it.
 	target, gwName := p.External, p.External
 	setupFailed := func(step string, err error) (*Outcome, error) {
 		if ctx.Err() == nil {
 			return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
-		return interruptedInSetup(p, w, rec, opts, step, target, gwName)
+		return nil, fmt.Errorf("%w: %s", ErrInterruptedInSetup, step)
 	}
 
 	clock := event.NewClock()
-	gd, err := newGameDay(p, opts, w.Dir(), clock) // nil for a plain run
+	gd, err := newGameDay(p, opts, w, clock) // nil for a plain run
 	if err != nil {
 		return setupFailed("game day", err)
 	}
 	defer func() {
-		if cerr := gd.close(); cerr != nil && err == nil {
-			err = fmt.Errorf("game day: %w", cerr)
+		if cerr := gd.close(); cerr != nil {
+			if loadStarted {
+				fail.set(fmt.Errorf("game day: %w", cerr))
+			} else if err == nil {
+				err = fmt.Errorf("game day: %w", cerr)
+			}
 		}
 	}()
-	rec, err = newRecording(p, w.Dir(), clock)
+	w.Track(results.UpstreamsFile)
+	rec, err := newRecording(p, w.Dir(), clock, fail)
 	if err != nil {
-		rec = nil
 		return setupFailed("recording", err)
 	}
-	defer rec.close()
+	defer func() {
+		if cerr := rec.close(); cerr != nil && loadStarted {
+			fail.set(fmt.Errorf("write results: %w", cerr))
+		}
+	}()
 	sink := rec.sink(gd.sink(w))
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
@@ -156,7 +206,11 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	var ups []*faults.Upstream
 	defer func() {
 		for _, u := range ups {
-			_ = u.CloseContext(teardown)
+			// What a replica could not remove (a database's schema on the
+			// user's server, a temporary file) is the user's to remove.
+			if err := u.CloseContext(teardown); err != nil {
+				fmt.Fprintf(opts.Stderr, "warning: upstream %s: stopping it left something behind: %v\n", u.Name(), err)
+			}
 		}
 	}()
 	for _, uc := range p.Upstreams {
@@ -177,13 +231,20 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Gateway: ours, with targets now that replicas listen, or the user's.
 	var gw *gateway.Gateway
+	flushAccess := func() error { return nil }
 	if p.Gateway != nil {
 		var stop func() error
+		w.Track(AccessLogFile)
 		if gw, stop, err = startGateway(p, ups, w.Dir(), sink, clock); err != nil {
 			return setupFailed("gateway", err)
 		}
-		defer func() { _ = stop() }()
+		defer func() {
+			if serr := stop(); serr != nil && loadStarted {
+				fail.set(fmt.Errorf("write results: access log: %w", serr))
+			}
+		}()
 		target, gwName = gw.URL(), "builtin"
+		flushAccess = gw.FlushAccessLog
 	}
 	if err := plan.CheckTarget(target, opts.AllowRemote); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
@@ -235,6 +296,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		stopBG()
 		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
 	}
+	loadStarted = true // from here on, what the run records is kept, even cut short
+	fail.stopLoad(stopLoad)
 	recDone := make(chan struct{})
 	go func() {
 		peek := func() []results.IntervalRecord {
@@ -259,7 +322,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}()
 	flushDone := make(chan struct{})
 	go func() {
-		flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec, gen)
+		flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec, gen, flushAccess, fail)
 		close(flushDone)
 	}()
 
@@ -267,25 +330,30 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	elapsed := clock.Now()
 	interrupted := ctx.Err() != nil
 	aborted := rec.abortReason()
-	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted, "aborted": aborted != ""}})
+	if runErr != nil && !interrupted && aborted == "" {
+		fail.set(runErr) // unless a failure stopped it
+	}
+	failed := fail.get() != nil
+	sink.Emit(event.Event{T: elapsed, Source: "run", Type: "load.stop", Attrs: map[string]any{"interrupted": interrupted, "aborted": aborted != "", "failed": failed}})
 	stopBG()
-	emitUpstreamStats(sink, clock, ups)
 	<-tlDone
+	// After the timeline stopped the faults still on: a database fault's
+	// stop counts the waits it ends, and the record must agree with the
+	// fault report.
+	emitUpstreamStats(sink, clock, ups)
 	<-progDone
 	<-flushDone
 	<-recDone
 	waitScalers()
-	if runErr != nil && !interrupted && aborted == "" {
-		return nil, runErr
-	}
 	ranPlan, reports := gd.ran(p, timeline.Reports(), elapsed) // a game day's gates move phases
 	// The last interval ends where the load did, not a whole interval on:
 	// a run stopped 10 ms into a second would chart 2 requests as a rate
 	// of 2/s against a target of 100.
-	last := loadEnd(ranPlan, gen, elapsed, interrupted || aborted != "")
+	stopped := interrupted || aborted != "" || failed
+	last := loadEnd(ranPlan, gen, elapsed, stopped)
 	rec.keepIntervals(w.WriteIntervalsUntil(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth), last))
 
-	sum := summarize(ranPlan, collector, gen, reports, started, elapsed, interrupted || aborted != "", target, gwName)
+	sum = summarize(ranPlan, collector, gen, reports, started, elapsed, stopped, target, gwName)
 	sum.Interrupted = interrupted
 	sum.Aborted = aborted
 	if fdWarning != "" {
@@ -295,15 +363,31 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		summarizeDirect(p, direct, sum, gen.(*loadgen.Generator).Scheduled)
 	}
 	sum.GatewayStats = gatewayStats(gw)
+	html = func() { writeHTMLPage(w.Dir(), ranPlan, opts.Stderr) }
 	if err := w.Flush(); err != nil {
-		return nil, fmt.Errorf("write results: %w", err)
+		fail.set(fmt.Errorf("write results: %w", err))
 	}
-	in, err := rec.input(sum)
+	if err := flushAccess(); err != nil {
+		fail.set(fmt.Errorf("write results: access log: %w", err))
+	}
+	// The objectives are judged on the records read back, as report
+	// judges them; those of a run that failed may be cut short, and are
+	// judged on what is whole of them (the summary is marked either way).
+	rec.settle(sum)
+	in, partial, err := rec.input(sum, fail.get() != nil)
 	if err != nil {
-		return nil, err
+		fail.set(fmt.Errorf("read back the results: %w", err))
+	}
+	if partial != "" {
+		sum.Warnings = append(sum.Warnings, "the records were cut short by the error: "+partial)
 	}
 	var pass bool
-	sum.Objectives, pass = verdict.Evaluate(p.Objectives, in)
+	if in != nil {
+		sum.Objectives, pass = verdict.Evaluate(p.Objectives, in)
+	}
+	if fail.get() != nil {
+		return nil, fail.get() // written, marked, by keepFailed
+	}
 	switch {
 	case interrupted:
 		sum.Verdict = results.VerdictInterrupted
@@ -314,11 +398,14 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		sum.Verdict = results.VerdictFail
 	}
 	if err := w.WriteSummary(sum); err != nil {
-		return nil, fmt.Errorf("write summary: %w", err)
+		fail.set(fmt.Errorf("write summary: %w", err))
+		return nil, fail.get()
 	}
 	if err := writeJUnit(w.Dir(), sum); err != nil {
-		return nil, err
+		fail.set(err)
+		return nil, fail.get()
 	}
+	printed = true
 	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
 		return nil, err
 	}
@@ -326,63 +413,87 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
 }
 
-// interruptedInSetup ends a run that was stopped before its load started:
-// it writes a summary like any interrupted run's (no request sent, every
-// phase cut at zero, a warning naming the setup step the stop caught), so
-// `cascade report` reads the directory, and returns an interrupted outcome
-// (exit 130) instead of a setup failure (exit 3). rec is nil when the stop
-// came before the recording existed.
-func interruptedInSetup(p *plan.Plan, w *results.Writer, rec *recording, opts Options, step, target, gw string) (*Outcome, error) {
-	sum := &results.Summary{Scenario: p.Name, File: p.File, Seed: p.Seed, PlanHash: p.Hash, Started: time.Now(),
-		Planned: results.Sec(p.Duration), Interrupted: true, Target: target, Gateway: gw, Versions: versions(),
-		Verdict: results.VerdictInterrupted, Ladder: p.Ladder}
-	for _, wn := range p.Warnings {
-		sum.Warnings = append(sum.Warnings, wn.String())
+// failure is the first error of a run once its load started: a write
+// that failed (a full disk), the recording that failed. The load stops at
+// it, as there is no sense in measuring what cannot be kept, and the run
+// writes what it measured until then, marked with it (keepFailed).
+type failure struct {
+	mu   sync.Mutex
+	err  error
+	stop func() // stops the load
+}
+
+// set records err, if it is the first, and stops the load.
+func (f *failure) set(err error) {
+	if err == nil {
+		return
 	}
-	sum.Warnings = append(sum.Warnings, "interrupted during setup: "+step+" (the load never started: no request was sent)")
-	c := results.NewCollector(p.Phases, IntervalWidth, 1)
-	for i, st := range c.PhaseStats() {
-		ph := p.Phases[i]
-		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.Start),
-			PlannedEnd: results.Sec(ph.End), Stats: results.Summarize(st, 0, 0)}
-		if i == 0 {
-			sum.Run = ps
-		} else {
-			sum.Phases = append(sum.Phases, ps)
-		}
+	f.mu.Lock()
+	first := f.err == nil
+	if first {
+		f.err = err
 	}
-	if err := w.Flush(); err != nil {
-		return nil, fmt.Errorf("write results: %w", err)
+	stop := f.stop
+	f.mu.Unlock()
+	if first && stop != nil {
+		stop()
 	}
-	// The objectives are judged as `cascade report` will judge them from
-	// the directory, so the two never disagree; the verdict stays
-	// interrupted whatever they say.
-	var in *verdict.Input
-	var err error
-	if rec != nil {
-		in, err = rec.input(sum)
+}
+
+func (f *failure) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// stopLoad gives the function that stops the load, once it runs.
+func (f *failure) stopLoad(stop func()) {
+	f.mu.Lock()
+	f.stop = stop
+	f.mu.Unlock()
+}
+
+// keepFailed ends a run that failed once its load started, with cause:
+// the summary of what it measured until then (sum, nil if it never got
+// that far) is written marked with the error, its verdict error, and the
+// report printed (unless it was, printed) so the user sees what was
+// measured and why it stopped. `cascade report` reads it back. When the
+// summary cannot be written either (the disk is failing), the error says
+// what the directory keeps.
+func keepFailed(w *results.Writer, sum *results.Summary, cause error, stdout io.Writer, printed bool, html func()) error {
+	if sum == nil {
+		return fmt.Errorf("%w; %s keeps %s", cause, w.Dir(), w.Kept())
+	}
+	sum.Error = strings.ReplaceAll(cause.Error(), "\n", "; ") // one line: errors.Join's are several
+	sum.Verdict = results.VerdictError
+	if werr := w.WriteSummary(sum); werr != nil {
+		return fmt.Errorf("%w; the summary could not be written either (%v), so cascade report cannot read %s: it keeps %s, each as far as it was written",
+			cause, werr, w.Dir(), w.Kept())
+	}
+	// Never a green junit.xml or report.html beside a summary that says
+	// the run failed: rewritten, else removed.
+	if jerr := writeJUnit(w.Dir(), sum); jerr != nil {
+		_ = os.Remove(filepath.Join(w.Dir(), verdict.JUnitFile))
+	}
+	if printed {
+		_ = os.Remove(filepath.Join(w.Dir(), report.HTMLFile))
 	} else {
-		in, err = verdict.NewInput(sum, nil, nil)
+		_ = report.Text(stdout, sum, w.Dir())
 	}
-	if err != nil {
-		return nil, err
+	if html != nil {
+		html()
 	}
-	sum.Objectives, _ = verdict.Evaluate(p.Objectives, in)
-	if err := w.WriteSummary(sum); err != nil {
-		return nil, fmt.Errorf("write summary: %w", err)
-	}
-	if err := writeJUnit(w.Dir(), sum); err != nil {
-		return nil, err
-	}
-	if err := report.Text(opts.Stdout, sum, w.Dir()); err != nil {
-		return nil, err
-	}
-	return &Outcome{Dir: w.Dir(), Summary: sum, Interrupted: true}, nil
+	return fmt.Errorf("%w; what the run measured until then is kept in %s, its summary marked with this error (cascade report %s)", cause, w.Dir(), w.Dir())
 }
 
 // flushIntervals writes every interval no request can still land in, each
 // second, so memory stays flat and an interrupted run keeps its time series.
-func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording, driver loadDriver) {
+//
+// A write that fails (the run directory's disk is full) is the run's
+// failure: the load stops there (fail). flushAccess flushes the built-in
+// gateway's access log, whose errors are the run's too.
+func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording, driver loadDriver,
+	flushAccess func() error, fail *failure) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
 	wm := &watermark{timeout: clientTimeout}
@@ -395,7 +506,12 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 		}
 		ivs := c.TakeIntervals(wm.before(clock.Now()))
 		rec.keepIntervals(w.WriteIntervals(ivs, results.Sec(IntervalWidth)))
-		_ = w.Flush()
+		if err := w.Flush(); err != nil {
+			fail.set(fmt.Errorf("write results: %w", err))
+		}
+		if err := flushAccess(); err != nil {
+			fail.set(fmt.Errorf("write results: access log: %w", err))
+		}
 		if len(ivs) > 0 {
 			last := ivs[len(ivs)-1].Stats.Latency
 			if last.TotalCount() > 0 {
@@ -489,6 +605,10 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 			s.Phases = append(s.Phases, ps)
 		}
 	}
+	// The plan lists the file's own phases after the derived ones, and a
+	// game day's collector keeps the phases in the order they were made:
+	// a reader wants them in time order.
+	results.SortPhases(s.Phases)
 	if plain {
 		s.Executors, s.Tags = groupSummaries(c, g, elapsed, interrupted)
 	}

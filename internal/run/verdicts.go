@@ -3,12 +3,13 @@ package run
 import (
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/cascadehq/cascade/faults"
+	"github.com/cascadehq/cascade/internal/atomicfile"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/verdict"
@@ -39,6 +40,7 @@ type recording struct {
 	out    event.Sink // the run's sink (events.jsonl and mem)
 	ledger *results.Ledger
 	upw    *results.JSONLWriter
+	fail   *failure // a write of upstreams.jsonl that fails is the run's failure
 
 	mu        sync.Mutex
 	intervals []results.IntervalRecord
@@ -48,13 +50,13 @@ type recording struct {
 	metrics map[string]*upstreamMetrics // autoscaler metric windows, by upstream
 }
 
-func newRecording(p *plan.Plan, dir string, clock *event.Clock) (*recording, error) {
+func newRecording(p *plan.Plan, dir string, clock *event.Clock, fail *failure) (*recording, error) {
 	upw, err := results.CreateJSONL(dir, results.UpstreamsFile)
 	if err != nil {
 		return nil, err
 	}
 	r := &recording{p: p, dir: dir, keep: len(p.Aborts) > 0, clock: clock, mem: &event.Memory{},
-		ledger: results.NewLedger(IntervalWidth), upw: upw, metrics: map[string]*upstreamMetrics{}}
+		ledger: results.NewLedger(IntervalWidth), upw: upw, fail: fail, metrics: map[string]*upstreamMetrics{}}
 	for _, a := range p.Autoscale {
 		r.metrics[a.Upstream] = &upstreamMetrics{keep: 2*a.SyncPeriod + time.Second}
 	}
@@ -114,7 +116,9 @@ func (r *recording) flushLedger(before time.Duration) {
 	for _, rec := range recs {
 		r.upw.Write(rec)
 	}
-	_ = r.upw.Flush()
+	if err := r.upw.Flush(); err != nil {
+		r.fail.set(fmt.Errorf("write results: %w", err))
+	}
 	if !r.keep {
 		return
 	}
@@ -194,10 +198,9 @@ func (r *recording) abortReason() string {
 	return r.aborted
 }
 
-// input is the verdict's input once the run is over, read back from the run
-// directory (the caller flushes it first): the very data `cascade report`
-// reads later, and nothing held in memory for the length of the run.
-func (r *recording) input(sum *results.Summary) (*verdict.Input, error) {
+// settle waits for the work still running when the load ended, as long as
+// it may, and writes the last upstream records (upstreams.jsonl).
+func (r *recording) settle(sum *results.Summary) {
 	// Work still running now outlived every caller: the load is over. A
 	// request whose caller gave up just before the end gets the slack a
 	// well-behaved upstream has to stop, or it would be judged on less.
@@ -207,29 +210,40 @@ func (r *recording) input(sum *results.Summary) (*verdict.Input, error) {
 	}
 	r.ledger.Settle(r.clock.Now(), loadEnd)
 	r.flushLedger(1 << 62)
-	events, intervals, upstreams, err := results.LoadRecords(r.dir)
-	if err != nil {
-		return nil, err
+}
+
+// input is the verdict's input once the run is over (settled), read back
+// from the run directory (the caller flushes it first): the very data
+// `cascade report` reads later, and nothing held in memory for the length
+// of the run. For a run that failed (lenient), the records are read as
+// report reads them then: up to a line cut short, which partial names.
+func (r *recording) input(sum *results.Summary, lenient bool) (in *verdict.Input, partial string, err error) {
+	var events []event.Event
+	var intervals []results.IntervalRecord
+	var upstreams []results.UpstreamRecord
+	if lenient {
+		events, intervals, upstreams, partial, err = results.LoadPartialRecords(r.dir)
+	} else {
+		events, intervals, upstreams, err = results.LoadRecords(r.dir)
 	}
-	in, err := verdict.NewInput(sum, events, intervals)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	in, err = verdict.NewInput(sum, events, intervals)
+	if err != nil {
+		return nil, partial, err
 	}
 	in.Upstreams = upstreams
-	return in, nil
+	return in, partial, nil
 }
 
 func (r *recording) close() error { return r.upw.Close() }
 
-// writeJUnit writes junit.xml beside summary.json.
+// writeJUnit writes junit.xml beside summary.json, whole or not at all.
 func writeJUnit(dir string, sum *results.Summary) error {
-	f, err := os.Create(filepath.Join(dir, verdict.JUnitFile))
+	err := atomicfile.Write(filepath.Join(dir, verdict.JUnitFile), 0o644, func(w io.Writer) error { return verdict.WriteJUnit(w, sum) })
 	if err != nil {
-		return err
-	}
-	if err := verdict.WriteJUnit(f, sum); err != nil {
-		f.Close()
 		return fmt.Errorf("junit: %w", err)
 	}
-	return f.Close()
+	return nil
 }

@@ -571,7 +571,7 @@ func loadUpstreams(t *testing.T, dir string) []results.UpstreamRecord {
 // Two runs started in the same second get two default directories.
 func TestFreeDir(t *testing.T) {
 	base := filepath.Join(t.TempDir(), "quickstart-20261123-010203")
-	if got := freeDir(base); got != base {
+	if got := FreeDir(base); got != base {
 		t.Fatalf("free: %s", got)
 	}
 	for _, d := range []string{base, base + "-2"} {
@@ -579,7 +579,7 @@ func TestFreeDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := freeDir(base); got != base+"-3" {
+	if got := FreeDir(base); got != base+"-3" {
 		t.Fatalf("taken twice: %s", got)
 	}
 }

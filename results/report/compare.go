@@ -65,6 +65,7 @@ type RunInfo struct {
 	Dir, Scenario, PlanHash, Verdict string
 	Seed                             uint64
 	Interrupted                      bool
+	Error                            string // the run stopped on this error
 }
 
 // Delta is one metric in one scope (the whole run, or a phase).
@@ -120,7 +121,10 @@ func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Com
 			a.PlanHash, a.Seed, b.PlanHash, b.Seed))
 	}
 	for _, r := range []RunInfo{c.A, c.B} {
-		if r.Interrupted {
+		switch {
+		case r.Error != "":
+			c.Notes = append(c.Notes, fmt.Sprintf("%s stopped on an error (%s): its numbers cover only part of the run", r.Dir, r.Error))
+		case r.Interrupted:
 			c.Notes = append(c.Notes, fmt.Sprintf("%s was interrupted: its numbers cover only part of the run", r.Dir))
 		}
 	}
@@ -172,7 +176,7 @@ func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Com
 }
 
 func info(s *results.Summary, dir string) RunInfo {
-	return RunInfo{Dir: dir, Scenario: s.Scenario, PlanHash: s.PlanHash, Verdict: s.Verdict, Seed: s.Seed, Interrupted: s.Interrupted}
+	return RunInfo{Dir: dir, Scenario: s.Scenario, PlanHash: s.PlanHash, Verdict: s.Verdict, Seed: s.Seed, Interrupted: s.Interrupted, Error: s.Error}
 }
 
 // movedPhases names the phases (other than the whole run) whose windows

@@ -213,3 +213,19 @@ func TestCompareMovedPhase(t *testing.T) {
 		t.Errorf("same window: %d regressions, want 2 (p99 and the objective)", c.Regressions())
 	}
 }
+
+// A run stopped by an error covers only part of what was planned, as an
+// interrupted one does: the comparison says so, with the error.
+func TestCompareNotesARunStoppedByAnError(t *testing.T) {
+	a := summary(stats(10, 20, 100, 200, 0, 100), nil)
+	b := summary(stats(10, 20, 100, 200, 0, 100), nil)
+	b.Verdict, b.Error = results.VerdictError, "write results: no space left on device"
+	c := Compare(a, b, "base", "head", CompareOptions{Threshold: 0.1})
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "head stopped on an error (write results: no space left on device)") {
+		t.Fatalf("notes %q", c.Notes)
+	}
+	var out bytes.Buffer
+	if err := c.Text(&out); err != nil || !strings.Contains(out.String(), "ERROR") {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+}

@@ -8,13 +8,12 @@ import (
 	"html/template"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cascadehq/cascade/internal/atomicfile"
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
@@ -93,22 +92,7 @@ func HTML(w io.Writer, d Data) error {
 // WriteHTMLFile writes the report to path, through a temporary file in the
 // same directory so a reader never sees half a page.
 func WriteHTMLFile(path string, d Data) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".report-*.html")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := HTML(f, d); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return HTML(w, d) })
 }
 
 // model is what the template sees.

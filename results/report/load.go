@@ -32,7 +32,11 @@ func Load(dir string) (*results.Run, error) {
 	if err := json.Unmarshal(b, &r.Summary); err != nil {
 		return nil, results.JSONError(filepath.Join(dir, results.SummaryFile), b, err)
 	}
-	err = eachLine(filepath.Join(dir, results.EventsFile), func(line []byte) error {
+	results.SortPhases(r.Summary.Phases)
+	// A run stopped by an error (a full disk) may have had its last lines
+	// cut: read up to them, as results.Load does.
+	lenient := r.Summary.Error != ""
+	err = eachLine(filepath.Join(dir, results.EventsFile), lenient, func(line []byte) error {
 		// Skip per-request events before decoding them in full.
 		var head struct {
 			Type string `json:"type"`
@@ -53,7 +57,7 @@ func Load(dir string) (*results.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = eachLine(filepath.Join(dir, results.IntervalsFile), func(line []byte) error {
+	err = eachLine(filepath.Join(dir, results.IntervalsFile), lenient, func(line []byte) error {
 		var iv results.IntervalRecord
 		if err := json.Unmarshal(line, &iv); err != nil {
 			return err
@@ -68,8 +72,9 @@ func Load(dir string) (*results.Run, error) {
 }
 
 // eachLine calls fn for each non-empty line; a missing file has none (an
-// interrupted run may not have written one).
-func eachLine(path string, fn func([]byte) error) error {
+// interrupted run may not have written one). When lenient, a line fn
+// refuses ends the file instead of failing it.
+func eachLine(path string, lenient bool, fn func([]byte) error) error {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -83,6 +88,9 @@ func eachLine(path string, fn func([]byte) error) error {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 && !(len(line) == 1 && line[0] == '\n') {
 			if perr := fn(line); perr != nil {
+				if lenient {
+					return nil
+				}
 				return results.JSONLineError(path, n, perr)
 			}
 		}

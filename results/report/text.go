@@ -26,6 +26,9 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	if s.Aborted != "" {
 		fmt.Fprintf(b, "  (ABORTED after %.1fs of %.1fs: %s)", float64(s.Elapsed), float64(s.Planned), s.Aborted)
 	}
+	if s.Error != "" {
+		fmt.Fprintf(b, "  (STOPPED BY AN ERROR after %.1fs of %.1fs: partial results)", float64(s.Elapsed), float64(s.Planned))
+	}
 	fmt.Fprintf(b, "\n  seed %d · plan %s · target %s", s.Seed, s.PlanHash, s.Target)
 	if s.Gateway != "builtin" && s.Gateway != "" {
 		fmt.Fprintf(b, " (external gateway)")
@@ -115,7 +118,11 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 			passed++
 		}
 	}
-	if len(s.Objectives) == 0 && s.Verdict == results.VerdictPass {
+	if s.Error != "" {
+		// Whatever the objectives say of what was measured, the run did
+		// not finish: not a pass.
+		fmt.Fprintf(b, "\nVerdict: ERROR (the run stopped: %s; %d/%d objectives passed on what it measured)\n", s.Error, passed, len(s.Objectives))
+	} else if len(s.Objectives) == 0 && s.Verdict == results.VerdictPass {
 		// Nothing was judged: "PASS" beside 100% errors would read as a
 		// verdict on them.
 		fmt.Fprintf(b, "\nVerdict: no objectives, nothing judged (add slo: to the scenario, or --threshold)\n")

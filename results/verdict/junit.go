@@ -67,6 +67,9 @@ func WriteJUnit(w io.Writer, s *results.Summary) error {
 	if s.Interrupted {
 		suite.Properties = append(suite.Properties, junitProperty{"interrupted", "true"})
 	}
+	if s.Error != "" {
+		suite.Properties = append(suite.Properties, junitProperty{"error", s.Error})
+	}
 	class := "cascade." + s.Scenario
 	for _, o := range s.Objectives {
 		c := junitCase{Name: o.Name, Classname: class, SystemOut: o.Evidence}
@@ -81,10 +84,13 @@ func WriteJUnit(w io.Writer, s *results.Summary) error {
 		}
 		suite.Cases = append(suite.Cases, c)
 	}
-	if s.Interrupted || s.Aborted != "" {
+	if s.Interrupted || s.Aborted != "" || s.Error != "" {
 		// The run itself did not finish: CI must not read a green suite.
 		msg := "the run was interrupted"
-		if s.Aborted != "" {
+		switch {
+		case s.Error != "":
+			msg = "the run stopped on an error: " + s.Error
+		case s.Aborted != "":
 			msg = "the run stopped early: " + s.Aborted
 		}
 		suite.Tests++

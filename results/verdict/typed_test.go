@@ -210,6 +210,12 @@ func TestJUnit(t *testing.T) {
 	if out := JUnitString(s); !strings.Contains(out, `tests="3" failures="2"`) || !strings.Contains(out, "the run stopped early: errors &lt; 10") {
 		t.Errorf("aborted run:\n%s", out)
 	}
+	// A run stopped by an error is not green, whatever its objectives.
+	s.Aborted, s.Verdict, s.Error = "", results.VerdictError, "write results: no space left on device"
+	s.Objectives = s.Objectives[:1]
+	if out := JUnitString(s); !strings.Contains(out, `tests="2" failures="1"`) || !strings.Contains(out, "the run stopped on an error: write results: no space left on device") {
+		t.Errorf("run stopped by an error:\n%s", out)
+	}
 }
 
 // Upstream metrics on recorded records: an attempt that reached the
