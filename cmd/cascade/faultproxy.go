@@ -74,7 +74,7 @@ SIGTERM), then prints what each toxic did. A latency toxic waits precisely: 100 
 			if f.events != "" {
 				w := stdout
 				if f.events != "-" {
-					file, err := os.Create(f.events)
+					file, err := openLog(f.events)
 					if err != nil {
 						return exitWith(ExitUsage, err)
 					}
@@ -129,7 +129,7 @@ SIGTERM), then prints what each toxic did. A latency toxic waits precisely: 100 
 	fl.StringArrayVar(&f.toxics, "toxic", nil, "add a toxic: TYPE[:ATTR=VALUE,...] (repeatable; see above)")
 	fl.StringVar(&f.api, "api", "", "also serve Toxiproxy's HTTP API on this loopback address")
 	fl.StringVar(&f.name, "name", "faultproxy", "the proxy's name in the API and in events")
-	fl.StringVar(&f.events, "events", "", `write every toxic's start, stop and effect as JSON lines to FILE ("-": stdout)`)
+	fl.StringVar(&f.events, "events", "", `append every toxic's start, stop and effect as JSON lines to FILE ("-": stdout)`)
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of every probability and jitter draw")
 	_ = cmd.MarkFlagRequired("upstream")
 	return cmd

@@ -84,7 +84,7 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 				if path == "-" {
 					return stdout, nil
 				}
-				file, err := os.Create(path)
+				file, err := openLog(path)
 				if err != nil {
 					return nil, err
 				}
@@ -127,8 +127,8 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 	fl.StringArrayVar(&f.upstream, "upstream", nil, "shorthand for a config with one route / to this URL (repeat to balance over several)")
 	fl.StringVar(&f.listen, "listen", "", "listen address (overrides the config's)")
 	fl.StringVar(&f.admin, "admin-listen", "", "serve Prometheus /metrics on this loopback address")
-	fl.StringVar(&f.accessLog, "access-log", "", `write a JSON access log to FILE ("-": stdout)`)
-	fl.StringVar(&f.events, "events", "", `write every gateway decision as JSON lines to FILE ("-": stdout)`)
+	fl.StringVar(&f.accessLog, "access-log", "", `append a JSON access log to FILE ("-": stdout)`)
+	fl.StringVar(&f.events, "events", "", `append every gateway decision as JSON lines to FILE ("-": stdout)`)
 	fl.StringSliceVar(&f.enable, "enable", nil, "switch features on with their defaults: "+strings.Join(gateway.Features, ", "))
 	fl.StringSliceVar(&f.propagate, "propagate", nil, "headers added upstream on every route: none, or any of request_id, forwarded_for, attempt, deadline (default all)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed for balancing, retry jitter and request IDs")
@@ -200,6 +200,14 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 }
 
 // jsonSink writes events as JSON lines.
+// openLog opens a log file for appending, creating it if need be. Logs
+// are appended, as nginx, Envoy and HAProxy do: a restart, or a start that
+// fails because its port is taken, must not erase what an earlier run
+// wrote there (rotation is the user's, e.g. logrotate's).
+func openLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+}
+
 func jsonSink(w io.Writer) event.Sink {
 	var mu sync.Mutex
 	enc := json.NewEncoder(w)

@@ -118,3 +118,58 @@ func testGatewayCommandServes(t *testing.T, loops string) {
 		t.Errorf("access log: %s", log)
 	}
 }
+
+// The gateway's and the fault proxy's logs are appended to: a start that
+// fails on a taken port leaves an earlier run's lines as they were, and a
+// run that serves adds its own after them.
+func TestLogsAreAppendedTo(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	const earlier = "{\"earlier\":\"run\"}\n"
+	for _, c := range []struct{ name, flag string }{
+		{"gateway", "--access-log"}, {"gateway", "--events"}, {"faultproxy", "--events"},
+	} {
+		path := filepath.Join(dir, c.name+c.flag+".jsonl")
+		if err := os.WriteFile(path, []byte(earlier), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{c.name, "--upstream", "http://127.0.0.1:1", "--listen", taken.Addr().String(), c.flag, path}
+		var out, errb bytes.Buffer
+		if code := cli(context.Background(), args, &out, &errb); code != ExitRunFailed {
+			t.Errorf("%v: exit %d, want %d: %s", args, code, ExitRunFailed, errb.String())
+		}
+		// The gateway's events may say what it did before the listen
+		// failed (endpoint.add); the earlier lines come first, untouched.
+		if b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), earlier) {
+			t.Errorf("%s %s after a failed start holds %q, want the earlier run's %q first", c.name, c.flag, b, earlier)
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })}
+	go up.Serve(ln)
+	defer up.Close()
+	logPath := filepath.Join(dir, "gateway--access-log.jsonl")
+	url, errb, stop := serve(t, []string{"gateway", "--upstream", "http://" + ln.Addr().String(), "--listen", "127.0.0.1:0",
+		"--access-log", logPath}, regexp.MustCompile(`listening on (http://\S+)`))
+	res, err := http.Get(url + "/appended")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if code := stop(); code != ExitPass {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	b, _ := os.ReadFile(logPath)
+	if !strings.HasPrefix(string(b), earlier) || !strings.Contains(string(b), `"uri":"/appended"`) {
+		t.Errorf("access log after a second run:\n%s\nwant the earlier line, then /appended", b)
+	}
+}
