@@ -176,7 +176,8 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Report reads a run directory and recomputes every objective from the recorded
 histograms and counts, against the scenario saved with the run. Exit code as for run
 (3 for a run that stopped on an error once its load started: its summary holds what it
-measured until then, and why it stopped).
+measured until then, and why it stopped; 3 too when --html, --csv or --junit cannot be
+written, and the file of that name is left as it was).
 --html rewrites the run's self-contained HTML report; --csv exports the per-interval series.`,
 		Example: `  cascade report cascade-results/quickstart-20261122-101500
   cascade report --html RUN_DIR && xdg-open "$(cascade report --html --open-path RUN_DIR)"
@@ -237,7 +238,9 @@ measured until then, and why it stopped).
 			}
 			text, err := outs.write(stdout, stderr, r, &sum, p, src)
 			if err != nil {
-				return exitWith(ExitUsage, err)
+				// As --junit below: the input was fine, the output
+				// could not be written (a full disk, a missing directory).
+				return exitWith(ExitRunFailed, err)
 			}
 			if text {
 				if err := report.Text(stdout, &sum, r.Dir); err != nil {
