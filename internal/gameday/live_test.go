@@ -1,6 +1,7 @@
 package gameday_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -953,4 +954,92 @@ func TestAutoHaltOncePerBreach(t *testing.T) {
 		}
 		t.Fatalf("%d halts for one breach, want 1", len(halts))
 	}
+}
+
+// snapshotNow reads the first message of the dashboard's stream.
+func snapshotNow(t *testing.T, c *gameday.Client) gameday.Snapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/v1/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set(gameday.HeaderWho, c.Who)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			var snap gameday.Snapshot
+			if err := json.Unmarshal([]byte(data), &snap); err != nil {
+				t.Fatal(err)
+			}
+			return snap
+		}
+	}
+	t.Fatalf("no snapshot on the stream: %v", sc.Err())
+	return gameday.Snapshot{}
+}
+
+// The dashboard lists phases in time order, a phase a fault added by hand
+// made among them, and judges each objective on its own phase's samples
+// after a phase the plan derived is gone (b removed before it started
+// takes b and after-a with it). The Gone phases once shifted every later
+// phase onto the stats of the one before, so `after` read b's: none.
+func TestDashboardPhasesAfterLiveEdits(t *testing.T) {
+	extra := `faults:
+  - {name: a, kind: latency, target: api, start: 1s, duration: 1s, params: {delay: 5ms}}
+  - {name: b, kind: latency, target: api, start: 3s, duration: 1s, params: {delay: 5ms}}
+slo:
+  - {name: after-ok, phase: after, objective: "p50 < 1s"}
+`
+	lr := startLive(t, scenario("    - {duration: 7s, rate: 50/s}", extra))
+	ctx := context.Background()
+	waitFor(t, "fault a", 10*time.Second, func() bool {
+		st, err := lr.c.Status(ctx)
+		return err == nil && st.T > 1.3
+	})
+	if _, err := lr.c.RemoveFault(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the gap after a", 10*time.Second, func() bool {
+		st, err := lr.c.Status(ctx)
+		return err == nil && st.T > 2.3
+	})
+	if _, err := lr.c.AddFault(ctx, "cli", []byte(`{name: by-hand, kind: latency, target: api, params: {delay: 5ms}, duration: 1s}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the phase after the fault by hand", 10*time.Second, func() bool {
+		st, err := lr.c.Status(ctx)
+		return err == nil && st.T > 4.5
+	})
+	snap := snapshotNow(t, lr.c)
+	var names []string
+	var last float64
+	for _, ph := range snap.Phases {
+		names = append(names, ph.Name)
+		if ph.Start == nil {
+			t.Errorf("phase %s has not started at %.1fs", ph.Name, snap.T)
+			continue
+		}
+		if *ph.Start < last {
+			t.Errorf("phase %s starts at %.2fs, before the one listed above it (%.2fs)", ph.Name, *ph.Start, last)
+		}
+		last = *ph.Start
+	}
+	if got, want := strings.Join(names, " "), "run before a after-a by-hand after"; got != want {
+		t.Errorf("phases %q, want %q", got, want)
+	}
+	for _, slo := range snap.SLO {
+		if slo.Name == "after-ok" && (slo.State != "pass" || slo.Measured == "") {
+			t.Errorf("after-ok on phase after, which has run for a second: state %s, measured %q (%s)", slo.State, slo.Measured, slo.Evidence)
+		}
+	}
+	lr.cancel()
 }

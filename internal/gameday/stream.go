@@ -1,10 +1,12 @@
 package gameday
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -178,13 +180,18 @@ func (s *Session) snapshot() Snapshot {
 	if snap.State == "waiting" {
 		now = 0
 	}
-	var phases []results.Phase
-	for _, ph := range s.script.Phases() {
+	phases := s.script.Phases() // as the collector has them: phases[i]'s stats are PhaseStats()[i]
+	shown := make([]int, 0, len(phases))
+	for i, ph := range phases {
 		if ph.End != Gone {
-			phases = append(phases, ph)
+			shown = append(shown, i)
 		}
 	}
-	for _, ph := range phases {
+	// In time order, as the summary lists them: phases a fault added by
+	// hand made come after the plan's in the collector, not in time.
+	slices.SortStableFunc(shown, func(a, b int) int { return cmp.Compare(phases[a].Start, phases[b].Start) })
+	for _, i := range shown {
+		ph := phases[i]
 		pw := PhaseWindowOut{Name: ph.Name}
 		if ph.Start != never {
 			v := ph.Start.Seconds()
@@ -196,7 +203,7 @@ func (s *Session) snapshot() Snapshot {
 		}
 		snap.Phases = append(snap.Phases, pw)
 	}
-	snap.SLO = s.burn(phases, now)
+	snap.SLO = s.burn(phases, shown, now)
 	// Charts: whole seconds only (the current one is still filling up).
 	var ivs []results.IntervalRecord
 	for _, iv := range s.live.Intervals() {
@@ -238,8 +245,10 @@ func (s *Session) snapshot() Snapshot {
 }
 
 // burn judges the scenario's objectives on what the collector holds now,
-// each over the part of its phase that has run.
-func (s *Session) burn(phases []results.Phase, now time.Duration) []SLOStatus {
+// each over the part of its phase that has run. phases are the collector's,
+// index for index; only those in shown are judged (a Gone phase left out
+// must not shift the stats of the phases after it onto the wrong window).
+func (s *Session) burn(phases []results.Phase, shown []int, now time.Duration) []SLOStatus {
 	out := []SLOStatus{}
 	if len(s.p.Objectives) == 0 || s.collector == nil {
 		return out
@@ -248,7 +257,8 @@ func (s *Session) burn(phases []results.Phase, now time.Duration) []SLOStatus {
 	pacer := s.script.Pacer()
 	in := &verdict.Input{Summary: &results.Summary{}, Phases: map[string]*verdict.Phase{}}
 	started := map[string]bool{}
-	for i, ph := range phases {
+	for _, i := range shown {
+		ph := phases[i]
 		if i >= len(stats) || ph.Start == never || ph.Start >= now {
 			continue
 		}
