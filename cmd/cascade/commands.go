@@ -51,7 +51,9 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 timeline runs, and prints a summary per phase with one line per SLO. Results go to a run
 directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 'cascade report' can re-read. Ctrl-C (or SIGTERM, SIGHUP) stops the run, writes partial
-results, removes what the run started and exits 130. A second Ctrl-C stops waiting for
+results, removes what the run started and exits 130 (3 if the partial results could not
+be written: an error outranks the interruption, so a script does not take lost results
+for saved ones). A second Ctrl-C stops waiting for
 work in flight but still removes what the run started; a third kills at once (then
 'cascade cleanup --run <id>', with the id the first one printed, removes what is left).
 A run whose setup fails (exit 3: a port in use, a database that does not start), or is
