@@ -184,13 +184,18 @@ func TestReportHTMLAndCSV(t *testing.T) {
 		t.Fatalf("--csv FILE: %v %q", err, out)
 	}
 
-	for _, args := range [][]string{
-		{"report", "--open-path", fast},
-		{"report", "--html", "--open-path", "--csv", "-", fast},
-		{"report", "--csv", filepath.Join(t.TempDir(), "no", "such", "dir.csv"), fast},
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"report", "--open-path", fast}, ExitUsage},
+		{[]string{"report", "--html", "--open-path", "--csv", "-", fast}, ExitUsage},
+		// A file that cannot be written is 3, as for a full disk: the
+		// flags were fine.
+		{[]string{"report", "--csv", filepath.Join(t.TempDir(), "no", "such", "dir.csv"), fast}, ExitRunFailed},
 	} {
-		if code, _, stderr := runCLI(context.Background(), args...); code != ExitUsage || stderr == "" {
-			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		if code, _, stderr := runCLI(context.Background(), c.args...); code != c.want || stderr == "" {
+			t.Errorf("%v: exit %d (want %d), stderr %q", c.args, code, c.want, stderr)
 		}
 	}
 }
