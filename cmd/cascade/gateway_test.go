@@ -64,20 +64,14 @@ func TestGatewayCommandServes(t *testing.T) {
 }
 
 func testGatewayCommandServes(t *testing.T, loops string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })}
-	go up.Serve(ln)
-	defer up.Close()
+	up := helloServer(t)
 	logPath := filepath.Join(t.TempDir(), "access.jsonl")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb gwLogBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- cli(ctx, []string{"gateway", "--upstream", "http://" + ln.Addr().String(), "--listen", "127.0.0.1:0",
+		done <- cli(ctx, []string{"gateway", "--upstream", "http://" + up, "--listen", "127.0.0.1:0",
 			"--enable", "breaker,retries,limits,p2c", "--access-log", logPath, "--admin-listen", "127.0.0.1:0", "--loops", loops}, &out, &errb)
 	}()
 	re := regexp.MustCompile(`listening on (http://\S+)`)
@@ -149,15 +143,8 @@ func TestLogsAreAppendedTo(t *testing.T) {
 		}
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })}
-	go up.Serve(ln)
-	defer up.Close()
 	logPath := filepath.Join(dir, "gateway--access-log.jsonl")
-	url, errb, stop := serve(t, []string{"gateway", "--upstream", "http://" + ln.Addr().String(), "--listen", "127.0.0.1:0",
+	url, errb, stop := serve(t, []string{"gateway", "--upstream", "http://" + helloServer(t), "--listen", "127.0.0.1:0",
 		"--access-log", logPath}, regexp.MustCompile(`listening on (http://\S+)`))
 	res, err := http.Get(url + "/appended")
 	if err != nil {
