@@ -199,7 +199,6 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 	return cfg, nil
 }
 
-// jsonSink writes events as JSON lines.
 // openLog opens a log file for appending, creating it if need be. Logs
 // are appended, as nginx, Envoy and HAProxy do: a restart, or a start that
 // fails because its port is taken, must not erase what an earlier run
@@ -208,6 +207,7 @@ func openLog(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 }
 
+// jsonSink writes events as JSON lines.
 func jsonSink(w io.Writer) event.Sink {
 	var mu sync.Mutex
 	enc := json.NewEncoder(w)

@@ -116,6 +116,15 @@ func startLive(t *testing.T, src string) *liveRun {
 	return lr
 }
 
+// waitPast waits until the run's clock is past secs.
+func (lr *liveRun) waitPast(what string, secs float64) {
+	lr.t.Helper()
+	waitFor(lr.t, what, 10*time.Second, func() bool {
+		st, err := lr.c.Status(context.Background())
+		return err == nil && st.T > secs
+	})
+}
+
 func (lr *liveRun) waitState(states ...string) gameday.Status {
 	lr.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -839,10 +848,7 @@ slo:
 `
 	lr := startLive(t, scenario("    - {duration: 6s, rate: 50/s}", extra))
 	ctx := context.Background()
-	waitFor(t, "the scripted fault", 10*time.Second, func() bool {
-		st, err := lr.c.Status(ctx)
-		return err == nil && st.T > 2
-	})
+	lr.waitPast("the scripted fault", 2)
 	if _, err := lr.c.RemoveFault(ctx, "slow"); err != nil {
 		t.Fatal(err)
 	}
@@ -1001,24 +1007,15 @@ slo:
 `
 	lr := startLive(t, scenario("    - {duration: 7s, rate: 50/s}", extra))
 	ctx := context.Background()
-	waitFor(t, "fault a", 10*time.Second, func() bool {
-		st, err := lr.c.Status(ctx)
-		return err == nil && st.T > 1.3
-	})
+	lr.waitPast("fault a", 1.3)
 	if _, err := lr.c.RemoveFault(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the gap after a", 10*time.Second, func() bool {
-		st, err := lr.c.Status(ctx)
-		return err == nil && st.T > 2.3
-	})
+	lr.waitPast("the gap after a", 2.3)
 	if _, err := lr.c.AddFault(ctx, "cli", []byte(`{name: by-hand, kind: latency, target: api, params: {delay: 5ms}, duration: 1s}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the phase after the fault by hand", 10*time.Second, func() bool {
-		st, err := lr.c.Status(ctx)
-		return err == nil && st.T > 4.5
-	})
+	lr.waitPast("the phase after the fault by hand", 4.5)
 	snap := snapshotNow(t, lr.c)
 	var names []string
 	var last float64
