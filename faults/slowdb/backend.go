@@ -46,6 +46,10 @@ type stage string
 
 const (
 	stagePool stage = "pool"
+	// stageConnect is an acquisition that ended while the pool was
+	// opening a new connection for it: a deadline that fires then cut a
+	// slow connection setup, not a wait for a connection another holds.
+	stageConnect stage = "connect"
 	// stageLock is the step that takes the lock the request's update
 	// needs (sqlite's BEGIN IMMEDIATE, postgres's row UPDATE): quick unless
 	// a lock_contention fault holds that lock, so a timeout there is a
@@ -99,17 +103,26 @@ type gauge struct {
 // setupOf) is not part of it. On PostgreSQL that takes a few ms, a
 // fork on the server and a round trip or more, and every connection the
 // pool opened counted as a wait.
-func acquire[C any](ctx context.Context, g *gauge, get func(context.Context) (C, error)) (C, error) {
+//
+// It returns the stage a failure happened in: stageConnect when the
+// acquisition ended while a connect for it was still in progress,
+// stagePool otherwise.
+func acquire[C any](ctx context.Context, g *gauge, get func(context.Context) (C, error)) (C, stage, error) {
 	start := time.Now()
 	setup := &connSetup{g: g}
 	g.waiting.Add(1)
 	c, err := get(context.WithValue(ctx, connSetupKey{}, setup))
 	now := time.Now()
-	if now.Sub(start)-setup.done(now) >= waitThreshold {
+	spent, connecting := setup.done(now)
+	if now.Sub(start)-spent >= waitThreshold {
 		g.onWait(start)
 	}
 	g.waiting.Add(-1) // after onWait: a count of 0 means every wait so far is counted
-	return c, err
+	st := stagePool
+	if connecting {
+		st = stageConnect
+	}
+	return c, st, err
 }
 
 // connSetup is one acquisition's time spent opening connections for it.
@@ -167,16 +180,16 @@ func (s *connSetup) end() {
 
 // done ends the acquisition's bookkeeping and returns its setup time, a
 // connect still in progress counted up to now (it is back on the gauge,
-// which acquire then leaves).
-func (s *connSetup) done(now time.Time) time.Duration {
+// which acquire then leaves), and whether one was.
+func (s *connSetup) done(now time.Time) (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.over = true
-	d := s.spent
-	if !s.began.IsZero() {
+	d, connecting := s.spent, !s.began.IsZero()
+	if connecting {
 		d += now.Sub(s.began)
 		s.began = time.Time{}
 		s.g.waiting.Add(1)
 	}
-	return d
+	return d, connecting
 }

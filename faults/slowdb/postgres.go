@@ -206,9 +206,9 @@ func (b *pgBackend) seed(ctx context.Context, name string) error {
 }
 
 func (b *pgBackend) history(ctx context.Context, w *work) ([]Order, error) {
-	conn, err := acquire(ctx, &b.g, b.pgpool.Acquire)
+	conn, st, err := acquire(ctx, &b.g, b.pgpool.Acquire)
 	if err != nil {
-		return nil, b.classify(ctx, stagePool, err)
+		return nil, b.classify(ctx, st, err)
 	}
 	defer conn.Release()
 

@@ -193,9 +193,9 @@ func (b *sqliteBackend) sleepFunc(_ *sqlite.FunctionContext, args []driver.Value
 }
 
 func (b *sqliteBackend) history(ctx context.Context, w *work) ([]Order, error) {
-	conn, err := acquire(ctx, &b.g, b.db.Conn)
+	conn, st, err := acquire(ctx, &b.g, b.db.Conn)
 	if err != nil {
-		return nil, b.classify(ctx, nil, stagePool, err)
+		return nil, b.classify(ctx, nil, st, err)
 	}
 	defer conn.Close()
 

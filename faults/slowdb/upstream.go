@@ -29,8 +29,8 @@ const (
 	// name (ECONNREFUSED).
 	CodeHeader = "X-Cascade-DB-Code"
 	// StageHeader says where a failed request was: "pool" (waiting for a
-	// connection), "lock" (waiting for the lock its update takes) or
-	// "query".
+	// connection), "connect" (the pool opening a connection for it), "lock"
+	// (waiting for the lock its update takes) or "query".
 	StageHeader = "X-Cascade-DB-Stage"
 )
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/dist"
 	"github.com/cascadehq/cascade/internal/units"
 )
@@ -744,6 +745,12 @@ func TestConnectionSetupIsNotAPoolWait(t *testing.T) {
 	const setup = 40 * time.Millisecond
 	cfg := Config{Driver: Postgres, DSN: slowConnect(t, pgDSN(t), setup), PoolSize: 3, UpstreamTimeout: units.Duration(5 * time.Second)}
 	f := start(t, cfg)
+	// Each request keeps its connection for slow, so that the three
+	// overlap on a loaded machine too: the first takes the connection that
+	// seeded the schema, the other two must open one each. (Without it a
+	// request started late took the first's connection, back after 4ms.)
+	const slow = 150 * time.Millisecond
+	sq := inject(t, f.u, &SlowQuery{Latency: dist.FixedLatency(slow)})
 	var wg sync.WaitGroup
 	answers := make([]answer, 3)
 	for i := range answers {
@@ -767,7 +774,7 @@ func TestConnectionSetupIsNotAPoolWait(t *testing.T) {
 	opened := 0
 	for _, a := range answers {
 		a.ok(t, 0, DefaultOrdersPerCustomer)
-		if a.elapsed >= setup {
+		if a.elapsed >= slow+setup {
 			opened++
 		}
 		t.Logf("request: %v", a.elapsed.Round(100*time.Microsecond))
@@ -779,6 +786,7 @@ func TestConnectionSetupIsNotAPoolWait(t *testing.T) {
 	if s.PoolWaits != 0 || s.Pool.Open != 3 {
 		t.Fatalf("%d pool waits with %d connections open, want 0 with 3: opening a connection is not waiting for one", s.PoolWaits, s.Pool.Open)
 	}
+	sq.Stop()
 
 	inj := inject(t, f.u, &PoolExhaustion{})
 	eventually(t, 5*time.Second, "the fault to hold the pool", func() bool { return f.u.Stats().Pool.Held == 3 })
@@ -790,5 +798,30 @@ func TestConnectionSetupIsNotAPoolWait(t *testing.T) {
 	(<-waiter).ok(t, 0, DefaultOrdersPerCustomer)
 	if s := f.u.Stats(); s.PoolWaits != 1 || inj.Effects() != 1 {
 		t.Fatalf("%d pool waits, the fault's effects %d; want 1 and 1: the request waited for a held connection", s.PoolWaits, inj.Effects())
+	}
+}
+
+// A deadline that fires while the pool opens a connection for the request
+// ends a connect, not a wait for a connection another request holds: the
+// answer says stage "connect" and no pool timeout is counted (the summary
+// would otherwise blame pool exhaustion on a slow connection setup).
+func TestDeadlineDuringConnectIsNotAPoolTimeout(t *testing.T) {
+	const setup = 400 * time.Millisecond
+	cfg := Config{Driver: Postgres, DSN: slowConnect(t, pgDSN(t), setup), PoolSize: 2,
+		UpstreamTimeout: units.Duration(100 * time.Millisecond)}
+	f := start(t, cfg)
+	// The pool keeps the connection that seeded the schema: a hold of one
+	// takes it (or opens one), so the request has to open the other.
+	inject(t, f.u, &PoolExhaustion{Hold: 1})
+	eventually(t, 5*time.Second, "the fault to hold a connection", func() bool { return f.u.Stats().Pool.Held == 1 })
+	a := f.get(t, "", nil, 0)
+	if a.cause != cause.UpstreamTimeout.String() || a.stage != string(stageConnect) {
+		t.Fatalf("got %v, want cause %s at stage %q", a, cause.UpstreamTimeout, stageConnect)
+	}
+	if a.elapsed >= setup {
+		t.Fatalf("answered after %v, want at the 100ms deadline, before the %v connect ended", a.elapsed, setup)
+	}
+	if s := f.u.Stats(); s.PoolTimeouts != 0 || s.UpstreamTimeouts != 1 {
+		t.Fatalf("%d pool timeouts, %d upstream timeouts; want 0 and 1", s.PoolTimeouts, s.UpstreamTimeouts)
 	}
 }
