@@ -520,12 +520,13 @@ func (c *compiler) checkTemplates(p string, data []*loadgen.Dataset, r scenarios
 		}
 	}
 	if body != nil {
-		field := ".body"
-		if r.BodyFile != "" {
-			field = ".body_file"
-		}
 		if _, err := loadgen.ParseTemplate(string(body), data); err != nil {
-			c.errorf(p+field, "%v", err)
+			if r.BodyFile != "" {
+				// The message locates the spot in the file, not in the scenario.
+				c.errorf(p+".body_file", "%s (a body file is a template: {{ starts a variable): %v", r.BodyFile, err)
+			} else {
+				c.errorf(p+".body", "%v", err)
+			}
 		}
 	}
 }

@@ -322,3 +322,29 @@ faults:
 		t.Fatalf("error\n got: %v\nwant: %s", err, want)
 	}
 }
+
+// An error in a body file's template names the file and the line and column
+// in it, and does not print the file: a binary or large body used to come
+// back as the whole file, quoted, with no file name.
+func TestBodyFileTemplateError(t *testing.T) {
+	dir := t.TempDir()
+	body := strings.Repeat("0123456789abcdef\n", 10000) + "xx {{ not closed\n" + strings.Repeat("z", 100000)
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := head + "load:\n  rate: 5/s\n  duration: 1s\n  requests: [{path: /, method: POST, body_file: big.bin}]\n"
+	_, err := CompileFile(writeScenario(t, dir, src), Options{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if e := first(t, err); e.Path != "load.requests[0].body_file" {
+		t.Errorf("path %q", e.Path)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "big.bin") || !strings.Contains(msg, "line 10001, column 4") || !strings.Contains(msg, "without a closing") {
+		t.Errorf("error %.300q does not name big.bin, line 10001, column 4 and the fault", msg)
+	}
+	if len(msg) > 400 {
+		t.Errorf("error is %d bytes: %.300q", len(msg), msg)
+	}
+}
