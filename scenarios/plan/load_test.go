@@ -348,3 +348,26 @@ func TestBodyFileTemplateError(t *testing.T) {
 		t.Errorf("error is %d bytes: %.300q", len(msg), msg)
 	}
 }
+
+// A data set that cannot be read is one error, at the data set: the
+// templates that use it used to add "unknown data set ... (no data sets
+// declared)", which is false and sent the reader to the wrong line.
+func TestBadDatasetOneError(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "u.csv"), []byte("id,id\n1,2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range []string{"{users: nope.csv}", "{users: u.csv}", "{users: {file: u.csv, order: shuffled}}"} {
+		src := head + "load:\n  rate: 5/s\n  duration: 1s\n  data: " + data + "\n  requests: [{path: \"/u/{{users.id}}\"}]\n"
+		_, err := CompileFile(writeScenario(t, dir, src), Options{})
+		if err == nil {
+			t.Fatalf("%s: no error", data)
+		}
+		if strings.Contains(err.Error(), "unknown data set") || strings.Contains(err.Error(), "no data sets declared") {
+			t.Errorf("%s: a second, false error: %v", data, err)
+		}
+		if e := first(t, err); !strings.HasPrefix(e.Path, "load.data.users") {
+			t.Errorf("%s: error at %q: %v", data, e.Path, err)
+		}
+	}
+}
