@@ -107,6 +107,9 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 // loopback check never looked. The path goes out as written, as wrk and
 // loadgen/h1 send it.
 func (t *HTTPTransport) build(method, path string, header [][2]string, body []byte) (*http.Request, error) {
+	if err := CheckPath(path); err != nil {
+		return nil, err
+	}
 	ref, err := url.ParseRequestURI(path)
 	if err != nil || ref.Scheme != "" || ref.Host != "" {
 		return nil, fmt.Errorf("bad path %q: expected a path such as /items?id=1", path)

@@ -424,3 +424,93 @@ func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
 		t.Logf("%s: %v: %v", tc.name, s.Cause, got)
 	}
 }
+
+// A value from a data set goes into the path as it is; whatever the two
+// clients make of it, they make the same: the same request target at the
+// server, or both refuse it (request_error) with a reason. A '#' in a value
+// used to cut the request short on loadgen/h1 ("/p/a#b?q=a#b" went out as
+// "/p/a", a fragment) while net/http sent "/p/a%23b?q=a"; a space in the
+// query went out raw on HTTP/2 and was refused by loadgen/h1.
+func TestRenderedPathSameOnBothClients(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := newH2CServerFunc(t, func(r *http.Request) {
+		mu.Lock()
+		got = append(got, r.RequestURI)
+		mu.Unlock()
+	})
+	values := []string{"a#b", "a b", "a?b=1", "\u00fc", `x"y`, "a%20b", "100%", "a\tb"}
+	rows := make([][]string, len(values))
+	for i, v := range values {
+		rows[i] = []string{v}
+	}
+	data := []*Dataset{{Name: "d", Columns: []string{"v"}, Rows: rows}}
+	reqs := []Request{{Path: "/p/{{d.v}}?q={{d.v}}"}, {Path: "/p/{{d.v}}"}}
+	type outcome struct {
+		target string // what the server got, or "" when refused
+		reason string
+	}
+	run := func(cfg Config, nethttp bool) []outcome {
+		tr := clientTransport(t, cfg, nethttp)
+		var out []outcome
+		for seq := range uint64(2 * len(values)) {
+			mu.Lock()
+			got = got[:0]
+			mu.Unlock()
+			s := Sample{Seq: seq} // rows in order: value seq % len(values)
+			tr.RoundTrip(context.Background(), int(seq)/len(values), &s)
+			var o outcome
+			mu.Lock()
+			if len(got) == 1 {
+				o.target = got[0]
+			}
+			mu.Unlock()
+			switch {
+			case s.Cause == cause.RequestError && o.target == "":
+				o.reason = "refused"
+			case s.Cause != cause.OK || o.target == "":
+				t.Errorf("net/http %v, request %d, value %q: cause %v, server got %q", nethttp, int(seq)/len(values), values[int(seq)%len(values)], s.Cause, o.target)
+			}
+			out = append(out, o)
+		}
+		if re := FirstRequestError(tr); re != nil && !strings.Contains(re.Error(), "/p/") {
+			t.Errorf("net/http %v: the reason does not show the rendered path: %v", nethttp, re)
+		}
+		return out
+	}
+	cfg := Config{Target: srv, KeepAlive: true, Requests: reqs, Data: data}
+	h1 := run(cfg, false)
+	std := run(cfg, true)
+	cfg.Protocol = ProtoH2C
+	h2 := run(cfg, true)
+	for i := range h1 {
+		if h1[i] != std[i] || h1[i] != h2[i] {
+			t.Errorf("request %d, value %q: h1 %+v, net/http %+v, h2c %+v", i/len(values), values[i%len(values)], h1[i], std[i], h2[i])
+		}
+	}
+	// A '#' is never dropped along with what follows it; a space in the
+	// path alone goes out escaped.
+	for _, i := range []int{0, len(values)} {
+		if h1[i].target != "" && !strings.Contains(h1[i].target, "b") {
+			t.Errorf("value \"a#b\" went out as %q", h1[i].target)
+		}
+	}
+	if h1[len(values)+1].target != "/p/a%20b" {
+		t.Errorf("path /p/{{d.v}} with \"a b\": h1 %+v", h1[len(values)+1])
+	}
+}
+
+// newH2CServerFunc serves HTTP/1.1 and h2c, calling f for each request.
+func newH2CServerFunc(t *testing.T, f func(*http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { f(r) }), Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}

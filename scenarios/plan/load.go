@@ -493,7 +493,7 @@ func checkPath(path string) error {
 	if _, err := url.ParseRequestURI(path); err != nil {
 		return fmt.Errorf("path %q is not a valid request target: %v", path, errors.Unwrap(err))
 	}
-	return nil
+	return loadgen.CheckPath(path)
 }
 
 // reservedHeader says why a request may not set a header, or "" if it

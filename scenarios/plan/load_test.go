@@ -141,6 +141,8 @@ func TestBadLoads(t *testing.T) {
 		{"template in a header", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, headers: {X-A: \"{{rand_int 3}}\"}}]\n", "load.requests[0].headers.X-A", "takes 2 argument"},
 		{"missing data file", "  rate: 5/s\n  duration: 1s\n  data: {users: nope.csv}\n  requests: [{path: /}]\n", "load.data.users", "no such file"},
 		{"bad data order", "  rate: 5/s\n  duration: 1s\n  data: {users: {file: u.csv, order: shuffled}}\n  requests: [{path: /}]\n", "load.data.users.order", "sequential or random"},
+		{"fragment in a path", "  rate: 5/s\n  duration: 1s\n  requests: [{path: \"/a#b\"}]\n", "load.requests[0].path", "fragment"},
+		{"space in a query", "  rate: 5/s\n  duration: 1s\n  requests: [{path: \"/a?q=b c\"}]\n", "load.requests[0].path", "space in the query"},
 		{"body and body_file", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, body: x, body_file: b.json}]\n", "load.requests[0].body_file", "exclude each other"},
 		{"unknown field in a list item", "  - {name: a, rate: 1/s, duration: 1s, rpm: 3, requests: [{path: /}]}\n", "", `unknown field "rpm"`},
 		{"scalar load", "  fast\n", "", "mapping (one executor) or a list"},
