@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/cascadehq/cascade/internal/cause"
 )
 
@@ -121,6 +123,12 @@ func (t *HTTPTransport) build(method, path string, header [][2]string, body []by
 		return nil, err
 	}
 	for _, h := range header {
+		// As loadgen/h1 does: a rendering no client sends is the request's
+		// fault (request_error), not a failure in flight (net/http's own
+		// refusal came back from Do as a transport error).
+		if !httpguts.ValidHeaderFieldName(h[0]) || !httpguts.ValidHeaderFieldValue(h[1]) {
+			return nil, fmt.Errorf("header %s: value %q has control characters (a line break?)", h[0], h[1])
+		}
 		addHeader(req, h[0], h[1])
 	}
 	if body != nil {

@@ -514,3 +514,31 @@ func newH2CServerFunc(t *testing.T, f func(*http.Request)) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
 }
+
+// A header value whose rendering no client sends (a line break from a
+// data set's quoted field) is a request_error on both clients: net/http's
+// refusal used to be counted as a transport_error, a failure of the
+// request in flight, though nothing was sent.
+func TestRenderedHeaderRefusedAlike(t *testing.T) {
+	var got atomic.Int64
+	srv := newH2CServerFunc(t, func(*http.Request) { got.Add(1) })
+	data := []*Dataset{{Name: "d", Columns: []string{"v"}, Rows: [][]string{{"a\nInjected: 1"}}}}
+	reqs := []Request{{Path: "/h", Header: http.Header{"X-N": {"{{d.v}}"}}}}
+	for _, c := range []struct {
+		nethttp bool
+		proto   Protocol
+	}{{false, ProtoAuto}, {true, ProtoAuto}, {true, ProtoH2C}} {
+		tr := clientTransport(t, Config{Target: srv, KeepAlive: true, Requests: reqs, Data: data, Protocol: c.proto}, c.nethttp)
+		s := Sample{Seq: 0}
+		tr.RoundTrip(context.Background(), 0, &s)
+		if s.Cause != cause.RequestError {
+			t.Errorf("net/http %v %q: cause %v, want request_error", c.nethttp, c.proto, s.Cause)
+		}
+		if re := FirstRequestError(tr); re == nil || !strings.Contains(re.Error(), "X-N") {
+			t.Errorf("net/http %v %q: first request error %v, want one naming X-N", c.nethttp, c.proto, re)
+		}
+	}
+	if got.Load() != 0 {
+		t.Errorf("the server got %d requests", got.Load())
+	}
+}
