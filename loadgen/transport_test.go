@@ -399,7 +399,8 @@ func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
 		cfg  Config
 		says string
 	}{
-		{"self-signed without insecure", Config{Target: selfSigned.URL}, "certificate"},
+		// ... and says how to accept it.
+		{"self-signed without insecure", Config{Target: selfSigned.URL}, "certificate signed by unknown authority (for a test server with a self-signed certificate, accept any certificate: --insecure"},
 		{"h2 to a server without h2", Config{Target: noH2.URL, Protocol: ProtoH2, InsecureSkipVerify: true}, "no application protocol"},
 		// Go's h2c client says one or the other, depending on when the
 		// server's HTTP/1.1 answer to the preface reaches it.
