@@ -89,14 +89,15 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 			t.reqs = append(t.reqs, nil)
 			continue
 		}
-		req, err := t.build(set.reqs[i].method, r.Path, nil, r.Body)
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: request %q: %w", r.Name, err)
-		}
+		var h [][2]string
 		for k, vs := range r.Header {
 			for _, v := range vs {
-				addHeader(req, k, v)
+				h = append(h, [2]string{k, v})
 			}
+		}
+		req, err := t.build(set.reqs[i].method, r.Path, h, r.Body) // checks the headers as a templated request's
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: request %q: %w", r.Name, err)
 		}
 		t.reqs = append(t.reqs, req)
 	}
@@ -128,6 +129,11 @@ func (t *HTTPTransport) build(method, path string, header [][2]string, body []by
 		// refusal came back from Do as a transport error).
 		if !httpguts.ValidHeaderFieldName(h[0]) || !httpguts.ValidHeaderFieldValue(h[1]) {
 			return nil, fmt.Errorf("header %s: value %q has control characters (a line break?)", h[0], h[1])
+		}
+		// net/http cut an invalid Host short on HTTP/1.1 (and sent the
+		// request) and refused it on HTTP/2.
+		if strings.EqualFold(h[0], "Host") && (h[1] == "" || !httpguts.ValidHostHeader(h[1])) {
+			return nil, fmt.Errorf("header Host: %q is not a host[:port]", h[1])
 		}
 		addHeader(req, h[0], h[1])
 	}

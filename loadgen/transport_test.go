@@ -523,20 +523,24 @@ func newH2CServerFunc(t *testing.T, f func(*http.Request)) string {
 func TestRenderedHeaderRefusedAlike(t *testing.T) {
 	var got atomic.Int64
 	srv := newH2CServerFunc(t, func(*http.Request) { got.Add(1) })
-	data := []*Dataset{{Name: "d", Columns: []string{"v"}, Rows: [][]string{{"a\nInjected: 1"}}}}
-	reqs := []Request{{Path: "/h", Header: http.Header{"X-N": {"{{d.v}}"}}}}
-	for _, c := range []struct {
-		nethttp bool
-		proto   Protocol
-	}{{false, ProtoAuto}, {true, ProtoAuto}, {true, ProtoH2C}} {
-		tr := clientTransport(t, Config{Target: srv, KeepAlive: true, Requests: reqs, Data: data, Protocol: c.proto}, c.nethttp)
-		s := Sample{Seq: 0}
-		tr.RoundTrip(context.Background(), 0, &s)
-		if s.Cause != cause.RequestError {
-			t.Errorf("net/http %v %q: cause %v, want request_error", c.nethttp, c.proto, s.Cause)
-		}
-		if re := FirstRequestError(tr); re == nil || !strings.Contains(re.Error(), "X-N") {
-			t.Errorf("net/http %v %q: first request error %v, want one naming X-N", c.nethttp, c.proto, re)
+	// A Host that is no host[:port] (net/http cut it short and sent the
+	// request over HTTP/1.1, and refused it over HTTP/2) likewise.
+	for _, h := range []struct{ name, value string }{{"X-N", "a\nInjected: 1"}, {"Host", "a b"}, {"Host", "x/y"}} {
+		data := []*Dataset{{Name: "d", Columns: []string{"v"}, Rows: [][]string{{h.value}}}}
+		reqs := []Request{{Path: "/h", Header: http.Header{h.name: {"{{d.v}}"}}}}
+		for _, c := range []struct {
+			nethttp bool
+			proto   Protocol
+		}{{false, ProtoAuto}, {true, ProtoAuto}, {true, ProtoH2C}} {
+			tr := clientTransport(t, Config{Target: srv, KeepAlive: true, Requests: reqs, Data: data, Protocol: c.proto}, c.nethttp)
+			s := Sample{Seq: 0}
+			tr.RoundTrip(context.Background(), 0, &s)
+			if s.Cause != cause.RequestError {
+				t.Errorf("%s %q, net/http %v %q: cause %v, want request_error", h.name, h.value, c.nethttp, c.proto, s.Cause)
+			}
+			if re := FirstRequestError(tr); re == nil || !strings.Contains(strings.ToLower(re.Error()), strings.ToLower(h.name)) {
+				t.Errorf("%s %q, net/http %v %q: first request error %v, want one naming %s", h.name, h.value, c.nethttp, c.proto, re, h.name)
+			}
 		}
 	}
 	if got.Load() != 0 {
