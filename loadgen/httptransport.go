@@ -131,8 +131,9 @@ func (t *HTTPTransport) build(method, path string, header [][2]string, body []by
 			return nil, fmt.Errorf("header %s: value %q has control characters (a line break?)", h[0], h[1])
 		}
 		// net/http cut an invalid Host short on HTTP/1.1 (and sent the
-		// request) and refused it on HTTP/2.
-		if strings.EqualFold(h[0], "Host") && (h[1] == "" || !httpguts.ValidHostHeader(h[1])) {
+		// request) and refused it on HTTP/2. An empty one means the
+		// target's, as on loadgen/h1.
+		if strings.EqualFold(h[0], "Host") && !httpguts.ValidHostHeader(h[1]) {
 			return nil, fmt.Errorf("header Host: %q is not a host[:port]", h[1])
 		}
 		addHeader(req, h[0], h[1])
