@@ -117,8 +117,15 @@ func (t *HTTPTransport) build(method, path string, header [][2]string, body []by
 	if err != nil || ref.Scheme != "" || ref.Host != "" {
 		return nil, fmt.Errorf("bad path %q: expected a path such as /items?id=1", path)
 	}
+	// The target's own path (an external gateway at http://host/api) is
+	// the prefix of every request's, as on loadgen/h1.
 	u := *t.base
-	u.Path, u.RawPath, u.RawQuery, u.Fragment, u.RawFragment = ref.Path, ref.RawPath, ref.RawQuery, "", ""
+	prefix := strings.TrimSuffix(t.base.EscapedPath(), "/")
+	raw := prefix + ref.EscapedPath()
+	if u.Path, err = url.PathUnescape(raw); err != nil {
+		return nil, fmt.Errorf("bad path %q: %v", path, err)
+	}
+	u.RawPath, u.RawQuery, u.Fragment, u.RawFragment = raw, ref.RawQuery, "", ""
 	req, err := http.NewRequest(method, u.String(), nil)
 	if err != nil {
 		return nil, err

@@ -554,3 +554,43 @@ func TestRenderedHeaderRefusedAlike(t *testing.T) {
 		t.Errorf("the server got %d requests, want 3", got.Load())
 	}
 }
+
+// A target with a base path (an external gateway at http://host/api) is
+// the prefix of every request's path on both clients: net/http replaced
+// it with the request's path ("/api" + "/u" went out as "/u" over h2c and
+// https, as "/api/u" over loadgen/h1).
+func TestTargetBasePathOnBothClients(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := newH2CServerFunc(t, func(r *http.Request) {
+		mu.Lock()
+		got = append(got, r.RequestURI)
+		mu.Unlock()
+	})
+	reqs := []Request{{Path: "/s?x=1"}, {Path: "/u/{{seq}}"}, {Path: "/a%2Fb"}}
+	for _, target := range []string{srv + "/api", srv + "/api/", srv + "/a%20pi"} {
+		for _, c := range []struct {
+			nethttp bool
+			proto   Protocol
+		}{{false, ProtoAuto}, {true, ProtoAuto}, {true, ProtoH2C}} {
+			mu.Lock()
+			got = got[:0]
+			mu.Unlock()
+			tr := clientTransport(t, Config{Target: target, KeepAlive: true, Requests: reqs, Protocol: c.proto}, c.nethttp)
+			for i := range reqs {
+				s := Sample{Seq: 7}
+				tr.RoundTrip(context.Background(), i, &s)
+				if s.Cause != cause.OK {
+					t.Errorf("%s, net/http %v %q, request %d: cause %v", target, c.nethttp, c.proto, i, s.Cause)
+				}
+			}
+			base := strings.TrimSuffix(strings.TrimPrefix(target, srv), "/")
+			want := []string{base + "/s?x=1", base + "/u/7", base + "/a%2Fb"}
+			mu.Lock()
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("%s, net/http %v %q: the server got %q, want %q", target, c.nethttp, c.proto, got, want)
+			}
+			mu.Unlock()
+		}
+	}
+}
