@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -66,6 +67,17 @@ func (e *FDLimitError) Error() string {
 
 func (e *FDLimitError) Unwrap() error { return e.Err }
 
+// UntrustedCertError is a TLS handshake that failed because the client
+// does not trust the server's certificate: most often a self-signed test
+// server, which the run can be told to accept.
+type UntrustedCertError struct{ Err error }
+
+func (e *UntrustedCertError) Error() string {
+	return fmt.Sprintf("%v (for a test server with a self-signed certificate, accept any certificate: --insecure, or insecure_skip_verify: true in a scenario's load)", e.Err)
+}
+
+func (e *UntrustedCertError) Unwrap() error { return e.Err }
+
 // fdLimitError says whether err is the generator's lack of file
 // descriptors, and if so names it.
 func fdLimitError(err error) (*FDLimitError, bool) {
@@ -120,6 +132,8 @@ func (f *firstErrors) note(c cause.Cause, request string, seq uint64, err error)
 	}
 	if fd {
 		err, _ = fdLimitError(err)
+	} else if ce := (*tls.CertificateVerificationError)(nil); errors.As(err, &ce) {
+		err = &UntrustedCertError{Err: err}
 	}
 	slot.CompareAndSwap(nil, &ClientError{Cause: c, Request: request, Seq: seq, Err: err})
 	return fd

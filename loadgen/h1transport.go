@@ -81,6 +81,10 @@ func NewH1Transport(cfg Config) (*H1Transport, error) {
 				h = append(h, [2]string{k, v})
 			}
 		}
+		if err := CheckPath(r.Path); err != nil {
+			t.pool.Close()
+			return nil, fmt.Errorf("loadgen: request %q: %w", r.Name, err)
+		}
 		p, err := h1.Prepare(t.request(i, r.Path, h, r.Body))
 		if err != nil {
 			t.pool.Close()
@@ -188,7 +192,11 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 		if t.set.reqs[i].body != nil {
 			body = w.r.body
 		}
-		if err := w.dyn.Rebuild(t.request(i, string(w.r.path), w.r.header, body)); err != nil {
+		err := CheckPath(w.r.path)
+		if err == nil {
+			err = w.dyn.Rebuild(t.request(i, string(w.r.path), w.r.header, body))
+		}
+		if err != nil {
 			t.set.refused(i, s.Seq, err)
 			s.Cause = cause.RequestError
 			return

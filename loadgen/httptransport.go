@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/cascadehq/cascade/internal/cause"
 )
 
@@ -87,14 +89,15 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 			t.reqs = append(t.reqs, nil)
 			continue
 		}
-		req, err := t.build(set.reqs[i].method, r.Path, nil, r.Body)
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: request %q: %w", r.Name, err)
-		}
+		var h [][2]string
 		for k, vs := range r.Header {
 			for _, v := range vs {
-				addHeader(req, k, v)
+				h = append(h, [2]string{k, v})
 			}
+		}
+		req, err := t.build(set.reqs[i].method, r.Path, h, r.Body) // checks the headers as a templated request's
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: request %q: %w", r.Name, err)
 		}
 		t.reqs = append(t.reqs, req)
 	}
@@ -107,17 +110,39 @@ func NewHTTPTransport(cfg Config) (*HTTPTransport, error) {
 // loopback check never looked. The path goes out as written, as wrk and
 // loadgen/h1 send it.
 func (t *HTTPTransport) build(method, path string, header [][2]string, body []byte) (*http.Request, error) {
+	if err := CheckPath(path); err != nil {
+		return nil, err
+	}
 	ref, err := url.ParseRequestURI(path)
 	if err != nil || ref.Scheme != "" || ref.Host != "" {
 		return nil, fmt.Errorf("bad path %q: expected a path such as /items?id=1", path)
 	}
+	// The target's own path (an external gateway at http://host/api) is
+	// the prefix of every request's, as on loadgen/h1.
 	u := *t.base
-	u.Path, u.RawPath, u.RawQuery, u.Fragment, u.RawFragment = ref.Path, ref.RawPath, ref.RawQuery, "", ""
+	prefix := strings.TrimSuffix(t.base.EscapedPath(), "/")
+	raw := prefix + ref.EscapedPath()
+	if u.Path, err = url.PathUnescape(raw); err != nil {
+		return nil, fmt.Errorf("bad path %q: %v", path, err)
+	}
+	u.RawPath, u.RawQuery, u.Fragment, u.RawFragment = raw, ref.RawQuery, "", ""
 	req, err := http.NewRequest(method, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
 	for _, h := range header {
+		// As loadgen/h1 does: a rendering no client sends is the request's
+		// fault (request_error), not a failure in flight (net/http's own
+		// refusal came back from Do as a transport error).
+		if !httpguts.ValidHeaderFieldName(h[0]) || !httpguts.ValidHeaderFieldValue(h[1]) {
+			return nil, fmt.Errorf("header %s: value %q has control characters (a line break?)", h[0], h[1])
+		}
+		// net/http cut an invalid Host short on HTTP/1.1 (and sent the
+		// request) and refused it on HTTP/2. An empty one means the
+		// target's, as on loadgen/h1.
+		if strings.EqualFold(h[0], "Host") && !httpguts.ValidHostHeader(h[1]) {
+			return nil, fmt.Errorf("header Host: %q is not a host[:port]", h[1])
+		}
 		addHeader(req, h[0], h[1])
 	}
 	if body != nil {

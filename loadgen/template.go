@@ -245,16 +245,31 @@ func (tp *tparser) parse(s string) (*Template, error) {
 		}
 		j := strings.Index(rest[i:], "}}")
 		if j < 0 {
-			return nil, fmt.Errorf("%w: %q: {{ without a closing }}", ErrTemplate, s)
+			return nil, templateError(s, len(s)-len(rest)+i, errors.New("{{ without a closing }}"))
 		}
 		p, err := tp.variable(strings.Fields(rest[i+2 : i+j]))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %q: %v", ErrTemplate, s, err)
+			return nil, templateError(s, len(s)-len(rest)+i, err)
 		}
 		t.parts = append(t.parts, p)
 		rest = rest[i+j+2:]
 	}
 	return t, nil
+}
+
+// templateError reports err for the variable at byte off of template s. A
+// short one-line template (a path, a header value) is quoted whole; a long
+// or multi-line one (a body, perhaps from a file of megabytes) is located
+// by line and column, with only the spot quoted.
+func templateError(s string, off int, err error) error {
+	if len(s) <= 80 && !strings.Contains(s, "\n") {
+		return fmt.Errorf("%w: %q: %v", ErrTemplate, s, err)
+	}
+	spot := s[off:]
+	if len(spot) > 24 {
+		spot = spot[:24] + "..."
+	}
+	return fmt.Errorf("%w: %s%v (at %q)", ErrTemplate, jsonAt([]byte(s), int64(off)+1), err, spot)
 }
 
 func (tp *tparser) variable(f []string) (tpart, error) {
@@ -282,7 +297,7 @@ func (tp *tparser) variable(f []string) (tpart, error) {
 		lo, err1 := strconv.ParseInt(f[1], 10, 64)
 		hi, err2 := strconv.ParseInt(f[2], 10, 64)
 		if err1 != nil || err2 != nil || hi < lo {
-			return tpart{}, fmt.Errorf("{{rand_int %s %s}}: MIN and MAX must be integers with MIN <= MAX", f[1], f[2])
+			return tpart{}, fmt.Errorf("{{rand_int %.20q %.20q}}: MIN and MAX must be integers with MIN <= MAX", f[1], f[2])
 		}
 		return draw(tpart{kind: tRandInt, lo: uint64(lo), span: uint64(hi-lo) + 1}), nil
 	}
@@ -296,11 +311,13 @@ func (tp *tparser) variable(f []string) (tpart, error) {
 					return tpart{kind: tData, set: i, col: j}, nil
 				}
 			}
-			return tpart{}, fmt.Errorf("data set %q has no column %q (columns: %s)", set, col, quoteAll(ds.Columns))
+			return tpart{}, fmt.Errorf("data set %q has no column %.40q (columns: %s)", set, col, quoteAll(ds.Columns))
 		}
-		return tpart{}, fmt.Errorf("unknown data set %q in {{%s}}%s", set, f[0], dataNames(tp.data))
+		return tpart{}, fmt.Errorf("unknown data set %.40q%s", set, dataNames(tp.data))
 	}
-	return tpart{}, fmt.Errorf("unknown variable {{%s}} (valid: seq, rand_int MIN MAX, rand_id, uuid, <data set>.<column>)", strings.Join(f, " "))
+	// Quoted and cut short: in a body file, what lies between a stray {{
+	// and the next }} may be binary, and megabytes of it.
+	return tpart{}, fmt.Errorf("unknown variable %.24q (valid: seq, rand_int MIN MAX, rand_id, uuid, <data set>.<column>)", "{{"+strings.Join(f, " ")+"}}")
 }
 
 func dataNames(ds []*Dataset) string {

@@ -216,3 +216,32 @@ func BenchmarkRenderTemplated(b *testing.B) {
 		rs.render(0, uint64(i), &r)
 	}
 }
+
+// A body read from a file is a template too; an error in it must say where
+// (line and column) and quote only the spot, not the whole file: an 8 MB
+// body used to be printed in full, on one line, as the error.
+func TestTemplateErrorInLongSource(t *testing.T) {
+	src := strings.Repeat("x", 5000) + "\nline two\n  {{seq\n" + strings.Repeat("y", 5000)
+	_, err := ParseTemplate(src, nil)
+	if err == nil || !errors.Is(err, ErrTemplate) {
+		t.Fatalf("error %v, want ErrTemplate", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "line 3, column 3") || !strings.Contains(msg, "without a closing") {
+		t.Errorf("error %.200q does not say line 3, column 3 and what is wrong", msg)
+	}
+	if len(msg) > 200 {
+		t.Errorf("error is %d bytes long: it quotes the template instead of the spot: %.300q", len(msg), msg)
+	}
+	// Binary between a stray {{ and a }} is not printed in full either.
+	src = "\x00\x01 {{" + strings.Repeat("\xfe\x07", 3000) + "}} end\n"
+	_, err = ParseTemplate(src, nil)
+	if err == nil || !strings.Contains(err.Error(), "unknown variable") || len(err.Error()) > 400 {
+		t.Errorf("binary body: error %.400q, want a short one saying unknown variable", err)
+	}
+	// A short one-line template (a path) is still quoted whole.
+	_, err = ParseTemplate("/a/{{nope}}", nil)
+	if err == nil || !strings.Contains(err.Error(), `"/a/{{nope}}"`) {
+		t.Errorf("short template: error %v does not quote it", err)
+	}
+}

@@ -399,7 +399,8 @@ func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
 		cfg  Config
 		says string
 	}{
-		{"self-signed without insecure", Config{Target: selfSigned.URL}, "certificate"},
+		// ... and says how to accept it.
+		{"self-signed without insecure", Config{Target: selfSigned.URL}, "certificate signed by unknown authority (for a test server with a self-signed certificate, accept any certificate: --insecure"},
 		{"h2 to a server without h2", Config{Target: noH2.URL, Protocol: ProtoH2, InsecureSkipVerify: true}, "no application protocol"},
 		// Go's h2c client says one or the other, depending on when the
 		// server's HTTP/1.1 answer to the preface reaches it.
@@ -422,5 +423,174 @@ func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
 			t.Errorf("%s: cause %v, kept %v; want the error, saying %q", tc.name, s.Cause, got, tc.says)
 		}
 		t.Logf("%s: %v: %v", tc.name, s.Cause, got)
+	}
+}
+
+// A value from a data set goes into the path as it is; whatever the two
+// clients make of it, they make the same: the same request target at the
+// server, or both refuse it (request_error) with a reason. A '#' in a value
+// used to cut the request short on loadgen/h1 ("/p/a#b?q=a#b" went out as
+// "/p/a", a fragment) while net/http sent "/p/a%23b?q=a"; a space in the
+// query went out raw on HTTP/2 and was refused by loadgen/h1.
+func TestRenderedPathSameOnBothClients(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := newH2CServerFunc(t, func(r *http.Request) {
+		mu.Lock()
+		got = append(got, r.RequestURI)
+		mu.Unlock()
+	})
+	values := []string{"a#b", "a b", "a?b=1", "\u00fc", `x"y`, "a%20b", "100%", "a\tb"}
+	rows := make([][]string, len(values))
+	for i, v := range values {
+		rows[i] = []string{v}
+	}
+	data := []*Dataset{{Name: "d", Columns: []string{"v"}, Rows: rows}}
+	reqs := []Request{{Path: "/p/{{d.v}}?q={{d.v}}"}, {Path: "/p/{{d.v}}"}}
+	type outcome struct {
+		target string // what the server got, or "" when refused
+		reason string
+	}
+	run := func(cfg Config, nethttp bool) []outcome {
+		tr := clientTransport(t, cfg, nethttp)
+		var out []outcome
+		for seq := range uint64(2 * len(values)) {
+			mu.Lock()
+			got = got[:0]
+			mu.Unlock()
+			s := Sample{Seq: seq} // rows in order: value seq % len(values)
+			tr.RoundTrip(context.Background(), int(seq)/len(values), &s)
+			var o outcome
+			mu.Lock()
+			if len(got) == 1 {
+				o.target = got[0]
+			}
+			mu.Unlock()
+			switch {
+			case s.Cause == cause.RequestError && o.target == "":
+				o.reason = "refused"
+			case s.Cause != cause.OK || o.target == "":
+				t.Errorf("net/http %v, request %d, value %q: cause %v, server got %q", nethttp, int(seq)/len(values), values[int(seq)%len(values)], s.Cause, o.target)
+			}
+			out = append(out, o)
+		}
+		if re := FirstRequestError(tr); re != nil && !strings.Contains(re.Error(), "/p/") {
+			t.Errorf("net/http %v: the reason does not show the rendered path: %v", nethttp, re)
+		}
+		return out
+	}
+	cfg := Config{Target: srv, KeepAlive: true, Requests: reqs, Data: data}
+	h1 := run(cfg, false)
+	std := run(cfg, true)
+	cfg.Protocol = ProtoH2C
+	h2 := run(cfg, true)
+	for i := range h1 {
+		if h1[i] != std[i] || h1[i] != h2[i] {
+			t.Errorf("request %d, value %q: h1 %+v, net/http %+v, h2c %+v", i/len(values), values[i%len(values)], h1[i], std[i], h2[i])
+		}
+	}
+	// A '#' is never dropped along with what follows it; a space in the
+	// path alone goes out escaped.
+	for _, i := range []int{0, len(values)} {
+		if h1[i].target != "" && !strings.Contains(h1[i].target, "b") {
+			t.Errorf("value \"a#b\" went out as %q", h1[i].target)
+		}
+	}
+	if h1[len(values)+1].target != "/p/a%20b" {
+		t.Errorf("path /p/{{d.v}} with \"a b\": h1 %+v", h1[len(values)+1])
+	}
+}
+
+// newH2CServerFunc serves HTTP/1.1 and h2c, calling f for each request.
+func newH2CServerFunc(t *testing.T, f func(*http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { f(r) }), Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// A header value whose rendering no client sends (a line break from a
+// data set's quoted field) is a request_error on both clients: net/http's
+// refusal used to be counted as a transport_error, a failure of the
+// request in flight, though nothing was sent.
+func TestRenderedHeaderRefusedAlike(t *testing.T) {
+	var got atomic.Int64
+	srv := newH2CServerFunc(t, func(*http.Request) { got.Add(1) })
+	// A Host that is no host[:port] (net/http cut it short and sent the
+	// request over HTTP/1.1, and refused it over HTTP/2) likewise.
+	for _, h := range []struct{ name, value string }{{"X-N", "a\nInjected: 1"}, {"Host", "a b"}, {"Host", "x/y"}, {"Host", ""}} {
+		data := []*Dataset{{Name: "d", Columns: []string{"v"}, Rows: [][]string{{h.value}}}}
+		reqs := []Request{{Path: "/h", Header: http.Header{h.name: {"{{d.v}}"}}}}
+		for _, c := range []struct {
+			nethttp bool
+			proto   Protocol
+		}{{false, ProtoAuto}, {true, ProtoAuto}, {true, ProtoH2C}} {
+			tr := clientTransport(t, Config{Target: srv, KeepAlive: true, Requests: reqs, Data: data, Protocol: c.proto}, c.nethttp)
+			s := Sample{Seq: 0}
+			tr.RoundTrip(context.Background(), 0, &s)
+			if h.value == "" {
+				// An empty Host is the target's, on both clients.
+				if s.Cause != cause.OK {
+					t.Errorf("Host \"\", net/http %v %q: cause %v, want ok", c.nethttp, c.proto, s.Cause)
+				}
+				continue
+			}
+			if s.Cause != cause.RequestError {
+				t.Errorf("%s %q, net/http %v %q: cause %v, want request_error", h.name, h.value, c.nethttp, c.proto, s.Cause)
+			}
+			if re := FirstRequestError(tr); re == nil || !strings.Contains(strings.ToLower(re.Error()), strings.ToLower(h.name)) {
+				t.Errorf("%s %q, net/http %v %q: first request error %v, want one naming %s", h.name, h.value, c.nethttp, c.proto, re, h.name)
+			}
+		}
+	}
+	if got.Load() != 3 { // the empty Host's, one per client
+		t.Errorf("the server got %d requests, want 3", got.Load())
+	}
+}
+
+// A target with a base path (an external gateway at http://host/api) is
+// the prefix of every request's path on both clients: net/http replaced
+// it with the request's path ("/api" + "/u" went out as "/u" over h2c and
+// https, as "/api/u" over loadgen/h1).
+func TestTargetBasePathOnBothClients(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := newH2CServerFunc(t, func(r *http.Request) {
+		mu.Lock()
+		got = append(got, r.RequestURI)
+		mu.Unlock()
+	})
+	reqs := []Request{{Path: "/s?x=1"}, {Path: "/u/{{seq}}"}, {Path: "/a%2Fb"}}
+	for _, target := range []string{srv + "/api", srv + "/api/", srv + "/a%20pi"} {
+		for _, c := range []struct {
+			nethttp bool
+			proto   Protocol
+		}{{false, ProtoAuto}, {true, ProtoAuto}, {true, ProtoH2C}} {
+			mu.Lock()
+			got = got[:0]
+			mu.Unlock()
+			tr := clientTransport(t, Config{Target: target, KeepAlive: true, Requests: reqs, Protocol: c.proto}, c.nethttp)
+			for i := range reqs {
+				s := Sample{Seq: 7}
+				tr.RoundTrip(context.Background(), i, &s)
+				if s.Cause != cause.OK {
+					t.Errorf("%s, net/http %v %q, request %d: cause %v", target, c.nethttp, c.proto, i, s.Cause)
+				}
+			}
+			base := strings.TrimSuffix(strings.TrimPrefix(target, srv), "/")
+			want := []string{base + "/s?x=1", base + "/u/7", base + "/a%2Fb"}
+			mu.Lock()
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("%s, net/http %v %q: the server got %q, want %q", target, c.nethttp, c.proto, got, want)
+			}
+			mu.Unlock()
+		}
 	}
 }

@@ -384,3 +384,41 @@ func TestCollectorPlacesFullBatches(t *testing.T) {
 		t.Fatalf("%d scheduled, %d latencies, %d service times; want %d", st.Scheduled(), st.Latency.TotalCount(), st.Service.TotalCount(), n)
 	}
 }
+
+// A stretch without requests (a load that starts late, a pause between
+// executors) is in the log as an empty interval, as HlogWriter promises,
+// so the log covers the run without holes: only intervals that held
+// samples used to be written.
+func TestHlogEmptyStretch(t *testing.T) {
+	c := NewCollector([]Phase{{Name: "run", End: time.Minute}}, time.Second, 2)
+	c.Record(0, esample(0, 0, 2500*time.Millisecond, time.Millisecond, cause.OK))
+	c.Record(1, esample(0, 0, 5500*time.Millisecond, time.Millisecond, cause.OK))
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	h := NewHlogWriter(&buf, start)
+	for _, iv := range c.TakeIntervals(1 << 62) {
+		h.Write(iv, time.Second)
+	}
+	if err := h.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := hdr.NewHistogramLogReader(&buf)
+	type span struct{ from, to, n int64 }
+	var got []span
+	for {
+		hh, err := r.NextIntervalHistogram()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hh == nil {
+			break
+		}
+		if hh.Tag() == "" {
+			got = append(got, span{hh.StartTimeMs() - start.UnixMilli(), hh.EndTimeMs() - start.UnixMilli(), hh.TotalCount()})
+		}
+	}
+	want := []span{{0, 2000, 0}, {2000, 3000, 1}, {3000, 5000, 0}, {5000, 6000, 1}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("intervals (ms from the start, count) %v, want %v", got, want)
+	}
+}

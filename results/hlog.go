@@ -34,6 +34,8 @@ type HlogWriter struct {
 	buf     *bufio.Writer
 	lw      *hdr.HistogramLogWriter
 	startMs int64
+	next    time.Duration // end of the last interval written: the log covers [0, next)
+	empty   *hdr.Histogram
 	err     error
 }
 
@@ -65,16 +67,34 @@ func (h *HlogWriter) keep(err error) {
 }
 
 // Write appends one interval: its corrected (untagged) and uncorrected
-// (Tag=service) latency histograms. Empty intervals are written too, so a
-// stretch with no completed request is visible as such.
+// (Tag=service) latency histograms. Intervals come in order. A stretch
+// before iv that no interval covered (the collector has intervals only
+// where requests were intended: a load that starts late, a pause between
+// executors) is written first as one empty interval, so the log covers the
+// run without holes and a stretch with no request is visible as such.
 func (h *HlogWriter) Write(iv Interval, width time.Duration) {
-	start := h.startMs + iv.Start.Milliseconds()
-	end := start + width.Milliseconds()
+	if iv.Start > h.next {
+		if h.empty == nil {
+			h.empty = hdr.New(1000*histMin, 1000*histMax, histSigFigs)
+		}
+		h.write(h.next, iv.Start, h.empty, h.empty)
+	}
+	h.write(iv.Start, iv.Start+width, iv.Stats.Latency, iv.Stats.Service)
+	h.next = max(h.next, iv.Start+width)
+}
+
+// write writes the histograms (µs, or the empty one) of [from, to).
+func (h *HlogWriter) write(from, to time.Duration, latency, service *hdr.Histogram) {
+	start := h.startMs + from.Milliseconds()
+	end := h.startMs + to.Milliseconds()
 	for _, x := range []struct {
 		tag string
 		src *hdr.Histogram
-	}{{"", iv.Stats.Latency}, {HlogTagService, iv.Stats.Service}} {
-		n := h.toNanos(x.src)
+	}{{"", latency}, {HlogTagService, service}} {
+		n := x.src
+		if n != h.empty {
+			n = h.toNanos(x.src)
+		}
 		n.SetStartTimeMs(start)
 		n.SetEndTimeMs(end)
 		n.SetTag(x.tag)

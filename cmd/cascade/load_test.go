@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -449,5 +450,62 @@ func TestReportLocatesDamage(t *testing.T) {
 		if code, _, errs := runCLI(context.Background(), args...); code != ExitUsage || !strings.Contains(errs, want) {
 			t.Errorf("%s: exit %d, stderr %q, want it to name %q", args[0], code, errs, want)
 		}
+	}
+}
+
+// The per-tag rates are over the load's window, as the run's is, so they
+// add up to it: they were over the whole elapsed time, which includes the
+// wait for the last answers (against a 150 ms target, 2 tags at 20/s for
+// 1 s read 17.4/s together).
+func TestTagRatesOverTheLoadWindow(t *testing.T) {
+	tg := newTarget(t, 150*time.Millisecond)
+	dir := t.TempDir()
+	src := fmt.Sprintf(`name: tags
+gateway: {external: %q}
+load:
+  rate: 20/s
+  duration: 1s
+  requests:
+    - {name: a, path: /a, weight: 3}
+    - {name: b, path: /b}
+`, tg.url)
+	file := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	if code, stdout, errs := runCLI(context.Background(), "run", file, "--out", out, "--progress", "off"); code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Run struct {
+			Stats struct {
+				Sent     int64   `json:"sent"`
+				Achieved float64 `json:"achieved_rate"`
+			} `json:"stats"`
+		} `json:"run"`
+		Tags []struct {
+			Name  string `json:"name"`
+			Stats struct {
+				Sent     int64   `json:"sent"`
+				Achieved float64 `json:"achieved_rate"`
+			} `json:"stats"`
+		} `json:"tags"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	var rate float64
+	for _, tag := range s.Tags {
+		sent += tag.Stats.Sent
+		rate += tag.Stats.Achieved
+	}
+	if len(s.Tags) != 2 || sent != s.Run.Stats.Sent || s.Run.Stats.Sent != 20 || math.Abs(rate-s.Run.Stats.Achieved) > 0.01 {
+		t.Fatalf("run: %d sent at %.3f/s; tags %+v: %d sent at %.3f/s", s.Run.Stats.Sent, s.Run.Stats.Achieved, s.Tags, sent, rate)
 	}
 }

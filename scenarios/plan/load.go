@@ -137,8 +137,8 @@ func (c *compiler) executor(path string, x scenarios.Executor, list bool, i int)
 	}
 	c.model(path, x, &ec)
 	c.transport(path, x, &ec)
-	c.data(path, x, &ec)
-	c.requests(path, x, &ec)
+	dataOK := c.data(path, x, &ec)
+	c.requests(path, x, &ec, dataOK)
 	return ec
 }
 
@@ -357,8 +357,10 @@ func (c *compiler) transport(path string, x scenarios.Executor, ec *loadgen.Conf
 	}
 }
 
-// data reads the executor's data sets, relative to the scenario file.
-func (c *compiler) data(path string, x scenarios.Executor, ec *loadgen.Config) {
+// data reads the executor's data sets, relative to the scenario file. It
+// reports whether every one was read.
+func (c *compiler) data(path string, x scenarios.Executor, ec *loadgen.Config) (ok bool) {
+	ok = true
 	names := make([]string, 0, len(x.Data))
 	for n := range x.Data {
 		names = append(names, n)
@@ -369,10 +371,12 @@ func (c *compiler) data(path string, x scenarios.Executor, ec *loadgen.Config) {
 		p := path + ".data." + n
 		if !nameRE.MatchString(n) || strings.Contains(n, ".") {
 			c.errorf(p, "data set name %q may use only letters, digits, '-' and '_'", n)
+			ok = false
 			continue
 		}
 		if d.File == "" {
 			c.errorf(p, "data set %q needs a file (.csv or .json)", n)
+			ok = false
 			continue
 		}
 		random := false
@@ -382,6 +386,7 @@ func (c *compiler) data(path string, x scenarios.Executor, ec *loadgen.Config) {
 			random = true
 		default:
 			c.errorf(p+".order", "order must be sequential or random, not %q", d.Order)
+			ok = false
 			continue
 		}
 		if c.opts.Offline {
@@ -393,10 +398,12 @@ func (c *compiler) data(path string, x scenarios.Executor, ec *loadgen.Config) {
 		ds, err := loadgen.ReadDataset(n, c.relative(d.File), random)
 		if err != nil {
 			c.errorf(p, "%v", err)
+			ok = false
 			continue
 		}
 		ec.Data = append(ec.Data, ds)
 	}
+	return ok
 }
 
 func (c *compiler) relative(file string) string {
@@ -406,7 +413,10 @@ func (c *compiler) relative(file string) string {
 	return filepath.Join(filepath.Dir(c.doc.Name), file)
 }
 
-func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Config) {
+// dataOK: every data set was read; if not, the templates are not checked
+// (each use of a data set that failed would be a second, wrong error:
+// "unknown data set ... (no data sets declared)").
+func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Config, dataOK bool) {
 	if len(x.Requests) == 0 {
 		c.errorf(path+".requests", "at least one request is needed, e.g. {path: /}")
 	}
@@ -457,7 +467,7 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 			}
 			body = b
 		}
-		if !c.opts.Offline {
+		if !c.opts.Offline && dataOK {
 			c.checkTemplates(p, ec.Data, r, body)
 		}
 		ec.Requests = append(ec.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body, Weight: max(r.Weight, 1)})
@@ -483,7 +493,7 @@ func checkPath(path string) error {
 	if _, err := url.ParseRequestURI(path); err != nil {
 		return fmt.Errorf("path %q is not a valid request target: %v", path, errors.Unwrap(err))
 	}
-	return nil
+	return loadgen.CheckPath(path)
 }
 
 // reservedHeader says why a request may not set a header, or "" if it
@@ -520,12 +530,13 @@ func (c *compiler) checkTemplates(p string, data []*loadgen.Dataset, r scenarios
 		}
 	}
 	if body != nil {
-		field := ".body"
-		if r.BodyFile != "" {
-			field = ".body_file"
-		}
 		if _, err := loadgen.ParseTemplate(string(body), data); err != nil {
-			c.errorf(p+field, "%v", err)
+			if r.BodyFile != "" {
+				// The message locates the spot in the file, not in the scenario.
+				c.errorf(p+".body_file", "%s (a body file is a template: {{ starts a variable): %v", r.BodyFile, err)
+			} else {
+				c.errorf(p+".body", "%v", err)
+			}
 		}
 	}
 }

@@ -141,6 +141,8 @@ func TestBadLoads(t *testing.T) {
 		{"template in a header", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, headers: {X-A: \"{{rand_int 3}}\"}}]\n", "load.requests[0].headers.X-A", "takes 2 argument"},
 		{"missing data file", "  rate: 5/s\n  duration: 1s\n  data: {users: nope.csv}\n  requests: [{path: /}]\n", "load.data.users", "no such file"},
 		{"bad data order", "  rate: 5/s\n  duration: 1s\n  data: {users: {file: u.csv, order: shuffled}}\n  requests: [{path: /}]\n", "load.data.users.order", "sequential or random"},
+		{"fragment in a path", "  rate: 5/s\n  duration: 1s\n  requests: [{path: \"/a#b\"}]\n", "load.requests[0].path", "fragment"},
+		{"space in a query", "  rate: 5/s\n  duration: 1s\n  requests: [{path: \"/a?q=b c\"}]\n", "load.requests[0].path", "space in the query"},
 		{"body and body_file", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, body: x, body_file: b.json}]\n", "load.requests[0].body_file", "exclude each other"},
 		{"unknown field in a list item", "  - {name: a, rate: 1/s, duration: 1s, rpm: 3, requests: [{path: /}]}\n", "", `unknown field "rpm"`},
 		{"scalar load", "  fast\n", "", "mapping (one executor) or a list"},
@@ -320,5 +322,54 @@ faults:
 	want := `s.yaml:10:51: faults[1].params: unknown field "delay" (via alias *p, defined at line 9 column 57); expected one of: body, match, probability, status`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error\n got: %v\nwant: %s", err, want)
+	}
+}
+
+// An error in a body file's template names the file and the line and column
+// in it, and does not print the file: a binary or large body used to come
+// back as the whole file, quoted, with no file name.
+func TestBodyFileTemplateError(t *testing.T) {
+	dir := t.TempDir()
+	body := strings.Repeat("0123456789abcdef\n", 10000) + "xx {{ not closed\n" + strings.Repeat("z", 100000)
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := head + "load:\n  rate: 5/s\n  duration: 1s\n  requests: [{path: /, method: POST, body_file: big.bin}]\n"
+	_, err := CompileFile(writeScenario(t, dir, src), Options{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if e := first(t, err); e.Path != "load.requests[0].body_file" {
+		t.Errorf("path %q", e.Path)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "big.bin") || !strings.Contains(msg, "line 10001, column 4") || !strings.Contains(msg, "without a closing") {
+		t.Errorf("error %.300q does not name big.bin, line 10001, column 4 and the fault", msg)
+	}
+	if len(msg) > 400 {
+		t.Errorf("error is %d bytes: %.300q", len(msg), msg)
+	}
+}
+
+// A data set that cannot be read is one error, at the data set: the
+// templates that use it used to add "unknown data set ... (no data sets
+// declared)", which is false and sent the reader to the wrong line.
+func TestBadDatasetOneError(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "u.csv"), []byte("id,id\n1,2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range []string{"{users: nope.csv}", "{users: u.csv}", "{users: {file: u.csv, order: shuffled}}"} {
+		src := head + "load:\n  rate: 5/s\n  duration: 1s\n  data: " + data + "\n  requests: [{path: \"/u/{{users.id}}\"}]\n"
+		_, err := CompileFile(writeScenario(t, dir, src), Options{})
+		if err == nil {
+			t.Fatalf("%s: no error", data)
+		}
+		if strings.Contains(err.Error(), "unknown data set") || strings.Contains(err.Error(), "no data sets declared") {
+			t.Errorf("%s: a second, false error: %v", data, err)
+		}
+		if e := first(t, err); !strings.HasPrefix(e.Path, "load.data.users") {
+			t.Errorf("%s: error at %q: %v", data, e.Path, err)
+		}
 	}
 }

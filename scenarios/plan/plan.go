@@ -304,6 +304,12 @@ func CheckTarget(raw string, allowRemote bool) error {
 	if u.User != nil {
 		return fmt.Errorf("%q: credentials in the URL are not sent; give a header instead, e.g. -H 'Authorization: Basic ...'", raw)
 	}
+	// Every request's path is appended to the target: after a query it
+	// became part of the query ("/api?k=1" + "/u" went out as
+	// "/api?k=1/u"), and after a fragment it was cut off.
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(raw, "?#") {
+		return fmt.Errorf("%q: a base URL takes no query or fragment (each request's path, with its query, is appended to it)", raw)
+	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("%q: port %s is not a TCP port (1-65535)", raw, p)

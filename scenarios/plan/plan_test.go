@@ -275,13 +275,15 @@ func TestExternalGatewayNeedsFixedListen(t *testing.T) {
 }
 
 func TestCheckTarget(t *testing.T) {
-	for _, ok := range []string{"http://127.0.0.1:8080", "http://localhost:1", "https://127.1.2.3", "http://[::1]:80"} {
+	for _, ok := range []string{"http://127.0.0.1:8080", "http://localhost:1", "https://127.1.2.3", "http://[::1]:80", "http://127.0.0.1:8080/api/"} {
 		if err := CheckTarget(ok, false); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"http://203.0.113.9", "http://example.com", "ftp://127.0.0.1", "127.0.0.1:80",
-		"http://127.0.0.1:99999", "http://127.0.0.1:0", "http://:8080/", "http://u:p@127.0.0.1/"} {
+		"http://127.0.0.1:99999", "http://127.0.0.1:0", "http://:8080/", "http://u:p@127.0.0.1/",
+		// A request's path is appended to the target: not after a query or fragment.
+		"http://127.0.0.1:8080/api?k=1", "http://127.0.0.1:8080/api?", "http://127.0.0.1:8080/#x"} {
 		if err := CheckTarget(bad, false); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
