@@ -508,3 +508,14 @@ func (c *Collector) Recycle(ivs []Interval) {
 // maxSpare bounds the reuse list (a burst of late intervals must not pin
 // memory for the rest of the run).
 const maxSpare = 64
+
+// ShardsFor is how many shards a run's collector takes on procs CPUs: two
+// per CPU, so that workers rarely share a lock, up to maxShards. Every
+// shard keeps its own histograms for each phase and for each interval
+// still open (a client timeout long), 340 KiB a set: uncapped, a 64-CPU
+// run with a slow upstream held 128 shards × 31 intervals of them, 1.3 GiB.
+// Capped, the locks are shared by more workers, but a worker takes one
+// only to append a sample to a batch.
+func ShardsFor(procs int) int { return max(1, min(2*procs, maxShards)) }
+
+const maxShards = 8

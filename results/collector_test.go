@@ -2,6 +2,7 @@ package results
 
 import (
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -124,4 +125,32 @@ func TestSummaryRoundTripThroughDisk(t *testing.T) {
 	if p.TargetRate != 100 || p.AchievedRate != 100 || p.Latency.P50 < 49 || p.Latency.P50 > 51 {
 		t.Fatalf("summary numbers: %+v", p)
 	}
+}
+
+// A run keeps every interval open for a client timeout after it ends, in
+// every shard that recorded into it. On a 64-CPU machine with a slow
+// upstream (answers spread over the default 30 s timeout) the collector a
+// run makes must not take gigabytes for that: at 2 shards per CPU it took
+// 128 shards × 31 intervals × 340 KiB, 1.3 GiB.
+func TestCollectorMemoryOnManyCPUs(t *testing.T) {
+	const procs, open = 64, 31
+	phases := []Phase{{Name: "run", End: time.Hour}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := NewCollector(phases, time.Second, ShardsFor(procs))
+	for w := range 2 * procs { // each worker's samples land in every open interval
+		for i := range open {
+			c.Record(w, sample(time.Duration(i)*time.Second, 30*time.Second-time.Duration(i)*time.Second, cause.OK))
+		}
+	}
+	c.PeekIntervals() // places every pending sample
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	if grew > 150<<20 {
+		t.Fatalf("the collector of a %d-CPU run holds %d MiB for %d open intervals, want at most 150 MiB", procs, grew>>20, open)
+	}
+	t.Logf("%d shards, %d open intervals: %d MiB", ShardsFor(procs), open, grew>>20)
+	runtime.KeepAlive(c)
 }

@@ -256,7 +256,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	lcfg := p.Load
 	lcfg.Target = target
-	collector := results.NewCollector(gd.phases(p), IntervalWidth, 2*runtime.GOMAXPROCS(0), results.WithBreakdown(breakdown(lcfg)))
+	collector := results.NewCollector(gd.phases(p), IntervalWidth, results.ShardsFor(runtime.GOMAXPROCS(0)), results.WithBreakdown(breakdown(lcfg)))
 	var gen loadDriver
 	var direct *directLoad
 	if gd == nil {
