@@ -194,7 +194,13 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	if f.timeout > plan.MaxClientTimeout {
 		return nil, fmt.Errorf("--timeout %s is above the %s limit: after the load ends, the run waits this long for its last requests", f.timeout, plan.MaxClientTimeout)
 	}
-	closed := f.vus > 0 || (f.conns > 0 && f.rate == "" && f.ramp == "")
+	given := func(flag string) bool { return cmd != nil && cmd.Flags().Changed(flag) } // nil: flags set by a test
+	// --vus given makes the closed model, --vus 0 included: with a ramp it
+	// is the VU count the ramp starts from, the only way to ramp VUs up
+	// from none. Read as "not given", it turned the ramp's VU counts into
+	// rates and ran an open model.
+	vus := f.vus > 0 || given("vus")
+	closed := vus || (f.conns > 0 && f.rate == "" && f.ramp == "")
 	ex := map[string]any{
 		"client_timeout": units.Duration(f.timeout).String(),
 		"keep_alive":     f.keepAlive,
@@ -212,8 +218,10 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	switch {
 	case f.rate != "" && f.ramp != "":
 		return nil, errors.New("--rate and --ramp exclude each other: a ramp gives the rates")
-	case f.rate != "" && f.vus > 0:
+	case f.rate != "" && vus:
 		return nil, errors.New("--rate and --vus exclude each other: an open model (rate) or a closed one (vus)")
+	case vus && f.vus == 0 && f.ramp == "":
+		return nil, errors.New("--vus 0 runs no virtual users: give --vus N above 0, or --vus 0 with a --ramp of VUs that starts from none")
 	case f.ramp == "" && f.duration == 0:
 		return nil, errors.New("give --duration (or --ramp)")
 	case f.ramp != "" && f.duration != 0:
@@ -231,7 +239,6 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	// error, not a value quietly dropped: --max-in-flight on VUs capped
 	// nothing, --max-in-flight 0 ran with the default 10000, and --engine
 	// on an open model changed nothing.
-	given := func(flag string) bool { return cmd != nil && cmd.Flags().Changed(flag) } // nil: flags set by a test
 	if given("max-in-flight") {
 		switch {
 		case closed:
@@ -245,7 +252,7 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	}
 	if f.ramp != "" {
 		ramp := f.ramp
-		if f.vus > 0 {
+		if vus {
 			// --vus N with a ramp of VUs is where the ramp starts (k6's
 			// startVUs): a first item without FROM starts at N, and one
 			// with a FROM must say the same, or one of the two flags

@@ -215,6 +215,34 @@ func TestLoadVUsStartTheRamp(t *testing.T) {
 	}
 }
 
+// --vus 0 with a ramp of VUs ramps up from none (k6's startVUs: 0), the
+// only way to start a VU ramp at 0: the --ramp is VU counts because --vus
+// was given. Before, --vus 0 counted as not given, and the ramp's counts
+// were read as rates: a ramp to 4 VUs ran an open model at 4 requests/s.
+func TestLoadVUsZeroStartsTheRamp(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) }) // cascade load raises it for its loops
+	tg := newTarget(t, 2*time.Millisecond)
+	dir := filepath.Join(t.TempDir(), "r")
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "0", "--ramp", "0:4:300ms,4:300ms", "--out", dir, "--progress", "off")
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "scenario.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(src); !strings.Contains(s, `"ramp_to_vus":4`) || !strings.Contains(s, `"vus":4`) {
+		t.Fatalf("--vus 0 --ramp 0:4:300ms,4:300ms is not a ramp of VUs:\n%s", s)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	// 4/s would be 2 requests; VUs answered in ~2 ms send hundreds.
+	if n := len(tg.paths); n < 20 || tg.peak > 4 {
+		t.Fatalf("%d requests, peak concurrency %d; want a closed model of at most 4 VUs\n%s", n, tg.peak, out)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.
@@ -249,6 +277,9 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s"}, "FROM:TO:DURATION"},
 		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s:1s,50/s:60/s:1s"}, "starts at 50"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "10", "--ramp", "0:50:1s"}, "--vus 10 and --ramp's first FROM 0 disagree"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--ramp", "5:50:1s"}, "--vus 0 and --ramp's first FROM 5 disagree"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--duration", "1s"}, "--vus 0 runs no virtual users"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--rate", "10/s", "--duration", "1s"}, "--rate and --vus exclude each other"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "p99<fast"}, "p99"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "nocolon"}, "Name: value"},
 		{[]string{"ftp://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "http://"},
