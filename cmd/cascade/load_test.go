@@ -243,6 +243,21 @@ func TestLoadVUsZeroStartsTheRamp(t *testing.T) {
 	}
 }
 
+// A short closed-model run is a run: 2 VUs for 300ms (0.6 VU-seconds) were
+// refused as "the stages run no VUs".
+func TestLoadShortVUs(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	tg := newTarget(t, 0)
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "2", "--duration", "300ms",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if code != ExitPass || len(tg.paths) == 0 {
+		t.Fatalf("--vus 2 --duration 300ms: exit %d, %d requests\n%s\n%s", code, len(tg.paths), out, errs)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.

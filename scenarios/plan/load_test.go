@@ -258,6 +258,34 @@ func TestLoadMaxRequests(t *testing.T) {
 	}
 }
 
+// A VU executor runs if some stage has a VU running, however short:
+// the check once weighed VU-seconds, so 1 VU for 500ms or 10 VUs for 50ms
+// were refused ("the stages run no VUs"), while a lone ramp to 1 VU, which
+// runs none (a ramp reaches its count at the end of its stage), passed.
+func TestVUStagesThatRunAVU(t *testing.T) {
+	for _, tc := range []struct {
+		load string
+		ok   bool
+	}{
+		{"  vus: 1\n  duration: 500ms\n", true},
+		{"  vus: 10\n  duration: 50ms\n", true},
+		{"  stages: [{duration: 200ms, vus: 3}]\n", true},
+		{"  stages: [{duration: 100ms, ramp_to_vus: 2}]\n", true},
+		{"  start_vus: 1\n  stages: [{duration: 100ms, ramp_to_vus: 0}]\n", true},
+		{"  stages: [{duration: 5s, ramp_to_vus: 1}]\n", false},
+		{"  stages: [{duration: 5s, ramp_to_vus: 1}, {duration: 5s, ramp_to_vus: 0}]\n", true},
+		{"  stages: [{duration: 5s, vus: 0}]\n", false},
+	} {
+		_, err := CompileBytes("s.yaml", []byte(head+"load:\n"+tc.load+"  requests: [{path: /}]\n"), Options{})
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", tc.load, err)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "run no VUs")):
+			t.Errorf("%s: err %v, want the stages run no VUs", tc.load, err)
+		}
+	}
+}
+
 // A body file is read whole into memory: regular files up to MaxBody only.
 func TestReadBodyBounds(t *testing.T) {
 	dir := t.TempDir()
