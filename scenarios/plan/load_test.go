@@ -151,6 +151,10 @@ func TestBadLoads(t *testing.T) {
 		{"negative max_requests", "  vus: 2\n  duration: 1s\n  max_requests: -3\n  requests: [{path: /}]\n", "load.max_requests", "must be 1.."},
 		{"weights whose sum overflows", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, weight: 9223372036854775807}, {path: /a, weight: 9223372036854775807}]\n",
 			"load.requests[0].weight", "must be 1..1000000"},
+		// vus: 0 read as "not given": the error was about the duration
+		// of a ramping-arrival-rate the user never asked for.
+		{"zero vus", "  vus: 0\n  duration: 1s\n  requests: [{path: /}]\n", "load.vus", "vus: 0 runs no VUs"},
+		{"zero vus in a list", "  - {name: a, vus: 0, duration: 1s, requests: [{path: /}]}\n", "load[0].vus", "vus: 0 runs no VUs"},
 		{"negative start_vus", "  start_vus: -3\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_vus", "0.."},
 	}
 	for _, tc := range cases {
