@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
 
@@ -255,6 +256,45 @@ func TestLoadShortVUs(t *testing.T) {
 	defer tg.mu.Unlock()
 	if code != ExitPass || len(tg.paths) == 0 {
 		t.Fatalf("--vus 2 --duration 300ms: exit %d, %d requests\n%s\n%s", code, len(tg.paths), out, errs)
+	}
+}
+
+// Per-tag rates are over the load's window, as the run's and each
+// executor's are: a tag that is all of one executor's requests has that
+// executor's rate. They were over the run's elapsed time, which ends with
+// the last answer: 20 requests at 20/s read 20.0/s for the executor and
+// 21.0/s for its one tag.
+func TestTagRatesOverTheLoadWindow(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "two.yaml")
+	src := fmt.Sprintf(`name: two
+gateway: {external: %q}
+load:
+  - {name: a, rate: 20/s, duration: 1s, requests: [{name: ta, path: /a}]}
+  - {name: b, rate: 10/s, duration: 1s, requests: [{name: tb, path: /b}]}
+`, tg.url)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "r")
+	if code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", out, file); code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	run, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := run.Summary
+	if len(s.Executors) != 2 || len(s.Tags) != 2 {
+		t.Fatalf("executors %+v, tags %+v", s.Executors, s.Tags)
+	}
+	for i, e := range s.Executors {
+		tag := s.Tags[i]
+		if tag.Stats.Sent != e.Stats.Sent || tag.Stats.AchievedRate != e.Stats.AchievedRate {
+			t.Errorf("tag %s: %d sent at %.3f/s; its executor %s: %d at %.3f/s", tag.Name, tag.Stats.Sent, tag.Stats.AchievedRate,
+				e.Name, e.Stats.Sent, e.Stats.AchievedRate)
+		}
 	}
 }
 

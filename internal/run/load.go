@@ -35,8 +35,11 @@ func breakdown(cfg loadgen.Config) results.Breakdown {
 
 // groupSummaries are the per-executor and per-tag stats (nil where the load
 // has only one of either). Rates are over each executor's own window, cut
-// at elapsed when the run was interrupted.
-func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed time.Duration, interrupted bool) (execs, tags []results.GroupSummary) {
+// at elapsed when the run was interrupted; a tag's, which any executor may
+// send, over the load's window, ran (loadEnd), as the run's own: not over
+// elapsed, which ends with the last answer, so a tag that is all of one
+// executor's requests had a higher rate than its executor.
+func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed, ran time.Duration, interrupted bool) (execs, tags []results.GroupSummary) {
 	names := gen.Names()
 	progress := gen.Executors()
 	for i, st := range c.ExecutorStats() {
@@ -52,7 +55,7 @@ func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed time.D
 		execs[len(execs)-1].Stats.SetProfileRate(gen.ExpectedOf(i, start, max(end, start)), window)
 	}
 	for i, st := range c.TagStats() {
-		tags = append(tags, results.GroupSummary{Name: c.TagName(i), Stats: results.Summarize(st, elapsed, 0)})
+		tags = append(tags, results.GroupSummary{Name: c.TagName(i), Stats: results.Summarize(st, ran, 0)})
 	}
 	return execs, tags
 }

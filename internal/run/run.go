@@ -610,7 +610,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	// a reader wants them in time order.
 	results.SortPhases(s.Phases)
 	if plain {
-		s.Executors, s.Tags = groupSummaries(c, g, elapsed, interrupted)
+		s.Executors, s.Tags = groupSummaries(c, g, elapsed, ran, interrupted)
 	}
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
