@@ -298,6 +298,23 @@ load:
 	}
 }
 
+// The live view's "sent" rate counts requests sent, not requests due: with
+// the in-flight cap full, 400/s due against 10 in flight of 50 ms each is at
+// most 200/s sent and the rest dropped, yet the line read "target 400/s ·
+// sent 400/s · ... dropped 418".
+func TestLoadLiveSentRateLeavesOutDropped(t *testing.T) {
+	tg := newTarget(t, 50*time.Millisecond)
+	_, _, errs := runCLI(context.Background(), "load", tg.url, "--rate", "400/s", "--duration", "2500ms", "--max-in-flight", "10",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "plain")
+	m := regexp.MustCompile(`target 400/s · sent (\d+)/s · in flight \d+ · errors \d+ · dropped (\d+)`).FindStringSubmatch(errs)
+	if m == nil {
+		t.Fatalf("no progress line:\n%s", errs)
+	}
+	if sent, _ := strconv.Atoi(m[1]); sent > 250 {
+		t.Fatalf("live view says sent %d/s with %s dropped; 10 in flight of 50 ms send at most 200/s:\n%s", sent, m[2], errs)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.

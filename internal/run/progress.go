@@ -104,7 +104,10 @@ func (v *liveView) refresh() []loadgen.Progress {
 	}
 	now := v.clock.Now()
 	for i, p := range v.snap {
-		v.meters[i].add(now, p.Scheduled)
+		// Sent, not due: an arrival-rate executor's Scheduled counts
+		// the requests it dropped at the in-flight cap too, and "sent
+		// 400/s" beside "dropped 419" hid the overload.
+		v.meters[i].add(now, p.Scheduled-p.Dropped)
 	}
 	return v.snap
 }
