@@ -306,7 +306,8 @@ func TestLoadLiveSentRateLeavesOutDropped(t *testing.T) {
 	tg := newTarget(t, 50*time.Millisecond)
 	_, _, errs := runCLI(context.Background(), "load", tg.url, "--rate", "400/s", "--duration", "2500ms", "--max-in-flight", "10",
 		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "plain")
-	m := regexp.MustCompile(`target 400/s · sent (\d+)/s · in flight \d+ · errors \d+ · dropped (\d+)`).FindStringSubmatch(errs)
+	// The length is 2.5s, not "2s" (%.0f).
+	m := regexp.MustCompile(`s/2\.5s\] target 400/s · sent (\d+)/s · in flight \d+ · errors \d+ · dropped (\d+)`).FindStringSubmatch(errs)
 	if m == nil {
 		t.Fatalf("no progress line:\n%s", errs)
 	}
