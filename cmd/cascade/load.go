@@ -280,7 +280,12 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	}
 	switch {
 	case closed:
-		n := max(f.vus, f.conns)
+		// --conns alone is N VUs over N connections (wrk -c N); beside
+		// --vus it only caps the connections: --vus 2 --conns 5 ran 5 VUs.
+		n := f.conns
+		if vus {
+			n = f.vus
+		}
 		if f.ramp == "" {
 			ex["vus"] = n
 			ex["duration"] = units.Duration(f.duration).String()

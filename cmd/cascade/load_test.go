@@ -316,6 +316,21 @@ func TestLoadLiveSentRateLeavesOutDropped(t *testing.T) {
 	}
 }
 
+// --vus N with --conns M is N VUs over at most M connections: a cap above
+// N caps nothing. It ran max(N, M) VUs, so --vus 2 --conns 5 was 5 VUs.
+func TestLoadConnsDoNotAddVUs(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	tg := newTarget(t, 20*time.Millisecond)
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "2", "--conns", "5", "--duration", "500ms",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if code != ExitPass || tg.peak != 2 {
+		t.Fatalf("--vus 2 --conns 5: exit %d, peak concurrency %d, want 2\n%s\n%s", code, tg.peak, out, errs)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.
