@@ -205,6 +205,22 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 		"client_timeout": units.Duration(f.timeout).String(),
 		"keep_alive":     f.keepAlive,
 	}
+	connVUs := 0 // --conns alone gives the VU count; as a cap it has no bound
+	if closed && !vus {
+		connVUs = f.conns
+	}
+	// Bounds the scenario compiler checks too, said here with the flag the
+	// user typed: "vus must be 1..50000" for --conns named a field of a
+	// file they never wrote.
+	for _, b := range []struct {
+		flag string
+		n    int
+		max  int
+	}{{"--vus", f.vus, plan.MaxVUs}, {"--conns", connVUs, plan.MaxVUs}, {"--requests", f.requests, plan.MaxRequests}} {
+		if b.n > b.max {
+			return nil, fmt.Errorf("%s %d: at most %d", b.flag, b.n, b.max)
+		}
+	}
 	switch {
 	case f.requests < 0:
 		return nil, errors.New("--requests must be positive")
@@ -442,6 +458,9 @@ func parseRamp(s string, vus bool) (stages []map[string]any, start float64, err 
 				n, err := strconv.Atoi(strings.TrimSpace(x))
 				if err != nil || n < 0 {
 					return 0, fmt.Errorf("--ramp item %d %q: %q is not a VU count", i+1, item, x)
+				}
+				if n > plan.MaxVUs {
+					return 0, fmt.Errorf("--ramp item %d %q: %d VUs, at most %d", i+1, item, n, plan.MaxVUs)
 				}
 				return float64(n), nil
 			}

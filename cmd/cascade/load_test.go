@@ -380,6 +380,11 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--ramp", "1/s:100000h"}, "the load lasts 100000h0m0s; the limit is 24h0m0s"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--requests", "5"}, "--requests bounds the closed model"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--requests", "-5"}, "--requests must be positive"},
+		// The scenario's field names meant nothing to someone who typed flags.
+		{[]string{"http://127.0.0.1:1/", "--conns", "100000", "--duration", "1s"}, "--conns 100000: at most 50000"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "100000", "--duration", "1s"}, "--vus 100000: at most 50000"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--ramp", "0:100000:1s"}, `--ramp item 1 "0:100000:1s": 100000 VUs, at most 50000`},
+		{[]string{"http://127.0.0.1:1/", "--conns", "3", "--requests", "200000000"}, "--requests 200000000: at most 100000000"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "5/s", "--duration", "2s", "--timeout", "1000h"}, "--timeout 1000h0m0s is above the 1h0m0s limit"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "5/s", "--duration", "1s", "--threshold", "amplification<=1.5"}, "measured at cascade's fake upstreams"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "errors < NaN"}, "errors is a count"},
