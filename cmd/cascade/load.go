@@ -59,10 +59,10 @@ latency.hlog, scenario.yaml) that 'cascade report' re-judges.
 
 Models:
   --rate R --duration D          open model, constant arrival rate (add --poisson for Poisson arrivals)
-  --ramp FROM:TO:DUR,TO:DUR,...  open model, linear ramps (rates); with --vus N, ramps of VUs from N
+  --ramp FROM:TO:DUR,TO:DUR,...  open model, linear ramps (rates); with --vus N, ramps of VUs from N (0 too)
   --vus N --duration D           closed model: N virtual users, each waits for its answer (+ --think)
   --conns N --duration D         closed loop at maximum rate over N connections (wrk -c N);
-                                 with --rate, a cap of N connections instead
+                                 with --rate or --vus, a cap of N connections instead
 
 The URL's path may hold variables: {{seq}}, {{rand_int 1 100}}, {{rand_id}}, {{uuid}}.
 Only loopback targets unless --allow-remote.`,
@@ -154,7 +154,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.DurationVar(&f.duration, "duration", 0, "how long to send (with --rate, --vus or --conns)")
 	fl.IntVar(&f.vus, "vus", 0, "closed model: this many virtual users, each waiting for its answer")
 	fl.IntVar(&f.requests, "requests", 0, "closed model: stop after this many requests in all, as hey -n (without --duration, at most 10m)")
-	fl.IntVar(&f.conns, "conns", 0, "closed loop at maximum rate over this many connections; with --rate, a connection cap")
+	fl.IntVar(&f.conns, "conns", 0, "closed loop at maximum rate over this many connections; with --rate or --vus, a connection cap")
 	fl.DurationVar(&f.think, "think", 0, "closed model: pause after each answer")
 	fl.DurationVar(&f.timeout, "timeout", plan.DefaultTimeout, "client timeout per request")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "open model: cap on concurrent requests; requests due beyond it are dropped (default 10000)")
