@@ -331,6 +331,47 @@ func TestLoadConnsDoNotAddVUs(t *testing.T) {
 	}
 }
 
+// achieved_rate as a share of the target compares the open-model
+// executors' sends with their target: a closed-model executor beside them
+// has no target, and its requests counted as achieved. An open executor
+// that dropped 80% of its 200/s passed "achieved_rate >= 99%" at 190% of
+// target, thanks to 340 requests of 2 VUs.
+func TestAchievedRateLeavesOutClosedExecutors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a" {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mix.yaml")
+	src := fmt.Sprintf(`name: mix
+gateway: {external: %q}
+load:
+  - {name: open, rate: 200/s, duration: 1s, max_in_flight: 1, requests: [{name: a, path: /a}]}
+  - {name: closed, vus: 2, duration: 1s, think: 2ms, requests: [{name: b, path: /b}]}
+slo:
+  - achieved_rate >= 99%%
+`, "http://"+ln.Addr().String())
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "r")
+	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", out, file)
+	if code != ExitFail || !strings.Contains(stdout, "FAIL  achieved_rate >= 99%") {
+		t.Fatalf("exit %d, want 1: the open executor sent at most 50 of its 200/s\n%s\n%s", code, stdout, errs)
+	}
+	// The offline verdict agrees.
+	if code, stdout, _ := runCLI(context.Background(), "report", out); code != ExitFail {
+		t.Fatalf("report: exit %d\n%s", code, stdout)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.

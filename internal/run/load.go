@@ -29,6 +29,7 @@ func breakdown(cfg loadgen.Config) results.Breakdown {
 			tags[j] = t
 		}
 		b.TagOf = append(b.TagOf, tags)
+		b.Closed = append(b.Closed, e.Kind == loadgen.VUs)
 	}
 	return b
 }

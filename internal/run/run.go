@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -578,6 +579,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	}
 	ran := loadEnd(p, gen, elapsed, interrupted)
 	sentByTag := c.PhaseSentByTag()
+	closedSent := c.PhaseClosedSent() // nil unless open and closed executors mix
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
 		if ph.End == gameday.Gone {
@@ -591,12 +593,17 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		if i < len(sentByTag) && len(sentByTag[i]) > 0 {
 			ps.SentByTag = sentByTag[i] // an empty one reads back as none
 		}
+		if i < len(closedSent) && ps.Stats.TargetRate > 0 && window > 0 {
+			// The target is the open-model executors' alone.
+			r := math.Round(float64(ps.Stats.Sent-closedSent[i])/window.Seconds()*1000) / 1000
+			ps.Stats.OpenAchievedRate = &r
+		}
 		if interrupted && end < ph.End {
 			ps.PlannedEnd = results.Sec(ph.End)
 			if window < IntervalWidth {
 				// A stop a few ms into a phase: a request or two over
 				// that sliver is no rate ("1 sent, 218/s").
-				ps.Stats.TargetRate, ps.Stats.AchievedRate = 0, 0
+				ps.Stats.TargetRate, ps.Stats.AchievedRate, ps.Stats.OpenAchievedRate = 0, 0, nil
 			}
 		}
 		if i == 0 {
