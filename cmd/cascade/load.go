@@ -430,8 +430,35 @@ func flagErrors(err error) error {
 	msgs := make([]string, len(es))
 	for i, e := range es {
 		msgs[i] = e.Msg
+		// Name the flag the field came from where the message does not:
+		// "stat order.json: no such file or directory" left the user to
+		// guess that --body @order.json was meant.
+		if flag := fieldFlag(e.Path); flag != "" && !strings.Contains(e.Msg, flag) {
+			msgs[i] = flag + ": " + e.Msg
+		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// fieldFlag is the flag of cascade load that wrote a field of the request
+// in its scenario ("" for others, whose messages name their field).
+func fieldFlag(path string) string {
+	field, ok := strings.CutPrefix(path, "load.requests[0].")
+	if !ok {
+		return ""
+	}
+	field, _, _ = strings.Cut(field, ".")
+	switch field {
+	case "body", "body_file":
+		return "--body"
+	case "method":
+		return "--method"
+	case "headers":
+		return "--header"
+	case "path":
+		return "URL"
+	}
+	return ""
 }
 
 // parseRamp reads FROM:TO:DURATION or TO:DURATION items into scenario

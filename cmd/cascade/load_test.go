@@ -432,7 +432,8 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "Connection: close"}, "--keep-alive=false"},
 		{[]string{"http://127.0.0.1:1/%zz", "--rate", "10/s", "--duration", "1s"}, `invalid URL escape "%zz"`},
 		{[]string{"http://u:pw@127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "credentials in the URL are not sent"},
-		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "not a regular file"},
+		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "--body: /dev/zero is not a regular file"},
+		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/nonexistent/order.json", "--rate", "10/s", "--duration", "1s"}, "--body: "},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
 		// The user wrote flags, not the scenario file they become: no
