@@ -372,6 +372,42 @@ slo:
 	}
 }
 
+// An executor the interrupt came before has a window that ends where it
+// starts, and no rate or latencies: it read "later open 3.0s–0.7s ... 0.0
+// 0.00ms" (an end before the start, 0 ms for requests never sent).
+func TestInterruptBeforeAnExecutorStarts(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "late.yaml")
+	src := fmt.Sprintf(`name: late
+gateway: {external: %q}
+load:
+  - {name: now, rate: 50/s, duration: 5s, requests: [{name: a, path: /a}]}
+  - {name: later, start: 3s, rate: 50/s, duration: 2s, requests: [{name: b, path: /b}]}
+`, tg.url)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(700*time.Millisecond, cancel)
+	out := filepath.Join(dir, "r")
+	code, stdout, errs := runCLI(ctx, "run", "--progress", "off", "--out", out, file)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	run, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := run.Summary.Executors[1]; e.End < e.Start || e.Stats.AchievedRate != 0 {
+		t.Errorf("executor later: window %.1fs-%.1fs, achieved %.1f/s", float64(e.Start), float64(e.End), e.Stats.AchievedRate)
+	}
+	row := regexp.MustCompile(`(?m)^ +later .*$`).FindString(stdout)
+	if !strings.Contains(row, "not started") || strings.Contains(row, "ms") {
+		t.Errorf("executor row %q: want 'not started' and no latencies\n%s", row, stdout)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.

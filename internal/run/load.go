@@ -46,9 +46,9 @@ func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed, ran t
 	for i, st := range c.ExecutorStats() {
 		start, end := gen.Window(i)
 		if interrupted {
-			end = min(end, elapsed)
+			end = max(min(end, elapsed), start) // one not started yet: an empty window, not an end before its start
 		}
-		window := max(end-start, 0)
+		window := end - start
 		execs = append(execs, results.GroupSummary{
 			Name: names[i], Kind: string(progress[i].Kind), Start: results.Sec(start), End: results.Sec(end),
 			Stats: results.Summarize(st, window, gen.ScheduledOf(i, start, max(end, start))),
