@@ -408,6 +408,30 @@ load:
 	}
 }
 
+// A phase whose share of an even schedule is fractional is judged against
+// the arrivals it holds: at 10/s, [250ms, 500ms) holds 2 (the mean is 2.5),
+// and "achieved_rate >= 99%" failed at 80% with every request sent on time.
+func TestAchievedRateOfAPhaseCountsEvenArrivals(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ph.yaml")
+	src := fmt.Sprintf(`name: ph
+gateway: {external: %q}
+load: {rate: 10/s, duration: 1s, requests: [{path: /}]}
+phases:
+  - {name: q2, start: 250ms, end: 500ms}
+slo:
+  - {phase: q2, objective: "achieved_rate >= 99%%"}
+`, tg.url)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", filepath.Join(dir, "r"), file)
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.

@@ -40,7 +40,7 @@ func breakdown(cfg loadgen.Config) results.Breakdown {
 // send, over the load's window, ran (loadEnd), as the run's own: not over
 // elapsed, which ends with the last answer, so a tag that is all of one
 // executor's requests had a higher rate than its executor.
-func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed, ran time.Duration, interrupted bool) (execs, tags []results.GroupSummary) {
+func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed, ran time.Duration, interrupted bool, poisson []bool) (execs, tags []results.GroupSummary) {
 	names := gen.Names()
 	progress := gen.Executors()
 	for i, st := range c.ExecutorStats() {
@@ -53,12 +53,37 @@ func groupSummaries(c *results.Collector, gen *loadgen.Generator, elapsed, ran t
 			Name: names[i], Kind: string(progress[i].Kind), Start: results.Sec(start), End: results.Sec(end),
 			Stats: results.Summarize(st, window, gen.ScheduledOf(i, start, max(end, start))),
 		})
-		execs[len(execs)-1].Stats.SetProfileRate(gen.ExpectedOf(i, start, max(end, start)), window)
+		if i < len(poisson) && poisson[i] {
+			execs[len(execs)-1].Stats.SetProfileRate(gen.ExpectedOf(i, start, max(end, start)), window)
+		}
 	}
 	for i, st := range c.TagStats() {
 		tags = append(tags, results.GroupSummary{Name: c.TagName(i), Stats: results.Summarize(st, ran, 0)})
 	}
 	return execs, tags
+}
+
+// poissonExecutors says which of the load's executors have Poisson
+// arrivals (nil when the load does not compile to executors).
+func poissonExecutors(cfg loadgen.Config) []bool {
+	execs, err := loadgen.Executors(cfg)
+	if err != nil {
+		return nil
+	}
+	out := make([]bool, len(execs))
+	for i, e := range execs {
+		out[i] = e.Kind == loadgen.ArrivalRate && e.Poisson
+	}
+	return out
+}
+
+func anyPoisson(p []bool) bool {
+	for _, x := range p {
+		if x {
+			return true
+		}
+	}
+	return false
 }
 
 // plannedRequests is how many requests the load schedules: every

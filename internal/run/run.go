@@ -580,6 +580,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	ran := loadEnd(p, gen, elapsed, interrupted)
 	sentByTag := c.PhaseSentByTag()
 	closedSent := c.PhaseClosedSent() // nil unless open and closed executors mix
+	poisson := poissonExecutors(p.Load)
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
 		if ph.End == gameday.Gone {
@@ -589,7 +590,12 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(end),
 			Stats: results.Summarize(st, max(window, 0), scheduled(ph.Start, max(end, ph.Start)))}
-		ps.Stats.SetProfileRate(expected(ph.Start, max(end, ph.Start)), window)
+		if anyPoisson(poisson) {
+			// A Poisson draw's count differs from the profile's mean by
+			// sampling noise, and the summary says so; evenly spaced
+			// arrivals differ from it only by rounding to whole requests.
+			ps.Stats.SetProfileRate(expected(ph.Start, max(end, ph.Start)), window)
+		}
 		if i < len(sentByTag) && len(sentByTag[i]) > 0 {
 			ps.SentByTag = sentByTag[i] // an empty one reads back as none
 		}
@@ -617,7 +623,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	// a reader wants them in time order.
 	results.SortPhases(s.Phases)
 	if plain {
-		s.Executors, s.Tags = groupSummaries(c, g, elapsed, ran, interrupted)
+		s.Executors, s.Tags = groupSummaries(c, g, elapsed, ran, interrupted, poisson)
 	}
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,
