@@ -20,6 +20,11 @@ type Breakdown struct {
 	Tags []string
 	// TagOf maps [executor][request index] to an index into Tags.
 	TagOf [][]int
+	// Closed marks the closed-model (VU) executors, indexed like
+	// Executors: they have no target rate, so a phase counts their sent
+	// requests apart (PhaseClosedSent) to leave them out of the rate
+	// judged against the target.
+	Closed []bool
 }
 
 // WithBreakdown keeps stats per executor and per tag (each only when there
@@ -72,6 +77,27 @@ func (c *Collector) PhaseSentByTag() []map[string]int64 {
 				if n > 0 && i < len(out) {
 					out[i][c.bd.Tags[tag]] += n
 				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// PhaseClosedSent counts, per phase, the closed-model executors' sent
+// requests, or returns nil when the load mixes no closed executor with an
+// open one (then a phase's achieved rate is all open or has no target).
+func (c *Collector) PhaseClosedSent() []int64 {
+	if !c.mixed {
+		return nil
+	}
+	out := make([]int64, c.phaseCount())
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		c.drain(sh)
+		for i, n := range sh.phaseClosed {
+			if i < len(out) {
+				out[i] += n
 			}
 		}
 		sh.mu.Unlock()

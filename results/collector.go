@@ -252,20 +252,22 @@ type Collector struct {
 	}
 	byExec bool // more than one executor: keep stats per executor
 	byTag  bool // more than one tag: keep stats per tag
+	mixed  bool // open and closed executors: count the closed ones' sent per phase
 }
 
 type shard struct {
-	mu        sync.Mutex
-	pend      []pending // recorded, not yet placed: at most pendMax
-	phases    []*Stats
-	intervals map[int64]*Stats
-	lastIdx   int64  // the interval most samples land in, to skip the map
-	last      *Stats // ... and its stats (nil: none yet)
-	execs     []*Stats
-	tags      []*Stats
-	phaseTags [][]int64             // [phase][tag]: requests sent, when there are tags
-	live      [][liveSlots]liveSlot // per executor
-	_         [64]byte              // keep shards on separate cache lines
+	mu          sync.Mutex
+	pend        []pending // recorded, not yet placed: at most pendMax
+	phases      []*Stats
+	intervals   map[int64]*Stats
+	lastIdx     int64  // the interval most samples land in, to skip the map
+	last        *Stats // ... and its stats (nil: none yet)
+	execs       []*Stats
+	tags        []*Stats
+	phaseTags   [][]int64             // [phase][tag]: requests sent, when there are tags
+	phaseClosed []int64               // [phase]: closed-model requests sent, when the load mixes models
+	live        [][liveSlots]liveSlot // per executor
+	_           [64]byte              // keep shards on separate cache lines
 }
 
 // NewCollector records into the given phases (a sample may fall in several)
@@ -283,6 +285,13 @@ func NewCollector(phases []Phase, width time.Duration, shards int, opts ...Optio
 	}
 	c.byExec = len(c.bd.Executors) > 1
 	c.byTag = len(c.bd.Tags) > 1
+	closed := 0
+	for _, x := range c.bd.Closed {
+		if x {
+			closed++
+		}
+	}
+	c.mixed = closed > 0 && closed < len(c.bd.Executors)
 	for i := 0; i < shards; i++ {
 		sh := &shard{intervals: map[int64]*Stats{}, lastIdx: -1, pend: make([]pending, 0, pendMax)}
 		for range phases {
@@ -361,6 +370,12 @@ func (c *Collector) place(sh *shard, p *pending) {
 			sh.phases[i].add(&p.pt)
 			if p.tag >= 0 && p.pt.cause != cause.Dropped {
 				sh.countTag(i, p.tag, len(c.bd.Tags))
+			}
+			if c.mixed && p.exec < len(c.bd.Closed) && c.bd.Closed[p.exec] {
+				for len(sh.phaseClosed) <= i {
+					sh.phaseClosed = append(sh.phaseClosed, 0)
+				}
+				sh.phaseClosed[i]++ // a closed model drops nothing
 			}
 		}
 	}

@@ -116,17 +116,21 @@ type GroupSummary struct {
 
 // StatsSummary is a printable, re-loadable view of Stats.
 type StatsSummary struct {
-	Scheduled    int64            `json:"scheduled"`
-	Sent         int64            `json:"sent"`
-	Errors       int64            `json:"errors"`
-	ErrorRate    float64          `json:"error_rate"`
-	TargetRate   float64          `json:"target_rate"`            // per second, from the profile (a Poisson schedule's seeded arrivals, counted)
-	ProfileRate  float64          `json:"profile_rate,omitempty"` // the profile's mean, where the draw differs (Poisson)
-	AchievedRate float64          `json:"achieved_rate"`          // per second, sent
-	Latency      Percentiles      `json:"latency_ms"`             // from intended send
-	Service      Percentiles      `json:"service_ms"`             // from actual send
-	Lag          *Percentiles     `json:"lag_ms,omitempty"`       // phases only: intervals keep no lag
-	Causes       map[string]int64 `json:"causes"`
+	Scheduled    int64   `json:"scheduled"`
+	Sent         int64   `json:"sent"`
+	Errors       int64   `json:"errors"`
+	ErrorRate    float64 `json:"error_rate"`
+	TargetRate   float64 `json:"target_rate"`            // per second, from the profile (a Poisson schedule's seeded arrivals, counted)
+	ProfileRate  float64 `json:"profile_rate,omitempty"` // the profile's mean, where the draw differs (Poisson)
+	AchievedRate float64 `json:"achieved_rate"`          // per second, sent
+	// OpenAchievedRate is the open-model executors' sent per second, when
+	// closed-model ones run beside them: TargetRate is theirs alone, and
+	// achieved_rate as a share of it compares this (nil: AchievedRate).
+	OpenAchievedRate *float64         `json:"open_achieved_rate,omitempty"`
+	Latency          Percentiles      `json:"latency_ms"`       // from intended send
+	Service          Percentiles      `json:"service_ms"`       // from actual send
+	Lag              *Percentiles     `json:"lag_ms,omitempty"` // phases only: intervals keep no lag
+	Causes           map[string]int64 `json:"causes"`
 	// CauseLatency is the latency of the failed requests, by cause (phases
 	// only): at what time each layer answered.
 	CauseLatency map[string]Percentiles `json:"cause_latency_ms,omitempty"`

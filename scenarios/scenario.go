@@ -130,7 +130,7 @@ type Executor struct {
 	// Rate and Duration: a constant arrival rate.
 	Rate *units.Rate `yaml:"rate,omitempty" json:"rate,omitempty"`
 	// VUs and Duration: a constant number of virtual users (closed model).
-	VUs int `yaml:"vus,omitempty" json:"vus,omitempty"`
+	VUs int `yaml:"vus,omitempty" json:"vus,omitempty" zero:"runs no VUs"`
 	// Duration of a constant executor.
 	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
 	// Stages in order; each holds a rate or ramps to one (or, for VUs,

@@ -59,10 +59,10 @@ latency.hlog, scenario.yaml) that 'cascade report' re-judges.
 
 Models:
   --rate R --duration D          open model, constant arrival rate (add --poisson for Poisson arrivals)
-  --ramp FROM:TO:DUR,TO:DUR,...  open model, linear ramps (rates); with --vus N, ramps of VUs from N
+  --ramp FROM:TO:DUR,TO:DUR,...  open model, linear ramps (rates); with --vus N, ramps of VUs from N (0 too)
   --vus N --duration D           closed model: N virtual users, each waits for its answer (+ --think)
   --conns N --duration D         closed loop at maximum rate over N connections (wrk -c N);
-                                 with --rate, a cap of N connections instead
+                                 with --rate or --vus, a cap of N connections instead
 
 The URL's path may hold variables: {{seq}}, {{rand_int 1 100}}, {{rand_id}}, {{uuid}}.
 Only loopback targets unless --allow-remote.`,
@@ -154,7 +154,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.DurationVar(&f.duration, "duration", 0, "how long to send (with --rate, --vus or --conns)")
 	fl.IntVar(&f.vus, "vus", 0, "closed model: this many virtual users, each waiting for its answer")
 	fl.IntVar(&f.requests, "requests", 0, "closed model: stop after this many requests in all, as hey -n (without --duration, at most 10m)")
-	fl.IntVar(&f.conns, "conns", 0, "closed loop at maximum rate over this many connections; with --rate, a connection cap")
+	fl.IntVar(&f.conns, "conns", 0, "closed loop at maximum rate over this many connections; with --rate or --vus, a connection cap")
 	fl.DurationVar(&f.think, "think", 0, "closed model: pause after each answer")
 	fl.DurationVar(&f.timeout, "timeout", plan.DefaultTimeout, "client timeout per request")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "open model: cap on concurrent requests; requests due beyond it are dropped (default 10000)")
@@ -194,10 +194,32 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	if f.timeout > plan.MaxClientTimeout {
 		return nil, fmt.Errorf("--timeout %s is above the %s limit: after the load ends, the run waits this long for its last requests", f.timeout, plan.MaxClientTimeout)
 	}
-	closed := f.vus > 0 || (f.conns > 0 && f.rate == "" && f.ramp == "")
+	given := func(flag string) bool { return cmd != nil && cmd.Flags().Changed(flag) } // nil: flags set by a test
+	// --vus given makes the closed model, --vus 0 included: with a ramp it
+	// is the VU count the ramp starts from, the only way to ramp VUs up
+	// from none. Read as "not given", it turned the ramp's VU counts into
+	// rates and ran an open model.
+	vus := f.vus > 0 || given("vus")
+	closed := vus || (f.conns > 0 && f.rate == "" && f.ramp == "")
 	ex := map[string]any{
 		"client_timeout": units.Duration(f.timeout).String(),
 		"keep_alive":     f.keepAlive,
+	}
+	connVUs := 0 // --conns alone gives the VU count; as a cap it has no bound
+	if closed && !vus {
+		connVUs = f.conns
+	}
+	// Bounds the scenario compiler checks too, said here with the flag the
+	// user typed: "vus must be 1..50000" for --conns named a field of a
+	// file they never wrote.
+	for _, b := range []struct {
+		flag string
+		n    int
+		max  int
+	}{{"--vus", f.vus, plan.MaxVUs}, {"--conns", connVUs, plan.MaxVUs}, {"--requests", f.requests, plan.MaxRequests}} {
+		if b.n > b.max {
+			return nil, fmt.Errorf("%s %d: at most %d", b.flag, b.n, b.max)
+		}
 	}
 	switch {
 	case f.requests < 0:
@@ -212,8 +234,10 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	switch {
 	case f.rate != "" && f.ramp != "":
 		return nil, errors.New("--rate and --ramp exclude each other: a ramp gives the rates")
-	case f.rate != "" && f.vus > 0:
+	case f.rate != "" && vus:
 		return nil, errors.New("--rate and --vus exclude each other: an open model (rate) or a closed one (vus)")
+	case vus && f.vus == 0 && f.ramp == "":
+		return nil, errors.New("--vus 0 runs no virtual users: give --vus N above 0, or --vus 0 with a --ramp of VUs that starts from none")
 	case f.ramp == "" && f.duration == 0:
 		return nil, errors.New("give --duration (or --ramp)")
 	case f.ramp != "" && f.duration != 0:
@@ -231,7 +255,6 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	// error, not a value quietly dropped: --max-in-flight on VUs capped
 	// nothing, --max-in-flight 0 ran with the default 10000, and --engine
 	// on an open model changed nothing.
-	given := func(flag string) bool { return cmd != nil && cmd.Flags().Changed(flag) } // nil: flags set by a test
 	if given("max-in-flight") {
 		switch {
 		case closed:
@@ -245,7 +268,7 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	}
 	if f.ramp != "" {
 		ramp := f.ramp
-		if f.vus > 0 {
+		if vus {
 			// --vus N with a ramp of VUs is where the ramp starts (k6's
 			// startVUs): a first item without FROM starts at N, and one
 			// with a FROM must say the same, or one of the two flags
@@ -273,7 +296,12 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	}
 	switch {
 	case closed:
-		n := max(f.vus, f.conns)
+		// --conns alone is N VUs over N connections (wrk -c N); beside
+		// --vus it only caps the connections: --vus 2 --conns 5 ran 5 VUs.
+		n := f.conns
+		if vus {
+			n = f.vus
+		}
 		if f.ramp == "" {
 			ex["vus"] = n
 			ex["duration"] = units.Duration(f.duration).String()
@@ -402,8 +430,35 @@ func flagErrors(err error) error {
 	msgs := make([]string, len(es))
 	for i, e := range es {
 		msgs[i] = e.Msg
+		// Name the flag the field came from where the message does not:
+		// "stat order.json: no such file or directory" left the user to
+		// guess that --body @order.json was meant.
+		if flag := fieldFlag(e.Path); flag != "" && !strings.Contains(e.Msg, flag) {
+			msgs[i] = flag + ": " + e.Msg
+		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// fieldFlag is the flag of cascade load that wrote a field of the request
+// in its scenario ("" for others, whose messages name their field).
+func fieldFlag(path string) string {
+	field, ok := strings.CutPrefix(path, "load.requests[0].")
+	if !ok {
+		return ""
+	}
+	field, _, _ = strings.Cut(field, ".")
+	switch field {
+	case "body", "body_file":
+		return "--body"
+	case "method":
+		return "--method"
+	case "headers":
+		return "--header"
+	case "path":
+		return "URL"
+	}
+	return ""
 }
 
 // parseRamp reads FROM:TO:DURATION or TO:DURATION items into scenario
@@ -430,6 +485,9 @@ func parseRamp(s string, vus bool) (stages []map[string]any, start float64, err 
 				n, err := strconv.Atoi(strings.TrimSpace(x))
 				if err != nil || n < 0 {
 					return 0, fmt.Errorf("--ramp item %d %q: %q is not a VU count", i+1, item, x)
+				}
+				if n > plan.MaxVUs {
+					return 0, fmt.Errorf("--ramp item %d %q: %d VUs, at most %d", i+1, item, n, plan.MaxVUs)
 				}
 				return float64(n), nil
 			}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
 
@@ -216,6 +217,222 @@ func TestLoadVUsStartTheRamp(t *testing.T) {
 	}
 }
 
+// --vus 0 with a ramp of VUs ramps up from none (k6's startVUs: 0), the
+// only way to start a VU ramp at 0: the --ramp is VU counts because --vus
+// was given. Before, --vus 0 counted as not given, and the ramp's counts
+// were read as rates: a ramp to 4 VUs ran an open model at 4 requests/s.
+func TestLoadVUsZeroStartsTheRamp(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) }) // cascade load raises it for its loops
+	tg := newTarget(t, 2*time.Millisecond)
+	dir := filepath.Join(t.TempDir(), "r")
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "0", "--ramp", "0:4:300ms,4:300ms", "--out", dir, "--progress", "off")
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "scenario.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(src); !strings.Contains(s, `"ramp_to_vus":4`) || !strings.Contains(s, `"vus":4`) {
+		t.Fatalf("--vus 0 --ramp 0:4:300ms,4:300ms is not a ramp of VUs:\n%s", s)
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	// 4/s would be 2 requests; VUs answered in ~2 ms send hundreds.
+	if n := len(tg.paths); n < 20 || tg.peak > 4 {
+		t.Fatalf("%d requests, peak concurrency %d; want a closed model of at most 4 VUs\n%s", n, tg.peak, out)
+	}
+}
+
+// A short closed-model run is a run: 2 VUs for 300ms (0.6 VU-seconds) were
+// refused as "the stages run no VUs".
+func TestLoadShortVUs(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	tg := newTarget(t, 0)
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "2", "--duration", "300ms",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if code != ExitPass || len(tg.paths) == 0 {
+		t.Fatalf("--vus 2 --duration 300ms: exit %d, %d requests\n%s\n%s", code, len(tg.paths), out, errs)
+	}
+}
+
+// Per-tag rates are over the load's window, as the run's and each
+// executor's are: a tag that is all of one executor's requests has that
+// executor's rate. They were over the run's elapsed time, which ends with
+// the last answer: 20 requests at 20/s read 20.0/s for the executor and
+// 21.0/s for its one tag.
+func TestTagRatesOverTheLoadWindow(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "two.yaml")
+	src := fmt.Sprintf(`name: two
+gateway: {external: %q}
+load:
+  - {name: a, rate: 20/s, duration: 1s, requests: [{name: ta, path: /a}]}
+  - {name: b, rate: 10/s, duration: 1s, requests: [{name: tb, path: /b}]}
+`, tg.url)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "r")
+	if code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", out, file); code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	run, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := run.Summary
+	if len(s.Executors) != 2 || len(s.Tags) != 2 {
+		t.Fatalf("executors %+v, tags %+v", s.Executors, s.Tags)
+	}
+	for i, e := range s.Executors {
+		tag := s.Tags[i]
+		if tag.Stats.Sent != e.Stats.Sent || tag.Stats.AchievedRate != e.Stats.AchievedRate {
+			t.Errorf("tag %s: %d sent at %.3f/s; its executor %s: %d at %.3f/s", tag.Name, tag.Stats.Sent, tag.Stats.AchievedRate,
+				e.Name, e.Stats.Sent, e.Stats.AchievedRate)
+		}
+	}
+}
+
+// The live view's "sent" rate counts requests sent, not requests due: with
+// the in-flight cap full, 400/s due against 10 in flight of 50 ms each is at
+// most 200/s sent and the rest dropped, yet the line read "target 400/s ·
+// sent 400/s · ... dropped 418".
+func TestLoadLiveSentRateLeavesOutDropped(t *testing.T) {
+	tg := newTarget(t, 50*time.Millisecond)
+	_, _, errs := runCLI(context.Background(), "load", tg.url, "--rate", "400/s", "--duration", "2500ms", "--max-in-flight", "10",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "plain")
+	// The length is 2.5s, not "2s" (%.0f).
+	m := regexp.MustCompile(`s/2\.5s\] target 400/s · sent (\d+)/s · in flight \d+ · errors \d+ · dropped (\d+)`).FindStringSubmatch(errs)
+	if m == nil {
+		t.Fatalf("no progress line:\n%s", errs)
+	}
+	if sent, _ := strconv.Atoi(m[1]); sent > 250 {
+		t.Fatalf("live view says sent %d/s with %s dropped; 10 in flight of 50 ms send at most 200/s:\n%s", sent, m[2], errs)
+	}
+}
+
+// --vus N with --conns M is N VUs over at most M connections: a cap above
+// N caps nothing. It ran max(N, M) VUs, so --vus 2 --conns 5 was 5 VUs.
+func TestLoadConnsDoNotAddVUs(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	tg := newTarget(t, 20*time.Millisecond)
+	code, out, errs := runCLI(context.Background(), "load", tg.url, "--vus", "2", "--conns", "5", "--duration", "500ms",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if code != ExitPass || tg.peak != 2 {
+		t.Fatalf("--vus 2 --conns 5: exit %d, peak concurrency %d, want 2\n%s\n%s", code, tg.peak, out, errs)
+	}
+}
+
+// achieved_rate as a share of the target compares the open-model
+// executors' sends with their target: a closed-model executor beside them
+// has no target, and its requests counted as achieved. An open executor
+// that dropped 80% of its 200/s passed "achieved_rate >= 99%" at 190% of
+// target, thanks to 340 requests of 2 VUs.
+func TestAchievedRateLeavesOutClosedExecutors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a" {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mix.yaml")
+	src := fmt.Sprintf(`name: mix
+gateway: {external: %q}
+load:
+  - {name: open, rate: 200/s, duration: 1s, max_in_flight: 1, requests: [{name: a, path: /a}]}
+  - {name: closed, vus: 2, duration: 1s, think: 2ms, requests: [{name: b, path: /b}]}
+slo:
+  - achieved_rate >= 99%%
+`, "http://"+ln.Addr().String())
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "r")
+	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", out, file)
+	if code != ExitFail || !strings.Contains(stdout, "FAIL  achieved_rate >= 99%") {
+		t.Fatalf("exit %d, want 1: the open executor sent at most 50 of its 200/s\n%s\n%s", code, stdout, errs)
+	}
+	// The offline verdict agrees.
+	if code, stdout, _ := runCLI(context.Background(), "report", out); code != ExitFail {
+		t.Fatalf("report: exit %d\n%s", code, stdout)
+	}
+}
+
+// An executor the interrupt came before has a window that ends where it
+// starts, and no rate or latencies: it read "later open 3.0s–0.7s ... 0.0
+// 0.00ms" (an end before the start, 0 ms for requests never sent).
+func TestInterruptBeforeAnExecutorStarts(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "late.yaml")
+	src := fmt.Sprintf(`name: late
+gateway: {external: %q}
+load:
+  - {name: now, rate: 50/s, duration: 5s, requests: [{name: a, path: /a}]}
+  - {name: later, start: 3s, rate: 50/s, duration: 2s, requests: [{name: b, path: /b}]}
+`, tg.url)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(700*time.Millisecond, cancel)
+	out := filepath.Join(dir, "r")
+	code, stdout, errs := runCLI(ctx, "run", "--progress", "off", "--out", out, file)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	run, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := run.Summary.Executors[1]; e.End < e.Start || e.Stats.AchievedRate != 0 {
+		t.Errorf("executor later: window %.1fs-%.1fs, achieved %.1f/s", float64(e.Start), float64(e.End), e.Stats.AchievedRate)
+	}
+	row := regexp.MustCompile(`(?m)^ +later .*$`).FindString(stdout)
+	if !strings.Contains(row, "not started") || strings.Contains(row, "ms") {
+		t.Errorf("executor row %q: want 'not started' and no latencies\n%s", row, stdout)
+	}
+}
+
+// A phase whose share of an even schedule is fractional is judged against
+// the arrivals it holds: at 10/s, [250ms, 500ms) holds 2 (the mean is 2.5),
+// and "achieved_rate >= 99%" failed at 80% with every request sent on time.
+func TestAchievedRateOfAPhaseCountsEvenArrivals(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ph.yaml")
+	src := fmt.Sprintf(`name: ph
+gateway: {external: %q}
+load: {rate: 10/s, duration: 1s, requests: [{path: /}]}
+phases:
+  - {name: q2, start: 250ms, end: 500ms}
+slo:
+  - {phase: q2, objective: "achieved_rate >= 99%%"}
+`, tg.url)
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", filepath.Join(dir, "r"), file)
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.
@@ -250,6 +467,9 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s"}, "FROM:TO:DURATION"},
 		{[]string{"http://127.0.0.1:1/", "--ramp", "10/s:1s,50/s:60/s:1s"}, "starts at 50"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "10", "--ramp", "0:50:1s"}, "--vus 10 and --ramp's first FROM 0 disagree"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--ramp", "5:50:1s"}, "--vus 0 and --ramp's first FROM 5 disagree"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--duration", "1s"}, "--vus 0 runs no virtual users"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--rate", "10/s", "--duration", "1s"}, "--rate and --vus exclude each other"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "p99<fast"}, "p99"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "nocolon"}, "Name: value"},
 		{[]string{"ftp://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "http://"},
@@ -262,13 +482,19 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--ramp", "1/s:100000h"}, "the load lasts 100000h0m0s; the limit is 24h0m0s"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--requests", "5"}, "--requests bounds the closed model"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--requests", "-5"}, "--requests must be positive"},
+		// The scenario's field names meant nothing to someone who typed flags.
+		{[]string{"http://127.0.0.1:1/", "--conns", "100000", "--duration", "1s"}, "--conns 100000: at most 50000"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "100000", "--duration", "1s"}, "--vus 100000: at most 50000"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "0", "--ramp", "0:100000:1s"}, `--ramp item 1 "0:100000:1s": 100000 VUs, at most 50000`},
+		{[]string{"http://127.0.0.1:1/", "--conns", "3", "--requests", "200000000"}, "--requests 200000000: at most 100000000"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "5/s", "--duration", "2s", "--timeout", "1000h"}, "--timeout 1000h0m0s is above the 1h0m0s limit"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "5/s", "--duration", "1s", "--threshold", "amplification<=1.5"}, "measured at cascade's fake upstreams"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "errors < NaN"}, "errors is a count"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "Connection: close"}, "--keep-alive=false"},
 		{[]string{"http://127.0.0.1:1/%zz", "--rate", "10/s", "--duration", "1s"}, `invalid URL escape "%zz"`},
 		{[]string{"http://u:pw@127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "credentials in the URL are not sent"},
-		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "not a regular file"},
+		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "--body: /dev/zero is not a regular file"},
+		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/nonexistent/order.json", "--rate", "10/s", "--duration", "1s"}, "--body: "},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
 		// The user wrote flags, not the scenario file they become: no
@@ -457,7 +683,7 @@ func TestReportLocatesDamage(t *testing.T) {
 // add up to it: they were over the whole elapsed time, which includes the
 // wait for the last answers (against a 150 ms target, 2 tags at 20/s for
 // 1 s read 17.4/s together).
-func TestTagRatesOverTheLoadWindow(t *testing.T) {
+func TestTagRatesAddUpToTheRun(t *testing.T) {
 	tg := newTarget(t, 150*time.Millisecond)
 	dir := t.TempDir()
 	src := fmt.Sprintf(`name: tags

@@ -162,7 +162,10 @@ func summarizeDirect(p *plan.Plan, d *directLoad, sum *results.Summary, schedule
 		}
 		return 1 - p.Direct
 	}
-	end := min(p.Duration, sum.Elapsed.D())
+	// The run's window (where the load ended, or was stopped), as the
+	// gateway path's: the elapsed time ends with the last answer, and
+	// with the arrivals counted whole, 200 over 1.99 s is not 100/s.
+	end := sum.Run.End.D()
 	ps := results.PhaseSummary{Name: "direct", Start: 0, End: results.Sec(p.Duration),
 		Stats: results.Summarize(dphases[0], end, scheduled(0, end)*(1-viaShare(&sum.Run)))}
 	sum.Direct = &ps

@@ -104,7 +104,10 @@ func (v *liveView) refresh() []loadgen.Progress {
 	}
 	now := v.clock.Now()
 	for i, p := range v.snap {
-		v.meters[i].add(now, p.Scheduled)
+		// Sent, not due: an arrival-rate executor's Scheduled counts
+		// the requests it dropped at the in-flight cap too, and "sent
+		// 400/s" beside "dropped 419" hid the overload.
+		v.meters[i].add(now, p.Scheduled-p.Dropped)
 	}
 	return v.snap
 }
@@ -148,7 +151,7 @@ func (v *liveView) plain(ctx context.Context, w io.Writer, name string) {
 					fmt.Fprintf(w, "%s[waiting to start]\n", label)
 					continue
 				}
-				fmt.Fprintf(w, "%s[%5.1fs/%.0fs] %s\n", label, pr.Elapsed.Seconds(), pr.Total.Seconds(), v.line(i))
+				fmt.Fprintf(w, "%s[%5.1fs/%s] %s\n", label, pr.Elapsed.Seconds(), totalText(pr.Total), v.line(i))
 			}
 		}
 	}
@@ -170,7 +173,7 @@ func (v *liveView) bars(ctx context.Context, w io.Writer, name string) {
 					v.mu.Lock()
 					pr := v.snap[i]
 					v.mu.Unlock()
-					return fmt.Sprintf("%5.1fs/%.0fs", pr.Elapsed.Seconds(), pr.Total.Seconds())
+					return fmt.Sprintf("%5.1fs/%s", pr.Elapsed.Seconds(), totalText(pr.Total))
 				})),
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return v.line(i) })),
 		))
@@ -194,6 +197,16 @@ func (v *liveView) bars(ctx context.Context, w io.Writer, name string) {
 			}
 		}
 	}
+}
+
+// totalText is an executor's length beside its elapsed time: whole
+// seconds as such (30s), else to a tenth, as elapsed is: with %.0f a 2.5s
+// run read "2.0s/2s" and a 500ms one "0.5s/0s".
+func totalText(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%.0fs", d.Seconds())
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
 }
 
 // rateMeter turns a growing counter into a rate over about the last second.

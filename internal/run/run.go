@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -578,6 +579,8 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	}
 	ran := loadEnd(p, gen, elapsed, interrupted)
 	sentByTag := c.PhaseSentByTag()
+	closedSent := c.PhaseClosedSent() // nil unless open and closed executors mix
+	poisson := poissonExecutors(p.Load)
 	for i, st := range c.PhaseStats() {
 		ph := p.Phases[i]
 		if ph.End == gameday.Gone {
@@ -587,16 +590,26 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		window := end - ph.Start
 		ps := results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(end),
 			Stats: results.Summarize(st, max(window, 0), scheduled(ph.Start, max(end, ph.Start)))}
-		ps.Stats.SetProfileRate(expected(ph.Start, max(end, ph.Start)), window)
+		if anyPoisson(poisson) {
+			// A Poisson draw's count differs from the profile's mean by
+			// sampling noise, and the summary says so; evenly spaced
+			// arrivals differ from it only by rounding to whole requests.
+			ps.Stats.SetProfileRate(expected(ph.Start, max(end, ph.Start)), window)
+		}
 		if i < len(sentByTag) && len(sentByTag[i]) > 0 {
 			ps.SentByTag = sentByTag[i] // an empty one reads back as none
+		}
+		if i < len(closedSent) && ps.Stats.TargetRate > 0 && window > 0 {
+			// The target is the open-model executors' alone.
+			r := math.Round(float64(ps.Stats.Sent-closedSent[i])/window.Seconds()*1000) / 1000
+			ps.Stats.OpenAchievedRate = &r
 		}
 		if interrupted && end < ph.End {
 			ps.PlannedEnd = results.Sec(ph.End)
 			if window < IntervalWidth {
 				// A stop a few ms into a phase: a request or two over
 				// that sliver is no rate ("1 sent, 218/s").
-				ps.Stats.TargetRate, ps.Stats.AchievedRate = 0, 0
+				ps.Stats.TargetRate, ps.Stats.AchievedRate, ps.Stats.OpenAchievedRate = 0, 0, nil
 			}
 		}
 		if i == 0 {
@@ -610,7 +623,7 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 	// a reader wants them in time order.
 	results.SortPhases(s.Phases)
 	if plain {
-		s.Executors, s.Tags = groupSummaries(c, g, elapsed, ran, interrupted)
+		s.Executors, s.Tags = groupSummaries(c, g, elapsed, ran, interrupted, poisson)
 	}
 	for _, f := range faultReports {
 		fs := results.FaultSummary{Name: f.Name, Kind: f.Kind, Target: f.Target, Started: f.Started, Fired: f.Fired,

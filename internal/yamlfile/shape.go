@@ -98,8 +98,12 @@ func shape(node ast.Node, t reflect.Type) *Error {
 				if !ok {
 					return unknownField(node, mv, t)
 				}
-				if f.Tag.Get("zero") == "default" && zeroLiteral(mv.Value) {
+				switch zero := f.Tag.Get("zero"); {
+				case zero == "" || !zeroLiteral(mv.Value):
+				case zero == "default":
 					return NodeError(mv.Value, "0 stands for the default here: leave %s out for the default, or give a value above 0", keyText(mv.Key))
+				default: // a 0 that reads as the field left out, which means something else
+					return NodeError(mv.Value, "%s: 0 %s: give a value above 0", keyText(mv.Key), zero)
 				}
 				elem = f.Type
 			}
@@ -148,7 +152,9 @@ func decodesItself(t reflect.Type) bool {
 // unit (0s, 0ms, 0%, 0KiB). A field tagged zero:"default" reads a zero as
 // "not given" and puts its default in: written out, the user meant
 // something else (Envoy reads a zero timeout as none), and got the default
-// without a word (wait_duration_in_open: 0s kept a breaker open 60 s).
+// without a word (wait_duration_in_open: 0s kept a breaker open 60 s). Any
+// other zero:"..." tag says what the zero would do instead (zero:"runs no
+// VUs": vus: 0 read as not given, and the executor became another model).
 func zeroLiteral(n ast.Node) bool {
 	switch v := unwrap(n).(type) {
 	case *ast.IntegerNode:

@@ -218,21 +218,30 @@ func groups(b *strings.Builder, title string, gs []results.GroupSummary) {
 	}
 	for _, g := range gs {
 		st := g.Stats
-		tail := fmt.Sprintf("%s\t%s\t%s\t%s", ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max))
+		// Nothing sent has no latencies (not 0 ms), as in phaseRow.
+		tail, lag := "-\t-\t-\t-", "-"
+		if st.Sent > 0 {
+			tail = fmt.Sprintf("%s\t%s\t%s\t%s", ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max))
+		}
 		outcome := fmt.Sprintf("%s\t\t%s", verdict.FormatPercent(st.ErrorRate), causeLine(st.Causes, st.Scheduled))
 		if !execs {
 			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%s\t%s\n", g.Name, st.Sent, st.AchievedRate, tail, outcome)
 			continue
 		}
-		model, target, lag := "closed", "-", "-"
+		model, target := "closed", "-"
 		if g.Kind == "arrival-rate" {
 			model, target = "open", fmt.Sprintf("%.1f", st.TargetRate)
-			if st.Lag != nil {
+			if st.Lag != nil && st.Sent > 0 {
 				lag = ms(st.Lag.P99)
 			}
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%.1fs–%.1fs\t%d\t%s\t%.1f\t%s\t%s\t%s\n",
-			g.Name, model, float64(g.Start), float64(g.End), st.Sent, target, st.AchievedRate, tail, lag, outcome)
+		window, achieved := fmt.Sprintf("%.1fs–%.1fs", float64(g.Start), float64(g.End)), fmt.Sprintf("%.1f", st.AchievedRate)
+		if g.End <= g.Start && st.Scheduled == 0 {
+			// The run stopped before this executor's start.
+			window, target, achieved = fmt.Sprintf("not started (%.1fs)", float64(g.Start)), "-", "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n",
+			g.Name, model, window, st.Sent, target, achieved, tail, lag, outcome)
 	}
 	tw.Flush()
 }

@@ -253,13 +253,27 @@ func (c *compiler) model(path string, x scenarios.Executor, ec *loadgen.Config) 
 	// An open model sends its first request at 0 as soon as the profile
 	// holds any (10/s for 100ms is one request): only a profile of none is
 	// empty.
-	if len(ec.Stages) > 0 && (closed && p.Total() < 1 || !closed && p.Total() <= 1e-9) {
+	if len(ec.Stages) > 0 && (closed && !runsAVU(ec.Stages) || !closed && p.Total() <= 1e-9) {
 		if closed {
 			c.errorf(path+".stages", "the stages run no VUs: give a count, e.g. vus: 10")
 		} else {
 			c.errorf(path+".stages", "the stages schedule no requests: give a rate, e.g. rate: 100/s")
 		}
 	}
+}
+
+// runsAVU reports whether VU stages ever run a VU. Not the pacer's Total,
+// which is VU-seconds for VU stages: 1 VU for 500ms is 0.5 and runs. A
+// stage runs one if it starts with one, or ramps past 1 before its end (a
+// ramp reaches its count only at the end of its stage: a lone ramp to 1
+// runs none).
+func runsAVU(stages []loadgen.Stage) bool {
+	for _, s := range stages {
+		if s.From >= 1 || s.To > 1 {
+			return true
+		}
+	}
+	return false
 }
 
 const modelHelp = "rate+duration: constant-arrival-rate; stages with rate/ramp_to: ramping-arrival-rate; vus+duration: constant-vus; stages with vus/ramp_to_vus: ramping-vus"

@@ -153,6 +153,10 @@ func TestBadLoads(t *testing.T) {
 		{"negative max_requests", "  vus: 2\n  duration: 1s\n  max_requests: -3\n  requests: [{path: /}]\n", "load.max_requests", "must be 1.."},
 		{"weights whose sum overflows", "  rate: 5/s\n  duration: 1s\n  requests: [{path: /, weight: 9223372036854775807}, {path: /a, weight: 9223372036854775807}]\n",
 			"load.requests[0].weight", "must be 1..1000000"},
+		// vus: 0 read as "not given": the error was about the duration
+		// of a ramping-arrival-rate the user never asked for.
+		{"zero vus", "  vus: 0\n  duration: 1s\n  requests: [{path: /}]\n", "load.vus", "vus: 0 runs no VUs"},
+		{"zero vus in a list", "  - {name: a, vus: 0, duration: 1s, requests: [{path: /}]}\n", "load[0].vus", "vus: 0 runs no VUs"},
 		{"negative start_vus", "  start_vus: -3\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_vus", "0.."},
 	}
 	for _, tc := range cases {
@@ -256,6 +260,34 @@ func TestLoadMaxRequests(t *testing.T) {
 		}
 		if p.Load.MaxRequests != tc.want {
 			t.Fatalf("%s: MaxRequests %d, want %d", tc.load, p.Load.MaxRequests, tc.want)
+		}
+	}
+}
+
+// A VU executor runs if some stage has a VU running, however short:
+// the check once weighed VU-seconds, so 1 VU for 500ms or 10 VUs for 50ms
+// were refused ("the stages run no VUs"), while a lone ramp to 1 VU, which
+// runs none (a ramp reaches its count at the end of its stage), passed.
+func TestVUStagesThatRunAVU(t *testing.T) {
+	for _, tc := range []struct {
+		load string
+		ok   bool
+	}{
+		{"  vus: 1\n  duration: 500ms\n", true},
+		{"  vus: 10\n  duration: 50ms\n", true},
+		{"  stages: [{duration: 200ms, vus: 3}]\n", true},
+		{"  stages: [{duration: 100ms, ramp_to_vus: 2}]\n", true},
+		{"  start_vus: 1\n  stages: [{duration: 100ms, ramp_to_vus: 0}]\n", true},
+		{"  stages: [{duration: 5s, ramp_to_vus: 1}]\n", false},
+		{"  stages: [{duration: 5s, ramp_to_vus: 1}, {duration: 5s, ramp_to_vus: 0}]\n", true},
+		{"  stages: [{duration: 5s, vus: 0}]\n", false},
+	} {
+		_, err := CompileBytes("s.yaml", []byte(head+"load:\n"+tc.load+"  requests: [{path: /}]\n"), Options{})
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", tc.load, err)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "run no VUs")):
+			t.Errorf("%s: err %v, want the stages run no VUs", tc.load, err)
 		}
 	}
 }
