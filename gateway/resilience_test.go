@@ -71,8 +71,12 @@ func TestBreakerOpensServesFallbackAndCloses(t *testing.T) {
 			t.Errorf("probe %d: %+v", i, a)
 		}
 	}
-	// The breaker records an attempt just after its answer went out.
-	eventually(t, "the breaker to close", func() bool { return g.Stats().Upstreams[0].BreakerState == "closed" })
+	// The breaker records an attempt just after its answer went out, and
+	// sends its event just after it unlocks (emit), a moment after the
+	// state reads closed: wait for both.
+	eventually(t, "the breaker to close", func() bool {
+		return g.Stats().Upstreams[0].BreakerState == "closed" && len(eventsOf(&mem, "breaker.close")) > 0
+	})
 	var types []string
 	for _, e := range mem.Events() {
 		if e.Source == "gateway" && len(e.Type) > 8 && e.Type[:8] == "breaker." {
