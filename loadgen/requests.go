@@ -18,7 +18,9 @@ type Request struct {
 	Path   string // path and query, appended to the target
 	Header http.Header
 	Body   []byte
-	Weight int // relative share; 0 counts as 1
+	// RawBody sends Body as it is: no variables ("{{" is two bytes).
+	RawBody bool
+	Weight  int // relative share; 0 counts as 1
 }
 
 // compiledRequest is a Request with its templates parsed.
@@ -125,7 +127,10 @@ func compileRequests(reqs []Request, data []*Dataset, seed uint64) (*requestSet,
 				c.header = append(c.header, compiledHeader{name: k, val: t})
 			}
 		}
-		if r.Body != nil {
+		switch {
+		case r.Body != nil && r.RawBody:
+			c.body = literal(string(r.Body))
+		case r.Body != nil:
 			if c.body, err = tp.parse(string(r.Body)); err != nil {
 				return nil, fmt.Errorf("loadgen: request %d (%s): body: %w", i, r.Name, err)
 			}

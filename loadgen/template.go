@@ -332,6 +332,15 @@ func dataNames(ds []*Dataset) string {
 }
 
 // Static reports whether t has no variables: it renders to its source.
+// literal is a template of s as it is: no variables.
+func literal(s string) *Template {
+	t := &Template{src: s}
+	if s != "" {
+		t.parts = []tpart{{kind: tLit, lit: s}}
+	}
+	return t
+}
+
 func (t *Template) Static() bool {
 	for _, p := range t.parts {
 		if p.kind != tLit {

@@ -285,7 +285,11 @@ type Request struct {
 	Body    string            `yaml:"body,omitempty" json:"body,omitempty"`
 	// BodyFile reads the body from a file, relative to the scenario file.
 	BodyFile string `yaml:"body_file,omitempty" json:"body_file,omitempty"`
-	Weight   int    `yaml:"weight,omitempty" json:"weight,omitempty" zero:"default"` // default 1
+	// RawBody sends Body or BodyFile byte for byte, without variables: a
+	// binary file (an image, a protobuf) holds "{{" here and there, which a
+	// template would take for a variable.
+	RawBody bool `yaml:"raw_body,omitempty" json:"raw_body,omitempty"`
+	Weight  int  `yaml:"weight,omitempty" json:"weight,omitempty" zero:"default"` // default 1
 }
 
 // Fault is one entry of the fault timeline.

@@ -29,20 +29,20 @@ import (
 // and runs it with the same engine as cascade run, so the run directory,
 // the summary, `cascade report` and the exit codes are the same.
 type loadFlags struct {
-	rate, ramp                   string
-	duration, think, timeout     time.Duration
-	vus, conns, maxInFlight      int
-	requests                     int
-	thresholds, headers          []string
-	method, body, out, progress  string
-	protocol, name               string
-	keepAlive, insecure, poisson bool
-	allowRemote, benchResult     bool
-	netHTTP                      bool
-	cpuProfile                   string
-	seed                         uint64
-	threads                      int
-	engine                       string
+	rate, ramp                            string
+	duration, think, timeout              time.Duration
+	vus, conns, maxInFlight               int
+	requests                              int
+	thresholds, headers                   []string
+	method, body, out, progress           string
+	protocol, name                        string
+	keepAlive, insecure, poisson, rawBody bool
+	allowRemote, benchResult              bool
+	netHTTP                               bool
+	cpuProfile                            string
+	seed                                  uint64
+	threads                               int
+	engine                                string
 }
 
 func newLoadCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -162,7 +162,8 @@ Only loopback targets unless --allow-remote.`,
 	fl.StringArrayVar(&f.thresholds, "threshold", nil, "objective such as 'p99<300ms' or 'error_rate<1%' (repeatable)")
 	fl.StringVar(&f.method, "method", "GET", "HTTP method")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
-	fl.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file")
+	fl.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file; a template ({{seq}}, ...) unless --raw-body")
+	fl.BoolVar(&f.rawBody, "raw-body", false, "send --body byte for byte, without variables (a binary file holds {{ here and there)")
 	fl.StringVar(&f.protocol, "protocol", "", "http1, h2 (HTTP/2 over TLS) or h2c (HTTP/2 cleartext); default HTTP/1.1, ALPN for https")
 	fl.BoolVar(&f.keepAlive, "keep-alive", true, "reuse connections")
 	fl.BoolVar(&f.insecure, "insecure", false, "accept any TLS certificate (self-signed test servers)")
@@ -377,6 +378,9 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	} else if f.body != "" {
 		req["body"] = f.body
 	}
+	if f.rawBody {
+		req["raw_body"] = true
+	}
 	ex["requests"] = []any{req}
 
 	var b strings.Builder
@@ -433,8 +437,11 @@ func flagErrors(err error) error {
 		// Name the flag the field came from where the message does not:
 		// "stat order.json: no such file or directory" left the user to
 		// guess that --body @order.json was meant.
-		if flag := fieldFlag(e.Path); flag != "" && !strings.Contains(e.Msg, flag) {
-			msgs[i] = flag + ": " + e.Msg
+		if flag := fieldFlag(e.Path); flag != "" {
+			msgs[i] = strings.NewReplacer("raw_body: true", "--raw-body", "body or body_file", "--body").Replace(e.Msg)
+			if !strings.Contains(msgs[i], flag) {
+				msgs[i] = flag + ": " + msgs[i]
+			}
 		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
@@ -451,6 +458,8 @@ func fieldFlag(path string) string {
 	switch field {
 	case "body", "body_file":
 		return "--body"
+	case "raw_body":
+		return "--raw-body"
 	case "method":
 		return "--method"
 	case "headers":

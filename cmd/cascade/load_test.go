@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -733,5 +735,66 @@ load:
 	}
 	if len(s.Tags) != 2 || sent != s.Run.Stats.Sent || s.Run.Stats.Sent != 20 || math.Abs(rate-s.Run.Stats.Achieved) > 0.01 {
 		t.Fatalf("run: %d sent at %.3f/s; tags %+v: %d sent at %.3f/s", s.Run.Stats.Sent, s.Run.Stats.Achieved, s.Tags, sent, rate)
+	}
+}
+
+// A binary body file holds "{{" here and there, which a template takes for
+// a variable: such a file could not be sent at all. --raw-body sends it
+// byte for byte, on both HTTP/1.1 clients, and the refusal without it says
+// so.
+func TestLoadRawBody(t *testing.T) {
+	body := []byte("\x00\x01{{seq}} {{ not a variable \xfe\xff}}")
+	for i := range 70000 { // larger than a socket buffer
+		body = append(body, byte(i*7), byte(i>>3))
+	}
+	file := filepath.Join(t.TempDir(), "blob.bin")
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got [][]byte
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String() + "/upload"
+
+	code, _, errs := runCLI(context.Background(), "load", url, "--method", "POST", "--body", "@"+file, "--vus", "1", "--requests", "3",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	if code != ExitUsage || !strings.Contains(errs, "--raw-body") {
+		t.Fatalf("without --raw-body: exit %d, want %d and a hint naming --raw-body:\n%s", code, ExitUsage, errs)
+	}
+	for _, client := range [][]string{nil, {"--nethttp"}} {
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		args := append([]string{"load", url, "--method", "POST", "--body", "@" + file, "--raw-body", "--vus", "1", "--requests", "3",
+			"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off"}, client...)
+		if code, out, errs := runCLI(context.Background(), args...); code != ExitPass {
+			t.Fatalf("%v: exit %d\n%s\n%s", client, code, out, errs)
+		}
+		mu.Lock()
+		if len(got) != 3 {
+			t.Fatalf("%v: the server got %d requests, want 3", client, len(got))
+		}
+		for _, b := range got {
+			if !bytes.Equal(b, body) {
+				t.Fatalf("%v: the server got %d bytes starting %q, want the file's %d bytes", client, len(b), b[:min(len(b), 24)], len(body))
+			}
+		}
+		mu.Unlock()
+	}
+	code, _, errs = runCLI(context.Background(), "load", url, "--raw-body", "--vus", "1", "--requests", "1",
+		"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off")
+	if code != ExitUsage || !strings.Contains(errs, "--raw-body") {
+		t.Fatalf("--raw-body without a body: exit %d, want %d naming the flag:\n%s", code, ExitUsage, errs)
 	}
 }

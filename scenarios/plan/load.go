@@ -484,7 +484,11 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		if !c.opts.Offline && dataOK {
 			c.checkTemplates(p, ec.Data, r, body)
 		}
-		ec.Requests = append(ec.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body, Weight: max(r.Weight, 1)})
+		if r.RawBody && r.Body == "" && r.BodyFile == "" {
+			c.errorf(p+".raw_body", "raw_body: true, but there is no body or body_file to send byte for byte")
+		}
+		ec.Requests = append(ec.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body,
+			RawBody: r.RawBody, Weight: max(r.Weight, 1)})
 	}
 }
 
@@ -543,11 +547,11 @@ func (c *compiler) checkTemplates(p string, data []*loadgen.Dataset, r scenarios
 			c.errorf(p+".headers."+k, "%v", err)
 		}
 	}
-	if body != nil {
+	if body != nil && !r.RawBody {
 		if _, err := loadgen.ParseTemplate(string(body), data); err != nil {
 			if r.BodyFile != "" {
 				// The message locates the spot in the file, not in the scenario.
-				c.errorf(p+".body_file", "%s (a body file is a template: {{ starts a variable): %v", r.BodyFile, err)
+				c.errorf(p+".body_file", "%s (a body file is a template: {{ starts a variable; raw_body: true sends it byte for byte): %v", r.BodyFile, err)
 			} else {
 				c.errorf(p+".body", "%v", err)
 			}

@@ -405,3 +405,28 @@ func TestBadDatasetOneError(t *testing.T) {
 		}
 	}
 }
+
+// raw_body: true takes a body file as it is, "{{" and all; set without a
+// body to send, it is an error at its field.
+func TestRawBody(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "blob.bin"), []byte("\x00{{ not closed \xff"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := head + "load:\n  rate: 5/s\n  duration: 1s\n  requests: [{path: /, method: POST, body_file: blob.bin, raw_body: true}]\n"
+	p, err := CompileFile(writeScenario(t, dir, src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Load.Requests[0]; !r.RawBody || string(r.Body) != "\x00{{ not closed \xff" {
+		t.Fatalf("request %+v", r)
+	}
+	src = head + "load:\n  rate: 5/s\n  duration: 1s\n  requests: [{path: /, raw_body: true}]\n"
+	_, err = CompileFile(writeScenario(t, dir, src), Options{})
+	if err == nil {
+		t.Fatal("raw_body without a body: no error")
+	}
+	if e := first(t, err); e.Path != "load.requests[0].raw_body" || e.Line == 0 {
+		t.Errorf("error at %s line %d: %v", e.Path, e.Line, err)
+	}
+}
