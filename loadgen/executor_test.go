@@ -304,17 +304,7 @@ func TestEvenScheduleCounted(t *testing.T) {
 		t.Fatalf("%d arrivals at 10/s in 1 s", len(samples))
 	}
 	ms := time.Millisecond
-	for _, w := range [][2]time.Duration{{0, 350 * ms}, {350 * ms, 600 * ms}, {600 * ms, 650 * ms}, {0, 2 * time.Second}, {500 * ms, 501 * ms}} {
-		var in int
-		for _, s := range samples {
-			if s.Intended >= w[0] && s.Intended < w[1] {
-				in++
-			}
-		}
-		if got := g.ScheduledOf(0, w[0], w[1]); got != float64(in) {
-			t.Errorf("ScheduledOf(0, %s, %s) = %v, want the %d arrivals intended in it", w[0], w[1], got, in)
-		}
-	}
+	scheduledMatchesArrivals(t, g, samples, [][2]time.Duration{{0, 350 * ms}, {350 * ms, 600 * ms}, {600 * ms, 650 * ms}, {0, 2 * time.Second}, {500 * ms, 501 * ms}})
 }
 
 func TestPoissonRun(t *testing.T) {
@@ -334,17 +324,7 @@ func TestPoissonRun(t *testing.T) {
 	if g.Expected(0, time.Second) != 1000 {
 		t.Errorf("Expected(0, 1s) = %v, want the profile's 1000", g.Expected(0, time.Second))
 	}
-	for _, w := range [][2]time.Duration{{0, 250 * time.Millisecond}, {300 * time.Millisecond, 700 * time.Millisecond}, {900 * time.Millisecond, 2 * time.Second}} {
-		var in int
-		for _, s := range samples {
-			if s.Intended >= w[0] && s.Intended < w[1] {
-				in++
-			}
-		}
-		if got := g.ScheduledOf(0, w[0], w[1]); got != float64(in) {
-			t.Errorf("ScheduledOf(0, %s, %s) = %v, want the %d arrivals intended in it", w[0], w[1], got, in)
-		}
-	}
+	scheduledMatchesArrivals(t, g, samples, [][2]time.Duration{{0, 250 * time.Millisecond}, {300 * time.Millisecond, 700 * time.Millisecond}, {900 * time.Millisecond, 2 * time.Second}})
 	// The same seed schedules the same intended times.
 	again, _ := runLoad(t, cfg, event.NewClock())
 	if len(again) != len(samples) {
@@ -441,5 +421,22 @@ func TestIdleWorkersEnd(t *testing.T) {
 	}
 	if p := g.Executors()[0]; p.Completed != 400 || p.Workers != 0 || len(rec.samples) != 400 {
 		t.Fatalf("after the run: %+v, %d samples", p, len(rec.samples))
+	}
+}
+
+// scheduledMatchesArrivals checks that the schedule a summary judges each
+// window against counts the arrivals intended in it.
+func scheduledMatchesArrivals(t *testing.T, g *Generator, samples []Sample, windows [][2]time.Duration) {
+	t.Helper()
+	for _, w := range windows {
+		var in int
+		for _, s := range samples {
+			if s.Intended >= w[0] && s.Intended < w[1] {
+				in++
+			}
+		}
+		if got := g.ScheduledOf(0, w[0], w[1]); got != float64(in) {
+			t.Errorf("ScheduledOf(0, %s, %s) = %v, want the %d arrivals intended in it", w[0], w[1], got, in)
+		}
 	}
 }

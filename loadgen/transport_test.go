@@ -433,13 +433,8 @@ func TestFirstClientErrorsTLSAndHTTP2(t *testing.T) {
 // "/p/a", a fragment) while net/http sent "/p/a%23b?q=a"; a space in the
 // query went out raw on HTTP/2 and was refused by loadgen/h1.
 func TestRenderedPathSameOnBothClients(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	srv := newH2CServerFunc(t, func(r *http.Request) {
-		mu.Lock()
-		got = append(got, r.RequestURI)
-		mu.Unlock()
-	})
+	var rec targets
+	srv := newH2CServerFunc(t, rec.record)
 	values := []string{"a#b", "a b", "a?b=1", "\u00fc", `x"y`, "a%20b", "100%", "a\tb"}
 	rows := make([][]string, len(values))
 	for i, v := range values {
@@ -455,17 +450,13 @@ func TestRenderedPathSameOnBothClients(t *testing.T) {
 		tr := clientTransport(t, cfg, nethttp)
 		var out []outcome
 		for seq := range uint64(2 * len(values)) {
-			mu.Lock()
-			got = got[:0]
-			mu.Unlock()
+			rec.take()
 			s := Sample{Seq: seq} // rows in order: value seq % len(values)
 			tr.RoundTrip(context.Background(), int(seq)/len(values), &s)
 			var o outcome
-			mu.Lock()
-			if len(got) == 1 {
+			if got := rec.take(); len(got) == 1 {
 				o.target = got[0]
 			}
-			mu.Unlock()
 			switch {
 			case s.Cause == cause.RequestError && o.target == "":
 				o.reason = "refused"
@@ -502,6 +493,27 @@ func TestRenderedPathSameOnBothClients(t *testing.T) {
 }
 
 // newH2CServerFunc serves HTTP/1.1 and h2c, calling f for each request.
+// targets records the request targets a test server receives.
+type targets struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *targets) record(req *http.Request) {
+	r.mu.Lock()
+	r.got = append(r.got, req.RequestURI)
+	r.mu.Unlock()
+}
+
+// take returns what was recorded since the last take.
+func (r *targets) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.got
+	r.got = nil
+	return got
+}
+
 func newH2CServerFunc(t *testing.T, f func(*http.Request)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -560,22 +572,15 @@ func TestRenderedHeaderRefusedAlike(t *testing.T) {
 // it with the request's path ("/api" + "/u" went out as "/u" over h2c and
 // https, as "/api/u" over loadgen/h1).
 func TestTargetBasePathOnBothClients(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	srv := newH2CServerFunc(t, func(r *http.Request) {
-		mu.Lock()
-		got = append(got, r.RequestURI)
-		mu.Unlock()
-	})
+	var rec targets
+	srv := newH2CServerFunc(t, rec.record)
 	reqs := []Request{{Path: "/s?x=1"}, {Path: "/u/{{seq}}"}, {Path: "/a%2Fb"}}
 	for _, target := range []string{srv + "/api", srv + "/api/", srv + "/a%20pi"} {
 		for _, c := range []struct {
 			nethttp bool
 			proto   Protocol
 		}{{false, ProtoAuto}, {true, ProtoAuto}, {true, ProtoH2C}} {
-			mu.Lock()
-			got = got[:0]
-			mu.Unlock()
+			rec.take()
 			tr := clientTransport(t, Config{Target: target, KeepAlive: true, Requests: reqs, Protocol: c.proto}, c.nethttp)
 			for i := range reqs {
 				s := Sample{Seq: 7}
@@ -586,11 +591,9 @@ func TestTargetBasePathOnBothClients(t *testing.T) {
 			}
 			base := strings.TrimSuffix(strings.TrimPrefix(target, srv), "/")
 			want := []string{base + "/s?x=1", base + "/u/7", base + "/a%2Fb"}
-			mu.Lock()
-			if strings.Join(got, " ") != strings.Join(want, " ") {
+			if got := rec.take(); strings.Join(got, " ") != strings.Join(want, " ") {
 				t.Errorf("%s, net/http %v %q: the server got %q, want %q", target, c.nethttp, c.proto, got, want)
 			}
-			mu.Unlock()
 		}
 	}
 }

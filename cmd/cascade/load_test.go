@@ -270,16 +270,13 @@ func TestLoadShortVUs(t *testing.T) {
 func TestTagRatesOverTheLoadWindow(t *testing.T) {
 	tg := newTarget(t, 0)
 	dir := t.TempDir()
-	file := filepath.Join(dir, "two.yaml")
 	src := fmt.Sprintf(`name: two
 gateway: {external: %q}
 load:
   - {name: a, rate: 20/s, duration: 1s, requests: [{name: ta, path: /a}]}
   - {name: b, rate: 10/s, duration: 1s, requests: [{name: tb, path: /b}]}
 `, tg.url)
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeFile(t, "two.yaml", src)
 	out := filepath.Join(dir, "r")
 	if code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", out, file); code != ExitPass {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
@@ -352,7 +349,6 @@ func TestAchievedRateLeavesOutClosedExecutors(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	dir := t.TempDir()
-	file := filepath.Join(dir, "mix.yaml")
 	src := fmt.Sprintf(`name: mix
 gateway: {external: %q}
 load:
@@ -361,9 +357,7 @@ load:
 slo:
   - achieved_rate >= 99%%
 `, "http://"+ln.Addr().String())
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeFile(t, "mix.yaml", src)
 	out := filepath.Join(dir, "r")
 	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", out, file)
 	if code != ExitFail || !strings.Contains(stdout, "FAIL  achieved_rate >= 99%") {
@@ -381,16 +375,13 @@ slo:
 func TestInterruptBeforeAnExecutorStarts(t *testing.T) {
 	tg := newTarget(t, 0)
 	dir := t.TempDir()
-	file := filepath.Join(dir, "late.yaml")
 	src := fmt.Sprintf(`name: late
 gateway: {external: %q}
 load:
   - {name: now, rate: 50/s, duration: 5s, requests: [{name: a, path: /a}]}
   - {name: later, start: 3s, rate: 50/s, duration: 2s, requests: [{name: b, path: /b}]}
 `, tg.url)
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeFile(t, "late.yaml", src)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(700*time.Millisecond, cancel)
 	out := filepath.Join(dir, "r")
@@ -417,7 +408,6 @@ load:
 func TestAchievedRateOfAPhaseCountsEvenArrivals(t *testing.T) {
 	tg := newTarget(t, 0)
 	dir := t.TempDir()
-	file := filepath.Join(dir, "ph.yaml")
 	src := fmt.Sprintf(`name: ph
 gateway: {external: %q}
 load: {rate: 10/s, duration: 1s, requests: [{path: /}]}
@@ -426,9 +416,7 @@ phases:
 slo:
   - {phase: q2, objective: "achieved_rate >= 99%%"}
 `, tg.url)
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeFile(t, "ph.yaml", src)
 	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", filepath.Join(dir, "r"), file)
 	if code != ExitPass {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
@@ -697,10 +685,7 @@ load:
     - {name: a, path: /a, weight: 3}
     - {name: b, path: /b}
 `, tg.url)
-	file := filepath.Join(dir, "s.yaml")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeFile(t, "s.yaml", src)
 	out := filepath.Join(dir, "run")
 	if code, stdout, errs := runCLI(context.Background(), "run", file, "--out", out, "--progress", "off"); code != ExitPass {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
