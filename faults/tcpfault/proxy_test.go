@@ -151,6 +151,24 @@ func TestLatencyIsPerMessageNotPerChunk(t *testing.T) {
 	}
 }
 
+// A rate too large to limit anything (rate=9223372036854775807, "no
+// limit" written as the largest integer) must not slow the data: the
+// slice size overflowed int and fell to 1 byte, so 2 MB took seconds.
+func TestBandwidthHugeRateDoesNotThrottle(t *testing.T) {
+	const size = 2 << 20
+	for _, rate := range []int64{1_000_000_000_000_000, math.MaxInt64} {
+		addr, _ := tcpUpstream(t, func(c net.Conn) { c.Write(make([]byte, size)) })
+		p := startProxy(t, addr)
+		add(t, p, NewSpec("bw", Downstream, &Bandwidth{Rate: rate}))
+		c := dial(t, p.Addr())
+		start := time.Now()
+		b, _ := readAllTimeout(c, 10*time.Second)
+		if d := time.Since(start); len(b) != size || d > 2*time.Second {
+			t.Errorf("rate=%d: moved %d of %d bytes in %v, want all of them at once", rate, len(b), size, d)
+		}
+	}
+}
+
 func TestBandwidthBothDirections(t *testing.T) {
 	const size = 400_000 // at 400 KB/s: ~1s
 	for _, dir := range []Direction{Upstream, Downstream} {

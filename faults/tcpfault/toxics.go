@@ -97,7 +97,13 @@ func (t *Bandwidth) Pipe(p *Pipe, c *Chunk) error {
 	}
 	st := p.State().(*bandwidthState)
 	perSec := float64(t.Rate) * 1000
-	quantum := max(int(perSec/100), 1)
+	// A slice is 10 ms of data, at least a byte. Compared as a float: for
+	// a rate near MaxInt64 perSec/100 does not fit an int, and converting
+	// it gave MinInt64, so slices of one byte throttled "no limit" hard.
+	quantum := len(c.Data)
+	if q := perSec / 100; q < float64(quantum) {
+		quantum = max(int(q), 1)
+	}
 	for len(c.Data) > 0 {
 		n := min(len(c.Data), quantum)
 		start := st.free
