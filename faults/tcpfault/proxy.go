@@ -350,13 +350,25 @@ func (p *Proxy) SetAddrs(listen, upstream string) error {
 		return nil
 	}
 	running := p.enabled && p.started
+	oldListen, oldUpstream := p.listenAddr, p.Upstream()
 	if running {
 		p.unbindLocked()
 	}
 	p.listenAddr = l
 	p.upstream.Store(&upstream)
-	if running {
-		return p.bindLocked()
+	if !running {
+		return nil
+	}
+	if err := p.bindLocked(); err != nil {
+		// The new address is taken: the change fails as a whole, and the
+		// proxy goes on where it was. Left as it was, it said "enabled"
+		// at an address it never bound, listening nowhere.
+		p.listenAddr = oldListen
+		p.upstream.Store(&oldUpstream)
+		if p.bindLocked() != nil {
+			p.enabled = false
+		}
+		return err
 	}
 	return nil
 }

@@ -151,6 +151,34 @@ func TestLatencyIsPerMessageNotPerChunk(t *testing.T) {
 	}
 }
 
+// A change of listen address to a port already taken fails, and the proxy
+// keeps serving where it was: it used to report itself enabled at the
+// taken address while listening nowhere.
+func TestSetAddrsToTakenPortKeepsOldListener(t *testing.T) {
+	up, _ := tcpUpstream(t, echo)
+	p := startProxy(t, up)
+	before := p.Addr()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if err := p.SetAddrs(taken.Addr().String(), up); err == nil {
+		t.Fatal("SetAddrs to a taken port succeeded")
+	}
+	if got := p.Addr(); got != before || !p.Enabled() {
+		t.Fatalf("after the failed change: addr %s enabled %v, want %s enabled", got, p.Enabled(), before)
+	}
+	c := dial(t, before)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("echo through the old address: %v", err)
+	}
+}
+
 // A rate too large to limit anything (rate=9223372036854775807, "no
 // limit" written as the largest integer) must not slow the data: the
 // slice size overflowed int and fell to 1 byte, so 2 MB took seconds.
