@@ -529,12 +529,18 @@ func (s *Server) proxyUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if in.Listen != p.Addr() || in.Upstream != p.Upstream() {
+		// A malformed address is the client's error (400), as on create;
+		// only a failure to bind a well-formed one is the server's (500).
+		if _, err := tcpfault.LoopbackAddr(in.Listen); err != nil {
+			writeError(w, join(errBadBody, err.Error()))
+			return
+		}
+		if _, err := tcpfault.HostPort(in.Upstream); err != nil {
+			writeError(w, join(errBadBody, err.Error()))
+			return
+		}
 		if err := p.SetAddrs(in.Listen, in.Upstream); err != nil {
-			if errors.Is(err, tcpfault.ErrNotLoopback) {
-				writeError(w, join(errBadBody, err.Error()))
-			} else {
-				writeError(w, err)
-			}
+			writeError(w, err)
 			return
 		}
 	}
