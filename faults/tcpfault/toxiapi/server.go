@@ -458,8 +458,11 @@ func (s *Server) populate(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	for _, pi := range in {
 		if old, ok := s.proxies[pi.Name]; ok {
+			// Compared as the proxy stores them: a URL upstream is kept
+			// as host:port, and "localhost" listens on 127.0.0.1.
 			l, _ := tcpfault.LoopbackAddr(pi.Listen)
-			if old.Addr() == l && old.Upstream() == pi.Upstream {
+			u, err := tcpfault.HostPort(pi.Upstream)
+			if old.Addr() == l && err == nil && old.Upstream() == u {
 				done = append(done, proxyOf(old))
 				continue
 			}

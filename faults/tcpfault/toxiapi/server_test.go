@@ -295,3 +295,29 @@ func TestAddProxyOwnership(t *testing.T) {
 		t.Errorf("Server.Close stopped a proxy it does not own: %v", err)
 	}
 }
+
+// Populating the same list again keeps the proxies it names as they are,
+// toxics included, also when an upstream is written as a URL (which the
+// API accepts): the stored upstream is host:port, and comparing it with
+// the URL as written replaced the proxy, dropping its toxics and cutting
+// its connections, on every populate.
+func TestPopulateAgainKeepsURLUpstreamProxy(t *testing.T) {
+	s, api := startAPI(t)
+	base := "http://" + api
+	up := echoUpstream(t)
+	list := `[{"name":"u","listen":"127.0.0.1:0","upstream":"http://` + up + `/"}]`
+	if st, body := do(t, "POST", base+"/populate", list); st != 201 {
+		t.Fatalf("populate: %d %s", st, body)
+	}
+	p, _ := s.Proxy("u")
+	list = strings.Replace(list, "127.0.0.1:0", p.Addr(), 1)
+	if st, body := do(t, "POST", base+"/proxies/u/toxics", `{"type":"latency","attributes":{"latency":5}}`); st != 200 {
+		t.Fatalf("add toxic: %d %s", st, body)
+	}
+	if st, body := do(t, "POST", base+"/populate", list); st != 201 || !strings.Contains(body, `"latency_downstream"`) {
+		t.Errorf("populate again: %d %s; want the proxy kept with its toxic", st, body)
+	}
+	if q, _ := s.Proxy("u"); q != p {
+		t.Error("populate again replaced the proxy")
+	}
+}
