@@ -60,3 +60,27 @@ func TestUnreadableRequestBodyIsNotASuccess(t *testing.T) {
 		}
 	}
 }
+
+// A body too large to replay is streamed to the upstream as it arrives.
+// When the client stopped sending mid-body, the failed read was taken for
+// the upstream's: 502 upstream_reset, a failure for the breaker, the
+// outlier detector and the replica's counters. It is the client's leaving.
+func TestClientLeavingMidUploadIsNotAnUpstreamFailure(t *testing.T) {
+	for _, loops := range []int{0, 1} {
+		url, _ := recording(t, func(w http.ResponseWriter, r *http.Request, _ int) {})
+		var log syncBuffer
+		g := gw(t, one(Route{}, Upstream{}, url), nil, func(o *Options) { o.Loops, o.AccessLog = loops, &log })
+		// 1 MiB announced, 100 KiB sent: past max_replay_body, so streamed.
+		rawBodyExchange(t, g, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n"+strings.Repeat("x", 100<<10), true)
+		eventually(t, "the access log line", func() bool { return len(log.lines(t)) == 1 })
+		g.Close()
+		if l := log.lines(t)[0]; l["status"] != 499.0 || l["cause"] != "client_gone" {
+			t.Errorf("loops %d: access log %v: want 499 client_gone", loops, l)
+		}
+		for _, ep := range *g.ups["up"].eps.Load() {
+			if n := ep.stats.failures.Load(); n != 0 {
+				t.Errorf("loops %d: the replica was charged %d failures", loops, n)
+			}
+		}
+	}
+}
