@@ -402,8 +402,12 @@ func targetAddr(t string) (string, error) {
 		return "", fmt.Errorf("target %q must be a bare http://host:port: the gateway forwards the request's own path", t)
 	}
 	host := u.Host
-	if u.Port() == "" {
+	if port := u.Port(); port == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		// url.Parse takes any digits: 99999 or 0 only failed at the
+		// first request, every request a 502 upstream_reset.
+		return "", fmt.Errorf("target %q: port must be 1-65535", t)
 	}
 	return host, nil
 }

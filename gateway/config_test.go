@@ -45,6 +45,8 @@ func TestConfigValidationCases(t *testing.T) {
 		{"propagate value", one(Route{Propagate: []string{"attempt", "trace_id"}}, Upstream{}, ok), nil, "routes[0].propagate[1]", "forwarded_for"},
 		{"propagate none and more", one(Route{Propagate: []string{"none", "deadline"}}, Upstream{}, ok), nil, "routes[0].propagate[0]", "cannot be combined"},
 		{"target path", one(Route{}, Upstream{}, "http://127.0.0.1:1/api"), nil, "upstreams[0].targets[0]", "bare"},
+		{"target port out of range", one(Route{}, Upstream{}, "http://127.0.0.1:99999"), nil, "upstreams[0].targets[0]", "port must be 1-65535"},
+		{"target port zero", one(Route{}, Upstream{}, "http://127.0.0.1:0"), nil, "upstreams[0].targets[0]", "port must be 1-65535"},
 		{"budget disagreement", Config{Upstreams: []Upstream{{Name: "up", Targets: []string{ok}}}, Routes: []Route{
 			{Path: "/a", Upstream: "up", Retries: &retry.Config{BudgetPercent: 0.5}},
 			{Path: "/b", Upstream: "up", Retries: &retry.Config{BudgetPercent: units.Percent(0.2)}}}}, nil, "routes[1].retries", "share"},

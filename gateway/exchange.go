@@ -526,6 +526,9 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 		if resend {
 			continue
 		}
+		if errors.Is(err, errClientGone) {
+			return nil, err // a client's read timeout is not the upstream's
+		}
 		if isTimeout(err) {
 			return nil, ex.whichTimeout(hdrDL, hdrErr)
 		}
@@ -608,22 +611,43 @@ func (ex *exchange) send(c *upConn, dl time.Time) error {
 	// A body streamed once (larger than max_replay_body, or of unknown
 	// length): after this the request cannot be retried.
 	w := &deadlineWriter{c: c, dl: dl}
+	src := clientBody{ex.stream}
 	var err error
 	if ex.sLen < 0 {
 		cw := httputil.NewChunkedWriter(w)
-		if _, err = io.Copy(cw, ex.stream); err == nil {
+		if _, err = io.Copy(cw, src); err == nil {
 			err = cw.Close()
 		}
 		if err == nil {
 			_, err = w.Write([]byte("\r\n"))
 		}
 	} else {
-		_, err = io.Copy(w, io.LimitReader(ex.stream, ex.sLen))
+		_, err = io.Copy(w, io.LimitReader(src, ex.sLen))
 	}
 	ex.stream = nil
 	ex.sLen = 0
 	return err
 }
+
+// clientBody marks a failed read of the client's streamed body as the
+// client's leaving (errClientGone), not the upstream's failure: the
+// breaker, the outlier detector and the replica's counters must not be
+// charged for a client that stopped sending.
+type clientBody struct{ r io.Reader }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = clientBodyError{err}
+	}
+	return n, err
+}
+
+type clientBodyError struct{ err error }
+
+func (e clientBodyError) Error() string        { return "reading the client's body: " + e.err.Error() }
+func (e clientBodyError) Unwrap() error        { return e.err }
+func (e clientBodyError) Is(target error) bool { return target == errClientGone }
 
 type deadlineWriter struct {
 	c  *upConn

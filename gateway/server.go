@@ -738,15 +738,18 @@ var errBodyEOF = errors.New("end of body")
 // fillBody reads more of the response body, waiting at most the idle
 // timeout and never past the total deadline.
 func (ex *exchange) fillBody(u *upConn) error {
-	for {
-		now := time.Now()
-		ex.lastNow = now
-		want := ex.deadline
-		if ex.rt.idle > 0 {
-			if t := now.Add(ex.rt.idle); t.Before(want) {
-				want = t
-			}
+	now := time.Now()
+	ex.lastNow = now
+	// The idle window starts once, here: a read deadline armed earlier
+	// (the head's poll for the client) that fires first must not open a
+	// new window from the moment it fired.
+	want := ex.deadline
+	if ex.rt.idle > 0 {
+		if t := now.Add(ex.rt.idle); t.Before(want) {
+			want = t
 		}
+	}
+	for {
 		err := u.fill(want, now, upBufSize)
 		switch {
 		case err == nil:
@@ -754,6 +757,7 @@ func (ex *exchange) fillBody(u *upConn) error {
 		case isTimeout(err):
 			now = time.Now()
 			if now.Before(want) {
+				u.rdl = time.Time{} // armed early for an earlier wait: re-arm for want
 				continue
 			}
 			if !now.Before(ex.deadline) {

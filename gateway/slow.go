@@ -3,12 +3,15 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cascadehq/cascade/internal/cause"
 )
 
 // slowHandler serves the requests the fast path hands to net/http: the
@@ -73,9 +76,21 @@ func (h slowHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.head = buildHead(nil, ex.method, ex.uri, ex.host, fwd)
 	ex.head = propagationOf(ex.rt).appendHeaders(ex.head, xff, ip, clientID, ex.reqID)
 	if err := ex.readBody(r); err != nil {
-		// The client went away while sending its body.
 		ex.start = time.Now()
-		ex.fail(errClientGone)
+		if bodyCutShort(err) {
+			// The client went away while sending its body: cut the
+			// connection. Returning without an answer let net/http send
+			// its default 200 for a request nobody forwarded.
+			ex.fail(errClientGone)
+			ex.finish()
+			panic(http.ErrAbortHandler)
+		}
+		// Malformed framing (a bad chunk size, say): the client's error,
+		// answered as net/http answers a malformed head.
+		ex.status, ex.cause, ex.detail = http.StatusBadRequest, cause.HTTPError, "malformed request body: "+err.Error()
+		w.Header().Set("Connection", "close")
+		w.Header().Set(HeaderRequestID, string(ex.reqID))
+		http.Error(w, "400 Bad Request: malformed request body", http.StatusBadRequest)
 		ex.finish()
 		return
 	}
@@ -85,6 +100,13 @@ func (h slowHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// so the client sees the answer is incomplete.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// bodyCutShort reports a body read that failed because the client's
+// connection ended or broke, rather than because its framing was invalid.
+func bodyCutShort(err error) bool {
+	var ne net.Error
+	return isReset(err) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
 }
 
 // readBody buffers a body of up to the route's max_replay_body, so it can
