@@ -117,6 +117,11 @@ SIGTERM), then prints what each toxic did. A latency toxic waits precisely: 100 
 			}
 			<-ctx.Done()
 			printToxicStats(stderr, p)
+			// The toxics still in place end with the proxy: closed first, so
+			// that nothing a toxic holds goes out on the way, then removed, so
+			// that --events has a fault.stop, with what it did, for each.
+			p.Close()
+			p.ResetToxics()
 			return nil
 		},
 	}

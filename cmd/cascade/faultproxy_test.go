@@ -265,3 +265,55 @@ func TestToxiproxyCommand(t *testing.T) {
 		t.Errorf("the proxy still listens on %s after the server stopped", listen)
 	}
 }
+
+// --events logs every toxic's start and stop: the toxics still in place
+// when the command is stopped end with a fault.stop carrying what they did
+// (there was none, so the log had starts without stops).
+func TestFaultProxyEventsEndWithStops(t *testing.T) {
+	up := helloServer(t)
+	log := filepath.Join(t.TempDir(), "events.jsonl")
+	addr, errb, stop := serve(t, []string{"faultproxy", "--listen", "127.0.0.1:0", "--upstream", "http://" + up,
+		"--latency", "10ms", "--toxic", "bandwidth:rate=1000", "--events", log}, listenLine)
+	for range 2 {
+		if _, body, err := timedGet(t, "http://"+addr+"/"); err != nil || body != "hi" {
+			t.Fatalf("through the proxy: %q, %v", body, err)
+		}
+	}
+	if code := stop(); code != ExitPass {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, stopped := map[string]bool{}, map[string]map[string]any{}
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var e struct {
+			Type  string         `json:"type"`
+			Attrs map[string]any `json:"attrs"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		name, _ := e.Attrs["toxic"].(string)
+		switch e.Type {
+		case "fault.start":
+			started[name] = true
+		case "fault.stop":
+			stopped[name] = e.Attrs
+		}
+	}
+	if len(started) != 2 {
+		t.Fatalf("fault.start for %v, want the two toxics:\n%s", started, b)
+	}
+	for name := range started {
+		a, ok := stopped[name]
+		if !ok {
+			t.Errorf("toxic %s started and never stopped:\n%s", name, b)
+			continue
+		}
+		if a["took_effect"] != true {
+			t.Errorf("fault.stop of %s: %v, want took_effect after 2 requests through it", name, a)
+		}
+	}
+}
