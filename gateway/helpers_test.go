@@ -171,3 +171,15 @@ func hang(w http.ResponseWriter, r *http.Request, _ int) { <-r.Context().Done() 
 func du(v time.Duration) units.Duration { return units.Duration(v) }
 
 func balanceCfg(policy string) balance.Config { return balance.Config{Policy: policy} }
+
+// getAll GETs url and reads the whole body: what came, and the read's error
+// (a cut connection's, when the gateway ended the answer early).
+func getAll(t *testing.T, url string) ([]byte, error) {
+	t.Helper()
+	res, err := client(5 * time.Second).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	return io.ReadAll(res.Body)
+}

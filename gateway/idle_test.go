@@ -28,12 +28,7 @@ func TestIdleTimeoutCountsFromTheWaitsStart(t *testing.T) {
 		g := gw(t, one(Route{Timeouts: Timeouts{Idle: du(200 * time.Millisecond), Total: du(5 * time.Second)}}, Upstream{}, trickle),
 			nil, func(o *Options) { o.Loops, o.AccessLog = loops, &log })
 		start := time.Now()
-		res, err := client(5 * time.Second).Get(g.URL() + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(res.Body)
-		res.Body.Close()
+		body, err := getAll(t, g.URL()+"/")
 		if err == nil || len(body) != 0 {
 			t.Errorf("loops %d: body %q, err %v: want no byte and a cut connection", loops, body, err)
 		}

@@ -135,12 +135,7 @@ func TestIdleTimeoutBetweenBodyReads(t *testing.T) {
 	g := gw(t, one(Route{Timeouts: Timeouts{Idle: du(200 * time.Millisecond), Total: du(5 * time.Second)}}, Upstream{}, stall),
 		&mem, func(o *Options) { o.AccessLog = &log })
 	start := time.Now()
-	res, err := client(5 * time.Second).Get(g.URL() + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(res.Body)
-	res.Body.Close()
+	body, err := getAll(t, g.URL()+"/")
 	if err == nil || string(body) != "12345" {
 		t.Errorf("body %q, err %v: want the first 5 bytes and a cut connection", body, err)
 	}
