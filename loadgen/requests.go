@@ -157,11 +157,11 @@ func CheckPath[T string | []byte](path T) error {
 		case b < ' ' || b == 0x7f:
 			return fmt.Errorf("path %q: a control character at byte %d: no client sends it", path, i)
 		case b == ' ' && query:
-			return fmt.Errorf("path %q: a space in the query at byte %d: no client sends it; write %%20 or +", path, i)
+			return fmt.Errorf("path %q: a space in the query at byte %d: no client sends it; write %%20 or +, or a data value as {{urlencode set.column}}", path, i)
 		case b == '?':
 			query = true
 		case b == '#':
-			return fmt.Errorf("path %q: a '#' at byte %d would start a fragment, which is not sent: what follows would be cut off; write %%23 to send a '#'", path, i)
+			return fmt.Errorf("path %q: a '#' at byte %d would start a fragment, which is not sent: what follows would be cut off; write %%23 to send a '#', or a data value as {{urlencode set.column}}", path, i)
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cascadehq/cascade/internal/regfile"
 )
@@ -23,6 +24,9 @@ import (
 //	{{rand_id}}           16 seeded random hex digits
 //	{{uuid}}              a seeded random UUID (version 4 layout)
 //	{{users.id}}          column id of this request's row of data set users
+//	{{urlencode users.q}} the same, percent-encoded for a path segment or a
+//	                      query value (JavaScript's encodeURIComponent)
+//	{{json users.name}}   the same as a JSON string, quotes included
 //
 // Every random value is a pure function of the scenario's seed, the
 // executor, the request's sequence number and the variable's position, so a
@@ -49,8 +53,18 @@ const (
 	tData
 )
 
+// tenc is how a data value is written out.
+type tenc uint8
+
+const (
+	encRaw  tenc = iota // as it is
+	encURL              // percent-encoded: every byte but A-Z a-z 0-9 - _ . ! ~ * ' ( )
+	encJSON             // a JSON string
+)
+
 type tpart struct {
 	kind     tkind
+	enc      tenc // data values only
 	lit      string
 	lo, span uint64 // rand_int: lo and hi-lo+1 (0 means the full 2^64 range)
 	set, col int    // data: data set index and column
@@ -301,6 +315,20 @@ func (tp *tparser) variable(f []string) (tpart, error) {
 		}
 		return draw(tpart{kind: tRandInt, lo: uint64(lo), span: uint64(hi-lo) + 1}), nil
 	}
+	enc := encRaw
+	switch f[0] {
+	case "urlencode", "json":
+		// Only data values need it: every other variable writes digits,
+		// hex and dashes, which are the same encoded or not.
+		if len(f) != 2 || !strings.Contains(f[1], ".") {
+			return tpart{}, fmt.Errorf("{{%s}} takes one data column: write {{%s <data set>.<column>}}", f[0], f[0])
+		}
+		enc = encURL
+		if f[0] == "json" {
+			enc = encJSON
+		}
+		f = f[1:]
+	}
 	if set, col, ok := strings.Cut(f[0], "."); ok && len(f) == 1 {
 		for i, ds := range tp.data {
 			if ds.Name != set {
@@ -308,7 +336,7 @@ func (tp *tparser) variable(f []string) (tpart, error) {
 			}
 			for j, c := range ds.Columns {
 				if c == col {
-					return tpart{kind: tData, set: i, col: j}, nil
+					return tpart{kind: tData, enc: enc, set: i, col: j}, nil
 				}
 			}
 			return tpart{}, fmt.Errorf("data set %q has no column %.40q (columns: %s)", set, col, quoteAll(ds.Columns))
@@ -317,7 +345,68 @@ func (tp *tparser) variable(f []string) (tpart, error) {
 	}
 	// Quoted and cut short: in a body file, what lies between a stray {{
 	// and the next }} may be binary, and megabytes of it.
-	return tpart{}, fmt.Errorf("unknown variable %.24q (valid: seq, rand_int MIN MAX, rand_id, uuid, <data set>.<column>)", "{{"+strings.Join(f, " ")+"}}")
+	return tpart{}, fmt.Errorf("unknown variable %.24q (valid: seq, rand_int MIN MAX, rand_id, uuid, <data set>.<column>, urlencode <data set>.<column>, json <data set>.<column>)", "{{"+strings.Join(f, " ")+"}}")
+}
+
+// appendURLEncoded appends s percent-encoded as JavaScript's
+// encodeURIComponent does (k6 scripts use it for the same job): safe as a
+// path segment and as a query name or value alike, which url.PathEscape
+// ('&', '=', '+' stay) and url.QueryEscape (space as '+', a literal plus
+// in a path) are not.
+func appendURLEncoded(dst []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9',
+			b == '-', b == '_', b == '.', b == '!', b == '~', b == '*', b == '\'', b == '(', b == ')':
+			dst = append(dst, b)
+		default:
+			dst = append(dst, '%', hex[b>>4], hex[b&15])
+		}
+	}
+	return dst
+}
+
+// appendJSONString appends s as a JSON string, quotes included.
+func appendJSONString(dst []byte, s string) []byte {
+	// strconv.Quote's escapes (\x.., \U...) are not JSON; encoding/json
+	// allocates, and escapes <, > and & for HTML, which a request body
+	// does not need.
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			switch {
+			case r == utf8.RuneError && n == 1:
+				dst = append(dst, `\ufffd`...) // not UTF-8: JSON cannot carry it
+			case r == '\u2028', r == '\u2029':
+				dst = append(dst, `\u202`...) // valid JSON, but not JavaScript before ES2019
+				dst = append(dst, hex[r&15])
+			default:
+				dst = append(dst, s[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		switch {
+		case b == '"' || b == '\\':
+			dst = append(dst, '\\', b)
+		case b == '\n':
+			dst = append(dst, '\\', 'n')
+		case b == '\r':
+			dst = append(dst, '\\', 'r')
+		case b == '\t':
+			dst = append(dst, '\\', 't')
+		case b < ' ' || b == 0x7f:
+			dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&15])
+		default:
+			dst = append(dst, b)
+		}
+		i++
+	}
+	return append(dst, '"')
 }
 
 func dataNames(ds []*Dataset) string {
@@ -411,7 +500,15 @@ func (t *Template) appendTo(dst []byte, v *vars) []byte {
 			dst = append(dst, '-')
 			dst = appendHex(dst, b&0xffffffffffff, 12)
 		case tData:
-			dst = append(dst, v.data[p.set].Rows[v.rows[p.set]][p.col]...)
+			val := v.data[p.set].Rows[v.rows[p.set]][p.col]
+			switch p.enc {
+			case encURL:
+				dst = appendURLEncoded(dst, val)
+			case encJSON:
+				dst = appendJSONString(dst, val)
+			default:
+				dst = append(dst, val...)
+			}
 		}
 	}
 	return dst

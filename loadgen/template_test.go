@@ -245,3 +245,41 @@ func TestTemplateErrorInLongSource(t *testing.T) {
 		t.Errorf("short template: error %v does not quote it", err)
 	}
 }
+
+func TestTemplateEncodings(t *testing.T) {
+	data, err := ParseCSV("q", []byte("text\n\"a b#c&d=e+f/g?h%i\"\n\"ünï \"\"quoted\"\"\\\n\tline\u2028\"\nplain-._!~*'()\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := []*Dataset{data}
+	for _, tc := range []struct {
+		src  string
+		seq  uint64
+		want string
+	}{
+		{"/s/{{urlencode q.text}}?q={{urlencode q.text}}", 0, "/s/a%20b%23c%26d%3De%2Bf%2Fg%3Fh%25i?q=a%20b%23c%26d%3De%2Bf%2Fg%3Fh%25i"},
+		{"/s/{{ urlencode  q.text }}", 1, "/s/%C3%BCn%C3%AF%20%22quoted%22%5C%0A%09line%E2%80%A8"},
+		{"/s/{{urlencode q.text}}", 2, "/s/plain-._!~*'()"}, // encodeURIComponent's unreserved set
+		{`{"q":{{json q.text}}}`, 0, `{"q":"a b#c&d=e+f/g?h%i"}`},
+		{`{"q":{{json q.text}}}`, 1, `{"q":"ünï \"quoted\"\\\n\tline\u2028"}`},
+	} {
+		tpl, err := ParseTemplate(tc.src, ds)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		if got := tpl.Render(1, tc.seq, ds); got != tc.want {
+			t.Errorf("%q row %d = %s, want %s", tc.src, tc.seq, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ src, msg string }{
+		{"{{urlencode}}", "takes one data column"},
+		{"{{urlencode seq}}", "takes one data column"},
+		{"{{json q.text q.text}}", "takes one data column"},
+		{"{{json q.nope}}", `no column "nope"`},
+		{"{{json x.text}}", `unknown data set "x"`},
+	} {
+		if _, err := ParseTemplate(tc.src, ds); err == nil || !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%q: error %v, want one mentioning %q", tc.src, err, tc.msg)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log"
 	"net"
@@ -595,5 +596,65 @@ func TestTargetBasePathOnBothClients(t *testing.T) {
 				t.Errorf("%s, net/http %v %q: the server got %q, want %q", target, c.nethttp, c.proto, got, want)
 			}
 		}
+	}
+}
+
+// With urlencode and json, any data value reaches the server as itself, on
+// every client: the path segment and the query value decode back to it, and
+// the JSON body's field reads back as it. The values are the ones
+// TestRenderedPathSameOnBothClients shows refused or changed when written
+// raw.
+func TestEncodedValuesArriveIntact(t *testing.T) {
+	values := []string{"a#b", "a b", "a?b=1&c=2", "\u00fc/x", `x"y\z`, "a%20b", "100%", "a\tb", "1+1"}
+	type got struct{ seg, q, body string }
+	var mu sync.Mutex
+	var seen []got
+	srv := newH2CServerFunc(t, func(r *http.Request) {
+		var b struct{ V string }
+		err := json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			t.Errorf("body of %s: %v", r.RequestURI, err)
+		}
+		seg, _ := strings.CutPrefix(r.URL.EscapedPath(), "/p/")
+		seg, err = url.PathUnescape(seg)
+		if err != nil {
+			t.Errorf("path %s: %v", r.RequestURI, err)
+		}
+		seen = append(seen, got{seg, r.URL.Query().Get("q"), b.V})
+	})
+	rows := make([][]string, len(values))
+	for i, v := range values {
+		rows[i] = []string{v}
+	}
+	data := []*Dataset{{Name: "d", Columns: []string{"v"}, Rows: rows}}
+	reqs := []Request{{Method: "POST", Path: "/p/{{urlencode d.v}}?q={{urlencode d.v}}", Body: []byte(`{"v": {{json d.v}}}`)}}
+	for _, c := range []struct {
+		name    string
+		proto   Protocol
+		nethttp bool
+	}{{"h1", ProtoHTTP1, false}, {"net/http", ProtoHTTP1, true}, {"h2c", ProtoH2C, true}} {
+		tr := clientTransport(t, Config{Target: srv, KeepAlive: true, Requests: reqs, Data: data, Protocol: c.proto}, c.nethttp)
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		for seq := range uint64(len(values)) {
+			s := Sample{Seq: seq}
+			tr.RoundTrip(context.Background(), 0, &s)
+			if s.Cause != cause.OK {
+				t.Errorf("%s: value %q: cause %v (%v)", c.name, values[seq], s.Cause, FirstRequestError(tr))
+			}
+		}
+		mu.Lock()
+		if len(seen) != len(values) {
+			t.Errorf("%s: the server saw %d requests, want %d", c.name, len(seen), len(values))
+		}
+		for i, g := range seen {
+			if v := values[i]; g != (got{v, v, v}) {
+				t.Errorf("%s: value %q arrived as path %q, query %q, body %q", c.name, v, g.seg, g.q, g.body)
+			}
+		}
+		mu.Unlock()
 	}
 }

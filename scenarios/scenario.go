@@ -275,7 +275,8 @@ type Stage struct {
 
 // Request is one request template. Path, header values and the body may
 // hold variables: {{seq}}, {{rand_int MIN MAX}}, {{rand_id}}, {{uuid}} and
-// {{<data set>.<column>}}.
+// {{<data set>.<column>}}, also as {{urlencode <set>.<column>}} and
+// {{json <set>.<column>}}.
 type Request struct {
 	// Name tags the request's stats (default "METHOD path").
 	Name    string            `yaml:"name,omitempty" json:"name,omitempty"`
