@@ -122,34 +122,22 @@ type Breaker struct {
 	outstanding atomic.Int64
 }
 
-type options struct {
-	sink   event.Sink
-	clock  *event.Clock
-	target string
-}
-
 // Option configures a Breaker beyond its Config.
-type Option func(*options)
+type Option = emit.Option
 
 // WithEvents sends transitions to sink, stamped on clock.
-func WithEvents(sink event.Sink, clock *event.Clock) Option {
-	return func(o *options) { o.sink, o.clock = sink, clock }
-}
+func WithEvents(sink event.Sink, clock *event.Clock) Option { return emit.WithEvents(sink, clock) }
 
 // WithTarget names the upstream in events.
-func WithTarget(name string) Option { return func(o *options) { o.target = name } }
+func WithTarget(name string) Option { return emit.WithTarget(name) }
 
 // New returns a closed breaker.
 func New(cfg Config, opts ...Option) (*Breaker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
 	s := cfg.settings()
-	b := &Breaker{set: s, em: emit.New(o.sink, o.clock, o.target), base: time.Now()}
+	b := &Breaker{set: s, em: emit.From(opts), base: time.Now()}
 	if s.timeBased {
 		b.win = newTimeWindow(s.windowDuration)
 	} else {

@@ -157,34 +157,22 @@ type Cache struct {
 	stored, hitsFresh, fallbacks, misses, expired, evicted, uncacheable atomic.Uint64
 }
 
-type options struct {
-	sink   event.Sink
-	clock  *event.Clock
-	target string
-}
-
 // Option configures a Cache or Static beyond its Config.
-type Option func(*options)
+type Option = emit.Option
 
 // WithEvents sends fallback events to sink, stamped on clock.
-func WithEvents(sink event.Sink, clock *event.Clock) Option {
-	return func(o *options) { o.sink, o.clock = sink, clock }
-}
+func WithEvents(sink event.Sink, clock *event.Clock) Option { return emit.WithEvents(sink, clock) }
 
 // WithTarget names the route in events.
-func WithTarget(name string) Option { return func(o *options) { o.target = name } }
+func WithTarget(name string) Option { return emit.WithTarget(name) }
 
 // NewCache returns an empty cache.
 func NewCache(cfg CacheConfig, opts ...Option) (*Cache, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
 	cfg = cfg.withDefaults()
-	return &Cache{cfg: cfg, ttl: cfg.TTL.D(), stale: cfg.StaleIfError.D(), em: emit.New(o.sink, o.clock, o.target),
+	return &Cache{cfg: cfg, ttl: cfg.TTL.D(), stale: cfg.StaleIfError.D(), em: emit.From(opts),
 		lru: list.New(), index: map[string]*list.Element{}}, nil
 }
 

@@ -59,11 +59,7 @@ func NewStatic(cfg StaticConfig, opts ...Option) (*Static, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	s := &Static{status: cfg.Status, header: http.Header{}, body: []byte(cfg.Body), em: emit.New(o.sink, o.clock, o.target)}
+	s := &Static{status: cfg.Status, header: http.Header{}, body: []byte(cfg.Body), em: emit.From(opts)}
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}

@@ -101,38 +101,26 @@ type Limiter struct {
 	admitted, waited, overflows, maxReq, pendFull, pendTimeout, cancelled atomic.Uint64
 }
 
-type options struct {
-	sink   event.Sink
-	clock  *event.Clock
-	target string
-}
-
 // Option configures a limiter beyond its Config.
-type Option func(*options)
+type Option = emit.Option
 
 // WithEvents sends overflow events to sink, stamped on clock.
-func WithEvents(sink event.Sink, clock *event.Clock) Option {
-	return func(o *options) { o.sink, o.clock = sink, clock }
-}
+func WithEvents(sink event.Sink, clock *event.Clock) Option { return emit.WithEvents(sink, clock) }
 
 // WithTarget names the upstream or route in events.
-func WithTarget(name string) Option { return func(o *options) { o.target = name } }
+func WithTarget(name string) Option { return emit.WithTarget(name) }
 
 // New returns a bulkhead.
 func New(cfg Config, opts ...Option) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
 	n := int64(cfg.MaxRequests)
 	if n == 0 {
 		n = DefaultMaxRequests
 	}
 	return &Limiter{sem: semaphore.NewWeighted(n), max: n, maxPending: int64(cfg.MaxPending),
-		wait: cfg.MaxPendingWait.D(), em: emit.New(o.sink, o.clock, o.target)}, nil
+		wait: cfg.MaxPendingWait.D(), em: emit.From(opts)}, nil
 }
 
 // TryAcquire takes a slot if one is free and nobody is waiting for one

@@ -55,16 +55,12 @@ func NewRate(cfg RateConfig, opts ...Option) (*RateLimiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
 	burst := cfg.Burst
 	if burst == 0 {
 		burst = max(1, int(math.Ceil(cfg.Rate.PerSecond())))
 	}
 	return &RateLimiter{lim: rate.NewLimiter(rate.Limit(cfg.Rate.PerSecond()), burst), burst: burst,
-		em: emit.New(o.sink, o.clock, o.target)}, nil
+		em: emit.From(opts)}, nil
 }
 
 // Burst is the bucket size in use.

@@ -34,6 +34,30 @@ func New(sink event.Sink, clock *event.Clock, target string) Emitter {
 	return Emitter{sink: sink, clock: clock, target: target}
 }
 
+// Option configures a component's emitter: where its events go and which
+// upstream or route they name. The breaker, the limiters and the fallbacks
+// take it under their own names (breaker.WithEvents...), so that a caller
+// reads one package.
+type Option func(*Emitter)
+
+// WithEvents sends the events to sink, stamped on clock.
+func WithEvents(sink event.Sink, clock *event.Clock) Option {
+	return func(e *Emitter) { e.sink, e.clock = sink, clock }
+}
+
+// WithTarget names the upstream or route in the events.
+func WithTarget(name string) Option { return func(e *Emitter) { e.target = name } }
+
+// From returns the emitter opts describe (New's defaults for what they
+// leave out).
+func From(opts []Option) Emitter {
+	var e Emitter
+	for _, opt := range opts {
+		opt(&e)
+	}
+	return New(e.sink, e.clock, e.target)
+}
+
 // Target is the default target of this emitter's events.
 func (e Emitter) Target() string { return e.target }
 

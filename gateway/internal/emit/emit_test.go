@@ -41,3 +41,20 @@ func TestEmitter(t *testing.T) {
 	}
 	New(nil, nil, "").Emit("x", nil) // nil sink and clock are usable
 }
+
+// The options a breaker, limiter or fallback takes build its emitter: no
+// options discard; both name where events go and what they are about.
+func TestFromOptions(t *testing.T) {
+	From(nil).Emit("breaker.open", nil) // discarded, on a clock of its own
+	var mem event.Memory
+	clock := event.ClockAt(time.Now().Add(-time.Hour)) // a run an hour old
+	e := From([]Option{WithTarget("/api"), WithEvents(&mem, clock)})
+	e.Emit("fallback.served", nil)
+	evs := mem.Events()
+	if len(evs) != 1 || evs[0].Target != "/api" || evs[0].Type != "fallback.served" {
+		t.Fatalf("events = %+v", evs)
+	}
+	if evs[0].T < time.Hour {
+		t.Errorf("stamped %v: not on the run's clock, which is an hour in", evs[0].T)
+	}
+}
