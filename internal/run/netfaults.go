@@ -71,12 +71,19 @@ var linkName = regexp.MustCompile(`^(cz[0-9a-z]{8}u[0-9]{2})-[gu]$`)
 
 // startLinks makes the links of p's packet upstreams. They live until
 // closed, not until the run's context ends: on Ctrl-C the timeline must
-// still clear its impairments before the namespaces go.
-func startLinks(p *plan.Plan, runID string, sink event.Sink, clock *event.Clock) (linkSet, error) {
+// still clear its impairments before the namespaces go. A ctx that ends
+// while they are being made (Ctrl-C during the setup) stops making them:
+// each takes a few tens of milliseconds, and a run with several packet
+// upstreams would otherwise finish its setup and start its load first.
+func startLinks(ctx context.Context, p *plan.Plan, runID string, sink event.Sink, clock *event.Clock) (linkSet, error) {
 	s := linkSet{}
 	for i, u := range p.Upstreams {
 		if !u.PacketFaults {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			_ = s.close()
+			return nil, err
 		}
 		l, err := packet.NewLink(context.Background(), packet.Config{Prefix: linkPrefix(runID, i), Name: u.Name,
 			Seed: p.Seed ^ hash("packet", u.Name), Sink: sink, Clock: clock, Capture: true})
