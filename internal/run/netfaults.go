@@ -1,6 +1,7 @@
 package run
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,16 +124,23 @@ func effectSummaries(e faults.Effects) (*results.ConnectionEffect, *results.Pack
 }
 
 // netnsCleaner removes the namespaces (and devices) of links whose run was
-// killed before it could remove them.
-type netnsCleaner struct{}
+// killed before it could remove them. Its zero value works on /run/netns
+// with this process's privileges. Tests set dir (where it looks) with a
+// failing privileged, so as to check what an unprivileged user is told;
+// removal always goes through packet.Cleanup, on /run/netns.
+type netnsCleaner struct {
+	dir        string       // default /run/netns
+	privileged func() error // default packet.CheckPrivileges
+}
 
 func (netnsCleaner) Name() string { return "namespaces" }
 
-func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
-	if err := packet.CheckPrivileges(); err != nil {
-		return Cleaned{}, fmt.Errorf("%w: not privileged to make namespaces, so none of ours can be left (%v)", ErrNothingToClean, err)
+func (c netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
+	dir, privileged := cmp.Or(c.dir, "/run/netns"), c.privileged
+	if privileged == nil {
+		privileged = packet.CheckPrivileges
 	}
-	entries, err := os.ReadDir("/run/netns")
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return Cleaned{}, nil
 	}
@@ -144,12 +152,25 @@ func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error
 		want = runLinkPrefix(o.RunID)
 	}
 	stems := map[string][]string{}
+	var names []string
 	for _, e := range entries {
 		m := linkName.FindStringSubmatch(e.Name())
 		if m == nil || !strings.HasPrefix(m[1], want) {
 			continue
 		}
 		stems[m[1]] = append(stems[m[1]], e.Name())
+		names = append(names, e.Name())
+	}
+	// Anyone may list /run/netns, only root may remove what is there: a
+	// root run that was killed leaves namespaces that an unprivileged
+	// cleanup can see but not remove, and must not call "nothing to clean".
+	if perr := privileged(); perr != nil {
+		if len(names) == 0 {
+			return Cleaned{}, fmt.Errorf("%w: no namespace of a cascade run is left", ErrNothingToClean)
+		}
+		sort.Strings(names)
+		return Cleaned{}, fmt.Errorf("%d namespaces left by killed runs (%s); removing them needs root: %w",
+			len(names), strings.Join(names, ", "), perr)
 	}
 	var removed []string
 	var errs []error
