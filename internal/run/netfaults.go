@@ -112,7 +112,7 @@ func effectSummaries(e faults.Effects) (*results.ConnectionEffect, *results.Pack
 		dir := func(d faults.PacketDirEffects) results.PacketDirection {
 			return results.PacketDirection{Packets: d.Packets, Dropped: d.Dropped, Lost: d.Lost, Blackholed: d.Blackholed,
 				Overflow: d.Overflow, Delayed: d.Delayed, Duplicated: d.Duplicated, Reordered: d.Reordered, Corrupted: d.Corrupted,
-				Retransmits: d.Retransmits, CapturedRetransmits: d.CapturedRetransmits}
+				Retransmits: d.Retransmits, CapturedRetransmits: d.CapturedRetransmits, KernelDropped: d.KernelDropped}
 		}
 		p = &results.PacketEffect{Direction: x.Direction, ToUpstream: dir(x.ToUpstream), FromUpstream: dir(x.FromUpstream)}
 		if x.KernelCounted {
