@@ -303,6 +303,10 @@ type PacketDirEffects struct {
 	Corrupted           uint64 `json:"corrupted"`
 	Retransmits         uint64 `json:"retransmits"`          // seen by the engine
 	CapturedRetransmits uint64 `json:"captured_retransmits"` // seen by the capture
+	// KernelDropped: dropped by the sending kernel before the engine read
+	// them (packet.DirStats.KernelDropped): the engine's ceiling, not the
+	// impairment, so not in Packets, Dropped or the fault's count.
+	KernelDropped uint64 `json:"kernel_dropped"`
 }
 
 func dirEffects(s, b packet.DirStats) PacketDirEffects {
@@ -311,6 +315,7 @@ func dirEffects(s, b packet.DirStats) PacketDirEffects {
 		Blackholed: s.Blackholed - b.Blackholed, Overflow: s.Overflow - b.Overflow, Delayed: s.Delayed - b.Delayed,
 		Duplicated: s.Duplicated - b.Duplicated, Reordered: s.Reordered - b.Reordered, Corrupted: s.Corrupted - b.Corrupted,
 		Retransmits: s.Retransmits - b.Retransmits, CapturedRetransmits: s.CapturedRetransmits - b.CapturedRetransmits,
+		KernelDropped: s.KernelDropped - b.KernelDropped,
 	}
 }
 
@@ -326,6 +331,7 @@ func (d *PacketDirEffects) add(o PacketDirEffects) {
 	d.Corrupted += o.Corrupted
 	d.Retransmits += o.Retransmits
 	d.CapturedRetransmits += o.CapturedRetransmits
+	d.KernelDropped += o.KernelDropped
 }
 
 func (e *PacketEffects) add(o PacketEffects) {

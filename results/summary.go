@@ -219,6 +219,10 @@ type PacketDirection struct {
 	// the same seen by a capture on the sending side's device.
 	Retransmits         uint64 `json:"retransmits"`
 	CapturedRetransmits uint64 `json:"captured_retransmits"`
+	// KernelDropped: packets the sending side's kernel dropped because the
+	// engine had not read them in time: the engine's ceiling, not the
+	// fault (not in Packets or Dropped).
+	KernelDropped uint64 `json:"kernel_dropped,omitempty"`
 }
 
 // ObjectiveResult is one SLO's verdict with its evidence.

@@ -36,6 +36,8 @@ will fail).`,
 				switch {
 				case r.Skipped != "":
 					fmt.Fprintf(stdout, "%-12s skipped: %s\n", r.Name, r.Skipped)
+				case r.Failed && len(r.Removed) == 0 && len(r.Kept) == 0:
+					fmt.Fprintf(stdout, "%-12s failed (the error follows)\n", r.Name)
 				case len(r.Removed) == 0 && len(r.Kept) == 0:
 					fmt.Fprintf(stdout, "%-12s nothing to remove\n", r.Name)
 				default:

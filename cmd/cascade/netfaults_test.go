@@ -183,7 +183,18 @@ func TestPacketRunNamespacesRemoved(t *testing.T) {
 			t.Fatalf("namespace %s is gone before cleanup: was it killed at all?", n)
 		}
 	}
-	out, err := exec.Command(bin, "cleanup", "--run", runID).CombinedOutput()
+	// Without the capabilities, cleanup cannot remove them, but says they
+	// are there and what removing them needs, and fails.
+	out, err := unprivileged(t, bin, "cleanup", "--run", runID).CombinedOutput()
+	if code := exitCode(err); code != ExitRunFailed || !strings.Contains(string(out), "needs root") {
+		t.Errorf("unprivileged cleanup: exit %d, want %d saying it needs root:\n%s", code, ExitRunFailed, out)
+	}
+	for _, n := range names {
+		if !strings.Contains(string(out), n) {
+			t.Errorf("unprivileged cleanup does not name %s:\n%s", n, out)
+		}
+	}
+	out, err = exec.Command(bin, "cleanup", "--run", runID).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cleanup: %v\n%s", err, out)
 	}

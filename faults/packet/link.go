@@ -92,6 +92,13 @@ type Link struct {
 	pipes      [2]*pipe // ToUpstream, FromUpstream
 	caps       [2]*capture
 
+	// Netlink handles in the two namespaces, for the TUN devices' own
+	// counters (see DirStats.KernelDropped); nil once closed, when
+	// kernelDropped holds the last reading.
+	nlMu          sync.Mutex
+	nl            [2]*netlink.Handle
+	kernelDropped [2]uint64
+
 	clk   monoClock
 	items sync.Pool
 
@@ -164,11 +171,11 @@ func NewLink(ctx context.Context, cfg Config) (l *Link, err error) {
 		}
 	}()
 
-	if l.gwNS, l.tuns[0], err = l.makeSide(l.names[0], GatewayAddr); err != nil {
+	if l.gwNS, l.tuns[0], l.nl[0], err = l.makeSide(l.names[0], GatewayAddr); err != nil {
 		return l, err
 	}
 	l.made[0] = true
-	if l.upNS, l.tuns[1], err = l.makeSide(l.names[1], UpstreamAddr); err != nil {
+	if l.upNS, l.tuns[1], l.nl[1], err = l.makeSide(l.names[1], UpstreamAddr); err != nil {
 		return l, err
 	}
 	l.made[1] = true
@@ -210,8 +217,9 @@ func NewLink(ctx context.Context, cfg Config) (l *Link, err error) {
 	return l, nil
 }
 
-// makeSide creates one namespace with its TUN device, addressed and up.
-func (l *Link) makeSide(name string, addr netip.Addr) (netns.NsHandle, *os.File, error) {
+// makeSide creates one namespace with its TUN device, addressed and up,
+// and returns a netlink handle in it (kept to read the device's counters).
+func (l *Link) makeSide(name string, addr netip.Addr) (netns.NsHandle, *os.File, *netlink.Handle, error) {
 	var tun *os.File
 	ns, err := newNamedNetns(name, func() error {
 		// No IPv6: nothing here may use an address outside 198.18.0.0/15,
@@ -224,19 +232,23 @@ func (l *Link) makeSide(name string, addr netip.Addr) (netns.NsHandle, *os.File,
 		return err
 	})
 	if err != nil {
-		return netns.None(), nil, fmt.Errorf("packet: %w", err)
+		return netns.None(), nil, nil, fmt.Errorf("packet: %w", err)
 	}
-	fail := func(err error) (netns.NsHandle, *os.File, error) {
+	var h *netlink.Handle
+	fail := func(err error) (netns.NsHandle, *os.File, *netlink.Handle, error) {
+		if h != nil {
+			h.Close()
+		}
 		tun.Close()
 		ns.Close()
 		_ = deleteNamedNetns(name)
-		return netns.None(), nil, fmt.Errorf("packet: configure %s: %w", name, err)
+		return netns.None(), nil, nil, fmt.Errorf("packet: configure %s: %w", name, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err = netlink.NewHandleAt(ns)
 	if err != nil {
+		h = nil
 		return fail(err)
 	}
-	defer h.Close()
 	lo, err := h.LinkByName("lo")
 	if err != nil {
 		return fail(err)
@@ -261,7 +273,7 @@ func (l *Link) makeSide(name string, addr netip.Addr) (netns.NsHandle, *os.File,
 	if err := h.LinkSetUp(dev); err != nil {
 		return fail(err)
 	}
-	return ns, tun, nil
+	return ns, tun, h, nil
 }
 
 // mono is now on CLOCK_MONOTONIC, in ns.
@@ -437,6 +449,13 @@ type DirStats struct {
 	// sending side's TUN device (only with Config.Capture).
 	CapturedRetransmits uint64
 	WriteErrors         uint64
+	// KernelDropped counts packets the sending side's kernel dropped at its
+	// TUN device because the engine had not read them in time (the
+	// device's queue, txqueuelen 1000 packets, was full): they never reach
+	// the engine, so they are not in Packets nor in Dropped. Not part of
+	// the impairment but the engine's ceiling (near 1 Gbit/s on one core
+	// at MTU 1500), and TCP retransmits every one of them.
+	KernelDropped uint64
 	// MeanLateness and MaxLateness say how much later than due the engine
 	// sent scheduled packets: its own timing error, on top of the delay.
 	MeanLateness time.Duration
@@ -452,6 +471,7 @@ type Stats struct {
 // Stats returns the counters so far; after Close they are final.
 func (l *Link) Stats() Stats {
 	var s Stats
+	kd := l.readKernelDropped()
 	for i, p := range l.pipes {
 		if p == nil {
 			continue
@@ -460,6 +480,7 @@ func (l *Link) Stats() Stats {
 		if c := l.caps[i]; c != nil {
 			d.CapturedRetransmits = c.retrans.Load()
 		}
+		d.KernelDropped = kd[i]
 		if i == 0 {
 			s.ToUpstream = d
 		} else {
@@ -467,6 +488,39 @@ func (l *Link) Stats() Stats {
 		}
 	}
 	return s
+}
+
+// readKernelDropped reads the TUN devices' TX drops (the sending kernel's
+// drops before the engine read the packet), gateway side first; after
+// Close, the last reading.
+func (l *Link) readKernelDropped() [2]uint64 {
+	l.nlMu.Lock()
+	defer l.nlMu.Unlock()
+	for i, h := range l.nl {
+		if h == nil {
+			continue
+		}
+		lk, err := h.LinkByName(l.names[i])
+		if err != nil || lk.Attrs().Statistics == nil {
+			continue // keep the last reading
+		}
+		l.kernelDropped[i] = lk.Attrs().Statistics.TxDropped
+	}
+	return l.kernelDropped
+}
+
+// closeNetlink takes the final reading of the devices' counters and closes
+// the handles; it runs before the devices go.
+func (l *Link) closeNetlink() {
+	l.readKernelDropped()
+	l.nlMu.Lock()
+	defer l.nlMu.Unlock()
+	for i, h := range l.nl {
+		if h != nil {
+			h.Close()
+			l.nl[i] = nil
+		}
+	}
 }
 
 // KernelTCP is a namespace's TCP counters from /proc/net/snmp.
@@ -513,6 +567,7 @@ func (l *Link) teardown() error {
 			p.wake.close()
 		}
 	}
+	l.closeNetlink()
 	for _, f := range l.tuns {
 		if f != nil {
 			f.Close() // also destroys the (non-persistent) device

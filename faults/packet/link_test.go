@@ -867,3 +867,73 @@ func TestLinkJitterSpreadsRTT(t *testing.T) {
 		t.Errorf("median RTT %v far above 2×(10ms+4ms)", quantile(rtts, 0.5))
 	}
 }
+
+// Packets the engine does not read in time are dropped by the sending
+// kernel at its TUN device (its queue holds 1000): no impairment asked for
+// them, but TCP retransmits them all the same. Stats counts them as
+// KernelDropped, so that every packet sent is either read by the engine or
+// counted there. A UDP blast from several goroutines outpaces the single
+// reader of a direction.
+func TestLinkCountsKernelDropsWhenTheEngineFallsBehind(t *testing.T) {
+	l := newTestLink(t, Config{StatsInterval: -1})
+	pc, err := l.ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	const senders, each = 4, 40000
+	var sent atomic.Uint64
+	var wg sync.WaitGroup
+	for range senders {
+		c, err := l.DialContext(context.Background(), "udp", pc.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := make([]byte, 1200)
+			for range each {
+				if _, err := c.Write(b); err == nil {
+					sent.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Let the engine drain what its queue still holds.
+	var s DirStats
+	for prev, deadline := uint64(0), time.Now().Add(10*time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		s = l.Stats().ToUpstream
+		if s.Packets+s.KernelDropped == prev {
+			break
+		}
+		prev = s.Packets + s.KernelDropped
+	}
+	t.Logf("%d datagrams sent: %d read by the engine, %d dropped by the kernel before it could", sent.Load(), s.Packets, s.KernelDropped)
+	if s.Packets+s.KernelDropped != sent.Load() {
+		t.Errorf("%d read + %d kernel drops = %d, want every one of the %d sent", s.Packets, s.KernelDropped, s.Packets+s.KernelDropped, sent.Load())
+	}
+	if s.Dropped != 0 {
+		t.Errorf("no impairment is set, yet the engine dropped %d", s.Dropped)
+	}
+	if s.KernelDropped == 0 {
+		t.Skipf("the engine kept up with %d datagrams: no kernel drop to count", sent.Load())
+	}
+	// The final reading outlives the devices.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stats().ToUpstream.KernelDropped; got != s.KernelDropped {
+		t.Errorf("after Close: %d kernel drops, before: %d", got, s.KernelDropped)
+	}
+}

@@ -58,7 +58,8 @@ func (s DirStats) minus(o DirStats) DirStats {
 		Duplicated: s.Duplicated - o.Duplicated, Reordered: s.Reordered - o.Reordered, Corrupted: s.Corrupted - o.Corrupted,
 		Delayed: s.Delayed - o.Delayed, Retransmits: s.Retransmits - o.Retransmits,
 		CapturedRetransmits: s.CapturedRetransmits - o.CapturedRetransmits, WriteErrors: s.WriteErrors - o.WriteErrors,
-		MeanLateness: s.MeanLateness, MaxLateness: s.MaxLateness, // since the start: not additive
+		KernelDropped: s.KernelDropped - o.KernelDropped,
+		MeanLateness:  s.MeanLateness, MaxLateness: s.MaxLateness, // since the start: not additive
 	}
 }
 
@@ -68,6 +69,7 @@ func (s DirStats) attrs() map[string]any {
 		"lost": s.Lost, "blackholed": s.Blackholed, "overflow": s.Overflow, "duplicated": s.Duplicated,
 		"reordered": s.Reordered, "corrupted": s.Corrupted, "delayed": s.Delayed,
 		"retransmits": s.Retransmits, "captured_retransmits": s.CapturedRetransmits, "write_errors": s.WriteErrors,
+		"kernel_dropped":   s.KernelDropped,
 		"mean_lateness_us": s.MeanLateness.Microseconds(), "max_lateness_us": s.MaxLateness.Microseconds(),
 	}
 }

@@ -57,6 +57,7 @@ type CleanupReport struct {
 	Removed []string
 	Kept    []string // left because still in use, each with why
 	Skipped string   // why the cleaner did not run
+	Failed  bool     // the cleaner failed: Cleanup's error says why
 }
 
 // Cleaners lists what Cleanup runs, in order: containers, the packet
@@ -82,6 +83,7 @@ func Cleanup(ctx context.Context, o CleanupOptions) ([]CleanupReport, error) {
 		case errors.Is(err, ErrNothingToClean):
 			r.Skipped = err.Error()
 		case err != nil:
+			r.Failed = true
 			errs = append(errs, fmt.Errorf("%s: %w", c.Name(), err))
 		}
 		out = append(out, r)

@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -148,5 +149,41 @@ func TestNetnsCleanerKeepsAHeldNamespace(t *testing.T) {
 	}
 	if c = clean(false); len(c.Kept) != 0 || !slices.Contains(c.Removed, "netns "+name) || exists() {
 		t.Fatalf("held by nobody: %+v", c)
+	}
+}
+
+// Without root, cleanup cannot remove namespaces, but it can see them: a
+// killed root run's leftovers are listed with what removing them needs
+// (an error: cascade cleanup exits non-zero), not reported as "nothing to
+// clean".
+func TestNetnsCleanerUnprivilegedListsLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	noRoot := func() error { return fmt.Errorf("%w: missing CAP_NET_ADMIN", packet.ErrPrivileges) }
+	c := netnsCleaner{dir: dir, privileged: noRoot}
+	if _, err := c.Clean(context.Background(), CleanupOptions{}); !errors.Is(err, ErrNothingToClean) {
+		t.Errorf("no leftovers, no root: %v, want ErrNothingToClean", err)
+	}
+	id := runID(uniqueName("left"))
+	stem := linkPrefix(id, 0)
+	for _, n := range []string{stem + "-g", stem + "-u", "someone-elses"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.Clean(context.Background(), CleanupOptions{})
+	if err == nil || errors.Is(err, ErrNothingToClean) || !errors.Is(err, packet.ErrPrivileges) {
+		t.Fatalf("leftovers, no root: %v, want an error that needs root", err)
+	}
+	for _, want := range []string{"2 namespaces", stem + "-g", stem + "-u", "needs root"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "someone-elses") {
+		t.Errorf("%q lists a namespace that is not a run's", err)
+	}
+	// --run narrows the listing to that run's.
+	if _, err := c.Clean(context.Background(), CleanupOptions{RunID: runID(uniqueName("other"))}); !errors.Is(err, ErrNothingToClean) {
+		t.Errorf("another run's id: %v, want ErrNothingToClean", err)
 	}
 }

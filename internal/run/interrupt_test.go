@@ -89,3 +89,32 @@ func TestInterruptDuringSetup(t *testing.T) {
 		t.Errorf("the interrupted setup left %v", m)
 	}
 }
+
+// A stop signal during a setup step that does not watch its context (an
+// in-process replica starts in microseconds) still ends the run in its
+// setup: no load is started only to be stopped at once, and no run
+// directory with a summary of nothing is left.
+func TestInterruptBeforeLoadStarts(t *testing.T) {
+	p, err := plan.CompileBytes("quick.yaml", []byte(`name: quick
+upstreams: [{name: api}]
+gateway: {routes: [{path: /, upstream: api}]}
+load: {stages: [{duration: 2s, rate: 10/s}], requests: [{path: /}]}
+`), plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := filepath.Join(t.TempDir(), "out")
+	var stdout bytes.Buffer
+	o, err := Run(ctx, p, Options{OutDir: dir, Progress: ProgressOff, Stdout: &stdout})
+	if !errors.Is(err, ErrInterruptedInSetup) {
+		t.Fatalf("cancelled before the load: outcome %+v, error %v; want ErrInterruptedInSetup", o, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted setup left its run directory: %v", err)
+	}
+	if stdout.Len() > 0 {
+		t.Errorf("a report of a run that never started:\n%s", stdout.String())
+	}
+}

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,12 +72,19 @@ var linkName = regexp.MustCompile(`^(cz[0-9a-z]{8}u[0-9]{2})-[gu]$`)
 
 // startLinks makes the links of p's packet upstreams. They live until
 // closed, not until the run's context ends: on Ctrl-C the timeline must
-// still clear its impairments before the namespaces go.
-func startLinks(p *plan.Plan, runID string, sink event.Sink, clock *event.Clock) (linkSet, error) {
+// still clear its impairments before the namespaces go. A ctx that ends
+// while they are being made (Ctrl-C during the setup) stops making them:
+// each takes a few tens of milliseconds, and a run with several packet
+// upstreams would otherwise finish its setup and start its load first.
+func startLinks(ctx context.Context, p *plan.Plan, runID string, sink event.Sink, clock *event.Clock) (linkSet, error) {
 	s := linkSet{}
 	for i, u := range p.Upstreams {
 		if !u.PacketFaults {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			_ = s.close()
+			return nil, err
 		}
 		l, err := packet.NewLink(context.Background(), packet.Config{Prefix: linkPrefix(runID, i), Name: u.Name,
 			Seed: p.Seed ^ hash("packet", u.Name), Sink: sink, Clock: clock, Capture: true})
@@ -104,7 +112,7 @@ func effectSummaries(e faults.Effects) (*results.ConnectionEffect, *results.Pack
 		dir := func(d faults.PacketDirEffects) results.PacketDirection {
 			return results.PacketDirection{Packets: d.Packets, Dropped: d.Dropped, Lost: d.Lost, Blackholed: d.Blackholed,
 				Overflow: d.Overflow, Delayed: d.Delayed, Duplicated: d.Duplicated, Reordered: d.Reordered, Corrupted: d.Corrupted,
-				Retransmits: d.Retransmits, CapturedRetransmits: d.CapturedRetransmits}
+				Retransmits: d.Retransmits, CapturedRetransmits: d.CapturedRetransmits, KernelDropped: d.KernelDropped}
 		}
 		p = &results.PacketEffect{Direction: x.Direction, ToUpstream: dir(x.ToUpstream), FromUpstream: dir(x.FromUpstream)}
 		if x.KernelCounted {
@@ -116,16 +124,23 @@ func effectSummaries(e faults.Effects) (*results.ConnectionEffect, *results.Pack
 }
 
 // netnsCleaner removes the namespaces (and devices) of links whose run was
-// killed before it could remove them.
-type netnsCleaner struct{}
+// killed before it could remove them. Its zero value works on /run/netns
+// with this process's privileges. Tests set dir (where it looks) with a
+// failing privileged, so as to check what an unprivileged user is told;
+// removal always goes through packet.Cleanup, on /run/netns.
+type netnsCleaner struct {
+	dir        string       // default /run/netns
+	privileged func() error // default packet.CheckPrivileges
+}
 
 func (netnsCleaner) Name() string { return "namespaces" }
 
-func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
-	if err := packet.CheckPrivileges(); err != nil {
-		return Cleaned{}, fmt.Errorf("%w: not privileged to make namespaces, so none of ours can be left (%v)", ErrNothingToClean, err)
+func (c netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
+	dir, privileged := cmp.Or(c.dir, "/run/netns"), c.privileged
+	if privileged == nil {
+		privileged = packet.CheckPrivileges
 	}
-	entries, err := os.ReadDir("/run/netns")
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return Cleaned{}, nil
 	}
@@ -137,12 +152,25 @@ func (netnsCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error
 		want = runLinkPrefix(o.RunID)
 	}
 	stems := map[string][]string{}
+	var names []string
 	for _, e := range entries {
 		m := linkName.FindStringSubmatch(e.Name())
 		if m == nil || !strings.HasPrefix(m[1], want) {
 			continue
 		}
 		stems[m[1]] = append(stems[m[1]], e.Name())
+		names = append(names, e.Name())
+	}
+	// Anyone may list /run/netns, only root may remove what is there: a
+	// root run that was killed leaves namespaces that an unprivileged
+	// cleanup can see but not remove, and must not call "nothing to clean".
+	if perr := privileged(); perr != nil {
+		if len(names) == 0 {
+			return Cleaned{}, fmt.Errorf("%w: no namespace of a cascade run is left", ErrNothingToClean)
+		}
+		sort.Strings(names)
+		return Cleaned{}, fmt.Errorf("%d namespaces left by killed runs (%s); removing them needs root: %w",
+			len(names), strings.Join(names, ", "), perr)
 	}
 	var removed []string
 	var errs []error

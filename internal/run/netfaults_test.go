@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -350,6 +351,70 @@ faults:
 		}
 	}
 	assertNoNamespaces(t, evs)
+}
+
+// Ctrl-C while the packet links are being made (each takes tens of
+// milliseconds) stops making them: the run ends in its setup, with no
+// run directory and no namespace left.
+func TestPacketInterruptDuringLinkSetup(t *testing.T) {
+	requireRoot(t)
+	p, err := plan.CompileBytes("links.yaml", []byte(`name: links
+upstreams: [{name: a}, {name: b}, {name: c}, {name: d}]
+gateway: {routes: [{path: /a, upstream: a}, {path: /b, upstream: b}, {path: /c, upstream: c}, {path: /, upstream: d}]}
+load: {stages: [{duration: 3s, rate: 10/s}], requests: [{path: /}]}
+faults:
+  - {kind: packet, target: a, start: 0s, params: {loss: 1%}}
+  - {kind: packet, target: b, start: 0s, params: {loss: 1%}}
+  - {kind: packet, target: c, start: 0s, params: {loss: 1%}}
+  - {kind: packet, target: d, start: 0s, params: {loss: 1%}}
+`), plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	existing := map[string]bool{}
+	before, _ := os.ReadDir("/run/netns")
+	for _, e := range before {
+		existing[e.Name()] = true
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var made []string
+	watched := make(chan struct{})
+	go func() {
+		// Cancel as soon as the first link's namespace appears: the run is
+		// then making its links.
+		defer close(watched)
+		defer cancel()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			es, _ := os.ReadDir("/run/netns")
+			for _, e := range es {
+				if !existing[e.Name()] && linkName.MatchString(e.Name()) {
+					made = append(made, e.Name())
+				}
+			}
+			if len(made) > 0 {
+				return
+			}
+		}
+	}()
+	dir := filepath.Join(t.TempDir(), "out")
+	o, err := Run(ctx, p, Options{OutDir: dir, Progress: ProgressOff, Stdout: io.Discard})
+	<-watched
+	if len(made) == 0 {
+		t.Fatal("saw no namespace being made")
+	}
+	if !errors.Is(err, ErrInterruptedInSetup) {
+		t.Fatalf("interrupted while making links: outcome %+v, error %v; want ErrInterruptedInSetup", o, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted setup left its run directory: %v", err)
+	}
+	after, _ := os.ReadDir("/run/netns")
+	for _, e := range after {
+		if !existing[e.Name()] && linkName.MatchString(e.Name()) {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
 }
 
 // A scenario with packet faults fails at its start, naming the missing

@@ -199,7 +199,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	teardown, endTeardown := interrupt.TeardownContext(ctx)
 	defer endTeardown()
 	defer env.close(teardown)
-	links, err := startLinks(p, env.runID, sink, clock) // packet faults' namespaces; closed after the upstreams
+	links, err := startLinks(ctx, p, env.runID, sink, clock) // packet faults' namespaces; closed after the upstreams
 	if err != nil {
 		return setupFailed("packet links", err)
 	}
@@ -281,6 +281,14 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	fdWarning := loadgen.FDWarning(p.Load)
 	if fdWarning != "" {
 		fmt.Fprintln(opts.Stderr, "warning:", fdWarning)
+	}
+
+	// A stop signal during a setup step that does not watch ctx (making a
+	// packet link, starting an in-process replica) lands here: the run is
+	// interrupted in its setup, and leaves no run directory, rather than
+	// starting a load only to stop it at once.
+	if err := ctx.Err(); err != nil {
+		return setupFailed("before the load started", err)
 	}
 
 	// Go: zero the clock, then start the timeline and the load together.

@@ -52,6 +52,14 @@ func effectLines(f results.FaultSummary) []string {
 			r += fmt.Sprintf(", %d (kernel)", *p.KernelRetransmits)
 		}
 		out = append(out, r)
+		// Drops the fault did not ask for: the engine could not keep up.
+		// Without this line they would pass for the impairment's doing
+		// (retransmits with no loss to explain them).
+		if k := p.ToUpstream.KernelDropped + p.FromUpstream.KernelDropped; k > 0 {
+			out = append(out, fmt.Sprintf("WARNING: %d packets (to upstream %d, from upstream %d) dropped by the kernel before the packet engine "+
+				"could read them: the engine's throughput ceiling, not the fault; lower the load or the response sizes",
+				k, p.ToUpstream.KernelDropped, p.FromUpstream.KernelDropped))
+		}
 	}
 	return out
 }
