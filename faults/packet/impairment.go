@@ -262,7 +262,7 @@ func (imp Impairment) Validate() error {
 		bad("correlation: must be below 100%% (100%% would freeze the jitter at its first sample)")
 	}
 	if imp.Reorder.Gap < 0 || imp.Reorder.Gap > 1000 {
-		bad("reorder.gap: %d is outside 1..1000", imp.Reorder.Gap)
+		bad("reorder.gap: %d is outside 1..1000 (0 or left out: 1)", imp.Reorder.Gap)
 	}
 	if !imp.Reorder.IsZero() && imp.Reorder.Percent == 0 {
 		bad("reorder: percent is not set")
