@@ -215,6 +215,9 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 		}
 		t.bound = d.D().Seconds()
 	case unitFraction:
+		if err := percentSign(m.name, v); err != nil {
+			return nil, fmt.Errorf("objective %q: %w", expr, err)
+		}
 		p, err := units.ParsePercent(v)
 		if err != nil {
 			return nil, fmt.Errorf("objective %q: %s is a rate of requests: %w", expr, m.name, err)
@@ -243,6 +246,12 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 			}
 			t.bound, t.relative = p.F(), true
 		} else {
+			if !strings.Contains(v, "/") {
+				// A bare number is ambiguous: "achieved_rate >= 98" meant as
+				// 98% passed at 98/s, and 0.98 (a fraction, as error_rate
+				// reads it) passed any run sending one request a second.
+				return nil, fmt.Errorf("objective %q: %s needs a unit: write %s/s for a rate, or %s%% for a share of the target rate", expr, m.name, v, v)
+			}
 			r, err := units.ParseRate(v)
 			if err != nil {
 				return nil, fmt.Errorf("objective %q: %s is a rate: %w (or a percentage of the target rate)", expr, m.name, err)
@@ -258,6 +267,23 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 		t.Name = phase + ": " + expr
 	}
 	return t, nil
+}
+
+// percentSign refuses a rate of requests written as a bare number other
+// than 0: "error_rate < 1" read as the fraction 1 is a bound of 100%, which
+// every run but a total outage passes, and "error_rate < 0.5" is 50%, when
+// 1% and 0.5% were meant. A threshold says which with a % sign.
+func percentSign(metric, v string) error {
+	v = strings.TrimSpace(v)
+	if strings.HasSuffix(v, "%") {
+		return nil
+	}
+	if f, err := strconv.ParseFloat(v, 64); err != nil || f <= 0 {
+		return nil // 0 is 0% either way; a malformed or negative number gets ParsePercent's error
+	} else if f <= 1 {
+		return fmt.Errorf("%s is a rate of requests: write %s with a %% sign (as a fraction, %s would be %s, not %s%%)", metric, v, v, FormatPercent(f), v)
+	}
+	return fmt.Errorf("%s is a rate of requests: write it with a %% sign, e.g. %s%%", metric, v)
 }
 
 // satisfiable refuses a bound no run can meet: every metric is at least 0,
@@ -539,10 +565,18 @@ func (t *Threshold) measure(in *Input, sp span) (v float64, evidence string, fac
 		return v, fmt.Sprintf("%d of %d requests ended in %s in %s", k, total, t.metric.cause, window),
 			map[string]float64{"count": float64(k), "requests": float64(total)}, true
 	case "cause_count":
+		if st.Judged() == 0 {
+			// "errors == 0" over a phase the client sent nothing in is
+			// true of nothing: like error_rate, it has nothing to judge.
+			return 0, "no requests in " + window + ": nothing to judge", nil, false
+		}
 		k := st.Causes[t.metric.cause]
 		return float64(k), fmt.Sprintf("%d requests ended in %s in %s", k, t.metric.cause, window),
 			map[string]float64{"count": float64(k)}, true
 	case "errors":
+		if st.Judged() == 0 {
+			return 0, "no requests in " + window + ": nothing to judge", nil, false
+		}
 		return float64(st.Errors()), fmt.Sprintf("%d errors in %s%s", st.Errors(), window, topCauses(st)),
 			map[string]float64{"count": float64(st.Errors())}, true
 	case "requests":
