@@ -116,7 +116,10 @@ func (s *Scaling) Evaluate(in *Input) results.ObjectiveResult {
 				continue
 			}
 			d := st.at - t0
-			r.Value, r.Measured, r.Pass = d.Seconds(), within(d), d <= s.Within
+			r.Value, r.Pass = d.Seconds(), d <= s.Within
+			var b string
+			r.Measured, b = exactPair(d, s.Within)
+			r.Bound = "<= " + b
 			r.Facts["scaled_s"], r.Facts["delta_s"] = st.at.Seconds(), d.Seconds()
 			val := ""
 			if st.hasValue {

@@ -225,8 +225,10 @@ func (rc *Recovery) Evaluate(in *Input) results.ObjectiveResult {
 			continue
 		}
 		ttr := max(c.from-t0, 0)
-		r.Value, r.Measured = ttr.Seconds(), within(ttr)
-		r.Pass = ttr <= rc.Within
+		r.Value, r.Pass = ttr.Seconds(), ttr <= rc.Within
+		var b string
+		r.Measured, b = exactPair(ttr, rc.Within)
+		r.Bound = "<= " + b
 		r.Facts["recovered_s"], r.Facts["ttr_s"] = c.from.Seconds(), ttr.Seconds()
 		heldNote := fmt.Sprintf("over the %s from there", FormatDuration(end-c.from))
 		if end-c.from < hold {

@@ -492,7 +492,60 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 	r.Value = v
 	r.Measured = t.format(v)
 	r.Pass = t.op.holds(v, t.bound)
+	if m, b := t.exact(v); m != "" {
+		r.Measured, r.Bound = m, t.op.String()+" "+b
+	}
 	return r
+}
+
+// exact prints the value and the bound with more digits when the usual
+// ones print them alike but they differ: "FAIL measured 188.8ms (bound <
+// 188.8ms)" reads as a wrong verdict. "" when the usual digits tell them
+// apart.
+func (t *Threshold) exact(v float64) (measured, bound string) {
+	if v == t.bound || t.format(v) != t.format(t.bound) {
+		return "", ""
+	}
+	return t.formatExact(v), t.formatExact(t.bound)
+}
+
+// formatExact is format to the precision the data has: microseconds for
+// latencies, four decimals for percentages, rates and ratios.
+func (t *Threshold) formatExact(v float64) string {
+	switch t.unit {
+	case unitDuration:
+		return FormatDurationExact(time.Duration(math.Round(v * 1e9)))
+	case unitFraction:
+		return strconv.FormatFloat(v*100, 'f', 4, 64) + "%"
+	case unitRate:
+		if t.relative {
+			return strconv.FormatFloat(v*100, 'f', 4, 64) + "% of target"
+		}
+		return strconv.FormatFloat(v, 'f', 4, 64) + "/s"
+	case unitRatio:
+		return strconv.FormatFloat(v, 'f', 4, 64) + "x"
+	}
+	return t.format(v)
+}
+
+// FormatDurationExact prints a duration to the microsecond, for where
+// FormatDuration's three digits would make two different values read alike
+// ("1.000312s", "188.799ms").
+func FormatDurationExact(d time.Duration) string {
+	if d < time.Second && d > -time.Second {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + "ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 6, 64) + "s"
+}
+
+// exactPair prints a measured duration and its bound, to the microsecond
+// when FormatDuration would print them alike though they differ.
+func exactPair(d, bound time.Duration) (measured, b string) {
+	measured, b = within(d), FormatDuration(bound)
+	if d != bound && measured == b {
+		measured, b = FormatDurationExact(d), FormatDurationExact(bound)
+	}
+	return measured, b
 }
 
 // measure computes the metric on a span; ok is false when there is nothing

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 )
@@ -274,5 +275,30 @@ func TestCountsOverAnEmptyPhaseHaveNothingToJudge(t *testing.T) {
 	th, _ = ParseThreshold("errors == 0", "")
 	if r := th.Evaluate(in); !r.Pass {
 		t.Errorf("errors == 0 over the run: %+v", r)
+	}
+}
+
+// A value and a bound that print alike but differ are printed to the
+// microsecond: "FAIL measured 990.2ms (bound <= 990.2ms)" reads as a wrong
+// verdict.
+func TestMeasuredAndBoundThatReadAlikeGetMoreDigits(t *testing.T) {
+	in := input(t)
+	th, err := ParseThreshold("p99 <= 990.19ms", "") // p99 is the histogram's 990.207ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := th.Evaluate(in)
+	if r.Pass || r.Measured == strings.TrimPrefix(r.Bound, "<= ") || !strings.HasSuffix(r.Bound, "990.190ms") {
+		t.Errorf("pass %v, measured %q, bound %q: want a failure whose digits differ", r.Pass, r.Measured, r.Bound)
+	}
+	th, _ = ParseThreshold("p99 < 2s", "")
+	if r := th.Evaluate(in); r.Measured != "990.2ms" || r.Bound != "< 2.000s" {
+		t.Errorf("measured %q, bound %q: the usual digits tell them apart", r.Measured, r.Bound)
+	}
+
+	tr := &Transition{Name: "opens", Subject: "api", What: "breaker api opened", Types: []string{EvBreakerOpen}, After: Offset(time.Second, "t"), Within: time.Second}
+	in.Events = []event.Event{{T: 2*time.Second + 300*time.Microsecond, Type: EvBreakerOpen, Target: "api"}}
+	if r := tr.Evaluate(in); r.Pass || r.Measured != "1.000300s" || r.Bound != "<= 1.000000s" {
+		t.Errorf("pass %v, measured %q, bound %q", r.Pass, r.Measured, r.Bound)
 	}
 }
