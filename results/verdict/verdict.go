@@ -798,6 +798,11 @@ func (t *Threshold) format(v float64) string {
 // of a millisecond read "< 0.01ms", and 1us "< 0.00ms": a bound no run can
 // meet, which validate refuses.
 func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		// A difference (gateway_adds) can be negative: "-706.05ms" had the
+		// two decimals meant for values below 10 ms.
+		return "-" + FormatDuration(-d)
+	}
 	ms := float64(d) / float64(time.Millisecond)
 	switch {
 	case d > 0 && d < 100*time.Microsecond:

@@ -302,3 +302,18 @@ func TestMeasuredAndBoundThatReadAlikeGetMoreDigits(t *testing.T) {
 		t.Errorf("pass %v, measured %q, bound %q", r.Pass, r.Measured, r.Bound)
 	}
 }
+
+// A negative difference (the gateway path faster than the direct one) is
+// written like a positive one, with its sign.
+func TestFormatDurationNegative(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-706500 * time.Microsecond: "-706.5ms",
+		-1500 * time.Millisecond:   "-1.500s",
+		-2500 * time.Microsecond:   "-2.50ms",
+		706500 * time.Microsecond:  "706.5ms",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
