@@ -598,7 +598,14 @@ func (t *Threshold) measure(in *Input, sp span) (v float64, evidence string, fac
 		case "mean":
 			v = h.Mean() / 1e6
 		}
-		return v, fmt.Sprintf("%s over %d requests in %s", t.metric.name, h.TotalCount(), window),
+		unsent := ""
+		if d := st.Causes[cause.Dropped]; d > 0 && t.metric.series != "lag" {
+			// A latency is measured on what was sent: with most of a phase
+			// dropped, "p99 < 600ms" passed on the few that went out, and
+			// nothing beside it said so.
+			unsent = fmt.Sprintf(" (and %d dropped, never sent: no latency, not in the %s; see error_rate)", d, t.metric.name)
+		}
+		return v, fmt.Sprintf("%s over %d requests in %s%s", t.metric.name, h.TotalCount(), window, unsent),
 			map[string]float64{"requests": float64(h.TotalCount())}, true
 	case "error_rate":
 		total := st.Judged()

@@ -317,3 +317,23 @@ func TestFormatDurationNegative(t *testing.T) {
 		}
 	}
 }
+
+// A latency objective is measured on the requests that were sent: when
+// most of a phase was dropped, its evidence says how many were left out.
+func TestLatencyEvidenceCountsDropped(t *testing.T) {
+	phases := []results.Phase{{Name: "run", End: 2 * time.Second}}
+	c := results.NewCollector(phases, time.Second, 1)
+	for i := 0; i < 100; i++ {
+		s := loadgen.Sample{Intended: time.Duration(i) * 20 * time.Millisecond, Latency: 5 * time.Millisecond, Service: 5 * time.Millisecond, Cause: cause.OK}
+		if i%5 != 0 {
+			s = loadgen.Sample{Intended: s.Intended, Cause: cause.Dropped}
+		}
+		c.Record(0, &s)
+	}
+	in := recordedRun(t, c, phases, 50)
+	th, _ := ParseThreshold("p99 < 600ms", "")
+	r := th.Evaluate(in)
+	if !r.Pass || !strings.Contains(r.Evidence, "p99 over 20 requests in phase run [0.0s, 2.0s) (and 80 dropped, never sent") {
+		t.Errorf("pass %v, evidence %q", r.Pass, r.Evidence)
+	}
+}
