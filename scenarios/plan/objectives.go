@@ -719,6 +719,9 @@ func (c *compiler) scaling(p string, o scenarios.Objective, phases map[string]bo
 			}
 			n = v
 		}
+		if u := c.ups[o.Autoscale]; u != nil && n <= u.Replicas {
+			c.warnf(p+".reaches", "%s starts with %d replicas: reaches %d holds before any scaling; give a count above %d to judge a scale-up", o.Autoscale, u.Replicas, n, u.Replicas)
+		}
 		s := base
 		s.Assert, s.N = verdict.Reaches, n
 		s.Name = fmt.Sprintf("%s reaches %d replicas", who, n)

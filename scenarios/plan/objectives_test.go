@@ -330,3 +330,26 @@ func TestRecoveryHoldPastTheLoadIsWarned(t *testing.T) {
 		}
 	}
 }
+
+// reaches at or below the replicas the upstream starts with holds before
+// any scaling: validate says so where it is written.
+func TestReachesAtTheStartWarns(t *testing.T) {
+	for slo, warn := range map[string]bool{
+		`  - {autoscale: api, reaches: 2}`: true, // api starts with 2
+		`  - {autoscale: api, reaches: 3}`: false,
+	} {
+		p, err := compileSLO(t, slo+"\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, w := range p.Warnings {
+			if strings.Contains(w.Msg, "holds before any scaling") {
+				got = append(got, w.Pos+": "+w.Msg)
+			}
+		}
+		if warn != (len(got) == 1) || warn && !strings.Contains(got[0], "typed.yaml:24:31: slo[0].reaches: api starts with 2 replicas") {
+			t.Errorf("%s: warnings %v (want one: %v)", slo, got, warn)
+		}
+	}
+}
