@@ -237,7 +237,16 @@ type Effect struct {
 	onFire    func()
 	onFirst   func()
 	intensity func() float64
+	// over says the occurrence's planned end has passed (nil: no planned
+	// end, a fault that lasts until stopped).
+	over func() bool
 }
+
+// Over reports whether the fault's planned end has passed. The timeline
+// stops a fault on a timer that fires a little late (0.5 ms on an idle
+// machine, more on a busy one); a request that arrives in between is not
+// the fault's, as the phases that judge the run count it.
+func (e *Effect) Over() bool { return e != nil && e.over != nil && e.over() }
 
 // NewEffect returns an Effect drawing from rng; onFire (may be nil) is called
 // each time the fault takes effect.

@@ -371,6 +371,10 @@ func (t *Timeline) startLocked(s *slot, at time.Duration) {
 		r := r
 		fx := NewEffect(seedFor(t.seed, "fault", e.Name, r.Name(), strconv.Itoa(s.occ)), nil)
 		fx.intensity = intensity
+		if e.Duration > 0 {
+			end, clock := at+e.Duration, t.clock
+			fx.over = func() bool { return clock.Now() >= end }
+		}
 		fx.onFirst = func() {
 			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "upstream", Type: "fault.apply", Target: r.Name(),
 				Attrs: map[string]any{"fault": e.Name, "kind": e.Kind, "first": true, "count": 1}})

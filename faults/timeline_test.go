@@ -329,3 +329,37 @@ func TestTimelineCountsEffectsAfterTheStop(t *testing.T) {
 		t.Fatalf("reports %+v, want late fired 3: the effect counted after the stop is the fault's", reps)
 	}
 }
+
+// A fault ends at its planned end, not when the timeline's timer gets to
+// removing it: the first request of the phase after a fault, sent at the
+// fault's end, got the fault's 500 when the stop fired half a millisecond
+// late. Here the timeline never runs, so nothing removes the fault: the
+// request after its planned end must pass by it all the same.
+func TestFaultEndsAtItsPlannedEnd(t *testing.T) {
+	sink := &event.Memory{}
+	clock := event.NewClock()
+	opts := faults.Options{Seed: 7, Sink: sink, Clock: clock}
+	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: 1}, opts)
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	e := errorEntry("brief", 0)
+	e.Duration = 300 * time.Millisecond
+	tl, err := faults.NewTimeline([]faults.Entry{e}, []*faults.Upstream{up}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	tl.ApplyDue(context.Background())
+	if got := call(up.Replicas()[0].URL(), time.Second).status; got != 500 {
+		t.Fatalf("during the fault: %d, want its 500", got)
+	}
+	time.Sleep(time.Until(clock.At(e.Duration + 50*time.Millisecond)))
+	if got := tl.Active(); !slices.Equal(got, []string{"brief"}) {
+		t.Fatalf("Active = %v: the test needs the fault still in place", got)
+	}
+	if got := call(up.Replicas()[0].URL(), time.Second).status; got != 200 {
+		t.Errorf("after the fault's planned end: %d, want 200", got)
+	}
+}

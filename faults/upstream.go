@@ -532,7 +532,23 @@ func (r *Replica) rebuildLocked() {
 	h := r.base
 	for i := len(r.active) - 1; i >= 0; i-- {
 		if hf, ok := r.active[i].fault.(HTTPFault); ok {
-			h = hf.Wrap(h, r.active[i].fx)
+			inner, fx := h, r.active[i].fx
+			wrapped := hf.Wrap(inner, fx)
+			if fx == nil || fx.over == nil {
+				h = wrapped
+				continue
+			}
+			// Past its planned end, a request goes by the fault although
+			// the timeline has not removed it yet: with the stop's timer
+			// late, the first request of the "after" phase got the fault's
+			// 500, and "after: error_rate == 0%" failed.
+			h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if fx.Over() {
+					inner.ServeHTTP(w, req)
+					return
+				}
+				wrapped.ServeHTTP(w, req)
+			})
 		}
 	}
 	r.handler.Store(&h)

@@ -626,6 +626,9 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 			s.Phases = append(s.Phases, ps)
 		}
 	}
+	if w := lagWarning(s.Run.Stats.Lag); w != "" {
+		s.Warnings = append(s.Warnings, w)
+	}
 	// The plan lists the file's own phases after the derived ones, and a
 	// game day's collector keeps the phases in the order they were made:
 	// a reader wants them in time order.
@@ -644,6 +647,25 @@ func summarize(p *plan.Plan, c *results.Collector, gen loadDriver, faultReports 
 		s.Faults = append(s.Faults, fs)
 	}
 	return s
+}
+
+// LagWarning is the generator's scheduling lag (p99) from which a run's
+// summary warns that the machine, not the target, may be behind its
+// latencies. A busy but healthy run stays under 20 ms.
+const LagWarning = 50 * time.Millisecond
+
+// lagWarning says when the load generator fell behind its own schedule.
+// Latency counts from the intended send, so a stalled generator charges its
+// own wait to the target, and requests it sent late land in later phases
+// than the ones they were scheduled in (a phase's amplification, its error
+// rate): the verdicts would blame the system under test for the machine.
+func lagWarning(lag *results.Percentiles) string {
+	if lag == nil || lag.P99 < LagWarning.Seconds()*1000 {
+		return ""
+	}
+	d := func(ms float64) string { return verdict.FormatDuration(time.Duration(ms * float64(time.Millisecond))) }
+	return fmt.Sprintf("the load generator fell behind its own schedule (scheduling lag p99 %s, max %s): latencies count from the intended send time, so that wait is charged to the target, and requests sent late count in the phases they were scheduled in but reach the upstreams in later ones; the machine running cascade was too busy for this rate (other work, too few cores): rerun on a quieter machine, or at a lower rate",
+		d(lag.P99), d(lag.Max))
 }
 
 // clientErrorWarning says why requests failed in the client: the outcome

@@ -116,7 +116,10 @@ func (s *Scaling) Evaluate(in *Input) results.ObjectiveResult {
 				continue
 			}
 			d := st.at - t0
-			r.Value, r.Measured, r.Pass = d.Seconds(), within(d), d <= s.Within
+			r.Value, r.Pass = d.Seconds(), d <= s.Within
+			var b string
+			r.Measured, b = exactPair(d, s.Within)
+			r.Bound = "<= " + b
 			r.Facts["scaled_s"], r.Facts["delta_s"] = st.at.Seconds(), d.Seconds()
 			val := ""
 			if st.hasValue {
@@ -128,18 +131,19 @@ func (s *Scaling) Evaluate(in *Input) results.ObjectiveResult {
 		r.Measured = "never"
 		r.Evidence = fmt.Sprintf("%s; %s never scaled up after it (%s; %s)", anchorEv, s.Upstream, src, trail)
 	case Reaches:
-		most, at := 0, time.Duration(-1)
+		// The replicas it started with count: an upstream of 4 replicas
+		// that never scaled was "at most 2 replicas" (min_replicas), and
+		// "reaches: 4" failed although 4 ran throughout.
+		start := s.initialReplicas(in)
+		most, at := start, time.Duration(-1)
 		for _, st := range steps {
 			if st.to > most {
 				most, at = st.to, st.at
 			}
 		}
-		if len(steps) == 0 {
-			most = s.Spec.Min
-		}
 		r.Value, r.Measured, r.Pass = float64(most), fmt.Sprintf("%d replicas", most), most >= s.N
 		r.Facts["max_replicas"] = float64(most)
-		r.Evidence = fmt.Sprintf("at most %d replicas (%s; %s)", most, src, trail)
+		r.Evidence = fmt.Sprintf("at most %d replicas, the %d it started with (%s; %s)", most, start, src, trail)
 		if at >= 0 {
 			r.Facts["reached_s"] = at.Seconds()
 			r.Evidence = fmt.Sprintf("reached %d replicas at %s (%s; %s)", most, secs(at), src, trail)
@@ -169,6 +173,26 @@ func (s *Scaling) Evaluate(in *Input) results.ObjectiveResult {
 		}
 	}
 	return r
+}
+
+// initialReplicas is how many replicas the upstream had when the run
+// began, as the upstreams recorded it (the oracle's replay starts there,
+// within min and max); min_replicas when nothing was recorded.
+func (s *Scaling) initialReplicas(in *Input) int {
+	first := -1
+	var at results.Seconds
+	for _, r := range in.Upstreams {
+		if r.Upstream == s.Upstream && r.Replicas > 0 && (first < 0 || r.Start < at) {
+			first, at = r.Replicas, r.Start
+		}
+	}
+	if first < 0 {
+		return s.Spec.Min
+	}
+	if s.Oracle {
+		return min(max(first, s.Spec.Min), s.Spec.Max)
+	}
+	return first
 }
 
 // Doomed implements Abortable for scales_up_within.

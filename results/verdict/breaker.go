@@ -101,7 +101,10 @@ func (tr *Transition) Evaluate(in *Input) results.ObjectiveResult {
 			continue
 		}
 		d := e.T - t0
-		r.Value, r.Measured, r.Pass = d.Seconds(), within(d), d <= tr.Within
+		r.Value, r.Pass = d.Seconds(), d <= tr.Within
+		var b string
+		r.Measured, b = exactPair(d, tr.Within)
+		r.Bound = "<= " + b
 		r.Facts["event_s"], r.Facts["delta_s"] = e.T.Seconds(), d.Seconds()
 		r.Evidence = fmt.Sprintf("%s; %s at %s (%s%s): after %s", anchorEv, tr.What, secs(e.T), e.Type, attrNote(e), within(d))
 		return r

@@ -2,6 +2,8 @@ package verdict
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/cascadehq/cascade/results"
@@ -67,8 +69,53 @@ func (rc *Recovery) baseline(in *Input, ivs []interval) (band, string, bool) {
 		if from == 0 && onset >= 3*width {
 			from = width
 		}
-		st = merged(ivs, from, onset.Truncate(width))
-		label = fmt.Sprintf("[%s, %s) before %s", secs(from), secs(onset.Truncate(width)), rc.Onset)
+		to := onset.Truncate(width)
+		// The time before the onset is normal only where no other fault
+		// was active: a second fault's baseline that took in the first
+		// one's slow seconds set a band so wide that a disturbance which
+		// never ended passed as recovered at once.
+		wins := faultWindows(in, runEnd(in))
+		var calm []interval
+		var left time.Duration
+		names := map[string]bool{}
+		var order []string
+		for _, iv := range ivs {
+			if iv.from < from || iv.from >= to {
+				continue
+			}
+			hit := false
+			for _, w := range wins {
+				if min(iv.to, w.to)-max(iv.from, w.from) > width/100 {
+					hit = true
+					if !names[w.name] {
+						names[w.name] = true
+						order = append(order, w.name)
+					}
+				}
+			}
+			if hit {
+				left += iv.to - iv.from
+				continue
+			}
+			calm = append(calm, iv)
+		}
+		label = fmt.Sprintf("[%s, %s) before %s", secs(from), secs(to), rc.Onset)
+		switch {
+		case left == 0:
+			st = merged(ivs, from, to)
+		case len(calm) == 0:
+			// Nothing calm to compare with: say so rather than fail a
+			// scenario whose background fault runs throughout.
+			st = merged(ivs, from, to)
+			label += fmt.Sprintf(" (another fault was active throughout it: %s; the band includes its effect: name a calm phase with baseline: to judge against one)", strings.Join(order, ", "))
+		default:
+			st = merged(calm, from, to)
+			which := "fault " + order[0] + " was"
+			if len(order) > 1 {
+				which = "faults " + strings.Join(order, ", ") + " were"
+			}
+			label += fmt.Sprintf(", leaving out the %s while %s active", FormatDuration(left), which)
+		}
 	}
 	if st.Latency.TotalCount() == 0 {
 		return band{}, "the baseline " + label + " has no requests", false
@@ -178,8 +225,10 @@ func (rc *Recovery) Evaluate(in *Input) results.ObjectiveResult {
 			continue
 		}
 		ttr := max(c.from-t0, 0)
-		r.Value, r.Measured = ttr.Seconds(), within(ttr)
-		r.Pass = ttr <= rc.Within
+		r.Value, r.Pass = ttr.Seconds(), ttr <= rc.Within
+		var b string
+		r.Measured, b = exactPair(ttr, rc.Within)
+		r.Bound = "<= " + b
 		r.Facts["recovered_s"], r.Facts["ttr_s"] = c.from.Seconds(), ttr.Seconds()
 		heldNote := fmt.Sprintf("over the %s from there", FormatDuration(end-c.from))
 		if end-c.from < hold {
@@ -201,3 +250,43 @@ func (rc *Recovery) Evaluate(in *Input) results.ObjectiveResult {
 }
 
 func fmtSec(s float64) string { return FormatDuration(time.Duration(s * float64(time.Second))) }
+
+// faultWindow is a stretch during which a fault was active.
+type faultWindow struct {
+	name     string
+	from, to time.Duration
+}
+
+// faultWindows lists when each fault was active, from the injector's own
+// fault.start and fault.stop events (a repeated fault has one window per
+// occurrence); a fault still active when the run ends runs until end.
+func faultWindows(in *Input, end time.Duration) []faultWindow {
+	evs := make([]int, 0, len(in.Events))
+	for i, e := range in.Events {
+		if e.Type == "fault.start" || e.Type == "fault.stop" {
+			evs = append(evs, i)
+		}
+	}
+	sort.SliceStable(evs, func(a, b int) bool { return in.Events[evs[a]].T < in.Events[evs[b]].T })
+	open := map[string]time.Duration{}
+	var out []faultWindow
+	for _, i := range evs {
+		e := in.Events[i]
+		name := e.Attr("fault")
+		if name == "" {
+			continue
+		}
+		t0, active := open[name]
+		switch {
+		case e.Type == "fault.start" && !active:
+			open[name] = e.T
+		case e.Type == "fault.stop" && active:
+			out = append(out, faultWindow{name: name, from: t0, to: e.T})
+			delete(open, name)
+		}
+	}
+	for name, t0 := range open {
+		out = append(out, faultWindow{name: name, from: t0, to: max(end, t0)})
+	}
+	return out
+}

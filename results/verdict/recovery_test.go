@@ -126,3 +126,39 @@ func TestRecoveryFirstIntervalMustBeInBand(t *testing.T) {
 		})
 	}
 }
+
+// The default baseline is the time before the onset while no other fault
+// was active. Fault a slows everything to 300 ms in [2 s, 4 s); fault b runs
+// in [4 s, 6 s), and the requests stay at 100 ms until 9 s. Measured
+// against [1 s, 4 s) as a whole, the band was 450 ms wide and b's
+// "recovery" came at once; against the calm [1 s, 2 s), it comes at 9 s.
+func TestRecoveryBaselineLeavesOutOtherFaults(t *testing.T) {
+	latency := func(i int, at time.Duration) time.Duration {
+		switch {
+		case at >= 2*time.Second && at < 4*time.Second:
+			return 300 * time.Millisecond
+		case at >= 6*time.Second && at < 9*time.Second:
+			return 100 * time.Millisecond
+		}
+		return 2 * time.Millisecond
+	}
+	evs := append(faultEvents("a", 2*time.Second, 4*time.Second), faultEvents("b", 4*time.Second, 6*time.Second)...)
+	in := &Input{Intervals: recorded(t, 12, latency), Events: evs}
+	rc := &Recovery{Name: "recovers", After: FaultEnd("b"), Onset: FaultOnset("b"), Within: time.Second, Hold: 2 * time.Second}
+	r := rc.Evaluate(in)
+	if r.Pass || r.Facts["ttr_s"] != 3 {
+		t.Errorf("pass %v, time to recover %v s; want a failure at 3 s; evidence: %s", r.Pass, r.Facts["ttr_s"], r.Evidence)
+	}
+	if want := "[1.000s, 4.000s) before the onset of fault b, leaving out the 2.000s while fault a was active: p99 2.00ms"; !strings.Contains(r.Evidence, want) {
+		t.Errorf("evidence lacks %q: %s", want, r.Evidence)
+	}
+
+	// A fault active throughout the time before the onset leaves nothing
+	// calm: the baseline keeps it, and says so.
+	evs = append(faultEvents("a", 0, 10*time.Second), faultEvents("b", 4*time.Second, 6*time.Second)...)
+	in = &Input{Intervals: recorded(t, 12, nil), Events: evs}
+	r = rc.Evaluate(in)
+	if !r.Pass || !strings.Contains(r.Evidence, "another fault was active throughout it: a") {
+		t.Errorf("pass %v; evidence: %s", r.Pass, r.Evidence)
+	}
+}

@@ -307,3 +307,25 @@ func TestPhaseLabel(t *testing.T) {
 		}
 	}
 }
+
+// The replicas an upstream started with count toward reaches: 4 replicas
+// that never scaled were "at most 2" (min_replicas) and failed reaches: 4.
+func TestReachesCountsTheReplicasItStartedWith(t *testing.T) {
+	s := autoscale.Spec{Upstream: "api", MinReplicas: 2, MaxReplicas: 6, Metric: autoscale.RequestRate, Target: "50"}.Settings()
+	in := &Input{
+		Events: []event.Event{{T: time.Second, Source: "autoscaler", Type: autoscale.EvSync, Target: "api", Attrs: map[string]any{"ratio": 0.5}}},
+		Upstreams: []results.UpstreamRecord{
+			{Start: 1, Width: 1, Upstream: "api", Replicas: 4},
+			{Start: 0, Width: 1, Upstream: "api", Replicas: 4},
+			{Start: 0, Width: 1, Upstream: "web", Replicas: 9},
+		},
+	}
+	r := (&Scaling{Name: "reach", Upstream: "api", Assert: Reaches, N: 4, Spec: s}).Evaluate(in)
+	if !r.Pass || r.Value != 4 || !strings.Contains(r.Evidence, "at most 4 replicas, the 4 it started with") {
+		t.Errorf("reaches 4 with 4 from the start: %+v", r)
+	}
+	r = (&Scaling{Name: "reach", Upstream: "api", Assert: Reaches, N: 5, Spec: s}).Evaluate(in)
+	if r.Pass || r.Value != 4 {
+		t.Errorf("reaches 5 with 4 throughout: %+v", r)
+	}
+}

@@ -215,6 +215,9 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 		}
 		t.bound = d.D().Seconds()
 	case unitFraction:
+		if err := percentSign(m.name, v); err != nil {
+			return nil, fmt.Errorf("objective %q: %w", expr, err)
+		}
 		p, err := units.ParsePercent(v)
 		if err != nil {
 			return nil, fmt.Errorf("objective %q: %s is a rate of requests: %w", expr, m.name, err)
@@ -243,6 +246,12 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 			}
 			t.bound, t.relative = p.F(), true
 		} else {
+			if !strings.Contains(v, "/") {
+				// A bare number is ambiguous: "achieved_rate >= 98" meant as
+				// 98% passed at 98/s, and 0.98 (a fraction, as error_rate
+				// reads it) passed any run sending one request a second.
+				return nil, fmt.Errorf("objective %q: %s needs a unit: write %s/s for a rate, or %s%% for a share of the target rate", expr, m.name, v, v)
+			}
 			r, err := units.ParseRate(v)
 			if err != nil {
 				return nil, fmt.Errorf("objective %q: %s is a rate: %w (or a percentage of the target rate)", expr, m.name, err)
@@ -258,6 +267,23 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 		t.Name = phase + ": " + expr
 	}
 	return t, nil
+}
+
+// percentSign refuses a rate of requests written as a bare number other
+// than 0: "error_rate < 1" read as the fraction 1 is a bound of 100%, which
+// every run but a total outage passes, and "error_rate < 0.5" is 50%, when
+// 1% and 0.5% were meant. A threshold says which with a % sign.
+func percentSign(metric, v string) error {
+	v = strings.TrimSpace(v)
+	if strings.HasSuffix(v, "%") {
+		return nil
+	}
+	if f, err := strconv.ParseFloat(v, 64); err != nil || f <= 0 {
+		return nil // 0 is 0% either way; a malformed or negative number gets ParsePercent's error
+	} else if f <= 1 {
+		return fmt.Errorf("%s is a rate of requests: write %s with a %% sign (as a fraction, %s would be %s, not %s%%)", metric, v, v, FormatPercent(f), v)
+	}
+	return fmt.Errorf("%s is a rate of requests: write it with a %% sign, e.g. %s%%", metric, v)
 }
 
 // satisfiable refuses a bound no run can meet: every metric is at least 0,
@@ -466,7 +492,60 @@ func (t *Threshold) Evaluate(in *Input) results.ObjectiveResult {
 	r.Value = v
 	r.Measured = t.format(v)
 	r.Pass = t.op.holds(v, t.bound)
+	if m, b := t.exact(v); m != "" {
+		r.Measured, r.Bound = m, t.op.String()+" "+b
+	}
 	return r
+}
+
+// exact prints the value and the bound with more digits when the usual
+// ones print them alike but they differ: "FAIL measured 188.8ms (bound <
+// 188.8ms)" reads as a wrong verdict. "" when the usual digits tell them
+// apart.
+func (t *Threshold) exact(v float64) (measured, bound string) {
+	if v == t.bound || t.format(v) != t.format(t.bound) {
+		return "", ""
+	}
+	return t.formatExact(v), t.formatExact(t.bound)
+}
+
+// formatExact is format to the precision the data has: microseconds for
+// latencies, four decimals for percentages, rates and ratios.
+func (t *Threshold) formatExact(v float64) string {
+	switch t.unit {
+	case unitDuration:
+		return FormatDurationExact(time.Duration(math.Round(v * 1e9)))
+	case unitFraction:
+		return strconv.FormatFloat(v*100, 'f', 4, 64) + "%"
+	case unitRate:
+		if t.relative {
+			return strconv.FormatFloat(v*100, 'f', 4, 64) + "% of target"
+		}
+		return strconv.FormatFloat(v, 'f', 4, 64) + "/s"
+	case unitRatio:
+		return strconv.FormatFloat(v, 'f', 4, 64) + "x"
+	}
+	return t.format(v)
+}
+
+// FormatDurationExact prints a duration to the microsecond, for where
+// FormatDuration's three digits would make two different values read alike
+// ("1.000312s", "188.799ms").
+func FormatDurationExact(d time.Duration) string {
+	if d < time.Second && d > -time.Second {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + "ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 6, 64) + "s"
+}
+
+// exactPair prints a measured duration and its bound, to the microsecond
+// when FormatDuration would print them alike though they differ.
+func exactPair(d, bound time.Duration) (measured, b string) {
+	measured, b = within(d), FormatDuration(bound)
+	if d != bound && measured == b {
+		measured, b = FormatDurationExact(d), FormatDurationExact(bound)
+	}
+	return measured, b
 }
 
 // measure computes the metric on a span; ok is false when there is nothing
@@ -519,7 +598,14 @@ func (t *Threshold) measure(in *Input, sp span) (v float64, evidence string, fac
 		case "mean":
 			v = h.Mean() / 1e6
 		}
-		return v, fmt.Sprintf("%s over %d requests in %s", t.metric.name, h.TotalCount(), window),
+		unsent := ""
+		if d := st.Causes[cause.Dropped]; d > 0 && t.metric.series != "lag" {
+			// A latency is measured on what was sent: with most of a phase
+			// dropped, "p99 < 600ms" passed on the few that went out, and
+			// nothing beside it said so.
+			unsent = fmt.Sprintf(" (and %d dropped, never sent: no latency, not in the %s; see error_rate)", d, t.metric.name)
+		}
+		return v, fmt.Sprintf("%s over %d requests in %s%s", t.metric.name, h.TotalCount(), window, unsent),
 			map[string]float64{"requests": float64(h.TotalCount())}, true
 	case "error_rate":
 		total := st.Judged()
@@ -539,10 +625,18 @@ func (t *Threshold) measure(in *Input, sp span) (v float64, evidence string, fac
 		return v, fmt.Sprintf("%d of %d requests ended in %s in %s", k, total, t.metric.cause, window),
 			map[string]float64{"count": float64(k), "requests": float64(total)}, true
 	case "cause_count":
+		if st.Judged() == 0 {
+			// "errors == 0" over a phase the client sent nothing in is
+			// true of nothing: like error_rate, it has nothing to judge.
+			return 0, "no requests in " + window + ": nothing to judge", nil, false
+		}
 		k := st.Causes[t.metric.cause]
 		return float64(k), fmt.Sprintf("%d requests ended in %s in %s", k, t.metric.cause, window),
 			map[string]float64{"count": float64(k)}, true
 	case "errors":
+		if st.Judged() == 0 {
+			return 0, "no requests in " + window + ": nothing to judge", nil, false
+		}
 		return float64(st.Errors()), fmt.Sprintf("%d errors in %s%s", st.Errors(), window, topCauses(st)),
 			map[string]float64{"count": float64(st.Errors())}, true
 	case "requests":
@@ -711,6 +805,11 @@ func (t *Threshold) format(v float64) string {
 // of a millisecond read "< 0.01ms", and 1us "< 0.00ms": a bound no run can
 // meet, which validate refuses.
 func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		// A difference (gateway_adds) can be negative: "-706.05ms" had the
+		// two decimals meant for values below 10 ms.
+		return "-" + FormatDuration(-d)
+	}
 	ms := float64(d) / float64(time.Millisecond)
 	switch {
 	case d > 0 && d < 100*time.Microsecond:

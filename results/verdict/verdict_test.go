@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
+	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 )
@@ -99,10 +100,19 @@ func TestThresholds(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for expr, want := range map[string]string{
-		"p99 300ms":              "expected",
-		"p99 ~ 300ms":            "unknown comparison",
-		"p99 < 300":              "is a latency",
-		"error_rate < 1.5":       "above 1",
+		"p99 300ms":        "expected",
+		"p99 ~ 300ms":      "unknown comparison",
+		"p99 < 300":        "is a latency",
+		"error_rate < 1.5": "with a % sign, e.g. 1.5%",
+		// A bare number is a fraction to ParsePercent: 1 is 100%, which
+		// every run but a total outage passes.
+		"error_rate < 1":             "would be 100.0%, not 1%",
+		"error_rate < 0.5":           "would be 50.0%, not 0.5%",
+		"gateway_timeout_rate > 0.9": "with a % sign",
+		"orphan_rate < 0.01":         "with a % sign",
+		// 98 meant as 98% read as 98/s; 0.98 as 0.98/s.
+		"achieved_rate >= 98":    "write 98/s for a rate, or 98% for a share",
+		"achieved_rate >= 0.98":  "needs a unit",
 		"bogus_rate < 1%":        "unknown metric",
 		"errors < -1":            "is a count",
 		"achieved_rate >= 1/y":   "unit must be",
@@ -129,7 +139,8 @@ func TestParseErrors(t *testing.T) {
 
 // Bounds at 0 that a run can meet stay accepted.
 func TestParseAcceptsBoundsARunCanMeet(t *testing.T) {
-	for _, expr := range []string{"orphan_time <= 0ms", "orphans == 0", "lag_p99 <= 0ms", "error_rate <= 0%", "requests >= 0", "p(99.9) < 1s", "p999 < 1s"} {
+	for _, expr := range []string{"orphan_time <= 0ms", "orphans == 0", "lag_p99 <= 0ms", "error_rate <= 0%", "requests >= 0", "p(99.9) < 1s", "p999 < 1s",
+		"error_rate == 0", "error_rate <= 0.0", "error_rate < 1 %", "achieved_rate >= 98 %", "achieved_rate >= 3000/m"} {
 		if _, err := ParseThreshold(expr, ""); err != nil {
 			t.Errorf("%q: %v", expr, err)
 		}
@@ -225,5 +236,104 @@ func TestAmplificationPerUpstreamCountsRoutedRequests(t *testing.T) {
 	in.Phases["run"].Summary.SentByTag = nil
 	if r := th.Evaluate(in); r.Value != 180.0/30 || !strings.Contains(r.Evidence, "an estimate") {
 		t.Errorf("without per-tag counts: %v (%s)", r.Value, r.Evidence)
+	}
+}
+
+// A count over a phase the client sent nothing in is true of nothing:
+// "errors == 0" there fails and says so, as error_rate does, while
+// "requests == 0" still measures what it names.
+func TestCountsOverAnEmptyPhaseHaveNothingToJudge(t *testing.T) {
+	phases := []results.Phase{{Name: "run", End: 6 * time.Second}, {Name: "quiet", Start: 2 * time.Second, End: 4 * time.Second}}
+	c := results.NewCollector(phases, time.Second, 2)
+	for i := 0; i < 40; i++ {
+		at := time.Duration(i) * 100 * time.Millisecond // 0..2s
+		if i >= 20 {
+			at += 2 * time.Second // 4..6s: nothing in quiet
+		}
+		s := loadgen.Sample{Intended: at, Latency: 5 * time.Millisecond, Service: 5 * time.Millisecond, Cause: cause.OK}
+		c.Record(i, &s)
+	}
+	in := recordedRun(t, c, phases, 10)
+	for expr, want := range map[string]string{
+		"errors == 0":                "no requests in phase quiet [2.0s, 4.0s): nothing to judge",
+		"gateway_timeout_count == 0": "no requests in phase quiet",
+		"error_rate < 1%":            "no requests in phase quiet",
+		"p99 < 1s":                   "no requests were sent in phase quiet",
+	} {
+		th, err := ParseThreshold(expr, "quiet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := th.Evaluate(in); r.Pass || !strings.Contains(r.Evidence, want) {
+			t.Errorf("%s: pass %v, evidence %q; want a failure saying %q", expr, r.Pass, r.Evidence, want)
+		}
+	}
+	th, _ := ParseThreshold("requests == 0", "quiet")
+	if r := th.Evaluate(in); !r.Pass {
+		t.Errorf("requests == 0 over an empty phase: %+v", r)
+	}
+	th, _ = ParseThreshold("errors == 0", "")
+	if r := th.Evaluate(in); !r.Pass {
+		t.Errorf("errors == 0 over the run: %+v", r)
+	}
+}
+
+// A value and a bound that print alike but differ are printed to the
+// microsecond: "FAIL measured 990.2ms (bound <= 990.2ms)" reads as a wrong
+// verdict.
+func TestMeasuredAndBoundThatReadAlikeGetMoreDigits(t *testing.T) {
+	in := input(t)
+	th, err := ParseThreshold("p99 <= 990.19ms", "") // p99 is the histogram's 990.207ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := th.Evaluate(in)
+	if r.Pass || r.Measured == strings.TrimPrefix(r.Bound, "<= ") || !strings.HasSuffix(r.Bound, "990.190ms") {
+		t.Errorf("pass %v, measured %q, bound %q: want a failure whose digits differ", r.Pass, r.Measured, r.Bound)
+	}
+	th, _ = ParseThreshold("p99 < 2s", "")
+	if r := th.Evaluate(in); r.Measured != "990.2ms" || r.Bound != "< 2.000s" {
+		t.Errorf("measured %q, bound %q: the usual digits tell them apart", r.Measured, r.Bound)
+	}
+
+	tr := &Transition{Name: "opens", Subject: "api", What: "breaker api opened", Types: []string{EvBreakerOpen}, After: Offset(time.Second, "t"), Within: time.Second}
+	in.Events = []event.Event{{T: 2*time.Second + 300*time.Microsecond, Type: EvBreakerOpen, Target: "api"}}
+	if r := tr.Evaluate(in); r.Pass || r.Measured != "1.000300s" || r.Bound != "<= 1.000000s" {
+		t.Errorf("pass %v, measured %q, bound %q", r.Pass, r.Measured, r.Bound)
+	}
+}
+
+// A negative difference (the gateway path faster than the direct one) is
+// written like a positive one, with its sign.
+func TestFormatDurationNegative(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-706500 * time.Microsecond: "-706.5ms",
+		-1500 * time.Millisecond:   "-1.500s",
+		-2500 * time.Microsecond:   "-2.50ms",
+		706500 * time.Microsecond:  "706.5ms",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// A latency objective is measured on the requests that were sent: when
+// most of a phase was dropped, its evidence says how many were left out.
+func TestLatencyEvidenceCountsDropped(t *testing.T) {
+	phases := []results.Phase{{Name: "run", End: 2 * time.Second}}
+	c := results.NewCollector(phases, time.Second, 1)
+	for i := 0; i < 100; i++ {
+		s := loadgen.Sample{Intended: time.Duration(i) * 20 * time.Millisecond, Latency: 5 * time.Millisecond, Service: 5 * time.Millisecond, Cause: cause.OK}
+		if i%5 != 0 {
+			s = loadgen.Sample{Intended: s.Intended, Cause: cause.Dropped}
+		}
+		c.Record(0, &s)
+	}
+	in := recordedRun(t, c, phases, 50)
+	th, _ := ParseThreshold("p99 < 600ms", "")
+	r := th.Evaluate(in)
+	if !r.Pass || !strings.Contains(r.Evidence, "p99 over 20 requests in phase run [0.0s, 2.0s) (and 80 dropped, never sent") {
+		t.Errorf("pass %v, evidence %q", r.Pass, r.Evidence)
 	}
 }

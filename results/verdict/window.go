@@ -203,6 +203,10 @@ func (w *Window) Evaluate(in *Input) results.ObjectiveResult {
 		return r
 	}
 	r.Value, r.Measured = res.worst, "worst "+w.T.format(res.worst)
+	if m, b := w.T.exact(res.worst); m != "" {
+		r.Measured = "worst " + m
+		r.Bound = fmt.Sprintf("%s %s in every %s window", w.T.op, b, FormatDuration(w.Every))
+	}
 	r.Facts["worst_from_s"], r.Facts["worst_to_s"] = res.worstFrom.Seconds(), res.worstTo.Seconds()
 	r.Pass = res.failed == 0
 	r.Evidence = fmt.Sprintf("%d of %d windows failed; worst %s", res.failed, res.windows, res.worstEv)

@@ -230,6 +230,16 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		t.ClientShare = c.mixShare(o.Upstream)
 		t.Name += " (" + o.Upstream + ")"
 	}
+	if f := eventFeature[t.MetricName()]; f != "" && !c.gatewayHas(o.Upstream, f) {
+		// breaker_opens == 0 with no breaker to open passed, saying only
+		// "0 breaker.open events".
+		where, what := c.exprPath(p, "objective"), "no upstream has one"
+		if o.Upstream != "" {
+			where, what = p+".upstream", fmt.Sprintf("upstream %q has none", o.Upstream)
+		}
+		c.errorf(where, "%s counts the %s's events, but %s (gateway.upstreams[].%s): it is always 0, so this objective has nothing to judge", t.MetricName(), f, what, f)
+		return nil
+	}
 	if t.UsesUpstreams() && c.p.Gateway == nil {
 		c.warnf(c.exprPath(p, "objective"), "%q is measured at cascade's fake upstreams; with an external gateway it still counts what reached them", o.Objective)
 	}
@@ -534,6 +544,28 @@ func (c *compiler) recovery(p string, o scenarios.Objective, phases map[string]b
 	return []verdict.Objective{rc}
 }
 
+// eventFeature is the gateway feature whose events an event count
+// (breaker_opens, ejections) counts.
+var eventFeature = map[string]string{"breaker_opens": "breaker", "ejections": "outlier"}
+
+// gatewayHas says whether cascade's gateway configures feature ("breaker"
+// or "outlier") on upstream ("" for any upstream). An external gateway's
+// configuration is unknown: true.
+func (c *compiler) gatewayHas(upstream, feature string) bool {
+	if c.p.Gateway == nil {
+		return true
+	}
+	for _, u := range c.p.Gateway.Upstreams {
+		if upstream != "" && u.Name != upstream {
+			continue
+		}
+		if feature == "breaker" && u.Breaker != nil || feature == "outlier" && u.Outlier != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *compiler) checkGatewayFeature(p, what string) {
 	if c.p.Gateway == nil {
 		c.warnf(p, "%s are judged from cascade's gateway's events; an external gateway emits none, so this objective will fail", what)
@@ -546,6 +578,10 @@ func (c *compiler) breaker(p string, o scenarios.Objective, phases map[string]bo
 		return nil
 	}
 	c.checkGatewayFeature(p+".breaker", "breakers")
+	if !c.gatewayHas(o.Breaker, "breaker") {
+		c.errorf(p+".breaker", "upstream %q has no breaker (gateway.upstreams[].breaker): it never opens, so this objective has nothing to judge", o.Breaker)
+		return nil
+	}
 	var out []verdict.Objective
 	any := false
 	if o.OpensWithin != 0 {
@@ -600,6 +636,10 @@ func (c *compiler) outlier(p string, o scenarios.Objective, phases map[string]bo
 		}
 	}
 	c.checkGatewayFeature(p+".outlier", "outlier ejections")
+	if !c.gatewayHas(m[1], "outlier") {
+		c.errorf(p+".outlier", "upstream %q has no outlier detection (gateway.upstreams[].outlier): no replica of it is ever ejected, so this objective has nothing to judge", m[1])
+		return nil
+	}
 	var out []verdict.Objective
 	any := false
 	if o.EjectsWithin != 0 {
@@ -678,6 +718,9 @@ func (c *compiler) scaling(p string, o scenarios.Objective, phases map[string]bo
 				return out
 			}
 			n = v
+		}
+		if u := c.ups[o.Autoscale]; u != nil && n <= u.Replicas {
+			c.warnf(p+".reaches", "%s starts with %d replicas: reaches %d holds before any scaling; give a count above %d to judge a scale-up", o.Autoscale, u.Replicas, n, u.Replicas)
 		}
 		s := base
 		s.Assert, s.N = verdict.Reaches, n

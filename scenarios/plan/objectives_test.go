@@ -17,9 +17,9 @@ upstreams:
   - {name: api, replicas: 2, latency: 5ms}
   - {name: pay, latency: 5ms}
 gateway:
-  routes:
-    - {path: /, upstream: api, timeouts: {connect: 100ms, response_header: 1s, total: 2s}}
-    - {path: /pay, upstream: pay, timeouts: {response_header: 1s, total: 2s}}
+  # pay has a breaker and api outlier detection, for the objectives that judge them
+  upstreams: [{name: pay, breaker: {}}, {name: api, outlier: {}}]
+  routes: [{path: /, upstream: api, timeouts: {connect: 100ms, response_header: 1s, total: 2s}}, {path: /pay, upstream: pay, timeouts: {response_header: 1s, total: 2s}}]
 load:
   client_timeout: 3s
   stages:
@@ -138,6 +138,16 @@ func TestTypedObjectiveErrors(t *testing.T) {
 		{`  - {objective: "client_gone_rate < 1%"}`, "the client never receives it", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {recovers_within: 2s, after: run}`, "when the load ends (8s): nothing is recorded after it, so this can never pass", "typed.yaml:24:34: slo[0].after"},
 		{`  - {recovers_within: 2s, after: after}`, "when the load ends (8s)", "slo[0].after"}, // the phase after the last fault
+		// Nothing to judge: a breaker or outlier detection the gateway does
+		// not have never opens nor ejects; "breaker_opens == 0" passed.
+		{`  - {breaker: api, opens_within: 1s, after: slow}`, `upstream "api" has no breaker`, "typed.yaml:24:15: slo[0].breaker"},
+		{`  - {outlier: "pay[0]", ejects_within: 1s, after: outage}`, `upstream "pay" has no outlier detection`, "typed.yaml:24:15: slo[0].outlier"},
+		{`  - {objective: "breaker_opens == 0", upstream: api}`, `upstream "api" has none (gateway.upstreams[].breaker): it is always 0`, "typed.yaml:24:49: slo[0].upstream"},
+		{`  - {objective: "ejections == 0", upstream: pay}`, `upstream "pay" has none (gateway.upstreams[].outlier)`, "slo[0].upstream"},
+		// A bare number where a rate is meant: error_rate < 1 was 100%,
+		// achieved_rate >= 98 was 98/s.
+		{`  - {objective: "error_rate < 1"}`, "write 1 with a % sign (as a fraction, 1 would be 100.0%, not 1%)", "typed.yaml:24:17: slo[0].objective"},
+		{`  - achieved_rate >= 98`, "write 98/s for a rate, or 98% for a share of the target rate", "typed.yaml:24:5: slo[0]"},
 		{"  - p99 < 1s\n  - p99 < 1s", `objective "p99 < 1s" is also slo[0]'s name`, "typed.yaml:25:5: slo[1]"},
 		{"  - {name: fast, objective: \"p99 < 1s\"}\n  - {name: fast, objective: \"p50 < 1s\"}", `objective "fast" is also slo[0]'s name`, "slo[1].name"},
 	}
@@ -317,6 +327,29 @@ func TestRecoveryHoldPastTheLoadIsWarned(t *testing.T) {
 			t.Errorf("%s: warned %q", tc.slo, got)
 		case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want) || !strings.Contains(got[0], "typed.yaml:24:5: slo[0]")):
 			t.Errorf("%s: warnings %q, want one at slo[0] with %q", tc.slo, got, tc.want)
+		}
+	}
+}
+
+// reaches at or below the replicas the upstream starts with holds before
+// any scaling: validate says so where it is written.
+func TestReachesAtTheStartWarns(t *testing.T) {
+	for slo, warn := range map[string]bool{
+		`  - {autoscale: api, reaches: 2}`: true, // api starts with 2
+		`  - {autoscale: api, reaches: 3}`: false,
+	} {
+		p, err := compileSLO(t, slo+"\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, w := range p.Warnings {
+			if strings.Contains(w.Msg, "holds before any scaling") {
+				got = append(got, w.Pos+": "+w.Msg)
+			}
+		}
+		if warn != (len(got) == 1) || warn && !strings.Contains(got[0], "typed.yaml:24:31: slo[0].reaches: api starts with 2 replicas") {
+			t.Errorf("%s: warnings %v (want one: %v)", slo, got, warn)
 		}
 	}
 }
