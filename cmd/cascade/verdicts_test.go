@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -289,5 +290,36 @@ slo:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "03-seed3")); err == nil {
 		t.Error("a third run started after the stop")
+	}
+}
+
+// A ladder stopped by Ctrl-C says where its partial results are, as a run
+// does, and the rung cut short shows its requests cut short: it printed
+// "nothing (ok 0)" for a rung whose 10 requests were all in flight.
+func TestLadderInterrupted(t *testing.T) {
+	f := writeFile(t, "good.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
+	dir := filepath.Join(t.TempDir(), "l")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // in the client rung, whose requests wait 880ms
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "client")); err == nil {
+				time.Sleep(500 * time.Millisecond)
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	code, out, stderr := runCLI(ctx, "ladder", "--duration", "1s", "--out", dir, f)
+	if code != ExitInterrupted || !strings.Contains(stderr, "cascade: interrupted; partial results in "+dir) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	if !regexp.MustCompile(`client .*nothing \(ok 0, \d+ cut short by the stop\) .*INTERRUPTED`).MatchString(out) {
+		t.Errorf("the rung cut short:\n%s", out)
 	}
 }
