@@ -4,7 +4,8 @@
 //
 // Exit codes: 0 every objective passed; 1 an objective failed; 2 invalid
 // scenario or usage; 3 the run itself failed (e.g. cannot bind); 130
-// interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written. A
+// interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written (a
+// signal after the load ended cuts nothing short: the verdict's code). A
 // second signal hurries the stop; a third kills the process. A run that
 // fails or is interrupted before its load started leaves no run directory;
 // one that fails after (a full disk) keeps what it measured, marked with
@@ -97,7 +98,13 @@ func escalate(sigs <-chan os.Signal, cancel context.CancelFunc, st *interrupt.St
 		}
 		switch n {
 		case 1:
-			if len(runs) > 0 {
+			switch {
+			case st.Finishing():
+				// The load had ended: its results are whole, and the run
+				// exits with its verdict, not 130.
+				fmt.Fprintf(stderr, "cascade: run %s had finished its load: its results are whole; finishing its report and removing what it started; "+
+					"Ctrl-C again to stop waiting for work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
+			case len(runs) > 0:
 				fmt.Fprintf(stderr, "cascade: stopping run %s: writing partial results and removing what it started; "+
 					"Ctrl-C again to stop waiting for work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
 			}

@@ -57,6 +57,28 @@ func TestEscalate(t *testing.T) {
 	}
 }
 
+// A signal after the run's load ended cuts nothing short: the run
+// finishes its report and exits with its verdict (0 for a pass). The
+// notice said "writing partial results" all the same.
+func TestEscalateAfterTheLoadEnded(t *testing.T) {
+	st := interrupt.New()
+	done := st.Running("quickstart-20261122-101500-4242")
+	defer done()
+	st.LoadEnded("quickstart-20261122-101500-4242")
+	ctx, cancel := context.WithCancel(interrupt.With(context.Background(), st))
+	sigs := make(chan os.Signal, 1)
+	sigs <- os.Interrupt
+	close(sigs)
+	var stderr bytes.Buffer
+	escalate(sigs, cancel, st, &stderr, func(os.Signal) { t.Fatal("killed by one signal") })
+	if ctx.Err() == nil {
+		t.Fatal("the run's context did not end")
+	}
+	if out := stderr.String(); strings.Contains(out, "partial") || !strings.Contains(out, "had finished its load: its results are whole") {
+		t.Errorf("notice: %s", out)
+	}
+}
+
 // Two signals: the run is stopped and its teardown hurried, and the
 // process is not killed.
 func TestEscalateTwice(t *testing.T) {

@@ -330,6 +330,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	runErr := gen.Run(loadCtx)
 	elapsed := clock.Now()
 	interrupted := ctx.Err() != nil
+	if !interrupted {
+		// A stop signal from here on cuts nothing short: say so.
+		interrupt.From(ctx).LoadEnded(env.runID)
+	}
 	aborted := rec.abortReason()
 	if runErr != nil && !interrupted && aborted == "" {
 		fail.set(runErr) // unless a failure stopped it
