@@ -234,12 +234,15 @@ func (c *Comparison) movedPhases(a, b *results.Summary) map[string]bool {
 	return moved
 }
 
-// runMoved reports, with a note, that the runs' loads ran over windows
-// more than 50 ms apart: one of them was stopped early (or their plans
-// differ in length).
+// runMoved reports, with a note, that one run's load was stopped early
+// (Ctrl-C, an abort objective, an error) and so ran over a window more
+// than 50 ms apart from the other's. Two whole runs of plans of different
+// lengths are still compared: a longer rehearsal's p99 is the same
+// measure, and the plans' difference is noted.
 func (c *Comparison) runMoved(a, b *results.Summary) bool {
 	const slack = 0.05
-	if math.Abs(float64(a.Run.End-b.Run.End)) <= slack {
+	cut := func(s *results.Summary) bool { return s.Interrupted || s.Aborted != "" || s.Error != "" }
+	if !cut(a) && !cut(b) || math.Abs(float64(a.Run.End-b.Run.End)) <= slack {
 		return false
 	}
 	c.Notes = append(c.Notes, fmt.Sprintf("the load ran [0s, %.2fs) in A and [0s, %.2fs) in B: the whole run's deltas are shown, not judged (its objectives are)",

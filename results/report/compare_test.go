@@ -305,6 +305,11 @@ func TestCompareAbortedRun(t *testing.T) {
 	if c.Inconclusive() || c.Regressions() != 1 || !c.SLOs[0].Regressed {
 		t.Errorf("aborted: inconclusive %v, %d regressions, %+v", c.Inconclusive(), c.Regressions(), c.SLOs)
 	}
+	// Two whole runs of plans of different lengths are judged as before.
+	b.Aborted, b.Objectives = "", []results.ObjectiveResult{obj}
+	if d := find(Compare(a, b, "base", "head", CompareOptions{Threshold: 0.1}), "run", MetricAchievedRate); !d.Judged || !d.Regressed {
+		t.Errorf("achieved rate of two whole runs: %+v", d)
+	}
 }
 
 // Requests the stop cut short (aborted) have no latency and are in no
