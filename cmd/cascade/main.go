@@ -69,7 +69,13 @@ func main() {
 	// Ctrl-C does (remove what it started, write what it measured), not
 	// kill it where it stands.
 	sigs := make(chan os.Signal, 3)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	for _, s := range stopSignals {
+		// Before Notify, which ends the ignoring: a signal this process
+		// was started with ignored (a background job of a script, nohup)
+		// cannot kill it once Reset restores that.
+		ignoredAtStart[s] = signal.Ignored(s)
+	}
+	signal.Notify(sigs, stopSignals...)
 	st := interrupt.New()
 	ctx, cancel := context.WithCancel(interrupt.With(context.Background(), st))
 	go escalate(sigs, cancel, st, os.Stderr, die)
@@ -125,9 +131,22 @@ func escalate(sigs <-chan os.Signal, cancel context.CancelFunc, st *interrupt.St
 	}
 }
 
+// stopSignals stop a run; ignoredAtStart records which of them the
+// process was started with ignored.
+var (
+	stopSignals    = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+	ignoredAtStart = map[os.Signal]bool{}
+)
+
 // die ends the process by sig, as if no handler had caught it, so the
-// shell sees a process killed by that signal.
+// shell sees a process killed by that signal. A signal the process was
+// started with ignored would not kill it once Reset restores that: the
+// run went on for a second (its report, its HTML) after "killed by a
+// third signal"; it exits at once instead.
 func die(sig os.Signal) {
+	if ignoredAtStart[sig] {
+		os.Exit(ExitInterrupted)
+	}
 	signal.Reset()
 	if s, ok := sig.(syscall.Signal); ok {
 		_ = syscall.Kill(os.Getpid(), s)

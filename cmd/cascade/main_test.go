@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,5 +141,30 @@ func TestValidateRefusesFilesThatAreNotFiles(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("validate %s: no answer after 10 s", tc.path)
 		}
+	}
+}
+
+// A process started with SIGINT ignored (a background job of a script)
+// is killed at once by a third Ctrl-C: die restored the default
+// disposition, which restored the ignoring, and the run went on for a
+// second after "killed by a third signal" (its report, "partial results
+// in ..."). Checked in a child process started with SIGINT ignored.
+func TestDieWhenStartedWithSIGINTIgnored(t *testing.T) {
+	if os.Getenv("CASCADE_TEST_DIE") == "1" {
+		ignoredAtStart[os.Interrupt] = signal.Ignored(os.Interrupt)
+		signal.Notify(make(chan os.Signal, 1), os.Interrupt)
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			fmt.Println("still running")
+		}()
+		die(os.Interrupt)
+		return
+	}
+	cmd := exec.Command("bash", "-c", `trap "" INT; exec "$0" "$@"`, os.Args[0], "-test.run=^TestDieWhenStartedWithSIGINTIgnored$")
+	cmd.Env = append(os.Environ(), "CASCADE_TEST_DIE=1")
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted || strings.Contains(string(out), "still running") {
+		t.Errorf("die: %v, output %q: want exit %d at once", err, out, ExitInterrupted)
 	}
 }
