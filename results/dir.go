@@ -341,7 +341,7 @@ func Load(dir string) (*Run, error) {
 	r := &Run{Dir: dir}
 	b, err := regfile.Read(filepath.Join(dir, SummaryFile), MaxSummary)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a cascade run directory: %w", dir, err)
+		return nil, fmt.Errorf("%s is not a cascade run directory: %w%s", dir, err, whatDirHolds(dir, err))
 	}
 	if err := json.Unmarshal(b, &r.Summary); err != nil {
 		return nil, JSONError(filepath.Join(dir, SummaryFile), b, err)
@@ -364,6 +364,34 @@ func Load(dir string) (*Run, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// whatDirHolds says what a directory without a summary.json holds, when
+// cascade made it: the runs of a --repeat or the rungs of a ladder (their
+// parent was given instead of one of them), or the records of a run that
+// was killed before it could write its summary.
+func whatDirHolds(dir string, err error) string {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(dir, IntervalsFile)); err == nil {
+		return fmt.Sprintf("; it holds a run's records (%s, %s) without its summary: the run was killed before it could write one "+
+			"(a third Ctrl-C, SIGKILL, a crash), so it cannot be judged", IntervalsFile, EventsFile)
+	}
+	entries, _ := os.ReadDir(dir)
+	var runs []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), SummaryFile)); e.IsDir() && err == nil {
+			runs = append(runs, filepath.Join(dir, e.Name()))
+		}
+	}
+	switch {
+	case len(runs) == 0:
+		return ""
+	case len(runs) > 3:
+		runs = append(runs[:3], "...")
+	}
+	return fmt.Sprintf("; it holds the run directories of a --repeat or a ladder: give one of them (%s)", strings.Join(runs, ", "))
 }
 
 // LoadRecords reads the streams a run writes as it goes: events.jsonl,

@@ -231,3 +231,34 @@ func atomicWriteSummary(dir string, s *Summary) error {
 	w := &Writer{dir: dir}
 	return w.WriteSummary(s)
 }
+
+// A directory without a summary.json that cascade made says what it is:
+// report and compare were given a repeat's or a ladder's directory (its
+// runs are one level down), or a run killed before its summary was
+// written, and "not a cascade run directory" alone did not say either.
+func TestLoadSaysWhatADirectoryHolds(t *testing.T) {
+	parent := t.TempDir()
+	for _, sub := range []string{"01-seed1", "02-seed2"} {
+		if err := os.MkdirAll(filepath.Join(parent, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(parent, sub, SummaryFile), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Load(parent); err == nil || !strings.Contains(err.Error(), "give one of them ("+filepath.Join(parent, "01-seed1")) {
+		t.Errorf("a repeat's directory: %v", err)
+	}
+	killed := t.TempDir()
+	for _, f := range []string{IntervalsFile, EventsFile} {
+		if err := os.WriteFile(filepath.Join(killed, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Load(killed); err == nil || !strings.Contains(err.Error(), "the run was killed before it could write one") {
+		t.Errorf("a killed run's directory: %v", err)
+	}
+	if _, err := Load(t.TempDir()); err == nil || strings.Contains(err.Error(), "; it holds") {
+		t.Errorf("an empty directory: %v", err)
+	}
+}

@@ -240,6 +240,14 @@ type ObjectiveResult struct {
 	Facts map[string]float64 `json:"facts,omitempty"`
 }
 
+// Answered is how many requests have a latency: those sent, less those
+// the run's stop cut short (aborted), which were never answered.
+func (s StatsSummary) Answered() int64 { return s.Sent - s.Causes[cause.Aborted.String()] }
+
+// Judged is how many requests the error rate is over: those scheduled,
+// less those the run's stop cut short, neither a success nor an error.
+func (s StatsSummary) Judged() int64 { return s.Scheduled - s.Causes[cause.Aborted.String()] }
+
 // SetProfileRate records the profile's mean rate, expected requests over
 // window, when the schedule's own count (TargetRate) differs from it.
 func (s *StatsSummary) SetProfileRate(expected float64, window time.Duration) {

@@ -23,7 +23,7 @@ import (
 // File is a scenario file.
 type File struct {
 	// Name identifies the scenario in reports and run directories.
-	Name string `yaml:"name" json:"name"`
+	Name string `yaml:"name" json:"name" jsonschema:"required"`
 	// Description says what the scenario rehearses.
 	Description string `yaml:"description,omitempty" json:"description,omitempty"`
 	// Seed fixes every random choice (latency draws, fault probabilities,
@@ -34,7 +34,7 @@ type File struct {
 	// Gateway is cascade's built-in gateway (routes) or the URL of your own.
 	Gateway Gateway `yaml:"gateway" json:"gateway"`
 	// Load is the traffic the load generator sends.
-	Load Load `yaml:"load" json:"load"`
+	Load Load `yaml:"load" json:"load" jsonschema:"required"`
 	// Faults is the fault timeline.
 	Faults []Fault `yaml:"faults,omitempty" json:"faults,omitempty"`
 	// Phases are extra named time windows for SLOs. Phases named after each
@@ -53,7 +53,7 @@ type File struct {
 
 // Upstream is a fake upstream: one or more replicas with one behaviour.
 type Upstream struct {
-	Name string `yaml:"name" json:"name"`
+	Name string `yaml:"name" json:"name" jsonschema:"required"`
 	// Replicas is the number of instances (default 1), each on its own
 	// loopback listener.
 	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty" zero:"default"`
@@ -298,10 +298,10 @@ type Fault struct {
 	// Name identifies the fault in events, phases and reports (default: kind-N).
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Kind is a registered fault kind (latency, error, reset, hang, down, ...).
-	Kind string `yaml:"kind" json:"kind"`
+	Kind string `yaml:"kind" json:"kind" jsonschema:"required"`
 	// Target is an upstream ("api"), one replica ("api[1]"), or one replica
 	// drawn from the seed at each onset ("api[random]").
-	Target string `yaml:"target" json:"target"`
+	Target string `yaml:"target" json:"target" jsonschema:"required"`
 	// Start is the offset from the start of the load.
 	Start units.Duration `yaml:"start" json:"start"`
 	// Duration of the fault (default: until the load ends).

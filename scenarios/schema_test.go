@@ -88,6 +88,14 @@ func TestSchemaRefuses(t *testing.T) {
 		strings.Replace(base, "{name: api}", "{name: api, replicas: [2]}", 1),
 		base + "faults:\n  - {name: f, kind: latency, target: api, params: {dealy: 5ms}}\n",
 		base + "faults:\n  - {name: f, kind: latensy, target: api}\n",
+		// What the loader requires, the schema requires: it accepted a
+		// file without a name or a load, and a fault without a kind or
+		// a target, so an editor showed nothing wrong.
+		strings.Replace(base, "name: x\n", "", 1),
+		strings.Replace(base, "{name: api}", "{replicas: 2}", 1),
+		base[:strings.Index(base, "load:")],
+		base + "faults:\n  - {name: f, target: api, params: {delay: 5ms}}\n",
+		base + "faults:\n  - {name: f, kind: latency, params: {delay: 5ms}}\n",
 	} {
 		if err := s.Validate(instance(t, []byte(bad))); err == nil {
 			t.Errorf("the schema accepts:\n%s", bad)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cascadehq/cascade/internal/containers"
 	"github.com/cascadehq/cascade/internal/run"
 )
 
@@ -30,6 +31,13 @@ will fail).`,
   cascade cleanup --run quickstart-20261122-101500-4242 --force   # even if its process still runs`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// A malformed --run is a usage error (exit 2), not a cleanup
+			// that failed (3): nothing was looked at.
+			if runID != "" {
+				if err := containers.ValidateRunID(runID); err != nil {
+					return exitWith(ExitUsage, fmt.Errorf("--run: %w", err))
+				}
+			}
 			rep, err := run.Cleanup(cmd.Context(), run.CleanupOptions{RunID: runID, Images: images, Force: force})
 			kept := 0
 			for _, r := range rep {

@@ -153,9 +153,12 @@ func TestCleanupCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "containers") {
 		t.Fatalf("output %q names no cleaner", out.String())
 	}
+	// A malformed id is a usage error, as any bad flag: it exited 3, the
+	// code of a cleanup that failed.
+	errb.Reset()
 	code = cli(context.Background(), []string{"cleanup", "--run", "bad id!"}, &out, &errb)
-	if code == ExitPass {
-		t.Fatal("a malformed run id must be refused")
+	if code != ExitUsage || !strings.Contains(errb.String(), "--run: ") {
+		t.Fatalf("a malformed run id: exit %d %s", code, errb.String())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ import (
 func newCompareCmd(stdout io.Writer) *cobra.Command {
 	var threshold, judged string
 	var markdown bool
+	var minLatency time.Duration
 	cmd := &cobra.Command{
 		Use:   "compare RUN_A RUN_B",
 		Short: "Compare run B against baseline run A (exit 0 no regression, 1 regression)",
@@ -25,10 +27,15 @@ verdict in both runs, and for the whole run and each phase both runs have, the l
 percentiles (from the intended send time), error rate and achieved rate, with the change.
 
 A regression is an objective that passed in A and fails in B, or a judged metric worse
-by more than --threshold: latency above A×(1+threshold), achieved rate below
-A×(1−threshold), error rate up by more than the threshold relatively and by at least
-0.1 percentage points. p99.9 and max are shown but not judged unless --judge names them.
-Exit 1 when anything regressed, 0 when nothing did, 2 on usage errors.`,
+by more than --threshold: latency above A×(1+threshold) and up by at least
+--min-latency-change (1ms: below it, two runs of the same seed differ by scheduling
+noise alone), achieved rate below A×(1−threshold), error rate up by more than the
+threshold relatively and by at least 0.1 percentage points. p99.9 and max are shown but
+not judged unless --judge names them. A phase, or the whole run, whose window differs
+between the runs by more than 50 ms (a run stopped early) is shown, not judged.
+Exit 1 when anything regressed, 0 when nothing did, 2 on usage errors, 3 when a run
+did not finish (interrupted, or stopped by an error): its numbers cover only part of
+the run, so the comparison is inconclusive either way.`,
 		Example: `  cascade compare cascade-results/quickstart-main cascade-results/quickstart-pr
   cascade compare --threshold 5% --markdown base/ head/ > comment.md`,
 		Args: cobra.ExactArgs(2),
@@ -37,7 +44,10 @@ Exit 1 when anything regressed, 0 when nothing did, 2 on usage errors.`,
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			opts := report.CompareOptions{Threshold: th}
+			if minLatency < 0 {
+				return exitWith(ExitUsage, fmt.Errorf("--min-latency-change %v: expected 0 or more", minLatency))
+			}
+			opts := report.CompareOptions{Threshold: th, MinLatencyIncrease: minLatency}
 			if cmd.Flags().Changed("judge") {
 				opts.Judged = []string{}
 				for _, m := range strings.Split(judged, ",") {
@@ -66,7 +76,10 @@ Exit 1 when anything regressed, 0 when nothing did, 2 on usage errors.`,
 			if err != nil {
 				return err
 			}
-			if c.Regressions() > 0 {
+			switch {
+			case c.Inconclusive():
+				return exitWith(ExitRunFailed, nil)
+			case c.Regressions() > 0:
 				return exitWith(ExitFail, nil)
 			}
 			return nil
@@ -74,6 +87,7 @@ Exit 1 when anything regressed, 0 when nothing did, 2 on usage errors.`,
 	}
 	cmd.Flags().StringVar(&threshold, "threshold", "10%", "relative change beyond which a judged metric regresses")
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "write Markdown for a pull-request comment")
+	cmd.Flags().DurationVar(&minLatency, "min-latency-change", report.DefaultMinLatencyIncrease, "smallest latency rise that can regress, however large relatively (0: none)")
 	cmd.Flags().StringVar(&judged, "judge", strings.Join(report.DefaultJudged, ","), "metrics that can regress, comma-separated (of "+strings.Join(report.CompareMetrics, ", ")+")")
 	return cmd
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -197,5 +198,38 @@ func TestReportHTMLAndCSV(t *testing.T) {
 		if code, _, stderr := runCLI(context.Background(), c.args...); code != c.want || stderr == "" {
 			t.Errorf("%v: exit %d (want %d), stderr %q", c.args, code, c.want, stderr)
 		}
+	}
+}
+
+// A run that did not finish makes the comparison inconclusive: exit 3,
+// never 0 ("no regression" about a run cut short) nor 1 (a regression that
+// may be the stop's).
+func TestCompareInterruptedRun(t *testing.T) {
+	fast, _ := compareRuns(t)
+	cut := filepath.Join(t.TempDir(), "cut")
+	if err := os.CopyFS(cut, os.DirFS(fast)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := results.Load(cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Summary
+	s.Interrupted, s.Verdict, s.Run.End = true, results.VerdictInterrupted, s.Run.End/2
+	b, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cut, results.SummaryFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{fast, cut}, {cut, fast}} {
+		code, out, stderr := runCLI(context.Background(), append([]string{"compare"}, args...)...)
+		if code != ExitRunFailed || !strings.Contains(out, "Inconclusive: ") || !strings.Contains(out, "was interrupted") {
+			t.Errorf("compare %v: exit %d\n%s%s", args, code, out, stderr)
+		}
+	}
+	if code, _, stderr := runCLI(context.Background(), "compare", "--min-latency-change", "-1ms", fast, fast); code != ExitUsage || !strings.Contains(stderr, "--min-latency-change") {
+		t.Errorf("negative --min-latency-change: exit %d %s", code, stderr)
 	}
 }

@@ -65,6 +65,7 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 			printLadder(stdout, res, len(rungs), interrupted)
 			if err != nil {
 				if interrupted && !errors.Is(err, run.ErrInterruptedInSetup) {
+					fmt.Fprintln(stderr, "cascade: interrupted; partial results in", out) // as run says it
 					return exitWith(ExitInterrupted, nil)
 				}
 				// A rung that fails (or is stopped) in its setup takes back
@@ -146,6 +147,11 @@ func fired(st results.StatsSummary) string {
 		}
 	}
 	if len(xs) == 0 {
+		// A rung cut short by Ctrl-C: its requests in flight were
+		// neither ok nor an error ("nothing (ok 0)" said less).
+		if n := st.Causes[cause.Aborted.String()]; n > 0 {
+			return fmt.Sprintf("nothing (ok %d, %d cut short by the stop)", st.Causes[cause.OK.String()], n)
+		}
 		return fmt.Sprintf("nothing (ok %d)", st.Causes[cause.OK.String()])
 	}
 	sort.Slice(xs, func(i, j int) bool { return xs[i].n > xs[j].n })

@@ -4,7 +4,8 @@
 //
 // Exit codes: 0 every objective passed; 1 an objective failed; 2 invalid
 // scenario or usage; 3 the run itself failed (e.g. cannot bind); 130
-// interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written. A
+// interrupted (Ctrl-C, SIGTERM, SIGHUP), with partial results written (a
+// signal after the load ended cuts nothing short: the verdict's code). A
 // second signal hurries the stop; a third kills the process. A run that
 // fails or is interrupted before its load started leaves no run directory;
 // one that fails after (a full disk) keeps what it measured, marked with
@@ -68,7 +69,13 @@ func main() {
 	// Ctrl-C does (remove what it started, write what it measured), not
 	// kill it where it stands.
 	sigs := make(chan os.Signal, 3)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	for _, s := range stopSignals {
+		// Before Notify, which ends the ignoring: a signal this process
+		// was started with ignored (a background job of a script, nohup)
+		// cannot kill it once Reset restores that.
+		ignoredAtStart[s] = signal.Ignored(s)
+	}
+	signal.Notify(sigs, stopSignals...)
 	st := interrupt.New()
 	ctx, cancel := context.WithCancel(interrupt.With(context.Background(), st))
 	go escalate(sigs, cancel, st, os.Stderr, die)
@@ -97,7 +104,13 @@ func escalate(sigs <-chan os.Signal, cancel context.CancelFunc, st *interrupt.St
 		}
 		switch n {
 		case 1:
-			if len(runs) > 0 {
+			switch {
+			case st.Finishing():
+				// The load had ended: its results are whole, and the run
+				// exits with its verdict, not 130.
+				fmt.Fprintf(stderr, "cascade: run %s had finished its load: its results are whole; finishing its report and removing what it started; "+
+					"Ctrl-C again to stop waiting for work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
+			case len(runs) > 0:
 				fmt.Fprintf(stderr, "cascade: stopping run %s: writing partial results and removing what it started; "+
 					"Ctrl-C again to stop waiting for work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
 			}
@@ -118,9 +131,22 @@ func escalate(sigs <-chan os.Signal, cancel context.CancelFunc, st *interrupt.St
 	}
 }
 
+// stopSignals stop a run; ignoredAtStart records which of them the
+// process was started with ignored.
+var (
+	stopSignals    = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+	ignoredAtStart = map[os.Signal]bool{}
+)
+
 // die ends the process by sig, as if no handler had caught it, so the
-// shell sees a process killed by that signal.
+// shell sees a process killed by that signal. A signal the process was
+// started with ignored would not kill it once Reset restores that: the
+// run went on for a second (its report, its HTML) after "killed by a
+// third signal"; it exits at once instead.
 func die(sig os.Signal) {
+	if ignoredAtStart[sig] {
+		os.Exit(ExitInterrupted)
+	}
 	signal.Reset()
 	if s, ok := sig.(syscall.Signal); ok {
 		_ = syscall.Kill(os.Getpid(), s)

@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,6 +58,28 @@ func TestEscalate(t *testing.T) {
 		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "`cascade cleanup --run quickstart-20261122-101500-4242`") {
 			t.Errorf("signal %d: %q, want %q and the cleanup command", i+1, lines[i], want)
 		}
+	}
+}
+
+// A signal after the run's load ended cuts nothing short: the run
+// finishes its report and exits with its verdict (0 for a pass). The
+// notice said "writing partial results" all the same.
+func TestEscalateAfterTheLoadEnded(t *testing.T) {
+	st := interrupt.New()
+	done := st.Running("quickstart-20261122-101500-4242")
+	defer done()
+	st.LoadEnded("quickstart-20261122-101500-4242")
+	ctx, cancel := context.WithCancel(interrupt.With(context.Background(), st))
+	sigs := make(chan os.Signal, 1)
+	sigs <- os.Interrupt
+	close(sigs)
+	var stderr bytes.Buffer
+	escalate(sigs, cancel, st, &stderr, func(os.Signal) { t.Fatal("killed by one signal") })
+	if ctx.Err() == nil {
+		t.Fatal("the run's context did not end")
+	}
+	if out := stderr.String(); strings.Contains(out, "partial") || !strings.Contains(out, "had finished its load: its results are whole") {
+		t.Errorf("notice: %s", out)
 	}
 }
 
@@ -115,5 +141,30 @@ func TestValidateRefusesFilesThatAreNotFiles(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("validate %s: no answer after 10 s", tc.path)
 		}
+	}
+}
+
+// A process started with SIGINT ignored (a background job of a script)
+// is killed at once by a third Ctrl-C: die restored the default
+// disposition, which restored the ignoring, and the run went on for a
+// second after "killed by a third signal" (its report, "partial results
+// in ..."). Checked in a child process started with SIGINT ignored.
+func TestDieWhenStartedWithSIGINTIgnored(t *testing.T) {
+	if os.Getenv("CASCADE_TEST_DIE") == "1" {
+		ignoredAtStart[os.Interrupt] = signal.Ignored(os.Interrupt)
+		signal.Notify(make(chan os.Signal, 1), os.Interrupt)
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			fmt.Println("still running")
+		}()
+		die(os.Interrupt)
+		return
+	}
+	cmd := exec.Command("bash", "-c", `trap "" INT; exec "$0" "$@"`, os.Args[0], "-test.run=^TestDieWhenStartedWithSIGINTIgnored$")
+	cmd.Env = append(os.Environ(), "CASCADE_TEST_DIE=1")
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted || strings.Contains(string(out), "still running") {
+		t.Errorf("die: %v, output %q: want exit %d at once", err, out, ExitInterrupted)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -32,11 +33,15 @@ type Stability struct {
 
 // RepeatReport is repeat.json.
 type RepeatReport struct {
-	Scenario   string      `json:"scenario"`
-	Seeds      []uint64    `json:"seeds"`
-	Dirs       []string    `json:"dirs"`
-	Objectives []Stability `json:"objectives"`
-	Pass       bool        `json:"pass"` // every objective passed in every run
+	Scenario string   `json:"scenario"`
+	Planned  int      `json:"planned"` // runs asked for (--repeat)
+	Seeds    []uint64 `json:"seeds"`   // of the runs that finished
+	Dirs     []string `json:"dirs"`
+	// Interrupted: a stop signal ended the repeat before its last run;
+	// the runs that finished are tallied, the one cut short is not.
+	Interrupted bool        `json:"interrupted,omitempty"`
+	Objectives  []Stability `json:"objectives"`
+	Pass        bool        `json:"pass"` // every objective passed in every run
 }
 
 // runRepeat runs the scenario n times with seeds seed, seed+1, ..., and
@@ -64,10 +69,33 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 	if err := results.CheckFree(out); err != nil {
 		return exitWith(ExitUsage, err)
 	}
-	rep := RepeatReport{Scenario: base.Name}
+	rep := RepeatReport{Scenario: base.Name, Planned: n}
 	var runs [][]results.ObjectiveResult
 	fmt.Fprintf(stdout, "cascade: %s, %d runs (seeds %d..%d), results in %s\n", base.Name, n, base.Seed, base.Seed+uint64(n)-1, out)
+	// interrupted ends the repeat at a stop signal: the runs that finished
+	// are tallied and kept in repeat.json, as a single run keeps what it
+	// measured; the run cut short is in its directory, not in the tally.
+	interrupted := func(i int) error {
+		fmt.Fprintln(stderr, "cascade: interrupted; partial results in", out)
+		if len(runs) == 0 {
+			return exitWith(ExitInterrupted, nil)
+		}
+		rep.Interrupted = true
+		rep.Objectives, rep.Pass = stability(runs)
+		printStability(stdout, rep.Objectives)
+		if err := writeRepeat(out, &rep); err != nil {
+			return exitWith(ExitRunFailed, fmt.Errorf("%w (the %d runs are kept in %s)", err, i, out))
+		}
+		fmt.Fprintf(stdout, "\nVerdict: INTERRUPTED after %d of %d runs (the tally above is theirs)\n", len(runs), n)
+		return exitWith(ExitInterrupted, nil)
+	}
 	for i := 0; i < n; i++ {
+		// A stop signal that came while the last run was being judged
+		// (its load had ended): the next run must not start, only to be
+		// "interrupted during setup".
+		if ctx.Err() != nil {
+			return interrupted(i)
+		}
 		seed := base.Seed + uint64(i)
 		o := opts
 		o.Seed = &seed
@@ -77,6 +105,10 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		}
 		dir := filepath.Join(out, fmt.Sprintf("%02d-seed%d", i+1, seed))
 		res, err := run.Run(ctx, p, run.Options{OutDir: dir, Progress: run.ProgressOff, Stdout: io.Discard, Stderr: stderr, AllowRemote: opts.AllowRemote})
+		if err != nil && errors.Is(err, run.ErrInterruptedInSetup) && i > 0 {
+			fmt.Fprintf(stdout, "  run %d seed %d: INTERRUPTED before its load started (nothing kept)\n", i+1, seed)
+			return interrupted(i)
+		}
 		if err != nil {
 			// A run that fails (or is stopped) in its setup takes back its
 			// directory, and out with it when the first one made it. The
@@ -88,8 +120,8 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 			return exitWith(ExitRunFailed, err)
 		}
 		if res.Interrupted {
-			fmt.Fprintln(stderr, "cascade: interrupted; partial results in", out)
-			return exitWith(ExitInterrupted, nil)
+			fmt.Fprintf(stdout, "  run %d seed %d: INTERRUPTED (partial results in %s, not tallied)\n", i+1, seed, dir)
+			return interrupted(i + 1)
 		}
 		rep.Seeds, rep.Dirs = append(rep.Seeds, seed), append(rep.Dirs, dir)
 		runs = append(runs, res.Summary.Objectives)
@@ -106,9 +138,23 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		fmt.Fprintf(stdout, "  run %d seed %d: %s (%d/%d objectives passed)%s\n", i+1, seed, strings.ToUpper(res.Summary.Verdict), passed, len(res.Summary.Objectives), note)
 	}
 	rep.Objectives, rep.Pass = stability(runs)
+	printStability(stdout, rep.Objectives)
+	if err := writeRepeat(out, &rep); err != nil {
+		return exitWith(ExitRunFailed, fmt.Errorf("%w (the %d runs are kept in %s)", err, n, out))
+	}
+	if !rep.Pass {
+		fmt.Fprintln(stdout, "\nVerdict: FAIL (an objective failed in at least one run; FLAKY ones passed in some)")
+		return exitWith(ExitFail, nil)
+	}
+	fmt.Fprintln(stdout, "\nVerdict: PASS (every objective passed in every run)")
+	return nil
+}
+
+// printStability writes the objectives' tally over the runs.
+func printStability(stdout io.Writer, objs []Stability) {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nObjective stability\n  \tobjective\tpassed\tpass rate\tmeasured")
-	for _, s := range rep.Objectives {
+	for _, s := range objs {
 		mark := "PASS"
 		switch {
 		case s.Flaky:
@@ -119,16 +165,12 @@ func runRepeat(ctx context.Context, path string, opts plan.Options, n int, out s
 		fmt.Fprintf(tw, "  %s\t%s\t%d/%d\t%s\t%s\n", mark, s.Name, s.Passed, s.Runs, verdict.FormatPercent(s.PassRate), strings.Join(s.Measured, ", "))
 	}
 	tw.Flush()
+}
+
+// writeRepeat writes repeat.json into out.
+func writeRepeat(out string, rep *RepeatReport) error {
 	b, _ := json.MarshalIndent(rep, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(out, RepeatFile), append(b, '\n'), 0o644); err != nil {
-		return exitWith(ExitRunFailed, fmt.Errorf("%w (the %d runs are kept in %s)", err, n, out))
-	}
-	if !rep.Pass {
-		fmt.Fprintln(stdout, "\nVerdict: FAIL (an objective failed in at least one run; FLAKY ones passed in some)")
-		return exitWith(ExitFail, nil)
-	}
-	fmt.Fprintln(stdout, "\nVerdict: PASS (every objective passed in every run)")
-	return nil
+	return atomicfile.WriteFile(filepath.Join(out, RepeatFile), append(b, '\n'), 0o644)
 }
 
 // keptBefore says that the n runs (or rungs) before the one that failed

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cascadehq/cascade/internal/run"
 	"github.com/cascadehq/cascade/results"
@@ -228,5 +230,96 @@ func TestPrintLadderInterrupted(t *testing.T) {
 	}
 	if strings.Contains(out, "FAIL") {
 		t.Errorf("an interrupted rung printed as FAIL:\n%s", out)
+	}
+}
+
+// A repeat stopped by Ctrl-C keeps the tally of the runs that finished,
+// as a single run keeps what it measured: it printed "interrupted" and
+// nothing else, and wrote no repeat.json, so the runs it had made were
+// tallied nowhere. The run cut short is listed, not tallied.
+func TestRepeatInterrupted(t *testing.T) {
+	src := `name: repeat-stop
+upstreams: [{name: api, latency: 1ms}]
+gateway:
+  routes: [{path: /, upstream: api}]
+load:
+  client_timeout: 1s
+  stages: [{duration: 1s, rate: 20/s}]
+  requests: [{path: /}]
+slo:
+  - p99 < 1s
+`
+	f := writeFile(t, "r.yaml", src)
+	dir := filepath.Join(t.TempDir(), "rep")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Stop in the second run: the first takes a second of load.
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "02-seed2")); err == nil {
+				time.Sleep(300 * time.Millisecond)
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	code, out, stderr := runCLI(ctx, "run", "--repeat", "3", "--out", dir, f)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"run 1 seed 1: PASS", "run 2 seed 2: INTERRUPTED", "PASS  p99 < 1s   1/1", "Verdict: INTERRUPTED after 1 of 3 runs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, RepeatFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep RepeatReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Interrupted || rep.Planned != 3 || len(rep.Seeds) != 1 || len(rep.Objectives) != 1 || rep.Objectives[0].Runs != 1 {
+		t.Errorf("repeat.json = %+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "03-seed3")); err == nil {
+		t.Error("a third run started after the stop")
+	}
+}
+
+// A ladder stopped by Ctrl-C says where its partial results are, as a run
+// does, and the rung cut short shows its requests cut short: it printed
+// "nothing (ok 0)" for a rung whose 10 requests were all in flight.
+func TestLadderInterrupted(t *testing.T) {
+	f := writeFile(t, "good.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
+	dir := filepath.Join(t.TempDir(), "l")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // in the client rung, whose requests wait 880ms
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "client")); err == nil {
+				time.Sleep(500 * time.Millisecond)
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	code, out, stderr := runCLI(ctx, "ladder", "--duration", "1s", "--out", dir, f)
+	if code != ExitInterrupted || !strings.Contains(stderr, "cascade: interrupted; partial results in "+dir) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	if !regexp.MustCompile(`client .*nothing \(ok 0, \d+ cut short by the stop\) .*INTERRUPTED`).MatchString(out) {
+		t.Errorf("the rung cut short:\n%s", out)
 	}
 }

@@ -26,8 +26,9 @@ type Stop struct {
 	hurry   context.Context
 	hurried context.CancelFunc
 
-	mu   sync.Mutex
-	runs []string
+	mu    sync.Mutex
+	runs  []string
+	ended map[string]bool // runs whose load has ended: their results are whole
 }
 
 // New returns a Stop that has not been hurried.
@@ -70,7 +71,39 @@ func (s *Stop) Running(id string) (done func()) {
 		if i := slices.Index(s.runs, id); i >= 0 {
 			s.runs = slices.Delete(s.runs, i, i+1)
 		}
+		delete(s.ended, id)
 	}
+}
+
+// LoadEnded records that run id's load ended by itself: a stop signal from
+// here on cuts nothing short (the run is judging, reporting and removing
+// what it started), and its message must not promise partial results.
+func (s *Stop) LoadEnded(id string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		s.ended = map[string]bool{}
+	}
+	s.ended[id] = true
+}
+
+// Finishing reports whether every run in progress has had its load end by
+// itself (false with none in progress).
+func (s *Stop) Finishing() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range s.runs {
+		if !s.ended[id] {
+			return false
+		}
+	}
+	return len(s.runs) > 0
 }
 
 // Runs lists the runs in progress.

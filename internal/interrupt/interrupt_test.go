@@ -61,3 +61,33 @@ func TestRunningLists(t *testing.T) {
 		t.Fatal("runs left")
 	}
 }
+
+// Finishing: every run in progress has had its load end by itself.
+func TestFinishing(t *testing.T) {
+	var none *Stop
+	none.LoadEnded("x")
+	if none.Finishing() {
+		t.Error("a nil Stop is finishing")
+	}
+	s := New()
+	if s.Finishing() {
+		t.Error("no run in progress, yet finishing")
+	}
+	a := s.Running("a-1")
+	b := s.Running("b-2")
+	s.LoadEnded("a-1")
+	if s.Finishing() {
+		t.Error("finishing while b-2's load runs")
+	}
+	s.LoadEnded("b-2")
+	if !s.Finishing() {
+		t.Error("not finishing once both loads ended")
+	}
+	a()
+	b()
+	c := s.Running("a-1") // the same id again: a new run, its load not ended
+	defer c()
+	if s.Finishing() {
+		t.Error("a new run inherits an old one's end")
+	}
+}

@@ -157,7 +157,11 @@ func tolerance(t time.Duration) time.Duration { return max(100*time.Millisecond,
 
 // rungPlan copies p with a short steady load and one fault per upstream:
 // every answer is delay late, at the replica's door or, when inDB, in the
-// database of the database upstreams.
+// database of the database upstreams. The faults last until the run stops,
+// not until the load does: the load's last requests, and the retries of
+// its earlier ones, are still in flight after it, and an answer on time
+// there ("ok") was no layer firing. A rung with a short --duration, whose
+// retries all came after the load, read as "the cascade was not exercised".
 func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration, inDB bool) *plan.Plan {
 	q := *p
 	q.Name = p.Name + "-ladder-" + name
@@ -172,7 +176,7 @@ func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration, i
 	q.Phases = []results.Phase{{Name: plan.RunPhase, Start: 0, End: o.Duration}}
 	q.Timeline = nil
 	for _, u := range p.Upstreams {
-		e := faults.Entry{Name: "delay-" + u.Name, Kind: "latency", Upstream: u.Name, Replica: -1, Start: 0, Duration: o.Duration,
+		e := faults.Entry{Name: "delay-" + u.Name, Kind: "latency", Upstream: u.Name, Replica: -1, Start: 0, Duration: 0, // until the run stops
 			Spec: &faults.LatencySpec{Delay: dist.FixedLatency(delay), Selector: faults.Selector{Probability: 1}}}
 		if inDB {
 			if u.Database == nil {

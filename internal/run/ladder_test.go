@@ -1,6 +1,7 @@
 package run
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -54,5 +55,55 @@ load:
 	}
 	if got := strings.Join(names, ","); got != "per_try,gateway,client,cascade" {
 		t.Fatalf("rungs %s", got)
+	}
+}
+
+// A rung's delay lasts until the run stops, not until its load does: with
+// a --duration shorter than the per-try timeout, every retry is sent after
+// the load ended. When the delay ended with the load, those retries were
+// answered on time ("ok"), the rung saw no timeout at all and failed with
+// "the cascade was not exercised" on a cascade ordered right.
+func TestLadderDelayOutlastsTheLoad(t *testing.T) {
+	src := `name: short-rung
+upstreams: [{name: api, replicas: 2, latency: 1ms}]
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {per_try: 150ms, total: 1s}, retries: {retry_on: [reset], max_attempts: 2, backoff_base: 5ms}}
+load:
+  client_timeout: 2s
+  stages: [{duration: 1s, rate: 10/s}]
+  requests: [{path: /}]
+`
+	p, err := plan.CompileBytes("short-rung.yaml", []byte(src), plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const load = 100 * time.Millisecond
+	rungs, err := Ladder(p, LadderOptions{Rate: 20, Duration: load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var perTry Rung
+	for _, r := range rungs {
+		for _, e := range r.Plan.Timeline {
+			if e.Duration != 0 {
+				t.Errorf("rung %s: fault %s lasts %v: it must last until the run stops", r.Name, e.Name, e.Duration)
+			}
+		}
+		if r.Name == "per_try" {
+			perTry = r
+		}
+	}
+	if perTry.Plan == nil {
+		t.Fatalf("no per_try rung in %v", rungs)
+	}
+	res, err := RunLadder(context.Background(), []Rung{perTry}, t.TempDir(), Options{Progress: ProgressOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res[0].Summary.Run.Stats
+	if !res[0].Pass || st.Causes["per_try_timeout"] != st.Sent || st.Sent == 0 {
+		t.Errorf("per_try rung: pass %v, sent %d, causes %v: every request's retry must time out too (%s)",
+			res[0].Pass, st.Sent, st.Causes, res[0].Summary.Objectives[0].Evidence)
 	}
 }

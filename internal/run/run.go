@@ -198,7 +198,14 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	// what it removes, it removes either way.
 	teardown, endTeardown := interrupt.TeardownContext(ctx)
 	defer endTeardown()
-	defer env.close(teardown)
+	defer func() {
+		// The last word on the run's containers: each upstream's own stop
+		// may be cut short by a hurry, then this removes them by label.
+		// What it cannot remove, the user must: said, not dropped.
+		if err := env.close(teardown); err != nil {
+			fmt.Fprintf(opts.Stderr, "warning: removing what run %s started: %v (cascade cleanup --run %s removes what is left)\n", env.runID, err, env.runID)
+		}
+	}()
 	links, err := startLinks(ctx, p, env.runID, sink, clock) // packet faults' namespaces; closed after the upstreams
 	if err != nil {
 		return setupFailed("packet links", err)
@@ -209,7 +216,15 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		for _, u := range ups {
 			// What a replica could not remove (a database's schema on the
 			// user's server, a temporary file) is the user's to remove.
-			if err := u.CloseContext(teardown); err != nil {
+			err := u.CloseContext(teardown)
+			if err != nil && teardown.Err() != nil && errors.Is(err, context.Canceled) {
+				// A second Ctrl-C cut a graceful wait short (a
+				// container's stop): its removal is env.close's, by
+				// label, and that says if it fails. This warned that
+				// the stop "left something behind" when nothing was.
+				continue
+			}
+			if err != nil {
 				fmt.Fprintf(opts.Stderr, "warning: upstream %s: stopping it left something behind: %v\n", u.Name(), err)
 			}
 		}
@@ -338,6 +353,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	runErr := gen.Run(loadCtx)
 	elapsed := clock.Now()
 	interrupted := ctx.Err() != nil
+	if !interrupted {
+		// A stop signal from here on cuts nothing short: say so.
+		interrupt.From(ctx).LoadEnded(env.runID)
+	}
 	aborted := rec.abortReason()
 	if runErr != nil && !interrupted && aborted == "" {
 		fail.set(runErr) // unless a failure stopped it

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/verdict"
@@ -37,6 +38,13 @@ var DefaultJudged = []string{MetricP50, MetricP90, MetricP99, MetricErrorRate, M
 // 10 000 requests is not a regression anyone should block a release on.
 const MinErrorRateIncrease = 0.001 // 0.1 percentage points
 
+// DefaultMinLatencyIncrease is the CLI's default for
+// CompareOptions.MinLatencyIncrease: two runs of the same seed on
+// loopback, where p99 is well under a millisecond, differ by +20% to +98%
+// from scheduling noise alone (0.58ms against 1.15ms), and a relative
+// threshold alone called that a regression.
+const DefaultMinLatencyIncrease = time.Millisecond
+
 // CompareOptions set what counts as a regression.
 type CompareOptions struct {
 	// Threshold is the relative change beyond which a judged metric
@@ -46,6 +54,10 @@ type CompareOptions struct {
 	Threshold float64
 	// Judged are the metrics that can regress; nil means DefaultJudged.
 	Judged []string
+	// MinLatencyIncrease is the smallest rise of a latency percentile that
+	// counts as a regression, however large it is relatively, as
+	// MinErrorRateIncrease is for the error rate; 0: none.
+	MinLatencyIncrease time.Duration
 }
 
 // Comparison is run B measured against run A (the baseline).
@@ -53,11 +65,13 @@ type Comparison struct {
 	A, B      RunInfo
 	Threshold float64
 	Judged    []string
-	SLOs      []SLODelta
-	Deltas    []Delta
-	OnlyA     []string // phases only run A has
-	OnlyB     []string
-	Notes     []string // what makes the comparison weaker: different scenarios, an interrupted run
+	// MinLatency is the smallest latency rise judged, in ms.
+	MinLatency float64
+	SLOs       []SLODelta
+	Deltas     []Delta
+	OnlyA      []string // phases only run A has
+	OnlyB      []string
+	Notes      []string // what makes the comparison weaker: different scenarios, an interrupted run
 }
 
 // RunInfo identifies one side of a comparison.
@@ -67,6 +81,17 @@ type RunInfo struct {
 	Interrupted                      bool
 	Error                            string // the run stopped on this error
 }
+
+// incomplete: the run did not measure what it planned (Ctrl-C, or an
+// error once its load started). An abort objective's stop is not: that
+// run failed, and its failing objective is the regression.
+func (r RunInfo) incomplete() bool { return r.Interrupted || r.Error != "" }
+
+// Inconclusive reports that a run compared did not finish (interrupted, or
+// stopped by an error): its numbers cover part of the run, so the
+// comparison cannot say "no regression", nor blame a regression on the
+// change rather than on the stop.
+func (c *Comparison) Inconclusive() bool { return c.A.incomplete() || c.B.incomplete() }
 
 // Delta is one metric in one scope (the whole run, or a phase).
 type Delta struct {
@@ -82,17 +107,18 @@ type Delta struct {
 
 func (d Delta) noRequests() bool { return d.NoneA || d.NoneB }
 
-// nothingToMeasure: no latency without a request sent, no error rate
-// without one scheduled (all dropped is a 100% error rate); an achieved
-// rate of 0 is a measurement.
+// nothingToMeasure: no latency without a request answered, no error rate
+// without one judged (all dropped is a 100% error rate; requests cut short
+// by the run's stop count in neither); an achieved rate of 0 is a
+// measurement.
 func nothingToMeasure(metric string, s results.StatsSummary) bool {
 	switch metric {
 	case MetricAchievedRate:
 		return false
 	case MetricErrorRate:
-		return s.Scheduled == 0
+		return s.Judged() == 0
 	}
-	return s.Sent == 0
+	return s.Answered() == 0
 }
 
 // Change is (B−A)/A, NaN when A is 0.
@@ -115,7 +141,8 @@ func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Com
 	if judged == nil {
 		judged = DefaultJudged
 	}
-	c := &Comparison{A: info(a, dirA), B: info(b, dirB), Threshold: opts.Threshold, Judged: judged}
+	c := &Comparison{A: info(a, dirA), B: info(b, dirB), Threshold: opts.Threshold, Judged: judged,
+		MinLatency: float64(opts.MinLatencyIncrease) / float64(time.Millisecond)}
 	if a.PlanHash != b.PlanHash || a.Seed != b.Seed {
 		c.Notes = append(c.Notes, fmt.Sprintf("the runs differ in scenario or seed (A: %s seed %d, B: %s seed %d): deltas compare different experiments",
 			a.PlanHash, a.Seed, b.PlanHash, b.Seed))
@@ -152,8 +179,12 @@ func Compare(a, b *results.Summary, dirA, dirB string, opts CompareOptions) *Com
 		}
 	}
 
-	// Whole run, then each phase both have, in A's order.
-	c.deltas("run", a.Run.Stats, b.Run.Stats, true)
+	// Whole run, then each phase both have, in A's order. A whole run cut
+	// short (Ctrl-C, an abort objective) is a different window too: the
+	// rate over the first seconds of a ramp is not the rate of the whole
+	// run. Its objectives stay judged: an abort objective that stopped B
+	// failed there, and that is the regression.
+	c.deltas("run", a.Run.Stats, b.Run.Stats, !c.runMoved(a, b))
 	bPh := map[string]results.PhaseSummary{}
 	for _, p := range b.Phases {
 		bPh[p.Name] = p
@@ -203,6 +234,22 @@ func (c *Comparison) movedPhases(a, b *results.Summary) map[string]bool {
 	return moved
 }
 
+// runMoved reports, with a note, that one run's load was stopped early
+// (Ctrl-C, an abort objective, an error) and so ran over a window more
+// than 50 ms apart from the other's. Two whole runs of plans of different
+// lengths are still compared: a longer rehearsal's p99 is the same
+// measure, and the plans' difference is noted.
+func (c *Comparison) runMoved(a, b *results.Summary) bool {
+	const slack = 0.05
+	cut := func(s *results.Summary) bool { return s.Interrupted || s.Aborted != "" || s.Error != "" }
+	if !cut(a) && !cut(b) || math.Abs(float64(a.Run.End-b.Run.End)) <= slack {
+		return false
+	}
+	c.Notes = append(c.Notes, fmt.Sprintf("the load ran [0s, %.2fs) in A and [0s, %.2fs) in B: the whole run's deltas are shown, not judged (its objectives are)",
+		float64(a.Run.End), float64(b.Run.End)))
+	return true
+}
+
 func (c *Comparison) deltas(scope string, a, b results.StatsSummary, judge bool) {
 	vals := func(s results.StatsSummary) map[string]float64 {
 		return map[string]float64{
@@ -215,20 +262,22 @@ func (c *Comparison) deltas(scope string, a, b results.StatsSummary, judge bool)
 		d := Delta{Scope: scope, Metric: m, A: va[m], B: vb[m], Judged: judge && slices.Contains(c.Judged, m),
 			NoneA: nothingToMeasure(m, a), NoneB: nothingToMeasure(m, b)}
 		if d.Judged && !d.noRequests() {
-			d.Regressed = regressed(m, d.A, d.B, c.Threshold)
+			d.Regressed = regressed(m, d.A, d.B, c.Threshold, c.MinLatency)
 		}
 		c.Deltas = append(c.Deltas, d)
 	}
 }
 
-func regressed(metric string, a, b, th float64) bool {
+// regressed judges one metric; minLatency (ms) is the smallest latency
+// rise that counts.
+func regressed(metric string, a, b, th, minLatency float64) bool {
 	switch metric {
 	case MetricErrorRate:
 		return b-a > math.Max(th*a, MinErrorRateIncrease)
 	case MetricAchievedRate:
 		return b < a*(1-th)
 	default: // latency: higher is worse; a baseline of 0 has nothing to compare
-		return a > 0 && b > a*(1+th)
+		return a > 0 && b > a*(1+th) && b-a >= minLatency
 	}
 }
 
@@ -344,6 +393,22 @@ func sloChange(s SLODelta) string {
 func (c *Comparison) summaryLine() string {
 	n := c.Regressions()
 	th := verdict.FormatPercent(c.Threshold)
+	if c.Inconclusive() {
+		var which []string
+		for _, r := range []struct {
+			k string
+			r RunInfo
+		}{{"A", c.A}, {"B", c.B}} {
+			switch {
+			case r.r.Error != "":
+				which = append(which, r.k+" stopped on an error")
+			case r.r.Interrupted:
+				which = append(which, r.k+" was interrupted")
+			}
+		}
+		return fmt.Sprintf("Inconclusive: %s, so its numbers cover only part of the run (%d judged differences beyond %s above, on what was measured).",
+			strings.Join(which, " and "), n, th)
+	}
 	if n == 0 {
 		return fmt.Sprintf("No regression: no objective newly failing, no judged metric worse by more than %s.", th)
 	}
@@ -364,7 +429,7 @@ func (c *Comparison) Text(w io.Writer) error {
 	}{{"A", c.A}, {"B", c.B}} {
 		fmt.Fprintf(b, "  %s  %s  (%s, seed %d, %s)\n", side.k, side.r.Dir, side.r.PlanHash, side.r.Seed, strings.ToUpper(side.r.Verdict))
 	}
-	fmt.Fprintf(b, "  threshold %s · judged: %s\n", verdict.FormatPercent(c.Threshold), strings.Join(c.Judged, " "))
+	fmt.Fprintf(b, "  threshold %s%s · judged: %s\n", verdict.FormatPercent(c.Threshold), c.floor(), strings.Join(c.Judged, " "))
 	for _, n := range c.Notes {
 		fmt.Fprintf(b, "  note: %s\n", n)
 	}
@@ -412,6 +477,9 @@ func (c *Comparison) Markdown(w io.Writer) error {
 			head += "s"
 		}
 	}
+	if c.Inconclusive() {
+		head = "⚠️ inconclusive: a run did not finish"
+	}
 	fmt.Fprintf(b, "### cascade compare: `%s` — %s\n\n", mdEscape(c.B.Scenario), head)
 	b.WriteString("| | run | verdict | seed | plan |\n|---|---|---|---|---|\n")
 	for _, side := range []struct {
@@ -420,7 +488,7 @@ func (c *Comparison) Markdown(w io.Writer) error {
 	}{{"A (baseline)", c.A}, {"B", c.B}} {
 		fmt.Fprintf(b, "| %s | `%s` | %s | %d | `%s` |\n", side.k, mdEscape(side.r.Dir), strings.ToUpper(side.r.Verdict), side.r.Seed, side.r.PlanHash)
 	}
-	fmt.Fprintf(b, "\nThreshold %s on %s.\n", verdict.FormatPercent(c.Threshold), mdList(c.Judged))
+	fmt.Fprintf(b, "\nThreshold %s%s on %s.\n", verdict.FormatPercent(c.Threshold), c.floor(), mdList(c.Judged))
 	for _, note := range c.Notes {
 		fmt.Fprintf(b, "\n> **Note:** %s\n", mdEscape(note))
 	}
@@ -453,6 +521,14 @@ func (c *Comparison) Markdown(w io.Writer) error {
 	fmt.Fprintf(b, "\n%s\n", c.summaryLine())
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// floor says the smallest latency rise judged, if any.
+func (c *Comparison) floor() string {
+	if c.MinLatency <= 0 {
+		return ""
+	}
+	return ", latency also +" + ms(c.MinLatency) + " at least"
 }
 
 func mdMark(s string, bad bool) string {

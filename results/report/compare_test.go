@@ -229,3 +229,99 @@ func TestCompareNotesARunStoppedByAnError(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 }
+
+// Two runs of the same seed on loopback, where latencies are well under a
+// millisecond, measured p99 0.58ms and 1.15ms (+98%): scheduling noise,
+// which a relative threshold alone called a regression. A rise below
+// MinLatencyIncrease is not one; above it, the threshold decides as before.
+func TestCompareMinLatencyIncrease(t *testing.T) {
+	a := summary(stats(0.21, 0.33, 0.58, 2, 0, 300), nil)
+	b := summary(stats(0.25, 0.43, 1.15, 3, 0, 300), nil)
+	opts := CompareOptions{Threshold: 0.1, MinLatencyIncrease: DefaultMinLatencyIncrease}
+	if c := Compare(a, b, "a", "b", opts); c.Regressions() != 0 {
+		t.Errorf("sub-millisecond noise: %d regressions: %+v", c.Regressions(), c.Deltas)
+	}
+	if c := Compare(a, b, "a", "b", CompareOptions{Threshold: 0.1}); c.Regressions() != 3 {
+		t.Errorf("without a floor: %d regressions, want 3 (p50, p90, p99)", c.Regressions())
+	}
+	slow := summary(stats(0.21, 0.33, 1.6, 2, 0, 300), nil)
+	if d := find(Compare(a, slow, "a", "b", opts), "run", MetricP99); !d.Regressed {
+		t.Errorf("p99 up 1.02ms and 176%%: %+v", d)
+	}
+	var out bytes.Buffer
+	if err := Compare(a, b, "a", "b", opts).Text(&out); err != nil || !strings.Contains(out.String(), "latency also +1.00ms at least") {
+		t.Errorf("the floor is not said: %v\n%s", err, out.String())
+	}
+}
+
+// A run that did not finish (Ctrl-C, an error once its load started)
+// covers part of what was planned: compared, it is inconclusive (the CLI
+// exits 3), never "no regression". Its whole-run window differs, so the
+// run's deltas are not judged: over the first 5 s of a ramp, the achieved
+// rate was 11% below the baseline's and read as a regression.
+func TestCompareIncompleteRun(t *testing.T) {
+	a := summary(stats(10, 20, 30, 40, 0, 180), nil)
+	a.Run.End = 10
+	b := summary(stats(10, 20, 30, 40, 0, 160), nil)
+	b.Run.End, b.Interrupted, b.Verdict = 5.01, true, results.VerdictInterrupted
+	c := Compare(a, b, "base", "head", CompareOptions{Threshold: 0.1})
+	if !c.Inconclusive() {
+		t.Fatal("an interrupted run compared is conclusive")
+	}
+	if d := find(c, "run", MetricAchievedRate); d.Judged || d.Regressed {
+		t.Errorf("achieved rate over a different window: %+v", d)
+	}
+	var out bytes.Buffer
+	if err := c.Text(&out); err != nil || !strings.Contains(out.String(), "Inconclusive: B was interrupted") ||
+		!strings.Contains(out.String(), "the load ran [0s, 10.00s) in A and [0s, 5.01s) in B") {
+		t.Errorf("%v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := c.Markdown(&out); err != nil || !strings.Contains(out.String(), "inconclusive") {
+		t.Errorf("markdown: %v\n%s", err, out.String())
+	}
+	b.Interrupted, b.Error = false, "write results: no space left on device"
+	if c := Compare(a, b, "base", "head", CompareOptions{Threshold: 0.1}); !c.Inconclusive() {
+		t.Error("a run stopped by an error compared is conclusive")
+	}
+	// The baseline cut short makes it inconclusive as well.
+	if c := Compare(b, a, "base", "head", CompareOptions{Threshold: 0.1}); !c.Inconclusive() {
+		t.Error("an unfinished baseline compared is conclusive")
+	}
+}
+
+// An abort objective stops a run early: that run finished (it failed), so
+// the comparison is conclusive, the objective it failed is the regression,
+// and only the whole run's deltas, over a shorter window, are not judged.
+func TestCompareAbortedRun(t *testing.T) {
+	obj := results.ObjectiveResult{Name: "max < 30ms", Phase: "run", Value: 20, Measured: "20.0ms", Pass: true}
+	a := summary(stats(10, 20, 30, 40, 0, 180), nil, obj)
+	a.Run.End = 10
+	failed := obj
+	failed.Value, failed.Measured, failed.Pass = 55, "55.0ms", false
+	b := summary(stats(10, 20, 30, 40, 0, 150), nil, failed)
+	b.Run.End, b.Aborted, b.Verdict = 4.2, "max < 30ms measured 55.0ms", results.VerdictFail
+	c := Compare(a, b, "base", "head", CompareOptions{Threshold: 0.1})
+	if c.Inconclusive() || c.Regressions() != 1 || !c.SLOs[0].Regressed {
+		t.Errorf("aborted: inconclusive %v, %d regressions, %+v", c.Inconclusive(), c.Regressions(), c.SLOs)
+	}
+	// Two whole runs of plans of different lengths are judged as before.
+	b.Aborted, b.Objectives = "", []results.ObjectiveResult{obj}
+	if d := find(Compare(a, b, "base", "head", CompareOptions{Threshold: 0.1}), "run", MetricAchievedRate); !d.Judged || !d.Regressed {
+		t.Errorf("achieved rate of two whole runs: %+v", d)
+	}
+}
+
+// Requests the stop cut short (aborted) have no latency and are in no
+// error rate: a side whose every request was cut short has nothing to
+// measure, not a latency of 0 ms and an error rate of 0%.
+func TestCompareAllAborted(t *testing.T) {
+	a := summary(stats(10, 20, 30, 40, 0, 20), nil)
+	b := summary(results.StatsSummary{Scheduled: 62, Sent: 62, Causes: map[string]int64{"aborted": 62}}, nil)
+	c := Compare(a, b, "a", "b", CompareOptions{Threshold: 0.1})
+	for _, m := range []string{MetricP50, MetricP99, MetricErrorRate} {
+		if d := find(c, "run", m); !d.NoneB || d.Regressed {
+			t.Errorf("%s: %+v", m, d)
+		}
+	}
+}

@@ -48,8 +48,14 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	}
 	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %s%s · achieved %.1f/s · %d dropped\n",
 		r.Sent, r.Scheduled, took, targetPart(s), r.AchievedRate, r.Causes[cause.Dropped.String()])
-	fmt.Fprintf(b, "Latency   %s   (from intended send time)\n", pctLine(r.Latency))
-	fmt.Fprintf(b, "Service   %s   (from actual send: what a closed loop would report)\n", pctLine(r.Service))
+	if r.Answered() > 0 {
+		fmt.Fprintf(b, "Latency   %s   (from intended send time)\n", pctLine(r.Latency))
+		fmt.Fprintf(b, "Service   %s   (from actual send: what a closed loop would report)\n", pctLine(r.Service))
+	} else {
+		// Every request sent was cut short by the stop (or none was
+		// sent): no latency was measured, which is not 0 ms.
+		b.WriteString("Latency   none measured: no request was answered\n")
+	}
 	fmt.Fprintf(b, "Outcomes  %s\n", causeLine(r.Causes, r.Scheduled))
 
 	if len(s.Phases) > 0 {
@@ -156,9 +162,9 @@ func phaseRow(p results.PhaseSummary) string {
 		}
 	}
 	lat := []string{"-", "-", "-", "-", "-"}
-	if st.Sent > 0 {
+	if st.Answered() > 0 {
 		lat = []string{ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max), verdict.FormatPercent(st.ErrorRate)}
-	} else if st.Scheduled > 0 {
+	} else if st.Judged() > 0 {
 		lat[4] = verdict.FormatPercent(st.ErrorRate) // all dropped: an error rate, no latency
 	}
 	return fmt.Sprintf("  %s\t%s\t%d\t%s\t%s\t\t%s", p.Name, window, st.Sent, rate, strings.Join(lat, "\t"), causeLine(st.Causes, st.Scheduled))
@@ -220,7 +226,7 @@ func groups(b *strings.Builder, title string, gs []results.GroupSummary) {
 		st := g.Stats
 		// Nothing sent has no latencies (not 0 ms), as in phaseRow.
 		tail, lag := "-\t-\t-\t-", "-"
-		if st.Sent > 0 {
+		if st.Answered() > 0 {
 			tail = fmt.Sprintf("%s\t%s\t%s\t%s", ms(st.Latency.P50), ms(st.Latency.P90), ms(st.Latency.P99), ms(st.Latency.Max))
 		}
 		outcome := fmt.Sprintf("%s\t\t%s", verdict.FormatPercent(st.ErrorRate), causeLine(st.Causes, st.Scheduled))

@@ -104,3 +104,21 @@ func TestTextNoObjectives(t *testing.T) {
 		t.Errorf("verdict line:\n%s", out)
 	}
 }
+
+// A run stopped while every request it sent was still in flight (62
+// requests to an upstream that takes 3-7 s, Ctrl-C at 3 s) measured no
+// latency: the report said "p50 0.00ms ... max 0.00ms", as if they had
+// been answered at once.
+func TestTextNoRequestAnswered(t *testing.T) {
+	st := results.StatsSummary{Scheduled: 62, Sent: 62, Causes: map[string]int64{"aborted": 62}}
+	s := summary(st, map[string]results.StatsSummary{"before": st})
+	s.Interrupted = true
+	var b strings.Builder
+	if err := Text(&b, s, ""); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.Contains(out, "0.00ms") || !strings.Contains(out, "Latency   none measured: no request was answered") {
+		t.Errorf("report of a run with nothing answered:\n%s", out)
+	}
+}
