@@ -430,3 +430,34 @@ func TestRawBody(t *testing.T) {
 		t.Errorf("error at %s line %d: %v", e.Path, e.Line, err)
 	}
 }
+
+// Warnings come in the file's order, not in the order of the checks that
+// found them: the timeout lint of both routes ran before the cascade lint
+// of both, so route /b's first warning came before route /a's second.
+func TestWarningsInFileOrder(t *testing.T) {
+	src := `name: w
+upstreams:
+  - {name: a, latency: 7s}
+  - {name: b, latency: 7s}
+gateway:
+  routes:
+    - {path: /a, upstream: a, timeouts: {response_header: 5s, total: 6s}}
+    - {path: /b, upstream: b, timeouts: {response_header: 5s, total: 6s}}
+load:
+  rate: 1/s
+  duration: 1s
+  client_timeout: 6s
+  requests: [{path: /a}]
+`
+	p, err := CompileBytes("w.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos []string
+	for _, w := range p.Warnings {
+		pos = append(pos, strings.SplitN(w.Pos, ": ", 2)[0])
+	}
+	if want := "w.yaml:7:59 w.yaml:7:70 w.yaml:8:59 w.yaml:8:70"; strings.Join(pos, " ") != want {
+		t.Errorf("warnings at %v, want %s", pos, want)
+	}
+}

@@ -92,6 +92,8 @@ type Plan struct {
 type Warning struct {
 	Pos string // file:line:column
 	Msg string
+
+	line, col int // to list the warnings in the file's order
 }
 
 func (w Warning) String() string { return w.Pos + ": " + w.Msg }
@@ -169,7 +171,7 @@ func (c *compiler) warnf(path, format string, args ...any) {
 	if e.Path != "" {
 		pos += ": " + e.Path
 	}
-	c.p.Warnings = append(c.p.Warnings, Warning{Pos: pos, Msg: e.Msg})
+	c.p.Warnings = append(c.p.Warnings, Warning{Pos: pos, Msg: e.Msg, line: e.Line, col: e.Column})
 }
 
 // Compile checks a decoded file and builds its plan.
@@ -207,6 +209,12 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 	c.lint()
 	c.cascadeLint()
 	c.databaseLint()
+	// The checks run by topic, not by line: put the warnings in the
+	// file's order, as a reader goes through them.
+	sort.SliceStable(c.p.Warnings, func(i, j int) bool {
+		a, b := c.p.Warnings[i], c.p.Warnings[j]
+		return a.line < b.line || a.line == b.line && a.col < b.col
+	})
 	if len(c.errs) > 0 {
 		return nil, c.errs
 	}
