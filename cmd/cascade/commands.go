@@ -53,8 +53,9 @@ directory (summary.json, intervals.jsonl, events.jsonl, scenario.yaml) that
 'cascade report' can re-read. Ctrl-C (or SIGTERM, SIGHUP) stops the run, writes partial
 results, removes what the run started and exits 130 (3 if the partial results could not
 be written: an error outranks the interruption, so a script does not take lost results
-for saved ones). A second Ctrl-C stops waiting for
-work in flight but still removes what the run started; a third kills at once (then
+for saved ones). The first Ctrl-C cuts the load generator's requests short at once; a second stops waiting
+for the upstreams' work in flight (replicas and containers finishing their requests) but
+still removes what the run started; a third kills at once (then
 'cascade cleanup --run <id>', with the id the first one printed, removes what is left).
 A run whose setup fails (exit 3: a port in use, a database that does not start), or is
 stopped before its load starts, sent nothing and leaves no run directory: once the

@@ -109,15 +109,15 @@ func escalate(sigs <-chan os.Signal, cancel context.CancelFunc, st *interrupt.St
 				// The load had ended: its results are whole, and the run
 				// exits with its verdict, not 130.
 				fmt.Fprintf(stderr, "cascade: run %s had finished its load: its results are whole; finishing its report and removing what it started; "+
-					"Ctrl-C again to stop waiting for work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
+					"Ctrl-C again to stop waiting for the upstreams' work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
 			case len(runs) > 0:
 				fmt.Fprintf(stderr, "cascade: stopping run %s: writing partial results and removing what it started; "+
-					"Ctrl-C again to stop waiting for work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
+					"Ctrl-C again to stop waiting for the upstreams' work in flight, a third time to kill at once%s\n", strings.Join(runs, ", "), leftovers)
 			}
 			cancel()
 		case 2:
 			if len(runs) > 0 {
-				fmt.Fprintf(stderr, "cascade: not waiting for work in flight; still removing what run %s started; "+
+				fmt.Fprintf(stderr, "cascade: not waiting for the upstreams' work in flight; still removing what run %s started; "+
 					"Ctrl-C again to kill at once%s\n", strings.Join(runs, ", "), leftovers)
 			}
 			st.Hurry()

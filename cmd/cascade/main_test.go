@@ -54,7 +54,7 @@ func TestEscalate(t *testing.T) {
 		t.Fatalf("want a line per signal, got:\n%s", stderr.String())
 	}
 	for i, want := range []string{"stopping run quickstart-20261122-101500-4242: writing partial results and removing what it started",
-		"not waiting for work in flight; still removing", "killed by a third signal"} {
+		"not waiting for the upstreams' work in flight; still removing", "killed by a third signal"} {
 		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "`cascade cleanup --run quickstart-20261122-101500-4242`") {
 			t.Errorf("signal %d: %q, want %q and the cleanup command", i+1, lines[i], want)
 		}

@@ -266,7 +266,7 @@ func TestSecondSignalStillRemovesWhatTheRunStarted(t *testing.T) {
 		t.Fatalf("two Ctrl-C: exit %d, want %d\n%s", code, ExitInterrupted, r.log())
 	}
 	log := r.log()
-	if !strings.Contains(log, "not waiting for work in flight; still removing") {
+	if !strings.Contains(log, "not waiting for the upstreams' work in flight; still removing") {
 		t.Errorf("no notice on the second Ctrl-C:\n%s", log)
 	}
 	// The hurry cuts a container's graceful stop short; the run then
