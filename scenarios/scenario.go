@@ -32,7 +32,7 @@ type File struct {
 	// Upstreams are the fake services behind the gateway.
 	Upstreams []Upstream `yaml:"upstreams" json:"upstreams"`
 	// Gateway is cascade's built-in gateway (routes) or the URL of your own.
-	Gateway Gateway `yaml:"gateway" json:"gateway"`
+	Gateway Gateway `yaml:"gateway" json:"gateway" jsonschema:"required"`
 	// Load is the traffic the load generator sends.
 	Load Load `yaml:"load" json:"load" jsonschema:"required"`
 	// Faults is the fault timeline.

@@ -79,7 +79,7 @@ func TestExamplesMatchSchema(t *testing.T) {
 // a wrong kind of value, a fault's unknown parameter.
 func TestSchemaRefuses(t *testing.T) {
 	s := compileSchema(t)
-	base := "name: x\nupstreams:\n  - {name: api}\nload:\n  stages: [{duration: 1s, rate: 10/s}]\n  requests: [{path: /}]\n"
+	base := "name: x\nupstreams:\n  - {name: api}\ngateway:\n  routes: [{path: /, upstream: api}]\nload:\n  stages: [{duration: 1s, rate: 10/s}]\n  requests: [{path: /}]\n"
 	if err := s.Validate(instance(t, []byte(base))); err != nil {
 		t.Fatalf("the base file: %v", err)
 	}
@@ -94,6 +94,7 @@ func TestSchemaRefuses(t *testing.T) {
 		strings.Replace(base, "name: x\n", "", 1),
 		strings.Replace(base, "{name: api}", "{replicas: 2}", 1),
 		base[:strings.Index(base, "load:")],
+		strings.Replace(base, "gateway:\n  routes: [{path: /, upstream: api}]\n", "", 1), // routes, or external
 		base + "faults:\n  - {name: f, target: api, params: {delay: 5ms}}\n",
 		base + "faults:\n  - {name: f, kind: latency, params: {delay: 5ms}}\n",
 	} {
