@@ -187,7 +187,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			fail.set(fmt.Errorf("write results: %w", cerr))
 		}
 	}()
-	sink := rec.sink(gd.sink(w))
+	setupSink := &heldSink{next: rec.sink(gd.sink(w))}
+	sink := event.Sink(setupSink)
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
 	// Upstreams (and the containers some need; removed after them).
@@ -308,7 +309,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Go: zero the clock, then start the timeline and the load together.
 	started := time.Now()
-	clock.Reset(started)
+	setupSink.release(clock, started)
 	w.SetStart(started)
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
 		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
@@ -706,4 +707,41 @@ func versions() map[string]string {
 		v["cascade"] = bi.Main.Version
 	}
 	return v
+}
+
+// heldSink holds the events of the run's setup (an upstream listening, a
+// health check passing) until the load starts, then zeroes the clock and
+// sends them on re-stamped on it: before the load, so at negative times,
+// and ahead of load.start. Sent as they came, they carried their offset
+// from the setup's start (0.05 s and more) and sat in events.jsonl after
+// load.start's 0 as if they had happened during the load.
+type heldSink struct {
+	next event.Sink
+
+	mu   sync.Mutex // also orders the events a release passes on
+	held []event.Event
+	open bool
+}
+
+func (h *heldSink) Emit(e event.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.open {
+		h.held = append(h.held, e)
+		return
+	}
+	h.next.Emit(e)
+}
+
+// release zeroes clock at start and sends the held events on, re-stamped.
+func (h *heldSink) release(clock *event.Clock, start time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	shift := start.Sub(clock.Start())
+	clock.Reset(start)
+	for _, e := range h.held {
+		e.T -= shift
+		h.next.Emit(e)
+	}
+	h.held, h.open = nil, true
 }
