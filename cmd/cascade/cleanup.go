@@ -36,7 +36,7 @@ will fail).`,
 				switch {
 				case r.Skipped != "":
 					fmt.Fprintf(stdout, "%-12s skipped: %s\n", r.Name, r.Skipped)
-				case len(r.Removed) == 0 && len(r.Kept) == 0:
+				case len(r.Removed) == 0 && len(r.Kept) == 0 && !r.Failed:
 					fmt.Fprintf(stdout, "%-12s nothing to remove\n", r.Name)
 				default:
 					for _, x := range r.Removed {
@@ -46,6 +46,10 @@ will fail).`,
 						fmt.Fprintf(stdout, "%-12s kept %s\n", r.Name, x)
 					}
 					kept += len(r.Kept)
+					if r.Failed {
+						// Not "nothing to remove": it could not look (the error follows).
+						fmt.Fprintf(stdout, "%-12s failed: see the error below\n", r.Name)
+					}
 				}
 			}
 			if kept > 0 {

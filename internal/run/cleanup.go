@@ -57,6 +57,7 @@ type CleanupReport struct {
 	Removed []string
 	Kept    []string // left because still in use, each with why
 	Skipped string   // why the cleaner did not run
+	Failed  bool     // it failed (its error is in Cleanup's): not "nothing to remove"
 }
 
 // Cleaners lists what Cleanup runs, in order: containers, the packet
@@ -82,6 +83,7 @@ func Cleanup(ctx context.Context, o CleanupOptions) ([]CleanupReport, error) {
 		case errors.Is(err, ErrNothingToClean):
 			r.Skipped = err.Error()
 		case err != nil:
+			r.Failed = true
 			errs = append(errs, fmt.Errorf("%s: %w", c.Name(), err))
 		}
 		out = append(out, r)
@@ -98,6 +100,10 @@ func (containerCleaner) Name() string { return "containers" }
 func (containerCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
 	containers.SilenceLibraryBanner()
 	d, err := containers.Connect(ctx, containers.WithLogf(func(string, ...any) {}))
+	if errors.Is(err, containers.ErrNoAnswer) {
+		// A daemon that hangs may still hold a run's containers.
+		return Cleaned{}, fmt.Errorf("containers not checked: %w", err)
+	}
 	if errors.Is(err, containers.ErrNoDocker) {
 		return Cleaned{}, fmt.Errorf("%w: no Docker daemon answers, so no container can be left", ErrNothingToClean)
 	}
