@@ -187,7 +187,12 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			fail.set(fmt.Errorf("write results: %w", cerr))
 		}
 	}()
-	sink := rec.sink(gd.sink(w))
+	// Setup events wait for the load's start, which moves the clock's zero,
+	// and are then stamped before it (negative offsets): events.jsonl is on
+	// one clock, in order.
+	setupEvents := event.NewDeferred(rec.sink(gd.sink(w)))
+	defer setupEvents.Release(0) // a setup that failed: as they are
+	var sink event.Sink = setupEvents
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
 	// Upstreams (and the containers some need; removed after them).
@@ -285,7 +290,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Go: zero the clock, then start the timeline and the load together.
 	started := time.Now()
+	shift := clock.Offset(started)
 	clock.Reset(started)
+	setupEvents.Release(shift)
 	w.SetStart(started)
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
 		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
