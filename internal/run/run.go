@@ -144,7 +144,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			note = "removing what the run wrote: " + derr.Error()
 		}
 		if err != nil {
-			err = fmt.Errorf("%w (no request was sent; %s)", err, note)
+			sep := " "
+			if strings.Contains(err.Error(), "\n") {
+				// A multi-line error ends with quoted output (a container's
+				// log tail): the note would read as its last line.
+				sep = "\n"
+			}
+			err = fmt.Errorf("%w%s(no request was sent; %s)", err, sep, note)
 		}
 	}()
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
@@ -197,6 +203,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Upstreams (and the containers some need; removed after them).
 	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
+	if opts.Progress != ProgressOff {
+		stderr := opts.Stderr
+		env.notice = func(msg string) { fmt.Fprintln(stderr, "cascade:", msg) }
+	}
 	defer interrupt.From(ctx).Running(env.runID)() // a stop signal's message names the run
 	// The teardown below waits for work in flight (a replica's requests, a
 	// container's graceful stop) until a second stop signal hurries it;
