@@ -381,11 +381,13 @@ func (t *Timeline) startLocked(s *slot, at time.Duration) {
 		}
 		s.effects = append(s.effects, fx)
 		s.base = append(s.base, r.Received.Load())
-		if err := r.Activate(e.Name, s.fault, fx); err != nil {
+	}
+	forTargets(e.Kind, s.targets, func(i int, r *Replica) {
+		if err := r.Activate(e.Name, s.fault, s.effects[i]); err != nil {
 			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "timeline", Type: "fault.error", Target: r.Name(),
 				Attrs: map[string]any{"fault": e.Name, "error": err.Error()}})
 		}
-	}
+	})
 	t.mu.Lock()
 	if e.Duration > 0 {
 		t.push(step{at: at + e.Duration, s: s, gen: s.gen, occ: s.occ})
@@ -397,6 +399,39 @@ func (t *Timeline) startLocked(s *slot, at time.Duration) {
 	t.poke()
 }
 
+// forTargets calls do for each target replica: all at once for an
+// instance fault on replicas in containers, where each call is a round trip
+// to the Docker daemon (a pause or a stop takes 20-90 ms): one after
+// another, the last of six replicas froze 230 ms after the fault's start
+// and thawed 130 ms after its end. In order otherwise, as before.
+func forTargets(kind string, targets []*Replica, do func(i int, r *Replica)) {
+	parallel := len(targets) > 1
+	if parallel {
+		k, err := LookupKind(kind)
+		parallel = err == nil && k.Layer == LayerInstance
+	}
+	for _, r := range targets {
+		if r.proc == nil {
+			parallel = false
+		}
+	}
+	if !parallel {
+		for i, r := range targets {
+			do(i, r)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for i, r := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			do(i, r)
+		}()
+	}
+	wg.Wait()
+}
+
 // stopLocked ends the active occurrence of s. Holds s.mu.
 func (t *Timeline) stopLocked(s *slot) {
 	e := s.e
@@ -405,12 +440,12 @@ func (t *Timeline) stopLocked(s *slot) {
 	// (a database fault waits for the waits it caused to end, so they are
 	// counted), and that must not move its end.
 	now := t.clock.Now()
-	for _, r := range s.targets {
+	forTargets(e.Kind, s.targets, func(_ int, r *Replica) {
 		if err := r.Deactivate(e.Name); err != nil {
 			t.sink.Emit(event.Event{T: t.clock.Now(), Source: "timeline", Type: "fault.error", Target: r.Name(),
 				Attrs: map[string]any{"fault": e.Name, "error": err.Error()}})
 		}
-	}
+	})
 	st := t.currentStats(s)
 	s.past.add(st)
 	s.done = append(s.done, s.effects...)

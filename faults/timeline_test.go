@@ -363,3 +363,71 @@ func TestFaultEndsAtItsPlannedEnd(t *testing.T) {
 		t.Errorf("after the fault's planned end: %d, want 200", got)
 	}
 }
+
+// slowProc stands for a replica in a container: every operation is a round
+// trip to the Docker daemon, here a fixed 100 ms.
+type slowProc struct {
+	addr   string
+	paused atomic.Bool
+	at     atomic.Int64 // when the last Pause or Resume finished, UnixNano
+}
+
+func (p *slowProc) Addr() string { return p.addr }
+func (p *slowProc) op() {
+	time.Sleep(100 * time.Millisecond)
+	p.at.Store(time.Now().UnixNano())
+}
+func (p *slowProc) Kill(context.Context) error   { p.op(); return nil }
+func (p *slowProc) Start(context.Context) error  { p.op(); return nil }
+func (p *slowProc) Pause(context.Context) error  { p.op(); p.paused.Store(true); return nil }
+func (p *slowProc) Resume(context.Context) error { p.op(); p.paused.Store(false); return nil }
+func (p *slowProc) Close(context.Context) error  { return nil }
+
+// An instance fault on replicas in containers acts on all of them at once:
+// one after another, each waiting for the daemon, the last of six replicas
+// froze 230 ms after the fault's start (measured with real containers).
+func TestTimelineActsOnContainerisedReplicasAtOnce(t *testing.T) {
+	const n = 6
+	procs := make([]*slowProc, n)
+	sink := &event.Memory{}
+	clock := event.NewClock()
+	opts := faults.Options{Seed: 7, Sink: sink, Clock: clock}
+	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: n, Container: &faults.ContainerConfig{},
+		Spawn: func(_ context.Context, i int, _ string) (faults.Process, error) {
+			procs[i] = &slowProc{addr: "127.0.0.1:1"}
+			return procs[i], nil
+		}}, opts)
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	entry := faults.Entry{Name: "freeze", Kind: "pause", Spec: &faults.PauseSpec{}, Upstream: "api", Replica: -1, Duration: time.Hour}
+	tl, err := faults.NewTimeline([]faults.Entry{entry}, []*faults.Upstream{up}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spread := func(what string, want bool) {
+		t.Helper()
+		lo, hi := int64(1<<62), int64(0)
+		for i, p := range procs {
+			if p.paused.Load() != want {
+				t.Fatalf("%s: replica %d paused = %v", what, i, !want)
+			}
+			lo, hi = min(lo, p.at.Load()), max(hi, p.at.Load())
+		}
+		// At once: within one operation of each other, not n of them.
+		if d := time.Duration(hi - lo); d > 60*time.Millisecond {
+			t.Errorf("%s: the replicas were reached %v apart (serial would be %v)", what, d, (n-1)*100*time.Millisecond)
+		}
+	}
+	start := time.Now()
+	tl.ApplyDue(context.Background())
+	if took := time.Since(start); took > 400*time.Millisecond {
+		t.Errorf("pausing %d replicas took %v", n, took)
+	}
+	spread("pause", true)
+	if err := tl.Stop("freeze"); err != nil {
+		t.Fatal(err)
+	}
+	spread("resume", false)
+}

@@ -56,6 +56,10 @@ will fail).`,
 						fmt.Fprintf(stdout, "%-12s kept %s\n", r.Name, x)
 					}
 					kept += len(r.Kept)
+					if r.Failed {
+						// Not "nothing to remove": it could not look (the error follows).
+						fmt.Fprintf(stdout, "%-12s failed: see the error below\n", r.Name)
+					}
 				}
 			}
 			if kept > 0 {

@@ -27,7 +27,9 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
@@ -177,15 +179,40 @@ func connect(ctx context.Context, opts ...Option) (*Docker, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Ask the daemon the user named, and only that one, with a bound: a
+	// socket file left by a daemon that is gone, or a port nobody answers
+	// on, made testcontainers move on to the next place it knows (the
+	// default socket, a docker context) and run there without a word; and
+	// a daemon that accepts and never answers held the run, and cleanup,
+	// forever.
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := pingHost(cctx, host); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if cctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %s %w within %v (hung or overloaded?)", ErrNoDocker, host, ErrNoAnswer, connectTimeout)
+		}
+		return nil, noDocker(host, err)
+	}
 
-	provider, err := newProviderContext(ctx, cfg.logger)
+	provider, err := newProviderContext(cctx, cfg.logger)
 	if err != nil {
+		if ctx.Err() == nil && cctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %s %w within %v (hung or overloaded?)", ErrNoDocker, host, ErrNoAnswer, connectTimeout)
+		}
 		return nil, noDocker(host, err)
 	}
 	d := &Docker{provider: provider, host: provider.Client().DaemonHost(), logger: cfg.logger, envSet: envSet, events: cfg.events, clock: cfg.clock}
 	if err := checkDaemonURL(d.host); err != nil {
 		_ = provider.Close()
 		return nil, err
+	}
+	if !sameDaemon(d.host, host) {
+		_ = provider.Close()
+		return nil, fmt.Errorf("%w: testcontainers chose the daemon at %s, not %s (check tc.host in ~/.testcontainers.properties and the current docker context)",
+			ErrOtherDaemon, d.host, host)
 	}
 	published, err := provider.DaemonHost(ctx)
 	if err != nil {
@@ -201,6 +228,51 @@ func connect(ctx context.Context, opts ...Option) (*Docker, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// ConnectTimeout bounds [Connect]'s first question to the daemon. A local
+// daemon answers in milliseconds; one that has not answered by then is
+// reported as not reachable rather than waited for.
+const ConnectTimeout = 15 * time.Second
+
+var connectTimeout = ConnectTimeout // tests shorten it
+
+// ErrNoAnswer reports a daemon that accepted the connection but did not
+// answer within [ConnectTimeout] (hung, or overloaded). It comes wrapped
+// with [ErrNoDocker]; unlike an absent daemon, it may hold containers.
+var ErrNoAnswer = errors.New("accepted the connection but did not answer")
+
+// ErrOtherDaemon reports that testcontainers resolved a daemon other than
+// the one DOCKER_HOST (or the default socket) names.
+var ErrOtherDaemon = errors.New("docker daemon is not the one asked for")
+
+// pingHost asks the daemon at host, and no other, whether it answers.
+func pingHost(ctx context.Context, host string) error {
+	cli, err := client.New(client.FromEnv, client.WithHost(host))
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	_, err = cli.Ping(ctx, client.PingOptions{})
+	return err
+}
+
+// sameDaemon reports whether two daemon URLs name the same daemon.
+func sameDaemon(a, b string) bool {
+	norm := func(s string) string {
+		u, err := url.Parse(s)
+		if err != nil {
+			return s
+		}
+		switch u.Scheme {
+		case "unix":
+			return "unix://" + path.Clean(u.Host+u.Path)
+		case "http", "tcp":
+			return "tcp://" + strings.ToLower(u.Host)
+		}
+		return u.Scheme + "://" + strings.ToLower(u.Host) + u.Path
+	}
+	return norm(a) == norm(b)
 }
 
 // Ping checks that the daemon answers now. (testcontainers' own Health

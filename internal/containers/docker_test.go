@@ -487,6 +487,23 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		t.Errorf("an exited container took %v to report: the wait should notice the exit", took)
 	}
 
+	// A container that runs but never serves where the spec says: the
+	// error says what was waited for, and how long, not just "context
+	// deadline exceeded".
+	elsewhere, err := containers.FreePort(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Run(ctx, run, containers.Spec{
+		Name: "wrong-port", Image: img.Ref, Port: port, WaitHTTP: "/healthz",
+		Cmd: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", elsewhere)}, StartupTimeout: 2 * time.Second,
+	})
+	t.Logf("never ready: %v", err)
+	want := fmt.Sprintf("not ready within 2s: GET http://127.0.0.1:%d/healthz never answered below 400", port)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("never-ready container: err = %v, want %q", err, want)
+	}
+
 	// Another process holds PostgreSQL's port: the server cannot bind.
 	held, err := containers.FreePort(r)
 	if err != nil {

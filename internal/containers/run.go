@@ -321,6 +321,12 @@ func (d *Docker) Run(ctx context.Context, runID string, s Spec) (*Container, err
 	}
 	if err == nil {
 		if serr := ctr.Start(ctx); serr != nil {
+			if ctx.Err() == nil && errors.Is(serr, context.DeadlineExceeded) && len(waits) > 0 {
+				// Say what was waited for, and how long: "context deadline
+				// exceeded" alone, after a silent minute, sent users looking
+				// everywhere but at the port their image listens on.
+				serr = fmt.Errorf("not ready within %v: %s", timeout, s.awaited())
+			}
 			err = fmt.Errorf("%w: could not start container", serr)
 		}
 	}
@@ -346,6 +352,18 @@ func (d *Docker) Run(ctx context.Context, runID string, s Spec) (*Container, err
 	}
 	d.emit("container.ready", name, map[string]any{"image": s.Image, "role": role, "addr": c.Addr, "ready_ms": ms(c.Ready)})
 	return c, nil
+}
+
+// awaited says what the readiness wait of s waits for.
+func (s Spec) awaited() string {
+	var parts []string
+	if s.WaitHTTP != "" {
+		parts = append(parts, fmt.Sprintf("GET http://127.0.0.1:%d%s never answered below 400 (does the process listen on 127.0.0.1:%d?)", s.Port, s.WaitHTTP, s.Port))
+	}
+	if s.WaitLog != "" {
+		parts = append(parts, fmt.Sprintf("the log never showed %q", s.WaitLog))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func logTail(ctx context.Context, ctr testcontainers.Container, n int) string {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -262,5 +263,102 @@ func TestConnectInterruptedIsNotNoDocker(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "INTERRUPTED") {
 		t.Fatalf("Connect to a daemon that never answers, interrupted: %v\n%s", err, out)
+	}
+}
+
+// hungDaemon listens on a unix socket and holds every connection open
+// without answering, the way a wedged dockerd looks.
+func hungDaemon(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return sock
+}
+
+func TestConnectGivesUpOnAHungDaemon(t *testing.T) {
+	defer func(d time.Duration) { connectTimeout = d }(connectTimeout)
+	connectTimeout = 300 * time.Millisecond
+	sock := hungDaemon(t)
+	t.Setenv("DOCKER_HOST", "unix://"+sock)
+	start := time.Now()
+	_, err := Connect(context.Background()) // no deadline of its own: Connect must bring one
+	took := time.Since(start)
+	if !errors.Is(err, ErrNoDocker) || !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("Connect to a daemon that never answers: err = %v, want ErrNoDocker and ErrNoAnswer", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("Connect took %v to give up, want about %v", took, connectTimeout)
+	}
+	if !strings.Contains(err.Error(), sock) || !strings.Contains(err.Error(), "did not answer within 300ms") {
+		t.Errorf("error %q does not name the socket and the wait", err)
+	}
+}
+
+// A DOCKER_HOST nobody answers on must be reported, never replaced by
+// another daemon testcontainers knows of (the default socket, a docker
+// context): on a machine where one runs, the run went there without a word.
+func TestConnectDoesNotFallBackToAnotherDaemon(t *testing.T) {
+	stale := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // the socket file stays, as a daemon that died leaves it
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	for _, host := range []string{"unix://" + stale, fmt.Sprintf("tcp://127.0.0.1:%d", port)} {
+		t.Run(host, func(t *testing.T) {
+			t.Setenv("DOCKER_HOST", host)
+			d, err := Connect(context.Background())
+			if err == nil {
+				defer d.Close()
+				t.Fatalf("Connect with DOCKER_HOST=%s (nothing answers there) connected to %s", host, d.Host())
+			}
+			if !errors.Is(err, ErrNoDocker) || !strings.Contains(err.Error(), host) {
+				t.Fatalf("err = %v, want ErrNoDocker naming %s", err, host)
+			}
+		})
+	}
+}
+
+func TestSameDaemon(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"unix:///var/run/docker.sock", "unix:///var/run/docker.sock", true},
+		{"unix:///var/run/docker.sock", "unix:///var/run/../run/docker.sock", true},
+		{"unix:///var/run/docker.sock", "unix:///tmp/docker.sock", false},
+		{"tcp://127.0.0.1:2375", "http://127.0.0.1:2375", true},
+		{"tcp://127.0.0.1:2375", "tcp://127.0.0.1:2376", false},
+		{"unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", false},
+	} {
+		if got := sameDaemon(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameDaemon(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
 	}
 }

@@ -130,3 +130,48 @@ func Tee(sinks ...Sink) Sink {
 		}
 	})
 }
+
+// Deferred holds the events emitted before the clock's zero is known (a
+// run's setup: images built, containers and upstreams started), and passes
+// them on at Release, moved onto the new zero; from then on it passes every
+// event straight through. Without it, setup events kept their offsets from
+// the clock's first zero, small positive ones, and read as if they had
+// happened during the load.
+type Deferred struct {
+	mu       sync.Mutex
+	next     Sink
+	held     []Event
+	released bool
+}
+
+// NewDeferred holds events for next until Release.
+func NewDeferred(next Sink) *Deferred { return &Deferred{next: next} }
+
+// Emit implements Sink.
+func (d *Deferred) Emit(e Event) {
+	d.mu.Lock()
+	if !d.released {
+		d.held = append(d.held, e)
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	d.next.Emit(e)
+}
+
+// Release passes the held events on, in order, each with shift taken off
+// its offset (the old zero to the new one: they come out negative, before
+// the new zero), and every later event straight through. Only the first
+// call does anything.
+func (d *Deferred) Release(shift time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.released {
+		return
+	}
+	for _, e := range d.held {
+		e.T -= shift
+		d.next.Emit(e)
+	}
+	d.held, d.released = nil, true
+}

@@ -57,3 +57,30 @@ func TestMemoryAndTeeAreConcurrent(t *testing.T) {
 		t.Fatalf("got %d and %d events", len(a.Events()), len(b.Events()))
 	}
 }
+
+func TestDeferredRestampsSetupEvents(t *testing.T) {
+	var m Memory
+	d := NewDeferred(&m)
+	d.Emit(Event{T: 100 * time.Millisecond, Type: "container.ready"})
+	d.Emit(Event{T: 1500 * time.Millisecond, Type: "upstream.listen"})
+	if len(m.Events()) != 0 {
+		t.Fatalf("events passed on before Release: %v", m.Events())
+	}
+	d.Release(2 * time.Second) // the load started 2 s after the first zero
+	d.Emit(Event{T: 0, Type: "load.start"})
+	d.Release(time.Hour) // only the first counts
+	d.Emit(Event{T: time.Second, Type: "fault.start"})
+	got := m.Events()
+	want := []struct {
+		typ string
+		t   time.Duration
+	}{{"container.ready", -1900 * time.Millisecond}, {"upstream.listen", -500 * time.Millisecond}, {"load.start", 0}, {"fault.start", time.Second}}
+	if len(got) != len(want) {
+		t.Fatalf("events = %v", got)
+	}
+	for i, w := range want {
+		if got[i].Type != w.typ || got[i].T != w.t {
+			t.Errorf("event %d = %s at %v, want %s at %v", i, got[i].Type, got[i].T, w.typ, w.t)
+		}
+	}
+}

@@ -100,6 +100,10 @@ func (containerCleaner) Name() string { return "containers" }
 func (containerCleaner) Clean(ctx context.Context, o CleanupOptions) (Cleaned, error) {
 	containers.SilenceLibraryBanner()
 	d, err := containers.Connect(ctx, containers.WithLogf(func(string, ...any) {}))
+	if errors.Is(err, containers.ErrNoAnswer) {
+		// A daemon that hangs may still hold a run's containers.
+		return Cleaned{}, fmt.Errorf("containers not checked: %w", err)
+	}
 	if errors.Is(err, containers.ErrNoDocker) {
 		return Cleaned{}, fmt.Errorf("%w: no Docker daemon answers, so no container can be left", ErrNothingToClean)
 	}

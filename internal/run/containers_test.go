@@ -47,7 +47,7 @@ func staticCascade(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin, err := staticBinary(ctx, "")
+	bin, err := staticBinary(ctx, "", func(_ string, f func() error) error { return f() })
 	if err != nil {
 		t.Fatal(err)
 	}

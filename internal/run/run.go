@@ -144,7 +144,13 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			note = "removing what the run wrote: " + derr.Error()
 		}
 		if err != nil {
-			err = fmt.Errorf("%w (no request was sent; %s)", err, note)
+			sep := " "
+			if strings.Contains(err.Error(), "\n") {
+				// A multi-line error ends with quoted output (a container's
+				// log tail): the note would read as its last line.
+				sep = "\n"
+			}
+			err = fmt.Errorf("%w%s(no request was sent; %s)", err, sep, note)
 		}
 	}()
 	if err := w.WriteFile(results.ScenarioFile, p.Source); err != nil {
@@ -187,12 +193,20 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 			fail.set(fmt.Errorf("write results: %w", cerr))
 		}
 	}()
-	setupSink := &heldSink{next: rec.sink(gd.sink(w))}
-	sink := event.Sink(setupSink)
+	// Setup events wait for the load's start, which moves the clock's zero,
+	// and are then stamped before it (negative offsets): events.jsonl is on
+	// one clock, in order.
+	setupEvents := event.NewDeferred(rec.sink(gd.sink(w)))
+	defer setupEvents.Release(0) // a setup that failed: as they are
+	var sink event.Sink = setupEvents
 	uopts := faults.Options{Seed: p.Seed, Sink: sink, Clock: clock, Observer: rec}
 
 	// Upstreams (and the containers some need; removed after them).
 	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
+	if opts.Progress != ProgressOff {
+		stderr := opts.Stderr
+		env.notice = func(msg string) { fmt.Fprintln(stderr, "cascade:", msg) }
+	}
 	defer interrupt.From(ctx).Running(env.runID)() // a stop signal's message names the run
 	// The teardown below waits for work in flight (a replica's requests, a
 	// container's graceful stop) until a second stop signal hurries it;
@@ -309,7 +323,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Go: zero the clock, then start the timeline and the load together.
 	started := time.Now()
-	setupSink.release(clock, started)
+	shift := clock.Offset(started)
+	clock.Reset(started)
+	setupEvents.Release(shift)
 	w.SetStart(started)
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
 		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
@@ -707,41 +723,4 @@ func versions() map[string]string {
 		v["cascade"] = bi.Main.Version
 	}
 	return v
-}
-
-// heldSink holds the events of the run's setup (an upstream listening, a
-// health check passing) until the load starts, then zeroes the clock and
-// sends them on re-stamped on it: before the load, so at negative times,
-// and ahead of load.start. Sent as they came, they carried their offset
-// from the setup's start (0.05 s and more) and sat in events.jsonl after
-// load.start's 0 as if they had happened during the load.
-type heldSink struct {
-	next event.Sink
-
-	mu   sync.Mutex // also orders the events a release passes on
-	held []event.Event
-	open bool
-}
-
-func (h *heldSink) Emit(e event.Event) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.open {
-		h.held = append(h.held, e)
-		return
-	}
-	h.next.Emit(e)
-}
-
-// release zeroes clock at start and sends the held events on, re-stamped.
-func (h *heldSink) release(clock *event.Clock, start time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	shift := start.Sub(clock.Start())
-	clock.Reset(start)
-	for _, e := range h.held {
-		e.T -= shift
-		h.next.Emit(e)
-	}
-	h.held, h.open = nil, true
 }

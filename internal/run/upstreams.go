@@ -45,6 +45,9 @@ type upstreamEnv struct {
 	sink   event.Sink
 	clock  *event.Clock
 	binary string // from Options.UpstreamBinary
+	// notice tells the user what a slow setup step is doing (see step);
+	// nil says nothing.
+	notice func(msg string)
 
 	mu       sync.Mutex
 	docker   *containers.Docker
@@ -96,6 +99,58 @@ func hash(parts ...string) uint64 {
 		h.Write([]byte{0})
 	}
 	return h.Sum64()
+}
+
+// Setup steps that take longer than slowStep say so, and then every
+// stillEvery: a first containerised run can spend minutes building a static
+// binary and seconds on images and containers, and said nothing at all
+// until the load started or the 60 s readiness wait gave up.
+var (
+	slowStep   = time.Second
+	stillEvery = 10 * time.Second
+)
+
+// step runs fn; if it is still running after slowStep, it tells the user
+// what it is doing, then again every stillEvery, and how it ended. A quick
+// step prints nothing.
+func (e *upstreamEnv) step(what string, fn func() error) error {
+	if e.notice == nil {
+		return fn()
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	said := make(chan bool, 1)
+	go func() {
+		spoke := false
+		defer func() { said <- spoke }()
+		t := time.NewTimer(slowStep)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if !spoke {
+				e.notice(what + "...")
+				spoke = true
+			} else {
+				e.notice(fmt.Sprintf("still %s (%s so far)", what, time.Since(start).Round(time.Second)))
+			}
+			t.Reset(stillEvery)
+		}
+	}()
+	err := fn()
+	close(done)
+	if <-said {
+		took := time.Since(start).Round(10 * time.Millisecond)
+		if err != nil {
+			e.notice(fmt.Sprintf("%s: failed after %s", what, took))
+		} else {
+			e.notice(fmt.Sprintf("%s: done in %s", what, took))
+		}
+	}
+	return err
 }
 
 // needsDocker reports whether any upstream needs a container.
@@ -179,8 +234,12 @@ func (e *upstreamEnv) prepare(ctx context.Context, uc faults.UpstreamConfig) (fa
 		}
 		// Room for every replica's pool and the lock_contention connection.
 		maxConns := max(20, uc.Replicas*(db.WithDefaults().PoolSize+2)+5)
-		pg, err := d.RunPostgres(ctx, e.runID, containers.PostgresSpec{Name: "pg-" + safe(uc.Name), Port: port,
-			Settings: map[string]string{"max_connections": strconv.Itoa(maxConns)}})
+		var pg *containers.Postgres
+		err = e.step(fmt.Sprintf("upstream %s: starting PostgreSQL in a container on 127.0.0.1:%d", uc.Name, port), func() (err error) {
+			pg, err = d.RunPostgres(ctx, e.runID, containers.PostgresSpec{Name: "pg-" + safe(uc.Name), Port: port,
+				Settings: map[string]string{"max_connections": strconv.Itoa(maxConns)}})
+			return err
+		})
 		if err != nil {
 			return uc, fmt.Errorf("upstream %s: start PostgreSQL: %w", uc.Name, err)
 		}
@@ -262,7 +321,11 @@ func (e *upstreamEnv) spawn(ctx context.Context, upstream string, index int, rep
 			spec.WaitHTTP = "/"
 		}
 	}
-	c, err := d.Run(ctx, e.runID, spec)
+	var c *containers.Container
+	err = e.step(fmt.Sprintf("starting replica %s in a container (%s) on 127.0.0.1:%d", replica, spec.Image, port), func() (err error) {
+		c, err = d.Run(ctx, e.runID, spec)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", replica, err)
 	}
@@ -305,11 +368,15 @@ func (e *upstreamEnv) cascadeImage(ctx context.Context) (string, error) {
 	if img != "" {
 		return img, nil
 	}
-	bin, err := staticBinary(ctx, e.binary)
+	bin, err := staticBinary(ctx, e.binary, e.step)
 	if err != nil {
 		return "", err
 	}
-	built, err := d.BuildBinaryImage(ctx, "upstream", bin)
+	var built containers.Image
+	err = e.step("building the upstream image from "+bin, func() (err error) {
+		built, err = d.BuildBinaryImage(ctx, "upstream", bin)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("build the upstream image: %w", err)
 	}
@@ -323,7 +390,7 @@ func (e *upstreamEnv) cascadeImage(ctx context.Context) (string, error) {
 // given, $CASCADE_UPSTREAM_BINARY, or the running one when it is a static
 // cascade binary; otherwise it builds one from the module the working
 // directory is in (CGO_ENABLED=0 go build).
-func staticBinary(ctx context.Context, given string) (string, error) {
+func staticBinary(ctx context.Context, given string, step func(string, func() error) error) (string, error) {
 	for _, cand := range []string{given, os.Getenv(EnvUpstreamBinary)} {
 		if cand == "" {
 			continue
@@ -337,7 +404,13 @@ func staticBinary(ctx context.Context, given string) (string, error) {
 		strings.HasPrefix(filepath.Base(exe), "cascade") {
 		return exe, nil
 	}
-	return buildStatic(ctx)
+	var out string
+	err := step("building a static cascade binary for the upstream image (CGO_ENABLED=0 go build ./cmd/cascade; "+
+		"the first build takes a minute or more; set "+EnvUpstreamBinary+" to skip it)", func() (err error) {
+		out, err = buildStatic(ctx)
+		return err
+	})
+	return out, err
 }
 
 func isStatic(p string) error {

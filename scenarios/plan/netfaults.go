@@ -52,6 +52,14 @@ func (c *compiler) netFaults() {
 		}
 		layers[e.Upstream][k.Layer] = e.Name
 		if k.Layer == faults.LayerConnection {
+			if c.p.External != "" && up.Container != nil {
+				// The fault proxy would take the address your gateway dials,
+				// but the container listens on that port itself.
+				c.errorf(p+".kind", "connection faults act in a fault proxy in front of each replica; upstream %s runs in a container "+
+					"your gateway dials directly at its fixed port, so the proxy has nowhere to stand (take instance faults: kill, restart, pause, down; "+
+					"or use cascade's gateway, which dials the proxy)", e.Upstream)
+				continue
+			}
 			up.FaultProxy = true
 			continue
 		}

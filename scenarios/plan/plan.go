@@ -351,9 +351,10 @@ func (c *compiler) gateway() {
 		}
 		c.p.External = strings.TrimSuffix(g.External, "/")
 		for i, u := range c.f.Upstreams {
-			if len(u.Listen) == 0 {
+			if len(u.Listen) == 0 && !fixedContainerPort(u) {
 				c.errorf(fmt.Sprintf("$.upstreams[%d]", i),
-					"upstream %q needs fixed listen addresses when the gateway is external, so your gateway's config can point at them", u.Name)
+					"upstream %q needs fixed listen addresses when the gateway is external, so your gateway's config can point at them "+
+						"(listen: [...], or for a container, an image with a fixed port: container: {image: ..., port: 18080})", u.Name)
 			}
 		}
 		return
@@ -589,4 +590,11 @@ func DerivePhases(timeline []faults.Entry, end time.Duration) []results.Phase {
 		}
 	}
 	return ps
+}
+
+// fixedContainerPort reports whether u runs its one replica in a container
+// you name listening on a port you give: an address your gateway can name,
+// 127.0.0.1:port, as fixed as listen's.
+func fixedContainerPort(u scenarios.Upstream) bool {
+	return u.Container != nil && !u.Container.Off && u.Container.Image != "" && u.Container.Port != 0
 }

@@ -398,3 +398,37 @@ func TestMergeKeys(t *testing.T) {
 		t.Fatalf("error\n got: %v\nwant: %s", err, want)
 	}
 }
+
+// A container you name on a fixed port has an address your gateway can
+// name, 127.0.0.1:port, and listen may not be given with it: such an
+// upstream was refused behind any external gateway, both ways.
+func TestExternalGatewayTakesAContainerOnAFixedPort(t *testing.T) {
+	const src = `name: x
+upstreams:
+  - name: api
+    container: {image: my/api:1, port: 19121}
+gateway:
+  external: http://127.0.0.1:18080
+load: {rate: 10/s, duration: 2s, requests: [{path: /}]}
+faults:
+  - {name: freeze, kind: pause, target: api, start: 1s, duration: 500ms}
+`
+	p, err := CompileBytes("x.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := p.Upstreams[0].Container; c == nil || c.Port != 19121 || p.External == "" {
+		t.Fatalf("plan: %+v", p.Upstreams[0])
+	}
+	// A port per replica, picked by cascade, is not an address to configure.
+	perReplica := strings.Replace(src, "port: 19121}", "port_env: PORT}", 1)
+	if _, err := CompileBytes("x.yaml", []byte(perReplica), Options{}); err == nil || !strings.Contains(err.Error(), "needs fixed listen addresses") {
+		t.Fatalf("port_env behind an external gateway: %v", err)
+	}
+	// Connection faults need their proxy on the address the gateway dials,
+	// which the container holds.
+	conn := src + "  - {name: slow, kind: tcp_latency, target: api, start: 1s, duration: 500ms, params: {latency: 50ms}}\n"
+	if _, err := CompileBytes("x.yaml", []byte(conn), Options{}); err == nil || !strings.Contains(err.Error(), "the proxy has nowhere to stand") {
+		t.Fatalf("connection fault on a container behind an external gateway: %v", err)
+	}
+}
