@@ -265,14 +265,7 @@ func TestTimelineLatencyReportsLateness(t *testing.T) {
 // A fault from 0 must meet the run's first request: ApplyDue puts every due
 // step in place before the load starts, with no Run goroutine to race.
 func TestTimelineApplyDueBeforeRun(t *testing.T) {
-	sink := &event.Memory{}
-	clock := event.NewClock()
-	opts := faults.Options{Seed: 7, Sink: sink, Clock: clock}
-	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: 1}, opts)
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
+	clock, opts, up := oneReplica(t)
 	now, later := errorEntry("from-zero", 0), errorEntry("later", 0)
 	now.Duration, later.Start = time.Hour, time.Hour
 	later.Spec = &faults.ErrorSpec{Status: 503, Selector: faults.Selector{Probability: 1}}
@@ -336,14 +329,7 @@ func TestTimelineCountsEffectsAfterTheStop(t *testing.T) {
 // late. Here the timeline never runs, so nothing removes the fault: the
 // request after its planned end must pass by it all the same.
 func TestFaultEndsAtItsPlannedEnd(t *testing.T) {
-	sink := &event.Memory{}
-	clock := event.NewClock()
-	opts := faults.Options{Seed: 7, Sink: sink, Clock: clock}
-	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: 1}, opts)
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
+	clock, opts, up := oneReplica(t)
 	e := errorEntry("brief", 0)
 	e.Duration = 300 * time.Millisecond
 	tl, err := faults.NewTimeline([]faults.Entry{e}, []*faults.Upstream{up}, opts)
@@ -430,4 +416,18 @@ func TestTimelineActsOnContainerisedReplicasAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	spread("resume", false)
+}
+
+// oneReplica starts upstream api with one replica, on a clock and sink of
+// its own.
+func oneReplica(t *testing.T) (*event.Clock, faults.Options, *faults.Upstream) {
+	t.Helper()
+	clock := event.NewClock()
+	opts := faults.Options{Seed: 7, Sink: &event.Memory{}, Clock: clock}
+	up := faults.NewUpstream(faults.UpstreamConfig{Name: "api", Replicas: 1}, opts)
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	return clock, opts, up
 }

@@ -254,20 +254,7 @@ slo:
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Stop in the second run: the first takes a second of load.
-	go func() {
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "02-seed2")); err == nil {
-				time.Sleep(300 * time.Millisecond)
-				cancel()
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
+	go cancelOnceMade(ctx, cancel, filepath.Join(dir, "02-seed2"), 300*time.Millisecond)
 	code, out, stderr := runCLI(ctx, "run", "--repeat", "3", "--out", dir, f)
 	if code != ExitInterrupted {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
@@ -301,25 +288,30 @@ func TestLadderInterrupted(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "l")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { // in the client rung, whose requests wait 880ms
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "client")); err == nil {
-				time.Sleep(500 * time.Millisecond)
-				cancel()
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
+	// In the client rung, whose requests wait 880ms.
+	go cancelOnceMade(ctx, cancel, filepath.Join(dir, "client"), 500*time.Millisecond)
 	code, out, stderr := runCLI(ctx, "ladder", "--duration", "1s", "--out", dir, f)
 	if code != ExitInterrupted || !strings.Contains(stderr, "cascade: interrupted; partial results in "+dir) {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 	}
 	if !regexp.MustCompile(`client .*nothing \(ok 0, \d+ cut short by the stop\) .*INTERRUPTED`).MatchString(out) {
 		t.Errorf("the rung cut short:\n%s", out)
+	}
+}
+
+// cancelOnceMade calls cancel after when path exists: a stop signal in the
+// middle of the run (or rung) that makes that directory.
+func cancelOnceMade(ctx context.Context, cancel context.CancelFunc, path string, after time.Duration) {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			time.Sleep(after)
+			cancel()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
