@@ -444,14 +444,24 @@ func buildStatic(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	// Each build writes into a directory of its own, then renames its
+	// binary into place: two runs building at once (CI jobs on one
+	// machine) shared "cascade-static.tmp", and one could rename the
+	// other's half-written file into place. The rename is atomic, so a run
+	// sees the old binary or a whole new one.
+	tmp, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
 	out := filepath.Join(dir, "cascade-static")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out+".tmp", "./cmd/cascade")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(tmp, "cascade"), "./cmd/cascade")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("CGO_ENABLED=0 go build ./cmd/cascade in %s: %v\n%s", root, err, b)
 	}
-	if err := os.Rename(out+".tmp", out); err != nil {
+	if err := os.Rename(filepath.Join(tmp, "cascade"), out); err != nil {
 		return "", err
 	}
 	return out, nil
