@@ -84,3 +84,36 @@ func TestClientLeavingMidUploadIsNotAnUpstreamFailure(t *testing.T) {
 		}
 	}
 }
+
+// A request with both Content-Length and Transfer-Encoding is answered and
+// its connection closed (RFC 9112 6.3): net/http read the chunked body and
+// kept the connection, so what followed on it, which a server reading the
+// Content-Length would take for a second request, was served as one (the
+// way requests are smuggled). A request with chunked framing alone keeps
+// its connection.
+func TestBothFramingsCloseTheConnection(t *testing.T) {
+	for _, loops := range []int{0, 1} {
+		url, rec := recording(t, func(w http.ResponseWriter, r *http.Request, _ int) {})
+		g := gw(t, one(Route{}, Upstream{}, url), nil, func(o *Options) { o.Loops = loops })
+		start := time.Now()
+		out := rawBodyExchange(t, g, "POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"5\r\nhello\r\n0\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n", false)
+		if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.Contains(out, "\r\nConnection: close\r\n") || strings.Count(out, "HTTP/1.1 ") != 1 {
+			t.Errorf("loops %d: want one 200 with Connection: close, got %q", loops, out)
+		}
+		if d := time.Since(start); d > 1500*time.Millisecond {
+			t.Errorf("loops %d: the gateway kept the connection open (%v)", loops, d)
+		}
+		if got := rec.all(); len(got) != 1 || got[0].path != "/first" || got[0].body != "hello" {
+			t.Errorf("loops %d: the upstream saw %+v, want /first with the chunked body alone", loops, got)
+		}
+		// Chunked alone: answered on a connection that stays open for the
+		// next request.
+		out = rawBodyExchange(t, g, "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"+
+			"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false)
+		if strings.Count(out, "HTTP/1.1 200 ") != 2 {
+			t.Errorf("loops %d: chunked alone: want two answers on the connection, got %q", loops, out)
+		}
+		g.Close()
+	}
+}

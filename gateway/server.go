@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cascadehq/cascade/internal/evloop"
+	"github.com/cascadehq/cascade/internal/httpsyntax"
 )
 
 // The gateway's inbound side.
@@ -82,7 +84,7 @@ func newServer(g *Gateway) *server {
 	s := &server{g: g, conns: map[*srvConn]struct{}{}, hand: &handoffListener{ch: make(chan net.Conn), done: make(chan struct{})},
 		idleTimeout: cliIdleTimeout, headerTimeout: cliHeaderTimeout, bodyTimeout: cliBodyTimeout}
 	s.http = &http.Server{Handler: slowHandler{g}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: cliIdleTimeout,
-		MaxHeaderBytes: maxHeadBytes, ErrorLog: log.New(io.Discard, "", 0)}
+		MaxHeaderBytes: maxHeadBytes, ErrorLog: log.New(io.Discard, "", 0), ConnContext: markBothFramings}
 	return s
 }
 
@@ -839,6 +841,52 @@ func (w *rawWriter) Write(p []byte) (int, error) {
 type prefixConn struct {
 	net.Conn
 	pre []byte
+}
+
+// bothFramingsKey marks, in a handed-over connection's context, a first
+// request that carries both Content-Length and Transfer-Encoding.
+type bothFramingsKey struct{}
+
+// markBothFramings is the net/http server's ConnContext. A request with
+// both framings is how requests are smuggled past a proxy that reads one
+// and a server that reads the other. net/http takes the chunked framing and
+// drops Content-Length, as RFC 9112 6.3 allows, but keeps the connection,
+// where the RFC says to close it after answering: nothing after such a
+// request on that connection can be trusted. The fast path hands these
+// requests over with their head still buffered, so it is read here; the
+// handler then answers with Connection: close.
+func markBothFramings(ctx context.Context, c net.Conn) context.Context {
+	if pc, ok := c.(*prefixConn); ok && bothFramings(pc.pre) {
+		return context.WithValue(ctx, bothFramingsKey{}, true)
+	}
+	return ctx
+}
+
+// bothFramings reports whether the request head at the start of b has a
+// Content-Length and a Transfer-Encoding field.
+func bothFramings(b []byte) bool {
+	var cl, te bool
+	first := true
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil // a head cut short: what is there
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break // the end of the head
+		}
+		if first {
+			first = false // the request line
+			continue
+		}
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		cl = cl || httpsyntax.EqualFold(name, "content-length")
+		te = te || httpsyntax.EqualFold(name, "transfer-encoding")
+	}
+	return cl && te
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {

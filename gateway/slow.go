@@ -26,6 +26,9 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "T
 
 func (h slowHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g := h.g
+	if r.Context().Value(bothFramingsKey{}) != nil {
+		w.Header().Set("Connection", "close") // see markBothFramings
+	}
 	if r.Method == http.MethodConnect || r.Header.Get("Upgrade") != "" {
 		// Tunnels and protocol switches are not what cascade rehearses.
 		http.Error(w, "the gateway does not proxy CONNECT or Upgrade", http.StatusNotImplemented)
