@@ -144,14 +144,7 @@ slo:
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, RepeatFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep RepeatReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readRepeatReport(t, dir)
 	if len(rep.Seeds) != 2 || rep.Pass || len(rep.Objectives) != 2 || rep.Objectives[0].PassRate != 1 || rep.Objectives[1].PassRate != 0 || rep.Objectives[1].Flaky {
 		t.Errorf("repeat.json = %+v", rep)
 	}
@@ -264,14 +257,7 @@ slo:
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, RepeatFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep RepeatReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readRepeatReport(t, dir)
 	if !rep.Interrupted || rep.Planned != 3 || len(rep.Seeds) != 1 || len(rep.Objectives) != 1 || rep.Objectives[0].Runs != 1 {
 		t.Errorf("repeat.json = %+v", rep)
 	}
@@ -314,4 +300,18 @@ func cancelOnceMade(ctx context.Context, cancel context.CancelFunc, path string,
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// readRepeatReport reads the repeat.json a run --repeat wrote into dir.
+func readRepeatReport(t *testing.T, dir string) RepeatReport {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, RepeatFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep RepeatReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
