@@ -252,7 +252,7 @@ func scaleImpairment(imp packet.Impairment, x float64) packet.Impairment {
 		return imp
 	}
 	x = max(x, 0)
-	pct := func(p units.Percent) units.Percent { return units.Percent(float64(p) * x) }
+	pct := func(p packet.Percent) packet.Percent { return packet.Percent(float64(p) * x) }
 	out := imp
 	out.Loss.Percent = pct(imp.Loss.Percent)
 	if g := imp.Loss.GEModel; !g.IsZero() {

@@ -47,7 +47,7 @@ func TestPacketNoEffectReasons(t *testing.T) {
 	}{
 		{packet.Impairment{SYNBlackhole: true}, "78 packets crossed the link, but no new connection was opened while it was active"},
 		{packet.Impairment{SYNBlackhole: true, Filter: packet.Filter{Port: 8080}}, "filtered to port 8080"},
-		{packet.Impairment{Loss: packet.Loss{Percent: units.Percent(0.01)}}, "the random draws spared every one"},
+		{packet.Impairment{Loss: packet.Loss{Percent: packet.Percent(0.01)}}, "the random draws spared every one"},
 	} {
 		f := &packetFault{spec: PacketSpec{Impairment: tc.imp}, final: crossed}
 		if got := f.NoEffect(EffectStats{}); !strings.Contains(got, tc.want) {

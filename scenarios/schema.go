@@ -46,12 +46,13 @@ func Schema() ([]byte, error) {
 	return json.MarshalIndent(s, "", "  ")
 }
 
-// qualified names the gateway's types after their package (breaker.Config →
-// BreakerConfig, gateway.Upstream → GatewayUpstream): several of its
-// packages export a Config, and definitions are keyed by type name.
+// qualified names the gateway's and the packet engine's types after their
+// package (breaker.Config → BreakerConfig, gateway.Upstream →
+// GatewayUpstream, packet.Percent → PacketPercent): several packages export a
+// Config or a Percent, and definitions are keyed by type name.
 func qualified(t reflect.Type) string {
-	const gw = "github.com/cascadehq/cascade/gateway"
-	if p := t.PkgPath(); p == gw || strings.HasPrefix(p, gw+"/") {
+	const gw, pk = "github.com/cascadehq/cascade/gateway", "github.com/cascadehq/cascade/faults/packet"
+	if p := t.PkgPath(); p == gw || strings.HasPrefix(p, gw+"/") || p == pk {
 		pkg := p[strings.LastIndex(p, "/")+1:]
 		return strings.ToUpper(pkg[:1]) + pkg[1:] + t.Name()
 	}

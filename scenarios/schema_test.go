@@ -83,6 +83,14 @@ func TestSchemaRefuses(t *testing.T) {
 	if err := s.Validate(instance(t, []byte(base))); err != nil {
 		t.Fatalf("the base file: %v", err)
 	}
+	for _, good := range []string{
+		base + "faults:\n  - {name: f, kind: packet, target: api, params: {loss: 5%, duplicate: 0}}\n",
+		base + "faults:\n  - {name: f, kind: error, target: api, params: {status: 500, probability: 0.5}}\n",
+	} {
+		if err := s.Validate(instance(t, []byte(good))); err != nil {
+			t.Errorf("the schema refuses:\n%s\n%v", good, err)
+		}
+	}
 	for _, bad := range []string{
 		strings.Replace(base, "{name: api}", "{name: api, replicaz: 2}", 1),
 		strings.Replace(base, "{name: api}", "{name: api, replicas: [2]}", 1),
@@ -97,6 +105,11 @@ func TestSchemaRefuses(t *testing.T) {
 		strings.Replace(base, "gateway:\n  routes: [{path: /, upstream: api}]\n", "", 1), // routes, or external
 		base + "faults:\n  - {name: f, target: api, params: {delay: 5ms}}\n",
 		base + "faults:\n  - {name: f, kind: latency, params: {delay: 5ms}}\n",
+		// A packet share needs its % sign (netem reads a bare 0.5 as 0.5 %),
+		// where other percentages take a fraction: the two Percent types
+		// must not share one definition.
+		base + "faults:\n  - {name: f, kind: packet, target: api, params: {loss: 0.5}}\n",
+		base + "faults:\n  - {name: f, kind: packet, target: api, params: {jitter: 1ms, correlation: 0.25}}\n",
 	} {
 		if err := s.Validate(instance(t, []byte(bad))); err == nil {
 			t.Errorf("the schema accepts:\n%s", bad)

@@ -107,15 +107,15 @@ type Impairment struct {
 	Jitter units.Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
 	// Correlation ties each jitter sample to the previous one (AR(1) on a
 	// normal variate; unlike netem's mix, it keeps the spread the same).
-	Correlation units.Percent `yaml:"correlation,omitempty" json:"correlation,omitempty"`
+	Correlation Percent `yaml:"correlation,omitempty" json:"correlation,omitempty"`
 	// Distribution of the jitter: "uniform" (default) or "normal".
 	Distribution string `yaml:"distribution,omitempty" json:"distribution,omitempty" jsonschema:"enum=uniform,enum=normal"`
 	// Duplicate sends this share of packets twice.
-	Duplicate units.Percent `yaml:"duplicate,omitempty" json:"duplicate,omitempty"`
+	Duplicate Percent `yaml:"duplicate,omitempty" json:"duplicate,omitempty"`
 	// Reorder holds some packets back so later ones overtake them.
 	Reorder Reorder `yaml:"reorder,omitempty" json:"reorder,omitzero"`
 	// Corrupt flips one bit in this share of packets; see corrupt() for where.
-	Corrupt units.Percent `yaml:"corrupt,omitempty" json:"corrupt,omitempty"`
+	Corrupt Percent `yaml:"corrupt,omitempty" json:"corrupt,omitempty"`
 	// Bandwidth limits the rate with a token bucket and a tail-drop queue.
 	Bandwidth Bandwidth `yaml:"bandwidth,omitempty" json:"bandwidth,omitzero"`
 	// SYNBlackhole drops every TCP SYN (without ACK), so connects time out.
@@ -128,7 +128,7 @@ type Impairment struct {
 // (GEModel). In a file, a bare percentage is shorthand for {percent: ...}.
 type Loss struct {
 	// Percent drops each packet independently with this probability (Bernoulli).
-	Percent units.Percent `yaml:"percent,omitempty" json:"percent,omitempty"`
+	Percent Percent `yaml:"percent,omitempty" json:"percent,omitempty"`
 	// GEModel is the Gilbert–Elliott model for bursty loss.
 	GEModel GilbertElliott `yaml:"gemodel,omitempty" json:"gemodel,omitzero"`
 }
@@ -141,8 +141,12 @@ type lossFields Loss
 // UnmarshalYAML accepts a bare percentage or a mapping.
 func (l *Loss) UnmarshalYAML(node ast.Node) error {
 	if _, isMap := node.(*ast.MappingNode); !isMap {
-		var p units.Percent
+		var p Percent
 		if err := p.UnmarshalYAML(node); err != nil {
+			switch node.(type) {
+			case *ast.IntegerNode, *ast.FloatNode:
+				return err // a bare number: its own message says how to write it
+			}
 			if strings.HasSuffix(strings.TrimSpace(node.String()), "%") {
 				return err // a percentage, out of range: its own message says so
 			}
@@ -164,7 +168,7 @@ func (Loss) JSONSchema() *jsonschema.Schema {
 	r := jsonschema.Reflector{FieldNameTag: "yaml", DoNotReference: true, ExpandedStruct: true, Anonymous: true}
 	m := r.Reflect(&lossFields{})
 	m.Version = ""
-	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{units.Percent(0).JSONSchema(), m}}
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{Percent(0).JSONSchema(), m}}
 }
 
 // GilbertElliott is the two-state bursty loss model with netem's parameters
@@ -175,10 +179,10 @@ func (Loss) JSONSchema() *jsonschema.Schema {
 // defaults to 0. The long-run loss is (R·GoodLoss + P·BadLoss)/(P+R), and the
 // mean burst in the bad state lasts 1/R packets.
 type GilbertElliott struct {
-	P        units.Percent `yaml:"p" json:"p"`
-	R        units.Percent `yaml:"r,omitempty" json:"r,omitempty"`
-	BadLoss  units.Percent `yaml:"bad_loss,omitempty" json:"bad_loss,omitempty"`
-	GoodLoss units.Percent `yaml:"good_loss,omitempty" json:"good_loss,omitempty"`
+	P        Percent `yaml:"p" json:"p"`
+	R        Percent `yaml:"r,omitempty" json:"r,omitempty"`
+	BadLoss  Percent `yaml:"bad_loss,omitempty" json:"bad_loss,omitempty"`
+	GoodLoss Percent `yaml:"good_loss,omitempty" json:"good_loss,omitempty"`
 }
 
 // IsZero reports whether the model is unset.
@@ -210,7 +214,7 @@ func (g GilbertElliott) MeanLoss() float64 {
 // stalled). Unlike netem it needs no delay to work: netem reorders by sending
 // some packets early, which only does anything when the rest are delayed.
 type Reorder struct {
-	Percent units.Percent  `yaml:"percent" json:"percent"`
+	Percent Percent        `yaml:"percent" json:"percent"`
 	Gap     int            `yaml:"gap,omitempty" json:"gap,omitempty"`         // default 1
 	Timeout units.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"` // default 10ms
 }

@@ -48,6 +48,11 @@ filter: {port: 8080}
 	if _, err := yamlfile.Decode("x.yaml", []byte("loss: 5%\n"), &short); err != nil || short.Loss.Percent != 0.05 {
 		t.Fatalf("loss shorthand: %+v %v", short, err)
 	}
+	// 0 needs no sign: it means the same read either way.
+	var zero Impairment
+	if _, err := yamlfile.Decode("x.yaml", []byte("delay: 1ms\nloss: 0\nduplicate: 0.0\n"), &zero); err != nil || zero.Loss.Percent != 0 || zero.Duplicate != 0 {
+		t.Fatalf("bare 0: %+v %v", zero, err)
+	}
 }
 
 func TestImpairmentDecodeErrorsArePositioned(t *testing.T) {
@@ -57,6 +62,16 @@ func TestImpairmentDecodeErrorsArePositioned(t *testing.T) {
 		{"delay: 50\n", "no unit"},
 		{"dealy: 50ms\n", "dealy"},
 		{"loss: {gemodel: {p: 1%, q: 2%}}\n", "q"},
+		// A bare number is refused where netem reads it as a percentage and
+		// cascade's other fields as a fraction: 0.5 would be 0.5 % or 50 %.
+		{"delay: 1ms\nloss: 0.5\n", "x.yaml:2:7: loss: write 0.5 with a % sign: 0.5% as netem and Chaos Mesh read a bare 0.5, or 50% as cascade's other fields read it"},
+		{"loss: 1\n", "x.yaml:1:7: loss: write 1 with a % sign"},
+		{"loss: {percent: 0.05}\n", "x.yaml:1:17: loss.percent: write 0.05 with a % sign"},
+		{"duplicate: 1\n", "write 1 with a % sign"},
+		{"corrupt: 0.1\n", "write 0.1 with a % sign"},
+		{"reorder: {percent: 10}\n", "reorder.percent: write 10 with a % sign: 10% as netem"},
+		{"jitter: 1ms\ncorrelation: 0.25\n", "x.yaml:2:14: correlation: write 0.25 with a % sign"},
+		{"loss: {gemodel: {p: 0.01, r: 30%}}\n", "write 0.01 with a % sign"},
 	} {
 		var imp Impairment
 		_, err := yamlfile.Decode("x.yaml", []byte(tc.src), &imp)
