@@ -233,3 +233,79 @@ func TestCompareInterruptedRun(t *testing.T) {
 		t.Errorf("negative --min-latency-change: exit %d %s", code, stderr)
 	}
 }
+
+// Two repeats are compared as sets: a real slowdown is a regression with
+// its p-value, the same scenario against itself is "~", and a repeat with
+// too few runs for any p-value to reach α is inconclusive.
+func TestCompareRepeats(t *testing.T) {
+	root := t.TempDir()
+	const scenario = `name: repeats
+upstreams:
+  - {name: api, latency: LATENCY}
+gateway:
+  routes: [{path: /, upstream: api}]
+load:
+  stages: [{duration: 1s, rate: 50/s}]
+  requests: [{path: /}]
+slo:
+  - p50 < 20ms
+`
+	repeat := func(latency string) string {
+		f := filepath.Join(root, latency+".yaml")
+		if err := os.WriteFile(f, []byte(strings.Replace(scenario, "LATENCY", latency, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(root, "repeat-"+latency)
+		if code, out, stderr := runCLI(context.Background(), "run", "--repeat", "4", "--progress", "off", "--out", dir, f); code != ExitPass && code != ExitFail {
+			t.Fatalf("repeat %s: exit %d\n%s%s", latency, code, out, stderr)
+		}
+		return dir
+	}
+	fast, slow := repeat("2ms"), repeat("40ms")
+
+	code, out, stderr := runCLI(context.Background(), "compare", fast, slow)
+	if code != ExitFail {
+		t.Fatalf("fast→slow: exit %d\n%s%s", code, out, stderr)
+	}
+	// 4 against 4, every slow run above every fast one: p = 2/70.
+	for _, want := range []string{`4 runs against 4 \(Mann–Whitney U test, α 0.05\)`, `(?m)^\s+p50\s.*\+\d+\.\d%\s+p=0\.029\s+REGRESSION$`,
+		`(?m)^\s+p50 < 20ms\s+4/4\s+0/4\s+p=0\.\d+\s+REGRESSION \(passes in fewer runs\)$`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output does not match %q:\n%s", want, out)
+		}
+	}
+	if code, out, _ := runCLI(context.Background(), "compare", "--markdown", fast, slow); code != ExitFail || !strings.HasPrefix(out, "### cascade compare: `repeats` — ❌") {
+		t.Errorf("markdown: exit %d\n%s", code, out)
+	}
+	if code, out, _ := runCLI(context.Background(), "compare", fast, fast); code != ExitPass || !strings.Contains(out, "No regression") || strings.Count(out, " ~ ") < 7 {
+		t.Errorf("self: exit %d\n%s", code, out)
+	}
+
+	// The runs are found inside the repeat's folder wherever it moved.
+	moved := filepath.Join(root, "moved")
+	if err := os.Rename(slow, moved); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(context.Background(), "compare", fast, moved); code != ExitFail {
+		t.Errorf("moved repeat: exit %d %s", code, stderr)
+	}
+
+	// Three runs cannot reach p < 0.05 however far apart: exit 3.
+	rep := readRepeatReport(t, moved)
+	rep.Dirs = rep.Dirs[:3]
+	b, _ := json.Marshal(rep)
+	if err := os.WriteFile(filepath.Join(moved, RepeatFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(context.Background(), "compare", fast, moved)
+	if code != ExitRunFailed || !strings.Contains(out, "Inconclusive: 4 and 3 runs are too few") {
+		t.Errorf("3 runs: exit %d\n%s", code, out)
+	}
+
+	// A repeat against a single run is a usage error; so is a bad --alpha.
+	for _, args := range [][]string{{fast, filepath.Join(fast, filepath.Base(rep.Dirs[0]))}, {"--alpha", "5", fast, fast}} {
+		if code, _, stderr := runCLI(context.Background(), append([]string{"compare"}, args...)...); code != ExitUsage || stderr == "" {
+			t.Errorf("%v: exit %d %q", args, code, stderr)
+		}
+	}
+}
