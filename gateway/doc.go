@@ -75,6 +75,7 @@
 //	limit.rate_limited ⧗     route path      count, rate, burst
 //	endpoint.add             upstream        addr, weight, endpoints
 //	endpoint.remove          upstream        addr, endpoints
+//	balance.panic            upstream        panic (true entering, false leaving), available, endpoints
 //	health.up                upstream[addr]  addr, successes
 //	health.down              upstream[addr]  addr, failures, reason
 //	outlier.eject            upstream[addr]  addr, reason (consecutive_5xx, consecutive_gateway_failure), consecutive,

@@ -47,6 +47,7 @@ func TestOnLoops(t *testing.T) {
 		{"RateLimit", TestRateLimit},
 		{"OutlierEjection", TestOutlierEjection},
 		{"HealthChecksAndSetTargets", TestHealthChecksAndSetTargets},
+		{"PanicThresholdSpreadsOverFailingChecks", TestPanicThresholdSpreadsOverFailingChecks},
 		{"SetTargetsUnderLoad", TestSetTargetsUnderLoad},
 		{"RetryAttemptHeaderAndAmplification", TestRetryAttemptHeaderAndAmplification},
 		{"RetryBudgetLimitsAmplification", TestRetryBudgetLimitsAmplification},

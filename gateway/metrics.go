@@ -82,6 +82,10 @@ var (
 		"Requests shed by the bulkhead, by reason.", []string{"upstream", "reason"}, nil)
 	descEjections = prometheus.NewDesc("cascade_gateway_outlier_ejections_total",
 		"Replicas ejected by outlier detection.", []string{"upstream"}, nil)
+	descPanics = prometheus.NewDesc("cascade_gateway_lb_healthy_panic_total",
+		"Times the balancer entered panic: too few replicas available, so it balanced over all (Envoy's lb_healthy_panic).", []string{"upstream"}, nil)
+	descPanicking = prometheus.NewDesc("cascade_gateway_lb_panic",
+		"1 while the balancer is in panic.", []string{"upstream"}, nil)
 )
 
 func newMetrics(g *Gateway) *metrics {
@@ -178,6 +182,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if u.det != nil {
 			counter(descEjections, u.det.Counters().Ejections, u.name)
 		}
+		counter(descPanics, u.bal.Panics(), u.name)
+		panicking := 0.0
+		if u.bal.Panicking() {
+			panicking = 1
+		}
+		gauge(descPanicking, panicking, u.name)
 	}
 }
 
@@ -234,6 +244,7 @@ type UpstreamStats struct {
 	BreakerRejected    uint64 `json:"breaker_rejected,omitempty"`
 	Overflows          uint64 `json:"overflows,omitempty"` // shed by the bulkhead
 	Ejections          uint64 `json:"ejections,omitempty"`
+	Panics             uint64 `json:"lb_panics,omitempty"` // times the balancer entered panic
 }
 
 // ReplicaStats are one replica's counts.
@@ -279,6 +290,7 @@ func (g *Gateway) Stats() Stats {
 		if u.det != nil {
 			us.Ejections = u.det.Counters().Ejections
 		}
+		us.Panics = u.bal.Panics()
 		s.Upstreams = append(s.Upstreams, us)
 	}
 	for _, rt := range g.routes {

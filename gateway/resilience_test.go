@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/gateway/balance"
 	"github.com/cascadehq/cascade/gateway/breaker"
 	"github.com/cascadehq/cascade/gateway/fallback"
 	"github.com/cascadehq/cascade/gateway/health"
@@ -349,6 +350,56 @@ func TestHealthChecksAndSetTargets(t *testing.T) {
 	}
 	if err := g.SetTargets("up", []string{"ftp://x"}); err == nil {
 		t.Error("SetTargets with a bad URL")
+	}
+}
+
+// Health checks failing on three of four replicas that still serve (a
+// broken /health handler): with panic_threshold 50% the gateway stops
+// trusting them and spreads requests over all four, as Envoy does below
+// its healthy panic threshold; the panic is an event, a stat and a metric.
+func TestPanicThresholdSpreadsOverFailingChecks(t *testing.T) {
+	var urls []string
+	var recs []*recorder
+	for i := range 4 {
+		u, rec := recording(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			if r.URL.Path == "/health" && i > 0 {
+				w.WriteHeader(503)
+			}
+		})
+		urls, recs = append(urls, u), append(recs, rec)
+	}
+	var mem event.Memory
+	hc := &health.Config{Interval: du(100 * time.Millisecond), Timeout: du(100 * time.Millisecond), Path: "/health", UnhealthyThreshold: 1, HealthyThreshold: 1}
+	g := gw(t, one(Route{}, Upstream{HealthCheck: hc, Balance: balance.Config{Policy: "round_robin", PanicThreshold: 0.5}}, urls...), &mem)
+	eventually(t, "the checks to mark three replicas down", func() bool { return len(eventsOf(&mem, "health.down")) == 3 })
+	c := client(5 * time.Second)
+	before := make([]int, 4)
+	for i, r := range recs {
+		before[i] = r.count()
+	}
+	for range 40 {
+		if a := call(t, c, "GET", g.URL()+"/x", ""); a.status != 200 {
+			t.Fatalf("in panic: %+v", a)
+		}
+	}
+	// Each replica got its round-robin share of /x (the checks on /health
+	// are counted apart).
+	for i, r := range recs {
+		n := 0
+		for _, s := range r.all()[before[i]:] {
+			if s.path == "/x" {
+				n++
+			}
+		}
+		if n != 10 {
+			t.Errorf("replica %d got %d of 40 requests, want 10 (spread in panic)", i, n)
+		}
+	}
+	if ev := eventsOf(&mem, balance.EvPanic); len(ev) != 1 || ev[0].Attrs["panic"] != true || ev[0].Attrs["available"] != 1 {
+		t.Errorf("panic events %v", ev)
+	}
+	if st := g.Stats().Upstreams[0]; st.Panics != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }
 

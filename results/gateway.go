@@ -21,6 +21,7 @@ type GatewayUpstream struct {
 	BreakerRejected    uint64           `json:"breaker_rejected,omitempty"`
 	Overflows          uint64           `json:"overflows,omitempty"`
 	Ejections          uint64           `json:"ejections,omitempty"`
+	Panics             uint64           `json:"lb_panics,omitempty"` // times the balancer entered panic
 }
 
 // GatewayReplica is one replica's counts.

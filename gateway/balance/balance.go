@@ -12,6 +12,8 @@
 //
 // Every policy skips unhealthy and ejected endpoints, and the endpoint to
 // avoid (the one a retry just failed on) unless it is the only one left.
+// Below the panic threshold (Config.PanicThreshold, Envoy's
+// healthy_panic_threshold) health and ejection are ignored.
 package balance
 
 import (
@@ -25,6 +27,7 @@ import (
 
 	"github.com/cascadehq/cascade/gateway/internal/emit"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/internal/yamlfile"
 )
 
@@ -40,10 +43,18 @@ type Policy interface {
 type Filter struct {
 	avoid *Endpoint
 	clk   clock
+	// panic: too few endpoints are available, so every endpoint but avoid
+	// may be picked (Config.PanicThreshold).
+	panic bool
 }
 
 // OK reports whether e may be picked.
-func (f *Filter) OK(e *Endpoint) bool { return e.eligible(&f.clk, f.avoid) }
+func (f *Filter) OK(e *Endpoint) bool {
+	if f.panic {
+		return e != f.avoid
+	}
+	return e.eligible(&f.clk, f.avoid)
+}
 
 // Factory makes a policy; rng is the run's seeded source, shared by every
 // policy the run makes and guarded by the policy that uses it.
@@ -141,6 +152,14 @@ func (l *LockedRand) distinct2(m int) (int, int) {
 type Config struct {
 	// Policy names a registered policy. Default "round_robin".
 	Policy string `yaml:"policy"`
+	// PanicThreshold is Envoy's healthy_panic_threshold: when fewer than
+	// this share of the endpoints are available (healthy and not ejected),
+	// the balancer stops trusting health checks and outlier ejection and
+	// spreads requests over every endpoint, so that the few left standing
+	// are not crushed by the whole load while the rest may well be able
+	// to serve. Default 0: off, so that health checks and ejection do what
+	// they say unless a scenario asks for panic; Envoy's default is 50%.
+	PanicThreshold units.Percent `yaml:"panic_threshold"`
 }
 
 // DefaultPolicy is used when Config.Policy is empty.
@@ -157,12 +176,22 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// EvPanic is the event a balancer emits when it enters or leaves panic:
+// attrs.panic true or false, with the available and total endpoints.
+const EvPanic = "balance.panic"
+
 // Balancer is an upstream's set of endpoints and the policy that picks among
 // them. It is safe for concurrent use.
 type Balancer struct {
-	policy Policy
-	name   string
-	em     emit.Emitter
+	policy  Policy
+	name    string
+	em      emit.Emitter
+	panicAt float64 // Config.PanicThreshold; 0: never
+	// panicking is the last panic decision, so that only a change is an
+	// event; panics counts the changes into panic.
+	panicMu   sync.Mutex
+	panicking atomic.Bool
+	panics    atomic.Uint64
 
 	mu  sync.Mutex // serialises writers; readers use eps alone
 	eps atomic.Pointer[[]*Endpoint]
@@ -202,7 +231,7 @@ func New(cfg Config, rng *rand.Rand, opts ...Option) (*Balancer, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	b := &Balancer{policy: p, name: name, em: emit.New(o.sink, o.clock, o.target)}
+	b := &Balancer{policy: p, name: name, em: emit.New(o.sink, o.clock, o.target), panicAt: cfg.PanicThreshold.F()}
 	b.eps.Store(new([]*Endpoint))
 	return b, nil
 }
@@ -215,6 +244,9 @@ func (b *Balancer) Policy() string { return b.name }
 func (b *Balancer) Pick(avoid *Endpoint) *Endpoint {
 	eps := *b.eps.Load()
 	f := Filter{avoid: avoid}
+	if b.panicAt > 0 {
+		f.panic = b.inPanic(eps, &f.clk)
+	}
 	if e := b.policy.Pick(eps, f); e != nil {
 		return e
 	}
@@ -226,6 +258,45 @@ func (b *Balancer) Pick(avoid *Endpoint) *Endpoint {
 	}
 	return nil
 }
+
+// inPanic decides panic for one pick: fewer than panicAt of eps are
+// available. As in Envoy, it is decided per pick from the endpoints'
+// current state, so it ends as soon as enough come back; the count is over
+// a handful of endpoints and reads the clock once, and only with a
+// threshold set.
+func (b *Balancer) inPanic(eps []*Endpoint, c *clock) bool {
+	if len(eps) == 0 {
+		return false
+	}
+	avail := 0
+	for _, e := range eps {
+		if e.eligible(c, nil) {
+			avail++
+		}
+	}
+	p := float64(avail) < b.panicAt*float64(len(eps))
+	if b.panicking.Load() != p {
+		// A change is rare: under a lock, so that two picks deciding
+		// opposite ways at once leave their events in the order of the
+		// state they set.
+		b.panicMu.Lock()
+		if b.panicking.Load() != p {
+			b.panicking.Store(p)
+			if p {
+				b.panics.Add(1)
+			}
+			b.em.Emit(EvPanic, map[string]any{"panic": p, "available": avail, "endpoints": len(eps)})
+		}
+		b.panicMu.Unlock()
+	}
+	return p
+}
+
+// Panicking reports whether the last pick was made in panic.
+func (b *Balancer) Panicking() bool { return b.panicking.Load() }
+
+// Panics counts the times the balancer entered panic.
+func (b *Balancer) Panics() uint64 { return b.panics.Load() }
 
 func (b *Balancer) contains(eps []*Endpoint, e *Endpoint) bool {
 	for _, x := range eps {

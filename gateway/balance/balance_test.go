@@ -360,3 +360,77 @@ func BenchmarkPick(b *testing.B) {
 		}
 	})
 }
+
+// Below the panic threshold the balancer spreads requests over every
+// endpoint, as Envoy does below healthy_panic_threshold: the one replica
+// left healthy out of four would otherwise take the whole load.
+func TestPanicThreshold(t *testing.T) {
+	var mem event.Memory
+	b, err := New(Config{PanicThreshold: 0.5}, rand.New(rand.NewPCG(1, 1)), WithEvents(&mem, nil), WithTarget("api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := make([]*Endpoint, 4)
+	for i := range eps {
+		eps[i] = NewEndpoint(fmt.Sprintf("127.0.0.1:%d", 9000+i), 1)
+	}
+	if err := b.Add(eps...); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two of four available is 50 %, not below it: health is trusted.
+	eps[0].SetHealthy(false)
+	eps[1].Eject(time.Now().Add(time.Hour))
+	got := count(b, 400, nil)
+	if got[eps[0]] != 0 || got[eps[1]] != 0 || got[eps[2]]+got[eps[3]] != 400 || b.Panicking() {
+		t.Fatalf("2 of 4 available: %v, panicking %v", got, b.Panicking())
+	}
+
+	// One of four (an ejection counts as unavailable, as in Envoy): panic,
+	// every endpoint takes its share, and a retry still avoids its last.
+	eps[2].SetHealthy(false)
+	got = count(b, 400, nil)
+	for _, e := range eps {
+		if got[e] != 100 {
+			t.Fatalf("in panic: %v, want 100 each", got)
+		}
+	}
+	if got := count(b, 300, eps[3]); got[eps[3]] != 0 {
+		t.Fatalf("in panic the endpoint to avoid was picked: %v", got)
+	}
+
+	// None available: still every endpoint, not nil (no_healthy_upstream).
+	eps[3].SetHealthy(false)
+	if b.Pick(nil) == nil {
+		t.Fatal("in panic with none available, Pick returned nil")
+	}
+
+	// Back above the threshold: health is trusted again.
+	for _, e := range eps {
+		e.SetHealthy(true)
+	}
+	eps[1].Uneject()
+	eps[0].SetHealthy(false)
+	if got := count(b, 300, nil); got[eps[0]] != 0 || b.Panicking() {
+		t.Fatalf("after recovery: %v, panicking %v", got, b.Panicking())
+	}
+
+	var evs []string
+	for _, e := range mem.Events() {
+		if e.Type == EvPanic {
+			evs = append(evs, fmt.Sprintf("%v/%v/%v", e.Attrs["panic"], e.Attrs["available"], e.Attrs["endpoints"]))
+		}
+	}
+	if strings.Join(evs, ",") != "true/1/4,false/3/4" || b.Panics() != 1 {
+		t.Fatalf("panic events %v, panics %d; want true/1/4,false/3/4 and 1", evs, b.Panics())
+	}
+
+	// Off (the default): with none available, none is picked.
+	off, offEps := newBalancer(t, "round_robin", 1, 1)
+	for _, e := range offEps {
+		e.SetHealthy(false)
+	}
+	if off.Pick(nil) != nil || off.Panicking() {
+		t.Fatal("without a threshold, an unhealthy endpoint was picked")
+	}
+}

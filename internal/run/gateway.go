@@ -69,7 +69,7 @@ func gatewayStats(gw *gateway.Gateway) *results.GatewayStats {
 	for _, u := range st.Upstreams {
 		gu := results.GatewayUpstream{Name: u.Name, Requests: u.Requests, Attempts: u.Attempts,
 			BreakerState: u.BreakerState, BreakerTransitions: u.BreakerTransitions, BreakerOpened: u.BreakerOpened,
-			BreakerRejected: u.BreakerRejected, Overflows: u.Overflows, Ejections: u.Ejections}
+			BreakerRejected: u.BreakerRejected, Overflows: u.Overflows, Ejections: u.Ejections, Panics: u.Panics}
 		for _, r := range u.Replicas {
 			gu.Replicas = append(gu.Replicas, results.GatewayReplica{Addr: r.Addr, Attempts: r.Attempts, Failures: r.Failures})
 		}

@@ -28,6 +28,9 @@ func gatewayBlock(b *strings.Builder, g *results.GatewayStats) {
 		if u.Ejections > 0 {
 			line += fmt.Sprintf("\t%d ejections", u.Ejections)
 		}
+		if u.Panics > 0 {
+			line += fmt.Sprintf("\tin panic %d× (balanced over every replica)", u.Panics)
+		}
 		fmt.Fprintln(tw, line)
 	}
 	for _, r := range g.Routes {
