@@ -32,6 +32,11 @@
 // streams) cuts the client connection: the status is already out. The
 // access log and event say gateway_timeout.
 //
+// Shutdown drains: listeners closed, idle connections closed, requests in
+// flight answered with Connection: close until its context ends. A request
+// that Close cuts (at the end of a drain, or without one) is logged as
+// aborted, and its client's connection closed without an answer.
+//
 // # Headers sent upstream
 //
 //	X-Cascade-Attempt       the attempt number, from 1
@@ -55,6 +60,9 @@
 //
 //	type                     target          attrs
 //	gateway.start            -               addr, admin, routes, upstreams
+//	gateway.drain            -               in_flight (Shutdown began: listeners closed, idle connections closing)
+//	gateway.stop             -               in_flight, ended, cut, elapsed_ms (Shutdown's end: ended finished
+//	                                         during the drain, cut were in flight when it ended and Close cut them)
 //	gateway.<cause> ⧗        upstream        cause, detail, route, path, status, elapsed_ms, attempts, replica, fallback, count
 //	                                         (every non-ok outcome the gateway decided: gateway_timeout, per_try_timeout,
 //	                                          upstream_connect_failure, upstream_reset, upstream_malformed, breaker_open,

@@ -1,21 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/interrupt"
 )
 
 type gatewayFlags struct {
@@ -24,6 +25,7 @@ type gatewayFlags struct {
 	allowRemote                              bool
 	seed                                     uint64
 	loops                                    int
+	drainTimeout                             time.Duration
 }
 
 func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -35,6 +37,13 @@ func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
 upstreams (targets, balancing, breaker, limits, health checks, outlier ejection) and routes
 (path prefix, upstream, timeouts, retries, rate limit, fallback), or in front of one URL with
 --upstream. It serves until interrupted.
+
+On SIGTERM or Ctrl-C it drains, as nginx on SIGQUIT or a Kubernetes pod in
+its grace period: it stops accepting (new connections are refused), closes
+idle keep-alive connections, and answers the requests in flight, each with
+Connection: close; it exits when none is left or after --drain-timeout
+(default 5s; 0 stops at once), cutting what is left. A second signal stops
+at once. It says on stderr how many requests were in flight, answered and cut.
 
 --enable switches features on with their defaults (breaker, retries, limits, outlier, cache,
 p2c), to measure what each costs. --access-log writes one JSON line per request, --events
@@ -115,9 +124,8 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 			if a := g.AdminAddr(); a != "" {
 				fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", a)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			<-ctx.Done()
+			<-cmd.Context().Done() // the first stop signal (main)
+			drainGateway(cmd.Context(), g, f.drainTimeout, stderr)
 			return nil
 		},
 	}
@@ -132,8 +140,42 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 	fl.StringSliceVar(&f.enable, "enable", nil, "switch features on with their defaults: "+strings.Join(gateway.Features, ", "))
 	fl.StringSliceVar(&f.propagate, "propagate", nil, "headers added upstream on every route: none, or any of request_id, forwarded_for, attempt, deadline (default all)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed for balancing, retry jitter and request IDs")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM or Ctrl-C, answer the requests in flight for up to this long before cutting them (0: stop at once)")
 	fl.IntVar(&f.loops, "loops", -1, "serve HTTP/1.1 on N event loops, a thread each, as nginx's workers (0: a goroutine per connection; default one per CPU on Linux, else 0)")
 	return cmd
+}
+
+// drainGateway stops g after the first stop signal: it drains for up to
+// timeout, less if a second signal hurries the stop (package interrupt),
+// and says what happened to the requests in flight.
+func drainGateway(ctx context.Context, g *gateway.Gateway, timeout time.Duration, stderr io.Writer) {
+	dctx, cancel := interrupt.TeardownContext(ctx) // ends on a second signal
+	defer cancel()
+	if timeout > 0 {
+		fmt.Fprintf(stderr, "cascade gateway: draining %d requests in flight: no new connections, answering for up to %s; "+
+			"signal again to stop at once\n", g.InFlight(), timeout)
+		var stop context.CancelFunc
+		dctx, stop = context.WithTimeout(dctx, timeout)
+		defer stop()
+	} else {
+		cancel() // --drain-timeout 0
+	}
+	st, err := g.Shutdown(dctx)
+	why := ""
+	switch {
+	case st.Cut == 0:
+	case timeout == 0:
+		why = " (--drain-timeout 0)"
+	case errors.Is(dctx.Err(), context.DeadlineExceeded):
+		why = fmt.Sprintf(" at the drain timeout (%s)", timeout)
+	default:
+		why = " by a second signal"
+	}
+	fmt.Fprintf(stderr, "cascade gateway: stopped in %s: %d requests in flight at the signal, %d finished during the drain, %d cut%s\n",
+		st.Elapsed.Round(time.Millisecond), st.InFlight, st.Ended, st.Cut, why)
+	if err != nil {
+		fmt.Fprintf(stderr, "cascade gateway: %v\n", err)
+	}
 }
 
 // eventLoops resolves --loops: by default one loop per CPU where there are
