@@ -76,6 +76,9 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
+			if f.drainTimeout < 0 {
+				return exitWith(ExitUsage, fmt.Errorf("--drain-timeout %s: expected 0 (stop at once) or more", f.drainTimeout))
+			}
 			opts := gateway.Options{Sink: event.Discard, Seed: f.seed, Loops: loops}
 			if loops > 0 {
 				// A loop keeps its P while it waits (internal/evloop): one

@@ -43,6 +43,7 @@ func TestGatewayCommandUsage(t *testing.T) {
 		{"gateway", "--config", "/nonexistent.yaml"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--loops", "-2"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--loops", "100000"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--drain-timeout", "-1s"},
 		{"gateway", "--upstream", "http://203.0.113.9:80"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--listen", "0.0.0.0:0"},
 		{"faultproxy", "--upstream", "203.0.113.9:80"},
