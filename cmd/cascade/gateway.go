@@ -17,6 +17,7 @@ import (
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/interrupt"
+	"github.com/cascadehq/cascade/internal/yamlfile"
 )
 
 type gatewayFlags struct {
@@ -68,16 +69,9 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
   #       retries: {retry_on: [gateway_error], max_attempts: 3}`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := f.build()
+			cfg, loops, err := f.build()
 			if err != nil {
 				return exitWith(ExitUsage, err)
-			}
-			loops, err := f.eventLoops()
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			if f.drainTimeout < 0 {
-				return exitWith(ExitUsage, fmt.Errorf("--drain-timeout %s: expected 0 (stop at once) or more", f.drainTimeout))
 			}
 			opts := gateway.Options{Sink: event.Discard, Seed: f.seed, Loops: loops}
 			if loops > 0 {
@@ -197,22 +191,28 @@ func (f *gatewayFlags) eventLoops() (int, error) {
 	return 0, nil
 }
 
-// build maps the flags to a gateway config.
-func (f *gatewayFlags) build() (gateway.Config, error) {
+// build maps the flags to a gateway config and the number of event loops.
+// Every problem of the config file and of the flags comes in one report,
+// the file's with file:line:column, so that fixing them takes one round.
+func (f *gatewayFlags) build() (gateway.Config, int, error) {
 	var cfg gateway.Config
+	var doc *yamlfile.Doc          // nil: no file, or one that did not decode
+	var fileErrs, flagErrs []error // reported in this order
 	switch {
 	case f.config != "" && len(f.upstream) > 0:
-		return cfg, errors.New("--config and --upstream exclude each other")
+		return cfg, 0, errors.New("--config and --upstream exclude each other")
 	case f.config != "":
-		c, err := gateway.LoadConfig(f.config, f.allowRemote)
+		c, d, err := gateway.ReadConfig(f.config)
 		if err != nil {
-			return cfg, err
+			// Its values are unknown: the flags are still checked.
+			fileErrs = append(fileErrs, err)
+		} else {
+			cfg, doc = c, d
 		}
-		cfg = c
 	case len(f.upstream) > 0:
 		cfg = gateway.Single("", f.upstream...)
 	default:
-		return cfg, errors.New("give --config FILE or --upstream URL")
+		return cfg, 0, errors.New("give --config FILE or --upstream URL")
 	}
 	if f.listen != "" {
 		cfg.Listen = f.listen
@@ -222,7 +222,7 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 	}
 	for _, feat := range f.enable {
 		if err := cfg.Enable(strings.TrimSpace(feat)); err != nil {
-			return cfg, fmt.Errorf("--enable: %w", err)
+			flagErrs = append(flagErrs, fmt.Errorf("--enable: %w", err))
 		}
 	}
 	if f.propagate != nil {
@@ -230,18 +230,69 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 			cfg.Routes[i].Propagate = f.propagate
 		}
 	}
-	errs := cfg.Validate(nil)
-	if !f.allowRemote {
-		errs = append(errs, cfg.CheckLocal()...)
+	loops, err := f.eventLoops()
+	if err != nil {
+		flagErrs = append(flagErrs, err)
 	}
-	if len(errs) > 0 {
+	if f.drainTimeout < 0 {
+		flagErrs = append(flagErrs, fmt.Errorf("--drain-timeout %s: expected 0 (stop at once) or more", f.drainTimeout))
+	}
+	check, decoded := cfg, f.config == "" || doc != nil
+	if !decoded {
+		// The file's values are unknown: check what the flags set alone.
+		check = gateway.Config{Listen: f.listen, AdminListen: f.admin, Routes: []gateway.Route{{Propagate: f.propagate}}}
+	}
+	fes := check.Validate(nil)
+	if !f.allowRemote {
+		fes = append(fes, check.CheckLocal()...)
+	}
+	var fromFile []yamlfile.FieldError
+	seen := map[string]bool{}
+	for _, fe := range fes {
+		flag := f.flagOf(fe.Path)
+		switch {
+		case flag == "" && decoded:
+			fromFile = append(fromFile, fe)
+		case flag == "":
+			// A field of the file that did not decode: its error is there.
+		case !seen[flag+fe.Msg]: // --propagate: the same error on every route
+			seen[flag+fe.Msg] = true
+			flagErrs = append(flagErrs, fmt.Errorf("%s: %s", flag, fe.Msg))
+		}
+	}
+	if doc != nil {
+		for _, e := range doc.Position("$", fromFile) {
+			fileErrs = append(fileErrs, e)
+		}
+	} else {
+		for _, fe := range fromFile {
+			fileErrs = append(fileErrs, fe)
+		}
+	}
+	if errs := append(fileErrs, flagErrs...); len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
 			msgs[i] = e.Error()
 		}
-		return cfg, errors.New(strings.Join(msgs, "\n"))
+		return cfg, 0, errors.New(strings.Join(msgs, "\n"))
 	}
-	return cfg, nil
+	return cfg, loops, nil
+}
+
+// flagOf names the flag that set the config field at path, or "" when the
+// field came from the config file.
+func (f *gatewayFlags) flagOf(path string) string {
+	switch {
+	case f.listen != "" && path == "listen":
+		return "--listen"
+	case f.admin != "" && path == "admin_listen":
+		return "--admin-listen"
+	case f.propagate != nil && strings.HasPrefix(path, "routes[") && strings.Contains(path, ".propagate"):
+		return "--propagate"
+	case len(f.upstream) > 0 && strings.HasPrefix(path, "upstreams[0].targets"):
+		return "--upstream"
+	}
+	return ""
 }
 
 // openLog opens a log file for appending, creating it if need be. Logs
