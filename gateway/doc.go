@@ -25,8 +25,19 @@
 //	504 gateway_timeout       the total or response_header timeout
 //	504 per_try_timeout       the per-try timeout of the last attempt
 //	502 upstream_connect_failure, upstream_reset, upstream_malformed
-//	499 client_gone           the client left first (logs and events only)
+//	499 client_gone           the client's connection closed or reset before its answer was out (logs and events only)
 //	200 fallback              a cached or static answer for a failure, marked X-Cascade-Fallback
+//
+// client_gone says what the gateway saw, not why: a connection that closes
+// or resets carries no reason, and the gateway does not know the client's
+// timeout. The client knows, and counts its own cause for the same
+// request: in a cascade run, client_timeout when the load generator's
+// client_timeout fired (the usual case), aborted when the run stopped with
+// the request in flight. So client_gone is not a renamed client_timeout:
+// it also counts the aborted ones, and it misses a client_timeout that
+// fired after the gateway had written the whole answer. In front of
+// clients of your own (cascade gateway), it counts every client that hung
+// up early, for whatever reason: a timeout, a user's cancel, a crash.
 //
 // An idle timeout between body reads (or the total timeout while the body
 // streams) cuts the client connection: the status is already out. The
