@@ -630,8 +630,8 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-// InFlight is the number of requests between their head and the last
-// byte of their answer.
+// InFlight is the number of requests read whole (head and buffered body)
+// whose answer is not written yet.
 func (g *Gateway) InFlight() int { return int(max(g.srv.inFlight.Load(), 0)) }
 
 // DrainStats is what a graceful shutdown did.

@@ -77,8 +77,8 @@ type server struct {
 	http                                    *http.Server
 	hand                                    *handoffListener
 
-	// Requests between their head and their answer's last byte, on both
-	// paths, and how many have ended: a drain reports them.
+	// Requests read whole whose answer is not written yet, on both paths,
+	// and how many have ended: a drain reports them.
 	inFlight atomic.Int64
 	ended    atomic.Uint64
 	draining atomic.Bool
@@ -192,7 +192,10 @@ func (s *server) drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// Connections handed over during the drain are net/http's now.
+	// Connections handed over before are net/http's now. (One the fast
+	// path hands over during the drain, a request begun on a connection
+	// in flight that net/http must read, may find the hand-over closed:
+	// it is cut, as a request arriving at an idle connection is.)
 	return s.http.Shutdown(ctx)
 }
 

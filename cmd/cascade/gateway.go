@@ -44,7 +44,7 @@ its grace period: it stops accepting (new connections are refused), closes
 idle keep-alive connections, and answers the requests in flight, each with
 Connection: close; it exits when none is left or after --drain-timeout
 (default 5s; 0 stops at once), cutting what is left. A second signal stops
-at once. It says on stderr how many requests were in flight, answered and cut.
+at once. It says on stderr how many requests were in flight, finished and cut.
 
 --enable switches features on with their defaults (breaker, retries, limits, outlier, cache,
 p2c), to measure what each costs. --access-log writes one JSON line per request, --events
