@@ -211,6 +211,14 @@ func (c *Config) Validate(replicas map[string]int) []yamlfile.FieldError {
 			add("admin_listen", "%v", err)
 		}
 	}
+	if standalone && c.Listen != "" {
+		// A scenario's gateway.listen is checked with the scenario's other
+		// addresses. Standalone, a malformed one only failed at the listen,
+		// after every other error had been fixed.
+		if err := checkListen(c.Listen); err != nil {
+			add("listen", "%v", err)
+		}
+	}
 	seenUp := map[string]bool{}
 	for i, u := range c.Upstreams {
 		p := fmt.Sprintf("upstreams[%d]", i)
@@ -412,6 +420,19 @@ func targetAddr(t string) (string, error) {
 	return host, nil
 }
 
+// checkListen checks the syntax of a listen address (whether it is on
+// loopback is CheckLocal's).
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: expected host:port such as 127.0.0.1:8080", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be 0-65535", addr)
+	}
+	return nil
+}
+
 // CheckLoopback accepts only host:port on a loopback address: the admin
 // listener serves metrics that name every upstream and route.
 func CheckLoopback(addr string) error {
@@ -452,12 +473,7 @@ func names[V any](m map[string]V) string {
 // LoadConfig reads a standalone gateway config file; errors name
 // file:line:column.
 func LoadConfig(path string, allowRemote bool) (Config, error) {
-	data, err := regfile.Read(path, regfile.MaxConfig)
-	if err != nil {
-		return Config{}, err
-	}
-	var c Config
-	doc, err := yamlfile.Decode(path, data, &c)
+	c, doc, err := ReadConfig(path)
 	if err != nil {
 		return Config{}, err
 	}
@@ -471,13 +487,29 @@ func LoadConfig(path string, allowRemote bool) (Config, error) {
 	return c, nil
 }
 
+// ReadConfig decodes a standalone gateway config file without validating
+// it, for a caller that changes it (command-line flags) before validating
+// the whole once; doc locates the errors of what came from the file.
+func ReadConfig(path string) (Config, *yamlfile.Doc, error) {
+	data, err := regfile.Read(path, regfile.MaxConfig)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	var c Config
+	doc, err := yamlfile.Decode(path, data, &c)
+	if err != nil {
+		return Config{}, doc, err
+	}
+	return c, doc, nil
+}
+
 // CheckLocal reports every target and the listen address that is not on
 // loopback. cascade sends traffic to loopback only unless its user says
 // otherwise (--allow-remote): a standalone gateway's targets are where it
 // sends, and its listener is where others could reach it from.
 func (c *Config) CheckLocal() []yamlfile.FieldError {
 	var errs []yamlfile.FieldError
-	if c.Listen != "" && !loopbackHost(c.Listen) {
+	if c.Listen != "" && checkListen(c.Listen) == nil && !loopbackHost(c.Listen) { // a malformed one is Validate's
 		errs = append(errs, yamlfile.Fieldf("listen", "%q is not a loopback address: cascade listens on 127.0.0.0/8 or ::1 unless you pass --allow-remote", c.Listen))
 	}
 	for i, u := range c.Upstreams {

@@ -125,6 +125,34 @@ routes:
 	}
 }
 
+// A malformed listen address is reported with the file's other errors,
+// with --allow-remote too: it used to pass validation and fail only at the
+// listen, once every other error had been fixed.
+func TestLoadConfigListenInOneRound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	os.WriteFile(path, []byte(`listen: localhost
+upstreams:
+  - name: api
+    targets: [http://127.0.0.1:9001]
+routes:
+  - {path: api, upstream: api}
+`), 0o644)
+	for _, allowRemote := range []bool{false, true} {
+		_, err := LoadConfig(path, allowRemote)
+		if err == nil {
+			t.Fatalf("allowRemote %v: no error", allowRemote)
+		}
+		for _, want := range []string{path + `:1:9: listen: "localhost": expected host:port`, path + `:6:12: routes[0].path: path "api" must start with /`} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("allowRemote %v: missing %q in:\n%v", allowRemote, want, err)
+			}
+		}
+		if strings.Contains(err.Error(), "loopback") {
+			t.Errorf("a malformed address is not a remote one:\n%v", err)
+		}
+	}
+}
+
 func TestEnableAndSingle(t *testing.T) {
 	cfg := Single("127.0.0.1:0", "http://127.0.0.1:9")
 	for _, f := range Features {

@@ -25,12 +25,28 @@
 //	504 gateway_timeout       the total or response_header timeout
 //	504 per_try_timeout       the per-try timeout of the last attempt
 //	502 upstream_connect_failure, upstream_reset, upstream_malformed
-//	499 client_gone           the client left first (logs and events only)
+//	499 client_gone           the client's connection closed or reset before its answer was out (logs and events only)
 //	200 fallback              a cached or static answer for a failure, marked X-Cascade-Fallback
+//
+// client_gone says what the gateway saw, not why: a connection that closes
+// or resets carries no reason, and the gateway does not know the client's
+// timeout. The client knows, and counts its own cause for the same
+// request: in a cascade run, client_timeout when the load generator's
+// client_timeout fired (the usual case), aborted when the run stopped with
+// the request in flight. So client_gone is not a renamed client_timeout:
+// it also counts the aborted ones, and it misses a client_timeout that
+// fired after the gateway had written the whole answer. In front of
+// clients of your own (cascade gateway), it counts every client that hung
+// up early, for whatever reason: a timeout, a user's cancel, a crash.
 //
 // An idle timeout between body reads (or the total timeout while the body
 // streams) cuts the client connection: the status is already out. The
 // access log and event say gateway_timeout.
+//
+// Shutdown drains: listeners closed, idle connections closed, requests in
+// flight answered with Connection: close until its context ends. A request
+// that Close cuts (at the end of a drain, or without one) is logged as
+// aborted, and its client's connection closed without an answer.
 //
 // # Headers sent upstream
 //
@@ -55,6 +71,9 @@
 //
 //	type                     target          attrs
 //	gateway.start            -               addr, admin, routes, upstreams
+//	gateway.drain            -               in_flight (Shutdown began: listeners closed, idle connections closing)
+//	gateway.stop             -               in_flight, ended, cut, elapsed_ms (Shutdown's end: ended finished
+//	                                         during the drain, cut were in flight when it ended and Close cut them)
 //	gateway.<cause> ⧗        upstream        cause, detail, route, path, status, elapsed_ms, attempts, replica, fallback, count
 //	                                         (every non-ok outcome the gateway decided: gateway_timeout, per_try_timeout,
 //	                                          upstream_connect_failure, upstream_reset, upstream_malformed, breaker_open,

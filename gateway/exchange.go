@@ -762,6 +762,12 @@ func (ex *exchange) hasFallback() bool { return ex.rt.cache != nil || ex.rt.stat
 // fail ends the exchange with the gateway's answer for err: the route's
 // fallback when it covers the failure, else the error status with its cause.
 func (ex *exchange) fail(err error) {
+	if ex.g.ctx.Err() != nil && !errors.Is(err, errClientGone) {
+		// Close cut the upstream connection (or the wait): the failure is
+		// the gateway's own stop, not the upstream's. The client's
+		// connection is cut too, as at the end of a drain.
+		err = errShutdown
+	}
 	c, detail := classify(err)
 	ex.cause, ex.detail = c, detail
 	if c == cause.ClientGone {

@@ -630,6 +630,45 @@ func (g *Gateway) Close() error {
 	return err
 }
 
+// InFlight is the number of requests read whole (head and buffered body)
+// whose answer is not written yet.
+func (g *Gateway) InFlight() int { return int(max(g.srv.inFlight.Load(), 0)) }
+
+// DrainStats is what a graceful shutdown did.
+type DrainStats struct {
+	InFlight int           // requests in flight when the drain began
+	Ended    int           // requests that ended during the drain (answered, or failed on their own)
+	Cut      int           // requests still in flight when the drain ended: Close cut them
+	Elapsed  time.Duration // from the drain's start to the end of Close
+}
+
+// Shutdown stops the gateway gracefully, as nginx on SIGQUIT, Envoy's drain
+// or HAProxy's soft-stop: it closes the listeners (new connections are
+// refused), closes the client connections that wait between requests, and
+// lets the requests in flight finish, each answer with Connection: close.
+// Once none is left, or when ctx ends (a drain timeout, a second signal),
+// it Closes the gateway, which cuts what is left. A ctx already ended
+// drops everything at once, as Close. It returns Close's error.
+func (g *Gateway) Shutdown(ctx context.Context) (DrainStats, error) {
+	start := time.Now()
+	ended0 := g.srv.ended.Load()
+	st := DrainStats{InFlight: int(g.srv.inFlight.Load())}
+	if g.srv.started.Load() && !g.closed.Load() {
+		g.opts.Sink.Emit(event.Event{T: g.opts.Clock.Now(), Source: emit.Source, Type: "gateway.drain",
+			Attrs: map[string]any{"in_flight": st.InFlight}})
+		if ctx.Err() == nil {
+			_ = g.srv.drain(ctx)
+		}
+	}
+	st.Ended = int(g.srv.ended.Load() - ended0)
+	st.Cut = int(max(g.srv.inFlight.Load(), 0))
+	err := g.Close()
+	st.Elapsed = time.Since(start)
+	g.opts.Sink.Emit(event.Event{T: g.opts.Clock.Now(), Source: emit.Source, Type: "gateway.stop",
+		Attrs: map[string]any{"in_flight": st.InFlight, "ended": st.Ended, "cut": st.Cut, "elapsed_ms": st.Elapsed.Milliseconds()}})
+	return st, err
+}
+
 // FlushAccessLog writes out the access log's buffered lines and returns the
 // first error its writes met (a full disk), which the log keeps; nil
 // without an access log. Close flushes it too, and returns that error among

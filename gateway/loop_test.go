@@ -65,6 +65,8 @@ func TestOnLoops(t *testing.T) {
 		{"SlowClientsCut", TestSlowClientsCut},
 		{"CloseIsPrompt", TestCloseIsPrompt},
 		{"IdleConnectionClosedWith408", TestIdleConnectionClosedWith408},
+		{"ShutdownDrains", TestShutdownDrains},
+		{"ShutdownTimeoutCuts", TestShutdownTimeoutCuts},
 	} {
 		t.Run(tc.name, tc.fn)
 	}

@@ -126,8 +126,11 @@ func newAccessLog(w io.Writer) *accessLog {
 //	             (db_timeout, upstream_timeout, ...; upstream_error when
 //	             it names none), the cause the run's summary counts.
 //	             Two outcomes the gateway sees otherwise than the
-//	             client: a client that left is client_gone here (the
-//	             client counts its own client_timeout), and an answer cut
+//	             client: a client whose connection closed or reset
+//	             before the answer was out is client_gone here, which
+//	             says only that it left (the client counts why:
+//	             client_timeout when its own timeout fired, aborted when
+//	             the run stopped), and an answer cut
 //	             after its head was out (upstream_reset mid-body, say) has
 //	             the gateway's cause here while the client counts reset
 //	detail       why, for causes the gateway decided

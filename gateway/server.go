@@ -68,16 +68,26 @@ type server struct {
 	// Client-side timeouts (the constants above; tests shorten them).
 	idleTimeout, headerTimeout, bodyTimeout time.Duration
 	ln                                      net.Listener
+	lls                                     []*evloop.Listener // the loops' (Options.Loops)
+	stopLn                                  sync.Once
+	lnErr                                   error // from closing ln
 	addr                                    net.Addr
 	loops                                   []*evloop.Loop // Options.Loops
 	started                                 atomic.Bool
 	http                                    *http.Server
 	hand                                    *handoffListener
 
-	mu     sync.Mutex
-	conns  map[*srvConn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	// Requests read whole whose answer is not written yet, on both paths,
+	// and how many have ended: a drain reports them.
+	inFlight atomic.Int64
+	ended    atomic.Uint64
+	draining atomic.Bool
+
+	mu      sync.Mutex
+	conns   map[*srvConn]struct{}
+	closed  bool
+	emptied chan struct{} // closed when conns empties during a drain
+	wg      sync.WaitGroup
 }
 
 func newServer(g *Gateway) *server {
@@ -117,7 +127,8 @@ func (s *server) accept() {
 		delay = 0
 		c := newSrvConn(s, nc)
 		s.mu.Lock()
-		if s.closed {
+		if s.closed || s.draining.Load() {
+			// Accepted as the drain began: its first request is a new one.
 			s.mu.Unlock()
 			nc.Close()
 			return
@@ -128,6 +139,66 @@ func (s *server) accept() {
 	}
 }
 
+// stopAccepting closes the listening sockets: new connections are refused
+// from then on. (A loop's listener is closed by its accepting task.)
+func (s *server) stopAccepting() error {
+	s.stopLn.Do(func() {
+		if s.ln != nil {
+			s.lnErr = s.ln.Close()
+		}
+		for _, ln := range s.lls {
+			ln.Stop()
+		}
+	})
+	return s.lnErr
+}
+
+// drain is the graceful half of a shutdown, as nginx's on SIGQUIT or
+// net/http's Server.Shutdown: stop accepting, close the connections that
+// wait between requests, and let the requests in flight finish, each
+// answer with Connection: close. It returns once every connection has
+// ended, or with ctx's error when ctx ends first; close then cuts what is
+// left.
+func (s *server) drain(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed || s.draining.Swap(true) {
+		s.mu.Unlock()
+		return nil
+	}
+	emptied := make(chan struct{})
+	if len(s.conns) == 0 {
+		close(emptied)
+	} else {
+		s.emptied = emptied
+	}
+	s.mu.Unlock()
+	_ = s.stopAccepting()
+	// net/http's connections: idle ones close now, answers in flight say
+	// Connection: close.
+	s.http.SetKeepAlivesEnabled(false)
+	// The fast path's: a connection waiting for its next request sees the
+	// drain when its read wakes (fill); one in the middle of a request
+	// takes the early wake-up as any deadline armed early, and goes on.
+	// Under s.mu, so that a connection being handed to net/http (which
+	// untracks it first) is not woken after net/http took it.
+	s.mu.Lock()
+	now := time.Now()
+	for c := range s.conns {
+		_ = c.nc.SetReadDeadline(now)
+	}
+	s.mu.Unlock()
+	select {
+	case <-emptied:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Connections handed over before are net/http's now. (One the fast
+	// path hands over during the drain, a request begun on a connection
+	// in flight that net/http must read, may find the hand-over closed:
+	// it is cut, as a request arriving at an idle connection is.)
+	return s.http.Shutdown(ctx)
+}
+
 func (s *server) close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -136,10 +207,7 @@ func (s *server) close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	var err error
-	if s.ln != nil {
-		err = s.ln.Close()
-	}
+	err := s.stopAccepting()
 	if s.loops != nil {
 		// Every wait on a loop fails from now on: accepting tasks, idle
 		// client connections and exchanges return, and each loop closes
@@ -199,6 +267,7 @@ func (s *server) startLoops(lls []*evloop.Listener) error {
 		}
 		s.loops = append(s.loops, l)
 	}
+	s.lls = lls
 	s.addr = lls[0].Addr()
 	s.hand.addr = s.addr
 	s.started.Store(true)
@@ -230,7 +299,7 @@ func (s *server) acceptOnLoop(t *evloop.Task, ln *evloop.Listener, n int) {
 		delay = 0
 		c := newSrvConn(s, lc)
 		s.mu.Lock()
-		if s.closed {
+		if s.closed || s.draining.Load() {
 			s.mu.Unlock()
 			lc.Attach(t)
 			lc.Close()
@@ -258,6 +327,10 @@ func (s *server) onLoop(n int, fn func()) {
 func (s *server) untrack(c *srvConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.emptied != nil && len(s.conns) == 0 {
+		close(s.emptied)
+		s.emptied = nil
+	}
 	s.mu.Unlock()
 }
 
@@ -389,14 +462,17 @@ func (c *srvConn) serve() {
 		c.rw.reset()
 		ex.start = time.Now()
 		c.now = ex.start
+		c.s.inFlight.Add(1)
 		g.handle(ex)
 		if len(c.out) > 0 {
 			err := c.write(c.out)
 			c.out = c.out[:0]
 			if err != nil {
+				c.s.requestEnded()
 				return
 			}
 		}
+		c.s.requestEnded()
 		if ex.abort || c.close {
 			return
 		}
@@ -461,9 +537,11 @@ func (g *Gateway) newID(dst []byte) []byte {
 }
 
 // fill reads more of the request, waiting at most until want, growing the
-// buffer up to limit bytes from c.r.
+// buffer up to limit bytes from c.r. A connection with no request under
+// way ends when the gateway drains.
 func (c *srvConn) fill(want, now time.Time, limit int) error {
-	if c.r == c.w {
+	idle := c.r == c.w
+	if idle {
 		c.r, c.w = 0, 0
 	}
 	if c.w == len(c.buf) {
@@ -481,6 +559,11 @@ func (c *srvConn) fill(want, now time.Time, limit int) error {
 			now = time.Now()
 		}
 		armRead(c.nc, &c.rdl, want, now, want.Sub(now)/2)
+		// After arming: the drain wakes the read once it has set the flag,
+		// so a wait armed after that check still ends (see drain).
+		if idle && c.s.draining.Load() {
+			return errDraining
+		}
 		n, err := c.sock.read(c.buf[c.w:])
 		c.w += n
 		if n > 0 {
@@ -539,8 +622,30 @@ func armWrite(nc net.Conn, armed *time.Time, want, now time.Time, slack time.Dur
 	}
 }
 
+// requestEnded counts a request out: its answer is written, or can no
+// longer be.
+func (s *server) requestEnded() {
+	s.inFlight.Add(-1)
+	s.ended.Add(1)
+}
+
+// closing reports whether the answer being written is the connection's
+// last: the request or the answer's framing says so, or the gateway is
+// draining (the client then knows not to send another request on it).
+func (c *srvConn) closing() bool {
+	if !c.close && c.s.draining.Load() {
+		c.close = true
+	}
+	return c.close
+}
+
+// errDraining ends a connection that waits for its next request while the
+// gateway drains.
+var errDraining = errors.New("gateway draining")
+
 // handoff gives the connection, from the current request on, to net/http.
 func (c *srvConn) handoff() bool {
+	c.s.untrack(c) // before its deadline is cleared: see drain
 	_ = c.nc.SetDeadline(time.Time{})
 	pre := append([]byte(nil), c.buf[c.r:c.w]...)
 	if c.lc == nil {
@@ -619,7 +724,7 @@ func (c *srvConn) forward(ex *exchange, u *upConn) (upErr, cliErr error) {
 	case h.untilClose && !h.noBody:
 		c.close = true
 	}
-	if c.close {
+	if c.closing() {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	b = append(b, "X-Request-Id: "...)
@@ -814,7 +919,7 @@ func (w *rawWriter) WriteHeader(status int) {
 	if h.Get("Content-Length") == "" {
 		c.close = true // no framing: the end of the connection ends the body
 	}
-	if c.close {
+	if c.closing() {
 		h.Set("Connection", "close")
 	}
 	for k, vs := range h {

@@ -26,6 +26,8 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "T
 
 func (h slowHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g := h.g
+	g.srv.inFlight.Add(1)
+	defer g.srv.requestEnded()
 	if r.Context().Value(bothFramingsKey{}) != nil {
 		w.Header().Set("Connection", "close") // see markBothFramings
 	}

@@ -1,21 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/interrupt"
+	"github.com/cascadehq/cascade/internal/yamlfile"
 )
 
 type gatewayFlags struct {
@@ -24,6 +26,7 @@ type gatewayFlags struct {
 	allowRemote                              bool
 	seed                                     uint64
 	loops                                    int
+	drainTimeout                             time.Duration
 }
 
 func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -35,6 +38,13 @@ func newGatewayCmd(stdout, stderr io.Writer) *cobra.Command {
 upstreams (targets, balancing, breaker, limits, health checks, outlier ejection) and routes
 (path prefix, upstream, timeouts, retries, rate limit, fallback), or in front of one URL with
 --upstream. It serves until interrupted.
+
+On SIGTERM or Ctrl-C it drains, as nginx on SIGQUIT or a Kubernetes pod in
+its grace period: it stops accepting (new connections are refused), closes
+idle keep-alive connections, and answers the requests in flight, each with
+Connection: close; it exits when none is left or after --drain-timeout
+(default 5s; 0 stops at once), cutting what is left. A second signal stops
+at once. It says on stderr how many requests were in flight, finished and cut.
 
 --enable switches features on with their defaults (breaker, retries, limits, outlier, cache,
 p2c), to measure what each costs. --access-log writes one JSON line per request, --events
@@ -59,11 +69,7 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
   #       retries: {retry_on: [gateway_error], max_attempts: 3}`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := f.build()
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			loops, err := f.eventLoops()
+			cfg, loops, err := f.build()
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
@@ -115,9 +121,8 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 			if a := g.AdminAddr(); a != "" {
 				fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", a)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			<-ctx.Done()
+			<-cmd.Context().Done() // the first stop signal (main)
+			drainGateway(cmd.Context(), g, f.drainTimeout, stderr)
 			return nil
 		},
 	}
@@ -132,8 +137,42 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 	fl.StringSliceVar(&f.enable, "enable", nil, "switch features on with their defaults: "+strings.Join(gateway.Features, ", "))
 	fl.StringSliceVar(&f.propagate, "propagate", nil, "headers added upstream on every route: none, or any of request_id, forwarded_for, attempt, deadline (default all)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed for balancing, retry jitter and request IDs")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 5*time.Second, "on SIGTERM or Ctrl-C, answer the requests in flight for up to this long before cutting them (0: stop at once)")
 	fl.IntVar(&f.loops, "loops", -1, "serve HTTP/1.1 on N event loops, a thread each, as nginx's workers (0: a goroutine per connection; default one per CPU on Linux, else 0)")
 	return cmd
+}
+
+// drainGateway stops g after the first stop signal: it drains for up to
+// timeout, less if a second signal hurries the stop (package interrupt),
+// and says what happened to the requests in flight.
+func drainGateway(ctx context.Context, g *gateway.Gateway, timeout time.Duration, stderr io.Writer) {
+	dctx, cancel := interrupt.TeardownContext(ctx) // ends on a second signal
+	defer cancel()
+	if timeout > 0 {
+		fmt.Fprintf(stderr, "cascade gateway: draining %d requests in flight: no new connections, answering for up to %s; "+
+			"signal again to stop at once\n", g.InFlight(), timeout)
+		var stop context.CancelFunc
+		dctx, stop = context.WithTimeout(dctx, timeout)
+		defer stop()
+	} else {
+		cancel() // --drain-timeout 0
+	}
+	st, err := g.Shutdown(dctx)
+	why := ""
+	switch {
+	case st.Cut == 0:
+	case timeout == 0:
+		why = " (--drain-timeout 0)"
+	case errors.Is(dctx.Err(), context.DeadlineExceeded):
+		why = fmt.Sprintf(" at the drain timeout (%s)", timeout)
+	default:
+		why = " by a second signal"
+	}
+	fmt.Fprintf(stderr, "cascade gateway: stopped in %s: %d requests in flight at the signal, %d finished during the drain, %d cut%s\n",
+		st.Elapsed.Round(time.Millisecond), st.InFlight, st.Ended, st.Cut, why)
+	if err != nil {
+		fmt.Fprintf(stderr, "cascade gateway: %v\n", err)
+	}
 }
 
 // eventLoops resolves --loops: by default one loop per CPU where there are
@@ -152,22 +191,28 @@ func (f *gatewayFlags) eventLoops() (int, error) {
 	return 0, nil
 }
 
-// build maps the flags to a gateway config.
-func (f *gatewayFlags) build() (gateway.Config, error) {
+// build maps the flags to a gateway config and the number of event loops.
+// Every problem of the config file and of the flags comes in one report,
+// the file's with file:line:column, so that fixing them takes one round.
+func (f *gatewayFlags) build() (gateway.Config, int, error) {
 	var cfg gateway.Config
+	var doc *yamlfile.Doc          // nil: no file, or one that did not decode
+	var fileErrs, flagErrs []error // reported in this order
 	switch {
 	case f.config != "" && len(f.upstream) > 0:
-		return cfg, errors.New("--config and --upstream exclude each other")
+		return cfg, 0, errors.New("--config and --upstream exclude each other")
 	case f.config != "":
-		c, err := gateway.LoadConfig(f.config, f.allowRemote)
+		c, d, err := gateway.ReadConfig(f.config)
 		if err != nil {
-			return cfg, err
+			// Its values are unknown: the flags are still checked.
+			fileErrs = append(fileErrs, err)
+		} else {
+			cfg, doc = c, d
 		}
-		cfg = c
 	case len(f.upstream) > 0:
 		cfg = gateway.Single("", f.upstream...)
 	default:
-		return cfg, errors.New("give --config FILE or --upstream URL")
+		return cfg, 0, errors.New("give --config FILE or --upstream URL")
 	}
 	if f.listen != "" {
 		cfg.Listen = f.listen
@@ -177,7 +222,7 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 	}
 	for _, feat := range f.enable {
 		if err := cfg.Enable(strings.TrimSpace(feat)); err != nil {
-			return cfg, fmt.Errorf("--enable: %w", err)
+			flagErrs = append(flagErrs, fmt.Errorf("--enable: %w", err))
 		}
 	}
 	if f.propagate != nil {
@@ -185,18 +230,69 @@ func (f *gatewayFlags) build() (gateway.Config, error) {
 			cfg.Routes[i].Propagate = f.propagate
 		}
 	}
-	errs := cfg.Validate(nil)
-	if !f.allowRemote {
-		errs = append(errs, cfg.CheckLocal()...)
+	loops, err := f.eventLoops()
+	if err != nil {
+		flagErrs = append(flagErrs, err)
 	}
-	if len(errs) > 0 {
+	if f.drainTimeout < 0 {
+		flagErrs = append(flagErrs, fmt.Errorf("--drain-timeout %s: expected 0 (stop at once) or more", f.drainTimeout))
+	}
+	check, decoded := cfg, f.config == "" || doc != nil
+	if !decoded {
+		// The file's values are unknown: check what the flags set alone.
+		check = gateway.Config{Listen: f.listen, AdminListen: f.admin, Routes: []gateway.Route{{Propagate: f.propagate}}}
+	}
+	fes := check.Validate(nil)
+	if !f.allowRemote {
+		fes = append(fes, check.CheckLocal()...)
+	}
+	var fromFile []yamlfile.FieldError
+	seen := map[string]bool{}
+	for _, fe := range fes {
+		flag := f.flagOf(fe.Path)
+		switch {
+		case flag == "" && decoded:
+			fromFile = append(fromFile, fe)
+		case flag == "":
+			// A field of the file that did not decode: its error is there.
+		case !seen[flag+fe.Msg]: // --propagate: the same error on every route
+			seen[flag+fe.Msg] = true
+			flagErrs = append(flagErrs, fmt.Errorf("%s: %s", flag, fe.Msg))
+		}
+	}
+	if doc != nil {
+		for _, e := range doc.Position("$", fromFile) {
+			fileErrs = append(fileErrs, e)
+		}
+	} else {
+		for _, fe := range fromFile {
+			fileErrs = append(fileErrs, fe)
+		}
+	}
+	if errs := append(fileErrs, flagErrs...); len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {
 			msgs[i] = e.Error()
 		}
-		return cfg, errors.New(strings.Join(msgs, "\n"))
+		return cfg, 0, errors.New(strings.Join(msgs, "\n"))
 	}
-	return cfg, nil
+	return cfg, loops, nil
+}
+
+// flagOf names the flag that set the config field at path, or "" when the
+// field came from the config file.
+func (f *gatewayFlags) flagOf(path string) string {
+	switch {
+	case f.listen != "" && path == "listen":
+		return "--listen"
+	case f.admin != "" && path == "admin_listen":
+		return "--admin-listen"
+	case f.propagate != nil && strings.HasPrefix(path, "routes[") && strings.Contains(path, ".propagate"):
+		return "--propagate"
+	case len(f.upstream) > 0 && strings.HasPrefix(path, "upstreams[0].targets"):
+		return "--upstream"
+	}
+	return ""
 }
 
 // openLog opens a log file for appending, creating it if need be. Logs

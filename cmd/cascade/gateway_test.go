@@ -43,6 +43,7 @@ func TestGatewayCommandUsage(t *testing.T) {
 		{"gateway", "--config", "/nonexistent.yaml"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--loops", "-2"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--loops", "100000"},
+		{"gateway", "--upstream", "http://127.0.0.1:1", "--drain-timeout", "-1s"},
 		{"gateway", "--upstream", "http://203.0.113.9:80"},
 		{"gateway", "--upstream", "http://127.0.0.1:1", "--listen", "0.0.0.0:0"},
 		{"faultproxy", "--upstream", "203.0.113.9:80"},
@@ -50,6 +51,53 @@ func TestGatewayCommandUsage(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := cli(context.Background(), args, &out, &errb); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errb.String())
+		}
+	}
+}
+
+// Every problem of the config file and of the flags comes in one report,
+// the file's with file:line:column: before, the file's came first, then
+// (once fixed) --enable's, then --listen's, then --loops', and a malformed
+// listen address only at the listen.
+func TestGatewayConfigErrorsInOneRound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	os.WriteFile(path, []byte(`listen: nope
+upstreams:
+  - name: api
+    targets: [http://127.0.0.1:9001]
+    limits: {max_requests: -3}
+routes:
+  - {path: api, upstream: api}
+  - {path: /b, upstream: missing}
+`), 0o644)
+	var out, errb bytes.Buffer
+	code := cli(context.Background(), []string{"gateway", "--config", path, "--enable", "teleport", "--loops", "-5",
+		"--drain-timeout", "-1s", "--admin-listen", "0.0.0.0:1", "--propagate", "trace_id"}, &out, &errb)
+	if code != ExitUsage {
+		t.Errorf("exit %d, want %d", code, ExitUsage)
+	}
+	for _, want := range []string{
+		path + `:1:9: listen: "nope": expected host:port`,
+		path + `:5:28: upstreams[0].limits.max_requests: must be at least 1`,
+		path + `:7:12: routes[0].path: path "api" must start with /`,
+		path + `:8:26: routes[1].upstream: unknown upstream "missing"`,
+		`--enable: unknown feature "teleport"`,
+		`--loops -5: expected`,
+		`--drain-timeout -1s: expected`,
+		`--admin-listen: "0.0.0.0:1": the admin listener binds to loopback only`,
+		`--propagate: unknown value "trace_id"`,
+	} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, errb.String())
+		}
+	}
+	// A file that does not decode: its error, and the flags' still.
+	os.WriteFile(path, []byte("routes: [{path: /, upstream: api, tiemouts: {}}]\n"), 0o644)
+	errb.Reset()
+	cli(context.Background(), []string{"gateway", "--config", path, "--enable", "teleport", "--listen", "0.0.0.0:80"}, &out, &errb)
+	for _, want := range []string{path + `:1:35: routes[0]: unknown field "tiemouts"`, `--enable: unknown feature`, `--listen: "0.0.0.0:80" is not a loopback address`} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, errb.String())
 		}
 	}
 }

@@ -477,6 +477,9 @@ type Listener struct {
 	fd   int
 	addr *net.TCPAddr
 	c    *Conn // the registration, made by the first Accept
+
+	loop    atomic.Pointer[Loop] // the accepting loop, once Accept registered: Stop kicks it
+	stopped atomic.Bool
 }
 
 // Listen binds addr (numeric host:port; port 0 picks one). With reusePort
@@ -526,6 +529,9 @@ func (ln *Listener) Addr() net.Addr { return ln.addr }
 // with net.ErrClosed once the loop shut down or the listener was closed.
 // All Accepts of a Listener must run on one loop.
 func (ln *Listener) Accept(t *Task) (*Conn, error) {
+	if ln.stopped.Load() {
+		return nil, net.ErrClosed
+	}
 	if ln.c == nil {
 		if ln.fd < 0 {
 			return nil, net.ErrClosed
@@ -535,6 +541,7 @@ func (ln *Listener) Accept(t *Task) (*Conn, error) {
 			return nil, err
 		}
 		ln.c, ln.fd = c, -1
+		ln.loop.Store(t.l)
 	}
 	l := ln.c.l
 	ln.c.Attach(t)
@@ -542,13 +549,19 @@ func (ln *Listener) Accept(t *Task) (*Conn, error) {
 	for {
 		var nfd int
 		var aerr error
+		stop := false
 		err := ln.c.wait(func(fd uintptr) bool {
+			if stop = ln.stopped.Load(); stop {
+				return true // Stop kicked the loop
+			}
 			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 			return aerr != unix.EAGAIN && aerr != unix.EINTR
 		})
 		switch {
 		case err != nil:
 			return nil, err
+		case stop:
+			return nil, net.ErrClosed
 		case aerr == unix.ECONNABORTED:
 			continue
 		case aerr != nil:
@@ -561,6 +574,20 @@ func (ln *Listener) Accept(t *Task) (*Conn, error) {
 			return nil, err
 		}
 		return c, nil
+	}
+}
+
+// Stop makes the pending Accept and every later one fail with
+// net.ErrClosed, so that the accepting task returns and closes the socket.
+// Unlike Close it may be called from any goroutine: a server draining its
+// connections stops accepting while its loops go on serving.
+func (ln *Listener) Stop() {
+	ln.stopped.Store(true)
+	// Accept stores the loop before it checks stopped: one of the two sees
+	// the other.
+	if l := ln.loop.Load(); l != nil {
+		l.kick.Store(true)
+		l.poke()
 	}
 }
 

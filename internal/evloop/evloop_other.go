@@ -50,6 +50,7 @@ func (t *Task) Dial(ctx context.Context, addr string, deadline time.Time) (*Conn
 func (ln *Listener) Addr() net.Addr                   { return nil }
 func (ln *Listener) Accept(t *Task) (*Conn, error)    { return nil, errNoLoop }
 func (ln *Listener) Close() error                     { return errNoLoop }
+func (ln *Listener) Stop()                            {}
 func (c *Conn) Attach(t *Task)                        {}
 func (c *Conn) Detach()                               {}
 func (c *Conn) Release() (net.Conn, error)            { return nil, errNoLoop }

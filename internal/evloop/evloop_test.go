@@ -268,6 +268,70 @@ func TestShutdownEndsBlockedReads(t *testing.T) {
 	}
 }
 
+// Stop from another goroutine ends a pending Accept while the loop's
+// other tasks go on: a draining server stops accepting but still serves.
+// The accepting task closes the socket, and new connections are refused.
+func TestStopEndsAcceptOnly(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	l, ended := runLoop(t, context.Background())
+	defer func() { l.Close(); waitEnded(t, ended) }()
+	acceptErr := make(chan error, 1)
+	l.Go(func(task *Task) {
+		defer ln.Close()
+		c, err := ln.Accept(task)
+		if err != nil {
+			acceptErr <- err
+			return
+		}
+		task.Go(func(st *Task) { c.Attach(st); echoServe(c) })
+		_, err = ln.Accept(task) // blocks until Stop
+		acceptErr <- err
+	})
+	cli, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	r := bufio.NewReader(cli)
+	cli.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(cli, "one\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.ReadString('\n'); err != nil || line != "ONE\n" {
+		t.Fatalf("echo %q, %v", line, err)
+	}
+	time.Sleep(20 * time.Millisecond) // the second Accept is waiting
+	ln.Stop()
+	select {
+	case err := <-acceptErr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept ended with %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop did not end the pending Accept")
+	}
+	// The served connection still works; a new one is refused.
+	if _, err := io.WriteString(cli, "two\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.ReadString('\n'); err != nil || line != "TWO\n" {
+		t.Fatalf("after Stop: echo %q, %v", line, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close() // the task may not have closed the socket yet
+		if time.Now().After(deadline) {
+			t.Fatal("connections still accepted after Stop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestReleaseToNetpoller hands a served connection to a goroutine, as the
 // gateway gives a request it does not serve itself to net/http.
 func TestReleaseToNetpoller(t *testing.T) {
