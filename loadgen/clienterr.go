@@ -100,7 +100,13 @@ func isFDLimit(err error) bool {
 // there is to say; request_error has its own (RequestError); aborted is
 // the run's end, not a failure.
 func keptCause(c cause.Cause) bool {
-	return c == cause.ConnectFailure || c == cause.Reset || c == cause.TransportError
+	return c == cause.ConnectFailure || c == cause.Reset || c == cause.TransportError || c == cause.UnexpectedResponse
+}
+
+// has reports whether the first error of cause c is kept already, so that
+// a caller can skip building the next one.
+func (f *firstErrors) has(c cause.Cause) bool {
+	return int(c) < cause.Count && f.byCause[c].Load() != nil
 }
 
 // firstErrors holds the first error of each kept cause, and apart from

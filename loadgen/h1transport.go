@@ -179,6 +179,7 @@ type h1Worker struct {
 	res  h1.Result
 	dyn  h1.Prepared // rebuilt per templated request
 	r    rendering
+	body []byte // the start of an answer's body, for a request that checks it
 	// clocked: conn keeps time on the generator's clock (see worker).
 	clocked bool
 }
@@ -203,6 +204,14 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 		}
 		p = &w.dyn
 	}
+	if t.set.reqs[i].expect.checksBody() {
+		if w.body == nil {
+			w.body = make([]byte, 0, MaxCheckedBody)
+		}
+		w.res.Body = w.body[:0]
+	} else {
+		w.res.Body = nil // nothing of the body kept: no copy
+	}
 	var err error
 	switch {
 	case w.conn != nil && w.clocked:
@@ -223,7 +232,9 @@ func (w *h1Worker) RoundTrip(ctx context.Context, i int, s *Sample) {
 		} else {
 			s.fdLimit = t.set.failed(s.Cause, i, s.Seq, err)
 		}
+		return
 	}
+	s.Cause = t.set.check(i, s.Seq, s.Status, s.Cause, w.res.Body)
 }
 
 // Close closes the worker's connection.

@@ -219,7 +219,13 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 		s.fdLimit = t.set.failed(s.Cause, i, s.Seq, err)
 		return
 	}
-	_, err = io.Copy(io.Discard, res.Body)
+	var body []byte
+	if t.set.reqs[i].expect.checksBody() {
+		body, err = io.ReadAll(io.LimitReader(res.Body, MaxCheckedBody))
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, res.Body)
+	}
 	res.Body.Close()
 	s.Status = res.StatusCode
 	if err != nil {
@@ -227,7 +233,7 @@ func (t *HTTPTransport) RoundTrip(run context.Context, i int, s *Sample) {
 		s.fdLimit = t.set.failed(s.Cause, i, s.Seq, err)
 		return
 	}
-	s.Cause = cause.FromResponse(res.StatusCode, res.Header.Get(cause.Header))
+	s.Cause = t.set.check(i, s.Seq, res.StatusCode, cause.FromResponse(res.StatusCode, res.Header.Get(cause.Header)), body)
 }
 
 // FirstRequestError is the first templated request the client refused.

@@ -21,6 +21,8 @@ type Request struct {
 	// RawBody sends Body as it is: no variables ("{{" is two bytes).
 	RawBody bool
 	Weight  int // relative share; 0 counts as 1
+	// Expect, when set, decides which answers count as successes.
+	Expect *Expect
 }
 
 // compiledRequest is a Request with its templates parsed.
@@ -31,6 +33,7 @@ type compiledRequest struct {
 	header []compiledHeader // sorted by name, so a rendering is repeatable
 	body   *Template        // nil: no body
 	static bool             // no variables anywhere: render once
+	expect *Expect          // nil: the status alone decides
 }
 
 type compiledHeader struct {
@@ -74,6 +77,20 @@ func (rs *requestSet) refused(i int, seq uint64, err error) {
 	}
 }
 
+// check applies request i's Expect, if any, to a complete answer, and keeps
+// the first that failed it.
+func (rs *requestSet) check(i int, seq uint64, status int, c cause.Cause, body []byte) cause.Cause {
+	e := rs.reqs[i].expect
+	if e == nil {
+		return c
+	}
+	c = e.judge(status, c, body)
+	if c == cause.UnexpectedResponse && !rs.failures.has(c) {
+		rs.failures.note(c, rs.reqs[i].name, seq, &UnexpectedError{Why: e.why(status, body)})
+	}
+	return c
+}
+
 // failed notes the error of a request i that failed in the client with
 // cause c; the first of each kind is kept. Only for failed requests. It
 // says whether the error was the generator's own lack of file descriptors.
@@ -100,7 +117,7 @@ func compileRequests(reqs []Request, data []*Dataset, seed uint64) (*requestSet,
 	rs := &requestSet{data: data, seed: seed}
 	for i, r := range reqs {
 		tp := &tparser{data: data}
-		c := compiledRequest{name: r.Name, method: r.Method}
+		c := compiledRequest{name: r.Name, method: r.Method, expect: r.Expect}
 		if c.method == "" {
 			c.method = http.MethodGet
 		}

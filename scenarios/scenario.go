@@ -18,6 +18,7 @@ import (
 	"github.com/cascadehq/cascade/internal/regfile"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/internal/yamlfile"
+	"github.com/cascadehq/cascade/loadgen"
 )
 
 // File is a scenario file.
@@ -291,6 +292,63 @@ type Request struct {
 	// template would take for a variable.
 	RawBody bool `yaml:"raw_body,omitempty" json:"raw_body,omitempty"`
 	Weight  int  `yaml:"weight,omitempty" json:"weight,omitempty" zero:"default"` // default 1
+	// Expect decides which answers count as successes (default: a status
+	// below 400). An answer that fails it counts as unexpected_response.
+	Expect *Expect `yaml:"expect,omitempty" json:"expect,omitempty"`
+}
+
+// Expect is a request's check of its answers, as k6 users write
+// expectedStatuses and checks.
+//
+//	expect: {status: [200, 404], body_contains: '"items"'}
+type Expect struct {
+	// Status lists the statuses that succeed: codes, or classes such as
+	// 2xx. A listed status succeeds even where it would be an error (a
+	// 404 the test asks for); any other fails.
+	Status StatusList `yaml:"status,omitempty" json:"status,omitempty"`
+	// BodyContains is text the body must hold, within its first 64 KiB
+	// (loadgen.MaxCheckedBody).
+	BodyContains *string `yaml:"body_contains,omitempty" json:"body_contains,omitempty"`
+}
+
+// StatusList is one status or a list of them: 200, "2xx", [200, 404].
+type StatusList []loadgen.StatusRange
+
+// UnmarshalYAML reads a scalar or a sequence, each item a code or a class,
+// and names the item at fault.
+func (l *StatusList) UnmarshalYAML(node ast.Node) error {
+	items := []ast.Node{node}
+	if seq, ok := node.(*ast.SequenceNode); ok {
+		items = seq.Values
+	}
+	out := make(StatusList, 0, len(items))
+	for _, it := range items {
+		var s string
+		switch n := it.(type) {
+		case *ast.IntegerNode:
+			s = n.GetToken().Value
+		case *ast.StringNode:
+			s = n.Value
+		default:
+			return yamlfile.NodeError(it, "expected a status such as 200 or a class such as 2xx")
+		}
+		r, err := loadgen.ParseStatus(s)
+		if err != nil {
+			return yamlfile.NodeError(it, "%v", err)
+		}
+		out = append(out, r)
+	}
+	*l = out
+	return nil
+}
+
+// JSONSchema allows one status or a list.
+func (StatusList) JSONSchema() *jsonschema.Schema {
+	one := &jsonschema.Schema{OneOf: []*jsonschema.Schema{
+		{Type: "integer", Minimum: "100", Maximum: "599"},
+		{Type: "string", Pattern: `^[1-5][xX][xX]$`},
+	}}
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{one, {Type: "array", Items: one}}, Examples: []any{200, "2xx", []any{200, 404}}}
 }
 
 // Fault is one entry of the fault timeline.

@@ -37,6 +37,8 @@ type loadFlags struct {
 	method, body, out, progress           string
 	protocol, name                        string
 	keepAlive, insecure, poisson, rawBody bool
+	expectStatus                          []string
+	expectBody                            string
 	allowRemote, benchResult              bool
 	netHTTP                               bool
 	cpuProfile                            string
@@ -164,6 +166,8 @@ Only loopback targets unless --allow-remote.`,
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
 	fl.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file; a template ({{seq}}, ...) unless --raw-body")
 	fl.BoolVar(&f.rawBody, "raw-body", false, "send --body byte for byte, without variables (a binary file holds {{ here and there)")
+	fl.StringSliceVar(&f.expectStatus, "expect-status", nil, "statuses that succeed, e.g. 200,404 or 2xx (as k6's expectedStatuses); any other is unexpected_response")
+	fl.StringVar(&f.expectBody, "expect-body", "", "text every answer's body must hold (in its first 64 KiB); one without it is unexpected_response")
 	fl.StringVar(&f.protocol, "protocol", "", "http1, h2 (HTTP/2 over TLS) or h2c (HTTP/2 cleartext); default HTTP/1.1, ALPN for https")
 	fl.BoolVar(&f.keepAlive, "keep-alive", true, "reuse connections")
 	fl.BoolVar(&f.insecure, "insecure", false, "accept any TLS certificate (self-signed test servers)")
@@ -380,6 +384,23 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	}
 	if f.rawBody {
 		req["raw_body"] = true
+	}
+	if len(f.expectStatus) > 0 || f.expectBody != "" {
+		exp := map[string]any{}
+		if len(f.expectStatus) > 0 {
+			var sts []string
+			for _, s := range f.expectStatus {
+				if _, err := loadgen.ParseStatus(s); err != nil {
+					return nil, fmt.Errorf("--expect-status: %w", err)
+				}
+				sts = append(sts, strings.TrimSpace(s))
+			}
+			exp["status"] = sts
+		}
+		if f.expectBody != "" {
+			exp["body_contains"] = f.expectBody
+		}
+		req["expect"] = exp
 	}
 	ex["requests"] = []any{req}
 

@@ -128,6 +128,35 @@ func TestLoadThresholdFails(t *testing.T) {
 	}
 }
 
+// --expect-status and --expect-body decide which answers succeed, as k6's
+// expectedStatuses and checks: the target's 200 with an empty body fails
+// both, and error_rate sees it.
+func TestLoadExpect(t *testing.T) {
+	tg := newTarget(t, 0)
+	for _, tc := range []struct {
+		flags []string
+		code  int
+		says  string
+	}{
+		{[]string{"--expect-status", "2xx"}, ExitPass, "Outcomes  ok 5 (100.0%)"},
+		{[]string{"--expect-status", "201,404"}, ExitFail, "status 200, expected 201 or 404"},
+		{[]string{"--expect-body", "items"}, ExitFail, `status 200, body without "items" (in its first 0 bytes)`},
+	} {
+		args := append([]string{"load", tg.url, "--rate", "50/s", "--duration", "100ms", "--threshold", "error_rate == 0%",
+			"--out", filepath.Join(t.TempDir(), "r"), "--progress", "off"}, tc.flags...)
+		code, out, errs := runCLI(context.Background(), args...)
+		if code != tc.code || !strings.Contains(out+errs, tc.says) {
+			t.Errorf("%v: exit %d, want %d and %q\n%s%s", tc.flags, code, tc.code, tc.says, out, errs)
+		}
+		if tc.code == ExitFail && !strings.Contains(out, "unexpected_response[unknown] 5 (100.0%)") {
+			t.Errorf("%v: outcomes not counted\n%s", tc.flags, out)
+		}
+	}
+	if code, _, errs := runCLI(context.Background(), "load", tg.url, "--rate", "50/s", "--duration", "100ms", "--expect-status", "20x"); code != ExitUsage || !strings.Contains(errs, "--expect-status") {
+		t.Errorf("a bad status: exit %d %s", code, errs)
+	}
+}
+
 // A bound below 0.1 ms is printed in microseconds: in hundredths of a
 // millisecond, p99<1us read "< 0.00ms".
 func TestLoadMicrosecondBound(t *testing.T) {

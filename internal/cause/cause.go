@@ -60,6 +60,9 @@ const (
 	ServiceUnavailable // 503 without a cause header
 	HTTPError          // any other 4xx/5xx without a cause header
 
+	// Decided by the scenario's own check of the answer.
+	UnexpectedResponse // the answer failed its request's expect: (a status not listed, a body without the text)
+
 	numCauses
 )
 
@@ -112,6 +115,9 @@ var infos = [numCauses]info{
 	BadGateway:             {"bad_gateway", LayerGateway, http.StatusBadGateway},
 	ServiceUnavailable:     {"service_unavailable", LayerGateway, http.StatusServiceUnavailable},
 	HTTPError:              {"http_error", LayerUnknown, 0},
+	// Which layer wrote a wrong answer the client cannot tell: a fallback's
+	// stale body and an upstream's are alike.
+	UnexpectedResponse: {"unexpected_response", LayerUnknown, 0},
 }
 
 var byName = func() map[string]Cause {

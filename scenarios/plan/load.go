@@ -488,7 +488,7 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 			c.errorf(p+".raw_body", "raw_body: true, but there is no body or body_file to send byte for byte")
 		}
 		ec.Requests = append(ec.Requests, loadgen.Request{Name: name, Method: method, Path: r.Path, Header: h, Body: body,
-			RawBody: r.RawBody, Weight: max(r.Weight, 1)})
+			RawBody: r.RawBody, Weight: max(r.Weight, 1), Expect: c.expect(p+".expect", r.Expect)})
 	}
 }
 
@@ -580,4 +580,24 @@ func (c *compiler) clientTimeout() time.Duration {
 		client = min(client, e.ClientTimeout)
 	}
 	return client
+}
+
+// expect compiles a request's expect:, refusing one that checks nothing.
+func (c *compiler) expect(path string, e *scenarios.Expect) *loadgen.Expect {
+	if e == nil {
+		return nil
+	}
+	out := &loadgen.Expect{Status: e.Status}
+	if e.BodyContains != nil {
+		if *e.BodyContains == "" {
+			c.errorf(path+".body_contains", "body_contains is empty, and every body contains that: give the text the answer must hold")
+		} else if len(*e.BodyContains) > loadgen.MaxCheckedBody {
+			c.errorf(path+".body_contains", "body_contains is %d bytes, more than the %d of the body that are checked", len(*e.BodyContains), loadgen.MaxCheckedBody)
+		}
+		out.BodyContains = []byte(*e.BodyContains)
+	}
+	if len(out.Status) == 0 && out.BodyContains == nil {
+		c.errorf(path, "expect checks nothing: give status (e.g. [200, 404] or 2xx) or body_contains")
+	}
+	return out
 }

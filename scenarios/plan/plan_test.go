@@ -145,6 +145,10 @@ func TestBadScenarios(t *testing.T) {
 		{"a safety window of 0 is not 5s", replace("slo:\n", "safety: [{objective: \"error_rate < 20%\", window: 0s}]\nslo:\n"), 19, 50, "safety[0].window", "0 stands for the default here"},
 		{"a burst of 0 is not a second's worth", replace("total: 2s}\n", "total: 2s}\n      rate_limit: {rate: 10/s, burst: 0}\n"), 11, 39, "gateway.routes[0].rate_limit.burst", "0 stands for the default here"},
 		{"a bulkhead of 0 is not 1024", replace("gateway:\n", "gateway:\n  upstreams: [{name: api, limits: {max_requests: 0}}]\n"), 7, 50, "gateway.upstreams[0].limits.max_requests", "0 stands for the default here"},
+		{"a status that is not one", replace("  - {path: /}", "  - {path: /, expect: {status: [200, 700]}}"), 16, 40, "load.requests[0].expect.status[1]", `status "700": expected a code from 100 to 599 or a class such as 2xx`},
+		{"a class that is not one", replace("  - {path: /}", "  - {path: /, expect: {status: 2x}}"), 16, 34, "load.requests[0].expect.status", `status "2x"`},
+		{"an expect that checks nothing", replace("  - {path: /}", "  - {path: /, expect: {}}"), 16, 25, "load.requests[0].expect", "expect checks nothing"},
+		{"an empty body check", replace("  - {path: /}", "  - {path: /, expect: {body_contains: \"\"}}"), 16, 41, "load.requests[0].expect.body_contains", "body_contains is empty"},
 		{"one listen address twice", replace("    replicas: 2", "    listen: [127.0.0.1:19001, 127.0.0.1:19001]"), 4, 31, "upstreams[0].listen[1]", "already used by upstreams[0].listen[0]"},
 	}
 	for _, tc := range cases {
