@@ -392,3 +392,28 @@ func TestValidateSaysWhatIsWrongWithAKey(t *testing.T) {
 		})
 	}
 }
+
+// cascade gameday is cascade run with --live set: its help must not offer
+// --repeat (a game day runs once; the flag is refused) nor describe
+// --control as needing a --live it does not show.
+func TestGameDayHelpOffersOnlyWhatWorks(t *testing.T) {
+	code, out, _ := runCLI(context.Background(), "gameday", "--help")
+	if code != 0 {
+		t.Fatalf("gameday --help: exit %d", code)
+	}
+	for _, bad := range []string{"--repeat", "--live", "with --live"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("gameday --help mentions %q:\n%s", bad, out)
+		}
+	}
+	if !strings.Contains(out, "--control") {
+		t.Errorf("gameday --help lacks --control:\n%s", out)
+	}
+	// cascade run keeps both.
+	_, out, _ = runCLI(context.Background(), "run", "--help")
+	for _, want := range []string{"--repeat", "--live", "with --live"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run --help lacks %q", want)
+		}
+	}
+}
