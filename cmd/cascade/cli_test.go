@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/spf13/cobra"
 	"io"
 	"net"
 	"os"
@@ -416,4 +417,31 @@ func TestGameDayHelpOffersOnlyWhatWorks(t *testing.T) {
 			t.Errorf("run --help lacks %q", want)
 		}
 	}
+}
+
+// Examples are copied into shells: a template such as {{rand_int 1 1000}}
+// holds spaces, so unquoted it splits the URL into three arguments and
+// cascade load exits 2. Every {{...}} in an example must sit inside quotes.
+func TestHelpExamplesQuoteTemplates(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, line := range strings.Split(c.Example, "\n") {
+			quoted := false
+		scan:
+			for i, r := range line {
+				switch {
+				case r == '\'':
+					quoted = !quoted
+				case r == '#' && !quoted:
+					break scan // a comment, not run
+				case strings.HasPrefix(line[i:], "{{") && !quoted:
+					t.Errorf("%s: example has an unquoted template: %s", c.CommandPath(), strings.TrimSpace(line))
+				}
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRoot(io.Discard, io.Discard))
 }
