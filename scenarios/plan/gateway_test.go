@@ -98,3 +98,28 @@ load:
 		t.Errorf("external with upstreams: %v", err)
 	}
 }
+
+// The README's annotated scenario ("A scenario, line by line") is a whole
+// file a reader copies: it compiles as written, without warnings.
+func TestReadmeScenarioCompiles(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## A scenario, line by line\n")
+	if !ok {
+		t.Fatal(`README.md has no "## A scenario, line by line" section`)
+	}
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 || !strings.HasPrefix(block, "name: ") {
+		t.Fatalf("the section's first YAML block is not a scenario:\n%.200s", block)
+	}
+	p, err := CompileBytes("README.md", []byte(block), Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Objectives) != 5 || len(p.Timeline) != 1 {
+		t.Errorf("plan: %d objectives, %d faults; want 5 and 1", len(p.Objectives), len(p.Timeline))
+	}
+}
