@@ -182,6 +182,14 @@ func TestUpstreamCommandServesAndStops(t *testing.T) {
 	if code := cli(context.Background(), []string{"upstream", "--listen", "127.0.0.1:0", "--latency", "{dist: nope}"}, &out, &errb); code != ExitUsage {
 		t.Fatalf("a bad --latency: exit %d", code)
 	}
+	// The position is in the flag's value as typed: the misspelt field
+	// starts at column 27, and the flag is named once.
+	errb.Reset()
+	if code := cli(context.Background(), []string{"upstream", "--listen", "127.0.0.1:0", "--latency", "{dist: normal, mean: 5ms, stdev: 1ms}"}, &out, &errb); code != ExitUsage ||
+		!strings.HasPrefix(errb.String(), `cascade: --latency:1:27: unknown field "stdev"`) {
+		t.Fatalf("a misspelt --latency field: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	pr, pw, _ := os.Pipe()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/spf13/cobra"
 	"io"
 	"net"
 	"os"
@@ -391,4 +392,56 @@ func TestValidateSaysWhatIsWrongWithAKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cascade gameday is cascade run with --live set: its help must not offer
+// --repeat (a game day runs once; the flag is refused) nor describe
+// --control as needing a --live it does not show.
+func TestGameDayHelpOffersOnlyWhatWorks(t *testing.T) {
+	code, out, _ := runCLI(context.Background(), "gameday", "--help")
+	if code != 0 {
+		t.Fatalf("gameday --help: exit %d", code)
+	}
+	for _, bad := range []string{"--repeat", "--live", "with --live"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("gameday --help mentions %q:\n%s", bad, out)
+		}
+	}
+	if !strings.Contains(out, "--control") {
+		t.Errorf("gameday --help lacks --control:\n%s", out)
+	}
+	// cascade run keeps both.
+	_, out, _ = runCLI(context.Background(), "run", "--help")
+	for _, want := range []string{"--repeat", "--live", "with --live"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run --help lacks %q", want)
+		}
+	}
+}
+
+// Examples are copied into shells: a template such as {{rand_int 1 1000}}
+// holds spaces, so unquoted it splits the URL into three arguments and
+// cascade load exits 2. Every {{...}} in an example must sit inside quotes.
+func TestHelpExamplesQuoteTemplates(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, line := range strings.Split(c.Example, "\n") {
+			quoted := false
+		scan:
+			for i, r := range line {
+				switch {
+				case r == '\'':
+					quoted = !quoted
+				case r == '#' && !quoted:
+					break scan // a comment, not run
+				case strings.HasPrefix(line[i:], "{{") && !quoted:
+					t.Errorf("%s: example has an unquoted template: %s", c.CommandPath(), strings.TrimSpace(line))
+				}
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRoot(io.Discard, io.Discard))
 }

@@ -75,6 +75,10 @@ into a scenario that replays it.`
 	_ = live.Value.Set("true")
 	live.DefValue = "true"
 	live.Hidden = true
+	// A game day runs once, with people at the controls: --repeat is
+	// refused here, and --control needs no --live, so the help says so.
+	_ = cmd.Flags().MarkHidden("repeat")
+	cmd.Flags().Lookup("control").Usage = "the control API's and dashboard's address (loopback only)"
 	cmd.AddCommand(newExportCmd(stdout))
 	return cmd
 }
@@ -87,8 +91,8 @@ func newExportCmd(stdout io.Writer) *cobra.Command {
 happened (manual ones included, at the times they were added and removed, and cut where a
 safety check halted them), each gate as a phase with the times it really opened, and the
 load profile as it ran (gate holds included). Running it reproduces the game day's fault
-timeline; its safety checks are left as a comment, as the halts they caused are in the
-fault windows already.`,
+timeline. The safety checks are kept, unless one halted the run: then they are left out
+(a comment says so), as the halts they caused are in the fault windows already.`,
 		Example: "  cascade gameday export cascade-results/gameday-20261122-101500 > replay.yaml\n  cascade run replay.yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

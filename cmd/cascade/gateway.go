@@ -130,7 +130,7 @@ Plain HTTP/1.1 is served on one event loop per CPU, a thread each, as nginx runs
 	fl.StringVar(&f.config, "config", "", "gateway config file (YAML)")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "permit non-loopback targets and listen address (cascade refuses them by default)")
 	fl.StringArrayVar(&f.upstream, "upstream", nil, "shorthand for a config with one route / to this URL (repeat to balance over several)")
-	fl.StringVar(&f.listen, "listen", "", "listen address (overrides the config's)")
+	fl.StringVar(&f.listen, "listen", "", "listen address (overrides the config's; default 127.0.0.1:0, a kernel-chosen port, printed at start)")
 	fl.StringVar(&f.admin, "admin-listen", "", "serve Prometheus /metrics on this loopback address")
 	fl.StringVar(&f.accessLog, "access-log", "", `append a JSON access log to FILE ("-": stdout)`)
 	fl.StringVar(&f.events, "events", "", `append every gateway decision as JSON lines to FILE ("-": stdout)`)

@@ -70,7 +70,7 @@ The URL's path may hold variables: {{seq}}, {{rand_int 1 100}}, {{rand_id}}, {{u
 Only loopback targets unless --allow-remote.`,
 		Example: `  cascade load http://127.0.0.1:8080/ --rate 2000/s --duration 30s --threshold 'p99<300ms'
   cascade load http://127.0.0.1:8080/api --ramp 0:2000/s:10s,2000/s:20s --threshold 'error_rate<1%'
-  cascade load http://127.0.0.1:8080/items/{{rand_int 1 1000}} --vus 50 --think 100ms --duration 1m
+  cascade load 'http://127.0.0.1:8080/items/{{rand_int 1 1000}}' --vus 50 --think 100ms --duration 1m
   cascade load http://127.0.0.1:8080/ --conns 50 --duration 10s --bench-result`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -42,13 +42,13 @@ Ctrl-C. It listens on loopback only.`,
 			}
 			b := faults.Behaviour{Status: status}
 			if latency != "" {
-				var v struct {
-					Latency dist.Latency `yaml:"latency"`
+				// The flag's value is decoded as a document of its own, so
+				// an error's column is the column in what was typed.
+				var l dist.Latency
+				if _, err := yamlfile.Decode("--latency", []byte(latency), &l); err != nil {
+					return exitWith(ExitUsage, err)
 				}
-				if _, err := yamlfile.Decode("--latency", []byte("latency: "+latency), &v); err != nil {
-					return exitWith(ExitUsage, fmt.Errorf("--latency: %w", err))
-				}
-				b.Latency = v.Latency
+				b.Latency = l
 			}
 			if bodySize != "" {
 				sz, err := units.ParseSize(bodySize)

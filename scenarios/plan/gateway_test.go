@@ -1,14 +1,32 @@
 package plan
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
 
 // The gateway section shown in README.md ("The gateway") compiles, and
-// every part of it reaches the plan.
+// every part of it reaches the plan. It is read from the README itself: a
+// copy in testdata had drifted from it (fields added to the README were
+// never compiled).
 func TestGatewaySectionCompiles(t *testing.T) {
-	p, err := CompileFile("testdata/gateway-full.yaml", Options{})
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## The gateway\n")
+	if !ok {
+		t.Fatal(`README.md has no "## The gateway" section`)
+	}
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 || !strings.HasPrefix(block, "gateway:\n") {
+		t.Fatalf("the section's first YAML block is not a gateway: section:\n%.200s", block)
+	}
+	src := "name: gateway-full\nupstreams:\n  - {name: api, replicas: 2}\n" + block +
+		"load:\n  stages: [{duration: 1s, rate: 10/s}]\n  requests: [{path: /api/x}]\n"
+	p, err := CompileBytes("README.md", []byte(src), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,8 +40,12 @@ func TestGatewaySectionCompiles(t *testing.T) {
 		t.Errorf("upstream = %+v", u)
 	}
 	if r.Retries == nil || r.Retries.MaxAttempts != 3 || r.RateLimit == nil || r.Fallback == nil || r.Fallback.Cache == nil ||
-		r.Fallback.Static == nil || r.Timeouts.PerTry.D().String() != "800ms" || r.Timeouts.Idle.D().String() != "1s" {
+		r.Fallback.Static == nil || r.Timeouts.PerTry.D().String() != "800ms" || r.Timeouts.Idle.D().String() != "1s" ||
+		r.Retries.BackoffMax.D().String() != "250ms" {
 		t.Errorf("route = %+v", r)
+	}
+	if u.Breaker.MaxWaitInHalfOpen.D().String() != "30s" {
+		t.Errorf("breaker = %+v", u.Breaker)
 	}
 }
 
@@ -74,5 +96,30 @@ load:
 	ext := strings.Replace(src, "  admin_listen: 0.0.0.0:9901\n", "  external: http://127.0.0.1:8080\n", 1)
 	if _, err := CompileBytes("gw.yaml", []byte(ext), Options{}); err == nil || !strings.Contains(err.Error(), "exclude each other") {
 		t.Errorf("external with upstreams: %v", err)
+	}
+}
+
+// The README's annotated scenario ("A scenario, line by line") is a whole
+// file a reader copies: it compiles as written, without warnings.
+func TestReadmeScenarioCompiles(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## A scenario, line by line\n")
+	if !ok {
+		t.Fatal(`README.md has no "## A scenario, line by line" section`)
+	}
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 || !strings.HasPrefix(block, "name: ") {
+		t.Fatalf("the section's first YAML block is not a scenario:\n%.200s", block)
+	}
+	p, err := CompileBytes("README.md", []byte(block), Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Objectives) != 5 || len(p.Timeline) != 1 {
+		t.Errorf("plan: %d objectives, %d faults; want 5 and 1", len(p.Objectives), len(p.Timeline))
 	}
 }

@@ -85,7 +85,7 @@ func (c *compiler) objectives() {
 			continue
 		}
 		if o.Phase != "" && !names[o.Phase] {
-			if !c.badFaults[o.Phase] { // already reported at the fault
+			if !c.lostPhase(o.Phase) { // already reported at the fault
 				c.errorf(p+".phase", "unknown phase %q (phases: %s)", o.Phase, phaseList(c.p.Phases))
 			}
 			continue
@@ -427,7 +427,7 @@ func (c *compiler) anchor(p string, after string, end bool, phases map[string]bo
 			return verdict.FaultOnset(after), verdict.FaultOnset(after), true
 		}
 	}
-	if c.badFaults[after] {
+	if c.lostPhase(after) {
 		return at, onset, false
 	}
 	for _, ph := range c.p.Phases {
@@ -500,7 +500,9 @@ func (c *compiler) recovery(p string, o scenarios.Objective, phases map[string]b
 		return nil
 	}
 	if o.Baseline != "" && !phases[o.Baseline] {
-		c.errorf(p+".baseline", "unknown phase %q (phases: %s)", o.Baseline, phaseList(c.p.Phases))
+		if !c.lostPhase(o.Baseline) {
+			c.errorf(p+".baseline", "unknown phase %q (phases: %s)", o.Baseline, phaseList(c.p.Phases))
+		}
 		return nil
 	}
 	rc := &verdict.Recovery{After: at, Onset: onset, Within: o.RecoversWithin.D(), Baseline: o.Baseline, Hold: o.Hold.D()}

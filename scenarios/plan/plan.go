@@ -397,6 +397,19 @@ func (c *compiler) faults() {
 	}
 }
 
+// lostPhase reports whether phase name is missing only because a fault
+// failed to compile: the fault's own phase, and, once any fault failed,
+// the derived before, after and after-<fault>, which exist only around
+// faults that compiled. The fault's error is the one to report; an
+// "unknown phase" beside it would send the reader after a second mistake
+// that is not there.
+func (c *compiler) lostPhase(name string) bool {
+	if c.badFaults[name] {
+		return true
+	}
+	return len(c.badFaults) > 0 && (name == "before" || name == "after" || strings.HasPrefix(name, "after-"))
+}
+
 func (c *compiler) fault(i int, f scenarios.Fault, seen map[string]bool, counts map[string]int) {
 	c.faultAt(fmt.Sprintf("$.faults[%d]", i), f, seen, counts)
 }

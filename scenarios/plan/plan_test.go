@@ -436,3 +436,31 @@ faults:
 		t.Fatalf("connection fault on a container behind an external gateway: %v", err)
 	}
 }
+
+// A fault that does not compile takes the derived phases with it: before,
+// after and after-<fault> exist only around faults that compiled. The
+// fault's own error is the one to report; an "unknown phase" beside it for
+// an objective on one of those phases was a second mistake that is not in
+// the file.
+func TestBadFaultReportsNoUnknownDerivedPhase(t *testing.T) {
+	src := replace("params: {delay: 20ms}", "params: {dealy: 20ms}")
+	src = strings.Replace(src, "slo:\n", `slo:
+  - {phase: before, objective: "p99 < 1s"}
+  - {phase: after, objective: "p99 < 1s"}
+  - {phase: after-slow, objective: "p99 < 1s"}
+  - {recovers_within: 1s, after: slow, baseline: before}
+`, 1)
+	_, err := CompileBytes("bad.yaml", []byte(src), Options{})
+	var es yamlfile.Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want file errors, got %v", err)
+	}
+	if len(es) != 1 || !strings.Contains(es[0].Error(), `unknown field "dealy"`) {
+		t.Fatalf("want only the fault's own error, got %d:\n%v", len(es), err)
+	}
+	// With every fault compiled, a misspelt derived phase is still reported.
+	src = strings.Replace(good, "{phase: slow,", "{phase: afterr,", 1)
+	if _, err := CompileBytes("bad.yaml", []byte(src), Options{}); err == nil || !strings.Contains(err.Error(), `unknown phase "afterr"`) {
+		t.Fatalf("misspelt phase: %v", err)
+	}
+}
