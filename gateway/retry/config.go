@@ -58,6 +58,16 @@ type Config struct {
 	// MaxReplayBody is the largest request body kept in memory to be sent
 	// again; a larger body is streamed once and never retried. Default 64KiB.
 	MaxReplayBody units.Size `yaml:"max_replay_body" zero:"default"`
+	// HedgeOnPerTryTimeout makes a per-try timeout start the next attempt
+	// without cancelling the one that timed out (Envoy's hedge_policy
+	// hedge_on_per_try_timeout): both stay in flight and the first answer
+	// that is not itself retriable is forwarded, the others cancelled. A
+	// hedge counts as a retry (max_attempts, the budget) and is sent at
+	// once, without backoff: the per-try timeout was the wait. It needs a
+	// per-try timeout, and hedges only what a retry may send again (an
+	// idempotent method or retry_non_idempotent, a replayable body).
+	// Default false.
+	HedgeOnPerTryTimeout bool `yaml:"hedge_on_per_try_timeout"`
 }
 
 // Defaults.
@@ -178,6 +188,7 @@ type settings struct {
 	minRetries    int64
 	nonIdempotent bool
 	maxReplay     int64
+	hedge         bool
 }
 
 // RetriesTimeouts says whether the policy retries an attempt that timed
@@ -200,6 +211,7 @@ func (c Config) settings() settings {
 		minRetries:    int64(c.MinRetryConcurrency),
 		nonIdempotent: c.RetryNonIdempotent,
 		maxReplay:     c.MaxReplayBody.Bytes(),
+		hedge:         c.HedgeOnPerTryTimeout,
 	}
 	if s.maxAttempts == 0 {
 		s.maxAttempts = DefaultMaxAttempts

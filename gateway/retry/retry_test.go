@@ -398,3 +398,43 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// A hedge needs no retry_on condition (nothing failed) and no backoff,
+// counts against max_attempts and the budget like a retry, and is counted
+// apart from retries.
+func TestDecideHedge(t *testing.T) {
+	p, mem := newPolicy(t, Config{RetryOn: []string{"503"}, MaxAttempts: 3, MinRetryConcurrency: 1, BudgetPercent: 0.01,
+		HedgeOnPerTryTimeout: true})
+	if !p.Hedges() {
+		t.Fatal("Hedges() false")
+	}
+	p.Begin()
+	d := p.DecideHedge(1, get, time.Second)
+	if !d.Retry || d.Backoff != 0 {
+		t.Fatalf("first hedge: %+v, want granted without backoff", d)
+	}
+	if d := p.DecideHedge(2, get, time.Second); d.Retry || d.Reason != ReasonBudgetExhausted {
+		t.Errorf("second hedge with the only slot held: %+v", d)
+	}
+	p.RetryDone()
+	if d := p.DecideHedge(3, get, time.Second); d.Retry || d.Reason != ReasonMaxAttempts {
+		t.Errorf("hedge past max_attempts: %+v", d)
+	}
+	if d := p.DecideHedge(1, Request{Method: http.MethodPost, Replayable: true}, time.Second); d.Retry || d.Reason != ReasonNotIdempotent {
+		t.Errorf("POST hedge: %+v", d)
+	}
+	if d := p.DecideHedge(1, get, 0); d.Retry || d.Reason != ReasonDeadline {
+		t.Errorf("hedge at the deadline: %+v", d)
+	}
+	p.End()
+	if c := p.Counters(); c.Hedges != 1 || c.Retries != 0 || c.BudgetExhausted != 1 || c.Denied != 3 {
+		t.Errorf("counters %+v", c)
+	}
+	if n := len(mem.Events()); n != 5 {
+		t.Errorf("%d events, want 5 (1 hedge, 4 refusals)", n)
+	}
+	if p.MayResend(Request{Method: http.MethodPost, Replayable: true}) || !p.MayResend(get) ||
+		p.MayResend(Request{Method: http.MethodGet}) {
+		t.Error("MayResend")
+	}
+}
