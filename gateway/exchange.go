@@ -199,8 +199,23 @@ func (ex *exchange) attemptLoop() {
 	}
 }
 
-// sleep waits out a retry backoff.
+// sleep waits out a retry backoff. A long one (a Retry-After's) looks
+// every pollEvery whether the client is still there.
 func (ex *exchange) sleep(d time.Duration) error {
+	for d > pollEvery {
+		end := time.Now().Add(d)
+		if err := ex.nap(pollEvery); err != nil {
+			return err
+		}
+		if ex.resp.gone() {
+			return errClientGone
+		}
+		d = time.Until(end)
+	}
+	return ex.nap(d)
+}
+
+func (ex *exchange) nap(d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
@@ -421,9 +436,13 @@ func (ex *exchange) settle(at *attempt, c *upConn, err error, last bool) (done b
 	}
 	status := ex.rh.status
 	failed := status >= 500
-	if failed {
-		ep.stats.failures.Add(1)
-		fallback := rt.fbOn&fbError != 0 && ex.hasFallback()
+	// A 4xx that retry_on names (429, say) is retried too, though it is
+	// no failure of the replica: only a 5xx counts as one below.
+	if failed || status >= 400 && rt.policy != nil && rt.policy.Retriable(retry.Status(status)) {
+		if failed {
+			ep.stats.failures.Add(1)
+		}
+		fallback := failed && rt.fbOn&fbError != 0 && ex.hasFallback()
 		var d retry.Decision
 		switch {
 		case !last && rt.policy.Retriable(retry.Status(status)):
@@ -431,14 +450,16 @@ func (ex *exchange) settle(at *attempt, c *upConn, err error, last bool) (done b
 			// drops a retriable answer while hedged requests are pending.
 			d.Retry = true
 		case rt.policy != nil:
-			d = ex.decide(ex.attempts, retry.Status(status))
+			o := retry.Status(status)
+			o.RetryAfter, o.HasRetryAfter = ex.rh.retryAfter, ex.rh.hasRetryAfter
+			d = ex.decide(ex.attempts, o)
 		}
 		if d.Retry || fallback {
 			ex.discard(c)
 			elapsed := time.Since(t0)
 			be.Done(elapsed)
 			if u.brk != nil {
-				u.brk.Record(ticket, true, elapsed)
+				u.brk.Record(ticket, failed, elapsed)
 			}
 			if u.det != nil {
 				u.det.ObserveStatus(be, status)

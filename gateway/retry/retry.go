@@ -47,6 +47,19 @@ const (
 type Outcome struct {
 	Kind   Kind
 	Status int // for Response
+	// RetryAfter is the wait a Response's Retry-After header asked for,
+	// when HasRetryAfter (see Config.RetryAfterMax).
+	RetryAfter    time.Duration
+	HasRetryAfter bool
+}
+
+// retryAfter is the wait o's Retry-After imposes on its retry: for a 503
+// or a 429 (RFC 9110 10.2.3 names those two), when it is within bounds.
+func (s *settings) retryAfter(o Outcome) (time.Duration, bool) {
+	if o.Kind != Response || !o.HasRetryAfter || (o.Status != 503 && o.Status != 429) || o.RetryAfter > s.retryAfterMax {
+		return 0, false
+	}
+	return max(o.RetryAfter, 0), true
 }
 
 // Status is a Response outcome.
@@ -281,6 +294,7 @@ func (p *Policy) Decide(attempt int, req Request, o Outcome, remaining time.Dura
 	}
 	var why string
 	var backoff time.Duration
+	var asked bool // backoff is the answer's Retry-After
 	switch {
 	case attempt >= p.set.maxAttempts:
 		why = ReasonMaxAttempts
@@ -291,8 +305,12 @@ func (p *Policy) Decide(attempt int, req Request, o Outcome, remaining time.Dura
 	case !req.Replayable:
 		why = ReasonBodyNotReplayable
 	default:
-		backoff = p.Backoff(attempt)
+		if backoff, asked = p.set.retryAfter(o); !asked {
+			backoff = p.Backoff(attempt)
+		}
 		if backoff >= remaining {
+			// With a Retry-After too: retrying sooner than the upstream
+			// asked would only draw the same answer.
 			// Never after the total deadline: the retry would start with no
 			// time to finish, and answering the timeout now is more honest.
 			why = ReasonDeadline
@@ -311,8 +329,11 @@ func (p *Policy) Decide(attempt int, req Request, o Outcome, remaining time.Dura
 		return Decision{Reason: ReasonBudgetExhausted}
 	}
 	p.retries.Add(1)
-	p.em.Emit("retry.attempt", map[string]any{"attempt": attempt + 1, "reason": cond,
-		"backoff_ms": float64(backoff) / float64(time.Millisecond)})
+	attrs := map[string]any{"attempt": attempt + 1, "reason": cond, "backoff_ms": float64(backoff) / float64(time.Millisecond)}
+	if asked {
+		attrs["retry_after"] = true
+	}
+	p.em.Emit("retry.attempt", attrs)
 	return Decision{Retry: true, Backoff: backoff, Reason: cond}
 }
 

@@ -438,3 +438,50 @@ func TestDecideHedge(t *testing.T) {
 		t.Error("MayResend")
 	}
 }
+
+// Retry-After replaces the backoff for a 503 or a 429, within
+// retry_after_max; past the time left, there is no retry.
+func TestDecideRetryAfter(t *testing.T) {
+	p, _ := newPolicy(t, Config{RetryOn: []string{"503", "429", "500"}, MaxAttempts: 5, RetryAfterMax: units.Duration(10 * time.Second)})
+	ra := func(status int, d time.Duration) Outcome {
+		o := Status(status)
+		o.RetryAfter, o.HasRetryAfter = d, true
+		return o
+	}
+	for _, tc := range []struct {
+		name      string
+		o         Outcome
+		remaining time.Duration
+		retry     bool
+		backoff   time.Duration // -1: the exponential one (below 250ms)
+	}{
+		{"503", ra(503, 2*time.Second), time.Minute, true, 2 * time.Second},
+		{"429", ra(429, time.Second), time.Minute, true, time.Second},
+		{"zero", ra(503, 0), time.Minute, true, 0},
+		{"500 ignores it", ra(500, 2*time.Second), time.Minute, true, -1},
+		{"beyond the cap", ra(503, time.Minute), 2 * time.Minute, true, -1},
+		{"past the deadline", ra(503, 2*time.Second), time.Second, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p.Begin()
+			defer p.End()
+			d := p.Decide(1, get, tc.o, tc.remaining)
+			if d.Retry {
+				defer p.RetryDone()
+			}
+			switch {
+			case d.Retry != tc.retry:
+				t.Errorf("decision %+v, want retry %v", d, tc.retry)
+			case !d.Retry && d.Reason != ReasonDeadline:
+				t.Errorf("refused for %q, want %q", d.Reason, ReasonDeadline)
+			case tc.retry && tc.backoff >= 0 && d.Backoff != tc.backoff:
+				t.Errorf("backoff %v, want %v", d.Backoff, tc.backoff)
+			case tc.retry && tc.backoff < 0 && d.Backoff >= 250*time.Millisecond:
+				t.Errorf("backoff %v, want the exponential one", d.Backoff)
+			}
+		})
+	}
+	if err := (Config{RetryAfterMax: units.Duration(-time.Second)}).Validate(); err == nil || !strings.Contains(err.Error(), "retry_after_max") {
+		t.Errorf("negative retry_after_max: %v", err)
+	}
+}
