@@ -217,3 +217,53 @@ func TestHedgeNonIdempotent(t *testing.T) {
 		t.Errorf("route stats %+v: want 1 hedge", r)
 	}
 }
+
+// A retriable answer while another attempt is in flight is dropped, and
+// the other one waited for (Envoy's rule): the first attempt's late 503
+// does not reach the client, the hedge's 200 does. The 503 is its
+// replica's failure; the hedge is no retry.
+func TestHedgeDropsARetriableAnswer(t *testing.T) {
+	failing, _ := recording(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		time.Sleep(100 * time.Millisecond)
+		w.WriteHeader(503)
+	})
+	slowOK := newSlowReplica(t, 200*time.Millisecond, "ok")
+	rt := hedgeRoute(true)
+	rt.Retries.RetryOn = []string{retry.OnReset, "503"}
+	g := gw(t, one(rt, Upstream{Balance: balanceCfg("round_robin")}, failing, slowOK.url), nil)
+	a := call(t, client(5*time.Second), "GET", g.URL()+"/", "")
+	if a.status != 200 || a.body != "ok" {
+		t.Fatalf("got %+v, want the hedge's answer", a)
+	}
+	within(t, "request", a.elapsed, ms(240), ms(600))
+	st := g.Stats()
+	if r := st.Routes[0]; r.Hedges != 1 || r.Retries != 0 {
+		t.Errorf("route stats %+v: want 1 hedge, no retry", r)
+	}
+	if f := st.Upstreams[0].Replicas[0].Failures; f != 1 {
+		t.Errorf("the 503's replica has %d failures, want 1", f)
+	}
+}
+
+// Hedged attempts are not ended by their per-try timeout but by the
+// total one: two hanging replicas answer 504 gateway_timeout at the
+// total, after max_attempts attempts, both cancelled.
+func TestHedgeTotalTimeout(t *testing.T) {
+	a1 := newSlowReplica(t, time.Hour, "")
+	a2 := newSlowReplica(t, time.Hour, "")
+	rt := hedgeRoute(true)
+	rt.Timeouts.Total = du(300 * time.Millisecond)
+	g := gw(t, one(rt, Upstream{Balance: balanceCfg("round_robin")}, a1.url, a2.url), nil)
+	a := call(t, client(5*time.Second), "GET", g.URL()+"/", "")
+	if a.status != 504 || a.cause != cause.GatewayTimeout.String() {
+		t.Fatalf("got %+v, want 504 gateway_timeout", a)
+	}
+	within(t, "request", a.elapsed, ms(290), ms(700))
+	eventually(t, "both attempts to be cancelled", func() bool { return len(a1.cancels()) == 1 && len(a2.cancels()) == 1 })
+	// Refused: the second attempt's hedge (max_attempts), and, when an
+	// attempt's own deadline is seen before the exchange's, its retry
+	// (deadline), as without hedging.
+	if r := g.Stats().Routes[0]; r.Hedges != 1 || r.RetriesDenied < 1 || r.RetriesDenied > 2 {
+		t.Errorf("route stats %+v: want 1 hedge, 1 or 2 refusals", r)
+	}
+}

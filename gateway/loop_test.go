@@ -60,6 +60,8 @@ func TestOnLoops(t *testing.T) {
 		{"HedgeBothSlow", TestHedgeBothSlow},
 		{"HedgeBudget", TestHedgeBudget},
 		{"HedgeNonIdempotent", TestHedgeNonIdempotent},
+		{"HedgeDropsARetriableAnswer", TestHedgeDropsARetriableAnswer},
+		{"HedgeTotalTimeout", TestHedgeTotalTimeout},
 		{"RetryAfter", TestRetryAfter},
 		{"ResponseFraming", TestResponseFraming},
 		{"Pipelining", TestPipelining},
