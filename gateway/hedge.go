@@ -45,6 +45,10 @@ import (
 //     attempt is in flight is dropped and the others are waited for, as
 //     Envoy does; the last attempt's failure is retried or passed on as
 //     without hedging.
+//
+// Unlike the one-attempt path, a hedged exchange allocates (its attempts,
+// their exchanges and request bytes): hedging is for routes whose tail is
+// worth more than that.
 
 // hedgeable reports whether the exchange runs hedged: the route hedges
 // and the request may be sent again (an idempotent method, or
@@ -214,7 +218,7 @@ func (ex *exchange) hedged() {
 			// A hedge does not queue in the bulkhead: waiting there for a
 			// slot would defeat its point, and the first attempt goes on.
 			if err := start(false, true); err != nil {
-				p.RetryDone()
+				p.HedgeNotSent()
 				continue
 			}
 			ex.hedges++

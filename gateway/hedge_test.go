@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/gateway/limit"
 	"github.com/cascadehq/cascade/gateway/retry"
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/event"
@@ -265,5 +266,42 @@ func TestHedgeTotalTimeout(t *testing.T) {
 	// (deadline), as without hedging.
 	if r := g.Stats().Routes[0]; r.Hedges != 1 || r.RetriesDenied < 1 || r.RetriesDenied > 2 {
 		t.Errorf("route stats %+v: want 1 hedge, 1 or 2 refusals", r)
+	}
+}
+
+// A hedge does not wait in the bulkhead: with the only slot held by the
+// first attempt, there is no hedge (and none counted), and the request
+// waits for its one attempt.
+func TestHedgeBulkheadFull(t *testing.T) {
+	s := newSlowReplica(t, 200*time.Millisecond, "ok")
+	g := gw(t, one(hedgeRoute(true), Upstream{Limits: &Limits{Config: limit.Config{MaxRequests: 1}}}, s.url), nil)
+	a := call(t, client(5*time.Second), "GET", g.URL()+"/", "")
+	if a.status != 200 {
+		t.Fatalf("got %+v", a)
+	}
+	within(t, "request", a.elapsed, ms(190), ms(600))
+	if r := g.Stats().Routes[0]; r.Hedges != 0 || s.rec.count() != 1 {
+		t.Errorf("route stats %+v, %d attempts: want no hedge, 1 attempt", r, s.rec.count())
+	}
+	if b := g.routes[0].policy.Budget(); b.RetriesInFlight() != 0 {
+		t.Errorf("%d retries in flight after the request", b.RetriesInFlight())
+	}
+}
+
+// A client that leaves ends the hedged attempts too: both are cancelled,
+// not left running to the total timeout.
+func TestHedgeClientGone(t *testing.T) {
+	a1 := newSlowReplica(t, time.Hour, "")
+	a2 := newSlowReplica(t, time.Hour, "")
+	rt := hedgeRoute(true)
+	rt.Timeouts.Total = du(10 * time.Second)
+	g := gw(t, one(rt, Upstream{Balance: balanceCfg("round_robin")}, a1.url, a2.url), nil)
+	start := time.Now()
+	if a := call(t, client(150*time.Millisecond), "GET", g.URL()+"/", ""); a.err == nil {
+		t.Fatalf("got %+v, want the client's timeout", a)
+	}
+	eventually(t, "both attempts to be cancelled", func() bool { return len(a1.cancels()) == 1 && len(a2.cancels()) == 1 })
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("attempts cancelled after %v, want soon after the client left", d)
 	}
 }

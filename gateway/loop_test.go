@@ -62,6 +62,8 @@ func TestOnLoops(t *testing.T) {
 		{"HedgeNonIdempotent", TestHedgeNonIdempotent},
 		{"HedgeDropsARetriableAnswer", TestHedgeDropsARetriableAnswer},
 		{"HedgeTotalTimeout", TestHedgeTotalTimeout},
+		{"HedgeBulkheadFull", TestHedgeBulkheadFull},
+		{"HedgeClientGone", TestHedgeClientGone},
 		{"RetryAfter", TestRetryAfter},
 		{"ResponseFraming", TestResponseFraming},
 		{"Pipelining", TestPipelining},

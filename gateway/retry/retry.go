@@ -380,6 +380,14 @@ func (p *Policy) DecideHedge(attempt int, req Request, remaining time.Duration) 
 	return Decision{Retry: true, Reason: cond}
 }
 
+// HedgeNotSent hands back a granted hedge that could not be sent (the
+// breaker, the bulkhead or the balancer refused it): its budget slot, and
+// its place in the hedges count, which counts hedges sent.
+func (p *Policy) HedgeNotSent() {
+	p.hedges.Add(^uint64(0))
+	p.budget.Release()
+}
+
 // Begin counts a request as active on the budget; call End when it is over.
 func (p *Policy) Begin() { p.budget.Begin() }
 

@@ -485,3 +485,18 @@ func TestDecideRetryAfter(t *testing.T) {
 		t.Errorf("negative retry_after_max: %v", err)
 	}
 }
+
+// A granted hedge the gateway could not send (breaker open, bulkhead full)
+// gives back its slot and is not counted.
+func TestHedgeNotSent(t *testing.T) {
+	p, _ := newPolicy(t, Config{MaxAttempts: 3, MinRetryConcurrency: 1, BudgetPercent: 0.01, HedgeOnPerTryTimeout: true})
+	p.Begin()
+	defer p.End()
+	if d := p.DecideHedge(1, get, time.Second); !d.Retry {
+		t.Fatalf("hedge refused: %+v", d)
+	}
+	p.HedgeNotSent()
+	if c := p.Counters(); c.Hedges != 0 || p.Budget().RetriesInFlight() != 0 {
+		t.Errorf("counters %+v, %d retries in flight: want none", c, p.Budget().RetriesInFlight())
+	}
+}
