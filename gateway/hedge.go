@@ -197,7 +197,7 @@ func (ex *exchange) hedged() {
 			ex.fail(errClientGone)
 			return
 		}
-		// Per-try timeouts: the newest attempt's starts a hedge.
+		// Per-try timeouts: each attempt's, once, may start a hedge.
 		wait := earliest(ex.deadline, now.Add(pollEvery))
 		for _, a := range live {
 			if a.fired {
