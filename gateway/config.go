@@ -356,6 +356,9 @@ func (r *Route) validateTimeouts(p string) []yamlfile.FieldError {
 			add(p+".retries.per_try_timeout", "the per-try timeout is set twice: keep timeouts.per_try")
 		}
 	}
+	if r.Retries != nil && r.Retries.HedgeOnPerTryTimeout && r.perTry() == 0 {
+		add(p+".retries.hedge_on_per_try_timeout", "needs a per-try timeout (timeouts.per_try): a hedge starts when it fires, and without one nothing does")
+	}
 	if pt := r.perTry(); pt != 0 && pt >= t.Total {
 		path := p + ".timeouts.per_try"
 		if r.Timeouts.PerTry == 0 {

@@ -30,6 +30,10 @@ func TestConfigValidationCases(t *testing.T) {
 			nil, "routes[0].retries.per_try_timeout", "not shorter than the total"},
 		{"per-try twice", one(Route{Timeouts: Timeouts{PerTry: du(time.Second)}, Retries: &retry.Config{PerTryTimeout: du(time.Second)}}, Upstream{}, ok),
 			nil, "routes[0].retries.per_try_timeout", "set twice"},
+		{"hedge without a per-try timeout", one(Route{Retries: &retry.Config{HedgeOnPerTryTimeout: true}}, Upstream{}, ok),
+			nil, "routes[0].retries.hedge_on_per_try_timeout", "needs a per-try timeout"},
+		{"hedge with timeouts.per_try", one(Route{Timeouts: Timeouts{PerTry: du(time.Second)}, Retries: &retry.Config{HedgeOnPerTryTimeout: true}},
+			Upstream{}, ok), nil, "", ""},
 		{"negative idle", one(Route{Timeouts: Timeouts{Idle: du(-time.Second)}}, Upstream{}, ok), nil, "routes[0].timeouts.idle", "negative"},
 		{"breaker field", one(Route{}, Upstream{Breaker: &breaker.Config{FailureRateThreshold: 2}}, ok), nil,
 			"upstreams[0].breaker.failure_rate_threshold", "0%..100%"},
@@ -90,12 +94,16 @@ routes:
   - path: /
     upstream: api
     timeouts: {total: 1s, per_try: 1s}
+  - path: /h
+    upstream: api
+    retries: {hedge_on_per_try_timeout: true}
 `), 0o644)
 	_, err := LoadConfig(path, false)
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{path + ":5:30: upstreams[0].breaker.minimum_calls", path + ":9:36: routes[0].timeouts.per_try"} {
+	for _, want := range []string{path + ":5:30: upstreams[0].breaker.minimum_calls", path + ":9:36: routes[0].timeouts.per_try",
+		path + ":12:41: routes[1].retries.hedge_on_per_try_timeout: needs a per-try timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}

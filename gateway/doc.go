@@ -84,6 +84,10 @@
 //	retry.denied             route path      attempt, condition, reason (max_attempts, not_idempotent,
 //	                                         body_not_replayable, deadline), method
 //	retry.budget_exhausted   route path      attempt, condition, reason, retries_in_flight, active, limit
+//	retry.hedge              route path      attempt (the new one), reason (per_try_timeout): a hedge started
+//	                                         beside the attempt whose per-try timeout fired; a hedge refused is a
+//	                                         retry.denied or retry.budget_exhausted with condition per_try_timeout
+//	                                         and hedge true
 //	breaker.open             upstream        reason (failure_rate, slow_call_rate, max_wait_in_half_open), generation,
 //	                                         calls, failure_rate, slow_call_rate, in_flight (calls admitted, not yet over)
 //	breaker.half_open        upstream        reason (wait_elapsed), generation, calls

@@ -95,6 +95,13 @@ type exchange struct {
 	// budget, until the next decision or the exchange's end (see decide).
 	retrySlot bool
 
+	// Hedging (see hedge.go). answered is the attempt whose answer was
+	// forwarded, hedges the hedges started. hedge is set on an attempt's
+	// own exchange only: the attempt that a per-try timeout does not end.
+	answered int
+	hedges   int
+	hedge    *hedgeTry
+
 	rh  respHead
 	out []byte // the attempt's request bytes
 }
@@ -119,6 +126,7 @@ var (
 	errIdleTimeout   = errors.New("idle timeout between body reads")
 	errClientGone    = errors.New("client closed the connection")
 	errShutdown      = errors.New("gateway shutting down")
+	errHedgeLost     = errors.New("another attempt answered first")
 )
 
 // pollEvery is how often a wait for upstream headers checks whether the
@@ -160,15 +168,10 @@ func (g *Gateway) handle(ex *exchange) {
 	if rt.policy != nil {
 		rt.policy.Begin()
 	}
-	for n := 1; ; n++ {
-		done, backoff := ex.try(n)
-		if done {
-			break
-		}
-		if err := ex.sleep(backoff); err != nil {
-			ex.fail(err)
-			break
-		}
+	if ex.hedgeable() {
+		ex.hedged()
+	} else {
+		ex.attemptLoop()
 	}
 	if rt.policy != nil {
 		ex.releaseRetry()
@@ -181,8 +184,38 @@ func (g *Gateway) handle(ex *exchange) {
 	g.active.Add(-1)
 }
 
-// sleep waits out a retry backoff.
+// attemptLoop makes one attempt at a time until one answers or no retry
+// is left.
+func (ex *exchange) attemptLoop() {
+	for n := 1; ; n++ {
+		done, backoff := ex.try(n)
+		if done {
+			break
+		}
+		if err := ex.sleep(backoff); err != nil {
+			ex.fail(err)
+			break
+		}
+	}
+}
+
+// sleep waits out a retry backoff. A long one (a Retry-After's) looks
+// every pollEvery whether the client is still there.
 func (ex *exchange) sleep(d time.Duration) error {
+	for d > pollEvery {
+		end := time.Now().Add(d)
+		if err := ex.nap(pollEvery); err != nil {
+			return err
+		}
+		if ex.resp.gone() {
+			return errClientGone
+		}
+		d = time.Until(end)
+	}
+	return ex.nap(d)
+}
+
+func (ex *exchange) nap(d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
@@ -250,8 +283,41 @@ func (ex *exchange) acquire(lim *limit.Limiter) error {
 // failed for good), and otherwise the backoff before the next attempt; a
 // retry decision holds a budget slot (see decide).
 func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
-	rt, u := ex.rt, ex.rt.up
+	at, err := ex.admit(n, true)
+	if err != nil {
+		ex.fail(err)
+		return true, 0
+	}
+	c, err := ex.roundTrip(at.ep, n, at.t0)
+	return ex.settle(&at, c, err, true)
+}
+
+// attempt is what an attempt holds from admit until settle (or, for a
+// hedge that lost, until hedgeTry.lose) hands it back.
+type attempt struct {
+	n      int
+	ep     *endpoint
+	be     *balance.Endpoint
+	ticket breaker.Ticket
+	t0     time.Time
+}
+
+// release hands back the attempt's bulkhead slot.
+func (ex *exchange) release() {
+	if u := ex.rt.up; u.lim != nil {
+		u.lim.Release()
+	}
+}
+
+// admit takes what attempt n needs before it can be sent: a bulkhead slot
+// (waiting in its queue when queue is set), a replica and a breaker
+// ticket. On an error everything taken is handed back.
+func (ex *exchange) admit(n int, queue bool) (attempt, error) {
+	u := ex.rt.up
 	if u.lim != nil && !u.lim.TryAcquire() {
+		if !queue {
+			return attempt{}, limit.ErrOverflow
+		}
 		if err := ex.acquire(u.lim); err != nil {
 			if ex.resp.gone() {
 				err = errClientGone
@@ -260,13 +326,7 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 			} else if errors.Is(err, context.DeadlineExceeded) {
 				err = errTotalTimeout
 			}
-			ex.fail(err)
-			return true, 0
-		}
-	}
-	release := func() {
-		if u.lim != nil {
-			u.lim.Release()
+			return attempt{}, err
 		}
 	}
 	// Pick before the breaker: a breaker ticket must be handed back
@@ -283,23 +343,20 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 		}
 	}
 	if ep == nil {
-		release()
-		ex.fail(errNoEndpoint)
-		return true, 0
+		ex.release()
+		return attempt{}, errNoEndpoint
 	}
 	if u.maxConns > 0 && u.conns.Load() >= u.maxConns && ex.pool(ep).idleCount() == 0 {
-		release()
+		ex.release()
 		u.overflowMaxConns()
-		ex.fail(errMaxConnections)
-		return true, 0
+		return attempt{}, errMaxConnections
 	}
 	var ticket breaker.Ticket
 	if u.brk != nil {
 		t, err := u.brk.Allow()
 		if err != nil {
-			release()
-			ex.fail(err)
-			return true, 0
+			ex.release()
+			return attempt{}, err
 		}
 		ticket = t
 	}
@@ -311,7 +368,20 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 	if n > 1 {
 		t0 = time.Now()
 	}
-	c, err := ex.roundTrip(ep, n, t0)
+	return attempt{n: n, ep: ep, be: be, ticket: ticket, t0: t0}, nil
+}
+
+// settle ends attempt at, whose round trip gave c (its head in ex.rh) or
+// err: it accounts for it (replica, breaker, outlier detector, bulkhead)
+// and then retries it, answers with a fallback, or forwards the answer. A
+// retry is decided for ex.attempts, the attempts started: with hedging,
+// a later attempt may have started before at ended.
+// Without last (a hedged exchange with other attempts still in flight) it
+// neither retries nor forwards a failure another attempt may yet beat: it
+// reports done false, and the caller waits for the others.
+func (ex *exchange) settle(at *attempt, c *upConn, err error, last bool) (done bool, backoff time.Duration) {
+	rt, u := ex.rt, ex.rt.up
+	ep, be, ticket, t0, n := at.ep, at.be, at.ticket, at.t0, at.n
 	if err != nil {
 		elapsed := time.Since(t0)
 		be.Done(elapsed)
@@ -322,8 +392,11 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 			if u.brk != nil {
 				u.brk.Release(ticket)
 			}
-			release()
+			ex.release()
 			u.overflowMaxConns()
+			if !last {
+				return false, 0
+			}
 			ex.fail(err)
 			return true, 0
 		}
@@ -344,12 +417,16 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 				u.det.ObserveFailure(be)
 			}
 		}
-		release()
+		ex.release()
+		if !last && !gone {
+			ex.attemptFailed(err, 0)
+			return false, 0
+		}
 		if gone || rt.policy == nil {
 			ex.fail(err)
 			return true, 0
 		}
-		d := ex.decide(n, retry.Outcome{Kind: retryKind(err)})
+		d := ex.decide(ex.attempts, retry.Outcome{Kind: retryKind(err)})
 		if !d.Retry {
 			ex.fail(err)
 			return true, 0
@@ -359,24 +436,35 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 	}
 	status := ex.rh.status
 	failed := status >= 500
-	if failed {
-		ep.stats.failures.Add(1)
-		fallback := rt.fbOn&fbError != 0 && ex.hasFallback()
+	// A 4xx that retry_on names (429, say) is retried too, though it is
+	// no failure of the replica: only a 5xx counts as one below.
+	if failed || status >= 400 && rt.policy != nil && rt.policy.Retriable(retry.Status(status)) {
+		if failed {
+			ep.stats.failures.Add(1)
+		}
+		fallback := failed && rt.fbOn&fbError != 0 && ex.hasFallback()
 		var d retry.Decision
-		if rt.policy != nil {
-			d = ex.decide(n, retry.Status(status))
+		switch {
+		case !last && rt.policy.Retriable(retry.Status(status)):
+			// Another attempt is in flight and may answer better: Envoy
+			// drops a retriable answer while hedged requests are pending.
+			d.Retry = true
+		case rt.policy != nil:
+			o := retry.Status(status)
+			o.RetryAfter, o.HasRetryAfter = ex.rh.retryAfter, ex.rh.hasRetryAfter
+			d = ex.decide(ex.attempts, o)
 		}
 		if d.Retry || fallback {
 			ex.discard(c)
 			elapsed := time.Since(t0)
 			be.Done(elapsed)
 			if u.brk != nil {
-				u.brk.Record(ticket, true, elapsed)
+				u.brk.Record(ticket, failed, elapsed)
 			}
 			if u.det != nil {
 				u.det.ObserveStatus(be, status)
 			}
-			release()
+			ex.release()
 			if d.Retry {
 				ex.attemptFailed(nil, status)
 				return false, d.Backoff
@@ -393,6 +481,7 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 			return true, 0
 		}
 	}
+	ex.replica, ex.answered = ep.addr, n
 	ex.capture = rt.cache != nil && status == http.StatusOK && (ex.method == "GET" || ex.method == "HEAD")
 	upErr, cliErr := ex.resp.forward(ex, c)
 	ex.end = time.Now()
@@ -408,7 +497,7 @@ func (ex *exchange) try(n int) (done bool, backoff time.Duration) {
 			u.det.ObserveStatus(be, status)
 		}
 	}
-	release()
+	ex.release()
 	ex.status = status
 	switch {
 	case cliErr != nil:
@@ -483,7 +572,9 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 	rt := ex.rt
 	hdrDL, hdrErr := now.Add(rt.header), errHeaderTimeout
 	budget := ex.deadline
-	if rt.perTry > 0 {
+	// A hedged attempt outlives its per-try timeout: the exchange starts
+	// the next attempt beside it then (hedge.go).
+	if rt.perTry > 0 && ex.hedge == nil {
 		if pt := now.Add(rt.perTry); pt.Before(budget) {
 			budget = pt
 			if !hdrDL.Before(pt) {
@@ -512,6 +603,10 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 				return nil, err
 			}
 		}
+		if ex.hedge != nil && !ex.hedge.watch(c) {
+			c.close() // lost while it dialed
+			return nil, errHedgeLost
+		}
 		c.nread, c.nwritten = 0, 0
 		err := ex.send(c, hdrDL)
 		if err == nil {
@@ -519,6 +614,10 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 		}
 		if err == nil {
 			return c, nil
+		}
+		if ex.hedge != nil && ex.hedge.lost() {
+			c.close()
+			return nil, errHedgeLost
 		}
 		resend := !fresh && again == 0 && c.nread == 0 && !isTimeout(err) && !ex.once && replayableMethod(ex.method) &&
 			!errors.Is(err, errClientGone) && time.Now().Before(hdrDL) && c.undelivered(err)
@@ -695,6 +794,9 @@ func (ex *exchange) readHead(c *upConn, dl time.Time, dlErr error, now time.Time
 			continue
 		}
 		if isTimeout(err) {
+			if ex.hedge != nil && ex.hedge.lost() {
+				return errHedgeLost // another attempt answered (see hedgeTry.cancel)
+			}
 			if now := time.Now(); now.Before(wait) {
 				c.rdl = time.Time{} // armed early for an earlier request
 				continue

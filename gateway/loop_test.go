@@ -57,6 +57,15 @@ func TestOnLoops(t *testing.T) {
 		{"NoAttemptAfterTotalDeadline", TestNoAttemptAfterTotalDeadline},
 		{"PerTryTimeoutCause", TestPerTryTimeoutCause},
 		{"RetryPrefersAnotherReplica", TestRetryPrefersAnotherReplica},
+		{"HedgeOnPerTryTimeout", TestHedgeOnPerTryTimeout},
+		{"HedgeBothSlow", TestHedgeBothSlow},
+		{"HedgeBudget", TestHedgeBudget},
+		{"HedgeNonIdempotent", TestHedgeNonIdempotent},
+		{"HedgeDropsARetriableAnswer", TestHedgeDropsARetriableAnswer},
+		{"HedgeTotalTimeout", TestHedgeTotalTimeout},
+		{"HedgeBulkheadFull", TestHedgeBulkheadFull},
+		{"HedgeClientGone", TestHedgeClientGone},
+		{"RetryAfter", TestRetryAfter},
 		{"ResponseFraming", TestResponseFraming},
 		{"Pipelining", TestPipelining},
 		{"Handoff", TestHandoff},
@@ -97,7 +106,7 @@ func TestBackoffOnALoop(t *testing.T) {
 	res := make(chan result, 2)
 	ticks := make(chan int, 1)
 	l.Go(func(task *evloop.Task) {
-		ex := &exchange{g: g, task: task}
+		ex := &exchange{g: g, task: task, resp: noClient{}} // a client that stays
 		start := time.Now()
 		err := ex.sleep(80 * time.Millisecond)
 		res <- result{time.Since(start), err}

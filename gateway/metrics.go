@@ -54,6 +54,8 @@ var (
 		"Requests being served.", nil, nil)
 	descRetries = prometheus.NewDesc("cascade_gateway_retries_total",
 		"Retries granted by the route's retry policy.", []string{"route"}, nil)
+	descHedges = prometheus.NewDesc("cascade_gateway_hedges_total",
+		"Hedges started on a per-try timeout (retries.hedge_on_per_try_timeout), apart from retries.", []string{"route"}, nil)
 	descRetriesDenied = prometheus.NewDesc("cascade_gateway_retries_denied_total",
 		"Retriable failures not retried, by reason (policy: attempts, idempotency, body, deadline; budget).", []string{"route", "reason"}, nil)
 	descFallbacks = prometheus.NewDesc("cascade_gateway_fallbacks_total",
@@ -125,6 +127,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if rt.policy != nil {
 			pc := rt.policy.Counters()
 			counter(descRetries, pc.Retries, rt.path)
+			counter(descHedges, pc.Hedges, rt.path)
 			counter(descRetriesDenied, pc.Denied, rt.path, "policy")
 			counter(descRetriesDenied, pc.BudgetExhausted, rt.path, "budget")
 		}
@@ -260,6 +263,7 @@ type RouteStats struct {
 	Upstream        string `json:"upstream"`
 	Requests        uint64 `json:"requests"`
 	Retries         uint64 `json:"retries"`
+	Hedges          uint64 `json:"hedges,omitempty"` // attempts started beside one past its per-try timeout
 	RetriesDenied   uint64 `json:"retries_denied"`
 	BudgetExhausted uint64 `json:"budget_exhausted"`
 	Fallbacks       uint64 `json:"fallbacks"`
@@ -301,7 +305,7 @@ func (g *Gateway) Stats() Stats {
 		}
 		if rt.policy != nil {
 			pc := rt.policy.Counters()
-			rs.Retries, rs.RetriesDenied, rs.BudgetExhausted = pc.Retries, pc.Denied, pc.BudgetExhausted
+			rs.Retries, rs.RetriesDenied, rs.BudgetExhausted, rs.Hedges = pc.Retries, pc.Denied, pc.BudgetExhausted, pc.Hedges
 		}
 		s.Routes = append(s.Routes, rs)
 	}

@@ -65,6 +65,9 @@ func (ex *exchange) terminationEvent(elapsed time.Duration) {
 		if ex.attempts > 0 {
 			attrs["attempts"], attrs["replica"] = ex.attempts, ex.replica
 		}
+		if ex.hedges > 0 {
+			attrs["hedges"] = ex.hedges
+		}
 		if ex.fbKind != "" {
 			attrs["fallback"] = ex.fbKind
 		}
@@ -120,6 +123,9 @@ func newAccessLog(w io.Writer) *accessLog {
 //	upstream     the route's upstream
 //	replica      host:port of the last attempt's replica
 //	attempts     attempts made (0: none, the gateway answered first)
+//	hedges       hedges among them, when the route hedged this request
+//	answered     with hedges: the attempt whose answer was forwarded
+//	             (0: none was; replica is then the last one picked)
 //	status       the status the client got (499: it left first)
 //	cause        the termination cause: for an answer passed on, the
 //	             upstream's X-Cascade-Cause as the client reads it
@@ -164,6 +170,12 @@ func (l *accessLog) write(ex *exchange, elapsed time.Duration) {
 	}
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(ex.attempts), 10)
+	if ex.hedges > 0 {
+		b = append(b, `,"hedges":`...)
+		b = strconv.AppendInt(b, int64(ex.hedges), 10)
+		b = append(b, `,"answered":`...)
+		b = strconv.AppendInt(b, int64(ex.answered), 10)
+	}
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(ex.status), 10)
 	b = append(b, `,"cause":"`...)

@@ -274,3 +274,54 @@ func TestRetryPrefersAnotherReplica(t *testing.T) {
 		t.Errorf("bad replica saw %d, good %d; want 6 at the good one", bad.count(), good.count())
 	}
 }
+
+// A retried 503 or 429 with Retry-After waits what it asks instead of the
+// backoff; when that wait would outlast the total timeout the answer is
+// forwarded at once; a Retry-After beyond retry_after_max is ignored.
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		status     int
+		retryAfter func() string
+		total      time.Duration
+		max        time.Duration
+		want       int
+		lo, hi     time.Duration
+		attempts   int
+	}{
+		{"seconds", 503, func() string { return "1" }, 3 * time.Second, 0, 200, ms(950), ms(1800), 2},
+		{"429", 429, func() string { return "1" }, 3 * time.Second, 0, 200, ms(950), ms(1800), 2},
+		{"http date", 503, func() string { return time.Now().Add(2 * time.Second).UTC().Format(http.TimeFormat) },
+			5 * time.Second, 0, 200, ms(950), ms(2800), 2},
+		{"past the total timeout", 503, func() string { return "1" }, 500 * time.Millisecond, 0, 503, 0, ms(300), 1},
+		{"beyond retry_after_max", 503, func() string { return "30" }, 3 * time.Second, time.Second, 200, 0, ms(300), 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, rec := recording(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				if n == 1 {
+					w.Header().Set("Retry-After", tc.retryAfter())
+					w.WriteHeader(tc.status)
+					return
+				}
+				w.Write([]byte("ok"))
+			})
+			var mem event.Memory
+			g := gw(t, one(Route{Timeouts: Timeouts{Total: du(tc.total)}, Retries: &retry.Config{RetryOn: []string{"503", "429"},
+				MaxAttempts: 2, BackoffBase: du(time.Millisecond), RetryAfterMax: du(tc.max)}}, Upstream{}, url), &mem)
+			a := call(t, client(10*time.Second), "GET", g.URL()+"/", "")
+			if a.status != tc.want {
+				t.Fatalf("got %+v, want %d", a, tc.want)
+			}
+			t.Logf("answered %d in %v", a.status, a.elapsed)
+			within(t, "request", a.elapsed, tc.lo, tc.hi)
+			if n := rec.count(); n != tc.attempts {
+				t.Errorf("upstream saw %d attempts, want %d", n, tc.attempts)
+			}
+			if tc.want == 200 && tc.max == 0 {
+				if ev := eventsOf(&mem, "retry.attempt"); len(ev) != 1 || ev[0].Attrs["retry_after"] != true {
+					t.Errorf("retry.attempt events %v: want one marked retry_after", ev)
+				}
+			}
+		})
+	}
+}

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"net/http"
+	"time"
 
 	"github.com/cascadehq/cascade/internal/cause"
 	"github.com/cascadehq/cascade/internal/httpsyntax"
@@ -156,8 +158,12 @@ type respHead struct {
 	upCause    cause.Cause
 	causeKnown bool
 	causeRead  bool // a non-empty X-Cascade-Cause was read
-	hdr        []byte
-	headEnd    int
+	// retryAfter is the wait a valid Retry-After asked for (hasRetryAfter),
+	// from now for an HTTP date: a retried 503 or 429 waits that long.
+	retryAfter    time.Duration
+	hasRetryAfter bool
+	hdr           []byte
+	headEnd       int
 }
 
 // outcome is the cause of the answer as the client will classify it once
@@ -254,6 +260,8 @@ func parseResponse(b []byte, method string, h *respHead) error {
 		case httpsyntax.EqualFold(name, "keep-alive"), httpsyntax.EqualFold(name, "proxy-connection"), httpsyntax.EqualFold(name, "upgrade"), httpsyntax.EqualFold(name, "te"),
 			httpsyntax.EqualFold(name, "x-request-id"): // the gateway sets its own, the same one
 			continue
+		case httpsyntax.EqualFold(name, "retry-after"):
+			h.retryAfter, h.hasRetryAfter = parseRetryAfter(value)
 		case httpsyntax.EqualFold(name, "x-cascade-cause"):
 			h.hasCause = true
 			if !h.causeRead && len(value) > 0 {
@@ -578,4 +586,21 @@ func internMethod(b []byte) string {
 		return "CONNECT"
 	}
 	return string(b)
+}
+
+// parseRetryAfter reads a Retry-After value (RFC 9110 10.2.3): delay
+// seconds, or an HTTP date, which is read against the clock now (a date
+// past is no wait). Anything else is no Retry-After.
+func parseRetryAfter(v []byte) (time.Duration, bool) {
+	if n, ok := parseUint(v); ok {
+		if n > int64(1<<62/time.Second) {
+			n = int64(1 << 62 / time.Second) // years: beyond any cap
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(string(v))
+	if err != nil {
+		return 0, false
+	}
+	return max(time.Until(t), 0), true
 }

@@ -3,7 +3,9 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/cascadehq/cascade/internal/httpsyntax"
 )
@@ -307,4 +309,26 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		v      string
+		ok     bool
+		lo, hi time.Duration
+	}{
+		{"0", true, 0, 0},
+		{"120", true, 120 * time.Second, 120 * time.Second},
+		{time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), true, 0, 0}, // past: no wait
+		{time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), true, 58 * time.Minute, time.Hour},
+		{"-1", false, 0, 0},
+		{"1.5", false, 0, 0},
+		{"soon", false, 0, 0},
+		{"", false, 0, 0},
+	} {
+		d, ok := parseRetryAfter([]byte(tc.v))
+		if ok != tc.ok || d < tc.lo || d > tc.hi {
+			t.Errorf("%q: %v %v, want %v in [%v, %v]", tc.v, d, ok, tc.ok, tc.lo, tc.hi)
+		}
+	}
 }

@@ -37,6 +37,7 @@ type GatewayRoute struct {
 	Upstream        string `json:"upstream"`
 	Requests        uint64 `json:"requests"`
 	Retries         uint64 `json:"retries"`
+	Hedges          uint64 `json:"hedges,omitempty"` // retries.hedge_on_per_try_timeout; not in Retries
 	RetriesDenied   uint64 `json:"retries_denied"`
 	BudgetExhausted uint64 `json:"budget_exhausted"`
 	Fallbacks       uint64 `json:"fallbacks"`

@@ -58,6 +58,24 @@ type Config struct {
 	// MaxReplayBody is the largest request body kept in memory to be sent
 	// again; a larger body is streamed once and never retried. Default 64KiB.
 	MaxReplayBody units.Size `yaml:"max_replay_body" zero:"default"`
+	// RetryAfterMax bounds the Retry-After a retried 503 or 429 may ask
+	// for. Such an answer is retried after the wait it names (seconds or
+	// an HTTP date) instead of the exponential backoff, and not at all
+	// when that wait would end past the total timeout: the answer is
+	// forwarded then. A longer Retry-After is ignored and the backoff
+	// used, as Envoy's rate_limited_retry_back_off discards a reset
+	// header beyond its max_interval. Default 300s (Envoy's).
+	RetryAfterMax units.Duration `yaml:"retry_after_max" zero:"default"`
+	// HedgeOnPerTryTimeout makes a per-try timeout start the next attempt
+	// without cancelling the one that timed out (Envoy's hedge_policy
+	// hedge_on_per_try_timeout): both stay in flight and the first answer
+	// that is not itself retriable is forwarded, the others cancelled. A
+	// hedge counts as a retry (max_attempts, the budget) and is sent at
+	// once, without backoff: the per-try timeout was the wait. It needs a
+	// per-try timeout, and hedges only what a retry may send again (an
+	// idempotent method or retry_non_idempotent, a replayable body).
+	// Default false.
+	HedgeOnPerTryTimeout bool `yaml:"hedge_on_per_try_timeout"`
 }
 
 // Defaults.
@@ -67,6 +85,7 @@ const (
 	DefaultBudgetPercent       = 0.20
 	DefaultMinRetryConcurrency = 3
 	DefaultMaxReplayBody       = 64 << 10
+	DefaultRetryAfterMax       = 300 * time.Second
 )
 
 // DefaultRetryOn is used when RetryOn is empty. Envoy has no default (a
@@ -103,7 +122,8 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		field string
 		v     units.Duration
-	}{{"per_try_timeout", c.PerTryTimeout}, {"backoff_base", c.BackoffBase}, {"backoff_max", c.BackoffMax}} {
+	}{{"per_try_timeout", c.PerTryTimeout}, {"backoff_base", c.BackoffBase}, {"backoff_max", c.BackoffMax},
+		{"retry_after_max", c.RetryAfterMax}} {
 		if d.v < 0 {
 			bad(d.field, "must not be negative, got %v", d.v)
 		}
@@ -178,6 +198,8 @@ type settings struct {
 	minRetries    int64
 	nonIdempotent bool
 	maxReplay     int64
+	retryAfterMax time.Duration
+	hedge         bool
 }
 
 // RetriesTimeouts says whether the policy retries an attempt that timed
@@ -200,6 +222,11 @@ func (c Config) settings() settings {
 		minRetries:    int64(c.MinRetryConcurrency),
 		nonIdempotent: c.RetryNonIdempotent,
 		maxReplay:     c.MaxReplayBody.Bytes(),
+		retryAfterMax: c.RetryAfterMax.D(),
+		hedge:         c.HedgeOnPerTryTimeout,
+	}
+	if s.retryAfterMax == 0 {
+		s.retryAfterMax = DefaultRetryAfterMax
 	}
 	if s.maxAttempts == 0 {
 		s.maxAttempts = DefaultMaxAttempts

@@ -47,6 +47,19 @@ const (
 type Outcome struct {
 	Kind   Kind
 	Status int // for Response
+	// RetryAfter is the wait a Response's Retry-After header asked for,
+	// when HasRetryAfter (see Config.RetryAfterMax).
+	RetryAfter    time.Duration
+	HasRetryAfter bool
+}
+
+// retryAfter is the wait o's Retry-After imposes on its retry: for a 503
+// or a 429 (RFC 9110 10.2.3 names those two), when it is within bounds.
+func (s *settings) retryAfter(o Outcome) (time.Duration, bool) {
+	if o.Kind != Response || !o.HasRetryAfter || (o.Status != 503 && o.Status != 429) || o.RetryAfter > s.retryAfterMax {
+		return 0, false
+	}
+	return max(o.RetryAfter, 0), true
 }
 
 // Status is a Response outcome.
@@ -88,7 +101,7 @@ type Policy struct {
 	mu  sync.Mutex // guards rng, which is not safe for concurrent use
 	rng *rand.Rand
 
-	retries, denied, exhausted atomic.Uint64
+	retries, denied, exhausted, hedges atomic.Uint64
 }
 
 type options struct {
@@ -147,16 +160,24 @@ func (p *Policy) MaxReplayBody() int64 { return p.set.maxReplay }
 // Budget is the budget the policy draws from.
 func (p *Policy) Budget() *Budget { return p.budget }
 
+// Hedges reports hedge_on_per_try_timeout: a per-try timeout starts the
+// next attempt (see DecideHedge) and does not end the one that timed out.
+func (p *Policy) Hedges() bool { return p.set.hedge }
+
 // Counters are cumulative counts of decisions.
 type Counters struct {
 	Retries         uint64 // decisions to retry
 	Denied          uint64 // retriable failures not retried (attempts, idempotency, body, deadline)
 	BudgetExhausted uint64 // retriable failures not retried for lack of budget
+	// Hedges are attempts started beside one whose per-try timeout fired
+	// (DecideHedge); they are not counted in Retries.
+	Hedges uint64
 }
 
 // Counters returns a snapshot.
 func (p *Policy) Counters() Counters {
-	return Counters{Retries: p.retries.Load(), Denied: p.denied.Load(), BudgetExhausted: p.exhausted.Load()}
+	return Counters{Retries: p.retries.Load(), Denied: p.denied.Load(), BudgetExhausted: p.exhausted.Load(),
+		Hedges: p.hedges.Load()}
 }
 
 // idempotent methods per RFC 9110 §9.2.2.
@@ -224,6 +245,18 @@ var statusNames = func() [500]string {
 	return a
 }()
 
+// Retriable reports whether o matches a retry_on condition, deciding
+// nothing: a hedged exchange drops such an answer while another attempt
+// is in flight.
+func (p *Policy) Retriable(o Outcome) bool { return p.set.match(o) != "" }
+
+// MayResend reports whether a request may be sent again after it reached
+// the upstream: an idempotent method (or retry_non_idempotent) and a
+// replayable body. Hedging sends nothing else.
+func (p *Policy) MayResend(req Request) bool {
+	return req.Replayable && (idempotent(req.Method) || p.set.nonIdempotent)
+}
+
 // Backoff draws the full-jitter backoff before retry number n (n ≥ 1):
 // uniform in [0, min(backoff_max, backoff_base × 2^(n-1))). Full jitter
 // (AWS Architecture Blog, "Exponential Backoff and Jitter") spreads retries
@@ -261,6 +294,7 @@ func (p *Policy) Decide(attempt int, req Request, o Outcome, remaining time.Dura
 	}
 	var why string
 	var backoff time.Duration
+	var asked bool // backoff is the answer's Retry-After
 	switch {
 	case attempt >= p.set.maxAttempts:
 		why = ReasonMaxAttempts
@@ -271,8 +305,12 @@ func (p *Policy) Decide(attempt int, req Request, o Outcome, remaining time.Dura
 	case !req.Replayable:
 		why = ReasonBodyNotReplayable
 	default:
-		backoff = p.Backoff(attempt)
+		if backoff, asked = p.set.retryAfter(o); !asked {
+			backoff = p.Backoff(attempt)
+		}
 		if backoff >= remaining {
+			// With a Retry-After too: retrying sooner than the upstream
+			// asked would only draw the same answer.
 			// Never after the total deadline: the retry would start with no
 			// time to finish, and answering the timeout now is more honest.
 			why = ReasonDeadline
@@ -291,9 +329,63 @@ func (p *Policy) Decide(attempt int, req Request, o Outcome, remaining time.Dura
 		return Decision{Reason: ReasonBudgetExhausted}
 	}
 	p.retries.Add(1)
-	p.em.Emit("retry.attempt", map[string]any{"attempt": attempt + 1, "reason": cond,
-		"backoff_ms": float64(backoff) / float64(time.Millisecond)})
+	attrs := map[string]any{"attempt": attempt + 1, "reason": cond, "backoff_ms": float64(backoff) / float64(time.Millisecond)}
+	if asked {
+		attrs["retry_after"] = true
+	}
+	p.em.Emit("retry.attempt", attrs)
 	return Decision{Retry: true, Backoff: backoff, Reason: cond}
+}
+
+// DecideHedge answers whether attempt, whose per-try timeout has just
+// fired and which stays in flight, gets a hedge: attempt+1, started now.
+// Unlike Decide it matches no retry_on condition: as in Envoy
+// (RetryStateImpl::shouldHedgeRetryPerTryTimeout), a hedge is sent
+// whenever retries are left, because nothing failed. The rest is a retry's
+// path: max_attempts counts the hedge, the method must be idempotent (or
+// retry_non_idempotent), the body replayable, time left before the total
+// deadline, and the budget must have room: a granted hedge holds a slot,
+// handed back with RetryDone when that attempt ends. There is no backoff:
+// the per-try timeout was the wait, and a hedge exists to answer sooner.
+// A refusal is counted and reported as Decide's are (condition
+// "per_try_timeout").
+func (p *Policy) DecideHedge(attempt int, req Request, remaining time.Duration) Decision {
+	const cond = "per_try_timeout"
+	var why string
+	switch {
+	case attempt >= p.set.maxAttempts:
+		why = ReasonMaxAttempts
+	case !idempotent(req.Method) && !p.set.nonIdempotent:
+		why = ReasonNotIdempotent
+	case !req.Replayable:
+		why = ReasonBodyNotReplayable
+	case remaining <= 0:
+		why = ReasonDeadline
+	}
+	if why != "" {
+		p.denied.Add(1)
+		p.em.Emit("retry.denied", map[string]any{"attempt": attempt, "condition": cond, "reason": why,
+			"method": req.Method, "hedge": true})
+		return Decision{Reason: why}
+	}
+	if inflight, limit, ok := p.budget.acquire(); !ok {
+		p.exhausted.Add(1)
+		p.em.Emit("retry.budget_exhausted", map[string]any{"attempt": attempt, "condition": cond,
+			"reason": ReasonBudgetExhausted, "retries_in_flight": inflight, "active": p.budget.Active(), "limit": limit,
+			"hedge": true})
+		return Decision{Reason: ReasonBudgetExhausted}
+	}
+	p.hedges.Add(1)
+	p.em.Emit("retry.hedge", map[string]any{"attempt": attempt + 1, "reason": cond})
+	return Decision{Retry: true, Reason: cond}
+}
+
+// HedgeNotSent hands back a granted hedge that could not be sent (the
+// breaker, the bulkhead or the balancer refused it): its budget slot, and
+// its place in the hedges count, which counts hedges sent.
+func (p *Policy) HedgeNotSent() {
+	p.hedges.Add(^uint64(0))
+	p.budget.Release()
 }
 
 // Begin counts a request as active on the budget; call End when it is over.

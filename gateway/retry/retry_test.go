@@ -398,3 +398,105 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// A hedge needs no retry_on condition (nothing failed) and no backoff,
+// counts against max_attempts and the budget like a retry, and is counted
+// apart from retries.
+func TestDecideHedge(t *testing.T) {
+	p, mem := newPolicy(t, Config{RetryOn: []string{"503"}, MaxAttempts: 3, MinRetryConcurrency: 1, BudgetPercent: 0.01,
+		HedgeOnPerTryTimeout: true})
+	if !p.Hedges() {
+		t.Fatal("Hedges() false")
+	}
+	p.Begin()
+	d := p.DecideHedge(1, get, time.Second)
+	if !d.Retry || d.Backoff != 0 {
+		t.Fatalf("first hedge: %+v, want granted without backoff", d)
+	}
+	if d := p.DecideHedge(2, get, time.Second); d.Retry || d.Reason != ReasonBudgetExhausted {
+		t.Errorf("second hedge with the only slot held: %+v", d)
+	}
+	p.RetryDone()
+	if d := p.DecideHedge(3, get, time.Second); d.Retry || d.Reason != ReasonMaxAttempts {
+		t.Errorf("hedge past max_attempts: %+v", d)
+	}
+	if d := p.DecideHedge(1, Request{Method: http.MethodPost, Replayable: true}, time.Second); d.Retry || d.Reason != ReasonNotIdempotent {
+		t.Errorf("POST hedge: %+v", d)
+	}
+	if d := p.DecideHedge(1, get, 0); d.Retry || d.Reason != ReasonDeadline {
+		t.Errorf("hedge at the deadline: %+v", d)
+	}
+	p.End()
+	if c := p.Counters(); c.Hedges != 1 || c.Retries != 0 || c.BudgetExhausted != 1 || c.Denied != 3 {
+		t.Errorf("counters %+v", c)
+	}
+	if n := len(mem.Events()); n != 5 {
+		t.Errorf("%d events, want 5 (1 hedge, 4 refusals)", n)
+	}
+	if p.MayResend(Request{Method: http.MethodPost, Replayable: true}) || !p.MayResend(get) ||
+		p.MayResend(Request{Method: http.MethodGet}) {
+		t.Error("MayResend")
+	}
+}
+
+// Retry-After replaces the backoff for a 503 or a 429, within
+// retry_after_max; past the time left, there is no retry.
+func TestDecideRetryAfter(t *testing.T) {
+	p, _ := newPolicy(t, Config{RetryOn: []string{"503", "429", "500"}, MaxAttempts: 5, RetryAfterMax: units.Duration(10 * time.Second)})
+	ra := func(status int, d time.Duration) Outcome {
+		o := Status(status)
+		o.RetryAfter, o.HasRetryAfter = d, true
+		return o
+	}
+	for _, tc := range []struct {
+		name      string
+		o         Outcome
+		remaining time.Duration
+		retry     bool
+		backoff   time.Duration // -1: the exponential one (below 250ms)
+	}{
+		{"503", ra(503, 2*time.Second), time.Minute, true, 2 * time.Second},
+		{"429", ra(429, time.Second), time.Minute, true, time.Second},
+		{"zero", ra(503, 0), time.Minute, true, 0},
+		{"500 ignores it", ra(500, 2*time.Second), time.Minute, true, -1},
+		{"beyond the cap", ra(503, time.Minute), 2 * time.Minute, true, -1},
+		{"past the deadline", ra(503, 2*time.Second), time.Second, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p.Begin()
+			defer p.End()
+			d := p.Decide(1, get, tc.o, tc.remaining)
+			if d.Retry {
+				defer p.RetryDone()
+			}
+			switch {
+			case d.Retry != tc.retry:
+				t.Errorf("decision %+v, want retry %v", d, tc.retry)
+			case !d.Retry && d.Reason != ReasonDeadline:
+				t.Errorf("refused for %q, want %q", d.Reason, ReasonDeadline)
+			case tc.retry && tc.backoff >= 0 && d.Backoff != tc.backoff:
+				t.Errorf("backoff %v, want %v", d.Backoff, tc.backoff)
+			case tc.retry && tc.backoff < 0 && d.Backoff >= 250*time.Millisecond:
+				t.Errorf("backoff %v, want the exponential one", d.Backoff)
+			}
+		})
+	}
+	if err := (Config{RetryAfterMax: units.Duration(-time.Second)}).Validate(); err == nil || !strings.Contains(err.Error(), "retry_after_max") {
+		t.Errorf("negative retry_after_max: %v", err)
+	}
+}
+
+// A granted hedge the gateway could not send (breaker open, bulkhead full)
+// gives back its slot and is not counted.
+func TestHedgeNotSent(t *testing.T) {
+	p, _ := newPolicy(t, Config{MaxAttempts: 3, MinRetryConcurrency: 1, BudgetPercent: 0.01, HedgeOnPerTryTimeout: true})
+	p.Begin()
+	defer p.End()
+	if d := p.DecideHedge(1, get, time.Second); !d.Retry {
+		t.Fatalf("hedge refused: %+v", d)
+	}
+	p.HedgeNotSent()
+	if c := p.Counters(); c.Hedges != 0 || p.Budget().RetriesInFlight() != 0 {
+		t.Errorf("counters %+v, %d retries in flight: want none", c, p.Budget().RetriesInFlight())
+	}
+}

@@ -77,7 +77,7 @@ func gatewayStats(gw *gateway.Gateway) *results.GatewayStats {
 	}
 	for _, r := range st.Routes {
 		out.Routes = append(out.Routes, results.GatewayRoute{Path: r.Path, Upstream: r.Upstream, Requests: r.Requests,
-			Retries: r.Retries, RetriesDenied: r.RetriesDenied, BudgetExhausted: r.BudgetExhausted,
+			Retries: r.Retries, Hedges: r.Hedges, RetriesDenied: r.RetriesDenied, BudgetExhausted: r.BudgetExhausted,
 			Fallbacks: r.Fallbacks, RateLimited: r.RateLimited})
 	}
 	return out

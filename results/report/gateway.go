@@ -34,11 +34,15 @@ func gatewayBlock(b *strings.Builder, g *results.GatewayStats) {
 		fmt.Fprintln(tw, line)
 	}
 	for _, r := range g.Routes {
-		if r.Retries+r.RetriesDenied+r.BudgetExhausted+r.Fallbacks+r.RateLimited == 0 {
+		if r.Retries+r.Hedges+r.RetriesDenied+r.BudgetExhausted+r.Fallbacks+r.RateLimited == 0 {
 			continue
 		}
-		fmt.Fprintf(tw, "  route %s\t%d retries\t%d denied by policy, %d by budget\t%d fallbacks\t%d rate limited\n",
-			r.Path, r.Retries, r.RetriesDenied, r.BudgetExhausted, r.Fallbacks, r.RateLimited)
+		retries := fmt.Sprintf("%d retries", r.Retries)
+		if r.Hedges > 0 {
+			retries += fmt.Sprintf(", %d hedges", r.Hedges)
+		}
+		fmt.Fprintf(tw, "  route %s\t%s\t%d denied by policy, %d by budget\t%d fallbacks\t%d rate limited\n",
+			r.Path, retries, r.RetriesDenied, r.BudgetExhausted, r.Fallbacks, r.RateLimited)
 	}
 	tw.Flush()
 }

@@ -122,3 +122,17 @@ func TestTextNoRequestAnswered(t *testing.T) {
 		t.Errorf("report of a run with nothing answered:\n%s", out)
 	}
 }
+
+// A route that hedged says how often, beside its retries; one that did
+// not keeps the line as it was.
+func TestTextGatewayHedges(t *testing.T) {
+	var b strings.Builder
+	gatewayBlock(&b, &results.GatewayStats{Upstreams: []results.GatewayUpstream{{Name: "search", Requests: 300, Attempts: 448}},
+		Routes: []results.GatewayRoute{{Path: "/search", Hedges: 148}, {Path: "/r", Retries: 2}}})
+	out := b.String()
+	for _, want := range []string{"route /search  0 retries, 148 hedges", "route /r       2 retries  "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
