@@ -39,14 +39,17 @@ func Package(kind string) string {
 	}
 }
 
-// Placeholders a configuration file may use, each written {{name}}.
+// Placeholders a configuration file may use, each written {{name}};
+// {{servers}} also takes parameters for each server line, {{servers
+// max_fails=0}} (nginx) or {{servers check inter 1s}} (HAProxy).
 var Placeholders = []string{"listen", "port", "servers", "addrs", "timeout", "ready"}
 
 // ErrPlaceholder reports a {{...}} that is not one of Placeholders.
 var ErrPlaceholder = errors.New("unknown placeholder")
 
-// placeholder matches {{name}}, spaces allowed inside the braces.
-var placeholder = regexp.MustCompile(`\{\{\s*([A-Za-z_]*)\s*\}\}`)
+// placeholder matches {{name}} or {{name params}}, spaces allowed inside
+// the braces.
+var placeholder = regexp.MustCompile(`\{\{\s*([A-Za-z_]*)(\s+[^{}]*?)?\s*\}\}`)
 
 // Check reports the first {{...}} in text that is not a known placeholder,
 // with its line (from 1).
@@ -65,6 +68,9 @@ func Check(text string) error {
 			name := rest[at+m[2] : at+m[3]]
 			if !slices.Contains(Placeholders, name) {
 				return fmt.Errorf("line %d: %w {{%s}} (placeholders: {{%s}})", i+1, ErrPlaceholder, name, strings.Join(Placeholders, "}}, {{"))
+			}
+			if m[4] >= 0 && name != "servers" {
+				return fmt.Errorf("line %d: %w: {{%s}} takes no parameters (only {{servers ...}} does: they end each server line)", i+1, ErrPlaceholder, name)
 			}
 			rest = rest[at+m[1]:]
 		}
@@ -108,14 +114,14 @@ func Render(text string, v Values) (string, error) {
 	for i, line := range lines {
 		indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
 		lines[i] = placeholder.ReplaceAllStringFunc(line, func(m string) string {
-			name := placeholder.FindStringSubmatch(m)[1]
-			return strings.ReplaceAll(v.value(name), "\n", "\n"+indent)
+			sm := placeholder.FindStringSubmatch(m)
+			return strings.ReplaceAll(v.value(sm[1], strings.TrimSpace(sm[2])), "\n", "\n"+indent)
 		})
 	}
 	return strings.Join(lines, "\n"), nil
 }
 
-func (v Values) value(name string) string {
+func (v Values) value(name, params string) string {
 	switch name {
 	case "listen":
 		return "127.0.0.1:" + strconv.Itoa(v.Port)
@@ -124,7 +130,7 @@ func (v Values) value(name string) string {
 	case "addrs":
 		return strings.Join(v.Addrs, " ")
 	case "servers":
-		return Servers(v.Kind, v.Addrs)
+		return Servers(v.Kind, v.Addrs, params)
 	case "timeout":
 		return Duration(v.Timeout)
 	case "ready":
@@ -133,16 +139,20 @@ func (v Values) value(name string) string {
 	return ""
 }
 
-// Servers is one server line per address in kind's syntax: nginx's
-// "server 127.0.0.1:19001;" (inside an upstream block), HAProxy's
-// "server u0 127.0.0.1:19001" (inside a backend).
-func Servers(kind string, addrs []string) string {
+// Servers is one server line per address in kind's syntax, params (if
+// any) ending each: nginx's "server 127.0.0.1:19001 max_fails=0;" (inside
+// an upstream block), HAProxy's "server u0 127.0.0.1:19001 check" (inside
+// a backend).
+func Servers(kind string, addrs []string, params string) string {
+	if params != "" {
+		params = " " + params
+	}
 	out := make([]string, len(addrs))
 	for i, a := range addrs {
 		if kind == Nginx {
-			out[i] = "server " + a + ";"
+			out[i] = "server " + a + params + ";"
 		} else {
-			out[i] = "server u" + strconv.Itoa(i) + " " + a
+			out[i] = "server u" + strconv.Itoa(i) + " " + a + params
 		}
 	}
 	return strings.Join(out, "\n")
