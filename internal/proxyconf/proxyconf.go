@@ -69,7 +69,7 @@ func Check(text string) error {
 			if !slices.Contains(Placeholders, name) {
 				return fmt.Errorf("line %d: %w {{%s}} (placeholders: {{%s}})", i+1, ErrPlaceholder, name, strings.Join(Placeholders, "}}, {{"))
 			}
-			if m[4] >= 0 && name != "servers" {
+			if m[4] >= 0 && strings.TrimSpace(rest[at+m[4]:at+m[5]]) != "" && name != "servers" {
 				return fmt.Errorf("line %d: %w: {{%s}} takes no parameters (only {{servers ...}} does: they end each server line)", i+1, ErrPlaceholder, name)
 			}
 			rest = rest[at+m[1]:]

@@ -15,6 +15,7 @@ func TestCheck(t *testing.T) {
 		"a {{ listen\n":                    `line 1: unknown placeholder "{{ listen"`,
 		"{{}}":                             "line 1: unknown placeholder {{}}",
 		"{{servers check inter 1s}}":       "",
+		"{{ timeout }}":                    "",
 		"{{listen 80}}":                    "line 1: unknown placeholder: {{listen}} takes no parameters",
 	} {
 		err := Check(text)
