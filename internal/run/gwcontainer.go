@@ -78,8 +78,8 @@ func (e *upstreamEnv) startProxy(ctx context.Context, p *plan.Plan, ups []*fault
 		return err
 	})
 	if errors.Is(err, containers.ErrGatewayNotInstalled) {
-		return "", fmt.Errorf("gateway.container: %s's image is assembled from this machine's binary, which is missing: "+
-			"apt-get install -y --no-install-recommends %s: %w", gc.Kind, proxyconf.Package(gc.Kind), err)
+		// The error names the package (containers.ErrGatewayNotInstalled).
+		return "", fmt.Errorf("its image is assembled from this machine's own %s binary (Debian package %s): %w", gc.Kind, proxyconf.Package(gc.Kind), err)
 	}
 	if err != nil {
 		return "", err
