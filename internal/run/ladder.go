@@ -10,7 +10,6 @@ import (
 	"github.com/cascadehq/cascade/faults/slowdb"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/dist"
-	"github.com/cascadehq/cascade/internal/proxyconf"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
@@ -153,14 +152,13 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 }
 
 // liftable reports whether layer's timeouts can be raised in q: the
-// gateway's when it is cascade's, or a proxy in a container whose
-// configuration takes the scenario's timeout (a generated one, or yours
-// with {{timeout}}); per_try only on cascade's.
+// gateway's when it is cascade's, or a proxy in a container whose timeout
+// the scenario declares (its config renders it: the generated one, or
+// yours with {{timeout}}); per_try only on cascade's.
 func liftable(q *plan.Plan, layer string) bool {
 	switch layer {
 	case "gateway":
-		gc := q.GatewayContainer
-		return q.Gateway != nil || gc != nil && (gc.Config == "" || proxyconf.Uses(gc.Config, "timeout"))
+		return q.Gateway != nil || q.GatewayContainer != nil && q.GatewayContainer.Declared
 	case "per_try":
 		return q.Gateway != nil
 	}

@@ -24,9 +24,11 @@ type GatewayContainer struct {
 	Replicas int
 	// Timeout is the proxy's upstream connect and read timeout.
 	Timeout time.Duration
-	// Declared is true when Timeout is known to be the proxy's: the
-	// generated configuration, a config of your own that uses {{timeout}},
-	// or a timeout the file gives. Only then is it a layer of the cascade.
+	// Declared is true when Timeout is the proxy's: the generated
+	// configuration, or a timeout the scenario gives (a config of your own
+	// renders it with {{timeout}}). Only then is it a layer of the
+	// cascade. It depends on the scenario alone, so a run re-judged
+	// offline, without the config file, has the same layers.
 	Declared bool
 	// Config is the text of your configuration file, placeholders not yet
 	// filled (proxyconf.Render); empty: cascade generates one.
@@ -147,9 +149,11 @@ func (c *compiler) gatewayConfig(p string, gc *scenarios.GatewayContainer, out *
 		return
 	}
 	out.Config = text
-	out.Declared = out.Declared || proxyconf.Uses(text, "timeout")
 	if gc.Port == 0 && !proxyconf.Uses(text, "listen") && !proxyconf.Uses(text, "port") {
 		c.errorf(p+".config", "%s names no place to listen: bind or listen on {{listen}} (or 127.0.0.1:{{port}}), or give the port it listens on (port: ...)", gc.Config)
+	}
+	if gc.Timeout != 0 && !proxyconf.Uses(text, "timeout") {
+		c.warnf(p+".timeout", "%s does not use {{timeout}}: the timeout here is what cascade judges the gateway layer by, not what %s was told", gc.Config, gc.Kind)
 	}
 	if up := c.ups[out.Upstream]; up != nil && len(up.Listen) == 0 && !proxyconf.Uses(text, "servers") && !proxyconf.Uses(text, "addrs") {
 		c.warnf(p+".config", "%s names none of upstream %s's replicas, which listen on ports chosen at run time: use {{servers}} or {{addrs}} (or give the upstream fixed listen addresses)",

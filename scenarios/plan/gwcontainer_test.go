@@ -134,12 +134,21 @@ func TestGatewayContainerConfigFile(t *testing.T) {
 		t.Errorf("chain = %q", got)
 	}
 
-	// Without {{timeout}} or timeout:, the file's timeouts are unknown.
+	// Without timeout:, the file's timeouts are unknown, {{timeout}} or
+	// not (its default renders, and is no layer).
 	write("fixed.conf", "frontend fe\n    bind {{listen}}\n    timeout server 2s\nbackend be\n    {{servers}}\n")
-	if p, err = compile("  container: {kind: haproxy, config: fixed.conf}\n"); err != nil {
+	for _, f := range []string{"fixed.conf", "good.conf"} {
+		if p, err = compile("  container: {kind: haproxy, config: " + f + "}\n"); err != nil {
+			t.Fatal(err)
+		} else if got := Chain(p); got != "client 5.000s" {
+			t.Errorf("%s: chain = %q", f, got)
+		}
+	}
+	// A timeout the file does not render is judged, not applied: said.
+	if p, err = compile("  container: {kind: haproxy, config: fixed.conf, timeout: 2s}\n"); err != nil {
 		t.Fatal(err)
-	} else if got := Chain(p); got != "client 5.000s" {
-		t.Errorf("chain = %q", got)
+	} else if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].String(), "gateway.container.timeout: fixed.conf does not use {{timeout}}") {
+		t.Errorf("warnings: %v", p.Warnings)
 	}
 
 	write("typo.conf", "frontend fe\n    bind {{listen}}\nbackend be\n    {{server}}\n")
