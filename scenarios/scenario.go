@@ -108,7 +108,8 @@ type Gateway struct {
 // GatewayContainer is `gateway.container`: a third-party proxy that cascade
 // starts in a container (assembled from this machine's Debian binary; host
 // networking, 127.0.0.1 only), configured to balance round-robin over the
-// replicas of one upstream, and removes at the end of the run.
+// replicas of one upstream, and removes at the end of the run (see the
+// README, "nginx or HAProxy in a container").
 type GatewayContainer struct {
 	// Kind is the proxy: nginx or haproxy.
 	Kind string `yaml:"kind" json:"kind" jsonschema:"required,enum=nginx,enum=haproxy"`
@@ -126,9 +127,10 @@ type GatewayContainer struct {
 	// Config is a configuration file of your own, relative to the scenario
 	// file, used instead of the generated one. Placeholders: {{listen}}
 	// (127.0.0.1:port), {{port}}, {{servers}} (one server line per replica,
-	// in the proxy's syntax), {{addrs}} (the replicas' host:port, space
-	// separated), {{timeout}} (timeout in ms, e.g. 1000ms) and {{ready}}.
-	// It must listen on {{listen}} and answer GET {{ready}} below 400.
+	// in the proxy's syntax; {{servers max_fails=0}} ends each with
+	// parameters), {{addrs}} (the replicas' host:port, space separated),
+	// {{timeout}} (timeout in ms, e.g. 1000ms) and {{ready}}. It must listen
+	// on {{listen}} and answer GET {{ready}} below 400.
 	Config string `yaml:"config,omitempty" json:"config,omitempty"`
 	// Ready is the path polled until the proxy answers (default
 	// /cascade-health, which the generated configuration serves itself).

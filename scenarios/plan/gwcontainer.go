@@ -59,12 +59,6 @@ func (g *GatewayContainer) Attempts() int {
 	return 1
 }
 
-// thirdParty reports whether the gateway is not cascade's: yours
-// (external) or a proxy in a container.
-func (c *compiler) thirdParty() bool {
-	return c.f.Gateway.External != "" || c.f.Gateway.Container != nil
-}
-
 // gatewayContainer compiles gateway.container.
 func (c *compiler) gatewayContainer() {
 	g := c.f.Gateway
