@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cascadehq/cascade/faults/packet"
 	"github.com/cascadehq/cascade/faults/tcpfault"
 	"github.com/cascadehq/cascade/internal/cause"
@@ -228,14 +230,57 @@ func (u *Upstream) Containerised() bool { return u.cfg.Spawn != nil }
 // Start binds every replica. On error, replicas already started are closed.
 func (u *Upstream) Start() error { return u.StartContext(context.Background()) }
 
+// MaxConcurrentSpawns bounds how many replicas of one upstream start at
+// once when they run as outside processes (Spawn): each is a container
+// create, start and readiness wait, which the daemon serves side by side,
+// but not without bound.
+const MaxConcurrentSpawns = 8
+
 // StartContext is Start with a context that bounds the setup (opening and
-// seeding databases, starting containers).
+// seeding databases, starting containers). Replicas that run as outside
+// processes start concurrently (at most MaxConcurrentSpawns at once): one
+// after another, ten containerised replicas took ten readiness waits. The
+// first failure stops the starts not yet begun, and every replica that did
+// start is closed again.
 func (u *Upstream) StartContext(ctx context.Context) error {
-	for i := 0; i < u.cfg.Replicas; i++ {
-		if _, err := u.AddReplica(ctx); err != nil {
-			u.Close()
-			return err
+	if u.cfg.Spawn == nil || u.cfg.Replicas <= 1 {
+		// In-process replicas bind in microseconds, and a database
+		// upstream's replicas may seed one shared database: in order.
+		for i := 0; i < u.cfg.Replicas; i++ {
+			if _, err := u.AddReplica(ctx); err != nil {
+				u.Close()
+				return err
+			}
 		}
+		return nil
+	}
+	u.mu.Lock()
+	first := len(u.replicas)
+	u.mu.Unlock()
+	started := make([]*Replica, u.cfg.Replicas)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(MaxConcurrentSpawns)
+	for i := range started {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err // another failed first: start nothing more
+			}
+			r, err := u.startReplica(gctx, first+i)
+			started[i] = r
+			return err
+		})
+	}
+	err := g.Wait()
+	u.mu.Lock()
+	for _, r := range started {
+		if r != nil {
+			u.replicas = append(u.replicas, r) // in index order, as AddReplica would
+		}
+	}
+	u.mu.Unlock()
+	if err != nil {
+		u.Close()
+		return err
 	}
 	return nil
 }
@@ -245,6 +290,18 @@ func (u *Upstream) AddReplica(ctx context.Context) (*Replica, error) {
 	u.mu.Lock()
 	i := len(u.replicas)
 	u.mu.Unlock()
+	r, err := u.startReplica(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	u.replicas = append(u.replicas, r)
+	u.mu.Unlock()
+	return r, nil
+}
+
+// startReplica starts replica i; the caller adds it to u.replicas.
+func (u *Upstream) startReplica(ctx context.Context, i int) (*Replica, error) {
 	addr := "127.0.0.1:0"
 	if i < len(u.cfg.Listen) {
 		addr = u.cfg.Listen[i]
@@ -261,9 +318,6 @@ func (u *Upstream) AddReplica(ctx context.Context) (*Replica, error) {
 			return nil, fmt.Errorf("upstream %s replica %d: %w", u.cfg.Name, i, err)
 		}
 	}
-	u.mu.Lock()
-	u.replicas = append(u.replicas, r)
-	u.mu.Unlock()
 	return r, nil
 }
 

@@ -13,6 +13,10 @@ import (
 	"github.com/cascadehq/cascade/internal/precise"
 )
 
+// GatewayContainerPrefix starts Summary.Gateway when the gateway was a
+// proxy cascade ran in a container: "container:nginx".
+const GatewayContainerPrefix = "container:"
+
 // Summary is everything summary.json holds: enough to reprint the report and
 // recompute every verdict without rerunning.
 type Summary struct {
@@ -25,7 +29,7 @@ type Summary struct {
 	Planned     Seconds           `json:"planned_s"` // how long it was meant to run
 	Interrupted bool              `json:"interrupted"`
 	Target      string            `json:"target"`  // what the load generator hit
-	Gateway     string            `json:"gateway"` // "builtin" or the external gateway's URL
+	Gateway     string            `json:"gateway"` // "builtin", "container:nginx" / "container:haproxy", or the external gateway's URL
 	Run         PhaseSummary      `json:"run"`     // the whole run
 	Phases      []PhaseSummary    `json:"phases"`
 	Executors   []GroupSummary    `json:"executors,omitempty"` // per executor, when the load has several

@@ -84,11 +84,15 @@ type Upstream struct {
 	Container *Container `yaml:"container,omitempty" json:"container,omitempty"`
 }
 
-// Gateway is either cascade's gateway (Routes) or yours (External).
+// Gateway is cascade's gateway (Routes), yours (External), or nginx or
+// HAProxy in a container cascade starts (Container).
 type Gateway struct {
 	// External is the base URL of a gateway you run (nginx, Envoy,
 	// HAProxy...) on loopback. cascade then does not start its own.
 	External string `yaml:"external,omitempty" json:"external,omitempty"`
+	// Container runs nginx or HAProxy in a container (needs Docker) in
+	// front of one upstream's replicas, instead of cascade's gateway.
+	Container *GatewayContainer `yaml:"container,omitempty" json:"container,omitempty"`
 	// Listen is the built-in gateway's address (default 127.0.0.1:0).
 	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
 	// Routes of the built-in gateway.
@@ -100,6 +104,38 @@ type Gateway struct {
 	// AdminListen serves the built-in gateway's Prometheus /metrics on a
 	// loopback address.
 	AdminListen string `yaml:"admin_listen,omitempty" json:"admin_listen,omitempty"`
+}
+
+// GatewayContainer is `gateway.container`: a third-party proxy that cascade
+// starts in a container (assembled from this machine's Debian binary; host
+// networking, 127.0.0.1 only), configured to balance round-robin over the
+// replicas of one upstream, and removes at the end of the run (see the
+// README, "nginx or HAProxy in a container").
+type GatewayContainer struct {
+	// Kind is the proxy: nginx or haproxy.
+	Kind string `yaml:"kind" json:"kind" jsonschema:"required,enum=nginx,enum=haproxy"`
+	// Port it listens on at 127.0.0.1, 1-32767 (default: a free port cascade
+	// picks).
+	Port int `yaml:"port,omitempty" json:"port,omitempty" zero:"default"`
+	// Upstream is the scenario upstream whose replicas it proxies to
+	// (default: the only one).
+	Upstream string `yaml:"upstream,omitempty" json:"upstream,omitempty"`
+	// Timeout bounds connecting to a replica and each read of its answer:
+	// nginx's proxy_connect_timeout and proxy_read_timeout (and
+	// proxy_send_timeout), HAProxy's timeout connect and timeout server.
+	// Default 30s.
+	Timeout units.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" zero:"default"`
+	// Config is a configuration file of your own, relative to the scenario
+	// file, used instead of the generated one. Placeholders: {{listen}}
+	// (127.0.0.1:port), {{port}}, {{servers}} (one server line per replica,
+	// in the proxy's syntax; {{servers max_fails=0}} ends each with
+	// parameters), {{addrs}} (the replicas' host:port, space separated),
+	// {{timeout}} (timeout in ms, e.g. 1000ms) and {{ready}}. It must listen
+	// on {{listen}} and answer GET {{ready}} below 400.
+	Config string `yaml:"config,omitempty" json:"config,omitempty"`
+	// Ready is the path polled until the proxy answers (default
+	// /cascade-health, which the generated configuration serves itself).
+	Ready string `yaml:"ready,omitempty" json:"ready,omitempty"`
 }
 
 // Load is the traffic: one executor written as a mapping (the fields of

@@ -218,3 +218,73 @@ func TestUpstreamCommandServesAndStops(t *testing.T) {
 		t.Fatalf("exit %d after the signal", code)
 	}
 }
+
+// A run killed outright (SIGKILL) cannot remove its nginx container;
+// `cascade cleanup --run` finds it by its labels and removes it.
+func TestCleanupRemovesAKilledRunsGatewayContainer(t *testing.T) {
+	d := dockerOrNil(t)
+	if d == nil {
+		t.Skip("skipping: no Docker")
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+		if os.Getenv("CASCADE_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("CASCADE_REQUIRE_DOCKER=1 but nginx is not installed (.ci/docker.sh installs it): %v", err)
+		}
+		t.Skipf("skipping: nginx is not installed: %v", err)
+	}
+	bin := buildCascade(t)
+	name := fmt.Sprintf("killed-nginx-%d", time.Now().UnixNano()%1_000_000)
+	dir := t.TempDir()
+	scen := filepath.Join(dir, "s.yaml")
+	src := fmt.Sprintf(`name: %s
+upstreams:
+  - {name: api, latency: 1ms}
+gateway:
+  container: {kind: nginx, timeout: 1s}
+load:
+  stages: [{duration: 60s, rate: 20/s}]
+  requests: [{path: /}]
+`, name)
+	if err := os.WriteFile(scen, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--progress", "plain", "--out", filepath.Join(dir, "out"), scen)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+	defer deadline.Stop()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "[") { // the load is running
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var left string
+	all, err := d.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range all {
+		if strings.Contains(n, name) && strings.HasSuffix(n, "-nginx") {
+			left = n
+		}
+	}
+	if left == "" {
+		t.Fatalf("no nginx container of run %s after the kill (have %v)", name, all)
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(left, "cascade-"), "-nginx")
+	out, err := exec.Command(bin, "cleanup", "--run", id).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), left) {
+		t.Fatalf("cascade cleanup --run %s: %v\n%s", id, err, out)
+	}
+	if all, _ = d.List(ctx, id); len(all) > 0 {
+		t.Errorf("left after cascade cleanup: %v", all)
+	}
+}

@@ -26,7 +26,7 @@ var forbidden = map[string][]string{
 }
 
 // allowedInternal are the leaf packages everyone may use.
-var leaf = []string{"internal/yamlfile", "internal/units", "internal/dist", "internal/cause", "internal/event", "internal/httpsyntax", "internal/precise", "internal/upstreamheader", "internal/owner", "internal/interrupt"}
+var leaf = []string{"internal/yamlfile", "internal/units", "internal/dist", "internal/cause", "internal/event", "internal/httpsyntax", "internal/precise", "internal/upstreamheader", "internal/owner", "internal/interrupt", "internal/proxyconf"}
 
 func TestImportDirection(t *testing.T) {
 	// Open every Go file so the test cache notices edits: go list runs in a

@@ -179,12 +179,19 @@ type gatewayKind struct {
 	binary string
 	args   []string // entrypoint arguments after the binary
 	config string   // config file name under gatewayConfigDir
+	stop   string   // stop signal; empty keeps Docker's SIGTERM
+	// dirs are the places the Debian build writes to by default (temp
+	// files, pid, logs), made writable for the unprivileged user, so a
+	// config of your own need not move each of them under /tmp.
+	dirs []string
 }
 
 func nginxKind() gatewayKind {
 	return gatewayKind{
 		kind: "nginx", binary: "/usr/sbin/nginx", config: "nginx.conf",
 		args: []string{"-e", "stderr", "-c", gatewayConfigDir + "/nginx.conf", "-g", "daemon off;"},
+		dirs: []string{"/var/lib/nginx", "/var/lib/nginx/body", "/var/lib/nginx/proxy", "/var/lib/nginx/fastcgi",
+			"/var/lib/nginx/uwsgi", "/var/lib/nginx/scgi", "/var/log/nginx", "/run"},
 	}
 }
 
@@ -192,6 +199,11 @@ func haproxyKind() gatewayKind {
 	return gatewayKind{
 		kind: "haproxy", binary: "/usr/sbin/haproxy", config: "haproxy.cfg",
 		args: []string{"-db", "-f", gatewayConfigDir + "/haproxy.cfg"},
+		// SIGUSR1 is HAProxy's soft stop: it closes its listeners and
+		// exits once its connections are done. As PID 1 it ignored
+		// SIGTERM, and every stop waited out the whole stop timeout (5 s).
+		stop: "SIGUSR1",
+		dirs: []string{"/run", "/run/haproxy", "/var/lib/haproxy"},
 	}
 }
 
@@ -220,6 +232,11 @@ func (g gatewayKind) buildImage(ctx context.Context, d *Docker) (Image, error) {
 	if err := r.addDir(gatewayConfigDir, 0o755, 0, 0); err != nil {
 		return Image{}, err
 	}
+	for _, dir := range g.dirs {
+		if err := r.addDir(dir, 0o755, 65534, 65534); err != nil {
+			return Image{}, err
+		}
+	}
 	entry := append([]string{g.binary}, g.args...)
 	quoted := make([]string, len(entry))
 	for i, a := range entry {
@@ -246,6 +263,7 @@ func (g gatewayKind) run(ctx context.Context, d *Docker, runID string, s Gateway
 		Port:           s.Port,
 		WaitHTTP:       s.HealthPath,
 		StartupTimeout: s.StartupTimeout,
+		StopSignal:     g.stop,
 		Files:          []File{{Path: gatewayConfigDir + "/" + g.config, Content: []byte(conf), Mode: 0o644}},
 	})
 }

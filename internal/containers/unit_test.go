@@ -362,3 +362,15 @@ func TestSameDaemon(t *testing.T) {
 		}
 	}
 }
+
+// A gateway whose binary is not on this machine is refused before any
+// Docker call, naming the package that installs it.
+func TestGatewayNotInstalledNamesThePackage(t *testing.T) {
+	for _, g := range []gatewayKind{nginxKind(), haproxyKind()} {
+		g.binary = filepath.Join(t.TempDir(), "missing", g.kind)
+		_, err := g.buildImage(context.Background(), nil) // no daemon needed to say so
+		if !errors.Is(err, ErrGatewayNotInstalled) || !strings.Contains(err.Error(), "apt-get install -y --no-install-recommends "+g.kind) {
+			t.Errorf("%s: err = %v", g.kind, err)
+		}
+	}
+}

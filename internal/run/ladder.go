@@ -48,6 +48,10 @@ type LadderOptions struct {
 // note.
 var lifters = map[string]func(q *plan.Plan, past time.Duration){
 	"gateway": func(q *plan.Plan, past time.Duration) {
+		if q.GatewayContainer != nil {
+			q.GatewayContainer.Timeout = past // the rung's copy (rungPlan)
+			return
+		}
 		for i := range q.Gateway.Routes {
 			t := &q.Gateway.Routes[i].Timeouts
 			t.ResponseHeader, t.Total = units.Duration(past), units.Duration(past)
@@ -121,7 +125,7 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 		ok := true
 		for _, inner := range p.Layers[i+1:] {
 			lift := lifters[inner.Name]
-			if lift == nil || (q.Gateway == nil && (inner.Name == "gateway" || inner.Name == "per_try")) {
+			if lift == nil || !liftable(q, inner.Name) {
 				ok = false
 				break
 			}
@@ -147,6 +151,20 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 	return rungs, nil
 }
 
+// liftable reports whether layer's timeouts can be raised in q: the
+// gateway's when it is cascade's, or a proxy in a container whose timeout
+// the scenario declares (its config renders it: the generated one, or
+// yours with {{timeout}}); per_try only on cascade's.
+func liftable(q *plan.Plan, layer string) bool {
+	switch layer {
+	case "gateway":
+		return q.Gateway != nil || q.GatewayContainer != nil && q.GatewayContainer.Declared
+	case "per_try":
+		return q.Gateway != nil
+	}
+	return true
+}
+
 // above is "just above" a timeout: 10% more, at least 20 ms.
 func above(t time.Duration) time.Duration { return t + max(t/10, 20*time.Millisecond) }
 
@@ -169,6 +187,10 @@ func rungPlan(p *plan.Plan, o LadderOptions, name string, delay time.Duration, i
 		g := *p.Gateway
 		g.Routes = append([]gateway.Route(nil), p.Gateway.Routes...)
 		q.Gateway = &g
+	}
+	if p.GatewayContainer != nil {
+		gc := *p.GatewayContainer
+		q.GatewayContainer = &gc
 	}
 	q.Upstreams = append([]faults.UpstreamConfig(nil), p.Upstreams...)
 	q.Load.Stages = []loadgen.Stage{{Duration: o.Duration, From: o.Rate, To: o.Rate}}

@@ -260,7 +260,15 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		}
 	}
 
-	// Gateway: ours, with targets now that replicas listen, or the user's.
+	// Gateway: ours, with targets now that replicas listen, nginx or
+	// HAProxy in a container, or the user's.
+	if gc := p.GatewayContainer; gc != nil {
+		url, err := env.startProxy(ctx, p, ups, w)
+		if err != nil {
+			return setupFailed("gateway "+gc.Kind, fmt.Errorf("gateway %s: %w", gc.Kind, err))
+		}
+		target, gwName = url, results.GatewayContainerPrefix+gc.Kind
+	}
 	var gw *gateway.Gateway
 	flushAccess := func() error { return nil }
 	if p.Gateway != nil {

@@ -53,6 +53,7 @@ type upstreamEnv struct {
 	docker   *containers.Docker
 	image    string // cascade's upstream image, built once
 	rng      *rand.Rand
+	given    map[int]bool // ports freePort handed out
 	cleanups []func(context.Context) error
 }
 
@@ -267,10 +268,25 @@ func (e *upstreamEnv) prepare(ctx context.Context, uc faults.UpstreamConfig) (fa
 	return uc, nil
 }
 
+// freePort picks a free port for a container, never one it already gave
+// this run: replicas start concurrently, and a port handed out is free
+// until its container binds it.
 func (e *upstreamEnv) freePort() (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return containers.FreePort(e.rng)
+	if e.given == nil {
+		e.given = map[int]bool{}
+	}
+	for {
+		p, err := containers.FreePort(e.rng)
+		if err != nil {
+			return 0, err
+		}
+		if !e.given[p] {
+			e.given[p] = true
+			return p, nil
+		}
+	}
 }
 
 func safe(s string) string { return unsafeName.ReplaceAllString(s, "-") }

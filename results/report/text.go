@@ -30,7 +30,9 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		fmt.Fprintf(b, "  (STOPPED BY AN ERROR after %.1fs of %.1fs: partial results)", float64(s.Elapsed), float64(s.Planned))
 	}
 	fmt.Fprintf(b, "\n  seed %d · plan %s · target %s", s.Seed, s.PlanHash, s.Target)
-	if s.Gateway != "builtin" && s.Gateway != "" {
+	if kind, ok := strings.CutPrefix(s.Gateway, results.GatewayContainerPrefix); ok {
+		fmt.Fprintf(b, " (%s in a container)", kind)
+	} else if s.Gateway != "builtin" && s.Gateway != "" {
 		fmt.Fprintf(b, " (external gateway)")
 	}
 	if dir != "" {

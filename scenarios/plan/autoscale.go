@@ -38,6 +38,10 @@ func (c *compiler) autoscalers() {
 				c.errorf(p+".mode", "an external gateway cannot learn about new replicas: use mode: oracle to judge what an HPA would have done")
 				continue
 			}
+			if gc := c.f.Gateway.Container; gc != nil {
+				c.errorf(p+".mode", "the %s container's configuration is written once, at its start: it cannot learn about new replicas; use mode: oracle to judge what an HPA would have done", gc.Kind)
+				continue
+			}
 			if up.Replicas < s.Min || up.Replicas > s.Max {
 				c.errorf(p+".min_replicas", "upstream %q starts with %d replicas, outside [min_replicas %d, max_replicas %d]", a.Upstream, up.Replicas, s.Min, s.Max)
 				continue

@@ -106,6 +106,12 @@ func Layers(q *Plan) []verdict.Layer {
 // the gateway and upstream configs declare.
 func (c *compiler) declaredTimeouts() []layerTimeout {
 	var out []layerTimeout
+	if c.p.GatewayContainer != nil {
+		// A proxy in a container answers at the timeout the scenario
+		// gave it; the upstreams' own timeouts are beneath it as beneath
+		// cascade's gateway.
+		return append(c.containerTimeouts(), c.upstreamTimeouts()...)
+	}
 	if c.p.Gateway == nil {
 		return out
 	}

@@ -35,6 +35,8 @@ func (c *compiler) direct() {
 					best, up = len(rt.Path), rt.Upstream
 				}
 			}
+		case c.p.GatewayContainer != nil:
+			up = c.p.GatewayContainer.Upstream
 		case len(c.p.Upstreams) == 1:
 			up = c.p.Upstreams[0].Name
 		}

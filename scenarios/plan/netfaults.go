@@ -68,6 +68,10 @@ func (c *compiler) netFaults() {
 			c.errorf(p+".kind", "packet faults need cascade's built-in gateway: the link's upstream side is a network namespace of the run, "+
 				"which your gateway cannot dial into (use connection faults, kind tcp_*, with an external gateway)")
 			continue
+		case c.p.GatewayContainer != nil:
+			c.errorf(p+".kind", "packet faults need cascade's built-in gateway: the link's upstream side is a network namespace of the run, "+
+				"which the %s container is given no address in (use connection faults, kind tcp_*, which act in a fault proxy it dials)", c.p.GatewayContainer.Kind)
+			continue
 		case e.Replica != -1 && up.Replicas > 1:
 			c.errorf(p+".target", "a packet fault acts on the link of the whole upstream %s (shared by its %d replicas): target %s, "+
 				"and narrow it to one replica's traffic with params.filter.port if needed", e.Upstream, up.Replicas, e.Upstream)

@@ -241,7 +241,7 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		return nil
 	}
 	if t.UsesUpstreams() && c.p.Gateway == nil {
-		c.warnf(c.exprPath(p, "objective"), "%q is measured at cascade's fake upstreams; with an external gateway it still counts what reached them", o.Objective)
+		c.warnf(c.exprPath(p, "objective"), "%q is measured at cascade's fake upstreams; with a gateway other than cascade's it still counts what reached them", o.Objective)
 	}
 	c.propagationLint(c.exprPath(p, "objective"), t.MetricName())
 	if o.Every != 0 {
@@ -570,7 +570,7 @@ func (c *compiler) gatewayHas(upstream, feature string) bool {
 
 func (c *compiler) checkGatewayFeature(p, what string) {
 	if c.p.Gateway == nil {
-		c.warnf(p, "%s are judged from cascade's gateway's events; an external gateway emits none, so this objective will fail", what)
+		c.warnf(p, "%s are judged from cascade's gateway's events; a gateway other than cascade's (external, or nginx/HAProxy in a container) emits none, so this objective will fail", what)
 	}
 }
 

@@ -59,6 +59,9 @@ type Plan struct {
 	// in by the run once replicas listen); nil when External is set.
 	Gateway  *gateway.Config
 	External string
+	// GatewayContainer is nginx or HAProxy in a container in front of one
+	// upstream (gateway.container); nil otherwise. Gateway is nil then too.
+	GatewayContainer *GatewayContainer
 
 	Load     loadgen.Config // Target is filled in by the run
 	Duration time.Duration  // of the load profile
@@ -208,6 +211,7 @@ func Compile(f *scenarios.File, doc *yamlfile.Doc, source []byte, opts Options) 
 	c.liveLoad()
 	c.lint()
 	c.cascadeLint()
+	c.containerLint()
 	c.databaseLint()
 	// The checks run by topic, not by line: put the warnings in the
 	// file's order, as a reader goes through them.
@@ -341,6 +345,10 @@ func (c *compiler) gateway() {
 	replicas := map[string]int{}
 	for n, u := range c.ups {
 		replicas[n] = u.Replicas
+	}
+	if g.Container != nil {
+		c.gatewayContainer()
+		return
 	}
 	if g.External != "" {
 		if len(g.Routes) > 0 || g.Listen != "" || len(g.Upstreams) > 0 || g.AdminListen != "" {
