@@ -419,7 +419,7 @@ func (ex *exchange) settle(at *attempt, c *upConn, err error, last bool) (done b
 		}
 		ex.release()
 		if !last && !gone {
-			ex.attemptFailed(err, 0)
+			ex.attemptFailed(at, err, 0)
 			return false, 0
 		}
 		if gone || rt.policy == nil {
@@ -431,7 +431,7 @@ func (ex *exchange) settle(at *attempt, c *upConn, err error, last bool) (done b
 			ex.fail(err)
 			return true, 0
 		}
-		ex.attemptFailed(err, 0)
+		ex.attemptFailed(at, err, 0)
 		return false, d.Backoff
 	}
 	status := ex.rh.status
@@ -466,7 +466,7 @@ func (ex *exchange) settle(at *attempt, c *upConn, err error, last bool) (done b
 			}
 			ex.release()
 			if d.Retry {
-				ex.attemptFailed(nil, status)
+				ex.attemptFailed(at, nil, status)
 				return false, d.Backoff
 			}
 			ex.status = status

@@ -231,10 +231,16 @@ func TestHedgeDropsARetriableAnswer(t *testing.T) {
 	slowOK := newSlowReplica(t, 200*time.Millisecond, "ok")
 	rt := hedgeRoute(true)
 	rt.Retries.RetryOn = []string{retry.OnReset, "503"}
-	g := gw(t, one(rt, Upstream{Balance: balanceCfg("round_robin")}, failing, slowOK.url), nil)
+	var mem event.Memory
+	g := gw(t, one(rt, Upstream{Balance: balanceCfg("round_robin")}, failing, slowOK.url), &mem)
 	a := call(t, client(5*time.Second), "GET", g.URL()+"/", "")
 	if a.status != 200 || a.body != "ok" {
 		t.Fatalf("got %+v, want the hedge's answer", a)
+	}
+	// The failure event names the attempt that failed and its replica,
+	// not the hedge started after it on the other replica.
+	if ev := eventsOf(&mem, "attempt.fail"); len(ev) != 1 || ev[0].Attrs["attempt"] != 1 || ev[0].Attrs["replica"] != g.Stats().Upstreams[0].Replicas[0].Addr {
+		t.Errorf("attempt.fail events %v, want attempt 1 on %s", ev, g.Stats().Upstreams[0].Replicas[0].Addr)
 	}
 	within(t, "request", a.elapsed, ms(240), ms(600))
 	st := g.Stats()

@@ -75,10 +75,12 @@ func (ex *exchange) terminationEvent(elapsed time.Duration) {
 	g.emit("gateway."+ex.cause.String(), target, attrs)
 }
 
-// attemptFailed reports an attempt that failed and is about to be retried:
-// err for a failure without an answer, else the status that will be
-// retried. Thinned like termination events.
-func (ex *exchange) attemptFailed(err error, status int) {
+// attemptFailed reports attempt at, which failed and is about to be
+// retried: err for a failure without an answer, else the status that will
+// be retried. Thinned like termination events. The attempt's own number
+// and replica, not the exchange's latest: with hedging, a later attempt on
+// another replica may have started before this one failed.
+func (ex *exchange) attemptFailed(at *attempt, err error, status int) {
 	rt := ex.rt
 	c, detail := ex.rh.outcome(), "upstream answered "+strconv.Itoa(status)
 	if err != nil {
@@ -88,7 +90,7 @@ func (ex *exchange) attemptFailed(err error, status int) {
 	if !due {
 		return
 	}
-	ex.g.emit("attempt.fail", rt.up.name, map[string]any{"route": rt.path, "attempt": ex.attempts, "replica": ex.replica,
+	ex.g.emit("attempt.fail", rt.up.name, map[string]any{"route": rt.path, "attempt": at.n, "replica": at.ep.addr,
 		"cause": c.String(), "detail": detail, "status": status, "count": n})
 }
 
