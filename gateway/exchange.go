@@ -596,7 +596,7 @@ func (ex *exchange) roundTrip(ep *endpoint, n int, now time.Time) (*upConn, erro
 				dl, dlErr = hdrDL, hdrErr
 			}
 			var err error
-			if c, err = pool.dial(dl, ex.task); err != nil {
+			if c, err = pool.dial(ex.dialContext(), dl, ex.task); err != nil {
 				if dlErr != nil && isTimeout(err) {
 					return nil, dlErr
 				}

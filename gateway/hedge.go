@@ -89,6 +89,11 @@ type hedgeTry struct {
 	c   *upConn // its result, once ended
 	err error
 
+	// ctx ends the attempt's dial when it is cancelled: a dial has no
+	// connection yet for cancel to close.
+	ctx  context.Context
+	stop context.CancelFunc
+
 	mu        sync.Mutex
 	cancelled bool
 	nc        net.Conn     // the connection it waits on, for cancel
@@ -129,6 +134,7 @@ func (ex *exchange) hedged() {
 		}
 		n++
 		a := &hedgeTry{grp: grp, at: at, slot: slot, perTry: at.t0.Add(rt.perTry)}
+		a.ctx, a.stop = context.WithCancel(ex.g.ctx)
 		a.sub = exchange{g: ex.g, rt: rt, resp: noClient{}, loop: ex.loop, method: ex.method, head: grp.head, body: grp.body,
 			sendLen: ex.sendLen, start: ex.start, deadline: ex.deadline, hedge: a}
 		live = append(live, a)
@@ -332,16 +338,33 @@ func (a *hedgeTry) lost() bool {
 // could be re-armed by the attempt between its check and its read. On a
 // loop the attempt cannot run while this does, so a deadline in the past
 // suffices: the loop resumes the attempt, which sees it lost.
+//
+// An attempt still dialling has no connection yet: its context ends the
+// dial (on a loop, once its task is woken to see it). Left to its connect
+// timeout, it held its bulkhead slot, breaker ticket and in-flight count
+// for seconds after the exchange ended.
 func (a *hedgeTry) cancel() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.cancelled = true
+	a.stop()
 	switch {
 	case a.lc != nil:
 		_ = a.lc.SetDeadline(time.Unix(1, 0))
 	case a.nc != nil:
 		_ = a.nc.Close()
+	case a.sub.task != nil:
+		a.sub.task.Wake()
 	}
+}
+
+// dialContext is the context a dial of this exchange ends with: the
+// gateway's, or a hedged attempt's own.
+func (ex *exchange) dialContext() context.Context {
+	if ex.hedge != nil {
+		return ex.hedge.ctx
+	}
+	return ex.g.ctx
 }
 
 // noClient is an attempt's responder: the coordinator watches the client

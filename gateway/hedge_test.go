@@ -311,3 +311,39 @@ func TestHedgeClientGone(t *testing.T) {
 		t.Errorf("attempts cancelled after %v, want soon after the client left", d)
 	}
 }
+
+// A hedge cancelled while it still dials lets go at once. Its dial to a
+// replica that never answers the SYN waited for the connect timeout after
+// the exchange had ended, holding its bulkhead slot, its breaker ticket and
+// its replica's in-flight count: under a SYN blackhole, enough of them fill
+// the bulkhead.
+func TestHedgeCancelledWhileDialing(t *testing.T) {
+	slow := newSlowReplica(t, 300*time.Millisecond, "ok")
+	rt := hedgeRoute(true)
+	rt.Timeouts.Connect = du(1500 * time.Millisecond)
+	g := gw(t, one(rt, Upstream{Balance: balanceCfg("round_robin"), Limits: &Limits{Config: limit.Config{MaxRequests: 10}}},
+		slow.url, "http://"+unanswered(t)), nil)
+	a := call(t, client(5*time.Second), "GET", g.URL()+"/", "")
+	if a.status != 200 || a.body != "ok" {
+		t.Fatalf("got %+v, want the slow replica's answer", a)
+	}
+	if r := g.Stats().Routes[0]; r.Hedges != 1 {
+		t.Fatalf("route stats %+v: want the hedge sent", r)
+	}
+	u := g.upList[0]
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for {
+		var inflight int64
+		for _, e := range u.bal.Endpoints() {
+			inflight += e.InFlight()
+		}
+		held := u.lim.InFlight()
+		if inflight == 0 && held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("500 ms after the answer the cancelled hedge still holds %d in flight and %d bulkhead slots: its dial was not cut", inflight, held)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

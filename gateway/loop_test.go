@@ -65,6 +65,7 @@ func TestOnLoops(t *testing.T) {
 		{"HedgeTotalTimeout", TestHedgeTotalTimeout},
 		{"HedgeBulkheadFull", TestHedgeBulkheadFull},
 		{"HedgeClientGone", TestHedgeClientGone},
+		{"HedgeCancelledWhileDialing", TestHedgeCancelledWhileDialing},
 		{"RetryAfter", TestRetryAfter},
 		{"ResponseFraming", TestResponseFraming},
 		{"Pipelining", TestPipelining},

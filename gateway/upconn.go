@@ -111,8 +111,9 @@ func (p *connPool) put(c *upConn, now time.Time) {
 }
 
 // dial opens a new connection, unless the upstream is at max_connections.
-// On a loop, task dials it there.
-func (p *connPool) dial(deadline time.Time, task *evloop.Task) (*upConn, error) {
+// On a loop, task dials it there. ctx ends the dial early: the gateway's
+// close, or a hedge cancelled while it dials.
+func (p *connPool) dial(ctx context.Context, deadline time.Time, task *evloop.Task) (*upConn, error) {
 	u := p.up
 	if n := u.conns.Add(1); u.maxConns > 0 && n > u.maxConns {
 		u.conns.Add(-1)
@@ -122,16 +123,16 @@ func (p *connPool) dial(deadline time.Time, task *evloop.Task) (*upConn, error) 
 	var lc *evloop.Conn
 	var err error
 	if task != nil {
-		if lc, err = task.Dial(u.g.ctx, p.dialAddr, deadline); err == nil {
+		if lc, err = task.Dial(ctx, p.dialAddr, deadline); err == nil {
 			nc = lc
 		}
 	} else if u.dial != nil {
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		nc, err = u.dial(ctx, "tcp", p.addr)
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		nc, err = u.dial(dctx, "tcp", p.addr)
 		cancel()
 	} else {
 		d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
-		nc, err = d.Dial("tcp", p.addr)
+		nc, err = d.DialContext(ctx, "tcp", p.addr)
 	}
 	if err != nil {
 		u.conns.Add(-1)
