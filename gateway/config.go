@@ -513,7 +513,13 @@ func ReadConfig(path string) (Config, *yamlfile.Doc, error) {
 func (c *Config) CheckLocal() []yamlfile.FieldError {
 	var errs []yamlfile.FieldError
 	if c.Listen != "" && checkListen(c.Listen) == nil && !loopbackHost(c.Listen) { // a malformed one is Validate's
-		errs = append(errs, yamlfile.Fieldf("listen", "%q is not a loopback address: cascade listens on 127.0.0.0/8 or ::1 unless you pass --allow-remote", c.Listen))
+		msg := fmt.Sprintf("%q is not a loopback address: cascade listens on 127.0.0.0/8 or ::1 unless you pass --allow-remote", c.Listen)
+		if port, ok := strings.CutPrefix(c.Listen, ":"); ok {
+			// Go's ":8080" is every interface, the shape people type
+			// from habit: say so, and what to write for loopback.
+			msg += fmt.Sprintf(" (%q listens on every interface; write 127.0.0.1:%s)", c.Listen, port)
+		}
+		errs = append(errs, yamlfile.Fieldf("listen", "%s", msg))
 	}
 	for i, u := range c.Upstreams {
 		for j, t := range u.Targets {

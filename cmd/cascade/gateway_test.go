@@ -100,6 +100,12 @@ routes:
 			t.Errorf("missing %q in:\n%s", want, errb.String())
 		}
 	}
+	// Go's ":port" habit is every interface: the error says what to write.
+	errb.Reset()
+	cli(context.Background(), []string{"gateway", "--upstream", "http://127.0.0.1:1", "--listen", ":18191"}, &out, &errb)
+	if want := `(":18191" listens on every interface; write 127.0.0.1:18191)`; !strings.Contains(errb.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, errb.String())
+	}
 }
 
 // cascade gateway --upstream URL serves, logs, and stops on its context,
