@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -25,7 +26,8 @@ func (p Percent) F() float64 { return float64(p) }
 
 func (p Percent) String() string { return units.Percent(p).String() }
 
-// UnmarshalYAML implements yaml.NodeUnmarshaler.
+// UnmarshalYAML implements yaml.NodeUnmarshaler: units.Percent's reading,
+// after refusing a bare number other than 0.
 func (p *Percent) UnmarshalYAML(node ast.Node) error {
 	var s string
 	switch n := node.(type) {
@@ -33,25 +35,15 @@ func (p *Percent) UnmarshalYAML(node ast.Node) error {
 		s = strings.TrimSpace(n.Value)
 	case *ast.IntegerNode, *ast.FloatNode:
 		s = n.GetToken().Value
-	default:
-		return yamlfile.NodeError(node, "expected a percentage such as 5%% or 0.5%%")
 	}
-	if !strings.HasSuffix(s, "%") {
-		v, err := strconv.ParseFloat(s, 64)
-		if err == nil && v == 0 {
-			*p = 0
-			return nil
-		}
-		if err == nil {
-			return yamlfile.NodeError(node, "write %s with a %% sign: %s%% as netem and Chaos Mesh read a bare %s, or %s%% as cascade's other fields read it", s, s, s, strconv.FormatFloat(v*100, 'g', 6, 64))
-		}
-		return yamlfile.NodeError(node, "invalid percentage %q: expected e.g. 5%% or 0.5%%", s)
+	if v, err := strconv.ParseFloat(s, 64); err == nil && v != 0 && !math.IsNaN(v) && !math.IsInf(v, 0) {
+		return yamlfile.NodeError(node, "write %s with a %% sign: %s%% as netem and Chaos Mesh read a bare %s, or %s%% as cascade's other fields read it", s, s, s, strconv.FormatFloat(v*100, 'g', 6, 64))
 	}
-	v, err := units.ParsePercent(s)
-	if err != nil {
-		return yamlfile.NodeError(node, "%v", err)
+	var u units.Percent
+	if err := u.UnmarshalYAML(node); err != nil {
+		return err
 	}
-	*p = Percent(v)
+	*p = Percent(u)
 	return nil
 }
 

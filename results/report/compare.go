@@ -284,14 +284,15 @@ func regressed(metric string, a, b, th, minLatency float64) bool {
 // Regressions counts what went wrong: objectives that now fail, and judged
 // metrics beyond the threshold.
 func (c *Comparison) Regressions() int {
+	return countIf(c.SLOs, func(s SLODelta) bool { return s.Regressed }) +
+		countIf(c.Deltas, func(d Delta) bool { return d.Regressed })
+}
+
+// countIf counts the elements of xs for which f holds.
+func countIf[T any](xs []T, f func(T) bool) int {
 	n := 0
-	for _, s := range c.SLOs {
-		if s.Regressed {
-			n++
-		}
-	}
-	for _, d := range c.Deltas {
-		if d.Regressed {
+	for _, x := range xs {
+		if f(x) {
 			n++
 		}
 	}
@@ -469,18 +470,7 @@ func (c *Comparison) Text(w io.Writer) error {
 // (the per-phase table folded away).
 func (c *Comparison) Markdown(w io.Writer) error {
 	b := &strings.Builder{}
-	n := c.Regressions()
-	head := "✅ no regression"
-	if n > 0 {
-		head = fmt.Sprintf("❌ %d regression", n)
-		if n > 1 {
-			head += "s"
-		}
-	}
-	if c.Inconclusive() {
-		head = "⚠️ inconclusive: a run did not finish"
-	}
-	fmt.Fprintf(b, "### cascade compare: `%s` — %s\n\n", mdEscape(c.B.Scenario), head)
+	mdTitle(b, c.B.Scenario, c.Regressions(), c.Inconclusive(), "a run did not finish")
 	b.WriteString("| | run | verdict | seed | plan |\n|---|---|---|---|---|\n")
 	for _, side := range []struct {
 		k string
@@ -529,6 +519,21 @@ func (c *Comparison) floor() string {
 		return ""
 	}
 	return ", latency also +" + ms(c.MinLatency) + " at least"
+}
+
+// mdTitle writes a comparison's Markdown headline: whether anything
+// regressed, or why it cannot say.
+func mdTitle(b *strings.Builder, scenario string, regressions int, inconclusive bool, why string) {
+	head := "✅ no regression"
+	switch {
+	case inconclusive:
+		head = "⚠️ inconclusive: " + why
+	case regressions == 1:
+		head = "❌ 1 regression"
+	case regressions > 1:
+		head = fmt.Sprintf("❌ %d regressions", regressions)
+	}
+	fmt.Fprintf(b, "### cascade compare: `%s` — %s\n\n", mdEscape(scenario), head)
 }
 
 func mdMark(s string, bad bool) string {

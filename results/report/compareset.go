@@ -134,7 +134,7 @@ func CompareSets(a, b []*results.Summary, dirA, dirB string, opts CompareOptions
 	}
 	for _, name := range names {
 		ia, ib := passes(a, name), passes(b, name)
-		s := SetSLO{Name: name, PassA: count(ia), RunsA: len(ia), PassB: count(ib), RunsB: len(ib), P: uTest(ia, ib)}
+		s := SetSLO{Name: name, PassA: countIf(ia, passed), RunsA: len(ia), PassB: countIf(ib, passed), RunsB: len(ib), P: uTest(ia, ib)}
 		if s.RunsA > 0 && s.RunsB > 0 && !math.IsNaN(s.P) && s.P < alpha {
 			rateA, rateB := float64(s.PassA)/float64(s.RunsA), float64(s.PassB)/float64(s.RunsB)
 			s.Regressed, s.Fixed = rateB < rateA, rateB > rateA
@@ -175,15 +175,7 @@ func passes(runs []*results.Summary, name string) []float64 {
 	return out
 }
 
-func count(xs []float64) int {
-	n := 0
-	for _, x := range xs {
-		if x != 0 {
-			n++
-		}
-	}
-	return n
-}
+func passed(x float64) bool { return x != 0 }
 
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
@@ -231,18 +223,8 @@ func (c *SetComparison) Inconclusive() bool { return c.tooFew() }
 
 // Regressions counts metrics and objectives that got significantly worse.
 func (c *SetComparison) Regressions() int {
-	n := 0
-	for _, d := range c.Metrics {
-		if d.Regressed {
-			n++
-		}
-	}
-	for _, s := range c.SLOs {
-		if s.Regressed {
-			n++
-		}
-	}
-	return n
+	return countIf(c.Metrics, func(d SetDelta) bool { return d.Regressed }) +
+		countIf(c.SLOs, func(s SetSLO) bool { return s.Regressed })
 }
 
 func (c *SetComparison) summaryLine() string {
@@ -365,17 +347,7 @@ func (c *SetComparison) Text(w io.Writer) error {
 // Comparison.Markdown does for two runs.
 func (c *SetComparison) Markdown(w io.Writer) error {
 	b := &strings.Builder{}
-	n := c.Regressions()
-	head := "✅ no regression"
-	switch {
-	case c.Inconclusive():
-		head = "⚠️ inconclusive: too few runs"
-	case n == 1:
-		head = "❌ 1 regression"
-	case n > 1:
-		head = fmt.Sprintf("❌ %d regressions", n)
-	}
-	fmt.Fprintf(b, "### cascade compare: `%s` — %s\n\n", mdEscape(c.B.Scenario), head)
+	mdTitle(b, c.B.Scenario, c.Regressions(), c.Inconclusive(), "too few runs")
 	b.WriteString("| | repeat | runs | seeds |\n|---|---|---|---|\n")
 	for _, side := range []struct {
 		k string
