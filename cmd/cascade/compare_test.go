@@ -256,7 +256,7 @@ slo:
 			t.Fatal(err)
 		}
 		dir := filepath.Join(root, "repeat-"+latency)
-		if code, out, stderr := runCLI(context.Background(), "run", "--repeat", "4", "--progress", "off", "--out", dir, f); code != ExitPass && code != ExitFail {
+		if code, out, stderr := runCLI(context.Background(), "run", "--repeat", "6", "--progress", "off", "--out", dir, f); code != ExitPass && code != ExitFail {
 			t.Fatalf("repeat %s: exit %d\n%s%s", latency, code, out, stderr)
 		}
 		return dir
@@ -267,9 +267,10 @@ slo:
 	if code != ExitFail {
 		t.Fatalf("fast→slow: exit %d\n%s%s", code, out, stderr)
 	}
-	// 4 against 4, every slow run above every fast one: p = 2/70.
-	for _, want := range []string{`4 runs against 4 \(Mann–Whitney U test, α 0.05\)`, `(?m)^\s+p50\s.*\+\d+\.\d%\s+p=0\.029\s+REGRESSION$`,
-		`(?m)^\s+p50 < 20ms\s+4/4\s+0/4\s+p=0\.\d+\s+REGRESSION \(passes in fewer runs\)$`} {
+	// 6 against 6, every slow run above every fast one: p = 2/924, 0.013
+	// Holm-adjusted over five metrics and the objective.
+	for _, want := range []string{`6 runs against 6 \(Mann–Whitney U test, α 0.05, Holm-adjusted over 6 judged comparisons\)`, `(?m)^\s+p50\s.*\+\d+\.\d%\s+p=0\.013\s+REGRESSION$`,
+		`(?m)^\s+p50 < 20ms\s+6/6\s+0/6\s+p=0\.013\s+REGRESSION \(passes in fewer runs\)$`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("output does not match %q:\n%s", want, out)
 		}
@@ -290,7 +291,8 @@ slo:
 		t.Errorf("moved repeat: exit %d %s", code, stderr)
 	}
 
-	// Three runs cannot reach p < 0.05 however far apart: exit 3.
+	// Six against three cannot reach p < 0.05 over six comparisons however
+	// far apart (2/84 × 6 = 0.143 at best): exit 3.
 	rep := readRepeatReport(t, moved)
 	rep.Dirs = rep.Dirs[:3]
 	b, _ := json.Marshal(rep)
@@ -298,7 +300,7 @@ slo:
 		t.Fatal(err)
 	}
 	code, out, _ = runCLI(context.Background(), "compare", fast, moved)
-	if code != ExitRunFailed || !strings.Contains(out, "Inconclusive: 4 and 3 runs are too few") {
+	if code != ExitRunFailed || !strings.Contains(out, "Inconclusive: 6 and 3 runs are too few") {
 		t.Errorf("3 runs: exit %d\n%s", code, out)
 	}
 

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,12 @@ const DefaultAlpha = 0.05
 // for benchmarks. A metric regresses only when the difference is
 // significant (p < Alpha) and its medians are further apart than the
 // thresholds of a single comparison.
+//
+// The judged metrics and the objectives are one family of tests, and their
+// p-values are Holm-adjusted over it: at α 0.05 each, five metrics and an
+// objective of an unchanged system would fail a CI gate in roughly one
+// comparison out of ten by chance alone (benchstat, which gates nothing,
+// does not adjust). Holm keeps that chance under α for the whole family.
 type SetComparison struct {
 	A, B       SetInfo
 	Alpha      float64
@@ -53,8 +60,9 @@ type SetDelta struct {
 	Metric     string
 	A, B       []float64 // per run that measured it (latency in ms, error rate as a fraction, rate per second)
 	MedA, MedB float64
-	// P is the two-sided Mann–Whitney U test's p-value; 1 when every value
-	// is the same, NaN when a side measured nothing.
+	// P is the two-sided Mann–Whitney U test's p-value, Holm-adjusted over
+	// the family when Judged; 1 when every value is the same, NaN when a
+	// side measured nothing.
 	P         float64
 	Judged    bool
 	Regressed bool
@@ -67,7 +75,7 @@ func (d SetDelta) Significant(alpha float64) bool { return !math.IsNaN(d.P) && d
 type SetSLO struct {
 	Name                       string
 	PassA, RunsA, PassB, RunsB int
-	P                          float64 // of the pass/fail indicators, as SetDelta.P
+	P                          float64 // of the pass/fail indicators, as SetDelta.P (always judged)
 	Regressed, Fixed           bool
 }
 
@@ -91,11 +99,6 @@ func CompareSets(a, b []*results.Summary, dirA, dirB string, opts CompareOptions
 		c.Notes = append(c.Notes, fmt.Sprintf("the sides ran different scenarios (A: %s %s, B: %s %s): deltas compare different experiments",
 			a[0].Scenario, a[0].PlanHash, b[0].Scenario, b[0].PlanHash))
 	}
-	if c.tooFew() {
-		c.Notes = append(c.Notes, fmt.Sprintf("with %d and %d runs no difference can reach p < %g (the least p-value possible is %.3f): run --repeat 5 or more on each side",
-			len(a), len(b), alpha, minP(len(a), len(b))))
-	}
-
 	vals := map[string]func(s results.StatsSummary) float64{
 		MetricP50:          func(s results.StatsSummary) float64 { return s.Latency.P50 },
 		MetricP90:          func(s results.StatsSummary) float64 { return s.Latency.P90 },
@@ -117,7 +120,6 @@ func CompareSets(a, b []*results.Summary, dirA, dirB string, opts CompareOptions
 		}
 		d := SetDelta{Metric: m, A: pick(a), B: pick(b), Judged: slices.Contains(judged, m)}
 		d.MedA, d.MedB, d.P = median(d.A), median(d.B), uTest(d.A, d.B)
-		d.Regressed = d.Judged && d.Significant(alpha) && regressed(m, d.MedA, d.MedB, c.Threshold, c.MinLatency)
 		c.Metrics = append(c.Metrics, d)
 	}
 
@@ -134,14 +136,57 @@ func CompareSets(a, b []*results.Summary, dirA, dirB string, opts CompareOptions
 	}
 	for _, name := range names {
 		ia, ib := passes(a, name), passes(b, name)
-		s := SetSLO{Name: name, PassA: countIf(ia, passed), RunsA: len(ia), PassB: countIf(ib, passed), RunsB: len(ib), P: uTest(ia, ib)}
+		c.SLOs = append(c.SLOs, SetSLO{Name: name, PassA: countIf(ia, passed), RunsA: len(ia), PassB: countIf(ib, passed), RunsB: len(ib), P: uTest(ia, ib)})
+	}
+
+	c.adjust()
+	for i := range c.Metrics {
+		d := &c.Metrics[i]
+		d.Regressed = d.Judged && d.Significant(alpha) && regressed(d.Metric, d.MedA, d.MedB, c.Threshold, c.MinLatency)
+	}
+	for i := range c.SLOs {
+		s := &c.SLOs[i]
 		if s.RunsA > 0 && s.RunsB > 0 && !math.IsNaN(s.P) && s.P < alpha {
 			rateA, rateB := float64(s.PassA)/float64(s.RunsA), float64(s.PassB)/float64(s.RunsB)
 			s.Regressed, s.Fixed = rateB < rateA, rateB > rateA
 		}
-		c.SLOs = append(c.SLOs, s)
+	}
+	if c.tooFew() {
+		m := max(c.family(), 1)
+		c.Notes = append(c.Notes, fmt.Sprintf("with %d and %d runs no difference can reach p < %g over %d judged comparisons (the least p-value possible is %.3f, %.3f adjusted): run --repeat %d or more on each side",
+			len(a), len(b), alpha, m, minP(len(a), len(b)), minP(len(a), len(b))*float64(m), runsNeeded(m, alpha)))
 	}
 	return c
+}
+
+// family is how many tests the p-values are adjusted over: the judged
+// metrics and the objectives.
+func (c *SetComparison) family() int {
+	return countIf(c.Metrics, func(d SetDelta) bool { return d.Judged }) + len(c.SLOs)
+}
+
+// adjust replaces the family's p-values with Holm's adjusted ones: sorted
+// ascending, the i-th (from 0) of m becomes the largest of (m−j)·p_j over
+// j ≤ i, at most 1. A p-value that cannot be computed (NaN) takes part in
+// nothing.
+func (c *SetComparison) adjust() {
+	var ps []*float64
+	for i := range c.Metrics {
+		if c.Metrics[i].Judged && !math.IsNaN(c.Metrics[i].P) {
+			ps = append(ps, &c.Metrics[i].P)
+		}
+	}
+	for i := range c.SLOs {
+		if !math.IsNaN(c.SLOs[i].P) {
+			ps = append(ps, &c.SLOs[i].P)
+		}
+	}
+	slices.SortStableFunc(ps, func(x, y *float64) int { return cmp.Compare(*x, *y) })
+	m, run := len(ps), 0.0
+	for i, p := range ps {
+		run = math.Max(run, math.Min(1, float64(m-i)**p))
+		*p = run
+	}
 }
 
 // keepWhole drops the runs that did not finish.
@@ -210,11 +255,21 @@ func minP(n1, n2 int) float64 {
 	return math.Min(1, 2/c)
 }
 
+// runsNeeded is the fewest runs a side, the same on both, with which a
+// difference can be significant at alpha over a family of m tests.
+func runsNeeded(m int, alpha float64) int {
+	n := 2
+	for minP(n, n)*float64(m) >= alpha && n < 100 {
+		n++
+	}
+	return n
+}
+
 // tooFew reports that no difference could be significant with these many
-// runs: the comparison cannot say "no regression", only that it could not
-// tell.
+// runs, once adjusted over the family: the comparison cannot say "no
+// regression", only that it could not tell.
 func (c *SetComparison) tooFew() bool {
-	return minP(len(c.A.Seeds), len(c.B.Seeds)) >= c.Alpha
+	return minP(len(c.A.Seeds), len(c.B.Seeds))*float64(max(c.family(), 1)) >= c.Alpha
 }
 
 // Inconclusive reports that the comparison cannot tell: too few runs on a
@@ -294,7 +349,8 @@ func sloSetMark(s SetSLO) string {
 }
 
 func (c *SetComparison) header(b *strings.Builder) {
-	fmt.Fprintf(b, "cascade compare: %s, %d runs against %d (Mann–Whitney U test, α %g)\n", c.B.Scenario, len(c.B.Seeds), len(c.A.Seeds), c.Alpha)
+	fmt.Fprintf(b, "cascade compare: %s, %d runs against %d (Mann–Whitney U test, α %g, Holm-adjusted over %d judged comparisons)\n",
+		c.B.Scenario, len(c.B.Seeds), len(c.A.Seeds), c.Alpha, c.family())
 	for _, side := range []struct {
 		k string
 		s SetInfo
@@ -355,7 +411,8 @@ func (c *SetComparison) Markdown(w io.Writer) error {
 	}{{"A (baseline)", c.A}, {"B", c.B}} {
 		fmt.Fprintf(b, "| %s | `%s` | %d | %s |\n", side.k, mdEscape(side.s.Dir), len(side.s.Seeds), seedList(side.s.Seeds))
 	}
-	fmt.Fprintf(b, "\nMann–Whitney U test at α %g; threshold %s on the medians of %s.\n", c.Alpha, verdict.FormatPercent(c.Threshold), mdList(c.Judged))
+	fmt.Fprintf(b, "\nMann–Whitney U test at α %g, p-values Holm-adjusted over the %d judged comparisons (raw for those not judged); threshold %s on the medians of %s.\n",
+		c.Alpha, c.family(), verdict.FormatPercent(c.Threshold), mdList(c.Judged))
 	for _, note := range c.Notes {
 		fmt.Fprintf(b, "\n> **Note:** %s\n", mdEscape(note))
 	}

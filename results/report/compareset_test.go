@@ -39,11 +39,12 @@ func TestCompareSetsTellsAShiftFromNoise(t *testing.T) {
 	opts := CompareOptions{Threshold: 0.10, MinLatencyIncrease: time.Millisecond}
 	a := runs([]float64{20, 14, 26, 20, 19})
 
-	// Every B run slower than every A run: p = 2/252 = 0.0079, and the
-	// medians 20 → 38 ms are beyond 10 % and 1 ms.
+	// Every B run slower than every A run: p = 2/252 = 0.0079, 0.040 once
+	// Holm-adjusted over the five judged metrics (the others' p is 1), and
+	// the medians 20 → 38 ms are beyond 10 % and 1 ms.
 	c := CompareSets(a, runs([]float64{39, 27, 84, 38, 35}), "a", "b", opts, DefaultAlpha)
 	d := findSet(c, MetricP99)
-	if !d.Regressed || math.Abs(d.P-2.0/252) > 1e-9 || d.MedA != 20 || d.MedB != 38 {
+	if !d.Regressed || math.Abs(d.P-5*2.0/252) > 1e-9 || d.MedA != 20 || d.MedB != 38 {
 		t.Fatalf("a clear shift: %+v", d)
 	}
 	if c.Inconclusive() || c.Regressions() != 1 {
@@ -82,29 +83,41 @@ func TestCompareSetsTooFewRunsIsInconclusive(t *testing.T) {
 	if !strings.Contains(out.String(), "the least p-value possible is 0.100") || !strings.Contains(out.String(), "Inconclusive") {
 		t.Fatalf("text:\n%s", out.String())
 	}
-	// 4 against 4 can: 2/70.
+	// 4 against 4 could alone (2/70 = 0.029), not over five judged
+	// metrics (0.143); 5 against 5 can (0.040).
 	if got := minP(4, 4); math.Abs(got-2.0/70) > 1e-12 {
 		t.Fatalf("minP(4, 4) = %v", got)
 	}
-	if CompareSets(runs([]float64{10, 11, 12, 13}), runs([]float64{50, 51, 52, 53}), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha).Regressions() != 1 {
-		t.Fatal("4 vs 4, fully separated, did not regress")
+	if c := CompareSets(runs([]float64{10, 11, 12, 13}), runs([]float64{50, 51, 52, 53}), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha); !c.Inconclusive() ||
+		!strings.Contains(strings.Join(c.Notes, "\n"), "run --repeat 5 or more") {
+		t.Fatalf("4 vs 4 over five metrics: inconclusive %v, notes %v", c.Inconclusive(), c.Notes)
+	}
+	if CompareSets(runs([]float64{10, 11, 12, 13, 14}), runs([]float64{50, 51, 52, 53, 54}), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha).Regressions() != 1 {
+		t.Fatal("5 vs 5, fully separated, did not regress")
+	}
+	for m, want := range map[int]int{1: 4, 5: 5, 10: 6, 30: 7} {
+		if got := runsNeeded(m, DefaultAlpha); got != want {
+			t.Errorf("runsNeeded(%d) = %d, want %d", m, got, want)
+		}
 	}
 }
 
 func TestCompareSetsObjectivesByPassCount(t *testing.T) {
-	p := []float64{20, 20, 20, 20, 20}
-	c := CompareSets(runs(p, true, true, true, true, true), runs(p, false, false, false, true, false), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha)
-	if len(c.SLOs) != 1 || !c.SLOs[0].Regressed || c.SLOs[0].PassA != 5 || c.SLOs[0].PassB != 1 {
-		t.Fatalf("5/5 → 1/5: %+v", c.SLOs)
+	// Six a side, five metrics and the objective in the family: passing in
+	// every run against in none is p = 2/924, 0.013 adjusted.
+	p := []float64{20, 20, 20, 20, 20, 20}
+	c := CompareSets(runs(p, true, true, true, true, true, true), runs(p, false, false, false, false, false, false), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha)
+	if len(c.SLOs) != 1 || !c.SLOs[0].Regressed || c.SLOs[0].PassA != 6 || c.SLOs[0].PassB != 0 {
+		t.Fatalf("6/6 → 0/6: %+v", c.SLOs)
 	}
 	// One flaky failure more is not significant.
-	c = CompareSets(runs(p, true, true, true, true, true), runs(p, true, true, false, true, true), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha)
+	c = CompareSets(runs(p, true, true, true, true, true, true), runs(p, true, true, false, true, true, true), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha)
 	if c.SLOs[0].Regressed || c.Regressions() != 0 {
-		t.Fatalf("5/5 → 4/5 called a regression: %+v", c.SLOs)
+		t.Fatalf("6/6 → 5/6 called a regression: %+v", c.SLOs)
 	}
 	var out bytes.Buffer
 	_ = c.Markdown(&out)
-	if !strings.Contains(out.String(), "| `p99 < 25ms` | 5/5 | 4/5 |") {
+	if !strings.Contains(out.String(), "| `p99 < 25ms` | 6/6 | 5/6 |") {
 		t.Fatalf("markdown:\n%s", out.String())
 	}
 }
