@@ -101,6 +101,9 @@ type exchange struct {
 	answered int
 	hedges   int
 	hedge    *hedgeTry
+	// decided, on a hedged exchange, ends its other attempts: settle calls
+	// it before it forwards an answer.
+	decided func()
 
 	rh  respHead
 	out []byte // the attempt's request bytes
@@ -483,6 +486,9 @@ func (ex *exchange) settle(at *attempt, c *upConn, err error, last bool) (done b
 	}
 	ex.replica, ex.answered = ep.addr, n
 	ex.capture = rt.cache != nil && status == http.StatusOK && (ex.method == "GET" || ex.method == "HEAD")
+	if ex.decided != nil {
+		ex.decided()
+	}
 	upErr, cliErr := ex.resp.forward(ex, c)
 	ex.end = time.Now()
 	elapsed := ex.end.Sub(t0)

@@ -96,6 +96,7 @@ type hedgeTry struct {
 
 	mu        sync.Mutex
 	cancelled bool
+	cut       bool         // cancel closed the attempt's socket
 	nc        net.Conn     // the connection it waits on, for cancel
 	lc        *evloop.Conn // the same, on a loop
 }
@@ -110,7 +111,12 @@ func (ex *exchange) hedged() {
 	}
 	var live []*hedgeTry // started, not taken
 	var lost []*hedgeTry // taken, ended after the winner or with it: settled last
-	defer func() {
+	// over decides the exchange: attempts still in flight are cancelled,
+	// and those that end from now on settle themselves. settle calls it
+	// (ex.decided) before it forwards the winner: left until the winner's
+	// body had been streamed, the losers held their bulkhead slots,
+	// breaker tickets and upstream work for the whole transfer.
+	over := func() {
 		grp.mu.Lock()
 		grp.over = true
 		lost = append(lost, grp.done...)
@@ -119,6 +125,11 @@ func (ex *exchange) hedged() {
 		for _, a := range live {
 			a.cancel()
 		}
+		live = nil
+	}
+	ex.decided = over
+	defer func() {
+		over()
 		for _, a := range lost {
 			if a.c != nil && a.c.lc != nil {
 				a.c.lc.Attach(ex.task)
@@ -270,6 +281,9 @@ func (grp *hedgeGroup) wait(until time.Time) {
 // the exchange was decided meanwhile, settles it as lost.
 func (a *hedgeTry) run() {
 	c, err := a.sub.roundTrip(a.at.ep, a.at.n, a.at.t0)
+	// Only the dial used the context: released now, or every attempt's
+	// stayed registered under the gateway's until Close.
+	a.stop()
 	a.mu.Lock()
 	a.nc, a.lc = nil, nil // handed on: cancel must not close it now
 	a.mu.Unlock()
@@ -305,7 +319,14 @@ func (a *hedgeTry) lose() {
 	if u.brk != nil {
 		u.brk.Release(a.at.ticket)
 	}
-	if a.c != nil {
+	a.mu.Lock()
+	cut := a.cut
+	a.mu.Unlock()
+	switch {
+	case a.c == nil:
+	case cut:
+		a.c.close() // cancel closed its socket: not one to pool
+	default:
 		ex.discard(a.c)
 	}
 	ex.release()
@@ -346,6 +367,9 @@ func (a *hedgeTry) lost() bool {
 func (a *hedgeTry) cancel() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.cancelled {
+		return // a wake must not resume the task twice
+	}
 	a.cancelled = true
 	a.stop()
 	switch {
@@ -353,6 +377,7 @@ func (a *hedgeTry) cancel() {
 		_ = a.lc.SetDeadline(time.Unix(1, 0))
 	case a.nc != nil:
 		_ = a.nc.Close()
+		a.cut = true
 	case a.sub.task != nil:
 		a.sub.task.Wake()
 	}

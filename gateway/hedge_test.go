@@ -347,3 +347,36 @@ func TestHedgeCancelledWhileDialing(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The losers are cancelled when the winner's answer is chosen, not once its
+// body has been forwarded: the first attempt answers after the hedge has
+// gone out, then streams its body for 500 ms; the hedge's replica sees its
+// request cancelled at the head, while the body is still coming.
+func TestHedgeLosersCancelledBeforeTheBody(t *testing.T) {
+	streamer := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("head "))
+		w.(http.Flusher).Flush()
+		time.Sleep(500 * time.Millisecond)
+		w.Write([]byte("tail"))
+	})
+	hang := newSlowReplica(t, time.Hour, "")
+	g := gw(t, one(hedgeRoute(true), Upstream{Balance: balanceCfg("round_robin")}, streamer, hang.url), nil)
+	start := time.Now()
+	a := call(t, client(5*time.Second), "GET", g.URL()+"/", "")
+	if a.status != 200 || a.body != "head tail" {
+		t.Fatalf("got %+v, want the streamed answer", a)
+	}
+	within(t, "request", a.elapsed, ms(580), ms(1500))
+	if r := g.Stats().Routes[0]; r.Hedges != 1 {
+		t.Fatalf("route stats %+v: want the hedge sent", r)
+	}
+	c := hang.cancels()
+	if len(c) != 1 {
+		t.Fatalf("the hedge's replica saw %d cancellations", len(c))
+	}
+	if at := c[0].Sub(start); at > 450*time.Millisecond {
+		t.Errorf("the losing hedge was cancelled %v in, after the winner's body (its head came at ~100 ms)", at)
+	}
+}

@@ -66,6 +66,7 @@ func TestOnLoops(t *testing.T) {
 		{"HedgeBulkheadFull", TestHedgeBulkheadFull},
 		{"HedgeClientGone", TestHedgeClientGone},
 		{"HedgeCancelledWhileDialing", TestHedgeCancelledWhileDialing},
+		{"HedgeLosersCancelledBeforeTheBody", TestHedgeLosersCancelledBeforeTheBody},
 		{"RetryAfter", TestRetryAfter},
 		{"ResponseFraming", TestResponseFraming},
 		{"Pipelining", TestPipelining},
