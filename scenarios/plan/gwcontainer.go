@@ -80,9 +80,15 @@ func (c *compiler) gatewayContainer() {
 		c.errorf(p+".kind", "unknown kind %q (valid: %s)", gc.Kind, strings.Join(proxyconf.Kinds(), ", "))
 	}
 	if gc.Port != 0 {
-		if gc.Port < 1 || gc.Port > 32767 {
-			c.errorf(p+".port", "port %d: give 1-32767 (ports from 32768 are the load generator's ephemeral range), or leave it out for a free one", gc.Port)
-		} else {
+		switch {
+		case gc.Port < 1 || gc.Port > 32767:
+			c.errorf(p+".port", "port %d: give 1024-32767 (ports from 32768 are the load generator's ephemeral range), or leave it out for a free one", gc.Port)
+		case gc.Port < 1024:
+			// The image runs the proxy as an unprivileged user on the
+			// host's network: the bind failed only at run time, as a
+			// readiness timeout after the replicas had started.
+			c.errorf(p+".port", "port %d: the proxy runs as an unprivileged user, which cannot bind below 1024: give 1024-32767, or leave it out for a free one", gc.Port)
+		default:
 			c.listen(p+".port", "127.0.0.1:"+strconv.Itoa(gc.Port))
 		}
 	}
@@ -143,6 +149,14 @@ func (c *compiler) gatewayConfig(p string, gc *scenarios.GatewayContainer, out *
 		return
 	}
 	out.Config = text
+	if !c.opts.AllowRemote {
+		// The proxy runs on the host's network: what it listens on and
+		// sends to is cascade's traffic too, and the generated
+		// configuration is checked the same way.
+		for _, pr := range proxyconf.NotLoopback(gc.Kind, text) {
+			c.errorf(p+".config", "%s %s (cascade keeps its traffic on loopback unless you pass --allow-remote)", gc.Config, pr)
+		}
+	}
 	if gc.Port == 0 && !proxyconf.Uses(text, "listen") && !proxyconf.Uses(text, "port") {
 		c.errorf(p+".config", "%s names no place to listen: bind or listen on {{listen}} (or 127.0.0.1:{{port}}), or give the port it listens on (port: ...)", gc.Config)
 	}

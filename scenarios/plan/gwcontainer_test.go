@@ -74,10 +74,12 @@ func TestGatewayContainerErrorsPositioned(t *testing.T) {
 			"gc.yaml:5:14: gateway.container: container and routes/listen/upstreams/admin_listen exclude each other"}},
 		{one, "  container: {kind: envoy}\n", "", []string{
 			`gc.yaml:5:21: gateway.container.kind: unknown kind "envoy" (valid: haproxy, nginx)`}},
-		{one, "  container: {port: 80}\n", "", []string{
+		{one, "  container: {port: 8080}\n", "", []string{
 			"gc.yaml:5:14: gateway.container: a gateway container needs a kind (valid: haproxy, nginx)"}},
 		{one, "  container: {kind: nginx, port: 40000}\n", "", []string{
-			"gc.yaml:5:34: gateway.container.port: port 40000: give 1-32767"}},
+			"gc.yaml:5:34: gateway.container.port: port 40000: give 1024-32767"}},
+		{one, "  container: {kind: nginx, port: 80}\n", "", []string{
+			"gc.yaml:5:34: gateway.container.port: port 80: the proxy runs as an unprivileged user, which cannot bind below 1024"}},
 		{one, "  container: {kind: nginx, upstream: apx}\n", "", []string{
 			`gc.yaml:5:38: gateway.container.upstream: unknown upstream "apx" (declared: api)`}},
 		{two, "  container: {kind: haproxy}\n", "", []string{
@@ -186,5 +188,31 @@ func TestGatewayContainerAutoscaleNeedsOracle(t *testing.T) {
 	_, err := CompileBytes("gc.yaml", []byte(src), Options{})
 	if err == nil || !strings.Contains(err.Error(), "the nginx container's configuration is written once") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A configuration of your own is held to loopback like everything else:
+// a listen on every interface or a server elsewhere is refused at the
+// config field, naming the file's line, unless --allow-remote.
+func TestGatewayContainerConfigStaysOnLoopback(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte("events {}\nhttp {\n  upstream api { {{servers}} }\n  server {\n    listen {{port}};\n    location / { proxy_pass http://10.1.2.3:80; }\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := "name: t\nupstreams: [{name: api}]\ngateway:\n  container: {kind: nginx, config: nginx.conf, port: 18199}\nload:\n  rate: 10/s\n  duration: 1s\n  requests: [{path: /}]\n"
+	scen := filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(scen, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := CompileFile(scen, Options{})
+	for _, want := range []string{"gateway.container.config: nginx.conf line 5: listen {{port}} listens on every interface",
+		"nginx.conf line 6: proxy_pass http://10.1.2.3:80 is not a loopback address"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to say %q", err, want)
+		}
+	}
+	if _, err := CompileFile(scen, Options{AllowRemote: true}); err != nil {
+		t.Errorf("with --allow-remote: %v", err)
 	}
 }
