@@ -265,31 +265,37 @@ func (b *Balancer) Pick(avoid *Endpoint) *Endpoint {
 // a handful of endpoints and reads the clock once, and only with a
 // threshold set.
 func (b *Balancer) inPanic(eps []*Endpoint, c *clock) bool {
-	if len(eps) == 0 {
-		return false
+	p, _ := b.panicOver(eps, c)
+	if b.panicking.Load() != p {
+		// A change is rare: decided again under a lock, from the endpoints
+		// as they are now, so that a pick that decided from an older state
+		// cannot store it over a newer one, and the events come in the
+		// order of the states they report.
+		b.panicMu.Lock()
+		now := *b.eps.Load()
+		q, avail := b.panicOver(now, &clock{})
+		if b.panicking.Load() != q {
+			b.panicking.Store(q)
+			if q {
+				b.panics.Add(1)
+			}
+			b.em.Emit(EvPanic, map[string]any{"panic": q, "available": avail, "endpoints": len(now)})
+		}
+		b.panicMu.Unlock()
 	}
+	return p
+}
+
+// panicOver says whether fewer than panicAt of eps are available, and how
+// many are.
+func (b *Balancer) panicOver(eps []*Endpoint, c *clock) (bool, int) {
 	avail := 0
 	for _, e := range eps {
 		if e.eligible(c, nil) {
 			avail++
 		}
 	}
-	p := float64(avail) < b.panicAt*float64(len(eps))
-	if b.panicking.Load() != p {
-		// A change is rare: under a lock, so that two picks deciding
-		// opposite ways at once leave their events in the order of the
-		// state they set.
-		b.panicMu.Lock()
-		if b.panicking.Load() != p {
-			b.panicking.Store(p)
-			if p {
-				b.panics.Add(1)
-			}
-			b.em.Emit(EvPanic, map[string]any{"panic": p, "available": avail, "endpoints": len(eps)})
-		}
-		b.panicMu.Unlock()
-	}
-	return p
+	return len(eps) > 0 && float64(avail) < b.panicAt*float64(len(eps)), avail
 }
 
 // Panicking reports whether the last pick was made in panic.
