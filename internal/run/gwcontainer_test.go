@@ -222,3 +222,25 @@ func TestReplicaStartFailureRemovesTheOthers(t *testing.T) {
 		t.Errorf("containers left after the failed start: %v", left)
 	}
 }
+
+// A fixed proxy port is never handed to a replica that starts before the
+// proxy: freePort skips what reserve kept.
+func TestReservedPortIsNotHandedOut(t *testing.T) {
+	e := newUpstreamEnv("reserve", 1, nil, nil, "")
+	first, err := e.freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same seed draws the same first port: reserved, it is skipped.
+	e2 := newUpstreamEnv("reserve", 1, nil, nil, "")
+	e2.reserve(first)
+	for range 50 {
+		p, err := e2.freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p == first {
+			t.Fatalf("freePort handed out the reserved port %d", p)
+		}
+	}
+}

@@ -203,6 +203,11 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 
 	// Upstreams (and the containers some need; removed after them).
 	env := newUpstreamEnv(p.Name, p.Seed, sink, clock, opts.UpstreamBinary)
+	if g := p.GatewayContainer; g != nil && g.Port != 0 {
+		// Replicas start before the proxy: a free port handed to one of
+		// them must not be the proxy's fixed one.
+		env.reserve(g.Port)
+	}
 	if opts.Progress != ProgressOff {
 		stderr := opts.Stderr
 		env.notice = func(msg string) { fmt.Fprintln(stderr, "cascade:", msg) }

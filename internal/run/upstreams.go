@@ -268,9 +268,20 @@ func (e *upstreamEnv) prepare(ctx context.Context, uc faults.UpstreamConfig) (fa
 	return uc, nil
 }
 
+// reserve keeps port from freePort: a fixed port something of the run
+// binds later.
+func (e *upstreamEnv) reserve(port int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.given == nil {
+		e.given = map[int]bool{}
+	}
+	e.given[port] = true
+}
+
 // freePort picks a free port for a container, never one it already gave
-// this run: replicas start concurrently, and a port handed out is free
-// until its container binds it.
+// this run (or reserved): replicas start concurrently, and a port handed
+// out is free until its container binds it.
 func (e *upstreamEnv) freePort() (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
