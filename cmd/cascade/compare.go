@@ -52,8 +52,9 @@ not significant (adjusted p >= --alpha) is shown as "~" and cannot regress; a
 significant one regresses beyond the thresholds above, applied to the medians. An
 objective regresses when it passes in significantly fewer runs. With too few runs for
 any difference to be significant (five judged metrics and one objective need 5 runs a
-side) the comparison is inconclusive (exit 3) and says how many it takes. Runs that
-did not finish are left out.`,
+side) the comparison is inconclusive (exit 3) and says how many it takes. The phases
+every run has are shown with raw p-values and judge nothing (an objective on a phase
+gates it). Runs that did not finish are left out.`,
 		Example: `  cascade compare cascade-results/quickstart-main cascade-results/quickstart-pr
   cascade compare --threshold 5% --markdown base/ head/ > comment.md
   cascade run --repeat 5 --out base-repeat scenario.yaml   # on main, then on the branch:

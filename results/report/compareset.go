@@ -44,8 +44,12 @@ type SetComparison struct {
 	Judged     []string
 	MinLatency float64 // ms
 	Metrics    []SetDelta
-	SLOs       []SetSLO
-	Notes      []string
+	// Phases are the phases every run of both sides has, each with the
+	// judged metrics, shown and not judged: tested as a family they would
+	// need many more runs, and an objective on a phase is how to gate it.
+	Phases []SetPhase
+	SLOs   []SetSLO
+	Notes  []string
 }
 
 // SetInfo is one side: a repeat's directory and the runs it holds.
@@ -72,6 +76,12 @@ type SetDelta struct {
 
 // Significant reports a difference unlikely to be noise at level alpha.
 func (d SetDelta) Significant(alpha float64) bool { return !math.IsNaN(d.P) && d.P < alpha }
+
+// SetPhase is one phase's metrics over both sides' runs, with raw p-values.
+type SetPhase struct {
+	Name    string
+	Metrics []SetDelta
+}
 
 // SetSLO is one objective's pass count on both sides, matched by name.
 type SetSLO struct {
@@ -101,28 +111,18 @@ func CompareSets(a, b []*results.Summary, dirA, dirB string, opts CompareOptions
 		c.Notes = append(c.Notes, fmt.Sprintf("the sides ran different scenarios (A: %s %s, B: %s %s): deltas compare different experiments",
 			a[0].Scenario, a[0].PlanHash, b[0].Scenario, b[0].PlanHash))
 	}
-	vals := map[string]func(s results.StatsSummary) float64{
-		MetricP50:          func(s results.StatsSummary) float64 { return s.Latency.P50 },
-		MetricP90:          func(s results.StatsSummary) float64 { return s.Latency.P90 },
-		MetricP99:          func(s results.StatsSummary) float64 { return s.Latency.P99 },
-		MetricP999:         func(s results.StatsSummary) float64 { return s.Latency.P999 },
-		MetricMax:          func(s results.StatsSummary) float64 { return s.Latency.Max },
-		MetricErrorRate:    func(s results.StatsSummary) float64 { return s.ErrorRate },
-		MetricAchievedRate: func(s results.StatsSummary) float64 { return s.AchievedRate },
-	}
-	for _, m := range CompareMetrics {
-		pick := func(runs []*results.Summary) []float64 {
-			var out []float64
-			for _, r := range runs {
-				if !nothingToMeasure(m, r.Run.Stats) {
-					out = append(out, vals[m](r.Run.Stats))
+	run := func(r *results.Summary) (results.StatsSummary, bool) { return r.Run.Stats, true }
+	c.Metrics = setDeltas(a, b, CompareMetrics, judged, run)
+	for _, name := range commonPhases(a, b) {
+		phase := func(r *results.Summary) (results.StatsSummary, bool) {
+			for _, ph := range r.Phases {
+				if ph.Name == name {
+					return ph.Stats, true
 				}
 			}
-			return out
+			return results.StatsSummary{}, false
 		}
-		d := SetDelta{Metric: m, A: pick(a), B: pick(b), Judged: slices.Contains(judged, m)}
-		d.MedA, d.MedB, d.P = median(d.A), median(d.B), uTest(d.A, d.B)
-		c.Metrics = append(c.Metrics, d)
+		c.Phases = append(c.Phases, SetPhase{Name: name, Metrics: setDeltas(a, b, judged, nil, phase)})
 	}
 
 	// Objectives in the order A's first run has them, then those only B has.
@@ -189,6 +189,60 @@ func (c *SetComparison) adjust() {
 		run = math.Max(run, math.Min(1, float64(m-i)**p))
 		*p = run
 	}
+}
+
+// metricOf reads one metric of a scope's stats.
+var metricOf = map[string]func(s results.StatsSummary) float64{
+	MetricP50:          func(s results.StatsSummary) float64 { return s.Latency.P50 },
+	MetricP90:          func(s results.StatsSummary) float64 { return s.Latency.P90 },
+	MetricP99:          func(s results.StatsSummary) float64 { return s.Latency.P99 },
+	MetricP999:         func(s results.StatsSummary) float64 { return s.Latency.P999 },
+	MetricMax:          func(s results.StatsSummary) float64 { return s.Latency.Max },
+	MetricErrorRate:    func(s results.StatsSummary) float64 { return s.ErrorRate },
+	MetricAchievedRate: func(s results.StatsSummary) float64 { return s.AchievedRate },
+}
+
+// setDeltas takes metrics over both sides' runs, in the scope stats picks
+// from each run (the whole run, a phase); those in judged are judged.
+func setDeltas(a, b []*results.Summary, metrics, judged []string, stats func(*results.Summary) (results.StatsSummary, bool)) []SetDelta {
+	var out []SetDelta
+	for _, m := range metrics {
+		pick := func(runs []*results.Summary) []float64 {
+			var xs []float64
+			for _, r := range runs {
+				if s, ok := stats(r); ok && !nothingToMeasure(m, s) {
+					xs = append(xs, metricOf[m](s))
+				}
+			}
+			return xs
+		}
+		d := SetDelta{Metric: m, A: pick(a), B: pick(b), Judged: slices.Contains(judged, m)}
+		d.MedA, d.MedB, d.P = median(d.A), median(d.B), uTest(d.A, d.B)
+		out = append(out, d)
+	}
+	return out
+}
+
+// commonPhases are the phases every run of both sides has, in the order
+// of A's first run.
+func commonPhases(a, b []*results.Summary) []string {
+	if len(a) == 0 || len(b) == 0 {
+		return nil
+	}
+	var out []string
+	for _, ph := range a[0].Phases {
+		all := true
+		for _, r := range append(append([]*results.Summary(nil), a...), b...) {
+			if !slices.ContainsFunc(r.Phases, func(p results.PhaseSummary) bool { return p.Name == ph.Name }) {
+				all = false
+				break
+			}
+		}
+		if all {
+			out = append(out, ph.Name)
+		}
+	}
+	return out
 }
 
 // keepWhole drops the runs that did not finish.
@@ -382,6 +436,16 @@ func (c *SetComparison) Text(w io.Writer) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Metric, spread(d.Metric, d.A, d.MedA), spread(d.Metric, d.B, d.MedB), c.setChange(d), fmtP(d.P), setMark(d))
 	}
 	tw.Flush()
+	if len(c.Phases) > 0 {
+		tw = tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nPer phase (shown, not judged: raw p)\tA: median [min … max]\tB: median [min … max]\tchange\tp\t")
+		for _, ph := range c.Phases {
+			for _, d := range ph.Metrics {
+				fmt.Fprintf(tw, "  %s %s\t%s\t%s\t%s\t%s\t\n", ph.Name, d.Metric, spread(d.Metric, d.A, d.MedA), spread(d.Metric, d.B, d.MedB), c.setChange(d), fmtP(d.P))
+			}
+		}
+		tw.Flush()
+	}
 	if len(c.SLOs) > 0 {
 		tw = tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nObjectives\tA passed\tB passed\tp\t")
@@ -427,6 +491,15 @@ func (c *SetComparison) Markdown(w io.Writer) error {
 	b.WriteString("\n#### Whole run\n\n| metric | A: median [min … max] | B: median [min … max] | change | p | |\n|---|---|---|---|---|---|\n")
 	for _, d := range c.Metrics {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", d.Metric, spread(d.Metric, d.A, d.MedA), spread(d.Metric, d.B, d.MedB), c.setChange(d), fmtP(d.P), mdMark(setMark(d), d.Regressed))
+	}
+	if len(c.Phases) > 0 {
+		b.WriteString("\n<details><summary>Per phase (shown, not judged: raw p)</summary>\n\n| phase | metric | A: median [min … max] | B: median [min … max] | change | p |\n|---|---|---|---|---|---|\n")
+		for _, ph := range c.Phases {
+			for _, d := range ph.Metrics {
+				fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", mdEscape(ph.Name), d.Metric, spread(d.Metric, d.A, d.MedA), spread(d.Metric, d.B, d.MedB), c.setChange(d), fmtP(d.P))
+			}
+		}
+		b.WriteString("\n</details>\n")
 	}
 	fmt.Fprintf(b, "\n%s\n", c.summaryLine())
 	_, err := io.WriteString(w, b.String())

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"math"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +132,46 @@ func TestCompareSetsLeavesOutRunsThatDidNotFinish(t *testing.T) {
 	}
 	if len(c.B.Left) != 1 || !strings.Contains(strings.Join(c.Notes, "\n"), "left out seed 6") {
 		t.Fatalf("not said: %v %v", c.B.Left, c.Notes)
+	}
+}
+
+// The phases every run has are shown with raw p-values and judge nothing:
+// a phase twice as slow in B changes no verdict, and only the whole run's
+// and the objectives' tests count in the adjustment.
+func TestCompareSetsShowsPhasesUnjudged(t *testing.T) {
+	withPhase := func(p99s []float64, phaseP99 float64) []*results.Summary {
+		rs := runs(p99s)
+		for i, r := range rs {
+			r.Phases = []results.PhaseSummary{{Name: "fault", Stats: stats(5, 10, phaseP99+float64(i), 2*phaseP99, 0, 100)}}
+		}
+		return rs
+	}
+	p := []float64{20, 21, 22, 23, 24}
+	c := CompareSets(withPhase(p, 30), withPhase(p, 60), "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha)
+	if len(c.Phases) != 1 || c.Phases[0].Name != "fault" {
+		t.Fatalf("phases %+v", c.Phases)
+	}
+	var d SetDelta
+	for _, x := range c.Phases[0].Metrics {
+		if x.Metric == MetricP99 {
+			d = x
+		}
+	}
+	if d.Judged || d.Regressed || math.Abs(d.P-2.0/252) > 1e-9 || d.MedA != 32 || d.MedB != 62 {
+		t.Fatalf("phase p99: %+v (want shown with its raw p, not judged)", d)
+	}
+	if c.Regressions() != 0 || c.family() != 5 {
+		t.Fatalf("regressions %d, family %d: the phase must not count", c.Regressions(), c.family())
+	}
+	var out bytes.Buffer
+	_ = c.Text(&out)
+	if !strings.Contains(out.String(), "Per phase (shown, not judged: raw p)") || !regexp.MustCompile(`(?m)^\s+fault p99\s+32\.0ms .*\+93\.8%\s+p=0\.008`).MatchString(out.String()) {
+		t.Errorf("text:\n%s", out.String())
+	}
+	// A phase one of the runs lacks (it stopped before it) is not shown.
+	b := withPhase(p, 60)
+	b[2].Phases = nil
+	if c := CompareSets(withPhase(p, 30), b, "a", "b", CompareOptions{Threshold: 0.1}, DefaultAlpha); len(c.Phases) != 0 {
+		t.Errorf("a phase not in every run was shown: %+v", c.Phases)
 	}
 }
