@@ -67,6 +67,7 @@ func TestOnLoops(t *testing.T) {
 		{"HedgeClientGone", TestHedgeClientGone},
 		{"HedgeCancelledWhileDialing", TestHedgeCancelledWhileDialing},
 		{"HedgeLosersCancelledBeforeTheBody", TestHedgeLosersCancelledBeforeTheBody},
+		{"RetryAfterWaitEndsWhenTheClientLeaves", TestRetryAfterWaitEndsWhenTheClientLeaves},
 		{"RetryAfter", TestRetryAfter},
 		{"ResponseFraming", TestResponseFraming},
 		{"Pipelining", TestPipelining},

@@ -325,3 +325,28 @@ func TestRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// A client that leaves while the gateway waits out a Retry-After ends the
+// wait: the second attempt is never sent, and the exchange is client_gone
+// at once, not when the 3 s wait would have ended.
+func TestRetryAfterWaitEndsWhenTheClientLeaves(t *testing.T) {
+	url, rec := recording(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Retry-After", "3")
+		w.WriteHeader(503)
+	})
+	var mem event.Memory
+	g := gw(t, one(Route{Timeouts: Timeouts{Total: du(10 * time.Second)}, Retries: &retry.Config{RetryOn: []string{"503"},
+		MaxAttempts: 2, BackoffBase: du(time.Millisecond)}}, Upstream{}, url), &mem)
+	start := time.Now()
+	if _, err := client(200 * time.Millisecond).Get(g.URL() + "/"); err == nil {
+		t.Fatal("the client should have given up during the wait")
+	}
+	eventually(t, "the exchange to end as client_gone", func() bool { return len(eventsOf(&mem, "gateway.client_gone")) == 1 })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the exchange ended %v after the request: the 3 s Retry-After was waited out", took)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := rec.count(); n != 1 {
+		t.Errorf("upstream saw %d attempts, want 1: the retry went out after the client had left", n)
+	}
+}
