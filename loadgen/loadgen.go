@@ -742,6 +742,12 @@ func (e *executor) runArrivals(ctx context.Context) {
 		e.g.rec.Record(schedID, &s)
 	}
 	e.frontier.Store(math.MaxInt64)
+	// A schedule's last arrival can come well before its end: 0.5/s for
+	// 3 s arrives at 0 and 2 s. The executor still runs its whole
+	// duration, as k6's arrival-rate executors do, so that "--duration 3s"
+	// takes 3 s, the run's last interval is there, and a fault timed near
+	// the end still meets the load. A stopped run (ctx) does not wait.
+	w.until(ctx, e.g.clock, e.cfg.Start+e.pacer.Duration())
 	idle.close()
 	wg.Wait()
 }

@@ -179,6 +179,43 @@ func TestDroppedAccounting(t *testing.T) {
 	}
 }
 
+// An arrival-rate executor runs its whole duration even when its last
+// arrival comes well before the end (k6's behaviour): 1/s for 1.6 s arrives
+// at 0 and 1 s, and the run still takes 1.6 s; a stopped run does not wait.
+func TestArrivalsRunTheWholeDuration(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	run := func(ctx context.Context) (time.Duration, int) {
+		clock := event.NewClock()
+		rec := &memRecorder{}
+		g, err := New(Config{Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/"}},
+			Stages: []Stage{{1600 * time.Millisecond, 1, 1}}, ClientTimeout: time.Second, KeepAlive: true}, rec, clock, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock.Reset(time.Now())
+		g.Run(ctx)
+		return clock.Now(), len(rec.samples)
+	}
+	took, n := run(context.Background())
+	if n != 2 {
+		t.Fatalf("%d samples, want 2 (at 0 and 1 s)", n)
+	}
+	if took < 1600*time.Millisecond || took > 2500*time.Millisecond {
+		t.Fatalf("the run took %s, want its whole 1.6 s and little more", took)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	if took, _ := run(ctx); took > 1500*time.Millisecond {
+		t.Fatalf("a run stopped at 1.2 s took %s: it waited for the schedule's end", took)
+	}
+}
+
 func TestClassification(t *testing.T) {
 	// Connection refused at the client.
 	addr := tcptest.Refused(t)
