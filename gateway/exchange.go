@@ -833,31 +833,25 @@ func (e resetError) Error() string {
 }
 func (e resetError) Unwrap() error { return e.err }
 
-// discard drops a response that will not be forwarded (it is retried or
-// replaced by a fallback), keeping the connection when the body is small.
+// discard drops a response that will not be forwarded (it is retried,
+// replaced by a fallback, or lost to a hedge), keeping the connection when
+// its whole body is already in the buffer, as a small error body written
+// with its head is. A body still to come is not waited for: the connection
+// is closed, as Envoy resets a retried stream. Waiting (it was up to a
+// second, for a connection a loopback dial replaces in microseconds)
+// delayed the retry, the answer of a hedge beside it, and the client's
+// next request behind a lost hedge.
 func (ex *exchange) discard(c *upConn) {
 	h := &ex.rh
 	c.r += h.headEnd
-	if h.noBody || (h.keep && h.clen >= 0 && h.clen <= 64<<10) {
-		left := int64(0)
-		if !h.noBody {
-			left = h.clen
-		}
-		now := time.Now()
-		dl := now.Add(time.Second)
-		for left > 0 {
-			if c.unread() == 0 {
-				if err := c.fill(dl, now, upBufSize); err != nil {
-					c.close()
-					return
-				}
-			}
-			k := min(left, int64(c.unread()))
-			c.r += int(k)
-			left -= k
-		}
-		if h.keep && c.unread() == 0 {
-			c.pool.put(c, now)
+	left := int64(0)
+	if !h.noBody {
+		left = h.clen // -1: chunked or to the close, never whole here
+	}
+	if h.keep && left >= 0 && left <= int64(c.unread()) {
+		c.r += int(left)
+		if c.unread() == 0 {
+			c.pool.put(c, time.Now())
 			return
 		}
 	}

@@ -57,6 +57,7 @@ func TestOnLoops(t *testing.T) {
 		{"NoAttemptAfterTotalDeadline", TestNoAttemptAfterTotalDeadline},
 		{"PerTryTimeoutCause", TestPerTryTimeoutCause},
 		{"RetryPrefersAnotherReplica", TestRetryPrefersAnotherReplica},
+		{"RetryDoesNotWaitForADiscardedBody", TestRetryDoesNotWaitForADiscardedBody},
 		{"HedgeOnPerTryTimeout", TestHedgeOnPerTryTimeout},
 		{"HedgeBothSlow", TestHedgeBothSlow},
 		{"HedgeBudget", TestHedgeBudget},

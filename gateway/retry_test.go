@@ -350,3 +350,66 @@ func TestRetryAfterWaitEndsWhenTheClientLeaves(t *testing.T) {
 		t.Errorf("upstream saw %d attempts, want 1: the retry went out after the client had left", n)
 	}
 }
+
+// A retried answer whose body is slow is not waited for: the retry goes
+// out at once and the connection is closed, as Envoy resets a retried
+// stream. Waiting for the body (up to a second, to keep the connection)
+// delayed the retry, and with hedging the answer of the hedge beside it.
+// A whole small body is still drained and its connection kept.
+func TestRetryDoesNotWaitForADiscardedBody(t *testing.T) {
+	url, rec := recording(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			w.Header().Set("Content-Length", "10")
+			w.WriteHeader(503)
+			w.Write([]byte("slow "))
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(800 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			w.Write([]byte("body!"))
+			return
+		}
+		w.Write([]byte("ok"))
+	})
+	g := gw(t, one(Route{Timeouts: Timeouts{Total: du(3 * time.Second)}, Retries: &retry.Config{RetryOn: []string{"503"},
+		MaxAttempts: 2, BackoffBase: du(time.Millisecond)}}, Upstream{}, url), nil)
+	a := call(t, client(5*time.Second), "GET", g.URL()+"/", "")
+	if a.status != 200 || a.body != "ok" {
+		t.Fatalf("got %+v, want the retry's answer", a)
+	}
+	t.Logf("answered in %v", a.elapsed)
+	within(t, "request", a.elapsed, 0, ms(150))
+	if n := rec.count(); n != 2 {
+		t.Errorf("upstream saw %d attempts, want 2", n)
+	}
+	// A 503 whose small body came with its head: the retry reuses its
+	// connection.
+	var mu sync.Mutex
+	var peers []string
+	n := 0
+	url2 := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		k := n
+		peers = append(peers, r.RemoteAddr)
+		mu.Unlock()
+		if k == 1 {
+			w.WriteHeader(503)
+			w.Write([]byte("busy"))
+			return
+		}
+		w.Write([]byte("ok"))
+	})
+	g2 := gw(t, one(Route{Timeouts: Timeouts{Total: du(3 * time.Second)}, Retries: &retry.Config{RetryOn: []string{"503"},
+		MaxAttempts: 2, BackoffBase: du(time.Millisecond)}}, Upstream{}, url2), nil)
+	if a := call(t, client(5*time.Second), "GET", g2.URL()+"/", ""); a.status != 200 {
+		t.Fatalf("got %+v, want the retry's answer", a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(peers) != 2 || peers[0] != peers[1] {
+		t.Errorf("the attempts came from %v: want one connection, kept after the whole 503", peers)
+	}
+}
