@@ -492,7 +492,7 @@ func (x *exporter) build() ([]byte, error) {
 		var out []*ast.MappingValueNode
 		haveFaults, havePhases := false, false
 		for _, mv := range root.Values {
-			switch mv.Key.String() {
+			switch yamlfile.KeyName(mv.Key) {
 			case "faults":
 				mv.Value, haveFaults = fv.Value, true
 			case "phases":
@@ -508,7 +508,7 @@ func (x *exporter) build() ([]byte, error) {
 			case "load":
 				if lm, ok := mv.Value.(*ast.MappingNode); ok {
 					for _, l := range lm.Values {
-						if l.Key.String() == "stages" {
+						if yamlfile.KeyName(l.Key) == "stages" {
 							l.Value = sv.Value
 						}
 					}
@@ -575,7 +575,7 @@ func sloPhase(n ast.Node) string {
 		return ""
 	}
 	for _, v := range m.Values {
-		if v.Key.String() == "phase" {
+		if yamlfile.KeyName(v.Key) == "phase" {
 			return strings.Trim(v.Value.String(), `"'`)
 		}
 	}

@@ -211,6 +211,12 @@ func namedKey(mv *ast.MappingValueNode) *Error {
 	return NodeError(mv.Key, "expected a field name as the key, got %s", describe(k))
 }
 
+// KeyName is a mapping key's name as written, without its quotes:
+// `"abort": true` and `abort: true` are the same key. A key's String() is
+// its source text, quotes included, and read that way the JSON style of a
+// flow mapping (what `cascade load` writes) named no field.
+func KeyName(k ast.MapKeyNode) string { return keyText(k) }
+
 func keyText(k ast.MapKeyNode) string {
 	if s, ok := unwrap(k).(*ast.StringNode); ok {
 		return s.Value

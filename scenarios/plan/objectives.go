@@ -14,6 +14,7 @@ import (
 
 	"github.com/cascadehq/cascade/autoscale"
 	"github.com/cascadehq/cascade/gateway"
+	"github.com/cascadehq/cascade/internal/yamlfile"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results/verdict"
 	"github.com/cascadehq/cascade/scenarios"
@@ -141,7 +142,7 @@ func (c *compiler) setKeys(p string, o scenarios.Objective) map[string]bool {
 	set := map[string]bool{}
 	if m, ok := c.doc.Node(p).(*ast.MappingNode); ok {
 		for _, v := range m.Values {
-			set[v.Key.String()] = true
+			set[yamlfile.KeyName(v.Key)] = true
 		}
 		return set
 	}

@@ -100,6 +100,21 @@ func TestTypedObjectivesCompile(t *testing.T) {
 	}
 }
 
+// Quoted keys are the same keys: JSON written as YAML (what `cascade load`
+// writes for --abort-threshold, what a generator of scenarios writes) once
+// read `"abort"` with its quotes and named no objective.
+func TestObjectiveWithQuotedKeys(t *testing.T) {
+	p, err := compileSLO(t, `  - {"objective": "p99 < 300ms", "abort": true}
+  - {'breaker': pay, "opens_within": 500ms, after: outage}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Objectives) != 2 || len(p.Aborts) != 1 {
+		t.Fatalf("%d objectives, %d aborts; want 2 and 1", len(p.Objectives), len(p.Aborts))
+	}
+}
+
 func TestTypedObjectiveErrors(t *testing.T) {
 	cases := []struct {
 		slo, want, pos string
