@@ -33,7 +33,7 @@ type loadFlags struct {
 	duration, think, timeout              time.Duration
 	vus, conns, maxInFlight               int
 	requests                              int
-	thresholds, headers                   []string
+	thresholds, aborts, headers           []string
 	method, body, out, progress           string
 	protocol, name                        string
 	keepAlive, insecure, poisson, rawBody bool
@@ -162,6 +162,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "open model: cap on concurrent requests; requests due beyond it are dropped (default 10000)")
 	fl.BoolVar(&f.poisson, "poisson", false, "open model: Poisson arrivals (seeded) instead of evenly spaced")
 	fl.StringArrayVar(&f.thresholds, "threshold", nil, "objective such as 'p99<300ms' or 'error_rate<1%' (repeatable)")
+	fl.StringArrayVar(&f.aborts, "abort-threshold", nil, "a --threshold that also stops the run as soon as it can no longer pass, as k6's abortOnFail (repeatable)")
 	fl.StringVar(&f.method, "method", "GET", "HTTP method")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
 	fl.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file; a template ({{seq}}, ...) unless --raw-body")
@@ -416,8 +417,15 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	line("seed", f.seed)
 	line("gateway", map[string]string{"external": base})
 	line("load", ex)
-	if len(f.thresholds) > 0 {
-		line("slo", f.thresholds)
+	if len(f.thresholds)+len(f.aborts) > 0 {
+		slo := make([]any, 0, len(f.thresholds)+len(f.aborts))
+		for _, t := range f.thresholds {
+			slo = append(slo, t)
+		}
+		for _, t := range f.aborts {
+			slo = append(slo, map[string]any{"objective": t, "abort": true})
+		}
+		line("slo", slo)
 	}
 	return []byte(b.String()), nil
 }

@@ -128,6 +128,32 @@ func TestLoadThresholdFails(t *testing.T) {
 	}
 }
 
+// --abort-threshold is a threshold that stops the run as soon as it can no
+// longer pass (k6's abortOnFail): every answer fails its expected status,
+// so a 10 s run stops within a couple of seconds, exit 1, marked ABORTED,
+// and the plain --threshold beside it is judged as usual.
+func TestLoadAbortThreshold(t *testing.T) {
+	tg := newTarget(t, 0)
+	dir := filepath.Join(t.TempDir(), "r")
+	start := time.Now()
+	code, out, errOut := runCLI(context.Background(), "load", tg.url, "--rate", "50/s", "--duration", "10s", "--expect-status", "201",
+		"--abort-threshold", "error_rate<5%", "--threshold", "p99<1s", "--out", dir, "--progress", "off")
+	took := time.Since(start)
+	if code != ExitFail || !strings.Contains(out, "ABORTED") || !strings.Contains(out, "PASS  p99<1s") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the run took %v: the abort threshold did not stop it", took)
+	}
+	r, err := results.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Summary.Aborted == "" {
+		t.Errorf("summary.json has no aborted reason")
+	}
+}
+
 // --expect-status and --expect-body decide which answers succeed, as k6's
 // expectedStatuses and checks: the target's 200 with an empty body fails
 // both, and error_rate sees it.
