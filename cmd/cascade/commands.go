@@ -179,12 +179,15 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Report reads a run directory and recomputes every objective from the recorded
 histograms and counts, against the scenario saved with the run. Exit code as for run
 (3 for a run that stopped on an error once its load started: its summary holds what it
-measured until then, and why it stopped; 3 too when --html, --csv or --junit cannot be
+measured until then, and why it stopped; 3 too when --html, --csv, --hgrm or --junit cannot be
 written, and the file of that name is left as it was).
---html rewrites the run's self-contained HTML report; --csv exports the per-interval series.`,
+--html rewrites the run's self-contained HTML report; --csv exports the per-interval series;
+--hgrm writes a latency percentile distribution (wrk2's --latency spectrum) for
+HdrHistogram's plotter.`,
 		Example: `  cascade report cascade-results/quickstart-20261122-101500
   cascade report --html RUN_DIR && xdg-open "$(cascade report --html --open-path RUN_DIR)"
-  cascade report --csv series.csv RUN_DIR`,
+  cascade report --csv series.csv RUN_DIR
+  cascade report --hgrm - --hgrm-phase outage RUN_DIR`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := outs.check(); err != nil {
@@ -192,6 +195,9 @@ written, and the file of that name is left as it was).
 			}
 			r, err := results.Load(args[0])
 			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			if err := outs.checkRun(&r.Summary); err != nil {
 				return exitWith(ExitUsage, err)
 			}
 			sum := r.Summary

@@ -838,3 +838,56 @@ func TestLoadRawBody(t *testing.T) {
 		t.Fatalf("--raw-body without a body: exit %d, want %d naming the flag:\n%s", code, ExitUsage, errs)
 	}
 }
+
+// report --hgrm writes HdrHistogram's percentile distribution (wrk2's
+// --latency spectrum): its total count is the run's requests, its 50th
+// percentile the summary's p50, and a bad phase is a usage error.
+func TestReportHGRM(t *testing.T) {
+	tg := newTarget(t, 2*time.Millisecond)
+	dir := filepath.Join(t.TempDir(), "r")
+	if code, out, errOut := runCLI(context.Background(), "load", tg.url, "--rate", "200/s", "--duration", "1s", "--out", dir, "--progress", "off"); code != 0 {
+		t.Fatalf("load: exit %d\n%s\n%s", code, out, errOut)
+	}
+	r, err := results.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, of := range []string{"latency", "service"} {
+		file := filepath.Join(t.TempDir(), of+".hgrm")
+		if code, out, errOut := runCLI(context.Background(), "report", "--hgrm", file, "--hgrm-of", of, dir); code != 0 {
+			t.Fatalf("report: exit %d\n%s\n%s", code, out, errOut)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p50 float64
+		var last int64
+		rows := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			var v, q, inv float64
+			var n int64
+			if _, err := fmt.Sscanf(line, "%f %f %d %f", &v, &q, &n, &inv); err != nil {
+				continue
+			}
+			rows++
+			if q >= 0.5 && p50 == 0 {
+				p50 = v
+			}
+			last = n
+		}
+		want := r.Summary.Run.Stats.Latency.P50
+		if of == "service" {
+			want = r.Summary.Run.Stats.Service.P50
+		}
+		if rows < 10 || last != r.Summary.Run.Stats.Sent || math.Abs(p50-want) > 0.01*want+0.002 {
+			t.Errorf("%s: %d rows, total count %d (sent %d), p50 %.3f ms (summary %.3f)\n%s", of, rows, last, r.Summary.Run.Stats.Sent, p50, want, b)
+		}
+		if !strings.Contains(string(b), "#[Total count") && !strings.Contains(string(b), "Total count") {
+			t.Errorf("%s: no HdrHistogram footer\n%s", of, b)
+		}
+	}
+	if code, _, errOut := runCLI(context.Background(), "report", "--hgrm", "-", "--hgrm-phase", "nope", dir); code != ExitUsage || !strings.Contains(errOut, `no phase "nope"`) {
+		t.Errorf("a phase the run lacks: exit %d, %s", code, errOut)
+	}
+}
