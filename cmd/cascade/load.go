@@ -45,12 +45,15 @@ type loadFlags struct {
 	seed                                  uint64
 	threads                               int
 	engine                                string
+	targets                               string         // --targets FILE (Vegeta's http format)
+	base                                  string         // scheme://host:port, once scenario has run
+	targetLines                           []vegetaTarget // the targets read, for errors by line
 }
 
 func newLoadCmd(stdout, stderr io.Writer) *cobra.Command {
 	var f loadFlags
 	cmd := &cobra.Command{
-		Use:   "load URL",
+		Use:   "load URL | --targets FILE",
 		Short: "Load-test one URL: open model (--rate, --ramp) or closed (--vus, --conns), with thresholds",
 		Long: `Load sends requests to URL with cascade's load generator and prints the same summary as
 'cascade run': latency from the intended send time (no coordinated omission) beside the
@@ -67,14 +70,22 @@ Models:
                                  with --rate or --vus, a cap of N connections instead
 
 The URL's path may hold variables: {{seq}}, {{rand_int 1 100}}, {{rand_id}}, {{uuid}}.
+--targets FILE sends a mix instead of one URL: Vegeta's targets file ("METHOD URL" lines,
+then headers, then @BODYFILE; targets separated by blank lines), all on one host, each
+request picked at random (seeded) in equal shares.
 Only loopback targets unless --allow-remote.`,
 		Example: `  cascade load http://127.0.0.1:8080/ --rate 2000/s --duration 30s --threshold 'p99<300ms'
   cascade load http://127.0.0.1:8080/api --ramp 0:2000/s:10s,2000/s:20s --threshold 'error_rate<1%'
   cascade load 'http://127.0.0.1:8080/items/{{rand_int 1 1000}}' --vus 50 --think 100ms --duration 1m
-  cascade load http://127.0.0.1:8080/ --conns 50 --duration 10s --bench-result`,
-		Args: cobra.ExactArgs(1),
+  cascade load http://127.0.0.1:8080/ --conns 50 --duration 10s --bench-result
+  cascade load --targets targets.txt --rate 500/s --duration 30s`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, err := f.scenario(cmd, args[0])
+			rawURL := ""
+			if len(args) == 1 {
+				rawURL = args[0]
+			}
+			src, err := f.scenario(cmd, rawURL)
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
@@ -84,7 +95,7 @@ Only loopback targets unless --allow-remote.`,
 			}
 			p, err := plan.CompileBytes("cascade-load.yaml", src, opts)
 			if err != nil {
-				return exitWith(ExitUsage, flagErrors(err))
+				return exitWith(ExitUsage, f.flagErrors(err))
 			}
 			p.Load.NetHTTP = f.netHTTP
 			if cmd.Flags().Changed("threads") && (f.threads < 1 || f.threads > maxThreads) {
@@ -103,8 +114,7 @@ Only loopback targets unless --allow-remote.`,
 				// keeps its P while it waits, so GOMAXPROCS gets one more
 				// for the rest of the process (display, signals, timers).
 				if threads == 0 {
-					base, _, _ := splitURL(args[0]) // checked by scenario
-					threads = defaultLoops(base, runtime.GOMAXPROCS(0))
+					threads = defaultLoops(f.base, runtime.GOMAXPROCS(0))
 				}
 				p.Load.Loops = threads
 				runtime.GOMAXPROCS(threads + 1)
@@ -164,6 +174,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.StringArrayVar(&f.thresholds, "threshold", nil, "objective such as 'p99<300ms' or 'error_rate<1%' (repeatable)")
 	fl.StringArrayVar(&f.aborts, "abort-threshold", nil, "a --threshold that also stops the run as soon as it can no longer pass, as k6's abortOnFail (repeatable)")
 	fl.StringVar(&f.method, "method", "GET", "HTTP method")
+	fl.StringVar(&f.targets, "targets", "", "send the requests of this file (Vegeta's targets format) instead of one URL")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
 	fl.StringVar(&f.body, "body", "", "request body, or @FILE to read it from a file; a template ({{seq}}, ...) unless --raw-body")
 	fl.BoolVar(&f.rawBody, "raw-body", false, "send --body byte for byte, without variables (a binary file holds {{ here and there)")
@@ -190,9 +201,51 @@ Only loopback targets unless --allow-remote.`,
 // scenario writes the flags as a scenario file. YAML's flow style is JSON,
 // so every value is JSON-encoded: no quoting mistakes.
 func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) {
-	base, path, err := splitURL(rawURL)
+	given := func(flag string) bool { return cmd != nil && cmd.Flags().Changed(flag) } // nil: flags set by a test
+	hdr, err := parseHeaders(f.headers)
 	if err != nil {
 		return nil, err
+	}
+	var reqs []any
+	switch {
+	case f.targets != "" && rawURL != "":
+		return nil, errors.New("give a URL or --targets FILE, not both")
+	case f.targets != "" && (given("method") || f.body != "" || f.rawBody):
+		return nil, errors.New("--method, --body and --raw-body do not apply with --targets: each target gives its own (-H and --expect-* apply to every one)")
+	case f.targets != "":
+		ts, err := loadTargets(f.targets)
+		if err != nil {
+			return nil, err
+		}
+		if f.base, reqs, err = targetRequests(ts, hdr, f.targets); err != nil {
+			return nil, fmt.Errorf("--targets: %w", err)
+		}
+		f.targetLines = ts
+	case rawURL == "":
+		return nil, errors.New("give the URL to load, or --targets FILE")
+	default:
+		base, path, err := splitURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		f.base = base
+		req := map[string]any{"name": strings.ToUpper(f.method) + " " + path, "method": f.method, "path": path}
+		if len(hdr) > 0 {
+			req["headers"] = joinHeaders(hdr)
+		}
+		if file, ok := strings.CutPrefix(f.body, "@"); ok {
+			abs, err := filepath.Abs(file)
+			if err != nil {
+				return nil, fmt.Errorf("--body: %w", err)
+			}
+			req["body_file"] = abs
+		} else if f.body != "" {
+			req["body"] = f.body
+		}
+		if f.rawBody {
+			req["raw_body"] = true
+		}
+		reqs = []any{req}
 	}
 	if f.duration < 0 || f.think < 0 || f.timeout <= 0 || f.vus < 0 || f.conns < 0 || f.maxInFlight < 0 {
 		return nil, errors.New("durations, counts and --timeout must be positive")
@@ -200,7 +253,6 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	if f.timeout > plan.MaxClientTimeout {
 		return nil, fmt.Errorf("--timeout %s is above the %s limit: after the load ends, the run waits this long for its last requests", f.timeout, plan.MaxClientTimeout)
 	}
-	given := func(flag string) bool { return cmd != nil && cmd.Flags().Changed(flag) } // nil: flags set by a test
 	// --vus given makes the closed model, --vus 0 included: with a ramp it
 	// is the VU count the ramp starts from, the only way to ramp VUs up
 	// from none. Read as "not given", it turned the ramp's VU counts into
@@ -350,42 +402,6 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	if f.insecure {
 		ex["insecure_skip_verify"] = true
 	}
-	req := map[string]any{"name": strings.ToUpper(f.method) + " " + path, "method": f.method, "path": path}
-	if len(f.headers) > 0 {
-		h := map[string]string{}
-		for _, kv := range f.headers {
-			k, v, ok := strings.Cut(kv, ":")
-			if !ok || strings.TrimSpace(k) == "" {
-				return nil, fmt.Errorf("--header %q: expected 'Name: value'", kv)
-			}
-			// A repeated header is sent as one line of its values, which
-			// HTTP defines as the same message (RFC 9110 5.3; cookies with
-			// "; "): curl sends every -H, and the last must not win
-			// silently. Names differing only in case are one header.
-			k, v = http.CanonicalHeaderKey(strings.TrimSpace(k)), strings.TrimSpace(v)
-			if prev, ok := h[k]; ok {
-				sep := ", "
-				if k == "Cookie" {
-					sep = "; "
-				}
-				v = prev + sep + v
-			}
-			h[k] = v
-		}
-		req["headers"] = h
-	}
-	if file, ok := strings.CutPrefix(f.body, "@"); ok {
-		abs, err := filepath.Abs(file)
-		if err != nil {
-			return nil, fmt.Errorf("--body: %w", err)
-		}
-		req["body_file"] = abs
-	} else if f.body != "" {
-		req["body"] = f.body
-	}
-	if f.rawBody {
-		req["raw_body"] = true
-	}
 	if len(f.expectStatus) > 0 || f.expectBody != "" {
 		exp := map[string]any{}
 		if len(f.expectStatus) > 0 {
@@ -401,12 +417,18 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 		if f.expectBody != "" {
 			exp["body_contains"] = f.expectBody
 		}
-		req["expect"] = exp
+		for _, r := range reqs {
+			r.(map[string]any)["expect"] = exp
+		}
 	}
-	ex["requests"] = []any{req}
+	ex["requests"] = reqs
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "# written by: cascade load %s\n", strconv.Quote(rawURL))
+	if f.targets != "" {
+		fmt.Fprintf(&b, "# written by: cascade load --targets %s\n", strconv.Quote(f.targets))
+	} else {
+		fmt.Fprintf(&b, "# written by: cascade load %s\n", strconv.Quote(rawURL))
+	}
 	line := func(key string, v any) {
 		fmt.Fprintf(&b, "%s: ", key)
 		enc := json.NewEncoder(&b)
@@ -415,7 +437,7 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	}
 	line("name", f.name)
 	line("seed", f.seed)
-	line("gateway", map[string]string{"external": base})
+	line("gateway", map[string]string{"external": f.base})
 	line("load", ex)
 	if len(f.thresholds)+len(f.aborts) > 0 {
 		slo := make([]any, 0, len(f.thresholds)+len(f.aborts))
@@ -455,7 +477,7 @@ const defaultRequestsDuration = 10 * time.Minute
 
 // flagErrors words the scenario compiler's errors for flags: the user wrote
 // no cascade-load.yaml, so a line and column in it would point nowhere.
-func flagErrors(err error) error {
+func (f *loadFlags) flagErrors(err error) error {
 	var es yamlfile.Errors
 	if !errors.As(err, &es) {
 		return err
@@ -466,7 +488,9 @@ func flagErrors(err error) error {
 		// Name the flag the field came from where the message does not:
 		// "stat order.json: no such file or directory" left the user to
 		// guess that --body @order.json was meant.
-		if flag := fieldFlag(e.Path); flag != "" {
+		if at := f.targetAt(e.Path); at != "" {
+			msgs[i] = at + ": " + e.Msg
+		} else if flag := fieldFlag(e.Path); flag != "" {
 			msgs[i] = strings.NewReplacer("raw_body: true", "--raw-body", "body or body_file", "--body").Replace(e.Msg)
 			if !strings.Contains(msgs[i], flag) {
 				msgs[i] = flag + ": " + msgs[i]
@@ -474,6 +498,49 @@ func flagErrors(err error) error {
 		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// targetAt names the targets file and line a request's field came from
+// ("" when the field is not a target's): the scenario's requests are the
+// file's targets in order.
+func (f *loadFlags) targetAt(path string) string {
+	if f.targetLines == nil {
+		return ""
+	}
+	var i int
+	if _, err := fmt.Sscanf(path, "load.requests[%d]", &i); err != nil || i < 0 || i >= len(f.targetLines) {
+		return ""
+	}
+	return fmt.Sprintf("--targets %s:%d", f.targets, f.targetLines[i].line)
+}
+
+// parseHeaders reads -H 'Name: value' flags.
+func parseHeaders(flags []string) (http.Header, error) {
+	h := http.Header{}
+	for _, kv := range flags {
+		k, v, ok := strings.Cut(kv, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("--header %q: expected 'Name: value'", kv)
+		}
+		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return h, nil
+}
+
+// joinHeaders writes each header as one line of its values, which HTTP
+// defines as the same message (RFC 9110 5.3; cookies with "; "): curl
+// sends every -H, and the last must not win silently. Names differing
+// only in case are one header.
+func joinHeaders(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, vs := range h {
+		sep := ", "
+		if k == "Cookie" {
+			sep = "; "
+		}
+		out[k] = strings.Join(vs, sep)
+	}
+	return out
 }
 
 // fieldFlag is the flag of cascade load that wrote a field of the request
