@@ -457,6 +457,11 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 func splitURL(raw string) (base, path string, err error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok || (scheme != "http" && scheme != "https") {
+		if !ok && raw != "" {
+			// curl takes host:port/path; wrk and hey do not, and neither
+			// does this, but it says what to type.
+			return "", "", fmt.Errorf("%q: expected an http:// or https:// URL, e.g. http://%s", raw, raw)
+		}
 		return "", "", fmt.Errorf("%q: expected an http:// or https:// URL", raw)
 	}
 	host, path := rest, "/"

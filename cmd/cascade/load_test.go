@@ -518,6 +518,8 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", "p99<fast"}, "p99"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "nocolon"}, "Name: value"},
 		{[]string{"ftp://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "http://"},
+		{[]string{"127.0.0.1:1/x", "--rate", "10/s", "--duration", "1s"}, "e.g. http://127.0.0.1:1/x"},
+		{[]string{"--rate", "10/s", "--duration", "1s"}, "give the URL to load, or --targets FILE"},
 		{[]string{"http://198.51.100.7/", "--rate", "10/s", "--duration", "1s"}, "--allow-remote"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--protocol", "h2"}, "https://"},
 		{[]string{"http://127.0.0.1:1/", "--conns", "2", "--duration", "1s", "--engine", "fast"}, "--engine must be loop or goroutines"},
