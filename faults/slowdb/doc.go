@@ -38,5 +38,7 @@
 // db.fault.start and db.fault.stop (the database's side of a fault: rows
 // locked, connections held; the run's timeline emits fault.start and
 // fault.stop itself), and, aggregated once per second rather than per request,
-// db.timeout, db.pool_exhausted and work.orphaned.
+// db.timeout (count, codes, and max_wait_ms: the longest a timed-out
+// request waited for its connection, after which the database's timer
+// started), db.pool_exhausted and work.orphaned.
 package slowdb

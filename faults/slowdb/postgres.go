@@ -210,6 +210,7 @@ func (b *pgBackend) history(ctx context.Context, w *work) ([]Order, error) {
 	if err != nil {
 		return nil, b.classify(ctx, st, err)
 	}
+	w.held = time.Now()
 	defer conn.Release()
 
 	tx, err := conn.Begin(ctx)

@@ -24,11 +24,14 @@ const eventWindow = time.Second
 type recorder struct {
 	u *Upstream
 
-	mu       sync.Mutex
-	samples  []PoolSample
-	dropped  int
-	codes    map[string]uint64 // db timeouts by code in the current window
-	maxWait  int               // most requests waiting at a sample in the window
+	mu      sync.Mutex
+	samples []PoolSample
+	dropped int
+	codes   map[string]uint64 // db timeouts by code in the current window
+	// before is the longest a db timeout of the window waited for its
+	// connection (from arrival): the database's timer started after it.
+	before   time.Duration
+	maxWait  int // most requests waiting at a sample in the window
 	lastPool struct{ timeouts, waits, orphaned uint64 }
 }
 
@@ -36,13 +39,15 @@ func newRecorder(u *Upstream) *recorder {
 	return &recorder{u: u, codes: map[string]uint64{}}
 }
 
-// dbTimeout counts one database timeout for the current window.
-func (r *recorder) dbTimeout(code string) {
+// dbTimeout counts one database timeout for the current window; before is
+// how long the request waited for its connection.
+func (r *recorder) dbTimeout(code string, before time.Duration) {
 	if code == "" {
 		code = "unknown"
 	}
 	r.mu.Lock()
 	r.codes[code]++
+	r.before = max(r.before, before)
 	r.mu.Unlock()
 }
 
@@ -96,8 +101,8 @@ func (r *recorder) flush() {
 	c := &r.u.c
 	timeouts, waits, orphaned := c.poolTimeouts.Load(), c.poolWaits.Load(), c.orphaned.Load()
 	r.mu.Lock()
-	codes := r.codes
-	r.codes = map[string]uint64{}
+	codes, before := r.codes, r.before
+	r.codes, r.before = map[string]uint64{}, 0
 	maxWait := r.maxWait
 	r.maxWait = 0
 	last := r.lastPool
@@ -113,7 +118,9 @@ func (r *recorder) flush() {
 			n += v
 			byCode[k] = v
 		}
-		r.u.emit("db.timeout", map[string]any{"count": n, "codes": byCode})
+		// max_wait_ms: the timeouts' callers saw them up to that much
+		// after the database's own timer would say (verdict.Cascade).
+		r.u.emit("db.timeout", map[string]any{"count": n, "codes": byCode, "max_wait_ms": ms(before)})
 	}
 	if timeouts > last.timeouts || waits > last.waits || maxWait > 0 {
 		r.u.emit("db.pool_exhausted", map[string]any{

@@ -197,6 +197,7 @@ func (b *sqliteBackend) history(ctx context.Context, w *work) ([]Order, error) {
 	if err != nil {
 		return nil, b.classify(ctx, nil, st, err)
 	}
+	w.held = time.Now()
 	defer conn.Close()
 
 	if w.slow > 0 {

@@ -214,6 +214,12 @@ type work struct {
 	stmtTimeout time.Duration
 	lockTimeout time.Duration
 	lockWait    lockWait
+	// held is when the request got its connection: the database's
+	// timers (statement_timeout, lock_timeout) start after it, so a
+	// db_timeout reaches its caller that much after the request arrived
+	// (a pool wait, a connect), which the timeout cascade's band allows.
+	held    time.Time
+	arrived time.Time // when the request came in
 }
 
 // ServeHTTP runs one order-history request.
@@ -221,7 +227,7 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	arrived := time.Now()
 	u.c.requests.Add(1)
 
-	wk := work{limit: u.cfg.HistoryLimit, lockTimeout: u.cfg.LockTimeout.D(), stmtTimeout: u.cfg.StatementTimeout.D(),
+	wk := work{arrived: arrived, limit: u.cfg.HistoryLimit, lockTimeout: u.cfg.LockTimeout.D(), stmtTimeout: u.cfg.StatementTimeout.D(),
 		lockWait: lockWait{holds: &u.lock}}
 	defer wk.lockWait.end()
 	if v := u.stmtTO.Load(); v > 0 {
@@ -341,7 +347,11 @@ func (u *Upstream) fail(w http.ResponseWriter, ctx context.Context, wk *work, er
 	case de.kind == errLockTimeout || de.kind == errStatementTimeout:
 		c = cause.DBTimeout
 		u.c.dbTimeouts.Add(1)
-		u.rec.dbTimeout(de.code)
+		var before time.Duration
+		if !wk.held.IsZero() {
+			before = wk.held.Sub(wk.arrived)
+		}
+		u.rec.dbTimeout(de.code, before)
 		if de.kind == errLockTimeout {
 			u.c.lockTimeouts.Add(1)
 		} else {

@@ -361,6 +361,48 @@ func TestEventsAggregated(t *testing.T) {
 	})
 }
 
+// A request that waited for the pool times out at its statement timeout
+// counted from when it got its connection, not from its arrival: on a
+// one-connection pool, three slow requests time out at about 150, 300 and
+// 450 ms against a 150 ms statement_timeout. The db.timeout events say
+// how long the timed-out requests waited (max_wait_ms), which the timeout
+// cascade's band allows for (verdict.Cascade).
+func TestDBTimeoutReportsThePoolWait(t *testing.T) {
+	const stmt = 150 * time.Millisecond
+	cfg := Config{PoolSize: 1, StatementTimeout: units.Duration(stmt), UpstreamTimeout: units.Duration(3 * time.Second)}
+	eachDriver(t, cfg, func(t *testing.T, cfg Config) {
+		f := start(t, cfg)
+		inject(t, f.u, &SlowQuery{Latency: dist.FixedLatency(400 * time.Millisecond)})
+		var wg sync.WaitGroup
+		answers := make([]answer, 3)
+		for i := range answers {
+			wg.Go(func() { answers[i] = f.get(t, "", nil, 0) })
+		}
+		wg.Wait()
+		var longest time.Duration
+		for _, a := range answers {
+			if a.cause != "db_timeout" {
+				t.Fatalf("want db_timeout, got %v", a)
+			}
+			longest = max(longest, a.elapsed)
+		}
+		within(t, "the last timeout", longest, 3*stmt-20*time.Millisecond, 3*stmt+400*time.Millisecond)
+		if err := f.u.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		var wait float64
+		for _, e := range ofType(f.events.Events(), "db.timeout") {
+			n += e.Attrs["count"].(uint64)
+			wait = max(wait, e.Attrs["max_wait_ms"].(float64))
+		}
+		// The last request waited for both others' statements.
+		if n != 3 || wait < float64(2*stmt/time.Millisecond)-20 || wait > float64(longest/time.Millisecond) {
+			t.Fatalf("db.timeout events count %d, max_wait_ms %.1f; want 3 and about %v (the last one's %v less its own statement)", n, wait, 2*stmt, longest)
+		}
+	})
+}
+
 func TestInjectErrors(t *testing.T) {
 	f := start(t, Config{})
 	ctx := context.Background()
