@@ -190,8 +190,19 @@ written, and the file of that name is left as it was).
 			if err := outs.check(); err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			r, err := results.Load(args[0])
-			if err != nil {
+			// A run killed before it wrote its summary (SIGKILL, a crash,
+			// a third Ctrl-C) left its streams: its summary is rebuilt
+			// from them below, once the plan gives the phases.
+			var killed *results.KilledRun
+			var r *results.Run
+			var err error
+			if results.IsKilled(args[0]) {
+				if killed, err = results.LoadKilled(args[0]); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				r = &results.Run{Dir: killed.Dir, Events: killed.Events, Intervals: killed.Intervals, Upstreams: killed.Upstreams}
+				r.Summary.Seed = killed.Seed
+			} else if r, err = results.Load(args[0]); err != nil {
 				return exitWith(ExitUsage, err)
 			}
 			sum := r.Summary
@@ -214,12 +225,20 @@ written, and the file of that name is left as it was).
 					return exitWith(ExitUsage, fmt.Errorf("ladder rung %s: %w", sum.Ladder.Rung, err))
 				}
 			}
+			var missing verdict.Missing
+			if killed != nil {
+				rebuilt, m, err := rebuildKilled(killed, p)
+				if err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				sum, missing = *rebuilt, m
+			}
 			in, err := verdict.NewInput(&sum, r.Events, r.Intervals)
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
 			in.Upstreams = r.Upstreams
-			objs, pass := verdict.Evaluate(p.Objectives, in)
+			objs, pass := verdict.EvaluateMissing(p.Objectives, in, missing)
 			sum.Objectives = objs
 			pass = pass && sum.Aborted == "" && sum.Error == ""
 			if r.Partial != "" {
