@@ -252,7 +252,7 @@ func ReadHlog(path string) (*Hlog, error) {
 			if !sawHeader {
 				return nil, err
 			}
-			out.Through = min(ended.latency, ended.service)
+			out.trim(ended.latency, ended.service)
 			return out, err
 		}
 		if !strings.HasSuffix(line, "\n") {
@@ -310,11 +310,17 @@ func ReadHlog(path string) (*Hlog, error) {
 	if !sawHeader {
 		return nil, fmt.Errorf("%s: empty: not an HdrHistogram interval log", path)
 	}
-	out.Through = min(ended.latency, ended.service)
-	if n := len(out.Intervals); n > 0 && out.Intervals[n-1].Service == nil {
-		out.Intervals = out.Intervals[:n-1] // its service line was never written
-	}
+	out.trim(ended.latency, ended.service)
 	return out, nil
+}
+
+// trim ends the log at its last interval with both histograms: a kill
+// between an interval's two lines leaves the latency one alone.
+func (h *Hlog) trim(latency, service time.Duration) {
+	h.Through = min(latency, service)
+	if n := len(h.Intervals); n > 0 && h.Intervals[n-1].Service == nil {
+		h.Intervals = h.Intervals[:n-1]
+	}
 }
 
 // readHlogLine decodes one interval line with the library's reader,
