@@ -44,9 +44,14 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	b.WriteString("\n")
 	if rb := s.Rebuilt; rb != nil {
 		// First, before any number: none of them is the run's own summary.
-		fmt.Fprintf(b, "  PARTIAL: the run was killed before it wrote its summary (last event at %.1fs); this report is rebuilt\n"+
+		ran := ""
+		if rb.LastEvent > rb.Through {
+			// It ran at least that far: what lies between was lost.
+			ran = fmt.Sprintf(" (its last event at %.1fs)", float64(rb.LastEvent))
+		}
+		fmt.Fprintf(b, "  PARTIAL: the run was killed before it wrote its summary%s; this report is rebuilt\n"+
 			"  from the records it streamed up to %.1fs of the planned %.1fs (%s); %s.\n",
-			float64(rb.LastEvent), float64(rb.Through), float64(s.Planned), strings.Join(rb.Files, ", "), rb.Rule)
+			ran, float64(rb.Through), float64(s.Planned), strings.Join(rb.Files, ", "), rb.Rule)
 	}
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(b, "  warning: %s\n", warn)
@@ -142,7 +147,11 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		}
 	}
 	if s.Rebuilt != nil {
-		fmt.Fprintf(b, "\nVerdict: ERROR (%s; %d/%d objectives passed on what it recorded, %d not judged)\n", s.Error, passed, len(s.Objectives), notJudged(s.Objectives))
+		judged := ""
+		if len(s.Objectives) > 0 {
+			judged = fmt.Sprintf("; %d/%d objectives passed on what it recorded, %d not judged", passed, len(s.Objectives), notJudged(s.Objectives))
+		}
+		fmt.Fprintf(b, "\nVerdict: ERROR (%s%s)\n", s.Error, judged)
 	} else if s.Error != "" {
 		// Whatever the objectives say of what was measured, the run did
 		// not finish: not a pass.
