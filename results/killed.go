@@ -94,6 +94,11 @@ func LoadKilled(dir string) (*KilledRun, error) {
 	if err := k.readLoadStart(); err != nil {
 		return nil, err
 	}
+	if len(k.Intervals) == 0 && k.Partial != "" {
+		// Nothing whole before a line that does not decode: that line is
+		// the news, not "killed before its first interval".
+		return nil, fmt.Errorf("%s: no interval could be read: %s", dir, k.Partial)
+	}
 	if len(k.Intervals) == 0 {
 		return nil, fmt.Errorf("%s: the run was killed before it wrote its first interval to %s: nothing was recorded to report "+
 			"(an interval is written once no request intended in it can still land in it: a second or two after it with an open model, "+

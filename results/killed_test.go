@@ -219,6 +219,13 @@ func TestLoadKilledRefusesWhatHoldsNothing(t *testing.T) {
 	if _, err := LoadKilled(dir); err == nil || !strings.Contains(err.Error(), "before it wrote its first interval") {
 		t.Fatalf("no interval: %v", err)
 	}
+	// Garbage where the intervals should be: the error names the line.
+	if err := os.WriteFile(filepath.Join(dir, IntervalsFile), []byte("{\"t\":0,\"width_s\":1,\"st\x00\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKilled(dir); err == nil || !strings.Contains(err.Error(), "no interval could be read") || !strings.Contains(err.Error(), filepath.Join(dir, IntervalsFile)+":1:") {
+		t.Fatalf("garbage intervals: %v", err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, EventsFile), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
