@@ -126,6 +126,11 @@ func TestConstantVUs(t *testing.T) {
 		}
 		seen[s.Seq] = true
 	}
+	// A closed model schedules nothing ahead: the run cannot tell when an
+	// interval is whole by counting, and waits the client timeout.
+	if _, ok := g.ArrivalsBefore(time.Second); ok {
+		t.Fatal("ArrivalsBefore counted a closed model's requests")
+	}
 }
 
 // MaxRequests with more VUs than 64 requests each: every VU sends while
@@ -305,6 +310,7 @@ func TestEvenScheduleCounted(t *testing.T) {
 	}
 	ms := time.Millisecond
 	scheduledMatchesArrivals(t, g, samples, [][2]time.Duration{{0, 350 * ms}, {350 * ms, 600 * ms}, {600 * ms, 650 * ms}, {0, 2 * time.Second}, {500 * ms, 501 * ms}})
+	arrivalsBeforeMatch(t, g, samples)
 }
 
 func TestPoissonRun(t *testing.T) {
@@ -325,6 +331,7 @@ func TestPoissonRun(t *testing.T) {
 		t.Errorf("Expected(0, 1s) = %v, want the profile's 1000", g.Expected(0, time.Second))
 	}
 	scheduledMatchesArrivals(t, g, samples, [][2]time.Duration{{0, 250 * time.Millisecond}, {300 * time.Millisecond, 700 * time.Millisecond}, {900 * time.Millisecond, 2 * time.Second}})
+	arrivalsBeforeMatch(t, g, samples)
 	// The same seed schedules the same intended times.
 	again, _ := runLoad(t, cfg, event.NewClock())
 	if len(again) != len(samples) {
@@ -437,6 +444,28 @@ func scheduledMatchesArrivals(t *testing.T, g *Generator, samples []Sample, wind
 		}
 		if got := g.ScheduledOf(0, w[0], w[1]); got != float64(in) {
 			t.Errorf("ScheduledOf(0, %s, %s) = %v, want the %d arrivals intended in it", w[0], w[1], got, in)
+		}
+	}
+}
+
+// arrivalsBeforeMatch checks that ArrivalsBefore, which the run uses to
+// write an interval as soon as every request intended in it is recorded,
+// counts exactly the samples intended before each bound: one it
+// undercounts would have its interval written while a request of it is
+// still out. Bounds only grow, as the run asks them.
+func arrivalsBeforeMatch(t *testing.T, g *Generator, samples []Sample) {
+	t.Helper()
+	for b := time.Duration(0); b <= 2*time.Second; b += 37 * time.Millisecond {
+		want := 0
+		for _, s := range samples {
+			if s.Intended < b {
+				want++
+			}
+		}
+		for range 2 { // asked again at the same bound: the same count
+			if got, ok := g.ArrivalsBefore(b); !ok || got != int64(want) {
+				t.Fatalf("ArrivalsBefore(%s) = %d, %v; want the %d samples intended before it", b, got, ok, want)
+			}
 		}
 	}
 }

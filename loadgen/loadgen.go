@@ -202,6 +202,22 @@ type Generator struct {
 	clock   *event.Clock
 	ids     atomic.Int64 // worker ids, unique across executors
 	started atomic.Bool
+
+	counted struct { // ArrivalsBefore's walk of the schedules
+		sync.Mutex
+		cursors []*arrivalCursor // nil: not started
+		closed  bool             // a closed-model executor: not countable
+	}
+}
+
+// arrivalCursor walks one executor's schedule forward, as its scheduler does.
+type arrivalCursor struct {
+	arr   *Arrivals
+	start time.Duration // the executor's start on the run's clock
+	next  time.Duration // the arrival read ahead (when ahead)
+	ahead bool
+	done  bool
+	n     int64 // arrivals before the last bound asked
 }
 
 type executor struct {
@@ -483,6 +499,53 @@ func (g *Generator) DispatchedThrough() time.Duration {
 		f = min(f, e.frontier.Load())
 	}
 	return time.Duration(f)
+}
+
+// ArrivalsBefore counts the requests the executors' schedules intend
+// before t, on the run's clock. An open-model executor records each of
+// them exactly once (sent, dropped, or cut short by a stop), so an interval
+// whose recorded samples number its arrivals can receive no more: the run
+// writes it then, rather than one client timeout later (30 s by default,
+// all of which a killed run lost). ok is false when an executor is a
+// closed model, whose requests are not scheduled ahead. The schedules are
+// walked forward once, with each executor's own seed (a Poisson draw
+// included), so calls must come with t non-decreasing; each costs the
+// arrivals it passes, about 10 ns each.
+func (g *Generator) ArrivalsBefore(t time.Duration) (n int64, ok bool) {
+	c := &g.counted
+	c.Lock()
+	defer c.Unlock()
+	if c.cursors == nil && !c.closed {
+		for _, e := range g.execs {
+			if e.cfg.Kind != ArrivalRate {
+				c.closed = true
+				break
+			}
+			c.cursors = append(c.cursors, &arrivalCursor{arr: e.arrivals(), start: e.cfg.Start})
+		}
+	}
+	if c.closed {
+		return 0, false
+	}
+	for _, cur := range c.cursors {
+		for !cur.done {
+			if !cur.ahead {
+				at, more := cur.arr.Next()
+				if !more {
+					cur.done = true
+					break
+				}
+				cur.next, cur.ahead = at+cur.start, true
+			}
+			if cur.next >= t {
+				break
+			}
+			cur.n++
+			cur.ahead = false
+		}
+		n += cur.n
+	}
+	return n, true
 }
 
 // Progress returns live counters summed over the executors.

@@ -436,6 +436,23 @@ func (c *Collector) TakeIntervals(before time.Duration) []Interval {
 	return out
 }
 
+// Recorded counts the samples recorded in interval idx that TakeIntervals
+// has not taken (0 for one taken or never recorded in), without merging
+// any histogram: the run compares it with the requests the schedule
+// intends in the interval to write it as soon as it is whole.
+func (c *Collector) Recorded(idx int64) int64 {
+	var n int64
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		c.drain(sh)
+		if st := sh.intervals[idx]; st != nil {
+			n += st.Scheduled()
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 // PeekIntervals returns, merged across shards and in order, copies of the
 // intervals TakeIntervals has not taken: still open, requests intended in
 // them may yet end. That is enough for what only grows (counts, the

@@ -376,7 +376,7 @@ func whatDirHolds(dir string, err error) string {
 	}
 	if _, err := os.Stat(filepath.Join(dir, IntervalsFile)); err == nil {
 		return fmt.Sprintf("; it holds a run's records (%s, %s) without its summary: the run was killed before it could write one "+
-			"(a third Ctrl-C, SIGKILL, a crash), so it cannot be judged", IntervalsFile, EventsFile)
+			"(a third Ctrl-C, SIGKILL, a crash); 'cascade report %s' rebuilds a partial report from them", IntervalsFile, EventsFile, dir)
 	}
 	entries, _ := os.ReadDir(dir)
 	var runs []string

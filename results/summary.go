@@ -56,6 +56,9 @@ type Summary struct {
 	// is the scenario climbed, and the rung (its load, its lifted
 	// timeouts, its one objective) is rebuilt from it with these.
 	Ladder *LadderRung `json:"ladder,omitempty"`
+	// Rebuilt marks a summary `cascade report` rebuilt from the streams of
+	// a run killed before it wrote one (see Rebuilt); nil for a run's own.
+	Rebuilt *Rebuilt `json:"rebuilt,omitempty"`
 }
 
 // LadderRung names a rung of the latency ladder and the load it ran.
@@ -238,7 +241,11 @@ type ObjectiveResult struct {
 	Measured string  `json:"measured"` // value with its unit, for people
 	Bound    string  `json:"bound"`
 	Pass     bool    `json:"pass"`
-	Evidence string  `json:"evidence,omitempty"`
+	// NotJudged says the objective needs data the run directory does not
+	// hold (a killed run's rebuilt summary lacks what only the final
+	// summary keeps); Pass is then false and Evidence says what is missing.
+	NotJudged bool   `json:"not_judged,omitempty"`
+	Evidence  string `json:"evidence,omitempty"`
 	// Facts are the evidence as data: timestamps (seconds on the run's
 	// clock), counts and durations, for tools and tests.
 	Facts map[string]float64 `json:"facts,omitempty"`

@@ -56,7 +56,8 @@ be written: an error outranks the interruption, so a script does not take lost r
 for saved ones). The first Ctrl-C cuts the load generator's requests short at once; a second stops waiting
 for the upstreams' work in flight (replicas and containers finishing their requests) but
 still removes what the run started; a third kills at once (then
-'cascade cleanup --run <id>', with the id the first one printed, removes what is left).
+'cascade cleanup --run <id>', with the id the first one printed, removes what is left,
+and 'cascade report' rebuilds a partial report from what the run had written).
 A run whose setup fails (exit 3: a port in use, a database that does not start), or is
 stopped before its load starts, sent nothing and leaves no run directory: once the
 cause is fixed, the same command runs again. A run that fails once its load started
@@ -181,6 +182,12 @@ histograms and counts, against the scenario saved with the run. Exit code as for
 (3 for a run that stopped on an error once its load started: its summary holds what it
 measured until then, and why it stopped; 3 too when --html, --csv, --hgrm or --junit cannot be
 written, and the file of that name is left as it was).
+A run killed before it wrote its summary (SIGKILL, a crash, a third Ctrl-C, a CI
+timeout) gets a partial report rebuilt from the records it streamed, marked PARTIAL,
+verdict error, exit 3: counts and percentiles of the intervals written, in the phases
+that hold their starts; objectives that need what only a summary keeps (the scheduling
+lag, a timeout cascade's latencies by cause) are NOT JUDGED. Nothing is written into
+its directory (but report.html with --html).
 --html rewrites the run's self-contained HTML report; --csv exports the per-interval series;
 --hgrm writes a latency percentile distribution (wrk2's --latency spectrum) for
 HdrHistogram's plotter.`,
@@ -193,11 +200,19 @@ HdrHistogram's plotter.`,
 			if err := outs.check(); err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			r, err := results.Load(args[0])
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			if err := outs.checkRun(&r.Summary); err != nil {
+			// A run killed before it wrote its summary (SIGKILL, a crash,
+			// a third Ctrl-C) left its streams: its summary is rebuilt
+			// from them below, once the plan gives the phases.
+			var killed *results.KilledRun
+			var r *results.Run
+			var err error
+			if results.IsKilled(args[0]) {
+				if killed, err = results.LoadKilled(args[0]); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				r = &results.Run{Dir: killed.Dir, Events: killed.Events, Intervals: killed.Intervals, Upstreams: killed.Upstreams}
+				r.Summary.Seed = killed.Seed
+			} else if r, err = results.Load(args[0]); err != nil {
 				return exitWith(ExitUsage, err)
 			}
 			sum := r.Summary
@@ -220,12 +235,23 @@ HdrHistogram's plotter.`,
 					return exitWith(ExitUsage, fmt.Errorf("ladder rung %s: %w", sum.Ladder.Rung, err))
 				}
 			}
+			var missing verdict.Missing
+			if killed != nil {
+				rebuilt, m, err := rebuildKilled(killed, p)
+				if err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				sum, missing = *rebuilt, m
+			}
+			if err := outs.checkRun(&sum); err != nil {
+				return exitWith(ExitUsage, err)
+			}
 			in, err := verdict.NewInput(&sum, r.Events, r.Intervals)
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
 			in.Upstreams = r.Upstreams
-			objs, pass := verdict.Evaluate(p.Objectives, in)
+			objs, pass := verdict.EvaluateMissing(p.Objectives, in, missing)
 			sum.Objectives = objs
 			pass = pass && sum.Aborted == "" && sum.Error == ""
 			if r.Partial != "" {

@@ -554,8 +554,9 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 	flushAccess func() error, fail *failure) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
-	wm := &watermark{timeout: clientTimeout}
+	wm := &watermark{timeout: clientTimeout, recorded: c}
 	wm.frontier, _ = driver.(dispatchFrontier)
+	wm.sched, _ = driver.(scheduleCounter)
 	for {
 		select {
 		case <-ctx.Done():

@@ -46,3 +46,72 @@ func TestWatermark(t *testing.T) {
 		}
 	}
 }
+
+// evenSchedule is an open model's schedule: rate requests a second, evenly
+// spaced from 0, until end. It fails the test when asked about an earlier
+// bound than before (the generator walks its schedules forward only).
+type evenSchedule struct {
+	t    *testing.T
+	rate int64
+	end  time.Duration
+	last time.Duration
+}
+
+func (s *evenSchedule) ArrivalsBefore(b time.Duration) (int64, bool) {
+	if b < s.last {
+		s.t.Fatalf("ArrivalsBefore(%s) after ArrivalsBefore(%s)", b, s.last)
+	}
+	s.last = b
+	b = min(b, s.end)
+	gap := time.Second / time.Duration(s.rate)
+	return int64((b + gap - 1) / gap), true
+}
+
+func (s *evenSchedule) End() time.Duration { return s.end }
+
+type recordedMap map[int64]int64
+
+func (m recordedMap) Recorded(idx int64) int64 { return m[idx] }
+
+// With an open model, an interval is written as soon as it holds every
+// request its schedule intends (and ended an interval ago), not a whole
+// client timeout later: a killed run kept none of the last 30 s. One still
+// missing a request holds it and every later one; the interval the load's
+// end falls in is left to the end.
+func TestWatermarkWritesWholeIntervals(t *testing.T) {
+	const s = time.Second
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	rec := recordedMap{}
+	m := &watermark{timeout: 30 * s, sched: &evenSchedule{t: t, rate: 10, end: ms(5500)}, recorded: rec}
+	for _, c := range []struct {
+		now  time.Duration
+		set  map[int64]int64 // recorded in intervals not yet written
+		want time.Duration
+	}{
+		{ms(1500), map[int64]int64{0: 10}, 0},               // interval 0 ended less than an interval ago
+		{2 * s, map[int64]int64{1: 9}, 1 * s},               // 0 is whole; 1 has a request out
+		{3 * s, map[int64]int64{2: 10}, 1 * s},              // 1 still holds 2 back: in order
+		{4 * s, map[int64]int64{1: 10, 3: 10}, 3 * s},       // 1 whole: 1 and 2 go, 3 ended too late
+		{8 * s, map[int64]int64{3: 10, 4: 10, 5: 5}, 5 * s}, // 5 holds the load's end (5.5 s)
+		{9 * s, nil, 5 * s},
+	} {
+		for idx, n := range c.set {
+			rec[idx] = n
+		}
+		if got := m.before(c.now); got != c.want {
+			t.Errorf("at %s: before = %s, want %s", c.now, got, c.want)
+		}
+	}
+	// A closed model (or a game day) cannot count: the timeout alone.
+	closed := &watermark{timeout: 2 * s, sched: closedSchedule{}, recorded: recordedMap{0: 10, 1: 10}}
+	for _, c := range []struct{ now, want time.Duration }{{2 * s, 0}, {4 * s, 1 * s}} {
+		if got := closed.before(c.now); got != c.want {
+			t.Errorf("closed model at %s: before = %s, want %s", c.now, got, c.want)
+		}
+	}
+}
+
+type closedSchedule struct{}
+
+func (closedSchedule) ArrivalsBefore(time.Duration) (int64, bool) { return 0, false }
+func (closedSchedule) End() time.Duration                         { return time.Hour }

@@ -68,6 +68,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"fsec":  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) + "s" },
 	"lower": strings.ToLower,
 	"upper": strings.ToUpper,
+	"join":  strings.Join,
 	"causes": func(st results.StatsSummary) string {
 		return causeLine(st.Causes, st.Scheduled)
 	},

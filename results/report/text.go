@@ -26,7 +26,10 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	if s.Aborted != "" {
 		fmt.Fprintf(b, "  (ABORTED after %.1fs of %.1fs: %s)", float64(s.Elapsed), float64(s.Planned), s.Aborted)
 	}
-	if s.Error != "" {
+	switch {
+	case s.Rebuilt != nil:
+		fmt.Fprintf(b, "  (KILLED: PARTIAL results, rebuilt up to %.1fs of %.1fs)", float64(s.Elapsed), float64(s.Planned))
+	case s.Error != "":
 		fmt.Fprintf(b, "  (STOPPED BY AN ERROR after %.1fs of %.1fs: partial results)", float64(s.Elapsed), float64(s.Planned))
 	}
 	fmt.Fprintf(b, "\n  seed %d · plan %s · target %s", s.Seed, s.PlanHash, s.Target)
@@ -39,6 +42,17 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		fmt.Fprintf(b, "\n  results in %s", dir)
 	}
 	b.WriteString("\n")
+	if rb := s.Rebuilt; rb != nil {
+		// First, before any number: none of them is the run's own summary.
+		ran := ""
+		if rb.LastEvent > rb.Through {
+			// It ran at least that far: what lies between was lost.
+			ran = fmt.Sprintf(" (its last event at %.1fs)", float64(rb.LastEvent))
+		}
+		fmt.Fprintf(b, "  PARTIAL: the run was killed before it wrote its summary%s; this report is rebuilt\n"+
+			"  from the records it streamed up to %.1fs of the planned %.1fs (%s); %s.\n",
+			ran, float64(rb.Through), float64(s.Planned), strings.Join(rb.Files, ", "), rb.Rule)
+	}
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(b, "  warning: %s\n", warn)
 	}
@@ -66,11 +80,14 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		fmt.Fprintln(tw, "  phase\twindow\tsent\tachieved/s\tp50\tp90\tp99\tmax\terrors\t\toutcomes")
 		cut := false
 		for _, p := range s.Phases {
-			fmt.Fprintln(tw, phaseRow(p))
+			fmt.Fprintln(tw, phaseRow(p, s.Rebuilt != nil))
 			cut = cut || p.Cut() && p.End > p.Start
 		}
 		tw.Flush()
-		if cut {
+		switch {
+		case cut && s.Rebuilt != nil:
+			fmt.Fprintf(b, "  * the records end at %.1fs, before the phase's planned end\n", float64(s.Elapsed))
+		case cut:
 			fmt.Fprintf(b, "  * the run stopped at %.1fs, before the phase's planned end\n", float64(s.Elapsed))
 		}
 	}
@@ -108,7 +125,10 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 		for _, o := range s.Objectives {
 			mark := "PASS"
-			if !o.Pass {
+			switch {
+			case o.NotJudged:
+				mark = "NOT JUDGED"
+			case !o.Pass:
 				mark = "FAIL"
 			}
 			measured := o.Measured
@@ -126,7 +146,13 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 			passed++
 		}
 	}
-	if s.Error != "" {
+	if s.Rebuilt != nil {
+		judged := ""
+		if len(s.Objectives) > 0 {
+			judged = fmt.Sprintf("; %d/%d objectives passed on what it recorded, %d not judged", passed, len(s.Objectives), notJudged(s.Objectives))
+		}
+		fmt.Fprintf(b, "\nVerdict: ERROR (%s%s)\n", s.Error, judged)
+	} else if s.Error != "" {
 		// Whatever the objectives say of what was measured, the run did
 		// not finish: not a pass.
 		fmt.Fprintf(b, "\nVerdict: ERROR (the run stopped: %s; %d/%d objectives passed on what it measured)\n", s.Error, passed, len(s.Objectives))
@@ -141,6 +167,16 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	return err
 }
 
+func notJudged(objs []results.ObjectiveResult) int {
+	n := 0
+	for _, o := range objs {
+		if o.NotJudged {
+			n++
+		}
+	}
+	return n
+}
+
 func pctLine(p results.Percentiles) string {
 	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s", ms(p.P50), ms(p.P90), ms(p.P99), ms(p.P999), ms(p.Max))
 }
@@ -148,14 +184,19 @@ func pctLine(p results.Percentiles) string {
 // phaseRow is a phase's line of the Phases table. A phase the run stopped
 // in shows where it stopped, marked *; one it never reached, or reached
 // for less than an interval, has no rate, and one that sent nothing has no
-// latencies (not 0 ms).
-func phaseRow(p results.PhaseSummary) string {
+// latencies (not 0 ms). In a killed run's rebuilt summary a phase past the
+// records may well have run: it is "not recorded".
+func phaseRow(p results.PhaseSummary, rebuilt bool) string {
 	st := p.Stats
 	window := fmt.Sprintf("%.1fs–%.1fs", float64(p.Start), float64(p.End))
 	rate := fmt.Sprintf("%.1f", st.AchievedRate)
 	switch {
 	case p.Cut() && p.End <= p.Start:
-		window = fmt.Sprintf("not reached (%.1fs–%.1fs)", float64(p.Start), float64(p.PlannedEnd))
+		what := "not reached"
+		if rebuilt {
+			what = "not recorded"
+		}
+		window = fmt.Sprintf("%s (%.1fs–%.1fs)", what, float64(p.Start), float64(p.PlannedEnd))
 		rate = "-"
 	case p.Cut():
 		window += "*"

@@ -136,3 +136,47 @@ func TestTextGatewayHedges(t *testing.T) {
 		}
 	}
 }
+
+// A summary rebuilt from a killed run's records says so before any
+// number, an objective it cannot judge reads NOT JUDGED (not FAIL, not
+// PASS), and a phase past the records is "not recorded": it may have run.
+func TestTextRebuiltSummary(t *testing.T) {
+	st := stats(1, 2, 3, 4, 0, 50)
+	s := summary(st, nil,
+		results.ObjectiveResult{Name: "p99 < 300ms", Pass: true, Measured: "3.00ms", Bound: "< 300.0ms"},
+		results.ObjectiveResult{Name: "lag_p99 < 50ms", NotJudged: true, Bound: "< 50.0ms", Evidence: "not judged: the scheduling lag is kept only in the summary the run did not write"})
+	s.Elapsed, s.Planned, s.Verdict = 7, 20, results.VerdictError
+	s.Error = "the run was killed before it wrote its summary; rebuilt from its records up to 7s of the planned 20s"
+	s.Rebuilt = &results.Rebuilt{Through: 7, LastEvent: 9.5, Files: []string{"intervals.jsonl", "events.jsonl"}, Rule: results.IntervalRule}
+	s.Phases = []results.PhaseSummary{
+		{Name: "before", Start: 0, End: 5, Stats: st},
+		{Name: "during", Start: 5, End: 7, PlannedEnd: 10, Stats: st},
+		{Name: "after", Start: 10, End: 10, PlannedEnd: 20},
+	}
+	var b strings.Builder
+	if err := Text(&b, s, "run-dir"); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	if !strings.Contains(lines[1], "(KILLED: PARTIAL results, rebuilt up to 7.0s of 20.0s)") || strings.Contains(out, "STOPPED BY AN ERROR") {
+		t.Errorf("title: %q", lines[1])
+	}
+	for _, want := range []string{
+		"  PARTIAL: the run was killed before it wrote its summary (its last event at 9.5s); this report is rebuilt\n" +
+			"  from the records it streamed up to 7.0s of the planned 20.0s (intervals.jsonl, events.jsonl); an interval counts in the phase that holds its start.\n",
+		"not recorded (10.0s–20.0s)",
+		"* the records end at 7.0s, before the phase's planned end",
+		"NOT JUDGED  lag_p99 < 50ms",
+		"PASS        p99 < 300ms",
+		"Verdict: ERROR (the run was killed before it wrote its summary; rebuilt from its records up to 7s of the planned 20s; 1/2 objectives passed on what it recorded, 1 not judged)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q:\n%s", want, out)
+		}
+	}
+	// The banner comes before the first number.
+	if strings.Index(out, "PARTIAL:") > strings.Index(out, "Load ") {
+		t.Errorf("the banner comes after the numbers:\n%s", out)
+	}
+}

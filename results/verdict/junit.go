@@ -70,6 +70,9 @@ func WriteJUnit(w io.Writer, s *results.Summary) error {
 	if s.Error != "" {
 		suite.Properties = append(suite.Properties, junitProperty{"error", s.Error})
 	}
+	if s.Rebuilt != nil {
+		suite.Properties = append(suite.Properties, junitProperty{"rebuilt_through_s", fmt.Sprint(float64(s.Rebuilt.Through))})
+	}
 	class := "cascade." + s.Scenario
 	for _, o := range s.Objectives {
 		c := junitCase{Name: o.Name, Classname: class, SystemOut: o.Evidence}
@@ -80,6 +83,9 @@ func WriteJUnit(w io.Writer, s *results.Summary) error {
 				measured = "n/a"
 			}
 			c.Failure = &junitFailure{Type: "objective", Message: fmt.Sprintf("measured %s (bound %s)", measured, o.Bound), Text: o.Evidence}
+			if o.NotJudged {
+				c.Failure = &junitFailure{Type: "not_judged", Message: o.Evidence, Text: o.Evidence}
+			}
 			c.SystemOut = ""
 		}
 		suite.Cases = append(suite.Cases, c)

@@ -329,3 +329,46 @@ func TestReachesCountsTheReplicasItStartedWith(t *testing.T) {
 		t.Errorf("reaches 5 with 4 throughout: %+v", r)
 	}
 }
+
+// Objectives that need what a killed run's rebuilt summary lacks are not
+// judged: never a pass, said why, a JUnit failure of their own type; the
+// others are judged as usual.
+func TestEvaluateMissing(t *testing.T) {
+	in := input(t)
+	parse := func(expr string) *Threshold {
+		th, err := ParseThreshold(expr, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return th
+	}
+	objs := []Objective{parse("p99 < 2s"), parse("lag_p99 < 50ms"), parse("amplification <= 1.5"),
+		&Window{Name: "w", T: parse("orphans <= 0"), Every: time.Second}, &Cascade{Name: "cascade", Expect: "gateway"}}
+	m := Missing{Lag: "no lag", CauseLatency: "no cause latency", Upstreams: "upstreams short"}
+	rs, pass := EvaluateMissing(objs, in, m)
+	if pass {
+		t.Fatal("passed with objectives not judged")
+	}
+	want := []struct {
+		notJudged bool
+		evidence  string
+	}{{false, "p99 over"}, {true, "not judged: no lag"}, {true, "not judged: upstreams short"}, {true, "not judged: upstreams short"}, {true, "not judged: no cause latency"}}
+	for i, w := range want {
+		r := rs[i]
+		if r.NotJudged != w.notJudged || (w.notJudged && (r.Pass || r.Measured != "")) || !strings.HasPrefix(r.Evidence, w.evidence) {
+			t.Errorf("%s: not judged %v, pass %v, measured %q, evidence %q; want not judged %v, %q", r.Name, r.NotJudged, r.Pass, r.Measured, r.Evidence, w.notJudged, w.evidence)
+		}
+	}
+	if !rs[0].Pass {
+		t.Errorf("p99 < 2s on 1..1000 ms: %+v", rs[0])
+	}
+	// Nothing missing: Evaluate's results.
+	if rs, _ := EvaluateMissing(objs[:2], in, Missing{}); rs[1].NotJudged {
+		t.Errorf("lag judged without a reason not to: %+v", rs[1])
+	}
+	s := &results.Summary{Scenario: "demo", Verdict: results.VerdictError, Error: "killed", Objectives: rs[:2]}
+	out := JUnitString(s)
+	if !strings.Contains(out, `type="not_judged"`) || !strings.Contains(out, `tests="3" failures="2"`) {
+		t.Errorf("junit:\n%s", out)
+	}
+}

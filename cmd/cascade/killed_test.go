@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/results"
+)
+
+// A run killed outright (SIGKILL: the OOM killer, CI's hard timeout) writes
+// no summary; `cascade report` rebuilds a partial one from what the run
+// streamed, says so first, and exits 3 as for a run stopped by an error.
+// cascade load keeps its default 30 s client timeout: the run writes an
+// interval as soon as every request of it has answered, so a kill 4 s in
+// still leaves intervals (it held each one 31 s, and left none).
+func TestReportOfAKilledRun(t *testing.T) {
+	bin := buildCascade(t)
+	const latency = 20 * time.Millisecond
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(latency)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer upstream.Close()
+	dir := filepath.Join(t.TempDir(), "run")
+	load := exec.Command(bin, "load", "--duration", "8s", "--rate", "50/s", "--progress", "off", "--out", dir,
+		"--threshold", "p99 < 2s", "--threshold", "lag_p99 < 50ms", upstream.URL+"/x")
+	var loadErr bytes.Buffer
+	load.Stderr = &loadErr
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = load.Wait(); close(exited) }()
+	defer func() {
+		_ = load.Process.Kill() // a no-op once it was killed below
+		<-exited
+	}()
+	intervals := filepath.Join(dir, results.IntervalsFile)
+	lines := func() int {
+		b, _ := os.ReadFile(intervals)
+		return bytes.Count(b, []byte("\n"))
+	}
+	for deadline := time.Now().Add(20 * time.Second); lines() < 3; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("cascade load ended before it was killed:\n%s", loadErr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cascade load wrote %d intervals in 20 s; want 3 (an interval waits for its requests, not the 30 s client timeout)\n%s", lines(), loadErr.String())
+		}
+	}
+	select {
+	case <-exited:
+		t.Fatalf("cascade load ended before it was killed: it wrote its intervals only at its end\n%s", loadErr.String())
+	default:
+	}
+	if err := load.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+
+	if _, err := os.Stat(filepath.Join(dir, results.SummaryFile)); err == nil {
+		t.Fatal("the killed run wrote a summary")
+	}
+	// What the report must agree with: the whole lines of intervals.jsonl.
+	_, recs, _, _, err := results.LoadPartialRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	var through float64
+	for _, r := range recs {
+		sent += r.Stats.Sent
+		through = float64(r.Start + r.Width)
+	}
+	if len(recs) < 3 || sent < 100 {
+		t.Fatalf("%d intervals, %d requests sent", len(recs), sent)
+	}
+
+	junit := filepath.Join(t.TempDir(), "junit.xml")
+	csv := filepath.Join(t.TempDir(), "series.csv")
+	report := func(args ...string) (int, string, string) {
+		t.Helper()
+		cmd := exec.Command(bin, append(append([]string{"report"}, args...), dir)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if _, ok := err.(*exec.ExitError); err != nil && !ok {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	}
+	code, out, stderr := report("--html", "--junit", junit, "--csv", csv)
+	if code != ExitRunFailed {
+		t.Fatalf("report of a killed run: exit %d, want %d\n%s\n%s", code, ExitRunFailed, out, stderr)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("(KILLED: PARTIAL results, rebuilt up to %.1fs of 8.0s)", through),
+		"PARTIAL: the run was killed before it wrote its summary",
+		fmt.Sprintf("from the records it streamed up to %.1fs of the planned 8.0s (intervals.jsonl, events.jsonl, latency.hlog (as a check))", through),
+		"an interval counts in the phase that holds its start",
+		"absent, as kept only in the summary the run did not write: the scheduling lag",
+		fmt.Sprintf("Load      %d requests sent of %d scheduled", sent, sent),
+		"PASS        p99 < 2s",
+		"NOT JUDGED  lag_p99 < 50ms",
+		"Verdict: ERROR (the run was killed before it wrote its summary",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q:\n%s", want, out)
+		}
+	}
+	// The latencies are the upstream's: 20 ms and a little more, on a
+	// loopback (and a busy machine).
+	m := regexp.MustCompile(`Latency   p50 ([0-9.]+)ms  p90 [0-9.]+ms  p99 ([0-9.]+)ms`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no latency line:\n%s", out)
+	}
+	p50, _ := strconv.ParseFloat(m[1], 64)
+	p99, _ := strconv.ParseFloat(m[2], 64)
+	if p50 < 20 || p50 > 60 || p99 < p50 || p99 > 500 {
+		t.Errorf("p50 %vms, p99 %vms for an upstream answering in 20 ms", p50, p99)
+	}
+
+	// The other outputs: never green.
+	j, _ := os.ReadFile(junit)
+	if !strings.Contains(string(j), `name="run completed"`) || !strings.Contains(string(j), `type="not_judged"`) || !strings.Contains(string(j), `value="error"`) {
+		t.Errorf("junit:\n%s", j)
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	if !bytes.Contains(html, []byte("PARTIAL: the run was killed")) || !bytes.Contains(html, []byte(`class="verdict v-error"`)) {
+		t.Error("the HTML report does not say the run was killed, or is not marked error")
+	}
+	if c, _ := os.ReadFile(csv); bytes.Count(c, []byte("\n")) != len(recs)+1 {
+		t.Errorf("CSV: %d lines for %d intervals", bytes.Count(c, []byte("\n")), len(recs))
+	}
+
+	// The directory stays the evidence: reported again, it is still a
+	// killed run.
+	if _, err := os.Stat(filepath.Join(dir, results.SummaryFile)); err == nil {
+		t.Fatal("report wrote summary.json into the killed run's directory")
+	}
+	code, again, _ := report()
+	if code != ExitRunFailed || again != out {
+		t.Errorf("reported again: exit %d\n%s", code, again)
+	}
+}
