@@ -810,8 +810,11 @@ func (e *executor) runArrivals(ctx context.Context) {
 	// duration, as k6's arrival-rate executors do, so that "--duration 3s"
 	// takes 3 s, the run's last interval is there, and a fault timed near
 	// the end still meets the load. A stopped run (ctx) does not wait.
-	w.until(ctx, e.g.clock, e.cfg.Start+e.pacer.Duration())
+	// The workers go first: no job comes after the last arrival, and idle
+	// ones kept their connections open through a quiet tail, where a
+	// scenario watches its target recover (139 after a ramp to 0/s).
 	idle.close()
+	w.until(ctx, e.g.clock, e.cfg.Start+e.pacer.Duration())
 	wg.Wait()
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,15 +182,27 @@ func TestDroppedAccounting(t *testing.T) {
 
 // An arrival-rate executor runs its whole duration even when its last
 // arrival comes well before the end (k6's behaviour): 1/s for 1.6 s arrives
-// at 0 and 1 s, and the run still takes 1.6 s; a stopped run does not wait.
+// at 0 and 1 s, and the run still takes 1.6 s; its idle connections do
+// not stay open through that quiet tail; a stopped run does not wait.
 func TestArrivalsRunTheWholeDuration(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	var open atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		ConnState: func(c net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		}}
 	go srv.Serve(ln)
 	defer srv.Close()
+	var inTail atomic.Int64
+	inTail.Store(-1)
 	run := func(ctx context.Context) (time.Duration, int) {
 		clock := event.NewClock()
 		rec := &memRecorder{}
@@ -199,10 +212,15 @@ func TestArrivalsRunTheWholeDuration(t *testing.T) {
 			t.Fatal(err)
 		}
 		clock.Reset(time.Now())
+		tm := time.AfterFunc(1400*time.Millisecond, func() { inTail.Store(open.Load()) })
+		defer tm.Stop()
 		g.Run(ctx)
 		return clock.Now(), len(rec.samples)
 	}
 	took, n := run(context.Background())
+	if c := inTail.Load(); c != 0 {
+		t.Errorf("%d connections open 0.4 s after the last arrival, want 0", c)
+	}
 	if n != 2 {
 		t.Fatalf("%d samples, want 2 (at 0 and 1 s)", n)
 	}
