@@ -164,6 +164,25 @@ func (r *recording) background(ctx context.Context, ups func() []*faults.Upstrea
 	}
 }
 
+// stillOpen drops from open (peeked at before) the intervals written
+// since: the flusher may take and keep one between the peek and the copy
+// of the written ones, and counted in both its failures counted twice
+// (an abort on error_rate < 5% at 4% could fire). Intervals are written
+// in order, so an open one is new only past the last written.
+func stillOpen(open, written []results.IntervalRecord) []results.IntervalRecord {
+	if len(written) == 0 {
+		return open
+	}
+	last := written[len(written)-1].Start
+	out := open[:0:0]
+	for _, o := range open {
+		if o.Start > last {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // abortDue asks each abort objective whether it can still pass, from the
 // intervals written and open ones (their counts so far).
 func (r *recording) abortDue(planned float64, open []results.IntervalRecord) bool {
@@ -173,8 +192,9 @@ func (r *recording) abortDue(planned float64, open []results.IntervalRecord) boo
 		return true
 	}
 	in := &verdict.Input{Phases: map[string]*verdict.Phase{}, Events: r.mem.Events(), Now: r.clock.Now(), Planned: planned,
-		Intervals: append([]results.IntervalRecord(nil), r.intervals...), Open: open, Upstreams: append([]results.UpstreamRecord(nil), r.upstreams...)}
+		Intervals: append([]results.IntervalRecord(nil), r.intervals...), Upstreams: append([]results.UpstreamRecord(nil), r.upstreams...)}
 	r.mu.Unlock()
+	in.Open = stillOpen(open, in.Intervals)
 	for _, ph := range r.p.Phases {
 		in.Phases[ph.Name] = &verdict.Phase{Summary: results.PhaseSummary{Name: ph.Name, Start: results.Sec(ph.Start), End: results.Sec(ph.End)},
 			Stats: results.NewStats()}

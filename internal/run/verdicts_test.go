@@ -659,3 +659,23 @@ slo:
 	expect(t, get(t, objs, "achieved_rate >= 98%"), true)
 	expect(t, get(t, objs, "mid: achieved_rate >= 98%"), true)
 }
+
+// An interval the flusher wrote between the peek at the open ones and the
+// copy of the written ones is counted once, as written: in both, its
+// failures counted twice toward an abort.
+func TestStillOpenDropsWhatWasWrittenMeanwhile(t *testing.T) {
+	rec := func(start float64) results.IntervalRecord {
+		return results.IntervalRecord{Start: results.Seconds(start), Width: 1}
+	}
+	open := []results.IntervalRecord{rec(3), rec(4), rec(5)}
+	got := stillOpen(open, []results.IntervalRecord{rec(2), rec(3), rec(4)})
+	if len(got) != 1 || got[0].Start != 5 {
+		t.Fatalf("still open %v, want only the interval at 5 s", got)
+	}
+	if got := stillOpen(open, nil); len(got) != 3 {
+		t.Fatalf("nothing written: still open %v, want all three", got)
+	}
+	if len(open) != 3 || open[0].Start != 3 {
+		t.Fatalf("the peeked slice was changed: %v", open)
+	}
+}
