@@ -18,6 +18,7 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/internal/owner"
 )
 
 // Rebuilt marks a summary that no run wrote: the run was killed (SIGKILL,
@@ -60,6 +61,9 @@ type KilledRun struct {
 	Seed     uint64
 	Target   string
 	Planned  time.Duration
+	// Owner is the process that ran it (load.start's owner; zero when the
+	// run predates it): a run whose process still lives is not killed.
+	Owner owner.Process
 	// Started is the wall time of the run clock's zero, from latency.hlog
 	// (zero when it has none).
 	Started time.Time
@@ -93,6 +97,11 @@ func LoadKilled(dir string) (*KilledRun, error) {
 	}
 	if err := k.readLoadStart(); err != nil {
 		return nil, err
+	}
+	if k.Owner.PID != 0 && k.Owner.Alive() {
+		// No summary yet because the run has not ended: a report rebuilt
+		// now would call it killed, and its --html be overwritten.
+		return nil, fmt.Errorf("%s: the run is still going (process %d): it writes its summary when it ends; report it then, or end it sooner with cascade stop or Ctrl-C", dir, k.Owner.PID)
 	}
 	if len(k.Intervals) == 0 && k.Partial != "" {
 		// Nothing whole before a line that does not decode: that line is
@@ -151,6 +160,9 @@ func (k *KilledRun) readLoadStart() error {
 				if n, ok := e.Attrs["planned_s"].(json.Number); ok {
 					s, _ := n.Float64()
 					k.Planned = Seconds(s).D()
+				}
+				if o, ok := e.Attrs["owner"].(string); ok {
+					k.Owner, _ = owner.Parse(o)
 				}
 				return nil
 			}

@@ -65,6 +65,15 @@ func TestReportOfAKilledRun(t *testing.T) {
 		t.Fatalf("cascade load ended before it was killed: it wrote its intervals only at its end\n%s", loadErr.String())
 	default:
 	}
+	// Still going, its directory looks the same: report says so, and
+	// rebuilds nothing.
+	live := exec.Command(bin, "report", dir)
+	var liveOut bytes.Buffer
+	live.Stdout, live.Stderr = &liveOut, &liveOut
+	_ = live.Run()
+	if code := live.ProcessState.ExitCode(); code != ExitUsage || !strings.Contains(liveOut.String(), fmt.Sprintf("the run is still going (process %d)", load.Process.Pid)) {
+		t.Errorf("report of the run while it runs: exit %d, want %d naming the process\n%s", code, ExitUsage, liveOut.String())
+	}
 	if err := load.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/internal/gameday"
 	"github.com/cascadehq/cascade/internal/interrupt"
+	"github.com/cascadehq/cascade/internal/owner"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/report"
@@ -341,7 +342,9 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	setupEvents.Release(shift)
 	w.SetStart(started)
 	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
-		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds()}})
+		// owner: `cascade report` tells a run still going from one that
+		// was killed (both have no summary yet) by whether it still runs.
+		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds(), "owner": owner.Self().String()}})
 	bg, stopBG := context.WithCancel(context.Background())
 	loadCtx, stopLoad := context.WithCancel(ctx) // stopped early by an abort objective
 	defer stopLoad()
@@ -375,8 +378,15 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		close(progDone)
 	}()
 	flushDone := make(chan struct{})
+	// The schedule counts the direct path's arrivals too (load.direct),
+	// which its own collector records: an interval is whole when both
+	// hold its requests.
+	var recorded recordedCounter = collector
+	if direct != nil {
+		recorded = recordedSum{collector, direct.collector}
+	}
 	go func() {
-		flushIntervals(bg, w, collector, clock, p.Load.ClientTimeout, live, rec, gen, flushAccess, fail)
+		flushIntervals(bg, w, collector, recorded, clock, p.Load.ClientTimeout, live, rec, gen, flushAccess, fail)
 		close(flushDone)
 	}()
 
@@ -550,11 +560,11 @@ func keepFailed(w *results.Writer, sum *results.Summary, cause error, stdout io.
 // A write that fails (the run directory's disk is full) is the run's
 // failure: the load stops there (fail). flushAccess flushes the built-in
 // gateway's access log, whose errors are the run's too.
-func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording, driver loadDriver,
+func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, recorded recordedCounter, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording, driver loadDriver,
 	flushAccess func() error, fail *failure) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
-	wm := &watermark{timeout: clientTimeout, recorded: c}
+	wm := &watermark{timeout: clientTimeout, recorded: recorded}
 	wm.frontier, _ = driver.(dispatchFrontier)
 	wm.sched, _ = driver.(scheduleCounter)
 	for {

@@ -21,6 +21,18 @@ type recordedCounter interface {
 	Recorded(idx int64) int64
 }
 
+// recordedSum counts over several collectors: the gateway path's and the
+// direct path's (load.direct) share one schedule.
+type recordedSum []recordedCounter
+
+func (s recordedSum) Recorded(idx int64) int64 {
+	var n int64
+	for _, c := range s {
+		n += c.Recorded(idx)
+	}
+	return n
+}
+
 // watermark decides which intervals can be written: those no request can
 // still land in. A request intended at t is handed over at t + lag and ends
 // by then plus the client timeout; the lag is what the clock alone cannot

@@ -115,3 +115,20 @@ type closedSchedule struct{}
 
 func (closedSchedule) ArrivalsBefore(time.Duration) (int64, bool) { return 0, false }
 func (closedSchedule) End() time.Duration                         { return time.Hour }
+
+// With load.direct the schedule counts both paths, which two collectors
+// record: an interval is whole only when their counts add up to it.
+// Counted on the gateway's collector alone, no interval ever was, and a
+// killed run lost a whole client timeout.
+func TestWatermarkCountsTheDirectPathToo(t *testing.T) {
+	const s = time.Second
+	via, direct := recordedMap{0: 6, 1: 5}, recordedMap{0: 4, 1: 4}
+	m := &watermark{timeout: 30 * s, sched: &evenSchedule{t: t, rate: 10, end: 5 * s}, recorded: recordedSum{via, direct}}
+	if got := m.before(3 * s); got != 1*s {
+		t.Fatalf("before = %s, want 1s: interval 0 holds its 10 requests over both paths, 1 has one out", got)
+	}
+	alone := &watermark{timeout: 30 * s, sched: &evenSchedule{t: t, rate: 10, end: 5 * s}, recorded: via}
+	if got := alone.before(3 * s); got != 0 {
+		t.Fatalf("the gateway's collector alone: before = %s, want 0", got)
+	}
+}
