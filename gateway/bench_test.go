@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // rawHello is an upstream that answers every request with a fixed 6-byte
@@ -67,10 +68,19 @@ func BenchmarkProxy(b *testing.B) {
 		{"p2c", []string{"p2c"}},
 		{"all", []string{"breaker", "retries", "limits", "p2c"}},
 		{"all+outlier", []string{"breaker", "retries", "limits", "p2c", "outlier"}},
+		{"hedging", []string{"retries", "hedging"}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := Single("127.0.0.1:0", rawHello(b))
 			for _, f := range tc.features {
+				if f == "hedging" {
+					// Envoy's hedge_on_per_try_timeout: a per-try timeout no
+					// answer here reaches, so no hedge is sent; what a
+					// hedging route costs every request.
+					cfg.Routes[0].Retries.HedgeOnPerTryTimeout = true
+					cfg.Routes[0].Timeouts.PerTry = du(time.Second)
+					continue
+				}
 				if err := cfg.Enable(f); err != nil {
 					b.Fatal(err)
 				}
