@@ -71,8 +71,8 @@ Models:
 
 The URL's path may hold variables: {{seq}}, {{rand_int 1 100}}, {{rand_id}}, {{uuid}}.
 --targets FILE sends a mix instead of one URL: Vegeta's targets file ("METHOD URL" lines,
-then headers, then @BODYFILE; targets separated by blank lines), all on one host, each
-request picked at random (seeded) in equal shares.
+then headers, then @BODYFILE; a blank line or the next METHOD URL line starts the next
+target), all on one host, each request picked at random (seeded) in equal shares.
 Only loopback targets unless --allow-remote.`,
 		Example: `  cascade load http://127.0.0.1:8080/ --rate 2000/s --duration 30s --threshold 'p99<300ms'
   cascade load http://127.0.0.1:8080/api --ramp 0:2000/s:10s,2000/s:20s --threshold 'error_rate<1%'
