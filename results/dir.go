@@ -375,8 +375,8 @@ func whatDirHolds(dir string, err error) string {
 		return ""
 	}
 	if _, err := os.Stat(filepath.Join(dir, IntervalsFile)); err == nil {
-		return fmt.Sprintf("; it holds a run's records (%s, %s) without its summary: the run was killed before it could write one "+
-			"(a third Ctrl-C, SIGKILL, a crash); 'cascade report %s' rebuilds a partial report from them", IntervalsFile, EventsFile, dir)
+		return fmt.Sprintf("; it holds a run's records (%s, %s) without its summary: the run is still going, or was killed before it could write one "+
+			"(a third Ctrl-C, SIGKILL, a crash); 'cascade report %s' rebuilds a partial report of a killed one", IntervalsFile, EventsFile, dir)
 	}
 	entries, _ := os.ReadDir(dir)
 	var runs []string

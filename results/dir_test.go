@@ -255,7 +255,7 @@ func TestLoadSaysWhatADirectoryHolds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := Load(killed); err == nil || !strings.Contains(err.Error(), "the run was killed before it could write one") {
+	if _, err := Load(killed); err == nil || !strings.Contains(err.Error(), "or was killed before it could write one") {
 		t.Errorf("a killed run's directory: %v", err)
 	}
 	if _, err := Load(t.TempDir()); err == nil || strings.Contains(err.Error(), "; it holds") {
