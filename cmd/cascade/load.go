@@ -21,6 +21,7 @@ import (
 	"github.com/cascadehq/cascade/internal/yamlfile"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
+	"github.com/cascadehq/cascade/results/report"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
 
@@ -39,7 +40,7 @@ type loadFlags struct {
 	keepAlive, insecure, poisson, rawBody bool
 	expectStatus                          []string
 	expectBody                            string
-	allowRemote, benchResult              bool
+	allowRemote, benchResult, latency     bool
 	netHTTP                               bool
 	cpuProfile                            string
 	seed                                  uint64
@@ -150,6 +151,14 @@ Only loopback targets unless --allow-remote.`,
 			if f.benchResult {
 				fmt.Fprintln(stdout, BenchResult(o.Summary))
 			}
+			if f.latency && o.Summary != nil {
+				// wrk2's --latency: the spectrum after the summary, the
+				// text cascade report --hgrm writes.
+				fmt.Fprintln(stdout)
+				if err := report.HGRM(stdout, o.Summary, "latency", ""); err != nil {
+					fmt.Fprintf(stderr, "cascade: --latency: %v\n", err)
+				}
+			}
 			switch {
 			case o.Interrupted:
 				fmt.Fprintln(stderr, "cascade: interrupted; partial results in", o.Dir)
@@ -189,6 +198,7 @@ Only loopback targets unless --allow-remote.`,
 	fl.Uint64Var(&f.seed, "seed", plan.DefaultSeed, "seed for Poisson arrivals and template variables")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "permit a non-loopback target (cascade refuses by default)")
 	fl.BoolVar(&f.benchResult, "bench-result", false, "also print one line 'BENCH_RESULT rps=... p50_ms=... ...' for benchmark scripts")
+	fl.BoolVar(&f.latency, "latency", false, "also print the latency's percentile distribution, as wrk2 --latency (cascade report --hgrm writes it later)")
 	fl.BoolVar(&f.netHTTP, "nethttp", false, "send HTTP/1.1 with net/http instead of cascade's own client (for comparison)")
 	_ = fl.MarkHidden("nethttp")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")

@@ -843,12 +843,18 @@ func TestLoadRawBody(t *testing.T) {
 
 // report --hgrm writes HdrHistogram's percentile distribution (wrk2's
 // --latency spectrum): its total count is the run's requests, its 50th
-// percentile the summary's p50, and a bad phase is a usage error.
+// percentile the summary's p50, and a bad phase is a usage error; load
+// --latency prints it after the summary.
 func TestReportHGRM(t *testing.T) {
 	tg := newTarget(t, 2*time.Millisecond)
 	dir := filepath.Join(t.TempDir(), "r")
-	if code, out, errOut := runCLI(context.Background(), "load", tg.url, "--rate", "200/s", "--duration", "1s", "--out", dir, "--progress", "off"); code != 0 {
+	code, out, errOut := runCLI(context.Background(), "load", tg.url, "--rate", "200/s", "--duration", "1s", "--latency", "--out", dir, "--progress", "off")
+	if code != 0 {
 		t.Fatalf("load: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// --latency prints the same spectrum after the summary, as wrk2 does.
+	if !regexp.MustCompile(`(?s)Verdict:.*Value\tPercentile\tTotalCount\t1/\(1-Percentile\).*Total count    =\s+200\]`).MatchString(out) {
+		t.Errorf("load --latency: no percentile distribution of 200 requests after the summary\n%s", out)
 	}
 	r, err := results.Load(dir)
 	if err != nil {
