@@ -320,3 +320,52 @@ func TestDispatchedThrough(t *testing.T) {
 		t.Fatalf("after the run: frontier %s", f)
 	}
 }
+
+// OldestInFlight bounds the intended send of every request not yet
+// recorded, for closed models: while one VU's request stalls, it stays at
+// that request's send, and the samples recorded so far all start before
+// it; with none in flight it is the clock. An open model cannot say.
+func TestOldestInFlight(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var stalled atomic.Bool
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stall" && stalled.CompareAndSwap(false, true) {
+			<-release
+		}
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	clock := event.NewClock()
+	rec := &memRecorder{}
+	g, err := New(Config{Kind: VUs, Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/stall"}},
+		Stages: []Stage{{700 * time.Millisecond, 2, 2}}, ClientTimeout: 5 * time.Second, KeepAlive: true}, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	done := make(chan struct{})
+	go func() { g.Run(context.Background()); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	oldest, ok := g.OldestInFlight()
+	if !ok || oldest > 50*time.Millisecond {
+		t.Fatalf("with the first request stalled since ~0: OldestInFlight = %v, %v", oldest, ok)
+	}
+	close(release)
+	time.Sleep(100 * time.Millisecond)
+	if oldest, _ := g.OldestInFlight(); oldest < 350*time.Millisecond {
+		t.Errorf("after the stall: OldestInFlight = %v, want about the clock (400 ms)", oldest)
+	}
+	<-done
+	open, err := New(Config{Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/"}}, Stages: []Stage{{time.Second, 10, 10}},
+		ClientTimeout: time.Second, KeepAlive: true}, &memRecorder{}, event.NewClock(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := open.OldestInFlight(); ok {
+		t.Error("an open model said it knows its oldest request in flight")
+	}
+}

@@ -567,6 +567,7 @@ func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector
 	wm := &watermark{timeout: clientTimeout, recorded: recorded}
 	wm.frontier, _ = driver.(dispatchFrontier)
 	wm.sched, _ = driver.(scheduleCounter)
+	wm.inflight, _ = driver.(inFlightBound)
 	for {
 		select {
 		case <-ctx.Done():

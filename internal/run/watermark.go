@@ -16,6 +16,13 @@ type scheduleCounter interface {
 	End() time.Duration
 }
 
+// inFlightBound is what a closed-model load driver can tell: a time at or
+// before the intended send of every request not yet recorded (ok false
+// when it cannot say: an open model, which scheduleCounter covers).
+type inFlightBound interface {
+	OldestInFlight() (t time.Duration, ok bool)
+}
+
 // recordedCounter counts the samples an interval not yet written holds.
 type recordedCounter interface {
 	Recorded(idx int64) int64
@@ -59,6 +66,7 @@ type watermark struct {
 	frontier dispatchFrontier
 	sched    scheduleCounter // nil: the timeout alone
 	recorded recordedCounter
+	inflight inFlightBound // nil: the timeout alone
 
 	scan      int64 // the first interval not known whole...
 	scanCount int64 // ...and the arrivals its schedule intends before it
@@ -97,6 +105,16 @@ func (m *watermark) before(now time.Duration) time.Duration {
 // whole is the end of the intervals, from the first not yet written, that
 // hold every request their schedule intends; m.last when it cannot tell.
 func (m *watermark) whole(now time.Duration) time.Duration {
+	if m.inflight != nil && m.sched != nil {
+		// A closed model (VUs): a request's intended send is when it
+		// went out, so an interval that ends by the oldest still in
+		// flight can receive no more. The interval the load's end falls
+		// in is left for the final write.
+		if t, ok := m.inflight.OldestInFlight(); ok {
+			t = min(t, m.sched.End())
+			return max(m.last, t.Truncate(IntervalWidth))
+		}
+	}
 	if m.sched == nil || m.recorded == nil || m.closed {
 		return m.last
 	}

@@ -132,3 +132,32 @@ func TestWatermarkCountsTheDirectPathToo(t *testing.T) {
 		t.Fatalf("the gateway's collector alone: before = %s, want 0", got)
 	}
 }
+
+type oldestAt struct{ t time.Duration }
+
+func (o *oldestAt) OldestInFlight() (time.Duration, bool) { return o.t, true }
+
+// A closed model (VUs) writes an interval once it ends by the oldest
+// request still in flight, not a client timeout later; the interval the
+// load's end falls in waits for the final write.
+func TestWatermarkClosedModel(t *testing.T) {
+	const s = time.Second
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	o := &oldestAt{}
+	m := &watermark{timeout: 30 * s, sched: closedSchedule{}, inflight: o, recorded: recordedMap{}}
+	for _, c := range []struct{ now, oldest, want time.Duration }{
+		{ms(2500), ms(2500), 2 * s}, // none in flight: up to the clock, whole intervals
+		{ms(3500), ms(2200), 2 * s}, // a request from 2.2 s still out holds [2 s, 3 s)
+		{ms(4500), ms(1000), 2 * s}, // never backwards
+		{ms(5200), ms(5100), 5 * s},
+	} {
+		o.t = c.oldest
+		if got := m.before(c.now); got != c.want {
+			t.Errorf("at %s, oldest in flight %s: before = %s, want %s", c.now, c.oldest, got, c.want)
+		}
+	}
+	end := &watermark{timeout: 30 * s, sched: &evenSchedule{t: t, rate: 1, end: ms(7500)}, inflight: &oldestAt{t: 9 * s}, recorded: recordedMap{}}
+	if got := end.before(9 * s); got != 7*s {
+		t.Errorf("past the load's end (7.5 s): before = %s, want 7s: [7 s, 8 s) waits for the final write", got)
+	}
+}
