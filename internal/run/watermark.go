@@ -79,12 +79,12 @@ func (s recordedSum) Recorded(idx int64) int64 {
 // load's end falls in is written last, as wide as the part of it the load
 // ran (WriteIntervalsUntil).
 //
-// A game day's session tells none of this: its load is several generators
-// started live (segments after gates opened, holds while closed) on
-// shifted clocks, a hold's schedule cut short when its gate opens. The
-// schedules they count are not the load as it runs, and a generator not
-// yet started has nothing to say about the requests it will send, so game
-// days keep the timeout rule.
+// A game day's session tells the same when its plan has no gates: its
+// load is then one generator, as a plain run's, which a stop only ends
+// early (gameday.Script.OldestInFlight). With gates it tells neither: the
+// load is segments started live on clocks shifted by the holds, and holds
+// whose schedules a gate's opening cuts, so no schedule counted ahead is
+// the load as it runs; such a game day keeps the timeout rule.
 type watermark struct {
 	timeout  time.Duration
 	frontier dispatchFrontier
