@@ -205,8 +205,8 @@ type Generator struct {
 
 	counted struct { // ArrivalsBefore's walk of the schedules
 		sync.Mutex
-		cursors []*arrivalCursor // nil: not started
-		closed  bool             // a closed-model executor: not countable
+		cursors []*arrivalCursor // the arrival-rate executors'
+		started bool             // cursors are set
 	}
 }
 
@@ -509,13 +509,16 @@ func (g *Generator) End() time.Duration {
 	return d
 }
 
-// OldestInFlight is, for a load of closed-model executors only, a time
-// at or before the intended send of every request not yet recorded, sent
-// or still to come: the send of each live VU's latest request (recorded
-// or not), else the clock.
-// ok is false when an executor is an open model (Expected and
-// ArrivalsBefore count those). The run writes an interval once it ends by
-// then: no request can still land in it.
+// OldestInFlight is, for the load's closed-model (VU) executors, a time
+// at or before the intended send of every request of theirs not yet
+// recorded, sent or still to come: the send of each live VU's latest
+// request (recorded or not), else the clock. ok is false when the load has
+// no VU executor. Open-model executors are left out: ArrivalsBefore counts
+// those, so a load that mixes both models answers both, each for its own
+// executors, and an interval is whole only when both say so.
+// The run writes an interval once it ends by then (and, in a mixed load,
+// holds its open-model executors' arrivals): no request can still land in
+// it.
 //
 // Why it holds: the clock is read first; a worker stores a bound on its
 // send before reading the clock for it, and marks itself idle only once
@@ -526,15 +529,17 @@ func (g *Generator) OldestInFlight() (t time.Duration, ok bool) {
 	t = g.clock.Now()
 	for _, e := range g.execs {
 		if e.cfg.Kind != VUs {
-			return 0, false
+			continue
 		}
-	}
-	for _, e := range g.execs {
+		ok = true
 		e.mu.Lock()
 		for _, w := range e.workers {
 			t = min(t, time.Duration(w.since.Load()))
 		}
 		e.mu.Unlock()
+	}
+	if !ok {
+		return 0, false
 	}
 	return t, true
 }
@@ -553,13 +558,16 @@ func (g *Generator) DispatchedThrough() time.Duration {
 	return time.Duration(f)
 }
 
-// ArrivalsBefore counts the requests the executors' schedules intend
-// before t, on the run's clock. An open-model executor records each of
-// them exactly once (sent, dropped, or cut short by a stop), so an interval
-// whose recorded samples number its arrivals can receive no more: the run
-// writes it then, rather than one client timeout later (30 s by default,
-// all of which a killed run lost). ok is false when an executor is a
-// closed model, whose requests are not scheduled ahead. The schedules are
+// ArrivalsBefore counts the requests the open-model (arrival-rate)
+// executors' schedules intend before t, on the run's clock. Such an
+// executor records each of them exactly once (sent, dropped, or cut short
+// by a stop), so an interval whose recorded samples of those executors
+// number their arrivals can receive no more of theirs: the run writes it
+// then, rather than one client timeout later (30 s by default, all of
+// which a killed run lost). ok is false when the load has no arrival-rate
+// executor. Closed-model (VU) executors, whose requests are not scheduled
+// ahead, are left out: OldestInFlight bounds those, so a load that mixes
+// both models answers both, each for its own executors. The schedules are
 // walked forward once, with each executor's own seed (a Poisson draw
 // included), so calls must come with t non-decreasing; each costs the
 // arrivals it passes, about 10 ns each.
@@ -567,16 +575,15 @@ func (g *Generator) ArrivalsBefore(t time.Duration) (n int64, ok bool) {
 	c := &g.counted
 	c.Lock()
 	defer c.Unlock()
-	if c.cursors == nil && !c.closed {
+	if !c.started {
+		c.started = true
 		for _, e := range g.execs {
-			if e.cfg.Kind != ArrivalRate {
-				c.closed = true
-				break
+			if e.cfg.Kind == ArrivalRate {
+				c.cursors = append(c.cursors, &arrivalCursor{arr: e.arrivals(), start: e.cfg.Start})
 			}
-			c.cursors = append(c.cursors, &arrivalCursor{arr: e.arrivals(), start: e.cfg.Start})
 		}
 	}
-	if c.closed {
+	if len(c.cursors) == 0 {
 		return 0, false
 	}
 	for _, cur := range c.cursors {

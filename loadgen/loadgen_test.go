@@ -369,3 +369,62 @@ func TestOldestInFlight(t *testing.T) {
 		t.Error("an open model said it knows its oldest request in flight")
 	}
 }
+
+// A load that mixes models answers both questions, each for its own
+// executors: OldestInFlight for the VUs (held by the stalled one while the
+// open executor's requests come and go), ArrivalsBefore for the
+// arrival-rate executor's schedule alone (exactly its samples, none of the
+// VUs'). Before, both said they could not tell, and the run waited a whole
+// client timeout for every interval.
+func TestMixedModelsAnswerEachForItsOwn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var stalled atomic.Bool
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stall" && stalled.CompareAndSwap(false, true) {
+			<-release
+		}
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String()
+	clock := event.NewClock()
+	rec := &memRecorder{}
+	g, err := New(Config{Target: url, ClientTimeout: 5 * time.Second, KeepAlive: true, Executors: []Config{
+		{Name: "open", Requests: []Request{{Path: "/"}}, Stages: []Stage{{700 * time.Millisecond, 100, 100}}, KeepAlive: true, Seed: 3, Poisson: true},
+		{Name: "vus", Kind: VUs, Requests: []Request{{Path: "/stall"}}, Stages: []Stage{{700 * time.Millisecond, 2, 2}}, KeepAlive: true},
+	}}, rec, clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Reset(time.Now())
+	done := make(chan struct{})
+	go func() { g.Run(context.Background()); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	oldest, ok := g.OldestInFlight()
+	if !ok || oldest > 50*time.Millisecond {
+		t.Fatalf("mixed, a VU's first request stalled since ~0: OldestInFlight = %v, %v", oldest, ok)
+	}
+	close(release)
+	time.Sleep(100 * time.Millisecond)
+	if oldest, _ := g.OldestInFlight(); oldest < 350*time.Millisecond {
+		t.Errorf("after the stall: OldestInFlight = %v, want about the clock (400 ms): the open executor's workers do not hold it", oldest)
+	}
+	<-done
+	var open []Sample
+	vus := 0
+	for _, s := range rec.samples {
+		if s.Executor == 0 {
+			open = append(open, s)
+		} else {
+			vus++
+		}
+	}
+	if len(open) < 40 || vus < 10 {
+		t.Fatalf("%d open-model and %d VU samples", len(open), vus)
+	}
+	arrivalsBeforeMatch(t, g, open)
+}

@@ -74,6 +74,9 @@ type Stats struct {
 	diffLat []int64 // at most maxDiff
 	// lagMin counts lags recorded as histMin but not yet in Lag.
 	lagMin int64
+	// closedN counts, in an interval of a load that mixes models, the
+	// samples of its closed-model executors: Recorded leaves them out.
+	closedN int64
 }
 
 // maxDiff bounds the samples a deferred Stats keeps aside; past it (a model
@@ -191,6 +194,7 @@ func (s *Stats) merge(o *Stats) {
 	for i, n := range o.Causes {
 		s.Causes[i] += n
 	}
+	s.closedN += o.closedN
 	if s.ByCause != nil && o.ByCause != nil {
 		for c, h := range o.ByCause {
 			if h == nil {
@@ -365,13 +369,14 @@ func (c *Collector) drain(sh *shard) {
 
 // place records one sample into every stats it belongs to.
 func (c *Collector) place(sh *shard, p *pending) {
+	closed := c.mixed && p.exec < len(c.bd.Closed) && c.bd.Closed[p.exec]
 	for i, ph := range c.phases {
 		if p.intended >= ph.Start && p.intended < ph.End {
 			sh.phases[i].add(&p.pt)
 			if p.tag >= 0 && p.pt.cause != cause.Dropped {
 				sh.countTag(i, p.tag, len(c.bd.Tags))
 			}
-			if c.mixed && p.exec < len(c.bd.Closed) && c.bd.Closed[p.exec] {
+			if closed {
 				for len(sh.phaseClosed) <= i {
 					sh.phaseClosed = append(sh.phaseClosed, 0)
 				}
@@ -390,6 +395,9 @@ func (c *Collector) place(sh *shard, p *pending) {
 		sh.lastIdx, sh.last = idx, iv
 	}
 	iv.add(&p.pt)
+	if closed {
+		iv.closedN++
+	}
 	if c.byExec && p.exec < len(sh.execs) {
 		sh.execs[p.exec].add(&p.pt)
 	}
@@ -439,14 +447,17 @@ func (c *Collector) TakeIntervals(before time.Duration) []Interval {
 // Recorded counts the samples recorded in interval idx that TakeIntervals
 // has not taken (0 for one taken or never recorded in), without merging
 // any histogram: the run compares it with the requests the schedule
-// intends in the interval to write it as soon as it is whole.
+// intends in the interval to write it as soon as it is whole. Only the
+// open-model executors have a schedule, so in a load that mixes models
+// (Breakdown.Closed marks some executors, not all) the closed-model
+// executors' samples are left out; a load of one model counts them all.
 func (c *Collector) Recorded(idx int64) int64 {
 	var n int64
 	for _, sh := range c.shards {
 		sh.mu.Lock()
 		c.drain(sh)
 		if st := sh.intervals[idx]; st != nil {
-			n += st.Scheduled()
+			n += st.Scheduled() - st.closedN
 		}
 		sh.mu.Unlock()
 	}
@@ -531,6 +542,7 @@ func (c *Collector) Recycle(ivs []Interval) {
 		iv.Stats.Latency.Reset()
 		iv.Stats.Service.Reset()
 		iv.Stats.Causes = [cause.Count]int64{}
+		iv.Stats.closedN = 0
 		iv.Stats.svcSame = true // back to a shard: both empty
 		iv.Stats.diffLat = iv.Stats.diffLat[:0]
 		c.free.s = append(c.free.s, iv.Stats)

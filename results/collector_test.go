@@ -154,3 +154,48 @@ func TestCollectorMemoryOnManyCPUs(t *testing.T) {
 	t.Logf("%d shards, %d open intervals: %d MiB", ShardsFor(procs), open, grew>>20)
 	runtime.KeepAlive(c)
 }
+
+// Recorded counts what the run compares with the open-model executors'
+// schedules. In a load that mixes models the closed-model executors'
+// samples are left out: counted, an interval the open executor still had a
+// request out in could have looked whole, and the VUs' samples, which no
+// schedule counts, would hold every interval back. Recycled interval stats
+// start from zero; a load of one model counts every sample.
+func TestRecordedLeavesOutClosedExecutors(t *testing.T) {
+	bd := Breakdown{Executors: []string{"open", "vus"}, Closed: []bool{false, true}}
+	c := NewCollector([]Phase{{Name: "run", End: time.Hour}}, time.Second, 2, WithBreakdown(bd))
+	rec := func(worker, exec int, at time.Duration, n int) {
+		for range n {
+			s := sample(at, time.Millisecond, cause.OK)
+			s.Executor = exec
+			c.Record(worker, s)
+		}
+	}
+	rec(0, 0, 100*time.Millisecond, 7)
+	rec(1, 1, 200*time.Millisecond, 5)
+	rec(1, 0, 300*time.Millisecond, 2)
+	rec(0, 1, 1100*time.Millisecond, 4)
+	rec(1, 0, 1200*time.Millisecond, 3)
+	if got := c.Recorded(0); got != 9 {
+		t.Fatalf("interval 0: Recorded = %d, want the open executor's 9 (5 closed left out)", got)
+	}
+	if got := c.Recorded(1); got != 3 {
+		t.Fatalf("interval 1: Recorded = %d, want 3", got)
+	}
+	ivs := c.TakeIntervals(2 * time.Second)
+	if len(ivs) != 2 || ivs[0].Stats.Scheduled() != 14 || ivs[1].Stats.Scheduled() != 7 {
+		t.Fatalf("the intervals written hold every sample: %+v", ivs)
+	}
+	c.Recycle(ivs)
+	rec(0, 0, 2100*time.Millisecond, 2) // on recycled stats
+	rec(1, 0, 2200*time.Millisecond, 1)
+	if got := c.Recorded(2); got != 3 {
+		t.Fatalf("interval 2 on recycled stats: Recorded = %d, want 3", got)
+	}
+	one := NewCollector([]Phase{{Name: "run", End: time.Hour}}, time.Second, 1,
+		WithBreakdown(Breakdown{Executors: []string{"vus"}, Closed: []bool{true}}))
+	one.Record(0, sample(0, time.Millisecond, cause.OK))
+	if got := one.Recorded(0); got != 1 {
+		t.Fatalf("a closed model alone: Recorded = %d, want 1", got)
+	}
+}

@@ -164,3 +164,102 @@ func TestReportOfAKilledRun(t *testing.T) {
 		t.Errorf("reported again: exit %d\n%s", code, again)
 	}
 }
+
+const mixedScenario = `name: mixed-kill
+seed: 5
+upstreams:
+  - {name: api, latency: 20ms}
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 200ms, response_header: 1s, total: 2s}}
+load:
+  - {name: open, rate: 50/s, duration: DURATION, client_timeout: 30s, requests: [{path: /o}]}
+  - {name: vus, vus: 2, duration: DURATION, think: 30ms, client_timeout: 30s, requests: [{path: /v}]}
+`
+
+// A run that mixes an open-model executor and VUs, killed outright 3 s or
+// so in, keeps its intervals: each is written once the arrival-rate
+// executor recorded every request its schedule intends in it and every
+// VU's latest send is past it. It held each one a whole client timeout
+// (31 s here), and a kill that soon kept none. Run to its end, the same
+// load writes each interval once and they add up to the summary: none was
+// written while a request could still land in it.
+func TestKilledMixedRunKeepsIntervals(t *testing.T) {
+	bin := buildCascade(t)
+	scen := func(dur string) string {
+		p := filepath.Join(t.TempDir(), "mixed.yaml")
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(mixedScenario, "DURATION", dur)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	starts := func(recs []results.IntervalRecord) (sent int64) {
+		t.Helper()
+		seen := map[results.Seconds]bool{}
+		for _, r := range recs {
+			if seen[r.Start] {
+				t.Errorf("the interval at %v was written twice: a request landed in it after it was written", r.Start)
+			}
+			seen[r.Start] = true
+			sent += r.Stats.Sent
+		}
+		return sent
+	}
+
+	dir := filepath.Join(t.TempDir(), "killed")
+	run := exec.Command(bin, "run", "--progress", "off", "--out", dir, scen("20s"))
+	var runErr bytes.Buffer
+	run.Stdout, run.Stderr = &runErr, &runErr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = run.Wait(); close(exited) }()
+	defer func() {
+		_ = run.Process.Kill() // a no-op once it was killed below
+		<-exited
+	}()
+	intervals := filepath.Join(dir, results.IntervalsFile)
+	lines := func() int {
+		b, _ := os.ReadFile(intervals)
+		return bytes.Count(b, []byte("\n"))
+	}
+	for deadline := time.Now().Add(20 * time.Second); lines() < 3; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("cascade run ended before it was killed:\n%s", runErr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mixed run wrote %d intervals in 20 s; want 3 (an interval waits for its requests, not the 30 s client timeout)\n%s", lines(), runErr.String())
+		}
+	}
+	if err := run.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if _, err := os.Stat(filepath.Join(dir, results.SummaryFile)); err == nil {
+		t.Fatal("the killed run wrote a summary")
+	}
+	_, recs, _, _, err := results.LoadPartialRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50/s from the open executor and two VUs at ~50 ms a cycle (~40/s).
+	if sent := starts(recs); len(recs) < 3 || sent < 3*60 {
+		t.Fatalf("%d intervals, %d requests sent", len(recs), sent)
+	}
+
+	full := filepath.Join(t.TempDir(), "full")
+	out, err := exec.Command(bin, "run", "--progress", "off", "--out", full, scen("4s")).CombinedOutput()
+	if _, exit := err.(*exec.ExitError); err != nil && !exit {
+		t.Fatal(err)
+	}
+	r, err := results.Load(full)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if sent := starts(r.Intervals); sent != r.Summary.Run.Stats.Sent || len(r.Intervals) < 4 {
+		t.Errorf("%d intervals sent %d requests, the summary %d", len(r.Intervals), sent, r.Summary.Run.Stats.Sent)
+	}
+}

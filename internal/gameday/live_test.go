@@ -1040,3 +1040,64 @@ slo:
 	}
 	lr.cancel()
 }
+
+// A game day without gates is one generator, as a plain run: its intervals
+// are written as soon as no request can still land in them, for an open
+// model (its arrivals counted) and a closed one (its VUs' sends), not a
+// client timeout (30 s) later, which a kill lost. Stopped by hand, it
+// writes each interval once (the one the stop falls in at the end) and
+// they add up to the summary.
+func TestGameDayWritesIntervalsEarly(t *testing.T) {
+	for name, load := range map[string]string{
+		"open": `  client_timeout: 30s
+  stages:
+    - {duration: 40s, rate: 100/s}
+  requests:
+    - {path: /o}
+`,
+		"vus": `  vus: 2
+  duration: 40s
+  think: 20ms
+  client_timeout: 30s
+  requests:
+    - {path: /v}
+`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			lr := startLive(t, `name: live-early
+seed: 3
+upstreams:
+  - {name: api, replicas: 2, latency: 2ms}
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 200ms, response_header: 1s, total: 1500ms}}
+load:
+`+load)
+			intervals := filepath.Join(lr.dir, results.IntervalsFile)
+			waitFor(t, "three intervals written", 15*time.Second, func() bool {
+				b, _ := os.ReadFile(intervals)
+				return bytes.Count(b, []byte("\n")) >= 3
+			})
+			if _, err := lr.c.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			o := lr.wait()
+			r, err := results.Load(lr.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[results.Seconds]bool{}
+			var sent int64
+			for _, iv := range r.Intervals {
+				if seen[iv.Start] {
+					t.Errorf("the interval at %v was written twice: a request landed in it after it was written", iv.Start)
+				}
+				seen[iv.Start] = true
+				sent += iv.Stats.Sent
+			}
+			if sent != o.Summary.Run.Stats.Sent || len(r.Intervals) < 3 {
+				t.Errorf("%d intervals sent %d requests, the summary %d", len(r.Intervals), sent, o.Summary.Run.Stats.Sent)
+			}
+		})
+	}
+}

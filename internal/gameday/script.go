@@ -100,6 +100,8 @@ type Script struct {
 	extra   []string                 // derived phases the plan did not have, after its own
 	cut     map[string]time.Duration // scripted faults ended early: when (script time)
 	manual  []faults.Entry           // faults added by hand, on script time
+
+	counter *loadgen.Generator // ArrivalsBefore's copy of segment 0 (no gates); never run
 }
 
 type stepKind int
@@ -576,11 +578,16 @@ func (s *Script) segmentBounds(k int) (time.Duration, time.Duration) {
 }
 
 func (s *Script) startSegment(k int, at time.Duration) {
+	s.startGen(s.segmentConfig(k), at, fmt.Sprintf("segment %d", k))
+}
+
+// segmentConfig is segment k's load.
+func (s *Script) segmentConfig(k int) loadgen.Config {
 	a, b := s.segmentBounds(k)
 	cfg := s.cfg
 	cfg.Stages = CutStages(s.p.Load.Stages, a, b)
 	cfg.Seed = s.cfg.Seed + uint64(k) // segment 0 repeats a plain run's request mix
-	s.startGen(cfg, at, fmt.Sprintf("segment %d", k))
+	return cfg
 }
 
 func (s *Script) startGen(cfg loadgen.Config, offset time.Duration, what string) *loadgen.Generator {

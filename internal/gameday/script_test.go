@@ -1,10 +1,12 @@
 package gameday
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/internal/event"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"
@@ -95,5 +97,48 @@ func TestGameDayExampleCompiles(t *testing.T) {
 	}
 	if len(p.Gates) != 1 || len(p.Safety) != 1 || p.Safety[0].Stop {
 		t.Errorf("gates %+v, safety %+v", p.Gates, p.Safety)
+	}
+}
+
+type nopTransport struct{}
+
+func (nopTransport) RoundTrip(context.Context, int, *loadgen.Sample) {}
+
+// Without gates the script answers the run's watermark as a plain run's
+// generator would: its schedule's arrivals, counted before segment 0
+// starts too, and the load's end, which a stop moves. With gates it cannot
+// tell (segments start when gates open, shifted): the timeout rule.
+func TestScriptTellsTheWatermarkOnlyWithoutGates(t *testing.T) {
+	s := time.Second
+	load := loadgen.Config{Requests: []loadgen.Request{{Path: "/"}}, Stages: []loadgen.Stage{{Duration: 10 * s, From: 10, To: 10}}}
+	gated := &Script{p: &plan.Plan{Duration: 10 * s, Load: load, Gates: []plan.Gate{{Name: "g", At: 4 * s, MaxHold: time.Minute}}},
+		cfg: load, clock: event.NewClock(), tr: nopTransport{}}
+	if _, ok := gated.ArrivalsBefore(s); ok {
+		t.Error("a gated script counted its arrivals ahead")
+	}
+	if _, ok := gated.OldestInFlight(); ok {
+		t.Error("a gated script bounded its sends")
+	}
+	plain := &Script{p: &plan.Plan{Duration: 10 * s, Load: load}, cfg: load, clock: event.NewClock(), tr: nopTransport{}}
+	if n, ok := plain.ArrivalsBefore(2 * s); !ok || n != 20 {
+		t.Errorf("ArrivalsBefore(2s) = %d, %v; want 20 at 10/s", n, ok)
+	}
+	if _, ok := plain.OldestInFlight(); ok {
+		t.Error("an open model bounded its VUs' sends")
+	}
+	if end := plain.End(); end != 10*s {
+		t.Errorf("End = %s, want 10s", end)
+	}
+	plain.stopAt = 3500 * time.Millisecond
+	if end := plain.End(); end != 3500*time.Millisecond {
+		t.Errorf("stopped at 3.5 s: End = %s", end)
+	}
+	vus := loadgen.Config{Kind: loadgen.VUs, Requests: []loadgen.Request{{Path: "/"}}, Stages: []loadgen.Stage{{Duration: 10 * s, From: 2, To: 2}}}
+	closed := &Script{p: &plan.Plan{Duration: 10 * s, Load: vus}, cfg: vus, clock: event.NewClock(), tr: nopTransport{}}
+	if _, ok := closed.OldestInFlight(); !ok {
+		t.Error("a closed model without gates did not bound its sends")
+	}
+	if _, ok := closed.ArrivalsBefore(s); ok {
+		t.Error("a closed model counted arrivals")
 	}
 }

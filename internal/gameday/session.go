@@ -241,6 +241,16 @@ func (s *Session) FirstClientErrors() []*loadgen.ClientError {
 // Stopped says who stopped the run early ("" if no one did).
 func (s *Session) Stopped() string { return s.script.Stopped() }
 
+// OldestInFlight, ArrivalsBefore and End tell the run when an interval can
+// no longer receive samples (see Script.OldestInFlight).
+func (s *Session) OldestInFlight() (time.Duration, bool) { return s.script.OldestInFlight() }
+
+// ArrivalsBefore: see OldestInFlight.
+func (s *Session) ArrivalsBefore(t time.Duration) (int64, bool) { return s.script.ArrivalsBefore(t) }
+
+// End: see OldestInFlight.
+func (s *Session) End() time.Duration { return s.script.End() }
+
 // Close ends the control API, removes the control file, writes the game
 // day's state for export and closes the journal.
 func (s *Session) Close() error {

@@ -1,6 +1,9 @@
 package run
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // dispatchFrontier is what a load driver can tell about its scheduling:
 // the intended time before which every request has been handed over.
@@ -8,22 +11,24 @@ type dispatchFrontier interface {
 	DispatchedThrough() time.Duration
 }
 
-// scheduleCounter is what an open-model load driver can tell besides: how
-// many requests its schedule intends before a time (ok false when it
-// cannot say: a closed model), and where its load ends.
+// scheduleCounter is what a load driver with open-model executors can
+// tell besides: how many requests their schedules intend before a time (ok
+// false when it has none: a closed model), and where its load ends.
 type scheduleCounter interface {
 	ArrivalsBefore(t time.Duration) (n int64, ok bool)
 	End() time.Duration
 }
 
-// inFlightBound is what a closed-model load driver can tell: a time at or
-// before the intended send of every request not yet recorded (ok false
-// when it cannot say: an open model, which scheduleCounter covers).
+// inFlightBound is what a load driver with closed-model executors can
+// tell: a time at or before the intended send of every request of theirs
+// not yet recorded (ok false when it has none: an open model, which
+// scheduleCounter covers). A load that mixes models answers both.
 type inFlightBound interface {
 	OldestInFlight() (t time.Duration, ok bool)
 }
 
-// recordedCounter counts the samples an interval not yet written holds.
+// recordedCounter counts the samples an interval not yet written holds,
+// those of closed-model executors left out when the load mixes models.
 type recordedCounter interface {
 	Recorded(idx int64) int64
 }
@@ -53,14 +58,33 @@ func (s recordedSum) Recorded(idx int64) int64 {
 //
 // That waits a whole client timeout (30 s by default) for every interval,
 // though most are whole within a second: a run killed (SIGKILL, a crash)
-// lost all of it. So with an open-model driver, which records every
-// request of its schedule exactly once (sent, dropped or cut short), an
-// interval is also written as soon as its samples number the requests
-// its schedule intends in it: none can still land in it. Such intervals
-// are taken in order, from the first not yet written, and only once they
-// ended an interval ago and before the load's end: the interval a stop or
-// the load's end falls in is written last, as wide as the part of it the
-// load ran (WriteIntervalsUntil).
+// lost all of it. So an interval is also written as soon as no request can
+// still land in it by what the load's executors tell, each model by its
+// own rule:
+//
+//   - open model (arrival rate): every request of its schedule is recorded
+//     exactly once (sent, dropped or cut short), so once the interval's
+//     samples from these executors number the requests their schedules
+//     intend in it, none of theirs can still land in it (each executor's
+//     count is at most its own arrivals there, so the sum equal means each
+//     is);
+//   - closed model (VUs): a request's intended send is when it went out,
+//     so an interval that ends by the oldest send still in flight (or to
+//     come) can receive none of theirs.
+//
+// A load that mixes both writes an interval once both rules hold for it;
+// a load of one model, once its own does. Intervals are taken in order,
+// from the first not yet written; by the open rule only once they ended an
+// interval ago; and only before the load's end: the interval a stop or the
+// load's end falls in is written last, as wide as the part of it the load
+// ran (WriteIntervalsUntil).
+//
+// A game day's session tells the same when its plan has no gates: its
+// load is then one generator, as a plain run's, which a stop only ends
+// early (gameday.Script.OldestInFlight). With gates it tells neither: the
+// load is segments started live on clocks shifted by the holds, and holds
+// whose schedules a gate's opening cuts, so no schedule counted ahead is
+// the load as it runs; such a game day keeps the timeout rule.
 type watermark struct {
 	timeout  time.Duration
 	frontier dispatchFrontier
@@ -68,10 +92,10 @@ type watermark struct {
 	recorded recordedCounter
 	inflight inFlightBound // nil: the timeout alone
 
-	scan      int64 // the first interval not known whole...
-	scanCount int64 // ...and the arrivals its schedule intends before it
+	scan      int64 // the first interval not known whole for the open model...
+	scanCount int64 // ...and the arrivals its schedules intend before it
 	scanning  bool  // scan and scanCount are set
-	closed    bool  // the driver cannot count its schedule
+	noOpen    bool  // the driver has no open-model executor to count
 
 	snaps []snapshot    // taken within the last timeout, oldest first
 	ref   *snapshot     // the newest snapshot older than the timeout
@@ -103,31 +127,50 @@ func (m *watermark) before(now time.Duration) time.Duration {
 }
 
 // whole is the end of the intervals, from the first not yet written, that
-// hold every request their schedule intends; m.last when it cannot tell.
+// no request can still land in by the executors' own rules; m.last when
+// the driver cannot tell.
 func (m *watermark) whole(now time.Duration) time.Duration {
-	if m.inflight != nil && m.sched != nil {
-		// A closed model (VUs): a request's intended send is when it
-		// went out, so an interval that ends by the oldest still in
-		// flight can receive no more. The interval the load's end falls
-		// in is left for the final write.
+	if m.sched == nil {
+		return m.last
+	}
+	bound, known := time.Duration(math.MaxInt64), false
+	if m.inflight != nil {
+		// Closed-model executors: an interval that ends by the oldest
+		// send still in flight can receive no more of theirs. The
+		// interval the load's end falls in is left for the final write.
 		if t, ok := m.inflight.OldestInFlight(); ok {
-			t = min(t, m.sched.End())
-			return max(m.last, t.Truncate(IntervalWidth))
+			bound, known = min(t, m.sched.End()).Truncate(IntervalWidth), true
 		}
 	}
-	if m.sched == nil || m.recorded == nil || m.closed {
+	if end, ok := m.counted(now); ok {
+		bound, known = min(bound, end), true
+	}
+	if !known {
 		return m.last
+	}
+	return max(m.last, bound)
+}
+
+// counted is the end of the intervals, from the first not yet written,
+// that hold every request the open-model executors' schedules intend in
+// them; ok false when the driver has none (or nothing records them).
+func (m *watermark) counted(now time.Duration) (time.Duration, bool) {
+	if m.recorded == nil || m.noOpen {
+		return 0, false
 	}
 	const w = IntervalWidth
 	first := int64(m.last / w) // intervals below it are written (TakeIntervals)
 	if !m.scanning || m.scan < first {
 		n, ok := m.sched.ArrivalsBefore(time.Duration(first) * w)
 		if !ok {
-			m.closed = true
-			return m.last
+			m.noOpen = true
+			return 0, false
 		}
 		m.scan, m.scanCount, m.scanning = first, n, true
 	}
+	// In a mixed load the scan may run ahead of what the closed model
+	// lets through: the intervals it passed stay whole for the open
+	// model (their count cannot grow past their arrivals).
 	end := m.sched.End()
 	for {
 		to := time.Duration(m.scan+1) * w
@@ -140,5 +183,5 @@ func (m *watermark) whole(now time.Duration) time.Duration {
 		}
 		m.scan, m.scanCount = m.scan+1, n
 	}
-	return max(m.last, time.Duration(m.scan)*w)
+	return time.Duration(m.scan) * w, true
 }

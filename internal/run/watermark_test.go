@@ -111,10 +111,17 @@ func TestWatermarkWritesWholeIntervals(t *testing.T) {
 	}
 }
 
-type closedSchedule struct{}
+// closedSchedule is a load of closed-model executors only: nothing to
+// count; its load ends at end (an hour when zero).
+type closedSchedule struct{ end time.Duration }
 
 func (closedSchedule) ArrivalsBefore(time.Duration) (int64, bool) { return 0, false }
-func (closedSchedule) End() time.Duration                         { return time.Hour }
+func (c closedSchedule) End() time.Duration {
+	if c.end == 0 {
+		return time.Hour
+	}
+	return c.end
+}
 
 // With load.direct the schedule counts both paths, which two collectors
 // record: an interval is whole only when their counts add up to it.
@@ -156,8 +163,61 @@ func TestWatermarkClosedModel(t *testing.T) {
 			t.Errorf("at %s, oldest in flight %s: before = %s, want %s", c.now, c.oldest, got, c.want)
 		}
 	}
-	end := &watermark{timeout: 30 * s, sched: &evenSchedule{t: t, rate: 1, end: ms(7500)}, inflight: &oldestAt{t: 9 * s}, recorded: recordedMap{}}
+	end := &watermark{timeout: 30 * s, sched: closedSchedule{end: ms(7500)}, inflight: &oldestAt{t: 9 * s}, recorded: recordedMap{}}
 	if got := end.before(9 * s); got != 7*s {
 		t.Errorf("past the load's end (7.5 s): before = %s, want 7s: [7 s, 8 s) waits for the final write", got)
+	}
+}
+
+// A load that mixes models writes an interval once both rules hold for it:
+// the open-model executors recorded every request their schedules intend
+// in it, and it ends by the VUs' oldest send still in flight. Either alone
+// holds it; it never moves backwards; the interval the load's end falls in
+// is left for the final write. Before, a mixed load could tell neither and
+// waited a whole client timeout for every interval.
+func TestWatermarkMixedModels(t *testing.T) {
+	const s = time.Second
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	rec := recordedMap{} // the open executor's samples only (Collector.Recorded)
+	o := &oldestAt{}
+	m := &watermark{timeout: 30 * s, sched: &evenSchedule{t: t, rate: 10, end: ms(5500)}, inflight: o, recorded: rec}
+	for _, c := range []struct {
+		what   string
+		now    time.Duration
+		oldest time.Duration
+		set    map[int64]int64
+		want   time.Duration
+	}{
+		{"open whole in 0, a VU's request from 0.5 s still out", 2 * s, ms(500), map[int64]int64{0: 10, 1: 9}, 0},
+		{"the VU answered: 0 goes", ms(2500), ms(1700), nil, 1 * s},
+		{"the VUs are past 3 s, the open executor has one out in 1", ms(3500), ms(3400), nil, 1 * s},
+		{"both done with 1 and 2; 3 ended too late for the open rule", 4 * s, ms(3900), map[int64]int64{1: 10, 2: 10}, 3 * s},
+		{"never backwards", ms(4500), 1 * s, nil, 3 * s},
+		{"5 holds the load's end (5.5 s)", 9 * s, 9 * s, map[int64]int64{3: 10, 4: 10, 5: 5}, 5 * s},
+	} {
+		o.t = c.oldest
+		for idx, n := range c.set {
+			rec[idx] = n
+		}
+		if got := m.before(c.now); got != c.want {
+			t.Errorf("%s: at %s, oldest in flight %s: before = %s, want %s", c.what, c.now, c.oldest, got, c.want)
+		}
+	}
+	// With no VU in flight and the open model behind, the open model
+	// alone holds it, and the other way round.
+	for _, c := range []struct {
+		what     string
+		oldest   time.Duration
+		recorded int64
+		want     time.Duration
+	}{
+		{"open whole, VU out", ms(300), 10, 0},
+		{"VUs past, open short", ms(2900), 9, 0},
+		{"both", ms(2900), 10, 1 * s},
+	} {
+		m := &watermark{timeout: 30 * s, sched: &evenSchedule{t: t, rate: 10, end: 10 * s}, inflight: &oldestAt{t: c.oldest}, recorded: recordedMap{0: c.recorded}}
+		if got := m.before(3 * s); got != c.want {
+			t.Errorf("%s: before = %s, want %s", c.what, got, c.want)
+		}
 	}
 }
