@@ -38,14 +38,17 @@ func (f *liveFlags) options() *run.LiveOptions {
 	return &run.LiveOptions{Listen: f.control}
 }
 
-// check refuses what cannot run: gates without a game day, a control
-// address off loopback.
+// check refuses what cannot run: gates without a game day, a game day of
+// several executors, a control address off loopback.
 func (f *liveFlags) check(p *plan.Plan) error {
 	if !f.live {
 		if len(p.Gates) > 0 {
 			return run.ErrNeedsLive
 		}
 		return nil
+	}
+	if len(p.Load.Executors) > 0 {
+		return run.LiveExecutorsError(p)
 	}
 	return gameday.CheckListen(f.control)
 }

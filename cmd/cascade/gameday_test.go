@@ -198,3 +198,37 @@ func TestGameDayCLI(t *testing.T) {
 		t.Errorf("replay: %d\n%s\n%s\n%s", code, o, e, exported)
 	}
 }
+
+// A game day follows one load profile. A load of several executors side
+// by side was not refused and panicked at its first request (the script's
+// transport had the top-level config's requests: none); it is now refused
+// before anything starts, at the load's line.
+func TestGameDayRefusesExecutorList(t *testing.T) {
+	tmp := t.TempDir()
+	f := filepath.Join(tmp, "mixed.yaml")
+	const scenario = `name: mixed-live
+upstreams:
+  - {name: api, latency: 2ms}
+gateway:
+  routes:
+    - {path: /, upstream: api}
+load:
+  - {name: open, executor: constant-arrival-rate, rate: 20/s, duration: 2s, requests: [{path: /}]}
+  - {name: closed, executor: constant-vus, vus: 2, duration: 2s, requests: [{path: /x}]}
+`
+	if err := os.WriteFile(f, []byte(scenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"run", "--live", "--progress", "off", "--out", filepath.Join(tmp, "a"), f},
+		{"gameday", "--progress", "off", "--out", filepath.Join(tmp, "b"), f},
+	} {
+		code, _, stderr := runCLI(context.Background(), args...)
+		if code != ExitUsage || !strings.Contains(stderr, f+":8:3: load: a game day") || !strings.Contains(stderr, "executors (2)") {
+			t.Errorf("%v: exit %d, stderr:\n%s", args, code, stderr)
+		}
+		if _, err := os.Stat(args[len(args)-2]); !os.IsNotExist(err) {
+			t.Errorf("%v: a refused game day left %s (%v)", args, args[len(args)-2], err)
+		}
+	}
+}

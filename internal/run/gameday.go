@@ -30,6 +30,20 @@ type LiveOptions struct {
 // no one could open them.
 var ErrNeedsLive = fmt.Errorf("the scenario has manual gates: run it with `cascade gameday` (or `cascade run --live`), where `cascade phase next` opens them")
 
+// LiveExecutorsError refuses a game day of several executors side by side.
+// A game day follows one load profile: its live view and state file show
+// that profile's target rate, gates cut and hold it, and gameday export
+// writes it back as the scenario's load. A list of executors would run,
+// but what people watch and what export writes would not be that load.
+// (Before this check the run panicked at its first request.)
+func LiveExecutorsError(p *plan.Plan) error {
+	at := p.LoadAt
+	if at == "" {
+		at = p.File
+	}
+	return fmt.Errorf("%s: load: a game day (cascade gameday, cascade run --live) drives one load profile, and this load is a list of executors (%d) side by side; run it with cascade run, or make the load a single executor", at, len(p.Load.Executors))
+}
+
 // loadDriver is what drives the load: a plain run's generator, or a game
 // day's session (script, gates, graceful stop).
 type loadDriver interface {
@@ -52,6 +66,9 @@ func newGameDay(p *plan.Plan, opts Options, w *results.Writer, clock *event.Cloc
 	live := opts.Live != nil
 	if !live && len(p.Gates) > 0 {
 		return nil, ErrNeedsLive
+	}
+	if live && len(p.Load.Executors) > 0 {
+		return nil, LiveExecutorsError(p)
 	}
 	if !live && len(p.Safety) == 0 {
 		return nil, nil

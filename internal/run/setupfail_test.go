@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cascadehq/cascade/internal/tcptest"
+	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
@@ -132,6 +133,19 @@ func TestSetupFailureLeavesTheRunDirectoryAsItWas(t *testing.T) {
 		}
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("the failed game day left %s: %s", dir, entries(dir))
+		}
+	})
+	t.Run("a game day of several executors", func(t *testing.T) {
+		p := setupScenario(t, "", "")
+		one := p.Load
+		p.Load.Executors = []loadgen.Config{one, one}
+		dir := filepath.Join(t.TempDir(), "gameday")
+		_, err := Run(context.Background(), p, Options{OutDir: dir, Progress: ProgressOff, Live: &LiveOptions{Listen: "127.0.0.1:0"}})
+		if err == nil || !strings.Contains(err.Error(), "a game day (cascade gameday, cascade run --live) drives one load profile") {
+			t.Fatalf("Run: %v", err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the refused game day left %s: %s", dir, entries(dir))
 		}
 	})
 	t.Run("the default directory", func(t *testing.T) {

@@ -41,6 +41,9 @@ func (c *compiler) load() {
 	l := c.f.Load
 	execs := l.Executors()
 	list := l.List != nil
+	if e := c.doc.Errorf("$.load", ""); e.File != "" || e.Line > 0 {
+		c.p.LoadAt = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Column)
+	}
 	cfg := loadgen.Config{Seed: c.p.Seed}
 	names := map[string]bool{}
 	var end time.Duration

@@ -63,8 +63,11 @@ type Plan struct {
 	// upstream (gateway.container); nil otherwise. Gateway is nil then too.
 	GatewayContainer *GatewayContainer
 
-	Load     loadgen.Config // Target is filled in by the run
-	Duration time.Duration  // of the load profile
+	Load loadgen.Config // Target is filled in by the run
+	// LoadAt is where the load is written (file:line:column), for what is
+	// refused about it after compiling: a game day of several executors.
+	LoadAt   string
+	Duration time.Duration // of the load profile
 	Timeline []faults.Entry
 	// Phases always starts with the whole run.
 	Phases     []results.Phase
