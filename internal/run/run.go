@@ -386,7 +386,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 		recorded = recordedSum{collector, direct.collector}
 	}
 	go func() {
-		flushIntervals(bg, w, collector, recorded, clock, p.Load.ClientTimeout, live, rec, gen, flushAccess, fail)
+		flushIntervals(bg, loadCtx.Done(), w, collector, recorded, clock, p.Load.ClientTimeout, live, rec, gen, flushAccess, fail)
 		close(flushDone)
 	}()
 
@@ -560,11 +560,11 @@ func keepFailed(w *results.Writer, sum *results.Summary, cause error, stdout io.
 // A write that fails (the run directory's disk is full) is the run's
 // failure: the load stops there (fail). flushAccess flushes the built-in
 // gateway's access log, whose errors are the run's too.
-func flushIntervals(ctx context.Context, w *results.Writer, c *results.Collector, recorded recordedCounter, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording, driver loadDriver,
+func flushIntervals(ctx context.Context, loadStopped <-chan struct{}, w *results.Writer, c *results.Collector, recorded recordedCounter, clock *event.Clock, clientTimeout time.Duration, live *liveStats, rec *recording, driver loadDriver,
 	flushAccess func() error, fail *failure) {
 	t := time.NewTicker(IntervalWidth)
 	defer t.Stop()
-	wm := &watermark{timeout: clientTimeout, recorded: recorded}
+	wm := &watermark{timeout: clientTimeout, recorded: recorded, stopped: loadStopped}
 	wm.frontier, _ = driver.(dispatchFrontier)
 	wm.sched, _ = driver.(scheduleCounter)
 	wm.inflight, _ = driver.(inFlightBound)

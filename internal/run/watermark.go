@@ -77,7 +77,11 @@ func (s recordedSum) Recorded(idx int64) int64 {
 // from the first not yet written; by the open rule only once they ended an
 // interval ago; and only before the load's end: the interval a stop or the
 // load's end falls in is written last, as wide as the part of it the load
-// ran (WriteIntervalsUntil).
+// ran (WriteIntervalsUntil). A stop (Ctrl-C, an abort, a failure) ends
+// these early writes: once VUs retire, the closed rule would follow the
+// clock past the stop and write the interval it falls in at full width, a
+// second whose rate would read low; the open rule never passes a stop (the
+// arrivals after it are never recorded) but has nothing left to write.
 //
 // A game day's session tells the same when its plan has no gates: its
 // load is then one generator, as a plain run's, which a stop only ends
@@ -90,7 +94,8 @@ type watermark struct {
 	frontier dispatchFrontier
 	sched    scheduleCounter // nil: the timeout alone
 	recorded recordedCounter
-	inflight inFlightBound // nil: the timeout alone
+	inflight inFlightBound   // nil: the timeout alone
+	stopped  <-chan struct{} // closed when the load was stopped; nil: never
 
 	scan      int64 // the first interval not known whole for the open model...
 	scanCount int64 // ...and the arrivals its schedules intend before it
@@ -130,7 +135,7 @@ func (m *watermark) before(now time.Duration) time.Duration {
 // no request can still land in by the executors' own rules; m.last when
 // the driver cannot tell.
 func (m *watermark) whole(now time.Duration) time.Duration {
-	if m.sched == nil {
+	if m.sched == nil || m.isStopped() {
 		return m.last
 	}
 	bound, known := time.Duration(math.MaxInt64), false
@@ -184,4 +189,13 @@ func (m *watermark) counted(now time.Duration) (time.Duration, bool) {
 		m.scan, m.scanCount = m.scan+1, n
 	}
 	return time.Duration(m.scan) * w, true
+}
+
+func (m *watermark) isStopped() bool {
+	select {
+	case <-m.stopped:
+		return true
+	default:
+		return false
+	}
 }

@@ -169,6 +169,27 @@ func TestWatermarkClosedModel(t *testing.T) {
 	}
 }
 
+// A stop ends the early writes. Once a stopped load's VUs retire, the
+// oldest send in flight follows the clock: a flush a second after a stop
+// at 3.4 s wrote [3 s, 4 s) at full width, where the final write gives it
+// the 0.4 s the load ran (before the fix, this test's second step read 4s).
+func TestWatermarkStopEndsEarlyWrites(t *testing.T) {
+	const s = time.Second
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	o := &oldestAt{}
+	stop := make(chan struct{})
+	m := &watermark{timeout: 30 * s, sched: closedSchedule{}, inflight: o, recorded: recordedMap{}, stopped: stop}
+	o.t = ms(3200)
+	if got := m.before(ms(3300)); got != 3*s {
+		t.Fatalf("running: before = %s, want 3s", got)
+	}
+	close(stop) // stopped at 3.4 s; the VUs retire
+	o.t = ms(4500)
+	if got := m.before(ms(4500)); got != 3*s {
+		t.Errorf("stopped at 3.4 s, flushed at 4.5 s: before = %s, want 3s ([3 s, 4 s) is the final write's)", got)
+	}
+}
+
 // A load that mixes models writes an interval once both rules hold for it:
 // the open-model executors recorded every request their schedules intend
 // in it, and it ends by the VUs' oldest send still in flight. Either alone
