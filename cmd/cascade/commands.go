@@ -211,7 +211,9 @@ HdrHistogram's plotter.`,
 					return exitWith(ExitUsage, err)
 				}
 				r = &results.Run{Dir: killed.Dir, Events: killed.Events, Intervals: killed.Intervals, Upstreams: killed.Upstreams}
-				r.Summary.Seed = killed.Seed
+				// A ladder's rung said so at its start: its plan is rebuilt
+				// below as for a rung that wrote its summary.
+				r.Summary.Seed, r.Summary.Ladder = killed.Seed, killed.Ladder
 			} else if r, err = results.Load(args[0]); err != nil {
 				return exitWith(ExitUsage, err)
 			}

@@ -10,8 +10,9 @@ import (
 )
 
 // rebuildKilled makes the summary of a run killed before it wrote one, on
-// the plan compiled from its scenario copy (the phases, the gateway), and
-// says what the objectives cannot be judged without. It never writes into
+// the plan compiled from its scenario copy (the phases, the gateway) and
+// made again as the run made it (a ladder's rung, named by its load.start
+// event), and says what the objectives cannot be judged without. It never writes into
 // the run's directory: a later report must still see the run was killed.
 func rebuildKilled(k *results.KilledRun, p *plan.Plan) (*results.Summary, verdict.Missing, error) {
 	s, err := k.RebuildSummary(p.Phases)
@@ -21,7 +22,7 @@ func rebuildKilled(k *results.KilledRun, p *plan.Plan) (*results.Summary, verdic
 	if s.Scenario == "" {
 		s.Scenario = p.Name
 	}
-	s.File, s.PlanHash = p.File, p.Hash
+	s.File, s.PlanHash, s.Ladder = p.File, p.Hash, k.Ladder
 	switch {
 	case p.GatewayContainer != nil:
 		s.Gateway = results.GatewayContainerPrefix + p.GatewayContainer.Kind

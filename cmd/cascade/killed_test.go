@@ -164,3 +164,86 @@ func TestReportOfAKilledRun(t *testing.T) {
 		t.Errorf("reported again: exit %d\n%s", code, again)
 	}
 }
+
+// A ladder's rung killed outright is rebuilt on the rung's plan, which its
+// load.start event names (the rung, its rate and duration), not on the
+// scenario climbed: its one phase spans the rung's load, its objective is
+// the rung's, and the report does not guess "a ladder rung, a game day?".
+func TestReportOfAKilledLadderRung(t *testing.T) {
+	bin := buildCascade(t)
+	scenario := writeFile(t, "ladder.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
+	out := filepath.Join(t.TempDir(), "ladder")
+	// The scenario's load is 1 s at 10/s; the rungs' 6 s at 20/s.
+	ladder := exec.Command(bin, "ladder", "--rate", "20", "--duration", "6s", "--out", out, scenario)
+	var ladderOut bytes.Buffer
+	ladder.Stdout, ladder.Stderr = &ladderOut, &ladderOut
+	if err := ladder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = ladder.Wait(); close(exited) }()
+	defer func() {
+		_ = ladder.Process.Kill() // a no-op once it was killed below
+		<-exited
+	}()
+	dir := filepath.Join(out, "gateway") // the first rung: the innermost layer
+	intervals := filepath.Join(dir, results.IntervalsFile)
+	lines := func() int {
+		b, _ := os.ReadFile(intervals)
+		return bytes.Count(b, []byte("\n"))
+	}
+	// Past the scenario's 1 s: intervals its plan would leave out.
+	for deadline := time.Now().Add(20 * time.Second); lines() < 3; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("cascade ladder ended before it was killed:\n%s", ladderOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rung wrote %d intervals in 20 s; want 3\n%s", lines(), ladderOut.String())
+		}
+	}
+	if err := ladder.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if _, err := os.Stat(filepath.Join(dir, results.SummaryFile)); err == nil {
+		t.Fatal("the killed rung wrote a summary")
+	}
+	_, recs, _, _, err := results.LoadPartialRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	var through float64
+	for _, r := range recs {
+		sent += r.Stats.Sent
+		through = float64(r.Start + r.Width)
+	}
+	if through < 2 {
+		t.Fatalf("records through %.1fs; want past the scenario's 1 s", through)
+	}
+
+	cmd := exec.Command(bin, "report", dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	_ = cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != ExitRunFailed {
+		t.Fatalf("report of a killed rung: exit %d, want %d\n%s\n%s", code, ExitRunFailed, stdout.String(), stderr.String())
+	}
+	t.Logf("report:\n%s", stdout.String())
+	rep := stdout.String()
+	for _, want := range []string{
+		fmt.Sprintf("(KILLED: PARTIAL results, rebuilt up to %.1fs of 6.0s)", through),
+		fmt.Sprintf("Load      %d requests sent", sent),
+		"cascade: ladder-ladder-gateway  (KILLED",
+		"timeouts answered by gateway  measured n/a",
+	} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("the report lacks %q:\n%s", want, rep)
+		}
+	}
+	if strings.Contains(rep, "a ladder rung, a game day?") || strings.Contains(rep, "the scenario's as written") {
+		t.Errorf("the report still doubts the plan it rebuilt on:\n%s", rep)
+	}
+}
