@@ -239,11 +239,11 @@ HdrHistogram's plotter.`,
 			}
 			var missing verdict.Missing
 			if killed != nil {
-				rebuilt, m, err := rebuildKilled(killed, p)
+				rebuilt, q, m, err := rebuildKilled(killed, p)
 				if err != nil {
 					return exitWith(ExitUsage, err)
 				}
-				sum, missing = *rebuilt, m
+				sum, p, missing = *rebuilt, q, m
 			}
 			if err := outs.checkRun(&sum); err != nil {
 				return exitWith(ExitUsage, err)
