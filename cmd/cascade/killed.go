@@ -40,13 +40,15 @@ func killedGameDay(k *results.KilledRun, p *plan.Plan) (q *plan.Plan, notes []st
 // report must still see the run was killed.
 func rebuildKilled(k *results.KilledRun, p *plan.Plan) (*results.Summary, *plan.Plan, verdict.Missing, error) {
 	p, gdNotes, gameDay := killedGameDay(k, p)
-	s, err := k.RebuildSummary(p.Phases)
+	ran := *k
+	if gameDay {
+		// The profile as it ran, the gates' holds in it: its load.start
+		// planned the scenario's.
+		ran.Planned = p.Duration
+	}
+	s, err := ran.RebuildSummary(p.Phases)
 	if err != nil {
 		return nil, nil, verdict.Missing{}, err
-	}
-	if gameDay {
-		// The profile as it ran: the scenario's and the gates' holds.
-		s.Planned = results.Sec(p.Duration)
 	}
 	if s.Scenario == "" {
 		s.Scenario = p.Name
