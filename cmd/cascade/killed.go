@@ -75,7 +75,7 @@ func rebuildKilled(k *results.KilledRun, p *plan.Plan) (*results.Summary, *plan.
 	if !gameDay && k.Planned > 0 && results.Sec(k.Planned) != results.Sec(p.Duration) {
 		// A plan of its own that load.start did not name: a ladder's rung
 		// run by a cascade from before load.start named the rung.
-		warnings = append(warnings, fmt.Sprintf("the run planned %.1fs, the plan rebuilt from its %s %.1fs (a ladder rung, a game day?): phases and objectives are the scenario's as written",
+		warnings = append(warnings, fmt.Sprintf("the run planned %.1fs, the plan rebuilt from its %s %.1fs (a ladder rung run before its load.start event named the rung?): phases and objectives are the scenario's as written",
 			k.Planned.Seconds(), results.ScenarioFile, p.Duration.Seconds()))
 	}
 	const only = "kept only in the summary the run did not write"
