@@ -61,6 +61,10 @@ type KilledRun struct {
 	Seed     uint64
 	Target   string
 	Planned  time.Duration
+	// Ladder names the ladder's rung the run was (nil for any other run,
+	// and for a rung run before load.start said so): its plan is the
+	// scenario copy's rebuilt as the ladder built it, not the copy's own.
+	Ladder *LadderRung
 	// Owner is the process that ran it (load.start's owner; zero when the
 	// run predates it): a run whose process still lives is not killed.
 	Owner owner.Process
@@ -163,6 +167,17 @@ func (k *KilledRun) readLoadStart() error {
 				}
 				if o, ok := e.Attrs["owner"].(string); ok {
 					k.Owner, _ = owner.Parse(o)
+				}
+				if _, ok := e.Attrs["ladder"]; ok {
+					var l struct {
+						Attrs struct {
+							Ladder *LadderRung `json:"ladder"`
+						} `json:"attrs"`
+					}
+					if err := json.Unmarshal(line, &l); err != nil || l.Attrs.Ladder == nil || l.Attrs.Ladder.Rung == "" {
+						return fmt.Errorf("%s: the load.start event's ladder rung does not decode", path)
+					}
+					k.Ladder = l.Attrs.Ladder
 				}
 				return nil
 			}

@@ -1,6 +1,7 @@
 package results
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -308,4 +309,42 @@ func FuzzLoadKilled(f *testing.F) {
 			t.Fatalf("an hlog error that does not start with the file: %v", err)
 		}
 	})
+}
+
+// A ladder's rung names itself in its load.start event: a killed rung is
+// rebuilt on the rung's plan. A rung that does not decode is an error, not
+// a rung rebuilt on the scenario as written.
+func TestLoadKilledReadsTheLadderRung(t *testing.T) {
+	dir := t.TempDir()
+	writeKilledRun(t, dir, 3)
+	path := filepath.Join(dir, EventsFile)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(ladder string) {
+		t.Helper()
+		b := bytes.Replace(orig, []byte(`"attrs":{`), []byte(`"attrs":{"ladder":`+ladder+`,`), 1)
+		if bytes.Equal(b, orig) {
+			t.Fatalf("no attrs in %s", orig)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := LoadKilled(dir)
+	if err != nil || k.Ladder != nil {
+		t.Fatalf("a run that is no rung: %+v, %v", k.Ladder, err)
+	}
+	with(`{"rung":"gateway","rate":20,"duration_s":6}`)
+	k, err = LoadKilled(dir)
+	if err != nil || k.Ladder == nil || *k.Ladder != (LadderRung{Rung: "gateway", Rate: 20, Duration: 6}) {
+		t.Fatalf("rung: %+v, %v", k.Ladder, err)
+	}
+	for _, bad := range []string{`"gateway"`, `{"rate":20}`, `null`} {
+		with(bad)
+		if _, err := LoadKilled(dir); err == nil || !strings.Contains(err.Error(), "ladder rung does not decode") {
+			t.Errorf("ladder %s: %v", bad, err)
+		}
+	}
 }

@@ -211,7 +211,9 @@ HdrHistogram's plotter.`,
 					return exitWith(ExitUsage, err)
 				}
 				r = &results.Run{Dir: killed.Dir, Events: killed.Events, Intervals: killed.Intervals, Upstreams: killed.Upstreams}
-				r.Summary.Seed = killed.Seed
+				// A ladder's rung said so at its start: its plan is rebuilt
+				// below as for a rung that wrote its summary.
+				r.Summary.Seed, r.Summary.Ladder = killed.Seed, killed.Ladder
 			} else if r, err = results.Load(args[0]); err != nil {
 				return exitWith(ExitUsage, err)
 			}
@@ -237,11 +239,11 @@ HdrHistogram's plotter.`,
 			}
 			var missing verdict.Missing
 			if killed != nil {
-				rebuilt, m, err := rebuildKilled(killed, p)
+				rebuilt, q, m, err := rebuildKilled(killed, p)
 				if err != nil {
 					return exitWith(ExitUsage, err)
 				}
-				sum, missing = *rebuilt, m
+				sum, p, missing = *rebuilt, q, m
 			}
 			if err := outs.checkRun(&sum); err != nil {
 				return exitWith(ExitUsage, err)

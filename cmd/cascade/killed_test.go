@@ -263,3 +263,123 @@ func TestKilledMixedRunKeepsIntervals(t *testing.T) {
 		t.Errorf("%d intervals sent %d requests, the summary %d", len(r.Intervals), sent, r.Summary.Run.Stats.Sent)
 	}
 }
+
+// killWhen starts cascade with args, SIGKILLs it once ready says so, and
+// returns what it printed.
+func killWhen(t *testing.T, bin string, args []string, ready func() bool) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() {
+		_ = cmd.Process.Kill() // a no-op once it was killed below
+		<-exited
+	}()
+	for deadline := time.Now().Add(20 * time.Second); !ready(); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("cascade %s ended before it was killed:\n%s", args[0], out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cascade %s: not ready to be killed after 20 s\n%s", args[0], out.String())
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	return out.String()
+}
+
+// reportKilled reports a killed run's directory: what its whole intervals
+// hold, and the report, which must exit 3.
+func reportKilled(t *testing.T, bin, dir string) (sent int64, through float64, rep string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, results.SummaryFile)); err == nil {
+		t.Fatal("the killed run wrote a summary")
+	}
+	_, recs, _, _, err := results.LoadPartialRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		sent += r.Stats.Sent
+		through = float64(r.Start + r.Width)
+	}
+	cmd := exec.Command(bin, "report", dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	_ = cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != ExitRunFailed {
+		t.Fatalf("report of a killed run: exit %d, want %d\n%s\n%s", code, ExitRunFailed, stdout.String(), stderr.String())
+	}
+	return sent, through, stdout.String()
+}
+
+func intervalLines(dir string) int {
+	b, _ := os.ReadFile(filepath.Join(dir, results.IntervalsFile))
+	return bytes.Count(b, []byte("\n"))
+}
+
+// A ladder's rung, or a game day, killed outright is rebuilt on the plan
+// it ran, not on its scenario as written: a rung's (named by its
+// load.start event: the rung, its rate and duration), a game day's (its
+// gates' holds, from its events); the report does not warn that phases
+// and objectives are the scenario's as written.
+func TestReportOfAKilledRungOrGameDay(t *testing.T) {
+	bin := buildCascade(t)
+	t.Run("ladder rung", func(t *testing.T) {
+		scenario := writeFile(t, "ladder.yaml", strings.NewReplacer("RH", "250ms", "CLIENT", "800ms").Replace(ladderScenario))
+		out := filepath.Join(t.TempDir(), "ladder")
+		dir := filepath.Join(out, "gateway") // the first rung: the innermost layer
+		// The scenario's load is 1 s at 10/s; the rungs' 6 s at 20/s.
+		// Killed past the scenario's 1 s: intervals its plan leaves out.
+		killWhen(t, bin, []string{"ladder", "--rate", "20", "--duration", "6s", "--out", out, scenario},
+			func() bool { return intervalLines(dir) >= 3 })
+		sent, through, rep := reportKilled(t, bin, dir)
+		if through < 2 {
+			t.Fatalf("records through %.1fs; want past the scenario's 1 s", through)
+		}
+		for _, want := range []string{
+			fmt.Sprintf("cascade: ladder-ladder-gateway  (KILLED: PARTIAL results, rebuilt up to %.1fs of 6.0s)", through),
+			fmt.Sprintf("Load      %d requests sent", sent),
+			"timeouts answered by gateway  measured n/a",
+		} {
+			if !strings.Contains(rep, want) {
+				t.Errorf("the report lacks %q:\n%s", want, rep)
+			}
+		}
+		if strings.Contains(rep, "a ladder rung") || strings.Contains(rep, "the scenario's as written") {
+			t.Errorf("the report still doubts the plan it rebuilt on:\n%s", rep)
+		}
+	})
+	t.Run("game day", func(t *testing.T) {
+		scenario := writeFile(t, "gd.yaml", strings.Replace(gatedScenario, "client_timeout: 2s", "client_timeout: 300ms", 1))
+		dir := filepath.Join(t.TempDir(), "gd")
+		// Killed with its gate closed since 1 s, for over a second.
+		killWhen(t, bin, []string{"gameday", "--progress", "off", "--out", dir, scenario}, func() bool {
+			b, _ := os.ReadFile(filepath.Join(dir, results.EventsFile))
+			return bytes.Contains(b, []byte(`"gate.close"`)) && intervalLines(dir) >= 3
+		})
+		_, through, rep := reportKilled(t, bin, dir)
+		for _, want := range []string{
+			// The scenario's 3 s and the gate held until the records end.
+			fmt.Sprintf("(KILLED: PARTIAL results, rebuilt up to %.1fs of %.1fs)", through, 3+through-1),
+			fmt.Sprintf("ready  1.0s–%.1fs", through), // from where the gate closed
+			fmt.Sprintf("up to %.0fs of the planned %.0fs", through, 3+through-1),
+		} {
+			if !strings.Contains(rep, want) {
+				t.Errorf("the report lacks %q:\n%s", want, rep)
+			}
+		}
+		if strings.Contains(rep, "the scenario's as written") {
+			t.Errorf("the report doubts the plan it rebuilt on:\n%s", rep)
+		}
+	})
+}

@@ -294,9 +294,12 @@ func endBefore(e faults.Entry, t time.Duration) (end time.Duration, ran bool) {
 }
 
 // FaultAdded notes a fault added by hand now, for the phases.
-func (s *Script) FaultAdded(e faults.Entry) {
+func (s *Script) FaultAdded(e faults.Entry) { s.faultAdded(e, s.clock.Now()) }
+
+// faultAdded notes a fault added by hand at at on the run's clock.
+func (s *Script) faultAdded(e faults.Entry, at time.Duration) {
 	s.mu.Lock()
-	now := s.scriptTimeLocked()
+	now := s.scriptTimeAtLocked(at)
 	e.Start = now
 	if e.Duration == 0 || e.End() > s.p.Duration {
 		e.Every, e.Times, e.Duration = 0, 0, max(s.p.Duration-now, 0)
@@ -318,9 +321,12 @@ func (s *Script) FaultAdded(e faults.Entry) {
 
 // FaultEnded notes that a fault was removed now (by hand or by a halt),
 // its occurrences to come cancelled, for the phases.
-func (s *Script) FaultEnded(name string) {
+func (s *Script) FaultEnded(name string) { s.faultEnded(name, s.clock.Now()) }
+
+// faultEnded notes that a fault was removed at at on the run's clock.
+func (s *Script) faultEnded(name string, at time.Duration) {
 	s.mu.Lock()
-	now := s.scriptTimeLocked()
+	now := s.scriptTimeAtLocked(at)
 	changed := false
 	for i := range s.manual {
 		if e := &s.manual[i]; e.Name == name && e.End() > now {
@@ -419,11 +425,14 @@ func (s *Script) ScriptTime() time.Duration {
 	return s.scriptTimeLocked()
 }
 
-func (s *Script) scriptTimeLocked() time.Duration {
+func (s *Script) scriptTimeLocked() time.Duration { return s.scriptTimeAtLocked(s.clock.Now()) }
+
+// scriptTimeAtLocked is the scenario's clock at now on the run's.
+func (s *Script) scriptTimeAtLocked(now time.Duration) time.Duration {
 	if s.closed != nil {
 		return s.closed.Gate.At
 	}
-	return max(s.clock.Now()-s.shift, 0)
+	return max(now-s.shift, 0)
 }
 
 // OpenGate opens the gate that is closed now, on behalf of who, and
@@ -747,8 +756,11 @@ func (s *Script) Progress() loadgen.Progress {
 
 // Stages is the load profile as it ran on the run's clock: each hold is a
 // constant stage at the gate's rate (a gate closed now counts up to now).
-func (s *Script) Stages() []loadgen.Stage {
-	now := s.clock.Now()
+func (s *Script) Stages() []loadgen.Stage { return s.stagesAt(s.clock.Now()) }
+
+// stagesAt is the profile as it ran up to now on the run's clock (a gate
+// closed then held until now).
+func (s *Script) stagesAt(now time.Duration) []loadgen.Stage {
 	holds := s.Holds()
 	var out []loadgen.Stage
 	prev := time.Duration(0)

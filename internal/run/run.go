@@ -341,10 +341,7 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	clock.Reset(started)
 	setupEvents.Release(shift)
 	w.SetStart(started)
-	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target,
-		// owner: `cascade report` tells a run still going from one that
-		// was killed (both have no summary yet) by whether it still runs.
-		Attrs: map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds(), "owner": owner.Self().String()}})
+	sink.Emit(event.Event{T: 0, Source: "run", Type: "load.start", Target: target, Attrs: loadStartAttrs(p)})
 	bg, stopBG := context.WithCancel(context.Background())
 	loadCtx, stopLoad := context.WithCancel(ctx) // stopped early by an abort objective
 	defer stopLoad()
@@ -479,6 +476,21 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	}
 	writeHTMLReport(w, ranPlan, opts.Stderr)
 	return &Outcome{Dir: w.Dir(), Summary: sum, Pass: pass && !interrupted, Interrupted: interrupted}, nil
+}
+
+// loadStartAttrs are what the load.start event says of the run: enough for
+// `cascade report` to rebuild the plan that ran from the scenario copy when
+// the run is killed before it writes its summary. owner tells a run still
+// going from one that was killed (both have no summary yet) by whether it
+// still runs; ladder names a ladder's rung (its rate and duration), whose
+// plan is the scenario's rebuilt as the ladder builds it (RungPlan), and
+// which only the summary would name otherwise.
+func loadStartAttrs(p *plan.Plan) map[string]any {
+	a := map[string]any{"scenario": p.Name, "seed": p.Seed, "planned_s": p.Duration.Seconds(), "owner": owner.Self().String()}
+	if p.Ladder != nil {
+		a["ladder"] = *p.Ladder
+	}
+	return a
 }
 
 // failure is the first error of a run once its load started: a write

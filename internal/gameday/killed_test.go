@@ -1,0 +1,91 @@
+package gameday
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascadehq/cascade/internal/event"
+	"github.com/cascadehq/cascade/scenarios/plan"
+)
+
+// A game day killed outright wrote no summary and no gameday.json: the
+// plan it ran is rebuilt from its gate events and its journal, on the same
+// script code as live. Everything after a gate moves by the time it was
+// held; a gate closed at the kill is held until the records end; faults
+// added and removed by hand, and a halt, move the phases they derive.
+func TestKilledPlan(t *testing.T) {
+	s := time.Second
+	src := `name: killed-gd
+upstreams: [{name: api, replicas: 1, latency: 1ms}]
+gateway: {routes: [{path: /, upstream: api}]}
+load:
+  stages: [{duration: 10s, rate: 10/s}]
+  requests: [{path: /}]
+phases:
+  - {name: g1, start: 4s, gate: manual, max_hold: 1m}
+  - {name: g2, start: 7s, gate: manual, max_hold: 1m}
+  - {name: late, start: 8s, end: 9s}
+faults:
+  - {name: slow, kind: latency, target: api, start: 1s, duration: 2s, params: {delay: 5ms}}
+`
+	p, err := plan.CompileBytes("killed-gd.yaml", []byte(src), plan.Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []event.Event{
+		{T: 4*s + 2*time.Millisecond, Source: "gameday", Type: "gate.close", Target: "g1"},
+		{T: 9 * s, Source: "gameday", Type: "gate.open", Target: "g1", Attrs: map[string]any{"by": "ana"}},
+		{T: 12*s + 3*time.Millisecond, Source: "gameday", Type: "gate.close", Target: "g2"},
+	}
+	journal := []Entry{
+		{T: 2, Action: ActFaultRm, Fault: "slow"},
+		{T: 2.5, Action: ActFaultAdd, Fault: "by-hand", Spec: "{kind: latency, target: api, params: {delay: 9ms}}"},
+		{T: 3, Action: ActFaultAdd, Fault: "refused", Error: "no", Spec: "{kind: latency, target: api, params: {delay: 9ms}}"},
+		{T: 10, Action: ActHalt, Who: "safety"},
+	}
+	q, notes := KilledPlan(p, evs, journal, 13*s)
+	if len(notes) > 0 {
+		t.Errorf("notes: %v", notes)
+	}
+	got := map[string][2]time.Duration{}
+	for _, ph := range q.Phases {
+		got[ph.Name] = [2]time.Duration{ph.Start, ph.End}
+	}
+	want := map[string][2]time.Duration{
+		"run":  {0, 13 * s}, // past g2, still closed: up to the records' end
+		"g1":   {4 * s, 9 * s},
+		"g2":   {12 * s, 13 * s}, // closed where the script reached it: 7s + 5s held
+		"late": {13 * s, 13 * s}, // after g2: not reached
+		"slow": {1 * s, 2 * s},   // removed by hand at 2s
+		// Added at 2.5s, halted at 10s on the run's clock: 5s on the
+		// scenario's (g1 held 5s).
+		"by-hand": {2500 * time.Millisecond, 10 * s},
+	}
+	for name, w := range want {
+		if g, ok := got[name]; !ok || g != w {
+			t.Errorf("phase %s = %v (present %v), want %v", name, g, ok, w)
+		}
+	}
+	if _, ok := got["refused"]; ok {
+		t.Error("a refused fault made a phase")
+	}
+	// 4s, g1 held 5s, 3s, g2 held 1s until the records end, 3s.
+	if q.Duration != 16*s {
+		t.Errorf("planned %v, want 16s (stages %+v)", q.Duration, q.Load.Stages)
+	}
+	if p.Duration != 10*s || len(p.Load.Stages) != 1 {
+		t.Errorf("the scenario's plan was changed: %v %+v", p.Duration, p.Load.Stages)
+	}
+
+	// A fault that no longer compiles offline is said, not guessed.
+	_, notes = KilledPlan(p, nil, []Entry{{T: 1, Action: ActFaultAdd, Fault: "bad", Spec: "{kind: nosuch, target: api}"}}, 5*s)
+	if len(notes) != 1 || !strings.Contains(notes[0], "the fault bad added by hand at 1.000s does not compile offline") {
+		t.Errorf("notes: %v", notes)
+	}
+	// No gates, nothing by hand: the plan as written.
+	plain, _ := plan.CompileBytes("p.yaml", []byte(strings.Split(src, "phases:")[0]), plan.Options{Offline: true})
+	if q, _ := KilledPlan(plain, nil, nil, 5*s); q != plain {
+		t.Error("a run with nothing to replay got a plan of its own")
+	}
+}
