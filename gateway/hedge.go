@@ -90,7 +90,9 @@ type hedgeTry struct {
 	err error
 
 	// ctx ends the attempt's dial when it is cancelled: a dial has no
-	// connection yet for cancel to close.
+	// connection yet for cancel to close. Made by dialContext, only when
+	// the attempt dials: most take a pooled connection, and a context
+	// costs two allocations and a registration with the gateway's.
 	ctx  context.Context
 	stop context.CancelFunc
 
@@ -145,7 +147,6 @@ func (ex *exchange) hedged() {
 		}
 		n++
 		a := &hedgeTry{grp: grp, at: at, slot: slot, perTry: at.t0.Add(rt.perTry)}
-		a.ctx, a.stop = context.WithCancel(ex.g.ctx)
 		a.sub = exchange{g: ex.g, rt: rt, resp: noClient{}, loop: ex.loop, method: ex.method, head: grp.head, body: grp.body,
 			sendLen: ex.sendLen, start: ex.start, deadline: ex.deadline, hedge: a}
 		live = append(live, a)
@@ -281,11 +282,13 @@ func (grp *hedgeGroup) wait(until time.Time) {
 // the exchange was decided meanwhile, settles it as lost.
 func (a *hedgeTry) run() {
 	c, err := a.sub.roundTrip(a.at.ep, a.at.n, a.at.t0)
-	// Only the dial used the context: released now, or every attempt's
-	// stayed registered under the gateway's until Close.
-	a.stop()
 	a.mu.Lock()
 	a.nc, a.lc = nil, nil // handed on: cancel must not close it now
+	// Only the dial used the context: released now, or every attempt's
+	// stayed registered under the gateway's until Close.
+	if a.stop != nil {
+		a.stop()
+	}
 	a.mu.Unlock()
 	a.c, a.err = c, err
 	grp := a.grp
@@ -371,7 +374,9 @@ func (a *hedgeTry) cancel() {
 		return // a wake must not resume the task twice
 	}
 	a.cancelled = true
-	a.stop()
+	if a.stop != nil {
+		a.stop() // ends its dial
+	}
 	switch {
 	case a.lc != nil:
 		_ = a.lc.SetDeadline(time.Unix(1, 0))
@@ -387,9 +392,24 @@ func (a *hedgeTry) cancel() {
 // gateway's, or a hedged attempt's own.
 func (ex *exchange) dialContext() context.Context {
 	if ex.hedge != nil {
-		return ex.hedge.ctx
+		return ex.hedge.dialContext()
 	}
 	return ex.g.ctx
+}
+
+// dialContext makes the attempt's context, which cancel ends, for its
+// dial. Made under mu, as cancel reads it: an attempt cancelled before it
+// dials gets one already ended.
+func (a *hedgeTry) dialContext() context.Context {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ctx == nil {
+		a.ctx, a.stop = context.WithCancel(a.sub.g.ctx)
+		if a.cancelled {
+			a.stop()
+		}
+	}
+	return a.ctx
 }
 
 // noClient is an attempt's responder: the coordinator watches the client
