@@ -98,10 +98,8 @@ type hedgeGroup struct {
 	refs atomic.Int32
 }
 
-// hedgeGroups keeps groups for the next hedged exchange, so that a
-// hedging route allocates nothing per request when no hedge is sent
-// (BenchmarkProxy/hedging) and nothing for a hedge once its attempt has
-// been made before.
+// hedgeGroups keeps released groups for the next hedged exchange (see the
+// top of the file; BenchmarkProxy/hedging measures it).
 var hedgeGroups = sync.Pool{New: func() any { return new(hedgeGroup) }}
 
 // maxKeptBody bounds the request body a pooled group keeps its copy's
