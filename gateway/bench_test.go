@@ -60,15 +60,20 @@ func BenchmarkProxy(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
 		features []string
+		loops    int // Options.Loops: 0, goroutines
 	}{
-		{"plain", nil},
-		{"breaker", []string{"breaker"}},
-		{"retries", []string{"retries"}},
-		{"limits", []string{"limits"}},
-		{"p2c", []string{"p2c"}},
-		{"all", []string{"breaker", "retries", "limits", "p2c"}},
-		{"all+outlier", []string{"breaker", "retries", "limits", "p2c", "outlier"}},
-		{"hedging", []string{"retries", "hedging"}},
+		{"plain", nil, 0},
+		{"breaker", []string{"breaker"}, 0},
+		{"retries", []string{"retries"}, 0},
+		{"limits", []string{"limits"}, 0},
+		{"p2c", []string{"p2c"}, 0},
+		{"all", []string{"breaker", "retries", "limits", "p2c"}, 0},
+		{"all+outlier", []string{"breaker", "retries", "limits", "p2c", "outlier"}, 0},
+		{"hedging", []string{"retries", "hedging"}, 0},
+		// On a loop, as cascade gateway serves by default: each attempt is
+		// a task of the client's loop, and evloop allocates for every task
+		// it starts.
+		{"hedging-loop", []string{"retries", "hedging"}, 1},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := Single("127.0.0.1:0", rawHello(b))
@@ -85,7 +90,7 @@ func BenchmarkProxy(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			g, err := New(cfg, Options{})
+			g, err := New(cfg, Options{Loops: tc.loops})
 			if err != nil {
 				b.Fatal(err)
 			}

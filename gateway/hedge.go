@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cascadehq/cascade/internal/evloop"
@@ -46,9 +47,15 @@ import (
 //     Envoy does; the last attempt's failure is retried or passed on as
 //     without hedging.
 //
-// Unlike the one-attempt path, a hedged exchange allocates (its attempts,
-// their exchanges and request bytes): hedging is for routes whose tail is
-// worth more than that.
+// The group, its attempts with their exchanges and buffers, and the
+// request's copy are pooled (hedgeGroups), so that a hedging route costs
+// no allocation per request while no hedge is sent (on goroutines; on a
+// loop, the attempt's task still costs the loop's allocations for a task).
+// A group goes back to the pool only when nothing can use it any more:
+// the coordinator has returned and every attempt's run has returned too
+// (hedgeGroup.refs). An attempt cancelled because another answered may
+// still be running, writing its request bytes or settling itself (lose),
+// after the client has its answer and has sent the next request.
 
 // hedgeable reports whether the exchange runs hedged: the route hedges
 // and the request may be sent again (an idempotent method, or
@@ -60,21 +67,47 @@ func (ex *exchange) hedgeable() bool {
 		p.MayResend(ex.retryRequest())
 }
 
-// hedgeGroup hands the attempts' results to the coordinator.
+// hedgeGroup hands the attempts' results to the coordinator. Groups are
+// pooled with their attempts and buffers (hedgeGroups).
 type hedgeGroup struct {
-	ex *exchange
+	ex   *exchange
+	task *evloop.Task // the coordinator's, on a loop: woken when done grows
 	// head and body are the request, copied: on the fast path they point
 	// into the client connection's buffer, which the next request reuses,
 	// and a cancelled attempt may still be writing when it does.
 	head, body []byte
-	wake       chan struct{} // goroutines: done grew (the loop wakes the coordinator's task)
+	wake       chan struct{} // on goroutines: done grew
+	timer      *time.Timer   // on goroutines: the coordinator's wait
+
+	// The coordinator's own.
+	tries   []*hedgeTry // the group's attempts, kept for the next exchange: the first n started
+	n       int
+	live    []*hedgeTry // started, not taken
+	lost    []*hedgeTry // taken, ended after the winner or with it: settled last
+	taken   []*hedgeTry // the batch of done being worked through
+	decided func()      // end, bound once: ex.decided
 
 	mu   sync.Mutex
 	done []*hedgeTry // ended, not yet taken
 	over bool        // decided: attempts that end now settle themselves (hedgeTry.lose)
+
+	// refs counts the coordinator and each attempt whose run has not
+	// returned: the last one puts the group back (release). An attempt
+	// cancelled when another answered may still be running after the
+	// answer is out, on its request bytes and through its group.
+	refs atomic.Int32
 }
 
-// hedgeTry is one attempt of a hedged exchange.
+// hedgeGroups keeps released groups for the next hedged exchange (see the
+// top of the file; BenchmarkProxy/hedging measures it).
+var hedgeGroups = sync.Pool{New: func() any { return new(hedgeGroup) }}
+
+// maxKeptBody bounds the request body a pooled group keeps its copy's
+// buffer for: a large upload's stays with the garbage collector.
+const maxKeptBody = 64 << 10
+
+// hedgeTry is one attempt of a hedged exchange; it belongs to its group
+// for the group's life.
 type hedgeTry struct {
 	grp *hedgeGroup
 	at  attempt
@@ -90,7 +123,9 @@ type hedgeTry struct {
 	err error
 
 	// ctx ends the attempt's dial when it is cancelled: a dial has no
-	// connection yet for cancel to close.
+	// connection yet for cancel to close. Made by dialContext, only when
+	// the attempt dials: most take a pooled connection, and a context
+	// costs two allocations and a registration with the gateway's.
 	ctx  context.Context
 	stop context.CancelFunc
 
@@ -99,67 +134,25 @@ type hedgeTry struct {
 	cut       bool         // cancel closed the attempt's socket
 	nc        net.Conn     // the connection it waits on, for cancel
 	lc        *evloop.Conn // the same, on a loop
+
+	// run as a goroutine's function and as a loop task's, bound once: a
+	// method value or closure made per attempt is an allocation.
+	runFn     func()
+	runOnLoop func(*evloop.Task)
 }
 
 // hedged runs a hedged exchange's attempts: handle's attemptLoop for
 // routes that hedge.
 func (ex *exchange) hedged() {
 	rt, p := ex.rt, ex.rt.policy
-	grp := &hedgeGroup{ex: ex, head: append([]byte(nil), ex.head...), body: append([]byte(nil), ex.body...)}
-	if ex.task == nil {
-		grp.wake = make(chan struct{}, 1)
-	}
-	var live []*hedgeTry // started, not taken
-	var lost []*hedgeTry // taken, ended after the winner or with it: settled last
-	// over decides the exchange: attempts still in flight are cancelled,
-	// and those that end from now on settle themselves. settle calls it
-	// (ex.decided) before it forwards the winner: left until the winner's
-	// body had been streamed, the losers held their bulkhead slots,
-	// breaker tickets and upstream work for the whole transfer.
-	over := func() {
-		grp.mu.Lock()
-		grp.over = true
-		lost = append(lost, grp.done...)
-		grp.done = nil
-		grp.mu.Unlock()
-		for _, a := range live {
-			a.cancel()
-		}
-		live = nil
-	}
-	ex.decided = over
-	defer func() {
-		over()
-		for _, a := range lost {
-			if a.c != nil && a.c.lc != nil {
-				a.c.lc.Attach(ex.task)
-			}
-			a.lose()
-		}
-	}()
-	n := 0
-	start := func(queue, slot bool) error {
-		at, err := ex.admit(n+1, queue)
-		if err != nil {
-			return err
-		}
-		n++
-		a := &hedgeTry{grp: grp, at: at, slot: slot, perTry: at.t0.Add(rt.perTry)}
-		a.ctx, a.stop = context.WithCancel(ex.g.ctx)
-		a.sub = exchange{g: ex.g, rt: rt, resp: noClient{}, loop: ex.loop, method: ex.method, head: grp.head, body: grp.body,
-			sendLen: ex.sendLen, start: ex.start, deadline: ex.deadline, hedge: a}
-		live = append(live, a)
-		if ex.task == nil {
-			go a.run()
-		} else {
-			ex.task.Go(func(t *evloop.Task) {
-				a.sub.task = t
-				a.run()
-			})
-		}
-		return nil
-	}
-	if err := start(true, false); err != nil {
+	grp := newHedgeGroup(ex)
+	// settle calls end (ex.decided) before it forwards the winner: left
+	// until the winner's body had been streamed, the losers held their
+	// bulkhead slots, breaker tickets and upstream work for the whole
+	// transfer.
+	ex.decided = grp.decided
+	defer grp.finish()
+	if err := grp.start(true, false); err != nil {
 		ex.fail(err)
 		return
 	}
@@ -167,11 +160,11 @@ func (ex *exchange) hedged() {
 		// Results first: an answer that came in time wins over a timer
 		// that fired meanwhile.
 		grp.mu.Lock()
-		done := grp.done
-		grp.done = nil
+		grp.done, grp.taken = grp.taken[:0], grp.done
 		grp.mu.Unlock()
+		done := grp.taken
 		for i, a := range done {
-			live = without(live, a)
+			grp.live = without(grp.live, a)
 			if a.slot {
 				p.RetryDone()
 				a.slot = false
@@ -182,12 +175,12 @@ func (ex *exchange) hedged() {
 			if a.c != nil {
 				ex.rh, a.sub.rh = a.sub.rh, ex.rh // settle reads ex.rh (and discards with it)
 			}
-			fin, backoff := ex.settle(&a.at, a.c, a.err, len(live) == 0)
+			fin, backoff := ex.settle(&a.at, a.c, a.err, len(grp.live) == 0)
 			if fin {
-				lost = append(lost, done[i+1:]...)
+				grp.lost = append(grp.lost, done[i+1:]...)
 				return
 			}
-			if len(live) > 0 {
+			if len(grp.live) > 0 {
 				continue
 			}
 			// The last attempt failed and is retried as without hedging:
@@ -196,7 +189,7 @@ func (ex *exchange) hedged() {
 				ex.fail(err)
 				return
 			}
-			if err := start(true, false); err != nil {
+			if err := grp.start(true, false); err != nil {
 				ex.fail(err)
 				return
 			}
@@ -216,7 +209,7 @@ func (ex *exchange) hedged() {
 		}
 		// Per-try timeouts: each attempt's, once, may start a hedge.
 		wait := earliest(ex.deadline, now.Add(pollEvery))
-		for _, a := range live {
+		for _, a := range grp.live {
 			if a.fired {
 				continue
 			}
@@ -228,21 +221,141 @@ func (ex *exchange) hedged() {
 			if u := rt.up; u.det != nil {
 				u.det.ObserveFailure(a.at.be) // slow, as Envoy's local-origin timeout (see above)
 			}
-			d := p.DecideHedge(n, ex.retryRequest(), ex.deadline.Sub(now))
+			d := p.DecideHedge(grp.n, ex.retryRequest(), ex.deadline.Sub(now))
 			if !d.Retry {
 				continue
 			}
 			// A hedge does not queue in the bulkhead: waiting there for a
 			// slot would defeat its point, and the first attempt goes on.
-			if err := start(false, true); err != nil {
+			if err := grp.start(false, true); err != nil {
 				p.HedgeNotSent()
 				continue
 			}
 			ex.hedges++
-			wait = earliest(wait, live[len(live)-1].perTry)
+			wait = earliest(wait, grp.live[len(grp.live)-1].perTry)
 		}
 		grp.wait(wait)
 	}
+}
+
+// newHedgeGroup readies a group for ex, the coordinator holding it.
+func newHedgeGroup(ex *exchange) *hedgeGroup {
+	grp := hedgeGroups.Get().(*hedgeGroup)
+	grp.ex, grp.task = ex, ex.task
+	grp.head = append(grp.head[:0], ex.head...)
+	grp.body = append(grp.body[:0], ex.body...)
+	if grp.task == nil && grp.wake == nil {
+		grp.wake = make(chan struct{}, 1)
+	}
+	if grp.decided == nil {
+		grp.decided = grp.end
+	}
+	grp.refs.Store(1)
+	return grp
+}
+
+// start admits the next attempt and runs it; queue and slot as for
+// admit and hedgeTry.slot.
+func (grp *hedgeGroup) start(queue, slot bool) error {
+	ex := grp.ex
+	at, err := ex.admit(grp.n+1, queue)
+	if err != nil {
+		return err
+	}
+	if grp.n == len(grp.tries) {
+		grp.tries = append(grp.tries, newHedgeTry(grp))
+	}
+	a := grp.tries[grp.n]
+	grp.n++
+	a.at, a.slot, a.perTry = at, slot, at.t0.Add(ex.rt.perTry)
+	a.sub = exchange{g: ex.g, rt: ex.rt, resp: noClient{}, loop: ex.loop, method: ex.method, head: grp.head, body: grp.body,
+		sendLen: ex.sendLen, start: ex.start, deadline: ex.deadline, hedge: a, out: a.sub.out, rh: respHead{hdr: a.sub.rh.hdr}}
+	grp.live = append(grp.live, a)
+	grp.refs.Add(1)
+	if grp.task == nil {
+		go a.runFn()
+	} else {
+		grp.task.Go(a.runOnLoop)
+	}
+	return nil
+}
+
+func newHedgeTry(grp *hedgeGroup) *hedgeTry {
+	a := &hedgeTry{grp: grp}
+	a.runFn = a.run
+	a.runOnLoop = func(t *evloop.Task) {
+		a.sub.task = t
+		a.run()
+	}
+	return a
+}
+
+// end decides the exchange (ex.decided): attempts still in flight are
+// cancelled, and those that end from now on settle themselves.
+func (grp *hedgeGroup) end() {
+	grp.mu.Lock()
+	grp.over = true
+	grp.lost = append(grp.lost, grp.done...)
+	grp.done = grp.done[:0]
+	grp.mu.Unlock()
+	for _, a := range grp.live {
+		a.cancel()
+	}
+	grp.live = grp.live[:0]
+}
+
+// finish ends the coordinator's part: it decides the exchange if no
+// answer did, settles the attempts it took but did not use, and lets go of
+// the group.
+func (grp *hedgeGroup) finish() {
+	grp.end()
+	for _, a := range grp.lost {
+		if a.c != nil && a.c.lc != nil {
+			a.c.lc.Attach(grp.task)
+		}
+		a.lose()
+	}
+	grp.ex.decided = nil
+	grp.unref()
+}
+
+// unref drops a hold on the group; the last one puts it back.
+func (grp *hedgeGroup) unref() {
+	if grp.refs.Add(-1) == 0 {
+		grp.release()
+	}
+}
+
+// release empties the group, keeping its buffers, attempts and channels,
+// and pools it. Nobody holds it any more: the coordinator has returned
+// and every attempt's run too.
+func (grp *hedgeGroup) release() {
+	for _, a := range grp.tries[:grp.n] {
+		a.reset()
+	}
+	grp.ex, grp.task, grp.n, grp.over = nil, nil, 0, false
+	grp.head = grp.head[:0]
+	if cap(grp.body) > maxKeptBody {
+		grp.body = nil
+	} else {
+		grp.body = grp.body[:0]
+	}
+	grp.live, grp.lost, grp.taken, grp.done = grp.live[:0], grp.lost[:0], grp.taken[:0], grp.done[:0]
+	if grp.wake != nil {
+		select {
+		case <-grp.wake: // an attempt's, for a coordinator that had returned
+		default:
+		}
+	}
+	hedgeGroups.Put(grp)
+}
+
+// reset empties the attempt for the group's next exchange, keeping its
+// request and response head buffers.
+func (a *hedgeTry) reset() {
+	out, hdr := a.sub.out[:0], a.sub.rh.hdr[:0]
+	*a = hedgeTry{grp: a.grp, runFn: a.runFn, runOnLoop: a.runOnLoop}
+	a.sub.out, a.sub.rh.hdr = out, hdr
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -263,29 +376,37 @@ func without(l []*hedgeTry, a *hedgeTry) []*hedgeTry {
 
 // wait returns when an attempt ended, at until, or earlier.
 func (grp *hedgeGroup) wait(until time.Time) {
-	ex := grp.ex
-	if ex.task != nil {
-		ex.task.Park(until) // woken by hedgeTry.run
+	if grp.task != nil {
+		grp.task.Park(until) // woken by hedgeTry.run
 		return
 	}
-	t := time.NewTimer(time.Until(until))
-	defer t.Stop()
+	d := time.Until(until)
+	if grp.timer == nil {
+		grp.timer = time.NewTimer(d)
+	} else {
+		grp.timer.Reset(d)
+	}
 	select {
 	case <-grp.wake:
-	case <-t.C:
-	case <-ex.g.ctx.Done():
+	case <-grp.timer.C:
+	case <-grp.ex.g.ctx.Done():
 	}
+	grp.timer.Stop() // no stale tick for the next Reset (Go 1.23 timers)
 }
 
 // run makes the attempt and hands its result to the coordinator, or, when
-// the exchange was decided meanwhile, settles it as lost.
+// the exchange was decided meanwhile, settles it as lost. It is the
+// attempt's last use of its group: after unref, the group may be another
+// exchange's.
 func (a *hedgeTry) run() {
 	c, err := a.sub.roundTrip(a.at.ep, a.at.n, a.at.t0)
-	// Only the dial used the context: released now, or every attempt's
-	// stayed registered under the gateway's until Close.
-	a.stop()
 	a.mu.Lock()
 	a.nc, a.lc = nil, nil // handed on: cancel must not close it now
+	// Only the dial used the context: released now, or every attempt's
+	// stayed registered under the gateway's until Close.
+	if a.stop != nil {
+		a.stop()
+	}
 	a.mu.Unlock()
 	a.c, a.err = c, err
 	grp := a.grp
@@ -293,6 +414,7 @@ func (a *hedgeTry) run() {
 	if grp.over {
 		grp.mu.Unlock()
 		a.lose()
+		grp.unref()
 		return
 	}
 	if c != nil && c.lc != nil {
@@ -300,14 +422,16 @@ func (a *hedgeTry) run() {
 	}
 	grp.done = append(grp.done, a)
 	grp.mu.Unlock()
-	if grp.wake != nil {
+	// From here a is the coordinator's: only the group is touched.
+	if grp.task == nil {
 		select {
 		case grp.wake <- struct{}{}:
 		default:
 		}
 	} else {
-		grp.ex.task.Wake()
+		grp.task.Wake()
 	}
+	grp.unref()
 }
 
 // lose settles an attempt whose result nobody uses: no outcome for the
@@ -371,7 +495,9 @@ func (a *hedgeTry) cancel() {
 		return // a wake must not resume the task twice
 	}
 	a.cancelled = true
-	a.stop()
+	if a.stop != nil {
+		a.stop() // ends its dial
+	}
 	switch {
 	case a.lc != nil:
 		_ = a.lc.SetDeadline(time.Unix(1, 0))
@@ -387,9 +513,24 @@ func (a *hedgeTry) cancel() {
 // gateway's, or a hedged attempt's own.
 func (ex *exchange) dialContext() context.Context {
 	if ex.hedge != nil {
-		return ex.hedge.ctx
+		return ex.hedge.dialContext()
 	}
 	return ex.g.ctx
+}
+
+// dialContext makes the attempt's context, which cancel ends, for its
+// dial. Made under mu, as cancel reads it: an attempt cancelled before it
+// dials gets one already ended.
+func (a *hedgeTry) dialContext() context.Context {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ctx == nil {
+		a.ctx, a.stop = context.WithCancel(a.sub.g.ctx)
+		if a.cancelled {
+			a.stop()
+		}
+	}
+	return a.ctx
 }
 
 // noClient is an attempt's responder: the coordinator watches the client

@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,4 +382,66 @@ func TestHedgeLosersCancelledBeforeTheBody(t *testing.T) {
 	if at := c[0].Sub(start); at > 450*time.Millisecond {
 		t.Errorf("the losing hedge was cancelled %v in, after the winner's body (its head came at ~100 ms)", at)
 	}
+}
+
+// Hedged exchanges reuse their group, attempts and request copy
+// (hedgeGroups) while losers may still run: many clients at once, hedges
+// sent, and losers of both kinds cancelled while they wait (the first
+// attempt when its hedge answers, the hedge when the first attempt does).
+// Every request must reach the upstream whole and as its own (a group
+// reused under a loser would send another request's bytes, or race), and
+// every answer must be its request's; the losers settle, handing back
+// their budget slots.
+func TestHedgeGroupsReusedUnderLateLosers(t *testing.T) {
+	var mixed atomic.Int64
+	h := func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("X-Check") != r.URL.Path || string(b) != r.URL.Path {
+			mixed.Add(1)
+			t.Errorf("upstream got %s with X-Check %q and body %q", r.URL.Path, r.Header.Get("X-Check"), b)
+		}
+		i, _ := strconv.Atoi(r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:])
+		var d time.Duration
+		switch first := r.Header.Get(HeaderAttempt) == "1"; {
+		case i%3 == 0 && first: // the hedge answers, the first attempt loses
+			d = 30 * time.Millisecond
+		case i%3 == 1 && first: // the first attempt answers, its hedge loses
+			d = 14 * time.Millisecond
+		case i%3 == 1:
+			d = 30 * time.Millisecond
+		}
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+		w.Write([]byte("ok " + r.URL.Path))
+	}
+	rt := hedgeRoute(true)
+	rt.Timeouts.PerTry = du(10 * time.Millisecond)
+	rt.Retries.BudgetPercent, rt.Retries.MinRetryConcurrency = 1, 100
+	rt.Retries.RetryNonIdempotent = true // a POST: its body is pooled too
+	g := gw(t, one(rt, Upstream{}, serve(t, h), serve(t, h)), nil)
+	c := client(5 * time.Second)
+	var wg sync.WaitGroup
+	for k := range 8 {
+		wg.Go(func() {
+			for i := range 30 {
+				path := "/r/" + strconv.Itoa(k) + "/" + strconv.Itoa(i)
+				a := call(t, c, "POST", g.URL()+path, path, "X-Check", path, "X-Pad", strings.Repeat("p", (k*30+i)%7*100))
+				if a.status != 200 || a.body != "ok "+path {
+					t.Errorf("%s: got %+v", path, a)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := mixed.Load(); n > 0 {
+		t.Errorf("%d requests reached the upstream mixed with another's", n)
+	}
+	if r := g.Stats().Routes[0]; r.Hedges == 0 {
+		t.Errorf("route stats %+v: want hedges sent", r)
+	}
+	b := g.routes[0].policy.Budget()
+	eventually(t, "the losers to hand back their budget slots", func() bool { return b.RetriesInFlight() == 0 })
 }

@@ -68,6 +68,7 @@ func TestOnLoops(t *testing.T) {
 		{"HedgeClientGone", TestHedgeClientGone},
 		{"HedgeCancelledWhileDialing", TestHedgeCancelledWhileDialing},
 		{"HedgeLosersCancelledBeforeTheBody", TestHedgeLosersCancelledBeforeTheBody},
+		{"HedgeGroupsReusedUnderLateLosers", TestHedgeGroupsReusedUnderLateLosers},
 		{"RetryAfterWaitEndsWhenTheClientLeaves", TestRetryAfterWaitEndsWhenTheClientLeaves},
 		{"RetryAfter", TestRetryAfter},
 		{"ResponseFraming", TestResponseFraming},
