@@ -207,37 +207,10 @@ func TestKilledMixedRunKeepsIntervals(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "killed")
-	run := exec.Command(bin, "run", "--progress", "off", "--out", dir, scen("20s"))
-	var runErr bytes.Buffer
-	run.Stdout, run.Stderr = &runErr, &runErr
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = run.Wait(); close(exited) }()
-	defer func() {
-		_ = run.Process.Kill() // a no-op once it was killed below
-		<-exited
-	}()
-	intervals := filepath.Join(dir, results.IntervalsFile)
-	lines := func() int {
-		b, _ := os.ReadFile(intervals)
-		return bytes.Count(b, []byte("\n"))
-	}
-	for deadline := time.Now().Add(20 * time.Second); lines() < 3; time.Sleep(20 * time.Millisecond) {
-		select {
-		case <-exited:
-			t.Fatalf("cascade run ended before it was killed:\n%s", runErr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the mixed run wrote %d intervals in 20 s; want 3 (an interval waits for its requests, not the 30 s client timeout)\n%s", lines(), runErr.String())
-		}
-	}
-	if err := run.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
+	// Ready within 20 s: an interval waits for its requests, not the
+	// 30 s client timeout.
+	killWhen(t, bin, []string{"run", "--progress", "off", "--out", dir, scen("20s")},
+		func() bool { return intervalLines(dir) >= 3 })
 	if _, err := os.Stat(filepath.Join(dir, results.SummaryFile)); err == nil {
 		t.Fatal("the killed run wrote a summary")
 	}
