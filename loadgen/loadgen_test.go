@@ -346,20 +346,7 @@ func TestOldestInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock.Reset(time.Now())
-	done := make(chan struct{})
-	go func() { g.Run(context.Background()); close(done) }()
-	time.Sleep(300 * time.Millisecond)
-	oldest, ok := g.OldestInFlight()
-	if !ok || oldest > 50*time.Millisecond {
-		t.Fatalf("with the first request stalled since ~0: OldestInFlight = %v, %v", oldest, ok)
-	}
-	close(release)
-	time.Sleep(100 * time.Millisecond)
-	if oldest, _ := g.OldestInFlight(); oldest < 350*time.Millisecond {
-		t.Errorf("after the stall: OldestInFlight = %v, want about the clock (400 ms)", oldest)
-	}
-	<-done
+	runStalled(t, g, clock, release, "")
 	open, err := New(Config{Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/"}}, Stages: []Stage{{time.Second, 10, 10}},
 		ClientTimeout: time.Second, KeepAlive: true}, &memRecorder{}, event.NewClock(), nil)
 	if err != nil {
@@ -400,20 +387,7 @@ func TestMixedModelsAnswerEachForItsOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock.Reset(time.Now())
-	done := make(chan struct{})
-	go func() { g.Run(context.Background()); close(done) }()
-	time.Sleep(300 * time.Millisecond)
-	oldest, ok := g.OldestInFlight()
-	if !ok || oldest > 50*time.Millisecond {
-		t.Fatalf("mixed, a VU's first request stalled since ~0: OldestInFlight = %v, %v", oldest, ok)
-	}
-	close(release)
-	time.Sleep(100 * time.Millisecond)
-	if oldest, _ := g.OldestInFlight(); oldest < 350*time.Millisecond {
-		t.Errorf("after the stall: OldestInFlight = %v, want about the clock (400 ms): the open executor's workers do not hold it", oldest)
-	}
-	<-done
+	runStalled(t, g, clock, release, "mixed: ")
 	var open []Sample
 	vus := 0
 	for _, s := range rec.samples {
@@ -427,4 +401,26 @@ func TestMixedModelsAnswerEachForItsOwn(t *testing.T) {
 		t.Fatalf("%d open-model and %d VU samples", len(open), vus)
 	}
 	arrivalsBeforeMatch(t, g, open)
+}
+
+// runStalled runs g, whose VUs' first requests stall until release is
+// closed, and checks OldestInFlight: held at the stalled sends (~0) at
+// 300 ms, then following the clock once they are answered (only VUs hold
+// it: an open executor's workers do not).
+func runStalled(t *testing.T, g *Generator, clock *event.Clock, release chan struct{}, what string) {
+	t.Helper()
+	clock.Reset(time.Now())
+	done := make(chan struct{})
+	go func() { g.Run(context.Background()); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	oldest, ok := g.OldestInFlight()
+	if !ok || oldest > 50*time.Millisecond {
+		t.Fatalf("%sa VU's first request stalled since ~0: OldestInFlight = %v, %v", what, oldest, ok)
+	}
+	close(release)
+	time.Sleep(100 * time.Millisecond)
+	if oldest, _ := g.OldestInFlight(); oldest < 350*time.Millisecond {
+		t.Errorf("%safter the stall: OldestInFlight = %v, want about the clock (400 ms)", what, oldest)
+	}
+	<-done
 }
