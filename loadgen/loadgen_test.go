@@ -326,28 +326,16 @@ func TestDispatchedThrough(t *testing.T) {
 // that request's send, and the samples recorded so far all start before
 // it; with none in flight it is the clock. An open model cannot say.
 func TestOldestInFlight(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	var stalled atomic.Bool
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/stall" && stalled.CompareAndSwap(false, true) {
-			<-release
-		}
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
+	url, release := heldServer(t)
 	clock := event.NewClock()
 	rec := &memRecorder{}
-	g, err := New(Config{Kind: VUs, Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/stall"}},
+	g, err := New(Config{Kind: VUs, Target: url, Requests: []Request{{Path: "/stall"}},
 		Stages: []Stage{{700 * time.Millisecond, 2, 2}}, ClientTimeout: 5 * time.Second, KeepAlive: true}, rec, clock, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runStalled(t, g, clock, release, "")
-	open, err := New(Config{Target: "http://" + ln.Addr().String(), Requests: []Request{{Path: "/"}}, Stages: []Stage{{time.Second, 10, 10}},
+	open, err := New(Config{Target: url, Requests: []Request{{Path: "/"}}, Stages: []Stage{{time.Second, 10, 10}},
 		ClientTimeout: time.Second, KeepAlive: true}, &memRecorder{}, event.NewClock(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -364,20 +352,7 @@ func TestOldestInFlight(t *testing.T) {
 // VUs'). Before, both said they could not tell, and the run waited a whole
 // client timeout for every interval.
 func TestMixedModelsAnswerEachForItsOwn(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	var stalled atomic.Bool
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/stall" && stalled.CompareAndSwap(false, true) {
-			<-release
-		}
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	url := "http://" + ln.Addr().String()
+	url, release := heldServer(t)
 	clock := event.NewClock()
 	rec := &memRecorder{}
 	g, err := New(Config{Target: url, ClientTimeout: 5 * time.Second, KeepAlive: true, Executors: []Config{
@@ -423,4 +398,24 @@ func runStalled(t *testing.T, g *Generator, clock *event.Clock, release chan str
 		t.Errorf("%safter the stall: OldestInFlight = %v, want about the clock (400 ms)", what, oldest)
 	}
 	<-done
+}
+
+// heldServer answers at once, but for the first request to /stall, which
+// it holds until release is closed.
+func heldServer(t *testing.T) (url string, release chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = make(chan struct{})
+	var stalled atomic.Bool
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stall" && stalled.CompareAndSwap(false, true) {
+			<-release
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String(), release
 }
