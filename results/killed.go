@@ -114,8 +114,8 @@ func LoadKilled(dir string) (*KilledRun, error) {
 	}
 	if len(k.Intervals) == 0 {
 		return nil, fmt.Errorf("%s: the run was killed before it wrote its first interval to %s: nothing was recorded to report "+
-			"(an interval is written once no request intended in it can still land in it: a second or two after it with an open or a closed model, "+
-			"one client timeout after it with both side by side or in a game day)", dir, IntervalsFile)
+			"(an interval is written once no request intended in it can still land in it: a second or two after it, "+
+			"one client timeout after it in a game day with gates)", dir, IntervalsFile)
 	}
 	for _, r := range k.Intervals {
 		k.Through = max(k.Through, (r.Start + r.Width).D())

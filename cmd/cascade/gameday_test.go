@@ -224,7 +224,7 @@ load:
 		{"gameday", "--progress", "off", "--out", filepath.Join(tmp, "b"), f},
 	} {
 		code, _, stderr := runCLI(context.Background(), args...)
-		if code != ExitUsage || !strings.Contains(stderr, f+":8:3: load: a game day") || !strings.Contains(stderr, "executors (2)") {
+		if code != ExitUsage || !strings.Contains(stderr, f+":8:3: load: a game day") || !strings.Contains(stderr, "a list of 2 executors side by side") {
 			t.Errorf("%v: exit %d, stderr:\n%s", args, code, stderr)
 		}
 		if _, err := os.Stat(args[len(args)-2]); !os.IsNotExist(err) {

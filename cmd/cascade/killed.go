@@ -21,11 +21,15 @@ func killedGameDay(k *results.KilledRun, p *plan.Plan) (q *plan.Plan, notes []st
 	if _, err := os.Stat(filepath.Join(k.Dir, gameday.JournalFile)); err != nil {
 		return p, nil, false
 	}
-	journal, err := gameday.ReadJournal(k.Dir)
-	if err != nil {
-		// A journal cut by the kill: the gates are in the events still.
+	journal, cut, err := gameday.ReadKilledJournal(k.Dir)
+	switch {
+	case err != nil:
+		// A line that does not decode before the last: the gates are in
+		// the events still.
 		notes = append(notes, fmt.Sprintf("%v: the faults added or removed by hand and the safety halts are not replayed: the phases derived from the faults are the scenario's as written", err))
 		journal = nil
+	case cut != "":
+		notes = append(notes, fmt.Sprintf("%s: a line cut by the kill; the %d entries before it are replayed", cut, len(journal)))
 	}
 	q, more := gameday.KilledPlan(p, k.Events, journal, k.Through)
 	return q, append(notes, more...), true

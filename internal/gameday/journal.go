@@ -101,12 +101,25 @@ func (j *Journal) Close() error {
 
 // ReadJournal reads a run directory's journal (none: no entries).
 func ReadJournal(dir string) ([]Entry, error) {
+	out, _, err := readJournal(dir, false)
+	return out, err
+}
+
+// ReadKilledJournal reads the journal of a run killed outright: a last line
+// that does not decode and has no newline is where the kill (or a crash, a
+// full disk) cut a write, so the entries before it are returned and cut
+// names it ("journal.jsonl:11"); a bad line anywhere else is an error.
+func ReadKilledJournal(dir string) (entries []Entry, cut string, err error) {
+	return readJournal(dir, true)
+}
+
+func readJournal(dir string, killed bool) ([]Entry, string, error) {
 	f, err := os.Open(filepath.Join(dir, JournalFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, "", nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer f.Close()
 	var out []Entry
@@ -116,15 +129,18 @@ func ReadJournal(dir string) ([]Entry, error) {
 		if len(line) > 1 {
 			var e Entry
 			if jerr := json.Unmarshal(line, &e); jerr != nil {
-				return nil, fmt.Errorf("%s:%d: %w", f.Name(), n, jerr)
+				if killed && err == io.EOF && line[len(line)-1] != '\n' {
+					return out, fmt.Sprintf("%s:%d", f.Name(), n), nil
+				}
+				return nil, "", fmt.Errorf("%s:%d: %w", f.Name(), n, jerr)
 			}
 			out = append(out, e)
 		}
 		if err == io.EOF {
-			return out, nil
+			return out, "", nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 }

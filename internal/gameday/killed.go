@@ -109,7 +109,10 @@ func KilledPlan(p *plan.Plan, evs []event.Event, journal []Entry, through time.D
 			ph.Start = through
 		}
 		if ph.End == never {
-			ph.End = through
+			// A gate closed after the records end (they trail the clock
+			// by up to a client timeout in a gated game day): the phase
+			// was not recorded, and does not end before it starts.
+			ph.End = max(through, ph.Start)
 		}
 		q.Phases = append(q.Phases, ph)
 	}

@@ -1,6 +1,8 @@
 package gameday
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +80,19 @@ faults:
 		t.Errorf("the scenario's plan was changed: %v %+v", p.Duration, p.Load.Stages)
 	}
 
+	// Records that end before the gate closed (a gated game day writes
+	// its intervals a client timeout late): the gate's phase is empty at
+	// its close, not ending before it starts.
+	q, _ = KilledPlan(p, evs[:1], nil, 3*s)
+	for _, ph := range q.Phases {
+		if ph.End < ph.Start {
+			t.Errorf("records through 3s, g1 closed at 4s: phase %s %v–%v ends before it starts", ph.Name, ph.Start, ph.End)
+		}
+		if ph.Name == "g1" && (ph.Start != 4*s || ph.End != ph.Start) {
+			t.Errorf("g1 = %v–%v, want empty at its close (4s)", ph.Start, ph.End)
+		}
+	}
+
 	// A fault that no longer compiles offline is said, not guessed.
 	_, notes = KilledPlan(p, nil, []Entry{{T: 1, Action: ActFaultAdd, Fault: "bad", Spec: "{kind: nosuch, target: api}"}}, 5*s)
 	if len(notes) != 1 || !strings.Contains(notes[0], "the fault bad added by hand at 1.000s does not compile offline") {
@@ -87,5 +102,34 @@ faults:
 	plain, _ := plan.CompileBytes("p.yaml", []byte(strings.Split(src, "phases:")[0]), plan.Options{Offline: true})
 	if q, _ := KilledPlan(plain, nil, nil, 5*s); q != plain {
 		t.Error("a run with nothing to replay got a plan of its own")
+	}
+}
+
+// A journal whose last write the kill cut keeps the entries before it; a
+// bad line before the last is still an error, and ReadJournal (a finished
+// run's) refuses both.
+func TestReadKilledJournal(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) {
+		if err := os.WriteFile(filepath.Join(dir, JournalFile), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := `{"t":1,"action":"fault.rm","fault":"slow"}` + "\n" + `{"t":2,"action":"halt","who":"safety"}` + "\n"
+	write(good + `{"t":3,"action":"fault.a`)
+	es, cut, err := ReadKilledJournal(dir)
+	if err != nil || len(es) != 2 || !strings.HasSuffix(cut, JournalFile+":3") {
+		t.Errorf("cut last line: %d entries, cut %q, %v", len(es), cut, err)
+	}
+	if _, err := ReadJournal(dir); err == nil {
+		t.Error("ReadJournal took a cut line")
+	}
+	write(`{"t":1,"act` + "\n" + good)
+	if _, _, err := ReadKilledJournal(dir); err == nil || !strings.Contains(err.Error(), JournalFile+":1") {
+		t.Errorf("a bad first line: %v", err)
+	}
+	write(good)
+	if es, cut, err := ReadKilledJournal(dir); err != nil || len(es) != 2 || cut != "" {
+		t.Errorf("whole journal: %d entries, cut %q, %v", len(es), cut, err)
 	}
 }

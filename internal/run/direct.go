@@ -42,6 +42,9 @@ func newDirectLoad(p *plan.Plan, cfg loadgen.Config, ups []*faults.Upstream, pha
 	d := &directLoad{n: len(cfg.Requests), phases: phases,
 		// The run's phases, so that each phase knows how many of its
 		// arrivals the mix sent straight to the upstreams (summarizeDirect).
+		// No breakdown: load.direct takes a single executor (the list form
+		// refuses it), so its Recorded counts, summed with the run's for
+		// the watermark (recordedSum), never hold a mixed load's VUs.
 		collector: results.NewCollector(p.Phases, IntervalWidth, 1)}
 	via, err := loadgen.NewHTTPTransport(cfg)
 	if err != nil {

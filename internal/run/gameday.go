@@ -41,7 +41,10 @@ func LiveExecutorsError(p *plan.Plan) error {
 	if at == "" {
 		at = p.File
 	}
-	return fmt.Errorf("%s: load: a game day (cascade gameday, cascade run --live) drives one load profile, and this load is a list of executors (%d) side by side; run it with cascade run, or make the load a single executor", at, len(p.Load.Executors))
+	if n := len(p.Load.Executors); n > 1 {
+		return fmt.Errorf("%s: load: a game day (cascade gameday, cascade run --live) drives one load profile, and this load is a list of %d executors side by side; run it with cascade run", at, n)
+	}
+	return fmt.Errorf("%s: load: a game day (cascade gameday, cascade run --live) drives one load profile, written as a mapping; this load is a list of one executor: write it without the list", at)
 }
 
 // loadDriver is what drives the load: a plain run's generator, or a game

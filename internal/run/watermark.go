@@ -150,7 +150,11 @@ func (m *watermark) whole(now time.Duration) time.Duration {
 	if end, ok := m.counted(now); ok {
 		bound, known = min(bound, end), true
 	}
-	if !known {
+	// Again, after the reading: a stop between the first check and
+	// OldestInFlight could have let the VUs retire and the clock pass the
+	// stop's interval. A VU retires for a stop only after the stop closed
+	// m.stopped, so one missed here came after the reading.
+	if !known || m.isStopped() {
 		return m.last
 	}
 	return max(m.last, bound)
