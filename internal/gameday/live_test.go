@@ -622,6 +622,16 @@ func TestGracefulStop(t *testing.T) {
 		!strings.Contains(j[2].Error, "stopping") {
 		t.Errorf("journal: %+v", j)
 	}
+	// The last interval is as wide as the part of it the load ran, as
+	// after Ctrl-C: it was a whole second, its rate reading low.
+	r, err := results.Load(lr.dir)
+	if err != nil || len(r.Intervals) == 0 || len(j) < 2 {
+		t.Fatalf("results: %v, %d intervals", err, len(r.Intervals))
+	}
+	last := r.Intervals[len(r.Intervals)-1]
+	if end := float64(last.Start + last.Width); math.Abs(end-j[1].T) > 0.05 {
+		t.Errorf("the last interval [%v, +%v) ends at %.3fs; the load was stopped at %.3fs", last.Start, last.Width, end, j[1].T)
+	}
 }
 
 // A manual gate holds the load at the rate before it and the fault

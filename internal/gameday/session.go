@@ -241,6 +241,10 @@ func (s *Session) FirstClientErrors() []*loadgen.ClientError {
 // Stopped says who stopped the run early ("" if no one did).
 func (s *Session) Stopped() string { return s.script.Stopped() }
 
+// StoppedAt is when the load was stopped early (cascade stop, a safety
+// check's on_breach: stop), on the run's clock; 0 if it was not.
+func (s *Session) StoppedAt() time.Duration { return s.script.StoppedAt() }
+
 // OldestInFlight, ArrivalsBefore and End tell the run when an interval can
 // no longer receive samples (see Script.OldestInFlight).
 func (s *Session) OldestInFlight() (time.Duration, bool) { return s.script.OldestInFlight() }

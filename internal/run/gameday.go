@@ -133,6 +133,16 @@ func (g *gameDay) close() error {
 
 // ran is the plan as it ran (phases moved by gates, holds in the profile)
 // and the timeline's reports completed; a plain run's are unchanged.
+// stoppedAt is when the game day's load was stopped early (cascade stop,
+// a safety check's on_breach: stop), 0 if it was not or this is no game
+// day: the run's own stop signals (Ctrl-C, an abort) are not this.
+func (g *gameDay) stoppedAt() time.Duration {
+	if g == nil {
+		return 0
+	}
+	return g.s.StoppedAt()
+}
+
 func (g *gameDay) ran(p *plan.Plan, reports []faults.Report, elapsed time.Duration) (*plan.Plan, []faults.Report) {
 	if g == nil {
 		return p, reports

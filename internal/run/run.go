@@ -416,6 +416,12 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (out *Outcome, err err
 	// of 2/s against a target of 100.
 	stopped := interrupted || aborted != "" || failed
 	last := loadEnd(ranPlan, gen, elapsed, stopped)
+	if at := gd.stoppedAt(); at > 0 {
+		// A game day stopped from its control API or by a safety check
+		// ended its load gracefully there: its last interval is as wide
+		// as the part of it the load ran, as after Ctrl-C.
+		last = min(last, at)
+	}
 	rec.keepIntervals(w.WriteIntervalsUntil(collector.TakeIntervals(1<<62), results.Sec(IntervalWidth), last))
 
 	sum = summarize(ranPlan, collector, gen, reports, started, elapsed, stopped, target, gwName)
