@@ -22,8 +22,9 @@ import (
 // schedule counts ahead is not the load as it runs, and a segment not yet
 // started says nothing of the requests it will send. Such a script says it
 // cannot tell, and the run keeps the timeout rule. (A plan with gates or
-// safety checks has a single open-model load anyway: closed models and
-// mixed loads reach a game day only without them.)
+// safety checks has a single open-model load anyway: a closed model
+// reaches a game day only without them, and a list of executors never:
+// the run refuses it, see internal/run's LiveExecutorsError.)
 
 // plain reports whether the script's load is one generator as a plain
 // run's, and which models it has.
