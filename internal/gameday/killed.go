@@ -14,7 +14,8 @@ import (
 // KilledPlan is p as a game day killed at through (SIGKILL: no summary, no
 // gameday.json) had run it so far, rebuilt for `cascade report` from what
 // the run streamed: each gate's close and open (the gate.close and
-// gate.open events), and the faults added and removed by hand and the
+// gate.open events, and the journal's phase.next for an opening whose
+// event the kill lost), and the faults added and removed by hand and the
 // safety halts (journal.jsonl), which move the phases derived from the
 // faults. The same script code that moved the phases live moves them
 // here. Boundaries the run had not reached (after a gate still closed) are
@@ -32,12 +33,21 @@ func KilledPlan(p *plan.Plan, evs []event.Event, journal []Entry, through time.D
 		s.derived[ph.Name] = true
 	}
 	var notes []string
+	// byJournal is the hold a journal phase.next opened, until its
+	// gate.open event (a moment later, if the kill let it be written)
+	// gives the opening's exact time.
+	byJournal := -1
 	for _, e := range evs {
 		if e.Source != "gameday" || (e.Type != "gate.close" && e.Type != "gate.open") {
 			continue
 		}
 		e := e
 		acts = append(acts, act{e.T, func() {
+			if e.Type == "gate.open" && byJournal >= 0 && s.holds[byJournal].Gate.Name == e.Target {
+				h := &s.holds[byJournal]
+				h.Opened, s.shift, byJournal = e.T, e.T-h.Gate.At, -1
+				return
+			}
 			k := len(s.holds)
 			if k >= len(p.Gates) || p.Gates[k].Name != e.Target {
 				notes = append(notes, fmt.Sprintf("%s of %s at %.3fs is not the scenario's next gate: ignored", e.Type, e.Target, e.T.Seconds()))
@@ -79,6 +89,18 @@ func KilledPlan(p *plan.Plan, evs []event.Event, journal []Entry, through time.D
 		case ActFaultRm:
 			manual = true
 			acts = append(acts, act{t, func() { s.faultEnded(je.Fault, t) }})
+		case ActPhaseNext:
+			// Journaled as it is done; its gate.open event is flushed a
+			// second at a time, and a kill can lose it.
+			acts = append(acts, act{t, func() {
+				if s.closed == nil || s.closed.Gate.Name != je.Phase {
+					return // its event opened it already
+				}
+				h := *s.closed
+				h.Opened, h.By = t, je.Who
+				s.holds, s.closed, s.shift = append(s.holds, h), nil, t-h.Gate.At
+				byJournal = len(s.holds) - 1
+			}})
 		case ActHalt:
 			manual = true
 			acts = append(acts, act{t, func() {

@@ -93,6 +93,34 @@ faults:
 		}
 	}
 
+	// A gate opened by hand in the second before the kill: its gate.open
+	// event was lost, the journal's phase.next (written as it was done)
+	// opens it. With the event there too, the event's time is kept and
+	// nothing is said.
+	byHand := []Entry{{T: 9, Who: "ana", Action: ActPhaseNext, Phase: "g1"}}
+	for _, c := range []struct {
+		what string
+		evs  []event.Event
+		want time.Duration
+	}{
+		{"journal only", evs[:1], 9 * s},
+		{"journal and event", []event.Event{evs[0], {T: 9*s + time.Millisecond, Source: "gameday", Type: "gate.open", Target: "g1"}}, 9*s + time.Millisecond},
+	} {
+		q, notes := KilledPlan(p, c.evs, byHand, 10*s)
+		for _, ph := range q.Phases {
+			if ph.Name == "g1" && (ph.Start != 4*s || ph.End != c.want) {
+				t.Errorf("%s: g1 = %v–%v, want 4s–%v", c.what, ph.Start, ph.End, c.want)
+			}
+		}
+		// 4 s, g1 held until it opened, the scenario's other 6 s.
+		if q.Duration != c.want+6*s {
+			t.Errorf("%s: planned %v, want %v", c.what, q.Duration, c.want+6*s)
+		}
+		if len(notes) > 0 {
+			t.Errorf("%s: notes %v", c.what, notes)
+		}
+	}
+
 	// A fault that no longer compiles offline is said, not guessed.
 	_, notes = KilledPlan(p, nil, []Entry{{T: 1, Action: ActFaultAdd, Fault: "bad", Spec: "{kind: nosuch, target: api}"}}, 5*s)
 	if len(notes) != 1 || !strings.Contains(notes[0], "the fault bad added by hand at 1.000s does not compile offline") {
