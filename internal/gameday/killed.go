@@ -121,6 +121,14 @@ func KilledPlan(p *plan.Plan, evs []event.Event, journal []Entry, through time.D
 	for _, a := range acts {
 		a.do()
 	}
+	if h := s.closed; h != nil && h.Closed+h.Gate.MaxHold <= through {
+		// Its max_hold ran out before the records end: it opened then,
+		// though the kill lost the event that says so (the journal
+		// keeps only openings by hand).
+		o := *h
+		o.Opened, o.By = h.Closed+h.Gate.MaxHold, "max_hold"
+		s.holds, s.closed, s.shift = append(s.holds, o), nil, o.Opened-o.Gate.At
+	}
 	q := *p
 	q.Phases = nil
 	for _, ph := range s.windowsLocked() {

@@ -133,6 +133,42 @@ faults:
 	}
 }
 
+// A gate whose max_hold ran out before the records end opened then, though
+// the kill lost its gate.open event (and no journal line says so: nobody
+// opened it by hand). It counted as held to the records' end.
+func TestKilledPlanMaxHold(t *testing.T) {
+	s := time.Second
+	p, err := plan.CompileBytes("hold.yaml", []byte(`name: hold
+upstreams: [{name: api, replicas: 1, latency: 1ms}]
+gateway: {routes: [{path: /, upstream: api}]}
+load:
+  stages: [{duration: 6s, rate: 10/s}]
+  requests: [{path: /}]
+phases:
+  - {name: g, start: 2s, gate: manual, max_hold: 3s}
+`), plan.Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := []event.Event{{T: 2 * s, Source: "gameday", Type: "gate.close", Target: "g"}}
+	for _, c := range []struct {
+		through, end, planned time.Duration
+	}{
+		{8 * s, 5 * s, 9 * s}, // held its 3 s, then the other 4 s
+		{4 * s, 4 * s, 8 * s}, // still within its max_hold at the kill
+	} {
+		q, notes := KilledPlan(p, closed, nil, c.through)
+		for _, ph := range q.Phases {
+			if ph.Name == "g" && (ph.Start != 2*s || ph.End != c.end) {
+				t.Errorf("records through %v: g = %v–%v, want 2s–%v", c.through, ph.Start, ph.End, c.end)
+			}
+		}
+		if q.Duration != c.planned || len(notes) > 0 {
+			t.Errorf("records through %v: planned %v, want %v; notes %v", c.through, q.Duration, c.planned, notes)
+		}
+	}
+}
+
 // A journal whose last write the kill cut keeps the entries before it; a
 // bad line before the last is still an error, and ReadJournal (a finished
 // run's) refuses both.
