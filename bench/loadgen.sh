@@ -20,6 +20,7 @@
 #   DUEL_ROUNDS=12 DUEL_DUR=6 DUEL_MAX_STEAL=3 (% of CPU time a kept run may have lost to the host)
 #   DUEL_TRIES=40 (rounds run at most) DUEL_PORT=18095 WRK_THREADS=2 (also loadfloor's -t)
 #   DUEL_FLOOR=1 (add bench/loadfloor, the least a generator can do, as a third contestant)
+#   DUEL_SELF=1 (add wrk a second time: the A/A control, how far the ratio strays when nothing differs)
 # Every target is 127.0.0.1; every run is bounded; only processes this script started are stopped (by PID).
 set -uo pipefail
 
@@ -174,8 +175,11 @@ duel() {
   local tools="wrk ours"
   if [ "${DUEL_FLOOR:-0}" = 1 ]; then
     (cd "$REPO" && go build -o "$OUT/loadfloor" ./bench/loadfloor) || { log "ERROR: building bench/loadfloor failed"; return 1; }
-    tools="wrk ours floor"
+    tools="$tools floor"
   fi
+  # The A/A control: wrk against itself in the same rotation. Its ratio's spread is what this host
+  # does to two identical runs, so it says how much of ours' spread is the host's.
+  [ "${DUEL_SELF:-0}" = 1 ] && tools="$tools self"
   port_free "$port"
   start_bg duel "$UPSTREAM" -addr "127.0.0.1:$port" -mode hello
   wait_port "$port" || return 1
@@ -185,7 +189,7 @@ duel() {
   run_one() {
     local mark out rps; mark=$(host_mark)
     case $1 in
-      wrk)
+      wrk|self)
         out=$(bash -c 'wrk -t'"$threads"' -c'"$conns"' -d'"$dur"'s '"$url"' 2>&1; times')
         rps=$(awk '/^Requests\/sec/{print $2}' <<< "$out") ;;
       ours)
@@ -200,21 +204,21 @@ duel() {
       function secs(t,   a) { split(t, a, "m"); sub("s", "", a[2]); return a[1]*60 + a[2] }
       { printf "%.0f %.2f %s\n", r, (r > 0 ? (secs($1) + secs($2))*1e6/(r*d) : 0), st }'
   }
-  printf 'round\twrk_rps\twrk_us\twrk_steal\tours_rps\tours_us\tours_steal\tfloor_rps\tfloor_us\tfloor_steal\tkept\n' > "$tsv"
+  printf 'round\twrk_rps\twrk_us\twrk_steal\tours_rps\tours_us\tours_steal\tfloor_rps\tfloor_us\tfloor_steal\tkept\tself_rps\tself_us\tself_steal\n' > "$tsv"
   local i=0 kept=0
   while [ "$kept" -lt "$rounds" ] && [ "$i" -lt "$tries" ]; do
     i=$((i + 1))
     # Rotate the order: each tool goes first, second (and third) equally often.
     local -a order=($tools) line
     local k=$((i % ${#order[@]})) t ok=1
-    declare -A got=([floor]="0 0 -")
+    declare -A got=([floor]="0 0 -" [self]="0 0 -")
     for t in "${order[@]:k}" "${order[@]:0:k}"; do got[$t]=$(run_one "$t"); done
     for t in $tools; do
       read -r -a line <<< "${got[$t]}"
       awk -v r="${line[0]}" -v st="${line[2]}" -v m="$maxst" 'BEGIN{exit !(st != "?" && st <= m && r > 0)}' || ok=0
     done
     [ "$ok" = 1 ] && kept=$((kept + 1))
-    printf '%d\t%s\t%s\t%s\t%d\n' "$i" "${got[wrk]// /$'\t'}" "${got[ours]// /$'\t'}" "${got[floor]// /$'\t'}" "$ok" >> "$tsv"
+    printf '%d\t%s\t%s\t%s\t%d\t%s\n' "$i" "${got[wrk]// /$'\t'}" "${got[ours]// /$'\t'}" "${got[floor]// /$'\t'}" "$ok" "${got[self]// /$'\t'}" >> "$tsv"
   done
   stop_bg duel
   {
@@ -222,9 +226,10 @@ duel() {
     echo
     echo "$kept rounds kept of $i run (a round is dropped when any run lost more than ${maxst} % of the CPU to the host); every round: $tsv"
     echo
-    awk -F'\t' -v floor="${DUEL_FLOOR:-0}" 'NR > 1 && $11 == 1 { n++
+    awk -F'\t' -v floor="${DUEL_FLOOR:-0}" -v self="${DUEL_SELF:-0}" 'NR > 1 && $11 == 1 { n++
         r[n] = $5 / $2; c[n] = $6 / $3; if ($5 >= $2) w++
-        if (floor == 1) { fr[n] = $8 / $2; fc[n] = $9 / $3; if ($8 >= $2) fw++ } }
+        if (floor == 1) { fr[n] = $8 / $2; fc[n] = $9 / $3; if ($8 >= $2) fw++ }
+        if (self == 1) { sr[n] = $12 / $2; sc[n] = $13 / $3; if ($12 >= $2) sw++ } }
       function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t } }
       function q(a, n, p,   k) { k = 1 + (n - 1) * p; return a[int(k)] + (k - int(k)) * (a[int(k) + (k > int(k))] - a[int(k)]) }
       function row(name, a, won) { sort(a, n); printf "| %s | %.3f× | **%.3f×** | %.3f× | %s |\n", name, q(a, n, .25), q(a, n, .5), q(a, n, .75), won }
@@ -235,6 +240,7 @@ duel() {
         row("ours: req/s", r, (w + 0) " of " n)
         row("ours: CPU µs per request", c, "")
         if (floor == 1) { row("floor: req/s", fr, (fw + 0) " of " n); row("floor: CPU µs per request", fc, "") }
+        if (self == 1) { row("wrk again (A/A): req/s", sr, (sw + 0) " of " n); row("wrk again (A/A): CPU µs per request", sc, "") }
       }' "$tsv"
   } | tee "$OUT/duel.md"
 }
