@@ -77,7 +77,7 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 				return exitWith(ExitRunFailed, err)
 			}
 			for _, r := range res {
-				if !r.Pass {
+				if !r.Pass && !r.Skipped {
 					return exitWith(ExitFail, nil)
 				}
 			}
@@ -97,8 +97,13 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 func printLadder(w io.Writer, res []run.RungResult, planned int, interrupted bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\n  rung\tdelay\texpected\tlifted\tfired (service time min–max)\tverdict")
-	passed, judged := 0, 0
+	passed, judged, skipped := 0, 0, 0
 	for _, r := range res {
+		if r.Skipped {
+			skipped++
+			fmt.Fprintf(tw, "  %s\t-\t%s at %s\t-\t-\tSKIPPED\n", r.Rung.Name, r.Rung.Expect, verdict.FormatDuration(r.Rung.Timeout))
+			continue
+		}
 		mark := "FAIL"
 		switch {
 		case r.Interrupted:
@@ -118,19 +123,26 @@ func printLadder(w io.Writer, res []run.RungResult, planned int, interrupted boo
 	}
 	tw.Flush()
 	for _, r := range res {
-		if !r.Pass && !r.Interrupted && len(r.Summary.Objectives) > 0 {
+		switch {
+		case r.Skipped:
+			fmt.Fprintf(w, "  %s: not run: %s\n", r.Rung.Name, r.Rung.Skip)
+		case !r.Pass && !r.Interrupted && len(r.Summary.Objectives) > 0:
 			fmt.Fprintf(w, "  %s: %s\n", r.Rung.Name, r.Summary.Objectives[0].Evidence)
 		}
 	}
-	if judged < planned {
+	if judged+skipped < planned {
 		how := "stopped by an error"
 		if interrupted {
 			how = "interrupted"
 		}
-		fmt.Fprintf(w, "\nLadder: %s after %d of %d rungs; %d of them answered by the layer expected\n", how, judged, planned, passed)
+		fmt.Fprintf(w, "\nLadder: %s after %d of %d rungs; %d of them answered by the layer expected\n", how, judged, planned-skipped, passed)
 		return
 	}
-	fmt.Fprintf(w, "\nLadder: %d/%d rungs answered by the layer expected\n", passed, len(res))
+	tail := ""
+	if skipped > 0 {
+		tail = fmt.Sprintf("; %d skipped", skipped)
+	}
+	fmt.Fprintf(w, "\nLadder: %d/%d rungs answered by the layer expected%s\n", passed, judged, tail)
 }
 
 // fired lists the outcomes that were not ok, by cause, with when they

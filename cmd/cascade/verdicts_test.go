@@ -315,3 +315,27 @@ func readRepeatReport(t *testing.T, dir string) RepeatReport {
 	}
 	return rep
 }
+
+// A rung the ladder could not run is a row of its own, with why under the
+// table, and counts neither as answered nor as failed.
+func TestPrintLadderListsSkippedRungs(t *testing.T) {
+	pass := &results.Summary{}
+	res := []run.RungResult{
+		{Rung: run.Rung{Name: "gateway", Expect: "gateway", Timeout: 2 * time.Second, Delay: 2200 * time.Millisecond}, Summary: pass, Pass: true},
+		{Rung: run.Rung{Name: "client", Expect: "client", Timeout: 3 * time.Second, Skip: "the gateway timeout cannot be lifted out of its way: own.conf does not use {{timeout}}, so the proxy keeps its own"}, Skipped: true},
+		{Rung: run.Rung{Name: "cascade", Expect: "gateway", Timeout: 2 * time.Second, Delay: 3300 * time.Millisecond}, Summary: pass, Pass: true},
+	}
+	var b strings.Builder
+	printLadder(&b, res, len(res), false)
+	out := b.String()
+	for _, want := range []string{
+		"client   -       client at 3.000s",
+		"SKIPPED",
+		"  client: not run: the gateway timeout cannot be lifted out of its way: own.conf does not use {{timeout}}",
+		"Ladder: 2/2 rungs answered by the layer expected; 1 skipped\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ladder output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/cascadehq/cascade/faults/slowdb"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/dist"
+	"github.com/cascadehq/cascade/internal/proxyconf"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
@@ -29,6 +30,10 @@ type Rung struct {
 	Delay   time.Duration // injected at the upstreams
 	Lifted  []string      // inner layers whose timeouts were raised past the delay
 	Plan    *plan.Plan
+	// Skip says why the rung cannot run (an inner layer's timeout cannot
+	// be lifted); its Plan is then nil. It is listed rather than dropped,
+	// so that a ladder one rung short says which and why.
+	Skip string
 }
 
 // Bounds of a ladder's rungs.
@@ -45,7 +50,7 @@ type LadderOptions struct {
 
 // lifters raise a layer's timeouts past d in a rung's plan. Layers without
 // a lifter cannot be lifted; the rungs outside them are then skipped with a
-// note.
+// note (Rung.Skip).
 var lifters = map[string]func(q *plan.Plan, past time.Duration){
 	"gateway": func(q *plan.Plan, past time.Duration) {
 		if q.GatewayContainer != nil {
@@ -122,17 +127,21 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 		past := 2*delay + time.Second
 		q := rungPlan(p, o, l.Name, delay, insideUpstream[l.Name])
 		r := Rung{Name: l.Name, Expect: l.Name, Timeout: t, Delay: delay, Plan: q}
-		ok := true
 		for _, inner := range p.Layers[i+1:] {
 			lift := lifters[inner.Name]
-			if lift == nil || !liftable(q, inner.Name) {
-				ok = false
+			why := ""
+			if lift != nil {
+				why = unliftable(q, inner.Name)
+			}
+			if lift == nil || why != "" {
+				r.Skip, r.Plan, r.Lifted = fmt.Sprintf("the %s timeout cannot be lifted out of its way%s", inner.Name, why), nil, nil
 				break
 			}
 			lift(q, past)
 			r.Lifted = append(r.Lifted, inner.Name)
 		}
-		if !ok {
+		if r.Skip != "" {
+			rungs = append(rungs, r)
 			continue
 		}
 		// Judged on the rung's own cascade: lifting an inner layer can
@@ -151,18 +160,29 @@ func Ladder(p *plan.Plan, o LadderOptions) ([]Rung, error) {
 	return rungs, nil
 }
 
-// liftable reports whether layer's timeouts can be raised in q: the
-// gateway's when it is cascade's, or a proxy in a container whose timeout
-// the scenario declares (its config renders it: the generated one, or
-// yours with {{timeout}}); per_try only on cascade's.
-func liftable(q *plan.Plan, layer string) bool {
+// unliftable says why layer's timeouts cannot be raised in q ("" when
+// they can): the gateway's can when it is cascade's, or a proxy in a
+// container whose configuration renders the timeout (the generated one, or
+// yours with {{timeout}}); per_try only on cascade's. A configuration of
+// your own without {{timeout}} keeps its own timeout whatever the rung
+// asks: the rungs outside it would be judged against a layer still firing.
+func unliftable(q *plan.Plan, layer string) string {
 	switch layer {
 	case "gateway":
-		return q.Gateway != nil || q.GatewayContainer != nil && q.GatewayContainer.Declared
+		gc := q.GatewayContainer
+		switch {
+		case q.Gateway != nil:
+		case gc == nil || !gc.Declared:
+			return ": the gateway's timeout is not declared"
+		case gc.Config != "" && !proxyconf.Uses(gc.Config, "timeout"):
+			return fmt.Sprintf(": %s does not use {{timeout}}, so the proxy keeps its own", filepath.Base(gc.ConfigFile))
+		}
 	case "per_try":
-		return q.Gateway != nil
+		if q.Gateway == nil {
+			return ": per-try timeouts are cascade's gateway's"
+		}
 	}
-	return true
+	return ""
 }
 
 // above is "just above" a timeout: 10% more, at least 20 ms.
@@ -223,6 +243,9 @@ func RungPlan(p *plan.Plan, l results.LadderRung) (*plan.Plan, error) {
 	}
 	var names []string
 	for _, r := range rungs {
+		if r.Skip != "" {
+			continue // never ran: no directory names it
+		}
 		if r.Name == l.Rung {
 			return r.Plan, nil
 		}
@@ -240,12 +263,18 @@ type RungResult struct {
 	// Interrupted: the rung was cut short (Ctrl-C), so its verdict is
 	// neither a pass nor a fail.
 	Interrupted bool
+	// Skipped: the rung could not run (Rung.Skip); no Summary, no Dir.
+	Skipped bool
 }
 
 // RunLadder runs each rung in turn, each into its own directory under dir.
 func RunLadder(ctx context.Context, rungs []Rung, dir string, opts Options) ([]RungResult, error) {
 	var out []RungResult
 	for _, r := range rungs {
+		if r.Skip != "" {
+			out = append(out, RungResult{Rung: r, Skipped: true})
+			continue
+		}
 		o := opts
 		o.OutDir = filepath.Join(dir, r.Name)
 		res, err := Run(ctx, r.Plan, o)

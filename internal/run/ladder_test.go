@@ -2,6 +2,8 @@ package run
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -105,5 +107,62 @@ load:
 	if !res[0].Pass || st.Causes["per_try_timeout"] != st.Sent || st.Sent == 0 {
 		t.Errorf("per_try rung: pass %v, sent %d, causes %v: every request's retry must time out too (%s)",
 			res[0].Pass, st.Sent, st.Causes, res[0].Summary.Objectives[0].Evidence)
+	}
+}
+
+// A proxy configuration of your own that does not render {{timeout}} keeps
+// its own timeout whatever a rung asks, so the client rung, which needs the
+// gateway's lifted out of its way, cannot run: it is listed as skipped,
+// with why, not run against a gateway still firing (nor dropped without a
+// word). With {{timeout}} in the file, every rung runs.
+func TestLadderSkipsRungsOutsideAnUnliftableGateway(t *testing.T) {
+	dir := t.TempDir()
+	conf := func(name, timeout string) {
+		text := "frontend fe\n    bind {{listen}}\n    monitor-uri {{ready}}\n    timeout server " + timeout + "\nbackend be\n    {{servers}}\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf("fixed.conf", "2s")
+	conf("rendered.conf", "{{timeout}}")
+	for _, tc := range []struct{ config, rungs, skip string }{
+		{"fixed.conf", "gateway,client(skipped),cascade", "the gateway timeout cannot be lifted out of its way: fixed.conf does not use {{timeout}}, so the proxy keeps its own"},
+		{"rendered.conf", "gateway,client,cascade", ""},
+	} {
+		src := `name: own-conf
+upstreams: [{name: api, latency: 2ms}]
+gateway:
+  container: {kind: haproxy, config: ` + tc.config + `, timeout: 2s}
+load:
+  client_timeout: 3s
+  stages: [{duration: 1s, rate: 10/s}]
+  requests: [{path: /}]
+`
+		path := filepath.Join(dir, "s.yaml")
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := plan.CompileFile(path, plan.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rungs, err := Ladder(p, LadderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range rungs {
+			n := r.Name
+			if r.Skip != "" {
+				n += "(skipped)"
+				if r.Skip != tc.skip || r.Plan != nil {
+					t.Errorf("%s: rung %s skipped with %q (plan %v), want %q", tc.config, r.Name, r.Skip, r.Plan != nil, tc.skip)
+				}
+			}
+			names = append(names, n)
+		}
+		if got := strings.Join(names, ","); got != tc.rungs {
+			t.Errorf("%s: rungs %s, want %s", tc.config, got, tc.rungs)
+		}
 	}
 }
