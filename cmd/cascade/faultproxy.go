@@ -101,7 +101,16 @@ SIGTERM), then prints what each toxic did. A latency toxic waits precisely: 100 
 			defer p.Close()
 			fmt.Fprintf(stderr, "cascade faultproxy listening on %s → %s (%s)\n", p.Addr(), p.Upstream(), describeToxics(p.Toxics()))
 			if f.api != "" {
-				s, err := toxiapi.New(ctx, toxiapi.Config{Rand: rand.New(rand.NewPCG(f.seed, 0x617069)), Events: sink, AllowRemote: f.allowRemote})
+				// Deleting this proxy through the API closes it, as
+				// toxiproxy-server does; the API goes on serving (a test
+				// suite may delete and create its proxies again), so the
+				// terminal says what happened rather than going quiet.
+				deleted := func(q *tcpfault.Proxy) {
+					if q == p {
+						fmt.Fprintf(stderr, "proxy %q deleted through the Toxiproxy API: %s no longer listens; the API still serves (POST /proxies creates proxies); Ctrl-C stops\n", p.Name(), p.Addr())
+					}
+				}
+				s, err := toxiapi.New(ctx, toxiapi.Config{Rand: rand.New(rand.NewPCG(f.seed, 0x617069)), Events: sink, AllowRemote: f.allowRemote, OnDelete: deleted})
 				if err != nil {
 					return exitWith(ExitRunFailed, err)
 				}

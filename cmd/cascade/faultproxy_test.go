@@ -143,6 +143,20 @@ func TestFaultProxyCommandAPI(t *testing.T) {
 	if d, _, err := timedGet(t, "http://"+addr+"/"); err != nil || d < 150*time.Millisecond {
 		t.Errorf("after the update: %v, %v; want >= 150ms", d, err)
 	}
+	// Deleting the proxy through the API closes it, as toxiproxy-server
+	// does, and the terminal says so instead of going quiet.
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+api+"/proxies/faultproxy", nil)
+	if res, err = http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE the proxy: %v %v", res, err)
+	}
+	res.Body.Close()
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("the deleted proxy still accepts on %s", addr)
+	}
+	if want := `proxy "faultproxy" deleted through the Toxiproxy API: ` + addr + " no longer listens"; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+	}
 	if code := stop(); code != ExitPass {
 		t.Errorf("exit %d", code)
 	}

@@ -50,6 +50,10 @@ type Config struct {
 	// POST /proxies refuses them (400), as cascade sends traffic to
 	// loopback only unless its user says otherwise.
 	AllowRemote bool
+	// OnDelete, if set, is called with each proxy a DELETE removed, after
+	// it closed: an owner that handed one over with AddProxy learns that
+	// it no longer listens (cascade faultproxy says so on its terminal).
+	OnDelete func(p *tcpfault.Proxy)
 }
 
 // Server is the API and the collection of proxies it manages.
@@ -61,6 +65,7 @@ type Server struct {
 	// allowRemote lets proxies created through the API dial upstreams off
 	// loopback (cascade toxiproxy --allow-remote).
 	allowRemote bool
+	onDelete    func(p *tcpfault.Proxy)
 
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -76,7 +81,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, errors.New("toxiapi.Config.Rand is required")
 	}
 	s := &Server{ctx: ctx, events: cfg.Events, clock: cfg.Clock, version: cfg.Version, rng: cfg.Rand, allowRemote: cfg.AllowRemote,
-		proxies: map[string]*tcpfault.Proxy{}, owned: map[*tcpfault.Proxy]bool{}}
+		onDelete: cfg.OnDelete, proxies: map[string]*tcpfault.Proxy{}, owned: map[*tcpfault.Proxy]bool{}}
 	if s.version == "" {
 		s.version = "cascade"
 	}
@@ -568,6 +573,9 @@ func (s *Server) proxyDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Close()
+	if s.onDelete != nil {
+		s.onDelete(p)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
