@@ -140,6 +140,7 @@ func TestBadScenarios(t *testing.T) {
 		// replica, a whole-run threshold, a 3 s hold, a 100 ms tolerance.
 		{"no replicas is not one", replace("    replicas: 2", "    replicas: 0"), 4, 15, "upstreams[0].replicas", "0 stands for the default here"},
 		{"a window of 0 is not the whole run", replace("  - p99 < 1s", `  - {objective: "p99 < 1s", every: 0s}`), 20, 36, "slo[0].every", "0 stands for the default here"},
+		{"a fault of 0s does not last the whole run", replace("duration: 500ms, params", "duration: 0s, params"), 18, 67, "faults[0].duration", "duration: 0 would last until the load ends, as duration left out: give a value above 0"},
 		{"a hold of 0 is not 3s", replace("  - p99 < 1s", "  - {recovers_within: 1s, after: slow, hold: 0s}"), 20, 46, "slo[0].hold", "0 stands for the default here"},
 		{"a tolerance of 0 is not 100ms", replace("  - p99 < 1s", "  - {cascade: innermost, tolerance: 0s}"), 20, 37, "slo[0].tolerance", "0 stands for the default here"},
 		{"a safety window of 0 is not 5s", replace("slo:\n", "safety: [{objective: \"error_rate < 20%\", window: 0s}]\nslo:\n"), 19, 50, "safety[0].window", "0 stands for the default here"},
