@@ -250,7 +250,13 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 				// A bare number is ambiguous: "achieved_rate >= 98" meant as
 				// 98% passed at 98/s, and 0.98 (a fraction, as error_rate
 				// reads it) passed any run sending one request a second.
-				return nil, fmt.Errorf("objective %q: %s needs a unit: write %s/s for a rate, or %s%% for a share of the target rate", expr, m.name, v, v)
+				share := v
+				if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 && f <= 1 {
+					// 0.98 is a fraction (as error_rate reads one):
+					// "0.98%" would pass a run that sent next to nothing.
+					share = strconv.FormatFloat(math.Round(f*100*1e9)/1e9, 'f', -1, 64)
+				}
+				return nil, fmt.Errorf("objective %q: %s needs a unit: write %s/s for a rate, or %s%% for a share of the target rate", expr, m.name, v, share)
 			}
 			r, err := units.ParseRate(v)
 			if err != nil {

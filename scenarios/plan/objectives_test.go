@@ -163,6 +163,9 @@ func TestTypedObjectiveErrors(t *testing.T) {
 		// achieved_rate >= 98 was 98/s.
 		{`  - {objective: "error_rate < 1"}`, "write 1 with a % sign (as a fraction, 1 would be 100.0%, not 1%)", "typed.yaml:24:17: slo[0].objective"},
 		{`  - achieved_rate >= 98`, "write 98/s for a rate, or 98% for a share of the target rate", "typed.yaml:24:5: slo[0]"},
+		// A fraction's share is its percentage: it suggested "0.98%".
+		{`  - achieved_rate >= 0.98`, "write 0.98/s for a rate, or 98% for a share of the target rate", "typed.yaml:24:5: slo[0]"},
+		{`  - achieved_rate >= 0.29`, "write 0.29/s for a rate, or 29% for a share of the target rate", "typed.yaml:24:5: slo[0]"},
 		{"  - p99 < 1s\n  - p99 < 1s", `objective "p99 < 1s" is also slo[0]'s name`, "typed.yaml:25:5: slo[1]"},
 		{"  - {name: fast, objective: \"p99 < 1s\"}\n  - {name: fast, objective: \"p50 < 1s\"}", `objective "fast" is also slo[0]'s name`, "slo[1].name"},
 	}
