@@ -476,8 +476,9 @@ func (Container) JSONSchema() *jsonschema.Schema {
 type Phase struct {
 	Name  string         `yaml:"name" json:"name"`
 	Start units.Duration `yaml:"start,omitempty" json:"start,omitempty"`
-	// End of the window (default: the end of the load).
-	End units.Duration `yaml:"end,omitempty" json:"end,omitempty"`
+	// End of the window (default: the end of the load). A written 0 would
+	// read as left out: the whole load, not no time.
+	End units.Duration `yaml:"end,omitempty" json:"end,omitempty" zero:"would read as end left out (the end of the load)"`
 	// Gate "manual" pauses the scenario at start until a person opens the
 	// gate (cascade phase next): the load holds its rate, the fault timeline
 	// waits, and the phase lasts as long as the gate is held.

@@ -530,12 +530,18 @@ func (c *compiler) phases() {
 		if e == 0 {
 			e = end
 		}
-		if ph.Start.D() >= e {
-			c.errorf(p+".end", "the phase ends (%s) before it starts (%s)", e, ph.Start)
-			continue
-		}
+		// The start first: with end left out (the end of the load), a
+		// start past the load read "the phase ends (10s) before it starts".
 		if ph.Start.D() >= end {
 			c.errorf(p+".start", "the phase starts at %s, after the load ends at %s", ph.Start, end)
+			continue
+		}
+		if ph.Start.D() == e {
+			c.errorf(p+".end", "the phase ends where it starts (%s): it holds no time; give an end after its start", ph.Start)
+			continue
+		}
+		if ph.Start.D() > e {
+			c.errorf(p+".end", "the phase ends (%s) before it starts (%s)", e, ph.Start)
 			continue
 		}
 		names[ph.Name] = true
