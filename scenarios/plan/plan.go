@@ -558,6 +558,38 @@ func phaseList(ps []results.Phase) string {
 	return strings.Join(out, ", ")
 }
 
+// whyNoDerivedPhase says why a timeline did not make "before" or "after",
+// which a file edited from an example (a fault moved to 0s, or made to
+// last to the end) still names: the list of phases alone read as a typo.
+func whyNoDerivedPhase(name string, timeline []faults.Entry, ps []results.Phase) string {
+	if name != "before" && name != "after" {
+		return ""
+	}
+	if len(timeline) == 0 {
+		return "; with no fault the run is one phase, run"
+	}
+	names := map[string]bool{}
+	for _, e := range timeline {
+		names[e.Name] = true
+	}
+	var end time.Duration
+	for _, p := range ps {
+		if p.Name == RunPhase {
+			end = p.End
+		}
+	}
+	for _, p := range ps {
+		switch {
+		case !names[p.Name]:
+		case name == "before" && p.Start == 0:
+			return fmt.Sprintf("; fault %s starts at 0s, so no phase comes before it", p.Name)
+		case name == "after" && p.End >= end:
+			return fmt.Sprintf("; fault %s lasts until the load ends (%s), so no phase comes after it", p.Name, end)
+		}
+	}
+	return ""
+}
+
 // lint is the static half of the timeout cascade: the misorderings the seed
 // articles blame for mystery timeouts.
 func (c *compiler) lint() {
