@@ -246,6 +246,10 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 			}
 			t.bound, t.relative = p.F(), true
 		} else {
+			if _, err := strconv.ParseFloat(v, 64); err != nil && !strings.Contains(v, "/") {
+				// "195rps": suggesting "195rps/s" read as nonsense.
+				return nil, fmt.Errorf("objective %q: %s is a rate or a share of the target rate: expected e.g. 195/s or 98%%, got %q", expr, m.name, v)
+			}
 			if !strings.Contains(v, "/") {
 				// A bare number is ambiguous: "achieved_rate >= 98" meant as
 				// 98% passed at 98/s, and 0.98 (a fraction, as error_rate
@@ -300,6 +304,9 @@ func (t *Threshold) satisfiable() error {
 	}
 	if t.bound == 0 && t.op == LE && t.unit == unitDuration && (t.metric.series == "latency" || t.metric.series == "service") {
 		return fmt.Errorf("a request's %s is always above 0: this can never pass", t.metric.name)
+	}
+	if t.unit == unitFraction && t.op == GT && t.bound >= 1 {
+		return fmt.Errorf("%s is never above 100%%: this can never pass", t.metric.name)
 	}
 	return nil
 }
