@@ -307,7 +307,16 @@ func convert(name string, err error) error {
 			e.Line, e.Column = tk.Position.Line, tk.Position.Column
 			e.tok = tk
 		}
+		switch {
+		case strings.HasPrefix(e.Msg, "could not find alias "):
+			// An alias before its anchor, or an anchor misspelt.
+			e.Msg, e.expected = noAnchor(strings.Trim(strings.TrimPrefix(e.Msg, "could not find alias "), `"`))
+		}
 		switch e.Msg {
+		case "value is not allowed in this context":
+			// A line indented less than its siblings, more than its parent.
+			e.Msg = "a line indented less than its siblings above"
+			e.expected = "indent it as they are"
 		case "found an invalid key for this map":
 			// The parser's word for a list or a mapping as a key
 			// ([a, b]: 1, ? {a: 1}), at the colon after it.
@@ -331,6 +340,12 @@ func convert(name string, err error) error {
 		return e
 	}
 	return &Error{File: name, Msg: err.Error()}
+}
+
+// noAnchor says that alias *name has no anchor before it: the parser's
+// words were "could not find alias".
+func noAnchor(name string) (msg, expected string) {
+	return fmt.Sprintf("alias *%s names no anchor", name), fmt.Sprintf("an anchor &%s written before it, on the value it repeats", name)
 }
 
 // nextColon is the mapping value indicator (the ':') at or just after
