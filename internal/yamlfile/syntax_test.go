@@ -1,6 +1,10 @@
 package yamlfile
 
-import "testing"
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
 
 // The parser's own words for the commonest slips in a hand-written file
 // said nothing a user could act on: a tab in the indentation came out as
@@ -50,5 +54,41 @@ func TestAQuotedStringIsQuotedOnce(t *testing.T) {
 		if want := `f.yaml:1:7: seed: expected a whole number, got the string "abc"`; err == nil || err.Error() != want {
 			t.Fatalf("%q: error\n got: %v\nwant: %s", in, err, want)
 		}
+	}
+}
+
+// A file nested thousands of levels deep is refused at the level past
+// the limit, quickly and in little memory: the parser's memory grows with
+// the square of the depth, and 200,000 levels in a 400 KB file had the
+// process killed for memory instead of an error.
+func TestDeepNestingIsRefusedBeforeParsing(t *testing.T) {
+	const n = 200_000
+	const why = "nested more than 100 levels deep; a configuration nests a few levels; was a bracket or a \"- \" repeated?"
+	for _, tc := range []struct{ name, in, want string }{
+		{"flow lists", "name: x\nseed: " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n", "f.yaml:2:107: " + why},
+		{"flow mappings", "name: x\nseed: " + strings.Repeat("{a: ", n) + "1" + strings.Repeat("}", n) + "\n", "f.yaml:2:407: " + why},
+		{"flow lists over lines", "name: x\nseed:\n" + strings.Repeat("[\n", n) + strings.Repeat("]\n", n), "f.yaml:103:1: " + why},
+		{"list items on one line", "name: x\nseed:\n" + strings.Repeat("- ", n) + "x\n", "f.yaml:3:201: " + why},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			var v shapeFile
+			_, err := Decode("f.yaml", []byte(tc.in), &v)
+			runtime.ReadMemStats(&after)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error\n got: %v\nwant: %s", err, tc.want)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<30 {
+				t.Errorf("refusing it allocated %d MiB", grew>>20)
+			}
+		})
+	}
+	// As deep as the limit is fine (and the shape check says what it is).
+	in := "name: x\nseed: " + strings.Repeat("[", MaxNesting) + strings.Repeat("]", MaxNesting) + "\n"
+	var v shapeFile
+	if _, err := Decode("f.yaml", []byte(in), &v); err == nil || !strings.Contains(err.Error(), "expected a whole number, got a list") {
+		t.Fatalf("100 levels: %v", err)
 	}
 }

@@ -117,6 +117,9 @@ func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	// Duplicate keys are refused as the aliases are resolved (keys.go),
 	// with the mapping's path; the parser's own message had none.
+	if e := tooDeep(name, data); e != nil {
+		return nil, e
+	}
 	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, convert(name, err)
