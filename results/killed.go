@@ -378,6 +378,33 @@ func clip(s string) string {
 	return s
 }
 
+// Unrecorded names the phases no whole interval of the records starts
+// in, each with why: a rebuilt summary counts an interval in the phase
+// that holds its start, so such a phase holds nothing recorded, and an
+// objective on it has nothing to be judged on. It read "no requests were
+// sent in phase after (...; the run stopped before it began)", a FAIL,
+// of a phase the run went on into for as long as it ran past its records.
+func (k *KilledRun) Unrecorded(phases []Phase) map[string]string {
+	out := map[string]string{}
+	for _, ph := range phases {
+		held := false
+		for _, r := range k.Intervals {
+			if r.Start.D() >= ph.Start && r.Start.D() < ph.End {
+				held = true
+				break
+			}
+		}
+		switch {
+		case held:
+		case ph.Start >= k.Through:
+			out[ph.Name] = fmt.Sprintf("phase %s [%.1fs, %.1fs) is not recorded: the records end at %.1fs", ph.Name, ph.Start.Seconds(), ph.End.Seconds(), k.Through.Seconds())
+		default:
+			out[ph.Name] = fmt.Sprintf("no interval of the records starts in phase %s [%.3fs, %.3fs) (%s)", ph.Name, ph.Start.Seconds(), ph.End.Seconds(), IntervalRule)
+		}
+	}
+	return out
+}
+
 // RebuildSummary makes the summary the run did not write, from the records
 // it streamed: phases (the plan's, run first, as the collector had them)
 // get the intervals that start in them, up to Through. The histograms are

@@ -398,8 +398,9 @@ type Fault struct {
 	Target string `yaml:"target" json:"target" jsonschema:"required"`
 	// Start is the offset from the start of the load.
 	Start units.Duration `yaml:"start" json:"start"`
-	// Duration of the fault (default: until the load ends).
-	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
+	// Duration of the fault (default: until the load ends). A written 0
+	// would read as left out: the longest fault, not none.
+	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty" zero:"would last until the load ends, as duration left out"`
 	// Params are the kind's parameters, decoded strictly by the kind.
 	Params Params `yaml:"params,omitempty" json:"params,omitempty"`
 	// Ramp grows the fault from nothing to full strength over this long
@@ -475,8 +476,9 @@ func (Container) JSONSchema() *jsonschema.Schema {
 type Phase struct {
 	Name  string         `yaml:"name" json:"name"`
 	Start units.Duration `yaml:"start,omitempty" json:"start,omitempty"`
-	// End of the window (default: the end of the load).
-	End units.Duration `yaml:"end,omitempty" json:"end,omitempty"`
+	// End of the window (default: the end of the load). A written 0 would
+	// read as left out: the whole load, not no time.
+	End units.Duration `yaml:"end,omitempty" json:"end,omitempty" zero:"would read as end left out (the end of the load)"`
 	// Gate "manual" pauses the scenario at start until a person opens the
 	// gate (cascade phase next): the load holds its rate, the fault timeline
 	// waits, and the phase lasts as long as the gate is held.

@@ -103,6 +103,7 @@ func rebuildKilled(k *results.KilledRun, p *plan.Plan) (*results.Summary, *plan.
 		m.Upstreams = fmt.Sprintf("%s reaches %.0fs, the client's records %.0fs", results.UpstreamsFile, k.UpstreamsThrough.Seconds(), k.Through.Seconds())
 		warnings = append(warnings, "what the upstreams saw is recorded only up to "+fmt.Sprintf("%.0fs", k.UpstreamsThrough.Seconds())+": objectives measured at the upstreams are NOT JUDGED")
 	}
+	m.Phases = k.Unrecorded(p.Phases)
 	s.Warnings = append(warnings, s.Warnings...)
 	return s, p, m, nil
 }

@@ -356,3 +356,60 @@ func TestReportOfAKilledRungOrGameDay(t *testing.T) {
 		}
 	})
 }
+
+const unrecordedScenario = `name: unrecorded-kill
+seed: 5
+upstreams:
+  - {name: api, latency: 5ms}
+gateway:
+  routes:
+    - {path: /, upstream: api, timeouts: {connect: 200ms, response_header: 1s, total: 2s}}
+load:
+  client_timeout: 3s
+  stages: [{duration: 30s, rate: 50/s}]
+  requests: [{path: /x}]
+faults:
+  - {name: slow, kind: latency, target: api, start: 20s, duration: 5s, params: {delay: 10ms}}
+phases: [{name: sliver, start: 200ms, end: 800ms}]
+slo:
+  - p99 < 2s
+  - {phase: sliver, objective: "p99 < 2s"}
+  - {phase: slow, objective: "p50 < 1s"}
+  - {phase: after, objective: "errors == 0"}
+`
+
+// A killed run's objectives on a phase its records hold nothing of (one
+// past where they end, or one no interval starts in) are NOT JUDGED, with
+// why: they read FAIL, "no requests were sent in phase after (planned
+// [25.0s, 30.0s); the run stopped before it began)", of phases the run
+// went on into past its records, while the phase table said "not
+// recorded".
+func TestKilledRunDoesNotJudgeWhatItDidNotRecord(t *testing.T) {
+	bin := buildCascade(t)
+	scen := filepath.Join(t.TempDir(), "unrecorded.yaml")
+	if err := os.WriteFile(scen, []byte(unrecordedScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "killed")
+	killWhen(t, bin, []string{"run", "--progress", "off", "--out", dir, scen},
+		func() bool { return intervalLines(dir) >= 2 })
+	_, through, rep := reportKilled(t, bin, dir)
+	if through >= 20 {
+		t.Fatalf("the records reach %.1fs, past the fault's start", through)
+	}
+	rep = strings.Join(strings.Fields(rep), " ")
+	for _, want := range []string{
+		"PASS p99 < 2s ",
+		"NOT JUDGED sliver: p99 < 2s measured n/a (bound < 2.000s) not judged: no interval of the records starts in phase sliver [0.200s, 0.800s) (an interval counts in the phase that holds its start)",
+		fmt.Sprintf("NOT JUDGED slow: p50 < 1s measured n/a (bound < 1.000s) not judged: phase slow [20.0s, 25.0s) is not recorded: the records end at %.1fs", through),
+		fmt.Sprintf("NOT JUDGED after: errors == 0 measured n/a (bound == 0) not judged: phase after [25.0s, 30.0s) is not recorded: the records end at %.1fs", through),
+		"3 not judged",
+	} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("the report does not say %q:\n%s", want, rep)
+		}
+	}
+	if strings.Contains(rep, "the run stopped before it began") {
+		t.Errorf("the report says the run stopped before a phase it ran past its records:\n%s", rep)
+	}
+}

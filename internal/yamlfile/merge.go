@@ -90,7 +90,9 @@ func mergedMapping(v ast.Node, format string) (*ast.MappingNode, *Error) {
 	n := unwrap(v)
 	if a, ok := n.(*ast.AliasNode); ok && a.Value != nil {
 		// Its anchor comes later, or is the alias's own: not resolved.
-		return nil, NodeError(a, "could not find alias %q", a.Value.GetToken().Value)
+		e := NodeError(a, "")
+		e.Msg, e.expected = noAnchor(a.Value.GetToken().Value)
+		return nil, e
 	}
 	if n == nil {
 		return nil, NodeError(v, format, "nothing")

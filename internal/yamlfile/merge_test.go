@@ -81,7 +81,7 @@ func TestMergeKeyErrors(t *testing.T) {
 			"f.yaml:2:10: upstreams[0].<<: expected a mapping or a list of mappings to merge (such as <<: *defaults), got null"},
 		{"merging an alias not defined yet",
 			"upstreams:\n  - {<<: *later, name: b}\n  - &later {name: c}\n",
-			`f.yaml:2:10: upstreams[0].<<: could not find alias "later"`},
+			`f.yaml:2:10: upstreams[0].<<: alias *later names no anchor; an anchor &later written before it, on the value it repeats`},
 		// What is merged is judged where it is merged.
 		{"a merged field the place does not have",
 			"base: &b {replicas: 2, weight: 1}\nupstreams:\n  - {<<: *b, name: b}\n",

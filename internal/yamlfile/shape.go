@@ -462,6 +462,9 @@ func describe(n ast.Node) string {
 		return "the number " + n.String()
 	}
 	s := strings.TrimSpace(n.String())
+	if str, ok := unwrap(n).(*ast.StringNode); ok {
+		s = str.Value // without the quotes it was written in: %q adds its own
+	}
 	if len(s) > 40 {
 		s = s[:37] + "..."
 	}

@@ -117,6 +117,9 @@ func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	// Duplicate keys are refused as the aliases are resolved (keys.go),
 	// with the mapping's path; the parser's own message had none.
+	if e := tooDeep(name, data); e != nil {
+		return nil, e
+	}
 	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, convert(name, err)
@@ -126,7 +129,14 @@ func Decode(name string, data []byte, v any) (doc *Doc, err error) {
 		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "the file is empty"}
 	}
 	if len(f.Docs) > 1 {
-		return doc, &Error{File: name, Line: 1, Column: 1, Msg: "expected one YAML document, found several (---)"}
+		// Said where the second begins: a stray --- can be anywhere.
+		e := &Error{File: name, Line: 1, Column: 1, Msg: "a second YAML document starts here", expected: "a file holds one document (remove the --- line, or split the file)"}
+		if tk := f.Docs[1].Start; tk != nil && tk.Position != nil {
+			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+		} else if b := f.Docs[1].Body; b != nil && b.GetToken() != nil && b.GetToken().Position != nil {
+			e.Line, e.Column = b.GetToken().Position.Line, b.GetToken().Position.Column
+		}
+		return doc, e
 	}
 	var e *Error
 	if doc.via, e = resolveAliases(f.Docs[0].Body); e != nil {
@@ -300,14 +310,56 @@ func convert(name string, err error) error {
 			e.Line, e.Column = tk.Position.Line, tk.Position.Column
 			e.tok = tk
 		}
-		if e.Msg == "found an invalid key for this map" {
+		switch {
+		case strings.HasPrefix(e.Msg, "could not find alias "):
+			// An alias before its anchor, or an anchor misspelt.
+			e.Msg, e.expected = noAnchor(strings.Trim(strings.TrimPrefix(e.Msg, "could not find alias "), `"`))
+		}
+		switch e.Msg {
+		case "value is not allowed in this context":
+			// A line indented less than its siblings, more than its parent.
+			e.Msg = "a line indented less than its siblings above"
+			e.expected = "indent it as they are"
+		case "found an invalid key for this map":
 			// The parser's word for a list or a mapping as a key
 			// ([a, b]: 1, ? {a: 1}), at the colon after it.
 			e.expected = "a key is a name, not a list or a mapping"
+		case "found character '\t' that cannot start any token":
+			// A tab in a line's indentation; the parser printed the
+			// tab itself, which reads as blank.
+			e.Msg = "a tab in the indentation"
+			e.expected = "YAML indents with spaces only: replace the tab with spaces"
+		case "mapping value is not allowed in this context":
+			// Said at the value before a line indented deeper than
+			// its siblings (which YAML reads as that value going on),
+			// or at a plain value holding ": ". The colon is where
+			// it went wrong.
+			if colon := nextColon(te.GetToken()); colon != nil {
+				e.Line, e.Column, e.tok = colon.Position.Line, colon.Position.Column, colon
+			}
+			e.Msg = `a "key: value" inside the value before it`
+			e.expected = `indent this line as its sibling keys are (a line indented deeper goes on with the value above), or put a value that holds ": " in quotes`
 		}
 		return e
 	}
 	return &Error{File: name, Msg: err.Error()}
+}
+
+// noAnchor says that alias *name has no anchor before it: the parser's
+// words were "could not find alias".
+func noAnchor(name string) (msg, expected string) {
+	return fmt.Sprintf("alias *%s names no anchor", name), fmt.Sprintf("an anchor &%s written before it, on the value it repeats", name)
+}
+
+// nextColon is the mapping value indicator (the ':') at or just after
+// tk, the token the parser stopped at.
+func nextColon(tk *token.Token) *token.Token {
+	for n, i := tk, 0; n != nil && i < 3; n, i = n.Next, i+1 {
+		if n.Type == token.MappingValueType && n.Position != nil {
+			return n
+		}
+	}
+	return nil
 }
 
 // FieldError is a problem found by a package that validates its own config

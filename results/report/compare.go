@@ -110,11 +110,13 @@ func (d Delta) noRequests() bool { return d.NoneA || d.NoneB }
 // nothingToMeasure: no latency without a request answered, no error rate
 // without one judged (all dropped is a 100% error rate; requests cut short
 // by the run's stop count in neither); an achieved rate of 0 is a
-// measurement.
+// measurement, but not beside requests sent: the summary has no rate for
+// a phase a stop cut to less than a second (its report shows "-"), and
+// compare showed 0.0/s, -100%.
 func nothingToMeasure(metric string, s results.StatsSummary) bool {
 	switch metric {
 	case MetricAchievedRate:
-		return false
+		return s.AchievedRate == 0 && s.Sent > 0
 	case MetricErrorRate:
 		return s.Judged() == 0
 	}
@@ -311,6 +313,9 @@ func relChange(a, b float64) float64 {
 
 func fmtChange(d Delta) string {
 	if d.noRequests() {
+		if d.Metric == MetricAchievedRate {
+			return "n/a (no rate: under a second)"
+		}
 		return "n/a (no requests)"
 	}
 	if d.Metric == MetricErrorRate {

@@ -325,3 +325,28 @@ func TestCompareAllAborted(t *testing.T) {
 		}
 	}
 }
+
+// A run interrupted less than a second into a phase has no rate for it
+// (the summary's 0, the report's "-"): compare showed "0.0/s", -100.0%,
+// beside the hundred requests the phase did send.
+func TestCompareAPhaseCutTooShortForARate(t *testing.T) {
+	st := stats(10, 20, 30, 40, 0, 100)
+	a := summary(st, map[string]results.StatsSummary{"after": st})
+	cut := stats(10, 20, 30, 40, 0, 0)
+	cut.Sent, cut.Scheduled = 100, 100
+	b := summary(st, map[string]results.StatsSummary{"after": cut})
+	b.Interrupted, b.Verdict = true, results.VerdictInterrupted
+	b.Phases[0].End, b.Phases[0].PlannedEnd = 0.99, 4
+	c := Compare(a, b, "a", "b", CompareOptions{Threshold: 0.1, Judged: DefaultJudged})
+	if d := find(c, "after", MetricAchievedRate); !d.NoneB || d.NoneA || d.Regressed {
+		t.Errorf("after achieved rate: %+v", d)
+	}
+	var text bytes.Buffer
+	if err := c.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Join(strings.Fields(text.String()), " ")
+	if !strings.Contains(out, "after achieved_rate 100.0/s - n/a (no rate: under a second)") || strings.Contains(out, "0.0/s -100.0%") {
+		t.Errorf("text:\n%s", text.String())
+	}
+}

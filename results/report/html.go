@@ -62,9 +62,12 @@ const (
 )
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"ms":    func(v float64) string { return ms(v) },
-	"pct":   verdict.FormatPercent,
-	"sec":   func(s results.Seconds) string { return fmt.Sprintf("%.1fs", float64(s)) },
+	"ms":  func(v float64) string { return ms(v) },
+	"pct": verdict.FormatPercent,
+	"sec": func(s results.Seconds) string { return fmt.Sprintf("%.1fs", float64(s)) },
+	// over is how long past the planned load a run went on, waiting for
+	// its last answers (0 when it stopped within the load).
+	"over":  func(elapsed, planned results.Seconds) results.Seconds { return max(0, elapsed-planned) },
 	"fsec":  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) + "s" },
 	"lower": strings.ToLower,
 	"upper": strings.ToUpper,

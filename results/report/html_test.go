@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -176,5 +177,27 @@ func TestLoadDropsPerRequestEvents(t *testing.T) {
 	}
 	if _, err := report.Load(bad); err == nil || !strings.Contains(err.Error(), "events.jsonl:2") {
 		t.Fatalf("a corrupt line: %v", err)
+	}
+}
+
+// A run interrupted after its load ended, while it waited for its last
+// answers, read "interrupted after 4.6s of 4.0s" at the top of its page.
+func TestHTMLInterruptedWhileWaitingForTheLastAnswers(t *testing.T) {
+	d := loadData(t, synthRun(t))
+	for _, tc := range []struct {
+		elapsed results.Seconds
+		want    string
+	}{
+		{d.Run.Summary.Planned + 0.6, "interrupted 0.6s after the " + fmt.Sprintf("%.1fs", float64(d.Run.Summary.Planned)) + " load ended, waiting for its last answers: partial results"},
+		{d.Run.Summary.Planned - 2, fmt.Sprintf("interrupted after %.1fs of %.1fs: partial results", float64(d.Run.Summary.Planned-2), float64(d.Run.Summary.Planned))},
+	} {
+		d.Run.Summary.Interrupted, d.Run.Summary.Elapsed = true, tc.elapsed
+		var b bytes.Buffer
+		if err := report.HTML(&b, d); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("the page does not say %q", tc.want)
+		}
 	}
 }

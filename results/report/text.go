@@ -20,7 +20,12 @@ import (
 func Text(w io.Writer, s *results.Summary, dir string) error {
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "\ncascade: %s", s.Scenario)
-	if s.Interrupted {
+	switch {
+	case s.Interrupted && s.Planned > 0 && s.Elapsed > s.Planned:
+		// Stopped once the load had ended, while the run waited for its
+		// last answers: "after 4.6s of 4.0s" read as a clock gone wrong.
+		fmt.Fprintf(b, "  (INTERRUPTED %.1fs after the %.1fs load ended, waiting for its last answers: partial results)", float64(s.Elapsed-s.Planned), float64(s.Planned))
+	case s.Interrupted:
 		fmt.Fprintf(b, "  (INTERRUPTED after %.1fs of %.1fs: partial results)", float64(s.Elapsed), float64(s.Planned))
 	}
 	if s.Aborted != "" {

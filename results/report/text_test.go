@@ -180,3 +180,26 @@ func TestTextRebuiltSummary(t *testing.T) {
 		t.Errorf("the banner comes after the numbers:\n%s", out)
 	}
 }
+
+// A run stopped after its load ended, while it waited for requests still
+// in flight, said "INTERRUPTED after 4.6s of 4.0s".
+func TestTextInterruptedWhileWaitingForTheLastAnswers(t *testing.T) {
+	st := results.StatsSummary{Scheduled: 350, Sent: 350, Causes: map[string]int64{"ok": 157, "aborted": 193}}
+	s := summary(st, map[string]results.StatsSummary{"before": st})
+	s.Interrupted, s.Elapsed, s.Planned = true, 4.6, 4
+	var b strings.Builder
+	if err := Text(&b, s, ""); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "(INTERRUPTED 0.6s after the 4.0s load ended, waiting for its last answers: partial results)") {
+		t.Errorf("report:\n%s", out)
+	}
+	s.Elapsed = 2.5
+	b.Reset()
+	if err := Text(&b, s, ""); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "(INTERRUPTED after 2.5s of 4.0s: partial results)") {
+		t.Errorf("report:\n%s", out)
+	}
+}

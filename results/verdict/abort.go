@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cascadehq/cascade/results"
@@ -91,8 +92,10 @@ func (t *Threshold) Doomed(in *Input) (bool, string) {
 		above := countAbove(st, time.Duration(t.bound*float64(time.Second)))
 		allowed := (1 - t.metric.quantile/100) * in.Planned
 		if float64(above) > allowed {
+			// The most it allows is whole: 1% of 1050 is 10.5, so 10
+			// (it said "more than the 11", of 11 slow requests).
 			return true, fmt.Sprintf("%s: %d requests already took longer than %s, more than the %.0f of %.0f planned that %s allows",
-				t.Name, above, t.format(t.bound), allowed, in.Planned, t.metric.name)
+				t.Name, above, t.format(t.bound), math.Floor(allowed+1e-9), in.Planned, t.metric.name)
 		}
 		return false, ""
 	}

@@ -11,6 +11,9 @@ type Missing struct {
 	CauseLatency string // failed requests' latency by cause (timeout cascades)
 	Direct       string // the direct load's stats (gateway_adds)
 	Upstreams    string // the upstreams' records, as far as the client's go
+	// Phases are the phases with nothing recorded, each with why
+	// (results.KilledRun.Unrecorded): an objective on one is not judged.
+	Phases map[string]string
 }
 
 // EvaluateMissing is Evaluate for a run directory that lacks what m names:
@@ -34,6 +37,8 @@ func EvaluateMissing(objs []Objective, in *Input, m Missing) ([]results.Objectiv
 func (m Missing) needed(o Objective) string {
 	threshold := func(t *Threshold) string {
 		switch {
+		case t.Phase != "" && m.Phases[t.Phase] != "":
+			return m.Phases[t.Phase]
 		case t.metric.series == "lag":
 			return m.Lag
 		case t.UsesUpstreams():

@@ -85,6 +85,13 @@ func TestDoomed(t *testing.T) {
 	if d, why := th.Doomed(in); !d || !strings.Contains(why, "61 requests already took longer than 1.000s") {
 		t.Errorf("p99 after 61 slow: %v %q", d, why)
 	}
+	// The most a quantile allows is a whole count: 1% of 1050 is 10.5, so
+	// 11 slow requests are more than the 10 it allows (it said "the 11").
+	in = partial(t, 11, 0, 2*time.Second)
+	in.Planned = 1050
+	if d, why := th.Doomed(in); !d || !strings.Contains(why, "11 requests already took longer than 1.000s, more than the 10 of 1050 planned that p99 allows") {
+		t.Errorf("p99 after 11 slow of 1050: %v %q", d, why)
+	}
 	// Windows: a failed window stays failed.
 	w := &Window{Name: "w", T: mustThreshold(t, "max < 100ms"), Every: 2 * time.Second}
 	if d, _ := w.Doomed(partial(t, 4, 0, 5*time.Millisecond)); d {

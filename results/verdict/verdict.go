@@ -246,11 +246,21 @@ func ParseThreshold(expr, phase string) (*Threshold, error) {
 			}
 			t.bound, t.relative = p.F(), true
 		} else {
+			if _, err := strconv.ParseFloat(v, 64); err != nil && !strings.Contains(v, "/") {
+				// "195rps": suggesting "195rps/s" read as nonsense.
+				return nil, fmt.Errorf("objective %q: %s is a rate or a share of the target rate: expected e.g. 195/s or 98%%, got %q", expr, m.name, v)
+			}
 			if !strings.Contains(v, "/") {
 				// A bare number is ambiguous: "achieved_rate >= 98" meant as
 				// 98% passed at 98/s, and 0.98 (a fraction, as error_rate
 				// reads it) passed any run sending one request a second.
-				return nil, fmt.Errorf("objective %q: %s needs a unit: write %s/s for a rate, or %s%% for a share of the target rate", expr, m.name, v, v)
+				share := v
+				if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 && f <= 1 {
+					// 0.98 is a fraction (as error_rate reads one):
+					// "0.98%" would pass a run that sent next to nothing.
+					share = strconv.FormatFloat(math.Round(f*100*1e9)/1e9, 'f', -1, 64)
+				}
+				return nil, fmt.Errorf("objective %q: %s needs a unit: write %s/s for a rate, or %s%% for a share of the target rate", expr, m.name, v, share)
 			}
 			r, err := units.ParseRate(v)
 			if err != nil {
@@ -294,6 +304,9 @@ func (t *Threshold) satisfiable() error {
 	}
 	if t.bound == 0 && t.op == LE && t.unit == unitDuration && (t.metric.series == "latency" || t.metric.series == "service") {
 		return fmt.Errorf("a request's %s is always above 0: this can never pass", t.metric.name)
+	}
+	if t.unit == unitFraction && t.op == GT && t.bound >= 1 {
+		return fmt.Errorf("%s is never above 100%%: this can never pass", t.metric.name)
 	}
 	return nil
 }

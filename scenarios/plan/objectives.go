@@ -87,7 +87,7 @@ func (c *compiler) objectives() {
 		}
 		if o.Phase != "" && !names[o.Phase] {
 			if !c.lostPhase(o.Phase) { // already reported at the fault
-				c.errorf(p+".phase", "unknown phase %q (phases: %s)", o.Phase, phaseList(c.p.Phases))
+				c.errorf(p+".phase", "unknown phase %q (phases: %s)%s", o.Phase, phaseList(c.p.Phases), whyNoDerivedPhase(o.Phase, c.p.Timeline, c.p.Phases))
 			}
 			continue
 		}

@@ -150,6 +150,9 @@ func TestTypedObjectiveErrors(t *testing.T) {
 		{`  - {objective: "p(99 < 10ms"}`, "unbalanced parenthesis", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {objective: "requests == 1.5"}`, "requests is a count: expected a whole number, got 1.5", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {objective: "p99 < 0ms"}`, "never below 0: this can never pass", "typed.yaml:24:17: slo[0].objective"},
+		{`  - {objective: "error_rate > 100%"}`, "error_rate is never above 100%: this can never pass", "typed.yaml:24:17: slo[0].objective"},
+		{`  - {phase: slow, objective: "gateway_timeout_rate > 100%"}`, "gateway_timeout_rate is never above 100%: this can never pass", "slo[0].objective"},
+		{`  - achieved_rate >= 195rps`, `achieved_rate is a rate or a share of the target rate: expected e.g. 195/s or 98%, got "195rps"`, "typed.yaml:24:5: slo[0]"},
 		{`  - {objective: "client_gone_rate < 1%"}`, "the client never receives it", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {recovers_within: 2s, after: run}`, "when the load ends (8s): nothing is recorded after it, so this can never pass", "typed.yaml:24:34: slo[0].after"},
 		{`  - {recovers_within: 2s, after: after}`, "when the load ends (8s)", "slo[0].after"}, // the phase after the last fault
@@ -163,6 +166,9 @@ func TestTypedObjectiveErrors(t *testing.T) {
 		// achieved_rate >= 98 was 98/s.
 		{`  - {objective: "error_rate < 1"}`, "write 1 with a % sign (as a fraction, 1 would be 100.0%, not 1%)", "typed.yaml:24:17: slo[0].objective"},
 		{`  - achieved_rate >= 98`, "write 98/s for a rate, or 98% for a share of the target rate", "typed.yaml:24:5: slo[0]"},
+		// A fraction's share is its percentage: it suggested "0.98%".
+		{`  - achieved_rate >= 0.98`, "write 0.98/s for a rate, or 98% for a share of the target rate", "typed.yaml:24:5: slo[0]"},
+		{`  - achieved_rate >= 0.29`, "write 0.29/s for a rate, or 29% for a share of the target rate", "typed.yaml:24:5: slo[0]"},
 		{"  - p99 < 1s\n  - p99 < 1s", `objective "p99 < 1s" is also slo[0]'s name`, "typed.yaml:25:5: slo[1]"},
 		{"  - {name: fast, objective: \"p99 < 1s\"}\n  - {name: fast, objective: \"p50 < 1s\"}", `objective "fast" is also slo[0]'s name`, "slo[1].name"},
 	}

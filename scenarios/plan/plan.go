@@ -530,12 +530,18 @@ func (c *compiler) phases() {
 		if e == 0 {
 			e = end
 		}
-		if ph.Start.D() >= e {
-			c.errorf(p+".end", "the phase ends (%s) before it starts (%s)", e, ph.Start)
-			continue
-		}
+		// The start first: with end left out (the end of the load), a
+		// start past the load read "the phase ends (10s) before it starts".
 		if ph.Start.D() >= end {
 			c.errorf(p+".start", "the phase starts at %s, after the load ends at %s", ph.Start, end)
+			continue
+		}
+		if ph.Start.D() == e {
+			c.errorf(p+".end", "the phase ends where it starts (%s): it holds no time; give an end after its start", ph.Start)
+			continue
+		}
+		if ph.Start.D() > e {
+			c.errorf(p+".end", "the phase ends (%s) before it starts (%s)", e, ph.Start)
 			continue
 		}
 		names[ph.Name] = true
@@ -550,6 +556,38 @@ func phaseList(ps []results.Phase) string {
 		out = append(out, p.Name)
 	}
 	return strings.Join(out, ", ")
+}
+
+// whyNoDerivedPhase says why a timeline did not make "before" or "after",
+// which a file edited from an example (a fault moved to 0s, or made to
+// last to the end) still names: the list of phases alone read as a typo.
+func whyNoDerivedPhase(name string, timeline []faults.Entry, ps []results.Phase) string {
+	if name != "before" && name != "after" {
+		return ""
+	}
+	if len(timeline) == 0 {
+		return "; with no fault the run is one phase, run"
+	}
+	names := map[string]bool{}
+	for _, e := range timeline {
+		names[e.Name] = true
+	}
+	var end time.Duration
+	for _, p := range ps {
+		if p.Name == RunPhase {
+			end = p.End
+		}
+	}
+	for _, p := range ps {
+		switch {
+		case !names[p.Name]:
+		case name == "before" && p.Start == 0:
+			return fmt.Sprintf("; fault %s starts at 0s, so no phase comes before it", p.Name)
+		case name == "after" && p.End >= end:
+			return fmt.Sprintf("; fault %s lasts until the load ends (%s), so no phase comes after it", p.Name, end)
+		}
+	}
+	return ""
 }
 
 // lint is the static half of the timeout cascade: the misorderings the seed
