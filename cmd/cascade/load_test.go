@@ -457,6 +457,35 @@ load:
 	}
 }
 
+// A run stopped within its first second keeps no rate (as a phase reached
+// for a sliver), and its Load line says so: it read "31 requests sent of
+// 55 scheduled in 659ms · achieved 0.0/s", a rate measured at zero.
+func TestInterruptInTheFirstSecondPrintsNoRate(t *testing.T) {
+	tg := newTarget(t, 0)
+	out := filepath.Join(t.TempDir(), "r")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(600*time.Millisecond, cancel)
+	code, stdout, errs := runCLI(ctx, "load", tg.url+"/", "--rate", "100/s", "--duration", "10s", "--progress", "off", "--out", out)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	run, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := run.Summary.Run.Stats; st.Sent == 0 || run.Summary.Run.End >= 1 {
+		t.Fatalf("%d sent, stopped at %vs: want a stop within the first second, with requests sent", st.Sent, run.Summary.Run.End)
+	}
+	line := regexp.MustCompile(`(?m)^Load .*$`).FindString(stdout)
+	if strings.Contains(line, "achieved 0.0/s") || !strings.Contains(line, "no rate (stopped within the first second)") {
+		t.Errorf("Load line %q: want no rate, said so, not 0.0/s\n%s", line, stdout)
+	}
+	// The offline report prints the same.
+	if _, again, _ := runCLI(context.Background(), "report", out); regexp.MustCompile(`(?m)^Load .*$`).FindString(again) != line {
+		t.Errorf("cascade report's Load line differs:\n%s", again)
+	}
+}
+
 // A phase whose share of an even schedule is fractional is judged against
 // the arrivals it holds: at 10/s, [250ms, 500ms) holds 2 (the mean is 2.5),
 // and "achieved_rate >= 99%" failed at 80% with every request sent on time.
