@@ -571,6 +571,9 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://u:pw@127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "credentials in the URL are not sent"},
 		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "--body: /dev/zero is not a regular file"},
 		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/nonexistent/order.json", "--rate", "10/s", "--duration", "1s"}, "--body: "},
+		// An empty one listed the keys of a scenario's slo: entry.
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", ""}, "not an empty string"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--abort-threshold", " "}, "not an empty string"},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
 		// The user wrote flags, not the scenario file they become: no
@@ -926,5 +929,21 @@ func TestReportHGRM(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(context.Background(), "report", "--hgrm", "-", "--hgrm-phase", "nope", dir); code != ExitUsage || !strings.Contains(errOut, `no phase "nope"`) {
 		t.Errorf("a phase the run lacks: exit %d, %s", code, errOut)
+	}
+}
+
+// A warning about a flag names the flag: --insecure on an http:// target
+// warned "cascade-load.yaml:5:70: load.insecure_skip_verify: ...", a file
+// and a field the user never wrote.
+func TestLoadWarningNamesTheFlag(t *testing.T) {
+	tg := newTarget(t, 0)
+	code, stdout, errs := runCLI(context.Background(), "load", tg.url+"/", "--rate", "10/s", "--duration", "100ms", "--insecure",
+		"--progress", "off", "--out", filepath.Join(t.TempDir(), "r"))
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	w := regexp.MustCompile(`(?m)^ *warning: .*$`).FindString(stdout)
+	if !strings.Contains(w, "--insecure") || strings.Contains(w, "cascade-load.yaml") || strings.Contains(w, "insecure_skip_verify") {
+		t.Errorf("warning %q: want it to name --insecure, not the scenario cascade load wrote\n%s", w, stdout)
 	}
 }
