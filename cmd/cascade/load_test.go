@@ -507,6 +507,33 @@ slo:
 	}
 }
 
+// A phase in which only closed-model executors sent has no target rate:
+// "achieved_rate >= 90%" over it says so, and what to write instead, where
+// it said "too short a window for a rate (the run stopped in it)" of a
+// phase the run went through whole.
+func TestAchievedRateOfAPhaseOfVUsOnly(t *testing.T) {
+	tg := newTarget(t, 0)
+	src := fmt.Sprintf(`name: vuphase
+gateway: {external: %q}
+load:
+  - {name: open, rate: 50/s, duration: 1s, requests: [{path: /a}]}
+  - {name: closed, start: 1s, vus: 2, duration: 1s, think: 5ms, requests: [{path: /b}]}
+phases:
+  - {name: vus, start: 1s, end: 2s}
+slo:
+  - {phase: vus, objective: "achieved_rate >= 90%%"}
+`, tg.url)
+	file := writeFile(t, "vuphase.yaml", src)
+	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", filepath.Join(t.TempDir(), "r"), file)
+	if code != ExitFail {
+		t.Fatalf("exit %d, want 1: nothing to judge is no pass\n%s\n%s", code, stdout, errs)
+	}
+	row := regexp.MustCompile(`(?m)^ *FAIL .*achieved_rate.*$`).FindString(stdout)
+	if strings.Contains(row, "too short a window") || !strings.Contains(row, "closed-model (VU) executors, which have no target rate") {
+		t.Errorf("objective %q: want why there is no target\n%s", row, stdout)
+	}
+}
+
 // --requests is hey's -n: exactly that many, and the run ends when they
 // are done, however long --duration (or its 10-minute default) allows; the
 // rate is over the time the run took.
@@ -571,6 +598,9 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://u:pw@127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "credentials in the URL are not sent"},
 		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "--body: /dev/zero is not a regular file"},
 		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/nonexistent/order.json", "--rate", "10/s", "--duration", "1s"}, "--body: "},
+		// A closed model has no target: judged, this failed on "too short
+		// a window for a rate (the run stopped in it)" after a whole run.
+		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--duration", "1s", "--threshold", "achieved_rate>=99%"}, "a share of the target rate, and this load has none"},
 		// An empty one listed the keys of a scenario's slo: entry.
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", ""}, "not an empty string"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--abort-threshold", " "}, "not an empty string"},
