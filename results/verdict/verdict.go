@@ -429,6 +429,10 @@ func (t *Threshold) UsesEvents() bool { return t.metric.source == "events" }
 // (achieved_rate >= 99%), which only an open model has.
 func (t *Threshold) RelativeToTarget() bool { return t.relative }
 
+// OfLag says whether the metric is the scheduling lag (lag_p99), which
+// only an open model has: a VU's request is due when it is sent.
+func (t *Threshold) OfLag() bool { return t.metric.series == "lag" }
+
 // Windowable says whether the metric can be judged on interval data (for
 // rolling windows and early aborts): not the scheduling lag, which intervals
 // do not keep, and not a rate relative to the profile's target.
@@ -594,6 +598,10 @@ func (t *Threshold) measure(in *Input, sp span) (v float64, evidence string, fac
 			h = st.Lag
 		}
 		if h == nil || h.TotalCount() == 0 {
+			if t.metric.series == "lag" && n > 0 {
+				// A mixed load's closed-model requests keep no lag.
+				return 0, fmt.Sprintf("no open-model request was sent in %s: the %d sent were closed-model (VU) requests, which have no scheduling lag", window, n), nil, false
+			}
 			return 0, "no requests were sent in " + window, nil, false
 		}
 		switch t.metric.stat {

@@ -216,6 +216,11 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		c.errorf(c.exprPath(p, "objective"), "%q is a share of the target rate, and this load has none: its executors are closed-model (VUs), which send as fast as they are answered; bound the rate itself, e.g. achieved_rate >= 100/s", o.Objective)
 		return nil
 	}
+	if t.OfLag() && !c.opts.Offline && !hasOpenModel(c.p.Load) {
+		// Judged, it passed at 1 µs whatever the generator did.
+		c.errorf(c.exprPath(p, "objective"), "%q judges how late the open model sent its requests, and this load has none: a closed-model (VU) request is due when it is sent, so its lag is 0 by construction", o.Objective)
+		return nil
+	}
 	if t.UsesUpstreams() && len(c.ups) == 0 {
 		// Counted where requests land, at cascade's fake upstreams: a
 		// load on a target of your own (cascade load URL) has none.
