@@ -293,6 +293,10 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	switch {
 	case f.requests < 0:
 		return nil, errors.New("--requests must be positive")
+	case f.requests == 0 && given("requests"):
+		// As max_requests: 0 in a scenario, and --max-in-flight 0: a
+		// written 0 ran with no bound at all.
+		return nil, errors.New("--requests 0 would send nothing: leave it out for no bound on the count, or give a count above 0")
 	case f.requests > 0 && !closed:
 		return nil, errors.New("--requests bounds the closed model (--vus or --conns); an open model sends its rate × duration")
 	case f.requests > 0 && f.ramp == "" && f.duration == 0:

@@ -510,7 +510,8 @@ slo:
 // A phase in which only closed-model executors sent has no target rate:
 // "achieved_rate >= 90%" over it says so, and what to write instead, where
 // it said "too short a window for a rate (the run stopped in it)" of a
-// phase the run went through whole.
+// phase the run went through whole. Nor has it a scheduling lag, which
+// its VUs' requests keep none of.
 func TestAchievedRateOfAPhaseOfVUsOnly(t *testing.T) {
 	tg := newTarget(t, 0)
 	src := fmt.Sprintf(`name: vuphase
@@ -522,6 +523,7 @@ phases:
   - {name: vus, start: 1s, end: 2s}
 slo:
   - {phase: vus, objective: "achieved_rate >= 90%%"}
+  - {phase: vus, objective: "lag_p99 < 1ms"}
 `, tg.url)
 	file := writeFile(t, "vuphase.yaml", src)
 	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", filepath.Join(t.TempDir(), "r"), file)
@@ -531,6 +533,10 @@ slo:
 	row := regexp.MustCompile(`(?m)^ *FAIL .*achieved_rate.*$`).FindString(stdout)
 	if strings.Contains(row, "too short a window") || !strings.Contains(row, "closed-model (VU) executors, which have no target rate") {
 		t.Errorf("objective %q: want why there is no target\n%s", row, stdout)
+	}
+	lag := regexp.MustCompile(`(?m)^ *FAIL .*lag_p99.*$`).FindString(stdout)
+	if !strings.Contains(lag, "no open-model request was sent") {
+		t.Errorf("objective %q: want why there is no lag\n%s", lag, stdout)
 	}
 }
 
@@ -585,6 +591,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--ramp", "1/s:100000h"}, "the load lasts 100000h0m0s; the limit is 24h0m0s"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--requests", "5"}, "--requests bounds the closed model"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--requests", "-5"}, "--requests must be positive"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--duration", "1s", "--requests", "0"}, "--requests 0 would send nothing"},
 		// The scenario's field names meant nothing to someone who typed flags.
 		{[]string{"http://127.0.0.1:1/", "--conns", "100000", "--duration", "1s"}, "--conns 100000: at most 50000"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "100000", "--duration", "1s"}, "--vus 100000: at most 50000"},
@@ -601,6 +608,8 @@ func TestLoadUsageErrors(t *testing.T) {
 		// A closed model has no target: judged, this failed on "too short
 		// a window for a rate (the run stopped in it)" after a whole run.
 		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--duration", "1s", "--threshold", "achieved_rate>=99%"}, "a share of the target rate, and this load has none"},
+		// Nor a scheduling lag: this passed at 1 µs whatever the generator did.
+		{[]string{"http://127.0.0.1:1/", "--conns", "2", "--duration", "1s", "--threshold", "lag_p99<1ms"}, "lag is 0 by construction"},
 		// An empty one listed the keys of a scenario's slo: entry.
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", ""}, "not an empty string"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--abort-threshold", " "}, "not an empty string"},
