@@ -44,6 +44,7 @@ func TestOnLoops(t *testing.T) {
 	t.Run("ConstantVUs", TestConstantVUs)
 	t.Run("RampingVUs", TestRampingVUs)
 	t.Run("MaxRequestsRunsEveryVU", TestMaxRequestsRunsEveryVU)
+	t.Run("MaxRequestsEndsWithTheLastAnswer", TestMaxRequestsEndsWithTheLastAnswer)
 	t.Run("H1ClosedLoop", TestH1ClosedLoop)
 }
 

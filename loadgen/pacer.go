@@ -152,10 +152,20 @@ func (p *Pacer) cum(t time.Duration) float64 {
 
 // VUsAt reads the profile as a number of virtual users (closed model: the
 // stages hold or ramp VU counts instead of rates). A ramp moves one VU at a
-// time and reaches its target at the end of its stage.
+// time and reaches its target at the end of its stage, down as up (as k6's
+// ramping-vus): rounded down, a ramp from 4 to 0 ran 3 VUs from its first
+// instant, never the 4 it starts from, and none for its last quarter.
 func (p *Pacer) VUsAt(t time.Duration) int {
 	if t < 0 {
 		return 0
+	}
+	for i, s := range p.stages {
+		if t < p.starts[i]+s.Duration {
+			if s.To < s.From {
+				return int(math.Ceil(p.RateAt(t) - 1e-9))
+			}
+			break
+		}
 	}
 	return int(math.Floor(p.RateAt(t) + 1e-9))
 }

@@ -70,6 +70,11 @@ func TestVUsAt(t *testing.T) {
 	}{
 		{-s, 0}, {0, 0}, {999 * time.Millisecond, 0}, {s, 1}, {5500 * time.Millisecond, 5}, {10 * s, 10},
 		{12 * s, 10}, {15 * s, 10}, {17500 * time.Millisecond, 5}, {20 * s, 0}, {time.Hour, 0},
+		// A ramp down is a ramp up in a mirror: it holds the count it
+		// starts from until a VU's share of the stage has passed, and
+		// reaches its target at the stage's end (rounded down, 10 VUs
+		// became 9 at once, and 0 a second early).
+		{15100 * time.Millisecond, 10}, {15499 * time.Millisecond, 10}, {15500 * time.Millisecond, 9}, {19900 * time.Millisecond, 1},
 	} {
 		if got := p.VUsAt(tc.at); got != tc.vus {
 			t.Errorf("VUsAt(%s) = %d, want %d", tc.at, got, tc.vus)

@@ -402,6 +402,14 @@ func TestHlogEmptyStretch(t *testing.T) {
 	if err := h.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// An empty interval's Interval_Max is 0, as Java's writer has it (the
+	// library wrote the top of the lowest bucket, 0.000511 ms).
+	for _, line := range strings.Split(buf.String(), "\n") {
+		f := strings.Split(strings.TrimPrefix(line, "Tag=service,"), ",")
+		if len(f) == 4 && (f[0] == "0.000000" || f[0] == "3.000000") && f[2] != "0.000000" {
+			t.Errorf("empty interval %q: want an Interval_Max of 0.000000", line)
+		}
+	}
 	r := hdr.NewHistogramLogReader(&buf)
 	type span struct{ from, to, n int64 }
 	var got []span

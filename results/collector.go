@@ -106,6 +106,11 @@ func newShardStats(withLag bool) *Stats {
 type point struct {
 	lat, svc, lag int64
 	cause         cause.Cause
+	// noLag: a closed-model sample of a load that mixes models, whose lag
+	// (zero by construction: a VU's request is due when it is sent) stays
+	// out of the lag histograms; in a phase's, it diluted the open-model
+	// executors' lag, and lag_p99 passed on it.
+	noLag bool
 }
 
 func pointOf(x *loadgen.Sample) point {
@@ -135,7 +140,7 @@ func (s *Stats) add(x *point) {
 		_ = s.Latency.RecordValue(x.lat)
 		_ = s.Service.RecordValue(x.svc)
 	}
-	if s.Lag != nil {
+	if s.Lag != nil && !x.noLag {
 		if x.lag == histMin {
 			s.lagMin++
 		} else {
@@ -370,6 +375,7 @@ func (c *Collector) drain(sh *shard) {
 // place records one sample into every stats it belongs to.
 func (c *Collector) place(sh *shard, p *pending) {
 	closed := c.mixed && p.exec < len(c.bd.Closed) && c.bd.Closed[p.exec]
+	p.pt.noLag = closed
 	for i, ph := range c.phases {
 		if p.intended >= ph.Start && p.intended < ph.End {
 			sh.phases[i].add(&p.pt)

@@ -98,8 +98,30 @@ func (h *HlogWriter) write(from, to time.Duration, latency, service *hdr.Histogr
 		n.SetStartTimeMs(start)
 		n.SetEndTimeMs(end)
 		n.SetTag(x.tag)
+		if n == h.empty {
+			h.writeEmpty(from, to, x.tag)
+			continue
+		}
 		h.keep(h.lw.OutputIntervalHistogram(n))
 	}
+}
+
+// writeEmpty writes the empty interval [from, to) as the library would,
+// but with an Interval_Max of 0, as Java's writer gives an empty
+// histogram: the library's is the top of the lowest bucket, 0.000511 ms
+// for an interval with no request in it.
+func (h *HlogWriter) writeEmpty(from, to time.Duration, tag string) {
+	payload, err := h.empty.EncodeV2()
+	if err != nil {
+		h.keep(err)
+		return
+	}
+	if tag != "" {
+		tag = "Tag=" + tag + ","
+	}
+	a, b := float64(from.Milliseconds())/1000, float64(to.Milliseconds())/1000
+	_, err = fmt.Fprintf(h.buf, "%s%f,%f,%f,%s\n", tag, a, b-a, 0.0, payload)
+	h.keep(err)
 }
 
 // Flush pushes what was written to the underlying writer.

@@ -99,6 +99,7 @@ Only loopback targets unless --allow-remote.`,
 				return exitWith(ExitUsage, f.flagErrors(err))
 			}
 			p.Load.NetHTTP = f.netHTTP
+			flagWarnings(p.Warnings)
 			if cmd.Flags().Changed("threads") && (f.threads < 1 || f.threads > maxThreads) {
 				return exitWith(ExitUsage, fmt.Errorf("--threads must be 1-%d", maxThreads))
 			}
@@ -292,6 +293,10 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	switch {
 	case f.requests < 0:
 		return nil, errors.New("--requests must be positive")
+	case f.requests == 0 && given("requests"):
+		// As max_requests: 0 in a scenario, and --max-in-flight 0: a
+		// written 0 ran with no bound at all.
+		return nil, errors.New("--requests 0 would send nothing: leave it out for no bound on the count, or give a count above 0")
 	case f.requests > 0 && !closed:
 		return nil, errors.New("--requests bounds the closed model (--vus or --conns); an open model sends its rate × duration")
 	case f.requests > 0 && f.ramp == "" && f.duration == 0:
@@ -449,6 +454,16 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 	line("seed", f.seed)
 	line("gateway", map[string]string{"external": f.base})
 	line("load", ex)
+	for _, x := range [][]string{f.thresholds, f.aborts} {
+		for _, t := range x {
+			if strings.TrimSpace(t) == "" {
+				// The compiler's word for an empty one listed the keys
+				// of a scenario's slo: entry ("recovers_within, breaker,
+				// ...") to someone who typed a flag.
+				return nil, errors.New("--threshold and --abort-threshold take an objective such as 'p99<300ms' or 'error_rate<1%', not an empty string")
+			}
+		}
+	}
 	if len(f.thresholds)+len(f.aborts) > 0 {
 		slo := make([]any, 0, len(f.thresholds)+len(f.aborts))
 		for _, t := range f.thresholds {
@@ -513,6 +528,20 @@ func (f *loadFlags) flagErrors(err error) error {
 		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// flagWarnings words the compiler's warnings for flags, as flagErrors does
+// its errors: "cascade-load.yaml:5:70: load.insecure_skip_verify:
+// insecure_skip_verify has no effect on an http:// target" pointed into a
+// file the user never wrote, at a field they never typed.
+func flagWarnings(ws []plan.Warning) {
+	for i, w := range ws {
+		_, path, _ := strings.Cut(w.Pos, ": ")
+		switch path {
+		case "load.insecure_skip_verify":
+			ws[i] = plan.Warning{Pos: "--insecure", Msg: "no effect on an http:// target (no TLS, no certificate to accept)"}
+		}
+	}
 }
 
 // targetAt names the targets file and line a request's field came from

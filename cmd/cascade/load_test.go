@@ -457,6 +457,35 @@ load:
 	}
 }
 
+// A run stopped within its first second keeps no rate (as a phase reached
+// for a sliver), and its Load line says so: it read "31 requests sent of
+// 55 scheduled in 659ms · achieved 0.0/s", a rate measured at zero.
+func TestInterruptInTheFirstSecondPrintsNoRate(t *testing.T) {
+	tg := newTarget(t, 0)
+	out := filepath.Join(t.TempDir(), "r")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(600*time.Millisecond, cancel)
+	code, stdout, errs := runCLI(ctx, "load", tg.url+"/", "--rate", "100/s", "--duration", "10s", "--progress", "off", "--out", out)
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	run, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := run.Summary.Run.Stats; st.Sent == 0 || run.Summary.Run.End >= 1 {
+		t.Fatalf("%d sent, stopped at %vs: want a stop within the first second, with requests sent", st.Sent, run.Summary.Run.End)
+	}
+	line := regexp.MustCompile(`(?m)^Load .*$`).FindString(stdout)
+	if strings.Contains(line, "achieved 0.0/s") || !strings.Contains(line, "no rate (stopped within the first second)") {
+		t.Errorf("Load line %q: want no rate, said so, not 0.0/s\n%s", line, stdout)
+	}
+	// The offline report prints the same.
+	if _, again, _ := runCLI(context.Background(), "report", out); regexp.MustCompile(`(?m)^Load .*$`).FindString(again) != line {
+		t.Errorf("cascade report's Load line differs:\n%s", again)
+	}
+}
+
 // A phase whose share of an even schedule is fractional is judged against
 // the arrivals it holds: at 10/s, [250ms, 500ms) holds 2 (the mean is 2.5),
 // and "achieved_rate >= 99%" failed at 80% with every request sent on time.
@@ -475,6 +504,39 @@ slo:
 	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", filepath.Join(dir, "r"), file)
 	if code != ExitPass {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+}
+
+// A phase in which only closed-model executors sent has no target rate:
+// "achieved_rate >= 90%" over it says so, and what to write instead, where
+// it said "too short a window for a rate (the run stopped in it)" of a
+// phase the run went through whole. Nor has it a scheduling lag, which
+// its VUs' requests keep none of.
+func TestAchievedRateOfAPhaseOfVUsOnly(t *testing.T) {
+	tg := newTarget(t, 0)
+	src := fmt.Sprintf(`name: vuphase
+gateway: {external: %q}
+load:
+  - {name: open, rate: 50/s, duration: 1s, requests: [{path: /a}]}
+  - {name: closed, start: 1s, vus: 2, duration: 1s, think: 5ms, requests: [{path: /b}]}
+phases:
+  - {name: vus, start: 1s, end: 2s}
+slo:
+  - {phase: vus, objective: "achieved_rate >= 90%%"}
+  - {phase: vus, objective: "lag_p99 < 1ms"}
+`, tg.url)
+	file := writeFile(t, "vuphase.yaml", src)
+	code, stdout, errs := runCLI(context.Background(), "run", "--progress", "off", "--out", filepath.Join(t.TempDir(), "r"), file)
+	if code != ExitFail {
+		t.Fatalf("exit %d, want 1: nothing to judge is no pass\n%s\n%s", code, stdout, errs)
+	}
+	row := regexp.MustCompile(`(?m)^ *FAIL .*achieved_rate.*$`).FindString(stdout)
+	if strings.Contains(row, "too short a window") || !strings.Contains(row, "closed-model (VU) executors, which have no target rate") {
+		t.Errorf("objective %q: want why there is no target\n%s", row, stdout)
+	}
+	lag := regexp.MustCompile(`(?m)^ *FAIL .*lag_p99.*$`).FindString(stdout)
+	if !strings.Contains(lag, "no open-model request was sent") {
+		t.Errorf("objective %q: want why there is no lag\n%s", lag, stdout)
 	}
 }
 
@@ -529,6 +591,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--ramp", "1/s:100000h"}, "the load lasts 100000h0m0s; the limit is 24h0m0s"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--requests", "5"}, "--requests bounds the closed model"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--requests", "-5"}, "--requests must be positive"},
+		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--duration", "1s", "--requests", "0"}, "--requests 0 would send nothing"},
 		// The scenario's field names meant nothing to someone who typed flags.
 		{[]string{"http://127.0.0.1:1/", "--conns", "100000", "--duration", "1s"}, "--conns 100000: at most 50000"},
 		{[]string{"http://127.0.0.1:1/", "--vus", "100000", "--duration", "1s"}, "--vus 100000: at most 50000"},
@@ -542,6 +605,14 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"http://u:pw@127.0.0.1:1/", "--rate", "10/s", "--duration", "1s"}, "credentials in the URL are not sent"},
 		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/dev/zero", "--rate", "10/s", "--duration", "1s"}, "--body: /dev/zero is not a regular file"},
 		{[]string{"http://127.0.0.1:1/", "--method", "POST", "--body", "@/nonexistent/order.json", "--rate", "10/s", "--duration", "1s"}, "--body: "},
+		// A closed model has no target: judged, this failed on "too short
+		// a window for a rate (the run stopped in it)" after a whole run.
+		{[]string{"http://127.0.0.1:1/", "--vus", "2", "--duration", "1s", "--threshold", "achieved_rate>=99%"}, "a share of the target rate, and this load has none"},
+		// Nor a scheduling lag: this passed at 1 µs whatever the generator did.
+		{[]string{"http://127.0.0.1:1/", "--conns", "2", "--duration", "1s", "--threshold", "lag_p99<1ms"}, "lag is 0 by construction"},
+		// An empty one listed the keys of a scenario's slo: entry.
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--threshold", ""}, "not an empty string"},
+		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--abort-threshold", " "}, "not an empty string"},
 	} {
 		code, _, errs := runCLI(context.Background(), append([]string{"load"}, tc.args...)...)
 		// The user wrote flags, not the scenario file they become: no
@@ -897,5 +968,21 @@ func TestReportHGRM(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(context.Background(), "report", "--hgrm", "-", "--hgrm-phase", "nope", dir); code != ExitUsage || !strings.Contains(errOut, `no phase "nope"`) {
 		t.Errorf("a phase the run lacks: exit %d, %s", code, errOut)
+	}
+}
+
+// A warning about a flag names the flag: --insecure on an http:// target
+// warned "cascade-load.yaml:5:70: load.insecure_skip_verify: ...", a file
+// and a field the user never wrote.
+func TestLoadWarningNamesTheFlag(t *testing.T) {
+	tg := newTarget(t, 0)
+	code, stdout, errs := runCLI(context.Background(), "load", tg.url+"/", "--rate", "10/s", "--duration", "100ms", "--insecure",
+		"--progress", "off", "--out", filepath.Join(t.TempDir(), "r"))
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	w := regexp.MustCompile(`(?m)^ *warning: .*$`).FindString(stdout)
+	if !strings.Contains(w, "--insecure") || strings.Contains(w, "cascade-load.yaml") || strings.Contains(w, "insecure_skip_verify") {
+		t.Errorf("warning %q: want it to name --insecure, not the scenario cascade load wrote\n%s", w, stdout)
 	}
 }

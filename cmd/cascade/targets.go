@@ -49,7 +49,14 @@ func readTargets(name string, r io.Reader) ([]vegetaTarget, error) {
 	n := 0
 	for sc.Scan() {
 		n++
-		line := strings.TrimSpace(sc.Text())
+		text := sc.Text()
+		if n == 1 {
+			// A byte order mark, as Windows editors save UTF-8, read as
+			// part of the first method: "\ufeffGET" is not an HTTP
+			// method. The data files and the scenario skip it too.
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
+		line := strings.TrimSpace(text)
 		switch {
 		case strings.HasPrefix(line, "#"):
 			continue

@@ -47,6 +47,15 @@ DELETE http://127.0.0.1:8080/c
 	if len(ts) != 4 || ts[1].url != "http://127.0.0.1:8080/b" || len(ts[1].headers) != 1 || ts[2].bodyFile != "c.json" || ts[3].method != "DELETE" {
 		t.Fatalf("targets without blank lines: %v", ts)
 	}
+	// A byte order mark before the first line (a file saved by a
+	// Windows editor) is no part of its method, as in the data files.
+	ts, err = readTargets("t.txt", strings.NewReader("\ufeffGET http://127.0.0.1:8080/a\r\nX-A: 1\r\n\r\nPOST http://127.0.0.1:8080/b\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 2 || ts[0].method != "GET" || len(ts[0].headers) != 1 || ts[1].method != "POST" {
+		t.Fatalf("a targets file with a byte order mark and CRLF lines: %v", ts)
+	}
 	for _, tc := range []struct{ in, want string }{
 		{"", "t.txt: no target"},
 		{"# only a comment\n", "t.txt: no target"},

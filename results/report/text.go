@@ -67,8 +67,15 @@ func Text(w io.Writer, s *results.Summary, dir string) error {
 	if s.Elapsed < 1 { // a run ended by its max_requests can take milliseconds
 		took = fmt.Sprintf("%.0fms", float64(s.Elapsed)*1000)
 	}
-	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %s%s · achieved %.1f/s · %d dropped\n",
-		r.Sent, r.Scheduled, took, targetPart(s), r.AchievedRate, r.Causes[cause.Dropped.String()])
+	rates := fmt.Sprintf("%s · achieved %.1f/s", targetPart(s), r.AchievedRate)
+	if s.Run.Cut() && s.Run.End-s.Run.Start < 1 && r.Scheduled > 0 {
+		// Stopped within its first second, the run keeps no rate (as a
+		// phase reached for a sliver): "31 requests sent ... achieved
+		// 0.0/s" read as a rate measured at zero.
+		rates = " · no rate (stopped within the first second)"
+	}
+	fmt.Fprintf(b, "\nLoad      %d requests sent of %d scheduled in %s%s · %d dropped\n",
+		r.Sent, r.Scheduled, took, rates, r.Causes[cause.Dropped.String()])
 	if r.Answered() > 0 {
 		fmt.Fprintf(b, "Latency   %s   (from intended send time)\n", pctLine(r.Latency))
 		fmt.Fprintf(b, "Service   %s   (from actual send: what a closed loop would report)\n", pctLine(r.Service))

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -459,6 +460,12 @@ func (c *compiler) requests(path string, x scenarios.Executor, ec *loadgen.Confi
 		name := r.Name
 		if name == "" {
 			name = method + " " + r.Path
+		} else if strings.ContainsFunc(name, unicode.IsControl) && !strings.ContainsFunc(r.Path, unicode.IsControl) {
+			// The name heads its row in the report's tables: a line break
+			// split the row, a tab shifted its columns, and an escape
+			// sequence went to the terminal as it was. (A name cascade
+			// load made of a path with one is the path's error, above.)
+			c.errorf(p+".name", "name %q has a control character (a tab or a line break?): it tags the request's row in the report", name)
 		}
 		h := http.Header{}
 		for k, v := range r.Headers {

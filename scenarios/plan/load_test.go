@@ -158,6 +158,11 @@ func TestBadLoads(t *testing.T) {
 		{"zero vus", "  vus: 0\n  duration: 1s\n  requests: [{path: /}]\n", "load.vus", "vus: 0 runs no VUs"},
 		{"zero vus in a list", "  - {name: a, vus: 0, duration: 1s, requests: [{path: /}]}\n", "load[0].vus", "vus: 0 runs no VUs"},
 		{"negative start_vus", "  start_vus: -3\n  stages: [{duration: 1s, ramp_to_vus: 2}]\n  requests: [{path: /}]\n", "load.start_vus", "0.."},
+		// A request's name heads its row in the report's tables: a line
+		// break split the row, and an escape sequence reached the terminal.
+		{"line break in a request name", "  rate: 5/s\n  duration: 1s\n  requests: [{name: \"a\\nb\", path: /}]\n", "load.requests[0].name", "control character"},
+		{"escape in a request name", "  rate: 5/s\n  duration: 1s\n  requests: [{name: \"x\\e[31mred\", path: /}]\n", "load.requests[0].name", "control character"},
+		{"tab in a request name", "  rate: 5/s\n  duration: 1s\n  requests: [{name: \"a\\tb\", path: /}]\n", "load.requests[0].name", "control character"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

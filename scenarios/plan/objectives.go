@@ -211,6 +211,16 @@ func (c *compiler) threshold(p string, o scenarios.Objective) []verdict.Objectiv
 		c.errorf(c.exprPath(p, "objective"), "%v", err)
 		return nil
 	}
+	if t.RelativeToTarget() && !c.opts.Offline && !hasOpenModel(c.p.Load) {
+		// Judged, it failed on "too short a window for a rate".
+		c.errorf(c.exprPath(p, "objective"), "%q is a share of the target rate, and this load has none: its executors are closed-model (VUs), which send as fast as they are answered; bound the rate itself, e.g. achieved_rate >= 100/s", o.Objective)
+		return nil
+	}
+	if t.OfLag() && !c.opts.Offline && !hasOpenModel(c.p.Load) {
+		// Judged, it passed at 1 µs whatever the generator did.
+		c.errorf(c.exprPath(p, "objective"), "%q judges how late the open model sent its requests, and this load has none: a closed-model (VU) request is due when it is sent, so its lag is 0 by construction", o.Objective)
+		return nil
+	}
 	if t.UsesUpstreams() && len(c.ups) == 0 {
 		// Counted where requests land, at cascade's fake upstreams: a
 		// load on a target of your own (cascade load URL) has none.
@@ -828,4 +838,18 @@ func (c *compiler) propagationLint(path, metric string) {
 				metric, need, r.Path, r.Propagate)
 		}
 	}
+}
+
+// hasOpenModel reports whether the load has an arrival-rate executor: the
+// only kind with a target rate.
+func hasOpenModel(cfg loadgen.Config) bool {
+	if len(cfg.Executors) == 0 {
+		return cfg.Kind != loadgen.VUs
+	}
+	for _, e := range cfg.Executors {
+		if e.Kind != loadgen.VUs {
+			return true
+		}
+	}
+	return false
 }
