@@ -532,11 +532,17 @@ func (f *failure) get() error {
 	return f.err
 }
 
-// stopLoad gives the function that stops the load, once it runs.
+// stopLoad gives the function that stops the load, once it runs. A
+// failure set before it (a results file the disk refused as the load
+// started) stops the load at once: it ran to its planned end.
 func (f *failure) stopLoad(stop func()) {
 	f.mu.Lock()
 	f.stop = stop
+	failed := f.err != nil
 	f.mu.Unlock()
+	if failed {
+		stop()
+	}
 }
 
 // keepFailed ends a run that failed once its load started, with cause:
