@@ -208,11 +208,19 @@ duel() {
   local i=0 kept=0
   while [ "$kept" -lt "$rounds" ] && [ "$i" -lt "$tries" ]; do
     i=$((i + 1))
-    # Rotate the order: each tool goes first, second (and third) equally often.
+    # Rotate the order: each tool goes first, second (and third) equally often. With three or
+    # more, a rotation keeps who runs after whom (a b c | b c a | c a b: b always follows a), and
+    # a run finds the host as the one before left it (an A/A round read wrk after floor 1.036x
+    # wrk after wrk), so every other cycle of rotations runs backwards.
     local -a order=($tools) line
-    local k=$((i % ${#order[@]})) t ok=1
+    local n=${#order[@]}
+    local k=$((i % n)) t ok=1
     declare -A got=([floor]="0 0 -" [self]="0 0 -")
-    for t in "${order[@]:k}" "${order[@]:0:k}"; do got[$t]=$(run_one "$t"); done
+    local -a seq=("${order[@]:k}" "${order[@]:0:k}")
+    if [ "$n" -gt 2 ] && [ $(((i / n) % 2)) = 1 ]; then
+      local -a rev=(); for t in "${seq[@]}"; do rev=("$t" "${rev[@]}"); done; seq=("${rev[@]}")
+    fi
+    for t in "${seq[@]}"; do got[$t]=$(run_one "$t"); done
     for t in $tools; do
       read -r -a line <<< "${got[$t]}"
       awk -v r="${line[0]}" -v st="${line[2]}" -v m="$maxst" 'BEGIN{exit !(st != "?" && st <= m && r > 0)}' || ok=0
