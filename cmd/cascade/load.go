@@ -481,6 +481,7 @@ func (f *loadFlags) scenario(cmd *cobra.Command, rawURL string) ([]byte, error) 
 // query, kept as typed so template variables survive.
 func splitURL(raw string) (base, path string, err error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
+	scheme = strings.ToLower(scheme) // schemes are case-insensitive (RFC 3986 3.1): curl takes HTTP://
 	if !ok || (scheme != "http" && scheme != "https") {
 		if !ok && raw != "" {
 			// curl takes host:port/path; wrk and hey do not, and neither

@@ -75,7 +75,7 @@ func readTargets(name string, r io.Reader) ([]vegetaTarget, error) {
 			if !validMethod(method) {
 				return nil, errAt(n, "%q is not an HTTP method (a token, as GET or POST)", method)
 			}
-			if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
+			if scheme, _, _ := strings.Cut(url, "://"); !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
 				return nil, errAt(n, "%q: expected an http:// or https:// URL", url)
 			}
 			if len(out) == maxTargets {

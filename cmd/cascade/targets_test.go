@@ -56,6 +56,13 @@ DELETE http://127.0.0.1:8080/c
 	if len(ts) != 2 || ts[0].method != "GET" || len(ts[0].headers) != 1 || ts[1].method != "POST" {
 		t.Fatalf("a targets file with a byte order mark and CRLF lines: %v", ts)
 	}
+	// A scheme is case-insensitive (RFC 3986), as curl reads it.
+	if ts, err = readTargets("t.txt", strings.NewReader("GET HTTP://127.0.0.1:8080/a\n")); err != nil || len(ts) != 1 {
+		t.Fatalf("an upper-case scheme: %v %v", ts, err)
+	}
+	if base, path, err := splitURL("HTTPS://127.0.0.1:8443/x"); err != nil || base != "https://127.0.0.1:8443" || path != "/x" {
+		t.Fatalf("splitURL of an upper-case scheme: %q %q %v", base, path, err)
+	}
 	for _, tc := range []struct{ in, want string }{
 		{"", "t.txt: no target"},
 		{"# only a comment\n", "t.txt: no target"},
