@@ -69,6 +69,11 @@ var ErrDirInUse = errors.New("a run does not write over earlier results")
 // is free. Commands that write several runs under one directory (--repeat,
 // ladder) check it before the first one starts.
 func CheckFree(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		// A usage error as a full directory is (exit 2): the run failed
+		// its setup on "not a directory", exit 3, as if broken.
+		return fmt.Errorf("%s is a file, not a directory: %w; choose a directory for the results", dir, ErrDirInUse)
+	}
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return fmt.Errorf("%s already holds files (%s, ...): %w; choose a new directory or remove it", dir, ents[0].Name(), ErrDirInUse)
 	}

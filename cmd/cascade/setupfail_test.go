@@ -69,6 +69,15 @@ func TestSetupFailureDoesNotBlockTheSameOut(t *testing.T) {
 	if ents, _ := os.ReadDir(mine); len(ents) != 1 || ents[0].Name() != "notes.txt" {
 		t.Fatalf("%s holds %v, want notes.txt alone", mine, ents)
 	}
+	// --out naming a file is the same kind of mistake (exit 2), not a
+	// setup that broke (it was exit 3, "not a directory").
+	file := filepath.Join(mine, "notes.txt")
+	if code, stderr := cascade("run", "--progress", "off", "--out", file, f); code != ExitUsage || !strings.Contains(stderr, file+" is a file, not a directory") {
+		t.Fatalf("--out a file: exit %d:\n%s", code, stderr)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "mine" {
+		t.Fatalf("%s now holds %q (%v), want the user's text", file, b, err)
+	}
 }
 
 // The commands that run a scenario more than once, or run it live, do as
