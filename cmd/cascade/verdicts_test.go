@@ -258,7 +258,9 @@ slo:
 		}
 	}
 	rep := readRepeatReport(t, dir)
-	if !rep.Interrupted || rep.Planned != 3 || len(rep.Seeds) != 1 || len(rep.Objectives) != 1 || rep.Objectives[0].Runs != 1 {
+	// Its one finished run passed, yet the repeat is not a pass: a CI
+	// step that reads "pass" alone saw a repeat cut short as green.
+	if !rep.Interrupted || rep.Pass || rep.Planned != 3 || len(rep.Seeds) != 1 || len(rep.Objectives) != 1 || rep.Objectives[0].Runs != 1 {
 		t.Errorf("repeat.json = %+v", rep)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "03-seed3")); err == nil {
