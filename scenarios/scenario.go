@@ -7,6 +7,7 @@ package scenarios
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/invopop/jsonschema"
@@ -582,8 +583,21 @@ func (o *Objective) UnmarshalYAML(node ast.Node) error {
 		*o = Objective{Objective: s.Value}
 		return nil
 	}
-	if _, ok := node.(*ast.MappingNode); !ok {
+	m, ok := node.(*ast.MappingNode)
+	if !ok {
 		return yamlfile.NodeError(node, "an objective is a string such as \"p99 < 300ms\" or a mapping {phase: ..., objective: ...}")
+	}
+	if len(m.Values) == 1 {
+		// "- p99: < 250ms" is a mapping by its colon: its "unknown field
+		// p99" listed every key of an objective and left the colon unseen.
+		kv := m.Values[0]
+		key, val := strings.TrimSpace(kv.Key.String()), strings.TrimSpace(kv.Value.String())
+		if sv, ok := kv.Value.(*ast.StringNode); ok {
+			val = strings.TrimSpace(sv.Value) // "<= 1%" without its quotes
+		}
+		if strings.ContainsAny(val[:min(len(val), 1)], "<>=!") && !strings.Contains(key, " ") {
+			return yamlfile.NodeError(kv.Key, "%q reads as a mapping (the colon after %s): write the objective as one string, - %q", key+": "+val, key, key+" "+val)
+		}
 	}
 	var f objectiveFields
 	if err := yamlfile.DecodeNode(node, &f); err != nil {

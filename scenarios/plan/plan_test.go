@@ -115,6 +115,8 @@ func TestBadScenarios(t *testing.T) {
 		{"unknown phase", replace("{phase: slow,", "{phase: slw,"), 21, 13, "slo[1].phase", `unknown phase "slw"`},
 		{"bad objective", replace("  - p99 < 1s", "  - p99 < 1"), 20, 5, "slo[0]", "p99 is a latency"},
 		{"unknown metric", replace("  - p99 < 1s", "  - q99 < 1s"), 20, 5, "slo[0]", `unknown metric "q99"`},
+		{"a colon after the metric", replace("  - p99 < 1s", "  - p99: < 1s"), 20, 5, "slo[0].p99", `"p99: < 1s" reads as a mapping (the colon after p99): write the objective as one string, - "p99 < 1s"`},
+		{"a colon and a quoted bound", replace("  - p99 < 1s", `  - error_rate: "<= 1%"`), 20, 5, "slo[0].error_rate", `write the objective as one string, - "error_rate <= 1%"`},
 		{"bad rate", replace("rate: 10/s", "rate: 10/y"), 14, 28, "load.stages[0].rate", "unit must be /s"},
 		{"connect longer than total", replace("{connect: 100ms,", "{connect: 3s,"), 10, 27, "gateway.routes[0].timeouts.connect", "connect 3s is longer than total 2s: it can never fire"},
 		{"packet loss past 100%", replace("kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 20ms}", "kind: packet, target: api, start: 1s, duration: 500ms, params: {loss: 150%}"), 18, 88, "faults[0].params.loss", `percentage "150%" is outside 0%..100%`},
