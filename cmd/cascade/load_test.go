@@ -986,3 +986,17 @@ func TestLoadWarningNamesTheFlag(t *testing.T) {
 		t.Errorf("warning %q: want it to name --insecure, not the scenario cascade load wrote\n%s", w, stdout)
 	}
 }
+
+// --progress bars where no terminal is (a pipe, a log) shows plain lines,
+// and says why: mpb drew nothing there, and the run showed no progress.
+func TestLoadProgressBarsWithoutATerminal(t *testing.T) {
+	tg := newTarget(t, 0)
+	code, out, errs := runCLI(context.Background(), "load", tg.url+"/", "--rate", "50/s", "--duration", "2500ms",
+		"--out", filepath.Join(t.TempDir(), "run"), "--progress", "bars")
+	if code != ExitPass {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(errs, "progress: no terminal to draw bars on; plain lines instead") || !strings.Contains(errs, "target 50/s · sent") {
+		t.Errorf("no progress on stderr:\n%s", errs)
+	}
+}

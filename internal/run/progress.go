@@ -59,6 +59,14 @@ func showProgress(ctx context.Context, w io.Writer, mode ProgressMode, name stri
 			mode = ProgressBars
 		}
 	}
+	if mode == ProgressBars && !isTerminal(w) {
+		// Bars asked for by name where no terminal is (a pipe, a log):
+		// mpb draws nothing there, and with its own refresh it draws
+		// lines cut at a width it cannot know, with cursor codes in a
+		// log. Plain lines, said so, rather than no progress at all.
+		fmt.Fprintln(w, "progress: no terminal to draw bars on; plain lines instead")
+		mode = ProgressPlain
+	}
 	v := &liveView{gen: gen, c: c, clock: clock}
 	v.meters = make([]rateMeter, len(v.names(name)))
 	switch mode {
