@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -314,6 +315,20 @@ func (tp *tparser) variable(f []string) (tpart, error) {
 			return tpart{}, fmt.Errorf("{{rand_int %.20q %.20q}}: MIN and MAX must be integers with MIN <= MAX", f[1], f[2])
 		}
 		return draw(tpart{kind: tRandInt, lo: uint64(lo), span: uint64(hi-lo) + 1}), nil
+	}
+	words := f
+	if words[0] == "urlencode" || words[0] == "json" {
+		words = words[1:]
+	}
+	if set, col, ok := strings.Cut(strings.Join(words, " "), "."); ok && len(words) > 1 {
+		// {{users.user id}}: a template's words are split at spaces, so a
+		// column whose header has one can never be named; "unknown
+		// variable" did not say why.
+		for _, ds := range tp.data {
+			if ds.Name == set && slices.Contains(ds.Columns, col) {
+				return tpart{}, fmt.Errorf("column %.40q of data set %q has a space in its name, which a template cannot write: rename it in the file's header (e.g. %q)", col, set, strings.ReplaceAll(col, " ", "_"))
+			}
+		}
 	}
 	enc := encRaw
 	switch f[0] {

@@ -111,6 +111,11 @@ func TestTemplateRandomRows(t *testing.T) {
 
 func TestTemplateErrors(t *testing.T) {
 	data := testData(t)
+	spaced, err := ParseCSV("spaced", []byte("user id,name\n1,ann\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, spaced)
 	for _, tc := range []struct{ src, msg string }{
 		{"/a/{{seq", "without a closing"},
 		{"/a/{{}}", "empty"},
@@ -121,6 +126,10 @@ func TestTemplateErrors(t *testing.T) {
 		{"/a/{{seq 1}}", "takes 0 argument"},
 		{"/a/{{users.email}}", `no column "email"`},
 		{"/a/{{orders.id}}", `unknown data set "orders"`},
+		// A header with a space can never be named: say so, not
+		// "unknown variable".
+		{"/a/{{spaced.user id}}", `column "user id" of data set "spaced" has a space in its name, which a template cannot write: rename it in the file's header (e.g. "user_id")`},
+		{"/a/{{urlencode spaced.user id}}", `column "user id" of data set "spaced" has a space`},
 	} {
 		_, err := ParseTemplate(tc.src, data)
 		if err == nil || !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), tc.msg) {
