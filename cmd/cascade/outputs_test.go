@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,18 +27,42 @@ func cascadeLimited(t *testing.T, bin string, blocks int, args ...string) (int, 
 }
 
 // exitAndStderr runs cmd to its end and returns its exit code and stderr;
-// a command that could not run at all fails the test.
+// a command that could not run at all fails the test. One still running
+// after childDeadline is sent SIGQUIT, so that the test fails with every
+// goroutine's stack (Go prints them on SIGQUIT) instead of hanging until
+// the test binary's own timeout, with nothing to say where it stuck.
 func exitAndStderr(t *testing.T, cmd *exec.Cmd) (int, string) {
 	t.Helper()
-	var stderr strings.Builder
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(childDeadline):
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		t.Fatalf("%v still ran after %v: sent SIGQUIT; its stderr:\n%s", cmd.Args, childDeadline, stderr.String())
+	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatal(err)
 	}
 	return cmd.ProcessState.ExitCode(), stderr.String()
 }
+
+// childDeadline bounds a cascade child of these tests: each runs a few
+// seconds of load.
+const childDeadline = 90 * time.Second
 
 // A report output that cannot be written whole (the disk refuses it
 // partway) leaves the file the user had under that name as it was, and no
