@@ -10,7 +10,6 @@ import (
 	"github.com/cascadehq/cascade/faults/slowdb"
 	"github.com/cascadehq/cascade/gateway"
 	"github.com/cascadehq/cascade/internal/dist"
-	"github.com/cascadehq/cascade/internal/proxyconf"
 	"github.com/cascadehq/cascade/internal/units"
 	"github.com/cascadehq/cascade/loadgen"
 	"github.com/cascadehq/cascade/results"
@@ -174,7 +173,7 @@ func unliftable(q *plan.Plan, layer string) string {
 		case q.Gateway != nil:
 		case gc == nil || !gc.Declared:
 			return ": the gateway's timeout is not declared"
-		case gc.Config != "" && !proxyconf.Uses(gc.Config, "timeout"):
+		case gc.FixedTimeout:
 			return fmt.Sprintf(": %s does not use {{timeout}}, so the proxy keeps its own", filepath.Base(gc.ConfigFile))
 		}
 	case "per_try":

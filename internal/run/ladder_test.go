@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascadehq/cascade/results"
 	"github.com/cascadehq/cascade/results/verdict"
 	"github.com/cascadehq/cascade/scenarios/plan"
 )
@@ -163,6 +164,18 @@ load:
 		}
 		if got := strings.Join(names, ","); got != tc.rungs {
 			t.Errorf("%s: rungs %s, want %s", tc.config, got, tc.rungs)
+		}
+		// cascade report on a rung's directory compiles offline, without
+		// the config file: a rung that ran must be found there (the
+		// skip judged the offline stand-in text, and "client" was lost).
+		if tc.skip == "" {
+			q, err := plan.CompileFile(path, plan.Options{Offline: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := RungPlan(q, results.LadderRung{Rung: "client", Rate: 10, Duration: results.Sec(2 * time.Second)}); err != nil {
+				t.Errorf("%s offline: %v", tc.config, err)
+			}
 		}
 	}
 }

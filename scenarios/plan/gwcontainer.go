@@ -35,6 +35,10 @@ type GatewayContainer struct {
 	Config string
 	// ConfigFile is where Config was read from.
 	ConfigFile string
+	// FixedTimeout is true when Config was read and does not render
+	// {{timeout}}: the proxy keeps the timeout written in it, whatever
+	// a ladder rung asks. False offline, where the file is not read.
+	FixedTimeout bool
 	// Ready is the path polled for readiness.
 	Ready string
 }
@@ -149,6 +153,7 @@ func (c *compiler) gatewayConfig(p string, gc *scenarios.GatewayContainer, out *
 		return
 	}
 	out.Config = text
+	out.FixedTimeout = !proxyconf.Uses(text, "timeout")
 	if !c.opts.AllowRemote {
 		// The proxy runs on the host's network: what it listens on and
 		// sends to is cascade's traffic too, and the generated
