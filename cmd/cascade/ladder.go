@@ -59,10 +59,20 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 			if err := results.CheckFree(out); err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			fmt.Fprintf(stdout, "cascade ladder: %s\n  timeout cascade: %s\n  %d rungs, results in %s\n", p.Name, plan.Chain(p), len(rungs), out)
+			runnable := 0
+			for _, r := range rungs {
+				if r.Skip == "" {
+					runnable++
+				}
+			}
+			skipped := ""
+			if runnable < len(rungs) {
+				skipped = fmt.Sprintf(" (%d cannot run)", len(rungs)-runnable)
+			}
+			fmt.Fprintf(stdout, "cascade ladder: %s\n  timeout cascade: %s\n  %d rungs%s, results in %s\n", p.Name, plan.Chain(p), len(rungs), skipped, out)
 			res, err := run.RunLadder(cmd.Context(), rungs, out, run.Options{Progress: run.ProgressOff, Stdout: io.Discard, Stderr: stderr, AllowRemote: pf.allowRemote})
 			interrupted := err != nil && (errors.Is(err, run.ErrInterruptedInSetup) || cmd.Context().Err() != nil && errors.Is(err, cmd.Context().Err()))
-			printLadder(stdout, res, len(rungs), interrupted)
+			printLadder(stdout, res, runnable, interrupted)
 			if err != nil {
 				if interrupted && !errors.Is(err, run.ErrInterruptedInSetup) {
 					fmt.Fprintln(stderr, "cascade: interrupted; partial results in", out) // as run says it
@@ -72,7 +82,13 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 				// its directory, and out with it when the first rung made
 				// it; the rungs before it ran, and are kept.
 				if len(res) > 0 {
-					err = fmt.Errorf("%w; %s", err, keptBefore(len(res), "rung", out))
+					ran := 0 // a skipped rung has no directory
+					for _, r := range res {
+						if !r.Skipped {
+							ran++
+						}
+					}
+					err = fmt.Errorf("%w; %s", err, keptBefore(ran, "rung", out))
 				}
 				return exitWith(ExitRunFailed, err)
 			}
@@ -92,8 +108,9 @@ are not used. Exit 0 when every rung was answered by the layer expected, 1 other
 }
 
 // printLadder writes one row per rung: the delay, the layer expected at its
-// timeout, and what fired, by cause, at what service time. Fewer results
-// than planned rungs: the ladder was interrupted, or a rung failed to run.
+// timeout, and what fired, by cause, at what service time. planned counts
+// the rungs that can run (not the skipped); fewer judged: the ladder was
+// interrupted, or a rung failed to run.
 func printLadder(w io.Writer, res []run.RungResult, planned int, interrupted bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\n  rung\tdelay\texpected\tlifted\tfired (service time min–max)\tverdict")
@@ -130,12 +147,12 @@ func printLadder(w io.Writer, res []run.RungResult, planned int, interrupted boo
 			fmt.Fprintf(w, "  %s: %s\n", r.Rung.Name, r.Summary.Objectives[0].Evidence)
 		}
 	}
-	if judged+skipped < planned {
+	if judged < planned {
 		how := "stopped by an error"
 		if interrupted {
 			how = "interrupted"
 		}
-		fmt.Fprintf(w, "\nLadder: %s after %d of %d rungs; %d of them answered by the layer expected\n", how, judged, planned-skipped, passed)
+		fmt.Fprintf(w, "\nLadder: %s after %d of %d rungs; %d of them answered by the layer expected\n", how, judged, planned, passed)
 		return
 	}
 	tail := ""

@@ -328,7 +328,7 @@ func TestPrintLadderListsSkippedRungs(t *testing.T) {
 		{Rung: run.Rung{Name: "cascade", Expect: "gateway", Timeout: 2 * time.Second, Delay: 3300 * time.Millisecond}, Summary: pass, Pass: true},
 	}
 	var b strings.Builder
-	printLadder(&b, res, len(res), false)
+	printLadder(&b, res, len(res)-1, false)
 	out := b.String()
 	for _, want := range []string{
 		"client   -       client at 3.000s",
@@ -339,5 +339,11 @@ func TestPrintLadderListsSkippedRungs(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("ladder output lacks %q:\n%s", want, out)
 		}
+	}
+	// Interrupted in the first rung: of the two that can run, not three.
+	b.Reset()
+	printLadder(&b, []run.RungResult{{Rung: res[0].Rung, Summary: pass, Interrupted: true}}, 2, true)
+	if want := "Ladder: interrupted after 0 of 2 rungs"; !strings.Contains(b.String(), want) {
+		t.Errorf("ladder output lacks %q:\n%s", want, b.String())
 	}
 }
