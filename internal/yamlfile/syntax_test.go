@@ -24,6 +24,8 @@ func TestSyntaxSlipsSayWhereAndWhatIsExpected(t *testing.T) {
 		{"a key indented deeper in a list item", "items:\n  - name: api\n     weight: 1\n", "f.yaml:3:12: " + deeper},
 		{"a colon in a plain value", "name: a b: c\n", "f.yaml:1:10: " + deeper},
 		{"a list item indented less than its siblings", "items:\n  - weight: 1\n - weight: 2\n", "f.yaml:3:2: a line indented less than its siblings above; indent it as they are"},
+		{"text after a flow value", "name: a\nitems: [] x\n", "f.yaml:2:11: text after the value on this line; nothing after a closed [ ] or { } (a comment starts with #), or put the whole value in quotes"},
+		{"a key after a top-level list", "- a\nname: b\n", "f.yaml:2:1: this does not go on from what the lines above started; one kind of value at the top level: a mapping of keys (key: value), not a list or a { } beside it"},
 		{"an alias before its anchor", "items: [*a]\ninner: &a {weight: 1}\n", `f.yaml:1:10: alias *a names no anchor; an anchor &a written before it, on the value it repeats`},
 		{"an alias in a merge", "inner: {<<: *x}\n", `f.yaml:1:13: inner.<<: alias *x names no anchor; an anchor &x written before it, on the value it repeats`},
 		{"a second document", "name: a\n---\nseed: 1\n", "f.yaml:2:1: " + second},

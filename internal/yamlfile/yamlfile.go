@@ -311,15 +311,27 @@ func convert(name string, err error) error {
 			e.tok = tk
 		}
 		switch {
-		case strings.HasPrefix(e.Msg, "could not find alias "):
-			// An alias before its anchor, or an anchor misspelt.
+		case strings.HasPrefix(e.Msg, `could not find alias "`):
+			// An alias before its anchor, or an anchor misspelt. (A lone
+			// * is the parser's "could not find alias value": no name.)
 			e.Msg, e.expected = noAnchor(strings.Trim(strings.TrimPrefix(e.Msg, "could not find alias "), `"`))
 		}
 		switch e.Msg {
 		case "value is not allowed in this context":
-			// A line indented less than its siblings, more than its parent.
-			e.Msg = "a line indented less than its siblings above"
-			e.expected = "indent it as they are"
+			if prev := prevOnLine(e.tok); prev != nil {
+				// "[1] 2", "{a: 1} x": text after a value that ended.
+				e.Msg = "text after the value on this line"
+				e.expected = "nothing after a closed [ ] or { } (a comment starts with #), or put the whole value in quotes"
+			} else if e.Column > 1 {
+				// A line indented less than its siblings, more than its parent.
+				e.Msg = "a line indented less than its siblings above"
+				e.expected = "indent it as they are"
+			} else {
+				// At the left margin: what follows a top-level list or
+				// flow value ("- a" then "b: 1", or "{a: 1} x").
+				e.Msg = "this does not go on from what the lines above started"
+				e.expected = "one kind of value at the top level: a mapping of keys (key: value), not a list or a { } beside it"
+			}
 		case "found an invalid key for this map":
 			// The parser's word for a list or a mapping as a key
 			// ([a, b]: 1, ? {a: 1}), at the colon after it.
@@ -349,6 +361,14 @@ func convert(name string, err error) error {
 // words were "could not find alias".
 func noAnchor(name string) (msg, expected string) {
 	return fmt.Sprintf("alias *%s names no anchor", name), fmt.Sprintf("an anchor &%s written before it, on the value it repeats", name)
+}
+
+// prevOnLine is the token before tk when it is on tk's line, else nil.
+func prevOnLine(tk *token.Token) *token.Token {
+	if tk == nil || tk.Prev == nil || tk.Prev.Position == nil || tk.Position == nil || tk.Prev.Position.Line != tk.Position.Line {
+		return nil
+	}
+	return tk.Prev
 }
 
 // nextColon is the mapping value indicator (the ':') at or just after
