@@ -401,7 +401,7 @@ type Fault struct {
 	Start units.Duration `yaml:"start" json:"start"`
 	// Duration of the fault (default: until the load ends). A written 0
 	// would read as left out: the longest fault, not none.
-	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty" zero:"would last until the load ends, as duration left out"`
+	Duration units.Duration `yaml:"duration,omitempty" json:"duration,omitempty" zero:"would read as duration left out (until the load ends; a live fault, until removed)"`
 	// Params are the kind's parameters, decoded strictly by the kind.
 	Params Params `yaml:"params,omitempty" json:"params,omitempty"`
 	// Ramp grows the fault from nothing to full strength over this long

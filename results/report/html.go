@@ -67,7 +67,14 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"sec": func(s results.Seconds) string { return fmt.Sprintf("%.1fs", float64(s)) },
 	// over is how long past the planned load a run went on, waiting for
 	// its last answers (0 when it stopped within the load).
-	"over":  func(elapsed, planned results.Seconds) results.Seconds { return max(0, elapsed-planned) },
+	// over is how long a run went on past its planned load (0 when no
+	// plan is known, as text.go's guard: not "after the 0.0s load").
+	"over": func(elapsed, planned results.Seconds) results.Seconds {
+		if planned <= 0 {
+			return 0
+		}
+		return max(0, elapsed-planned)
+	},
 	"fsec":  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) + "s" },
 	"lower": strings.ToLower,
 	"upper": strings.ToUpper,

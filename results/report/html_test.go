@@ -200,4 +200,13 @@ func TestHTMLInterruptedWhileWaitingForTheLastAnswers(t *testing.T) {
 			t.Errorf("the page does not say %q", tc.want)
 		}
 	}
+	// No planned duration known (planned_s 0): not "after the 0.0s load".
+	d.Run.Summary.Planned, d.Run.Summary.Elapsed = 0, 4.6
+	var b bytes.Buffer
+	if err := report.HTML(&b, d); err != nil {
+		t.Fatal(err)
+	}
+	if page := b.String(); strings.Contains(page, "load ended") || !strings.Contains(page, "interrupted after 4.6s of 0.0s") {
+		t.Errorf("a summary with no planned duration reads as stopped after its load")
+	}
 }

@@ -152,6 +152,8 @@ func TestTypedObjectiveErrors(t *testing.T) {
 		{`  - {objective: "p99 < 0ms"}`, "never below 0: this can never pass", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {objective: "error_rate > 100%"}`, "error_rate is never above 100%: this can never pass", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {phase: slow, objective: "gateway_timeout_rate > 100%"}`, "gateway_timeout_rate is never above 100%: this can never pass", "slo[0].objective"},
+		{`  - {objective: "error_rate >= 101%"}`, `percentage "101%" is outside 0%..100%`, "slo[0].objective"},
+		{`  - {objective: "error_rate == 150%"}`, `percentage "150%" is outside 0%..100%`, "slo[0].objective"},
 		{`  - achieved_rate >= 195rps`, `achieved_rate is a rate or a share of the target rate: expected e.g. 195/s or 98%, got "195rps"`, "typed.yaml:24:5: slo[0]"},
 		{`  - {objective: "client_gone_rate < 1%"}`, "the client never receives it", "typed.yaml:24:17: slo[0].objective"},
 		{`  - {recovers_within: 2s, after: run}`, "when the load ends (8s): nothing is recorded after it, so this can never pass", "typed.yaml:24:34: slo[0].after"},

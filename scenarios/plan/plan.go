@@ -566,7 +566,7 @@ func whyNoDerivedPhase(name string, timeline []faults.Entry, ps []results.Phase)
 		return ""
 	}
 	if len(timeline) == 0 {
-		return "; with no fault the run is one phase, run"
+		return "; with no fault there is no before or after phase"
 	}
 	names := map[string]bool{}
 	for _, e := range timeline {

@@ -142,7 +142,7 @@ func TestBadScenarios(t *testing.T) {
 		// replica, a whole-run threshold, a 3 s hold, a 100 ms tolerance.
 		{"no replicas is not one", replace("    replicas: 2", "    replicas: 0"), 4, 15, "upstreams[0].replicas", "0 stands for the default here"},
 		{"a window of 0 is not the whole run", replace("  - p99 < 1s", `  - {objective: "p99 < 1s", every: 0s}`), 20, 36, "slo[0].every", "0 stands for the default here"},
-		{"a fault of 0s does not last the whole run", replace("duration: 500ms, params", "duration: 0s, params"), 18, 67, "faults[0].duration", "duration: 0 would last until the load ends, as duration left out: give a value above 0"},
+		{"a fault of 0s does not last the whole run", replace("duration: 500ms, params", "duration: 0s, params"), 18, 67, "faults[0].duration", "duration: 0 would read as duration left out (until the load ends; a live fault, until removed): give a value above 0"},
 		// A phase of no time said it ended before it started; one past the
 		// load with no end said it ended (at the load's end) before it
 		// started; end: 0s read as end left out, the whole load.
@@ -153,7 +153,7 @@ func TestBadScenarios(t *testing.T) {
 		// lost its before or after phase, and the error read as a typo.
 		{"no after when the fault lasts to the end", strings.NewReplacer("start: 1s, duration: 500ms, ", "start: 1s, ", "{phase: slow,", "{phase: after,").Replace(good), 21, 13, "slo[1].phase", `unknown phase "after" (phases: run, before, slow); fault slow lasts until the load ends (2s), so no phase comes after it`},
 		{"no before when the fault starts at 0s", strings.NewReplacer("start: 1s, duration", "start: 0s, duration", "{phase: slow,", "{phase: before,").Replace(good), 21, 13, "slo[1].phase", `unknown phase "before" (phases: run, slow, after); fault slow starts at 0s, so no phase comes before it`},
-		{"no before without a fault", strings.NewReplacer("faults:\n", "", "  - {name: slow, kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 20ms}}\n", "", "{phase: slow,", "{phase: before,").Replace(good), 19, 13, "slo[1].phase", `unknown phase "before" (phases: run); with no fault the run is one phase, run`},
+		{"no before without a fault", strings.NewReplacer("faults:\n", "", "  - {name: slow, kind: latency, target: api, start: 1s, duration: 500ms, params: {delay: 20ms}}\n", "", "{phase: slow,", "{phase: before,").Replace(good), 19, 13, "slo[1].phase", `unknown phase "before" (phases: run); with no fault there is no before or after phase`},
 		{"a hold of 0 is not 3s", replace("  - p99 < 1s", "  - {recovers_within: 1s, after: slow, hold: 0s}"), 20, 46, "slo[0].hold", "0 stands for the default here"},
 		{"a tolerance of 0 is not 100ms", replace("  - p99 < 1s", "  - {cascade: innermost, tolerance: 0s}"), 20, 37, "slo[0].tolerance", "0 stands for the default here"},
 		{"a safety window of 0 is not 5s", replace("slo:\n", "safety: [{objective: \"error_rate < 20%\", window: 0s}]\nslo:\n"), 19, 50, "safety[0].window", "0 stands for the default here"},
