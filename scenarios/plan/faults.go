@@ -147,7 +147,7 @@ func (c *compiler) faultExtras(p string, f scenarios.Fault, up *faults.UpstreamC
 	}
 	end := c.p.Duration
 	if f.Start.D() >= end && end > 0 {
-		c.errorf(p+".start", "the fault starts at %s, after the load ends at %s", f.Start, end)
+		c.errorf(p+".start", "the fault starts at %s, %s the load ends at %s", f.Start, atOrAfter(f.Start.D(), end), end)
 		ok = false
 	}
 	if f.Repeat != nil {

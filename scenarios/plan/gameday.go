@@ -108,7 +108,7 @@ func (c *compiler) gates() {
 			c.errorf(p+".end", "a gated phase ends when someone opens the gate (cascade phase next) or after max_hold; end does not apply")
 			continue
 		case c.p.Duration > 0 && ph.Start.D() >= c.p.Duration:
-			c.errorf(p+".start", "the gate is at %s, after the load ends at %s", ph.Start, c.p.Duration)
+			c.errorf(p+".start", "the gate is at %s, %s the load ends at %s", ph.Start, atOrAfter(ph.Start.D(), c.p.Duration), c.p.Duration)
 			continue
 		}
 		if other, ok := at[ph.Start.D()]; ok {

@@ -76,7 +76,7 @@ func TestGateAndSafetyErrors(t *testing.T) {
 	}{
 		{"unknown gate", rep("gate: manual", "gate: auto"), "phases[1].gate", `unknown gate "auto"`},
 		{"gate with end", rep("gate: manual,", "gate: manual, end: 9s,"), "phases[1].end", "end does not apply"},
-		{"gate after the load", rep("start: 4s, gate", "start: 10s, gate"), "phases[1].start", "after the load ends"},
+		{"gate after the load", rep("start: 4s, gate", "start: 10s, gate"), "phases[1].start", "the gate is at 10s, when the load ends at 10s"},
 		{"hold over the limit", rep("max_hold: 2m", "max_hold: 2h"), "phases[1].max_hold", "above the limit of 1h0m0s"},
 		{"max_hold without gate", rep("end: 4s}", "end: 4s, max_hold: 1m}"), "phases[0].max_hold", "add gate: manual"},
 		{"gate name taken", rep("name: ops-ready", "name: slow"), "phases[1].name", `phase "slow" already exists`},

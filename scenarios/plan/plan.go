@@ -533,7 +533,7 @@ func (c *compiler) phases() {
 		// The start first: with end left out (the end of the load), a
 		// start past the load read "the phase ends (10s) before it starts".
 		if ph.Start.D() >= end {
-			c.errorf(p+".start", "the phase starts at %s, after the load ends at %s", ph.Start, end)
+			c.errorf(p+".start", "the phase starts at %s, %s the load ends at %s", ph.Start, atOrAfter(ph.Start.D(), end), end)
 			continue
 		}
 		if ph.Start.D() == e {
@@ -659,4 +659,13 @@ func DerivePhases(timeline []faults.Entry, end time.Duration) []results.Phase {
 // 127.0.0.1:port, as fixed as listen's.
 func fixedContainerPort(u scenarios.Upstream) bool {
 	return u.Container != nil && !u.Container.Off && u.Container.Image != "" && u.Container.Port != 0
+}
+
+// atOrAfter words where a start lies against the load's end: "when" it
+// ends (the start is the end: nothing of the load is left) or "after".
+func atOrAfter(start, end time.Duration) string {
+	if start == end {
+		return "when"
+	}
+	return "after"
 }

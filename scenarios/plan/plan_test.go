@@ -148,6 +148,7 @@ func TestBadScenarios(t *testing.T) {
 		// started; end: 0s read as end left out, the whole load.
 		{"a phase of no time", replace("slo:\n", "phases: [{name: w, start: 1s, end: 1s}]\nslo:\n"), 19, 36, "phases[0].end", "the phase ends where it starts (1s): it holds no time"},
 		{"a phase past the load, no end", replace("slo:\n", "phases: [{name: w, start: 3s}]\nslo:\n"), 19, 27, "phases[0].start", "the phase starts at 3s, after the load ends at 2s"},
+		{"a phase at the load's end", replace("slo:\n", "phases: [{name: w, start: 2s}]\nslo:\n"), 19, 27, "phases[0].start", "the phase starts at 2s, when the load ends at 2s"},
 		{"a phase ending at 0s is not the whole load", replace("slo:\n", "phases: [{name: w, start: 0s, end: 0s}]\nslo:\n"), 19, 36, "phases[0].end", "end: 0 would read as end left out (the end of the load): give a value above 0"},
 		// An example edited so its fault starts at 0s or lasts to the end
 		// lost its before or after phase, and the error read as a typo.
